@@ -1,0 +1,1 @@
+"""Cryptographic primitives only, no protocol logic (ARCHITECTURE.md §2)."""
