@@ -1,0 +1,122 @@
+"""The Component seam: one job step, run by every party named in the job.
+
+A job spec (``sharedml.components.jobspec``) lists steps such as ``psi``,
+``split``, ``scale``, ``train``, ``predict`` and ``evaluate``. Each step names a
+:class:`Component`. Every party's process runs the same component with its own
+:class:`StepContext`; the parties talk only through ``ctx.session.channel``.
+``sharedml run`` (every party a local process) and the platform's node agents
+execute steps through :func:`execute` alike, so the two run the very same specs.
+
+What a component returns in :class:`StepResult.metrics` goes to the platform
+and the job's result file: it must be public (metrics, sizes, timings), never
+rows, labels or shares (9.4-3).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sharedml.errors import ConfigError
+from sharedml.session import Session
+
+
+class Params(BaseModel):
+    """Base of every component's parameter schema: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class PartyConfig:
+    """What the job spec says about one party."""
+
+    name: str
+    dataset: str | None = None
+    label: str | None = None
+    id_columns: tuple[str, ...] = ("id",)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    """One party's view of one step.
+
+    ``state`` carries the party's working objects from step to step (its
+    aligned frame, train/test split, fitted model part, predictions); it never
+    leaves the party's process.
+    """
+
+    session: Session
+    party: PartyConfig
+    parties: dict[str, PartyConfig]
+    state: dict[str, Any]
+    out_dir: Path
+    step_id: str
+    progress: Callable[[float, str], None] = lambda fraction, message: None
+
+    @property
+    def label_holder(self) -> str | None:
+        """The party that declared a label, if any."""
+        holders = [p.name for p in self.parties.values() if p.label]
+        return holders[0] if holders else None
+
+
+@dataclass
+class StepResult:
+    """Public outcome of a step at one party."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Component(ABC):
+    """A job step. Subclasses set ``name``, ``params`` and implement :meth:`run`."""
+
+    name: ClassVar[str]
+    params: ClassVar[type[Params]] = Params
+    #: "all" — every party runs it; otherwise the roles are checked by ``run``.
+    summary: ClassVar[str] = ""
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None, where: str) -> Params:
+        """Validate raw parameters; the error names the path of the bad field."""
+        try:
+            return cls.params.model_validate(raw or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            path = ".".join(str(p) for p in (where, *first["loc"]))
+            raise ConfigError(
+                f"invalid parameter {path}: {first['msg']}",
+                step=where,
+                remedy=f"see 'sharedml components show {cls.name}' for the schema",
+            ) from None
+
+    @abstractmethod
+    def run(self, ctx: StepContext, params: Any) -> StepResult: ...
+
+
+def execute(component: Component, ctx: StepContext, params: Params) -> StepResult:
+    """Run one step at one party, timing it and scoping its channel tags."""
+    start = time.perf_counter()
+    scoped = Session(
+        ctx.session.party,
+        ctx.session.peers,
+        ctx.session.channel.scope(ctx.step_id),
+        frac_bits=ctx.session.frac_bits,
+        seed=ctx.session.seed,
+        extras=ctx.session.extras,
+    )
+    inner = StepContext(
+        scoped, ctx.party, ctx.parties, ctx.state, ctx.out_dir, ctx.step_id, ctx.progress
+    )
+    result = component.run(inner, params)
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,142 @@
+"""The job spec: parties, their datasets, and the steps to run (ARCHITECTURE.md §4).
+
+::
+
+    name: credit-risk
+    scheme: mpc
+    parties:
+      bank:  {dataset: bank.csv, label: y}
+      shop:  {dataset: shop.csv}
+    steps:
+      - psi: {key: id}
+      - split: {test_size: 0.3, stratify: y, seed: 42}
+      - train: {model: logistic_regression, protocol: ss, epochs: 10}
+
+Each step is a one-key mapping ``{component: params}``; a step may also carry
+``id`` (default: the component name, numbered if repeated) and ``needs`` (ids of
+earlier steps; default: the step before). Parameters are checked against the
+component's schema when the spec is loaded, and every error names the path of
+the bad field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sharedml.components import registry
+from sharedml.components.base import Params, PartyConfig
+from sharedml.crypto.pki import check_party_id
+from sharedml.errors import ConfigError
+
+
+class PartySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = None
+    label: str | None = None
+    id: str | list[str] = "id"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepSpec(BaseModel):
+    """A parsed step: which component, with which (validated) parameters."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: str
+    component: str
+    params: Params
+    needs: list[str]
+
+
+class JobSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "job"
+    scheme: Literal["mpc", "tee"] = "mpc"
+    parties: dict[str, PartySpec]
+    steps: list[dict[str, Any]]
+
+    @field_validator("parties")
+    @classmethod
+    def _two_or_more(cls, v: dict[str, PartySpec]) -> dict[str, PartySpec]:
+        if len(v) < 1:
+            raise ValueError("a job needs at least one party")
+        for name in v:
+            check_party_id(name)
+        return v
+
+    def party_configs(self, base: Path | None = None) -> dict[str, PartyConfig]:
+        """Per-party configuration, dataset paths resolved against ``base``."""
+        out = {}
+        for name, p in self.parties.items():
+            dataset = p.dataset
+            if dataset is not None and base is not None and not Path(dataset).is_absolute():
+                dataset = str((base / dataset).resolve())
+            ids = (p.id,) if isinstance(p.id, str) else tuple(p.id)
+            out[name] = PartyConfig(name, dataset, p.label, ids, dict(p.options))
+        return out
+
+    def parsed_steps(self) -> list[StepSpec]:
+        """Steps with parameters validated and dependencies resolved."""
+        steps: list[StepSpec] = []
+        seen: dict[str, int] = {}
+        for i, raw in enumerate(self.steps):
+            where = f"steps[{i}]"
+            body = dict(raw)
+            step_id = body.pop("id", None)
+            needs = body.pop("needs", None)
+            if len(body) != 1:
+                raise ConfigError(
+                    f"{where} must name exactly one component, found {sorted(body) or 'none'}"
+                )
+            (name, params), = body.items()
+            component = registry.get(name)
+            seen[name] = seen.get(name, 0) + 1
+            if step_id is None:
+                step_id = name if seen[name] == 1 else f"{name}{seen[name]}"
+            if any(s.id == step_id for s in steps):
+                raise ConfigError(f"{where}: duplicate step id {step_id!r}")
+            if needs is None:
+                needs = [steps[-1].id] if steps else []
+            known = {s.id for s in steps}
+            for dep in needs:
+                if dep not in known:
+                    raise ConfigError(f"{where}.needs: {dep!r} is not an earlier step")
+            steps.append(
+                StepSpec(
+                    id=str(step_id),
+                    component=name,
+                    params=component.parse(params, f"{where}.{name}"),
+                    needs=list(needs),
+                )
+            )
+        return steps
+
+
+def load(source: str | Path | dict[str, Any]) -> JobSpec:
+    """Load and validate a job spec from a YAML/JSON file, a YAML string or a dict."""
+    if isinstance(source, dict):
+        raw: Any = source
+    else:
+        text = str(source)
+        if isinstance(source, Path) or ("\n" not in text and Path(text).exists()):
+            text = Path(source).read_text(encoding="utf-8")
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"job spec is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("a job spec must be a mapping with 'parties' and 'steps'")
+    try:
+        spec = JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid job spec field {path}: {first['msg']}") from None
+    spec.parsed_steps()
+    return spec

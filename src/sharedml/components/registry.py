@@ -1,0 +1,45 @@
+"""Where components are found: built-ins plus the ``sharedml.components`` entry point.
+
+A new algorithm ships as a new package (8.2-1) whose ``pyproject.toml`` says::
+
+    [project.entry-points."sharedml.components"]
+    my_step = "my_package.module:MyComponent"
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from sharedml.components.base import Component
+from sharedml.errors import ConfigError
+
+#: Built-in components: name -> "module:Class" (imported on first use).
+BUILTIN: dict[str, str] = {}
+
+
+def _load(path: str) -> type[Component]:
+    module, _, attr = path.partition(":")
+    obj = getattr(importlib.import_module(module), attr)
+    if not (isinstance(obj, type) and issubclass(obj, Component)):
+        raise ConfigError(f"{path} is not a sharedml Component")
+    return obj
+
+
+def available() -> dict[str, str]:
+    """Every known component name and where it comes from."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group="sharedml.components"):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def get(name: str) -> type[Component]:
+    """The component class registered under ``name``."""
+    known = available()
+    if name not in known:
+        raise ConfigError(
+            f"unknown step {name!r}",
+            remedy=f"use one of {sorted(known)} or install the package that provides it",
+        )
+    return _load(known[name])
