@@ -1,0 +1,1 @@
+"""Algorithms, each written as party roles over a Session."""
