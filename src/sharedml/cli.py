@@ -27,7 +27,9 @@ app.add_typer(pki_app, name="pki")
 console = Console(stderr=True)
 
 #: Modules with a ``register(app: typer.Typer) -> None`` function.
-PLUGINS: list[str] = []
+PLUGINS: list[str] = [
+    "sharedml.runner",
+]
 
 
 @pki_app.command("init")
