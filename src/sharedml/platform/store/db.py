@@ -1,0 +1,106 @@
+"""Engine, sessions and migrations: :class:`Store` is the one handle on the database.
+
+SQLite (a file in the platform's data dir) is the embedded default; PostgreSQL
+(``postgresql+psycopg://...``, the ``postgres`` extra) is the production
+backend. :meth:`Store.upgrade` runs the Alembic migrations to ``head``; the
+platform calls it on start-up, so a new release migrates its database itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from sharedml.errors import ConfigError
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The embedded database's URL: ``DATA_DIR/platform.db``."""
+    return f"sqlite:///{Path(data_dir).resolve() / 'platform.db'}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+class Store:
+    """A database: ``with store.session() as s: ...`` commits on success, rolls back on error."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite"):
+                self.engine: Engine = create_engine(
+                    url, connect_args={"check_same_thread": False, "timeout": 10}
+                )
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+                if url not in ("sqlite://", "sqlite:///:memory:"):
+                    with self.engine.connect() as conn:
+                        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot open the platform database {self.safe_url}: {exc}",
+                remedy="check --db-url; PostgreSQL needs the 'postgres' extra (psycopg)",
+            ) from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        return self.engine.url.render_as_string(hide_password=True) if hasattr(
+            self, "engine"
+        ) else self.url.split("@")[-1]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the Alembic migrations up to ``revision`` (idempotent)."""
+        from alembic import command
+
+        with self.engine.begin() as conn:
+            command.upgrade(self._alembic_config(conn), revision)
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def table_names(self) -> list[str]:
+        return sorted(inspect(self.engine).get_table_names())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _alembic_config(self, conn: Any) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        return cfg
