@@ -29,6 +29,7 @@ console = Console(stderr=True)
 #: Modules with a ``register(app: typer.Typer) -> None`` function.
 PLUGINS: list[str] = [
     "sharedml.runner",
+    "sharedml.demo",
 ]
 
 

@@ -120,7 +120,12 @@ def decode(header: bytes | memoryview, payload: bytes | bytearray | memoryview) 
             f"frame shape {tuple(shape)} of {dtype} needs {count * dtype.itemsize} bytes, "
             f"header says {nbytes}"
         )
-    buf = payload if isinstance(payload, bytearray) else bytearray(payload)
+    # A writable buffer (a receiver's preallocated bytearray or array) becomes the
+    # array's memory as is; read-only bytes are copied once so the array is writable.
+    writable = isinstance(payload, bytearray) or (
+        isinstance(payload, memoryview) and not payload.readonly
+    )
+    buf = payload if writable else bytearray(payload)
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
 

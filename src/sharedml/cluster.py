@@ -1,0 +1,347 @@
+"""Run one function per party, each in its own OS process, over gRPC with mutual TLS.
+
+The local-cluster run mode (ARCHITECTURE.md §6) for tests, benchmarks and the
+demo: :func:`run_cluster` has the signature and meaning of
+:func:`sharedml.simulation.run_parties`, but every party is a separate
+process (``spawn``) with its own :class:`~sharedml.transport.grpc.GrpcEndpoint`
+on loopback, holding a certificate issued by a CA made for this run in a
+temporary directory.
+
+The parent is the orchestrator, not a party: it starts the processes, tells
+each where the others listen, collects results (pickled between parent and
+child only — never between parties) and stops everyone. Start-up and
+shut-down go in three steps so no party's server disappears while a peer
+still sends to it:
+
+1. each child starts its server on a free port and reports the port;
+2. the parent sends every child the address book; children run ``fn``,
+   flush their channel and report the result or their traceback;
+3. once all have reported (or one failed), the parent tells the children to
+   exit, then terminates any that linger. A child whose parent dies exits
+   by itself (it watches its pipe), so no process is orphaned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import multiprocessing
+import os
+import pickle
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from sharedml.crypto import pki
+from sharedml.errors import ChannelError, ConfigError, SharedMLError
+from sharedml.session import DEFAULT_FRAC_BITS, Session
+from sharedml.simulation import PartyFailed, PartyFn
+
+log = logging.getLogger("sharedml.cluster")
+
+#: How long the parent waits for a child to start its server.
+STARTUP_TIMEOUT = 60.0
+#: After a party fails, how long the others get to report before they are stopped.
+FAILURE_GRACE = 2.0
+
+
+class PartyCrashed(SharedMLError):
+    """A party's process ended without reporting (killed, crashed, exited)."""
+
+
+class RemoteError(SharedMLError):
+    """Stands for a party's exception that could not be brought back as itself."""
+
+
+def run_cluster(
+    fn: PartyFn | Mapping[str, PartyFn],
+    parties: Sequence[str],
+    *,
+    job: str = "job",
+    timeout: float = 120.0,
+    frac_bits: int = DEFAULT_FRAC_BITS,
+    seed: bytes | None = None,
+    extras: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run ``fn`` (or ``fn[party]``) for every party in its own process; return results by party.
+
+    ``fn`` must be picklable by reference (a module-level function, or a
+    mapping of them); so must ``extras`` and the results. ``timeout`` bounds
+    every receive. If a party raises, the run raises :class:`PartyFailed`
+    with that party's name and traceback (the first party that failed for a
+    reason other than a peer's failure).
+    """
+    parties = list(parties)
+    if len(set(parties)) != len(parties) or not parties:
+        raise SharedMLError(f"parties must be distinct and non-empty, got {parties}")
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="sharedml-cluster-") as pki_dir:
+        pki.init_ca(pki_dir)
+        for party in parties:
+            pki.issue(pki_dir, party)
+        pipes: dict[str, Connection] = {}
+        procs: dict[str, multiprocessing.process.BaseProcess] = {}
+        try:
+            for party in parties:
+                func = fn[party] if isinstance(fn, Mapping) else fn
+                party_seed = (
+                    hashlib.sha256(seed + party.encode()).digest() if seed is not None else None
+                )
+                spec = _ChildSpec(
+                    party,
+                    parties,
+                    job,
+                    timeout,
+                    frac_bits,
+                    party_seed,
+                    dict((extras or {}).get(party, {})),
+                    pki_dir,
+                )
+                parent_end, child_end = ctx.Pipe()
+                proc = ctx.Process(
+                    target=_child_main,
+                    args=(func, spec, child_end),
+                    name=f"sharedml-{party}",
+                    daemon=True,
+                )
+                try:
+                    proc.start()
+                except (pickle.PicklingError, AttributeError, TypeError) as exc:
+                    raise ConfigError(
+                        f"cannot send the function or extras of party {party!r} to its process: {exc}",
+                        party=party,
+                        remedy="pass a module-level function (not a lambda or closure) and "
+                        "picklable extras",
+                    ) from exc
+                finally:
+                    child_end.close()
+                pipes[party], procs[party] = parent_end, proc
+            return _orchestrate(pipes, procs)
+        finally:
+            _stop_all(pipes, procs)
+
+
+class _ChildSpec:
+    def __init__(
+        self,
+        party: str,
+        parties: list[str],
+        job: str,
+        timeout: float,
+        frac_bits: int,
+        seed: bytes | None,
+        extras: dict[str, Any],
+        pki_dir: str,
+    ) -> None:
+        self.party, self.parties, self.job = party, parties, job
+        self.timeout, self.frac_bits, self.seed = timeout, frac_bits, seed
+        self.extras, self.pki_dir = extras, pki_dir
+
+
+def _orchestrate(
+    pipes: dict[str, Connection], procs: dict[str, multiprocessing.process.BaseProcess]
+) -> dict[str, Any]:
+    addresses = _collect_addresses(pipes, procs)
+    for pipe in pipes.values():
+        pipe.send(("addresses", addresses))
+    results: dict[str, Any] = {}
+    failures: list[tuple[str, BaseException, str]] = []
+    waiting = dict(pipes)
+    grace_until: float | None = None
+    while waiting:
+        remaining = None if grace_until is None else max(grace_until - time.monotonic(), 0)
+        if remaining == 0:
+            break
+        by_sentinel = {procs[p].sentinel: p for p in waiting}
+        ready = wait([*waiting.values(), *by_sentinel], timeout=remaining)
+        for item in ready:
+            party = by_sentinel.get(item) if isinstance(item, int) else _party_of(waiting, item)
+            if party is None or party not in waiting:
+                continue
+            outcome = _read_outcome(party, waiting[party], procs[party])
+            del waiting[party]
+            if outcome[0] == "ok":
+                results[party] = outcome[1]
+            else:
+                failures.append((party, outcome[1], outcome[2]))
+                grace_until = grace_until or time.monotonic() + FAILURE_GRACE
+    if failures:
+        primary = next((f for f in failures if not isinstance(f[1], ChannelError)), failures[0])
+        raise PartyFailed(*primary) from primary[1]
+    return results
+
+
+def _party_of(waiting: dict[str, Connection], conn: object) -> str | None:
+    return next((p for p, c in waiting.items() if c is conn), None)
+
+
+def _collect_addresses(
+    pipes: dict[str, Connection], procs: dict[str, multiprocessing.process.BaseProcess]
+) -> dict[str, str]:
+    addresses: dict[str, str] = {}
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    for party, pipe in pipes.items():
+        remaining = max(deadline - time.monotonic(), 0)
+        message = None
+        if wait([pipe, procs[party].sentinel], timeout=remaining):
+            try:
+                message = pipe.recv() if pipe.poll() else None
+            except (EOFError, OSError):
+                message = None
+        if message is not None and message[0] == "address":
+            addresses[party] = message[1]
+            continue
+        if message is not None:
+            raise PartyFailed(party, _revive(message[1], message[2]), message[2])
+        procs[party].join(timeout=1)
+        raise PartyFailed(
+            party,
+            PartyCrashed(
+                f"party {party!r}'s process did not start its server "
+                f"(exit code {procs[party].exitcode})",
+                party=party,
+                remedy="a script that calls run_cluster must guard its entry point with "
+                "'if __name__ == \"__main__\":' (processes are spawned)",
+            ),
+            "",
+        )
+    return addresses
+
+
+def _read_outcome(
+    party: str, pipe: Connection, proc: multiprocessing.process.BaseProcess
+) -> tuple[str, Any, str]:
+    """("ok", result, "") or ("error", exception, traceback) from a child."""
+    try:
+        if pipe.poll():
+            kind, payload, tb = pipe.recv()
+            if kind == "ok":
+                return "ok", payload, ""
+            return "error", _revive(payload, tb), tb
+    except (EOFError, OSError):
+        pass
+    proc.join(timeout=5)
+    error = PartyCrashed(
+        f"party {party!r}'s process ended without reporting (exit code {proc.exitcode})",
+        party=party,
+    )
+    return "error", error, ""
+
+
+def _revive(payload: bytes, tb: str) -> BaseException:
+    try:
+        error = pickle.loads(payload)
+        if isinstance(error, BaseException):
+            return error
+    except Exception:  # an exception class the parent cannot rebuild
+        pass
+    return RemoteError(tb.strip().splitlines()[-1] if tb.strip() else "unknown error")
+
+
+def _stop_all(
+    pipes: dict[str, Connection], procs: dict[str, multiprocessing.process.BaseProcess]
+) -> None:
+    for pipe in pipes.values():
+        with contextlib.suppress(OSError, ValueError):
+            pipe.send(("exit", None))
+    deadline = time.monotonic() + 5.0
+    for proc in procs.values():
+        proc.join(timeout=max(deadline - time.monotonic(), 0.1))
+    for proc in procs.values():
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=3)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    for pipe in pipes.values():
+        pipe.close()
+
+
+# -- in the child process ----------------------------------------------------------
+def _child_main(fn: Callable[[Session], Any], spec: _ChildSpec, pipe: Connection) -> None:
+    from sharedml.transport.grpc import GrpcEndpoint
+
+    endpoint = None
+    try:
+        endpoint = GrpcEndpoint(pki.load_identity(spec.pki_dir, spec.party))
+        pipe.send(("address", endpoint.address, ""))
+        kind, addresses = pipe.recv()
+        if kind != "addresses":
+            os._exit(0)
+        exit_now, finished = threading.Event(), threading.Event()
+        threading.Thread(target=_watch_parent, args=(pipe, exit_now, finished), daemon=True).start()
+        outcome = _run_party(fn, spec, endpoint, addresses)
+        finished.set()
+        pipe.send(outcome)
+        exit_now.wait()
+    except (EOFError, OSError, KeyboardInterrupt):
+        os._exit(1)  # the parent is gone: leave no orphan behind
+    except BaseException as exc:
+        _send_error(pipe, exc)
+    finally:
+        if endpoint is not None:
+            endpoint.close(grace=0.5)
+
+
+def _run_party(
+    fn: Callable[[Session], Any], spec: _ChildSpec, endpoint: Any, addresses: dict[str, str]
+) -> tuple[str, Any, str]:
+    channel = endpoint.channel(spec.job, spec.parties, addresses, spec.timeout)
+    kwargs: dict[str, Any] = {"extras": spec.extras}
+    if spec.seed is not None:
+        kwargs["seed"] = spec.seed
+    try:
+        session = Session(
+            spec.party, tuple(spec.parties), channel, frac_bits=spec.frac_bits, **kwargs
+        )
+        result = fn(session)
+        channel.close()
+    except BaseException as exc:
+        with contextlib.suppress(ChannelError):
+            channel.close()
+        return _error_message(exc)
+    try:
+        pickle.dumps(result)
+    except Exception as exc:
+        return _error_message(
+            SharedMLError(
+                f"party {spec.party!r} returned a result that cannot be sent to the parent: {exc!r}",
+                party=spec.party,
+                remedy="return numpy arrays, numbers, strings or dicts of them",
+            )
+        )
+    return "ok", result, ""
+
+
+def _error_message(exc: BaseException) -> tuple[str, Any, str]:
+    tb = "".join(traceback.format_exception(exc))
+    try:
+        payload = pickle.dumps(exc)
+        pickle.loads(payload)
+    except Exception:
+        payload = b""
+    return "error", payload, tb
+
+
+def _send_error(pipe: Connection, exc: BaseException) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        pipe.send(_error_message(exc))
+
+
+def _watch_parent(pipe: Connection, exit_now: threading.Event, finished: threading.Event) -> None:
+    try:
+        while True:
+            kind, _ = pipe.recv()
+            if kind == "exit":
+                if not finished.is_set():
+                    os._exit(3)  # the run was stopped (another party failed) while this one ran
+                exit_now.set()
+                return
+    except (EOFError, OSError):
+        os._exit(1)  # the parent died: do not outlive it

@@ -1,0 +1,393 @@
+"""Party-to-party transport over gRPC with mutual TLS (processes or hosts).
+
+One :class:`GrpcEndpoint` per party process holds its mTLS
+:class:`~sharedml.transport.grpc_server.PeerServer` (which receives for every
+job) and one pooled connection per peer. :meth:`GrpcEndpoint.channel` gives a
+:class:`GrpcChannel` for one job; it sends each peer its values over one
+long-lived stream (values chunked per :mod:`~sharedml.transport.grpc_wire`)
+and reads what peers sent from the job's mailbox, so out-of-order arrival
+works and concurrent jobs never mix.
+
+Both ends authenticate with certificates from the deployment CA
+(:mod:`sharedml.crypto.pki`); a client checks that the server's certificate
+names the peer it meant to reach (``grpc.ssl_target_name_override``), and the
+server takes the sender's id from the client certificate only.
+
+Errors: a peer that cannot be reached (down, or failing TLS) after connect
+retries with back-off raises :class:`PeerUnreachable`, as does a peer that
+refuses the job; a receive that waits too long raises :class:`PeerTimeout`
+naming peer and tag; a peer that dies mid-stream, or whose stream breaks,
+raises :class:`ChannelError`; a malformed frame, :class:`FrameError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+
+import grpc
+
+from sharedml.crypto.pki import Identity
+from sharedml.errors import ChannelError, FrameError, PeerTimeout, PeerUnreachable
+from sharedml.transport import grpc_wire
+from sharedml.transport.base import DEFAULT_TIMEOUT, Channel
+from sharedml.transport.codec import Value
+from sharedml.transport.grpc_server import (
+    ADMITTED,
+    JOB_KEY,
+    METHOD,
+    WIRE_KEY,
+    PeerServer,
+    message_options,
+)
+
+log = logging.getLogger("sharedml.transport.grpc")
+
+#: Chunks queued per outgoing stream before ``send`` waits for the network.
+QUEUE_DEPTH = 16
+_END = object()
+
+
+def _client_options(peer: str) -> list[tuple[str, str | int]]:
+    return [
+        *message_options(),
+        ("grpc.ssl_target_name_override", peer),
+        # Connect retries back off from 50 ms to 1 s (gRPC's default starts at 1 s).
+        ("grpc.initial_reconnect_backoff_ms", 50),
+        ("grpc.min_reconnect_backoff_ms", 50),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        # Notice a vanished host (not just a dead process) within ~30 s.
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+
+
+class GrpcEndpoint:
+    """One party process's presence on the network: its server and its connections.
+
+    Args:
+        identity: this party's certificate, key and CA (see :func:`sharedml.crypto.pki.load_identity`).
+        host, port: where this party's server listens (port 0: a free port).
+        connect_timeout: how long to retry reaching a peer before
+            :class:`PeerUnreachable`.
+        chunk_bytes: size of the gRPC messages a large value is cut into.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        connect_timeout: float = 30.0,
+        chunk_bytes: int = grpc_wire.DEFAULT_CHUNK,
+        admit_wait: float = 30.0,
+        max_frame: int = grpc_wire.DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.identity = identity
+        self.party = identity.party
+        self.connect_timeout = connect_timeout
+        self.chunk_bytes = chunk_bytes
+        self.server = PeerServer(identity, host, port, admit_wait=admit_wait, max_frame=max_frame)
+        self._credentials = grpc.ssl_channel_credentials(
+            root_certificates=identity.ca_pem,
+            private_key=identity.key_pem,
+            certificate_chain=identity.cert_pem,
+        )
+        self._lock = threading.Lock()
+        self._connections: dict[tuple[str, str], grpc.Channel] = {}
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def channel(
+        self,
+        job: str,
+        peers: Iterable[str],
+        addresses: Mapping[str, str],
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> GrpcChannel:
+        """A channel for ``job`` among ``peers`` (this party included), whose
+        servers listen at ``addresses`` (party -> "host:port")."""
+        return GrpcChannel(self, job, tuple(peers), addresses, timeout)
+
+    def connection(self, peer: str, address: str) -> grpc.Channel:
+        """The pooled, ready connection to ``peer`` at ``address``.
+
+        Retries with back-off (50 ms doubling to 1 s) until
+        :attr:`connect_timeout`, then raises :class:`PeerUnreachable`.
+        """
+        key = (peer, address)
+        with self._lock:
+            conn = self._connections.get(key)
+            if conn is None:
+                conn = grpc.secure_channel(
+                    address, self._credentials, options=_client_options(peer)
+                )
+                self._connections[key] = conn
+        deadline = time.monotonic() + self.connect_timeout
+        ready = grpc.channel_ready_future(conn)
+        delay, attempt = 0.05, 1
+        while True:
+            try:
+                ready.result(timeout=max(min(delay, deadline - time.monotonic()), 0.001))
+                return conn
+            except grpc.FutureTimeoutError:
+                if time.monotonic() >= deadline:
+                    ready.cancel()
+                    self._drop(key, conn)
+                    raise PeerUnreachable(
+                        f"could not reach party {peer!r} at {address} within "
+                        f"{self.connect_timeout:g} s ({attempt} attempts)",
+                        party=self.party,
+                        remedy=f"check that {peer!r} is running there and that its certificate "
+                        "chains to this deployment's CA, names it and has not expired",
+                    ) from None
+                log.debug(
+                    "party %s: %s at %s not ready (attempt %d)", self.party, peer, address, attempt
+                )
+                delay, attempt = min(delay * 2, 1.0), attempt + 1
+
+    def _drop(self, key: tuple[str, str], conn: grpc.Channel) -> None:
+        with self._lock:
+            if self._connections.get(key) is conn:
+                del self._connections[key]
+        conn.close()
+
+    def close(self, grace: float | None = 1.0) -> None:
+        """Close every connection and stop the server."""
+        with self._lock:
+            conns, self._connections = list(self._connections.values()), {}
+        for conn in conns:
+            conn.close()
+        self.server.stop(grace)
+
+    def __enter__(self) -> GrpcEndpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Requests:
+    """The request iterator gRPC consumes: chunks from a bounded queue."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.dead = threading.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        while True:
+            try:
+                item = self.queue.get(timeout=0.5)
+            except queue.Empty:
+                if self.dead.is_set():
+                    raise StopIteration from None
+                continue
+            if item is _END:
+                raise StopIteration
+            assert isinstance(item, bytes)  # only bytes and _END are queued
+            return item
+
+
+class _Link:
+    """The long-lived outgoing stream from this party to one peer in one job."""
+
+    def __init__(self, channel: GrpcChannel, peer: str, address: str) -> None:
+        self.peer = peer
+        self.party = channel.party
+        self.job = channel.job
+        self.chunk = channel.endpoint.chunk_bytes
+        self._lock = threading.Lock()
+        self._requests = _Requests()
+        self._admitted = threading.Event()
+        self._finished = threading.Event()
+        self._error: ChannelError | None = None
+        conn = channel.endpoint.connection(peer, address)
+        stream = conn.stream_stream(METHOD)
+        self._call = stream(
+            self._requests,
+            metadata=((JOB_KEY, self.job), (WIRE_KEY, str(grpc_wire.VERSION))),
+            wait_for_ready=True,
+        )
+        threading.Thread(
+            target=self._read_replies, daemon=True, name=f"link-{self.party}-{peer}"
+        ).start()
+        if not self._admitted.wait(channel.admit_timeout):
+            self._abandon()
+            raise PeerTimeout(
+                f"party {peer!r} did not admit a stream for job {self.job!r} within "
+                f"{channel.admit_timeout:g} s",
+                party=self.party,
+                remedy=f"check that {peer!r} has started job {self.job!r}",
+            )
+        self._raise_if_failed()
+
+    def _read_replies(self) -> None:
+        try:
+            for reply in self._call:
+                if reply == ADMITTED:
+                    self._admitted.set()
+        except grpc.RpcError as exc:
+            self._error = self._translate(exc)
+        finally:
+            self._requests.dead.set()
+            self._finished.set()
+            self._admitted.set()
+
+    def _translate(self, exc: grpc.RpcError) -> ChannelError:
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        where = {"party": self.party, "step": self.job}
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return FrameError(f"party {self.peer!r} rejected a frame: {details}", **where)
+        if code in (
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.UNAUTHENTICATED,
+        ):
+            return PeerUnreachable(f"party {self.peer!r} refused the stream: {details}", **where)
+        return ChannelError(
+            f"stream to party {self.peer!r} broke ({code.name if code else 'error'}: {details})",
+            **where,
+            remedy=f"check whether party {self.peer!r} is still running",
+        )
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._finished.is_set():
+            raise ChannelError(f"stream to party {self.peer!r} has ended", party=self.party)
+
+    def send(self, tag: str, value: Value, timeout: float) -> None:
+        with self._lock:
+            for message in grpc_wire.messages(tag, value, self.chunk):
+                self._put(message, tag, timeout)
+
+    def _put(self, item: object, tag: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._raise_if_failed()
+            try:
+                self._requests.queue.put(
+                    item, timeout=min(0.25, max(deadline - time.monotonic(), 0))
+                )
+                return
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    raise PeerTimeout(
+                        f"party {self.peer!r} did not take a message under tag {tag!r} "
+                        f"within {timeout:g} s",
+                        party=self.party,
+                        step=tag,
+                        remedy=f"check that party {self.peer!r} is running and reading",
+                    ) from None
+
+    def close(self, timeout: float) -> None:
+        """Finish the stream and wait until the peer has filed everything sent."""
+        with self._lock:
+            if not self._finished.is_set():
+                self._put(_END, "(close)", timeout)
+            if not self._finished.wait(timeout):
+                self._abandon()
+                raise PeerTimeout(
+                    f"party {self.peer!r} did not confirm this party's last messages "
+                    f"within {timeout:g} s",
+                    party=self.party,
+                    step=self.job,
+                )
+        if self._error is not None:
+            raise self._error
+
+    def _abandon(self) -> None:
+        self._requests.dead.set()
+        self._call.cancel()
+
+
+class GrpcChannel(Channel):
+    """One party's channel for one job over gRPC with mutual TLS.
+
+    Made by :meth:`GrpcEndpoint.channel`. Streams to peers open on first
+    send (or all at once with :meth:`connect`); :meth:`close` waits until
+    every peer has filed what this party sent.
+    """
+
+    def __init__(
+        self,
+        endpoint: GrpcEndpoint,
+        job: str,
+        peers: tuple[str, ...],
+        addresses: Mapping[str, str],
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(endpoint.party, peers, job, timeout)
+        missing = [p for p in self.peers if p != self.party and p not in addresses]
+        if missing:
+            raise ChannelError(f"no address for parties {missing}", party=self.party, step=job)
+        self.endpoint = endpoint
+        self.addresses = dict(addresses)
+        self.admit_timeout = max(timeout, endpoint.server.admit_wait + 5.0)
+        self._mailbox = endpoint.server.register(job, self.peers)
+        self._links: dict[str, _Link] = {}
+        self._links_lock = threading.Lock()
+        self._closed = False
+
+    def connect(self) -> None:
+        """Open the stream to every peer now (otherwise each opens on first send)."""
+        for peer in self.peers:
+            if peer != self.party:
+                self._link(peer)
+
+    def _link(self, peer: str) -> _Link:
+        with self._links_lock:
+            if self._closed:
+                raise ChannelError(f"channel of job {self.job!r} is closed", party=self.party)
+            link = self._links.get(peer)
+            if link is None:
+                link = _Link(self, peer, self.addresses[peer])
+                self._links[peer] = link
+            return link
+
+    def _send(self, to: str, tag: str, value: Value) -> None:
+        self._link(to).send(tag, value, self.timeout)
+
+    def _recv(self, frm: str, tag: str, timeout: float) -> Value:
+        return self._mailbox.get(self.job, frm, tag, timeout)
+
+    def pending(self) -> int:
+        """Values received in this job that nobody has read yet."""
+        return self._mailbox.pending(self.job)
+
+    def close(self) -> None:
+        """Flush every stream, then stop receiving for this job.
+
+        Raises the first error a peer reported (e.g. a refused stream), after
+        closing everything.
+        """
+        with self._links_lock:
+            if self._closed:
+                return
+            self._closed = True
+            links = list(self._links.values())
+        errors: list[ChannelError] = []
+        for link in links:
+            try:
+                link.close(self.timeout)
+            except ChannelError as exc:
+                errors.append(exc)
+        self.endpoint.server.unregister(self.job)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> GrpcChannel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,268 @@
+"""The receiving half of the gRPC transport: one mutual-TLS server per party process.
+
+Every job this process takes part in registers its peer list and gets a
+:class:`~sharedml.transport.base.Mailbox`; peers open one long-lived stream
+per job (``/sharedml.transport.v1.Peer/Stream``, raw bytes, no protobuf
+codegen) and the server files each value they send under (job, sender, tag).
+
+Who the sender is comes only from its verified TLS certificate (subject
+common name = party id, chained to the deployment CA, checked by TLS before
+any byte of a frame is read) — never from the message. A stream is refused
+when its job is unknown here or its sender is not among the job's peers; a
+malformed frame aborts only the stream that carried it. Either way the
+server goes on serving everyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import NoReturn
+
+import grpc
+
+from sharedml.crypto.pki import Identity, party_of
+from sharedml.errors import AuthError, ChannelError, ConfigError, FrameError
+from sharedml.transport import grpc_wire
+from sharedml.transport.base import Mailbox
+
+log = logging.getLogger("sharedml.transport.grpc")
+
+SERVICE = "sharedml.transport.v1.Peer"
+METHOD = f"/{SERVICE}/Stream"
+JOB_KEY = "sharedml-job"
+WIRE_KEY = "sharedml-wire"
+#: Reply that tells the sender its stream was admitted.
+ADMITTED = b"admitted"
+#: gRPC message limit; chunks stay far below it.
+MAX_MESSAGE = 64 << 20
+#: Closed jobs remembered so late frames for them are drained quietly.
+_CLOSED_MEMORY = 4096
+
+
+def message_options() -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ]
+
+
+@dataclass
+class _Job:
+    peers: frozenset[str]
+    mailbox: Mailbox
+
+
+class PeerServer:
+    """This party's mTLS server, shared by all its concurrent jobs.
+
+    Args:
+        identity: this party's certificate, key and the CA it trusts.
+        host, port: where to listen (port 0 picks a free port; see :attr:`port`).
+        admit_wait: how long a stream for a job not yet registered here waits
+            for it (peers may start a little before this party does).
+        max_frame: the largest value accepted from a peer (bounds allocation).
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        admit_wait: float = 30.0,
+        max_frame: int = grpc_wire.DEFAULT_MAX_FRAME,
+        max_workers: int = 128,
+    ) -> None:
+        self.party = identity.party
+        self.admit_wait = admit_wait
+        self.max_frame = max_frame
+        self._cond = threading.Condition()
+        self._jobs: dict[str, _Job] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"peer-{self.party}"),
+            options=message_options(),
+        )
+        handler = grpc.stream_stream_rpc_method_handler(self._serve)
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {"Stream": handler}),)
+        )
+        credentials = grpc.ssl_server_credentials(
+            [(identity.key_pem, identity.cert_pem)],
+            root_certificates=identity.ca_pem,
+            require_client_auth=True,
+        )
+        self.host = host
+        self.port = self._server.add_secure_port(f"{host}:{port}", credentials)
+        if self.port == 0:
+            raise ConfigError(f"party {self.party!r} could not listen on {host}:{port}")
+        self._server.start()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -- jobs -------------------------------------------------------------------
+    def register(self, job: str, peers: Iterable[str]) -> Mailbox:
+        """Accept streams for ``job`` from ``peers``; returns the job's mailbox."""
+        with self._cond:
+            if job in self._jobs:
+                raise ConfigError(
+                    f"job {job!r} already has an open channel at party {self.party!r}",
+                    remedy="use a distinct job id per concurrent job",
+                )
+            self._closed.pop(job, None)
+            mailbox = Mailbox(self.party)
+            self._jobs[job] = _Job(frozenset(peers) - {self.party}, mailbox)
+            self._cond.notify_all()
+            return mailbox
+
+    def unregister(self, job: str) -> None:
+        """Stop filing ``job``'s messages; late ones are drained and dropped."""
+        with self._cond:
+            if self._jobs.pop(job, None) is not None:
+                self._closed[job] = None
+                while len(self._closed) > _CLOSED_MEMORY:
+                    self._closed.popitem(last=False)
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self._server.stop(grace).wait()
+
+    # -- the stream handler -----------------------------------------------------
+    def _serve(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        sender = self._sender(context)
+        meta = {k: v for k, v in context.invocation_metadata()}
+        job = meta.get(JOB_KEY)
+        if not isinstance(job, str) or meta.get(WIRE_KEY) != str(grpc_wire.VERSION):
+            self._refuse(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"stream from {sender!r} lacks a job id or speaks another wire version",
+            )
+        entry = self._admit(sender, job, context)
+        yield ADMITTED
+        if entry is None:  # job already closed here: drain quietly
+            for _ in requests:
+                pass
+            return
+        yield from self._receive(sender, job, entry.mailbox, requests, context)
+
+    def _sender(self, context: grpc.ServicerContext) -> str:
+        auth = context.auth_context()
+        names = auth.get("x509_common_name") or []
+        if len(names) == 1:
+            return names[0].decode()
+        pems = auth.get("x509_pem_cert") or []
+        try:
+            return party_of(pems[0])
+        except (IndexError, AuthError, ValueError):
+            self._refuse(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "peer presented no certificate with a single common name",
+            )
+
+    def _admit(self, sender: str, job: str, context: grpc.ServicerContext) -> _Job | None:
+        deadline = time.monotonic() + self.admit_wait
+        with self._cond:
+            while job not in self._jobs:
+                if job in self._closed:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not context.is_active():
+                    self._refuse(
+                        context,
+                        grpc.StatusCode.NOT_FOUND,
+                        f"party {self.party!r} has no job {job!r} (waited {self.admit_wait:g} s)",
+                    )
+                self._cond.wait(min(remaining, 0.5))
+            entry = self._jobs[job]
+        if sender not in entry.peers:
+            self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"party {sender!r} is not a peer of job {job!r} at {self.party!r} "
+                f"(peers: {sorted(entry.peers)})",
+            )
+        return entry
+
+    def _receive(
+        self,
+        sender: str,
+        job: str,
+        mailbox: Mailbox,
+        requests: Iterator[bytes],
+        context: grpc.ServicerContext,
+    ) -> Iterator[bytes]:
+        assembler = grpc_wire.Assembler(self.max_frame)
+        try:
+            for message in requests:
+                done = assembler.feed(message)
+                if done is not None:
+                    mailbox.put(job, sender, done[0], done[1])
+        except FrameError as exc:
+            log.warning("party %s: bad frame from %s in job %s: %s", self.party, sender, job, exc)
+            mailbox.fail(
+                job,
+                sender,
+                FrameError(
+                    f"{sender!r} sent a malformed frame: {exc.message}", party=self.party, step=job
+                ),
+            )
+            self._refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed frame: {exc.message}"
+            )
+        except grpc.RpcError:
+            log.warning(
+                "party %s: %s vanished mid-stream in job %s (%s)",
+                self.party,
+                sender,
+                job,
+                assembler.progress(),
+            )
+            mailbox.fail(
+                job,
+                sender,
+                ChannelError(
+                    f"party {sender!r} disconnected mid-stream ({assembler.progress()})",
+                    party=self.party,
+                    step=job,
+                    remedy=f"check whether party {sender!r} crashed or lost its network",
+                ),
+            )
+            return
+        if assembler.partial is not None:
+            mailbox.fail(
+                job,
+                sender,
+                FrameError(
+                    f"stream from {sender!r} ended inside a value ({assembler.progress()})",
+                    party=self.party,
+                    step=job,
+                ),
+            )
+            return
+        mailbox.fail(
+            job,
+            sender,
+            ChannelError(
+                f"party {sender!r} closed its channel for job {job!r}; it will send nothing more",
+                party=self.party,
+                step=job,
+                remedy=f"check that party {sender!r} runs the same protocol steps",
+            ),
+        )
+        yield from ()
+
+    def _refuse(
+        self, context: grpc.ServicerContext, code: grpc.StatusCode, details: str
+    ) -> NoReturn:
+        log.warning("party %s refused a stream: %s", self.party, details)
+        context.abort(code, details)  # raises; gRPC sends the status to the peer
+        raise ChannelError(details, party=self.party)  # not reached

@@ -1,0 +1,162 @@
+"""How values travel inside one gRPC stream: an envelope, then chunks.
+
+A stream carries the values one party sends another in one job (the job is
+named once, in the stream's metadata). Each value becomes one or more gRPC
+messages. The first starts with a small typed envelope (never pickle,
+STYLE.md 11)::
+
+    offset size field
+    0      4    magic  b"SMLT"
+    4      1    version (1)
+    5      1    reserved (0)
+    6      2    tag length in bytes (uint16, at most MAX_TAG)
+    8      8    frame length: codec header + payload (uint64)
+    16     n    tag, UTF-8
+    16+n   ...  the codec frame (:mod:`sharedml.transport.codec`) begins
+
+and the following messages carry the rest of the codec frame, in order,
+until ``frame length`` bytes have arrived. The first message always holds
+the whole codec header, so the receiver checks it before allocating the
+payload buffer; a value whose chunks overshoot, undershoot or disagree
+with its headers is a :class:`~sharedml.errors.FrameError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from sharedml.errors import FrameError
+from sharedml.transport import codec
+from sharedml.transport.codec import Value
+
+MAGIC = b"SMLT"
+VERSION = 1
+MAX_TAG = 1024
+DEFAULT_CHUNK = 1 << 20
+#: Largest value a receiver accepts unless told otherwise (bounds allocation).
+DEFAULT_MAX_FRAME = 8 << 30
+_ENVELOPE = struct.Struct("<4sBBHQ")
+
+
+def messages(tag: str, value: Value, chunk: int = DEFAULT_CHUNK) -> Iterator[bytes]:
+    """The gRPC messages that carry ``value`` under ``tag`` (each at most ~``chunk`` bytes).
+
+    Each message is a fresh ``bytes`` object, so the caller may change
+    ``value`` once the iterator is exhausted.
+    """
+    raw_tag = tag.encode()
+    if len(raw_tag) > MAX_TAG:
+        raise ValueError(f"tag of {len(raw_tag)} bytes is longer than {MAX_TAG}")
+    header, payload = codec.encode(value)
+    total = len(header) + payload.nbytes
+    first = max(chunk - _ENVELOPE.size - len(raw_tag) - len(header), 0)
+    yield b"".join(
+        (
+            _ENVELOPE.pack(MAGIC, VERSION, 0, len(raw_tag), total),
+            raw_tag,
+            header,
+            payload[:first],
+        )
+    )
+    for start in range(first, payload.nbytes, chunk):
+        yield payload[start : start + chunk].tobytes()
+
+
+@dataclass
+class _Partial:
+    tag: str
+    header: bytes
+    buffer: np.ndarray
+    filled: int
+
+
+class Assembler:
+    """Rebuilds values from one stream's messages; one per stream.
+
+    :meth:`feed` returns the (tag, value) completed by a message, if any.
+    Chunks are copied into one preallocated buffer, which becomes the
+    array's memory without another copy.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._partial: _Partial | None = None
+
+    @property
+    def partial(self) -> str | None:
+        """The tag of a value that has begun but not finished arriving."""
+        return None if self._partial is None else self._partial.tag
+
+    def progress(self) -> str:
+        p = self._partial
+        if p is None:
+            return "between values"
+        return f"{p.filled} of {p.buffer.nbytes} payload bytes of tag {p.tag!r}"
+
+    def feed(self, message: bytes) -> tuple[str, Value] | None:
+        if self._partial is None:
+            return self._start(message)
+        p = self._partial
+        end = p.filled + len(message)
+        if end > p.buffer.nbytes:
+            raise FrameError(
+                f"value under tag {p.tag!r} carries more than the {p.buffer.nbytes} "
+                "payload bytes its header announces"
+            )
+        p.buffer[p.filled : end] = np.frombuffer(message, dtype=np.uint8)
+        p.filled = end
+        if end < p.buffer.nbytes:
+            return None
+        self._partial = None
+        return p.tag, codec.decode(p.header, p.buffer.data)
+
+    def _start(self, message: bytes) -> tuple[str, Value] | None:
+        if len(message) < _ENVELOPE.size:
+            raise FrameError(f"message of {len(message)} bytes is too short for an envelope")
+        magic, version, _reserved, tag_len, total = _ENVELOPE.unpack_from(message)
+        if magic != MAGIC:
+            raise FrameError("not a sharedml stream message (bad envelope magic)")
+        if version != VERSION:
+            raise FrameError(
+                f"envelope version {version} is not supported (this side speaks {VERSION})",
+                remedy="run the same sharedml version on every party",
+            )
+        if tag_len > MAX_TAG or len(message) < _ENVELOPE.size + tag_len:
+            raise FrameError(f"envelope announces a tag of {tag_len} bytes that is not there")
+        try:
+            tag = message[_ENVELOPE.size : _ENVELOPE.size + tag_len].decode()
+        except UnicodeDecodeError as exc:
+            raise FrameError("envelope tag is not UTF-8") from exc
+        if total > self.max_frame:
+            raise FrameError(
+                f"value under tag {tag!r} announces {total} bytes, more than this "
+                f"receiver's limit of {self.max_frame}"
+            )
+        body = memoryview(message)[_ENVELOPE.size + tag_len :]
+        if len(body) > total:
+            raise FrameError(
+                f"value under tag {tag!r} carries more than the {total} bytes its envelope announces"
+            )
+        if len(body) < 8:
+            raise FrameError(f"first message of tag {tag!r} does not hold the frame header")
+        hlen = codec.header_length(body[:8])
+        if len(body) < hlen:
+            raise FrameError(f"first message of tag {tag!r} truncates the frame header")
+        header = bytes(body[:hlen])
+        (announced,) = struct.unpack_from("<Q", header, hlen - 8)
+        if hlen + announced != total:
+            raise FrameError(
+                f"frame header of tag {tag!r} announces {announced} payload bytes but its "
+                f"envelope announces {total - hlen}"
+            )
+        if len(body) == total:
+            return tag, codec.decode(header, body[hlen:])
+        buffer = np.empty(announced, dtype=np.uint8)
+        first = len(body) - hlen
+        buffer[:first] = np.frombuffer(body[hlen:], dtype=np.uint8)
+        self._partial = _Partial(tag, header, buffer, first)
+        return None
