@@ -1,0 +1,28 @@
+"""Remote attestation: evidence, claims, reference values and verifiers.
+
+Backends: ``sim`` (a simulated vendor PKI and quoting process), ``nitro``
+(AWS Nitro Enclaves documents) and ``dcap`` (Intel SGX/TDX quotes). They share
+one verification path, :meth:`Verifier.verify`; only the trust anchors differ.
+"""
+
+from sharedml.tee.attestation.base import (
+    Attester,
+    Backend,
+    Claims,
+    Evidence,
+    Policy,
+    Verifier,
+    VersionFloor,
+    report_data_for,
+)
+
+__all__ = [
+    "Attester",
+    "Backend",
+    "Claims",
+    "Evidence",
+    "Policy",
+    "Verifier",
+    "VersionFloor",
+    "report_data_for",
+]

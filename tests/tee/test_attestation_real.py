@@ -1,0 +1,148 @@
+"""Real Nitro, SGX and TDX evidence verifies at its pinned time; negative vectors fail."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from sharedml.errors import AttestationError
+from sharedml.tee.attestation import Evidence, Policy, Verifier
+from sharedml.tee.attestation.dcap import DcapBackend
+from sharedml.tee.attestation.nitro import NitroBackend
+
+BLOCKY_PCR0 = (
+    "e72a46ca80a260fb044a125442f0c7e331813bcbaf9724d9f3857758992766f2d65710a27aa94ae3949dd54e7c9fe86a"
+)
+SGX_MRENCLAVE = "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
+SGX_MRSIGNER = "815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6"
+TDX_MRTD = (
+    "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+)
+BLOCKY_AT = dt.datetime(2024, 9, 7, 14, 37, 40, tzinfo=dt.UTC)
+DEBUG_AT = dt.datetime(2024, 9, 7, 14, 38, 7, tzinfo=dt.UTC)
+ETERNIS_AT = dt.datetime(2024, 9, 9, 19, 49, 13, tzinfo=dt.UTC)
+SGX_AT = dt.datetime.fromtimestamp(1752919277, dt.UTC)
+TDX_AT = dt.datetime.fromtimestamp(1752919234, dt.UTC)
+OUTDATED_AT = dt.datetime.fromtimestamp(1774003274, dt.UTC)
+
+
+def nitro(path: Path) -> Evidence:
+    return Evidence("nitro", base64.b64decode(path.read_text()))
+
+
+def dcap(quote: Path, collateral: Path) -> Evidence:
+    return Evidence("dcap", quote.read_bytes(), collateral.read_bytes())
+
+
+def reason(info: pytest.ExceptionInfo[AttestationError]) -> str:
+    return str(info.value.reason)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def verifier() -> Verifier:
+    return Verifier([NitroBackend(), DcapBackend()], nonce_ttl=dt.timedelta(days=36500))
+
+
+def test_nitro_production_document_verifies_and_binds(verifier: Verifier, tee_evidence: Path) -> None:
+    ev = nitro(tee_evidence / "nitro/blocky_nitro_attestation.b64")
+    ones = b"\x01" * 1024
+    nonce = verifier.challenge(BLOCKY_AT, nonce=ones)
+    claims = verifier.verify(
+        ev, Policy(measurements=frozenset({BLOCKY_PCR0})), nonce=nonce, public_key=ones, now=BLOCKY_AT
+    )
+    assert claims.measurement == BLOCKY_PCR0
+    assert not claims.debug
+    assert claims.user_data == ones
+    assert claims.extra["module_id"].startswith("i-0a22e5c5f24d22174")
+
+
+def test_nitro_debug_document_is_refused_unless_debug_allowed(verifier: Verifier, tee_evidence: Path) -> None:
+    ev = nitro(tee_evidence / "nitro/blocky_nitro_attestation_debug.b64")
+    zero = "00" * 48
+    with pytest.raises(AttestationError) as info:
+        verifier.appraise(ev, Policy(measurements=frozenset({zero})), DEBUG_AT)
+    assert reason(info) == "debug"
+    claims = verifier.appraise(ev, Policy(measurements=frozenset({zero}), allow_debug=True), DEBUG_AT)
+    assert claims.debug
+
+
+def test_eternis_document_verifies_in_debug_mode(verifier: Verifier, tee_evidence: Path) -> None:
+    ev = nitro(tee_evidence / "nitro/eternis_example_attestation.b64")
+    policy = Policy(measurements=frozenset({"00" * 48}), allow_debug=True)
+    nonce = verifier.challenge(ETERNIS_AT, nonce=bytes.fromhex("00" * 19 + "01"))
+    claims = verifier.verify(ev, policy, nonce=nonce, public_key=b"dummy", now=ETERNIS_AT)
+    assert claims.extra["pcr3"].startswith("671ca1e3")
+
+
+@pytest.mark.parametrize("shift", [dt.timedelta(days=-1), dt.timedelta(hours=4), dt.timedelta(days=3650)])
+def test_nitro_outside_validity_windows_fails(verifier: Verifier, tee_evidence: Path, shift: dt.timedelta) -> None:
+    ev = nitro(tee_evidence / "nitro/blocky_nitro_attestation.b64")
+    with pytest.raises(AttestationError) as info:
+        verifier.appraise(ev, Policy(measurements=frozenset({BLOCKY_PCR0})), BLOCKY_AT + shift)
+    assert reason(info) == "expired"
+
+
+def test_nitro_old_document_is_too_old_for_a_fresh_session(verifier: Verifier, tee_evidence: Path) -> None:
+    """Still inside the leaf window, but older than max_age: stale."""
+    ev = nitro(tee_evidence / "nitro/blocky_nitro_attestation.b64")
+    ones = b"\x01" * 1024
+    later = BLOCKY_AT + dt.timedelta(minutes=30)
+    nonce = verifier.challenge(later, nonce=ones)
+    with pytest.raises(AttestationError) as info:
+        verifier.verify(ev, Policy(measurements=frozenset({BLOCKY_PCR0})), nonce=nonce, public_key=ones, now=later)
+    assert reason(info) == "time"
+
+
+def test_sgx_quote_verifies_with_collateral(verifier: Verifier, tee_evidence: Path) -> None:
+    ev = dcap(tee_evidence / "sgx/sgx_quote", tee_evidence / "sgx/sgx_quote_collateral.json")
+    strict = Policy(signer=SGX_MRSIGNER, product_id=0)
+    with pytest.raises(AttestationError) as info:
+        verifier.appraise(ev, strict, SGX_AT)
+    assert reason(info) == "tcb"  # ConfigurationAndSWHardeningNeeded is not UpToDate
+    lenient = Policy(
+        signer=SGX_MRSIGNER,
+        product_id=0,
+        tcb_statuses=frozenset({"UpToDate", "ConfigurationAndSWHardeningNeeded"}),
+    )
+    claims = verifier.appraise(ev, lenient, SGX_AT)
+    assert claims.measurement == SGX_MRENCLAVE
+    assert claims.report_data is not None and claims.report_data.startswith(b"Hello, world!")
+    assert not claims.debug
+    assert "INTEL-SA-00615" in claims.extra["advisories"]
+
+
+def test_tdx_quote_verifies_with_collateral(verifier: Verifier, tee_evidence: Path) -> None:
+    ev = dcap(tee_evidence / "tdx/tdx_quote", tee_evidence / "tdx/tdx_quote_collateral.json")
+    claims = verifier.appraise(ev, Policy(measurements=frozenset({TDX_MRTD})), TDX_AT)
+    assert claims.tcb_status == "UpToDate"
+    assert claims.extra["rtmr0"].startswith("44c0197b")
+
+
+def test_outdated_tdx_quote_fails(verifier: Verifier, tee_evidence: Path) -> None:
+    ev = dcap(tee_evidence / "tdx/tdx_quote_outdated", tee_evidence / "tdx/tdx_quote_outdated_collateral.json")
+    with pytest.raises(AttestationError) as info:
+        verifier.appraise(ev, Policy(measurements=frozenset({"00" * 48})), OUTDATED_AT)
+    assert reason(info) == "tcb"
+
+
+TDX_WINDOW_START = dt.datetime(2025, 6, 19, 10, 32, 27, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    "when", [TDX_WINDOW_START - dt.timedelta(days=1), TDX_AT + dt.timedelta(days=1)], ids=["before", "after"]
+)
+def test_dcap_outside_collateral_window_fails(verifier: Verifier, tee_evidence: Path, when: dt.datetime) -> None:
+    ev = dcap(tee_evidence / "tdx/tdx_quote", tee_evidence / "tdx/tdx_quote_collateral.json")
+    with pytest.raises(AttestationError) as info:
+        verifier.appraise(ev, Policy(measurements=frozenset({TDX_MRTD})), when)
+    assert reason(info) == "expired"
+
+
+def test_dcap_quote_without_its_collateral_fails(verifier: Verifier, tee_evidence: Path) -> None:
+    ev = dcap(tee_evidence / "tdx/tdx-quote.hex", tee_evidence / "tdx/tdx_quote_collateral.json")
+    raw = bytes.fromhex(ev.document.decode().strip().removeprefix("0x"))
+    with pytest.raises(AttestationError):
+        verifier.appraise(Evidence("dcap", raw, ev.collateral), Policy(measurements=frozenset({TDX_MRTD})), TDX_AT)
