@@ -16,6 +16,7 @@ from sharedml.errors import ConfigError
 
 #: Built-in components: name -> "module:Class" (imported on first use).
 BUILTIN: dict[str, str] = {}
+BUILTIN["describe"] = "sharedml.components.describe:DescribeStep"
 
 
 def _load(path: str) -> type[Component]:

@@ -1,0 +1,324 @@
+"""The node agent: a data provider's process that runs its party's share of each job.
+
+``sharedml node --config node.yaml`` connects *out* to the platform with the
+party's certificate (mutual TLS; the certificate's subject is the party id),
+tells it where its party-to-party server listens, then heartbeats. Each reply
+may carry tasks to start or cancel. A task runs one step of one job through
+:func:`sharedml.components.execute` over a :class:`GrpcChannel` straight to
+the other parties' nodes — the platform never relays party traffic.
+
+The party's working state (aligned frame, split, model part) stays in this
+process between steps, and its files in ``work_dir/jobs/<job>``; neither is
+ever sent anywhere. Only progress, public metrics and failure reasons go to
+the platform. A finished task's report is retried until the platform
+acknowledges it, so a platform restart loses no result. A task whose earlier
+steps' state this process does not hold (the node was restarted mid-job)
+fails with that reason instead of running on nothing.
+
+Config (YAML; relative paths are relative to the file)::
+
+    party: bank                     # must equal the certificate's subject
+    platform: 127.0.0.1:7443        # the platform's node service
+    pki_dir: ../pki                 # holds bank.pem, bank.key and ca.pem
+    listen: 127.0.0.1:0             # this node's party-to-party server
+    work_dir: work
+    datasets: {bank_customers: data/bank.csv}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
+from sharedml.crypto import pki
+from sharedml.errors import ConfigError, DataError, PeerTimeout, SharedMLError
+from sharedml.platform.nodes import (
+    SERVICE,
+    Ack,
+    Beat,
+    BeatReply,
+    Hello,
+    HelloReply,
+    Report,
+    TaskOrder,
+    Wire,
+    decode,
+)
+from sharedml.session import Session
+from sharedml.transport.base import Channel
+from sharedml.transport.codec import Value
+from sharedml.transport.grpc import GrpcEndpoint
+
+log = logging.getLogger("sharedml.node")
+
+
+class NodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    party: str
+    platform: str
+    pki_dir: Path
+    work_dir: Path
+    listen: str = "127.0.0.1:0"
+    #: The platform certificate's subject (checked on every connection).
+    platform_name: str = "platform"
+    datasets: dict[str, Path] = Field(default_factory=dict)
+    heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NodeConfig:
+        """Read a YAML node config; relative paths resolve against its folder."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            config = cls.model_validate(raw)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read node config {path}: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"invalid node config field {where}: {first['msg']}") from None
+        base = path.resolve().parent
+        config.pki_dir = base / config.pki_dir
+        config.work_dir = base / config.work_dir
+        config.datasets = {k: base / v for k, v in config.datasets.items()}
+        return config
+
+
+class TaskCanceled(SharedMLError):
+    """The platform canceled the task (the job was canceled or failed elsewhere)."""
+
+
+class _Cancellable(Channel):
+    """A channel whose sends and waits stop promptly when the task is canceled."""
+
+    def __init__(self, inner: Channel, cancel: threading.Event) -> None:
+        super().__init__(inner.party, inner.peers, inner.job, inner.timeout)
+        self._inner, self._cancel = inner, cancel
+
+    def _check(self) -> None:
+        if self._cancel.is_set():
+            raise TaskCanceled("the platform canceled this task", party=self.party)
+
+    def _send(self, to: str, tag: str, value: Value) -> None:
+        self._check()
+        self._inner._send(to, tag, value)
+
+    def _recv(self, frm: str, tag: str, timeout: float) -> Value:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PeerTimeout(
+                    f"no message from {frm!r} under tag {tag!r} within {timeout:g} s",
+                    party=self.party, step=tag,
+                    remedy=f"check that party {frm!r} is running and reached this step",
+                )
+            try:
+                return self._inner._recv(frm, tag, min(remaining, 0.25))
+            except PeerTimeout:
+                continue
+
+
+@dataclass
+class _Run:
+    order: TaskOrder
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: float = 0.0
+    report: Report | None = None
+
+
+@dataclass
+class _JobState:
+    state: dict[str, Any] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+
+
+class Agent:
+    """One party's node: a peer server, a platform connection, and running tasks."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.identity = pki.load_identity(config.pki_dir, config.party)
+        if pki.party_of(self.identity.cert_pem) != config.party:
+            raise ConfigError(
+                f"the certificate in {config.pki_dir} does not name party {config.party!r}",
+                remedy="issue one with 'sharedml pki issue DIR PARTY'",
+            )
+        host, _, port = config.listen.rpartition(":")
+        self.endpoint = GrpcEndpoint(self.identity, host or "127.0.0.1", int(port or 0))
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.identity.ca_pem,
+            private_key=self.identity.key_pem,
+            certificate_chain=self.identity.cert_pem,
+        )
+        self._platform = grpc.secure_channel(
+            config.platform, credentials,
+            options=[("grpc.ssl_target_name_override", config.platform_name)],
+        )
+        self.heartbeat_s = config.heartbeat_s
+        self.boot = uuid.uuid4().hex
+        self._runs: dict[str, _Run] = {}
+        self._jobs: dict[str, _JobState] = {}
+        self._lock = threading.Lock()
+        self._greeted = False
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Heartbeat until ``stop`` is set; survives a platform that comes and goes."""
+        log.info("node %s serving peers at %s", self.config.party, self.endpoint.address)
+        while not stop.is_set():
+            try:
+                self.step()
+            except grpc.RpcError as exc:
+                self._greeted = False
+                log.warning("node %s: platform %s unreachable: %s", self.config.party,
+                            self.config.platform, exc.details() if hasattr(exc, "details") else exc)
+            stop.wait(self.heartbeat_s)
+        for run in self._runs.values():
+            run.cancel.set()
+
+    def step(self) -> None:
+        """One round: say hello if needed, deliver finished reports, heartbeat, act."""
+        if not self._greeted:
+            reply = self._call("Hello", Hello(address=self.endpoint.address), HelloReply)
+            self.heartbeat_s = min(self.heartbeat_s, reply.heartbeat_s)
+            self._greeted = True
+        for run, report in self._finished():
+            self._call("Report", report, Ack)
+            with self._lock:
+                self._runs.pop(run.order.task_id, None)
+        with self._lock:
+            listed = {tid: r.progress for tid, r in self._runs.items()}
+        beat = self._call("Beat", Beat(running=listed), BeatReply)
+        for task_id in beat.cancel:
+            with self._lock:
+                canceled = self._runs.get(task_id)
+            if canceled is not None:
+                canceled.cancel.set()
+        for order in beat.orders:
+            self._start(order)
+
+    def close(self) -> None:
+        self._platform.close()
+        self.endpoint.close(grace=0.5)
+
+    def _call(self, method: str, msg: Wire, reply: type[Any]) -> Any:
+        raw = self._platform.unary_unary(f"/{SERVICE}/{method}")(msg.encode(), timeout=10.0)
+        return decode(reply, raw)
+
+    def _finished(self) -> list[tuple[_Run, Report]]:
+        with self._lock:
+            return [(r, r.report) for r in self._runs.values() if r.report is not None]
+
+    # -- tasks ---------------------------------------------------------------------
+    def _start(self, order: TaskOrder) -> None:
+        with self._lock:
+            if order.task_id in self._runs:
+                return
+            run = self._runs[order.task_id] = _Run(order)
+        threading.Thread(
+            target=self._execute, args=(run,), name=f"task-{order.step_id}", daemon=True
+        ).start()
+
+    def _execute(self, run: _Run) -> None:
+        order, party = run.order, self.config.party
+        start = time.perf_counter()
+        try:
+            metrics = self._run_step(run)
+            report = Report(task_id=order.task_id, ok=True, metrics=metrics, reason="")
+        except SharedMLError as exc:
+            report = Report(task_id=order.task_id, ok=False, reason=str(exc)[:4000])
+        except Exception as exc:  # bad input must not take the node down (8.3-2)
+            log.error("node %s: step %s failed:\n%s", party, order.step_id, traceback.format_exc())
+            reason = f"party {party!r} step {order.step_id!r}: {type(exc).__name__}: {exc}"
+            report = Report(task_id=order.task_id, ok=False, reason=reason[:4000])
+        report.seconds = time.perf_counter() - start
+        run.report = report
+
+    def _run_step(self, run: _Run) -> dict[str, Any]:
+        order, party = run.order, self.config.party
+        job = self._jobs.setdefault(order.job_id, _JobState())
+        missing = sorted(set(order.ancestors) - job.done)
+        if missing:
+            raise ConfigError(
+                f"node {party!r} holds no working state from step(s) {missing} of job "
+                f"{order.job_id}", party=party, step=order.step_id,
+                remedy="the node restarted mid-job; submit the job again",
+            )
+        component = registry.get(order.component)()
+        params = component.parse(order.params, f"steps.{order.step_id}")
+        parties = self._parties(order)
+        channel = self.endpoint.channel(
+            f"{order.job_id}/{order.step_id}/{order.attempt}", list(parties), order.peers,
+            timeout=order.channel_timeout_s,
+        )
+        try:
+            session = Session(party, tuple(parties), _Cancellable(channel, run.cancel))
+            out_dir = self.config.work_dir / "jobs" / order.job_id
+            out_dir.mkdir(parents=True, exist_ok=True)
+            ctx = StepContext(session, parties[party], parties, job.state, out_dir,
+                              order.step_id, self._progress(run))
+            result = execute(component, ctx, params)
+        finally:
+            try:
+                channel.close()
+            except SharedMLError as exc:
+                log.warning("node %s: closing channel of %s: %s", party, order.step_id, exc)
+        job.done.add(order.step_id)
+        metrics: dict[str, Any] = json.loads(json.dumps(result.metrics, default=_plain))
+        return metrics
+
+    def _parties(self, order: TaskOrder) -> dict[str, PartyConfig]:
+        spec = jobspec.JobSpec.model_validate({"parties": order.parties, "steps": []})
+        parties = spec.party_configs()
+        me = parties.get(self.config.party)
+        if me is None:
+            raise ConfigError(f"party {self.config.party!r} is not in job {order.job_id}")
+        if me.dataset is not None:
+            path = self.config.datasets.get(me.dataset)
+            if path is None:
+                raise DataError(
+                    f"dataset {me.dataset!r} is not registered on this node",
+                    party=me.name, step=order.step_id,
+                    remedy="add it under 'datasets:' in the node's config",
+                )
+            me.dataset = str(path)
+        return parties
+
+    def _progress(self, run: _Run) -> Any:
+        def report(fraction: float, message: str) -> None:
+            run.progress = float(fraction)
+            if run.cancel.is_set():
+                raise TaskCanceled("the platform canceled this task", party=self.config.party,
+                                   step=run.order.step_id)
+
+        return report
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise ConfigError(f"a step produced a metric that is not JSON: {type(value).__name__}")
+
+
+def serve(config_path: str | Path, stop: threading.Event | None = None) -> None:
+    """Run a node agent from its config file until ``stop`` is set (or forever)."""
+    agent = Agent(NodeConfig.load(config_path))
+    try:
+        agent.run(stop or threading.Event())
+    finally:
+        agent.close()

@@ -1,0 +1,202 @@
+"""The platform's gRPC service for node agents (mutual TLS; identity = certificate).
+
+Node agents connect *out* to the platform (``sharedml node``); the platform
+never dials a node. Three unary calls, each a JSON message checked against a
+typed, versioned schema (never pickle, STYLE.md 11)::
+
+    /sharedml.platform.v1.Nodes/Hello   Hello  -> HelloReply   once per connection
+    /sharedml.platform.v1.Nodes/Beat    Beat   -> BeatReply    every heartbeat_s
+    /sharedml.platform.v1.Nodes/Report  Report -> Ack          a task finished
+
+A heartbeat lists the tasks the node runs, with their progress; the reply
+says which tasks to start (:class:`TaskOrder`) and which to cancel. Who the
+node is comes only from its verified client certificate (subject common name,
+chained to the deployment CA); a node may only run and report its own party's
+tasks. What crosses this service is metadata: task orders, progress, public
+metrics and failure reasons — never rows, labels or shares.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, NoReturn, TypeVar
+
+import grpc
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sharedml.crypto.pki import Identity, party_of
+from sharedml.errors import AuthError, ConfigError, SharedMLError
+from sharedml.platform.scheduler import Scheduler
+
+log = logging.getLogger("sharedml.platform.nodes")
+
+SERVICE = "sharedml.platform.v1.Nodes"
+
+
+class Wire(BaseModel):
+    """Base of every message: version 1, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    v: Literal[1] = 1
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Hello(Wire):
+    #: Where this node's party-to-party server listens ("host:port").
+    address: str = Field(min_length=3, max_length=255)
+
+
+class HelloReply(Wire):
+    node: str
+    heartbeat_s: float
+
+
+class Beat(Wire):
+    #: Task id -> progress in [0, 1] for every task the node runs or has not yet reported.
+    running: dict[str, float] = Field(default_factory=dict)
+
+
+class TaskOrder(Wire):
+    task_id: str
+    job_id: str
+    step_id: str
+    component: str
+    params: dict[str, Any]
+    attempt: int
+    #: Every step this one depends on, transitively: the node must hold their state.
+    ancestors: list[str]
+    #: The spec's parties section (dataset names, labels, id columns): public metadata.
+    parties: dict[str, dict[str, Any]]
+    #: Party -> its node's party-to-party address.
+    peers: dict[str, str]
+    channel_timeout_s: float
+
+
+class BeatReply(Wire):
+    orders: list[TaskOrder] = Field(default_factory=list)
+    cancel: list[str] = Field(default_factory=list)
+
+
+class Report(Wire):
+    task_id: str
+    ok: bool
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    reason: str = Field("", max_length=4000)
+    seconds: float = 0.0
+
+
+class Ack(Wire):
+    ok: bool = True
+
+
+M = TypeVar("M", bound=Wire)
+
+
+def decode(kind: type[M], raw: bytes) -> M:
+    """Parse one message; a malformed one is a :class:`ConfigError` naming the field."""
+    try:
+        return kind.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(message)"
+        raise ConfigError(f"malformed {kind.__name__} message: {where}: {first['msg']}") from None
+
+
+class NodeService:
+    """Serves node agents on ``host:port`` with mutual TLS, backed by a :class:`Scheduler`."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        identity: Identity,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        heartbeat_s: float = 1.0,
+    ) -> None:
+        self.scheduler = scheduler
+        self.heartbeat_s = heartbeat_s
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=16, thread_name_prefix="nodes"))
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(self._wrap(fn))
+            for name, fn in (("Hello", self._hello), ("Beat", self._beat), ("Report", self._report))
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, handlers),)
+        )
+        credentials = grpc.ssl_server_credentials(
+            [(identity.key_pem, identity.cert_pem)],
+            root_certificates=identity.ca_pem,
+            require_client_auth=True,
+        )
+        self.host = host
+        self.port = self._server.add_secure_port(f"{host}:{port}", credentials)
+        if self.port == 0:
+            raise ConfigError(f"the platform could not listen for nodes on {host}:{port}")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> NodeService:
+        self._server.start()
+        return self
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self._server.stop(grace).wait()
+
+    # -- handlers ------------------------------------------------------------------
+    def _hello(self, node: str, raw: bytes) -> Wire:
+        msg = decode(Hello, raw)
+        self.scheduler.node_hello(node, msg.address)
+        log.info("node %s connected; peers reach it at %s", node, msg.address)
+        return HelloReply(node=node, heartbeat_s=self.heartbeat_s)
+
+    def _beat(self, node: str, raw: bytes) -> Wire:
+        msg = decode(Beat, raw)
+        orders, cancels = self.scheduler.node_beat(node, msg.running)
+        return BeatReply(orders=[TaskOrder(**o) for o in orders], cancel=cancels)
+
+    def _report(self, node: str, raw: bytes) -> Wire:
+        msg = decode(Report, raw)
+        self.scheduler.task_report(node, msg.task_id, msg.ok, msg.metrics, msg.reason, msg.seconds)
+        return Ack()
+
+    def _wrap(self, fn: Any) -> Any:
+        def handler(raw: bytes, context: grpc.ServicerContext) -> bytes:
+            node = _node_of(context)
+            try:
+                reply: Wire = fn(node, raw)
+                return reply.encode()
+            except ConfigError as exc:
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except AuthError as exc:
+                _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            except SharedMLError as exc:
+                _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+
+        return handler
+
+
+def _node_of(context: grpc.ServicerContext) -> str:
+    """The caller's id: the common name of its verified client certificate."""
+    auth = context.auth_context()
+    names = auth.get("x509_common_name") or []
+    if len(names) == 1:
+        return bytes(names[0]).decode()
+    pems = auth.get("x509_pem_cert") or []
+    try:
+        return party_of(pems[0])
+    except (IndexError, AuthError, ValueError):
+        _abort(
+            context, grpc.StatusCode.UNAUTHENTICATED, "no client certificate with one common name"
+        )
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    log.warning("refused a node call: %s", details)
+    context.abort(code, details)
+    raise AuthError(details)  # not reached: abort raises
