@@ -60,9 +60,11 @@ class Store:
     @property
     def safe_url(self) -> str:
         """The URL with any password hidden, for messages and logs."""
-        return self.engine.url.render_as_string(hide_password=True) if hasattr(
-            self, "engine"
-        ) else self.url.split("@")[-1]
+        return (
+            self.engine.url.render_as_string(hide_password=True)
+            if hasattr(self, "engine")
+            else self.url.split("@")[-1]
+        )
 
     @property
     def dialect(self) -> str:

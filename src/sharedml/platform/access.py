@@ -1,0 +1,138 @@
+"""Who may do what: the role table and the per-project / per-dataset grants.
+
+Checked once per request by the API's dependencies (``api/deps.py``), never by
+``if`` branches inside the operations (STYLE.md 13). Two layers:
+
+1. **Role** — :data:`OPERATIONS` maps each operation to the roles that may
+   attempt it at all.
+2. **Resource** — for a project or dataset the caller also needs a grant of at
+   least the given level (``read`` < ``use`` < ``manage``). Admins hold every
+   grant on projects; a dataset's owner holds ``manage`` on it. Auditors read
+   everything and change nothing.
+
+A dataset owner's *approval* of each job's use of each dataset (8.3-1) is a
+separate, per-job decision (``service.Approvals``); a grant lets an analyst
+name the dataset in a job, the approval lets that job's tasks run.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sharedml.errors import PolicyDenied
+from sharedml.platform.auth import Principal
+from sharedml.platform.errors import NotFound
+from sharedml.platform.store import Store
+from sharedml.platform.store.models import PERMISSIONS, Dataset, Grant, Job, Project
+
+ALL = frozenset({"admin", "data_owner", "analyst", "auditor"})
+
+#: operation -> roles that may attempt it.
+OPERATIONS: dict[str, frozenset[str]] = {
+    "users.manage": frozenset({"admin"}),
+    "users.read": frozenset({"admin", "auditor"}),
+    "projects.create": frozenset({"admin"}),
+    "projects.read": ALL,
+    "grants.manage": frozenset({"admin", "data_owner"}),
+    "datasets.register": frozenset({"admin", "data_owner"}),
+    "datasets.read": ALL,
+    "approvals.read": ALL,
+    "approvals.decide": frozenset({"data_owner"}),
+    "jobs.submit": frozenset({"admin", "analyst"}),
+    "jobs.read": ALL,
+    "jobs.cancel": frozenset({"admin", "analyst"}),
+    "models.read": ALL,
+    "models.register": frozenset({"admin"}),
+    "nodes.read": ALL,
+    "nodes.manage": frozenset({"admin"}),
+    "audit.read": frozenset({"admin", "auditor"}),
+    "settings.read": frozenset({"admin", "auditor"}),
+    "settings.write": frozenset({"admin"}),
+    "self": ALL,
+}
+
+
+def level(permission: str) -> int:
+    return PERMISSIONS.index(permission)
+
+
+def check_role(principal: Principal, operation: str) -> None:
+    if principal.role not in OPERATIONS[operation]:
+        raise PolicyDenied(
+            f"role {principal.role!r} may not perform {operation!r}",
+            remedy="ask an administrator for a role that allows it",
+        )
+
+
+class Access:
+    """Resource-level checks against the grants table."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def grant_level(self, principal: Principal, resource: str, resource_id: int) -> int:
+        """The caller's level on a project or dataset (-1: none)."""
+        with self._store.session() as s:
+            if resource == "project":
+                if s.get(Project, resource_id) is None:
+                    raise NotFound(f"project {resource_id} does not exist")
+                if principal.role in ("admin", "auditor"):
+                    return level("manage") if principal.role == "admin" else level("read")
+            else:
+                ds = s.get(Dataset, resource_id)
+                if ds is None:
+                    raise NotFound(f"dataset {resource_id} does not exist")
+                if ds.owner_user_id == principal.user_id or principal.role == "admin":
+                    return level("manage")
+                if principal.role == "auditor":
+                    return level("read")
+                direct = self._stored(s, principal.user_id, resource, resource_id)
+                member = ds.project_id is not None and (
+                    self._stored(s, principal.user_id, "project", ds.project_id) >= 0
+                )
+                return max(direct, level("read")) if member else direct
+            return self._stored(s, principal.user_id, resource, resource_id)
+
+    @staticmethod
+    def _stored(s: Session, user_id: int, resource: str, resource_id: int) -> int:
+        row = s.scalars(
+            select(Grant).where(
+                Grant.user_id == user_id,
+                Grant.resource == resource,
+                Grant.resource_id == resource_id,
+            )
+        ).first()
+        return level(row.permission) if row else -1
+
+    def require(
+        self, principal: Principal, resource: str, resource_id: int, permission: str
+    ) -> None:
+        if self.grant_level(principal, resource, resource_id) < level(permission):
+            raise PolicyDenied(
+                f"{principal.username!r} lacks {permission!r} on {resource} {resource_id}",
+                remedy=f"ask the {resource}'s owner or an administrator for a grant",
+            )
+
+    def can_read_job(self, principal: Principal, job: Job) -> bool:
+        """Admins and auditors see every job; others their own and their projects' jobs."""
+        if principal.role in ("admin", "auditor") or job.created_by == principal.user_id:
+            return True
+        if job.project_id is not None:
+            return self.grant_level(principal, "project", job.project_id) >= level("read")
+        return False
+
+    def require_job(self, principal: Principal, job: Job, permission: str = "read") -> None:
+        """``read`` a job as above; ``use`` it (cancel) only as its author, a project manager or admin."""
+        if permission == "read" and self.can_read_job(principal, job):
+            return
+        if principal.role == "admin" or job.created_by == principal.user_id:
+            return
+        if job.project_id is not None and self.grant_level(
+            principal, "project", job.project_id
+        ) >= level("manage"):
+            return
+        raise PolicyDenied(
+            f"{principal.username!r} may not {permission} job {job.id}",
+            remedy="only the job's author, its project's managers or an admin may",
+        )

@@ -1,0 +1,56 @@
+"""The platform's REST API (FastAPI; OpenAPI at ``/api/v1/openapi.json``), versioned under ``/api/v1``.
+
+:func:`create_app` builds the app over one :class:`~sharedml.platform.service.Platform`;
+routers: auth, users/settings/audit/nodes, projects/grants/datasets/approvals/models,
+and the scheduler's job routes (``api/jobs.py``) when present.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+
+from sharedml.platform.clock import Clock
+from sharedml.platform.config import PlatformConfig
+from sharedml.platform.service import Platform
+
+log = logging.getLogger("sharedml.platform")
+
+
+def create_app(
+    settings: PlatformConfig, clock: Clock | None = None, platform: Platform | None = None
+) -> FastAPI:
+    """The platform app; opens (and migrates) the store unless ``platform`` is given."""
+    from sharedml.platform.api import errors, routes_admin, routes_auth, routes_data
+
+    platform = platform or Platform.open(settings.data_dir, settings.db_url, clock)
+    app = FastAPI(
+        title="sharedml platform",
+        version="1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.platform = platform
+    errors.install(app)
+    app.include_router(routes_auth.router)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_data.router)
+    jobs = _job_routes()
+    if jobs is not None:
+        app.include_router(jobs.router)
+    return app
+
+
+def _job_routes() -> Any:
+    """The scheduler's ``/api/v1/jobs`` router, if this build has it."""
+    try:
+        return importlib.import_module("sharedml.platform.api.jobs")
+    except ModuleNotFoundError as exc:
+        if exc.name != "sharedml.platform.api.jobs":
+            raise
+        log.warning("job routes (sharedml.platform.api.jobs) not present; /api/v1/jobs is off")
+        return None

@@ -1,0 +1,71 @@
+"""``/api/v1/auth``: log in (password + TOTP) for a session, log out, API tokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from sharedml.platform.api.deps import get_platform, require
+from sharedml.platform.api.schemas import (
+    LoginIn,
+    LoginOut,
+    TokenCreated,
+    TokenIn,
+    TokenOut,
+    UserOut,
+)
+from sharedml.platform.auth import Principal
+from sharedml.platform.service import Platform
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+ID = Path(ge=1, le=2**31 - 1)
+
+
+@router.post("/login", response_model=LoginOut)
+def login(body: LoginIn, request: Request, platform: Platform = Depends(get_platform)) -> LoginOut:
+    """Password and (if enrolled) TOTP code for a session token that idles out after 30 minutes."""
+    client = request.client.host if request.client else ""
+    token, who = platform.auth.login(body.username, body.password, body.totp, client)
+    return LoginOut(token=token, username=who.username, role=who.role)
+
+
+@router.post("/logout", status_code=204)
+def logout(
+    who: Principal = Depends(require("self")), platform: Platform = Depends(get_platform)
+) -> None:
+    platform.auth.logout(who)
+
+
+@router.get("/me", response_model=UserOut)
+def me(
+    who: Principal = Depends(require("self")), platform: Platform = Depends(get_platform)
+) -> UserOut:
+    from sharedml.platform.api.routes_admin import user_out
+
+    return user_out(platform.users.get(who.user_id))
+
+
+@router.get("/tokens", response_model=list[TokenOut])
+def list_tokens(
+    who: Principal = Depends(require("self")), platform: Platform = Depends(get_platform)
+) -> list[TokenOut]:
+    return [TokenOut.model_validate(t) for t in platform.auth.list_tokens(who.user_id)]
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201)
+def create_token(
+    body: TokenIn,
+    who: Principal = Depends(require("self")),
+    platform: Platform = Depends(get_platform),
+) -> TokenCreated:
+    """An API token for scripts; its value is shown once."""
+    row, token = platform.auth.create_token(who, body.name, body.expires_days)
+    return TokenCreated(**TokenOut.model_validate(row).model_dump(), token=token)
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+def revoke_token(
+    token_id: int = ID,
+    who: Principal = Depends(require("self")),
+    platform: Platform = Depends(get_platform),
+) -> None:
+    platform.auth.revoke_token(who, token_id)

@@ -1,0 +1,217 @@
+"""Request and response bodies of the REST API (pydantic; they make the OpenAPI spec).
+
+Bounds on every field keep bad input a 422, never a 500 (8.3-2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["admin", "data_owner", "analyst", "auditor"]
+Permission = Literal["read", "use", "manage"]
+Resource = Literal["project", "dataset"]
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+PARTY = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+Text = Field(default="", max_length=4000)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    totp: str | None = Field(default=None, max_length=16)
+
+
+class LoginOut(BaseModel):
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    username: str
+    role: str
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    expires_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class TokenOut(Out):
+    id: int
+    name: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    revoked: bool
+
+
+class TokenCreated(TokenOut):
+    token: str
+
+
+class UserIn(BaseModel):
+    username: str = Field(pattern=NAME)
+    password: str = Field(min_length=8, max_length=1024)
+    role: Role
+    totp: bool = True
+
+
+class UserPatch(BaseModel):
+    role: Role | None = None
+    disabled: bool | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    unlock: bool = False
+
+
+class UserOut(Out):
+    id: int
+    username: str
+    role: str
+    disabled: bool
+    totp_enrolled: bool = False
+    locked_until: dt.datetime | None
+    created_at: dt.datetime
+
+
+class UserCreated(UserOut):
+    totp_uri: str | None = None
+
+
+class TotpOut(BaseModel):
+    totp_uri: str
+
+
+class ProjectIn(BaseModel):
+    name: str = Field(pattern=NAME)
+    description: str = Text
+
+
+class ProjectOut(Out):
+    id: int
+    name: str
+    description: str
+    created_at: dt.datetime
+
+
+class GrantIn(BaseModel):
+    user_id: int = Field(ge=1, le=2**31 - 1)
+    permission: Permission
+
+
+class GrantOut(Out):
+    id: int
+    user_id: int
+    resource: str
+    resource_id: int
+    permission: str
+    created_at: dt.datetime
+
+
+class ColumnIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    type: str = Field(min_length=1, max_length=32)
+
+
+class DatasetIn(BaseModel):
+    owner_party: str = Field(pattern=PARTY)
+    name: str = Field(pattern=NAME)
+    columns: list[ColumnIn] = Field(default_factory=list, max_length=10000)
+    row_count: int | None = Field(default=None, ge=0, le=2**62)
+    project_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    description: str = Text
+
+
+class DatasetOut(Out):
+    id: int
+    owner_party: str
+    owner_user_id: int | None
+    project_id: int | None
+    name: str
+    description: str
+    columns: list[dict[str, Any]]
+    row_count: int | None
+    created_at: dt.datetime
+
+
+class DecisionIn(BaseModel):
+    approve: bool
+    comment: str = Text
+
+
+class ApprovalOut(Out):
+    id: int
+    job_id: str
+    dataset_id: int
+    state: str
+    decided_by: int | None
+    decided_at: dt.datetime | None
+    comment: str
+    created_at: dt.datetime
+
+
+class ApprovalStatus(BaseModel):
+    job_id: str
+    status: Literal["pending", "approved", "rejected"]
+    approvals: list[ApprovalOut]
+
+
+class ModelIn(BaseModel):
+    job_id: str = Field(min_length=1, max_length=32)
+    party: str = Field(pattern=PARTY)
+    name: str = Field(default="", max_length=128)
+    path: str = Field(default="", max_length=1024)
+    version: int = Field(default=1, ge=1, le=2**31 - 1)
+    metrics: dict[str, float | int | str | None] | None = None
+
+
+class ModelOut(Out):
+    id: int
+    job_id: str
+    party: str
+    name: str
+    path: str
+    version: int
+    metrics: dict[str, Any] | None
+    created_at: dt.datetime
+
+
+class NodeOut(Out):
+    id: str
+    party: str
+    address: str
+    cert_fingerprint: str
+    status: str
+    registered_at: dt.datetime
+    last_heartbeat: dt.datetime | None
+
+
+class AuditOut(Out):
+    seq: int
+    ts: str
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: str
+    prev_hash: str
+    hash: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    entries: int
+    head: str
+    first_bad_seq: int | None
+    reason: str
+
+
+class Problem(BaseModel):
+    """Every error response: what went wrong and, where known, what to do."""
+
+    error: str
+    detail: str
+    remedy: str | None = None

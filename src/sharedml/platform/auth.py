@@ -1,0 +1,359 @@
+"""Users and access (9.1, 9.2): passwords, TOTP, sessions, API tokens, lock-out.
+
+1. Passwords are hashed with argon2id (``argon2-cffi``); an unknown user costs
+   the same hash as a known one.
+2. A user enrolled in TOTP (RFC 6238, SHA-1, 6 digits, 30 s) must give a code;
+   the secret is sealed at rest with the platform key (``keys.py``). A code is
+   accepted once: the accepted time step is remembered and no step at or
+   before it is accepted again (replay protection). One step of clock skew
+   either way is tolerated.
+3. A successful login opens a session: a random bearer token (``sms_...``)
+   of which only the SHA-256 is stored. A session ends after
+   ``session_idle_minutes`` without a request (9.2-2, 30 by default), after
+   ``session_max_hours`` in any case, or at logout. Time comes from the
+   injected :class:`~sharedml.platform.clock.Clock`.
+4. API tokens (``smt_...``) are for scripts: created by a logged-in user,
+   hashed at rest, revocable, optionally expiring; they do not idle out.
+5. ``lockout_threshold`` consecutive failures (wrong password or TOTP) lock
+   the account for ``lockout_minutes``; each client may try at most
+   ``login_rate_per_minute`` logins a minute (429). All are runtime settings.
+
+Every login, failed or not, is written to the audit log (without secrets).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import threading
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives.hashes import SHA1
+from cryptography.hazmat.primitives.twofactor.totp import TOTP
+from sqlalchemy import select
+
+from sharedml.errors import AuthError, ConfigError
+from sharedml.platform.audit import AuditLog
+from sharedml.platform.clock import Clock
+from sharedml.platform.errors import LoginThrottled, NotFound
+from sharedml.platform.keys import SecretBox
+from sharedml.platform.runtime import SettingsService
+from sharedml.platform.store import Store
+from sharedml.platform.store.models import ROLES, ApiToken, User, UserSession
+
+SESSION_PREFIX = "sms_"
+TOKEN_PREFIX = "smt_"
+TOTP_STEP = 30
+TOTP_DIGITS = 6
+TOTP_ISSUER = "sharedml"
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the user behind a session or an API token."""
+
+    user_id: int
+    username: str
+    role: str
+    via: str  # "session" | "token"
+    credential_id: int
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise ConfigError("a password needs at least 8 characters")
+    return _hasher.hash(password)
+
+
+def check_password(stored_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Totp:
+    """RFC 6238 codes from ``cryptography``; steps are counted from the epoch."""
+
+    @staticmethod
+    def new_secret() -> bytes:
+        return secrets.token_bytes(20)
+
+    @staticmethod
+    def _totp(secret: bytes) -> TOTP:
+        return TOTP(secret, TOTP_DIGITS, SHA1(), TOTP_STEP, enforce_key_length=False)
+
+    @classmethod
+    def code(cls, secret: bytes, when: dt.datetime) -> str:
+        return cls._totp(secret).generate(int(when.timestamp())).decode("ascii")
+
+    @classmethod
+    def match(cls, secret: bytes, code: str, when: dt.datetime, last_step: int) -> int | None:
+        """The time step ``code`` belongs to, if it is fresh (later than ``last_step``)."""
+        now_step = int(when.timestamp()) // TOTP_STEP
+        totp = cls._totp(secret)
+        for step in (now_step, now_step - 1, now_step + 1):
+            if step <= last_step:
+                continue
+            expected = totp.generate(step * TOTP_STEP).decode("ascii")
+            if hmac.compare_digest(expected, code):
+                return step
+        return None
+
+    @classmethod
+    def uri(cls, secret: bytes, username: str) -> str:
+        return cls._totp(secret).get_provisioning_uri(username, TOTP_ISSUER)
+
+
+class LoginLimiter:
+    """At most ``limit`` attempts per key in any 60 s window (in memory, per process)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._hits: dict[str, deque[dt.datetime]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, limit: int) -> None:
+        now = self._clock.now()
+        with self._lock:
+            q = self._hits[key]
+            while q and (now - q[0]).total_seconds() >= 60:
+                q.popleft()
+            if len(q) >= limit:
+                raise LoginThrottled(
+                    "too many login attempts", remedy="wait a minute before trying again"
+                )
+            q.append(now)
+
+
+class Authenticator:
+    """Logins, sessions and tokens against the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        box: SecretBox,
+        settings: SettingsService,
+        audit: AuditLog,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._box = box
+        self._settings = settings
+        self._audit = audit
+        self._limiter = LoginLimiter(clock)
+
+    # --- users -----------------------------------------------------------------
+
+    def create_user(
+        self, username: str, password: str, role: str, *, totp: bool = True
+    ) -> tuple[User, str | None]:
+        """A new user, and (once, never again) the TOTP provisioning URI if enrolled."""
+        if role not in ROLES:
+            raise ConfigError(f"unknown role {role!r}", remedy=f"use one of {list(ROLES)}")
+        secret = Totp.new_secret() if totp else None
+        user = User(
+            username=username,
+            password_hash=hash_password(password),
+            role=role,
+            totp_secret_enc=self._seal(username, secret) if secret else None,
+            created_at=self._clock.now(),
+        )
+        with self._store.session() as s:
+            if s.scalar(select(User.id).where(User.username == username)) is not None:
+                from sharedml.platform.errors import Conflict
+
+                raise Conflict(f"user {username!r} already exists")
+            s.add(user)
+        return user, Totp.uri(secret, username) if secret else None
+
+    def totp_secret(self, user: User) -> bytes | None:
+        if user.totp_secret_enc is None:
+            return None
+        return self._box.open(user.totp_secret_enc, self._aad(user.username))
+
+    def reset_totp(self, user_id: int) -> str:
+        """Enrol (or re-enrol) a user in TOTP; returns the provisioning URI once."""
+        secret = Totp.new_secret()
+        with self._store.session() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                raise NotFound(f"user {user_id} does not exist")
+            user.totp_secret_enc = self._seal(user.username, secret)
+            user.totp_last_step = 0
+            username = user.username
+        return Totp.uri(secret, username)
+
+    def _aad(self, username: str) -> bytes:
+        return f"sharedml/totp/{username}".encode()
+
+    def _seal(self, username: str, secret: bytes) -> bytes:
+        return self._box.seal(secret, self._aad(username))
+
+    # --- login -----------------------------------------------------------------
+
+    def login(
+        self, username: str, password: str, totp_code: str | None, client: str = ""
+    ) -> tuple[str, Principal]:
+        """Check password (and TOTP), then open a session; returns its bearer token."""
+        rules = self._settings.current()
+        self._limiter.hit(f"client:{client}", rules.login_rate_per_minute)
+        now = self._clock.now()
+        with self._store.session() as s:
+            user = s.scalars(select(User).where(User.username == username)).first()
+            if user is None or user.disabled:
+                check_password(_DUMMY_HASH, password)
+                failure = "unknown or disabled user"
+            elif user.locked_until is not None and user.locked_until > now:
+                failure = "account locked"
+            else:
+                failure = self._check_factors(user, password, totp_code, now)
+                if failure:
+                    user.failed_attempts += 1
+                    if user.failed_attempts >= rules.lockout_threshold:
+                        user.locked_until = now + dt.timedelta(minutes=rules.lockout_minutes)
+                        user.failed_attempts = 0
+                        failure += "; account now locked"
+                else:
+                    user.failed_attempts = 0
+                    user.locked_until = None
+                    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+                    session = UserSession(
+                        user_id=user.id,
+                        token_hash=_digest(token),
+                        created_at=now,
+                        last_seen=now,
+                        expires_at=now + dt.timedelta(hours=rules.session_max_hours),
+                    )
+                    s.add(session)
+                    s.flush()
+                    principal = Principal(user.id, user.username, user.role, "session", session.id)
+        if failure:
+            self._audit.append(
+                username,
+                "auth.login",
+                username,
+                outcome="denied",
+                detail={"reason": failure, "client": client},
+            )
+            locked = "locked" in failure
+            raise AuthError(
+                "account locked" if locked else "invalid username, password or TOTP code",
+                remedy="wait for the lock-out to end" if locked else None,
+            )
+        self._audit.append(username, "auth.login", username, detail={"client": client})
+        return token, principal
+
+    def _check_factors(
+        self, user: User, password: str, totp_code: str | None, now: dt.datetime
+    ) -> str:
+        if not check_password(user.password_hash, password):
+            return "wrong password"
+        secret = self.totp_secret(user)
+        if secret is None:
+            return ""
+        if not totp_code:
+            return "TOTP code missing"
+        step = Totp.match(secret, totp_code.strip(), now, user.totp_last_step)
+        if step is None:
+            return "wrong or replayed TOTP code"
+        user.totp_last_step = step
+        return ""
+
+    def logout(self, principal: Principal) -> None:
+        if principal.via == "session":
+            with self._store.session() as s:
+                row = s.get(UserSession, principal.credential_id)
+                if row is not None:
+                    row.revoked = True
+        self._audit.append(principal.username, "auth.logout", principal.username)
+
+    # --- bearer tokens -----------------------------------------------------------
+
+    def authenticate(self, bearer: str) -> Principal:
+        """The principal behind a session or API token; AuthError if none is valid."""
+        if bearer.startswith(SESSION_PREFIX):
+            return self._from_session(bearer)
+        if bearer.startswith(TOKEN_PREFIX):
+            return self._from_token(bearer)
+        raise AuthError("not a sharedml session or API token", remedy="log in again")
+
+    def _from_session(self, bearer: str) -> Principal:
+        now = self._clock.now()
+        idle = dt.timedelta(minutes=self._settings.current().session_idle_minutes)
+        with self._store.session() as s:
+            row = s.scalars(
+                select(UserSession).where(UserSession.token_hash == _digest(bearer))
+            ).first()
+            if row is None or row.revoked:
+                raise AuthError("session not found or logged out", remedy="log in again")
+            if now - row.last_seen > idle or now >= row.expires_at:
+                row.revoked = True
+                expired = True
+            else:
+                expired = False
+                row.last_seen = now
+                user = s.get(User, row.user_id)
+        if expired:
+            raise AuthError("session expired", remedy="log in again")
+        return self._principal(user, "session", row.id)
+
+    def _from_token(self, bearer: str) -> Principal:
+        now = self._clock.now()
+        with self._store.session() as s:
+            row = s.scalars(select(ApiToken).where(ApiToken.token_hash == _digest(bearer))).first()
+            if row is None or row.revoked:
+                raise AuthError("API token not found or revoked", remedy="create a new token")
+            if row.expires_at is not None and now >= row.expires_at:
+                raise AuthError("API token expired", remedy="create a new token")
+            row.last_used_at = now
+            user = s.get(User, row.user_id)
+        return self._principal(user, "token", row.id)
+
+    @staticmethod
+    def _principal(user: User | None, via: str, credential_id: int) -> Principal:
+        if user is None or user.disabled:
+            raise AuthError("user disabled", remedy="ask an administrator")
+        return Principal(user.id, user.username, user.role, via, credential_id)
+
+    def create_token(
+        self, principal: Principal, name: str, expires_days: int | None = None
+    ) -> tuple[ApiToken, str]:
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self._clock.now()
+        row = ApiToken(
+            user_id=principal.user_id,
+            name=name,
+            token_hash=_digest(token),
+            created_at=now,
+            expires_at=now + dt.timedelta(days=expires_days) if expires_days else None,
+        )
+        with self._store.session() as s:
+            s.add(row)
+        self._audit.append(principal.username, "auth.token.create", name)
+        return row, token
+
+    def list_tokens(self, user_id: int) -> list[ApiToken]:
+        with self._store.session() as s:
+            stmt = select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
+            return list(s.scalars(stmt).all())
+
+    def revoke_token(self, principal: Principal, token_id: int) -> None:
+        with self._store.session() as s:
+            row = s.get(ApiToken, token_id)
+            if row is None or (row.user_id != principal.user_id and principal.role != "admin"):
+                raise NotFound(f"API token {token_id} does not exist")
+            row.revoked = True
+        self._audit.append(principal.username, "auth.token.revoke", str(token_id))
