@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from sharedml.errors import SharedMLError
 from sharedml.platform.clock import Clock
@@ -99,23 +100,49 @@ class AuditLog:
                     continue  # another process took this seq; read the new head and retry
         raise SharedMLError("could not append to the audit log", remedy="retry the operation")
 
+    def append_in(
+        self,
+        s: Session,
+        actor: str,
+        action: str,
+        target: str = "",
+        *,
+        outcome: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Add an entry inside the caller's transaction: it commits (or not) with the operation."""
+        for _ in range(20):
+            with self._lock:
+                try:
+                    with s.begin_nested():
+                        return self._add(s, actor, action, target, outcome, detail or {})
+                except IntegrityError:
+                    continue
+        raise SharedMLError("could not append to the audit log", remedy="retry the operation")
+
     def _append_once(
         self, actor: str, action: str, target: str, outcome: str, detail: dict[str, Any]
     ) -> AuditEntry:
         with self._store.session() as s:
-            head = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()
-            fields = {
-                "seq": (head.seq + 1) if head else 1,
-                "ts": self._clock.now().isoformat(),
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "outcome": outcome,
-                "detail": canonical(detail),
-            }
-            prev = head.hash if head else GENESIS
-            entry = AuditEntry(**fields, prev_hash=prev, hash=entry_hash(prev, fields))
-            s.add(entry)
+            return self._add(s, actor, action, target, outcome, detail)
+
+    def _add(
+        self, s: Session, actor: str, action: str, target: str, outcome: str, detail: dict[str, Any]
+    ) -> AuditEntry:
+        head = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()
+        fields = {
+            "seq": (head.seq + 1) if head else 1,
+            "ts": self._clock.now().isoformat(),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "outcome": outcome,
+            "detail": canonical(detail),
+        }
+        prev = head.hash if head else GENESIS
+        entry = AuditEntry(**fields, prev_hash=prev, hash=entry_hash(prev, fields))
+        s.add(entry)
+        s.flush()
         return entry
 
     def query(

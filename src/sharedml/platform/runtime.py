@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -47,6 +48,12 @@ class SettingsService:
         self._store = store
         self._clock = clock
         self._audit = audit
+        self._listeners: list[Callable[[RuntimeSettings], None]] = []
+
+    def subscribe(self, listener: Callable[[RuntimeSettings], None]) -> None:
+        """Call ``listener`` now and after every change (components that cache a setting)."""
+        self._listeners.append(listener)
+        listener(self.current())
 
     def current(self) -> RuntimeSettings:
         with self._store.session() as s:
@@ -82,6 +89,8 @@ class SettingsService:
                     row.value, row.updated_at, row.updated_by = value, now, actor
         self._audit.append(actor, "settings.change", "settings", detail={"changes": diff})
         apply_log_level(new)
+        for listener in self._listeners:
+            listener(new)
         return new
 
 

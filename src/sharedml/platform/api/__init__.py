@@ -21,9 +21,18 @@ log = logging.getLogger("sharedml.platform")
 
 
 def create_app(
-    settings: PlatformConfig, clock: Clock | None = None, platform: Platform | None = None
+    settings: PlatformConfig,
+    clock: Clock | None = None,
+    platform: Platform | None = None,
+    scheduler: Any = None,
 ) -> FastAPI:
-    """The platform app; opens (and migrates) the store unless ``platform`` is given."""
+    """The platform app; opens (and migrates) the store unless ``platform`` is given.
+
+    ``app.state.platform`` is the :class:`Platform`; ``app.state.scheduler`` the
+    job scheduler over the same store (built here unless given), wired to the
+    approval gate, the audit log and the runtime settings. Running its loop and
+    the node service is the caller's part (``sharedml platform serve``).
+    """
     from sharedml.platform.api import errors, routes_admin, routes_auth, routes_data
 
     platform = platform or Platform.open(settings.data_dir, settings.db_url, clock)
@@ -35,6 +44,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.platform = platform
+    app.state.scheduler = scheduler if scheduler is not None else build_scheduler(platform)
     errors.install(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_admin.router)
@@ -43,6 +53,21 @@ def create_app(
     if jobs is not None:
         app.include_router(jobs.router)
     return app
+
+
+def build_scheduler(platform: Platform) -> Any:
+    """A Scheduler on the platform's store: approvals gate 8.3-1, audited, live settings."""
+    from sharedml.platform.runtime import RuntimeSettings
+    from sharedml.platform.scheduler import Scheduler
+
+    scheduler = Scheduler.for_platform(platform)
+
+    def apply(rs: RuntimeSettings) -> None:
+        scheduler.config.task_timeout_s = rs.task_timeout_s
+        scheduler.config.max_attempts = rs.task_max_attempts
+
+    platform.settings.subscribe(apply)
+    return scheduler
 
 
 def _job_routes() -> Any:

@@ -14,6 +14,8 @@ For route modules (the job routes too)::
 
 - :func:`get_platform` — the :class:`~sharedml.platform.service.Platform`
   (store, clock, audit, settings, approvals, access, ...).
+- :func:`get_scheduler` — the job :class:`~sharedml.platform.scheduler.Scheduler`
+  (``app.state.scheduler``), wired to approvals, audit and runtime settings.
 - :func:`current_principal` — the authenticated caller (session or API token);
   401 if none or expired.
 - :func:`require` ``(operation)`` — the caller, if their role may attempt the
@@ -31,6 +33,7 @@ For route modules (the job routes too)::
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -46,6 +49,10 @@ bearer = HTTPBearer(auto_error=False, description="a session token (login) or an
 def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
+
+
+def get_scheduler(request: Request) -> Any:
+    return request.app.state.scheduler
 
 
 def current_principal(
@@ -92,4 +99,4 @@ def require_resource(
     return dependency
 
 
-__all__ = ["current_principal", "get_platform", "require", "require_resource"]
+__all__ = ["current_principal", "get_platform", "get_scheduler", "require", "require_resource"]

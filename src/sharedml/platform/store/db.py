@@ -28,10 +28,18 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin, so
+    # SAVEPOINTs (nested transactions) work (SQLAlchemy's pysqlite notes).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA journal_mode=WAL")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 class Store:
@@ -45,9 +53,7 @@ class Store:
                     url, connect_args={"check_same_thread": False, "timeout": 10}
                 )
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-                if url not in ("sqlite://", "sqlite:///:memory:"):
-                    with self.engine.connect() as conn:
-                        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                event.listen(self.engine, "begin", _sqlite_begin)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
