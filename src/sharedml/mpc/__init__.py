@@ -1,0 +1,59 @@
+"""Secret sharing on Z_2^64: the MPC engine (ARCHITECTURE.md §2, standard §7, 9.4-8).
+
+Parties hold additive shares of fixed-point tensors and exchange only masked
+values; correlated randomness comes from a :class:`RandomnessProvider`.
+
+Usage (two providers and a dealer, as threads; ``sharedml.cluster.run_cluster``
+runs the same functions as processes over gRPC with mTLS)::
+
+    import numpy as np
+    from sharedml.mpc import MPC, DealerProvider, serve_dealer
+    from sharedml.simulation import run_parties
+
+    def provider(session):
+        with MPC(session, DealerProvider(session, dealer="dealer")) as mpc:
+            mine = np.array([[1.5, -2.0]]) if session.party == "alice" else None
+            x = mpc.share(mine, owner="alice")       # alice passes her array,
+            w = mpc.share(np.array([[0.5], [0.25]]) if session.party == "bob" else None,
+                          owner="bob")               # ... the others pass None
+            y = x @ w                                # Beaver matmul + truncation
+            z = y * 2.0 - 1                          # public ops
+            return z.reveal(to="alice")              # only alice learns; others get None
+
+    out = run_parties(
+        {"alice": provider, "bob": provider, "dealer": serve_dealer},
+        ["alice", "bob", "dealer"],
+    )
+
+Every party runs the same sequence of operations (lock step). The dealer
+stops when the runtimes close (``with`` or :meth:`MPC.close`). For a matrix
+used in many products (training data), wrap it once:
+``fx = FixedOperand(x)``; then ``fx.matmul(w, rows=batch)`` and
+``fx.matmul(g, rows=batch, transpose=True)`` open only ``w``'s and ``g``'s
+masks (and truncate, unless ``truncate=False``).
+
+Without a third party use ``HEProvider(session)`` (two parties; material made
+with Paillier) instead of ``DealerProvider``; the dealer function is not run.
+"""
+
+from __future__ import annotations
+
+from sharedml.mpc.beaver import FixedOperand
+from sharedml.mpc.context import MPC
+from sharedml.mpc.dealer import DealerProvider, serve_dealer
+from sharedml.mpc.provider import RandomnessProvider
+from sharedml.mpc.tensor import SharedTensor, concatenate, stack
+from sharedml.mpc.truncation import rescale, truncate
+
+__all__ = [
+    "MPC",
+    "DealerProvider",
+    "FixedOperand",
+    "RandomnessProvider",
+    "SharedTensor",
+    "concatenate",
+    "rescale",
+    "serve_dealer",
+    "stack",
+    "truncate",
+]

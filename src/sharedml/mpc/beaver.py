@@ -1,0 +1,189 @@
+"""Beaver products: element-wise, matrix, and matrix with a fixed operand.
+
+Protocol ``mul`` (x, y shared; triple a, b, c = a·b from the provider):
+
+1. Each party P_i computes d_i = x_i - a_i and e_i = y_i - b_i.
+2. The parties open d = x - a and e = y - b (one message per peer; one round).
+3. P_i sets z_i = c_i + d·b_i + e·a_i, and P_0 adds d·e. Then Σ z_i = x·y.
+
+``matmul`` is the same with matrix products (z_i = c_i + d@b_i + x_i@e, two
+ring products per party, exact via :func:`sharedml.crypto.ring.matmul`).
+
+:class:`FixedOperand` masks a matrix X that is used in many products (the
+data matrix across training epochs) once: X - A is opened a single time, and
+each later product X[rows] @ Y (or X[rows]ᵀ @ Y) opens only Y - B; the dealer
+computes A[rows] @ B from the A it remembers.
+
+Reveals: d and e (and X - A) are uniformly distributed because a, b (A) are
+uniform and unknown to every party; nothing about x, y or X is revealed. The
+product stays shared (with 2·frac_bits for reals; the caller truncates).
+
+Security model: semi-honest; as strong as the provider (dealer must not
+collude with a party; HE: two parties, none may be malicious). Reusing A is
+safe because X is fixed: every opened F = Y - B uses fresh B, and X - A is
+opened once.
+
+Reference: D. Beaver, "Efficient multiparty protocols using circuit
+randomization", CRYPTO 1991; Mohassel & Zhang, "SecureML", IEEE S&P 2017, §4.2
+(matrix triples and reusing the mask of a fixed data matrix).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sharedml.crypto import ring
+from sharedml.errors import DataError
+from sharedml.mpc.material import Kind
+from sharedml.mpc.tensor import SharedTensor
+
+
+def _fail(x: SharedTensor, op: str, message: str) -> DataError:
+    return DataError(f"{op}: {message}", party=x.mpc.party, step=op)
+
+
+def mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
+    """Shared x·y, untruncated (scale = x.scale + y.scale). One round."""
+    mpc = x.mpc
+    if y.mpc is not mpc:
+        raise _fail(x, "mul", "operands belong to different MPC runtimes")
+    try:
+        shape = np.broadcast_shapes(x.shape, y.shape)
+    except ValueError:
+        raise _fail(x, "mul", f"shapes {x.shape} and {y.shape} do not broadcast") from None
+    xs = x.share if x.shape == shape else np.broadcast_to(x.share, shape)
+    ys = y.share if y.shape == shape else np.broadcast_to(y.share, shape)
+    mat = mpc.provider.request(Kind.MUL, shape)
+    a, b = mat["a"], mat["b"]
+    d, e = mpc.open_many("mul", [xs - a, ys - b])
+    z = mat["c"] + d * b
+    z += e * a
+    if mpc.index == 0:
+        z += d * e
+    return SharedTensor(mpc, z, x.scale + y.scale)
+
+
+def _as_matrix(t: SharedTensor, op: str, side: str) -> np.ndarray:
+    if t.ndim == 2:
+        return t.share
+    if t.ndim == 1:
+        return t.share.reshape((1, -1) if side == "left" else (-1, 1))
+    raise _fail(t, op, f"operands must be 1-D or 2-D, got shape {t.shape}")
+
+
+def _result_shape(x_shape: tuple[int, ...], y_shape: tuple[int, ...], out: tuple[int, int]) -> tuple[int, ...]:
+    if len(x_shape) == 1 and len(y_shape) == 1:
+        return ()
+    if len(x_shape) == 1:
+        return (out[1],)
+    if len(y_shape) == 1:
+        return (out[0],)
+    return out
+
+
+def matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
+    """Shared x @ y for 1-D/2-D operands, untruncated. One round."""
+    mpc = x.mpc
+    xm, ym = _as_matrix(x, "matmul", "left"), _as_matrix(y, "matmul", "right")
+    if xm.shape[1] != ym.shape[0]:
+        raise _fail(x, "matmul", f"inner dimensions differ: {x.shape} @ {y.shape}")
+    m, k = xm.shape
+    n = ym.shape[1]
+    mat = mpc.provider.request(Kind.MATMUL, (m, k, n))
+    d, e = mpc.open_many("matmul", [xm - mat["a"], ym - mat["b"]])
+    z = ring.matmul(d, mat["b"])
+    z += ring.matmul(xm, e)
+    z += mat["c"]
+    return SharedTensor(mpc, z.reshape(_result_shape(x.shape, y.shape, (m, n))), x.scale + y.scale)
+
+
+def matmul_public(x: SharedTensor, p: np.ndarray, *, left: bool) -> SharedTensor:
+    """``p @ x`` (``left``) or ``x @ p`` with a public ``p``; local, untruncated."""
+    mpc = x.mpc
+    if p.dtype.kind in "iub":
+        enc, scale = ring.as_ring(p), 0
+    else:
+        enc, scale = mpc.fp.encode(p, what="public matrix"), mpc.frac_bits
+    a, b = (enc, x.share) if left else (x.share, enc)
+    try:
+        if a.ndim > 2 or b.ndim > 2:
+            raise ValueError("operands must be 1-D or 2-D")
+        am = a.reshape(1, -1) if a.ndim == 1 else a
+        bm = b.reshape(-1, 1) if b.ndim == 1 else b
+        z = ring.matmul(am, bm)
+    except ValueError as exc:
+        raise _fail(x, "matmul", str(exc)) from None
+    shape = _result_shape(a.shape, b.shape, (am.shape[0], bm.shape[1]))
+    return SharedTensor(mpc, z.reshape(shape), x.scale + scale)
+
+
+class FixedOperand:
+    """A shared matrix X masked once for many products ``X[rows] @ Y``.
+
+    1. (once) The provider deals a mask A of X's shape; the parties open
+       E = X - A (one round). Each keeps E and its own share of X.
+    2. (per product) For rows R and a fresh B (with C = A[R] @ B, or
+       A[R]ᵀ @ B when ``transpose``), open F = Y - B (one round) and set
+       z_i = C_i + E[R] @ B_i + X_i[R] @ F. Σ z_i = X[R] @ Y.
+
+    Reveals: E once (uniform, as A is uniform and used for nothing else) and
+    each F (uniform, fresh B). See the module docstring for the model.
+    """
+
+    def __init__(self, x: SharedTensor) -> None:
+        if x.ndim != 2:
+            raise _fail(x, "fixed_operand", f"needs a 2-D matrix, got shape {x.shape}")
+        self.mpc = x.mpc
+        self.x = x
+        mat = self.mpc.provider.request(Kind.FIXED_MASK, x.shape)
+        self.id = mat.counter
+        self.e = self.mpc.open("fixed_operand", x.share - mat["a"])
+        self._limbs = ring.split(self.e)
+        self._x_limbs = ring.split(x.share)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.x.shape
+
+    def matmul(
+        self,
+        y: SharedTensor,
+        *,
+        rows: np.ndarray | slice | None = None,
+        transpose: bool = False,
+        truncate: bool = True,
+    ) -> SharedTensor:
+        """Shared ``X[rows] @ y`` (or ``X[rows]ᵀ @ y``); one round, plus the
+        truncation round unless ``truncate=False``."""
+        mpc = self.mpc
+        idx = None
+        if isinstance(rows, slice):
+            idx = np.arange(self.shape[0])[rows]
+        elif rows is not None:
+            idx = np.asarray(rows, dtype=np.int64)
+            if idx.ndim != 1 or (idx.size and (idx.min() < -self.shape[0] or idx.max() >= self.shape[0])):
+                raise _fail(self.x, "fixed_matmul", f"rows out of range for shape {self.shape}")
+            idx = idx % self.shape[0]
+        e, xs = self._limbs, self._x_limbs
+        if idx is not None:
+            e, xs = e.rows(idx), xs.rows(idx)
+        if transpose:
+            e, xs = e.T, xs.T
+        ym = _as_matrix(y, "fixed_matmul", "right")
+        if ym.shape[0] != e.shape[1]:
+            what = "Xᵀ" if transpose else "X"
+            raise _fail(y, "fixed_matmul", f"inner dimensions differ: {what} {e.shape} @ {y.shape}")
+        n = ym.shape[1]
+        mat = mpc.provider.request(Kind.FIXED_MATMUL, (self.id, int(transpose), n), idx)
+        b = mat["b"]
+        (f,) = mpc.open_many("fixed_matmul", [ym - b])
+        z = ring.matmul(e, ring.split(b))
+        z += ring.matmul(xs, ring.split(f))
+        z += mat["c"]
+        shape = (e.shape[0],) if y.ndim == 1 else (e.shape[0], n)
+        out = SharedTensor(mpc, z.reshape(shape), self.x.scale + y.scale)
+        if not truncate:
+            return out
+        from sharedml.mpc.truncation import rescale
+
+        return rescale(out)

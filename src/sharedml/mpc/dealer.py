@@ -1,0 +1,199 @@
+"""DealerProvider: a third party deals correlated randomness, compressed by PRG seeds.
+
+Protocol (n computing parties P_0..P_{n-1} and a dealer D):
+
+1. Setup: D draws a 128-bit AES key k_i for each P_i from :mod:`secrets` and
+   sends it to P_i over the job's mutually authenticated channel.
+2. For the t-th request (same order everywhere), every P_i draws its share of
+   each *free* component from ``AES-CTR(k_i, 16t + j)``; P_0..P_{n-2} also
+   draw their shares of the *derived* components that way. So P_0..P_{n-2}
+   receive nothing per request: their material costs no traffic.
+3. P_{n-1} sends D the request header (kind, counter, dims). D reproduces
+   every party's streams, reconstructs the free secrets (e.g. a, b), computes
+   the derived secrets (e.g. c = a·b) and sends P_{n-1} only its share of each
+   derived component: ``c_{n-1} = c - Σ_{i<n-1} c_i``. P_{n-1} asks before it
+   opens its masked values and reads the answer after, so the dealer's reply
+   adds no round.
+
+Reveals: D learns the kinds and shapes of material (public in the protocol)
+and only randomness it generated itself; no input, share of an input or
+opened value ever reaches D. Each P_i learns only its own shares.
+
+Security model: semi-honest. D must not collude with any computing party (D
+knows every share of every mask: with one party's view it unmasks the other's
+opened values). Channels are confidential (mTLS) so the keys stay secret.
+
+Reference: Beaver, "Efficient multiparty protocols using circuit
+randomization", CRYPTO 1991 (triples); seed compression as in SPDZ-style
+trusted dealers and CrypTen's ``TrustedThirdParty`` provider.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sharedml.crypto.prg import KEY_BYTES, Prg
+from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.mpc.material import (
+    Kind,
+    Request,
+    combine,
+    complete,
+    components,
+    derive,
+    draw,
+)
+from sharedml.mpc.provider import Material, RandomnessProvider
+from sharedml.session import Session
+
+_SCOPE = "dealer"
+
+
+class DealerProvider(RandomnessProvider):
+    """A computing party's end of the dealer protocol (see module docstring)."""
+
+    name = "dealer"
+
+    def __init__(self, session: Session, dealer: str = "dealer") -> None:
+        super().__init__()
+        if dealer not in session.peers:
+            raise ConfigError(
+                f"dealer {dealer!r} is not a peer of this job {list(session.peers)}",
+                party=session.party,
+                remedy="list the dealer among the job's parties",
+            )
+        if dealer == session.party:
+            raise ConfigError("the dealer cannot be a computing party", party=dealer)
+        self.dealer = dealer
+        self.helpers = (dealer,)
+        self.parties = tuple(p for p in session.peers if p != dealer)
+        self._channel = session.channel.scope(_SCOPE)
+        self._party = session.party
+        self._last = self._party == self.parties[-1]
+        self._prg: Prg | None = None
+        self._counter = 0
+        self._fixed: dict[int, tuple[int, int]] = {}
+        self.bytes_received = 0
+
+    def _key(self) -> Prg:
+        if self._prg is None:
+            key = self._channel.recv(self.dealer, "key")
+            if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+                raise ProtocolAbort(
+                    "the dealer sent a malformed key", party=self.dealer, step="dealer.setup"
+                )
+            self._prg = Prg(key)
+        return self._prg
+
+    def request(
+        self, kind: Kind, dims: tuple[int, ...], rows: np.ndarray | None = None
+    ) -> Material:
+        prg = self._key()
+        self._counter += 1
+        self.requests += 1
+        req = Request(kind, self._counter, tuple(int(d) for d in dims), rows)
+        if kind == Kind.FIXED_MASK:
+            self._fixed[req.counter] = (req.dims[0], req.dims[1])
+        comps = components(req, self._fixed.__getitem__)
+        if self._last:
+            self._channel.send(self.dealer, "req", req.encode())
+        shares = {
+            c.name: draw(prg, req, j, c)
+            for j, c in enumerate(comps)
+            if not (c.derived and self._last)
+        }
+        derived = [c for c in comps if c.derived]
+        if not self._last or not derived:
+            return Material(req.counter, shares)
+
+        def receive() -> dict[str, np.ndarray]:
+            msg = self._channel.recv(self.dealer, "mat")
+            want = sum(int(np.prod(c.shape)) for c in derived)
+            if not isinstance(msg, np.ndarray) or msg.dtype != np.uint64 or msg.size != want:
+                raise ProtocolAbort(
+                    f"dealer sent {getattr(msg, 'size', len(msg))} words for {kind.name}, "
+                    f"expected {want}",
+                    party=self.dealer,
+                    step=f"dealer.{kind.name}",
+                )
+            self.bytes_received += msg.nbytes
+            out, at = {}, 0
+            for c in derived:
+                size = int(np.prod(c.shape))
+                out[c.name] = msg[at : at + size].reshape(c.shape)
+                at += size
+            return out
+
+        return Material(req.counter, shares, receive)
+
+    def close(self) -> None:
+        if self._last and self._prg is not None:
+            self._channel.send(self.dealer, "req", Request(Kind.STOP, 0, ()).encode())
+        elif self._last:
+            self._key()
+            self._channel.send(self.dealer, "req", Request(Kind.STOP, 0, ()).encode())
+
+
+@dataclass
+class DealerStats:
+    requests: int = 0
+    bytes_sent: int = 0
+
+
+def serve_dealer(session: Session, parties: Sequence[str] | None = None) -> DealerStats:
+    """Run the dealer (see module docstring) until the last party says STOP.
+
+    ``parties`` are the computing parties in share order (default: every peer
+    but the dealer, in the job's order).
+    """
+    parties = tuple(parties or (p for p in session.peers if p != session.party))
+    if len(parties) < 2:
+        raise ConfigError("the dealer needs at least two computing parties", party=session.party)
+    channel = session.channel.scope(_SCOPE)
+    prgs = []
+    for p in parties:
+        key = secrets.token_bytes(KEY_BYTES)
+        channel.send(p, "key", key)
+        prgs.append(Prg(key))
+    last = parties[-1]
+    fixed: dict[int, np.ndarray] = {}
+    stats = DealerStats()
+    while True:
+        req = Request.decode(channel.recv(last, "req"))
+        if req.kind == Kind.STOP:
+            return stats
+        stats.requests += 1
+        reply = _deal(req, prgs, fixed)
+        if reply is not None:
+            channel.send(last, "mat", reply)
+            stats.bytes_sent += reply.nbytes
+
+
+def _deal(req: Request, prgs: list[Prg], fixed: dict[int, np.ndarray]) -> np.ndarray | None:
+    def shape_of(fid: int) -> tuple[int, int]:
+        if fid not in fixed:
+            raise ProtocolAbort(f"unknown fixed operand {fid}", step="dealer")
+        m, k = fixed[fid].shape
+        return m, k
+
+    comps = components(req, shape_of)
+    shares = [
+        [draw(prg, req, j, c) for j, c in enumerate(comps) if not c.derived] for prg in prgs
+    ]
+    free_names = [c for c in comps if not c.derived]
+    free = {c.name: combine(c, [s[i] for s in shares]) for i, c in enumerate(free_names)}
+    if req.kind == Kind.FIXED_MASK:
+        fixed[req.counter] = free["a"]
+        return None
+    secrets_ = derive(req, free, fixed.__getitem__)
+    out = []
+    for j, c in enumerate(comps):
+        if not c.derived:
+            continue
+        others = [draw(prg, req, j, c) for prg in prgs[:-1]]
+        out.append(complete(c, secrets_[c.name], others).ravel())
+    return np.concatenate(out) if out else None

@@ -1,0 +1,204 @@
+"""Correlated randomness: what each kind of material is and how it is derived.
+
+Math only (no channel). A *request* names a kind, a counter that every party
+and the dealer step in the same order, and the kind's dimensions. Each kind is
+a list of *components*; a component is either **free** (uniform shares, each
+party's drawn from its own PRG stream) or **derived** (its secret value is a
+function of the free secrets, e.g. ``c = a·b``). Party ``i`` draws its share of
+component ``j`` of request ``t`` as ``Prg(key_i).words(nonce = 16·t + j)``;
+whoever knows every key (the dealer) can therefore reproduce every share and
+only has to *send* one party the share of each derived component that makes
+the sum come out right.
+
+Kinds (arithmetic components are shares mod 2^64, boolean ones XOR shares):
+
+=============  =====================  =========================================
+kind           dims                   components (free | derived)
+=============  =====================  =========================================
+MUL            shape                  a, b | c = a·b
+MATMUL         m, k, n                a (m,k), b (k,n) | c = a @ b
+TRUNC          f, shape               r | r_hi = r >> f (logical), r_msb = r >> 63
+AND            shape (boolean)        a, b | c = a & b
+ADDER          s, shape (boolean)     a, b | c1 = a & b, c2 = a & (a << s)
+DABIT          shape                  rb (one bit, boolean) | ra = rb (arithmetic)
+FIXED_MASK     m, k                   a (m,k)   — remembered under the counter
+FIXED_MATMUL   id, t, n [+ rows]      b | c = A' @ b, A' = A[rows] (t=0) or A[rows]ᵀ (t=1)
+=============  =====================  =========================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from sharedml.crypto import ring
+from sharedml.crypto.prg import Prg
+from sharedml.errors import ProtocolAbort
+
+_U63 = np.uint64(63)
+
+
+class Kind(IntEnum):
+    STOP = 0
+    MUL = 1
+    MATMUL = 2
+    TRUNC = 3
+    AND = 4
+    ADDER = 5
+    DABIT = 6
+    FIXED_MASK = 7
+    FIXED_MATMUL = 8
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    shape: tuple[int, ...]
+    derived: bool = False
+    boolean: bool = False
+    bit: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request for material; ``encode``/``decode`` give its wire form."""
+
+    kind: Kind
+    counter: int
+    dims: tuple[int, ...]
+    rows: np.ndarray | None = None
+
+    def encode(self) -> np.ndarray:
+        head = [int(self.kind), self.counter, len(self.dims), *self.dims]
+        rows = np.empty(0, dtype=np.uint64) if self.rows is None else self.rows.astype(np.uint64)
+        flag = 0 if self.rows is None else 1
+        return np.concatenate(
+            [np.array([*head, flag, rows.size], dtype=np.uint64), rows]
+        )
+
+    @classmethod
+    def decode(cls, msg: object) -> Request:
+        arr = np.asarray(msg)
+        try:
+            if arr.dtype != np.uint64 or arr.ndim != 1:
+                raise ValueError("not a uint64 vector")
+            kind, counter, ndims = Kind(int(arr[0])), int(arr[1]), int(arr[2])
+            dims = tuple(int(d) for d in arr[3 : 3 + ndims])
+            flag, nrows = int(arr[3 + ndims]), int(arr[4 + ndims])
+            rows = arr[5 + ndims : 5 + ndims + nrows].astype(np.int64)
+            if len(dims) != ndims or rows.size != nrows:
+                raise ValueError("truncated")
+        except (ValueError, IndexError) as exc:
+            raise ProtocolAbort(f"malformed material request: {exc}", step="dealer") from exc
+        return cls(kind, counter, dims, rows if flag else None)
+
+
+def components(req: Request, fixed_shape: Callable[[int], tuple[int, int]]) -> list[Component]:
+    """The components of ``req``; ``fixed_shape(id)`` gives a FIXED_MASK's (m, k)."""
+    k, d = req.kind, req.dims
+    if k == Kind.MUL:
+        return [Component("a", d), Component("b", d), Component("c", d, derived=True)]
+    if k == Kind.MATMUL:
+        m, kk, n = d
+        return [
+            Component("a", (m, kk)),
+            Component("b", (kk, n)),
+            Component("c", (m, n), derived=True),
+        ]
+    if k == Kind.TRUNC:
+        s = d[1:]
+        return [
+            Component("r", s),
+            Component("r_hi", s, derived=True),
+            Component("r_msb", s, derived=True),
+        ]
+    if k == Kind.AND:
+        return [
+            Component("a", d, boolean=True),
+            Component("b", d, boolean=True),
+            Component("c", d, derived=True, boolean=True),
+        ]
+    if k == Kind.ADDER:
+        s = d[1:]
+        return [
+            Component("a", s, boolean=True),
+            Component("b", s, boolean=True),
+            Component("c1", s, derived=True, boolean=True),
+            Component("c2", s, derived=True, boolean=True),
+        ]
+    if k == Kind.DABIT:
+        return [Component("rb", d, boolean=True, bit=True), Component("ra", d, derived=True)]
+    if k == Kind.FIXED_MASK:
+        return [Component("a", d)]
+    if k == Kind.FIXED_MATMUL:
+        fid, transpose, n = d
+        m, kk = fixed_shape(fid)
+        rows = m if req.rows is None else len(req.rows)
+        inner, outer = (rows, kk) if transpose else (kk, rows)
+        return [Component("b", (inner, n)), Component("c", (outer, n), derived=True)]
+    raise ProtocolAbort(f"unknown material kind {k!r}", step="dealer")
+
+
+def draw(prg: Prg, req: Request, index: int, comp: Component) -> np.ndarray:
+    """This holder's share of component ``index`` of ``req``."""
+    words = prg.uint64(16 * req.counter + index, comp.shape)
+    if comp.bit:
+        words &= np.uint64(1)
+    return words
+
+
+def combine(comp: Component, shares: list[np.ndarray]) -> np.ndarray:
+    """The secret value behind ``shares`` (sum, or XOR for boolean components)."""
+    out = shares[0].copy()
+    for s in shares[1:]:
+        if comp.boolean:
+            out ^= s
+        else:
+            out += s
+    return out
+
+
+def complete(comp: Component, secret: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
+    """The last share that makes ``others`` plus it reconstruct ``secret``."""
+    out = secret.copy()
+    for s in others:
+        if comp.boolean:
+            out ^= s
+        else:
+            out -= s
+    return out
+
+
+def derive(
+    req: Request,
+    free: Mapping[str, np.ndarray],
+    fixed: Callable[[int], np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Secret values of the derived components from the free secrets."""
+    k = req.kind
+    if k == Kind.MUL:
+        return {"c": free["a"] * free["b"]}
+    if k == Kind.MATMUL:
+        return {"c": ring.matmul(free["a"], free["b"])}
+    if k == Kind.TRUNC:
+        r = free["r"]
+        return {"r_hi": r >> np.uint64(req.dims[0]), "r_msb": r >> _U63}
+    if k == Kind.AND:
+        return {"c": free["a"] & free["b"]}
+    if k == Kind.ADDER:
+        a, s = free["a"], np.uint64(req.dims[0])
+        return {"c1": a & free["b"], "c2": a & (a << s)}
+    if k == Kind.DABIT:
+        return {"ra": free["rb"].copy()}
+    if k == Kind.FIXED_MASK:
+        return {}
+    if k == Kind.FIXED_MATMUL:
+        fid, transpose, _ = req.dims
+        a = fixed(fid)
+        if req.rows is not None:
+            a = a[req.rows]
+        return {"c": ring.matmul(a.T if transpose else a, free["b"])}
+    raise ProtocolAbort(f"unknown material kind {k!r}", step="dealer")

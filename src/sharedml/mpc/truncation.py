@@ -1,0 +1,118 @@
+"""Secure truncation: bring a product's 2f fractional bits back to f.
+
+``truncate(x, k)`` returns a sharing of ``x / 2^k`` (x read as a signed integer
+in ring units). Two methods, chosen per runtime (``MPC(trunc=...)``):
+
+**pair** (default) — one round, no failure probability. With a truncation
+pair from the provider (r uniform in Z_2^64, shares of r_hi = ⌊r/2^k⌋ and of
+r_msb = r >> 63):
+
+1. Offset: x' = x + 2^62 (P_0 adds the constant), so 0 ≤ x' < 2^63 whenever
+   -2^62 ≤ x < 2^62.
+2. Open c = x' + r mod 2^64 (one round).
+3. Because x' < 2^63, the sum wrapped iff r_msb = 1 and msb(c) = 0, so
+   w = r_msb·(1 - msb(c)) is linear in the shares of r_msb.
+4. P_i sets y_i = [i=0](⌊c/2^k⌋ - 2^(62-k)) - r_hi_i + w_i·2^(64-k).
+
+Then y = ⌊x/2^k⌋ + β with β ∈ {0, 1} the borrow of the low k bits: the error
+is at most one ulp (2^-f after a fixed-point product), for every |x| < 2^62,
+always. Reveals: c, uniform because r is uniform and unknown to all.
+
+With a provider that cannot deal pairs (two parties, HE), P_1 draws r itself,
+P_1 sends x_1 + r to P_0 only, P_0 learns c and the bit product
+r_msb·(1 - msb(c)) of two private bits is computed with one Beaver
+multiplication: two rounds, same result and bound. Reveals: c to P_0 only
+(uniform), masked values of the Beaver step.
+
+**local** — SecureML's local truncation, no round, two parties: P_0 keeps
+x_0 >> k, P_1 keeps -((-x_1) >> k) (arithmetic shifts). Error at most one ulp,
+except with probability at most 2^(l+1-64) per element for |x| < 2^l, when
+the result is wrong by about 2^(64-k) (a catastrophic failure). At f = 16
+after a product (k = 16), values with |x·y| < 2^8 have l = 40: p ≤ 2^-23.
+
+Security model: semi-honest, as the provider. Reference: Mohassel & Zhang,
+"SecureML", S&P 2017, Thm. 1 (local); Escudero, Ghosh, Keller, Rachuri,
+Scholl, "Improved primitives for MPC over mixed arithmetic-binary circuits",
+CRYPTO 2020 (probabilistic truncation with a pair and a known-MSB wrap bit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sharedml.crypto import ring
+from sharedml.errors import ConfigError
+from sharedml.mpc.material import Kind
+from sharedml.mpc.tensor import SharedTensor
+
+_OFFSET_BITS = 62
+_U63 = np.uint64(63)
+
+
+def rescale(x: SharedTensor) -> SharedTensor:
+    """Truncate ``x`` down to the runtime's frac_bits when it carries more."""
+    extra = x.scale - x.mpc.frac_bits
+    if extra <= 0:
+        return x
+    out = truncate(x, extra)
+    out.scale = x.mpc.frac_bits
+    return out
+
+
+def truncate(x: SharedTensor, bits: int) -> SharedTensor:
+    """A sharing of ``⌊x / 2^bits⌋`` (+0 or +1 ulp); see the module docstring."""
+    mpc = x.mpc
+    if not 0 < bits < 62:
+        raise ConfigError(f"truncate: cannot drop {bits} bits")
+    if mpc.trunc_mode == "local":
+        return _local(x, bits)
+    if mpc.provider.supports_pairs:
+        return _with_pair(x, bits)
+    if mpc.n != 2:
+        raise ConfigError("truncation without pairs works for two parties only")
+    return _two_round(x, bits)
+
+
+def _local(x: SharedTensor, bits: int) -> SharedTensor:
+    share = ring.arshift(x.share, bits) if x.mpc.index == 0 else -ring.arshift(-x.share, bits)
+    return SharedTensor(x.mpc, share, x.scale - bits)
+
+
+def _with_pair(x: SharedTensor, bits: int) -> SharedTensor:
+    mpc = x.mpc
+    mat = mpc.provider.request(Kind.TRUNC, (bits, *x.shape))
+    masked = x.share + mat["r"]
+    if mpc.index == 0:
+        masked += np.uint64(1 << _OFFSET_BITS)
+    c = mpc.open("trunc", masked)
+    not_wrapped_top = np.uint64(1) - (c >> _U63)
+    y = -mat["r_hi"]
+    y += mat["r_msb"] * (not_wrapped_top << np.uint64(64 - bits))
+    if mpc.index == 0:
+        y += (c >> np.uint64(bits)) - np.uint64(1 << (_OFFSET_BITS - bits))
+    return SharedTensor(mpc, y, x.scale - bits)
+
+
+def _two_round(x: SharedTensor, bits: int) -> SharedTensor:
+    from sharedml.mpc.beaver import mul
+
+    mpc = x.mpc
+    p0, p1 = mpc.parties
+    tag = mpc.tag("trunc2")
+    if mpc.index == 1:
+        r = mpc.local_words(x.shape)
+        mpc.channel.send(p0, tag, x.share + r)
+        y = -(r >> np.uint64(bits))
+        mine_bit = r >> _U63
+    else:
+        other = mpc.recv_array(p1, tag, x.shape, "trunc")
+        c = x.share + other + np.uint64(1 << _OFFSET_BITS)
+        y = (c >> np.uint64(bits)) - np.uint64(1 << (_OFFSET_BITS - bits))
+        mine_bit = np.uint64(1) - (c >> _U63)
+    # w = r_msb(P_1) · (1 - msb(c))(P_0): product of two private bits.
+    zero = np.zeros(x.shape, dtype=ring.DTYPE)
+    a = SharedTensor(mpc, mine_bit if mpc.index == 1 else zero, 0)
+    b = SharedTensor(mpc, mine_bit if mpc.index == 0 else zero, 0)
+    w = mul(a, b)
+    y += w.share << np.uint64(64 - bits)
+    return SharedTensor(mpc, y, x.scale - bits)
