@@ -1,0 +1,133 @@
+"""Owner-signed data-use policies (9.2-4): who may use a dataset, how, and for what.
+
+A :class:`DataPolicy` names the grantee job, the allowed algorithms and
+columns, the release rules (which parties get the model, by their release
+keys; whether metrics may be released), an expiry, and the enclave
+measurements or signers allowed to receive the data key. The owner signs it
+with Ed25519 (:class:`SignedPolicy`).
+
+Two places enforce it:
+
+1. *Key release* — the provider SDK seals the data key only to an enclave
+   whose verified claims :meth:`DataPolicy.admits`.
+2. *Use* — the enclave checks the signature, the job, the expiry, the
+   algorithm and the columns before training, and releases the model only to
+   parties every contributing owner named.
+
+The platform relays signed policies and ciphertext; it can read neither the
+data nor the data keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from sharedml.errors import PolicyDenied
+from sharedml.tee.attestation.base import Claims
+
+
+@dataclass(frozen=True)
+class DataPolicy:
+    owner: str
+    job: str
+    algorithms: tuple[str, ...]
+    columns: tuple[str, ...]
+    expires_at: int  # unix seconds
+    model_to: dict[str, str] = field(default_factory=dict)  # party -> release KeyBundle hex
+    metrics: bool = True
+    measurements: tuple[str, ...] = ()
+    signers: tuple[str, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DataPolicy:
+        raw = json.loads(data)
+        return cls(
+            owner=str(raw["owner"]),
+            job=str(raw["job"]),
+            algorithms=tuple(raw["algorithms"]),
+            columns=tuple(raw["columns"]),
+            expires_at=int(raw["expires_at"]),
+            model_to={str(k): str(v) for k, v in raw["model_to"].items()},
+            metrics=bool(raw["metrics"]),
+            measurements=tuple(raw["measurements"]),
+            signers=tuple(raw["signers"]),
+        )
+
+    def admits(self, claims: Claims) -> bool:
+        """May an enclave with these verified claims receive the data key?"""
+        if claims.measurement.lower() in {m.lower() for m in self.measurements}:
+            return True
+        return claims.signer is not None and claims.signer.lower() in {s.lower() for s in self.signers}
+
+    def sign(self, owner_key: ed25519.Ed25519PrivateKey) -> SignedPolicy:
+        body = self.to_bytes()
+        pub = owner_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return SignedPolicy(body, owner_key.sign(body), pub)
+
+
+@dataclass(frozen=True)
+class SignedPolicy:
+    body: bytes
+    signature: bytes
+    owner_public_key: bytes
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {"body": self.body.decode(), "signature": self.signature.hex(), "owner": self.owner_public_key.hex()}
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SignedPolicy:
+        raw = json.loads(data)
+        return cls(raw["body"].encode(), bytes.fromhex(raw["signature"]), bytes.fromhex(raw["owner"]))
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    def verify(
+        self,
+        *,
+        job: str,
+        now: dt.datetime | None = None,
+        owners: dict[str, bytes] | None = None,
+    ) -> DataPolicy:
+        """The policy, if its signature is good, it grants ``job`` and has not expired.
+
+        ``owners`` (party → Ed25519 public key), when given, pins who may sign.
+        """
+        try:
+            ed25519.Ed25519PublicKey.from_public_bytes(self.owner_public_key).verify(self.signature, self.body)
+            policy = DataPolicy.from_bytes(self.body)
+        except (InvalidSignature, ValueError, KeyError, TypeError):
+            raise PolicyDenied("data policy signature or body is invalid", step="upload") from None
+        if owners is not None and owners.get(policy.owner) != self.owner_public_key:
+            raise PolicyDenied(f"policy not signed by the registered key of {policy.owner!r}", step="upload")
+        if policy.job != job:
+            raise PolicyDenied(f"policy grants job {policy.job!r}, not {job!r}", party=policy.owner, step="upload")
+        when = now if now is not None else dt.datetime.now(dt.UTC)
+        if when.timestamp() > policy.expires_at:
+            raise PolicyDenied("data policy has expired", party=policy.owner, step="upload",
+                               remedy="the owner must sign a new policy")
+        return policy
+
+
+def release_parties(policies: Sequence[DataPolicy]) -> dict[str, str]:
+    """Parties (and release keys) that *every* contributing owner named."""
+    if not policies:
+        return {}
+    common = dict(policies[0].model_to)
+    for p in policies[1:]:
+        common = {k: v for k, v in common.items() if p.model_to.get(k) == v}
+    return common

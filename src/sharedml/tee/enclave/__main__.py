@@ -1,0 +1,5 @@
+"""``python -m sharedml.tee.enclave``: run one enclave process (see :mod:`.service`)."""
+
+from sharedml.tee.enclave.service import main
+
+main()

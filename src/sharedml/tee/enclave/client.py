@@ -1,0 +1,96 @@
+"""Calling an enclave over gRPC (used by the provider SDK and the manager).
+
+Runs outside the enclave: it sees only what the enclave returns (evidence,
+ciphertext, metrics, receipts).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from sharedml.tee.attestation.base import Evidence
+from sharedml.tee.enclave import wire
+
+
+def channel_credentials(tls_dir: str | Path, name: str) -> grpc.ChannelCredentials:
+    from sharedml.crypto.pki import load_identity
+
+    ident = load_identity(tls_dir, name)
+    return grpc.ssl_channel_credentials(ident.ca_pem, ident.key_pem, ident.cert_pem)
+
+
+class EnclaveClient:
+    """One connection to one enclave at ``address`` ("host:port")."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        tls_dir: str | Path | None = None,
+        tls_name: str | None = None,
+        server_name: str = "enclave",
+        timeout: float = 600.0,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        if tls_dir is not None and tls_name is not None:
+            options = [*wire.OPTIONS, ("grpc.ssl_target_name_override", server_name)]
+            self._channel = grpc.secure_channel(address, channel_credentials(tls_dir, tls_name), options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=wire.OPTIONS)
+
+    def _unary(self, method: str, header: dict[str, Any], body: bytes = b"") -> tuple[dict[str, Any], bytes]:
+        call = self._channel.unary_unary(f"/{wire.SERVICE}/{method}")
+        try:
+            reply = call(wire.encode(header, body), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise wire.translate(exc, method.lower()) from None
+        return wire.decode(reply)
+
+    def attest(self, nonce: bytes) -> tuple[Evidence, bytes]:
+        header, _ = self._unary("Attest", {"nonce": nonce.hex()})
+        return Evidence.from_json(header["evidence"]), str(header["bundle"]).encode()
+
+    def upload(self, upload_id: str, sealed_key: bytes, policy: bytes, chunks: Iterable[tuple[int, bool, bytes]]) -> dict[str, Any]:
+        def messages() -> Iterator[bytes]:
+            yield wire.encode({
+                "upload_id": upload_id,
+                "sealed_key": base64.b64encode(sealed_key).decode(),
+                "policy": base64.b64encode(policy).decode(),
+            })
+            for seq, last, ct in chunks:
+                yield wire.encode({"seq": seq, "last": last}, ct)
+
+        call = self._channel.stream_unary(f"/{wire.SERVICE}/Upload")
+        try:
+            reply = call(messages(), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise wire.translate(exc, "upload") from None
+        return wire.decode(reply)[0]
+
+    def train(self, request: dict[str, Any]) -> dict[str, Any]:
+        header, _ = self._unary("Train", {"request": request})
+        return dict(header["metrics"])
+
+    def status(self, timeout: float | None = None) -> dict[str, Any]:
+        call = self._channel.unary_unary(f"/{wire.SERVICE}/Status")
+        try:
+            reply = call(wire.encode({}), timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise wire.translate(exc, "status") from None
+        return wire.decode(reply)[0]
+
+    def result(self, recipient: str) -> bytes:
+        return self._unary("Result", {"recipient": recipient})[1]
+
+    def destroy(self) -> dict[str, Any]:
+        header, _ = self._unary("Destroy", {})
+        return dict(header["receipt"])
+
+    def close(self) -> None:
+        self._channel.close()

@@ -1,0 +1,253 @@
+"""The enclave runtime: keys born inside, attest, upload, train, release, destroy.
+
+The lifecycle (§6.3, 9.4-7), enforced as a state machine — a call out of order
+is refused with :class:`~sharedml.errors.ProtocolAbort`:
+
+1. *create*: the key pair (HPKE KEM + Ed25519) is generated in this process.
+2. *attest*: evidence from the quoting side binds the measurement, the public
+   key bundle and the verifier's nonce.
+3. *upload*: each provider sends an HPKE-sealed data key, its owner-signed
+   policy and AEAD chunks; chunks are spooled to the working directory as
+   ciphertext and decrypted only into this process's memory.
+4. *train* (may repeat): join, split, fit, evaluate — only with algorithms and
+   columns every owner's policy allows.
+5. *release*: the model, HPKE-sealed to a party every owner named; metrics if
+   every owner allows them.
+6. *destroy*: drop keys, zero the plaintext buffers, remove the working
+   directory, return a receipt signed with the attested key.
+
+Reveals: to each named recipient, the model; to the caller, metrics (if
+allowed), row counts and state. Security model: malicious host and platform;
+trusted CPU vendor (or simulator root) and the measured code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sharedml.errors import ConfigError, DataError, PolicyDenied, ProtocolAbort
+from sharedml.tee.attestation.base import Attester, Evidence
+from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties
+from sharedml.tee.enclave import learners
+from sharedml.tee.envelope import (
+    X25519,
+    ChunkOpener,
+    EnclaveKeys,
+    KeyBundle,
+    release_info,
+    upload_info,
+)
+
+MAX_UPLOAD_BYTES = 2 << 30
+
+
+def zeroise(buf: bytearray) -> None:
+    buf[:] = bytes(len(buf))
+
+
+@dataclass
+class _Upload:
+    policy: DataPolicy
+    opener: ChunkOpener
+    spool: Path
+    plain: bytearray = field(default_factory=bytearray)
+    digest: Any = field(default_factory=hashlib.sha256)
+    frame: pd.DataFrame | None = None
+
+
+class Enclave:
+    """One enclave instance for one job."""
+
+    def __init__(
+        self,
+        attester: Attester,
+        workdir: str | Path,
+        *,
+        job: str,
+        kem: str = X25519,
+        owners: dict[str, bytes] | None = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.job = job
+        self._attester = attester
+        self._keys = EnclaveKeys(kem)
+        self.bundle = self._keys.bundle
+        self._owners = owners
+        self.workdir = Path(workdir)
+        (self.workdir / "uploads").mkdir(parents=True, exist_ok=True)
+        self._uploads: dict[str, _Upload] = {}
+        self._model: Any = None
+        self._train_request: dict[str, Any] = {}
+        self.metrics: dict[str, float] = {}
+        self.state = "created"
+        self.audit: list[dict[str, Any]] = [{"event": "create", "enclave": self.id, "at": time.time()}]
+
+    # -- helpers
+    def _require(self, *states: str, step: str) -> None:
+        if self.state not in states:
+            raise ProtocolAbort(f"{step} is not allowed in state {self.state!r}", step=step)
+
+    def _log(self, event: str, **kw: Any) -> None:
+        self.audit.append({"event": event, "at": time.time(), **kw})
+
+    # -- 2. attest
+    def attest(self, nonce: bytes) -> Evidence:
+        self._require("created", "attested", "uploading", "trained", step="attest")
+        evidence = self._attester.attest(nonce, self.bundle.to_bytes())
+        if self.state == "created":
+            self.state = "attested"
+        self._log("attest")
+        return evidence
+
+    # -- 3. upload
+    def begin_upload(self, upload_id: str, sealed_key: bytes, signed_policy: bytes) -> None:
+        self._require("attested", "uploading", step="upload")
+        if upload_id in self._uploads or not upload_id.isalnum() or len(upload_id) > 64:
+            raise ProtocolAbort(f"bad or repeated upload id {upload_id!r}", step="upload")
+        try:
+            signed = SignedPolicy.from_bytes(signed_policy)
+        except (ValueError, KeyError, TypeError):
+            raise PolicyDenied("malformed data policy", step="upload") from None
+        policy = signed.verify(job=self.job, owners=self._owners)
+        if any(u.policy.owner == policy.owner for u in self._uploads.values()):
+            raise ProtocolAbort(f"{policy.owner!r} already uploaded", party=policy.owner, step="upload")
+        key = self._keys.open(sealed_key, upload_info(self.job, upload_id, signed.digest))
+        self._uploads[upload_id] = _Upload(policy, ChunkOpener(key, upload_id.encode()),
+                                           self.workdir / "uploads" / f"{upload_id}.enc")
+        self.state = "uploading"
+
+    def upload_chunk(self, upload_id: str, seq: int, last: bool, ciphertext: bytes) -> None:
+        up = self._uploads.get(upload_id)
+        if up is None:
+            raise ProtocolAbort(f"unknown upload {upload_id!r}", step="upload")
+        with up.spool.open("ab") as fh:  # ciphertext at rest only
+            fh.write(ciphertext)
+        up.digest.update(ciphertext)
+        up.plain += up.opener.open(seq, ciphertext, last)
+        if len(up.plain) > MAX_UPLOAD_BYTES:
+            raise DataError("upload too large", party=up.policy.owner, step="upload")
+
+    def finish_upload(self, upload_id: str) -> dict[str, Any]:
+        up = self._uploads[upload_id]
+        if not up.opener.done:
+            raise ProtocolAbort("upload ended before its final chunk", party=up.policy.owner, step="upload")
+        try:
+            frame = pd.read_parquet(io.BytesIO(bytes(up.plain)))
+        except Exception as exc:
+            raise DataError(f"upload is not a Parquet table: {exc}", party=up.policy.owner, step="upload") from None
+        finally:
+            zeroise(up.plain)
+        extra = [c for c in frame.columns if c not in up.policy.columns]
+        if extra:
+            raise PolicyDenied(f"columns {extra[:5]} are not allowed by the owner's policy",
+                               party=up.policy.owner, step="upload")
+        up.frame = frame
+        self._log("upload", owner=up.policy.owner, rows=len(frame), ciphertext_sha256=up.digest.hexdigest())
+        return {"owner": up.policy.owner, "rows": len(frame), "columns": len(frame.columns)}
+
+    # -- 4. train
+    def train(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._require("uploading", "trained", step="train")
+        algorithm = str(request.get("algorithm"))
+        if algorithm not in learners.ALGORITHMS:
+            raise ConfigError(f"unknown algorithm {algorithm!r}", step="train")
+        policies = self._policies()
+        for p in policies:
+            if algorithm not in p.algorithms:
+                raise PolicyDenied(f"{algorithm} is not allowed by the owner", party=p.owner, step="train")
+        tables = {u.policy.owner: u.frame for u in self._uploads.values() if u.frame is not None}
+        id_column = str(request.get("id", "id"))
+        joined = learners.join(tables, id_column)
+        label = str(request["label"])
+        if label not in joined.columns:
+            raise ConfigError(f"label {label!r} is not among the joined columns", step="train")
+        y = joined[label].to_numpy()
+        x = joined.drop(columns=[id_column, label])
+        seed = int(request.get("seed", 0))
+        train_idx, test_idx = learners.split(len(y), float(request.get("test_size", 0.0)), seed, y)
+        self._model = learners.fit(algorithm, x.iloc[train_idx], y[train_idx], seed, request.get("params", {}))
+        metrics = {"rows": float(len(y)), "train_auc": learners.auc(y[train_idx], self._model.predict_proba(x.iloc[train_idx]))}
+        if len(test_idx):
+            metrics["test_auc"] = learners.auc(y[test_idx], self._model.predict_proba(x.iloc[test_idx]))
+        self.metrics = metrics
+        self._train_request = dict(request)
+        self.state = "trained"
+        self._log("train", algorithm=algorithm, rows=len(y))
+        return metrics if all(p.metrics for p in policies) else {}
+
+    def _policies(self) -> list[DataPolicy]:
+        policies = [u.policy for u in self._uploads.values() if u.frame is not None]
+        if not policies:
+            raise ProtocolAbort("no completed uploads", step="train")
+        return policies
+
+    # -- 5. release
+    def release(self, recipient: str) -> bytes:
+        self._require("trained", step="release")
+        allowed = release_parties(self._policies())
+        if recipient not in allowed:
+            raise PolicyDenied(f"{recipient!r} is not named by every owner's release rule", step="release")
+        bundle = KeyBundle.from_bytes(bytes.fromhex(allowed[recipient]))
+        sealed = bundle.seal(self._model.to_bytes(), release_info(self.job, recipient))
+        self._log("release", recipient=recipient, kind=self._model.kind)
+        return sealed
+
+    def status(self) -> dict[str, Any]:
+        return {"enclave": self.id, "job": self.job, "state": self.state,
+                "uploads": sorted(u.policy.owner for u in self._uploads.values() if u.frame is not None)}
+
+    # -- 6. destroy
+    def destroy(self) -> dict[str, Any]:
+        self._require("created", "attested", "uploading", "trained", step="destroy")
+        ciphertexts = []
+        for uid, up in self._uploads.items():
+            zeroise(up.plain)
+            if up.frame is not None:
+                for arr in (up.frame[c].to_numpy(copy=False) for c in up.frame.columns):
+                    if isinstance(arr, np.ndarray) and arr.flags.writeable and arr.dtype.kind in "fiub":
+                        arr.fill(0)
+            up.frame = None
+            ciphertexts.append({"upload": uid, "owner": up.policy.owner, "ciphertext_sha256": up.digest.hexdigest()})
+        self._model = None
+        removed = sum(1 for p in self.workdir.rglob("*") if p.is_file())
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        body = {
+            "enclave": self.id,
+            "job": self.job,
+            "key_bundle_sha256": hashlib.sha256(self.bundle.to_bytes()).hexdigest(),
+            "destroyed_at": dt.datetime.now(dt.UTC).isoformat(),
+            "uploads": ciphertexts,
+            "files_removed": removed,
+            "keys": "dropped",
+        }
+        payload = json.dumps(body, sort_keys=True).encode()
+        receipt = {"receipt": payload.decode(), "signature": self._keys.sign(payload).hex()}
+        self._keys.destroy()
+        self._uploads.clear()
+        self.state = "destroyed"
+        return receipt
+
+
+def verify_receipt(receipt: dict[str, Any], bundle: KeyBundle) -> dict[str, Any]:
+    """Check a destruction receipt against the attested key bundle; return its body."""
+    from cryptography.exceptions import InvalidSignature
+
+    payload = str(receipt["receipt"]).encode()
+    try:
+        bundle.verify(bytes.fromhex(str(receipt["signature"])), payload)
+    except (InvalidSignature, ValueError):
+        raise ProtocolAbort("destruction receipt signature is invalid", step="destroy") from None
+    body: dict[str, Any] = json.loads(payload)
+    return body

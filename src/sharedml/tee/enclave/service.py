@@ -1,0 +1,154 @@
+"""The enclave's gRPC service and process entry point.
+
+``python -m sharedml.tee.enclave --job J --workdir DIR --qe SOCKET [--tls-dir
+PKI --tls-name enclave]`` makes the key pair (inside this process), binds a
+port, prints ``listening <port>`` and serves :data:`wire.SERVICE` methods
+(generic handlers, typed messages from :mod:`wire`):
+
+``Attest`` · ``Upload`` (client stream) · ``Train`` · ``Status`` · ``Result``
+· ``Destroy`` (then the process exits).
+
+With ``--tls-dir`` the server requires mutual TLS with certificates from the
+deployment CA; the attested key bundle remains the trust path for data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from sharedml.errors import ProtocolAbort, SharedMLError
+from sharedml.tee.enclave import wire
+from sharedml.tee.enclave.runtime import Enclave
+
+log = logging.getLogger("sharedml.tee.enclave")
+
+Handler = Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]]
+
+
+class EnclaveService:
+    """Maps RPCs onto one :class:`Enclave`; one call at a time."""
+
+    def __init__(self, enclave: Enclave, on_destroyed: Callable[[], None]) -> None:
+        self.enclave = enclave
+        self._lock = threading.Lock()
+        self._on_destroyed = on_destroyed
+
+    def _guard(self, fn: Handler) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        def call(request: bytes, context: grpc.ServicerContext) -> bytes:
+            try:
+                header, body = wire.decode(request)
+                with self._lock:
+                    out_header, out_body = fn(header, body)
+                return wire.encode(out_header, out_body)
+            except SharedMLError as exc:
+                log.info("enclave refused %s: %s", fn.__name__, exc)
+                context.abort(wire.status_for(exc), str(exc))
+            except Exception:  # never leak internals to the caller
+                log.exception("enclave error in %s", fn.__name__)
+                context.abort(grpc.StatusCode.INTERNAL, "enclave internal error")
+            raise AssertionError("unreachable")
+
+        return call
+
+    def attest(self, header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
+        nonce = bytes.fromhex(str(header["nonce"]))
+        if not 16 <= len(nonce) <= 1024:
+            raise ProtocolAbort("nonce must be 16-1024 bytes", step="attest")
+        evidence = self.enclave.attest(nonce)
+        return {"evidence": evidence.to_json(), "bundle": self.enclave.bundle.to_bytes().decode()}, b""
+
+    def upload(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        try:
+            header, _ = wire.decode(next(requests))
+            upload_id = str(header["upload_id"])
+            with self._lock:
+                self.enclave.begin_upload(
+                    upload_id,
+                    base64.b64decode(header["sealed_key"]),
+                    base64.b64decode(header["policy"]),
+                )
+            for message in requests:
+                h, chunk = wire.decode(message)
+                with self._lock:
+                    self.enclave.upload_chunk(upload_id, int(h["seq"]), bool(h["last"]), chunk)
+            with self._lock:
+                return wire.encode(self.enclave.finish_upload(upload_id))
+        except SharedMLError as exc:
+            context.abort(wire.status_for(exc), str(exc))
+        except (KeyError, ValueError, StopIteration) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed upload: {type(exc).__name__}")
+        raise AssertionError("unreachable")
+
+    def train(self, header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
+        return {"metrics": self.enclave.train(dict(header["request"]))}, b""
+
+    def status(self, _header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
+        return self.enclave.status(), b""
+
+    def result(self, header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
+        recipient = str(header["recipient"])
+        return {"recipient": recipient}, self.enclave.release(recipient)
+
+    def destroy(self, _header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
+        receipt = self.enclave.destroy()
+        threading.Timer(0.2, self._on_destroyed).start()
+        return {"receipt": receipt}, b""
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        unary = {
+            "Attest": self.attest, "Train": self.train, "Status": self.status,
+            "Result": self.result, "Destroy": self.destroy,
+        }
+        methods: dict[str, grpc.RpcMethodHandler] = {
+            name: grpc.unary_unary_rpc_method_handler(self._guard(fn)) for name, fn in unary.items()
+        }
+        methods["Upload"] = grpc.stream_unary_rpc_method_handler(self.upload)
+        return grpc.method_handlers_generic_handler(wire.SERVICE, methods)
+
+
+def server_credentials(tls_dir: str | Path, name: str) -> grpc.ServerCredentials:
+    from sharedml.crypto.pki import load_identity
+
+    ident = load_identity(tls_dir, name)
+    return grpc.ssl_server_credentials(
+        [(ident.key_pem, ident.cert_pem)], root_certificates=ident.ca_pem, require_client_auth=True
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="sharedml-enclave")
+    ap.add_argument("--job", required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--qe", required=True, help="the simulated quoting process's socket")
+    ap.add_argument("--kem", default="X25519")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--tls-dir")
+    ap.add_argument("--tls-name", default="enclave")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    from sharedml.tee.attestation.simqe import SimAttester
+
+    enclave = Enclave(SimAttester(args.qe), args.workdir, job=args.job, kem=args.kem)
+    done = threading.Event()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=wire.OPTIONS)
+    server.add_generic_rpc_handlers((EnclaveService(enclave, done.set).handler(),))
+    target = f"{args.host}:{args.port}"
+    if args.tls_dir:
+        port = server.add_secure_port(target, server_credentials(args.tls_dir, args.tls_name))
+    else:
+        port = server.add_insecure_port(target)
+    server.start()
+    print(f"listening {port}", flush=True)
+    done.wait()
+    server.stop(grace=1.0).wait()

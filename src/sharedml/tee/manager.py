@@ -1,0 +1,262 @@
+"""The platform's enclave manager: create, heartbeat, upgrade, destroy.
+
+Runs on the platform (the "computing platform manager"): it starts processes
+and relays bytes but never holds an enclave key or a data key.
+
+- :meth:`EnclaveManager.create` starts a simulated quoting process for the
+  signed manifest (it measures the code itself), then the enclave process.
+- :meth:`EnclaveManager.heartbeat` is a ``Status`` call with a short deadline.
+- :meth:`EnclaveManager.destroy` asks for destruction, waits for the process
+  to end, checks the receipt's signature against the attested key bundle and
+  appends it to the hash-chained audit log.
+- :meth:`EnclaveManager.upgrade` (8.6-6): start the new version beside the old
+  one, verify it (attestation against the policy at the new floor, then
+  heartbeats: the canary), move work over, take the old one offline; on any
+  failure destroy the new one and keep the old. The version floor only rises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+import sharedml
+from sharedml.errors import AttestationError, PeerUnreachable, PolicyDenied, SharedMLError
+from sharedml.tee.attestation.base import Claims, Policy, Verifier, VersionFloor
+from sharedml.tee.attestation.sim import Manifest, sign_manifest
+from sharedml.tee.enclave.client import EnclaveClient
+from sharedml.tee.enclave.runtime import verify_receipt
+from sharedml.tee.envelope import KeyBundle
+
+ENCLAVE_PRODUCT_ID = 1
+
+
+def enclave_code() -> tuple[Path, tuple[str, ...]]:
+    """The code an enclave runs: ``sharedml/tee/**.py`` and ``sharedml/errors.py``."""
+    root = Path(sharedml.__file__).resolve().parent
+    files = sorted(str(p.relative_to(root)) for p in (root / "tee").rglob("*.py"))
+    return root, (*files, "errors.py")
+
+
+def build_manifest(
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    svn: int,
+    product_id: int = ENCLAVE_PRODUCT_ID,
+    debug: bool = False,
+    config: dict[str, Any] | None = None,
+) -> Manifest:
+    """Measure and sign the enclave build (the release engineer's step)."""
+    root, files = enclave_code()
+    return sign_manifest(root, files, config or {"runtime": "sim"}, signer,
+                         product_id=product_id, svn=svn, debug=debug)
+
+
+class AuditLog:
+    """Append-only JSON lines, each carrying the SHA-256 of the line before."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _last_hash(self) -> str:
+        if not self.path.exists():
+            return "0" * 64
+        lines = self.path.read_bytes().splitlines()
+        return hashlib.sha256(lines[-1]).hexdigest() if lines else "0" * 64
+
+    def append(self, event: str, **fields: Any) -> None:
+        entry = {"event": event, "at": dt.datetime.now(dt.UTC).isoformat(), "prev": self._last_hash(), **fields}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def verify(self) -> int:
+        """Number of entries, if the chain is intact; raises otherwise."""
+        prev = "0" * 64
+        lines = self.path.read_bytes().splitlines() if self.path.exists() else []
+        for i, line in enumerate(lines):
+            if json.loads(line)["prev"] != prev:
+                raise PolicyDenied(f"audit log edited at entry {i}", step="audit")
+            prev = hashlib.sha256(line).hexdigest()
+        return len(lines)
+
+
+@dataclass
+class EnclaveHandle:
+    id: str
+    job: str
+    address: str
+    home: Path
+    manifest: Manifest
+    process: subprocess.Popen[str]
+    quoting: subprocess.Popen[str]
+    bundle: KeyBundle | None = None
+    claims: Claims | None = None
+    work: list[str] = field(default_factory=list)
+
+    @property
+    def workdir(self) -> Path:
+        return self.home / "work"
+
+
+def _await_line(proc: subprocess.Popen[str], prefix: str, timeout: float, what: str) -> str:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+            if not line and proc.poll() is not None:
+                break
+        elif proc.poll() is not None:
+            break
+    err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+    proc.kill()
+    raise PeerUnreachable(f"{what} did not start: {err.strip()[-300:]}", step="create",
+                          remedy="check the manifest and the platform directory")
+
+
+class EnclaveManager:
+    """Starts and stops enclave processes on one simulated platform."""
+
+    def __init__(
+        self,
+        home: str | Path,
+        platform_dir: str | Path,
+        *,
+        verifier: Verifier,
+        audit: AuditLog | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.platform_dir = Path(platform_dir)
+        self.verifier = verifier
+        self.audit = audit or AuditLog(self.home / "audit.jsonl")
+        self.start_timeout = start_timeout
+
+    def create(self, job: str, manifest: Manifest, *, kem: str = "X25519") -> EnclaveHandle:
+        eid = uuid.uuid4().hex[:10]
+        home = self.home / eid
+        home.mkdir(mode=0o700)
+        (home / "manifest.json").write_text(manifest.to_json())
+        sock = home / "qe.sock"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        qe = subprocess.Popen(
+            [sys.executable, "-m", "sharedml.tee.attestation.simqe", "--platform", str(self.platform_dir),
+             "--manifest", str(home / "manifest.json"), "--socket", str(sock)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        _await_line(qe, "ready", self.start_timeout, "quoting process")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sharedml.tee.enclave", "--job", job, "--workdir", str(home / "work"),
+             "--qe", str(sock), "--kem", kem],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        try:
+            port = _await_line(proc, "listening ", self.start_timeout, "enclave")
+        except SharedMLError:
+            qe.kill()
+            raise
+        handle = EnclaveHandle(eid, job, f"127.0.0.1:{port}", home, manifest, proc, qe)
+        self.audit.append("enclave.create", enclave=eid, job=job, svn=manifest.svn, pid=proc.pid)
+        return handle
+
+    def client(self, handle: EnclaveHandle) -> EnclaveClient:
+        return EnclaveClient(handle.address)
+
+    def verify(self, handle: EnclaveHandle, policy: Policy) -> Claims:
+        """The platform's own attestation of an enclave it started (canary check)."""
+        client = self.client(handle)
+        try:
+            nonce = self.verifier.challenge()
+            evidence, bundle = client.attest(nonce)
+            handle.claims = self.verifier.verify(evidence, policy, nonce=nonce, public_key=bundle)
+            handle.bundle = KeyBundle.from_bytes(bundle)
+            return handle.claims
+        finally:
+            client.close()
+
+    def heartbeat(self, handle: EnclaveHandle, timeout: float = 2.0) -> bool:
+        if handle.process.poll() is not None:
+            return False
+        client = self.client(handle)
+        try:
+            client.status(timeout=timeout)
+            return True
+        except SharedMLError:
+            return False
+        finally:
+            client.close()
+
+    def destroy(self, handle: EnclaveHandle, timeout: float = 15.0) -> dict[str, Any]:
+        """Destroy the enclave; the signed receipt goes to the audit log."""
+        body: dict[str, Any] = {}
+        if handle.process.poll() is None:
+            client = self.client(handle)
+            try:
+                receipt = client.destroy()
+            finally:
+                client.close()
+            body = verify_receipt(receipt, handle.bundle) if handle.bundle else json.loads(receipt["receipt"])
+            self.audit.append("enclave.destroy", enclave=handle.id, receipt=receipt)
+        for proc in (handle.process, handle.quoting):
+            if proc.poll() is None and proc is handle.quoting:
+                proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        (handle.home / "qe.sock").unlink(missing_ok=True)
+        return body
+
+    def upgrade(
+        self,
+        old: EnclaveHandle,
+        manifest: Manifest,
+        policy: Policy,
+        floor: VersionFloor,
+        *,
+        canary: Callable[[EnclaveHandle], bool] | None = None,
+        beats: int = 3,
+    ) -> EnclaveHandle:
+        """Replace ``old`` by an enclave built from ``manifest``; roll back on any failure."""
+        if manifest.svn < floor.value:
+            raise PolicyDenied(f"svn {manifest.svn} is below the floor {floor.value}", step="upgrade",
+                               remedy="anti-rollback: build at or above the floor")
+        new = self.create(old.job, manifest)
+        try:
+            self.verify(new, replace(policy, floor=floor))
+            for _ in range(beats):
+                if not self.heartbeat(new):
+                    raise PeerUnreachable("new enclave missed a heartbeat", step="upgrade")
+                time.sleep(0.05)
+            if canary is not None and not canary(new):
+                raise PolicyDenied("canary check failed on the new enclave", step="upgrade")
+        except (AttestationError, SharedMLError) as exc:
+            self.audit.append("enclave.rollback", old=old.id, new=new.id, reason=type(exc).__name__)
+            self.destroy(new)
+            raise
+        new.work, old.work = old.work, []
+        self.audit.append("enclave.upgrade", old=old.id, new=new.id, svn=manifest.svn)
+        self.destroy(old)
+        floor.raise_to(manifest.svn)
+        return new

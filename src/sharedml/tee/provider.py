@@ -1,0 +1,152 @@
+"""The data provider SDK (8.6-2): attest → encrypt → upload → result.
+
+Runs in the provider's process, with its raw data and its keys:
+
+1. :meth:`Provider.attest` sends a fresh nonce, gets evidence and the
+   enclave's key bundle, and verifies them against the provider's own
+   :class:`~sharedml.tee.attestation.Policy` (one verification path). Only a
+   bundle verified *in this session* is remembered.
+2. :meth:`Provider.upload` refuses unless (1) succeeded and the owner-signed
+   :class:`~sharedml.tee.authz.DataPolicy` admits the verified claims (key
+   release); then it draws a data key, HPKE-seals it to the enclave's bundle
+   (``info`` binds job, stream id and policy) and streams the table as
+   Parquet in AES-256-GCM chunks.
+3. :meth:`Provider.result` opens a model the enclave released to this
+   party's release key.
+
+Reveals: to the platform and network, the table's encrypted size only; to the
+enclave, the table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from sharedml.errors import DataError, PolicyDenied
+from sharedml.tee.attestation.base import Claims, Policy, Verifier
+from sharedml.tee.authz import DataPolicy, SignedPolicy
+from sharedml.tee.enclave.client import EnclaveClient
+from sharedml.tee.envelope import (
+    CHUNK,
+    X25519,
+    ChunkSealer,
+    EnclaveKeys,
+    KeyBundle,
+    data_key,
+    release_info,
+    upload_info,
+)
+from sharedml.tee.model import ReleasedModel
+
+
+def table_bytes(data: pd.DataFrame | str | Path) -> bytes:
+    """A DataFrame, CSV or Parquet file as Parquet bytes (typed; never pickle)."""
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    else:
+        path = Path(data)
+        if not path.is_file():
+            raise DataError(f"no such file {path}", step="upload")
+        if path.suffix == ".parquet":
+            return path.read_bytes()
+        try:
+            frame = pd.read_csv(path)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise DataError(f"cannot read {path}: {exc}", step="upload") from None
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def chunked(data: bytes, sealer: ChunkSealer, size: int) -> Iterator[tuple[int, bool, bytes]]:
+    n = max(1, -(-len(data) // size))
+    for i in range(n):
+        seq = sealer.seq
+        yield seq, i == n - 1, sealer.seal(data[i * size : (i + 1) * size], i == n - 1)
+
+
+class Provider:
+    """One data owner talking to one enclave."""
+
+    def __init__(
+        self,
+        name: str,
+        client: EnclaveClient,
+        verifier: Verifier,
+        *,
+        owner_key: ed25519.Ed25519PrivateKey | None = None,
+        release_kem: str = X25519,
+        chunk_bytes: int = CHUNK,
+    ) -> None:
+        self.name = name
+        self.client = client
+        self.verifier = verifier
+        self.owner_key = owner_key or ed25519.Ed25519PrivateKey.generate()
+        self._release_keys = EnclaveKeys(release_kem, signing=False)
+        self.chunk_bytes = chunk_bytes
+        self._bundle: KeyBundle | None = None
+        self.claims: Claims | None = None
+
+    @property
+    def release_key(self) -> str:
+        """This party's release key bundle (hex), to name in owners' policies."""
+        return self._release_keys.bundle.to_bytes().hex()
+
+    def attest(self, policy: Policy, now: dt.datetime | None = None) -> Claims:
+        nonce = self.verifier.challenge(now)
+        evidence, bundle = self.client.attest(nonce)
+        claims = self.verifier.verify(evidence, policy, nonce=nonce, public_key=bundle, now=now)
+        self._bundle, self.claims = KeyBundle.from_bytes(bundle), claims
+        return claims
+
+    def grant(
+        self,
+        job: str,
+        columns: Sequence[str],
+        *,
+        algorithms: Sequence[str] = ("logistic_regression", "xgboost"),
+        model_to: dict[str, str] | None = None,
+        metrics: bool = True,
+        measurements: Sequence[str] = (),
+        signers: Sequence[str] = (),
+        valid_for: dt.timedelta = dt.timedelta(hours=1),
+    ) -> SignedPolicy:
+        """Sign a data-use policy for ``job`` as this owner."""
+        expires = dt.datetime.now(dt.UTC) + valid_for
+        return DataPolicy(
+            owner=self.name, job=job, algorithms=tuple(algorithms), columns=tuple(columns),
+            expires_at=int(expires.timestamp()), model_to=dict(model_to or {}), metrics=metrics,
+            measurements=tuple(measurements), signers=tuple(signers),
+        ).sign(self.owner_key)
+
+    def upload(self, data: pd.DataFrame | str | Path, policy: SignedPolicy) -> dict[str, Any]:
+        if self._bundle is None or self.claims is None:
+            raise PolicyDenied(
+                "refusing to send data to an enclave not verified in this session",
+                party=self.name, step="upload", remedy="call attest(policy) first",
+            )
+        grant = DataPolicy.from_bytes(policy.body)
+        if not grant.admits(self.claims):
+            raise PolicyDenied(
+                "the enclave's measurement/signer is not allowed by the data policy",
+                party=self.name, step="upload",
+            )
+        payload = table_bytes(data)
+        key = data_key()
+        upload_id = secrets.token_hex(8)
+        sealed = self._bundle.seal(key, upload_info(grant.job, upload_id, policy.digest))
+        sealer = ChunkSealer(key, upload_id.encode())
+        return self.client.upload(upload_id, sealed, policy.to_bytes(), chunked(payload, sealer, self.chunk_bytes))
+
+    def result(self, job: str) -> ReleasedModel:
+        """The model the enclave released to this party."""
+        sealed = self.client.result(self.name)
+        return ReleasedModel.from_bytes(self._release_keys.open(sealed, release_info(job, self.name)))
