@@ -1,0 +1,146 @@
+"""Pure numpy pieces of the linear learners (STYLE.md 5): no transport, no config.
+
+* sigmoid approximations (their plaintext definition; the MPC learners evaluate
+  the same formulas on shares, so this module is also their oracle);
+* learning-rate schedules, the batch plan and early stopping;
+* per-party standardisation (each party scales only its own columns);
+* :func:`plaintext_sgd`, the same mini-batch SGD on joined plaintext data: the
+  reference the tests and ``bench/vertical.py`` compare the shared models with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sharedml.errors import ConfigError
+
+#: Odd-polynomial coefficients (c1, c3, c5, ...) of ``sigmoid(z) - 0.5`` on a
+#: clipped interval, least-squares fits computed once with numpy. Name ->
+#: (clip bound or None, coefficients). ``taylor1`` needs no comparison and no
+#: multiplication; the clipped fits need two secure comparisons per batch.
+SIGMOID_APPROX: dict[str, tuple[float | None, tuple[float, ...]]] = {
+    "taylor1": (None, (0.25,)),
+    "seg3": (2.0, (0.25,)),
+    "clip_poly3": (4.0, (0.21657398, -0.00659948)),
+    "clip_poly5": (4.0, (0.23952135, -0.01328579, 0.00037573)),
+}
+SIGMOID_CHOICES = (*SIGMOID_APPROX, "exact")
+
+
+def sigmoid(z: np.ndarray, approx: str = "exact") -> np.ndarray:
+    """``sigmoid(z)`` or the named approximation of it."""
+    if approx == "exact":
+        return 0.5 * (1.0 + np.tanh(0.5 * z))
+    if approx not in SIGMOID_APPROX:
+        raise ConfigError(
+            f"unknown sigmoid approximation {approx!r}", remedy=f"use one of {SIGMOID_CHOICES}"
+        )
+    bound, coefs = SIGMOID_APPROX[approx]
+    x = z if bound is None else np.clip(z, -bound, bound)
+    out = np.full_like(x, 0.5, dtype=np.float64)
+    power = x.astype(np.float64)
+    sq = power * power
+    for c in coefs:
+        out = out + c * power
+        power = power * sq
+    return out
+
+
+SCHEDULES = ("constant", "invscaling", "cosine")
+
+
+def learning_rate(schedule: str, eta0: float, step: int, total: int, decay: float = 10.0) -> float:
+    """The learning rate at ``step`` of ``total`` optimisation steps."""
+    frac = step / max(total, 1)
+    if schedule == "constant":
+        return eta0
+    if schedule == "invscaling":
+        return eta0 / (1.0 + decay * frac)
+    if schedule == "cosine":
+        return eta0 * 0.5 * (1.0 + np.cos(np.pi * frac))
+    raise ConfigError(
+        f"unknown learning-rate schedule {schedule!r}", remedy=f"use one of {SCHEDULES}"
+    )
+
+
+def batch_plan(n_rows: int, batch_size: int, seed: bytes, epoch: int) -> list[np.ndarray]:
+    """Row indices of each batch of one epoch: a shuffle every party derives
+    from the same public seed, cut into near-equal batches (none smaller than
+    half of ``batch_size``, so no batch gradient covers only a handful of rows)."""
+    rng = np.random.default_rng(np.frombuffer(seed + epoch.to_bytes(4, "little"), dtype=np.uint32))
+    order = rng.permutation(n_rows)
+    n_batches = max(1, n_rows // batch_size)
+    return np.array_split(order, n_batches)
+
+
+@dataclass
+class EarlyStopping:
+    """Tracks a validation metric; ``update`` says whether to stop."""
+
+    patience: int
+    higher_is_better: bool
+    tol: float = 1e-4
+    best: float | None = None
+    best_epoch: int = -1
+    history: list[float] = field(default_factory=list)
+
+    def update(self, value: float, epoch: int) -> tuple[bool, bool]:
+        """Record ``value``; return (improved, stop)."""
+        self.history.append(value)
+        sign = 1.0 if self.higher_is_better else -1.0
+        improved = self.best is None or sign * (value - self.best) > self.tol
+        if improved:
+            self.best, self.best_epoch = value, epoch
+        stop = self.patience > 0 and epoch - self.best_epoch >= self.patience
+        return improved, stop
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Column means and scales of one party's own block."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, X: np.ndarray, enabled: bool = True) -> Standardizer:
+        d = X.shape[1]
+        if not enabled:
+            return cls(np.zeros(d), np.ones(d))
+        scale = X.std(axis=0)
+        return cls(X.mean(axis=0), np.where(scale > 0, scale, 1.0))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean) / self.scale
+
+
+def plaintext_sgd(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    epochs: int,
+    batch_size: int,
+    eta0: float,
+    schedule: str,
+    l2: float,
+    sigmoid_approx: str = "exact",
+    seed: bytes = b"\0" * 16,
+) -> tuple[np.ndarray, float]:
+    """Mini-batch SGD with L2 on joined, already standardised data: (coef, intercept)."""
+    n, d = X.shape
+    w, b = np.zeros(d), 0.0
+    steps = epochs * len(batch_plan(n, batch_size, seed, 0))
+    t = 0
+    for epoch in range(epochs):
+        for idx in batch_plan(n, batch_size, seed, epoch):
+            z = X[idx] @ w + b
+            p = sigmoid(z, sigmoid_approx) if task == "classification" else z
+            resid = p - y[idx]
+            lr = learning_rate(schedule, eta0, t, steps)
+            w -= lr * (X[idx].T @ resid / len(idx) + l2 * w)
+            b -= lr * float(resid.mean())
+            t += 1
+    return w, b

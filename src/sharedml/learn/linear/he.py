@@ -1,0 +1,182 @@
+"""Vertical logistic regression with the label holder's Paillier key (no third party).
+
+Protocol, per mini-batch ``I`` (label holder ``L`` with ``X_L, y`` and the
+Paillier key pair; feature holders ``F_k`` with ``X_k``; every party keeps its
+own coefficients ``w`` in plaintext):
+
+0. Setup: ``L`` makes a key pair and sends the public key and a public shuffle
+   seed to every ``F_k``. All parties check their input (pre-flight).
+1. Each ``F_k`` computes its partial score ``u_k = X_k[I] w_k``; the feature
+   holders' sum ``sum_k u_k`` reaches ``L`` through a masked sum
+   (:func:`~sharedml.learn.linear._base.masked_sum_to_label`).
+2. ``L`` computes ``z = X_L[I] w_L + b + sum_k u_k``, the exact residual
+   ``d = sigmoid(z) - y[I]``, updates its own ``w_L, b``, and sends
+   ``Enc(round(d * 2^p))`` to every ``F_k``.
+3. ``F_k`` computes ``Enc(X_k[I]^T d)`` homomorphically (one multi-exponentiation
+   per column), adds a fresh statistical mask ``r`` (40 bits beyond the
+   value's range), re-randomises, and sends it to ``L``.
+4. ``L`` decrypts ``X_k^T d + r`` (one decryption per feature of ``F_k``) and
+   returns it; ``F_k`` removes ``r`` and takes its gradient step.
+
+Reveals: to ``L``, the feature holders' summed partial score ``sum_k u_k`` of
+every training row once per epoch (with one feature holder, that party's own
+partial score ``X_k w_k``) — the price of an exact sigmoid without a third
+party; over many epochs these are linear projections of the feature holders'
+rows, so keep epochs few and do not use this protocol where that is too much
+(use :class:`~sharedml.learn.linear.SSLogisticRegression`). To ``F_k``, its own
+batch gradient ``X_k[I]^T d / |I|`` (sums over at least half a batch of rows,
+never a single row's residual; batches are never smaller than
+``batch_size // 2``). The coefficients never leave their owner.
+
+Security model: semi-honest; two-party or more, no party may collude with
+``L`` against ``F_k``'s partial scores beyond what is stated. Paillier with a
+2048-bit modulus (DCR assumption). Decryptions: one per feature-holder feature
+per batch; encryptions: one per training row per epoch.
+
+Reference: Hardy et al., "Private federated learning on vertically partitioned
+data via entity resolution and additively homomorphic encryption" (2017),
+without the coordinator; Yang et al., "Parallel distributed logistic regression
+for vertical federated learning without third-party coordinator" (2019).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import numpy as np
+
+from sharedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
+from sharedml.errors import ProtocolAbort
+from sharedml.learn.linear._base import send_all
+from sharedml.learn.linear._paillier_ops import (
+    bytes_to_signed,
+    multiexp,
+    quantize_columns,
+    signed_to_bytes,
+)
+from sharedml.learn.linear._sgd import PlaintextWeightsSGD
+from sharedml.session import Session
+
+#: statistical hiding of the gradient masks, in bits
+MASK_SECURITY = 40
+_WORD = 64
+
+
+class HELogisticRegression(PlaintextWeightsSGD):
+    """Vertical logistic regression over Paillier (see the module docstring).
+
+    Parameters: ``epochs``, ``batch_size``, ``learning_rate`` (initial step),
+    ``lr_schedule`` (``constant | invscaling | cosine``), ``l2``,
+    ``early_stopping_rounds`` (0 = off; needs ``X_val``/``y_val``),
+    ``validation_metric``, ``standardize`` (each party scales its own columns),
+    ``key_bits``, ``residual_bits`` (fixed-point bits of the encrypted
+    residual), ``feature_bits`` (fixed-point bits of features in the
+    homomorphic product).
+    """
+
+    model_type = "HELogisticRegression"
+    task = "classification"
+
+    def __init__(
+        self,
+        epochs: int = 3,
+        batch_size: int = 1024,
+        learning_rate: float = 2.0,
+        lr_schedule: str = "cosine",
+        l2: float = 1e-4,
+        early_stopping_rounds: int = 0,
+        validation_metric: str = "auc",
+        standardize: bool = True,
+        key_bits: int = 2048,
+        residual_bits: int = 20,
+        feature_bits: int = 10,
+    ) -> None:
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.l2 = l2
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_metric = validation_metric
+        self.standardize = standardize
+        self.key_bits = key_bits
+        self.residual_bits = residual_bits
+        self.feature_bits = feature_bits
+
+    # -- protocol ------------------------------------------------------------------
+    def _setup(self, session: Session) -> None:
+        ch = session.channel
+        if session.party == self.layout_.label_holder:
+            pk, sk = generate_keypair(self.key_bits)
+            self._pk: PaillierPublicKey = pk
+            self._sk: PaillierPrivateKey | None = sk
+            send_all(session, self.parties_, "he/public-key", pk.to_bytes())
+        else:
+            self._pk = PaillierPublicKey.from_bytes(
+                bytes(ch.recv(self.layout_.label_holder, "he/public-key"))
+            )
+            self._sk = None
+        self._width = (self._pk.n.bit_length() + 7) // 8 + 1
+
+    def _teardown(self) -> None:
+        self._sk = None
+
+    def _label_gradient_exchange(self, session: Session, Xb: np.ndarray, resid: np.ndarray) -> None:
+        """Steps 2-4 at the label holder: encrypt residuals, decrypt masked gradients."""
+        pk, sk = self._pk, self._sk
+        if sk is None:
+            raise ProtocolAbort("label holder lost its key", party=session.party)
+        q = np.round(resid * (1 << self.residual_bits)).astype(np.int64)
+        cts = pk.pack(pk.encrypt_many(q.tolist()))
+        for p in self.layout_.feature_holders:
+            session.channel.send(p, "he/enc-residual", cts)
+        for p in self.layout_.feature_holders:
+            masked = pk.unpack(session.channel.recv(p, "he/masked-gradient"))
+            if len(masked) != self.layout_.n_features[p]:
+                raise ProtocolAbort(
+                    f"expected {self.layout_.n_features[p]} masked gradients from {p!r}",
+                    party=session.party,
+                )
+            plain = sk.decrypt_many(masked, signed=True)
+            session.channel.send(p, "he/unmasked", signed_to_bytes(plain, self._width))
+
+    def _feature_gradient(self, session: Session, Xb: np.ndarray) -> np.ndarray:
+        """Steps 3-4 at a feature holder: ``X^T d`` for its own columns."""
+        pk, ch, lh = self._pk, session.channel, self.layout_.label_holder
+        enc = pk.unpack(ch.recv(lh, "he/enc-residual"))
+        if len(enc) != Xb.shape[0]:
+            raise ProtocolAbort(
+                f"expected {Xb.shape[0]} encrypted residuals, got {len(enc)}", party=session.party
+            )
+        q, offset = quantize_columns(Xb, self.feature_bits)
+        enc_sum = pk.sum(enc)
+        masks: list[int] = []
+        out = []
+        bound_bits = (
+            self.residual_bits + int(np.abs(q).max()).bit_length() + Xb.shape[0].bit_length() + 2
+        )
+        for j in range(Xb.shape[1]):
+            c = multiexp(enc, q[:, j], pk.n_sq)
+            off = int(offset[j])
+            if off:
+                term = pk.mul_plain(enc_sum, abs(off))
+                c = pk.add(c, term if off > 0 else _invert(term, pk))
+            r = secrets.randbits(bound_bits + MASK_SECURITY)
+            masks.append(r)
+            out.append(pk.rerandomize(pk.add_plain(c, r)))
+        ch.send(lh, "he/masked-gradient", pk.pack(out))
+        plain = bytes_to_signed(ch.recv(lh, "he/unmasked"), self._width)
+        if len(plain) != Xb.shape[1]:
+            raise ProtocolAbort("wrong number of unmasked gradients", party=session.party)
+        scale = float(1 << (self.residual_bits + self.feature_bits))
+        return np.array([(v - r) / scale for v, r in zip(plain, masks, strict=True)])
+
+    def _part_extra(self) -> dict[str, Any]:
+        return {}
+
+
+def _invert(c: Any, pk: PaillierPublicKey) -> Any:
+    import gmpy2
+
+    return gmpy2.invert(c, pk.n_sq)
