@@ -30,6 +30,7 @@ console = Console(stderr=True)
 PLUGINS: list[str] = [
     "sharedml.runner",
     "sharedml.demo",
+    "sharedml.platform.cli",
 ]
 
 

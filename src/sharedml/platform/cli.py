@@ -1,0 +1,317 @@
+"""``sharedml platform|user|audit|job``: run the platform, administer it, drive it.
+
+- ``platform serve|backup|restore`` and ``user ...`` and ``audit ...`` work on
+  the platform's database directly (``--data-dir``, ``--db-url``): they are
+  the operator's tools, e.g. to create the first admin. Each change is audited
+  with the actor ``cli``.
+- ``job ...`` talks to a running platform through the SDK (``--url``,
+  ``--token`` or ``SHAREDML_URL``/``SHAREDML_TOKEN``).
+
+Heavy imports stay inside the commands so ``sharedml --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from sharedml.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sharedml.platform.service import Platform
+
+DATA_DIR = typer.Option(
+    Path(os.environ.get("SHAREDML_PLATFORM_DIR", "platform-data")),
+    "--data-dir",
+    help="platform data dir: SQLite db, platform key (env SHAREDML_PLATFORM_DIR)",
+)
+DB_URL = typer.Option(
+    os.environ.get("SHAREDML_DB_URL"),
+    "--db-url",
+    help="database URL (default: SQLite in the data dir; env SHAREDML_DB_URL)",
+)
+URL = typer.Option(os.environ.get("SHAREDML_URL", "http://127.0.0.1:8600"), "--url")
+TOKEN = typer.Option(os.environ.get("SHAREDML_TOKEN"), "--token", help="session or API token")
+CA = typer.Option(None, "--ca", help="CA certificate to verify the platform's HTTPS certificate")
+
+platform_app = typer.Typer(help="Run the model platform; back up and restore its database.")
+user_app = typer.Typer(help="Platform users (directly on the database; the operator's tool).")
+audit_app = typer.Typer(help="The platform's hash-chained audit log.")
+job_app = typer.Typer(help="Jobs on a running platform (through the REST API).")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(platform_app, name="platform")
+    app.add_typer(user_app, name="user")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(job_app, name="job")
+
+
+def _open(data_dir: Path, db_url: str | None) -> Platform:
+    from sharedml.platform.service import Platform
+
+    return Platform.open(data_dir, db_url)
+
+
+def _print(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+# --- platform ------------------------------------------------------------------------
+
+
+@platform_app.command("serve")
+def serve(
+    data_dir: Path = DATA_DIR,
+    db_url: str | None = DB_URL,
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8600, "--port", min=0, max=65535),
+    certfile: Path | None = typer.Option(None, "--certfile", help="HTTPS certificate (PEM)"),
+    keyfile: Path | None = typer.Option(None, "--keyfile", help="HTTPS private key (PEM)"),
+    pki_dir: Path | None = typer.Option(
+        None, "--pki-dir", help="deployment PKI dir holding platform.pem/.key: serve node agents"
+    ),
+    node_port: int = typer.Option(8601, "--node-port", min=0, max=65535),
+    tick_s: float = typer.Option(0.5, "--tick", min=0.05, help="scheduler period (s)"),
+) -> None:
+    """Serve the REST API (and, with --pki-dir, node agents over mutual TLS)."""
+    import uvicorn
+
+    from sharedml.platform.api import create_app
+    from sharedml.platform.config import PlatformConfig
+
+    if (certfile is None) != (keyfile is None):
+        raise ConfigError("give both --certfile and --keyfile for HTTPS, or neither")
+    config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile)
+    app = create_app(config)
+    scheduler = app.state.scheduler
+    stop = threading.Event()
+    nodes = None
+    if pki_dir is not None:
+        from sharedml.crypto.pki import load_identity
+        from sharedml.platform.nodes import NodeService
+
+        nodes = NodeService(scheduler, load_identity(pki_dir, "platform"), host, node_port).start()
+        typer.echo(f"node service on {nodes.address} (mutual TLS)")
+    recovered = scheduler.recover()
+    if recovered:
+        typer.echo(f"recovered {len(recovered)} running job(s)")
+    loop = threading.Thread(target=_tick, args=(scheduler, stop, tick_s), daemon=True)
+    loop.start()
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            ssl_certfile=str(certfile) if certfile else None,
+            ssl_keyfile=str(keyfile) if keyfile else None,
+            log_level="info",
+        )
+    finally:
+        stop.set()
+        if nodes is not None:
+            nodes.stop()
+
+
+def _tick(scheduler: Any, stop: threading.Event, period: float) -> None:
+    import logging
+
+    log = logging.getLogger("sharedml.platform")
+    while not stop.wait(period):
+        try:
+            scheduler.tick()
+        except Exception:  # keep the loop alive; the next tick retries
+            log.exception("scheduler tick failed")
+
+
+@platform_app.command("backup")
+def backup_cmd(file: Path, data_dir: Path = DATA_DIR, db_url: str | None = DB_URL) -> None:
+    """Write every table (jobs, users, audit log, ...) to FILE as JSON lines."""
+    from sharedml.platform.store import backup
+
+    p = _open(data_dir, db_url)
+    p.audit.append("cli", "platform.backup", str(file))
+    rows = backup.backup(p.store, file)
+    typer.echo(f"backed up {rows} rows to {file}")
+
+
+@platform_app.command("restore")
+def restore_cmd(
+    file: Path,
+    data_dir: Path = DATA_DIR,
+    db_url: str | None = DB_URL,
+    wipe: bool = typer.Option(False, "--wipe", help="replace a non-empty database's contents"),
+) -> None:
+    """Load FILE (from 'platform backup') into an empty database."""
+    from sharedml.platform.store import backup
+
+    p = _open(data_dir, db_url)
+    rows = backup.restore(p.store, file, wipe_first=wipe)
+    v = p.audit.verify()
+    typer.echo(f"restored {rows} rows from {file}; audit chain {'verifies' if v.ok else 'BROKEN'}")
+    if not v.ok:
+        raise typer.Exit(1)
+
+
+# --- users ---------------------------------------------------------------------------
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: str = typer.Option(..., "--role", help="admin, data_owner, analyst or auditor"),
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+    totp: bool = typer.Option(True, "--totp/--no-totp", help="enrol a TOTP second factor"),
+    data_dir: Path = DATA_DIR,
+    db_url: str | None = DB_URL,
+) -> None:
+    """Create a user; prints the TOTP provisioning URI once."""
+    user, uri = _open(data_dir, db_url).users.create("cli", username, password, role, totp=totp)
+    typer.echo(f"created user {user.username} (id {user.id}, role {user.role})")
+    if uri:
+        typer.echo(f"TOTP: {uri}")
+
+
+@user_app.command("list")
+def user_list(data_dir: Path = DATA_DIR, db_url: str | None = DB_URL) -> None:
+    for u in _open(data_dir, db_url).users.list():
+        state = "disabled" if u.disabled else ("locked" if u.locked_until else "active")
+        typer.echo(f"{u.id}\t{u.username}\t{u.role}\t{state}")
+
+
+@user_app.command("set")
+def user_set(
+    username: str,
+    role: str | None = typer.Option(None, "--role"),
+    disable: bool | None = typer.Option(None, "--disable/--enable"),
+    unlock: bool = typer.Option(False, "--unlock"),
+    data_dir: Path = DATA_DIR,
+    db_url: str | None = DB_URL,
+) -> None:
+    """Change a user's role, disable/enable them, or lift a lock-out."""
+    p = _open(data_dir, db_url)
+    user = p.users.by_name(username)
+    p.users.update("cli", user.id, role=role, disabled=disable, unlock=unlock)
+    typer.echo(f"updated {username}")
+
+
+@user_app.command("token")
+def user_token(
+    username: str,
+    name: str = typer.Option("cli", "--name"),
+    days: int | None = typer.Option(None, "--days", min=1),
+    data_dir: Path = DATA_DIR,
+    db_url: str | None = DB_URL,
+) -> None:
+    """Create an API token for USERNAME (printed once) for scripts and the 'job' commands."""
+    from sharedml.platform.auth import Principal
+
+    p = _open(data_dir, db_url)
+    user = p.users.by_name(username)
+    _, token = p.auth.create_token(
+        Principal(user.id, user.username, user.role, "cli", 0), name, days
+    )
+    typer.echo(token)
+
+
+# --- audit ---------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(
+    data_dir: Path = DATA_DIR,
+    db_url: str | None = DB_URL,
+    file: Path | None = typer.Option(None, "--file", help="verify an exported JSON-lines file"),
+    head: str | None = typer.Option(None, "--head", help="expected head hash (catches truncation)"),
+) -> None:
+    """Check the hash chain; names the first bad entry. Exit 1 if it does not verify."""
+    from sharedml.platform.audit import verify_lines
+
+    if file is not None:
+        with file.open(encoding="utf-8") as fh:
+            v = verify_lines(fh)
+    else:
+        v = _open(data_dir, db_url).audit.verify()
+    if v.ok and head is not None and v.head != head:
+        typer.echo(f"audit log: {v.entries} entries verify, but the head is {v.head}, not {head}")
+        raise typer.Exit(1)
+    if v.ok:
+        typer.echo(f"audit log OK: {v.entries} entries, head {v.head}")
+        return
+    typer.echo(f"audit log BROKEN at entry {v.first_bad_seq}: {v.reason}")
+    raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    file: Path | None = typer.Argument(None, help="output file (default: stdout)"),
+    data_dir: Path = DATA_DIR,
+    db_url: str | None = DB_URL,
+) -> None:
+    """The chain as JSON lines (verifiable with 'audit verify --file')."""
+    p = _open(data_dir, db_url)
+    lines = list(p.audit.export())
+    if file is None:
+        for line in lines:
+            typer.echo(line)
+    else:
+        file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        typer.echo(f"exported {len(lines)} entries to {file}")
+
+
+# --- jobs (through the API) ------------------------------------------------------------
+
+
+def _client(url: str, token: str | None, ca: Path | None) -> Any:
+    from sharedml.sdk import Client
+
+    if not token:
+        raise ConfigError("no token", remedy="pass --token or set SHAREDML_TOKEN")
+    return Client(url, token, verify=str(ca) if ca else True)
+
+
+@job_app.command("submit")
+def job_submit(
+    spec: Path,
+    project: int | None = typer.Option(None, "--project"),
+    wait: bool = typer.Option(False, "--wait", help="wait for the job to finish"),
+    url: str = URL,
+    token: str | None = TOKEN,
+    ca: Path | None = CA,
+) -> None:
+    """Submit the job spec in SPEC (YAML or JSON)."""
+    with _client(url, token, ca) as c:
+        job = c.submit(spec, project_id=project)
+        typer.echo(f"submitted job {job['id']} ({job['state']})")
+        if wait:
+            job = c.wait(job["id"])
+            _print(job)
+
+
+@job_app.command("status")
+def job_status(
+    job_id: str | None = typer.Argument(None, help="a job id (default: list jobs)"),
+    url: str = URL,
+    token: str | None = TOKEN,
+    ca: Path | None = CA,
+) -> None:
+    with _client(url, token, ca) as c:
+        if job_id is None:
+            for j in c.jobs():
+                typer.echo(f"{j['id']}\t{j['state']}\t{j['progress']:.0%}\t{j['name']}")
+            return
+        _print({"job": c.job(job_id), "tasks": c.tasks(job_id), "result": c.result(job_id)})
+
+
+@job_app.command("cancel")
+def job_cancel(
+    job_id: str, url: str = URL, token: str | None = TOKEN, ca: Path | None = CA
+) -> None:
+    with _client(url, token, ca) as c:
+        job = c.cancel(job_id)
+        typer.echo(f"job {job_id} is {job['state']}")

@@ -1,0 +1,332 @@
+"""The Python SDK: the platform's REST API (``/api/v1``) as methods.
+
+::
+
+    from sharedml.sdk import Client
+
+    with Client("https://platform:8600", verify="ca.pem") as c:
+        c.login("alice", "password", totp="123456")      # or Client(..., token="smt_...")
+        job = c.submit(open("job.yaml").read())
+        c.wait(job["id"], timeout=600)
+        print(c.result(job["id"]))
+
+Every error response becomes the matching :mod:`sharedml.errors` exception
+(401 AuthError, 403 PolicyDenied, 404/409/422 ConfigError, ...) carrying the
+server's message and remedy; a platform that cannot be reached raises
+:class:`~sharedml.errors.PeerUnreachable`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from sharedml.errors import (
+    AuthError,
+    ConfigError,
+    PeerTimeout,
+    PeerUnreachable,
+    PolicyDenied,
+    SharedMLError,
+)
+
+FINAL = ("succeeded", "failed", "canceled")
+_ERRORS: dict[int, type[SharedMLError]] = {
+    401: AuthError,
+    403: PolicyDenied,
+    404: ConfigError,
+    409: ConfigError,
+    422: ConfigError,
+    429: AuthError,
+}
+
+
+class Client:
+    """A session with one platform. ``token``: a session or API token, if already held."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.token = token
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/api/v1",
+            verify=verify,
+            timeout=timeout,
+            transport=transport,
+        )
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            r = self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise PeerTimeout(f"the platform did not answer {method} {path}: {exc}") from None
+        except httpx.TransportError as exc:
+            raise PeerUnreachable(
+                f"cannot reach the platform at {self._http.base_url}: {exc}",
+                remedy="check the URL, that 'sharedml platform serve' runs, and TLS settings",
+            ) from None
+        if r.status_code >= 400:
+            raise _error(r)
+        if r.status_code == 204 or not r.content:
+            return None
+        if r.headers.get("content-type", "").startswith("application/json"):
+            return r.json()
+        return r.text
+
+    # --- auth --------------------------------------------------------------------------
+
+    def login(self, username: str, password: str, totp: str | None = None) -> dict[str, Any]:
+        """Log in; the session token is kept for later calls."""
+        out = self._call(
+            "POST", "/auth/login", json={"username": username, "password": password, "totp": totp}
+        )
+        self.token = out["token"]
+        return dict(out)
+
+    def logout(self) -> None:
+        self._call("POST", "/auth/logout")
+        self.token = None
+
+    def me(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/auth/me"))
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/auth/tokens"))
+
+    def create_token(self, name: str, expires_days: int | None = None) -> dict[str, Any]:
+        """A new API token; its value (``["token"]``) is shown only here."""
+        return dict(
+            self._call("POST", "/auth/tokens", json={"name": name, "expires_days": expires_days})
+        )
+
+    def revoke_token(self, token_id: int) -> None:
+        self._call("DELETE", f"/auth/tokens/{token_id}")
+
+    # --- users -------------------------------------------------------------------------
+
+    def users(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/users"))
+
+    def user(self, user_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/users/{user_id}"))
+
+    def create_user(
+        self, username: str, password: str, role: str, *, totp: bool = True
+    ) -> dict[str, Any]:
+        body = {"username": username, "password": password, "role": role, "totp": totp}
+        return dict(self._call("POST", "/users", json=body))
+
+    def update_user(self, user_id: int, **changes: Any) -> dict[str, Any]:
+        """``role``, ``disabled``, ``password`` or ``unlock=True``."""
+        return dict(self._call("PATCH", f"/users/{user_id}", json=changes))
+
+    def reset_totp(self, user_id: int) -> str:
+        return str(self._call("POST", f"/users/{user_id}/totp")["totp_uri"])
+
+    # --- projects and grants ---------------------------------------------------------
+
+    def create_project(self, name: str, description: str = "") -> dict[str, Any]:
+        return dict(
+            self._call("POST", "/projects", json={"name": name, "description": description})
+        )
+
+    def projects(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/projects"))
+
+    def project(self, project_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/projects/{project_id}"))
+
+    def grants(self, resource: str, resource_id: int) -> list[dict[str, Any]]:
+        """Grants on a ``project`` or ``dataset``."""
+        return list(self._call("GET", f"/{resource}s/{resource_id}/grants"))
+
+    def grant(
+        self, resource: str, resource_id: int, user_id: int, permission: str
+    ) -> dict[str, Any]:
+        body = {"user_id": user_id, "permission": permission}
+        return dict(self._call("PUT", f"/{resource}s/{resource_id}/grants", json=body))
+
+    def revoke(self, resource: str, resource_id: int, user_id: int) -> None:
+        self._call("DELETE", f"/{resource}s/{resource_id}/grants/{user_id}")
+
+    # --- datasets, approvals, models, nodes ---------------------------------------------
+
+    def register_dataset(
+        self,
+        owner_party: str,
+        name: str,
+        columns: list[dict[str, str]],
+        row_count: int | None = None,
+        project_id: int | None = None,
+        description: str = "",
+    ) -> dict[str, Any]:
+        body = {
+            "owner_party": owner_party, "name": name, "columns": columns,
+            "row_count": row_count, "project_id": project_id, "description": description,
+        }  # fmt: skip
+        return dict(self._call("POST", "/datasets", json=body))
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/datasets"))
+
+    def dataset(self, dataset_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/datasets/{dataset_id}"))
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        self._call("DELETE", f"/datasets/{dataset_id}")
+
+    def approvals(
+        self, job_id: str | None = None, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("job_id", job_id), ("state", state)) if v}
+        return list(self._call("GET", "/approvals", params=params))
+
+    def approval_status(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/approvals/jobs/{job_id}"))
+
+    def decide(self, approval_id: int, approve: bool, comment: str = "") -> dict[str, Any]:
+        body = {"approve": approve, "comment": comment}
+        return dict(self._call("POST", f"/approvals/{approval_id}/decision", json=body))
+
+    def approve(self, approval_id: int, comment: str = "") -> dict[str, Any]:
+        return self.decide(approval_id, True, comment)
+
+    def reject(self, approval_id: int, comment: str = "") -> dict[str, Any]:
+        return self.decide(approval_id, False, comment)
+
+    def register_model(self, job_id: str, party: str, **fields: Any) -> dict[str, Any]:
+        return dict(
+            self._call("POST", "/models", json={"job_id": job_id, "party": party, **fields})
+        )
+
+    def models(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/models", params={"job_id": job_id} if job_id else {}))
+
+    def model(self, model_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/models/{model_id}"))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/nodes"))
+
+    def node(self, node_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/nodes/{node_id}"))
+
+    def delete_node(self, node_id: str) -> None:
+        self._call("DELETE", f"/nodes/{node_id}")
+
+    # --- audit and settings -------------------------------------------------------------
+
+    def audit(self, **query: Any) -> list[dict[str, Any]]:
+        """Entries; filters ``actor``, ``action`` (prefix), ``after_seq``, ``limit``."""
+        return list(self._call("GET", "/audit", params=query))
+
+    def audit_export(self) -> str:
+        return str(self._call("GET", "/audit/export"))
+
+    def audit_verify(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/audit/verify"))
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/settings"))
+
+    def update_settings(self, **changes: Any) -> dict[str, Any]:
+        return dict(self._call("PATCH", "/settings", json=changes))
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def submit(
+        self,
+        spec: dict[str, Any] | str | Path,
+        *,
+        project_id: int | None = None,
+        max_attempts: int | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Submit a job spec (a mapping, YAML/JSON text, or a path to a spec file)."""
+        if isinstance(spec, Path):
+            spec = spec.read_text(encoding="utf-8")
+        body: dict[str, Any] = {"spec": spec}
+        for key, value in (
+            ("project_id", project_id),
+            ("max_attempts", max_attempts),
+            ("timeout_s", timeout_s),
+        ):
+            if value is not None:
+                body[key] = value
+        return dict(self._call("POST", "/jobs", json=body))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/jobs/{job_id}"))
+
+    def jobs(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state
+        return list(self._call("GET", "/jobs", params=params))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/jobs/{job_id}/cancel"))
+
+    def tasks(self, job_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/jobs/{job_id}/tasks"))
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/jobs/{job_id}/result"))
+
+    def wait(self, job_id: str, timeout: float = 600.0, poll: float = 1.0) -> dict[str, Any]:
+        """Poll until the job finishes; returns it. PeerTimeout if it does not in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["state"] in FINAL:
+                return job
+            if time.monotonic() >= deadline:
+                raise PeerTimeout(
+                    f"job {job_id} is still {job['state']} after {timeout:g} s",
+                    remedy=f"reason given: {job.get('reason') or 'none'}",
+                )
+            time.sleep(poll)
+
+    # Short names for the job calls.
+    get = job
+    list = jobs
+
+
+def _error(r: httpx.Response) -> SharedMLError:
+    try:
+        body = r.json()
+        message, remedy = str(body.get("detail")), body.get("remedy")
+    except ValueError:
+        message, remedy = r.text[:500], None
+    cls = _ERRORS.get(r.status_code, SharedMLError)
+    return cls(f"platform answered {r.status_code}: {message}", remedy=remedy)
+
+
+__all__ = ["Client"]
