@@ -169,7 +169,14 @@ def _orchestrate(
                 results[party] = outcome[1]
             else:
                 failures.append((party, outcome[1], outcome[2]))
-                grace_until = grace_until or time.monotonic() + FAILURE_GRACE
+                # A peer's ChannelError may only echo another party's failure: give
+                # the root cause a moment to arrive. Any other error is the root cause.
+                root_cause = not isinstance(outcome[1], ChannelError)
+                grace_until = (
+                    time.monotonic()
+                    if root_cause
+                    else grace_until or (time.monotonic() + FAILURE_GRACE)
+                )
     if failures:
         primary = next((f for f in failures if not isinstance(f[1], ChannelError)), failures[0])
         raise PartyFailed(*primary) from primary[1]

@@ -66,7 +66,7 @@ def encode(value: Value) -> tuple[bytes, memoryview]:
         raise TypeError(f"dtype {value.dtype} cannot be sent; use one of {sorted(map(str, _CODES))}")
     if value.ndim > MAX_NDIM:
         raise TypeError(f"arrays of more than {MAX_NDIM} dimensions cannot be sent")
-    arr = np.ascontiguousarray(value, dtype=dtype)
+    arr = np.asarray(value, dtype=dtype, order="C")  # ascontiguousarray would make 0-d 1-d
     payload = memoryview(arr.reshape(-1).view(np.uint8).data) if arr.size else memoryview(b"")
     header = (
         _FIXED.pack(MAGIC, VERSION, KIND_ARRAY, code, arr.ndim)

@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from typing import cast
 
 import grpc
 
@@ -193,8 +194,7 @@ class _Requests:
                 continue
             if item is _END:
                 raise StopIteration
-            assert isinstance(item, bytes)  # only bytes and _END are queued
-            return item
+            return cast(bytes, item)  # only bytes and _END are queued
 
 
 class _Link:

@@ -206,6 +206,8 @@ class PeerServer:
                 done = assembler.feed(message)
                 if done is not None:
                     mailbox.put(job, sender, done[0], done[1])
+            if not context.is_active():  # the peer's process or connection went away
+                raise grpc.RpcError()
         except FrameError as exc:
             log.warning("party %s: bad frame from %s in job %s: %s", self.party, sender, job, exc)
             mailbox.fail(

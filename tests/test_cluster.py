@@ -1,0 +1,168 @@
+"""run_cluster: every party in its own process over gRPC with mutual TLS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sharedml.cluster import PartyCrashed, run_cluster
+from sharedml.errors import ConfigError
+from sharedml.session import Session
+from sharedml.simulation import PartyFailed, run_parties
+from sharedml.transport.grpc import GrpcChannel
+
+
+def ring_sum(session: Session) -> dict[str, Any]:
+    """Each party passes its index to the next one round the ring and sums what it hears."""
+    me = session.index
+    n = len(session.peers)
+    nxt, prev = session.peers[(me + 1) % n], session.peers[(me - 1) % n]
+    session.channel.send(nxt, "ring", np.array([me + 1], dtype=np.uint64) << np.uint64(60))
+    got = session.channel.recv(prev, "ring")
+    every = session.channel.all_gather("all", np.array([float(me)]))
+    return {
+        "pid": os.getpid(),
+        "from_prev": int(got[0]),
+        "sum": sum(float(v[0]) for v in every.values()),
+        "transport": type(session.channel).__name__,
+        "noise": session.rng("t").random(),
+        "extra": session.extras.get("greeting"),
+    }
+
+
+def fail_in_b(session: Session) -> None:
+    if session.party == "b":
+        raise ValueError("b cannot go on")
+    session.channel.recv("b", "never")  # a waits for b, which failed
+
+
+def record_pid_then(session: Session) -> None:
+    Path(session.extras["dir"], f"{session.party}.pid").write_text(str(os.getpid()))
+    if session.party == "b":
+        raise RuntimeError("stop the run")
+    time.sleep(120)  # the other party would hang; the launcher must stop it
+
+
+def crash_hard(session: Session) -> None:
+    if session.party == "b":
+        os._exit(7)
+    session.channel.recv("b", "never")
+
+
+def say_hi(session: Session) -> str:
+    return f"hi from {session.party}"
+
+
+def say_bye(session: Session) -> str:
+    return f"bye from {session.party}"
+
+
+def test_results_come_back_from_separate_processes() -> None:
+    parties = ["a", "b", "c"]
+    out = run_cluster(ring_sum, parties, seed=b"s" * 32, extras={"b": {"greeting": "hello"}})
+    assert set(out) == set(parties)
+    assert len({r["pid"] for r in out.values()} | {os.getpid()}) == 4
+    assert all(r["transport"] == "GrpcChannel" for r in out.values())
+    for i, p in enumerate(parties):
+        prev = (i - 1) % 3
+        assert out[p]["from_prev"] == (prev + 1) << 60
+        assert out[p]["sum"] == 3.0
+    assert out["b"]["extra"] == "hello" and out["a"]["extra"] is None
+    # the same seed gives every party the same randomness as in-process simulation
+    local = run_parties(ring_sum, parties, seed=b"s" * 32)
+    assert {p: r["noise"] for p, r in out.items()} == {p: r["noise"] for p, r in local.items()}
+    assert GrpcChannel.__name__ == "GrpcChannel"
+
+
+def test_mapping_of_functions() -> None:
+    assert run_cluster({"a": say_hi, "b": say_bye}, ["a", "b"]) == {
+        "a": "hi from a",
+        "b": "bye from b",
+    }
+
+
+def test_failure_names_party_and_carries_traceback() -> None:
+    with pytest.raises(PartyFailed) as info:
+        run_cluster(fail_in_b, ["a", "b"], timeout=60)
+    assert info.value.party == "b"
+    assert isinstance(info.value.error, ValueError)
+    message = str(info.value)
+    assert "b cannot go on" in message and "fail_in_b" in message and "Traceback" in message
+
+
+def test_no_process_outlives_a_failed_run(tmp_path: Path) -> None:
+    with pytest.raises(PartyFailed, match="stop the run"):
+        run_cluster(record_pid_then, ["a", "b"], extras={p: {"dir": str(tmp_path)} for p in "ab"})
+    pids = [int((tmp_path / f"{p}.pid").read_text()) for p in "ab"]
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_crashed_process_fails_the_run() -> None:
+    with pytest.raises(PartyFailed) as info:
+        run_cluster(crash_hard, ["a", "b"], timeout=60)
+    assert info.value.party == "b"
+    assert isinstance(info.value.error, PartyCrashed) and "exit code 7" in str(info.value)
+
+
+def test_unpicklable_function_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="module-level function"):
+        run_cluster(lambda s: None, ["a", "b"])
+
+
+def test_children_die_with_their_parent(tmp_path: Path) -> None:
+    script = tmp_path / "launch.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            from sharedml.cluster import run_cluster
+            import test_cluster
+
+            if __name__ == "__main__":
+                run_cluster(test_cluster.record_pid_then, ["a", "c"],
+                            extras={{p: {{"dir": {str(tmp_path)!r}}} for p in "ac"}})
+            """
+        )
+    )
+    launcher = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"{p}.pid").exists() for p in "ac"):
+            assert time.monotonic() < deadline and launcher.poll() is None
+            time.sleep(0.1)
+        pids = [int((tmp_path / f"{p}.pid").read_text()) for p in "ac"]
+        os.kill(launcher.pid, signal.SIGKILL)  # the orchestrator dies without cleaning up
+        launcher.wait()
+        deadline = time.monotonic() + 20
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in pids if _alive(pid)]
+            time.sleep(0.1)
+        assert alive == [], "party processes outlived their parent"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by init) counts as gone
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
