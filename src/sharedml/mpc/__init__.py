@@ -17,7 +17,7 @@ runs the same functions as processes over gRPC with mTLS)::
             w = mpc.share(np.array([[0.5], [0.25]]) if session.party == "bob" else None,
                           owner="bob")               # ... the others pass None
             y = x @ w                                # Beaver matmul + truncation
-            z = y * 2.0 - 1                          # public ops
+            z = (y * 2.0 - 1).sigmoid()              # public ops, nonlinear functions
             return z.reveal(to="alice")              # only alice learns; others get None
 
     out = run_parties(
@@ -32,12 +32,17 @@ used in many products (training data), wrap it once:
 ``fx.matmul(g, rows=batch, transpose=True)`` open only ``w``'s and ``g``'s
 masks (and truncate, unless ``truncate=False``).
 
+Comparisons, ``relu``, ``select``, ``max``/``argmax`` and ``eq`` live in
+:mod:`sharedml.mpc.functions`; sigmoid, exp, log, reciprocal, sqrt/rsqrt and
+division, with their error bounds, in :mod:`sharedml.mpc.nonlinear`.
+
 Without a third party use ``HEProvider(session)`` (two parties; material made
 with Paillier) instead of ``DealerProvider``; the dealer function is not run.
 """
 
 from __future__ import annotations
 
+from sharedml.mpc import functions, nonlinear
 from sharedml.mpc.beaver import FixedOperand
 from sharedml.mpc.context import MPC
 from sharedml.mpc.dealer import DealerProvider, serve_dealer
@@ -52,6 +57,8 @@ __all__ = [
     "RandomnessProvider",
     "SharedTensor",
     "concatenate",
+    "functions",
+    "nonlinear",
     "rescale",
     "serve_dealer",
     "stack",

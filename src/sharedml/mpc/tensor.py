@@ -121,9 +121,8 @@ class SharedTensor:
             return self._new(a + b if sign > 0 else a - b, scale)
         pub = np.asarray(other)
         self._check_broadcast(op, pub.shape)
-        scale = self.scale if not _is_int_public(other) else self.scale
-        if not _is_int_public(other) and self.scale == 0:
-            scale = self.mpc.frac_bits
+        # integers keep the tensor's scale; reals lift an integer tensor to frac_bits
+        scale = self.scale if _is_int_public(other) else max(self.scale, self.mpc.frac_bits)
         me = self._lift(scale)
         enc = self._public(other, scale)
         if self.mpc.index != 0:
@@ -163,7 +162,7 @@ class SharedTensor:
 
     def __truediv__(self, other: object) -> SharedTensor:
         if isinstance(other, SharedTensor):
-            from sharedml.mpc.functions import div
+            from sharedml.mpc.nonlinear import div
 
             return div(self, other)
         return self * (1.0 / np.asarray(other, dtype=np.float64))
@@ -221,6 +220,27 @@ class SharedTensor:
     def broadcast_to(self, shape: tuple[int, ...]) -> SharedTensor:
         self._check_broadcast("broadcast_to", shape)
         return self._new(np.broadcast_to(self.share, shape).copy())
+
+    # -- nonlinear functions (see sharedml.mpc.nonlinear for ranges and bounds) ----------
+    def sigmoid(self, method: str = "clipped") -> SharedTensor:
+        from sharedml.mpc.nonlinear import sigmoid
+
+        return sigmoid(self, method)
+
+    def exp(self) -> SharedTensor:
+        from sharedml.mpc.nonlinear import exp
+
+        return exp(self)
+
+    def relu(self) -> SharedTensor:
+        from sharedml.mpc.functions import relu
+
+        return relu(self)
+
+    def reciprocal(self) -> SharedTensor:
+        from sharedml.mpc.nonlinear import reciprocal
+
+        return reciprocal(self)
 
     # -- comparisons (interactive; results are 0/1 integers) ----------------------------
     def __lt__(self, other: object) -> SharedTensor:

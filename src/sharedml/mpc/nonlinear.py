@@ -1,0 +1,195 @@
+"""Nonlinear functions on shared reals, with stated error bounds.
+
+Bounds are absolute errors against float64 at the default ``frac_bits = 16``
+over the stated input ranges; ``tests/mpc/test_nonlinear.py`` checks every one
+on a dense grid plus random points. Outside the range the result is
+meaningless unless the entry says it saturates.
+
+=================== =========================  ===============================
+function            input range                error bound (≤ either)
+=================== =========================  ===============================
+sigmoid "poly"      [-4, 4]                    abs. 0.024
+sigmoid "clipped"   all reals (saturates)      abs. 0.024
+sigmoid "accurate"  all reals (saturates)      abs. 5e-4
+exp                 [-16, 10] (clamped)        rel. 1e-3, abs. 5e-5
+reciprocal          [0.05, 500]                rel. 1e-3, abs. 5e-5
+rsqrt, sqrt         [0.05, 100]·4^k            rel. 2e-3, abs. 5e-5
+log                 [0.05, 100]·2^k            abs. 2e-3
+div x / y           y in [0.05, 500]           rel. 1e-3 + |x|·5e-5
+=================== =========================  ===============================
+
+``k`` is 0 unless ``max_value`` asks for a wider range (the input is scaled by
+a public power of 4 or 2, trading precision at the low end). Rounds for two
+parties: sigmoid "poly" 4, "clipped" 13, "accurate" ~50, exp ~35, reciprocal
+~75, log ~130 (``bench/mpc.py`` prints throughput).
+
+Methods (references: CrypTen, Knott et al., NeurIPS 2021, §C; Mohassel &
+Zhang, SecureML, S&P 2017 for the cheap sigmoid):
+
+* **sigmoid "poly"**: 0.5 + c1·x + c3·x³, a minimax fit on [-4, 4]; only two
+  Beaver rounds and two truncations. For inputs known to be small.
+* **sigmoid "clipped"** (the cheap default): the same cubic, with the output
+  forced to 0 below -4 and 1 above 4 (one batched comparison of ±x against 4).
+* **sigmoid "accurate"**: σ(|x|) = 1 / (1 + e^-|x|) with |x| clamped at 16,
+  e^-t by the exponential below, 1/d for d ∈ [1, 2] by three Newton steps
+  from the linear guess 1.457 - 0.5·d; then σ(x) = σ(|x|) or 1 - σ(|x|).
+* **exp**: clamp to [-16, 10], u = x/32 exactly (by reinterpreting the scale),
+  e^u by its degree-6 Taylor polynomial, then five squarings.
+* **reciprocal**: Newton y ← y(2 - x·y), 10 steps from y0 = 3·e^(0.5 - x) + 0.003.
+* **rsqrt**: Newton y ← y(3 - x·y²)/2, 4 steps from
+  y0 = 2.2·e^(-(x/2 + 0.2)) + 0.2 - x/1024; **sqrt** = x·rsqrt(x).
+* **log**: Householder steps y ← y - Σ_{i≤8} h^i/i with h = 1 - x·e^(-y), two
+  steps from y0 = x/120 - 20·e^(-2x - 1) + 3.
+
+Reveals nothing beyond the masked openings of the products and comparisons
+they use. Semi-honest, as the provider.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sharedml.mpc.beaver import mul
+from sharedml.mpc.functions import ltz_many
+from sharedml.mpc.tensor import SharedTensor, concatenate
+from sharedml.mpc.truncation import rescale
+
+SIGMOID_POLY = (0.21457451, -0.00623803)  # minimax odd cubic for σ(x) - 0.5 on [-4, 4]
+SIGMOID_POLY_RANGE = 4.0
+EXP_CLAMP = (-16.0, 10.0)
+_EXP_HALVINGS = 5
+_EXP_DEGREE = 6
+
+
+def _split(x: SharedTensor, n: int) -> list[SharedTensor]:
+    flat = x.flatten()
+    size = flat.size // n
+    return [flat[i * size : (i + 1) * size] for i in range(n)]
+
+
+def _batched_mul(pairs: list[tuple[SharedTensor, SharedTensor]]) -> list[SharedTensor]:
+    """Several products in one Beaver round (and one truncation round)."""
+    shapes = [a.shape for a, _ in pairs]
+    left = concatenate([a.flatten() for a, _ in pairs])
+    right = concatenate([b.flatten() for _, b in pairs])
+    prod = rescale(mul(left, right))
+    out, at = [], 0
+    for (a, _), shape in zip(pairs, shapes, strict=True):
+        out.append(prod[at : at + a.size].reshape(shape))
+        at += a.size
+    return out
+
+
+def _cubic(x: SharedTensor) -> SharedTensor:
+    c1, c3 = SIGMOID_POLY
+    x2 = x * x
+    return x * (x2 * c3 + c1) + 0.5
+
+
+def sigmoid(x: SharedTensor, method: str = "clipped") -> SharedTensor:
+    """The logistic function; ``method`` is "poly", "clipped" or "accurate"."""
+    if method == "poly":
+        return _cubic(x)
+    if method == "clipped":
+        r = SIGMOID_POLY_RANGE
+        below, above = ltz_many([x + r, r - x])  # [x < -r], [x > r]
+        inside = 1 - below - above
+        return mul(inside, _cubic(x)) + above
+    if method == "accurate":
+        return _sigmoid_accurate(x)
+    raise ValueError(f"sigmoid: unknown method {method!r}")
+
+
+def _sigmoid_accurate(x: SharedTensor) -> SharedTensor:
+    neg, below, above = ltz_many([x, x + 16.0, 16.0 - x])
+    # clamp to [-16, 16], then |x|
+    xc = x + mul(concatenate([below, above]), concatenate([-16.0 - x, 16.0 - x])).reshape(
+        2, *x.shape
+    ).sum(axis=0)
+    t = mul(1 - 2 * neg, xc)
+    e = _exp_core(-t)
+    y = _reciprocal_1_2(e + 1.0)
+    return y + mul(neg, 1 - 2 * y)
+
+
+def _reciprocal_1_2(d: SharedTensor) -> SharedTensor:
+    """1/d for d in [1, 2]: three Newton steps from the linear guess."""
+    y = 1.457 - d * 0.5
+    for _ in range(3):
+        y = y * (2.0 - d * y)
+    return y
+
+
+def _exp_core(x: SharedTensor) -> SharedTensor:
+    """e^x for x in [-16, 10] (no clamping)."""
+    u = SharedTensor(x.mpc, x.share, x.scale + _EXP_HALVINGS)  # x / 32, exactly
+    # Horner: 1 + u(1 + u/2(1 + u/3(... (1 + u/6))))
+    y = rescale(u * (1.0 / _EXP_DEGREE)) + 1.0
+    for k in range(_EXP_DEGREE - 1, 0, -1):
+        y = rescale(mul(u, y)) * (1.0 / k) + 1.0
+    for _ in range(_EXP_HALVINGS):
+        y = y * y
+    return y
+
+
+def exp(x: SharedTensor) -> SharedTensor:
+    """e^x; inputs are clamped to [-16, 10] (one batched comparison)."""
+    lo, hi = EXP_CLAMP
+    below, above = ltz_many([x - lo, hi - x])
+    xc = x + mul(concatenate([below, above]), concatenate([lo - x, hi - x])).reshape(
+        2, *x.shape
+    ).sum(axis=0)
+    return _exp_core(xc)
+
+
+def reciprocal(x: SharedTensor, iterations: int = 10) -> SharedTensor:
+    """1/x for x in [0.05, 500]."""
+    y = exp(0.5 - x) * 3.0 + 0.003
+    for _ in range(iterations):
+        y = y * (2.0 - x * y)
+    return y
+
+
+def _powers_of(base: int, max_value: float) -> int:
+    """The k with base^k · 100 ≥ max_value (0 when max_value ≤ 100)."""
+    return max(0, int(np.ceil(np.log(max(max_value, 1.0) / 100.0) / np.log(base))))
+
+
+def rsqrt(x: SharedTensor, iterations: int = 6, max_value: float = 100.0) -> SharedTensor:
+    """1/√x for x in [0.05·4^k, 100·4^k], k the least with 100·4^k ≥ ``max_value``."""
+    k = _powers_of(4, max_value)
+    xs = x * (0.25**k) if k else x
+    y = exp(-(xs * 0.5 + 0.2)) * 2.2 + 0.2 - xs * (1.0 / 1024)
+    for _ in range(iterations):
+        y = y * (3.0 - xs * (y * y)) * 0.5
+    return y * (0.5**k) if k else y
+
+
+def sqrt(x: SharedTensor, max_value: float = 100.0) -> SharedTensor:
+    """√x on the domain of :func:`rsqrt`."""
+    return x * rsqrt(x, max_value=max_value)
+
+
+def log(
+    x: SharedTensor, iterations: int = 2, order: int = 6, max_value: float = 100.0
+) -> SharedTensor:
+    """ln x for x in [0.05·2^k, 100·2^k], k the least with 100·2^k ≥ ``max_value``."""
+    k = _powers_of(2, max_value)
+    if k:
+        return log(x * (0.5**k), iterations, order) + k * float(np.log(2.0))
+    y = x * (1.0 / 120) - exp(-2 * x - 1.0) * 20.0 + 3.0
+    for _ in range(iterations):
+        h = 1.0 - x * exp(-y)
+        powers = [h]
+        for _ in range(order - 1):
+            powers.append(powers[-1] * h)
+        corr = powers[0]
+        for i, p in enumerate(powers[1:], start=2):
+            corr = corr + p * (1.0 / i)
+        y = y - corr
+    return y
+
+
+def div(x: SharedTensor, y: SharedTensor) -> SharedTensor:
+    """x / y for y in [0.05, 500]."""
+    return x * reciprocal(y)
