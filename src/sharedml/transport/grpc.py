@@ -337,6 +337,7 @@ class GrpcChannel(Channel):
         self._mailbox = endpoint.server.register(job, self.peers)
         self._links: dict[str, _Link] = {}
         self._links_lock = threading.Lock()
+        self._opening = {p: threading.Lock() for p in self.peers if p != self.party}
         self._closed = False
 
     def connect(self) -> None:
@@ -346,13 +347,22 @@ class GrpcChannel(Channel):
                 self._link(peer)
 
     def _link(self, peer: str) -> _Link:
-        with self._links_lock:
-            if self._closed:
-                raise ChannelError(f"channel of job {self.job!r} is closed", party=self.party)
-            link = self._links.get(peer)
+        link = self._links.get(peer)
+        if link is not None:
+            return link
+        with self._opening[peer]:  # one opener per peer; other peers are not held up
+            with self._links_lock:
+                if self._closed:
+                    raise ChannelError(f"channel of job {self.job!r} is closed", party=self.party)
+                link = self._links.get(peer)
             if link is None:
                 link = _Link(self, peer, self.addresses[peer])
-                self._links[peer] = link
+                with self._links_lock:
+                    self._links[peer] = link
+                    closed = self._closed
+                if closed:  # close() ran while this stream opened
+                    link.close(self.timeout)
+                    raise ChannelError(f"channel of job {self.job!r} is closed", party=self.party)
             return link
 
     def _send(self, to: str, tag: str, value: Value) -> None:
