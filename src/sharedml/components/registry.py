@@ -17,6 +17,9 @@ from sharedml.errors import ConfigError
 #: Built-in components: name -> "module:Class" (imported on first use).
 BUILTIN: dict[str, str] = {}
 BUILTIN["describe"] = "sharedml.components.describe:DescribeStep"
+BUILTIN["train"] = "sharedml.components.learn:TrainStep"
+BUILTIN["predict"] = "sharedml.components.learn:PredictStep"
+BUILTIN["evaluate"] = "sharedml.components.learn:EvaluateStep"
 
 
 def _load(path: str) -> type[Component]:

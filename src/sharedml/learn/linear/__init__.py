@@ -9,6 +9,14 @@ All are :class:`~sharedml.learn.base.VerticalModel` parts: every party calls
 ``fit``/``predict`` with its own columns; scores reach the label holder only.
 """
 
+from sharedml.learn.linear._core import plaintext_sgd, sigmoid
 from sharedml.learn.linear.he import HELogisticRegression
+from sharedml.learn.linear.ss import SSLinearRegression, SSLogisticRegression
 
-__all__ = ["HELogisticRegression"]
+__all__ = [
+    "HELogisticRegression",
+    "SSLinearRegression",
+    "SSLogisticRegression",
+    "plaintext_sgd",
+    "sigmoid",
+]

@@ -97,23 +97,42 @@ class EarlyStopping:
         return improved, stop
 
 
+SCALINGS = ("standard", "whiten", "none")
+
+
 @dataclass(frozen=True)
 class Standardizer:
-    """Column means and scales of one party's own block."""
+    """An affine map ``(X - mean) @ matrix`` of one party's own block, fitted on
+    its own rows only (nothing leaves the party).
+
+    ``standard`` divides each column by its standard deviation; ``whiten``
+    decorrelates the party's columns (PCA whitening; eigenvalues below 1e-9 of
+    the largest are floored), which makes SGD converge on collinear blocks
+    (e.g. motor currents and torque) in a few epochs; ``none`` only centres
+    nothing and scales nothing.
+    """
 
     mean: np.ndarray
-    scale: np.ndarray
+    matrix: np.ndarray
 
     @classmethod
-    def fit(cls, X: np.ndarray, enabled: bool = True) -> Standardizer:
+    def fit(cls, X: np.ndarray, mode: str = "standard") -> Standardizer:
         d = X.shape[1]
-        if not enabled:
-            return cls(np.zeros(d), np.ones(d))
-        scale = X.std(axis=0)
-        return cls(X.mean(axis=0), np.where(scale > 0, scale, 1.0))
+        if mode == "none":
+            return cls(np.zeros(d), np.eye(d))
+        mean = X.mean(axis=0)
+        if mode == "standard":
+            scale = X.std(axis=0)
+            return cls(mean, np.diag(1.0 / np.where(scale > 0, scale, 1.0)))
+        if mode == "whiten":
+            cov = np.atleast_2d(np.cov(X - mean, rowvar=False, bias=True))
+            values, vectors = np.linalg.eigh(cov)
+            floor = max(float(values.max()), 1e-300) * 1e-9
+            return cls(mean, vectors / np.sqrt(np.maximum(values, floor)))
+        raise ConfigError(f"unknown scaling {mode!r}", remedy=f"use one of {SCALINGS}")
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.mean) / self.scale
+        return (X - self.mean) @ self.matrix
 
 
 def plaintext_sgd(

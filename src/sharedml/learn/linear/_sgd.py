@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.errors import ConfigError, DataError, ProtocolAbort
 from sharedml.learn import metrics
 from sharedml.learn.linear._base import (
     LinearPart,
@@ -29,6 +29,7 @@ from sharedml.learn.linear._base import (
     send_all,
 )
 from sharedml.learn.linear._core import (
+    SCALINGS,
     SCHEDULES,
     EarlyStopping,
     Standardizer,
@@ -49,7 +50,7 @@ class SGDDriver(LinearPart):
     l2: float
     early_stopping_rounds: int
     validation_metric: str
-    standardize: bool
+    scaling: str
 
     # -- parameter rules, declared once ------------------------------------------------
     def _check_params(self) -> None:
@@ -62,6 +63,7 @@ class SGDDriver(LinearPart):
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}"),
             (self.l2 >= 0, "l2 must be ≥ 0"),
+            (self.scaling in SCALINGS, f"scaling must be one of {SCALINGS}"),
             (
                 isinstance(self.early_stopping_rounds, int) and self.early_stopping_rounds >= 0,
                 "early_stopping_rounds must be an integer ≥ 0",
@@ -105,12 +107,12 @@ class SGDDriver(LinearPart):
         self.layout_, self.party_ = layout, session.party
         self.feature_names_in_ = names
         self.n_features_in_ = Xm.shape[1]
-        self.scaler_ = Standardizer.fit(Xm, self.standardize)
+        self.scaler_ = Standardizer.fit(Xm, self.scaling)
         Xs = self.scaler_.transform(Xm)
         Xvs = None if Xv is None else self.scaler_.transform(Xv)
         is_label = session.party == layout.label_holder
         self.y_mean_, self.y_scale_ = 0.0, 1.0
-        if is_label and self.task == "regression" and self.standardize and ym is not None:
+        if is_label and self.task == "regression" and self.scaling != "none" and ym is not None:
             self.y_mean_ = float(ym.mean())
             self.y_scale_ = float(ym.std()) or 1.0
         yt = None if ym is None else (ym - self.y_mean_) / self.y_scale_
@@ -254,7 +256,7 @@ class SGDDriver(LinearPart):
     def _common_part(self) -> dict[str, Any]:
         return {
             "mean": list_or_none(self.scaler_.mean),
-            "scale": list_or_none(self.scaler_.scale),
+            "transform": self.scaler_.matrix.tolist(),
             "y_mean": self.y_mean_,
             "y_scale": self.y_scale_,
             "feature_names": self.feature_names_in_,
@@ -262,10 +264,10 @@ class SGDDriver(LinearPart):
         }
 
     def _set_common_part(self, part: dict[str, Any]) -> None:
-        mean, scale = array_or_none(part["mean"]), array_or_none(part["scale"])
-        if mean is None or scale is None:
-            raise ProtocolAbort("model file lacks the scaler")
-        self.scaler_ = Standardizer(mean, scale)
+        mean, matrix = array_or_none(part["mean"]), array_or_none(part["transform"])
+        if mean is None or matrix is None or matrix.shape != (len(mean), len(mean)):
+            raise DataError("model file lacks a valid scaler")
+        self.scaler_ = Standardizer(mean, matrix)
         self.y_mean_, self.y_scale_ = float(part["y_mean"]), float(part["y_scale"])
         self.feature_names_in_ = part.get("feature_names")
         self.n_features_in_ = len(mean)

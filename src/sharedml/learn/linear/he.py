@@ -69,7 +69,7 @@ class HELogisticRegression(PlaintextWeightsSGD):
     Parameters: ``epochs``, ``batch_size``, ``learning_rate`` (initial step),
     ``lr_schedule`` (``constant | invscaling | cosine``), ``l2``,
     ``early_stopping_rounds`` (0 = off; needs ``X_val``/``y_val``),
-    ``validation_metric``, ``standardize`` (each party scales its own columns),
+    ``validation_metric``, ``scaling`` (``standard | whiten | none``; each party scales its own columns),
     ``key_bits``, ``residual_bits`` (fixed-point bits of the encrypted
     residual), ``feature_bits`` (fixed-point bits of features in the
     homomorphic product).
@@ -87,7 +87,7 @@ class HELogisticRegression(PlaintextWeightsSGD):
         l2: float = 1e-4,
         early_stopping_rounds: int = 0,
         validation_metric: str = "auc",
-        standardize: bool = True,
+        scaling: str = "standard",
         key_bits: int = 2048,
         residual_bits: int = 20,
         feature_bits: int = 10,
@@ -99,7 +99,7 @@ class HELogisticRegression(PlaintextWeightsSGD):
         self.l2 = l2
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_metric = validation_metric
-        self.standardize = standardize
+        self.scaling = scaling
         self.key_bits = key_bits
         self.residual_bits = residual_bits
         self.feature_bits = feature_bits

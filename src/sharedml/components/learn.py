@@ -1,0 +1,240 @@
+"""Job steps ``train``, ``predict`` and ``evaluate`` for the vertical learners.
+
+Input: ``ctx.state["train"]`` / ``ctx.state["test"]`` — each party's own
+aligned pandas frames, as the ``psi``/``split``/``scale`` steps leave them.
+A party's feature columns are all its columns but its id columns and, at the
+label holder, the label.
+
+* ``train`` fits one :class:`~sharedml.learn.base.VerticalModel` part per party
+  (``model: logistic_regression | linear_regression | secureboost``,
+  ``protocol: ss | he``), keeps it in ``ctx.state["model"]`` and writes this
+  party's part (and nothing else) to ``ctx.out_dir``.
+* ``predict`` scores ``ctx.state[on]`` jointly; the scores exist at the label
+  holder only (``ctx.state["predictions"]`` and a CSV of ids and scores in its
+  ``out_dir``).
+* ``evaluate`` computes the requested metrics at the label holder, writes the
+  ROC/KS curve data there, and returns the metric values (public by design of
+  this step, 9.4-3); the other parties return no metrics.
+
+Reveals: what the chosen protocol reveals (see each learner's docstring); the
+metric values to the platform. Security model: that of the learner.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.errors import ConfigError, DataError
+
+MODELS = ("logistic_regression", "linear_regression", "secureboost")
+
+
+class TrainParams(Params):
+    model: Literal["logistic_regression", "linear_regression", "secureboost"]
+    protocol: Literal["ss", "he"] = "ss"
+    task: Literal["classification", "regression"] | None = Field(
+        None, description="secureboost only; linear models imply it"
+    )
+    # linear models
+    epochs: int | None = Field(None, ge=1, le=10_000)
+    batch_size: int | None = Field(None, ge=16)
+    lr_schedule: Literal["constant", "invscaling", "cosine"] | None = None
+    l2: float | None = Field(None, ge=0)
+    sigmoid: str | None = None
+    reveal_weights: Literal["own", "none"] | None = None
+    # shared
+    learning_rate: float | None = Field(None, gt=0)
+    early_stopping_rounds: int | None = Field(None, ge=0)
+    key_bits: int | None = Field(None, ge=1024)
+    # secureboost
+    n_estimators: int | None = Field(None, ge=1)
+    max_depth: int | None = Field(None, ge=1, le=16)
+    n_bins: int | None = Field(None, ge=2, le=256)
+    min_child_weight: float | None = Field(None, ge=0)
+    reg_lambda: float | None = Field(None, ge=0)
+    subsample: float | None = Field(None, gt=0, le=1)
+    colsample_bytree: float | None = Field(None, gt=0, le=1)
+
+
+class PredictParams(Params):
+    on: Literal["test", "train"] = "test"
+
+
+class EvaluateParams(Params):
+    metrics: list[str] | None = Field(None, description="default: every metric of the task")
+    on: Literal["test", "train"] = "test"
+
+
+def model_class(model: str, protocol: str, task: str | None) -> type:
+    """The learner class for a ``train`` step."""
+    from sharedml.learn import linear
+
+    if model == "logistic_regression":
+        return linear.HELogisticRegression if protocol == "he" else linear.SSLogisticRegression
+    if model == "linear_regression":
+        if protocol == "he":
+            raise ConfigError(
+                "linear_regression has no 'he' protocol", step="train", remedy="use protocol: ss"
+            )
+        return linear.SSLinearRegression
+    from sharedml.learn import tree
+
+    return tree.SecureBoostRegressor if task == "regression" else tree.SecureBoostClassifier
+
+
+def build_model(params: TrainParams) -> Any:
+    """The estimator for ``params``: only the hyper-parameters that were given."""
+    cls = model_class(params.model, params.protocol, params.task)
+    accepted = set(inspect.signature(cls).parameters)
+    given = {
+        k: v
+        for k, v in params.model_dump().items()
+        if v is not None and k not in ("model", "protocol", "task")
+    }
+    unknown = sorted(set(given) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"train: {params.model} does not take {unknown}",
+            step="train",
+            remedy=f"its parameters are {sorted(accepted)}",
+        )
+    if "protocol" in accepted:
+        given["protocol"] = params.protocol
+    return cls(**given)
+
+
+def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
+    """(feature frame, label column or None) of this party's frame."""
+    drop = [c for c in ctx.party.id_columns if c in frame.columns]
+    label = ctx.party.label
+    y = None
+    if label:
+        if label not in frame.columns:
+            raise DataError(
+                f"label column {label!r} is missing from the data",
+                party=ctx.party.name,
+                step=ctx.step_id,
+            )
+        y = frame[label].to_numpy()
+        drop.append(label)
+    X = frame.drop(columns=drop)
+    non_numeric = [c for c in X.columns if not np.issubdtype(X[c].dtype, np.number)]
+    if non_numeric:
+        raise DataError(
+            f"non-numeric feature columns {non_numeric[:5]}",
+            party=ctx.party.name,
+            step=ctx.step_id,
+            remedy="encode or drop them before training",
+        )
+    return X, y
+
+
+def _frame(ctx: StepContext, key: str) -> Any:
+    if key not in ctx.state:
+        raise ConfigError(
+            f"no {key!r} data for this step",
+            party=ctx.party.name,
+            step=ctx.step_id,
+            remedy="run psi and split before train/predict/evaluate",
+        )
+    return ctx.state[key]
+
+
+class TrainStep(Component):
+    """Fit a vertical model; each party keeps and writes its own part."""
+
+    name = "train"
+    params = TrainParams
+    summary = "vertical SS/HE logistic or linear regression, or SecureBoost"
+
+    def run(self, ctx: StepContext, params: Any) -> StepResult:
+        model = build_model(params)
+        X, y = _features(ctx, _frame(ctx, "train"))
+        ctx.progress(0.0, f"training {params.model} ({params.protocol})")
+        model.fit(ctx.session, X, y)
+        ctx.state["model"] = model
+        ctx.state["task"] = getattr(model, "task", "classification")
+        path = ctx.out_dir / f"model-{ctx.step_id}.json"
+        model.save(path)
+        ctx.progress(1.0, "trained")
+        return StepResult(
+            metrics={
+                "model": params.model,
+                "protocol": params.protocol,
+                "rows": len(X),
+                "features": int(X.shape[1]),
+            },
+            artifacts={"model": str(path)},
+        )
+
+
+class PredictStep(Component):
+    """Joint scores on the test (or train) rows, at the label holder only."""
+
+    name = "predict"
+    params = PredictParams
+    summary = "joint prediction; scores reach the label holder only"
+
+    def run(self, ctx: StepContext, params: Any) -> StepResult:
+        if "model" not in ctx.state:
+            raise ConfigError(
+                "no trained model", party=ctx.party.name, step=ctx.step_id, remedy="run train first"
+            )
+        frame = _frame(ctx, params.on)
+        X, _ = _features(ctx, frame)
+        scores = ctx.state["model"].predict(ctx.session, X)
+        ctx.state["predictions"] = scores
+        ctx.state["predictions_on"] = params.on
+        if scores is None:
+            return StepResult(metrics={"rows": len(X)})
+        import pandas as pd
+
+        out = frame[[c for c in ctx.party.id_columns if c in frame.columns]].copy()
+        out["score"] = scores
+        path = ctx.out_dir / f"predictions-{ctx.step_id}.csv"
+        pd.DataFrame(out).to_csv(path, index=False)
+        return StepResult(metrics={"rows": len(X)}, artifacts={"predictions": str(path)})
+
+
+class EvaluateStep(Component):
+    """Metrics of the predictions at the label holder (public values only)."""
+
+    name = "evaluate"
+    params = EvaluateParams
+    summary = "AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder"
+
+    def run(self, ctx: StepContext, params: Any) -> StepResult:
+        from sharedml.learn import metrics
+
+        if ctx.state.get("predictions_on") != params.on:
+            PredictStep().run(ctx, PredictParams(on=params.on))
+        scores = ctx.state.get("predictions")
+        if scores is None:
+            return StepResult()
+        _, y = _features(ctx, _frame(ctx, params.on))
+        task = ctx.state.get("task", "classification")
+        values = metrics.evaluate(np.asarray(y), np.asarray(scores), task, params.metrics)
+        artifacts = {}
+        if task == "classification":
+            roc = metrics.roc_curve(np.asarray(y), np.asarray(scores))
+            ks = metrics.ks_curve(np.asarray(y), np.asarray(scores))
+            curves = {
+                "roc": {"fpr": roc.fpr.tolist(), "tpr": roc.tpr.tolist()},
+                "ks": {
+                    "population": ks.population.tolist(),
+                    "tpr": ks.tpr.tolist(),
+                    "fpr": ks.fpr.tolist(),
+                },
+            }
+            path = ctx.out_dir / f"curves-{ctx.step_id}.json"
+            path.write_text(json.dumps(curves), encoding="utf-8")
+            artifacts["curves"] = str(path)
+        return StepResult(
+            metrics={k: round(float(v), 6) for k, v in values.items()}, artifacts=artifacts
+        )

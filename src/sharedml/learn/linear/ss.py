@@ -1,0 +1,363 @@
+"""Secret-shared vertical logistic and linear regression (SS-LR) on the MPC engine.
+
+Protocol (label holder ``L`` with ``X_L, y``; feature holders ``F_k`` with
+``X_k``; computing parties share values additively on Z_2^64 with
+``frac_bits`` fractional bits; correlated randomness from a dealer or from
+Paillier between two parties):
+
+0. Setup. Pre-flight input check (public row/column counts). ``L`` draws the
+   public shuffle seed. Every party secret-shares its standardised block
+   (``L`` appends a column of ones for the intercept) and ``L`` shares ``y``;
+   the blocks form one shared matrix ``X`` (n × D), which is masked **once**
+   (:class:`~sharedml.mpc.FixedOperand`: ``X - A`` opened a single time).
+   The weights ``w`` (D) start as a public zero.
+1. Per batch ``I``: ``z = X[I] @ w`` (one round opening ``w - B`` + one
+   truncation round).
+2. ``p = sigmoid~(z)`` with the chosen approximation (``taylor1``: public
+   affine; ``seg3``/``clip_poly3``/``clip_poly5``: ``z`` is clipped to
+   ``[-a, a]`` with one secure comparison of ``[z, -z]`` and one Beaver
+   product, then an odd polynomial); linear regression uses ``p = z``.
+3. ``e = p - y[I]`` (local); ``g = X[I]^T e`` (one round + truncation).
+4. ``w <- w (1 - lr*l2) - (lr/|I|) g`` (one truncation round for both terms).
+5. After the last epoch, ``reveal_weights="own"``: each party receives its own
+   block of ``w`` (``L`` its block and the intercept) and nothing else;
+   ``"none"``: every party keeps its share of all of ``w``.
+
+Prediction: with released weights each party computes its partial score and
+the feature holders' sum reaches ``L`` by a masked sum; with shared weights the
+parties share the new rows' blocks and compute ``X @ w`` under MPC; in both
+cases only ``L`` learns the score.
+
+Reveals: ``L`` learns the validation scores (if ``X_val`` is given) and
+predictions; with ``"own"`` each party learns its own coefficients; nothing
+else reaches any party — every opened value is masked by fresh or once-used
+uniform randomness. The early-stopping flags and row/column counts are public.
+
+Security model: semi-honest; with ``provider="dealer"`` the dealer must not
+collude with any computing party; with ``provider="he"`` (two parties, no
+third party) Paillier's DCR assumption. Fixed-point error: at most one ulp
+(``2^-frac_bits``) per truncation.
+
+References: Mohassel & Zhang, "SecureML", IEEE S&P 2017 (§4: SGD on shares,
+reusing the data mask); Chen et al., "When homomorphic encryption marries
+secret sharing: secure large-scale sparse logistic regression", KDD 2021
+(vertical SS-LR with per-party blocks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.learn.linear._base import array_or_none, list_or_none, masked_sum_to_label
+from sharedml.learn.linear._core import SIGMOID_APPROX
+from sharedml.learn.linear._sgd import SGDDriver
+from sharedml.session import Session
+
+REVEAL = ("own", "none")
+#: our clipped fits, plus the engine's exp/reciprocal sigmoid (``accurate``)
+SS_SIGMOIDS = (*SIGMOID_APPROX, "accurate")
+PROVIDERS = ("dealer", "he")
+
+
+class _SSLinear(SGDDriver):
+    """Shared machinery of the secret-shared logistic and linear regressions."""
+
+    sigmoid: str
+    reveal_weights: str
+    provider: str
+    dealer: str
+    trunc: str
+
+    # -- parameters ------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.reveal_weights not in REVEAL:
+            raise ConfigError(f"reveal_weights must be one of {REVEAL}", step="fit")
+        if self.provider not in PROVIDERS:
+            raise ConfigError(f"provider must be one of {PROVIDERS}", step="fit")
+        if self.task == "classification" and self.sigmoid not in SS_SIGMOIDS:
+            raise ConfigError(
+                f"sigmoid must be one of {SS_SIGMOIDS} under MPC, got {self.sigmoid!r}",
+                step="fit",
+            )
+
+    def _parties(self, session: Session) -> tuple[str, ...]:
+        helpers = set(session.extras.get("helpers", ()))
+        if self.provider == "dealer":
+            helpers.add(self.dealer)
+        return tuple(p for p in session.peers if p not in helpers)
+
+    def _runtime(self, session: Session) -> Any:
+        from sharedml.mpc import MPC, DealerProvider
+
+        if self.provider == "dealer":
+            return MPC(session, DealerProvider(session, dealer=self.dealer), trunc=self.trunc)
+        from sharedml.mpc import HEProvider  # type: ignore[attr-defined]
+
+        return MPC(session, HEProvider(session), trunc=self.trunc)
+
+    # -- sharing the data ----------------------------------------------------------------------
+    def _block(self, session: Session, Xs: np.ndarray, party: str) -> np.ndarray | None:
+        """This party's block as it enters the shared matrix (``L`` adds the ones column)."""
+        if party != session.party:
+            return None
+        if party == self.layout_.label_holder:
+            return np.hstack([Xs, np.ones((Xs.shape[0], 1))])
+        return Xs
+
+    def _share_matrix(self, session: Session, mpc: Any, Xs: np.ndarray) -> Any:
+        from sharedml.mpc import concatenate
+
+        blocks = [mpc.share(self._block(session, Xs, p), owner=p) for p in self.parties_]
+        return concatenate(blocks, axis=1)
+
+    def _offsets(self) -> dict[str, tuple[int, int]]:
+        """Each party's column range in the shared matrix (``L``'s includes the intercept)."""
+        out, at = {}, 0
+        for p in self.parties_:
+            width = self.layout_.n_features[p] + (1 if p == self.layout_.label_holder else 0)
+            out[p] = (at, at + width)
+            at += width
+        return out
+
+    # -- training hooks --------------------------------------------------------------------
+    def _setup(self, session: Session) -> None:
+        from sharedml.mpc import FixedOperand
+
+        self._mpc: Any = self._runtime(session)
+        mpc = self._mpc
+        self._fx: Any = FixedOperand(self._share_matrix(session, mpc, self._Xs))
+        lh = self.layout_.label_holder
+        y = None if self._y is None else self._y.reshape(-1, 1)
+        self._ys = mpc.share(y if session.party == lh else None, owner=lh)
+        self._fxv: Any = None
+        if self._Xv is not None:
+            self._fxv = FixedOperand(self._share_matrix(session, mpc, self._Xv))
+
+    def _teardown(self) -> None:
+        mpc = getattr(self, "_mpc", None)
+        if mpc is not None:
+            mpc.close()
+        self._mpc = self._fx = self._fxv = self._ys = None
+
+    def _init_weights(self, session: Session) -> None:
+        width = sum(b - a for a, b in self._offsets().values())
+        self._w = self._mpc.public(np.zeros((width, 1)))
+        self.coef_, self.intercept_ = None, None
+
+    def _step(self, session: Session, idx: np.ndarray, lr: float) -> None:
+        from sharedml.mpc import concatenate
+
+        z = self._fx.matmul(self._w, rows=idx)
+        p = self._link(z)
+        e = p - self._ys[idx]
+        g = self._fx.matmul(e, rows=idx, transpose=True)
+        width = self._w.shape[0]
+        decay = np.full(width, 1.0 - lr * self.l2)
+        decay[self._offsets()[self.layout_.label_holder][1] - 1] = 1.0  # no L2 on the intercept
+        factors = np.r_[decay, np.full(width, -lr / len(idx))].reshape(-1, 1)
+        both = concatenate([self._w, g], axis=0) * factors
+        self._w = both[:width] + both[width:]
+
+    def _link(self, z: Any) -> Any:
+        return z
+
+    def _scores(self, session: Session, Xs: np.ndarray, *, validation: bool) -> np.ndarray | None:
+        lh = self.layout_.label_holder
+        if validation:
+            z = self._fxv.matmul(self._w)
+            out = z.reveal(to=lh)
+            return None if out is None else np.asarray(out).ravel()
+        if self.reveal_weights == "own":
+            if self.coef_ is None:
+                raise ProtocolAbort("released coefficients missing", party=session.party)
+            own = Xs @ self.coef_
+            if session.party == lh:
+                others = masked_sum_to_label(session, self.layout_, None, "score")
+                return own + (self.intercept_ or 0.0) + (0.0 if others is None else others)
+            masked_sum_to_label(session, self.layout_, own, "score")
+            return None
+        return self._shared_scores(session, Xs)
+
+    def _shared_scores(self, session: Session, Xs: np.ndarray) -> np.ndarray | None:
+        from sharedml.mpc import SharedTensor
+
+        if self.w_share_ is None:
+            raise ProtocolAbort("weight shares missing", party=session.party)
+        mpc = self._runtime(session)
+        try:
+            X = self._share_matrix(session, mpc, Xs)
+            w = SharedTensor(mpc, self.w_share_.reshape(-1, 1), session.frac_bits)
+            out = (X @ w).reveal(to=self.layout_.label_holder)
+        finally:
+            mpc.close()
+        return None if out is None else np.asarray(out).ravel()
+
+    def _snapshot(self) -> Any:
+        return self._w.share.copy()
+
+    def _restore(self, snap: Any) -> None:
+        from sharedml.mpc import SharedTensor
+
+        self._w = SharedTensor(self._mpc, snap, self._w.scale)
+
+    def _finish(self, session: Session) -> None:
+        self.w_share_: np.ndarray | None = None
+        if self.reveal_weights == "none":
+            self.w_share_ = self._w.share.ravel().copy()
+            self.frac_bits_ = int(session.frac_bits)
+            return
+        for p, (a, b) in self._offsets().items():
+            got = self._w[a:b].reveal(to=p)
+            if p == session.party:
+                mine = np.asarray(got).ravel()
+                if p == self.layout_.label_holder:
+                    self.coef_, self.intercept_ = mine[:-1], float(mine[-1])
+                else:
+                    self.coef_ = mine
+
+    # -- model file ------------------------------------------------------------------------
+    def _part(self) -> dict[str, Any]:
+        share = getattr(self, "w_share_", None)
+        return {
+            **self._common_part(),
+            "coef": list_or_none(self.coef_),
+            "intercept": self.intercept_,
+            "weight_share": None if share is None else [int(v) for v in share],
+            "frac_bits": getattr(self, "frac_bits_", None),
+        }
+
+    def _set_part(self, part: dict[str, Any]) -> None:
+        self._set_common_part(part)
+        self.coef_ = array_or_none(part["coef"])
+        self.intercept_ = None if part.get("intercept") is None else float(part["intercept"])
+        share = part.get("weight_share")
+        self.w_share_ = None if share is None else np.array(share, dtype=np.uint64)
+        if part.get("frac_bits") is not None:
+            self.frac_bits_ = int(part["frac_bits"])
+
+
+class SSLogisticRegression(_SSLinear):
+    """Secret-shared vertical logistic regression (see the module docstring).
+
+    Parameters: ``epochs``, ``batch_size``, ``learning_rate``, ``lr_schedule``
+    (``constant | invscaling | cosine``), ``l2``, ``early_stopping_rounds``
+    (needs ``X_val``), ``validation_metric`` (``auto`` = AUC), ``scaling``
+    (``standard | whiten | none``, each party on its own columns),
+    ``sigmoid`` (``taylor1 | seg3 | clip_poly3 | clip_poly5 | accurate``),
+    ``reveal_weights`` (``own | none``), ``provider`` (``dealer | he``),
+    ``dealer`` (the dealer's party id), ``trunc`` (``pair | local``).
+    """
+
+    model_type = "SSLogisticRegression"
+    task = "classification"
+
+    def __init__(
+        self,
+        epochs: int = 5,
+        batch_size: int = 1024,
+        learning_rate: float = 2.0,
+        lr_schedule: str = "cosine",
+        l2: float = 1e-4,
+        early_stopping_rounds: int = 0,
+        validation_metric: str = "auto",
+        scaling: str = "standard",
+        sigmoid: str = "clip_poly3",
+        reveal_weights: str = "own",
+        provider: str = "dealer",
+        dealer: str = "dealer",
+        trunc: str = "pair",
+    ) -> None:
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.l2 = l2
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_metric = validation_metric
+        self.scaling = scaling
+        self.sigmoid = sigmoid
+        self.reveal_weights = reveal_weights
+        self.provider = provider
+        self.dealer = dealer
+        self.trunc = trunc
+
+    def _link(self, z: Any) -> Any:
+        return shared_sigmoid(z, self.sigmoid)
+
+
+class SSLinearRegression(_SSLinear):
+    """Secret-shared vertical linear regression (squared loss; see module docstring).
+
+    Same parameters as :class:`SSLogisticRegression` without ``sigmoid``;
+    ``validation_metric`` ``auto`` = RMSE; ``scaling`` defaults to ``whiten``
+    (each party decorrelates its own columns, so SGD converges on collinear
+    blocks). The label is standardised at the label holder (its mean and
+    scale stay there).
+    """
+
+    model_type = "SSLinearRegression"
+    task = "regression"
+
+    def __init__(
+        self,
+        epochs: int = 20,
+        batch_size: int = 64,
+        learning_rate: float = 0.3,
+        lr_schedule: str = "cosine",
+        l2: float = 0.0,
+        early_stopping_rounds: int = 0,
+        validation_metric: str = "auto",
+        scaling: str = "whiten",
+        reveal_weights: str = "own",
+        provider: str = "dealer",
+        dealer: str = "dealer",
+        trunc: str = "pair",
+    ) -> None:
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.l2 = l2
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_metric = validation_metric
+        self.scaling = scaling
+        self.reveal_weights = reveal_weights
+        self.provider = provider
+        self.dealer = dealer
+        self.trunc = trunc
+        self.sigmoid = "none"
+
+
+def shared_sigmoid(z: Any, approx: str) -> Any:
+    """The approximation ``approx`` of ``sigmoid`` on a shared column ``z``
+    (formulas in :data:`~sharedml.learn.linear._core.SIGMOID_APPROX`)."""
+    if approx == "accurate":
+        from sharedml.mpc.nonlinear import sigmoid
+
+        return sigmoid(z, "accurate")
+    bound, coefs = SIGMOID_APPROX[approx]
+    x = z if bound is None else _clip(z, bound)
+    if len(coefs) == 1:
+        return x * coefs[0] + 0.5
+    sq = x * x
+    # Horner in x^2: c1 + x^2 (c3 + x^2 (c5 ...)), then times x
+    acc = sq * coefs[-1] + coefs[-2]
+    for c in reversed(coefs[:-2]):
+        acc = (sq * acc) + c
+    return x * acc + 0.5
+
+
+def _clip(z: Any, bound: float) -> Any:
+    """``clip(z, -bound, bound)``: one comparison of ``[z; -z]`` with ``-bound``
+    and one Beaver product of the bits with ``[-bound - z; bound - z]``."""
+    from sharedml.mpc import concatenate
+
+    n = z.shape[0]
+    both = concatenate([z, -z], axis=0)
+    bits = both < -bound
+    fix = bits * concatenate([-z - bound, -z + bound], axis=0)
+    return z + fix[:n] + fix[n:]
