@@ -1,0 +1,1 @@
+"""The data provider's node: dataset registry (and, elsewhere, the agent)."""

@@ -1,0 +1,425 @@
+"""The node's dataset registry: register CSV/Parquet files with a schema, validate on load.
+
+Runs inside a data provider's node; the data never leaves it. Only
+:meth:`DatasetRegistry.metadata` (column names, types, row count) may be sent
+to the platform or to peers (8.1.1-1).
+
+Validation (:func:`validate_file`) never raises on bad data: it collects every
+problem it finds — missing or extra columns, non-numeric values, NaN and
+infinity, duplicate or empty ids, bytes that are not UTF-8, a file over the
+size limit, a truncated or ragged file — each with the rows it concerns, into a
+:class:`ValidationReport`. :meth:`ValidationReport.raise_for_problems` turns
+them into one :class:`DataError` naming the party and the remedy. Row
+numbers are file line numbers for CSV (the header is line 1) and 0-based row
+indices for Parquet.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import math
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from sharedml.errors import ConfigError, DataError
+
+FeatureType = Literal["float", "int", "bool", "category"]
+FEATURE_TYPES: tuple[str, ...] = ("float", "int", "bool", "category")
+DEFAULT_MAX_BYTES = 8 << 30
+MAX_ROWS_SHOWN = 10
+_CHUNK = 16 << 20
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What a dataset must look like: id column(s), optional label, typed features."""
+
+    id_columns: tuple[str, ...]
+    features: Mapping[str, FeatureType]
+    label: str | None = None
+    label_type: FeatureType = "float"
+    allow_missing: bool = False
+    allow_extra_columns: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.id_columns:
+            raise ConfigError("a schema needs at least one id column")
+        bad = {c: t for c, t in self.features.items() if t not in FEATURE_TYPES}
+        if bad or self.label_type not in FEATURE_TYPES:
+            raise ConfigError(
+                f"unknown feature types {bad or self.label_type}; use one of {FEATURE_TYPES}"
+            )
+        names = [*self.id_columns, *([self.label] if self.label else []), *self.features]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"schema names a column twice: {names}")
+
+    @property
+    def columns(self) -> dict[str, FeatureType]:
+        """Every non-id column with its type (the label included)."""
+        out: dict[str, FeatureType] = {}
+        if self.label:
+            out[self.label] = self.label_type
+        out.update(self.features)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "id_columns": list(self.id_columns), "features": dict(self.features)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Schema:
+        return cls(**{**raw, "id_columns": tuple(raw["id_columns"])})
+
+    @classmethod
+    def infer(
+        cls, frame: pd.DataFrame, id_columns: Sequence[str], label: str | None = None
+    ) -> Schema:
+        """A schema from a frame's dtypes: numbers → float/int, booleans, the rest category."""
+        features: dict[str, FeatureType] = {}
+        for col in frame.columns:
+            if col in id_columns or col == label:
+                continue
+            features[str(col)] = _infer_type(frame[col])
+        label_type = _infer_type(frame[label]) if label else "float"
+        return cls(tuple(id_columns), features, label, label_type)
+
+
+def _infer_type(s: pd.Series) -> FeatureType:
+    if pd.api.types.is_bool_dtype(s):
+        return "bool"
+    if pd.api.types.is_integer_dtype(s):
+        return "int"
+    if pd.api.types.is_numeric_dtype(s):
+        return "float"
+    return "category"
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a dataset, with the rows it concerns."""
+
+    kind: str
+    message: str
+    column: str | None = None
+    rows: list[int] = field(default_factory=list)
+    count: int = 0
+
+    def __str__(self) -> str:
+        where = f" in column {self.column!r}" if self.column else ""
+        shown = ", ".join(map(str, self.rows[:MAX_ROWS_SHOWN]))
+        more = f" (+{self.count - MAX_ROWS_SHOWN} more)" if self.count > MAX_ROWS_SHOWN else ""
+        at = f" at {'lines' if self.rows else ''} {shown}{more}" if self.rows else ""
+        return f"{self.kind}{where}: {self.message}{at}"
+
+
+@dataclass
+class ValidationReport:
+    """Every problem found in one file; empty means the file is valid."""
+
+    path: str
+    problems: list[Problem] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, kind: str, message: str, column: str | None = None,
+            rows: Sequence[int] | np.ndarray = ()) -> None:
+        rows = [int(r) for r in rows]
+        self.problems.append(Problem(kind, message, column, rows[:MAX_ROWS_SHOWN], len(rows)))
+
+    def raise_for_problems(self, party: str | None = None, step: str = "load data") -> None:
+        if self.ok:
+            return
+        listing = "; ".join(str(p) for p in self.problems)
+        raise DataError(
+            f"dataset {self.path} has {len(self.problems)} problem(s): {listing}",
+            party=party,
+            step=step,
+            remedy="fix these rows or columns in the file (or the schema) and load it again",
+        )
+
+
+def _check_encoding(path: Path, report: ValidationReport) -> None:
+    """Report lines whose bytes are not UTF-8, streaming the file in chunks."""
+    bad: list[int] = []
+    line = 1
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            chunk += fh.readline()  # end on a line boundary
+            try:
+                codecs.decode(chunk, "utf-8")
+            except UnicodeDecodeError:
+                for i, raw in enumerate(chunk.split(b"\n")):
+                    try:
+                        raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        bad.append(line + i)
+            line += chunk.count(b"\n")
+    if bad:
+        report.add("encoding", "bytes that are not valid UTF-8", rows=bad)
+
+
+def _scan_csv(path: Path, report: ValidationReport) -> np.ndarray | None:
+    """File line of each data record, reporting records with too few or too many fields.
+
+    Python's C ``csv`` reader follows quoting (a quoted field may hold a
+    newline), so line numbers stay right where a plain line count would not.
+    Records with too many fields are left out of the returned lines, as
+    pandas skips them too.
+    """
+    lines = array("q")
+    short: list[int] = []
+    long: list[int] = []
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                report.add("empty", "the file has no header and no rows")
+                return None
+            width = len(header)
+            start = reader.line_num + 1
+            for rec in reader:
+                if rec:
+                    if len(rec) < width:
+                        short.append(start)
+                    elif len(rec) > width:
+                        long.append(start)
+                    if len(rec) <= width:
+                        lines.append(start)
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            report.add("malformed", f"CSV syntax error ({exc}); truncated inside a quoted field?",
+                       rows=[reader.line_num])
+            return None
+    if short:
+        report.add("truncated", "row has fewer fields than the header (truncated file?)", rows=short)
+    if long:
+        report.add("ragged", "row has more fields than the header", rows=long)
+    return np.frombuffer(lines, dtype=np.int64)
+
+
+def _read_csv(path: Path, report: ValidationReport) -> tuple[pd.DataFrame | None, np.ndarray]:
+    lines = _scan_csv(path, report)
+    if lines is None:
+        return None, np.zeros(0, np.int64)
+    frame = pd.read_csv(
+        path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8",
+        encoding_errors="replace", on_bad_lines="skip",
+    )
+    if len(frame) != len(lines):  # would be a disagreement between the two parsers
+        report.add("malformed", f"{len(lines)} records scanned but {len(frame)} parsed")
+        return None, lines
+    return frame, lines
+
+
+def _read_parquet(path: Path, report: ValidationReport) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        report.add("malformed", f"not a readable Parquet file ({type(exc).__name__}: {exc}); truncated?")
+        return None
+
+
+def _check_columns(frame: pd.DataFrame, schema: Schema, report: ValidationReport) -> None:
+    expected = [*schema.id_columns, *schema.columns]
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        report.add("missing column", f"schema columns {missing} are not in the file")
+    extra = [str(c) for c in frame.columns if c not in expected]
+    if extra and not schema.allow_extra_columns:
+        report.add("extra column", f"columns {extra} are not in the schema")
+    dup = frame.columns[frame.columns.duplicated()].tolist()
+    if dup:
+        report.add("duplicate column", f"column names {dup} appear more than once")
+
+
+def _coerce(frame: pd.DataFrame, col: str, kind: FeatureType, schema: Schema,
+            report: ValidationReport, lines: np.ndarray) -> pd.Series:
+    raw = frame[col]
+    if kind == "category":
+        return raw.astype("string")
+    text = raw.astype("string").str.strip() if raw.dtype == object or pd.api.types.is_string_dtype(raw) else None
+    if text is not None:
+        if kind == "bool":
+            low = text.str.lower()
+            mapping = {"true": True, "false": False, "1": True, "0": False, "": None}
+            bad = ~low.isin(list(mapping)) & low.notna()
+            if bad.any():
+                report.add("non-boolean", "values are not true/false/1/0", col,
+                           lines[np.flatnonzero(bad.to_numpy())])
+            return low.map(mapping).astype("boolean")
+        blank = (text == "").fillna(True).to_numpy()
+        values = pd.to_numeric(text.where(~pd.Series(blank, index=text.index)), errors="coerce")
+        bad = np.isnan(values.to_numpy(dtype=float)) & ~blank
+        lowered = text.str.lower()
+        bad &= ~lowered.isin(["nan", "inf", "-inf", "+inf", "infinity", "-infinity"]).to_numpy()
+        if bad.any():
+            report.add("non-numeric", "values are not numbers", col, lines[np.flatnonzero(bad)])
+        arr = values.to_numpy(dtype=float)
+    else:
+        arr = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        blank = np.zeros(len(arr), dtype=bool)
+    nan = np.isnan(arr)
+    if nan.any() and not schema.allow_missing:
+        report.add("missing value", "empty or NaN values", col, lines[np.flatnonzero(nan)])
+    inf = np.isinf(arr)
+    if inf.any():
+        report.add("infinite value", "values are ±infinity", col, lines[np.flatnonzero(inf)])
+    if kind == "int":
+        finite = np.isfinite(arr)
+        frac = finite & (arr != np.round(np.where(finite, arr, 0)))
+        if frac.any():
+            report.add("non-integer", "values have a fractional part", col,
+                       lines[np.flatnonzero(frac)])
+        return pd.Series(arr, index=raw.index).round().astype("Int64")
+    return pd.Series(arr, index=raw.index, dtype="float64")
+
+
+def _check_ids(
+    frame: pd.DataFrame, schema: Schema, report: ValidationReport, lines: np.ndarray
+) -> None:
+    ids = frame[list(schema.id_columns)].astype("string")
+    empty = (ids.isna() | (ids.apply(lambda s: s.str.strip()) == "")).any(axis=1).to_numpy()
+    if empty.any():
+        report.add("empty id", "rows without an id", None, lines[np.flatnonzero(empty)])
+    dup = ids.duplicated(keep=False).to_numpy() & ~empty
+    if dup.any():
+        report.add("duplicate id", "the same id appears on several rows", None,
+                   lines[np.flatnonzero(dup)])
+
+
+def validate_file(
+    path: str | Path, schema: Schema, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[pd.DataFrame | None, ValidationReport]:
+    """Read and check one file; returns the typed frame (``None`` if unreadable) and the report.
+
+    Never raises for bad data: every problem goes into the report.
+    """
+    path = Path(path)
+    report = ValidationReport(str(path))
+    if not path.is_file():
+        report.add("not found", "no such file")
+        return None, report
+    size = path.stat().st_size
+    if size > max_bytes:
+        report.add("too large", f"{size} bytes exceeds the limit of {max_bytes} bytes "
+                   f"({math.ceil(size / max_bytes)}× over); split the file or raise max_bytes")
+        return None, report
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    if parquet:
+        frame = _read_parquet(path, report)
+        lines = np.arange(0 if frame is None else len(frame))
+    else:
+        _check_encoding(path, report)
+        frame, lines = _read_csv(path, report)
+    if frame is None:
+        return None, report
+    report.rows = len(frame)
+    _check_columns(frame, schema, report)
+    present = [c for c in schema.id_columns if c in frame.columns]
+    if len(present) == len(schema.id_columns) and not frame.columns.duplicated().any():
+        _check_ids(frame, schema, report, lines)
+    out = pd.DataFrame(index=frame.index)
+    for col in schema.id_columns:
+        if col in frame.columns:
+            out[col] = frame[col]
+    for col, kind in schema.columns.items():
+        if col in frame.columns and not frame.columns.duplicated().any():
+            out[col] = _coerce(frame, col, kind, schema, report, lines)
+    return out, report
+
+
+class DatasetRegistry:
+    """Datasets registered on this node, kept in ``<root>/registry.json``."""
+
+    def __init__(self, root: str | Path, *, party: str | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.root = Path(root)
+        self.party = party
+        self.max_bytes = max_bytes
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._file = self.root / "registry.json"
+        self._entries: dict[str, dict[str, Any]] = (
+            json.loads(self._file.read_text("utf-8")) if self._file.exists() else {}
+        )
+
+    def register(self, name: str, path: str | Path, schema: Schema) -> dict[str, Any]:
+        """Validate ``path`` against ``schema`` and record it; raises :class:`DataError`."""
+        path = Path(path).resolve()
+        _, report = validate_file(path, schema, max_bytes=self.max_bytes)
+        report.raise_for_problems(self.party, step=f"register {name}")
+        self._entries[name] = {"path": str(path), "schema": schema.to_json(), "rows": report.rows}
+        self._file.write_text(json.dumps(self._entries, indent=2), "utf-8")
+        return self.metadata(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def schema(self, name: str) -> Schema:
+        return Schema.from_json(self._entry(name)["schema"])
+
+    def load(self, name: str) -> pd.DataFrame:
+        """The dataset as a typed frame, validated again (the file may have changed)."""
+        entry = self._entry(name)
+        frame, report = validate_file(entry["path"], self.schema(name), max_bytes=self.max_bytes)
+        report.raise_for_problems(self.party, step=f"load {name}")
+        return _frame_or_fail(frame, report)
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """What may leave the node: column names and types, the row count. No values."""
+        entry = self._entry(name)
+        schema = self.schema(name)
+        return {
+            "name": name,
+            "rows": entry["rows"],
+            "id_columns": list(schema.id_columns),
+            "label": schema.label,
+            "columns": dict(schema.columns),
+        }
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        if name not in self._entries:
+            raise ConfigError(
+                f"no dataset {name!r} is registered on this node (known: {self.names()})",
+                remedy="register it first with DatasetRegistry.register",
+            )
+        return self._entries[name]
+
+
+def load_frame(path: str | Path, id_columns: Sequence[str], label: str | None = None,
+               *, party: str | None = None, schema: Schema | None = None) -> pd.DataFrame:
+    """Load one file for a job step: infer the schema if none is given, validate, raise on problems."""
+    path = Path(path)
+    if schema is None:
+        try:
+            head = (pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq")
+                    else pd.read_csv(path, nrows=1000))
+        except Exception:  # unreadable: validate_file reports it precisely below
+            head = None
+        if head is not None:
+            inferred = Schema.infer(head, id_columns, label)
+            # The first rows can look integral where later ones are not: read numbers as float.
+            features = {c: ("float" if t == "int" else t) for c, t in inferred.features.items()}
+            label_type = "float" if inferred.label_type == "int" else inferred.label_type
+            schema = Schema(inferred.id_columns, features, label, label_type, allow_missing=True)
+        else:
+            schema = Schema(tuple(id_columns), {}, label, allow_extra_columns=True)
+    frame, report = validate_file(path, schema)
+    report.raise_for_problems(party, step="load data")
+    return _frame_or_fail(frame, report)
+
+
+def _frame_or_fail(frame: pd.DataFrame | None, report: ValidationReport) -> pd.DataFrame:
+    if frame is None:  # unreachable: an unreadable file always leaves a problem
+        raise DataError(f"dataset {report.path} could not be read")
+    return frame
