@@ -98,7 +98,7 @@ def test_ragged_and_empty_files(tmp_path: Path) -> None:
 
 def test_non_integer_and_boolean(tmp_path: Path) -> None:
     schema = Schema(("id",), {"n": "int", "flag": "bool"})
-    found, frame, _ = _problems(tmp_path, "id,n,flag\n1,2,true\n2,2.5,maybe\n3,4,0\n", schema)
+    found, _, _ = _problems(tmp_path, "id,n,flag\n1,2,true\n2,2.5,maybe\n3,4,0\n", schema)
     assert found["non-integer"].rows == [3]
     assert found["non-boolean"].rows == [3]
 
