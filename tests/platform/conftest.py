@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -104,9 +105,14 @@ class World:
 ROLES = ("admin", "data_owner", "analyst", "auditor")
 
 
-def make_world(tmp_path: Path) -> World:
-    clock = ManualClock()
-    app = create_app(PlatformConfig(tmp_path), clock=clock)
+#: argon2id at the lowest cost: the tests exercise the logic, not the work factor.
+CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def make_world(tmp_path: Path, clock: ManualClock | None = None) -> World:
+    clock = clock or ManualClock()
+    platform = Platform.open(tmp_path, clock=clock, hasher=CHEAP)
+    app = create_app(PlatformConfig(tmp_path), platform=platform)
     world = World(app, TestClient(app), app.state.platform, clock)
     for role in ROLES:
         world.add_user(role, role)

@@ -51,8 +51,6 @@ TOKEN_PREFIX = "smt_"
 TOTP_STEP = 30
 TOTP_DIGITS = 6
 TOTP_ISSUER = "sharedml"
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 
 @dataclass(frozen=True)
@@ -64,19 +62,6 @@ class Principal:
     role: str
     via: str  # "session" | "token"
     credential_id: int
-
-
-def hash_password(password: str) -> str:
-    if len(password) < 8:
-        raise ConfigError("a password needs at least 8 characters")
-    return _hasher.hash(password)
-
-
-def check_password(stored_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(stored_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def _digest(token: str) -> str:
@@ -147,7 +132,10 @@ class Authenticator:
         box: SecretBox,
         settings: SettingsService,
         audit: AuditLog,
+        hasher: PasswordHasher | None = None,
     ) -> None:
+        self._hasher = hasher or PasswordHasher()
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
         self._store = store
         self._clock = clock
         self._box = box
@@ -156,6 +144,18 @@ class Authenticator:
         self._limiter = LoginLimiter(clock)
 
     # --- users -----------------------------------------------------------------
+
+    def hash_password(self, password: str) -> str:
+        """argon2id; the cost parameters are the hasher's (argon2-cffi's defaults in production)."""
+        if len(password) < 8:
+            raise ConfigError("a password needs at least 8 characters")
+        return self._hasher.hash(password)
+
+    def check_password(self, stored_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
     def create_user(
         self, username: str, password: str, role: str, *, totp: bool = True
@@ -166,7 +166,7 @@ class Authenticator:
         secret = Totp.new_secret() if totp else None
         user = User(
             username=username,
-            password_hash=hash_password(password),
+            password_hash=self.hash_password(password),
             role=role,
             totp_secret_enc=self._seal(username, secret) if secret else None,
             created_at=self._clock.now(),
@@ -214,7 +214,7 @@ class Authenticator:
         with self._store.session() as s:
             user = s.scalars(select(User).where(User.username == username)).first()
             if user is None or user.disabled:
-                check_password(_DUMMY_HASH, password)
+                self.check_password(self._dummy_hash, password)
                 failure = "unknown or disabled user"
             elif user.locked_until is not None and user.locked_until > now:
                 failure = "account locked"
@@ -259,7 +259,7 @@ class Authenticator:
     def _check_factors(
         self, user: User, password: str, totp_code: str | None, now: dt.datetime
     ) -> str:
-        if not check_password(user.password_hash, password):
+        if not self.check_password(user.password_hash, password):
             return "wrong password"
         secret = self.totp_secret(user)
         if secret is None:

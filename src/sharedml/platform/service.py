@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
+from argon2 import PasswordHasher
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -89,8 +90,6 @@ class Users:
         password: str | None = None,
         unlock: bool = False,
     ) -> User:
-        from sharedml.platform.auth import hash_password
-
         if role is not None and role not in ROLES:
             raise ConfigError(f"unknown role {role!r}", remedy=f"use one of {list(ROLES)}")
         changed: dict[str, Any] = {}
@@ -101,7 +100,7 @@ class Users:
             if disabled is not None:
                 user.disabled = changed["disabled"] = disabled
             if password is not None:
-                user.password_hash = hash_password(password)
+                user.password_hash = self._p.auth.hash_password(password)
                 changed["password"] = "changed"
             if unlock:
                 user.locked_until, user.failed_attempts = None, 0
@@ -491,14 +490,22 @@ class Jobs:
 class Platform:
     """One platform instance: its store and every service over it."""
 
-    def __init__(self, store: Store, data_dir: Path, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        clock: Clock | None = None,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
         self.store = store
         self.data_dir = Path(data_dir)
         self.clock: Clock = clock or SystemClock()
         self.box = SecretBox.from_data_dir(self.data_dir)
         self.audit = AuditLog(store, self.clock)
         self.settings = SettingsService(store, self.clock, self.audit)
-        self.auth = Authenticator(store, self.clock, self.box, self.settings, self.audit)
+        self.auth = Authenticator(
+            store, self.clock, self.box, self.settings, self.audit, hasher
+        )
         self.access = Access(store)
         self.users = Users(self)
         self.projects = Projects(self)
@@ -511,14 +518,18 @@ class Platform:
 
     @classmethod
     def open(
-        cls, data_dir: Path, db_url: str | None = None, clock: Clock | None = None
+        cls,
+        data_dir: Path,
+        db_url: str | None = None,
+        clock: Clock | None = None,
+        hasher: PasswordHasher | None = None,
     ) -> Platform:
         """Open (and migrate to head) the platform in ``data_dir``; SQLite there by default."""
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(db_url or sqlite_url(data_dir))
         store.upgrade()
-        platform = cls(store, data_dir, clock)
+        platform = cls(store, data_dir, clock, hasher)
         apply_log_level(platform.settings.current())
         return platform
 
