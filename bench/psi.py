@@ -1,0 +1,118 @@
+"""ECDH-PSI: two parties as separate processes over gRPC (mTLS) vs openmined-psi.
+
+For each size n, party A holds ids ``u0 .. u{n-1}`` and B holds
+``u{n/2} .. u{3n/2-1}`` (50% overlap). Each party normalises and digests its
+ids, runs :func:`sharedml.psi.psi_digests` and reports its protocol time;
+the table gives the slower party's time, the achieved rate of X25519 scalar
+multiplications (``2 * (n_A + n_B)`` in all, both parties together) and that
+rate as a share of the raw rate of both cores (two times the single-core
+rate :func:`sharedml.psi.curve.raw_rate` measures in this run).
+
+Baseline: openmined-psi (ECDH-PSI on P-256 in C++, Private Join and Compute),
+server and client in this one process with no network, revealing the
+intersection; at 1M it would take over ten minutes on this machine, so it
+runs at the sizes in ``--baseline-sizes`` (default 100k) and the ratio is
+quoted there.
+
+    .venv/bin/python bench/psi.py                 # 100k and 1M
+    .venv/bin/python bench/psi.py --sizes 100000  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import report
+from sharedml.cluster import run_cluster
+from sharedml.psi import digest_keys, psi_digests
+from sharedml.psi.curve import raw_rate
+from sharedml.session import Session
+
+
+def _ids(party: str, n: int) -> pd.Series:
+    start = 0 if party == "A" else n // 2
+    return pd.Series(np.arange(start, start + n)).map("u{}".format)
+
+
+def party(session: Session) -> dict[str, Any]:
+    opts = session.extras
+    n = int(opts["n"])
+    ids = _ids(session.party, n)
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    digests = digest_keys(ids)
+    result = psi_digests(session, digests, processes=bool(opts["processes"]))
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu": time.process_time() - c0,
+        "size": result.size,
+    }
+
+
+def openmined(n: int) -> tuple[float, int]:
+    import private_set_intersection.python as opsi
+
+    a = _ids("A", n).tolist()
+    b = _ids("B", n).tolist()
+    t0 = time.perf_counter()
+    server = opsi.server.CreateWithNewKey(True)
+    client = opsi.client.CreateWithNewKey(True)
+    setup = server.CreateSetupMessage(1e-9, len(b), a, opsi.DataStructure.RAW)
+    request = client.CreateRequest(b)
+    response = server.ProcessRequest(request)
+    found = client.GetIntersection(setup, response)
+    return time.perf_counter() - t0, len(found)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--baseline-sizes", type=int, nargs="*", default=[100_000])
+    ap.add_argument("--processes", action="store_true", help="process pool instead of threads")
+    args = ap.parse_args()
+
+    raw = raw_rate(2.0)
+    rows: list[dict[str, Any]] = []
+    base: dict[int, float] = {}
+    for n in args.baseline_sizes:
+        secs, size = openmined(n)
+        assert size == n // 2, size
+        base[n] = secs
+    for n in args.sizes:
+        extras = {p: {"n": n, "processes": args.processes} for p in ("A", "B")}
+        t0 = time.perf_counter()
+        out = run_cluster(party, ["A", "B"], extras=extras, timeout=600.0)
+        total = time.perf_counter() - t0
+        assert out["A"]["size"] == out["B"]["size"] == n // 2, out
+        secs = max(o["seconds"] for o in out.values())
+        rate = 4 * n / secs
+        row = {
+            "n": n,
+            "psi_s": secs,
+            "with_startup_s": total,
+            "cpu_s": sum(o["cpu"] for o in out.values()),
+            "mult_per_s": rate,
+            "raw_2core_per_s": 2 * raw,
+            "share_of_raw": rate / (2 * raw),
+            "openmined_s": base.get(n),
+            "speedup": base[n] / secs if n in base else None,
+        }
+        rows.append(row)
+    report(
+        "psi",
+        rows,
+        {"raw_single_core_per_s": raw, "pool": "processes" if args.processes else "threads",
+         "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+    )
+
+
+if __name__ == "__main__":
+    main()

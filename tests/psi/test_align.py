@@ -1,0 +1,65 @@
+"""Sample alignment on default_credit and feature agreement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sharedml.errors import DataError
+from sharedml.psi import align_rows
+from sharedml.psi.features import agree_horizontal, agree_vertical
+from sharedml.simulation import PartyFailed, run_parties
+
+
+@pytest.mark.slow
+def test_default_credit_aligned_equals_inner_join(shared_data: Path) -> None:
+    guest = pd.read_csv(shared_data / "default_credit_hetero_guest.csv")
+    host = pd.read_csv(shared_data / "default_credit_hetero_host.csv")
+    guest = guest.sample(frac=0.8, random_state=1).reset_index(drop=True)
+    host = host.sample(frac=0.8, random_state=2).reset_index(drop=True)
+    frames = {"guest": guest, "host": host}
+    out = run_parties(lambda s: align_rows(s, frames[s.party], ["id"])[0], ["guest", "host"])
+    g, h = out["guest"], out["host"]
+    assert g["id"].tolist() == h["id"].tolist()
+    joined = g.merge(h, on="id", suffixes=("_g", "_h"))
+    expected = guest.merge(host, on="id", suffixes=("_g", "_h"))
+    assert len(expected) == len(joined) == len(g)
+    pd.testing.assert_frame_equal(
+        joined.sort_values("id").reset_index(drop=True),
+        expected.sort_values("id").reset_index(drop=True),
+    )
+    assert 0.6 < len(g) / 30000 < 0.68  # ~64% as the data README says
+
+
+def test_alignment_rejects_duplicate_ids() -> None:
+    frames = {"A": pd.DataFrame({"id": ["a", "b", " a"]}), "B": pd.DataFrame({"id": ["a"]})}
+    with pytest.raises(PartyFailed) as info:
+        run_parties(lambda s: align_rows(s, frames[s.party], ["id"]), ["A", "B"])
+    assert isinstance(info.value.error, DataError)
+    assert "rows 0, 2" in str(info.value.error)
+
+
+def test_horizontal_schema_fingerprint() -> None:
+    cols = {"age": "int", "income": "float"}
+    out = run_parties(lambda s: agree_horizontal(s, cols), ["A", "B", "C"])
+    assert len(set(out.values())) == 1
+    other = {"A": cols, "B": {"age": "float", "income": "float", "city": "category"}}
+    with pytest.raises(PartyFailed) as info:
+        run_parties(lambda s: agree_horizontal(s, other[s.party]), ["A", "B"])
+    msg = str(info.value.error)
+    assert isinstance(info.value.error, DataError)
+    assert "city" in msg and "age" in msg
+
+
+def test_vertical_layout() -> None:
+    feats = {"bank": (["x0", "x1"], "y"), "shop": (["x0"], None)}
+    out = run_parties(lambda s: agree_vertical(s, *feats[s.party]), ["bank", "shop"])
+    layout = out["shop"]
+    assert layout.label_holder == "bank"
+    assert layout.features == {"bank": ["bank.x0", "bank.x1"], "shop": ["shop.x0"]}
+    assert len(set(layout.all_features)) == 3  # disjoint although both have "x0"
+    two = {"bank": (["x0"], "y"), "shop": (["x1"], "y")}
+    with pytest.raises(PartyFailed):
+        run_parties(lambda s: agree_vertical(s, *two[s.party]), ["bank", "shop"])
