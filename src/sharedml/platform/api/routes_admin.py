@@ -24,7 +24,10 @@ from sharedml.platform.service import Platform
 from sharedml.platform.store.models import User
 
 router = APIRouter(prefix="/api/v1")
-ID = Path(ge=1, le=2**31 - 1)
+
+
+def ID() -> Any:  # a fresh Path() per parameter: FastAPI must not share one FieldInfo
+    return Path(ge=1, le=2**31 - 1)
 
 
 def user_out(user: User) -> UserOut:
@@ -54,7 +57,7 @@ def create_user(
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
 def get_user(
-    user_id: int = ID,
+    user_id: int = ID(),
     _: Principal = Depends(require("users.read")),
     platform: Platform = Depends(get_platform),
 ) -> UserOut:
@@ -64,7 +67,7 @@ def get_user(
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["users"])
 def update_user(
     body: UserPatch,
-    user_id: int = ID,
+    user_id: int = ID(),
     who: Principal = Depends(require("users.manage")),
     platform: Platform = Depends(get_platform),
 ) -> UserOut:
@@ -82,7 +85,7 @@ def update_user(
 
 @router.post("/users/{user_id}/totp", response_model=TotpOut, tags=["users"])
 def reset_totp(
-    user_id: int = ID,
+    user_id: int = ID(),
     who: Principal = Depends(require("users.manage")),
     platform: Platform = Depends(get_platform),
 ) -> TotpOut:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Path, Request
 
 from sharedml.platform.api.deps import get_platform, require
@@ -17,7 +19,10 @@ from sharedml.platform.auth import Principal
 from sharedml.platform.service import Platform
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-ID = Path(ge=1, le=2**31 - 1)
+
+
+def ID() -> Any:  # a fresh Path() per parameter: FastAPI must not share one FieldInfo
+    return Path(ge=1, le=2**31 - 1)
 
 
 @router.post("/login", response_model=LoginOut)
@@ -64,7 +69,7 @@ def create_token(
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(
-    token_id: int = ID,
+    token_id: int = ID(),
     who: Principal = Depends(require("self")),
     platform: Platform = Depends(get_platform),
 ) -> None:

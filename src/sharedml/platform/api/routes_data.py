@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
@@ -24,8 +24,14 @@ from sharedml.platform.auth import Principal
 from sharedml.platform.service import Platform
 
 router = APIRouter(prefix="/api/v1")
-ID = Path(ge=1, le=2**31 - 1)
-JOB_ID = Path(min_length=1, max_length=32)
+
+
+def ID() -> Any:  # a fresh Path() per parameter: FastAPI must not share one FieldInfo
+    return Path(ge=1, le=2**31 - 1)
+
+
+def JOB_ID() -> Any:
+    return Path(min_length=1, max_length=32)
 
 
 # --- projects --------------------------------------------------------------------
@@ -49,7 +55,7 @@ def list_projects(
 
 @router.get("/projects/{project_id}", response_model=ProjectOut, tags=["projects"])
 def get_project(
-    project_id: int = ID,
+    project_id: int = ID(),
     _: Principal = Depends(require_resource("projects.read", "project", "read", "project_id")),
     platform: Platform = Depends(get_platform),
 ) -> ProjectOut:
@@ -90,7 +96,7 @@ def _grant_routes(resource: Literal["project", "dataset"], param: str) -> None:
     )
     def revoke_grant(
         rid: int = Path(alias=param, ge=1, le=2**31 - 1),
-        user_id: int = ID,
+        user_id: int = ID(),
         who: Principal = Depends(manage),
         platform: Platform = Depends(get_platform),
     ) -> None:
@@ -134,7 +140,7 @@ def list_datasets(
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut, tags=["datasets"])
 def get_dataset(
-    dataset_id: int = ID,
+    dataset_id: int = ID(),
     _: Principal = Depends(require_resource("datasets.read", "dataset", "read", "dataset_id")),
     platform: Platform = Depends(get_platform),
 ) -> DatasetOut:
@@ -143,7 +149,7 @@ def get_dataset(
 
 @router.delete("/datasets/{dataset_id}", status_code=204, tags=["datasets"])
 def delete_dataset(
-    dataset_id: int = ID,
+    dataset_id: int = ID(),
     who: Principal = Depends(
         require_resource("datasets.register", "dataset", "manage", "dataset_id")
     ),
@@ -169,7 +175,7 @@ def list_approvals(
 
 @router.get("/approvals/jobs/{job_id}", response_model=ApprovalStatus, tags=["approvals"])
 def job_approval_status(
-    job_id: str = JOB_ID,
+    job_id: str = JOB_ID(),
     who: Principal = Depends(require("approvals.read")),
     platform: Platform = Depends(get_platform),
 ) -> ApprovalStatus:
@@ -184,7 +190,7 @@ def job_approval_status(
 @router.post("/approvals/{approval_id}/decision", response_model=ApprovalOut, tags=["approvals"])
 def decide_approval(
     body: DecisionIn,
-    approval_id: int = ID,
+    approval_id: int = ID(),
     who: Principal = Depends(require("approvals.decide")),
     platform: Platform = Depends(get_platform),
 ) -> ApprovalOut:
@@ -226,7 +232,7 @@ def list_models(
 
 @router.get("/models/{model_id}", response_model=ModelOut, tags=["models"])
 def get_model(
-    model_id: int = ID,
+    model_id: int = ID(),
     who: Principal = Depends(require("models.read")),
     platform: Platform = Depends(get_platform),
 ) -> ModelOut:
