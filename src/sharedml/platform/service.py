@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from argon2 import PasswordHasher
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from sharedml.errors import ConfigError, PolicyDenied
 from sharedml.platform.access import Access, level
@@ -347,12 +348,18 @@ class Approvals:
             stmt = select(Approval).where(Approval.job_id == job_id).order_by(Approval.id)
             return list(s.scalars(stmt).all())
 
-    def status(self, job_id: str) -> str:
-        """``rejected`` if any owner said no, ``approved`` if every dataset is approved, else ``pending``."""
-        with self._p.store.session() as s:
-            job = _get(s, Job, job_id, "job")
-            named = datasets_of_spec(job.spec)
-            rows = s.scalars(select(Approval).where(Approval.job_id == job_id)).all()
+    def status(self, job_id: str, session: Session | None = None) -> str:
+        """``rejected`` if any owner said no, ``approved`` if every dataset is approved, else ``pending``.
+
+        Inside an open transaction (the scheduler's), pass it as ``session``:
+        SQLite transactions take the write lock first, so a second one would wait.
+        """
+        if session is None:
+            with self._p.store.session() as s:
+                return self.status(job_id, s)
+        job = _get(session, Job, job_id, "job")
+        named = datasets_of_spec(job.spec)
+        rows = session.scalars(select(Approval).where(Approval.job_id == job_id)).all()
         states = [a.state for a in rows]
         if "rejected" in states:
             return "rejected"
@@ -360,8 +367,8 @@ class Approvals:
             return "approved"
         return "pending"
 
-    def approvals_complete(self, job_id: str) -> bool:
-        return self.status(job_id) == "approved"
+    def approvals_complete(self, job_id: str, session: Session | None = None) -> bool:
+        return self.status(job_id, session) == "approved"
 
     def list(
         self, principal: Principal, *, job_id: str | None = None, state: str | None = None
