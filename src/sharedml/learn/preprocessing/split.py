@@ -1,0 +1,79 @@
+"""A train/test split that is identical at every party.
+
+Protocol (rows already aligned by PSI, so row ``r`` is the same entity everywhere):
+
+1. Every party sends its row count; a mismatch aborts (the data are not aligned).
+2. Without stratification every party draws the same permutation from the
+   job's public ``seed`` and takes the first ``round(test_size · n)`` rows as
+   the test set: no message carries anything but the row count.
+3. With stratification only the label holder can compute the split. It runs
+   scikit-learn's stratified shuffle split on its labels with the shared
+   seed and sends the others the row assignment (one byte per row: 1 = test).
+
+Reveals: the row counts and the split itself. A stratified assignment is a
+function of the labels: it reveals that the test rows hold the labels' class
+counts in proportion (e.g. ``round(test_size · n_pos)`` positives), no label
+of any row. Semi-honest; reference: scikit-learn ``StratifiedShuffleSplit``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from sharedml.errors import ConfigError, DataError, ProtocolAbort
+from sharedml.session import Session
+
+
+def _check_counts(session: Session, n: int) -> None:
+    counts = session.channel.all_gather("split/rows", np.array([n], dtype=np.int64))
+    sizes = {p: int(np.asarray(v)[0]) for p, v in counts.items()}
+    if len(set(sizes.values())) != 1:
+        raise DataError(
+            f"parties hold different row counts {sizes}: the data are not aligned",
+            party=session.party,
+            step="split",
+            remedy="run the psi step before split",
+        )
+
+
+def shared_split(
+    session: Session,
+    n_rows: int,
+    *,
+    test_size: float = 0.3,
+    seed: int = 42,
+    label_holder: str | None = None,
+    labels: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test row indices, the same at every party (see module docstring).
+
+    Pass ``label_holder`` to stratify; that party passes its ``labels``.
+    """
+    if not 0.0 < test_size < 1.0:
+        raise ConfigError(f"test_size must be in (0, 1), got {test_size}", step="split")
+    _check_counts(session, n_rows)
+    if label_holder is None:
+        perm = np.random.default_rng(seed).permutation(n_rows)
+        n_test = round(test_size * n_rows)
+        return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+    if session.party == label_holder:
+        if labels is None or len(labels) != n_rows:
+            raise DataError(
+                "the label holder must pass one label per row to stratify the split",
+                party=session.party,
+                step="split",
+            )
+        _, test = train_test_split(
+            np.arange(n_rows), test_size=test_size, random_state=seed, stratify=labels
+        )
+        assign = np.zeros(n_rows, dtype=np.uint8)
+        assign[test] = 1
+        for p in session.others:
+            session.channel.send(p, "split/assign", assign)
+    else:
+        got = session.channel.recv(label_holder, "split/assign")
+        if not isinstance(got, np.ndarray) or got.shape != (n_rows,) or got.max(initial=0) > 1:
+            raise ProtocolAbort("malformed split assignment", party=label_holder, step="split")
+        assign = got
+    return np.flatnonzero(assign == 0), np.flatnonzero(assign == 1)
