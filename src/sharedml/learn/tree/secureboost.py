@@ -1,0 +1,400 @@
+"""SecureBoost: vertical gradient-boosted trees (Cheng et al., 2019/2021).
+
+One party holds the labels (the *label holder*) and possibly features; the
+others (*feature holders*) hold features of the same, already aligned rows.
+Every party creates the same estimator and calls ``fit``/``predict`` together.
+
+Training, per tree (details of the histogram step in
+:mod:`~sharedml.learn.tree.he_histograms` and
+:mod:`~sharedml.learn.tree.ss_histograms`):
+
+1. Each party checks its input; the parties exchange only the verdict, row
+   counts and settings, so bad input stops every party before training.
+2. Each party bins its own columns by quantiles; edges never leave it. Each
+   feature holder tells the label holder its number of bins per feature.
+3. The label holder computes gradients and hessians of the loss at the
+   current margin and delivers them, protected (``he``: Paillier-encrypted;
+   ``ss``: secret-shared), to the feature holders, who return per-bin sums
+   for the nodes asked — revealed to the label holder only.
+4. The label holder picks each node's best split over all parties' features
+   (XGBoost's gain) and asks the split's owner to record it: the owner keeps
+   ``(feature, threshold)`` under an opaque record id and returns the id and
+   the side each of the node's rows goes to.
+5. Leaf weights ``-lr * G / (H + lambda)`` stay with the label holder.
+
+Prediction: each feature holder evaluates all its recorded splits on its own
+columns and sends the bit-packed sides to the label holder, which walks the
+trees and keeps the scores.
+
+Reveals: to the label holder, per-bin gradient/hessian sums of every feature
+of every feature holder at every node it asks for, the feature index and bin
+index (never the threshold) of each chosen split, and the side each sample
+goes at every split — in training for the node's rows, in prediction for every
+row at every split of the owner; the feature holders' row and bin counts. To
+each feature holder: which rows were sampled and the rows of each node it
+builds histograms for (``he``) or splits (both protocols); never labels,
+gradients or predictions.
+
+Security: semi-honest parties; ``ss`` also assumes the dealer does not collude
+with either party. Reference: K. Cheng, T. Fan, Y. Jin, Y. Liu, T. Chen,
+D. Papadopoulos, Q. Yang, "SecureBoost: A Lossless Federated Learning
+Framework", IEEE Intelligent Systems 36(6), 2021 (arXiv:1901.08755).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from sharedml.errors import ConfigError, DataError, NotFittedError
+from sharedml.learn.base import VerticalModel
+from sharedml.learn.tree.core import (
+    SplitParams,
+    logistic_grad_hess,
+    sigmoid,
+    squared_grad_hess,
+)
+from sharedml.learn.tree.feature_holder import serve_prediction, serve_training
+from sharedml.learn.tree.histograms import HistogramClient, HistogramServer
+from sharedml.learn.tree.label_holder import BoostConfig, LabelHolderTrainer
+from sharedml.learn.tree.model import SplitTable, Tree
+from sharedml.learn.tree.wire import agree, check_header, check_input, model_header, unpack_bits
+from sharedml.session import Session
+
+PROTOCOLS = ("he", "ss")
+
+
+class _SecureBoost(VerticalModel):
+    """Shared machinery of the classifier and the regressor."""
+
+    def __init__(
+        self,
+        *,
+        protocol: str = "he",
+        n_estimators: int = 30,
+        max_depth: int = 3,
+        learning_rate: float = 0.3,
+        min_child_weight: float = 1.0,
+        reg_lambda: float = 1.0,
+        gamma: float = 0.0,
+        n_bins: int = 32,
+        subsample: float = 1.0,
+        colsample_bytree: float = 1.0,
+        early_stopping_rounds: int | None = None,
+        key_bits: int = 2048,
+        n_jobs: int = -1,
+        provider: str = "dealer",
+        dealer: str = "dealer",
+        random_state: int | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.gamma = gamma
+        self.n_bins = n_bins
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.early_stopping_rounds = early_stopping_rounds
+        self.key_bits = key_bits
+        self.n_jobs = n_jobs
+        self.provider = provider
+        self.dealer = dealer
+        self.random_state = random_state
+
+    # -- parameters ------------------------------------------------------------------
+    def _check_params(self) -> None:
+        rules = [
+            (self.protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS}"),
+            (self.provider in ("dealer", "he"), "provider must be 'dealer' or 'he'"),
+            (int(self.n_estimators) >= 1, "n_estimators must be >= 1"),
+            (1 <= int(self.max_depth) <= 16, "max_depth must be in [1, 16]"),
+            (0 < self.learning_rate <= 1, "learning_rate must be in (0, 1]"),
+            (self.min_child_weight >= 0, "min_child_weight must be >= 0"),
+            (self.reg_lambda >= 0, "reg_lambda must be >= 0"),
+            (self.gamma >= 0, "gamma must be >= 0"),
+            (2 <= int(self.n_bins) <= 256, "n_bins must be in [2, 256]"),
+            (0 < self.subsample <= 1, "subsample must be in (0, 1]"),
+            (0 < self.colsample_bytree <= 1, "colsample_bytree must be in (0, 1]"),
+            (
+                self.early_stopping_rounds is None or int(self.early_stopping_rounds) >= 1,
+                "early_stopping_rounds must be None or >= 1",
+            ),
+        ]
+        for ok, msg in rules:
+            if not ok:
+                raise ConfigError(f"SecureBoost: {msg}", step="secureboost/fit")
+
+    def _parties(self, session: Session) -> list[str]:
+        """The data parties: every peer but helpers (``extras['helpers']``, the dealer)."""
+        helpers = set(session.extras.get("helpers", ()))
+        if self.provider == "dealer" and self.dealer in session.peers:
+            helpers.add(self.dealer)
+        return [p for p in session.peers if p not in helpers]
+
+    def _fingerprint(self) -> str:
+        params = {k: v for k, v in self.get_params().items() if k not in ("n_jobs",)}
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+        return digest.hexdigest()[:16]
+
+    # -- task-specific hooks ---------------------------------------------------------
+    def _base_score(self, y: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def _loss(self, y: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _val_metric(self, y: np.ndarray, margin: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def _link(self, margin: np.ndarray) -> np.ndarray:
+        return margin
+
+    # -- training ------------------------------------------------------------------
+    def fit(
+        self,
+        session: Session,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        *,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> Self:
+        self._check_params()
+        ch = session.channel.scope("secureboost/fit")
+        X, error = check_input(session.party, X, y, self.task, "training")
+        Xv = None
+        if error is None and X_val is not None:
+            Xv, error = check_input(session.party, X_val, y_val, self.task, "validation")
+            if error is None and Xv.shape[1] != X.shape[1]:
+                error = f"validation rows have {Xv.shape[1]} columns, training rows {X.shape[1]}"
+        if error is None and (y_val is not None) != (y is not None and X_val is not None):
+            error = "validation labels must come with validation rows at the label holder"
+        status = {
+            "error": error,
+            "n": len(X) if X.ndim == 2 else -1,
+            "n_val": None if X_val is None else (len(Xv) if Xv is not None else -1),
+            "label": y is not None,
+            "protocol": self.protocol,
+            "task": self.task,
+            "fingerprint": self._fingerprint(),
+        }
+        parties = self._parties(session)
+        everyone = agree(session, ch, parties, status, "secureboost/fit")
+        holders = [p for p, st in everyone.items() if st["label"]]
+        if len(holders) != 1:
+            raise DataError(
+                f"exactly one party must pass labels, got {holders or 'none'}",
+                party=session.party,
+                step="secureboost/fit",
+                remedy="pass y at the label holder only",
+            )
+        self.label_holder_ = holders[0]
+        self.party_ = session.party
+        self.n_features_in_ = X.shape[1]
+        self.feature_holders_ = [p for p in parties if p != self.label_holder_]
+        if session.party == self.label_holder_:
+            self._fit_label_holder(session, ch, parties, X, y, Xv, y_val)
+        else:
+            self.trees_: list[Tree] = []
+            self.table_ = serve_training(
+                ch, self.label_holder_, self._server(session, parties), X, Xv, int(self.n_bins)
+            )
+        return self
+
+    def _fit_label_holder(
+        self,
+        session: Session,
+        ch: Any,
+        parties: list[str],
+        X: np.ndarray,
+        y: Any,
+        Xv: np.ndarray | None,
+        y_val: Any,
+    ) -> None:
+        y = np.asarray(y, dtype=np.float64)
+        self.base_score_ = self._base_score(y)
+        config = BoostConfig(
+            n_estimators=int(self.n_estimators),
+            max_depth=int(self.max_depth),
+            learning_rate=float(self.learning_rate),
+            split=SplitParams(self.reg_lambda, self.gamma, self.min_child_weight),
+            n_bins=int(self.n_bins),
+            subsample=float(self.subsample),
+            colsample_bytree=float(self.colsample_bytree),
+            early_stopping_rounds=self.early_stopping_rounds,
+        )
+        rng = (
+            np.random.default_rng(self.random_state)
+            if self.random_state is not None
+            else session.rng("secureboost/sampling")
+        )
+        trainer = LabelHolderTrainer(
+            ch,
+            session.party,
+            self.feature_holders_,
+            self._client(session, parties),
+            config,
+            self._loss,
+            rng,
+        )
+        val = None
+        if Xv is not None and y_val is not None:
+            val = (Xv, np.asarray(y_val, dtype=np.float64), self._val_metric)
+        result = trainer.fit(X, y, self.base_score_, val)
+        self.trees_ = result.trees
+        self.table_ = result.table
+        self.best_iteration_ = result.best_iteration
+        self.validation_scores_ = result.val_scores
+
+    def _client(self, session: Session, parties: list[str]) -> HistogramClient:
+        if self.protocol == "he":
+            from sharedml.learn.tree.he_histograms import HEHistogramClient
+
+            return HEHistogramClient(int(self.key_bits), int(self.n_jobs))
+        from sharedml.learn.tree.ss_histograms import SSHistogramClient
+
+        return SSHistogramClient(session, parties, session.party, self.provider, self.dealer)
+
+    def _server(self, session: Session, parties: list[str]) -> HistogramServer:
+        if self.protocol == "he":
+            from sharedml.learn.tree.he_histograms import HEHistogramServer
+
+            return HEHistogramServer()
+        from sharedml.learn.tree.ss_histograms import SSHistogramServer
+
+        return SSHistogramServer(session, parties, self.label_holder_, self.provider, self.dealer)
+
+    # -- prediction ----------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "table_"):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted", remedy="call fit (or load) first"
+            )
+
+    def decision_function(self, session: Session, X: np.ndarray) -> np.ndarray | None:
+        """The margin (sum of leaf weights plus base score) at the label holder."""
+        self._check_fitted()
+        ch = session.channel.scope("secureboost/predict")
+        X, error = check_input(session.party, X, None, self.task, "prediction")
+        if error is None and X.shape[1] != self.n_features_in_:
+            error = f"prediction rows have {X.shape[1]} columns, the model was fitted on {self.n_features_in_}"
+        status = {"error": error, "n": len(X) if X.ndim == 2 else -1, "task": self.task}
+        agree(
+            session, ch, [self.label_holder_, *self.feature_holders_], status, "secureboost/predict"
+        )
+        if session.party != self.label_holder_:
+            serve_prediction(ch, self.label_holder_, self.table_, X)
+            return None
+        n = len(X)
+        dirs: dict[tuple[str, int], np.ndarray] = {}
+        own = self.table_.directions(X, np.arange(len(self.table_)))
+        for rid, m in enumerate(own):
+            dirs[(session.party, rid)] = m
+        for p in self.feature_holders_:
+            masks = unpack_bits(ch.recv(p, "dirs"), n, p, "dirs")
+            for rid, m in enumerate(masks):
+                dirs[(p, rid)] = m
+        margin = np.full(n, self.base_score_)
+        for tree in self.trees_:
+            missing = [
+                (tree.owner[i], tree.record[i])
+                for i in tree.splits()
+                if (tree.owner[i], tree.record[i]) not in dirs
+            ]
+            if missing:
+                raise DataError(
+                    f"split records {missing[:3]} are missing from their owners' answers",
+                    party=session.party,
+                    step="secureboost/predict",
+                    remedy="load the model files of the same training run at every party",
+                )
+            margin += tree.predict(n, dirs)
+        return margin
+
+    def predict(self, session: Session, X: np.ndarray) -> np.ndarray | None:
+        margin = self.decision_function(session, X)
+        return None if margin is None else self._link(margin)
+
+    def predict_one(self, session: Session, x: np.ndarray) -> float | None:
+        """Online serving: the score of one record (features of this party)."""
+        out = self.predict(session, np.asarray(x, dtype=np.float64).reshape(1, -1))
+        return None if out is None else float(out[0])
+
+    # -- model files -----------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        self._check_fitted()
+        is_label = self.party_ == self.label_holder_
+        doc: dict[str, Any] = {
+            **model_header(type(self).__name__, self.task, "label" if is_label else "feature"),
+            "party": self.party_,
+            "label_holder": self.label_holder_,
+            "params": self.get_params(),
+            "n_features_in": self.n_features_in_,
+            "split_table": self.table_.to_dict(),
+        }
+        doc["feature_holders"] = self.feature_holders_
+        if is_label:
+            doc["base_score"] = self.base_score_
+            doc["trees"] = [t.to_dict() for t in self.trees_]
+        Path(path).write_text(json.dumps(doc))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read SecureBoost model file {path}: {exc}") from exc
+        check_header(doc, cls.__name__)
+        model = cls(**doc["params"])
+        model.party_ = doc["party"]
+        model.label_holder_ = doc["label_holder"]
+        model.n_features_in_ = int(doc["n_features_in"])
+        model.table_ = SplitTable.from_dict(doc["split_table"])
+        model.trees_ = []
+        model.feature_holders_ = [str(p) for p in doc["feature_holders"]]
+        if doc["role"] == "label":
+            model.base_score_ = float(doc["base_score"])
+            model.trees_ = [Tree.from_dict(t) for t in doc["trees"]]
+        return model
+
+
+class SecureBoostClassifier(_SecureBoost):
+    """Binary classification (log-loss); ``predict`` gives P(y = 1) at the label holder."""
+
+    task = "classification"
+
+    def _base_score(self, y: np.ndarray) -> float:
+        p = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+        return float(np.log(p / (1 - p)))
+
+    def _loss(self, y: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return logistic_grad_hess(y, margin)
+
+    def _val_metric(self, y: np.ndarray, margin: np.ndarray) -> float:
+        p = np.clip(sigmoid(margin), 1e-15, 1 - 1e-15)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+    def _link(self, margin: np.ndarray) -> np.ndarray:
+        return sigmoid(margin)
+
+
+class SecureBoostRegressor(_SecureBoost):
+    """Regression (squared error); ``predict`` gives the value at the label holder."""
+
+    task = "regression"
+
+    def _base_score(self, y: np.ndarray) -> float:
+        return float(y.mean())
+
+    def _loss(self, y: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return squared_grad_hess(y, margin)
+
+    def _val_metric(self, y: np.ndarray, margin: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((y - margin) ** 2)))

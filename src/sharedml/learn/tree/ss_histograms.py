@@ -1,0 +1,168 @@
+"""SecureBoost histograms on secret shares (``protocol="ss"``).
+
+Protocol (label holder L, feature holders F_1..F_m, all computing parties;
+additive shares on Z_2^64 from :mod:`sharedml.mpc`; correlated randomness from
+a dealer D, or from Paillier between two parties):
+
+1. Setup, once per training: each F_j builds its bin-indicator matrix
+   ``B_j`` (n × its total bins; row i has a one in the bin of each of its
+   features) and secret-shares it as integers; the parties mask it **once**
+   (:class:`sharedml.mpc.FixedOperand`: ``B_j - A_j`` is opened a single time
+   and reused by every product of every tree).
+2. Per histogram request, L forms ``Y`` (n × 2k): for each requested node,
+   the columns ``g·1[row in node]`` and ``h·1[row in node]`` (zero elsewhere,
+   so unsampled rows and other nodes add nothing) in fixed point, and
+   secret-shares it (a PRG seed per pair; only the shape travels).
+3. For each F_j the parties compute ``[B_jᵀ Y]`` with one Beaver round on the
+   fixed operand (fresh mask for ``Y``; no truncation: ``B_j`` is integral)
+   and reveal it to L only.
+
+Reveals: to L, the per-bin sums of g and h of every feature of every F_j for
+each requested node (what it needs to pick splits) and the number of bins of
+each F_j; to the F_j, the shapes (n, 2k) only — not which rows are sampled or
+in which node, not gradients. Every opened value (``B_j - A_j``, ``Y - B``) is
+masked by uniform randomness used once.
+
+Security: semi-honest parties; with the dealer, D must not collude with any
+computing party. Precision: g and h are encoded with ``scale`` fractional bits
+(chosen so a sum over all rows fits the ring), so each bin sum is within
+``count · 2^-(scale+1)`` of the exact sum.
+
+Reference: the secret-shared histogram of SecretFlow's SS-XGB (Fang et al.,
+"Large-scale secure XGB for vertical federated learning", CIKM 2021) with
+SecureBoost's split selection at the label holder.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from sharedml.crypto import ring
+from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.learn.tree.core import bin_offsets
+from sharedml.learn.tree.histograms import HistogramClient, HistogramServer
+from sharedml.session import Session
+from sharedml.transport.base import Channel
+
+MAX_SCALE = 32
+
+
+def make_runtime(session: Session, provider: str, dealer: str) -> Any:
+    """The MPC runtime for the chosen randomness provider."""
+    from sharedml.mpc import MPC, DealerProvider
+
+    if provider == "dealer":
+        return MPC(session, DealerProvider(session, dealer=dealer))
+    if provider == "he":
+        from sharedml.mpc.he import HEProvider
+
+        return MPC(session, HEProvider(session))
+    raise ConfigError(f"provider must be 'dealer' or 'he', got {provider!r}")
+
+
+def indicator(bins: np.ndarray, n_bins: np.ndarray) -> np.ndarray:
+    """The one-hot bin matrix (n × total bins) as ring integers."""
+    n = len(bins)
+    out = np.zeros((n, int(n_bins.sum())), dtype=ring.DTYPE)
+    flat = bins + bin_offsets(n_bins)[None, :]
+    out[np.repeat(np.arange(n), bins.shape[1]), flat.ravel()] = 1
+    return out
+
+
+def choose_scale(values: np.ndarray, n: int) -> int:
+    """Fractional bits so ``n`` values of ``values``' magnitude sum within 2^62."""
+    top = max(1.0, float(np.abs(values).max(initial=0.0)) * max(n, 1))
+    return max(8, min(MAX_SCALE, 62 - math.ceil(math.log2(top + 1))))
+
+
+class _SSParty:
+    """What the label holder and the feature holders share: the runtime and
+    the feature holders' masked indicator matrices, in the parties' order."""
+
+    def __init__(
+        self, session: Session, parties: list[str], label_holder: str, provider: str, dealer: str
+    ) -> None:
+        self.session, self.provider, self.dealer = session, provider, dealer
+        self.lh = label_holder
+        self.holders = [p for p in parties if p != label_holder]
+        self.mpc: Any = None
+        self.fixed: dict[str, Any] = {}
+
+    def _start(self, own_matrix: np.ndarray | None) -> None:
+        from sharedml.mpc import FixedOperand
+
+        self.mpc = make_runtime(self.session, self.provider, self.dealer)
+        if set(self.mpc.parties) != {self.lh, *self.holders}:
+            raise ConfigError(
+                f"MPC parties {list(self.mpc.parties)} differ from the SecureBoost parties "
+                f"{[self.lh, *self.holders]}",
+                party=self.session.party,
+                remedy="name helpers (the dealer) in the job so they are not data parties",
+            )
+        for p in self.holders:
+            mine = own_matrix if p == self.session.party else None
+            self.fixed[p] = FixedOperand(self.mpc.share(mine, owner=p, encoded=True, scale=0))
+
+    def _sums(self, y: Any) -> dict[str, np.ndarray]:
+        """``B_jᵀ Y`` for every feature holder j, revealed to the label holder."""
+        out = {}
+        for p in self.holders:
+            got = self.fixed[p].matmul(y, transpose=True, truncate=False).reveal(to=self.lh)
+            if got is not None:
+                out[p] = np.asarray(got, dtype=np.float64)
+        return out
+
+    def close(self) -> None:
+        if self.mpc is not None:
+            self.mpc.close()
+            self.mpc = None
+
+
+class SSHistogramClient(_SSParty, HistogramClient):
+    """The label holder: shares the gradients, receives the revealed sums."""
+
+    def setup(self, ch: Channel, holders: dict[str, np.ndarray]) -> None:
+        self.nbins = holders
+        self._start(None)
+
+    def begin_tree(self, g: np.ndarray, h: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+        self.g, self.h = g, h
+        self.scale = choose_scale(np.concatenate([g[rows], h[rows]]), len(rows))
+        node_of_row = np.full(len(g), -1, dtype=np.int64)
+        node_of_row[rows] = 0
+        return {p: v[0] for p, v in self.histograms(node_of_row, 1).items()}
+
+    def histograms(self, node_of_row: np.ndarray, k: int) -> dict[str, np.ndarray]:
+        y = np.zeros((len(self.g), 2 * k))
+        at = np.flatnonzero(node_of_row >= 0)
+        slots = node_of_row[at]
+        y[at, 2 * slots] = self.g[at]
+        y[at, 2 * slots + 1] = self.h[at]
+        enc = np.rint(y * float(1 << self.scale)).astype(np.int64).view(ring.DTYPE)
+        shared = self.mpc.share(enc, owner=self.lh, encoded=True, scale=self.scale)
+        out = {}
+        for p, sums in self._sums(shared).items():
+            total = int(self.nbins[p].sum())
+            if sums.shape != (total, 2 * k):
+                raise ProtocolAbort(f"revealed histogram of shape {sums.shape}", party=p)
+            out[p] = sums.reshape(total, k, 2).transpose(1, 0, 2)
+        return out
+
+
+class SSHistogramServer(_SSParty, HistogramServer):
+    """A feature holder: contributes its masked indicator matrix and its shares."""
+
+    def setup(self, ch: Channel, label_holder: str, bins: np.ndarray, n_bins: np.ndarray) -> None:
+        self._start(indicator(bins, n_bins))
+
+    def begin_tree(self) -> None:
+        self.histograms(1)
+
+    def histograms(self, k: int) -> None:
+        y = self.mpc.share(None, owner=self.lh)
+        if y.shape[1:] != (2 * k,):
+            raise ProtocolAbort("shared gradient matrix of the wrong width", party=self.lh)
+        self._sums(y)
