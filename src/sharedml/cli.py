@@ -31,6 +31,7 @@ PLUGINS: list[str] = [
     "sharedml.runner",
     "sharedml.demo",
     "sharedml.platform.cli",
+    "sharedml.platform.cluster_cli",
 ]
 
 

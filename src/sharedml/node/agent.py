@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 import threading
 import time
 import traceback
@@ -180,13 +182,20 @@ class Agent:
     def run(self, stop: threading.Event) -> None:
         """Heartbeat until ``stop`` is set; survives a platform that comes and goes."""
         log.info("node %s serving peers at %s", self.config.party, self.endpoint.address)
+        down = False
         while not stop.is_set():
             try:
                 self.step()
+                if down:
+                    log.info("node %s: platform %s is back", self.config.party, self.config.platform)
+                down = False
             except grpc.RpcError as exc:
                 self._greeted = False
-                log.warning("node %s: platform %s unreachable: %s", self.config.party,
-                            self.config.platform, exc.details() if hasattr(exc, "details") else exc)
+                if not down:
+                    log.warning("node %s: platform %s unreachable (retrying every %g s): %s",
+                                self.config.party, self.config.platform, self.heartbeat_s,
+                                exc.details() if hasattr(exc, "details") else exc)
+                down = True
             stop.wait(self.heartbeat_s)
         for run in self._runs.values():
             run.cancel.set()
@@ -316,9 +325,18 @@ def _plain(value: Any) -> Any:
 
 
 def serve(config_path: str | Path, stop: threading.Event | None = None) -> None:
-    """Run a node agent from its config file until ``stop`` is set (or forever)."""
+    """Run a node agent from its config file until ``stop`` is set, SIGTERM or SIGINT."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
     agent = Agent(NodeConfig.load(config_path))
     try:
-        agent.run(stop or threading.Event())
+        agent.run(stop)
     finally:
         agent.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    serve(sys.argv[1])

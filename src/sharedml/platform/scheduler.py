@@ -34,9 +34,10 @@ import copy
 import datetime as dt
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -44,8 +45,12 @@ from sqlalchemy.orm import Session
 from sharedml.components import jobspec
 from sharedml.errors import ConfigError, PolicyDenied, SharedMLError
 from sharedml.platform.clock import Clock, SystemClock
+from sharedml.platform.errors import Conflict, NotFound
 from sharedml.platform.store import Store
 from sharedml.platform.store.models import FINAL_STATES, Job, Node, Task
+
+if TYPE_CHECKING:
+    from sharedml.platform.service import Platform
 
 MOVES: dict[str, frozenset[str]] = {
     "pending": frozenset({"running", "failed", "canceled"}),
@@ -58,9 +63,12 @@ MOVES: dict[str, frozenset[str]] = {
 #: Says why a job may not touch its datasets yet (``None``: every owner approved).
 #: Raises :class:`PolicyDenied` when an owner refused.
 ApprovalGate = Callable[[Session, Job], str | None]
+#: Appends one entry to the audit log inside the given transaction:
+#: (session, actor, action, target, detail).
+AuditFn = Callable[[Session, str, str, str, dict[str, Any]], None]
 
 
-class IllegalTransition(SharedMLError):
+class IllegalTransition(Conflict):
     """A job or task was asked to move between states the state machine forbids."""
 
 
@@ -149,7 +157,7 @@ class Scheduler:
         *,
         clock: Clock | None = None,
         approvals: ApprovalGate | None = None,
-        audit: Callable[[Session, str, str, str, dict[str, Any]], None] | None = None,
+        audit: AuditFn | None = None,
     ) -> None:
         self.store = store
         self.config = config or SchedulerConfig()
@@ -158,8 +166,28 @@ class Scheduler:
         self.audit = audit
         self._lock = threading.RLock()
         self._plans: dict[str, list[StepPlan]] = {}
+        self._events: list[tuple[str, str, str, dict[str, Any]]] = []
         #: Nodes get a full timeout to reconnect after this scheduler starts.
         self._since = self.clock.now()
+        #: Last heartbeat of each node and task id, newer than the stored one.
+        self._seen: dict[str, dt.datetime] = {}
+
+    @classmethod
+    def for_platform(cls, platform: Platform, config: SchedulerConfig | None = None) -> Scheduler:
+        """A scheduler over a platform's store, clock, audit log and approvals."""
+
+        def gate(session: Session, job: Job) -> str | None:
+            status = platform.approvals.status(job.id, session)
+            if status == "rejected":
+                raise PolicyDenied("a dataset owner rejected this job's use of their data")
+            if status != "approved":
+                return "waiting for every dataset owner's approval (8.3-1)"
+            return None
+
+        def audit(s: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+            platform.audit.append_in(s, actor, action, target, detail=detail)
+
+        return cls(platform.store, config, clock=platform.clock, approvals=gate, audit=audit)
 
     # -- jobs ----------------------------------------------------------------------
     def submit(
@@ -170,6 +198,7 @@ class Scheduler:
         max_attempts: int | None = None,
         timeout_s: float | None = None,
         project_id: int | None = None,
+        actor: str = "scheduler",
     ) -> str:
         """Validate ``spec``, store the job and its first tasks; return the job id."""
         parsed = jobspec.load(spec)
@@ -187,7 +216,7 @@ class Scheduler:
         if timeout_s is not None and timeout_s <= 0:
             raise ConfigError("timeout_s must be positive")
         now = self.clock.now()
-        with self._lock, self.store.session() as s:
+        with self._tx() as s:
             job = Job(
                 name=parsed.name,
                 spec=json.dumps(spec),
@@ -205,32 +234,36 @@ class Scheduler:
             for plan in plans:
                 self._new_tasks(s, job.id, plan, 0, now)
             self._plans[job.id] = plans
-            self._audit(s, "job.submit", job.id, {"name": parsed.name, "by": created_by})
+            self._audit(s, "job.submit", job.id, {"name": parsed.name}, actor)
             return job.id
 
-    def cancel(self, job_id: str, by: str = "a user") -> None:
+    def cancel(self, job_id: str, by: str = "scheduler") -> None:
         """Cancel a pending or running job and every task of it not yet finished."""
         now = self.clock.now()
-        with self._lock, self.store.session() as s:
+        with self._tx() as s:
             job = self._job(s, job_id)
             move(job, "canceled", now, f"canceled by {by}")
             for task in self._open_tasks(s, job_id):
                 move(task, "canceled", now, f"job canceled by {by}")
-            self._audit(s, "job.cancel", job_id, {"by": by})
+            self._audit(s, "job.cancel", job_id, {}, by)
 
     def tick(self) -> None:
         """Advance every unfinished job: dispatch ready steps, time out silent tasks."""
         now = self.clock.now()
-        with self._lock, self.store.session() as s:
+        with self._tx() as s:
             jobs = s.scalars(select(Job).where(Job.state.in_(("pending", "running"))))
             for job in list(jobs):
                 self._advance(s, job, now)
+            for node in s.scalars(select(Node).where(Node.status == "online")).all():
+                last = self._last(node.id, node.last_heartbeat)
+                if last is None or (now - last).total_seconds() > self.config.task_timeout_s:
+                    node.status = "offline"
 
     def recover(self) -> list[str]:
         """On platform start: resume or fail every job that was running; return their ids."""
         now = self.clock.now()
         touched = []
-        with self._lock, self.store.session() as s:
+        with self._tx() as s:
             for job in s.scalars(select(Job).where(Job.state == "running")).all():
                 touched.append(job.id)
                 try:
@@ -254,7 +287,7 @@ class Scheduler:
     def node_hello(self, node_id: str, address: str, fingerprint: str = "") -> None:
         """A node agent (certificate subject ``node_id``) connected and serves ``address``."""
         now = self.clock.now()
-        with self._lock, self.store.session() as s:
+        with self._tx() as s:
             node = s.get(Node, node_id)
             if node is None:
                 node = Node(id=node_id, party=node_id, registered_at=now)
@@ -267,19 +300,26 @@ class Scheduler:
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Record a heartbeat listing ``{task id: progress}``; return (orders, cancels)."""
         now = self.clock.now()
-        with self._lock, self.store.session() as s:
+        with self._tx(write=False) as s:
             node = s.get(Node, node_id)
             if node is None:
                 raise PolicyDenied(f"node {node_id!r} has not said hello", party=node_id)
-            node.status, node.last_heartbeat = "online", now
+            # Heartbeats are kept in memory and written at most every flush_s, so
+            # nodes beating often do not keep the database busy.
+            self._seen[node_id] = now
+            flush = self._stale(node.last_heartbeat, now) or node.status != "online"
+            if flush:
+                node.status, node.last_heartbeat = "online", now
             cancels = []
             for task_id, progress in running.items():
                 task = s.get(Task, task_id)
                 if task is None or task.state != "running" or task.node_id != node_id:
                     cancels.append(task_id)
                     continue
-                task.heartbeat_at = now
-                task.progress = min(max(float(progress), 0.0), 1.0)
+                self._seen[task_id] = now
+                fraction = min(max(float(progress), 0.0), 1.0)
+                if flush or fraction - task.progress >= 0.25:
+                    task.heartbeat_at, task.progress = now, fraction
             mine = s.scalars(
                 select(Task).where(Task.node_id == node_id, Task.state == "running")
             ).all()
@@ -297,7 +337,7 @@ class Scheduler:
     ) -> None:
         """A node finished a task. Reports for tasks no longer running are ignored."""
         now = self.clock.now()
-        with self._lock, self.store.session() as s:
+        with self._tx() as s:
             task = s.get(Task, task_id)
             if task is None or task.node_id != node_id or task.state != "running":
                 return
@@ -348,7 +388,7 @@ class Scheduler:
     def _time_out(self, job: Job, plan: StepPlan, tasks: list[Task], now: dt.datetime) -> None:
         limit = job.timeout_s or self.config.task_timeout_s
         for t in tasks:
-            last = t.heartbeat_at or t.started_at
+            last = self._last(t.id, t.heartbeat_at or t.started_at)
             if t.state == "running" and last is not None and (now - last).total_seconds() > limit:
                 move(
                     t,
@@ -383,7 +423,7 @@ class Scheduler:
         )
         for t in tasks:
             node = s.get(Node, t.party)
-            last = node.last_heartbeat if node else None
+            last = self._last(t.party, node.last_heartbeat if node else None)
             if last is None or (now - last).total_seconds() > limit:
                 if (now - ready_since).total_seconds() > limit:
                     move(
@@ -443,6 +483,14 @@ class Scheduler:
         self._audit(s, "job.failed", job.id, {"reason": reason})
 
     # -- helpers -------------------------------------------------------------------
+    def _last(self, key: str, stored: dt.datetime | None) -> dt.datetime | None:
+        seen = self._seen.get(key)
+        return max(seen, stored) if seen and stored else seen or stored
+
+    def _stale(self, stored: dt.datetime | None, now: dt.datetime) -> bool:
+        flush_s = 15.0  # timeouts read the in-memory time; the store shows it roughly
+        return stored is None or (now - stored).total_seconds() >= flush_s
+
     def _order(self, s: Session, task: Task) -> dict[str, Any]:
         job = self._job(s, task.job_id)
         plan = next(p for p in self._plan(job) if p.id == task.step_id)
@@ -505,9 +553,29 @@ class Scheduler:
     def _job(self, s: Session, job_id: str) -> Job:
         job = s.get(Job, job_id)
         if job is None:
-            raise ConfigError(f"no job {job_id!r}", remedy="list jobs with GET /api/v1/jobs")
+            raise NotFound(f"no job {job_id!r}", remedy="list jobs with GET /api/v1/jobs")
         return job
 
-    def _audit(self, s: Session, action: str, target: str, detail: dict[str, Any]) -> None:
-        if self.audit is not None:
-            self.audit(s, "scheduler", action, target, detail)
+    def _audit(
+        self,
+        s: Session,
+        action: str,
+        target: str,
+        detail: dict[str, Any],
+        actor: str = "scheduler",
+    ) -> None:
+        """Queue an audit entry; :meth:`_tx` writes it in the same transaction."""
+        self._events.append((actor, action, target, detail))
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[Session]:
+        """One serialised transaction; its audit entries commit with it."""
+        with self._lock:
+            try:
+                with self.store.session() as s:
+                    yield s
+                    if self.audit is not None:
+                        for event in self._events:
+                            self.audit(s, *event)
+            finally:
+                self._events.clear()

@@ -1,0 +1,76 @@
+"""``sharedml up`` (a local cluster in one command, 8.6-3) and ``sharedml node`` (one node agent)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from sharedml.errors import ConfigError
+
+
+def _parse_party(raw: str) -> tuple[str, str, Path]:
+    """``PARTY=DATASET:FILE`` (or ``PARTY=FILE``: the dataset is named after the file)."""
+    party, sep, rest = raw.partition("=")
+    if not sep or not party or not rest:
+        raise ConfigError(f"--party {raw!r}: expected PARTY=DATASET:FILE or PARTY=FILE")
+    name, colon, file = rest.partition(":")
+    if not colon:
+        name, file = Path(rest).stem, rest
+    path = Path(file)
+    if not path.is_file():
+        raise ConfigError(f"--party {raw!r}: no file {path}", party=party)
+    return party, name, path
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("up")
+    def up(
+        directory: Path = typer.Argument(..., help="cluster folder (made on first use)"),
+        party: list[str] = typer.Option(
+            [], "--party", help="PARTY=DATASET:FILE (repeat; at least two parties)"
+        ),
+        port: int = typer.Option(0, "--port", min=0, max=65535, help="REST API port (0: free)"),
+        heartbeat: float = typer.Option(1.0, "--heartbeat", min=0.05, help="node heartbeat (s)"),
+        task_timeout: float = typer.Option(30.0, "--task-timeout", min=0.5),
+        max_attempts: int = typer.Option(3, "--max-attempts", min=1, max=20),
+    ) -> None:
+        """Start the platform and one node per party on loopback (mutual TLS, new CA).
+
+        On first use it creates DIRECTORY with the CA, certificates, node configs and
+        accounts (API tokens in DIRECTORY/tokens.json); later runs start the same cluster.
+        Ctrl-C stops every process.
+        """
+        from sharedml.platform.local_cluster import ClusterSpec, LocalCluster, prepare
+
+        parties: dict[str, dict[str, Path]] = {}
+        for raw in party:
+            name, dataset, path = _parse_party(raw)
+            parties.setdefault(name, {})[dataset] = path
+        if not (directory / "cluster.json").exists() and len(parties) < 2:
+            raise ConfigError("a new cluster needs at least two --party options")
+        info = prepare(directory, ClusterSpec(parties, http_port=port, heartbeat_s=heartbeat,
+                                              task_timeout_s=task_timeout,
+                                              max_attempts=max_attempts))
+        with LocalCluster(directory.resolve()) as cluster:
+            cluster.start()
+            typer.echo(f"platform: {info['url']}/api/v1/docs  (tokens in {directory / 'tokens.json'})")
+            typer.echo(f"nodes: {', '.join(info['parties'])}  (logs in {directory / 'logs'})")
+            try:
+                while True:
+                    time.sleep(1.0)
+                    cluster.check_alive()
+            except KeyboardInterrupt:
+                typer.echo("stopping")
+
+    @app.command("node")
+    def node(config: Path = typer.Argument(..., help="node config (YAML)")) -> None:
+        """Run this party's node agent: connect to the platform, run its tasks."""
+        import logging
+
+        from sharedml.node.agent import serve
+
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        serve(config)

@@ -1,0 +1,233 @@
+"""A local cluster: the platform and N node agents as separate processes on loopback.
+
+``sharedml up DIR --party bank=bank.csv --party shop=shop.csv`` (ARCHITECTURE.md
+§6, the one-command deployment of 8.6-3) lays out::
+
+    DIR/pki/                 a fresh deployment CA; certificates for
+                             "platform" and each party (keys 0600)
+    DIR/platform/            the platform's data dir (SQLite, secret box)
+    DIR/nodes/<party>/       node.yaml and the node's work dir
+    DIR/cluster.json         URLs and ports
+    DIR/tokens.json (0600)   API tokens of the accounts made at first start:
+                             an admin, an analyst, one data owner per party
+
+then starts the platform (``sharedml platform serve``: REST API, node service
+and scheduler loop in one process) and one ``sharedml node`` process per party, which connect to the
+platform over mutual TLS and talk to each other directly. At first start each
+party's datasets are registered with their owner and the analyst may use them;
+each job still needs every owner's approval before its tasks run (8.3-1).
+Everything after that goes through the REST API, as in a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sharedml.crypto import pki
+from sharedml.errors import ConfigError, SharedMLError
+
+log = logging.getLogger("sharedml.platform.cluster")
+
+PLATFORM = "platform"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ClusterSpec:
+    """What to start: parties and their datasets (name -> CSV file), and the timings."""
+
+    parties: dict[str, dict[str, Path]]
+    http_port: int = 0
+    node_port: int = 0
+    heartbeat_s: float = 1.0
+    task_timeout_s: float = 30.0
+    max_attempts: int = 3
+
+
+def prepare(root: Path, spec: ClusterSpec) -> dict[str, Any]:
+    """Create the CA, certificates, node configs and accounts; idempotent for ``root``."""
+    root = Path(root).resolve()
+    info_path = root / "cluster.json"
+    if info_path.exists():
+        info: dict[str, Any] = json.loads(info_path.read_text())
+        return info
+    root.mkdir(parents=True, exist_ok=True)
+    pki_dir = root / "pki"
+    pki.init_ca(pki_dir)
+    for name in (PLATFORM, *spec.parties):
+        pki.issue(pki_dir, name)
+    info = {
+        "url": f"http://127.0.0.1:{spec.http_port or free_port()}",
+        "node_service": f"127.0.0.1:{spec.node_port or free_port()}",
+        "parties": sorted(spec.parties),
+        "heartbeat_s": spec.heartbeat_s,
+    }
+    for party, datasets in spec.parties.items():
+        node_dir = root / "nodes" / party
+        node_dir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "party": party,
+            "platform": info["node_service"],
+            "pki_dir": str(pki_dir),
+            "work_dir": str(node_dir / "work"),
+            "heartbeat_s": spec.heartbeat_s,
+            "datasets": {name: str(Path(path).resolve()) for name, path in datasets.items()},
+        }
+        (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
+    tokens = _bootstrap(root / "platform", spec)
+    fd = os.open(root / "tokens.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(tokens, fh, indent=2)
+    info_path.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _bootstrap(data_dir: Path, spec: ClusterSpec) -> dict[str, str]:
+    """First accounts (admin, analyst, one data owner per party owning its datasets)
+    and the scheduler's runtime settings."""
+    import secrets
+
+    import pandas as pd
+
+    from sharedml.platform.auth import Principal
+    from sharedml.platform.service import Platform
+
+    platform = Platform.open(data_dir)
+    tokens: dict[str, str] = {}
+    try:
+        def account(username: str, role: str) -> Principal:
+            user, _ = platform.users.create("sharedml up", username, secrets.token_urlsafe(24),
+                                            role, totp=False)
+            who = Principal(user.id, username, role, "token", 0)
+            _, tokens[username] = platform.auth.create_token(who, "local cluster")
+            return who
+
+        account("admin", "admin")
+        analyst = account("analyst", "analyst")
+        platform.settings.update(
+            {"task_timeout_s": spec.task_timeout_s, "task_max_attempts": spec.max_attempts},
+            "sharedml up",
+        )
+        for party, datasets in spec.parties.items():
+            owner = account(f"{party}-owner", "data_owner")
+            for name, path in datasets.items():
+                header = pd.read_csv(path, nrows=5)
+                ds = platform.datasets.register(
+                    owner, owner_party=party, name=name, row_count=None,
+                    columns=[{"name": str(c), "type": str(t)} for c, t in header.dtypes.items()],
+                )
+                platform.grants.set(owner, analyst.user_id, "dataset", ds.id, "use")
+    finally:
+        platform.store.dispose()
+    return tokens
+
+
+@dataclass
+class LocalCluster:
+    """The processes of a prepared cluster: start, stop, kill one, restart the platform."""
+
+    root: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = json.loads((self.root / "cluster.json").read_text())
+        return info
+
+    def tokens(self) -> dict[str, str]:
+        tokens: dict[str, str] = json.loads((self.root / "tokens.json").read_text())
+        return tokens
+
+    def start(self, wait: float = 60.0) -> LocalCluster:
+        self.start_platform()
+        for party in self.info["parties"]:
+            self.start_node(party)
+        self.wait_ready(wait)
+        return self
+
+    def start_platform(self) -> None:
+        info = self.info
+        port = info["url"].rpartition(":")[2]
+        node_port = info["node_service"].rpartition(":")[2]
+        self._spawn(PLATFORM, [
+            sys.executable, "-m", "sharedml.cli", "platform", "serve",
+            "--data-dir", str(self.root / "platform"), "--port", port,
+            "--pki-dir", str(self.root / "pki"), "--node-port", node_port, "--tick", "0.2",
+        ])
+
+    def start_node(self, party: str) -> None:
+        config = self.root / "nodes" / party / "node.yaml"
+        self._spawn(party, [sys.executable, "-m", "sharedml.cli", "node", str(config)])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (a crash: nothing is flushed or said goodbye)."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+
+    def wait_ready(self, wait: float = 60.0) -> None:
+        """Until the API answers and every node has said hello."""
+        import httpx
+
+        admin = {"Authorization": f"Bearer {self.tokens()['admin']}"}
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                r = httpx.get(f"{self.info['url']}/api/v1/nodes", headers=admin, timeout=2)
+                online = {n["id"] for n in r.json() if n["status"] == "online"} if r.is_success else set()
+                if set(self.info["parties"]) <= online:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise SharedMLError(f"the local cluster in {self.root} did not come up within {wait:g} s",
+                            remedy=f"see the logs in {self.root / 'logs'}")
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                log_file = self.root / "logs" / f"{name}.log"
+                tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+                raise SharedMLError(f"{name} exited with code {proc.returncode}:\n{tail}")
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        if name in self.procs and self.procs[name].poll() is None:
+            raise ConfigError(f"{name} is already running")
+        logs = self.root / "logs"
+        logs.mkdir(exist_ok=True)
+        with open(logs / f"{name}.log", "ab") as out:
+            self.procs[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
