@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from tests.platform.conftest import World
 
 SPEC: dict[str, Any] = {
