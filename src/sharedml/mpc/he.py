@@ -210,7 +210,7 @@ class HEProvider(RandomnessProvider):
                 )
             parts, at = [], 0
             for size, m in zip(sizes, mine, strict=True):
-                parts.append(np.array(cts[at : at + size] + [None], dtype=object)[:-1].reshape(m.shape))
+                parts.append(np.array([*cts[at:at + size], None], dtype=object)[:-1].reshape(m.shape))
                 at += size
         else:
             parts = encrypted
