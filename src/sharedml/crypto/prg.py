@@ -86,7 +86,7 @@ class Prg:
         iv = nonce.to_bytes(8, "big") + bytes(8)
         enc = Cipher(self._algo, modes.CTR(iv)).encryptor()
         if nbytes:
-            enc.update_into(_zeros(nbytes), memoryview(buf))
+            enc.update_into(_zeros(nbytes), buf.data)
 
 
 def secret_words(shape: tuple[int, ...] | int) -> np.ndarray:

@@ -19,6 +19,7 @@ bit-exact (tests compare with the uint64 ``np.matmul``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class Limbs:
     def T(self) -> Limbs:
         return Limbs(self.l0.T, self.l1.T, self.l2.T)
 
-    def rows(self, index: object) -> Limbs:
+    def rows(self, index: Any) -> Limbs:
         return Limbs(self.l0[index], self.l1[index], self.l2[index])
 
 

@@ -248,9 +248,9 @@ class MPC:
             else:
                 enc = self.fp.encode(value, what="share input")
                 sc = self.frac_bits
-            shape = np.array([sc, *enc.shape], dtype=np.uint64)
+            header = np.array([sc, *enc.shape], dtype=np.uint64)
             for p in self.others:
-                self.channel.send(p, tag, shape)
+                self.channel.send(p, tag, header)
             mine = enc.copy()
             for p in self.others:
                 mine -= self._pair[p].uint64(self._share_count, enc.shape)

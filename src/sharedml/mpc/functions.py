@@ -78,7 +78,7 @@ def select(cond: SharedTensor, a: object, b: object) -> SharedTensor:
         raise DataError("select: the condition must be a 0/1 integer tensor", party=cond.mpc.party, step="select")
     if not isinstance(a, SharedTensor) and not isinstance(b, SharedTensor):
         pub = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-        return cond * pub + b  # type: ignore[operator]
+        return cond * pub + b
     diff = (a - b) if isinstance(a, SharedTensor) else -(b - a)  # type: ignore[operator]
     return mul(cond, diff) + b
 

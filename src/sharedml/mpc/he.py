@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import gmpy2
 import numpy as np
@@ -52,6 +53,9 @@ from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.mpc.material import Kind, Request, components, draw
 from sharedml.mpc.provider import Material, RandomnessProvider
 from sharedml.session import Session
+
+if TYPE_CHECKING:
+    from sharedml.mpc.context import MPC
 
 SIGMA = 40
 _MASK64 = (1 << 64) - 1
@@ -86,7 +90,7 @@ class HEProvider(RandomnessProvider):
         self._pk: paillier.PaillierPublicKey | None = None
         self._sk: paillier.PaillierPrivateKey | None = None
 
-    def attach(self, mpc) -> None:  # type: ignore[no-untyped-def]
+    def attach(self, mpc: MPC) -> None:
         super().attach(mpc)
         if mpc.n != 2:
             raise ConfigError("HEProvider works for exactly two computing parties", party=mpc.party)

@@ -186,7 +186,7 @@ class SharedTensor:
 
     # -- reductions and shape ---------------------------------------------------------------
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedTensor:
-        return self._new(np.sum(self.share, axis=axis, keepdims=keepdims, dtype=ring.DTYPE))
+        return self._new(np.asarray(np.sum(self.share, axis=axis, keepdims=keepdims, dtype=ring.DTYPE)))
 
     def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedTensor:
         total = self.sum(axis, keepdims)
