@@ -17,6 +17,11 @@ from sharedml.errors import ConfigError
 #: Built-in components: name -> "module:Class" (imported on first use).
 BUILTIN: dict[str, str] = {}
 BUILTIN["describe"] = "sharedml.components.describe:DescribeStep"
+BUILTIN["psi"] = "sharedml.components.data:PsiStep"
+BUILTIN["split"] = "sharedml.components.data:SplitStep"
+BUILTIN["scale"] = "sharedml.components.data:ScaleStep"
+BUILTIN["fill"] = "sharedml.components.data:FillStep"
+BUILTIN["woe"] = "sharedml.components.data:WoeStep"
 BUILTIN["train"] = "sharedml.components.learn:TrainStep"
 BUILTIN["predict"] = "sharedml.components.learn:PredictStep"
 BUILTIN["evaluate"] = "sharedml.components.learn:EvaluateStep"
