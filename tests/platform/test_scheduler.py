@@ -268,3 +268,17 @@ def test_restart_loses_no_job_state(tmp_path: Path, clock: ManualClock, policy: 
     sched.task_report("bank", first[0]["task_id"], True, {"rows": 3}, "", 1.0)
     sched.task_report("shop", orders[0]["task_id"], True, {"rows": 4}, "", 1.0)
     assert job_of(store, job_id).state == "succeeded"
+
+
+def test_a_node_acts_only_on_its_own_party_tasks(store: Store, clock: ManualClock) -> None:
+    sched = make(store, clock)
+    job_id = sched.submit(SPEC)
+    sched.tick()
+    (shop_order,) = sched.node_beat("shop", {})[0]
+    # the bank reports the shop's task and lists it as its own: neither counts
+    sched.task_report("bank", shop_order["task_id"], True, {"rows": 1}, "", 0.1)
+    _, cancels = sched.node_beat("bank", {shop_order["task_id"]: 0.9})
+    assert cancels == [shop_order["task_id"]]
+    shop_task = next(t for t in tasks_of(store, job_id) if t.id == shop_order["task_id"])
+    assert (shop_task.state, shop_task.progress) == ("running", 0.0)
+    assert sched.finished([job_id, "f" * 32]) == ["f" * 32]

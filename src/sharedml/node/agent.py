@@ -196,6 +196,8 @@ class Agent:
                                 self.config.party, self.config.platform, self.heartbeat_s,
                                 exc.details() if hasattr(exc, "details") else exc)
                 down = True
+            except SharedMLError as exc:  # a reply this node cannot use: say so, keep going
+                log.error("node %s: %s", self.config.party, exc)
             stop.wait(self.heartbeat_s)
         for run in self._runs.values():
             run.cancel.set()
@@ -212,7 +214,11 @@ class Agent:
                 self._runs.pop(run.order.task_id, None)
         with self._lock:
             listed = {tid: r.progress for tid, r in self._runs.items()}
-        beat = self._call("Beat", Beat(running=listed), BeatReply)
+            busy = {r.order.job_id for r in self._runs.values()}
+        held = sorted(set(self._jobs) - busy)
+        beat = self._call("Beat", Beat(running=listed, jobs=held), BeatReply)
+        for job_id in beat.forget:  # finished jobs: drop their working objects (files stay)
+            self._jobs.pop(job_id, None)
         for task_id in beat.cancel:
             with self._lock:
                 canceled = self._runs.get(task_id)

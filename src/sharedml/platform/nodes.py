@@ -57,6 +57,8 @@ class HelloReply(Wire):
 class Beat(Wire):
     #: Task id -> progress in [0, 1] for every task the node runs or has not yet reported.
     running: dict[str, float] = Field(default_factory=dict)
+    #: Jobs whose working state the node holds between steps.
+    jobs: list[str] = Field(default_factory=list, max_length=10000)
 
 
 class TaskOrder(Wire):
@@ -78,6 +80,8 @@ class TaskOrder(Wire):
 class BeatReply(Wire):
     orders: list[TaskOrder] = Field(default_factory=list)
     cancel: list[str] = Field(default_factory=list)
+    #: Jobs that finished: the node may drop their working state.
+    forget: list[str] = Field(default_factory=list)
 
 
 class Report(Wire):
@@ -158,7 +162,8 @@ class NodeService:
     def _beat(self, node: str, raw: bytes) -> Wire:
         msg = decode(Beat, raw)
         orders, cancels = self.scheduler.node_beat(node, msg.running)
-        return BeatReply(orders=[TaskOrder(**o) for o in orders], cancel=cancels)
+        forget = self.scheduler.finished(msg.jobs) if msg.jobs else []
+        return BeatReply(orders=[TaskOrder(**o) for o in orders], cancel=cancels, forget=forget)
 
     def _report(self, node: str, raw: bytes) -> Wire:
         msg = decode(Report, raw)

@@ -326,6 +326,14 @@ class Scheduler:
             orders = [self._order(s, t) for t in mine if t.id not in running]
             return orders, cancels
 
+    def finished(self, job_ids: list[str]) -> list[str]:
+        """Which of ``job_ids`` are over (or unknown): their nodes may drop their state."""
+        with self._tx(write=False) as s:
+            live = set(s.scalars(
+                select(Job.id).where(Job.id.in_(job_ids), Job.state.in_(("pending", "running")))
+            ))
+        return [j for j in job_ids if j not in live]
+
     def task_report(
         self,
         node_id: str,

@@ -1,0 +1,188 @@
+"""The node service and node agents over real gRPC with mutual TLS, in one process.
+
+Identity comes only from the client certificate; messages are typed JSON
+checked field by field; agents run steps over GrpcChannel between
+themselves, report metrics, stop a canceled step, and drop finished jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from sharedml.crypto import pki
+from sharedml.node.agent import Agent, NodeConfig
+from sharedml.platform.nodes import SERVICE, Hello, HelloReply, NodeService, decode
+from sharedml.platform.scheduler import Scheduler, SchedulerConfig
+from sharedml.platform.store import Store, sqlite_url
+from sharedml.platform.store.models import Job, Node, Task
+
+SPEC: dict[str, Any] = {
+    "parties": {"bank": {"dataset": "customers", "label": "y"}, "shop": {"dataset": "baskets"}},
+    "steps": [{"describe": {}}],
+}
+
+
+@dataclass
+class Platform:
+    pki_dir: Path
+    store: Store
+    scheduler: Scheduler
+    service: NodeService
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    pki_dir = tmp_path / "pki"
+    pki.init_ca(pki_dir)
+    for name in ("platform", "bank", "shop"):
+        pki.issue(pki_dir, name)
+    store = Store(sqlite_url(tmp_path))
+    store.upgrade()
+    scheduler = Scheduler(store, SchedulerConfig(task_timeout_s=10, max_attempts=1))
+    service = NodeService(scheduler, pki.load_identity(pki_dir, "platform"), heartbeat_s=0.1)
+    service.start()
+    yield Platform(pki_dir, store, scheduler, service)
+    service.stop(0)
+    store.dispose()
+
+
+def call(address: str, ident: pki.Identity, method: str, payload: bytes) -> bytes:
+    creds = grpc.ssl_channel_credentials(ident.ca_pem, ident.key_pem, ident.cert_pem)
+    with grpc.secure_channel(
+        address, creds, options=[("grpc.ssl_target_name_override", "platform")]
+    ) as channel:
+        reply: bytes = channel.unary_unary(f"/{SERVICE}/{method}")(payload, timeout=10)
+        return reply
+
+
+def test_identity_is_the_certificate_and_messages_are_checked(
+    platform: Platform, tmp_path: Path
+) -> None:
+    bank = pki.load_identity(platform.pki_dir, "bank")
+    raw = call(platform.service.address, bank, "Hello", Hello(address="127.0.0.1:9").encode())
+    assert decode(HelloReply, raw).node == "bank"
+    with platform.store.session() as s:
+        node = s.get(Node, "bank")
+        assert node is not None and (node.address, node.status) == ("127.0.0.1:9", "online")
+
+    # a node cannot name itself in the message: unknown fields are refused
+    with pytest.raises(grpc.RpcError) as bad:
+        call(platform.service.address, bank, "Hello", b'{"address": "x:1", "party": "shop"}')
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "party" in (bad.value.details() or "")
+    with pytest.raises(grpc.RpcError) as junk:
+        call(platform.service.address, bank, "Beat", b"\x80not json")
+    assert junk.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # the shop's certificate is valid, but it never said hello
+    shop = pki.load_identity(platform.pki_dir, "shop")
+    with pytest.raises(grpc.RpcError) as early:
+        call(platform.service.address, shop, "Beat", b"{}")
+    assert early.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "has not said hello" in (early.value.details() or "")
+
+    # a certificate named "bank" from another CA does not get through TLS
+    rogue_dir = tmp_path / "rogue"
+    pki.init_ca(rogue_dir)
+    rogue = pki.issue(rogue_dir, "bank")
+    impostor = pki.Identity("bank", rogue.cert_pem, rogue.key_pem, bank.ca_pem)
+    with pytest.raises(grpc.RpcError) as refused:
+        call(platform.service.address, impostor, "Hello", Hello(address="1.2.3.4:5").encode())
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    with platform.store.session() as s:
+        node = s.get(Node, "bank")
+        assert node is not None and node.address == "127.0.0.1:9"
+
+
+@pytest.fixture
+def agents(platform: Platform, tmp_path: Path, shared_data: Path) -> Iterator[dict[str, Agent]]:
+    files = {"bank": ("customers", "breast_hetero_guest.csv"),
+             "shop": ("baskets", "breast_hetero_host.csv")}
+    stop = threading.Event()
+    running: dict[str, Agent] = {}
+    threads = []
+    for party, (name, file) in files.items():
+        config = NodeConfig(
+            party=party, platform=platform.service.address, pki_dir=platform.pki_dir,
+            work_dir=tmp_path / party, heartbeat_s=0.1, datasets={name: shared_data / file},
+        )
+        agent = running[party] = Agent(config)
+        threads.append(threading.Thread(target=agent.run, args=(stop,), daemon=True))
+    ticker = threading.Thread(target=_tick, args=(platform.scheduler, stop), daemon=True)
+    for t in [*threads, ticker]:
+        t.start()
+    yield running
+    stop.set()
+    for t in threads:
+        t.join(10)
+    for agent in running.values():
+        agent.close()
+
+
+def _tick(scheduler: Scheduler, stop: threading.Event) -> None:
+    while not stop.wait(0.05):
+        scheduler.tick()
+
+
+def wait_for(store: Store, job_id: str, states: set[str], within: float = 30) -> Job:
+    deadline = time.monotonic() + within
+    while True:
+        with store.session() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+        if job.state in states or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def test_agents_run_a_step_between_themselves_and_report(
+    platform: Platform, agents: dict[str, Agent]
+) -> None:
+    job_id = platform.scheduler.submit(SPEC)
+    job = wait_for(platform.store, job_id, {"succeeded", "failed"})
+    assert job.state == "succeeded", job.reason
+    assert job.result is not None
+    metrics = job.result["steps"]["describe"]
+    assert metrics["bank"]["metrics"]["rows_by_party"] == {"bank": 569, "shop": 569}
+    assert metrics["shop"]["metrics"]["columns"] == 21
+    # the finished job's working state is dropped at the nodes' next heartbeats
+    deadline = time.monotonic() + 10
+    while any(job_id in a._jobs for a in agents.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(job_id in a._jobs for a in agents.values())
+
+
+def test_a_dataset_the_node_does_not_hold_fails_naming_party_and_remedy(
+    platform: Platform, agents: dict[str, Agent]
+) -> None:
+    spec = {**SPEC, "parties": {**SPEC["parties"], "shop": {"dataset": "elsewhere"}}}
+    job = wait_for(platform.store, platform.scheduler.submit(spec), {"succeeded", "failed"})
+    assert job.state == "failed"
+    assert "dataset 'elsewhere' is not registered on this node" in (job.reason or "")
+    assert "party 'shop'" in (job.reason or "") and "node's config" in (job.reason or "")
+
+
+def test_cancel_stops_the_step_at_the_nodes(platform: Platform, agents: dict[str, Agent]) -> None:
+    spec = {**SPEC, "steps": [{"describe": {"sleep_s": 60}}]}
+    job_id = platform.scheduler.submit(spec)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with platform.store.session() as s:
+            tasks = s.query(Task).filter_by(job_id=job_id).all()
+        if all(t.state == "running" for t in tasks) and all(a._runs for a in agents.values()):
+            break
+        time.sleep(0.05)
+    platform.scheduler.cancel(job_id, by="test")
+    deadline = time.monotonic() + 10
+    while any(a._runs for a in agents.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(a._runs for a in agents.values()), "the nodes still run a canceled step"
+    assert wait_for(platform.store, job_id, {"canceled"}).state == "canceled"
