@@ -36,7 +36,9 @@ class Vertical:
         return pd.concat([frames["guest"], frames["host"]], axis=1)
 
 
-def load_vertical(folder: Path, name: str, id_col: str = "id", label: str = "y", classify: bool = True) -> Vertical:
+def load_vertical(
+    folder: Path, name: str, id_col: str = "id", label: str = "y", classify: bool = True
+) -> Vertical:
     guest = pd.read_csv(folder / f"{name}_hetero_guest.csv")
     host = pd.read_csv(folder / f"{name}_hetero_host.csv")
     host = host.rename(columns={c: f"host_{c}" for c in host.columns if c != id_col})
@@ -47,8 +49,14 @@ def load_vertical(folder: Path, name: str, id_col: str = "id", label: str = "y",
     gcols = [c for c in guest.columns if c not in (id_col, label)]
     hcols = [c for c in host.columns if c != id_col]
     return Vertical(
-        train={"guest": train[gcols].reset_index(drop=True), "host": train[hcols].reset_index(drop=True)},
-        test={"guest": test[gcols].reset_index(drop=True), "host": test[hcols].reset_index(drop=True)},
+        train={
+            "guest": train[gcols].reset_index(drop=True),
+            "host": train[hcols].reset_index(drop=True),
+        },
+        test={
+            "guest": test[gcols].reset_index(drop=True),
+            "host": test[hcols].reset_index(drop=True),
+        },
         y_train=train[label].to_numpy(),
         y_test=test[label].to_numpy(),
     )

@@ -65,7 +65,9 @@ def test_three_parties_follow_the_plaintext_sgd(sigmoid: str) -> None:
     coefficients on the same batches (fixed-point error only)."""
     X, y, _ = _synthetic()
     blocks = {"bank": X[:, :2], "shop": X[:, 2:4], "telco": X[:, 4:]}
-    params = dict(epochs=3, batch_size=64, learning_rate=0.5, l2=0.01, sigmoid=sigmoid, random_state=9)
+    params = dict(
+        epochs=3, batch_size=64, learning_rate=0.5, l2=0.01, sigmoid=sigmoid, random_state=9
+    )
 
     def party(session: Any) -> Any:
         model = SSLogisticRegression(**params)
@@ -79,8 +81,16 @@ def test_three_parties_follow_the_plaintext_sgd(sigmoid: str) -> None:
     Xs = (X - X.mean(0)) / X.std(0)
     seed = __import__("hashlib").sha256(b"sharedml.linear/9").digest()[:16]
     w, b = plaintext_sgd(
-        Xs, y.astype(float), task="classification", epochs=3, batch_size=64, eta0=0.5,
-        schedule="cosine", l2=0.01, sigmoid_approx=sigmoid, seed=seed,
+        Xs,
+        y.astype(float),
+        task="classification",
+        epochs=3,
+        batch_size=64,
+        eta0=0.5,
+        schedule="cosine",
+        l2=0.01,
+        sigmoid_approx=sigmoid,
+        seed=seed,
     )
     got = np.concatenate([out["bank"][0], out["shop"][0], out["telco"][0]])
     np.testing.assert_allclose(got, w, atol=2e-3)
@@ -93,13 +103,19 @@ def test_shared_weights_predict_like_released_weights_and_survive_save_load(
 ) -> None:
     data = vertical("breast")
     kept: dict[str, Any] = {}
-    own = run(lambda: SSLogisticRegression(epochs=3, batch_size=64, random_state=2), data, keep=kept)
+    own = run(
+        lambda: SSLogisticRegression(epochs=3, batch_size=64, random_state=2), data, keep=kept
+    )
     for party, model in kept.items():
         model.save(tmp_path / f"{party}.json")
     shared_kept: dict[str, Any] = {}
     shared = run(
-        lambda: SSLogisticRegression(epochs=3, batch_size=64, random_state=2, reveal_weights="none"),
-        data, keep=shared_kept, dealer_runs=2,
+        lambda: SSLogisticRegression(
+            epochs=3, batch_size=64, random_state=2, reveal_weights="none"
+        ),
+        data,
+        keep=shared_kept,
+        dealer_runs=2,
     )
     np.testing.assert_allclose(shared["guest"], own["guest"], atol=1e-3)
     # shared mode: no party holds plaintext coefficients, each holds a share of all of them
@@ -126,9 +142,15 @@ def test_early_stopping_stops_and_restores_best(vertical: Callable, run: Callabl
     kept: dict[str, Any] = {}
     run(
         lambda: SSLogisticRegression(
-            epochs=30, batch_size=64, lr_schedule="constant", early_stopping_rounds=2, random_state=4
+            epochs=30,
+            batch_size=64,
+            lr_schedule="constant",
+            early_stopping_rounds=2,
+            random_state=4,
         ),
-        data, keep=kept, validation=True,
+        data,
+        keep=kept,
+        validation=True,
     )
     guest, host = kept["guest"], kept["host"]
     assert guest.n_epochs_ == host.n_epochs_ < 30
