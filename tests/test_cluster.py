@@ -46,8 +46,13 @@ def fail_in_b(session: Session) -> None:
 
 
 def record_pid_then(session: Session) -> None:
-    Path(session.extras["dir"], f"{session.party}.pid").write_text(str(os.getpid()))
+    folder = Path(session.extras["dir"])
+    (folder / f"{session.party}.tmp").write_text(str(os.getpid()))
+    (folder / f"{session.party}.tmp").rename(folder / f"{session.party}.pid")
     if session.party == "b":
+        deadline = time.monotonic() + 30
+        while not (folder / "a.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # fail only once the other party is surely running
         raise RuntimeError("stop the run")
     time.sleep(120)  # the other party would hang; the launcher must stop it
 

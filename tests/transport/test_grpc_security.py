@@ -184,8 +184,14 @@ def test_stream_ending_inside_a_value_is_a_frame_error(
     job = _job()
     a = endpoints["a"].channel(job, PARTIES, addresses, timeout=10)
     messages = _value_messages("cut", np.arange(100_000))
-    code, _ = raw_stream(pki.load_identity(pki_dir, "c"), addresses["a"], "a", job, messages[:3])
-    assert code == grpc.StatusCode.OK
+    code, details = raw_stream(
+        pki.load_identity(pki_dir, "c"),
+        addresses["a"],
+        "a",
+        job,
+        [*messages[:3], grpc_wire.END_OF_STREAM],
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "ended inside a value" in details
     with pytest.raises(FrameError, match="ended inside a value"):
         a.recv("c", "cut", timeout=10)
     a.close()

@@ -139,3 +139,17 @@ def test_wire_refuses_huge_announcements_before_allocating() -> None:
     struct.pack_into("<Q", lying, 8, 1 << 62)
     with pytest.raises(FrameError, match="limit"):
         grpc_wire.Assembler(max_frame=1 << 30).feed(bytes(lying))
+
+
+def test_wire_end_of_stream_marker() -> None:
+    assembler = grpc_wire.Assembler()
+    (message,) = grpc_wire.messages("t", b"done", chunk=1 << 20)
+    assert assembler.feed(message) == ("t", b"done")
+    assert assembler.feed(grpc_wire.END_OF_STREAM) is None and assembler.ended
+    with pytest.raises(FrameError, match="after the end"):
+        assembler.feed(message)
+    first, *_ = grpc_wire.messages("t", np.zeros(1000), chunk=100)
+    cut = grpc_wire.Assembler()
+    cut.feed(first)
+    with pytest.raises(FrameError, match="ended inside a value"):
+        cut.feed(grpc_wire.END_OF_STREAM)

@@ -294,6 +294,7 @@ class _Link:
         """Finish the stream and wait until the peer has filed everything sent."""
         with self._lock:
             if not self._finished.is_set():
+                self._put(grpc_wire.END_OF_STREAM, "(close)", timeout)
                 self._put(_END, "(close)", timeout)
             if not self._finished.wait(timeout):
                 self._abandon()

@@ -206,8 +206,6 @@ class PeerServer:
                 done = assembler.feed(message)
                 if done is not None:
                     mailbox.put(job, sender, done[0], done[1])
-            if not context.is_active():  # the peer's process or connection went away
-                raise grpc.RpcError()
         except FrameError as exc:
             log.warning("party %s: bad frame from %s in job %s: %s", self.party, sender, job, exc)
             mailbox.fail(
@@ -221,6 +219,8 @@ class PeerServer:
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed frame: {exc.message}"
             )
         except grpc.RpcError:
+            pass  # the stream broke: handled below like a stream without its end marker
+        if not assembler.ended:  # the peer's process or connection went away
             log.warning(
                 "party %s: %s vanished mid-stream in job %s (%s)",
                 self.party,
@@ -236,17 +236,6 @@ class PeerServer:
                     party=self.party,
                     step=job,
                     remedy=f"check whether party {sender!r} crashed or lost its network",
-                ),
-            )
-            return
-        if assembler.partial is not None:
-            mailbox.fail(
-                job,
-                sender,
-                FrameError(
-                    f"stream from {sender!r} ended inside a value ({assembler.progress()})",
-                    party=self.party,
-                    step=job,
                 ),
             )
             return

@@ -8,14 +8,16 @@ STYLE.md 11)::
     offset size field
     0      4    magic  b"SMLT"
     4      1    version (1)
-    5      1    reserved (0)
+    5      1    flags: 0, or 1 = end of stream (no tag, no frame follows)
     6      2    tag length in bytes (uint16, at most MAX_TAG)
     8      8    frame length: codec header + payload (uint64)
     16     n    tag, UTF-8
     16+n   ...  the codec frame (:mod:`sharedml.transport.codec`) begins
 
 and the following messages carry the rest of the codec frame, in order,
-until ``frame length`` bytes have arrived. The first message always holds
+until ``frame length`` bytes have arrived. A sender that is done says so with
+:data:`END_OF_STREAM`, so a receiver can tell a finished peer from one whose
+process or connection died (whose stream just stops). The first message always holds
 the whole codec header, so the receiver checks it before allocating the
 payload buffer; a value whose chunks overshoot, undershoot or disagree
 with its headers is a :class:`~sharedml.errors.FrameError`.
@@ -40,6 +42,9 @@ DEFAULT_CHUNK = 1 << 20
 #: Largest value a receiver accepts unless told otherwise (bounds allocation).
 DEFAULT_MAX_FRAME = 8 << 30
 _ENVELOPE = struct.Struct("<4sBBHQ")
+FLAG_END = 1
+#: The last message of a stream whose sender finished cleanly.
+END_OF_STREAM = _ENVELOPE.pack(MAGIC, VERSION, FLAG_END, 0, 0)
 
 
 def messages(tag: str, value: Value, chunk: int = DEFAULT_CHUNK) -> Iterator[bytes]:
@@ -85,6 +90,7 @@ class Assembler:
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.max_frame = max_frame
         self._partial: _Partial | None = None
+        self.ended = False
 
     @property
     def partial(self) -> str | None:
@@ -98,6 +104,13 @@ class Assembler:
         return f"{p.filled} of {p.buffer.nbytes} payload bytes of tag {p.tag!r}"
 
     def feed(self, message: bytes) -> tuple[str, Value] | None:
+        if self.ended:
+            raise FrameError("message after the end of the stream")
+        if message == END_OF_STREAM:
+            self.ended = True
+            if self._partial is not None:
+                raise FrameError(f"stream ended inside a value ({self.progress()})")
+            return None
         if self._partial is None:
             return self._start(message)
         p = self._partial
@@ -117,7 +130,7 @@ class Assembler:
     def _start(self, message: bytes) -> tuple[str, Value] | None:
         if len(message) < _ENVELOPE.size:
             raise FrameError(f"message of {len(message)} bytes is too short for an envelope")
-        magic, version, _reserved, tag_len, total = _ENVELOPE.unpack_from(message)
+        magic, version, flags, tag_len, total = _ENVELOPE.unpack_from(message)
         if magic != MAGIC:
             raise FrameError("not a sharedml stream message (bad envelope magic)")
         if version != VERSION:
@@ -125,6 +138,8 @@ class Assembler:
                 f"envelope version {version} is not supported (this side speaks {VERSION})",
                 remedy="run the same sharedml version on every party",
             )
+        if flags:
+            raise FrameError(f"envelope with unknown flags {flags}")
         if tag_len > MAX_TAG or len(message) < _ENVELOPE.size + tag_len:
             raise FrameError(f"envelope announces a tag of {tag_len} bytes that is not there")
         try:
