@@ -18,6 +18,7 @@ server's message and remedy; a platform that cannot be reached raises
 
 from __future__ import annotations
 
+import ssl
 import time
 from pathlib import Path
 from types import TracebackType
@@ -46,7 +47,11 @@ _ERRORS: dict[int, type[SharedMLError]] = {
 
 
 class Client:
-    """A session with one platform. ``token``: a session or API token, if already held."""
+    """A session with one platform.
+
+    ``token``: a session or API token, if already held; ``verify``: True (system
+    CAs), False, or the path of the CA certificate that signed the platform's.
+    """
 
     def __init__(
         self,
@@ -58,9 +63,12 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.token = token
+        tls: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        )
         self._http = httpx.Client(
             base_url=base_url.rstrip("/") + "/api/v1",
-            verify=verify,
+            verify=tls,
             timeout=timeout,
             transport=transport,
         )

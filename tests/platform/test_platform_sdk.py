@@ -1,0 +1,170 @@
+"""The SDK against a real ``sharedml platform serve`` process over HTTPS (certificate from
+the deployment PKI), end to end: login, tokens, users, datasets, grants, a job and its
+approval, audit and settings; errors arrive as sharedml exceptions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sharedml.crypto import pki
+from sharedml.errors import AuthError, ConfigError, PeerTimeout, PeerUnreachable, PolicyDenied
+from sharedml.sdk import Client
+
+pytestmark = pytest.mark.slow
+PASSWORD = "admin-password-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(*args: str, data_dir: Path, stdin: str | None = None) -> str:
+    env = {**os.environ, "SHAREDML_PLATFORM_DIR": str(data_dir)}
+    out = subprocess.run(
+        [sys.executable, "-m", "sharedml.cli", *args],
+        env=env, input=stdin, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+    root = tmp_path_factory.mktemp("sdk")
+    data, certs = root / "data", root / "pki"
+    pki.init_ca(certs)
+    pki.issue(certs, "platform")
+    cli("user", "add", "root", "--role", "admin", "--no-totp", "--password", PASSWORD, data_dir=data)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sharedml.cli", "platform", "serve", "--data-dir", str(data),
+         "--port", str(port), "--certfile", str(certs / "platform.pem"),
+         "--keyfile", str(certs / "platform.key")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(url, verify=str(certs / "ca.pem"), timeout=2) as c:
+                    c.login("root", PASSWORD)
+                break
+            except PeerUnreachable:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"platform did not start: {proc.stderr.read() if proc.stderr else ''}") from None
+                time.sleep(0.3)
+        yield url, certs / "ca.pem", data
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_the_sdk_drives_the_platform_over_https(server: tuple[str, Path, Path]) -> None:
+    url, ca, _ = server
+    with Client(url, verify=str(ca)) as admin:
+        admin.login("root", PASSWORD)
+        assert admin.me()["role"] == "admin"
+        token = admin.create_token("script")["token"]
+        created = admin.create_user("olive", "owner-password", "data_owner", totp=False)
+        admin.create_user("andy", "analyst-password", "analyst", totp=False)
+        assert {u["username"] for u in admin.users()} == {"root", "olive", "andy"}
+        assert admin.user(created["id"])["role"] == "data_owner"
+        project = admin.create_project("risk")
+        assert admin.projects()[0]["name"] == "risk" and admin.project(project["id"])["id"] == project["id"]
+        assert admin.update_settings(task_timeout_s=20)["task_timeout_s"] == 20
+        assert admin.settings()["task_timeout_s"] == 20
+
+    with Client(url, token=token, verify=str(ca)) as script:  # the API token, no login
+        assert script.me()["username"] == "root"
+
+    with Client(url, verify=str(ca)) as owner, Client(url, verify=str(ca)) as analyst:
+        owner.login("olive", "owner-password")
+        analyst.login("andy", "analyst-password")
+        ds = owner.register_dataset("bank", "customers", [{"name": "age", "type": "int"}], row_count=100)
+        assert analyst.datasets() == []
+        with pytest.raises(PolicyDenied):
+            analyst.dataset(ds["id"])
+        andy = next(u for u in admin_users(url, ca) if u["username"] == "andy")
+        owner.grant("dataset", ds["id"], andy["id"], "use")
+        assert [g["permission"] for g in owner.grants("dataset", ds["id"])] == ["use"]
+        assert analyst.dataset(ds["id"])["name"] == "customers"
+
+        spec = "name: credit\nparties:\n  bank: {dataset: customers}\nsteps:\n  - describe: {}\n"
+        job = analyst.submit(spec)
+        assert analyst.get(job["id"])["state"] == "pending"
+        assert [j["id"] for j in analyst.list()] == [job["id"]]
+        assert analyst.approval_status(job["id"])["status"] == "pending"
+        (approval,) = owner.approvals(state="pending")
+        assert owner.approve(approval["id"], "ok")["state"] == "approved"
+        assert analyst.approval_status(job["id"])["status"] == "approved"
+        assert analyst.tasks(job["id"])[0]["party"] == "bank"
+        assert analyst.result(job["id"])["job_id"] == job["id"]
+        with pytest.raises(PeerTimeout):
+            analyst.wait(job["id"], timeout=0.5, poll=0.2)  # no node runs it
+        assert analyst.cancel(job["id"])["state"] == "canceled"
+        assert analyst.wait(job["id"], timeout=5)["state"] == "canceled"
+        with pytest.raises(ConfigError):
+            analyst.cancel(job["id"])  # 409: already finished
+        with pytest.raises(PolicyDenied):
+            analyst.audit_verify()
+        with pytest.raises(ConfigError):
+            analyst.submit({"parties": {"bank": {}}, "steps": [{"no_such_step": {}}]})
+        analyst.logout()
+        with pytest.raises(AuthError):
+            analyst.jobs()
+
+    with Client(url, token=token, verify=str(ca)) as auditor_view:
+        v = auditor_view.audit_verify()
+        assert v["ok"] and v["entries"] > 10
+        assert auditor_view.audit_export().count("\n") == v["entries"]
+        actions = {e["action"] for e in auditor_view.audit(limit=1000)}
+        assert {"auth.login", "dataset.register", "approval.approved", "settings.change"} <= actions
+        assert auditor_view.nodes() == []
+        assert auditor_view.models() == []
+
+
+def admin_users(url: str, ca: Path) -> list[dict[str, object]]:
+    with Client(url, verify=str(ca)) as c:
+        c.login("root", PASSWORD)
+        return c.users()
+
+
+def test_wrong_password_and_plain_http_are_clear_errors(server: tuple[str, Path, Path]) -> None:
+    url, ca, _ = server
+    with Client(url, verify=str(ca)) as c, pytest.raises(AuthError, match="401"):
+        c.login("root", "wrong-password")
+    with Client(url, verify=True) as c, pytest.raises(PeerUnreachable):  # not the system's CA
+        c.login("root", PASSWORD)
+
+
+def test_cli_job_commands_use_the_sdk(server: tuple[str, Path, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sharedml.platform.cli import job_app, user_app
+
+    url, ca, data = server
+    runner = CliRunner()
+
+    def run(app: object, *args: str) -> str:
+        result = runner.invoke(app, list(args))  # type: ignore[arg-type]
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    token = run(user_app, "token", "root", "--data-dir", str(data)).strip()
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: cli-job\nparties:\n  bank: {}\nsteps:\n  - describe: {}\n")
+    common = ["--url", url, "--token", token, "--ca", str(ca)]
+    job_id = run(job_app, "submit", str(spec), *common).split()[2]
+    assert job_id in run(job_app, "status", *common)
+    assert '"name": "cli-job"' in run(job_app, "status", job_id, *common)
+    assert "canceled" in run(job_app, "cancel", job_id, *common)
