@@ -11,7 +11,9 @@ two public bits (improved, stop). Subclasses implement the protocol hooks:
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import time
 from typing import Any, Self
 
 import numpy as np
@@ -50,6 +52,7 @@ class SGDDriver(LinearPart):
     l2: float
     early_stopping_rounds: int
     validation_metric: str
+    random_state: int | None
     scaling: str
 
     # -- parameter rules, declared once ------------------------------------------------
@@ -118,7 +121,9 @@ class SGDDriver(LinearPart):
         yt = None if ym is None else (ym - self.y_mean_) / self.y_scale_
         seed = self._shuffle_seed(session)
         self._Xs, self._y, self._Xv = Xs, yt, Xvs
+        start = time.perf_counter()
         self._setup(session)
+        self.setup_seconds_ = time.perf_counter() - start
         try:
             self._train(session, Xs, yt, Xvs, yv, seed)
             self._finish(session)
@@ -128,9 +133,13 @@ class SGDDriver(LinearPart):
         return self
 
     def _shuffle_seed(self, session: Session) -> bytes:
-        """The label holder picks the public shuffle seed (row order is public after PSI)."""
+        """The label holder picks the public shuffle seed (row order is public after PSI);
+        ``random_state`` makes it reproducible."""
         if session.party == self.layout_.label_holder:
-            seed = secrets.token_bytes(16)
+            if self.random_state is None:
+                seed = secrets.token_bytes(16)
+            else:
+                seed = hashlib.sha256(f"sharedml.linear/{self.random_state}".encode()).digest()[:16]
             send_all(session, self.parties_, "shuffle-seed", seed)
             return seed
         got = bytes(session.channel.recv(self.layout_.label_holder, "shuffle-seed"))
@@ -158,11 +167,14 @@ class SGDDriver(LinearPart):
         step = 0
         self.n_epochs_ = 0
         best: Any = None
+        self.epoch_seconds_: list[float] = []
         for epoch in range(self.epochs):
+            start = time.perf_counter()
             for idx in batch_plan(n, self.batch_size, seed, epoch):
                 lr = learning_rate(self.lr_schedule, self.learning_rate, step, total)
                 self._step(session, idx, lr)
                 step += 1
+            self.epoch_seconds_.append(time.perf_counter() - start)
             self.n_epochs_ = epoch + 1
             if Xv is None:
                 continue

@@ -86,7 +86,8 @@ class HELogisticRegression(PlaintextWeightsSGD):
         lr_schedule: str = "cosine",
         l2: float = 1e-4,
         early_stopping_rounds: int = 0,
-        validation_metric: str = "auc",
+        validation_metric: str = "auto",
+        random_state: int | None = None,
         scaling: str = "standard",
         key_bits: int = 2048,
         residual_bits: int = 20,
@@ -99,6 +100,7 @@ class HELogisticRegression(PlaintextWeightsSGD):
         self.l2 = l2
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_metric = validation_metric
+        self.random_state = random_state
         self.scaling = scaling
         self.key_bits = key_bits
         self.residual_bits = residual_bits

@@ -264,6 +264,7 @@ class SSLogisticRegression(_SSLinear):
         l2: float = 1e-4,
         early_stopping_rounds: int = 0,
         validation_metric: str = "auto",
+        random_state: int | None = None,
         scaling: str = "standard",
         sigmoid: str = "clip_poly3",
         reveal_weights: str = "own",
@@ -278,6 +279,7 @@ class SSLogisticRegression(_SSLinear):
         self.l2 = l2
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_metric = validation_metric
+        self.random_state = random_state
         self.scaling = scaling
         self.sigmoid = sigmoid
         self.reveal_weights = reveal_weights
@@ -311,6 +313,7 @@ class SSLinearRegression(_SSLinear):
         l2: float = 0.0,
         early_stopping_rounds: int = 0,
         validation_metric: str = "auto",
+        random_state: int | None = None,
         scaling: str = "whiten",
         reveal_weights: str = "own",
         provider: str = "dealer",
@@ -324,6 +327,7 @@ class SSLinearRegression(_SSLinear):
         self.l2 = l2
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_metric = validation_metric
+        self.random_state = random_state
         self.scaling = scaling
         self.reveal_weights = reveal_weights
         self.provider = provider
@@ -343,11 +347,15 @@ def shared_sigmoid(z: Any, approx: str) -> Any:
     x = z if bound is None else _clip(z, bound)
     if len(coefs) == 1:
         return x * coefs[0] + 0.5
-    sq = x * x
-    # Horner in x^2: c1 + x^2 (c3 + x^2 (c5 ...)), then times x
-    acc = sq * coefs[-1] + coefs[-2]
-    for c in reversed(coefs[:-2]):
-        acc = (sq * acc) + c
+    from sharedml.mpc import beaver
+
+    # Horner in x^2: c1 + x^2 (c3 + x^2 (c5 ...)), then times x. The first
+    # product x^2 * c_top is truncated once (2f + f -> f): one round saved.
+    acc = beaver.mul(x, x) * coefs[-1] + coefs[-2]
+    if len(coefs) > 2:
+        sq = x * x
+        for c in reversed(coefs[:-2]):
+            acc = (sq * acc) + c
     return x * acc + 0.5
 
 

@@ -1,0 +1,196 @@
+"""Vertical learning on default_credit: parties as separate processes over gRPC (mTLS).
+
+SS-LR: the guest (label holder, 13 features) and the host (10 features) each
+run in their own process (:func:`sharedml.cluster.run_cluster`), a dealer
+process deals the correlated randomness. 70/30 split stratified on y, seed
+42 (21,000 training rows), batch 1024, 5 epochs, ``clip_poly3`` sigmoid. The
+figure is the median epoch time at the guest (``fit`` records each epoch's
+wall time; the one-off setup — sharing and masking the data once — is shown
+apart). Baseline: the same mini-batch SGD (same batches, same sigmoid
+approximation) in plaintext numpy on the joined data, in this process.
+Goal: SS-LR <= 0.3 s per epoch.
+
+HE-LR (the label holder's Paillier key, no dealer) runs one epoch beside it
+unless ``--no-he``. If ``bench/vertical_secureboost.py`` exists, its rows
+(SecureBoost vs XGBoost) are added unless ``--no-secureboost``.
+
+    .venv/bin/python bench/vertical.py
+    .venv/bin/python bench/vertical.py --epochs 3 --no-he --no-secureboost
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import report
+from sharedml.session import Session
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+GOAL_S_PER_EPOCH = 0.3
+BATCH = 1024
+
+
+def _load(folder: Path, side: str) -> pd.DataFrame:
+    return pd.read_csv(folder / f"default_credit_hetero_{side}.csv").sort_values("id")
+
+
+def _split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    guest = _load(folder, "guest")
+    idx = np.arange(len(guest))
+    train, test = train_test_split(idx, test_size=0.3, random_state=42, stratify=guest["y"])
+    return np.asarray(train), np.asarray(test)
+
+
+def party(session: Session) -> dict[str, Any]:
+    """One data party: load its own file, fit, predict the hold-out rows."""
+    from sharedml.learn.linear import HELogisticRegression, SSLogisticRegression
+
+    opts = session.extras
+    frame = _load(Path(opts["data"]), session.party)
+    train, test = opts["train"], opts["test"]
+    y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
+    X = frame.drop(columns=["id"]).to_numpy(np.float64)
+    if opts["model"] == "ss":
+        model: Any = SSLogisticRegression(
+            epochs=opts["epochs"], batch_size=BATCH, sigmoid=opts["sigmoid"], random_state=0
+        )
+    else:
+        model = HELogisticRegression(epochs=opts["epochs"], batch_size=BATCH, random_state=0)
+    t0 = time.perf_counter()
+    model.fit(session, X[train], None if y is None else y[train])
+    out: dict[str, Any] = {
+        "fit_s": time.perf_counter() - t0,
+        "setup_s": model.setup_seconds_,
+        "epochs_s": list(model.epoch_seconds_),
+    }
+    scores = model.predict(session, X[test])
+    if scores is not None and y is not None:
+        from sharedml.learn.metrics import roc_auc
+
+        out["auc"] = roc_auc(y[test], scores)
+    return out
+
+
+def dealer(session: Session) -> dict[str, Any]:
+    from sharedml.mpc import serve_dealer
+
+    stats = serve_dealer(session, ["guest", "host"])
+    return {"requests": stats.requests, "bytes": stats.bytes_sent}
+
+
+def plaintext_baseline(
+    folder: Path, train: np.ndarray, test: np.ndarray, epochs: int, sigmoid: str
+) -> tuple[float, float]:
+    """Seconds per epoch and hold-out AUC of the same SGD in numpy (median of 3 runs)."""
+    from sharedml.learn.linear import plaintext_sgd
+    from sharedml.learn.metrics import roc_auc
+
+    guest, host = _load(folder, "guest"), _load(folder, "host")
+    y = guest.pop("y").to_numpy(np.float64)
+    X = np.hstack([guest.drop(columns=["id"]).to_numpy(), host.drop(columns=["id"]).to_numpy()])
+    mean, std = X[train].mean(0), X[train].std(0)
+    Xs = (X - mean) / std
+    times, auc = [], 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        w, b = plaintext_sgd(
+            Xs[train],
+            y[train],
+            task="classification",
+            epochs=epochs,
+            batch_size=BATCH,
+            eta0=2.0,
+            schedule="cosine",
+            l2=1e-4,
+            sigmoid_approx=sigmoid,
+        )
+        times.append((time.perf_counter() - t0) / epochs)
+        auc = roc_auc(y[test], Xs[test] @ w + b)
+    return statistics.median(times), auc
+
+
+def linear_rows(
+    data: Path, epochs: int, he: bool, sigmoid: str = "clip_poly3"
+) -> list[dict[str, Any]]:
+    from sharedml.cluster import run_cluster
+
+    train, test = _split(data)
+    base_s, base_auc = plaintext_baseline(data, train, test, epochs, sigmoid)
+    rows = []
+    models = [("ss", epochs)] + ([("he", 1)] if he else [])
+    for model, n_epochs in models:
+        parties = ["guest", "host", "dealer"] if model == "ss" else ["guest", "host"]
+        opts = {
+            "data": str(data),
+            "train": train,
+            "test": test,
+            "model": model,
+            "epochs": n_epochs,
+            "sigmoid": sigmoid,
+        }
+        fns: dict[str, Any] = {"guest": party, "host": party}
+        if model == "ss":
+            fns["dealer"] = dealer
+        out = run_cluster(fns, parties, timeout=900, extras={p: opts for p in parties})
+        per_epoch = statistics.median(out["guest"]["epochs_s"])
+        rows.append(
+            {
+                "model": f"{model.upper()}-LR" + (f" ({sigmoid})" if model == "ss" else ""),
+                "rows": len(train),
+                "epochs": n_epochs,
+                "setup_s": out["guest"]["setup_s"],
+                "s_per_epoch": per_epoch,
+                "plaintext_s_per_epoch": base_s,
+                "ratio": per_epoch / base_s,
+                "auc": out["guest"]["auc"],
+                "plaintext_auc": base_auc,
+                "goal_s_per_epoch": GOAL_S_PER_EPOCH if model == "ss" else None,
+                "meets_goal": per_epoch <= GOAL_S_PER_EPOCH if model == "ss" else None,
+            }
+        )
+    return rows
+
+
+def secureboost_rows(data: Path) -> list[dict[str, Any]]:
+    """The tree engineer's bench, when present (its own rows, SecureBoost vs XGBoost)."""
+    path = Path(__file__).with_name("vertical_secureboost.py")
+    if not path.exists():
+        return []
+    spec = importlib.util.spec_from_file_location("vertical_secureboost", path)
+    if spec is None or spec.loader is None:
+        return []
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["vertical_secureboost"] = module  # its party functions must pickle by name
+    spec.loader.exec_module(module)
+    return [{"model": "SecureBoost", **row} for row in module.run(data=data)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--sigmoid", default="clip_poly3", help="SS-LR sigmoid approximation")
+    parser.add_argument("--no-he", action="store_true", help="skip the HE-LR row")
+    parser.add_argument("--no-secureboost", action="store_true", help="skip SecureBoost")
+    args = parser.parse_args()
+    rows = linear_rows(args.data, args.epochs, not args.no_he, args.sigmoid)
+    if not args.no_secureboost:
+        rows += secureboost_rows(args.data)
+    report("vertical", rows, {"cores": os.cpu_count(), "load": os.getloadavg()[0]})
+
+
+if __name__ == "__main__":
+    main()
