@@ -24,6 +24,7 @@ Every login, failed or not, is written to the audit log (without secrets).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
@@ -115,6 +116,12 @@ class LoginLimiter:
             q = self._hits[key]
             while q and (now - q[0]).total_seconds() >= 60:
                 q.popleft()
+            if len(self._hits) > 10_000:  # forget clients idle for a minute
+                for stale in [
+                    k for k, v in self._hits.items() if not v or (now - v[-1]).total_seconds() >= 60
+                ]:
+                    del self._hits[stale]
+                q = self._hits[key]
             if len(q) >= limit:
                 raise LoginThrottled(
                     "too many login attempts", remedy="wait a minute before trying again"
@@ -135,7 +142,6 @@ class Authenticator:
         hasher: PasswordHasher | None = None,
     ) -> None:
         self._hasher = hasher or PasswordHasher()
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
         self._store = store
         self._clock = clock
         self._box = box
@@ -144,6 +150,11 @@ class Authenticator:
         self._limiter = LoginLimiter(clock)
 
     # --- users -----------------------------------------------------------------
+
+    @functools.cached_property
+    def _dummy_hash(self) -> str:
+        """Checked against when the user is unknown, so that costs as much as a real check."""
+        return self._hasher.hash(secrets.token_urlsafe(16))
 
     def hash_password(self, password: str) -> str:
         """argon2id; the cost parameters are the hasher's (argon2-cffi's defaults in production)."""
