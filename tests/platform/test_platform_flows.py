@@ -242,3 +242,23 @@ def test_stored_job_spec_is_json(world: World) -> None:
     with world.platform.store.session() as s:
         stored = s.scalars(select(Job).where(Job.id == job["id"])).one()
     assert json.loads(stored.spec)["parties"] == {"bank": {"dataset": "customers"}}
+
+
+def test_no_task_is_dispatched_before_every_owner_approved(world: World) -> None:
+    """8.3-1 end to end with the app's scheduler: orders reach the node only after approval."""
+    d = dataset(world, "customers")
+    use = {"user_id": world.ids["analyst"], "permission": "use"}
+    ok(world.call("data_owner", "PUT", f"{V1}/datasets/{d['id']}/grants", json=use))
+    job = ok(submit(world, "analyst", {"bank": "customers"}), 201)
+    scheduler = world.app.state.scheduler
+    scheduler.node_hello("bank", "127.0.0.1:7001")
+    scheduler.tick()
+    orders, _ = scheduler.node_beat("bank", {})
+    assert orders == []
+    waiting = ok(world.call("analyst", "GET", f"{V1}/jobs/{job['id']}"))
+    assert waiting["state"] == "pending" and "approval" in waiting["reason"]
+    (a,) = ok(world.call("data_owner", "GET", f"{V1}/approvals", params={"job_id": job["id"]}))
+    ok(world.call("data_owner", "POST", f"{V1}/approvals/{a['id']}/decision", json={"approve": True}))
+    scheduler.tick()
+    orders, _ = scheduler.node_beat("bank", {})
+    assert [(o["job_id"], o["step_id"]) for o in orders] == [(job["id"], "describe")]
