@@ -56,6 +56,18 @@ def test_comparisons_are_exact() -> None:
     assert np.array_equal(a["max"], np.maximum(x, y))
 
 
+def test_a2b_gives_the_ring_value_in_bits() -> None:
+    from sharedml.mpc.boolean import a2b
+
+    x, _ = _inputs(300, 10)
+
+    def body(mpc):
+        sx = mpc.share(x if mpc.party == "bob" else None, owner="bob")
+        return a2b(sx).reveal()
+
+    assert np.array_equal(run_mpc(body)["alice"], FP.encode(x))
+
+
 @pytest.mark.slow
 def test_comparisons_with_he_material() -> None:
     """The HE provider makes AND triples bit by bit (slow): a small batch."""

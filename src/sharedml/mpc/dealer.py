@@ -131,10 +131,8 @@ class DealerProvider(RandomnessProvider):
         return Material(req.counter, shares, receive)
 
     def close(self) -> None:
-        if self._last and self._prg is not None:
-            self._channel.send(self.dealer, "req", Request(Kind.STOP, 0, ()).encode())
-        elif self._last:
-            self._key()
+        """Tell the dealer to stop (sent by the party that talks to it)."""
+        if self._last:
             self._channel.send(self.dealer, "req", Request(Kind.STOP, 0, ()).encode())
 
 

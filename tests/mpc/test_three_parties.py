@@ -1,0 +1,38 @@
+"""n ≥ 2: the same protocols with three computing parties and a dealer."""
+
+from __future__ import annotations
+
+import numpy as np
+from tests.mpc.conftest import run_mpc
+
+from sharedml.crypto.fixedpoint import FixedPoint
+from sharedml.mpc import functions as F
+
+FP = FixedPoint(16)
+
+
+def test_three_party_sharing_products_and_comparisons() -> None:
+    rng = np.random.default_rng(31)
+    x, y, z = (FP.decode(FP.encode(rng.normal(scale=4, size=50))) for _ in range(3))
+    w = FP.decode(FP.encode(rng.normal(size=(50, 3))))
+    owners = {"alice": x, "bob": y, "carol": z}
+
+    def body(mpc):
+        sx, sy, sz = (mpc.share(v if mpc.party == p else None, owner=p) for p, v in owners.items())
+        sw = mpc.share(w if mpc.party == "carol" else None, owner="carol")
+        return {
+            "sum": (sx + sy - sz).reveal(raw=True),
+            "mul": (sx * sy).reveal(),
+            "matmul": (sz @ sw).reveal(),
+            "lt": (sx < sz).reveal(to="carol"),
+            "relu": F.relu(sy).reveal(to="carol"),
+        }
+
+    out = run_mpc(body, parties=("alice", "bob", "carol"))
+    a, c = out["alice"], out["carol"]
+    assert np.array_equal(a["sum"], FP.encode(x) + FP.encode(y) - FP.encode(z))
+    assert np.all(np.abs(a["mul"] - x * y) <= (np.abs(x) + np.abs(y) + 2) * FP.ulp)
+    assert np.allclose(a["matmul"], z @ w, atol=60 * FP.ulp)
+    assert np.array_equal(c["lt"], (x < z).astype(float))
+    assert np.array_equal(c["relu"], np.maximum(y, 0))
+    assert a["lt"] is None and out["bob"]["relu"] is None
