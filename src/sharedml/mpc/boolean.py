@@ -33,11 +33,16 @@ Rotaru & Wood, "MArBled circuits", INDOCRYPT 2019 (daBits).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from sharedml.crypto import ring
 from sharedml.mpc.material import Kind
 from sharedml.mpc.tensor import SharedTensor
+
+if TYPE_CHECKING:
+    from sharedml.mpc.context import MPC
 
 _ONE = np.uint64(1)
 _U63 = np.uint64(63)
@@ -48,7 +53,7 @@ class BooleanTensor:
 
     __slots__ = ("mpc", "share")
 
-    def __init__(self, mpc: object, share: np.ndarray) -> None:
+    def __init__(self, mpc: MPC, share: np.ndarray) -> None:
         self.mpc = mpc
         self.share = np.asarray(share, dtype=ring.DTYPE)
 
@@ -67,18 +72,18 @@ class BooleanTensor:
 
     def reveal(self) -> np.ndarray:
         """Open the words to every party (tests and debugging)."""
-        return self.mpc.open("reveal_bool", self.share, boolean=True)  # type: ignore[attr-defined]
+        return self.mpc.open("reveal_bool", self.share, boolean=True)
 
 
 def and_(x: BooleanTensor, y: BooleanTensor) -> BooleanTensor:
     """x & y, one round (see module docstring)."""
     mpc = x.mpc
-    mat = mpc.provider.request(Kind.AND, x.shape)  # type: ignore[attr-defined]
+    mat = mpc.provider.request(Kind.AND, x.shape)
     a, b = mat["a"], mat["b"]
-    d, e = mpc.open_many("and", [x.share ^ a, y.share ^ b], boolean=True)  # type: ignore[attr-defined]
+    d, e = mpc.open_many("and", [x.share ^ a, y.share ^ b], boolean=True)
     z = mat["c"] ^ (d & b)
     z ^= e & a
-    if mpc.index == 0:  # type: ignore[attr-defined]
+    if mpc.index == 0:
         z ^= d & e
     return BooleanTensor(mpc, z)
 
@@ -87,14 +92,14 @@ def _level(g: BooleanTensor, p: BooleanTensor, s: int) -> tuple[BooleanTensor, B
     """One Kogge–Stone level: (G ⊕ (P & (G << s)), P & (P << s)) in one round."""
     mpc = g.mpc
     us = np.uint64(s)
-    mat = mpc.provider.request(Kind.ADDER, (s, *g.shape))  # type: ignore[attr-defined]
+    mat = mpc.provider.request(Kind.ADDER, (s, *g.shape))
     a, b = mat["a"], mat["b"]
-    d, e = mpc.open_many("adder", [p.share ^ a, (g.share << us) ^ b], boolean=True)  # type: ignore[attr-defined]
+    d, e = mpc.open_many("adder", [p.share ^ a, (g.share << us) ^ b], boolean=True)
     gz = mat["c1"] ^ (d & b)
     gz ^= e & a
     pz = mat["c2"] ^ (d & (a << us))
     pz ^= a & (d << us)
-    if mpc.index == 0:  # type: ignore[attr-defined]
+    if mpc.index == 0:
         gz ^= d & e
         pz ^= d & (d << us)
     gz ^= g.share
@@ -135,15 +140,15 @@ def b2a(bits: BooleanTensor) -> SharedTensor:
     The opened bits c = b ⊕ r travel packed, 64 per word.
     """
     mpc = bits.mpc
-    mat = mpc.provider.request(Kind.DABIT, bits.shape)  # type: ignore[attr-defined]
+    mat = mpc.provider.request(Kind.DABIT, bits.shape)
     masked = ((bits.share & _ONE) ^ mat["rb"]).ravel()
-    opened = mpc.open("b2a", _pack_bits(masked), boolean=True)  # type: ignore[attr-defined]
-    c = np.unpackbits(opened.view(np.uint8), bitorder="little")[: masked.size]
-    c = c.astype(ring.DTYPE).reshape(bits.shape)
+    opened = mpc.open("b2a", _pack_bits(masked), boolean=True)
+    unpacked = np.unpackbits(opened.view(np.uint8), bitorder="little")[: masked.size]
+    c = unpacked.astype(ring.DTYPE).reshape(bits.shape)
     out = mat["ra"] * (_ONE - (c << _ONE))
-    if mpc.index == 0:  # type: ignore[attr-defined]
+    if mpc.index == 0:
         out += c
-    return SharedTensor(mpc, out, 0)  # type: ignore[arg-type]
+    return SharedTensor(mpc, out, 0)
 
 
 _COMPRESS = [
