@@ -63,6 +63,16 @@ def crash_hard(session: Session) -> None:
     session.channel.recv("b", "never")
 
 
+def start_own_worker(session: Session) -> int | None:
+    """Party code may start processes of its own (e.g. scikit-learn's n_jobs)."""
+    import multiprocessing
+
+    worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+    worker.start()
+    worker.join(timeout=60)
+    return worker.exitcode
+
+
 def say_hi(session: Session) -> str:
     return f"hi from {session.party}"
 
@@ -93,6 +103,10 @@ def test_mapping_of_functions() -> None:
         "a": "hi from a",
         "b": "bye from b",
     }
+
+
+def test_parties_may_start_their_own_processes() -> None:
+    assert run_cluster(start_own_worker, ["a"]) == {"a": 0}
 
 
 def test_failure_names_party_and_carries_traceback() -> None:

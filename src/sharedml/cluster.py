@@ -5,7 +5,7 @@ demo: :func:`run_cluster` has the signature and meaning of
 :func:`sharedml.simulation.run_parties`, but every party is a separate
 process (``spawn``) with its own :class:`~sharedml.transport.grpc.GrpcEndpoint`
 on loopback, holding a certificate issued by a CA made for this run in a
-temporary directory.
+temporary directory (each process is handed its own key only).
 
 The parent is the orchestrator, not a party: it starts the processes, tells
 each where the others listen, collects results (pickled between parent and
@@ -100,14 +100,14 @@ def run_cluster(
                     frac_bits,
                     party_seed,
                     dict((extras or {}).get(party, {})),
-                    pki_dir,
+                    pki.load_identity(pki_dir, party),  # this party's key only
                 )
                 parent_end, child_end = ctx.Pipe()
                 proc = ctx.Process(
                     target=_child_main,
                     args=(func, spec, child_end),
                     name=f"sharedml-{party}",
-                    daemon=True,
+                    daemon=False,  # a party may start worker processes of its own
                 )
                 try:
                     proc.start()
@@ -136,11 +136,11 @@ class _ChildSpec:
         frac_bits: int,
         seed: bytes | None,
         extras: dict[str, Any],
-        pki_dir: str,
+        identity: pki.Identity,
     ) -> None:
         self.party, self.parties, self.job = party, parties, job
         self.timeout, self.frac_bits, self.seed = timeout, frac_bits, seed
-        self.extras, self.pki_dir = extras, pki_dir
+        self.extras, self.identity = extras, identity
 
 
 def _orchestrate(
@@ -276,7 +276,7 @@ def _child_main(fn: Callable[[Session], Any], spec: _ChildSpec, pipe: Connection
 
     endpoint = None
     try:
-        endpoint = GrpcEndpoint(pki.load_identity(spec.pki_dir, spec.party))
+        endpoint = GrpcEndpoint(spec.identity)
         pipe.send(("address", endpoint.address, ""))
         kind, addresses = pipe.recv()
         if kind != "addresses":

@@ -63,6 +63,7 @@ def _client_options(peer: str) -> list[tuple[str, str | int]]:
         # Notice a vanished host (not just a dead process) within ~30 s.
         ("grpc.keepalive_time_ms", 20_000),
         ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),  # keep pinging on quiet streams
     ]
 
 

@@ -87,7 +87,14 @@ class PeerServer:
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"peer-{self.party}"),
-            options=message_options(),
+            options=[
+                *message_options(),
+                # Peers' keepalive pings (every 20 s) on streams that carry no
+                # replies must not count as abuse, or gRPC would drop them.
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                ("grpc.http2.max_ping_strikes", 0),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ],
         )
         handler = grpc.stream_stream_rpc_method_handler(self._serve)
         self._server.add_generic_rpc_handlers(
