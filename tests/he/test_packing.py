@@ -56,11 +56,14 @@ def test_pack_ciphertexts_under_paillier(keys):
 
 
 def test_encryptor_in_process_matches_pool(keys):
+    """Both paths give fresh, correct encryptions (the pool precomputes the randomness)."""
     pk, sk = keys
     chunks = [[1, 2, 3], [-4, 5]]
     with Encryptor(pk, n_jobs=1) as enc:
         single = list(enc.encrypt_chunks(chunks))
-    with Encryptor(pk, n_jobs=2) as enc:
+    with Encryptor(pk, n_jobs=2, chunk=2) as enc:
+        enc.reserve(3)
+        assert enc.stocked >= 3
         pooled = list(enc.encrypt_chunks(chunks))
     for a, b, want in zip(single, pooled, chunks, strict=True):
         assert sk.decrypt_many(pk.unpack(a)) == want

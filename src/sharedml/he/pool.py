@@ -1,11 +1,12 @@
-"""Paillier encryption of many plaintexts, on every core.
+"""Paillier encryption of many plaintexts, on every core, ahead of time.
 
 Encryption dominates the HE protocols' cost (one fixed-base exponentiation per
-value); it is embarrassingly parallel, so :class:`Encryptor` spreads chunks over
-a pool of worker processes (spawned, so it is safe in a threaded party). Each
-worker rebuilds the public key — and its fixed-base table — once. Randomness
-still comes from :mod:`secrets` inside each worker. Values cross only between
-this party's own processes.
+value). Its costly part does not depend on the plaintext, so
+:class:`Encryptor` has a pool of worker processes (spawned, so it is safe in a
+threaded party) make it in the background; each worker rebuilds the public
+key — and its fixed-base table — once. Randomness still comes from
+:mod:`secrets` inside each worker. Values cross only between this party's own
+processes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+
+from gmpy2 import mpz
 
 from sharedml.crypto.paillier import PaillierPublicKey
 
@@ -29,27 +33,40 @@ def _init_worker(pk_bytes: bytes) -> None:
     _WORKER_KEY = PaillierPublicKey.from_bytes(pk_bytes)
 
 
-def _encrypt_chunk(plaintexts: Sequence[int]) -> bytes:
+def _zeros(count: int) -> bytes:
+    """``count`` fresh encryptions of zero, packed (runs in a worker)."""
     pk = _WORKER_KEY
     if pk is None:
         raise RuntimeError("encryption worker used before its initializer ran")
-    return pk.pack([pk.encrypt(m) for m in plaintexts]).tobytes()
+    return pk.pack([pk.encrypt(0) for _ in range(count)]).tobytes()
 
 
 class Encryptor:
-    """Encrypts chunks of plaintexts with ``n_jobs`` processes (1: in this thread).
+    """Paillier encryption with the randomness precomputed on every core.
+
+    An encryption is ``(1 + m n) * r^n mod n^2``; the costly factor ``r^n``
+    (an encryption of zero) does not depend on ``m``. :meth:`reserve` has
+    ``n_jobs`` worker processes make fresh encryptions of zero in the
+    background — while this party waits for its peers — and
+    :meth:`encrypt_chunks` then costs one multiplication per value
+    (:meth:`PaillierPublicKey.add_plain`). Each encryption of zero is used once
+    and never leaves this party, so the ciphertexts are distributed exactly as
+    fresh encryptions.
 
     Use as a context manager so the pool is shut down; results come back as
     packed ciphertext bytes (:meth:`PaillierPublicKey.pack`), in order. Like
     any spawned pool, a script using ``n_jobs != 1`` needs the
-    ``if __name__ == "__main__":`` guard; without it encryption falls back to
-    one process with a warning.
+    ``if __name__ == "__main__":`` guard; without it the zeros are made in
+    this process, with a warning.
     """
 
-    def __init__(self, pk: PaillierPublicKey, n_jobs: int = 1) -> None:
+    def __init__(self, pk: PaillierPublicKey, n_jobs: int = 1, chunk: int = 1024) -> None:
         self.pk = pk
         self.n_jobs = max(1, (os.cpu_count() or 1) if n_jobs < 0 else n_jobs)
+        self.chunk = chunk
         self._pool: Executor | None = None
+        self._pending: deque[Future[bytes]] = deque()
+        self._ready: deque[mpz] = deque()
 
     def __enter__(self) -> Encryptor:
         if self.n_jobs > 1:
@@ -65,20 +82,45 @@ class Encryptor:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        self._pending.clear()
+        self._ready.clear()
+
+    @property
+    def stocked(self) -> int:
+        """Encryptions of zero made or under way."""
+        return len(self._ready) + self.chunk * len(self._pending)
+
+    def reserve(self, count: int) -> None:
+        """Start making encryptions of zero in the background until ``count`` are stocked."""
+        if self._pool is None:
+            return
+        try:
+            while self.stocked < count:
+                self._pending.append(self._pool.submit(_zeros, self.chunk))
+        except BrokenProcessPool:
+            self._broken()
+
+    def _broken(self) -> None:
+        # e.g. a script without the ``if __name__ == "__main__":`` guard that
+        # spawned workers need: carry on in this process.
+        log.warning("encryption workers failed to start; encrypting in one process")
+        self._pool = None
+        self._pending.clear()
+
+    def _take(self, count: int) -> list[mpz]:
+        self.reserve(count)
+        while len(self._ready) < count and self._pending:
+            try:
+                self._ready.extend(self.pk.unpack(self._pending.popleft().result()))
+            except BrokenProcessPool:
+                self._broken()
+        while len(self._ready) < count:
+            self._ready.append(self.pk.encrypt(0))
+        return [self._ready.popleft() for _ in range(count)]
 
     def encrypt_chunks(self, chunks: Sequence[Sequence[int]]) -> Iterator[bytes]:
         """Packed ciphertexts of each chunk, yielded in order as they are ready."""
-        done = 0
-        if self._pool is not None:
-            try:
-                for data in self._pool.map(_encrypt_chunk, chunks):
-                    done += 1
-                    yield data
-                return
-            except BrokenProcessPool:
-                # e.g. a script without the ``if __name__ == "__main__":`` guard
-                # that spawned workers need: carry on in this process.
-                log.warning("encryption workers failed to start; encrypting in one process")
-                self._pool = None
-        for chunk in chunks[done:]:
-            yield self.pk.pack([self.pk.encrypt(m) for m in chunk]).tobytes()
+        for chunk in chunks:
+            zeros = self._take(len(chunk))
+            cts = [self.pk.add_plain(z, int(m)) for z, m in zip(zeros, chunk, strict=True)]
+            yield self.pk.pack(cts).tobytes()

@@ -56,13 +56,15 @@ class HEHistogramClient(HistogramClient):
         self.n_jobs = n_jobs
         self._encryptor: Encryptor | None = None
 
-    def setup(self, ch: Channel, holders: dict[str, np.ndarray]) -> None:
+    def setup(self, ch: Channel, holders: dict[str, np.ndarray], n_rows: int) -> None:
         self.ch = ch
+        self.n_rows = n_rows
         self.holders = holders
         self.pk, self.sk = generate_keypair(self.key_bits)
         for p in holders:
             ch.send(p, "he/pk", self.pk.to_bytes())
         self._encryptor = Encryptor(self.pk, self.n_jobs).__enter__()
+        self._encryptor.reserve(self.n_rows)
 
     def close(self) -> None:
         if self._encryptor is not None:
@@ -85,6 +87,8 @@ class HEHistogramClient(HistogramClient):
             arr = np.frombuffer(data, dtype=np.uint8)
             for p in self.holders:
                 self.ch.send(p, "he/ct", arr)
+        # the next tree's randomness is made while the feature holders work
+        self._encryptor.reserve(len(rows))
         return {p: self._recv_sums(p, 1)[0] for p in self.holders}
 
     def histograms(self, node_of_row: np.ndarray, k: int) -> dict[str, np.ndarray]:

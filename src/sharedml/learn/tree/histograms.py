@@ -22,8 +22,8 @@ class HistogramClient(ABC):
     """The label holder's side."""
 
     @abstractmethod
-    def setup(self, ch: Channel, holders: dict[str, np.ndarray]) -> None:
-        """``holders``: each feature holder's bins per feature."""
+    def setup(self, ch: Channel, holders: dict[str, np.ndarray], n_rows: int) -> None:
+        """``holders``: each feature holder's bins per feature; ``n_rows`` rows."""
 
     @abstractmethod
     def begin_tree(self, g: np.ndarray, h: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:

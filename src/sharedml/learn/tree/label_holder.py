@@ -102,7 +102,7 @@ class LabelHolderTrainer:
             if nb.ndim != 1 or (nb.size and nb.min() < 1):
                 raise ProtocolAbort("malformed feature-holder metadata", party=p, step="meta")
             self.nbins[p] = nb
-        self.client.setup(self.ch, {p: self.nbins[p] for p in self.holders})
+        self.client.setup(self.ch, {p: self.nbins[p] for p in self.holders}, len(y))
         n = len(y)
         margin = np.full(n, base)
         val_margin = np.full(len(val[0]), base) if val is not None else None

@@ -124,7 +124,7 @@ class _SSParty:
 class SSHistogramClient(_SSParty, HistogramClient):
     """The label holder: shares the gradients, receives the revealed sums."""
 
-    def setup(self, ch: Channel, holders: dict[str, np.ndarray]) -> None:
+    def setup(self, ch: Channel, holders: dict[str, np.ndarray], n_rows: int) -> None:
         self.nbins = holders
         self._start(None)
 
