@@ -16,6 +16,8 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from sharedml.crypto import pki
 from sharedml.node.agent import Agent, NodeConfig
@@ -72,6 +74,8 @@ def test_identity_is_the_certificate_and_messages_are_checked(
     with platform.store.session() as s:
         node = s.get(Node, "bank")
         assert node is not None and (node.address, node.status) == ("127.0.0.1:9", "online")
+        cert = x509.load_pem_x509_certificate(bank.cert_pem)
+        assert node.cert_fingerprint == cert.fingerprint(hashes.SHA256()).hex()
 
     # a node cannot name itself in the message: unknown fields are refused
     with pytest.raises(grpc.RpcError) as bad:

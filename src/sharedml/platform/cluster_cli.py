@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -53,6 +54,10 @@ def register(app: typer.Typer) -> None:
         info = prepare(directory, ClusterSpec(parties, http_port=port, heartbeat_s=heartbeat,
                                               task_timeout_s=task_timeout,
                                               max_attempts=max_attempts))
+        def interrupt(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)  # stop the children on SIGTERM too
         with LocalCluster(directory.resolve()) as cluster:
             cluster.start()
             typer.echo(f"platform: {info['url']}/api/v1/docs  (tokens in {directory / 'tokens.json'})")

@@ -153,19 +153,19 @@ class NodeService:
         self._server.stop(grace).wait()
 
     # -- handlers ------------------------------------------------------------------
-    def _hello(self, node: str, raw: bytes) -> Wire:
+    def _hello(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = decode(Hello, raw)
-        self.scheduler.node_hello(node, msg.address)
+        self.scheduler.node_hello(node, msg.address, _fingerprint(context))
         log.info("node %s connected; peers reach it at %s", node, msg.address)
         return HelloReply(node=node, heartbeat_s=self.heartbeat_s)
 
-    def _beat(self, node: str, raw: bytes) -> Wire:
+    def _beat(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = decode(Beat, raw)
         orders, cancels = self.scheduler.node_beat(node, msg.running)
         forget = self.scheduler.finished(msg.jobs) if msg.jobs else []
         return BeatReply(orders=[TaskOrder(**o) for o in orders], cancel=cancels, forget=forget)
 
-    def _report(self, node: str, raw: bytes) -> Wire:
+    def _report(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = decode(Report, raw)
         self.scheduler.task_report(node, msg.task_id, msg.ok, msg.metrics, msg.reason, msg.seconds)
         return Ack()
@@ -174,7 +174,7 @@ class NodeService:
         def handler(raw: bytes, context: grpc.ServicerContext) -> bytes:
             node = _node_of(context)
             try:
-                reply: Wire = fn(node, raw)
+                reply: Wire = fn(node, raw, context)
                 return reply.encode()
             except ConfigError as exc:
                 _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -199,6 +199,17 @@ def _node_of(context: grpc.ServicerContext) -> str:
         _abort(
             context, grpc.StatusCode.UNAUTHENTICATED, "no client certificate with one common name"
         )
+
+
+def _fingerprint(context: grpc.ServicerContext) -> str:
+    """SHA-256 of the caller's certificate (DER), hex: which certificate a node used."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        return ""
+    return x509.load_pem_x509_certificate(bytes(pems[0])).fingerprint(hashes.SHA256()).hex()
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
