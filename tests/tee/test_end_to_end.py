@@ -84,12 +84,12 @@ def test_two_providers_train_in_enclave_and_destroy(tmp_path: Path, shared_data:
     sent: list[bytes] = []
     original = host.client.upload
 
-    def recording_upload(upload_id, sealed_key, policy_bytes, chunks):  # type: ignore[no-untyped-def]
+    def recording_upload(upload_id, sealed_key, policy_bytes, size, chunks):  # type: ignore[no-untyped-def]
         def tap():  # type: ignore[no-untyped-def]
             for seq, last, ct in chunks:
                 sent.append(ct)
                 yield seq, last, ct
-        return original(upload_id, sealed_key, policy_bytes, tap())
+        return original(upload_id, sealed_key, policy_bytes, size, tap())
 
     host.client.upload = recording_upload  # type: ignore[method-assign]
     assert guest.upload(guest_df, grant_g)["rows"] == 30000
@@ -99,6 +99,8 @@ def test_two_providers_train_in_enclave_and_destroy(tmp_path: Path, shared_data:
     for value in host_df.iloc[:50, 1:].to_numpy(dtype=np.float64).ravel():
         assert np.float64(value).tobytes() not in wire
 
+    # Only sealed state ever reaches the enclave's working directory.
+    raw_bytes = [np.float64(v).tobytes() for v in guest_df.iloc[:20, 2:].to_numpy(dtype=np.float64).ravel()]
     for algorithm in ("logistic_regression", "xgboost"):
         metrics = guest.client.train({"algorithm": algorithm, "label": "guest.y", "id": "id",
                                       "seed": SEED, "test_size": 0.3})
@@ -109,10 +111,13 @@ def test_two_providers_train_in_enclave_and_destroy(tmp_path: Path, shared_data:
         assert metrics["test_auc"] > 0.7  # the reference figures: 0.7135 (LR), 0.7757 (XGB)
         with pytest.raises(PolicyDenied):
             host.result(JOB)  # the owners named only the guest
+    for path in handle.workdir.rglob("*"):
+        content = path.read_bytes() if path.is_file() else b""
+        assert b"guest.x0" not in content and not any(r in content for r in raw_bytes)
 
     pid = handle.process.pid
     receipt = manager.destroy(handle)
-    assert receipt["files_removed"] >= 2 and len(receipt["uploads"]) == 2
+    assert receipt["files_removed"] == 2 and len(receipt["uploads"]) == 2  # the two sealed models
     assert handle.process.poll() is not None and handle.quoting.poll() is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

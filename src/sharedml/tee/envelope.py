@@ -34,6 +34,7 @@ X25519 = "X25519"
 HYBRID = "MLKEM768-X25519"
 KEM_NAMES = (X25519, HYBRID)
 CHUNK = 1 << 20
+TAG = 16
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 
 
@@ -139,7 +140,7 @@ class ChunkSealer:
         self._id = stream_id
         self.seq = 0
 
-    def seal(self, chunk: bytes, last: bool) -> bytes:
+    def seal(self, chunk: bytes | memoryview, last: bool) -> bytes:
         ct = self._aead.encrypt(_nonce(self.seq), chunk, _aad(self._id, self.seq, last))
         self.seq += 1
         return ct
@@ -154,16 +155,25 @@ class ChunkOpener:
         self.seq = 0
         self.done = False
 
-    def open(self, seq: int, chunk: bytes, last: bool) -> bytes:
+    def open(self, seq: int, last: bool, chunk: bytes) -> bytes:
+        out = bytearray(max(0, len(chunk) - TAG))
+        self.open_into(seq, last, chunk, memoryview(out))
+        return bytes(out)
+
+    def open_into(self, seq: int, last: bool, chunk: bytes | memoryview, out: memoryview) -> int:
+        """Decrypt ``chunk`` into ``out`` (no intermediate copy); return the plaintext length."""
         if self.done or seq != self.seq:
             raise ProtocolAbort(f"chunk {seq} out of order (expected {self.seq})", step="upload")
+        n = len(chunk) - TAG
+        if n < 0 or n > len(out):
+            raise ProtocolAbort(f"chunk {seq} has a bad length", step="upload")
         try:
-            pt = self._aead.decrypt(_nonce(seq), chunk, _aad(self._id, seq, last))
+            self._aead.decrypt_into(_nonce(seq), chunk, _aad(self._id, seq, last), out[:n])
         except InvalidTag:
             raise ProtocolAbort(f"chunk {seq} failed authentication", step="upload") from None
         self.seq += 1
         self.done = last
-        return pt
+        return n
 
 
 def data_key() -> bytes:

@@ -47,8 +47,12 @@ from sharedml.tee.envelope import (
 from sharedml.tee.model import ReleasedModel
 
 
-def table_bytes(data: pd.DataFrame | str | Path) -> bytes:
-    """A DataFrame, CSV or Parquet file as Parquet bytes (typed; never pickle)."""
+def table_bytes(data: pd.DataFrame | str | Path | bytes) -> bytes:
+    """A DataFrame, CSV or Parquet file (or Parquet bytes) as Parquet bytes (never pickle)."""
+    if isinstance(data, bytes):
+        if data[:4] != b"PAR1":
+            raise DataError("bytes given to upload are not a Parquet file", step="upload")
+        return data
     if isinstance(data, pd.DataFrame):
         frame = data
     else:
@@ -67,10 +71,12 @@ def table_bytes(data: pd.DataFrame | str | Path) -> bytes:
 
 
 def chunked(data: bytes, sealer: ChunkSealer, size: int) -> Iterator[tuple[int, bool, bytes]]:
+    """``(seq, last, ciphertext)`` for each ``size``-byte slice of ``data`` (views, no copies)."""
+    view = memoryview(data)
     n = max(1, -(-len(data) // size))
     for i in range(n):
         seq = sealer.seq
-        yield seq, i == n - 1, sealer.seal(data[i * size : (i + 1) * size], i == n - 1)
+        yield seq, i == n - 1, sealer.seal(view[i * size : (i + 1) * size], i == n - 1)
 
 
 class Provider:
@@ -127,7 +133,7 @@ class Provider:
             measurements=tuple(measurements), signers=tuple(signers),
         ).sign(self.owner_key)
 
-    def upload(self, data: pd.DataFrame | str | Path, policy: SignedPolicy) -> dict[str, Any]:
+    def upload(self, data: pd.DataFrame | str | Path | bytes, policy: SignedPolicy) -> dict[str, Any]:
         if self._bundle is None or self.claims is None:
             raise PolicyDenied(
                 "refusing to send data to an enclave not verified in this session",
@@ -144,7 +150,8 @@ class Provider:
         upload_id = secrets.token_hex(8)
         sealed = self._bundle.seal(key, upload_info(grant.job, upload_id, policy.digest))
         sealer = ChunkSealer(key, upload_id.encode())
-        return self.client.upload(upload_id, sealed, policy.to_bytes(), chunked(payload, sealer, self.chunk_bytes))
+        chunks = chunked(payload, sealer, self.chunk_bytes)
+        return self.client.upload(upload_id, sealed, policy.to_bytes(), len(payload), chunks)
 
     def result(self, job: str) -> ReleasedModel:
         """The model the enclave released to this party."""

@@ -47,7 +47,14 @@ from cryptography.x509.oid import NameOID
 
 from sharedml.errors import ConfigError, PolicyDenied
 from sharedml.tee.attestation import cose
-from sharedml.tee.attestation.base import Backend, Claims, Evidence, reject
+from sharedml.tee.attestation.base import (
+    Attester,
+    Backend,
+    Claims,
+    Evidence,
+    reject,
+    report_data_for,
+)
 
 PROFILE = "sharedml-sim-eat/1"
 
@@ -408,3 +415,18 @@ class SimBackend(Backend):
             tcb_status=self._tcb_status(int(p["tcb_svn"]), now),
             extra={"platform_id": str(p["platform_id"])},
         )
+
+
+class LocalSimAttester(Attester):
+    """An in-process attester over a :class:`SimQuoter` (embedded simulation mode)."""
+
+    backend = "sim"
+
+    def __init__(self, quoter: SimQuoter) -> None:
+        self._quoter = quoter
+
+    def attest(self, nonce: bytes, public_key: bytes, user_data: bytes = b"") -> Evidence:
+        return self._quoter.quote(report_data_for(nonce, public_key), user_data)
+
+    def seal_key(self, svn: int) -> bytes:
+        return self._quoter.seal_key(svn)

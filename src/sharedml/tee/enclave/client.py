@@ -56,10 +56,20 @@ class EnclaveClient:
         header, _ = self._unary("Attest", {"nonce": nonce.hex()})
         return Evidence.from_json(header["evidence"]), str(header["bundle"]).encode()
 
-    def upload(self, upload_id: str, sealed_key: bytes, policy: bytes, chunks: Iterable[tuple[int, bool, bytes]]) -> dict[str, Any]:
+    def upload(
+        self,
+        upload_id: str,
+        sealed_key: bytes,
+        policy: bytes,
+        size: int,
+        chunks: Iterable[tuple[int, bool, bytes]],
+    ) -> dict[str, Any]:
+        """Stream one upload: header (sealed data key, signed policy, size), then chunks."""
+
         def messages() -> Iterator[bytes]:
             yield wire.encode({
                 "upload_id": upload_id,
+                "size": size,
                 "sealed_key": base64.b64encode(sealed_key).decode(),
                 "policy": base64.b64encode(policy).decode(),
             })

@@ -7,10 +7,11 @@ is refused with :class:`~sharedml.errors.ProtocolAbort`:
 2. *attest*: evidence from the quoting side binds the measurement, the public
    key bundle and the verifier's nonce.
 3. *upload*: each provider sends an HPKE-sealed data key, its owner-signed
-   policy and AEAD chunks; chunks are spooled to the working directory as
-   ciphertext and decrypted only into this process's memory.
+   policy and AEAD chunks, decrypted straight into one buffer in this
+   process's memory (plaintext never touches the disk).
 4. *train* (may repeat): join, split, fit, evaluate — only with algorithms and
-   columns every owner's policy allows.
+   columns every owner's policy allows; the model is checkpointed to the
+   working directory as sealed state (:mod:`.sealing`).
 5. *release*: the model, HPKE-sealed to a party every owner named; metrics if
    every owner allows them.
 6. *destroy*: drop keys, zero the plaintext buffers, remove the working
@@ -23,9 +24,9 @@ trusted CPU vendor (or simulator root) and the measured code.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import hashlib
-import io
 import json
 import shutil
 import time
@@ -36,11 +37,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sharedml.errors import ConfigError, DataError, PolicyDenied, ProtocolAbort
 from sharedml.tee.attestation.base import Attester, Evidence
 from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties
 from sharedml.tee.enclave import learners
+from sharedml.tee.enclave.sealing import SealedStore
 from sharedml.tee.envelope import (
     X25519,
     ChunkOpener,
@@ -54,15 +58,17 @@ MAX_UPLOAD_BYTES = 2 << 30
 
 
 def zeroise(buf: bytearray) -> None:
-    buf[:] = bytes(len(buf))
+    """Overwrite a plaintext buffer in place (copies made by libraries are out of reach)."""
+    if buf:
+        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
 
 
 @dataclass
 class _Upload:
     policy: DataPolicy
     opener: ChunkOpener
-    spool: Path
-    plain: bytearray = field(default_factory=bytearray)
+    plain: bytearray
+    filled: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     frame: pd.DataFrame | None = None
 
@@ -78,6 +84,7 @@ class Enclave:
         job: str,
         kem: str = X25519,
         owners: dict[str, bytes] | None = None,
+        sealer: SealedStore | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.job = job
@@ -85,8 +92,9 @@ class Enclave:
         self._keys = EnclaveKeys(kem)
         self.bundle = self._keys.bundle
         self._owners = owners
+        self._sealer = sealer
         self.workdir = Path(workdir)
-        (self.workdir / "uploads").mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self._uploads: dict[str, _Upload] = {}
         self._model: Any = None
         self._train_request: dict[str, Any] = {}
@@ -112,10 +120,13 @@ class Enclave:
         return evidence
 
     # -- 3. upload
-    def begin_upload(self, upload_id: str, sealed_key: bytes, signed_policy: bytes) -> None:
+    def begin_upload(self, upload_id: str, sealed_key: bytes, signed_policy: bytes, size: int) -> None:
+        """Open an upload of ``size`` plaintext bytes (the buffer is allocated once, inside)."""
         self._require("attested", "uploading", step="upload")
         if upload_id in self._uploads or not upload_id.isalnum() or len(upload_id) > 64:
             raise ProtocolAbort(f"bad or repeated upload id {upload_id!r}", step="upload")
+        if not 0 < size <= MAX_UPLOAD_BYTES:
+            raise DataError(f"upload size {size} outside 1..{MAX_UPLOAD_BYTES}", step="upload")
         try:
             signed = SignedPolicy.from_bytes(signed_policy)
         except (ValueError, KeyError, TypeError):
@@ -124,37 +135,46 @@ class Enclave:
         if any(u.policy.owner == policy.owner for u in self._uploads.values()):
             raise ProtocolAbort(f"{policy.owner!r} already uploaded", party=policy.owner, step="upload")
         key = self._keys.open(sealed_key, upload_info(self.job, upload_id, signed.digest))
-        self._uploads[upload_id] = _Upload(policy, ChunkOpener(key, upload_id.encode()),
-                                           self.workdir / "uploads" / f"{upload_id}.enc")
+        self._uploads[upload_id] = _Upload(policy, ChunkOpener(key, upload_id.encode()), bytearray(size))
         self.state = "uploading"
 
-    def upload_chunk(self, upload_id: str, seq: int, last: bool, ciphertext: bytes) -> None:
+    def upload_chunk(self, upload_id: str, seq: int, last: bool, ciphertext: bytes | memoryview) -> None:
         up = self._uploads.get(upload_id)
         if up is None:
             raise ProtocolAbort(f"unknown upload {upload_id!r}", step="upload")
-        with up.spool.open("ab") as fh:  # ciphertext at rest only
-            fh.write(ciphertext)
-        up.digest.update(ciphertext)
-        up.plain += up.opener.open(seq, ciphertext, last)
-        if len(up.plain) > MAX_UPLOAD_BYTES:
-            raise DataError("upload too large", party=up.policy.owner, step="upload")
+        try:
+            up.filled += up.opener.open_into(seq, last, ciphertext, memoryview(up.plain)[up.filled :])
+        except ProtocolAbort:
+            self.abort_upload(upload_id)
+            raise
+        up.digest.update(ciphertext[-16:])  # names the stream by its GCM tags (cheap; not a commitment)
+
+    def abort_upload(self, upload_id: str) -> None:
+        """Forget a failed upload: zero its buffer, remove its spool; the owner may retry."""
+        up = self._uploads.pop(upload_id, None)
+        if up is not None:
+            zeroise(up.plain)
+            self._log("upload.abort", owner=up.policy.owner)
 
     def finish_upload(self, upload_id: str) -> dict[str, Any]:
         up = self._uploads[upload_id]
-        if not up.opener.done:
-            raise ProtocolAbort("upload ended before its final chunk", party=up.policy.owner, step="upload")
+        if not up.opener.done or up.filled != len(up.plain):
+            self.abort_upload(upload_id)
+            raise ProtocolAbort("upload ended before its final chunk or its declared size",
+                                party=up.policy.owner, step="upload")
         try:
-            frame = pd.read_parquet(io.BytesIO(bytes(up.plain)))
+            frame = pq.read_table(pa.BufferReader(pa.py_buffer(up.plain))).to_pandas()
         except Exception as exc:
+            self.abort_upload(upload_id)
             raise DataError(f"upload is not a Parquet table: {exc}", party=up.policy.owner, step="upload") from None
-        finally:
-            zeroise(up.plain)
+        zeroise(up.plain)
         extra = [c for c in frame.columns if c not in up.policy.columns]
         if extra:
+            self.abort_upload(upload_id)
             raise PolicyDenied(f"columns {extra[:5]} are not allowed by the owner's policy",
                                party=up.policy.owner, step="upload")
         up.frame = frame
-        self._log("upload", owner=up.policy.owner, rows=len(frame), ciphertext_sha256=up.digest.hexdigest())
+        self._log("upload", owner=up.policy.owner, rows=len(frame), chunk_tags_sha256=up.digest.hexdigest())
         return {"owner": up.policy.owner, "rows": len(frame), "columns": len(frame.columns)}
 
     # -- 4. train
@@ -183,6 +203,8 @@ class Enclave:
             metrics["test_auc"] = learners.auc(y[test_idx], self._model.predict_proba(x.iloc[test_idx]))
         self.metrics = metrics
         self._train_request = dict(request)
+        if self._sealer is not None:
+            (self.workdir / f"{algorithm}.sealed").write_bytes(self._sealer.seal(algorithm, self._model.to_bytes()))
         self.state = "trained"
         self._log("train", algorithm=algorithm, rows=len(y))
         return metrics if all(p.metrics for p in policies) else {}
@@ -219,7 +241,7 @@ class Enclave:
                     if isinstance(arr, np.ndarray) and arr.flags.writeable and arr.dtype.kind in "fiub":
                         arr.fill(0)
             up.frame = None
-            ciphertexts.append({"upload": uid, "owner": up.policy.owner, "ciphertext_sha256": up.digest.hexdigest()})
+            ciphertexts.append({"upload": uid, "owner": up.policy.owner, "chunk_tags_sha256": up.digest.hexdigest()})
         self._model = None
         removed = sum(1 for p in self.workdir.rglob("*") if p.is_file())
         shutil.rmtree(self.workdir, ignore_errors=True)

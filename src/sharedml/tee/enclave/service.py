@@ -67,6 +67,7 @@ class EnclaveService:
         return {"evidence": evidence.to_json(), "bundle": self.enclave.bundle.to_bytes().decode()}, b""
 
     def upload(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        begun = ""  # only an upload this call opened may be aborted by it
         try:
             header, _ = wire.decode(next(requests))
             upload_id = str(header["upload_id"])
@@ -75,18 +76,27 @@ class EnclaveService:
                     upload_id,
                     base64.b64decode(header["sealed_key"]),
                     base64.b64decode(header["policy"]),
+                    int(header["size"]),
                 )
+                begun = upload_id
             for message in requests:
-                h, chunk = wire.decode(message)
+                h, chunk = wire.decode_view(message)
                 with self._lock:
                     self.enclave.upload_chunk(upload_id, int(h["seq"]), bool(h["last"]), chunk)
             with self._lock:
                 return wire.encode(self.enclave.finish_upload(upload_id))
         except SharedMLError as exc:
+            self._abort_upload(begun)
             context.abort(wire.status_for(exc), str(exc))
         except (KeyError, ValueError, StopIteration) as exc:
+            self._abort_upload(begun)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed upload: {type(exc).__name__}")
         raise AssertionError("unreachable")
+
+    def _abort_upload(self, upload_id: str) -> None:
+        with self._lock:
+            if upload_id and self.enclave.state != "destroyed":
+                self.enclave.abort_upload(upload_id)
 
     def train(self, header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
         return {"metrics": self.enclave.train(dict(header["request"]))}, b""
@@ -138,8 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
 
     from sharedml.tee.attestation.simqe import SimAttester
+    from sharedml.tee.enclave.sealing import SealedStore
 
-    enclave = Enclave(SimAttester(args.qe), args.workdir, job=args.job, kem=args.kem)
+    attester = SimAttester(args.qe)
+    sealer = SealedStore(attester.seal_key, attester.svn())
+    enclave = Enclave(attester, args.workdir, job=args.job, kem=args.kem, sealer=sealer)
     done = threading.Event()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=wire.OPTIONS)
     server.add_generic_rpc_handlers((EnclaveService(enclave, done.set).handler(),))

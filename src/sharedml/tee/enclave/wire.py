@@ -40,6 +40,12 @@ def encode(header: dict[str, Any], body: bytes = b"") -> bytes:
 
 
 def decode(message: bytes) -> tuple[dict[str, Any], bytes]:
+    header, body = decode_view(message)
+    return header, bytes(body)
+
+
+def decode_view(message: bytes) -> tuple[dict[str, Any], memoryview]:
+    """Like :func:`decode`, but the body is a view into ``message`` (no copy)."""
     if len(message) < 4:
         raise ProtocolAbort("enclave message shorter than its length prefix", step="wire")
     (n,) = struct.unpack(">I", message[:4])
@@ -51,7 +57,7 @@ def decode(message: bytes) -> tuple[dict[str, Any], bytes]:
         raise ProtocolAbort("enclave message header is not JSON", step="wire") from None
     if not isinstance(header, dict) or header.get("v") != VERSION:
         raise ProtocolAbort(f"unsupported enclave wire version {header!r:.40}", step="wire")
-    return header, message[4 + n :]
+    return header, memoryview(message)[4 + n :]
 
 
 _TO_STATUS: list[tuple[type[SharedMLError], grpc.StatusCode]] = [
