@@ -1,0 +1,223 @@
+"""Dataset metadata and the owners' approvals of each use (8.3-1)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from sharedml.errors import ConfigError, PolicyDenied
+from sharedml.platform.auth import Principal
+from sharedml.platform.errors import Conflict, NotFound
+from sharedml.platform.records import get_or_404
+from sharedml.platform.store.models import (
+    Approval,
+    Dataset,
+    Grant,
+    Job,
+    Project,
+)
+
+if TYPE_CHECKING:
+    from sharedml.platform.service import Platform
+
+
+class Datasets:
+    def __init__(self, p: Platform) -> None:
+        self._p = p
+
+    def register(
+        self,
+        principal: Principal,
+        *,
+        owner_party: str,
+        name: str,
+        columns: list[dict[str, Any]],
+        row_count: int | None = None,
+        project_id: int | None = None,
+        description: str = "",
+    ) -> Dataset:
+        """Record a dataset's metadata; the caller becomes its owner."""
+        ds = Dataset(
+            owner_party=owner_party,
+            owner_user_id=principal.user_id,
+            project_id=project_id,
+            name=name,
+            description=description,
+            columns=columns,
+            row_count=row_count,
+            created_at=self._p.clock.now(),
+        )
+        try:
+            with self._p.store.session() as s:
+                if project_id is not None:
+                    get_or_404(s, Project, project_id, "project")
+                s.add(ds)
+        except IntegrityError:
+            raise Conflict(f"party {owner_party!r} already has a dataset {name!r}") from None
+        self._p.audit.append(
+            principal.username,
+            "dataset.register",
+            f"{owner_party}/{name}",
+            detail={"columns": len(columns), "rows": row_count},
+        )
+        return ds
+
+    def list(self, principal: Principal) -> list[Dataset]:
+        stmt = select(Dataset).order_by(Dataset.id)
+        if principal.role not in ("admin", "auditor"):
+            granted = select(Grant.resource_id).where(
+                Grant.user_id == principal.user_id, Grant.resource == "dataset"
+            )
+            projects = select(Grant.resource_id).where(
+                Grant.user_id == principal.user_id, Grant.resource == "project"
+            )
+            stmt = stmt.where(
+                or_(
+                    Dataset.owner_user_id == principal.user_id,
+                    Dataset.id.in_(granted),
+                    Dataset.project_id.in_(projects),
+                )
+            )
+        with self._p.store.session() as s:
+            return list(s.scalars(stmt).all())
+
+    def get(self, dataset_id: int) -> Dataset:
+        with self._p.store.session() as s:
+            return get_or_404(s, Dataset, dataset_id, "dataset")
+
+    def find(self, owner_party: str, name: str) -> Dataset | None:
+        with self._p.store.session() as s:
+            return s.scalars(
+                select(Dataset).where(Dataset.owner_party == owner_party, Dataset.name == name)
+            ).first()
+
+    def delete(self, principal: Principal, dataset_id: int) -> None:
+        with self._p.store.session() as s:
+            ds = get_or_404(s, Dataset, dataset_id, "dataset")
+            target = f"{ds.owner_party}/{ds.name}"
+            s.delete(ds)
+        self._p.audit.append(principal.username, "dataset.delete", target)
+
+
+def datasets_of_spec(spec_json: str) -> list[tuple[str, str]]:
+    """``(party, dataset name)`` for every party of a stored job spec that names a dataset."""
+    try:
+        spec = json.loads(spec_json)
+        parties = spec.get("parties") or {}
+        return [(p, str(v["dataset"])) for p, v in parties.items() if v and v.get("dataset")]
+    except (ValueError, AttributeError, TypeError):
+        raise ConfigError("the stored job spec is not a JSON job spec") from None
+
+
+class Approvals:
+    """Each use of a dataset by a job is approved by the dataset's owner (8.3-1)."""
+
+    def __init__(self, p: Platform) -> None:
+        self._p = p
+
+    def check_use(self, principal: Principal, spec_json: str) -> None:
+        """Before a job is stored: every dataset it names is registered and usable by the caller."""
+        for party, name in datasets_of_spec(spec_json):
+            ds = self._p.datasets.find(party, name)
+            if ds is None:
+                raise NotFound(
+                    f"dataset {name!r} of party {party!r} is not registered",
+                    party=party,
+                    remedy="its owner registers the dataset's metadata first (POST /api/v1/datasets)",
+                )
+            self._p.access.require(principal, "dataset", ds.id, "use")
+
+    def request_for_job(self, job_id: str, actor: str = "platform") -> list[Approval]:
+        """One pending approval per dataset the job names (idempotent)."""
+        now = self._p.clock.now()
+        with self._p.store.session() as s:
+            job = get_or_404(s, Job, job_id, "job")
+            wanted = []
+            for party, name in datasets_of_spec(job.spec):
+                ds = s.scalars(
+                    select(Dataset).where(Dataset.owner_party == party, Dataset.name == name)
+                ).first()
+                if ds is None:
+                    raise NotFound(
+                        f"dataset {name!r} of party {party!r} is not registered", party=party
+                    )
+                wanted.append(ds.id)
+            have = {
+                a.dataset_id for a in s.scalars(select(Approval).where(Approval.job_id == job_id))
+            }
+            for ds_id in wanted:
+                if ds_id not in have:
+                    s.add(Approval(job_id=job_id, dataset_id=ds_id, created_at=now))
+        self._p.audit.append(actor, "approval.request", job_id, detail={"datasets": wanted})
+        return self.for_job(job_id)
+
+    def for_job(self, job_id: str) -> list[Approval]:
+        with self._p.store.session() as s:
+            stmt = select(Approval).where(Approval.job_id == job_id).order_by(Approval.id)
+            return list(s.scalars(stmt).all())
+
+    def status(self, job_id: str, session: Session | None = None) -> str:
+        """``rejected`` if any owner said no, ``approved`` if every dataset is approved, else ``pending``.
+
+        Inside an open transaction (the scheduler's), pass it as ``session``:
+        SQLite transactions take the write lock first, so a second one would wait.
+        """
+        if session is None:
+            with self._p.store.session() as s:
+                return self.status(job_id, s)
+        job = get_or_404(session, Job, job_id, "job")
+        named = datasets_of_spec(job.spec)
+        rows = session.scalars(select(Approval).where(Approval.job_id == job_id)).all()
+        states = [a.state for a in rows]
+        if "rejected" in states:
+            return "rejected"
+        if len(rows) >= len(named) and all(st == "approved" for st in states):
+            return "approved"
+        return "pending"
+
+    def approvals_complete(self, job_id: str, session: Session | None = None) -> bool:
+        return self.status(job_id, session) == "approved"
+
+    def list(
+        self, principal: Principal, *, job_id: str | None = None, state: str | None = None
+    ) -> list[Approval]:
+        stmt = select(Approval).order_by(Approval.id)
+        if job_id:
+            stmt = stmt.where(Approval.job_id == job_id)
+        if state:
+            stmt = stmt.where(Approval.state == state)
+        if principal.role not in ("admin", "auditor"):
+            owned = select(Dataset.id).where(Dataset.owner_user_id == principal.user_id)
+            authored = select(Job.id).where(Job.created_by == principal.user_id)
+            stmt = stmt.where(or_(Approval.dataset_id.in_(owned), Approval.job_id.in_(authored)))
+        with self._p.store.session() as s:
+            return list(s.scalars(stmt).all())
+
+    def decide(
+        self, principal: Principal, approval_id: int, approve: bool, comment: str = ""
+    ) -> Approval:
+        with self._p.store.session() as s:
+            row = get_or_404(s, Approval, approval_id, "approval")
+            ds = get_or_404(s, Dataset, row.dataset_id, "dataset")
+            if ds.owner_user_id != principal.user_id:
+                raise PolicyDenied(
+                    f"only the owner of dataset {ds.owner_party}/{ds.name} may decide on its use",
+                    party=ds.owner_party,
+                )
+            if row.state != "pending":
+                raise Conflict(f"approval {approval_id} was already {row.state}")
+            row.state = "approved" if approve else "rejected"
+            row.decided_by, row.decided_at, row.comment = (
+                principal.user_id,
+                self._p.clock.now(),
+                comment,
+            )
+            target = f"{row.job_id}/{ds.owner_party}/{ds.name}"
+        self._p.audit.append(
+            principal.username, f"approval.{row.state}", target, detail={"comment": comment}
+        )
+        return row
