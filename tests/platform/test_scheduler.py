@@ -282,3 +282,22 @@ def test_a_node_acts_only_on_its_own_party_tasks(store: Store, clock: ManualCloc
     shop_task = next(t for t in tasks_of(store, job_id) if t.id == shop_order["task_id"])
     assert (shop_task.state, shop_task.progress) == ("running", 0.0)
     assert sched.finished([job_id, "f" * 32]) == ["f" * 32]
+
+
+def test_a_restarted_node_fails_its_running_step_which_is_retried(
+    store: Store, clock: ManualClock
+) -> None:
+    sched = make(store, clock, max_attempts=2)
+    sched.node_hello("shop", "127.0.0.1:7", boot="first")
+    job_id = sched.submit(SPEC)
+    sched.tick()
+    sched.node_beat("shop", {})
+    sched.node_hello("shop", "127.0.0.1:7", boot="first")  # reconnected, same process
+    assert job_of(store, job_id).attempts == 0
+    sched.node_hello("shop", "127.0.0.1:8", boot="second")  # a new process
+    job = job_of(store, job_id)
+    assert job.attempts == 1
+    assert "the node of party 'shop' restarted during step 'describe'" in (job.reason or "")
+    sched.tick()
+    orders, _ = sched.node_beat("shop", {})
+    assert [(o["step_id"], o["attempt"]) for o in orders] == [("describe", 1)]

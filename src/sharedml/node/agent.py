@@ -205,7 +205,7 @@ class Agent:
     def step(self) -> None:
         """One round: say hello if needed, deliver finished reports, heartbeat, act."""
         if not self._greeted:
-            reply = self._call("Hello", Hello(address=self.endpoint.address), HelloReply)
+            reply = self._call("Hello", Hello(address=self.endpoint.address, boot=self.boot), HelloReply)
             self.heartbeat_s = min(self.heartbeat_s, reply.heartbeat_s)
             self._greeted = True
         for run, report in self._finished():

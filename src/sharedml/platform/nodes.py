@@ -47,6 +47,8 @@ class Wire(BaseModel):
 class Hello(Wire):
     #: Where this node's party-to-party server listens ("host:port").
     address: str = Field(min_length=3, max_length=255)
+    #: This agent process's random id: a new one means the node restarted.
+    boot: str = Field("", max_length=64)
 
 
 class HelloReply(Wire):
@@ -155,7 +157,7 @@ class NodeService:
     # -- handlers ------------------------------------------------------------------
     def _hello(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = decode(Hello, raw)
-        self.scheduler.node_hello(node, msg.address, _fingerprint(context))
+        self.scheduler.node_hello(node, msg.address, _fingerprint(context), msg.boot)
         log.info("node %s connected; peers reach it at %s", node, msg.address)
         return HelloReply(node=node, heartbeat_s=self.heartbeat_s)
 

@@ -171,6 +171,8 @@ class Scheduler:
         self._since = self.clock.now()
         #: Last heartbeat of each node and task id, newer than the stored one.
         self._seen: dict[str, dt.datetime] = {}
+        #: Each node's agent process (its "boot" id), as last said hello.
+        self._boots: dict[str, str] = {}
 
     @classmethod
     def for_platform(cls, platform: Platform, config: SchedulerConfig | None = None) -> Scheduler:
@@ -284,8 +286,14 @@ class Scheduler:
         return touched
 
     # -- nodes ---------------------------------------------------------------------
-    def node_hello(self, node_id: str, address: str, fingerprint: str = "") -> None:
-        """A node agent (certificate subject ``node_id``) connected and serves ``address``."""
+    def node_hello(
+        self, node_id: str, address: str, fingerprint: str = "", boot: str = ""
+    ) -> None:
+        """A node agent (certificate subject ``node_id``) connected and serves ``address``.
+
+        ``boot`` names the agent process; a new one while the node had running
+        tasks means their work is lost: they fail (and the step is retried).
+        """
         now = self.clock.now()
         with self._tx() as s:
             node = s.get(Node, node_id)
@@ -294,13 +302,24 @@ class Scheduler:
                 s.add(node)
             node.address, node.cert_fingerprint = address, fingerprint
             node.status, node.last_heartbeat = "online", now
+            before, self._boots[node_id] = self._boots.get(node_id), boot
+            if before is None or before == boot:
+                return
+            lost = s.scalars(
+                select(Task).where(Task.node_id == node_id, Task.state == "running")
+            ).all()
+            for task in lost:
+                move(task, "failed", now, f"the node of party {task.party!r} restarted during "
+                     f"step {task.step_id!r}; its work on the step was lost")
+            for job_id in {t.job_id for t in lost}:
+                self._advance(s, self._job(s, job_id), now)
 
     def node_beat(
         self, node_id: str, running: dict[str, float]
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Record a heartbeat listing ``{task id: progress}``; return (orders, cancels)."""
         now = self.clock.now()
-        with self._tx(write=False) as s:
+        with self._tx() as s:
             node = s.get(Node, node_id)
             if node is None:
                 raise PolicyDenied(f"node {node_id!r} has not said hello", party=node_id)
@@ -323,12 +342,19 @@ class Scheduler:
             mine = s.scalars(
                 select(Task).where(Task.node_id == node_id, Task.state == "running")
             ).all()
-            orders = [self._order(s, t) for t in mine if t.id not in running]
+            orders = []
+            for t in mine:
+                if t.id in running or t.state != "running":  # (its job may just have failed)
+                    continue
+                try:
+                    orders.append(self._order(s, t))
+                except SharedMLError as exc:  # one broken job must not stop the node's others
+                    self._fail_job(s, self._job(s, t.job_id), now, f"cannot dispatch: {exc}")
             return orders, cancels
 
     def finished(self, job_ids: list[str]) -> list[str]:
         """Which of ``job_ids`` are over (or unknown): their nodes may drop their state."""
-        with self._tx(write=False) as s:
+        with self._tx() as s:
             live = set(s.scalars(
                 select(Job.id).where(Job.id.in_(job_ids), Job.state.in_(("pending", "running")))
             ))
@@ -576,7 +602,7 @@ class Scheduler:
         self._events.append((actor, action, target, detail))
 
     @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[Session]:
+    def _tx(self) -> Iterator[Session]:
         """One serialised transaction; its audit entries commit with it."""
         with self._lock:
             try:
