@@ -159,3 +159,27 @@ def test_sessions_survive_a_platform_restart(tmp_path: Path) -> None:
     app = create_app(PlatformConfig(tmp_path), clock=first.clock)
     r = TestClient(app).get(ME, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.json()["username"] == "analyst"
+
+
+def test_totp_codes_match_rfc6238_vectors() -> None:
+    """RFC 6238 appendix B (SHA-1 secret), last six digits."""
+    import datetime as dt
+
+    from sharedml.platform.auth import Totp
+
+    secret = b"12345678901234567890"
+    for t, code in ((59, "287082"), (1111111109, "081804"), (1234567890, "005924")):
+        assert Totp.code(secret, dt.datetime.fromtimestamp(t, dt.UTC)) == code
+
+
+def test_production_passwords_use_argon2id(world: World) -> None:
+    from sharedml.platform.auth import Authenticator
+
+    auth = Authenticator(
+        world.platform.store, world.clock, world.platform.box,
+        world.platform.settings, world.platform.audit,
+    )  # fmt: skip
+    stored = auth.hash_password("a long password")
+    assert stored.startswith("$argon2id$") and "m=65536" in stored
+    assert auth.check_password(stored, "a long password")
+    assert not auth.check_password(stored, "a long passworD")

@@ -2,7 +2,8 @@
 
 1. Passwords are hashed with argon2id (``argon2-cffi``); an unknown user costs
    the same hash as a known one.
-2. A user enrolled in TOTP (RFC 6238, SHA-1, 6 digits, 30 s) must give a code;
+2. A user enrolled in TOTP (RFC 6238, SHA-1, 6 digits, 30 s) must give a code
+   (two factors, 9.1-3);
    the secret is sealed at rest with the platform key (``keys.py``). A code is
    accepted once: the accepted time step is remembered and no step at or
    before it is accepted again (replay protection). One step of clock skew
