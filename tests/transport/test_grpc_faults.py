@@ -20,7 +20,7 @@ import pytest
 from _transport_helpers import die_mid_stream, serve_then_hang
 
 from sharedml.crypto import pki
-from sharedml.errors import ChannelError, PeerTimeout, PeerUnreachable
+from sharedml.errors import ChannelError, ConfigError, PeerTimeout, PeerUnreachable
 from sharedml.transport.grpc import GrpcEndpoint
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -132,3 +132,15 @@ def test_sending_to_a_peer_that_died_gives_channel_error(
             ch.close()
     finally:
         _kill(proc)
+
+
+def test_configuration_mistakes_are_clear(own_pki: Path, x_endpoint: GrpcEndpoint) -> None:
+    with pytest.raises(ConfigError, match="could not listen"):
+        GrpcEndpoint(pki.load_identity(own_pki, "y"), port=x_endpoint.server.port)
+    with pytest.raises(ConfigError, match=r"no address for parties \['y'\]"):
+        x_endpoint.channel("cfg", ("x", "y"), {})
+    ch = x_endpoint.channel("twice", ("x", "y"), {"y": "127.0.0.1:1"})
+    with pytest.raises(ConfigError, match="already has an open channel"):
+        x_endpoint.channel("twice", ("x", "y"), {"y": "127.0.0.1:1"})
+    ch.close()
+    x_endpoint.channel("twice", ("x", "y"), {"y": "127.0.0.1:1"}).close()  # free again

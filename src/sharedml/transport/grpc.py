@@ -32,7 +32,7 @@ from typing import cast
 import grpc
 
 from sharedml.crypto.pki import Identity
-from sharedml.errors import ChannelError, FrameError, PeerTimeout, PeerUnreachable
+from sharedml.errors import ChannelError, ConfigError, FrameError, PeerTimeout, PeerUnreachable
 from sharedml.transport import grpc_wire
 from sharedml.transport.base import DEFAULT_TIMEOUT, Channel
 from sharedml.transport.codec import Value
@@ -332,7 +332,7 @@ class GrpcChannel(Channel):
         super().__init__(endpoint.party, peers, job, timeout)
         missing = [p for p in self.peers if p != self.party and p not in addresses]
         if missing:
-            raise ChannelError(f"no address for parties {missing}", party=self.party, step=job)
+            raise ConfigError(f"no address for parties {missing}", party=self.party, step=job)
         self.endpoint = endpoint
         self.addresses = dict(addresses)
         self.admit_timeout = max(timeout, endpoint.server.admit_wait + 5.0)

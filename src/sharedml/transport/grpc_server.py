@@ -94,6 +94,8 @@ class PeerServer:
                 ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
                 ("grpc.http2.max_ping_strikes", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Never share the port with another process (gRPC's default would).
+                ("grpc.so_reuseport", 0),
             ],
         )
         handler = grpc.stream_stream_rpc_method_handler(self._serve)
@@ -106,9 +108,15 @@ class PeerServer:
             require_client_auth=True,
         )
         self.host = host
-        self.port = self._server.add_secure_port(f"{host}:{port}", credentials)
+        try:
+            self.port = self._server.add_secure_port(f"{host}:{port}", credentials)
+        except RuntimeError:  # grpcio raises when the port cannot be bound
+            self.port = 0
         if self.port == 0:
-            raise ConfigError(f"party {self.party!r} could not listen on {host}:{port}")
+            raise ConfigError(
+                f"party {self.party!r} could not listen on {host}:{port}",
+                remedy="choose a free port, or port 0 for any free port",
+            )
         self._server.start()
 
     @property
