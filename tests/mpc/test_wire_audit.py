@@ -10,6 +10,7 @@ the low bit is).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from tests.mpc.conftest import run_mpc
 
 from sharedml.crypto.fixedpoint import FixedPoint
@@ -91,3 +92,29 @@ def test_audit_would_catch_a_leak() -> None:
     assert reveals_input(leak, [enc])
     assert not looks_uniform(enc)
     assert not looks_uniform(enc + FP.encode(np.full(N_ELEMENTS, 5.0)))
+
+
+@pytest.mark.slow
+def test_he_provider_wire_reveals_no_input() -> None:
+    """With HEProvider: Paillier traffic and openings during a multiplication."""
+    rng = np.random.default_rng(13)
+    n = 1024
+    x = rng.uniform(0.5, 3.0, n) * rng.choice([-1, 1], n)
+    y = rng.uniform(0.5, 3.0, n) * rng.choice([-1, 1], n)
+    encodings = [FP.encode(x), FP.encode(y)]
+    log: list[WireRecord] = []
+
+    def body(mpc):
+        sx = mpc.share(x if mpc.party == "alice" else None, owner="alice")
+        sy = mpc.share(y if mpc.party == "bob" else None, owner="bob")
+        return (sx * sy).share
+
+    out = run_mpc(body, "he", wrap=lambda ch: RecordingChannel(ch, log))
+    assert np.allclose(FP.decode(out["alice"] + out["bob"]), x * y, atol=1e-3)
+    kinds = {type(r.value).__name__ for r in log}
+    assert "ndarray" in kinds
+    for record in log:
+        assert not reveals_input(record, encodings), f"{record.frm}->{record.to} {record.tag}"
+        value = record.value
+        if isinstance(value, np.ndarray) and value.dtype == np.uint64 and value.size >= 1024:
+            assert looks_uniform(value), record.tag

@@ -81,9 +81,14 @@ def _batched_mul(pairs: list[tuple[SharedTensor, SharedTensor]]) -> list[SharedT
 
 
 def _cubic(x: SharedTensor) -> SharedTensor:
+    """0.5 + c1·x + c3·x³ in four rounds: x², then x·x² untruncated, then the
+    public coefficients applied at scale 3f and one truncation by 2f."""
     c1, c3 = SIGMOID_POLY
-    x2 = x * x
-    return x * (x2 * c3 + c1) + 0.5
+    f = x.mpc.frac_bits
+    x3 = mul(x, x * x)  # scale 2f
+    acc = x3 * np.int64(round(c3 * 2**f))
+    acc = acc + x._lift(2 * f) * np.int64(round(c1 * 2**f))
+    return rescale(SharedTensor(x.mpc, acc.share, 3 * f)) + 0.5
 
 
 def sigmoid(x: SharedTensor, method: str = "clipped") -> SharedTensor:
