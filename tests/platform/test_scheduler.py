@@ -301,3 +301,21 @@ def test_a_restarted_node_fails_its_running_step_which_is_retried(
     sched.tick()
     orders, _ = sched.node_beat("shop", {})
     assert [(o["step_id"], o["attempt"]) for o in orders] == [("describe", 1)]
+
+
+def test_a_retry_waits_one_timeout_for_a_node_to_return(store: Store, clock: ManualClock) -> None:
+    sched = make(store, clock, task_timeout_s=5, max_attempts=2)
+    job_id = sched.submit(SPEC)
+    sched.tick()
+    sched.node_beat("bank", {})
+    clock.advance(6)  # both went silent: the step fails and is retried
+    sched.tick()
+    assert job_of(store, job_id).attempts == 1
+    clock.advance(3)
+    sched.node_beat("bank", {})
+    sched.tick()
+    assert "waiting for the node of party 'shop'" in (job_of(store, job_id).reason or "")
+    sched.node_beat("shop", {})  # back within the timeout
+    sched.tick()
+    orders, _ = sched.node_beat("shop", {})
+    assert [(o["step_id"], o["attempt"]) for o in orders] == [("describe", 1)]

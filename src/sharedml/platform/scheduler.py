@@ -453,7 +453,7 @@ class Scheduler:
         limit = job.timeout_s or self.config.task_timeout_s
         ready_since = max(
             [t.finished_at for n in plan.needs for t in current[n] if t.finished_at]
-            + [job.created_at, self._since]
+            + [tasks[0].created_at, self._since]  # (a retry's tasks are made when it is due)
         )
         for t in tasks:
             node = s.get(Node, t.party)
