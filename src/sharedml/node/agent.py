@@ -205,7 +205,8 @@ class Agent:
     def step(self) -> None:
         """One round: say hello if needed, deliver finished reports, heartbeat, act."""
         if not self._greeted:
-            reply = self._call("Hello", Hello(address=self.endpoint.address, boot=self.boot), HelloReply)
+            hello = Hello(address=self.endpoint.address, boot=self.boot)
+            reply = self._call("Hello", hello, HelloReply)
             self.heartbeat_s = min(self.heartbeat_s, reply.heartbeat_s)
             self._greeted = True
         for run, report in self._finished():
@@ -215,10 +216,11 @@ class Agent:
         with self._lock:
             listed = {tid: r.progress for tid, r in self._runs.items()}
             busy = {r.order.job_id for r in self._runs.values()}
-        held = sorted(set(self._jobs) - busy)
+            held = sorted(set(self._jobs) - busy)
         beat = self._call("Beat", Beat(running=listed, jobs=held), BeatReply)
-        for job_id in beat.forget:  # finished jobs: drop their working objects (files stay)
-            self._jobs.pop(job_id, None)
+        with self._lock:
+            for job_id in beat.forget:  # finished jobs: drop their working objects (files stay)
+                self._jobs.pop(job_id, None)
         for task_id in beat.cancel:
             with self._lock:
                 canceled = self._runs.get(task_id)
@@ -266,7 +268,8 @@ class Agent:
 
     def _run_step(self, run: _Run) -> dict[str, Any]:
         order, party = run.order, self.config.party
-        job = self._jobs.setdefault(order.job_id, _JobState())
+        with self._lock:
+            job = self._jobs.setdefault(order.job_id, _JobState())
         missing = sorted(set(order.ancestors) - job.done)
         if missing:
             raise ConfigError(
