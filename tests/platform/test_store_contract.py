@@ -166,3 +166,31 @@ def test_a_truncated_backup_is_refused(backend_store: Store, tmp_path: Path) -> 
     with pytest.raises(Exception, match="truncated"):
         backup.restore(backend_store, path)
     assert backup.is_empty(backend_store)
+
+
+def test_concurrent_appends_keep_one_chain(backend_store: Store) -> None:
+    """Two logs (as two platform processes would hold) appending from four threads at once."""
+    import threading
+
+    logs = [AuditLog(backend_store, ManualClock(T0)), AuditLog(backend_store, ManualClock(T0))]
+    errors: list[BaseException] = []
+
+    def work(log: AuditLog, name: str) -> None:
+        try:
+            for i in range(15):
+                if i % 3 == 0:
+                    with backend_store.session() as s:  # inside a caller's transaction
+                        log.append_in(s, name, "job.submit", f"{name}/{i}")
+                else:
+                    log.append(name, "dataset.register", f"{name}/{i}")
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(logs[i % 2], f"t{i}")) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    v = logs[0].verify()
+    assert v.ok and v.entries == 60
