@@ -36,3 +36,25 @@ def test_three_party_sharing_products_and_comparisons() -> None:
     assert np.array_equal(c["lt"], (x < z).astype(float))
     assert np.array_equal(c["relu"], np.maximum(y, 0))
     assert a["lt"] is None and out["bob"]["relu"] is None
+
+
+def test_two_runtimes_in_one_job_use_separate_scopes() -> None:
+    from sharedml.mpc import MPC, DealerProvider, serve_dealer
+    from sharedml.simulation import run_parties
+
+    def party(session):
+        out = []
+        for name in ("first", "second"):
+            provider = DealerProvider(session, scope=f"dealer/{name}")
+            with MPC(session, provider, scope=f"mpc/{name}") as mpc:
+                x = mpc.share(np.arange(4.0) if mpc.party == "alice" else None, owner="alice")
+                out.append((x * x).reveal())
+        return out
+
+    def dealer(session):
+        return [serve_dealer(session, scope=f"dealer/{n}").requests for n in ("first", "second")]
+
+    res = run_parties({"alice": party, "bob": party, "dealer": dealer}, ["alice", "bob", "dealer"])
+    for got in res["alice"]:
+        assert np.allclose(got, np.arange(4.0) ** 2, atol=1e-4)
+    assert res["dealer"] == [2, 2]  # a triple and a truncation pair each

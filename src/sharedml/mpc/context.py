@@ -53,10 +53,17 @@ class MPC:
             round (default; :func:`sharedml.mpc.truncation.truncate`) — or
             ``"local"`` — SecureML's local truncation (no round, two parties,
             small failure probability).
+        scope: channel scope of this runtime's messages; give runtimes that
+            share a session different scopes.
     """
 
     def __init__(
-        self, session: Session, provider: RandomnessProvider, *, trunc: str = "pair"
+        self,
+        session: Session,
+        provider: RandomnessProvider,
+        *,
+        trunc: str = "pair",
+        scope: str = "mpc",
     ) -> None:
         if trunc not in TRUNC_MODES:
             raise ConfigError(f"trunc must be one of {TRUNC_MODES}, got {trunc!r}")
@@ -78,7 +85,7 @@ class MPC:
         self.frac_bits = session.frac_bits
         self.trunc_mode = trunc
         self.provider = provider
-        self.channel = session.channel.scope("mpc")
+        self.channel = session.channel.scope(scope)
         self._step = 0
         self._share_count = 0
         self.local_prg = Prg(derive_key(session.seed, f"mpc/local/{self.party}"))

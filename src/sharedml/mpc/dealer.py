@@ -58,7 +58,7 @@ class DealerProvider(RandomnessProvider):
 
     name = "dealer"
 
-    def __init__(self, session: Session, dealer: str = "dealer") -> None:
+    def __init__(self, session: Session, dealer: str = "dealer", *, scope: str = _SCOPE) -> None:
         super().__init__()
         if dealer not in session.peers:
             raise ConfigError(
@@ -71,7 +71,7 @@ class DealerProvider(RandomnessProvider):
         self.dealer = dealer
         self.helpers = (dealer,)
         self.parties = tuple(p for p in session.peers if p != dealer)
-        self._channel = session.channel.scope(_SCOPE)
+        self._channel = session.channel.scope(scope)
         self._party = session.party
         self._last = self._party == self.parties[-1]
         self._prg: Prg | None = None
@@ -142,16 +142,20 @@ class DealerStats:
     bytes_sent: int = 0
 
 
-def serve_dealer(session: Session, parties: Sequence[str] | None = None) -> DealerStats:
+def serve_dealer(
+    session: Session, parties: Sequence[str] | None = None, *, scope: str = _SCOPE
+) -> DealerStats:
     """Run the dealer (see module docstring) until the last party says STOP.
 
     ``parties`` are the computing parties in share order (default: every peer
-    but the dealer, in the job's order).
+    but the dealer, in the job's order). One call serves one runtime (one
+    ``DealerProvider`` per party) under ``scope``; serve several runtimes with
+    several calls under different scopes.
     """
     parties = tuple(parties or (p for p in session.peers if p != session.party))
     if len(parties) < 2:
         raise ConfigError("the dealer needs at least two computing parties", party=session.party)
-    channel = session.channel.scope(_SCOPE)
+    channel = session.channel.scope(scope)
     prgs = []
     for p in parties:
         key = secrets.token_bytes(KEY_BYTES)
