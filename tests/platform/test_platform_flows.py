@@ -262,3 +262,26 @@ def test_no_task_is_dispatched_before_every_owner_approved(world: World) -> None
     scheduler.tick()
     orders, _ = scheduler.node_beat("bank", {})
     assert [(o["job_id"], o["step_id"]) for o in orders] == [(job["id"], "describe")]
+
+
+def test_a_job_in_a_project_needs_use_on_the_project(world: World) -> None:
+    d = dataset(world, "customers")
+    use = {"user_id": world.ids["analyst"], "permission": "use"}
+    ok(world.call("data_owner", "PUT", f"{V1}/datasets/{d['id']}/grants", json=use))
+    p = ok(world.call("admin", "POST", f"{V1}/projects", json={"name": "risk"}), 201)
+    r = submit(world, "analyst", {"bank": "customers"}, project_id=p["id"])
+    assert r.status_code == 403
+    read = {"user_id": world.ids["analyst"], "permission": "read"}
+    ok(world.call("admin", "PUT", f"{V1}/projects/{p['id']}/grants", json=read))
+    assert submit(world, "analyst", {"bank": "customers"}, project_id=p["id"]).status_code == 403
+    ok(world.call("admin", "PUT", f"{V1}/projects/{p['id']}/grants", json=use))
+    job = ok(submit(world, "analyst", {"bank": "customers"}, project_id=p["id"]), 201)
+    assert job["project_id"] == p["id"]
+    # project members read the project's jobs; others do not
+    world.add_user("colleague", "analyst")
+    world.login("colleague")
+    assert world.call("colleague", "GET", f"{V1}/jobs/{job['id']}").status_code == 403
+    member = {"user_id": world.ids["colleague"], "permission": "read"}
+    ok(world.call("admin", "PUT", f"{V1}/projects/{p['id']}/grants", json=member))
+    assert world.call("colleague", "GET", f"{V1}/jobs/{job['id']}").status_code == 200
+    assert world.call("colleague", "POST", f"{V1}/jobs/{job['id']}/cancel").status_code == 403
