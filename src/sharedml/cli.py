@@ -32,6 +32,7 @@ PLUGINS: list[str] = [
     "sharedml.demo",
     "sharedml.platform.cli",
     "sharedml.platform.cluster_cli",
+    "sharedml.tee.cli",
 ]
 
 

@@ -1,0 +1,104 @@
+"""``sharedml tee``: verify attestation evidence, set up a simulated vendor, check audit logs.
+
+Heavy imports stay inside the commands so ``sharedml --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+
+import typer
+
+
+def _evidence_bytes(path: Path) -> bytes:
+    """Raw bytes, or the decoding of a ``0x``-hex or base64 text file."""
+    raw = path.read_bytes()
+    text = raw.strip()
+    try:
+        if text.startswith(b"0x"):
+            return bytes.fromhex(text[2:].decode())
+        return base64.b64decode(text, validate=True)
+    except (ValueError, UnicodeDecodeError):
+        return raw
+
+
+def register(app: typer.Typer) -> None:
+    tee = typer.Typer(help="TEE scheme: attestation evidence, the simulator, audit logs.", no_args_is_help=True)
+    app.add_typer(tee, name="tee")
+
+    @tee.command("verify")
+    def verify(
+        evidence: Path = typer.Argument(..., exists=True, dir_okay=False, help="evidence file"),
+        backend: str = typer.Option(..., "--backend", help="nitro, dcap or sim"),
+        collateral: Path | None = typer.Option(None, help="DCAP collateral JSON"),
+        at: str | None = typer.Option(None, help="verify at this ISO time (default: now)"),
+        measurement: list[str] = typer.Option([], help="allowed measurement (hex); repeatable"),
+        signer: str | None = typer.Option(None, help="allowed signer (hex)"),
+        product_id: int | None = typer.Option(None, help="product id with --signer"),
+        min_svn: int = typer.Option(0, help="minimum security version with --signer"),
+        allow_debug: bool = typer.Option(False, help="accept debug enclaves"),
+        tcb_status: list[str] = typer.Option(["UpToDate"], help="acceptable TCB status; repeatable"),
+        sim_vendor: Path | None = typer.Option(None, help="simulated vendor folder (--backend sim)"),
+    ) -> None:
+        """Check EVIDENCE against reference values and print its claims (no freshness check)."""
+        from sharedml.tee.attestation import Evidence, Policy, Verifier
+        from sharedml.tee.attestation.base import Backend
+
+        when = dt.datetime.fromisoformat(at) if at else dt.datetime.now(dt.UTC)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        chosen: Backend
+        if backend == "nitro":
+            from sharedml.tee.attestation.nitro import NitroBackend
+
+            chosen = NitroBackend()
+        elif backend == "dcap":
+            from sharedml.tee.attestation.dcap import DcapBackend
+
+            chosen = DcapBackend()
+        elif backend == "sim":
+            from sharedml.tee.attestation.sim import SimBackend, SimVendor
+
+            if sim_vendor is None:
+                raise typer.BadParameter("--sim-vendor is required with --backend sim")
+            vendor = SimVendor(sim_vendor)
+            chosen = SimBackend.from_vendor(
+                vendor, (sim_vendor / "tcb_info.cbor").read_bytes(), (sim_vendor / "crl.der").read_bytes()
+            )
+        else:
+            raise typer.BadParameter(f"unknown backend {backend!r}")
+        document = evidence.read_bytes() if backend == "dcap" else _evidence_bytes(evidence)
+        ev = Evidence(backend, document, collateral.read_bytes() if collateral else b"")
+        policy = Policy(
+            measurements=frozenset(measurement), signer=signer, product_id=product_id, min_svn=min_svn,
+            allow_debug=allow_debug, allow_simulation=backend == "sim", tcb_statuses=frozenset(tcb_status),
+        )
+        claims = Verifier([chosen]).appraise(ev, policy, when)
+        typer.echo(json.dumps(claims.summary(), indent=2))
+
+    @tee.command("sim-vendor")
+    def sim_vendor_init(
+        directory: Path = typer.Argument(..., help="folder for the simulated vendor"),
+        platform: list[str] = typer.Option(["platform-1"], help="platform to provision; repeatable"),
+    ) -> None:
+        """Create a simulated TEE vendor (root CA, platform CA, TCB info, CRL) and platforms."""
+        from sharedml.tee.attestation.sim import SimVendor
+
+        vendor = SimVendor.create(directory)
+        for name in platform:
+            vendor.provision(name)
+        (directory / "tcb_info.cbor").write_bytes(vendor.tcb_info({3: "UpToDate"}))
+        (directory / "crl.der").write_bytes(vendor.revocation_list())
+        typer.echo(f"simulated vendor in {directory} with platforms {', '.join(platform)}")
+
+    @tee.command("audit-verify")
+    def audit_verify(log: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+        """Check the hash chain of an enclave manager's audit log."""
+        from sharedml.tee.manager import AuditLog
+
+        n = AuditLog(log).verify()
+        typer.echo(f"{log}: {n} entries, chain intact")
+
