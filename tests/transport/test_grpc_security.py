@@ -34,6 +34,7 @@ def _still_serves(endpoints: dict[str, GrpcEndpoint], addresses: dict[str, str])
     job = _job()
     ch = {p: endpoints[p].channel(job, PARTIES, addresses, timeout=20) for p in PARTIES}
     try:
+        ch["b"].connect()  # opens b's streams to a and c up front
         ch["b"].send("a", "hello", np.arange(10))
         assert np.array_equal(ch["a"].recv("b", "hello"), np.arange(10))
     finally:
