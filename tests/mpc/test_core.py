@@ -133,3 +133,18 @@ def test_fixed_operand_reuses_one_mask(provider: str) -> None:
     # one mask for X, one material request per product plus truncation
     kinds_per_product = 2 if provider == "dealer" else 3
     assert requests <= 1 + 4 * kinds_per_product
+
+
+def test_module_usage_example_runs() -> None:
+    """The usage example in sharedml.mpc's docstring is real code."""
+    import sharedml.mpc
+
+    doc = sharedml.mpc.__doc__ or ""
+    block = doc[doc.index("    import numpy") : doc.index("Every party runs")]
+    code = "\n".join(line[4:] for line in block.splitlines())
+    namespace: dict = {}
+    exec(code, namespace)
+    out = namespace["out"]
+    assert out["bob"] is None
+    want = 1 / (1 + np.exp(-((1.5 * 0.5 - 2.0 * 0.25) * 2 - 1)))
+    assert abs(out["alice"][0, 0] - want) <= 0.024

@@ -46,6 +46,7 @@ from sharedml.mpc import functions, nonlinear
 from sharedml.mpc.beaver import FixedOperand
 from sharedml.mpc.context import MPC
 from sharedml.mpc.dealer import DealerProvider, serve_dealer
+from sharedml.mpc.he import HEProvider
 from sharedml.mpc.provider import RandomnessProvider
 from sharedml.mpc.tensor import SharedTensor, concatenate, stack
 from sharedml.mpc.truncation import rescale, truncate
@@ -54,6 +55,7 @@ __all__ = [
     "MPC",
     "DealerProvider",
     "FixedOperand",
+    "HEProvider",
     "RandomnessProvider",
     "SharedTensor",
     "concatenate",
