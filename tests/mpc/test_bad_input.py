@@ -114,3 +114,26 @@ def test_unencodable_values_are_refused() -> None:
         run_mpc(body)
     assert isinstance(info.value.error, DataError)
     assert "NaN" in str(info.value.error)
+
+
+def test_dealer_refuses_a_replayed_request() -> None:
+    from sharedml.mpc.material import Kind, Request
+
+    def alice(session: Session):
+        return None
+
+    def bob(session: Session):
+        channel = session.channel.scope("dealer")
+        channel.recv("dealer", "key")
+        for counter in (1, 1):  # the second asks for stream position 1 again
+            channel.send("dealer", "req", Request(Kind.MUL, counter, (4,)).encode())
+        return channel.recv("dealer", "mat")
+
+    with pytest.raises(PartyFailed) as info:
+        run_parties(
+            {"alice": alice, "bob": bob, "dealer": serve_dealer},
+            ["alice", "bob", "dealer"],
+            timeout=20,
+        )
+    err = info.value.error
+    assert isinstance(err, ProtocolAbort) and "replayed" in str(err)

@@ -164,10 +164,18 @@ def serve_dealer(
     last = parties[-1]
     fixed: dict[int, np.ndarray] = {}
     stats = DealerStats()
+    previous = 0
     while True:
         req = Request.decode(channel.recv(last, "req"))
         if req.kind == Kind.STOP:
             return stats
+        if req.counter <= previous:  # each stream position is dealt once
+            raise ProtocolAbort(
+                f"material request {req.counter} after {previous}: out of order or replayed",
+                party=last,
+                step="dealer",
+            )
+        previous = req.counter
         stats.requests += 1
         reply = _deal(req, prgs, fixed)
         if reply is not None:
