@@ -34,6 +34,7 @@ def create_app(
     the node service is the caller's part (``sharedml platform serve``).
     """
     from sharedml.platform.api import errors, routes_admin, routes_auth, routes_data
+    from sharedml.platform.api.schemas import Problem
 
     platform = platform or Platform.open(settings.data_dir, settings.db_url, clock)
     app = FastAPI(
@@ -46,12 +47,20 @@ def create_app(
     app.state.platform = platform
     app.state.scheduler = scheduler if scheduler is not None else build_scheduler(platform)
     errors.install(app)
-    app.include_router(routes_auth.router)
-    app.include_router(routes_admin.router)
-    app.include_router(routes_data.router)
+    problems: dict[int | str, dict[str, Any]] = {
+        code: {"model": Problem, "description": text}
+        for code, text in (
+            (401, "not logged in, or the session expired"),
+            (403, "the caller's role or grants do not allow this"),
+            (404, "no such record"),
+            (409, "clashes with the current state"),
+        )
+    }
+    for router in (routes_auth.router, routes_admin.router, routes_data.router):
+        app.include_router(router, responses=problems)
     jobs = _job_routes()
     if jobs is not None:
-        app.include_router(jobs.router)
+        app.include_router(jobs.router, responses=problems)
     return app
 
 
