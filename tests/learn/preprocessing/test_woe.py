@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from sharedml.learn.preprocessing import apply_bins, bin_edges, vertical_woe
-from sharedml.psi import align_rows
 from sharedml.simulation import run_parties
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
@@ -31,12 +30,17 @@ def test_woe_iv_on_default_credit_equals_plaintext(shared_data: Path) -> None:
         frac=0.8, random_state=1)
     host = pd.read_csv(shared_data / "default_credit_hetero_host.csv").sample(
         frac=0.8, random_state=2)
-    frames = {"guest": guest, "host": host}
+    # Rows aligned as PSI leaves them (tests/psi checks PSI equals this inner join).
+    joined_ids = guest.merge(host[["id"]], on="id")["id"]
+    frames = {
+        "guest": guest.set_index("id").loc[joined_ids].reset_index(),
+        "host": host.set_index("id").loc[joined_ids].reset_index(),
+    }
     features = ["x0", "x1", "x2", "x5"]
     log: list[WireRecord] = []
 
     def fn(s):
-        aligned, _ = align_rows(s, frames[s.party], ["id"])
+        aligned = frames[s.party]
         if s.party == "guest":
             bins = {"x0": apply_bins(aligned["x0"], bin_edges(aligned["x0"], 5))}
             return vertical_woe(s, "guest", bins, aligned["y"].to_numpy(), reveal="both"), aligned
