@@ -174,6 +174,21 @@ def test_a_dataset_the_node_does_not_hold_fails_naming_party_and_remedy(
     assert "party 'shop'" in (job.reason or "") and "node's config" in (job.reason or "")
 
 
+def test_an_unreadable_dataset_fails_the_job_and_the_node_stays_up(
+    platform: Platform, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b'id,x\n1,"unterminated\n')
+    agents["shop"].config.datasets["broken"] = broken
+    spec = {**SPEC, "parties": {**SPEC["parties"], "shop": {"dataset": "broken"}}}
+    job = wait_for(platform.store, platform.scheduler.submit(spec), {"succeeded", "failed"})
+    assert job.state == "failed"
+    assert "cannot read dataset" in (job.reason or "") and "party 'shop'" in (job.reason or "")
+    # the same nodes run the next job
+    again = wait_for(platform.store, platform.scheduler.submit(SPEC), {"succeeded", "failed"})
+    assert again.state == "succeeded", again.reason
+
+
 def test_cancel_stops_the_step_at_the_nodes(platform: Platform, agents: dict[str, Agent]) -> None:
     spec = {**SPEC, "steps": [{"describe": {"sleep_s": 60}}]}
     job_id = platform.scheduler.submit(spec)
