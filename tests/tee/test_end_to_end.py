@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sharedml.errors import PolicyDenied
+from sharedml.crypto import pki
+from sharedml.errors import PeerUnreachable, PolicyDenied
 from sharedml.tee.attestation import Policy, Verifier
 from sharedml.tee.attestation.sim import SimBackend, SimVendor, signer_id
 from sharedml.tee.enclave.client import EnclaveClient
@@ -62,14 +63,20 @@ def test_two_providers_train_in_enclave_and_destroy(tmp_path: Path, shared_data:
     manifest = build_manifest(signer, svn=1)
     sid = signer_id(manifest.signer_public_key).hex()
     policy = Policy(signer=sid, product_id=1, min_svn=1, allow_simulation=True)
-    manager = EnclaveManager(tmp_path / "platform", platform, verifier=Verifier([backend]))
+    pki_dir = tmp_path / "pki"
+    pki.init_ca(pki_dir)
+    for party in ("enclave", "platform", "guest", "host"):
+        pki.issue(pki_dir, party)
+    manager = EnclaveManager(tmp_path / "platform", platform, verifier=Verifier([backend]), tls_dir=pki_dir)
     handle = manager.create(JOB, manifest)
+    with pytest.raises(PeerUnreachable):  # mutual TLS: a caller without a deployment certificate
+        EnclaveClient(handle.address).status(timeout=5)
     manager.verify(handle, policy)
 
     guest_df = pd.read_csv(shared_data / "default_credit_hetero_guest.csv")
     host_df = pd.read_csv(shared_data / "default_credit_hetero_host.csv")
-    guest = Provider("guest", EnclaveClient(handle.address), Verifier([backend]))
-    host = Provider("host", EnclaveClient(handle.address), Verifier([backend]))
+    guest = Provider("guest", manager.client(handle, "guest"), Verifier([backend]))
+    host = Provider("host", manager.client(handle, "host"), Verifier([backend]))
 
     # The SDK refuses to send before it has verified the enclave itself.
     grant_g = guest.grant(JOB, list(guest_df.columns), model_to={"guest": guest.release_key}, signers=[sid])

@@ -185,3 +185,10 @@ def test_release_parties_is_the_intersection() -> None:
 
 def test_binding_helper_is_length_prefixed() -> None:
     assert report_data_for(b"ab", b"c") != report_data_for(b"a", b"bc")
+
+
+def test_metrics_withheld_unless_every_owner_allows(enclave: Enclave) -> None:
+    a, b = frames(np.random.default_rng(2))
+    send(enclave, a, grant("a", ed25519.Ed25519PrivateKey.generate(), list(a.columns)))
+    send(enclave, b, grant("b", ed25519.Ed25519PrivateKey.generate(), list(b.columns), metrics=False))
+    assert enclave.train({"algorithm": "logistic_regression", "label": "a.y"}) == {}

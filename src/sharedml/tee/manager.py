@@ -141,6 +141,7 @@ class EnclaveManager:
         verifier: Verifier,
         audit: AuditLog | None = None,
         start_timeout: float = 60.0,
+        tls_dir: str | Path | None = None,
     ) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
@@ -148,6 +149,9 @@ class EnclaveManager:
         self.verifier = verifier
         self.audit = audit or AuditLog(self.home / "audit.jsonl")
         self.start_timeout = start_timeout
+        #: Deployment PKI (``sharedml.crypto.pki``): with it the enclave serves mutual TLS
+        #: as ``enclave`` and this manager calls it as ``platform``.
+        self.tls_dir = Path(tls_dir) if tls_dir is not None else None
 
     def create(self, job: str, manifest: Manifest, *, kem: str = "X25519") -> EnclaveHandle:
         eid = uuid.uuid4().hex[:10]
@@ -164,7 +168,8 @@ class EnclaveManager:
         _await_line(qe, "ready", self.start_timeout, "quoting process")
         proc = subprocess.Popen(
             [sys.executable, "-m", "sharedml.tee.enclave", "--job", job, "--workdir", str(home / "work"),
-             "--qe", str(sock), "--kem", kem],
+             "--qe", str(sock), "--kem", kem,
+             *(["--tls-dir", str(self.tls_dir), "--tls-name", "enclave"] if self.tls_dir else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         try:
@@ -176,8 +181,11 @@ class EnclaveManager:
         self.audit.append("enclave.create", enclave=eid, job=job, svn=manifest.svn, pid=proc.pid)
         return handle
 
-    def client(self, handle: EnclaveHandle) -> EnclaveClient:
-        return EnclaveClient(handle.address)
+    def client(self, handle: EnclaveHandle, party: str = "platform") -> EnclaveClient:
+        """A connection to ``handle`` as ``party`` (its certificate, under mutual TLS)."""
+        if self.tls_dir is None:
+            return EnclaveClient(handle.address)
+        return EnclaveClient(handle.address, tls_dir=self.tls_dir, tls_name=party)
 
     def verify(self, handle: EnclaveHandle, policy: Policy) -> Claims:
         """The platform's own attestation of an enclave it started (canary check)."""
