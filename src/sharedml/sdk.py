@@ -11,7 +11,8 @@
         print(c.result(job["id"]))
 
 Every error response becomes the matching :mod:`sharedml.errors` exception
-(401 AuthError, 403 PolicyDenied, 404/409/422 ConfigError, ...) carrying the
+(401 AuthError, 403 PolicyDenied, 404 NotFound, 409 Conflict, 422 ConfigError,
+429 LoginThrottled; the last four are ConfigError/AuthError kinds) carrying the
 server's message and remedy; a platform that cannot be reached raises
 :class:`~sharedml.errors.PeerUnreachable`.
 """
@@ -34,15 +35,16 @@ from sharedml.errors import (
     PolicyDenied,
     SharedMLError,
 )
+from sharedml.platform.errors import Conflict, LoginThrottled, NotFound
 
 FINAL = ("succeeded", "failed", "canceled")
 _ERRORS: dict[int, type[SharedMLError]] = {
     401: AuthError,
     403: PolicyDenied,
-    404: ConfigError,
-    409: ConfigError,
+    404: NotFound,
+    409: Conflict,
     422: ConfigError,
-    429: AuthError,
+    429: LoginThrottled,
 }
 
 

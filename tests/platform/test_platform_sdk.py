@@ -16,6 +16,7 @@ import pytest
 
 from sharedml.crypto import pki
 from sharedml.errors import AuthError, ConfigError, PeerTimeout, PeerUnreachable, PolicyDenied
+from sharedml.platform.errors import Conflict, NotFound
 from sharedml.sdk import Client
 
 pytestmark = pytest.mark.slow
@@ -113,8 +114,10 @@ def test_the_sdk_drives_the_platform_over_https(server: tuple[str, Path, Path]) 
             analyst.wait(job["id"], timeout=0.5, poll=0.2)  # no node runs it
         assert analyst.cancel(job["id"])["state"] == "canceled"
         assert analyst.wait(job["id"], timeout=5)["state"] == "canceled"
-        with pytest.raises(ConfigError):
+        with pytest.raises(Conflict):
             analyst.cancel(job["id"])  # 409: already finished
+        with pytest.raises(NotFound):
+            analyst.job("0123456789abcdef")
         with pytest.raises(PolicyDenied):
             analyst.audit_verify()
         with pytest.raises(ConfigError):
