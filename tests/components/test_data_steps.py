@@ -92,6 +92,18 @@ def test_woe_step_reports_iv_at_label_holder(breast: dict[str, Path], tmp_path: 
     assert "iv" not in h_metrics["woe"]
 
 
+def test_binning_step(breast: dict[str, Path], tmp_path: Path) -> None:
+    steps = [("psi", {}), ("split", {"seed": 1}), ("binning", {"n_bins": 4})]
+    out = _run_steps(breast, tmp_path, steps)
+    h_state = out["host"][0]
+    train, test = h_state["train"], h_state["test"]
+    for c in ("x0", "x7"):
+        counts = np.bincount(train[c].astype(int))
+        assert len(counts) == 4 and counts.min() >= len(train) // 4 - 2
+        assert set(test[c].unique()) <= {0.0, 1.0, 2.0, 3.0}
+    assert set(out["guest"][0]["train"]["y"].unique()) == {0, 1}  # labels are not binned
+
+
 def test_psi_step_reports_bad_data(tmp_path: Path) -> None:
     paths = {"guest": tmp_path / "g.csv", "host": tmp_path / "h.csv"}
     paths["guest"].write_text("id,y,x\n1,0,0.5\n1,1,0.7\n2,0,abc\n")

@@ -1,4 +1,4 @@
-"""Job steps for the data: ``psi``, ``split``, ``scale``, ``fill``, ``woe``.
+"""Job steps for the data: ``psi``, ``split``, ``scale``, ``fill``, ``binning``, ``woe``.
 
 Each data party's frame lives in ``ctx.state`` and never leaves its process:
 
@@ -12,6 +12,7 @@ Each data party's frame lives in ``ctx.state`` and never leaves its process:
 * ``scale`` and ``fill`` fit on the training rows and transform train and test
   (or the whole frame before a split): locally for vertical data, through
   secure sums for horizontal data.
+* ``binning`` replaces feature values by bin indices (edges from the training rows).
 * ``woe`` computes WOE/IV of every feature with the label holder's labels
   Paillier-encrypted (:mod:`sharedml.learn.preprocessing.woe`).
 
@@ -258,3 +259,32 @@ class WoeStep(Component):
         ivs = {f"{p}.{f}": round(r.iv, 6) for p, res in out.items()
                for f, r in res.items()}  # type: ignore[union-attr]
         return StepResult(metrics={"iv": ivs})
+
+
+class BinParams(Params):
+    n_bins: int = Field(10, ge=2, le=256)
+    method: Literal["frequency", "width"] = "frequency"
+    columns: list[str] | None = Field(None, description="default: every numeric feature")
+
+
+class BinStep(Component):
+    """Replace feature values by bin indices, edges fitted on the training rows (local)."""
+
+    name = "binning"
+    params = BinParams
+    summary = "equal-frequency or equal-width binning of each party's own features"
+
+    def run(self, ctx: StepContext, params: Any) -> StepResult:
+        from sharedml.learn.preprocessing import apply_bins, bin_edges
+
+        fit_on, keys = _targets(ctx)
+        cols = params.columns if params.columns is not None else feature_columns(ctx, fit_on)
+        cols = [c for c in cols if c in fit_on.columns]
+        edges = {c: bin_edges(fit_on[c], params.n_bins, params.method) for c in cols}
+        for key in keys:
+            frame = ctx.state[key].copy()
+            for c in cols:
+                frame[c] = apply_bins(frame[c], edges[c]).astype(np.float64)
+            ctx.state[key] = frame
+        ctx.state["bin_edges"] = edges
+        return StepResult(metrics={"columns": len(cols)})
