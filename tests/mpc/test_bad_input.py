@@ -127,7 +127,7 @@ def test_dealer_refuses_a_replayed_request() -> None:
         channel.recv("dealer", "key")
         for counter in (1, 1):  # the second asks for stream position 1 again
             channel.send("dealer", "req", Request(Kind.MUL, counter, (4,)).encode())
-        return channel.recv("dealer", "mat")
+        return channel.recv("dealer", "mat/1")
 
     with pytest.raises(PartyFailed) as info:
         run_parties(

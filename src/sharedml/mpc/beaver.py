@@ -81,6 +81,14 @@ def _result_shape(x_shape: tuple[int, ...], y_shape: tuple[int, ...], out: tuple
     return out
 
 
+def matmul_shape(x: SharedTensor, y: SharedTensor) -> tuple[int, ...]:
+    """The shape of ``x @ y``; a clear error when the operands do not fit."""
+    xm, ym = _as_matrix(x, "matmul", "left"), _as_matrix(y, "matmul", "right")
+    if xm.shape[1] != ym.shape[0]:
+        raise _fail(x, "matmul", f"inner dimensions differ: {x.shape} @ {y.shape}")
+    return _result_shape(x.shape, y.shape, (xm.shape[0], ym.shape[1]))
+
+
 def matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     """Shared x @ y for 1-D/2-D operands, untruncated. One round."""
     mpc = x.mpc
@@ -174,16 +182,15 @@ class FixedOperand:
             what = "Xᵀ" if transpose else "X"
             raise _fail(y, "fixed_matmul", f"inner dimensions differ: {what} {e.shape} @ {y.shape}")
         n = ym.shape[1]
+        shape = (e.shape[0],) if y.ndim == 1 else (e.shape[0], n)
+        from sharedml.mpc.truncation import prefetch, rescale
+
+        pair = prefetch(mpc, shape, self.x.scale + y.scale) if truncate else None
         mat = mpc.provider.request(Kind.FIXED_MATMUL, (self.id, int(transpose), n), idx)
         b = mat["b"]
         (f,) = mpc.open_many("fixed_matmul", [ym - b])
         z = ring.matmul(e, ring.split(b))
         z += ring.matmul(xs, ring.split(f))
         z += mat["c"]
-        shape = (e.shape[0],) if y.ndim == 1 else (e.shape[0], n)
         out = SharedTensor(mpc, z.reshape(shape), self.x.scale + y.scale)
-        if not truncate:
-            return out
-        from sharedml.mpc.truncation import rescale
-
-        return rescale(out)
+        return rescale(out, pair) if truncate else out

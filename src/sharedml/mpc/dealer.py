@@ -13,7 +13,8 @@ Protocol (n computing parties P_0..P_{n-1} and a dealer D):
    the derived secrets (e.g. c = a·b) and sends P_{n-1} only its share of each
    derived component: ``c_{n-1} = c - Σ_{i<n-1} c_i``. P_{n-1} asks before it
    opens its masked values and reads the answer after, so the dealer's reply
-   adds no round.
+   adds no round. Replies are tagged with the counter, so material may be
+   requested ahead (a product asks for its truncation pair before it opens).
 
 Reveals: D learns the kinds and shapes of material (public in the protocol)
 and only randomness it generated itself; no input, share of an input or
@@ -111,7 +112,7 @@ class DealerProvider(RandomnessProvider):
             return Material(req.counter, shares)
 
         def receive() -> dict[str, np.ndarray]:
-            msg = self._channel.recv(self.dealer, "mat")
+            msg = self._channel.recv(self.dealer, f"mat/{req.counter}")
             want = sum(int(np.prod(c.shape)) for c in derived)
             if not isinstance(msg, np.ndarray) or msg.dtype != np.uint64 or msg.size != want:
                 raise ProtocolAbort(
@@ -179,7 +180,7 @@ def serve_dealer(
         stats.requests += 1
         reply = _deal(req, prgs, fixed)
         if reply is not None:
-            channel.send(last, "mat", reply)
+            channel.send(last, f"mat/{req.counter}", reply)
             stats.bytes_sent += reply.nbytes
 
 

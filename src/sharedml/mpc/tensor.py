@@ -147,10 +147,15 @@ class SharedTensor:
     # -- products ----------------------------------------------------------------------------
     def __mul__(self, other: object) -> SharedTensor:
         from sharedml.mpc import beaver
-        from sharedml.mpc.truncation import rescale
+        from sharedml.mpc.truncation import prefetch, rescale
 
         if isinstance(other, SharedTensor):
-            return rescale(beaver.mul(self, other))
+            try:
+                shape = np.broadcast_shapes(self.shape, other.shape)
+            except ValueError:
+                raise self._fail("mul", f"shapes {self.shape} and {other.shape} do not broadcast") from None
+            pair = prefetch(self.mpc, shape, self.scale + other.scale)
+            return rescale(beaver.mul(self, other), pair)
         pub = np.asarray(other)
         self._check_broadcast("mul", pub.shape)
         if _is_int_public(other):
@@ -169,10 +174,12 @@ class SharedTensor:
 
     def __matmul__(self, other: object) -> SharedTensor:
         from sharedml.mpc import beaver
-        from sharedml.mpc.truncation import rescale
+        from sharedml.mpc.truncation import prefetch, rescale
 
         if isinstance(other, SharedTensor):
-            return rescale(beaver.matmul(self, other))
+            shape = beaver.matmul_shape(self, other)
+            pair = prefetch(self.mpc, shape, self.scale + other.scale)
+            return rescale(beaver.matmul(self, other), pair)
         return rescale(beaver.matmul_public(self, np.asarray(other), left=False))
 
     def __rmatmul__(self, other: object) -> SharedTensor:

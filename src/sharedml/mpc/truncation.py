@@ -38,28 +38,49 @@ CRYPTO 2020 (probabilistic truncation with a pair and a known-MSB wrap bit).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from sharedml.crypto import ring
 from sharedml.errors import ConfigError
 from sharedml.mpc.material import Kind
+from sharedml.mpc.provider import Material
 from sharedml.mpc.tensor import SharedTensor
+
+if TYPE_CHECKING:
+    from sharedml.mpc.context import MPC
 
 _OFFSET_BITS = 62
 _U63 = np.uint64(63)
 
 
-def rescale(x: SharedTensor) -> SharedTensor:
-    """Truncate ``x`` down to the runtime's frac_bits when it carries more."""
+def prefetch(mpc: MPC, shape: tuple[int, ...], scale: int) -> Material | None:
+    """Ask for the truncation pair a product of ``shape`` and ``scale`` will need.
+
+    Asking before the product lets the dealer make the pair while the product's
+    round is in flight. Returns ``None`` when no pair will be used.
+    """
+    extra = scale - mpc.frac_bits
+    if extra <= 0 or mpc.trunc_mode == "local" or not mpc.provider.supports_pairs:
+        return None
+    return mpc.provider.request(Kind.TRUNC, (extra, *shape))
+
+
+def rescale(x: SharedTensor, pair: Material | None = None) -> SharedTensor:
+    """Truncate ``x`` down to the runtime's frac_bits when it carries more.
+
+    ``pair`` is material from :func:`prefetch` for exactly this shape and scale.
+    """
     extra = x.scale - x.mpc.frac_bits
     if extra <= 0:
         return x
-    out = truncate(x, extra)
+    out = truncate(x, extra, pair)
     out.scale = x.mpc.frac_bits
     return out
 
 
-def truncate(x: SharedTensor, bits: int) -> SharedTensor:
+def truncate(x: SharedTensor, bits: int, pair: Material | None = None) -> SharedTensor:
     """A sharing of ``⌊x / 2^bits⌋`` (+0 or +1 ulp); see the module docstring."""
     mpc = x.mpc
     if not 0 < bits < 62:
@@ -67,7 +88,7 @@ def truncate(x: SharedTensor, bits: int) -> SharedTensor:
     if mpc.trunc_mode == "local":
         return _local(x, bits)
     if mpc.provider.supports_pairs:
-        return _with_pair(x, bits)
+        return _with_pair(x, bits, pair)
     if mpc.n != 2:
         raise ConfigError("truncation without pairs works for two parties only")
     return _two_round(x, bits)
@@ -78,9 +99,9 @@ def _local(x: SharedTensor, bits: int) -> SharedTensor:
     return SharedTensor(x.mpc, share, x.scale - bits)
 
 
-def _with_pair(x: SharedTensor, bits: int) -> SharedTensor:
+def _with_pair(x: SharedTensor, bits: int, pair: Material | None) -> SharedTensor:
     mpc = x.mpc
-    mat = mpc.provider.request(Kind.TRUNC, (bits, *x.shape))
+    mat = pair if pair is not None else mpc.provider.request(Kind.TRUNC, (bits, *x.shape))
     masked = x.share + mat["r"]
     if mpc.index == 0:
         masked += np.uint64(1 << _OFFSET_BITS)
