@@ -208,3 +208,11 @@ def test_truncated_evidence(sim: SimWorld) -> None:
 def test_policy_must_name_reference_values() -> None:
     with pytest.raises(ConfigError):
         Policy()
+
+
+def test_floor_applies_to_allowlisted_measurements_too(sim: SimWorld) -> None:
+    quoter = sim.quoter(sim.manifest(svn=2))
+    policy = Policy(measurements=frozenset({quoter.measurement.hex()}), allow_simulation=True, floor=VersionFloor(3))
+    with pytest.raises(AttestationError) as info:
+        attest_and_verify(sim, policy, manifest=sim.manifest(svn=2))
+    assert reason(info) == "version"

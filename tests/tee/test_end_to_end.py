@@ -111,7 +111,7 @@ def test_two_providers_train_in_enclave_and_destroy(tmp_path: Path, shared_data:
     for algorithm in ("logistic_regression", "xgboost"):
         metrics = guest.client.train({"algorithm": algorithm, "label": "guest.y", "id": "id",
                                       "seed": SEED, "test_size": 0.3})
-        model = guest.result(JOB)
+        model = guest.result()
         x, expected = plaintext_oracle(guest_df, host_df, algorithm)
         got = model.predict_proba(x)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)

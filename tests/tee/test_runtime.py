@@ -192,3 +192,12 @@ def test_metrics_withheld_unless_every_owner_allows(enclave: Enclave) -> None:
     send(enclave, a, grant("a", ed25519.Ed25519PrivateKey.generate(), list(a.columns)))
     send(enclave, b, grant("b", ed25519.Ed25519PrivateKey.generate(), list(b.columns), metrics=False))
     assert enclave.train({"algorithm": "logistic_regression", "label": "a.y"}) == {}
+
+
+def test_destroy_wipes_the_uploaded_tables(enclave: Enclave) -> None:
+    a, _ = frames(np.random.default_rng(4))
+    send(enclave, a, grant("a", ed25519.Ed25519PrivateKey.generate(), list(a.columns)))
+    table = next(iter(enclave._uploads.values())).frame
+    assert table is not None and table["a0"].abs().sum() > 0
+    enclave.destroy()
+    assert table["a0"].abs().sum() == 0 and table["id"].sum() == 0

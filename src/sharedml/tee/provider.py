@@ -99,6 +99,7 @@ class Provider:
         self._release_keys = EnclaveKeys(release_kem, signing=False)
         self.chunk_bytes = chunk_bytes
         self._bundle: KeyBundle | None = None
+        self._job: str | None = None
         self.claims: Claims | None = None
 
     @property
@@ -151,9 +152,14 @@ class Provider:
         sealed = self._bundle.seal(key, upload_info(grant.job, upload_id, policy.digest))
         sealer = ChunkSealer(key, upload_id.encode())
         chunks = chunked(payload, sealer, self.chunk_bytes)
+        self._job = grant.job
         return self.client.upload(upload_id, sealed, policy.to_bytes(), len(payload), chunks)
 
-    def result(self, job: str) -> ReleasedModel:
-        """The model the enclave released to this party."""
+    def result(self, job: str | None = None) -> ReleasedModel:
+        """The model the enclave released to this party (``job``: default, the last upload's)."""
+        job = job if job is not None else self._job
+        if job is None:
+            raise PolicyDenied("no job to fetch a result for", party=self.name, step="result",
+                               remedy="upload first, or pass job=")
         sealed = self.client.result(self.name)
         return ReleasedModel.from_bytes(self._release_keys.open(sealed, release_info(job, self.name)))

@@ -217,6 +217,8 @@ class Policy:
             raise reject("debug", f"debug enclave {claims.measurement[:16]}…")
         if claims.tcb_status not in self.tcb_statuses:
             raise reject("tcb", f"TCB status {claims.tcb_status!r} not in {sorted(self.tcb_statuses)}")
+        if claims.svn is not None and claims.svn < self.effective_min_svn:
+            raise reject("version", f"svn {claims.svn} below floor {self.effective_min_svn}")
         if self.measurements and claims.measurement.lower() in self.measurements:
             return
         if self.signer is None:

@@ -237,9 +237,7 @@ class Enclave:
         for uid, up in self._uploads.items():
             zeroise(up.plain)
             if up.frame is not None:
-                for arr in (up.frame[c].to_numpy(copy=False) for c in up.frame.columns):
-                    if isinstance(arr, np.ndarray) and arr.flags.writeable and arr.dtype.kind in "fiub":
-                        arr.fill(0)
+                _wipe_frame(up.frame)
             up.frame = None
             ciphertexts.append({"upload": uid, "owner": up.policy.owner, "chunk_tags_sha256": up.digest.hexdigest()})
         self._model = None
@@ -260,6 +258,18 @@ class Enclave:
         self._uploads.clear()
         self.state = "destroyed"
         return receipt
+
+
+def _wipe_frame(frame: pd.DataFrame) -> None:
+    """Zero a table's numeric blocks in place (best effort: pandas internals).
+
+    Copies that pandas or scikit-learn made while training are freed, not wiped;
+    Python gives no handle on them. The process ending is the final wipe.
+    """
+    for block in getattr(getattr(frame, "_mgr", None), "blocks", ()):
+        values = getattr(block, "values", None)
+        if isinstance(values, np.ndarray) and values.flags.writeable and values.dtype.kind in "fiub":
+            values.fill(0)
 
 
 def verify_receipt(receipt: dict[str, Any], bundle: KeyBundle) -> dict[str, Any]:
