@@ -58,3 +58,23 @@ def test_two_runtimes_in_one_job_use_separate_scopes() -> None:
     for got in res["alice"]:
         assert np.allclose(got, np.arange(4.0) ** 2, atol=1e-4)
     assert res["dealer"] == [2, 2]  # a triple and a truncation pair each
+
+
+def test_inverse_of_a_correlation_matrix() -> None:
+    from sharedml.mpc.linalg import inv_spd
+
+    rng = np.random.default_rng(41)
+    z = rng.normal(size=(400, 5))
+    z[:, 4] = z[:, 0] * 0.9 + z[:, 1] * 0.3 + rng.normal(scale=0.2, size=400)  # collinear
+    corr = np.corrcoef(z, rowvar=False)
+    want = np.linalg.inv(corr)
+    assert np.linalg.cond(corr) < 1000
+
+    def body(mpc):
+        sc = mpc.share(corr if mpc.party == "alice" else None, owner="alice")
+        return inv_spd(sc).reveal()
+
+    got = run_mpc(body)["alice"]
+    # VIFs are the diagonal: within 1% of numpy's
+    assert np.allclose(np.diag(got), np.diag(want), rtol=1e-2)
+    assert np.allclose(got, want, atol=0.05 * np.abs(want).max())

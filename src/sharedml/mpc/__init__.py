@@ -34,7 +34,8 @@ masks (and truncate, unless ``truncate=False``).
 
 Comparisons, ``relu``, ``select``, ``max``/``argmax`` and ``eq`` live in
 :mod:`sharedml.mpc.functions`; sigmoid, exp, log, reciprocal, sqrt/rsqrt and
-division, with their error bounds, in :mod:`sharedml.mpc.nonlinear`.
+division, with their error bounds, in :mod:`sharedml.mpc.nonlinear`; the
+inverse of a small SPD matrix (VIF) in :mod:`sharedml.mpc.linalg`.
 
 Without a third party use ``HEProvider(session)`` (two parties; material made
 with Paillier) instead of ``DealerProvider``; the dealer function is not run.
@@ -42,7 +43,7 @@ with Paillier) instead of ``DealerProvider``; the dealer function is not run.
 
 from __future__ import annotations
 
-from sharedml.mpc import functions, nonlinear
+from sharedml.mpc import functions, linalg, nonlinear
 from sharedml.mpc.beaver import FixedOperand
 from sharedml.mpc.context import MPC
 from sharedml.mpc.dealer import DealerProvider, serve_dealer
@@ -60,6 +61,7 @@ __all__ = [
     "SharedTensor",
     "concatenate",
     "functions",
+    "linalg",
     "nonlinear",
     "rescale",
     "serve_dealer",
