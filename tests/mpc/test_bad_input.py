@@ -137,3 +137,13 @@ def test_dealer_refuses_a_replayed_request() -> None:
         )
     err = info.value.error
     assert isinstance(err, ProtocolAbort) and "replayed" in str(err)
+
+
+def test_public_operand_that_cannot_be_encoded() -> None:
+    def body(mpc):
+        x, _ = _shared_pair(mpc, (3,), (3,))
+        return x / 0.0
+
+    with pytest.raises(PartyFailed) as info:
+        run_mpc(body)
+    assert isinstance(info.value.error, DataError) and "finite" in str(info.value.error)

@@ -101,7 +101,14 @@ class SharedTensor:
         if _is_int_public(value):
             return ring.as_ring(np.asarray(value)) << np.uint64(scale)
         arr = np.asarray(value, dtype=np.float64)
-        return (np.rint(arr * float(1 << scale))).astype(np.int64).view(ring.DTYPE)
+        scaled = np.rint(arr * float(1 << scale))
+        if not np.all(np.isfinite(scaled)) or (
+            scaled.size and np.abs(scaled).max() >= 2.0**63
+        ):
+            raise self._fail(
+                "public", f"public operand is not finite or exceeds ±2^{63 - scale}"
+            )
+        return scaled.astype(np.int64).view(ring.DTYPE)
 
     def _check_broadcast(self, op: str, other_shape: tuple[int, ...]) -> None:
         try:
@@ -170,7 +177,8 @@ class SharedTensor:
             from sharedml.mpc.nonlinear import div
 
             return div(self, other)
-        return self * (1.0 / np.asarray(other, dtype=np.float64))
+        with np.errstate(divide="ignore"):  # a zero divisor is refused as non-finite
+            return self * (1.0 / np.asarray(other, dtype=np.float64))
 
     def __matmul__(self, other: object) -> SharedTensor:
         from sharedml.mpc import beaver
