@@ -12,7 +12,7 @@ from sharedml.errors import AttestationError, PolicyDenied, ProtocolAbort
 from sharedml.simulation import PartyFailed, run_parties
 from sharedml.tee.attestation import VersionFloor
 from sharedml.tee.attestation.sim import LocalSimAttester, SimVendor
-from sharedml.tee.enclave.cluster import ClusterMember, sync_key
+from sharedml.tee.enclave.cluster import ClusterMember, cluster_store, sync_key
 from sharedml.tee.enclave.sealing import SealedStore
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
@@ -36,6 +36,11 @@ def test_honest_members_share_the_key_never_in_clear(sim: SimWorld) -> None:
     assert all(keys["a"] not in r.as_bytes() for r in log)
     assert {r.tag for r in log} == {"cluster/nonce", "cluster/evidence", "cluster/key"}
     assert members["a"].peers["c"].svn == 3  # the holder saw each peer's verified claims
+    # State written by one member is readable by another (sync + persistence, 8.3-3).
+    blob = cluster_store(members["b"], 2).seal("checkpoint", b"epoch 4")
+    assert cluster_store(members["c"], 3).unseal(blob, "checkpoint") == b"epoch 4"
+    with pytest.raises(ProtocolAbort):
+        cluster_store(member(sim, founder=True), 3).unseal(blob, "checkpoint")  # another cluster
 
 
 @pytest.mark.parametrize("bad", [{"debug": True}, {"svn": 1}], ids=["debug", "below-floor"])

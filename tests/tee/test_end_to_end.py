@@ -122,6 +122,8 @@ def test_two_providers_train_in_enclave_and_destroy(tmp_path: Path, shared_data:
         content = path.read_bytes() if path.is_file() else b""
         assert b"guest.x0" not in content and not any(r in content for r in raw_bytes)
 
+    with pytest.raises(PolicyDenied):
+        host.client.destroy()  # only the platform operator's certificate may destroy
     pid = handle.process.pid
     receipt = manager.destroy(handle)
     assert receipt["files_removed"] == 2 and len(receipt["uploads"]) == 2  # the two sealed models

@@ -27,9 +27,13 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from sharedml.errors import AttestationError, ProtocolAbort
 from sharedml.session import Session
 from sharedml.tee.attestation.base import Attester, Claims, Evidence, Policy, Verifier
+from sharedml.tee.enclave.sealing import SealedStore
 from sharedml.tee.envelope import EnclaveKeys, KeyBundle
 
 REFUSED = b"refused"
@@ -97,3 +101,20 @@ def sync_key(session: Session, me: ClusterMember, holder: str) -> bytes:
         raise AttestationError("the cluster refused this enclave's evidence", party=holder, step="cluster")
     me.cluster_key = me.keys.open(bytes(sealed), _info(theirs, mine))
     return me.cluster_key
+
+
+def cluster_store(me: ClusterMember, svn: int) -> SealedStore:
+    """Sealed state every attested member can open (8.3-3: sync between trusted environments).
+
+    Keys derive from the cluster key and the svn written in the blob; who may
+    hold the cluster key is decided by :func:`sync_key`'s attestation, so the
+    version rule is the members' policy floor rather than the platform's.
+    """
+    if me.cluster_key is None:
+        raise ProtocolAbort("not a cluster member yet", step="cluster")
+    key = me.cluster_key
+
+    def key_for(s: int) -> bytes:
+        return HKDF(hashes.SHA256(), 32, None, b"sharedml-tee-cluster-state/1" + s.to_bytes(4, "big")).derive(key)
+
+    return SealedStore(key_for, svn)

@@ -25,7 +25,7 @@ from typing import Any
 
 import grpc
 
-from sharedml.errors import ProtocolAbort, SharedMLError
+from sharedml.errors import PolicyDenied, ProtocolAbort, SharedMLError
 from sharedml.tee.enclave import wire
 from sharedml.tee.enclave.runtime import Enclave
 
@@ -37,14 +37,24 @@ Handler = Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]]
 class EnclaveService:
     """Maps RPCs onto one :class:`Enclave`; one call at a time."""
 
-    def __init__(self, enclave: Enclave, on_destroyed: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        enclave: Enclave,
+        on_destroyed: Callable[[], None],
+        *,
+        operators: frozenset[str] | None = None,
+    ) -> None:
         self.enclave = enclave
         self._lock = threading.Lock()
         self._on_destroyed = on_destroyed
+        #: Under mutual TLS, the certificate names allowed to call ``Destroy``.
+        self._operators = operators
 
-    def _guard(self, fn: Handler) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+    def _guard(self, fn: Handler, operator_only: bool = False) -> Callable[[bytes, grpc.ServicerContext], bytes]:
         def call(request: bytes, context: grpc.ServicerContext) -> bytes:
             try:
+                if operator_only:
+                    self._check_operator(context)
                 header, body = wire.decode(request)
                 with self._lock:
                     out_header, out_body = fn(header, body)
@@ -58,6 +68,13 @@ class EnclaveService:
             raise AssertionError("unreachable")
 
         return call
+
+    def _check_operator(self, context: grpc.ServicerContext) -> None:
+        if self._operators is None:
+            return
+        names = {i.decode(errors="replace") for i in (context.peer_identities() or [])}
+        if not names & self._operators:
+            raise PolicyDenied("only the platform operator may destroy the enclave", step="destroy")
 
     def attest(self, header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
         nonce = bytes.fromhex(str(header["nonce"]))
@@ -119,7 +136,8 @@ class EnclaveService:
             "Result": self.result, "Destroy": self.destroy,
         }
         methods: dict[str, grpc.RpcMethodHandler] = {
-            name: grpc.unary_unary_rpc_method_handler(self._guard(fn)) for name, fn in unary.items()
+            name: grpc.unary_unary_rpc_method_handler(self._guard(fn, operator_only=name == "Destroy"))
+            for name, fn in unary.items()
         }
         methods["Upload"] = grpc.stream_unary_rpc_method_handler(self.upload)
         return grpc.method_handlers_generic_handler(wire.SERVICE, methods)
@@ -155,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     enclave = Enclave(attester, args.workdir, job=args.job, kem=args.kem, sealer=sealer)
     done = threading.Event()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=wire.OPTIONS)
-    server.add_generic_rpc_handlers((EnclaveService(enclave, done.set).handler(),))
+    operators = frozenset({"platform"}) if args.tls_dir else None
+    server.add_generic_rpc_handlers((EnclaveService(enclave, done.set, operators=operators).handler(),))
     target = f"{args.host}:{args.port}"
     if args.tls_dir:
         port = server.add_secure_port(target, server_credentials(args.tls_dir, args.tls_name))
