@@ -136,6 +136,10 @@ class FixedOperand:
 
     Reveals: E once (uniform, as A is uniform and used for nothing else) and
     each F (uniform, fresh B). See the module docstring for the model.
+
+    Tip (training loops): ``fx.matmul(g, rows=b, transpose=True, truncate=False)
+    * (lr / len(b))`` truncates once for both the product and the step size
+    (scale 3f → f), saving a round per batch.
     """
 
     def __init__(self, x: SharedTensor) -> None:

@@ -61,25 +61,6 @@ _EXP_HALVINGS = 5
 _EXP_DEGREE = 6
 
 
-def _split(x: SharedTensor, n: int) -> list[SharedTensor]:
-    flat = x.flatten()
-    size = flat.size // n
-    return [flat[i * size : (i + 1) * size] for i in range(n)]
-
-
-def _batched_mul(pairs: list[tuple[SharedTensor, SharedTensor]]) -> list[SharedTensor]:
-    """Several products in one Beaver round (and one truncation round)."""
-    shapes = [a.shape for a, _ in pairs]
-    left = concatenate([a.flatten() for a, _ in pairs])
-    right = concatenate([b.flatten() for _, b in pairs])
-    prod = rescale(mul(left, right))
-    out, at = [], 0
-    for (a, _), shape in zip(pairs, shapes, strict=True):
-        out.append(prod[at : at + a.size].reshape(shape))
-        at += a.size
-    return out
-
-
 def _cubic(x: SharedTensor) -> SharedTensor:
     """0.5 + c1·x + c3·x³ in four rounds: x², then x·x² untruncated, then the
     public coefficients applied at scale 3f and one truncation by 2f."""
