@@ -75,3 +75,27 @@ def test_hostile_requests_map_to_sharedml_errors(served: tuple[EnclaveClient, gr
 def test_translate_unreachable() -> None:
     with pytest.raises(SharedMLError):
         EnclaveClient("127.0.0.1:1", timeout=2).status(timeout=2)
+
+
+def test_upload_over_the_hybrid_post_quantum_suite(sim: SimWorld, tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from sharedml.tee.envelope import HYBRID
+
+    enclave = Enclave(LocalSimAttester(sim.quoter()), tmp_path / "pq", job="j", kem=HYBRID)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=wire.OPTIONS)
+    server.add_generic_rpc_handlers((EnclaveService(enclave, lambda: None).handler(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        provider = Provider("a", EnclaveClient(f"127.0.0.1:{port}"), sim.verifier(), chunk_bytes=4096)
+        provider.attest(sim.policy())
+        frame = pd.DataFrame({"id": np.arange(2000), "x": np.random.default_rng(0).normal(size=2000)})
+        grant = provider.grant("j", ["id", "x"], signers=[sim.quoter().signer.hex()])
+        assert provider.upload(frame, grant)["rows"] == 2000
+        assert enclave.bundle.kem == HYBRID and len(enclave.bundle.kem_public) == 1216
+        stored = next(iter(enclave._uploads.values())).frame
+        assert stored is not None and stored.equals(frame)
+    finally:
+        server.stop(None)
