@@ -123,6 +123,8 @@ def test_fixed_operand_reuses_one_mask(provider: str) -> None:
             outs.append(fx.matmul(sw, rows=np.arange(8 * i, 8 * i + 16)).reveal())
         sg = mpc.share(g if mpc.party == "bob" else None, owner="bob")
         outs.append(fx.matmul(sg, rows=slice(4, 20), transpose=True).reveal())
+        step = fx.matmul(sg, rows=slice(4, 20), transpose=True, truncate=False) * (0.1 / 16)
+        outs.append(step.reveal())
         return outs, mpc.provider.requests
 
     out = run_mpc(body, provider)
@@ -130,9 +132,10 @@ def test_fixed_operand_reuses_one_mask(provider: str) -> None:
     for i, w in enumerate(ws):
         assert np.allclose(outs[i], x[8 * i : 8 * i + 16] @ w, atol=10 * ULP)
     assert np.allclose(outs[3], x[4:20].T @ g, atol=30 * ULP)
+    assert np.allclose(outs[4], x[4:20].T @ g * (0.1 / 16), atol=4 * ULP)
     # one mask for X, one material request per product plus truncation
     kinds_per_product = 2 if provider == "dealer" else 3
-    assert requests <= 1 + 4 * kinds_per_product
+    assert requests <= 1 + 5 * kinds_per_product
 
 
 def test_module_usage_example_runs() -> None:
