@@ -146,3 +146,56 @@ def test_dcap_quote_without_its_collateral_fails(verifier: Verifier, tee_evidenc
     raw = bytes.fromhex(ev.document.decode().strip().removeprefix("0x"))
     with pytest.raises(AttestationError):
         verifier.appraise(Evidence("dcap", raw, ev.collateral), Policy(measurements=frozenset({TDX_MRTD})), TDX_AT)
+
+
+SNP_MEASUREMENT = (
+    "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01"
+)
+SNP_AT = dt.datetime(2022, 9, 24, 1, 0, tzinfo=dt.UTC)
+
+
+def snp_evidence(tee_evidence: Path) -> Evidence:
+    return Evidence("snp", (tee_evidence / "snp/attestation.bin").read_bytes(),
+                    (tee_evidence / "snp/vcek.testcer").read_bytes())
+
+
+@pytest.fixture
+def snp_verifier() -> Verifier:
+    from sharedml.tee.attestation.snp import SnpBackend
+
+    return Verifier([SnpBackend()])
+
+
+def test_snp_report_verifies_with_its_vcek(snp_verifier: Verifier, tee_evidence: Path) -> None:
+    ev = snp_evidence(tee_evidence)
+    policy = Policy(measurements=frozenset({SNP_MEASUREMENT}))
+    with pytest.raises(AttestationError) as info:
+        snp_verifier.appraise(ev, policy, SNP_AT)
+    assert reason(info) == "debug"  # guest policy 0xb0000 allows debugging
+    claims = snp_verifier.appraise(ev, Policy(measurements=frozenset({SNP_MEASUREMENT}), allow_debug=True), SNP_AT)
+    assert claims.report_data is not None and claims.report_data.startswith(bytes([1, 2, 3, 4, 5]))
+    assert claims.extra["chip_id"].startswith("3ac3fe21")
+
+
+@pytest.mark.parametrize("attack", ["flip-measurement", "before-vcek", "outdated", "not-a-vcek"])
+def test_snp_negatives(tee_evidence: Path, attack: str) -> None:
+    from sharedml.tee.attestation.snp import SnpBackend
+
+    ev = snp_evidence(tee_evidence)
+    when = SNP_AT
+    backend = SnpBackend()
+    if attack == "flip-measurement":
+        doc = bytearray(ev.document)
+        doc[0x90] ^= 1
+        ev = Evidence("snp", bytes(doc), ev.collateral)
+    elif attack == "before-vcek":
+        when = dt.datetime(2022, 9, 24, 0, 50, tzinfo=dt.UTC)
+    elif attack == "outdated":
+        backend = SnpBackend(min_tcb={"microcode": 0x45})
+    else:
+        ev = Evidence("snp", ev.document, b"\x30\x03\x02\x01\x00")  # not a certificate
+    policy = Policy(measurements=frozenset({SNP_MEASUREMENT}), allow_debug=True)
+    with pytest.raises(AttestationError) as info:
+        Verifier([backend]).appraise(ev, policy, when)
+    expected = {"flip-measurement": "signature", "before-vcek": "expired", "outdated": "tcb", "not-a-vcek": "malformed"}
+    assert reason(info) == expected[attack]

@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
     @tee.command("verify")
     def verify(
         evidence: Path = typer.Argument(..., exists=True, dir_okay=False, help="evidence file"),
-        backend: str = typer.Option(..., "--backend", help="nitro, dcap or sim"),
-        collateral: Path | None = typer.Option(None, help="DCAP collateral JSON"),
+        backend: str = typer.Option(..., "--backend", help="nitro, dcap, snp or sim"),
+        collateral: Path | None = typer.Option(None, help="DCAP collateral JSON, or the SNP VCEK (DER)"),
         at: str | None = typer.Option(None, help="verify at this ISO time (default: now)"),
         measurement: list[str] = typer.Option([], help="allowed measurement (hex); repeatable"),
         signer: str | None = typer.Option(None, help="allowed signer (hex)"),
@@ -59,6 +59,10 @@ def register(app: typer.Typer) -> None:
             from sharedml.tee.attestation.dcap import DcapBackend
 
             chosen = DcapBackend()
+        elif backend == "snp":
+            from sharedml.tee.attestation.snp import SnpBackend
+
+            chosen = SnpBackend()
         elif backend == "sim":
             from sharedml.tee.attestation.sim import SimBackend, SimVendor
 
@@ -70,7 +74,7 @@ def register(app: typer.Typer) -> None:
             )
         else:
             raise typer.BadParameter(f"unknown backend {backend!r}")
-        document = evidence.read_bytes() if backend == "dcap" else _evidence_bytes(evidence)
+        document = evidence.read_bytes() if backend in ("dcap", "snp") else _evidence_bytes(evidence)
         ev = Evidence(backend, document, collateral.read_bytes() if collateral else b"")
         policy = Policy(
             measurements=frozenset(measurement), signer=signer, product_id=product_id, min_svn=min_svn,

@@ -1,7 +1,8 @@
 """Remote attestation: evidence, claims, reference values and verifiers.
 
 Backends: ``sim`` (a simulated vendor PKI and quoting process), ``nitro``
-(AWS Nitro Enclaves documents) and ``dcap`` (Intel SGX/TDX quotes). They share
+(AWS Nitro Enclaves documents), ``dcap`` (Intel SGX/TDX quotes) and ``snp``
+(AMD SEV-SNP reports). They share
 one verification path, :meth:`Verifier.verify`; only the trust anchors differ.
 """
 
