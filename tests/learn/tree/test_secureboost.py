@@ -88,7 +88,8 @@ def test_motor_rmse_matches_xgboost(motor, protocol):
     assert rmse < 0.2 * motor.y[te].std()  # far better than the mean
 
 
-def test_early_stopping_sampling_and_model_files(credit, tmp_path: Path):
+@pytest.mark.parametrize("protocol", ["ss", pytest.param("he", marks=pytest.mark.slow)])
+def test_early_stopping_sampling_and_model_files(credit, tmp_path: Path, protocol):
     small = credit.head(3000, 1000)
     tr, te = small.train, small.test
     val = tr[-600:]
@@ -100,7 +101,8 @@ def test_early_stopping_sampling_and_model_files(credit, tmp_path: Path):
         small.y[fit],
         small.Xg[te],
         small.Xh[te],
-        protocol="ss",
+        protocol=protocol,
+        key_bits=1024,
         val=(small.Xg[val], small.Xh[val], small.y[val]),
         n_estimators=60,
         max_depth=3,

@@ -123,8 +123,8 @@ class _SecureBoost(VerticalModel):
             (0 < self.subsample <= 1, "subsample must be in (0, 1]"),
             (0 < self.colsample_bytree <= 1, "colsample_bytree must be in (0, 1]"),
             (
-                self.early_stopping_rounds is None or int(self.early_stopping_rounds) >= 1,
-                "early_stopping_rounds must be None or >= 1",
+                self.early_stopping_rounds is None or int(self.early_stopping_rounds) >= 0,
+                "early_stopping_rounds must be None (or 0: off) or >= 1",
             ),
         ]
         for ok, msg in rules:
@@ -228,7 +228,9 @@ class _SecureBoost(VerticalModel):
             n_bins=int(self.n_bins),
             subsample=float(self.subsample),
             colsample_bytree=float(self.colsample_bytree),
-            early_stopping_rounds=self.early_stopping_rounds,
+            early_stopping_rounds=int(self.early_stopping_rounds)
+            if self.early_stopping_rounds
+            else None,
         )
         rng = (
             np.random.default_rng(self.random_state)
