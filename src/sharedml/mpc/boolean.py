@@ -94,15 +94,21 @@ def _level(g: BooleanTensor, p: BooleanTensor, s: int) -> tuple[BooleanTensor, B
     us = np.uint64(s)
     mat = mpc.provider.request(Kind.ADDER, (s, *g.shape))
     a, b = mat["a"], mat["b"]
-    d, e = mpc.open_many("adder", [p.share ^ a, (g.share << us) ^ b], boolean=True)
-    gz = mat["c1"] ^ (d & b)
-    gz ^= e & a
-    pz = mat["c2"] ^ (d & (a << us))
-    pz ^= a & (d << us)
-    if mpc.index == 0:
-        gz ^= d & e
-        pz ^= d & (d << us)
+    shifted = g.share << us
+    shifted ^= b
+    d, e = mpc.open_many("adder", [p.share ^ a, shifted], boolean=True)
+    tmp = np.empty_like(d)
+    gz = d & b
+    gz ^= np.bitwise_and(e, a, out=tmp)
+    gz ^= mat["c1"]
     gz ^= g.share
+    pz = d & np.left_shift(a, us, out=tmp)
+    d_shifted = d << us
+    pz ^= np.bitwise_and(a, d_shifted, out=tmp)
+    pz ^= mat["c2"]
+    if mpc.index == 0:
+        gz ^= np.bitwise_and(d, e, out=tmp)
+        pz ^= np.bitwise_and(d, d_shifted, out=tmp)
     return BooleanTensor(mpc, gz), BooleanTensor(mpc, pz)
 
 

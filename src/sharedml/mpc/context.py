@@ -202,12 +202,13 @@ class MPC:
     def open(self, op: str, value: np.ndarray, *, boolean: bool = False) -> np.ndarray:
         """Reconstruct a shared value at every party (sum, or XOR if ``boolean``)."""
         got = self.exchange(op, value)
-        out = np.array(value, copy=True)
-        for p in self.others:
+        first, *rest = (got[p] for p in self.others)
+        out = value ^ first if boolean else value + first
+        for other in rest:
             if boolean:
-                out ^= got[p]
+                out ^= other
             else:
-                out += got[p]
+                out += other
         return out
 
     def open_many(self, op: str, values: Sequence[np.ndarray], *, boolean: bool = False) -> list[np.ndarray]:
