@@ -217,6 +217,7 @@ def main() -> None:
             "goals_met": {
                 "mul": n / dealer["mul"] >= 10e6,
                 "lt": n / dealer["lt"] >= 1e6,
+                "sigmoid_poly": n / dealer["sigmoid_poly"] >= 1e6,
                 "sigmoid_clipped": n / dealer["sigmoid_clipped"] >= 1e6,
                 "matmul": dealer["matmul"] / plain["matmul_ring"] <= 3,
             },
