@@ -31,6 +31,7 @@ from pydantic import Field
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
 from sharedml.errors import ConfigError, DataError
+from sharedml.session import Session
 
 MODELS = ("logistic_regression", "linear_regression", "secureboost")
 
@@ -88,8 +89,12 @@ def model_class(model: str, protocol: str, task: str | None) -> type:
     return tree.SecureBoostRegressor if task == "regression" else tree.SecureBoostClassifier
 
 
-def build_model(params: TrainParams) -> Any:
-    """The estimator for ``params``: only the hyper-parameters that were given."""
+def build_model(params: TrainParams, helpers: tuple[str, ...] = ()) -> Any:
+    """The estimator for ``params``: only the hyper-parameters that were given.
+
+    ``helpers`` are the session's peers that are not data parties of the job
+    (a dealer): secret-shared models use the first as their dealer; without
+    one they make their randomness with Paillier between the two parties."""
     cls = model_class(params.model, params.protocol, params.task)
     accepted = set(inspect.signature(cls).parameters)
     given = {
@@ -106,6 +111,10 @@ def build_model(params: TrainParams) -> Any:
         )
     if "protocol" in accepted:
         given["protocol"] = params.protocol
+    if "provider" in accepted:
+        given["provider"] = "dealer" if helpers else "he"
+        if helpers and "dealer" in accepted:
+            given["dealer"] = helpers[0]
     return cls(**given)
 
 
@@ -135,6 +144,18 @@ def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
     return X, y
 
 
+def _helpers(ctx: StepContext) -> tuple[str, ...]:
+    """Peers of the session that are not data parties of the job (a dealer)."""
+    return tuple(p for p in ctx.session.peers if p not in ctx.parties)
+
+
+def _learner_session(ctx: StepContext) -> Session:
+    """The step's session, telling learners which peers are helpers."""
+    s = ctx.session
+    extras = {**s.extras, "helpers": _helpers(ctx)}
+    return Session(s.party, s.peers, s.channel, frac_bits=s.frac_bits, seed=s.seed, extras=extras)
+
+
 def _frame(ctx: StepContext, key: str) -> Any:
     if key not in ctx.state:
         raise ConfigError(
@@ -154,10 +175,10 @@ class TrainStep(Component):
     summary = "vertical SS/HE logistic or linear regression, or SecureBoost"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
-        model = build_model(params)
+        model = build_model(params, _helpers(ctx))
         X, y = _features(ctx, _frame(ctx, "train"))
         ctx.progress(0.0, f"training {params.model} ({params.protocol})")
-        model.fit(ctx.session, X, y)
+        model.fit(_learner_session(ctx), X, y)
         ctx.state["model"] = model
         ctx.state["task"] = getattr(model, "task", "classification")
         path = ctx.out_dir / f"model-{ctx.step_id}.json"
@@ -188,7 +209,7 @@ class PredictStep(Component):
             )
         frame = _frame(ctx, params.on)
         X, _ = _features(ctx, frame)
-        scores = ctx.state["model"].predict(ctx.session, X)
+        scores = ctx.state["model"].predict(_learner_session(ctx), X)
         ctx.state["predictions"] = scores
         ctx.state["predictions_on"] = params.on
         if scores is None:

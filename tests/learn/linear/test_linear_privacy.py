@@ -160,7 +160,7 @@ def test_he_lr_wire_audit(vertical: Callable) -> None:
     assert {r.tag.split("/")[0] for r in _sent(log, "host", "guest")} <= {
         "preflight",
         "partial-score",
-        "he",
+        "helr",
         "score",
         "predict-check",
     }

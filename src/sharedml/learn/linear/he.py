@@ -113,10 +113,10 @@ class HELogisticRegression(PlaintextWeightsSGD):
             pk, sk = generate_keypair(self.key_bits)
             self._pk: PaillierPublicKey = pk
             self._sk: PaillierPrivateKey | None = sk
-            send_all(session, self.parties_, "he/public-key", pk.to_bytes())
+            send_all(session, self.parties_, "helr/public-key", pk.to_bytes())
         else:
             self._pk = PaillierPublicKey.from_bytes(
-                bytes(ch.recv(self.layout_.label_holder, "he/public-key"))
+                bytes(ch.recv(self.layout_.label_holder, "helr/public-key"))
             )
             self._sk = None
         self._width = (self._pk.n.bit_length() + 7) // 8 + 1
@@ -132,21 +132,21 @@ class HELogisticRegression(PlaintextWeightsSGD):
         q = np.round(resid * (1 << self.residual_bits)).astype(np.int64)
         cts = pk.pack(pk.encrypt_many(q.tolist()))
         for p in self.layout_.feature_holders:
-            session.channel.send(p, "he/enc-residual", cts)
+            session.channel.send(p, "helr/enc-residual", cts)
         for p in self.layout_.feature_holders:
-            masked = pk.unpack(session.channel.recv(p, "he/masked-gradient"))
+            masked = pk.unpack(session.channel.recv(p, "helr/masked-gradient"))
             if len(masked) != self.layout_.n_features[p]:
                 raise ProtocolAbort(
                     f"expected {self.layout_.n_features[p]} masked gradients from {p!r}",
                     party=session.party,
                 )
             plain = sk.decrypt_many(masked, signed=True)
-            session.channel.send(p, "he/unmasked", signed_to_bytes(plain, self._width))
+            session.channel.send(p, "helr/unmasked", signed_to_bytes(plain, self._width))
 
     def _feature_gradient(self, session: Session, Xb: np.ndarray) -> np.ndarray:
         """Steps 3-4 at a feature holder: ``X^T d`` for its own columns."""
         pk, ch, lh = self._pk, session.channel, self.layout_.label_holder
-        enc = pk.unpack(ch.recv(lh, "he/enc-residual"))
+        enc = pk.unpack(ch.recv(lh, "helr/enc-residual"))
         if len(enc) != Xb.shape[0]:
             raise ProtocolAbort(
                 f"expected {Xb.shape[0]} encrypted residuals, got {len(enc)}", party=session.party
@@ -167,8 +167,8 @@ class HELogisticRegression(PlaintextWeightsSGD):
             r = secrets.randbits(bound_bits + MASK_SECURITY)
             masks.append(r)
             out.append(pk.rerandomize(pk.add_plain(c, r)))
-        ch.send(lh, "he/masked-gradient", pk.pack(out))
-        plain = bytes_to_signed(ch.recv(lh, "he/unmasked"), self._width)
+        ch.send(lh, "helr/masked-gradient", pk.pack(out))
+        plain = bytes_to_signed(ch.recv(lh, "helr/unmasked"), self._width)
         if len(plain) != Xb.shape[1]:
             raise ProtocolAbort("wrong number of unmasked gradients", party=session.party)
         scale = float(1 << (self.residual_bits + self.feature_bits))

@@ -95,7 +95,7 @@ class _SSLinear(SGDDriver):
 
         if self.provider == "dealer":
             return MPC(session, DealerProvider(session, dealer=self.dealer), trunc=self.trunc)
-        from sharedml.mpc import HEProvider  # type: ignore[attr-defined]
+        from sharedml.mpc.he import HEProvider
 
         return MPC(session, HEProvider(session), trunc=self.trunc)
 
