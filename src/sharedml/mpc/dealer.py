@@ -151,7 +151,9 @@ def serve_dealer(
     ``parties`` are the computing parties in share order (default: every peer
     but the dealer, in the job's order). One call serves one runtime (one
     ``DealerProvider`` per party) under ``scope``; serve several runtimes with
-    several calls under different scopes.
+    several calls under different scopes. Between requests the dealer waits
+    at most the channel's timeout (a :class:`~sharedml.errors.PeerTimeout`
+    after that), so a job that computes locally for longer should raise it.
     """
     parties = tuple(parties or (p for p in session.peers if p != session.party))
     if len(parties) < 2:
