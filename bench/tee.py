@@ -33,13 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report
 from sharedml.tee.attestation import Policy, Verifier
-from sharedml.tee.attestation.sim import (
-    LocalSimAttester,
-    SimBackend,
-    SimQuoter,
-    SimVendor,
-    sign_manifest,
-)
+from sharedml.tee.attestation.sim import SimBackend, SimVendor, sign_manifest
+from sharedml.tee.attestation.simqe import LocalSimAttester, SimQuoter
 from sharedml.tee.enclave import wire
 from sharedml.tee.enclave.client import EnclaveClient
 from sharedml.tee.enclave.runtime import Enclave

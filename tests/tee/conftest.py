@@ -9,7 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sharedml.tee.attestation import Policy, Verifier
-from sharedml.tee.attestation.sim import Manifest, SimBackend, SimQuoter, SimVendor, sign_manifest
+from sharedml.tee.attestation.sim import Manifest, SimBackend, SimVendor, sign_manifest
+from sharedml.tee.attestation.simqe import SimQuoter
 
 
 class SimWorld:

@@ -11,7 +11,8 @@ from tests.tee.conftest import SimWorld
 from sharedml.errors import AttestationError, PolicyDenied, ProtocolAbort
 from sharedml.simulation import PartyFailed, run_parties
 from sharedml.tee.attestation import VersionFloor
-from sharedml.tee.attestation.sim import LocalSimAttester, SimVendor
+from sharedml.tee.attestation.sim import SimVendor
+from sharedml.tee.attestation.simqe import LocalSimAttester
 from sharedml.tee.enclave.cluster import ClusterMember, cluster_store, sync_key
 from sharedml.tee.enclave.sealing import SealedStore
 from sharedml.transport.recording import RecordingChannel, WireRecord

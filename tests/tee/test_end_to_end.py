@@ -127,6 +127,8 @@ def test_two_providers_train_in_enclave_and_destroy(tmp_path: Path, shared_data:
     pid = handle.process.pid
     receipt = manager.destroy(handle)
     assert receipt["files_removed"] == 2 and len(receipt["uploads"]) == 2  # the two sealed models
+    events = [e["event"] for e in receipt["events"]]
+    assert events.count("upload") == 2 and events.count("train") == 2 and events.count("release") == 2
     assert handle.process.poll() is not None and handle.quoting.poll() is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

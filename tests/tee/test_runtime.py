@@ -18,7 +18,7 @@ from tests.tee.conftest import SimWorld
 
 from sharedml.errors import PolicyDenied, ProtocolAbort
 from sharedml.tee.attestation import report_data_for
-from sharedml.tee.attestation.sim import LocalSimAttester
+from sharedml.tee.attestation.simqe import LocalSimAttester
 from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties
 from sharedml.tee.enclave.runtime import Enclave, verify_receipt
 from sharedml.tee.envelope import (

@@ -12,7 +12,7 @@ import pytest
 from tests.tee.conftest import SimWorld
 
 from sharedml.errors import AttestationError, DataError, PolicyDenied, ProtocolAbort, SharedMLError
-from sharedml.tee.attestation.sim import LocalSimAttester
+from sharedml.tee.attestation.simqe import LocalSimAttester
 from sharedml.tee.enclave import wire
 from sharedml.tee.enclave.client import EnclaveClient
 from sharedml.tee.enclave.runtime import Enclave

@@ -271,8 +271,11 @@ class Verifier:
     def challenge(self, now: dt.datetime | None = None, nonce: bytes | None = None) -> bytes:
         """A fresh 32-byte nonce (or register ``nonce`` chosen elsewhere) for one ``verify``."""
         nonce = secrets.token_bytes(32) if nonce is None else nonce
+        when = _now(now)
         with self._lock:
-            self._nonces[nonce] = _now(now)
+            for old in [n for n, t in self._nonces.items() if when - t > self._ttl]:
+                del self._nonces[old]  # unused challenges do not pile up
+            self._nonces[nonce] = when
         return nonce
 
     def appraise(self, evidence: Evidence, policy: Policy, now: dt.datetime | None = None) -> Claims:

@@ -12,8 +12,8 @@ accept it only with ``Policy(allow_simulation=True)``.
 2. The build signs an enclave :class:`Manifest`: code files + configuration,
    product id, security version (svn), debug flag. :func:`measure` is SHA-384
    over every code file (path and content) and the canonical configuration.
-3. :class:`SimQuoter` is the quoting side (run as its own process by
-   :mod:`sharedml.tee.attestation.simqe`). At load it *re-measures the files
+3. :class:`~sharedml.tee.attestation.simqe.SimQuoter` is the quoting side
+   (run as its own process by :mod:`sharedml.tee.attestation.simqe`). At load it *re-measures the files
    itself* and checks the signer's signature over the measurement (as SGX's
    EINIT checks SIGSTRUCT); the enclave only supplies ``report_data``. It
    derives seal keys bound to signer + product + a version ≤ its own.
@@ -39,21 +39,17 @@ from typing import Any
 
 import cbor2
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
-from sharedml.errors import ConfigError, PolicyDenied
+from sharedml.errors import ConfigError
 from sharedml.tee.attestation import cose
 from sharedml.tee.attestation.base import (
-    Attester,
     Backend,
     Claims,
     Evidence,
     reject,
-    report_data_for,
 )
 
 PROFILE = "sharedml-sim-eat/1"
@@ -76,7 +72,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         fh.write(data)
 
 
-def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ConfigError(f"{path} is not an EC key")
@@ -170,7 +166,7 @@ def signer_id(public_key_pem: bytes) -> bytes:
     return hashlib.sha384(der).digest()
 
 
-def _sigstruct(measurement: bytes, product_id: int, svn: int, debug: bool) -> bytes:
+def sigstruct(measurement: bytes, product_id: int, svn: int, debug: bool) -> bytes:
     return b"sharedml-sim-sigstruct/1" + measurement + cbor2.dumps([product_id, svn, debug])
 
 
@@ -186,7 +182,7 @@ def sign_manifest(
 ) -> Manifest:
     """The build step: measure the code and sign (measurement, product, svn, debug)."""
     m = measure(root, files, config)
-    sig = signer.sign(_sigstruct(m, product_id, svn, debug), ec.ECDSA(hashes.SHA384()))
+    sig = signer.sign(sigstruct(m, product_id, svn, debug), ec.ECDSA(hashes.SHA384()))
     pub = signer.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -236,7 +232,7 @@ class SimVendor:
         pdir.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP384R1())
         start = _now(now) - dt.timedelta(minutes=5)
-        cert = _cert(platform_id, key, (self.pca, _load_key(self.dir / "pca.key")), start, start + valid_for, False)
+        cert = _cert(platform_id, key, (self.pca, load_key(self.dir / "pca.key")), start, start + valid_for, False)
         (pdir / "cert.pem").write_bytes(_pem(cert))
         _write_key(pdir / "key.pem", key)
         fd = os.open(pdir / "seal.secret", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -259,7 +255,7 @@ class SimVendor:
             "next_update": int((issued + valid_for).timestamp()),
             "levels": {int(k): v for k, v in levels.items()},
         }
-        return cose.sign1(cbor2.dumps(body), _load_key(self.dir / "root.key"))
+        return cose.sign1(cbor2.dumps(body), load_key(self.dir / "root.key"))
 
     def revocation_list(
         self,
@@ -281,78 +277,8 @@ class SimVendor:
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(cert.serial_number).revocation_date(issued).build()
             )
-        crl = builder.sign(_load_key(self.dir / "pca.key"), hashes.SHA384())
+        crl = builder.sign(load_key(self.dir / "pca.key"), hashes.SHA384())
         return crl.public_bytes(serialization.Encoding.DER)
-
-
-# --------------------------------------------------------------------------- quoting side
-
-
-class SimQuoter:
-    """The quoting side for one loaded enclave on one simulated platform.
-
-    Measures the manifest's files itself at load; refuses a manifest whose
-    signature does not match what it measured.
-    """
-
-    def __init__(self, platform_dir: str | Path, manifest: Manifest, now: dt.datetime | None = None) -> None:
-        pdir = Path(platform_dir)
-        self._key = _load_key(pdir / "key.pem")
-        self._cert = x509.load_pem_x509_certificate((pdir / "cert.pem").read_bytes())
-        vendor = SimVendor(pdir.parent.parent)
-        self._bundle = [c.public_bytes(serialization.Encoding.DER) for c in (vendor.root, vendor.pca)]
-        self._seal_secret = (pdir / "seal.secret").read_bytes()
-        self._tcb_svn = int((pdir / "tcb_svn").read_text())
-        self.platform_id = pdir.name
-        self.measurement = measure(manifest.root, manifest.files, manifest.config)
-        signer_key = serialization.load_pem_public_key(manifest.signer_public_key)
-        if not isinstance(signer_key, ec.EllipticCurvePublicKey):
-            raise ConfigError("manifest signer key is not EC")
-        try:
-            signer_key.verify(
-                manifest.signature,
-                _sigstruct(self.measurement, manifest.product_id, manifest.svn, manifest.debug),
-                ec.ECDSA(hashes.SHA384()),
-            )
-        except InvalidSignature:
-            raise PolicyDenied(
-                "enclave manifest signature does not match the measured code",
-                step="load",
-                remedy="rebuild and re-sign the enclave manifest",
-            ) from None
-        self.signer = signer_id(manifest.signer_public_key)
-        self.manifest = manifest
-
-    def quote(self, report_data: bytes, user_data: bytes = b"", now: dt.datetime | None = None) -> Evidence:
-        if len(report_data) != 64 or len(user_data) > 1024:
-            raise ConfigError("report_data must be 64 bytes and user_data ≤ 1024")
-        payload = {
-            "profile": PROFILE,
-            "platform_id": self.platform_id,
-            "tcb_svn": self._tcb_svn,
-            "measurement": self.measurement,
-            "signer": self.signer,
-            "product_id": self.manifest.product_id,
-            "svn": self.manifest.svn,
-            "debug": self.manifest.debug,
-            "report_data": report_data,
-            "user_data": user_data,
-            "timestamp": int(_now(now).timestamp() * 1000),
-            "certificate": self._cert.public_bytes(serialization.Encoding.DER),
-            "cabundle": self._bundle,
-        }
-        return Evidence("sim", cose.sign1(cbor2.dumps(payload), self._key))
-
-    def seal_key(self, svn: int) -> bytes:
-        """EGETKEY analogue: a key bound to signer + product + ``svn`` (≤ own svn)."""
-        if svn > self.manifest.svn or svn < 0:
-            raise PolicyDenied(
-                f"seal key for svn {svn} refused to an enclave at svn {self.manifest.svn}",
-                step="unseal",
-                remedy="an older enclave cannot open state sealed by a newer one",
-            )
-        info = b"sharedml-sim-seal/1" + self.signer + cbor2.dumps([self.manifest.product_id, svn])
-        return HKDF(hashes.SHA384(), 32, None, info).derive(self._seal_secret)
 
 
 # --------------------------------------------------------------------------- verifier backend
@@ -415,18 +341,3 @@ class SimBackend(Backend):
             tcb_status=self._tcb_status(int(p["tcb_svn"]), now),
             extra={"platform_id": str(p["platform_id"])},
         )
-
-
-class LocalSimAttester(Attester):
-    """An in-process attester over a :class:`SimQuoter` (embedded simulation mode)."""
-
-    backend = "sim"
-
-    def __init__(self, quoter: SimQuoter) -> None:
-        self._quoter = quoter
-
-    def attest(self, nonce: bytes, public_key: bytes, user_data: bytes = b"") -> Evidence:
-        return self._quoter.quote(report_data_for(nonce, public_key), user_data)
-
-    def seal_key(self, svn: int) -> bytes:
-        return self._quoter.seal_key(svn)

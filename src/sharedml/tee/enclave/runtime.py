@@ -251,6 +251,7 @@ class Enclave:
             "uploads": ciphertexts,
             "files_removed": removed,
             "keys": "dropped",
+            "events": self.audit,  # create, attest, upload, train, release: signed with the receipt
         }
         payload = json.dumps(body, sort_keys=True).encode()
         receipt = {"receipt": payload.decode(), "signature": self._keys.sign(payload).hex()}
