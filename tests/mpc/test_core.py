@@ -87,8 +87,6 @@ def test_products_within_fixed_point_bound(provider: str, trunc: str) -> None:
             "mean": sx.mean(axis=1).reveal(),
         }
 
-    if provider == "he" and trunc == "local":
-        pytest.skip("covered by the dealer run; HE material is slow")
     a = run_mpc(body, provider, trunc=trunc)["alice"]
     # Inputs carry ≤ ½ ulp each; a product adds |x|+|y| half-ulps plus ≤ 1 ulp of truncation.
     bound = (np.abs(x) + np.abs(y) + 2) * ULP
