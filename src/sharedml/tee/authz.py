@@ -16,6 +16,9 @@ Two places enforce it:
 
 The platform relays signed policies and ciphertext; it can read neither the
 data nor the data keys.
+
+Reveals: a policy is signed, not encrypted — whoever relays it (the platform)
+learns the job, columns, algorithms, recipients and expiry it names.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ class Enclave:
         self._uploads: dict[str, _Upload] = {}
         self._model: Any = None
         self._train_request: dict[str, Any] = {}
-        self.metrics: dict[str, float] = {}
+        self.metrics: dict[str, float | int] = {}
         self.state = "created"
         self.audit: list[dict[str, Any]] = [{"event": "create", "enclave": self.id, "at": time.time()}]
 
@@ -198,7 +198,7 @@ class Enclave:
         seed = int(request.get("seed", 0))
         train_idx, test_idx = learners.split(len(y), float(request.get("test_size", 0.0)), seed, y)
         self._model = learners.fit(algorithm, x.iloc[train_idx], y[train_idx], seed, request.get("params", {}))
-        metrics = {"rows": float(len(y)), "train_auc": learners.auc(y[train_idx], self._model.predict_proba(x.iloc[train_idx]))}
+        metrics: dict[str, float | int] = {"rows": len(y), "train_auc": learners.auc(y[train_idx], self._model.predict_proba(x.iloc[train_idx]))}
         if len(test_idx):
             metrics["test_auc"] = learners.auc(y[test_idx], self._model.predict_proba(x.iloc[test_idx]))
         self.metrics = metrics
