@@ -97,6 +97,7 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
 
     t = time.perf_counter()
     handle = manager.create(spec.name, manifest)
+    providers: dict[str, Provider] = {}
     try:
         claims = manager.verify(handle, policy)
         record("enclave", "enclave", "platform", time.perf_counter() - t,
@@ -119,6 +120,8 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
         _run_steps(steps, providers[holder.name], spec.name, f"{holder.name}.{holder.label}", id_column,
                    out, record)
     finally:
+        for provider in providers.values():
+            provider.client.close()
         t = time.perf_counter()
         receipt = manager.destroy(handle)
         record("destroy", "destroy", "platform", time.perf_counter() - t,
