@@ -91,7 +91,7 @@ def run_job(
     if spec.scheme == "tee":
         from sharedml.tee.job import run_tee_job
 
-        result: dict[str, Any] = run_tee_job(spec, out_dir)
+        result: dict[str, Any] = run_tee_job(spec, out_dir, base=base)
         return result
     spec_dict = spec.model_dump()
     parties = list(spec.parties)
