@@ -127,3 +127,10 @@ def test_blinding_commutes_and_lands_on_the_curve() -> None:
         assert u < P
         rhs = (u**3 + 486662 * u**2 + u) % P
         assert pow(rhs, (P - 1) // 2, P) == 1  # a square: the point is on the curve, not the twist
+
+
+def test_small_order_point_is_refused() -> None:
+    with pytest.raises(ArithmeticError):
+        blind(new_key(), bytes(32))  # u = 0 has order 2: X25519 would output zero
+    with pytest.raises(ValueError):
+        blind(new_key(), bytes(31))

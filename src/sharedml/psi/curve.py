@@ -47,6 +47,12 @@ import time
 import gmpy2
 from nacl.bindings import crypto_scalarmult
 
+try:  # PyNaCl's cffi module: one call per point without the bindings' per-call checks
+    from nacl._sodium import ffi as _ffi
+    from nacl._sodium import lib as _lib
+except ImportError:  # pragma: no cover - a PyNaCl without it falls back to the bindings
+    _lib = None
+
 P = 2**255 - 19
 A = 486662
 DOMAIN = b"sharedml/psi/x25519-tai/v1"
@@ -76,18 +82,30 @@ def hash_to_u(digest: bytes) -> bytes:
 
 def hash_and_blind(key: bytes, digests: bytes) -> bytes:
     """``[k] H(d)`` for each 32-byte digest in the packed buffer ``digests``."""
-    out = bytearray(len(digests))
-    for off in range(0, len(digests), 32):
-        out[off : off + 32] = crypto_scalarmult(key, hash_to_u(digests[off : off + 32]))
-    return bytes(out)
+    return blind(key, b"".join(hash_to_u(digests[o : o + 32]) for o in range(0, len(digests), 32)))
 
 
 def blind(key: bytes, points: bytes) -> bytes:
-    """``[k] X`` for each 32-byte u-coordinate in the packed buffer ``points``."""
-    out = bytearray(len(points))
+    """``[k] X`` for each 32-byte u-coordinate in the packed buffer ``points``.
+
+    libsodium releases the GIL during each multiplication (cffi does), so
+    threads calling this run on every core. A result of zero (an input of
+    small order, which a hashed point is not) raises ``ArithmeticError``.
+    """
+    if len(key) != 32 or len(points) % 32:
+        raise ValueError("blind needs a 32-byte key and whole 32-byte points")
+    if _lib is None:
+        out = bytearray(len(points))
+        for off in range(0, len(points), 32):
+            out[off : off + 32] = crypto_scalarmult(key, points[off : off + 32])
+        return bytes(out)
+    buf = _ffi.new("unsigned char[]", len(points))
+    src = _ffi.from_buffer(points)
+    mult = _lib.crypto_scalarmult
     for off in range(0, len(points), 32):
-        out[off : off + 32] = crypto_scalarmult(key, points[off : off + 32])
-    return bytes(out)
+        if mult(buf + off, key, src + off) != 0:
+            raise ArithmeticError("X25519 of a small-order point (all-zero result)")
+    return bytes(_ffi.buffer(buf))
 
 
 def raw_rate(seconds: float = 1.0) -> float:
