@@ -35,6 +35,7 @@ import numpy as np
 from sharedml.crypto import ring
 from sharedml.errors import DataError
 from sharedml.mpc.material import Kind
+from sharedml.mpc.provider import Material
 from sharedml.mpc.tensor import SharedTensor
 
 
@@ -42,8 +43,12 @@ def _fail(x: SharedTensor, op: str, message: str) -> DataError:
     return DataError(f"{op}: {message}", party=x.mpc.party, step=op)
 
 
-def mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
-    """Shared x·y, untruncated (scale = x.scale + y.scale). One round."""
+def mul(x: SharedTensor, y: SharedTensor, material: Material | None = None) -> SharedTensor:
+    """Shared x·y, untruncated (scale = x.scale + y.scale). One round.
+
+    ``material`` is a MUL triple of the broadcast shape requested earlier
+    (e.g. dealt ahead of time, the offline phase); by default one is requested.
+    """
     mpc = x.mpc
     if y.mpc is not mpc:
         raise _fail(x, "mul", "operands belong to different MPC runtimes")
@@ -53,7 +58,7 @@ def mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
         raise _fail(x, "mul", f"shapes {x.shape} and {y.shape} do not broadcast") from None
     xs = x.share if x.shape == shape else np.broadcast_to(x.share, shape)
     ys = y.share if y.shape == shape else np.broadcast_to(y.share, shape)
-    mat = mpc.provider.request(Kind.MUL, shape)
+    mat = material if material is not None else mpc.provider.request(Kind.MUL, shape)
     a, b = mat["a"], mat["b"]
     d, e = mpc.open_many("mul", [xs - a, ys - b])
     z = mat["c"] + d * b
@@ -89,15 +94,19 @@ def matmul_shape(x: SharedTensor, y: SharedTensor) -> tuple[int, ...]:
     return _result_shape(x.shape, y.shape, (xm.shape[0], ym.shape[1]))
 
 
-def matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
-    """Shared x @ y for 1-D/2-D operands, untruncated. One round."""
+def matmul(x: SharedTensor, y: SharedTensor, material: Material | None = None) -> SharedTensor:
+    """Shared x @ y for 1-D/2-D operands, untruncated. One round.
+
+    ``material`` is a MATMUL triple for (m, k, n) requested earlier; by
+    default one is requested.
+    """
     mpc = x.mpc
     xm, ym = _as_matrix(x, "matmul", "left"), _as_matrix(y, "matmul", "right")
     if xm.shape[1] != ym.shape[0]:
         raise _fail(x, "matmul", f"inner dimensions differ: {x.shape} @ {y.shape}")
     m, k = xm.shape
     n = ym.shape[1]
-    mat = mpc.provider.request(Kind.MATMUL, (m, k, n))
+    mat = material if material is not None else mpc.provider.request(Kind.MATMUL, (m, k, n))
     d, e = mpc.open_many("matmul", [xm - mat["a"], ym - mat["b"]])
     z = ring.matmul(d, mat["b"])
     z += ring.matmul(xm, e)
