@@ -59,7 +59,7 @@ def _synthetic(n: int = 600, seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.
     return X, y, logits
 
 
-@pytest.mark.parametrize("sigmoid", ["taylor1", "clip_poly3"])
+@pytest.mark.parametrize("sigmoid", ["pwl", "taylor1", "clip_poly3"])
 def test_three_parties_follow_the_plaintext_sgd(sigmoid: str) -> None:
     """A label holder and two feature holders reach the plaintext SGD's
     coefficients on the same batches (fixed-point error only)."""

@@ -26,13 +26,34 @@ SIGMOID_APPROX: dict[str, tuple[float | None, tuple[float, ...]]] = {
     "clip_poly3": (4.0, (0.21657398, -0.00659948)),
     "clip_poly5": (4.0, (0.23952135, -0.01328579, 0.00037573)),
 }
-SIGMOID_CHOICES = (*SIGMOID_APPROX, "exact")
+#: Piecewise-linear interpolations of ``sigmoid`` (flat outside the outer
+#: knots): name -> knots. ``p(z) = s(t_1) + sum_j d_j relu(z - t_j)``; under MPC
+#: all ``[z > t_j]`` come from one batched comparison and all ``relu`` terms
+#: from one Beaver round, so more knots cost no extra round. Six knots: max
+#: error 0.022, and SGD reaches scikit-learn's AUC on default_credit.
+PIECEWISE: dict[str, tuple[float, ...]] = {
+    "pwl": (-4.0, -2.0, -0.75, 0.75, 2.0, 4.0),
+}
+SIGMOID_CHOICES = (*SIGMOID_APPROX, *PIECEWISE, "exact")
+
+
+def piecewise_terms(knots: tuple[float, ...]) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(s(t_1), t, d)`` of the piecewise-linear sigmoid through ``knots``."""
+    t = np.asarray(knots, dtype=np.float64)
+    s = 0.5 * (1.0 + np.tanh(0.5 * t))
+    slopes = np.diff(s) / np.diff(t)
+    d = np.diff(np.r_[0.0, slopes, 0.0])
+    return float(s[0]), t, d
 
 
 def sigmoid(z: np.ndarray, approx: str = "exact") -> np.ndarray:
     """``sigmoid(z)`` or the named approximation of it."""
     if approx == "exact":
         return 0.5 * (1.0 + np.tanh(0.5 * z))
+    if approx in PIECEWISE:
+        base, t, d = piecewise_terms(PIECEWISE[approx])
+        zz = np.asarray(z, dtype=np.float64)
+        return base + np.maximum(zz[..., None] - t, 0.0) @ d
     if approx not in SIGMOID_APPROX:
         raise ConfigError(
             f"unknown sigmoid approximation {approx!r}", remedy=f"use one of {SIGMOID_CHOICES}"

@@ -11,14 +11,18 @@ Paillier between two parties):
    the blocks form one shared matrix ``X`` (n × D), which is masked **once**
    (:class:`~sharedml.mpc.FixedOperand`: ``X - A`` opened a single time).
    The weights ``w`` (D) start as a public zero.
-1. Per batch ``I``: ``z = X[I] @ w`` (one round opening ``w - B`` + one
-   truncation round).
-2. ``p = sigmoid~(z)`` with the chosen approximation (``taylor1``: public
-   affine; ``seg3``/``clip_poly3``/``clip_poly5``: ``z`` is clipped to
-   ``[-a, a]`` with one secure comparison of ``[z, -z]`` and one Beaver
-   product, then an odd polynomial); linear regression uses ``p = z``.
-3. ``e = p - y[I]`` (local); ``g = X[I]^T e`` (one round + truncation).
-4. ``w <- w (1 - lr*l2) - (lr/|I|) g`` (one truncation round for both terms).
+1. Per batch ``I``: ``z = X[I] @ w`` (one round opening ``w - B``; truncated
+   with the sigmoid's output, or by one truncation round).
+2. ``p = sigmoid~(z)`` with the chosen approximation: ``pwl`` (default) — a
+   six-knot piecewise-linear interpolation, one batched comparison plus one
+   Beaver round, and its single truncation is also ``z``'s; ``taylor1`` —
+   public affine; ``seg3``/``clip_poly3``/``clip_poly5`` — ``z`` clipped to
+   ``[-a, a]`` (one comparison, one product), then an odd polynomial;
+   ``accurate`` — the engine's exp/reciprocal sigmoid. Linear regression
+   uses ``p = z``.
+3. ``e = p - y[I]`` (local); ``g = X[I]^T e`` (one round).
+4. ``w <- w (1 - lr*l2) - (lr/|I|) g``: ``g`` is left untruncated and both
+   terms are truncated together (one round; see ``_update``).
 5. After the last epoch, ``reveal_weights="own"``: each party receives its own
    block of ``w`` (``L`` its block and the intercept) and nothing else;
    ``"none"``: every party keeps its share of all of ``w``.
@@ -52,13 +56,15 @@ import numpy as np
 
 from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.learn.linear._base import array_or_none, list_or_none, masked_sum_to_label
-from sharedml.learn.linear._core import SIGMOID_APPROX
+from sharedml.learn.linear._core import PIECEWISE, SIGMOID_APPROX, piecewise_terms
 from sharedml.learn.linear._sgd import SGDDriver
 from sharedml.session import Session
 
 REVEAL = ("own", "none")
 #: our clipped fits, plus the engine's exp/reciprocal sigmoid (``accurate``)
-SS_SIGMOIDS = (*SIGMOID_APPROX, "accurate")
+SS_SIGMOIDS = (*PIECEWISE, *SIGMOID_APPROX, "accurate")
+#: extra fractional bits of the learning-rate factor in the weight update
+UPDATE_BITS = 20
 PROVIDERS = ("dealer", "he")
 
 
@@ -145,25 +151,45 @@ class _SSLinear(SGDDriver):
 
     def _init_weights(self, session: Session) -> None:
         width = sum(b - a for a, b in self._offsets().values())
+        self._intercept_row = self._offsets()[self.layout_.label_holder][1] - 1
         self._w = self._mpc.public(np.zeros((width, 1)))
         self.coef_, self.intercept_ = None, None
 
     def _step(self, session: Session, idx: np.ndarray, lr: float) -> None:
-        from sharedml.mpc import concatenate
-
-        z = self._fx.matmul(self._w, rows=idx)
-        p = self._link(z)
+        z_raw = self._fx.matmul(self._w, rows=idx, truncate=False)
+        p = self._link(z_raw)
         e = p - self._ys[idx]
-        g = self._fx.matmul(e, rows=idx, transpose=True)
-        width = self._w.shape[0]
-        decay = np.full(width, 1.0 - lr * self.l2)
-        decay[self._offsets()[self.layout_.label_holder][1] - 1] = 1.0  # no L2 on the intercept
-        factors = np.r_[decay, np.full(width, -lr / len(idx))].reshape(-1, 1)
-        both = concatenate([self._w, g], axis=0) * factors
-        self._w = both[:width] + both[width:]
+        g_raw = self._fx.matmul(e, rows=idx, transpose=True, truncate=False)
+        self._w = self._update(self._w, g_raw, lr, len(idx))
 
-    def _link(self, z: Any) -> Any:
-        return z
+    def _update(self, w: Any, g_raw: Any, lr: float, batch: int) -> Any:
+        """``w (1 - lr*l2) - (lr/batch) g`` with a single truncation.
+
+        ``g_raw`` carries 2f fractional bits (untruncated product). Both terms
+        are brought to ``2f + UPDATE_BITS`` bits with public integer factors
+        and truncated once by ``f + UPDATE_BITS``; the result is exact to one
+        ulp while ``|w| < 2^(62-2f-UPDATE_BITS)`` and ``|lr g / batch|`` too
+        (1024 at f = 16).
+        """
+        from sharedml.mpc import SharedTensor, truncate
+
+        f = self._mpc.frac_bits
+        if g_raw.scale != 2 * f or w.scale != f:
+            raise ProtocolAbort("unexpected fixed-point scales in the update", party=self.party_)
+        decay = np.full(w.shape, 1.0 - lr * self.l2)
+        decay[self._intercept_row] = 1.0  # no L2 on the intercept
+        kw = np.round(decay * float(1 << (f + UPDATE_BITS))).astype(np.int64).view(np.uint64)
+        kg = np.uint64(round(lr / batch * float(1 << UPDATE_BITS)))
+        both = SharedTensor(self._mpc, w.share * kw - g_raw.share * kg, 2 * f + UPDATE_BITS)
+        out = truncate(both, f + UPDATE_BITS)
+        out.scale = f
+        return out
+
+    def _link(self, z_raw: Any) -> Any:
+        """The model's output from the untruncated scores (2f fractional bits)."""
+        from sharedml.mpc import rescale
+
+        return rescale(z_raw)
 
     def _scores(self, session: Session, Xs: np.ndarray, *, validation: bool) -> np.ndarray | None:
         lh = self.layout_.label_holder
@@ -247,7 +273,7 @@ class SSLogisticRegression(_SSLinear):
     (``constant | invscaling | cosine``), ``l2``, ``early_stopping_rounds``
     (needs ``X_val``), ``validation_metric`` (``auto`` = AUC), ``scaling``
     (``standard | whiten | none``, each party on its own columns),
-    ``sigmoid`` (``taylor1 | seg3 | clip_poly3 | clip_poly5 | accurate``),
+    ``sigmoid`` (``pwl | taylor1 | seg3 | clip_poly3 | clip_poly5 | accurate``),
     ``reveal_weights`` (``own | none``), ``provider`` (``dealer | he``),
     ``dealer`` (the dealer's party id), ``trunc`` (``pair | local``).
     """
@@ -266,7 +292,7 @@ class SSLogisticRegression(_SSLinear):
         validation_metric: str = "auto",
         random_state: int | None = None,
         scaling: str = "standard",
-        sigmoid: str = "clip_poly3",
+        sigmoid: str = "pwl",
         reveal_weights: str = "own",
         provider: str = "dealer",
         dealer: str = "dealer",
@@ -287,8 +313,12 @@ class SSLogisticRegression(_SSLinear):
         self.dealer = dealer
         self.trunc = trunc
 
-    def _link(self, z: Any) -> Any:
-        return shared_sigmoid(z, self.sigmoid)
+    def _link(self, z_raw: Any) -> Any:
+        if self.sigmoid in PIECEWISE:
+            return piecewise_sigmoid(z_raw, PIECEWISE[self.sigmoid])
+        from sharedml.mpc import rescale
+
+        return shared_sigmoid(rescale(z_raw), self.sigmoid)
 
 
 class SSLinearRegression(_SSLinear):
@@ -334,6 +364,36 @@ class SSLinearRegression(_SSLinear):
         self.dealer = dealer
         self.trunc = trunc
         self.sigmoid = "none"
+
+
+def piecewise_sigmoid(z_raw: Any, knots: tuple[float, ...]) -> Any:
+    """The piecewise-linear sigmoid of :data:`~sharedml.learn.linear._core.PIECEWISE`
+    on untruncated scores ``z_raw`` (2f fractional bits), in three steps:
+
+    1. one batched comparison gives every ``[z > t_j]`` (on ``t_j - z``);
+    2. one batched Beaver product gives every ``relu(z - t_j) = [z > t_j](z - t_j)``
+       (bits carry no fractional bits, so nothing to truncate);
+    3. ``s(t_1) + sum_j d_j relu_j`` is formed locally at 3f bits and truncated
+       once by 2f — which is also the truncation of ``z`` itself.
+    """
+    from sharedml.mpc import SharedTensor, beaver, concatenate, truncate
+
+    mpc = z_raw.mpc
+    f = mpc.frac_bits
+    if z_raw.scale != 2 * f:
+        raise ProtocolAbort("piecewise sigmoid expects untruncated scores", party=mpc.party)
+    base, t, d = piecewise_terms(knots)
+    diffs = concatenate([z_raw - float(tj) for tj in t], axis=0)
+    bits = -diffs < 0
+    relu = beaver.mul(bits, diffs)
+    n = z_raw.shape[0]
+    acc = np.zeros(z_raw.shape, dtype=np.uint64)
+    for j, dj in enumerate(d):
+        enc = np.uint64(round(float(dj) * (1 << f)) % (1 << 64))
+        acc += relu.share[j * n : (j + 1) * n] * enc
+    out = truncate(SharedTensor(mpc, acc, 3 * f), 2 * f)
+    out.scale = f
+    return out + base
 
 
 def shared_sigmoid(z: Any, approx: str) -> Any:
