@@ -124,7 +124,7 @@ def plaintext_baseline(
 
 
 def linear_rows(
-    data: Path, epochs: int, he: bool, sigmoid: str = "clip_poly3"
+    data: Path, epochs: int, he: bool, sigmoid: str = "pwl"
 ) -> list[dict[str, Any]]:
     from sharedml.cluster import run_cluster
 
