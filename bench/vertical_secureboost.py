@@ -134,6 +134,7 @@ def run(protocols: tuple[str, ...] = ("ss", "he"), data: Path = DATA) -> list[di
                 "xgboost_s": xgb_seconds,
                 "ratio": seconds / xgb_seconds,
                 "cpu_s": cpu,
+                "cpu_by_party": {p: round(r["cpu"], 1) for p, r in out.items()},
                 "xgboost_cpu_s": xgb_cpu,
                 "load_avg": os.getloadavg()[0],
                 "auc": out["guest"]["auc"],

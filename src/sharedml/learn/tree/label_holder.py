@@ -205,45 +205,27 @@ class LabelHolderTrainer:
         h: np.ndarray,
         need_hists: bool,
     ) -> list[_Node]:
-        n = len(g)
-        left = np.zeros(n, dtype=bool)
+        """Have every chosen split recorded by its owner; return the children."""
+        left = np.zeros(len(g), dtype=bool)
         by_owner: dict[str, list[_Node]] = {}
         for node in level:
             if node.id in choices:
                 by_owner.setdefault(choices[node.id][0], []).append(node)
         for owner, nodes in by_owner.items():
+            splits = [choices[node.id][1] for node in nodes]
             if owner == self.me:
-                for node in nodes:
-                    cand = choices[node.id][1]
-                    tree.record[node.id] = self.table.add(
-                        cand.feature, float(self.edges[cand.feature][cand.bin])
-                    )
-                    left[node.rows] = self.bins[node.rows, cand.feature] <= cand.bin
-                continue
-            node_of_row = np.full(n, -1, dtype=np.int32)
-            which = np.empty((len(nodes), 2), dtype=np.int64)
-            for slot, node in enumerate(nodes):
-                node_of_row[node.rows] = slot
-                which[slot] = (choices[node.id][1].feature, choices[node.id][1].bin)
-            send_cmd(self.ch, owner, OP_SPLIT, len(nodes))
-            self.ch.send(owner, "rows", node_of_row)
-            self.ch.send(owner, "which", which)
-            ids = np.asarray(self.ch.recv(owner, "ids"), dtype=np.int64)
-            sel = np.flatnonzero(node_of_row >= 0)
-            dirs = unpack_bits(self.ch.recv(owner, "dirs"), len(sel), owner, "dirs")
-            if ids.shape != (len(nodes),):
-                raise ProtocolAbort("split record ids of the wrong shape", party=owner)
-            left[sel] = dirs
-            for slot, node in enumerate(nodes):
-                tree.record[node.id] = int(ids[slot])
+                ids = self._record_own(nodes, splits, left)
+            else:
+                ids = self._record_remote(owner, nodes, splits, left).tolist()
+            for node, rid in zip(nodes, ids, strict=True):
+                tree.record[node.id], tree.owner[node.id] = int(rid), owner
         children: list[_Node] = []
         smaller: list[tuple[_Node, _Node, _Node]] = []  # (parent, small, large)
         for node in level:
             if node.id not in choices:
                 continue
-            owner = choices[node.id][0]
             lid, rid = tree.add_node(), tree.add_node()
-            tree.left[node.id], tree.right[node.id], tree.owner[node.id] = lid, rid, owner
+            tree.left[node.id], tree.right[node.id] = lid, rid
             go = left[node.rows]
             lnode, rnode = _Node(lid, node.rows[go]), _Node(rid, node.rows[~go])
             children += [lnode, rnode]
@@ -252,6 +234,33 @@ class LabelHolderTrainer:
         if need_hists:
             self._child_hists(smaller, g, h)
         return children
+
+    def _record_own(
+        self, nodes: list[_Node], splits: list[SplitCandidate], left: np.ndarray
+    ) -> list[int]:
+        ids = []
+        for node, cand in zip(nodes, splits, strict=True):
+            ids.append(self.table.add(cand.feature, float(self.edges[cand.feature][cand.bin])))
+            left[node.rows] = self.bins[node.rows, cand.feature] <= cand.bin
+        return ids
+
+    def _record_remote(
+        self, owner: str, nodes: list[_Node], splits: list[SplitCandidate], left: np.ndarray
+    ) -> np.ndarray:
+        """The owner records each split and says which side each of the node's rows goes."""
+        node_of_row = np.full(len(left), -1, dtype=np.int32)
+        for slot, node in enumerate(nodes):
+            node_of_row[node.rows] = slot
+        which = np.array([(c.feature, c.bin) for c in splits], dtype=np.int64)
+        send_cmd(self.ch, owner, OP_SPLIT, len(nodes))
+        self.ch.send(owner, "rows", node_of_row)
+        self.ch.send(owner, "which", which)
+        ids = np.asarray(self.ch.recv(owner, "ids"), dtype=np.int64)
+        if ids.shape != (len(nodes),):
+            raise ProtocolAbort("split record ids of the wrong shape", party=owner)
+        sel = np.flatnonzero(node_of_row >= 0)
+        left[sel] = unpack_bits(self.ch.recv(owner, "dirs"), len(sel), owner, "dirs")
+        return ids
 
     def _child_hists(
         self, triples: list[tuple[_Node, _Node, _Node]], g: np.ndarray, h: np.ndarray
