@@ -65,20 +65,29 @@ class Prg:
         """A generator under a new key from :mod:`secrets`."""
         return cls(secrets.token_bytes(KEY_BYTES))
 
-    def words(self, nonce: int, count: int) -> np.ndarray:
-        """``count`` pseudo-random uint64 words from the stream ``nonce``."""
-        # update_into needs block_size - 1 bytes of slack in its output buffer.
-        out = np.empty(count + 2, dtype=np.uint64)
-        self._fill(nonce, out.view(np.uint8), 8 * count)
-        return out[:count]
+    def words(self, nonce: int, count: int, buffer: np.ndarray | None = None) -> np.ndarray:
+        """``count`` pseudo-random uint64 words from the stream ``nonce``.
 
-    def uint64(self, nonce: int, shape: tuple[int, ...] | int) -> np.ndarray:
+        ``buffer`` (uint64, at least ``count + 2`` words: ``update_into`` needs
+        a block of slack) is reused instead of allocating; the result is a view
+        of it.
+        """
+        if buffer is None:
+            buffer = np.empty(count + 2, dtype=np.uint64)
+        elif buffer.dtype != np.uint64 or buffer.size < count + 2 or not buffer.flags.c_contiguous:
+            raise ConfigError(f"PRG buffer must hold {count + 2} contiguous uint64 words")
+        self._fill(nonce, buffer.view(np.uint8), 8 * count)
+        return buffer[:count]
+
+    def uint64(
+        self, nonce: int, shape: tuple[int, ...] | int, buffer: np.ndarray | None = None
+    ) -> np.ndarray:
         """An array of uniform ring elements of ``shape`` from stream ``nonce``."""
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         count = 1
         for dim in shape:
             count *= dim
-        return self.words(nonce, count).reshape(shape)
+        return self.words(nonce, count, buffer).reshape(shape)
 
     def _fill(self, nonce: int, buf: np.ndarray, nbytes: int) -> None:
         if not 0 <= nonce < 1 << 64:
@@ -87,6 +96,33 @@ class Prg:
         enc = Cipher(self._algo, modes.CTR(iv)).encryptor()
         if nbytes:
             enc.update_into(_zeros(nbytes), buf.data)
+
+
+class BufferPool:
+    """Reusable uint64 buffers for PRG output, so large draws do not pay for
+    fresh pages every time. ``take`` a buffer, ``give`` it back when no array
+    viewing it is used any more. Holds at most ``limit_bytes`` of idle buffers.
+    """
+
+    def __init__(self, limit_bytes: int = 1 << 28) -> None:
+        self.limit = limit_bytes
+        self._idle: dict[int, list[np.ndarray]] = {}
+        self._bytes = 0
+
+    def take(self, count: int) -> np.ndarray:
+        """A buffer of at least ``count + 2`` words (PRG slack included)."""
+        stack = self._idle.get(count + 2)
+        if stack:
+            buf = stack.pop()
+            self._bytes -= buf.nbytes
+            return buf
+        return np.empty(count + 2, dtype=np.uint64)
+
+    def give(self, buffer: np.ndarray) -> None:
+        if self._bytes + buffer.nbytes > self.limit:
+            return
+        self._idle.setdefault(buffer.size, []).append(buffer)
+        self._bytes += buffer.nbytes
 
 
 def secret_words(shape: tuple[int, ...] | int) -> np.ndarray:

@@ -65,6 +65,7 @@ def mul(x: SharedTensor, y: SharedTensor, material: Material | None = None) -> S
     z += e * a
     if mpc.index == 0:
         z += d * e
+    mat.release()
     return SharedTensor(mpc, z, x.scale + y.scale)
 
 
@@ -111,6 +112,7 @@ def matmul(x: SharedTensor, y: SharedTensor, material: Material | None = None) -
     z = ring.matmul(d, mat["b"])
     z += ring.matmul(xm, e)
     z += mat["c"]
+    mat.release()
     return SharedTensor(mpc, z.reshape(_result_shape(x.shape, y.shape, (m, n))), x.scale + y.scale)
 
 
@@ -159,6 +161,7 @@ class FixedOperand:
         mat = self.mpc.provider.request(Kind.FIXED_MASK, x.shape)
         self.id = mat.counter
         self.e = self.mpc.open("fixed_operand", x.share - mat["a"])
+        mat.release()
         self._limbs = ring.split(self.e)
         self._x_limbs = ring.split(x.share)
 
@@ -205,5 +208,6 @@ class FixedOperand:
         z = ring.matmul(e, ring.split(b))
         z += ring.matmul(xs, ring.split(f))
         z += mat["c"]
+        mat.release()
         out = SharedTensor(mpc, z.reshape(shape), self.x.scale + y.scale)
         return rescale(out, pair) if truncate else out

@@ -85,6 +85,7 @@ def and_(x: BooleanTensor, y: BooleanTensor) -> BooleanTensor:
     z ^= e & a
     if mpc.index == 0:
         z ^= d & e
+    mat.release()
     return BooleanTensor(mpc, z)
 
 
@@ -109,6 +110,7 @@ def _level(g: BooleanTensor, p: BooleanTensor, s: int) -> tuple[BooleanTensor, B
     if mpc.index == 0:
         gz ^= np.bitwise_and(d, e, out=tmp)
         pz ^= np.bitwise_and(d, d_shifted, out=tmp)
+    mat.release()
     return BooleanTensor(mpc, gz), BooleanTensor(mpc, pz)
 
 
@@ -154,6 +156,7 @@ def b2a(bits: BooleanTensor) -> SharedTensor:
     out = mat["ra"] * (_ONE - (c << _ONE))
     if mpc.index == 0:
         out += c
+    mat.release()
     return SharedTensor(mpc, out, 0)
 
 

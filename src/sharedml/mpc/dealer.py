@@ -32,14 +32,15 @@ trusted dealers and CrypTen's ``TrustedThirdParty`` provider.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from sharedml.crypto.prg import KEY_BYTES, Prg
+from sharedml.crypto.prg import KEY_BYTES, BufferPool, Prg
 from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.mpc.material import (
+    Component,
     Kind,
     Request,
     combine,
@@ -78,6 +79,7 @@ class DealerProvider(RandomnessProvider):
         self._prg: Prg | None = None
         self._counter = 0
         self._fixed: dict[int, tuple[int, int]] = {}
+        self._pool = BufferPool()
         self.bytes_received = 0
 
     def _key(self) -> Prg:
@@ -102,14 +104,21 @@ class DealerProvider(RandomnessProvider):
         comps = components(req, self._fixed.__getitem__)
         if self._last:
             self._channel.send(self.dealer, "req", req.encode())
-        shares = {
-            c.name: draw(prg, req, j, c)
-            for j, c in enumerate(comps)
-            if not (c.derived and self._last)
-        }
+        buffers: list[np.ndarray] = []
+        shares = {}
+        for j, c in enumerate(comps):
+            if c.derived and self._last:
+                continue
+            buffers.append(self._pool.take(int(np.prod(c.shape))))
+            shares[c.name] = draw(prg, req, j, c, buffers[-1])
+
+        def give_back() -> None:
+            for buf in buffers:
+                self._pool.give(buf)
+
         derived = [c for c in comps if c.derived]
         if not self._last or not derived:
-            return Material(req.counter, shares)
+            return Material(req.counter, shares, on_release=give_back)
 
         def receive() -> dict[str, np.ndarray]:
             msg = self._channel.recv(self.dealer, f"mat/{req.counter}")
@@ -129,7 +138,7 @@ class DealerProvider(RandomnessProvider):
                 at += size
             return out
 
-        return Material(req.counter, shares, receive)
+        return Material(req.counter, shares, receive, give_back)
 
     def close(self) -> None:
         """Tell the dealer to stop (sent by the party that talks to it)."""
@@ -166,6 +175,7 @@ def serve_dealer(
         prgs.append(Prg(key))
     last = parties[-1]
     fixed: dict[int, np.ndarray] = {}
+    pool = BufferPool()
     stats = DealerStats()
     previous = 0
     while True:
@@ -180,13 +190,34 @@ def serve_dealer(
             )
         previous = req.counter
         stats.requests += 1
-        reply = _deal(req, prgs, fixed)
+        reply = _deal(req, prgs, fixed, pool)
         if reply is not None:
             channel.send(last, f"mat/{req.counter}", reply)
             stats.bytes_sent += reply.nbytes
 
 
-def _deal(req: Request, prgs: list[Prg], fixed: dict[int, np.ndarray]) -> np.ndarray | None:
+def _deal(
+    req: Request, prgs: list[Prg], fixed: dict[int, np.ndarray], pool: BufferPool
+) -> np.ndarray | None:
+    buffers: list[np.ndarray] = []
+
+    def drawn(prg: Prg, j: int, c: Component) -> np.ndarray:
+        buffers.append(pool.take(int(np.prod(c.shape))))
+        return draw(prg, req, j, c, buffers[-1])
+
+    try:
+        return _deal_with(req, prgs, fixed, drawn)
+    finally:
+        for buf in buffers:
+            pool.give(buf)
+
+
+def _deal_with(
+    req: Request,
+    prgs: list[Prg],
+    fixed: dict[int, np.ndarray],
+    drawn: Callable[[Prg, int, Component], np.ndarray],
+) -> np.ndarray | None:
     def shape_of(fid: int) -> tuple[int, int]:
         if fid not in fixed:
             raise ProtocolAbort(f"unknown fixed operand {fid}", step="dealer")
@@ -194,9 +225,7 @@ def _deal(req: Request, prgs: list[Prg], fixed: dict[int, np.ndarray]) -> np.nda
         return m, k
 
     comps = components(req, shape_of)
-    shares = [
-        [draw(prg, req, j, c) for j, c in enumerate(comps) if not c.derived] for prg in prgs
-    ]
+    shares = [[drawn(prg, j, c) for j, c in enumerate(comps) if not c.derived] for prg in prgs]
     free_names = [c for c in comps if not c.derived]
     free = {c.name: combine(c, [s[i] for s in shares]) for i, c in enumerate(free_names)}
     if req.kind == Kind.FIXED_MASK:
@@ -207,6 +236,6 @@ def _deal(req: Request, prgs: list[Prg], fixed: dict[int, np.ndarray]) -> np.nda
     for j, c in enumerate(comps):
         if not c.derived:
             continue
-        others = [draw(prg, req, j, c) for prg in prgs[:-1]]
+        others = [drawn(prg, j, c) for prg in prgs[:-1]]
         out.append(complete(c, secrets_[c.name], others).ravel())
     return np.concatenate(out) if out else None

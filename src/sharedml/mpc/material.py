@@ -142,9 +142,11 @@ def components(req: Request, fixed_shape: Callable[[int], tuple[int, int]]) -> l
     raise ProtocolAbort(f"unknown material kind {k!r}", step="dealer")
 
 
-def draw(prg: Prg, req: Request, index: int, comp: Component) -> np.ndarray:
-    """This holder's share of component ``index`` of ``req``."""
-    words = prg.uint64(16 * req.counter + index, comp.shape)
+def draw(
+    prg: Prg, req: Request, index: int, comp: Component, buffer: np.ndarray | None = None
+) -> np.ndarray:
+    """This holder's share of component ``index`` of ``req`` (into ``buffer`` if given)."""
+    words = prg.uint64(16 * req.counter + index, comp.shape, buffer)
     if comp.bit:
         words &= np.uint64(1)
     return words

@@ -30,23 +30,39 @@ if TYPE_CHECKING:
 class Material:
     """This party's shares of one request's components, some possibly pending."""
 
-    __slots__ = ("_pending", "_shares", "counter")
+    __slots__ = ("_on_release", "_pending", "_shares", "counter")
 
     def __init__(
         self,
         counter: int,
         shares: dict[str, np.ndarray],
         pending: Callable[[], dict[str, np.ndarray]] | None = None,
+        on_release: Callable[[], None] | None = None,
     ) -> None:
         self.counter = counter
         self._shares = shares
         self._pending = pending
+        self._on_release = on_release
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._shares and self._pending is not None:
             pending, self._pending = self._pending, None
             self._shares.update(pending())
         return self._shares[name]
+
+    def release(self) -> None:
+        """The protocol is done with these arrays: their buffers may be reused.
+
+        Call it only when no array taken from this material is referenced any
+        more; after it, the arrays must not be read.
+        """
+        if self._pending is not None:  # a reply still in flight must be consumed
+            self._shares.update(self._pending())
+            self._pending = None
+        self._shares = {}
+        if self._on_release is not None:
+            release, self._on_release = self._on_release, None
+            release()
 
 
 class RandomnessProvider(ABC):

@@ -111,6 +111,7 @@ def _with_pair(x: SharedTensor, bits: int, pair: Material | None) -> SharedTenso
     y += mat["r_msb"] * (not_wrapped_top << np.uint64(64 - bits))
     if mpc.index == 0:
         y += (c >> np.uint64(bits)) - np.uint64(1 << (_OFFSET_BITS - bits))
+    mat.release()
     return SharedTensor(mpc, y, x.scale - bits)
 
 
