@@ -86,3 +86,18 @@ def test_prg_rejects_weak_keys() -> None:
         derive_key(b"short", "x")
     with pytest.raises(ConfigError):
         Prg(b"0" * 8)
+
+
+def test_prg_into_reused_buffers() -> None:
+    from sharedml.crypto.prg import BufferPool
+
+    prg = Prg(derive_key(bytes(16), "pool"))
+    pool = BufferPool()
+    buf = pool.take(1000)
+    first = prg.uint64(3, (10, 100), buf).copy()
+    pool.give(buf)
+    again = pool.take(1000)
+    assert again is buf  # reused, not reallocated
+    assert np.array_equal(prg.uint64(3, (10, 100), again), first)
+    with pytest.raises(ConfigError):
+        prg.words(0, 1000, np.empty(1000, dtype=np.uint64))  # no room for the slack

@@ -118,3 +118,21 @@ def test_he_provider_wire_reveals_no_input() -> None:
         value = record.value
         if isinstance(value, np.ndarray) and value.dtype == np.uint64 and value.size >= 1024:
             assert looks_uniform(value), record.tag
+
+
+def test_dealer_sends_the_first_party_nothing_but_its_key() -> None:
+    """PRG seeds make party 0's material free: the dealer talks only to the last party."""
+    log: list[WireRecord] = []
+
+    def body(mpc):
+        sx = mpc.share(np.arange(2000.0) if mpc.party == "alice" else None, owner="alice")
+        return ((sx * sx) < 5.0).share
+
+    run_mpc(body, wrap=lambda ch: RecordingChannel(ch, log))
+    from_dealer = [r for r in log if r.frm == "dealer"]
+    to_alice = [r for r in from_dealer if r.to == "alice"]
+    assert len(to_alice) == 1 and isinstance(to_alice[0].value, bytes)  # the AES key
+    assert len(to_alice[0].value) == 16
+    to_bob = [r for r in from_dealer if r.to == "bob"]
+    assert len(to_bob) > 5  # corrections for the triple, pair, AND/adder triples, daBits
+    assert not any(r.to == "dealer" and r.frm == "alice" for r in log)
