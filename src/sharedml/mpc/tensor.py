@@ -74,9 +74,14 @@ class SharedTensor:
     def reveal(self, to: str | None = None, *, raw: bool = False) -> np.ndarray | None:
         """Open the secret to party ``to`` (or to every party when ``None``).
 
-        Every other party sends its share to ``to``, which sums them.
-        Reveals: the value, to ``to`` only. Returns floats (ring elements if
-        ``raw``) at the receivers and ``None`` elsewhere.
+        1. Every party but ``to`` sends its share to ``to`` (to every other
+           party when ``to`` is ``None``; one round).
+        2. The receiver sums the shares.
+
+        Reveals: the value, to ``to`` only; the others learn nothing.
+        Semi-honest (a party that lies about its share changes the result).
+        Returns floats (ring elements if ``raw``) at the receivers and ``None``
+        elsewhere.
         """
         mpc = self.mpc
         if to is not None and to not in mpc.parties:
