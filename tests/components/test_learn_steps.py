@@ -174,6 +174,11 @@ def test_bad_train_parameters_are_rejected_when_the_spec_loads() -> None:
         build_model(TrainParams(model="linear_regression", protocol="he"))
     with pytest.raises(ConfigError, match="does not take"):
         build_model(TrainParams(model="logistic_regression", n_estimators=3))
+    with pytest.raises(ConfigError, match="needs a dealer"):
+        build_model(TrainParams(model="logistic_regression", protocol="ss"))
+    dealt = build_model(TrainParams(model="logistic_regression", protocol="ss"), ("dealer",))
+    assert dealt.provider == "dealer" and dealt.dealer == "dealer"
+    assert build_model(TrainParams(model="linear_regression", provider="he")).provider == "he"
     tree = build_model(TrainParams(model="secureboost", protocol="he", n_estimators=3))
     assert type(tree).__name__ == "SecureBoostClassifier" and tree.protocol == "he"
 

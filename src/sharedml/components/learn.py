@@ -49,6 +49,9 @@ class TrainParams(Params):
     l2: float | None = Field(None, ge=0)
     sigmoid: str | None = None
     reveal_weights: Literal["own", "none"] | None = None
+    provider: Literal["dealer", "he"] | None = Field(
+        None, description="SS randomness: a dealer party (default when the job has one) or Paillier"
+    )
     # shared
     learning_rate: float | None = Field(None, gt=0)
     early_stopping_rounds: int | None = Field(None, ge=0)
@@ -100,7 +103,7 @@ def build_model(params: TrainParams, helpers: tuple[str, ...] = ()) -> Any:
     given = {
         k: v
         for k, v in params.model_dump().items()
-        if v is not None and k not in ("model", "protocol", "task")
+        if v is not None and k not in ("model", "protocol", "task", "provider")
     }
     unknown = sorted(set(given) - accepted)
     if unknown:
@@ -111,9 +114,19 @@ def build_model(params: TrainParams, helpers: tuple[str, ...] = ()) -> Any:
         )
     if "protocol" in accepted:
         given["protocol"] = params.protocol
-    if "provider" in accepted:
-        given["provider"] = "dealer" if helpers else "he"
-        if helpers and "dealer" in accepted:
+    if "provider" in accepted and params.protocol == "ss":
+        provider = params.provider or ("dealer" if helpers else None)
+        if provider is None:
+            raise ConfigError(
+                f"train: {params.model} with protocol 'ss' needs a dealer, and this job has none",
+                step="train",
+                remedy="run the job with a dealer process, set 'provider: he' (Paillier-made "
+                "randomness: dealer-free but minutes even on small data) or use 'protocol: he'",
+            )
+        if provider == "dealer" and not helpers:
+            raise ConfigError("train: provider 'dealer' but the job has no dealer", step="train")
+        given["provider"] = provider
+        if provider == "dealer" and "dealer" in accepted:
             given["dealer"] = helpers[0]
     return cls(**given)
 
