@@ -137,7 +137,15 @@ def _value_messages(tag: str, value: np.ndarray, chunk: int = 1 << 16) -> list[b
 
 @pytest.mark.parametrize(
     "attack",
-    ["garbage", "bad-version", "envelope-overshoots", "header-disagrees", "huge-claim"],
+    [
+        "garbage",
+        "bad-version",
+        "envelope-overshoots",
+        "header-disagrees",
+        "huge-claim",
+        "shape-overflows",
+        "control-tag",
+    ],
 )
 def test_bad_frames_get_a_clear_error_and_the_server_keeps_serving(
     attack: str, pki_dir: Path, endpoints: dict[str, GrpcEndpoint], addresses: dict[str, str]
@@ -159,10 +167,19 @@ def test_bad_frames_get_a_clear_error_and_the_server_keeps_serving(
         first = bytearray(bad[0])
         struct.pack_into("<Q", first, 8, struct.unpack_from("<Q", first, 8)[0] - 8)
         sequence = [bytes(first), *bad[1:]]
-    else:
+    elif attack == "huge-claim":
         first = bytearray(bad[0])
         struct.pack_into("<Q", first, 8, 1 << 62)
         sequence = [bytes(first)]
+    elif attack == "shape-overflows":  # an empty array 2^63 rows wide: no bytes, no array
+        (first,) = _value_messages("t", np.zeros((1, 0), dtype=np.uint8))
+        patched = bytearray(first)
+        struct.pack_into("<Q", patched, 16 + 1 + 8, 2**63)  # envelope, tag, fixed header
+        sequence = [bytes(patched)]
+    else:  # a tag that would ring the terminal of whoever reads the logs
+        first = bytearray(bad[0])
+        first[16:17] = b"\x07"
+        sequence = [bytes(first), *bad[1:]]
     identity = pki.load_identity(pki_dir, "b")
     code, details = raw_stream(identity, addresses["a"], "a", job, sequence)
     assert code == grpc.StatusCode.INVALID_ARGUMENT

@@ -153,3 +153,49 @@ def test_wire_end_of_stream_marker() -> None:
     cut.feed(first)
     with pytest.raises(FrameError, match="ended inside a value"):
         cut.feed(grpc_wire.END_OF_STREAM)
+
+
+def _array_header(code: int, shape: tuple[int, ...], nbytes: int) -> bytes:
+    return (
+        struct.pack("<4sBBBB", codec.MAGIC, codec.VERSION, codec.KIND_ARRAY, code, len(shape))
+        + struct.pack(f"<{len(shape)}Q", *shape)
+        + struct.pack("<Q", nbytes)
+    )
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2**64 - 1, 0), (2**63, 0), (2**62, 2**62, 0), (2**31, 2**31, 2**31, 0), (2**61, 0, 2**3)],
+    ids=str,
+)
+def test_codec_rejects_shapes_whose_product_overflows(shape: tuple[int, ...]) -> None:
+    # An empty payload matches any shape with a zero in it; numpy still cannot
+    # describe these, and that must be a FrameError, not a ValueError.
+    with pytest.raises(FrameError, match="too large"):
+        codec.decode(_array_header(12, shape, 0), b"")
+
+
+def test_codec_rejects_huge_shape_with_small_payload() -> None:
+    header = _array_header(12, (2**30, 2**20), 80)  # announces 8 PiB
+    with pytest.raises(FrameError, match="needs"):
+        codec.decode(header, b"\x00" * 80)
+
+
+def test_codec_still_takes_wide_empty_arrays() -> None:
+    got = codec.decode(_array_header(6, (2**40, 0), 0), b"")
+    assert isinstance(got, np.ndarray) and got.shape == (2**40, 0)
+
+
+def test_envelope_tag_with_control_characters_is_refused() -> None:
+    (message,) = grpc_wire.messages("fine", np.zeros(2), chunk=1 << 20)
+    evil = message.replace(b"fine", b"fi\x1bn")
+    with pytest.raises(FrameError, match="control characters"):
+        grpc_wire.Assembler().feed(evil)
+
+
+def test_announcement_reads_a_value_start_only() -> None:
+    first, second = grpc_wire.messages("t", np.zeros(1000), chunk=4096)
+    assert grpc_wire.announcement(first) == ("t", len(first) - 16 - 1 + len(second))
+    assert grpc_wire.announcement(second) is None
+    assert grpc_wire.announcement(grpc_wire.END_OF_STREAM) is None
+    assert grpc_wire.announcement(b"short") is None

@@ -13,16 +13,50 @@ or hosts, mutual TLS).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sharedml.errors import ChannelError, ConfigError, PeerTimeout
 from sharedml.transport.codec import Value
 
 DEFAULT_TIMEOUT = 120.0
+#: Longest tag (scope prefixes included), in UTF-8 bytes.
+MAX_TAG = 1024
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def check_tag(party: str, tag: str) -> bytes:
+    """``tag`` as UTF-8 if it may name a message: text of at most MAX_TAG bytes, no control characters.
+
+    Raises :class:`ChannelError` naming ``party`` otherwise (tags come from
+    protocol code, so this is a programming mistake, caught before sending).
+    """
+    problem = None
+    raw = b""
+    if not isinstance(tag, str):
+        problem = f"a tag must be a str, not {type(tag).__name__}"
+    elif _CONTROL.search(tag):
+        problem = f"tag {tag!r} contains control characters"
+    else:
+        try:
+            raw = tag.encode()
+        except UnicodeEncodeError:
+            problem = f"tag {tag!r} is not valid Unicode text"
+        else:
+            if len(raw) > MAX_TAG:
+                problem = f"tag of {len(raw)} bytes is longer than {MAX_TAG}"
+    if problem is not None:
+        raise ChannelError(problem, party=party, remedy="name messages with short printable tags")
+    return raw
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (refused in tags and job ids)."""
+    return _CONTROL.search(text) is not None
 
 
 class Mailbox:
@@ -31,17 +65,103 @@ class Mailbox:
     Thread-safe. A receiver waits on a condition until its key has a message,
     the timeout passes (:class:`PeerTimeout`) or the sender is declared failed
     (:class:`ChannelError`), so a dead peer never causes a hang.
+
+    With a ``budget`` (bytes), what each (job, sender) has sent and nobody
+    has read yet is bounded: the transport reserves a value's size
+    before it allocates the value, and waits (back-pressure on the sender's
+    stream) while that sender's unread values already fill the budget. A
+    value always gets in when nothing of its sender is unread, so the largest
+    value the transport accepts must not exceed the budget. Each value is
+    charged :data:`VALUE_OVERHEAD` bytes besides its payload and tag, so a
+    flood of tiny values is bounded too. Without a budget (in-process
+    parties, who trust each other's memory use) nothing is bounded.
     """
 
-    def __init__(self, owner: str) -> None:
-        self.owner = owner
-        self._cond = threading.Condition()
-        self._queues: dict[tuple[str, str, str], deque[Value]] = {}
-        self._failed: dict[tuple[str, str], ChannelError] = {}
+    #: What one queued value costs beyond its payload and tag (objects, queue slot).
+    VALUE_OVERHEAD = 256
 
-    def put(self, job: str, frm: str, tag: str, value: Value) -> None:
+    def __init__(self, owner: str, budget: int | None = None) -> None:
+        self.owner = owner
+        self.budget = budget
+        self._cond = threading.Condition()
+        self._queues: dict[tuple[str, str, str], deque[tuple[Value, int]]] = {}
+        self._failed: dict[tuple[str, str], ChannelError] = {}
+        self._unread: dict[tuple[str, str], int] = {}
+        self._closed = False
+
+    @classmethod
+    def charge(cls, tag: str, nbytes: int) -> int:
+        """What a value of ``nbytes`` under ``tag`` counts against its sender's budget."""
+        return nbytes + len(tag) + cls.VALUE_OVERHEAD
+
+    def try_reserve(self, job: str, frm: str, charge: int) -> bool:
+        """Take ``charge`` bytes of ``frm``'s budget in ``job`` if they are free now."""
         with self._cond:
-            self._queues.setdefault((job, frm, tag), deque()).append(value)
+            return self._take(job, frm, charge)
+
+    def reserve(
+        self, job: str, frm: str, charge: int, alive: Callable[[], bool], poll: float = 0.5
+    ) -> bool:
+        """Wait until ``charge`` bytes of ``frm``'s budget in ``job`` are free and take them.
+
+        Returns False (taking nothing) once the mailbox is closed or ``alive()``
+        turns false (the sender's stream ended), checked every ``poll`` seconds.
+        """
+        with self._cond:
+            while not self._take(job, frm, charge):
+                if self._closed or not alive():
+                    return False
+                self._cond.wait(poll)
+            return True
+
+    def _take(self, job: str, frm: str, charge: int) -> bool:
+        if self._closed:
+            return False
+        used = self._unread.get((job, frm), 0)
+        if self.budget is not None and used and used + charge > self.budget:
+            return False
+        self._unread[(job, frm)] = used + charge
+        return True
+
+    def release(self, job: str, frm: str, charge: int) -> None:
+        """Give back a reservation whose value never arrived."""
+        with self._cond:
+            self._give_back(job, frm, charge)
+            self._cond.notify_all()
+
+    def _give_back(self, job: str, frm: str, charge: int) -> None:
+        if not charge:
+            return
+        left = self._unread.get((job, frm), 0) - charge
+        if left > 0:
+            self._unread[(job, frm)] = left
+        else:
+            self._unread.pop((job, frm), None)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def unread_bytes(self, job: str, frm: str) -> int:
+        """Bytes ``frm`` has reserved or queued in ``job`` that nobody has read yet."""
+        with self._cond:
+            return self._unread.get((job, frm), 0)
+
+    def put(self, job: str, frm: str, tag: str, value: Value, charge: int = 0) -> None:
+        """File ``value``; ``charge`` is what :meth:`reserve` took for it (0: none)."""
+        with self._cond:
+            if self._closed:
+                self._give_back(job, frm, charge)
+                return
+            self._queues.setdefault((job, frm, tag), deque()).append((value, charge))
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Drop everything unread and refuse further values (the job is over here)."""
+        with self._cond:
+            self._closed = True
+            self._queues.clear()
+            self._unread.clear()
             self._cond.notify_all()
 
     def fail(self, job: str, frm: str, error: ChannelError) -> None:
@@ -57,9 +177,12 @@ class Mailbox:
             while True:
                 queue = self._queues.get(key)
                 if queue:
-                    value = queue.popleft()
+                    value, charge = queue.popleft()
                     if not queue:
                         del self._queues[key]
+                    if charge:
+                        self._give_back(job, frm, charge)
+                        self._cond.notify_all()  # a sender may wait for this room
                     return value
                 failed = self._failed.get((job, frm)) or self._failed.get(("*", frm))
                 if failed is not None:

@@ -30,6 +30,8 @@ VERSION = 1
 KIND_ARRAY = 1
 KIND_BYTES = 2
 MAX_NDIM = 32
+#: Largest byte extent (non-zero dimensions times item size) numpy can represent.
+MAX_EXTENT = 2**63 - 1
 _FIXED = struct.Struct("<4sBBBB")
 
 _DTYPES: dict[int, np.dtype] = {
@@ -112,9 +114,12 @@ def decode(header: bytes | memoryview, payload: bytes | bytearray | memoryview) 
     dtype = _DTYPES.get(code)
     if dtype is None:
         raise FrameError(f"unknown dtype code {code}")
-    count = 1
+    count, extent = 1, 1
     for dim in shape:
         count *= dim
+        extent *= max(dim, 1)
+    if extent * dtype.itemsize > MAX_EXTENT:  # numpy cannot describe even an empty array this wide
+        raise FrameError(f"frame shape {tuple(shape)} is too large for an array")
     if count * dtype.itemsize != nbytes:
         raise FrameError(
             f"frame shape {tuple(shape)} of {dtype} needs {count * dtype.itemsize} bytes, "
@@ -126,7 +131,10 @@ def decode(header: bytes | memoryview, payload: bytes | bytearray | memoryview) 
         isinstance(payload, memoryview) and not payload.readonly
     )
     buf = payload if writable else bytearray(payload)
-    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+    try:
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+    except ValueError as exc:  # a shape numpy refuses for a reason not checked above
+        raise FrameError(f"frame shape {tuple(shape)} is not a valid array shape: {exc}") from exc
 
 
 def encode_frame(value: Value) -> bytes:

@@ -34,12 +34,16 @@ import grpc
 from sharedml.crypto.pki import Identity
 from sharedml.errors import ChannelError, ConfigError, FrameError, PeerTimeout, PeerUnreachable
 from sharedml.transport import grpc_wire
-from sharedml.transport.base import DEFAULT_TIMEOUT, Channel
+from sharedml.transport.base import DEFAULT_TIMEOUT, Channel, check_tag, has_control
 from sharedml.transport.codec import Value
 from sharedml.transport.grpc_server import (
     ADMITTED,
+    DEFAULT_MAX_UNREAD,
     JOB_KEY,
+    MAX_JOB,
     METHOD,
+    RESUMED,
+    STALLED,
     WIRE_KEY,
     PeerServer,
     message_options,
@@ -76,6 +80,8 @@ class GrpcEndpoint:
         connect_timeout: how long to retry reaching a peer before
             :class:`PeerUnreachable`.
         chunk_bytes: size of the gRPC messages a large value is cut into.
+        admit_wait, max_frame, max_unread, max_streams_per_peer: limits of
+            this party's server (see :class:`~sharedml.transport.grpc_server.PeerServer`).
     """
 
     def __init__(
@@ -88,12 +94,22 @@ class GrpcEndpoint:
         chunk_bytes: int = grpc_wire.DEFAULT_CHUNK,
         admit_wait: float = 30.0,
         max_frame: int = grpc_wire.DEFAULT_MAX_FRAME,
+        max_unread: int = DEFAULT_MAX_UNREAD,
+        max_streams_per_peer: int | None = None,
     ) -> None:
         self.identity = identity
         self.party = identity.party
         self.connect_timeout = connect_timeout
         self.chunk_bytes = chunk_bytes
-        self.server = PeerServer(identity, host, port, admit_wait=admit_wait, max_frame=max_frame)
+        self.server = PeerServer(
+            identity,
+            host,
+            port,
+            admit_wait=admit_wait,
+            max_frame=max_frame,
+            max_unread=max_unread,
+            max_streams_per_peer=max_streams_per_peer,
+        )
         self._credentials = grpc.ssl_channel_credentials(
             root_certificates=identity.ca_pem,
             private_key=identity.key_pem,
@@ -199,7 +215,12 @@ class _Requests:
 
 
 class _Link:
-    """The long-lived outgoing stream from this party to one peer in one job."""
+    """The long-lived outgoing stream from this party to one peer in one job.
+
+    A peer whose server is busy (``RESOURCE_EXHAUSTED``: too many streams
+    open or waiting there) is asked again with back-off until the channel's
+    admission time runs out.
+    """
 
     def __init__(self, channel: GrpcChannel, peer: str, address: str) -> None:
         self.peer = peer
@@ -207,11 +228,34 @@ class _Link:
         self.job = channel.job
         self.chunk = channel.endpoint.chunk_bytes
         self._lock = threading.Lock()
+        self._stalled: str | None = None
+        conn = channel.endpoint.connection(peer, address)
+        deadline = time.monotonic() + channel.admit_timeout
+        delay = 0.05
+        while True:
+            self._open(conn)
+            if not self._admitted.wait(max(deadline - time.monotonic(), 0)):
+                self._abandon()
+                raise PeerTimeout(
+                    f"party {peer!r} did not admit a stream for job {self.job!r} within "
+                    f"{channel.admit_timeout:g} s",
+                    party=self.party,
+                    remedy=f"check that {peer!r} has started job {self.job!r}",
+                )
+            busy = self._busy
+            if busy is None or time.monotonic() + delay >= deadline:
+                break
+            log.debug("party %s: %s is busy (%s); retrying", self.party, peer, busy)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        self._raise_if_failed()
+
+    def _open(self, conn: grpc.Channel) -> None:
         self._requests = _Requests()
         self._admitted = threading.Event()
         self._finished = threading.Event()
         self._error: ChannelError | None = None
-        conn = channel.endpoint.connection(peer, address)
+        self._busy: str | None = None
         stream = conn.stream_stream(METHOD)
         self._call = stream(
             self._requests,
@@ -219,29 +263,37 @@ class _Link:
             wait_for_ready=True,
         )
         threading.Thread(
-            target=self._read_replies, daemon=True, name=f"link-{self.party}-{peer}"
+            target=self._read_replies,
+            args=(self._call, self._requests, self._admitted, self._finished),
+            daemon=True,
+            name=f"link-{self.party}-{self.peer}",
         ).start()
-        if not self._admitted.wait(channel.admit_timeout):
-            self._abandon()
-            raise PeerTimeout(
-                f"party {peer!r} did not admit a stream for job {self.job!r} within "
-                f"{channel.admit_timeout:g} s",
-                party=self.party,
-                remedy=f"check that {peer!r} has started job {self.job!r}",
-            )
-        self._raise_if_failed()
 
-    def _read_replies(self) -> None:
+    def _read_replies(
+        self,
+        call: grpc.Call,
+        requests: _Requests,
+        admitted: threading.Event,
+        finished: threading.Event,
+    ) -> None:
         try:
-            for reply in self._call:
+            for reply in call:
                 if reply == ADMITTED:
-                    self._admitted.set()
+                    admitted.set()
+                elif reply.startswith(STALLED):
+                    self._stalled = reply[len(STALLED) : len(STALLED) + 2000].decode(
+                        errors="replace"
+                    )
+                elif reply == RESUMED:
+                    self._stalled = None
         except grpc.RpcError as exc:
+            if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                self._busy = exc.details() or "busy"
             self._error = self._translate(exc)
         finally:
-            self._requests.dead.set()
-            self._finished.set()
-            self._admitted.set()
+            requests.dead.set()
+            finished.set()
+            admitted.set()
 
     def _translate(self, exc: grpc.RpcError) -> ChannelError:
         code = exc.code() if isinstance(exc, grpc.Call) else None
@@ -269,7 +321,7 @@ class _Link:
 
     def send(self, tag: str, value: Value, timeout: float) -> None:
         with self._lock:
-            for message in grpc_wire.messages(tag, value, self.chunk):
+            for message in grpc_wire.messages(tag, value, self.chunk, self.party):
                 self._put(message, tag, timeout)
 
     def _put(self, item: object, tag: str, timeout: float) -> None:
@@ -283,20 +335,27 @@ class _Link:
                 return
             except queue.Full:
                 if time.monotonic() >= deadline:
+                    stalled = self._stalled
                     raise PeerTimeout(
                         f"party {self.peer!r} did not take a message under tag {tag!r} "
-                        f"within {timeout:g} s",
+                        f"within {timeout:g} s"
+                        + (f": it holds this stream because {stalled}" if stalled else ""),
                         party=self.party,
                         step=tag,
-                        remedy=f"check that party {self.peer!r} is running and reading",
+                        remedy=f"check that party {self.peer!r} is running and reads "
+                        "what this party sends it",
                     ) from None
 
     def close(self, timeout: float) -> None:
         """Finish the stream and wait until the peer has filed everything sent."""
         with self._lock:
             if not self._finished.is_set():
-                self._put(grpc_wire.END_OF_STREAM, "(close)", timeout)
-                self._put(_END, "(close)", timeout)
+                try:
+                    self._put(grpc_wire.END_OF_STREAM, "(close)", timeout)
+                    self._put(_END, "(close)", timeout)
+                except PeerTimeout:
+                    self._abandon()  # never leave the stream open at the peer
+                    raise
             if not self._finished.wait(timeout):
                 self._abandon()
                 raise PeerTimeout(
@@ -330,6 +389,12 @@ class GrpcChannel(Channel):
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(endpoint.party, peers, job, timeout)
+        if not job or len(job) > MAX_JOB or not job.isascii() or has_control(job):
+            raise ConfigError(
+                f"job id {job[:80]!r} cannot travel over gRPC",
+                party=self.party,
+                remedy=f"use 1 to {MAX_JOB} printable ASCII characters",
+            )
         missing = [p for p in self.peers if p != self.party and p not in addresses]
         if missing:
             raise ConfigError(f"no address for parties {missing}", party=self.party, step=job)
@@ -368,6 +433,7 @@ class GrpcChannel(Channel):
             return link
 
     def _send(self, to: str, tag: str, value: Value) -> None:
+        check_tag(self.party, tag)  # before a stream opens for nothing
         self._link(to).send(tag, value, self.timeout)
 
     def _recv(self, frm: str, tag: str, timeout: float) -> Value:

@@ -33,29 +33,32 @@ import numpy as np
 
 from sharedml.errors import FrameError
 from sharedml.transport import codec
+from sharedml.transport.base import MAX_TAG, check_tag, has_control
 from sharedml.transport.codec import Value
 
 MAGIC = b"SMLT"
 VERSION = 1
-MAX_TAG = 1024
 DEFAULT_CHUNK = 1 << 20
-#: Largest value a receiver accepts unless told otherwise (bounds allocation).
-DEFAULT_MAX_FRAME = 8 << 30
+#: Largest value a receiver accepts unless told otherwise (bounds allocation);
+#: a receiver's unread budget per sender is never below it.
+DEFAULT_MAX_FRAME = 2 << 30
 _ENVELOPE = struct.Struct("<4sBBHQ")
 FLAG_END = 1
 #: The last message of a stream whose sender finished cleanly.
 END_OF_STREAM = _ENVELOPE.pack(MAGIC, VERSION, FLAG_END, 0, 0)
 
 
-def messages(tag: str, value: Value, chunk: int = DEFAULT_CHUNK) -> Iterator[bytes]:
+def messages(
+    tag: str, value: Value, chunk: int = DEFAULT_CHUNK, party: str = "?"
+) -> Iterator[bytes]:
     """The gRPC messages that carry ``value`` under ``tag`` (each at most ~``chunk`` bytes).
 
     Each message is a fresh ``bytes`` object, so the caller may change
-    ``value`` once the iterator is exhausted.
+    ``value`` once the iterator is exhausted. A tag that cannot name a
+    message (:func:`~sharedml.transport.base.check_tag`) is a
+    :class:`~sharedml.errors.ChannelError` naming ``party``.
     """
-    raw_tag = tag.encode()
-    if len(raw_tag) > MAX_TAG:
-        raise ValueError(f"tag of {len(raw_tag)} bytes is longer than {MAX_TAG}")
+    raw_tag = check_tag(party, tag)
     header, payload = codec.encode(value)
     total = len(header) + payload.nbytes
     first = max(chunk - _ENVELOPE.size - len(raw_tag) - len(header), 0)
@@ -69,6 +72,22 @@ def messages(tag: str, value: Value, chunk: int = DEFAULT_CHUNK) -> Iterator[byt
     )
     for start in range(first, payload.nbytes, chunk):
         yield payload[start : start + chunk].tobytes()
+
+
+def announcement(message: bytes) -> tuple[str, int] | None:
+    """(tag, frame length) if ``message`` looks like the start of a value, else None.
+
+    A cheap look before :meth:`Assembler.feed` (which checks everything), so
+    a receiver can make room for the value before it is allocated; the tag
+    is only for messages (undecodable bytes are replaced).
+    """
+    if len(message) < _ENVELOPE.size:
+        return None
+    magic, _version, flags, tag_len, total = _ENVELOPE.unpack_from(message)
+    if magic != MAGIC or flags:
+        return None
+    tag = bytes(message[_ENVELOPE.size : _ENVELOPE.size + min(tag_len, MAX_TAG)])
+    return tag.decode(errors="replace"), total
 
 
 @dataclass
@@ -146,6 +165,8 @@ class Assembler:
             tag = message[_ENVELOPE.size : _ENVELOPE.size + tag_len].decode()
         except UnicodeDecodeError as exc:
             raise FrameError("envelope tag is not UTF-8") from exc
+        if has_control(tag):
+            raise FrameError(f"envelope tag {tag!r} contains control characters")
         if total > self.max_frame:
             raise FrameError(
                 f"value under tag {tag!r} announces {total} bytes, more than this "

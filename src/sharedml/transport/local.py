@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from sharedml.errors import ChannelError, PeerUnreachable
 from sharedml.transport import codec
-from sharedml.transport.base import DEFAULT_TIMEOUT, Channel, Mailbox
+from sharedml.transport.base import DEFAULT_TIMEOUT, Channel, Mailbox, check_tag
 from sharedml.transport.codec import Value
 
 
@@ -43,6 +43,7 @@ class LocalChannel(Channel):
         self._hub = hub
 
     def _send(self, to: str, tag: str, value: Value) -> None:
+        check_tag(self.party, tag)
         box = self._hub.mailboxes.get(to)
         if box is None:
             raise PeerUnreachable(f"no party {to!r} in this process", party=self.party, step=tag)
