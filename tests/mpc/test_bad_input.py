@@ -147,3 +147,12 @@ def test_public_operand_that_cannot_be_encoded() -> None:
     with pytest.raises(PartyFailed) as info:
         run_mpc(body)
     assert isinstance(info.value.error, DataError) and "finite" in str(info.value.error)
+
+
+def test_he_provider_refuses_three_parties() -> None:
+    def body(mpc):
+        return None
+
+    with pytest.raises(PartyFailed) as info:
+        run_mpc(body, "he", parties=("alice", "bob", "carol"))
+    assert isinstance(info.value.error, ConfigError) and "two" in str(info.value.error)
