@@ -106,11 +106,17 @@ def _with_pair(x: SharedTensor, bits: int, pair: Material | None) -> SharedTenso
     if mpc.index == 0:
         masked += np.uint64(1 << _OFFSET_BITS)
     c = mpc.open("trunc", masked)
-    not_wrapped_top = np.uint64(1) - (c >> _U63)
-    y = -mat["r_hi"]
-    y += mat["r_msb"] * (not_wrapped_top << np.uint64(64 - bits))
+    # w·2^(64-k) = r_msb · (1 - msb(c)) · 2^(64-k), computed in one buffer
+    tmp = c >> _U63  # (not the sent buffer: a transport may still hold it)
+    tmp ^= np.uint64(1)
+    tmp <<= np.uint64(64 - bits)
+    tmp *= mat["r_msb"]
+    y = np.negative(mat["r_hi"])
+    y += tmp
     if mpc.index == 0:
-        y += (c >> np.uint64(bits)) - np.uint64(1 << (_OFFSET_BITS - bits))
+        np.right_shift(c, np.uint64(bits), out=tmp)
+        tmp -= np.uint64(1 << (_OFFSET_BITS - bits))
+        y += tmp
     mat.release()
     return SharedTensor(mpc, y, x.scale - bits)
 
