@@ -42,7 +42,11 @@ def _fingerprints(X: np.ndarray) -> np.ndarray:
     for v in (vals.ravel(), std.ravel()):
         v = v[(np.abs(v) > 1e-3) & (np.abs(v - np.round(v)) > 1e-6)]
         out += [v.view(np.uint64), encode_fixed(v, FRAC)]
-    return np.unique(np.concatenate(out))
+    prints = np.unique(np.concatenate(out))
+    # words below 2^24 are also counts, row numbers and packed bits of the
+    # boolean sub-protocols: positive ring encodings of values < 256 are
+    # checked through their float64 pattern only
+    return prints[prints >= np.uint64(1 << 24)]
 
 
 def _sent(log: list[WireRecord], frm: str, to: str) -> list[WireRecord]:
@@ -239,3 +243,18 @@ def test_bad_parameters_are_config_errors() -> None:
         SSLogisticRegression(reveal_weights="all")._check_params()
     with pytest.raises(ConfigError, match="lr_schedule"):
         HELogisticRegression(lr_schedule="step")._check_params()
+
+
+def test_he_lr_refuses_batches_that_would_reveal_residuals(vertical: Callable) -> None:
+    data = vertical("breast")
+
+    def party(session: Any) -> None:
+        me = session.party
+        HELogisticRegression(batch_size=32, key_bits=1024).fit(
+            session, data.train[me], data.y_train if me == "guest" else None
+        )
+
+    with pytest.raises(PartyFailed) as info:
+        run_parties(party, ["guest", "host"], timeout=20)
+    assert isinstance(info.value.error, ConfigError)
+    assert "batch_size >= 40" in str(info.value.error)

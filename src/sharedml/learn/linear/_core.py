@@ -88,8 +88,8 @@ def learning_rate(schedule: str, eta0: float, step: int, total: int, decay: floa
 
 def batch_plan(n_rows: int, batch_size: int, seed: bytes, epoch: int) -> list[np.ndarray]:
     """Row indices of each batch of one epoch: a shuffle every party derives
-    from the same public seed, cut into near-equal batches (none smaller than
-    half of ``batch_size``, so no batch gradient covers only a handful of rows)."""
+    from the same public seed, cut into ``n_rows // batch_size`` near-equal
+    batches (so none is smaller than ``batch_size`` unless all rows are fewer)."""
     rng = np.random.default_rng(np.frombuffer(seed + epoch.to_bytes(4, "little"), dtype=np.uint32))
     order = rng.permutation(n_rows)
     n_batches = max(1, n_rows // batch_size)

@@ -24,9 +24,11 @@ partial score ``X_k w_k``) — the price of an exact sigmoid without a third
 party; over many epochs these are linear projections of the feature holders'
 rows, so keep epochs few and do not use this protocol where that is too much
 (use :class:`~sharedml.learn.linear.SSLogisticRegression`). To ``F_k``, its own
-batch gradient ``X_k[I]^T d / |I|`` (sums over at least half a batch of rows,
-never a single row's residual; batches are never smaller than
-``batch_size // 2``). The coefficients never leave their owner.
+batch gradient ``X_k[I]^T d / |I|``: ``d_k`` sums over the batch's rows, never
+a single row's residual. Were a batch no larger than ``d_k``, ``F_k`` could
+solve for the residuals (and their signs are the labels), so ``fit`` refuses
+batches smaller than twice the widest feature holder's column count. The
+coefficients never leave their owner.
 
 Security model: semi-honest; two-party or more, no party may collude with
 ``L`` against ``F_k``'s partial scores beyond what is stated. Paillier with a
@@ -47,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from sharedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
-from sharedml.errors import ProtocolAbort
+from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.learn.linear._base import send_all
 from sharedml.learn.linear._paillier_ops import (
     bytes_to_signed,
@@ -108,6 +110,16 @@ class HELogisticRegression(PlaintextWeightsSGD):
 
     # -- protocol ------------------------------------------------------------------
     def _setup(self, session: Session) -> None:
+        widest = max((self.layout_.n_features[p] for p in self.layout_.feature_holders), default=0)
+        smallest = min(self.batch_size, self.layout_.n_rows)
+        if smallest < 2 * widest:
+            raise ConfigError(
+                f"HE-LR batches of {smallest} rows are too small for a feature holder with "
+                f"{widest} columns: its gradients would reveal the residuals",
+                party=session.party,
+                step="fit",
+                remedy=f"use batch_size >= {2 * widest} (and at least that many rows)",
+            )
         ch = session.channel
         if session.party == self.layout_.label_holder:
             pk, sk = generate_keypair(self.key_bits)
@@ -173,9 +185,6 @@ class HELogisticRegression(PlaintextWeightsSGD):
             raise ProtocolAbort("wrong number of unmasked gradients", party=session.party)
         scale = float(1 << (self.residual_bits + self.feature_bits))
         return np.array([(v - r) / scale for v, r in zip(plain, masks, strict=True)])
-
-    def _part_extra(self) -> dict[str, Any]:
-        return {}
 
 
 def _invert(c: Any, pk: PaillierPublicKey) -> Any:
