@@ -273,7 +273,8 @@ class SSLogisticRegression(_SSLinear):
     (``constant | invscaling | cosine``), ``l2``, ``early_stopping_rounds``
     (needs ``X_val``), ``validation_metric`` (``auto`` = AUC), ``scaling``
     (``standard | whiten | none``, each party on its own columns),
-    ``sigmoid`` (``pwl | taylor1 | seg3 | clip_poly3 | clip_poly5 | accurate``),
+    ``sigmoid`` (``pwl | pwl4 | taylor1 | seg3 | clip_poly3 | clip_poly5 |
+    accurate``),
     ``reveal_weights`` (``own | none``), ``provider`` (``dealer | he``),
     ``dealer`` (the dealer's party id), ``trunc`` (``pair | local``).
     """
