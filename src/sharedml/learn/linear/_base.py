@@ -8,6 +8,11 @@ record — row counts, column count, whether it holds the label, and the text
 of its local error if any. Every party then raises the same
 :class:`~sharedml.errors.DataError` naming the party at fault, so bad input
 stops the job before training starts (8.3-2) and never as a hang.
+
+Reveals (pre-flight): every computing party's row and column counts, which
+party holds the labels, and the text of a local input error (it names columns,
+never values) — to the computing parties only (a dealer is not asked).
+Semi-honest; nothing here needs non-collusion.
 """
 
 from __future__ import annotations
