@@ -18,6 +18,7 @@ from sharedml.cluster import PartyCrashed, run_cluster
 from sharedml.errors import ConfigError
 from sharedml.session import Session
 from sharedml.simulation import PartyFailed, run_parties
+from sharedml.transport import Channel, WireRecord
 from sharedml.transport.grpc import GrpcChannel
 
 
@@ -79,6 +80,53 @@ def say_hi(session: Session) -> str:
 
 def say_bye(session: Session) -> str:
     return f"bye from {session.party}"
+
+
+def audit_scope(channel: Channel) -> Channel:
+    """A picklable wrap: every message of the audited run goes under ``audit/``."""
+    return channel.scope("audit")
+
+
+def masked_sum(session: Session) -> dict[str, Any]:
+    """Two parties learn x_a + x_b (mod 2^64) from additive shares; x leaves no party."""
+    x = np.asarray(session.extras["secret"], dtype=np.uint64)
+    other = next(p for p in session.peers if p != session.party)
+    mask = session.rng("mask").integers(0, 2**63, size=x.shape, dtype=np.uint64) * np.uint64(2)
+    session.channel.send(other, "share", x - mask)  # the other party's share of x
+    share = mask + np.asarray(session.channel.recv(other, "share"), dtype=np.uint64)
+    if session.extras.get("leak"):
+        session.channel.send(other, "oops", x)  # a bug the audit must catch
+        session.channel.recv(other, "oops")
+    total = sum(session.channel.all_gather("open", share).values(), np.zeros_like(x))
+    return {"total": total, "channel": type(session.channel).__name__}
+
+
+@pytest.mark.slow
+def test_wrap_and_wire_record_across_processes() -> None:
+    rng = np.random.default_rng(3)
+    secrets = {p: rng.integers(2**40, 2**63, size=64, dtype=np.uint64) for p in ("a", "b")}
+    for leak in (False, True):
+        log: list[WireRecord] = []
+        extras = {p: {"secret": secrets[p], "leak": leak} for p in secrets}
+        out = run_cluster(masked_sum, ["a", "b"], extras=extras, wrap=audit_scope, record=log)
+        expected = secrets["a"] + secrets["b"]
+        assert all(np.array_equal(r["total"], expected) for r in out.values())
+        assert {r["channel"] for r in out.values()} == {"ScopedChannel"}  # wrap ran in each child
+        # the log came back from both processes, beneath the wrap (tags carry its scope)
+        assert {(r.frm, r.to) for r in log} == {("a", "b"), ("b", "a")}
+        assert {r.tag for r in log} >= {"audit/share", "audit/open"}
+        leaked = {
+            (r.frm, r.tag)
+            for r in log
+            for p, x in secrets.items()
+            if p == r.frm and any(v.tobytes() in r.as_bytes() for v in x[:8])
+        }
+        assert leaked == ({("a", "audit/oops"), ("b", "audit/oops")} if leak else set())
+
+
+def test_unpicklable_wrap_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="wrap"):
+        run_cluster(say_hi, ["a"], wrap=lambda ch: ch)
 
 
 def test_results_come_back_from_separate_processes() -> None:

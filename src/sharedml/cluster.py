@@ -15,7 +15,8 @@ still sends to it:
 
 1. each child starts its server on a free port and reports the port;
 2. the parent sends every child the address book; children run ``fn``,
-   flush their channel and report the result or their traceback;
+   flush their channel and report the result or their traceback (and, when
+   asked, the record of everything the party sent, for wire audits);
 3. once all have reported (or one failed), the parent tells the children to
    exit, then terminates any that linger. A child whose parent dies exits
    by itself (it watches its pipe), so no process is orphaned.
@@ -41,6 +42,8 @@ from sharedml.crypto import pki
 from sharedml.errors import ChannelError, ConfigError, SharedMLError
 from sharedml.session import DEFAULT_FRAC_BITS, Session
 from sharedml.simulation import PartyFailed, PartyFn
+from sharedml.transport.base import Channel
+from sharedml.transport.recording import RecordingChannel, WireRecord
 
 log = logging.getLogger("sharedml.cluster")
 
@@ -67,14 +70,26 @@ def run_cluster(
     frac_bits: int = DEFAULT_FRAC_BITS,
     seed: bytes | None = None,
     extras: Mapping[str, Mapping[str, Any]] | None = None,
+    wrap: Callable[[Channel], Channel] | None = None,
+    record: list[WireRecord] | None = None,
 ) -> dict[str, Any]:
     """Run ``fn`` (or ``fn[party]``) for every party in its own process; return results by party.
 
     ``fn`` must be picklable by reference (a module-level function, or a
-    mapping of them); so must ``extras`` and the results. ``timeout`` bounds
-    every receive. If a party raises, the run raises :class:`PartyFailed`
-    with that party's name and traceback (the first party that failed for a
-    reason other than a peer's failure).
+    mapping of them); so must ``extras``, ``wrap`` and the results.
+    ``timeout`` bounds every receive. If a party raises, the run raises
+    :class:`PartyFailed` with that party's name and traceback (the first
+    party that failed for a reason other than a peer's failure).
+
+    ``wrap`` (as in :func:`~sharedml.simulation.run_parties`) wraps each
+    party's channel in that party's process. With ``record`` (a list), each
+    party's gRPC channel is wrapped in a
+    :class:`~sharedml.transport.recording.RecordingChannel` beneath ``wrap``,
+    so it sees what really went on the wire, and ``record`` is extended with
+    every party's wire records
+    (:class:`~sharedml.transport.recording.WireRecord`): party by party in
+    ``parties`` order, each party's in the order it sent, also when the run
+    fails.
     """
     parties = list(parties)
     if len(set(parties)) != len(parties) or not parties:
@@ -101,6 +116,8 @@ def run_cluster(
                     party_seed,
                     dict((extras or {}).get(party, {})),
                     pki.load_identity(pki_dir, party),  # this party's key only
+                    wrap,
+                    record is not None,
                 )
                 parent_end, child_end = ctx.Pipe()
                 proc = ctx.Process(
@@ -113,15 +130,16 @@ def run_cluster(
                     proc.start()
                 except (pickle.PicklingError, AttributeError, TypeError) as exc:
                     raise ConfigError(
-                        f"cannot send the function or extras of party {party!r} to its process: {exc}",
+                        f"cannot send the function, wrap or extras of party {party!r} to its "
+                        f"process: {exc}",
                         party=party,
-                        remedy="pass a module-level function (not a lambda or closure) and "
+                        remedy="pass module-level functions (not lambdas or closures) and "
                         "picklable extras",
                     ) from exc
                 finally:
                     child_end.close()
                 pipes[party], procs[party] = parent_end, proc
-            return _orchestrate(pipes, procs)
+            return _orchestrate(pipes, procs, record)
         finally:
             _stop_all(pipes, procs)
 
@@ -137,20 +155,26 @@ class _ChildSpec:
         seed: bytes | None,
         extras: dict[str, Any],
         identity: pki.Identity,
+        wrap: Callable[[Channel], Channel] | None,
+        record: bool,
     ) -> None:
         self.party, self.parties, self.job = party, parties, job
         self.timeout, self.frac_bits, self.seed = timeout, frac_bits, seed
         self.extras, self.identity = extras, identity
+        self.wrap, self.record = wrap, record
 
 
 def _orchestrate(
-    pipes: dict[str, Connection], procs: dict[str, multiprocessing.process.BaseProcess]
+    pipes: dict[str, Connection],
+    procs: dict[str, multiprocessing.process.BaseProcess],
+    record: list[WireRecord] | None,
 ) -> dict[str, Any]:
     addresses = _collect_addresses(pipes, procs)
     for pipe in pipes.values():
         pipe.send(("addresses", addresses))
     results: dict[str, Any] = {}
     failures: list[tuple[str, BaseException, str]] = []
+    sent: dict[str, list[WireRecord]] = {}
     waiting = dict(pipes)
     grace_until: float | None = None
     while waiting:
@@ -164,6 +188,7 @@ def _orchestrate(
             if party is None or party not in waiting:
                 continue
             outcome = _read_outcome(party, waiting[party], procs[party])
+            sent[party] = outcome[3]
             del waiting[party]
             if outcome[0] == "ok":
                 results[party] = outcome[1]
@@ -177,6 +202,9 @@ def _orchestrate(
                     if root_cause
                     else grace_until or (time.monotonic() + FAILURE_GRACE)
                 )
+    if record is not None:
+        for party in pipes:
+            record.extend(sent.get(party, []))
     if failures:
         primary = next((f for f in failures if not isinstance(f[1], ChannelError)), failures[0])
         raise PartyFailed(*primary) from primary[1]
@@ -222,14 +250,16 @@ def _collect_addresses(
 
 def _read_outcome(
     party: str, pipe: Connection, proc: multiprocessing.process.BaseProcess
-) -> tuple[str, Any, str]:
-    """("ok", result, "") or ("error", exception, traceback) from a child."""
+) -> tuple[str, Any, str, list[WireRecord]]:
+    """("ok", result, "", sent) or ("error", exception, traceback, sent) from a child,
+    where ``sent`` is what the party recorded on its wire (if asked to)."""
     try:
         if pipe.poll():
-            kind, payload, tb = pipe.recv()
+            kind, payload, tb, *rest = pipe.recv()
+            sent = list(rest[0] or []) if rest else []
             if kind == "ok":
-                return "ok", payload, ""
-            return "error", _revive(payload, tb), tb
+                return "ok", payload, "", sent
+            return "error", _revive(payload, tb), tb, sent
     except (EOFError, OSError):
         pass
     proc.join(timeout=5)
@@ -237,7 +267,7 @@ def _read_outcome(
         f"party {party!r}'s process ended without reporting (exit code {proc.exitcode})",
         party=party,
     )
-    return "error", error, ""
+    return "error", error, "", []
 
 
 def _revive(payload: bytes, tb: str) -> BaseException:
@@ -298,32 +328,39 @@ def _child_main(fn: Callable[[Session], Any], spec: _ChildSpec, pipe: Connection
 
 def _run_party(
     fn: Callable[[Session], Any], spec: _ChildSpec, endpoint: Any, addresses: dict[str, str]
-) -> tuple[str, Any, str]:
+) -> tuple[str, Any, str, list[WireRecord] | None]:
     channel = endpoint.channel(spec.job, spec.parties, addresses, spec.timeout)
+    recorder = RecordingChannel(channel) if spec.record else None
+    sent = recorder.log if recorder is not None else None  # filled as the party sends
+    outer: Channel = recorder or channel
     kwargs: dict[str, Any] = {"extras": spec.extras}
     if spec.seed is not None:
         kwargs["seed"] = spec.seed
     try:
-        session = Session(
-            spec.party, tuple(spec.parties), channel, frac_bits=spec.frac_bits, **kwargs
-        )
+        if spec.wrap is not None:
+            outer = spec.wrap(outer)
+        session = Session(spec.party, tuple(spec.parties), outer, frac_bits=spec.frac_bits, **kwargs)
         result = fn(session)
         channel.close()
     except BaseException as exc:
         with contextlib.suppress(ChannelError):
             channel.close()
-        return _error_message(exc)
+        return (*_error_message(exc), sent)
     try:
         pickle.dumps(result)
     except Exception as exc:
-        return _error_message(
-            SharedMLError(
-                f"party {spec.party!r} returned a result that cannot be sent to the parent: {exc!r}",
-                party=spec.party,
-                remedy="return numpy arrays, numbers, strings or dicts of them",
-            )
+        return (
+            *_error_message(
+                SharedMLError(
+                    f"party {spec.party!r} returned a result that cannot be sent to the parent: "
+                    f"{exc!r}",
+                    party=spec.party,
+                    remedy="return numpy arrays, numbers, strings or dicts of them",
+                )
+            ),
+            sent,
         )
-    return "ok", result, ""
+    return "ok", result, "", sent
 
 
 def _error_message(exc: BaseException) -> tuple[str, Any, str]:

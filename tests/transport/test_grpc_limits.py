@@ -85,6 +85,7 @@ def test_unread_values_are_bounded_and_the_flooder_is_told_why(
         c.close()
 
 
+@pytest.mark.slow
 def test_a_flood_of_tiny_values_is_bounded_too(
     pki_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -191,6 +192,11 @@ def test_one_peer_cannot_hold_every_server_thread(
         assert mallory.refused() >= 100  # refused at once, not queued for a thread
     finally:
         mallory.close()
+    # her slots are given back when her streams end: she is limited, not locked out
+    deadline = time.monotonic() + 10
+    while pair["a"].server._streams.get("mallory") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "mallory" not in pair["a"].server._streams
 
 
 def test_a_stream_refused_while_the_server_is_busy_is_retried(

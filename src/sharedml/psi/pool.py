@@ -39,9 +39,8 @@ class CurvePool:
     pickling; measured at 83-88% of the raw single-core X25519 rate per
     CPU-second with both parties busy (``bench/psi.py``). ``processes=True``
     uses a process pool instead; its workers start through ``forkserver`` so
-    a process that already runs gRPC threads is never forked. It cannot run
-    inside a daemonic process (a :func:`sharedml.cluster.run_cluster` party),
-    which is one more reason threads are the default.
+    a process that already runs gRPC threads is never forked. It also runs
+    inside a :func:`sharedml.cluster.run_cluster` party (not a daemonic process).
     """
 
     def __init__(self, workers: int | None = None, *, processes: bool = False) -> None:
