@@ -119,6 +119,11 @@ def dealer_party(session: Session) -> dict[str, float]:
             "sigmoid_accurate_tenth": _timed(mpc, lambda: N.sigmoid(small, "accurate"), repeat, "sigmoid_accurate_tenth"),
             "matmul": _timed(mpc, lambda: a @ b, repeat, "matmul"),
             "mul_online": _online(mpc, x, y, repeat, "mul_online"),
+            # the same local ring product at both parties at once, under the
+            # same conditions (one BLAS thread each, the same machine load)
+            "local_ring_in_party": _timed(
+                mpc, lambda: ring.matmul(a.share, b.share), repeat, "local_ring_in_party"
+            ),
             "matmul_online": _online(mpc, a, b, repeat, "matmul_online"),
             "triples": _timed(
                 mpc, lambda: mpc.provider.request(Kind.MUL, (n,))["c"], repeat
@@ -243,6 +248,21 @@ def main() -> None:
             "",
             "matmul_online",
         ),
+        row(
+            f"matmul {dim}² (dealer)",
+            dealer["matmul"],
+            dim * dim,
+            dealer["local_ring_in_party"],
+            "ring limb matmul in party processes",
+            "≤ 3×",
+        ),
+        row(
+            f"matmul {dim}² online (dealer)",
+            dealer["matmul_online"],
+            dim * dim,
+            dealer["local_ring_in_party"],
+            "ring limb matmul in party processes",
+        ),
         row(f"matmul {dim}² (dealer)", dealer["matmul"], dim * dim, plain["matmul_u64"], "numpy uint64 matmul"),
         row(f"matmul {dim}² (dealer)", dealer["matmul"], dim * dim, plain["matmul_f64"], "numpy f64 matmul"),
         row("triples (dealer)", dealer["triples"], n, plain["prg"], "AES-CTR PRG, n words"),
@@ -262,6 +282,7 @@ def main() -> None:
                 "sigmoid_clipped": n / dealer["sigmoid_clipped"] >= 1e6,
                 "matmul": dealer["matmul"] / plain["matmul_ring"] <= 3,
                 "matmul_online": dealer["matmul_online"] / plain["matmul_ring"] <= 3,
+                "matmul_vs_party_local": dealer["matmul"] / dealer["local_ring_in_party"] <= 3,
                 "mul_online": n / dealer["mul_online"] >= 10e6,
             },
         },
