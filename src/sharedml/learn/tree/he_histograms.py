@@ -29,7 +29,10 @@ decrypts ~375/s (CRT) and adds in ~4.9 µs; sf-heu 0.5.2b0's OU encrypts
 ~31,000/s, decrypts ~5,000/s and adds in ~4.5 µs per Python call (its C++
 ``batch_feature_wise_bucket_sum`` does 21,000 rows × 10 features in 0.33 s).
 OU's caveats: a plaintext space of only ~n/3 bits (684 of 2048), a p²q
-modulus (less studied than RSA moduli), and a beta, binary-only package.
+modulus (less studied than RSA moduli), and a beta, binary-only package; its
+2048-bit key generation took 27 s here (under load) and a feature holder's
+key setup 3 s, and a trial OU backend (g and h as two int64 columns, C++
+bucket sums, re-randomised sums) was not faster end to end on this data.
 Paillier is used: its encryption cost is moved off the critical path (the
 randomisers r^n are made by worker processes while F works,
 :class:`sharedml.he.Encryptor`), packing makes decryption rare (one per ~24
