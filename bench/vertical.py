@@ -123,9 +123,7 @@ def plaintext_baseline(
     return statistics.median(times), auc
 
 
-def linear_rows(
-    data: Path, epochs: int, he: bool, sigmoid: str = "pwl"
-) -> list[dict[str, Any]]:
+def linear_rows(data: Path, epochs: int, he: bool, sigmoid: str = "pwl") -> list[dict[str, Any]]:
     from sharedml.cluster import run_cluster
 
     train, test = _split(data)
