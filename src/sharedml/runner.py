@@ -6,21 +6,41 @@ Every party of the spec runs as its own local process over mutual TLS
 :func:`sharedml.components.execute`, the same path the platform's node agents
 take. The result file holds only public figures: each step's metrics and
 timings per party. Each party's model part is written under ``DIR/<party>/``.
+
+A spec with a secret-shared step (``protocol: ss``, unless ``provider: he``)
+gets one more party, the **dealer** (:func:`dealer_main`): it holds no data and
+deals the correlated randomness of every MPC runtime a step opens
+(:mod:`sharedml.mpc.dealer`, which says what it may learn: nothing but its own
+randomness). It must not collude with a data party.
+
+With a ``progress`` callback, parties report ``(party, step, fraction,
+message)`` as they go — public progress only, never data; party processes send
+these tuples to the parent through a multiprocessing queue.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
 from sharedml.errors import ConfigError
 from sharedml.session import Session
+from sharedml.transport.base import Channel
+from sharedml.transport.codec import Value
 
 ProgressFn = Callable[[str, str, float, str], None]
+
+#: Channel scope (under each step's) where :class:`~sharedml.mpc.DealerProvider` talks.
+_DEALER_SCOPE = "dealer"
+#: Counter of the runner's end-of-step STOP to the dealer (runtimes count from 1, STOP is 0).
+_STEP_END = 2**63 - 1
 
 
 def party_main(session: Session) -> dict[str, Any]:
@@ -35,7 +55,8 @@ def party_main(session: Session) -> dict[str, Any]:
     me: PartyConfig = parties[session.party]
     out_dir = Path(session.extras["out"]) / session.party
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress: ProgressFn | None = session.extras.get("progress")
+    progress = _progress_of(session)
+    dealer: str | None = session.extras.get("dealer")
     state: dict[str, Any] = {}
     steps: list[dict[str, Any]] = []
     for step in spec.parsed_steps():
@@ -55,8 +76,110 @@ def party_main(session: Session) -> dict[str, Any]:
                 "artifacts": result.artifacts,
             }
         )
+        if dealer is not None and session.party == list(parties)[-1]:
+            _end_step_at_dealer(session, step.id, dealer)
         if progress:
             progress(session.party, step.id, 1.0, "done")
+    return {"steps": steps}
+
+
+def _progress_of(session: Session) -> ProgressFn | None:
+    """The progress callback: a function (threads) or a queue to the parent (processes)."""
+    queue = session.extras.get("progress_queue")
+    if queue is not None:
+
+        def put(party: str, step: str, fraction: float, message: str) -> None:
+            queue.put((party, step, float(fraction), str(message)))
+
+        return put
+    fn: ProgressFn | None = session.extras.get("progress")
+    return fn
+
+
+# -- the dealer -----------------------------------------------------------------------
+def needs_dealer(spec: jobspec.JobSpec) -> bool:
+    """Whether a step computes on secret shares with dealt randomness."""
+    for step in spec.parsed_steps():
+        if getattr(step.params, "protocol", None) == "ss" and getattr(
+            step.params, "provider", None
+        ) != "he":
+            return True
+    return False
+
+
+def _dealer_name(parties: list[str]) -> str:
+    name, n = "dealer", 1
+    while name in parties:
+        n += 1
+        name = f"dealer{n}"
+    return name
+
+
+def _end_step_at_dealer(session: Session, step_id: str, dealer: str) -> None:
+    """Tell the dealer that ``step_id`` opens no further runtime.
+
+    Sent by the last data party (the one a DealerProvider talks to), after the
+    step, under the tag its runtimes' requests use, so it arrives after their
+    STOPs. It carries no data: a STOP request with a reserved counter.
+    """
+    from sharedml.mpc.material import Kind, Request
+
+    marker = Request(Kind.STOP, _STEP_END, ()).encode()
+    session.channel.scope(step_id).scope(_DEALER_SCOPE).send(dealer, "req", marker)
+
+
+class _StepEndWatch(Channel):
+    """The dealer's channel, noting the runner's end-of-step marker as it passes."""
+
+    def __init__(self, inner: Channel) -> None:
+        super().__init__(inner.party, inner.peers, inner.job, inner.timeout)
+        self._inner = inner
+        self.ended = False
+
+    def _send(self, to: str, tag: str, value: Value) -> None:
+        self._inner._send(to, tag, value)
+
+    def _recv(self, frm: str, tag: str, timeout: float) -> Value:
+        value = self._inner._recv(frm, tag, timeout)
+        if tag.endswith(f"/{_DEALER_SCOPE}/req"):
+            words = np.asarray(value)
+            if words.dtype == np.uint64 and words.size > 1 and int(words[1]) == _STEP_END:
+                self.ended = True
+        return value
+
+
+def dealer_main(session: Session) -> dict[str, Any]:
+    """The dealer's whole job: serve each step's MPC runtimes until the step ends.
+
+    A step may open any number of runtimes (one per ``fit``, one per shared
+    prediction, none for a data step); each is served by one
+    :func:`~sharedml.mpc.serve_dealer` call, until the last data party's
+    end-of-step marker. Returns public counts only.
+    """
+    from sharedml.mpc import serve_dealer
+
+    spec = jobspec.load(session.extras["spec"])
+    data_parties = list(spec.parties)
+    watch = _StepEndWatch(session.channel)
+    steps: list[dict[str, Any]] = []
+    for step in spec.parsed_steps():
+        start = time.perf_counter()
+        scoped = Session(
+            session.party, session.peers, watch.scope(step.id),
+            frac_bits=session.frac_bits, seed=session.seed, extras=session.extras,
+        )
+        watch.ended = False
+        runtimes = requests = 0
+        while True:
+            stats = serve_dealer(scoped, data_parties)
+            if watch.ended:
+                break
+            runtimes += 1
+            requests += stats.requests
+        if runtimes:
+            metrics = {"runtimes": runtimes, "requests": requests}
+            steps.append({"id": step.id, "component": step.component, "metrics": metrics,
+                          "seconds": round(time.perf_counter() - start, 4), "artifacts": {}})
     return {"steps": steps}
 
 
@@ -98,44 +221,79 @@ def run_job(
     extras: dict[str, dict[str, Any]] = {
         p: {"spec": spec_dict, "base": str(base), "out": str(out_dir.resolve())} for p in parties
     }
+    fns: dict[str, Callable[[Session], Any]] = {p: party_main for p in parties}
+    if needs_dealer(spec):
+        dealer = _dealer_name(parties)
+        for e in extras.values():
+            e["dealer"] = dealer
+        extras[dealer] = {"spec": spec_dict}
+        fns[dealer] = dealer_main
+        parties.append(dealer)
     if embedded:
         from sharedml.simulation import run_parties
 
         if progress:
             for e in extras.values():
                 e["progress"] = progress
-        per_party = run_parties(party_main, parties, job=spec.name, timeout=timeout, extras=extras)
+        per_party = run_parties(fns, parties, job=spec.name, timeout=timeout, extras=extras)
     else:
-        from sharedml.cluster import run_cluster
-
-        per_party = run_cluster(party_main, parties, job=spec.name, timeout=timeout, extras=extras)
+        per_party = _run_processes(fns, parties, spec.name, timeout, extras, progress)
     result = {
         "job": spec.name,
         "scheme": spec.scheme,
         "seconds": round(time.perf_counter() - start, 3),
-        "steps": _merge_steps(per_party),
+        "steps": _merge_steps(per_party, [s.id for s in spec.parsed_steps()]),
     }
     (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=_jsonable))
     return result
 
 
-def _merge_steps(per_party: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per step: its timings and metrics at every party."""
-    order: list[str] = []
+def _run_processes(
+    fns: dict[str, Callable[[Session], Any]],
+    parties: list[str],
+    job: str,
+    timeout: float,
+    extras: dict[str, dict[str, Any]],
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
+    """Every party in its own process over mutual TLS; progress through a queue."""
+    import multiprocessing
+
+    from sharedml.cluster import run_cluster
+
+    if progress is None:
+        return run_cluster(fns, parties, job=job, timeout=timeout, extras=extras)
+    queue = multiprocessing.get_context("spawn").Queue()
+    for e in extras.values():
+        e["progress_queue"] = queue
+    def drain() -> None:
+        while (item := queue.get()) is not None:
+            if isinstance(item, tuple) and len(item) == 4:
+                progress(*item)
+
+    reader = threading.Thread(target=drain, name="sharedml-progress", daemon=True)
+    reader.start()
+    try:
+        return run_cluster(fns, parties, job=job, timeout=timeout, extras=extras)
+    finally:
+        queue.put(None)  # the reader's stop sign
+        reader.join(timeout=5)
+
+
+def _merge_steps(per_party: dict[str, dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
+    """One entry per step, in the spec's order: its timings and metrics at every party."""
     merged: dict[str, dict[str, Any]] = {}
     for party, res in per_party.items():
         for s in res["steps"]:
             entry = merged.setdefault(
                 s["id"], {"id": s["id"], "component": s["component"], "parties": {}}
             )
-            if s["id"] not in order:
-                order.append(s["id"])
             entry["parties"][party] = {
                 "seconds": s["seconds"],
                 "metrics": s["metrics"],
                 "artifacts": s["artifacts"],
             }
-    return [merged[i] for i in order]
+    return [merged[i] for i in order if i in merged]
 
 
 def _jsonable(value: Any) -> Any:
