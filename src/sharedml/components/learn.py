@@ -193,6 +193,7 @@ class TrainStep(Component):
         ctx.progress(0.0, f"training {params.model} ({params.protocol})")
         model.fit(_learner_session(ctx), X, y)
         ctx.state["model"] = model
+        ctx.state.pop("predictions_on", None)  # earlier predictions are not this model's
         ctx.state["task"] = getattr(model, "task", "classification")
         path = ctx.out_dir / f"model-{ctx.step_id}.json"
         model.save(path)
