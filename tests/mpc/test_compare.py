@@ -158,3 +158,26 @@ def test_division() -> None:
     got = run_mpc(body)["alice"]
     want = x / y
     assert np.all(np.abs(got - want) <= 1e-3 * np.abs(want) + np.abs(x) * 5e-5 + 2 * ULP)
+
+
+@pytest.mark.parametrize("bits", [32, 16, 8])
+def test_narrow_comparisons_exact_within_promised_range(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    limit = 2.0 ** (bits - 1 - 16)  # |x - y| < 2^(bits-1) ring units at f = 16
+    x = FP.decode(FP.encode(rng.uniform(-limit, limit, size=640) * 0.98))
+    x[:4] = [0.0, ULP, -ULP, -limit + ULP]
+    y = np.zeros_like(x)
+    y[4:8] = x[4:8]  # ties
+
+    def body(mpc):
+        sx = mpc.share(x if mpc.party == "alice" else None, owner="alice")
+        return {
+            "lt": F.lt(sx, y, bits=bits).reveal(),
+            "gt": F.gt(sx, y, bits=bits).reveal(),
+            "small": F.lt(sx[:10], 0.0, bits=bits).reveal(),  # the full-adder path
+        }
+
+    a = run_mpc(body)["alice"]
+    assert np.array_equal(a["lt"], (x < y).astype(float))
+    assert np.array_equal(a["gt"], (x > y).astype(float))
+    assert np.array_equal(a["small"], (x[:10] < 0).astype(float))

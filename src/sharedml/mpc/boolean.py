@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sharedml.crypto import ring
+from sharedml.errors import ConfigError
 from sharedml.mpc.material import Kind
 from sharedml.mpc.tensor import SharedTensor
 
@@ -181,18 +182,22 @@ def _odd_bits_packed(words: np.ndarray) -> np.ndarray:
     return x.astype(np.uint32).view(np.uint64)
 
 
-def _carry_tree(u: BooleanTensor, v: BooleanTensor) -> np.ndarray:
-    """Boolean shares of the carry out of u + v (flat words in, one bit per word out).
+_LANES = {64: np.uint64, 32: np.uint32, 16: np.uint16, 8: np.uint8}
 
-    A reduction tree instead of Kogge–Stone: each level combines adjacent
-    (G, P) pairs at odd positions, G' = G_hi ⊕ (P_hi & G_lo), P' = P_hi & P_lo
-    (one ADDER round with shift 1), then keeps only the odd bits and packs two
-    words into one, so every level opens half as much as the one before.
-    Needs a word count that is a multiple of 64.
+
+def _carry_tree(u: BooleanTensor, v: BooleanTensor, levels: int = 6) -> np.ndarray:
+    """Boolean shares of the carry out of each lane of u + v (one bit per lane out).
+
+    Lanes are 2^levels bits wide. A reduction tree instead of Kogge–Stone:
+    each level combines adjacent (G, P) pairs at odd positions,
+    G' = G_hi ⊕ (P_hi & G_lo), P' = P_hi & P_lo (one ADDER round with shift 1),
+    then keeps only the odd bits and packs two words into one, so every level
+    opens half as much as the one before. Needs a word count that is a
+    multiple of 2^levels.
     """
     p = u ^ v
     g = and_(u, v)
-    for _ in range(5):
+    for _ in range(levels - 1):
         g, p = _level(g, p, 1)
         g = BooleanTensor(g.mpc, _odd_bits_packed(g.share))
         p = BooleanTensor(p.mpc, _odd_bits_packed(p.share))
@@ -200,20 +205,28 @@ def _carry_tree(u: BooleanTensor, v: BooleanTensor) -> np.ndarray:
     return _odd_bits_packed(g.share)
 
 
-def msb_bits(x: SharedTensor) -> BooleanTensor:
+def msb_bits(x: SharedTensor, bits: int = 64) -> BooleanTensor:
     """Boolean shares of the sign bit of x, in the lowest bit of each word.
 
     The sign of x = x' + x_last is bit 63 of the sum, i.e. the two top bits
     XOR the carry into bit 63. Shifting both addends left by one puts that
     carry at the top of a 64-bit carry tree (:func:`_carry_tree`): 1 + 6
     rounds, opening about 6 words per element instead of 14 for a full adder.
+
+    ``bits < 64`` (32, 16 or 8) promises |x| < 2^(bits-1) in ring units. Then
+    the shares reduced mod 2^bits are shares of x mod 2^bits, whose top bit is
+    the sign — exactly, no failure probability — and 64/bits elements travel
+    in one word: 1 + log2(bits) rounds and bits/64 of the traffic. A broken
+    promise gives wrong signs.
     """
+    if bits not in _LANES:
+        raise ConfigError(f"comparison width must be one of {sorted(_LANES)}, got {bits}")
     mpc = x.mpc
     flat = x.share.ravel()
     count = flat.size
     padded = -(-max(count, 1) // 64) * 64
     if padded > 1.25 * count:  # small batches: padding would cost more than it saves
-        return a2b(x) >> 63
+        return BooleanTensor(mpc, (a2b(x).share >> np.uint64(bits - 1)) & _ONE)
     zeros = np.zeros(padded, dtype=ring.DTYPE)
 
     def own(j: int) -> np.ndarray:
@@ -229,10 +242,20 @@ def msb_bits(x: SharedTensor) -> BooleanTensor:
         for j in range(1, mpc.n - 1):
             acc = add(acc, BooleanTensor(mpc, own(j)))
         u, v = acc.share, own(mpc.n - 1)
-    top = (u ^ v) >> _U63
-    carry = _carry_tree(BooleanTensor(mpc, u << _ONE), BooleanTensor(mpc, v << _ONE))
-    bits = np.unpackbits(carry.view(np.uint8), bitorder="little").astype(ring.DTYPE)
-    sign = (bits ^ top)[:count].reshape(x.shape)
+    top = ((u ^ v) >> np.uint64(bits - 1)) & _ONE
+    if bits < 64:
+        lane = _LANES[bits]
+        u, v = u.astype(lane).view(np.uint64), v.astype(lane).view(np.uint64)
+        keep = ~np.zeros(1, dtype=lane).astype(lane)
+        keep[0] ^= lane(1)  # every bit but the lowest of a lane
+        mask = np.repeat(keep, 64 // bits).view(np.uint64)[0]
+        su, sv = (u << _ONE) & mask, (v << _ONE) & mask
+    else:
+        su, sv = u << _ONE, v << _ONE
+    levels = bits.bit_length() - 1
+    carry = _carry_tree(BooleanTensor(mpc, su), BooleanTensor(mpc, sv), levels)
+    carries = np.unpackbits(carry.view(np.uint8), bitorder="little").astype(ring.DTYPE)
+    sign = (carries ^ top)[:count].reshape(x.shape)
     return BooleanTensor(mpc, sign)
 
 
@@ -241,6 +264,7 @@ def msb(x: SharedTensor) -> BooleanTensor:
     return msb_bits(x)
 
 
-def ltz(x: SharedTensor) -> SharedTensor:
-    """[x < 0] as a shared integer 0/1 (valid for |x| < 2^63 in ring units)."""
-    return b2a(msb_bits(x))
+def ltz(x: SharedTensor, bits: int = 64) -> SharedTensor:
+    """[x < 0] as a shared integer 0/1, exact for |x| < 2^(bits-1) in ring units
+    (``bits`` < 64 is faster; see :func:`msb_bits`)."""
+    return b2a(msb_bits(x, bits))

@@ -7,7 +7,9 @@ B2A) and batches any number of elements; ``relu``/``select``/``abs`` add one
 Beaver round. Inputs of several comparisons are batched into one A2B run.
 
 Exactness: comparisons are exact on the ring (the sign of x - y is exact as
-long as |x - y| < 2^63 ring units, i.e. ±2^(63-f) in value).
+long as |x - y| < 2^63 ring units, i.e. ±2^(63-f) in value). Callers that
+know a smaller range pass ``bits`` (32: |x - y| < 2^(31-f), 32768 at f = 16)
+and pay about half the traffic and one round less.
 
 Reveals: nothing beyond the sub-protocols' masked openings. Semi-honest.
 Reference: ABY (Demmler et al., NDSS 2015); CrypTen (Knott et al., NeurIPS 2021) §3.
@@ -25,15 +27,15 @@ from sharedml.mpc.beaver import mul
 from sharedml.mpc.tensor import SharedTensor, concatenate
 
 
-def ltz_many(xs: Sequence[SharedTensor]) -> list[SharedTensor]:
-    """[x < 0] for several tensors in one batched comparison."""
+def ltz_many(xs: Sequence[SharedTensor], bits: int = 64) -> list[SharedTensor]:
+    """[x < 0] for several tensors in one batched comparison (``bits``: see :func:`lt`)."""
     if len(xs) == 1:
-        return [boolean.ltz(xs[0])]
+        return [boolean.ltz(xs[0], bits)]
     flat = concatenate([x.flatten() for x in xs])
-    bits = boolean.ltz(flat)
+    signs = boolean.ltz(flat, bits)
     out, at = [], 0
     for x in xs:
-        out.append(bits[at : at + x.size].reshape(x.shape))
+        out.append(signs[at : at + x.size].reshape(x.shape))
         at += x.size
     return out
 
@@ -42,14 +44,16 @@ def _diff(x: SharedTensor, y: object) -> SharedTensor:
     return x - y
 
 
-def lt(x: SharedTensor, y: object) -> SharedTensor:
-    """[x < y]."""
-    return boolean.ltz(_diff(x, y))
+def lt(x: SharedTensor, y: object, *, bits: int = 64) -> SharedTensor:
+    """[x < y]. With ``bits`` = 32, 16 or 8 the caller promises
+    |x - y| < 2^(bits-1-scale) (32768 at 32 bits and f = 16): exact then, and
+    about 64/bits times less traffic (:func:`sharedml.mpc.boolean.msb_bits`)."""
+    return boolean.ltz(_diff(x, y), bits)
 
 
-def gt(x: SharedTensor, y: object) -> SharedTensor:
-    """[x > y]."""
-    return boolean.ltz(-_diff(x, y))
+def gt(x: SharedTensor, y: object, *, bits: int = 64) -> SharedTensor:
+    """[x > y] (``bits``: see :func:`lt`)."""
+    return boolean.ltz(-_diff(x, y), bits)
 
 
 def ge(x: SharedTensor, y: object) -> SharedTensor:
