@@ -12,7 +12,8 @@ Party processes run with one BLAS thread each (three processes, two cores);
 the plaintext baselines run in the parent with the default threads.
 
 * 1M-element fixed-point multiplication (Beaver + truncation), comparison
-  (``x < y``), sigmoid ("poly", "clipped", and "accurate" on a tenth);
+  (``x < y``; also with the 32-bit range promise), sigmoid ("poly",
+  "clipped" — also with 32-bit comparisons — and "accurate" on a tenth);
 * a 1000×1000 @ 1000×1000 product (Beaver matmul + truncation), against the
   local Z_2^64 product (BLAS limbs, and numpy's uint64 matmul) and float64;
   "online" rows deal the triple and truncation pair before the clock starts
@@ -42,6 +43,7 @@ from sharedml.cluster import run_cluster
 from sharedml.crypto import ring
 from sharedml.crypto.prg import Prg
 from sharedml.mpc import MPC, DealerProvider, beaver, serve_dealer
+from sharedml.mpc import functions as F
 from sharedml.mpc import nonlinear as N
 from sharedml.mpc.he import HEProvider
 from sharedml.mpc.material import Kind
@@ -116,6 +118,10 @@ def dealer_party(session: Session) -> dict[str, float]:
             "lt": _timed(mpc, lambda: x < y, repeat, "lt"),
             "sigmoid_poly": _timed(mpc, lambda: N.sigmoid(x, "poly"), repeat, "sigmoid_poly"),
             "sigmoid_clipped": _timed(mpc, lambda: N.sigmoid(x, "clipped"), repeat, "sigmoid_clipped"),
+            "lt32": _timed(mpc, lambda: F.lt(x, y, bits=32), repeat, "lt32"),
+            "sigmoid_clipped32": _timed(
+                mpc, lambda: N.sigmoid(x, "clipped", bits=32), repeat, "sigmoid_clipped32"
+            ),
             "sigmoid_accurate_tenth": _timed(mpc, lambda: N.sigmoid(small, "accurate"), repeat, "sigmoid_accurate_tenth"),
             "matmul": _timed(mpc, lambda: a @ b, repeat, "matmul"),
             "mul_online": _online(mpc, x, y, repeat, "mul_online"),
@@ -228,8 +234,18 @@ def main() -> None:
         row("mul (dealer)", dealer["mul"], n, plain["mul"], "numpy f64 x*y", "≥ 10M/s", "mul"),
         row("mul online (dealer)", dealer["mul_online"], n, plain["mul"], "numpy f64 x*y", "", "mul_online"),
         row("lt (dealer)", dealer["lt"], n, plain["lt"], "numpy x<y", "≥ 1M/s", "lt"),
+        row("lt, 32-bit range (dealer)", dealer["lt32"], n, plain["lt"], "numpy x<y", "≥ 1M/s", "lt32"),
         row("sigmoid poly (dealer)", dealer["sigmoid_poly"], n, plain["sigmoid"], "numpy 1/(1+e^-x)", "≥ 1M/s", "sigmoid_poly"),
         row("sigmoid clipped (dealer)", dealer["sigmoid_clipped"], n, plain["sigmoid"], "numpy 1/(1+e^-x)", "≥ 1M/s", "sigmoid_clipped"),
+        row(
+            "sigmoid clipped, 32-bit range (dealer)",
+            dealer["sigmoid_clipped32"],
+            n,
+            plain["sigmoid"],
+            "numpy 1/(1+e^-x)",
+            "≥ 1M/s",
+            "sigmoid_clipped32",
+        ),
         row(
             "sigmoid accurate (dealer)",
             dealer["sigmoid_accurate_tenth"],
@@ -280,6 +296,7 @@ def main() -> None:
                 "lt": n / dealer["lt"] >= 1e6,
                 "sigmoid_poly": n / dealer["sigmoid_poly"] >= 1e6,
                 "sigmoid_clipped": n / dealer["sigmoid_clipped"] >= 1e6,
+                "sigmoid_clipped32": n / dealer["sigmoid_clipped32"] >= 1e6,
                 "matmul": dealer["matmul"] / plain["matmul_ring"] <= 3,
                 "matmul_online": dealer["matmul_online"] / plain["matmul_ring"] <= 3,
                 "matmul_vs_party_local": dealer["matmul"] / dealer["local_ring_in_party"] <= 3,

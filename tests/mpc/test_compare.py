@@ -181,3 +181,16 @@ def test_narrow_comparisons_exact_within_promised_range(bits: int) -> None:
     assert np.array_equal(a["lt"], (x < y).astype(float))
     assert np.array_equal(a["gt"], (x > y).astype(float))
     assert np.array_equal(a["small"], (x[:10] < 0).astype(float))
+
+
+def test_sigmoid_with_narrow_comparisons() -> None:
+    x = FP.decode(FP.encode(np.concatenate([np.linspace(-30000, 30000, 641), np.linspace(-8, 8, 641)])))
+
+    def body(mpc):
+        sx = mpc.share(x if mpc.party == "alice" else None, owner="alice")
+        return {m: N.sigmoid(sx, m, bits=32).reveal() for m in ("clipped", "accurate")}
+
+    out = run_mpc(body)["alice"]
+    want = ORACLES["sigmoid"](x)
+    assert np.all(np.abs(out["clipped"] - want) <= 0.024)
+    assert np.all(np.abs(out["accurate"] - want) <= 5e-4)

@@ -9,7 +9,7 @@ meaningless unless the entry says it saturates.
 function            input range                error bound (≤ either)
 =================== =========================  ===============================
 sigmoid "poly"      [-4, 4]                    abs. 0.024
-sigmoid "clipped"   all reals (saturates)      abs. 0.024
+sigmoid "clipped"   all reals (saturates)      abs. 0.024  (|x| < 32750 with bits=32)
 sigmoid "accurate"  all reals (saturates)      abs. 5e-4
 exp                 [-16, 10] (clamped)        rel. 1e-3, abs. 5e-5
 reciprocal          [0.05, 500]                rel. 1e-3, abs. 5e-5
@@ -72,22 +72,27 @@ def _cubic(x: SharedTensor) -> SharedTensor:
     return rescale(SharedTensor(x.mpc, acc.share, 3 * f)) + 0.5
 
 
-def sigmoid(x: SharedTensor, method: str = "clipped") -> SharedTensor:
-    """The logistic function; ``method`` is "poly", "clipped" or "accurate"."""
+def sigmoid(x: SharedTensor, method: str = "clipped", *, bits: int = 64) -> SharedTensor:
+    """The logistic function; ``method`` is "poly", "clipped" or "accurate".
+
+    ``bits`` (32, 16, 8) makes the comparisons of "clipped" and "accurate"
+    narrow (:func:`sharedml.mpc.functions.lt`): the caller promises
+    |x| < 2^(bits-1-f) - 16 (about 32750 at 32 bits, f = 16).
+    """
     if method == "poly":
         return _cubic(x)
     if method == "clipped":
         r = SIGMOID_POLY_RANGE
-        below, above = ltz_many([x + r, r - x])  # [x < -r], [x > r]
+        below, above = ltz_many([x + r, r - x], bits)  # [x < -r], [x > r]
         inside = 1 - below - above
         return mul(inside, _cubic(x)) + above
     if method == "accurate":
-        return _sigmoid_accurate(x)
+        return _sigmoid_accurate(x, bits)
     raise ValueError(f"sigmoid: unknown method {method!r}")
 
 
-def _sigmoid_accurate(x: SharedTensor) -> SharedTensor:
-    neg, below, above = ltz_many([x, x + 16.0, 16.0 - x])
+def _sigmoid_accurate(x: SharedTensor, bits: int = 64) -> SharedTensor:
+    neg, below, above = ltz_many([x, x + 16.0, 16.0 - x], bits)
     # clamp to [-16, 16], then |x|
     xc = x + mul(concatenate([below, above]), concatenate([-16.0 - x, 16.0 - x])).reshape(
         2, *x.shape
