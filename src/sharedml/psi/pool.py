@@ -36,7 +36,7 @@ class CurvePool:
     Threads are the default: PyNaCl's cffi call releases the GIL for the
     scalar multiplication (about 30 µs), leaving only hashing and call
     overhead (about 8 µs per id) under the GIL, with no process start-up and no
-    pickling; measured at 83-88% of the raw single-core X25519 rate per
+    pickling; measured at 88-90% of the raw single-core X25519 rate per
     CPU-second with both parties busy (``bench/psi.py``). ``processes=True``
     uses a process pool instead; its workers start through ``forkserver`` so
     a process that already runs gRPC threads is never forked. It also runs
