@@ -94,6 +94,7 @@ def test_three_parties() -> None:
     assert rows["A"] == rows["B"] == rows["C"]
 
 
+@pytest.mark.slow
 def test_pools_and_small_batches_agree() -> None:
     a, b = _sets(np.random.default_rng(11), 700, 0.3)
     expected = set(a) & set(b)
