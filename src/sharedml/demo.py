@@ -80,7 +80,7 @@ def run_a1(
     progress: Any = None,
 ) -> A1Outcome:
     """Write the scenario's data and job under ``out``, run it, train the references."""
-    from sharedml.runner import run_job
+    from sharedml.runner import run_job_reporting_cause as run_job
     from sharedml.scenarios import a1
 
     s = settings or a1.Settings()

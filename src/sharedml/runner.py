@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
-from sharedml.errors import ConfigError
+from sharedml.errors import ConfigError, SharedMLError
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
@@ -66,7 +66,10 @@ def party_main(session: Session) -> dict[str, Any]:
         ctx = StepContext(
             session, me, parties, state, out_dir, step.id, _step_progress(progress, session, step.id)
         )
-        result = execute(component, ctx, step.params)
+        try:
+            result = execute(component, ctx, step.params)
+        except SharedMLError as exc:
+            raise _in_step(exc, session.party, step.id) from exc
         steps.append(
             {
                 "id": step.id,
@@ -81,6 +84,14 @@ def party_main(session: Session) -> dict[str, Any]:
         if progress:
             progress(session.party, step.id, 1.0, "done")
     return {"steps": steps}
+
+
+def _in_step(exc: SharedMLError, party: str, step_id: str) -> SharedMLError:
+    """``exc`` again, its message naming the job step and the party it failed at."""
+    if type(exc).__init__ is not SharedMLError.__init__:
+        return exc
+    where = step_id if exc.step in (None, step_id) else f"{step_id}/{exc.step}"
+    return type(exc)(exc.message, party=exc.party or party, step=where, remedy=exc.remedy)
 
 
 def _progress_of(session: Session) -> ProgressFn | None:
@@ -302,6 +313,22 @@ def _jsonable(value: Any) -> Any:
     raise ConfigError(f"step produced a metric that is not JSON: {type(value).__name__}")
 
 
+def run_job_reporting_cause(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`run_job` for the command line: a party's sharedml error is raised as itself.
+
+    Its message names the party and the step; the other parties' tracebacks,
+    which :class:`~sharedml.simulation.PartyFailed` carries, are left out.
+    """
+    from sharedml.simulation import PartyFailed
+
+    try:
+        return run_job(*args, **kwargs)
+    except PartyFailed as exc:
+        if isinstance(exc.error, SharedMLError):
+            raise exc.error from None
+        raise
+
+
 def register(app: Any) -> None:
     """Add ``sharedml run`` to the CLI."""
     import typer
@@ -319,7 +346,7 @@ def register(app: Any) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        result = run_job(job, out, embedded=embedded, timeout=timeout)
+        result = run_job_reporting_cause(job, out, embedded=embedded, timeout=timeout)
         table = Table(title=f"job {result['job']} ({result['seconds']} s)")
         for col in ("step", "party", "seconds", "metrics"):
             table.add_column(col)
