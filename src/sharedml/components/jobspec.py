@@ -95,6 +95,9 @@ class JobSpec(BaseModel):
                     f"{where} must name exactly one component, found {sorted(body) or 'none'}"
                 )
             (name, params), = body.items()
+            if name not in registry.available():
+                raise ConfigError(f"{where}: unknown step {name!r}",
+                                  remedy=f"use one of {sorted(registry.available())}")
             component = registry.get(name)
             seen[name] = seen.get(name, 0) + 1
             if step_id is None:
