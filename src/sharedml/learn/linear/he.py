@@ -44,6 +44,7 @@ for vertical federated learning without third-party coordinator" (2019).
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -126,6 +127,12 @@ class HELogisticRegression(PlaintextWeightsSGD):
             self._pk: PaillierPublicKey = pk
             self._sk: PaillierPrivateKey | None = sk
             send_all(session, self.parties_, "helr/public-key", pk.to_bytes())
+            # Encryptions of zero for the next batch are made in the background
+            # while the feature holders compute; Enc(m) = Enc(0) * (1 + m n).
+            self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, "helr-zeros")
+            n = self.layout_.n_rows
+            first = -(-n // max(1, n // self.batch_size))  # the largest batch's rows
+            self._zeros: Future[list[Any]] | None = self._pool.submit(pk.encrypt_many, [0] * first)
         else:
             self._pk = PaillierPublicKey.from_bytes(
                 bytes(ch.recv(self.layout_.label_holder, "helr/public-key"))
@@ -135,6 +142,23 @@ class HELogisticRegression(PlaintextWeightsSGD):
 
     def _teardown(self) -> None:
         self._sk = None
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pool, self._zeros = None, None
+
+    def _encrypt(self, values: list[int]) -> list[Any]:
+        """Encrypt with zeros made ahead (fresh ones inline if too few), then
+        start making the next batch's zeros."""
+        pk = self._pk
+        zeros = self._zeros.result() if self._zeros is not None else []
+        if len(zeros) < len(values):
+            zeros = zeros + pk.encrypt_many([0] * (len(values) - len(zeros)))
+        out = [pk.add_plain(z, m) for z, m in zip(zeros, values, strict=False)]
+        if self._pool is not None:
+            # batches of an epoch differ by at most one row
+            self._zeros = self._pool.submit(pk.encrypt_many, [0] * (len(values) + 1))
+        return out
 
     def _label_gradient_exchange(self, session: Session, Xb: np.ndarray, resid: np.ndarray) -> None:
         """Steps 2-4 at the label holder: encrypt residuals, decrypt masked gradients."""
@@ -142,7 +166,7 @@ class HELogisticRegression(PlaintextWeightsSGD):
         if sk is None:
             raise ProtocolAbort("label holder lost its key", party=session.party)
         q = np.round(resid * (1 << self.residual_bits)).astype(np.int64)
-        cts = pk.pack(pk.encrypt_many(q.tolist()))
+        cts = pk.pack(self._encrypt(q.tolist()))
         for p in self.layout_.feature_holders:
             session.channel.send(p, "helr/enc-residual", cts)
         for p in self.layout_.feature_holders:
