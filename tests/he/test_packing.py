@@ -69,3 +69,15 @@ def test_encryptor_in_process_matches_pool(keys):
         assert sk.decrypt_many(pk.unpack(a)) == want
         assert sk.decrypt_many(pk.unpack(b)) == want
         assert a != b  # fresh randomness
+
+
+def test_zero_maker_gives_fresh_encryptions_of_zero(keys):
+    from sharedml.he.pool import ZeroMaker
+
+    pk, sk = keys
+    maker = ZeroMaker(pk, window=6)
+    zeros = [maker.zero() for _ in range(20)]
+    assert len(set(zeros)) == 20
+    assert all(sk.decrypt(z) == 0 for z in zeros)
+    # used as randomisers they give correct encryptions
+    assert sk.decrypt_signed(pk.add_plain(zeros[0], -7)) == -7
