@@ -229,7 +229,12 @@ class SGDDriver(LinearPart):
         return self._output(self._scores(session, self.scaler_.transform(Xm), validation=False))
 
     def predict_one(self, session: Session, x: Any) -> float | None:
-        """Per-record joint prediction for online serving (one row per party)."""
+        """Per-record joint prediction for online serving (one row per party).
+
+        With released coefficients this is one masked sum (one message per
+        feature holder); with shared coefficients (``reveal_weights="none"``)
+        each call opens an MPC runtime, so the dealer serves one runtime per
+        call — batch records with :meth:`predict` where latency allows."""
         out = self.predict(session, np.asarray(x, dtype=np.float64).reshape(1, -1))
         return None if out is None else float(out[0])
 
