@@ -65,7 +65,7 @@ def _run_steps(
                 f"{name}{step_id}",
             )
             (out / session.party).mkdir(parents=True, exist_ok=True)
-            results[name] = execute(cls(), ctx, params)
+            results[name] = results[f"{name}{step_id}"] = execute(cls(), ctx, params)
         return results
 
     def dealer(session: Any) -> None:
@@ -137,6 +137,35 @@ def test_train_predict_evaluate_logistic_regression(shared_data: Path, tmp_path:
     assert "predictions" not in host["predict"].artifacts
     curves = json.loads(Path(guest["evaluate"].artifacts["curves"]).read_text())
     assert curves["roc"]["fpr"][0] == 0 and curves["ks"]["population"][-1] == pytest.approx(1)
+
+
+def test_a_second_model_is_evaluated_on_its_own_predictions(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    frames = _frames(shared_data, "breast", "y", "id", stratify=True)
+    weak = {
+        "model": "logistic_regression",
+        "epochs": 1,
+        "batch_size": 64,
+        "sigmoid": "taylor1",
+        "learning_rate": 0.001,
+        "lr_schedule": "constant",
+    }
+    out = _run_steps(
+        frames,
+        [
+            ("train", {"model": "logistic_regression", "epochs": 3, "batch_size": 64}),
+            ("evaluate", {"metrics": ["accuracy"]}),
+            ("train", weak),
+            ("evaluate", {"metrics": ["accuracy"]}),
+        ],
+        tmp_path,
+        "y",
+        "id",
+    )
+    guest = out["guest"]
+    first, second = guest["evaluate1"].metrics["accuracy"], guest["evaluate3"].metrics["accuracy"]
+    assert first > 0.9 and second < first
 
 
 def test_train_linear_regression_step(shared_data: Path, tmp_path: Path) -> None:
