@@ -40,7 +40,7 @@ def test_he_lr_follows_plaintext_sgd_with_exact_sigmoid(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     X = rng.normal(size=(300, 5)) * [1, 3, 0.5, 1, 2]
     y = (X @ [1.0, -0.3, 2.0, 0.0, 0.5] + rng.normal(size=300) > 0).astype(int)
-    blocks = {"bank": X[:, :2], "shop": X[:, 2:]}
+    blocks = {"bank": X[:, :2], "shop": X[:, 2:4], "telco": X[:, 4:]}
     params = dict(
         epochs=2, batch_size=64, learning_rate=1.0, l2=0.01, key_bits=1024, random_state=5
     )
@@ -51,7 +51,7 @@ def test_he_lr_follows_plaintext_sgd_with_exact_sigmoid(tmp_path: Path) -> None:
         model.save(tmp_path / f"{session.party}.json")
         return model.coef_, model.intercept_, model.predict(session, blocks[session.party])
 
-    out = run_parties(party, ["bank", "shop"])
+    out = run_parties(party, ["bank", "shop", "telco"])
     Xs = (X - X.mean(0)) / X.std(0)
     seed = hashlib.sha256(b"sharedml.linear/5").digest()[:16]
     w, b = plaintext_sgd(
@@ -66,13 +66,14 @@ def test_he_lr_follows_plaintext_sgd_with_exact_sigmoid(tmp_path: Path) -> None:
         sigmoid_approx="exact",
         seed=seed,
     )
-    np.testing.assert_allclose(np.concatenate([out["bank"][0], out["shop"][0]]), w, atol=1e-3)
+    got = np.concatenate([out["bank"][0], out["shop"][0], out["telco"][0]])
+    np.testing.assert_allclose(got, w, atol=1e-3)
     assert out["bank"][1] == pytest.approx(b, abs=1e-3)
     np.testing.assert_allclose(out["bank"][2], 1 / (1 + np.exp(-(Xs @ w + b))), atol=1e-3)
-    assert out["shop"][2] is None
+    assert out["shop"][2] is None and out["telco"][2] is None
 
     # the key pair is not kept: the saved parts hold coefficients and scalers only
-    for party_name in ("bank", "shop"):
+    for party_name in ("bank", "shop", "telco"):
         text = (tmp_path / f"{party_name}.json").read_text()
         assert '"model_type": "HELogisticRegression"' in text and "public" not in text
 
@@ -80,5 +81,5 @@ def test_he_lr_follows_plaintext_sgd_with_exact_sigmoid(tmp_path: Path) -> None:
         model = HELogisticRegression.load(tmp_path / f"{session.party}.json")
         return model.predict(session, blocks[session.party])
 
-    again = run_parties(reload, ["bank", "shop"])
+    again = run_parties(reload, ["bank", "shop", "telco"])
     np.testing.assert_allclose(again["bank"], out["bank"][2], atol=1e-12)

@@ -72,7 +72,7 @@ def test_three_parties_follow_the_plaintext_sgd(sigmoid: str) -> None:
     def party(session: Any) -> Any:
         model = SSLogisticRegression(**params)
         model.fit(session, blocks[session.party], y if session.party == "bank" else None)
-        return model.coef_, model.intercept_
+        return model.coef_, model.intercept_, model.predict(session, blocks[session.party])
 
     out = run_parties(
         {"bank": party, "shop": party, "telco": party, "dealer": serve_dealer},
@@ -96,6 +96,9 @@ def test_three_parties_follow_the_plaintext_sgd(sigmoid: str) -> None:
     np.testing.assert_allclose(got, w, atol=2e-3)
     assert out["bank"][1] == pytest.approx(b, abs=2e-3)
     assert out["shop"][1] is None and out["telco"][1] is None
+    # joint prediction: the two feature holders' partial scores reach the bank as a masked sum
+    np.testing.assert_allclose(out["bank"][2], 1 / (1 + np.exp(-(Xs @ w + b))), atol=2e-3)
+    assert out["shop"][2] is None and out["telco"][2] is None
 
 
 def test_shared_weights_predict_like_released_weights_and_survive_save_load(
