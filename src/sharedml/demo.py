@@ -47,9 +47,13 @@ STEP_LABELS = {
     "evaluate_sb": "AUC / KS at the bank",
 }
 
-WIRE = (
+PROCESSES = (
     "Each runs as its own process; they talk only over gRPC with mutual TLS (certificates "
-    "from a fresh CA). [bold]What crosses the wire:[/] blinded ids (each side learns which "
+    "from a fresh CA). "
+)
+THREADS = "Each runs as a thread of this process (--embedded), talking through in-memory queues. "
+WIRE = (
+    "[bold]What crosses the wire:[/] blinded ids (each side learns which "
     "customers both hold, nothing about the others); which rows are test rows; random-looking "
     "secret shares; for the trees, sums of gradients per feature bin and which side of each "
     "split a customer goes, to the bank; the final scores, to the bank only. [bold]Never:[/] a "
@@ -143,7 +147,7 @@ class _Bars:
         self._progress.update(self._tasks[step], completed=mean)
 
 
-def _print_story(console: Any, data: str, rows: int) -> None:
+def _print_story(console: Any, data: str, rows: int, embedded: bool) -> None:
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
@@ -159,13 +163,16 @@ def _print_story(console: Any, data: str, rows: int) -> None:
     who.add_column()
     who.add_row("bank", f"the label ({label}) and {len(bank_cols)} features: "
                 f"{', '.join(bank_cols[:6])}")
-    who.add_row("partner", f"an e-commerce firm: {len(partner_cols)} features of partly the "
+    kind = "another hospital" if data == "breast" else "an e-commerce firm"
+    who.add_row("partner", f"{kind}: {len(partner_cols)} features of partly the "
                 f"same customers: {', '.join(partner_cols[:6])}")
     who.add_row("dealer", "no data; hands out the random numbers secret sharing needs "
                 "(it must not collude with either party)")
     console.print(Panel(
-        Group("[bold]Two organisations, one model, no data shared.[/]", "", who, "", WIRE),
-        title="sharedml demo — A.1 credit risk",
+        Group("[bold]Two organisations, one model, no data shared.[/]", "", who, "",
+              (THREADS if embedded else PROCESSES) + WIRE),
+        title="sharedml demo — A.1 credit risk" + (
+            " (on scikit-learn's breast-cancer set)" if data == "breast" else ""),
     ))
 
 
@@ -308,7 +315,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {bank} and {partner}")
             return
         settings = a1.Settings(trees=trees, epochs=epochs)
-        _print_story(console, data, rows)
+        _print_story(console, data, rows, embedded)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             outcome = _demo(console, out, data, rows, settings, embedded)
