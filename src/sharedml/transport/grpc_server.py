@@ -144,6 +144,12 @@ class PeerServer:
                 ("grpc.keepalive_permit_without_calls", 1),
                 # Never share the port with another process (gRPC's default would).
                 ("grpc.so_reuseport", 0),
+                # Streams beyond this wait at the peer's end of its connection, not
+                # in this server's queue (a peer's own limit is checked per stream).
+                (
+                    "grpc.max_concurrent_streams",
+                    self.max_streams_per_peer + self.max_waiting_per_peer,
+                ),
             ],
         )
         handler = grpc.stream_stream_rpc_method_handler(self._serve)
@@ -325,10 +331,13 @@ class PeerServer:
     ) -> Iterator[bytes]:
         assembler = grpc_wire.Assembler(self.max_frame)
         held = 0  # budget taken for the value now arriving
+        stalls = [0]  # how often this stream was held (only the first is a warning)
         try:
             for message in requests:
                 if assembler.partial is None:  # this message may begin a value
-                    held = yield from self._make_room(sender, job, mailbox, message, context)
+                    held = yield from self._make_room(
+                        sender, job, mailbox, message, context, stalls
+                    )
                     if held < 0 and mailbox.closed:  # the job ended here: drain quietly
                         for _ in requests:
                             pass
@@ -394,6 +403,7 @@ class PeerServer:
         mailbox: Mailbox,
         message: bytes,
         context: grpc.ServicerContext,
+        stalls: list[int],
     ) -> Generator[bytes, None, int]:
         """Reserve room for the value ``message`` begins; returns the bytes taken
         (-1: none, as the job ended here or the stream broke while held).
@@ -416,7 +426,8 @@ class PeerServer:
             f"from {sender!r} in job {job!r} (its limit is {mailbox.budget}); the value "
             f"under tag {tag!r} waits until {self.party!r} reads them"
         )
-        log.warning("%s", reason)
+        log.log(logging.DEBUG if stalls[0] else logging.WARNING, "%s", reason)
+        stalls[0] += 1
         yield STALLED + reason.encode()
         if not mailbox.reserve(job, sender, charge, context.is_active):
             return -1
