@@ -1,0 +1,57 @@
+"""The linear learners with every party in its own process over GrpcChannel (mTLS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from sharedml.cluster import run_cluster
+from sharedml.session import Session
+
+
+def _block(folder: str, party: str) -> tuple[np.ndarray, np.ndarray | None]:
+    frame = pd.read_csv(Path(folder) / f"breast_hetero_{party}.csv").sort_values("id")
+    y = frame.pop("y").to_numpy() if "y" in frame else None
+    return frame.drop(columns="id").to_numpy(), y
+
+
+def party(session: Session) -> Any:
+    from sharedml.learn.linear import HELogisticRegression, SSLogisticRegression
+
+    X, y = _block(session.extras["data"], session.party)
+    if session.extras["model"] == "ss":
+        model: Any = SSLogisticRegression(epochs=5, batch_size=64, random_state=0)
+    else:
+        model = HELogisticRegression(epochs=5, batch_size=64, key_bits=1024, random_state=0)
+    model.fit(session, X, y)
+    return model.predict(session, X)
+
+
+def dealer(session: Session) -> None:
+    from sharedml.mpc import serve_dealer
+
+    serve_dealer(session)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["ss", "he"])
+def test_linear_models_over_grpc_processes(shared_data: Path, model: str) -> None:
+    parties = ["guest", "host", "dealer"] if model == "ss" else ["guest", "host"]
+    fns: dict[str, Any] = {"guest": party, "host": party}
+    if model == "ss":
+        fns["dealer"] = dealer
+    opts = {"data": str(shared_data), "model": model}
+    out = run_cluster(fns, parties, timeout=120, extras={p: opts for p in parties})
+    Xg, y = _block(str(shared_data), "guest")
+    Xh, _ = _block(str(shared_data), "host")
+    X = np.hstack([Xg, Xh])
+    X = (X - X.mean(0)) / X.std(0)
+    sk = roc_auc_score(y, LogisticRegression(max_iter=2000).fit(X, y).predict_proba(X)[:, 1])
+    assert out["host"] is None
+    assert roc_auc_score(y, out["guest"]) == pytest.approx(sk, abs=0.01)
