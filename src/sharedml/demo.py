@@ -23,13 +23,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
 
 from sharedml.errors import ProtocolAbort
 from sharedml.session import Session
+
+if TYPE_CHECKING:
+    from sharedml.runner import ProgressFn
+    from sharedml.scenarios.a1 import Settings
 
 #: Bytes each party sends in the transport check unless told otherwise.
 DEFAULT_BYTES = 64 << 20
@@ -79,9 +83,9 @@ def run_a1(
     *,
     data: str = "credit",
     rows: int = 20_000,
-    settings: Any = None,
+    settings: Settings | None = None,
     embedded: bool = False,
-    progress: Any = None,
+    progress: ProgressFn | None = None,
 ) -> A1Outcome:
     """Write the scenario's data and job under ``out``, run it, train the references."""
     from sharedml.runner import run_job_reporting_cause as run_job
@@ -176,7 +180,9 @@ def _print_story(console: Any, data: str, rows: int, embedded: bool) -> None:
     ))
 
 
-def _demo(console: Any, out: Path, data: str, rows: int, settings: Any, embedded: bool) -> A1Outcome:
+def _demo(
+    console: Any, out: Path, data: str, rows: int, settings: Settings, embedded: bool
+) -> A1Outcome:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sharedml.scenarios.a1 import MODELS
