@@ -124,6 +124,21 @@ def test_wrap_and_wire_record_across_processes() -> None:
         assert leaked == ({("a", "audit/oops"), ("b", "audit/oops")} if leak else set())
 
 
+def send_then_fail(session: Session) -> None:
+    if session.party == "a":
+        session.channel.send("b", "before-the-fall", b"sent")
+        raise RuntimeError("a gives up")
+    session.channel.recv("a", "before-the-fall")
+
+
+def test_wire_record_comes_back_from_a_failed_run() -> None:
+    # what the failing party sent is what an audit of the failure needs most
+    log: list[WireRecord] = []
+    with pytest.raises(PartyFailed, match="a gives up"):
+        run_cluster(send_then_fail, ["a", "b"], timeout=30, record=log)
+    assert [(r.frm, r.to, r.tag, r.value) for r in log] == [("a", "b", "before-the-fall", b"sent")]
+
+
 def test_unpicklable_wrap_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="wrap"):
         run_cluster(say_hi, ["a"], wrap=lambda ch: ch)

@@ -88,8 +88,9 @@ def run_cluster(
     so it sees what really went on the wire, and ``record`` is extended with
     every party's wire records
     (:class:`~sharedml.transport.recording.WireRecord`): party by party in
-    ``parties`` order, each party's in the order it sent, also when the run
-    fails.
+    ``parties`` order, each party's in the order it sent. When the run fails,
+    it holds the records of every party that reported (the failed one
+    included); a party stopped while still running reports none.
     """
     parties = list(parties)
     if len(set(parties)) != len(parties) or not parties:

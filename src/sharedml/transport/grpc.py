@@ -17,7 +17,11 @@ Errors: a peer that cannot be reached (down, or failing TLS) after connect
 retries with back-off raises :class:`PeerUnreachable`, as does a peer that
 refuses the job; a receive that waits too long raises :class:`PeerTimeout`
 naming peer and tag; a peer that dies mid-stream, or whose stream breaks,
-raises :class:`ChannelError`; a malformed frame, :class:`FrameError`.
+raises :class:`ChannelError`; a malformed frame, :class:`FrameError`. A
+send that waits too long because the peer holds this party's stream (it
+has not read what this party already sent, see
+:mod:`~sharedml.transport.grpc_server`) raises :class:`PeerTimeout` saying
+so, with the peer, job and tag.
 """
 
 from __future__ import annotations
