@@ -69,8 +69,17 @@ def party(session: Session) -> dict[str, Any]:
         )
     else:
         model = HELogisticRegression(epochs=opts["epochs"], batch_size=BATCH, random_state=0)
+    profiler = None
+    if opts.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(session, X[train], None if y is None else y[train])
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{opts['profile']}/{session.party}.prof")
     out: dict[str, Any] = {
         "fit_s": time.perf_counter() - t0,
         "fit_cpu_s": time.process_time() - c0,
@@ -123,7 +132,9 @@ def plaintext_baseline(
     return statistics.median(times), auc
 
 
-def linear_rows(data: Path, epochs: int, he: bool, sigmoid: str = "pwl") -> list[dict[str, Any]]:
+def linear_rows(
+    data: Path, epochs: int, he: bool, sigmoid: str = "pwl", profile: str | None = None
+) -> list[dict[str, Any]]:
     from sharedml.cluster import run_cluster
 
     train, test = _split(data)
@@ -139,6 +150,7 @@ def linear_rows(data: Path, epochs: int, he: bool, sigmoid: str = "pwl") -> list
             "model": model,
             "epochs": n_epochs,
             "sigmoid": sigmoid,
+            "profile": profile,
         }
         fns: dict[str, Any] = {"guest": party, "host": party}
         if model == "ss":
@@ -187,8 +199,9 @@ def main() -> None:
     parser.add_argument("--sigmoid", default="pwl", help="SS-LR sigmoid approximation")
     parser.add_argument("--no-he", action="store_true", help="skip the HE-LR row")
     parser.add_argument("--no-secureboost", action="store_true", help="skip SecureBoost")
+    parser.add_argument("--profile", metavar="DIR", help="write each party's cProfile of fit to DIR")
     args = parser.parse_args()
-    rows = linear_rows(args.data, args.epochs, not args.no_he, args.sigmoid)
+    rows = linear_rows(args.data, args.epochs, not args.no_he, args.sigmoid, args.profile)
     if not args.no_secureboost:
         rows += secureboost_rows(args.data)
     report("vertical", rows, {"cores": os.cpu_count(), "load": os.getloadavg()[0]})
