@@ -11,7 +11,9 @@ A spec with a secret-shared step (``protocol: ss``, unless ``provider: he``)
 gets one more party, the **dealer** (:func:`dealer_main`): it holds no data and
 deals the correlated randomness of every MPC runtime a step opens
 (:mod:`sharedml.mpc.dealer`, which says what it may learn: nothing but its own
-randomness). It must not collude with a data party.
+randomness). It must not collude with a data party. Whether a job needs one,
+how it serves a step and the end-of-step marker live in
+:mod:`sharedml.components.dealer`, which the platform's dealer node uses too.
 
 With a ``progress`` callback, parties report ``(party, step, fraction,
 message)`` as they go — public progress only, never data; party processes send
@@ -27,20 +29,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
+from sharedml.components.dealer import dealer_name, end_step_at_dealer, needs_dealer, serve_step
 from sharedml.errors import ConfigError, SharedMLError
 from sharedml.session import Session
-from sharedml.transport.base import Channel
-from sharedml.transport.codec import Value
 
 ProgressFn = Callable[[str, str, float, str], None]
 
-#: Channel scope (under each step's) where :class:`~sharedml.mpc.DealerProvider` talks.
-_DEALER_SCOPE = "dealer"
-#: Counter of the runner's end-of-step STOP to the dealer (runtimes count from 1, STOP is 0).
-_STEP_END = 2**63 - 1
+__all__ = [
+    "dealer_main", "needs_dealer", "party_main", "register", "run_job", "run_job_reporting_cause",
+]
 
 
 def party_main(session: Session) -> dict[str, Any]:
@@ -80,7 +78,7 @@ def party_main(session: Session) -> dict[str, Any]:
             }
         )
         if dealer is not None and session.party == list(parties)[-1]:
-            _end_step_at_dealer(session, step.id, dealer)
+            end_step_at_dealer(session, step.id, dealer)
         if progress:
             progress(session.party, step.id, 1.0, "done")
     return {"steps": steps}
@@ -107,90 +105,24 @@ def _progress_of(session: Session) -> ProgressFn | None:
     return fn
 
 
-# -- the dealer -----------------------------------------------------------------------
-def needs_dealer(spec: jobspec.JobSpec) -> bool:
-    """Whether a step computes on secret shares with dealt randomness."""
-    for step in spec.parsed_steps():
-        if getattr(step.params, "protocol", None) == "ss" and getattr(
-            step.params, "provider", None
-        ) != "he":
-            return True
-    return False
-
-
-def _dealer_name(parties: list[str]) -> str:
-    name, n = "dealer", 1
-    while name in parties:
-        n += 1
-        name = f"dealer{n}"
-    return name
-
-
-def _end_step_at_dealer(session: Session, step_id: str, dealer: str) -> None:
-    """Tell the dealer that ``step_id`` opens no further runtime.
-
-    Sent by the last data party (the one a DealerProvider talks to), after the
-    step, under the tag its runtimes' requests use, so it arrives after their
-    STOPs. It carries no data: a STOP request with a reserved counter.
-    """
-    from sharedml.mpc.material import Kind, Request
-
-    marker = Request(Kind.STOP, _STEP_END, ()).encode()
-    session.channel.scope(step_id).scope(_DEALER_SCOPE).send(dealer, "req", marker)
-
-
-class _StepEndWatch(Channel):
-    """The dealer's channel, noting the runner's end-of-step marker as it passes."""
-
-    def __init__(self, inner: Channel) -> None:
-        super().__init__(inner.party, inner.peers, inner.job, inner.timeout)
-        self._inner = inner
-        self.ended = False
-
-    def _send(self, to: str, tag: str, value: Value) -> None:
-        self._inner._send(to, tag, value)
-
-    def _recv(self, frm: str, tag: str, timeout: float) -> Value:
-        value = self._inner._recv(frm, tag, timeout)
-        if tag.endswith(f"/{_DEALER_SCOPE}/req"):
-            words = np.asarray(value)
-            if words.dtype == np.uint64 and words.size > 1 and int(words[1]) == _STEP_END:
-                self.ended = True
-        return value
-
-
+# -- the dealer (sharedml.components.dealer: shared with the platform's node agents) ----
 def dealer_main(session: Session) -> dict[str, Any]:
     """The dealer's whole job: serve each step's MPC runtimes until the step ends.
 
     A step may open any number of runtimes (one per ``fit``, one per shared
-    prediction, none for a data step); each is served by one
-    :func:`~sharedml.mpc.serve_dealer` call, until the last data party's
-    end-of-step marker. Returns public counts only.
+    prediction, none for a data step); :func:`~sharedml.components.dealer.serve_step`
+    serves them until the last data party's end-of-step marker. Returns public
+    counts only, for the steps that opened a runtime.
     """
-    from sharedml.mpc import serve_dealer
-
     spec = jobspec.load(session.extras["spec"])
     data_parties = list(spec.parties)
-    watch = _StepEndWatch(session.channel)
     steps: list[dict[str, Any]] = []
     for step in spec.parsed_steps():
-        start = time.perf_counter()
-        scoped = Session(
-            session.party, session.peers, watch.scope(step.id),
-            frac_bits=session.frac_bits, seed=session.seed, extras=session.extras,
-        )
-        watch.ended = False
-        runtimes = requests = 0
-        while True:
-            stats = serve_dealer(scoped, data_parties)
-            if watch.ended:
-                break
-            runtimes += 1
-            requests += stats.requests
-        if runtimes:
-            metrics = {"runtimes": runtimes, "requests": requests}
-            steps.append({"id": step.id, "component": step.component, "metrics": metrics,
-                          "seconds": round(time.perf_counter() - start, 4), "artifacts": {}})
+        counts = serve_step(session, step.id, data_parties)
+        seconds = counts.pop("seconds")
+        if counts["runtimes"]:
+            steps.append({"id": step.id, "component": step.component, "metrics": counts,
+                          "seconds": seconds, "artifacts": {}})
     return {"steps": steps}
 
 
@@ -234,7 +166,7 @@ def run_job(
     }
     fns: dict[str, Callable[[Session], Any]] = {p: party_main for p in parties}
     if needs_dealer(spec):
-        dealer = _dealer_name(parties)
+        dealer = dealer_name(parties)
         for e in extras.values():
             e["dealer"] = dealer
         extras[dealer] = {"spec": spec_dict}

@@ -15,6 +15,18 @@ acknowledges it, so a platform restart loses no result. A task whose earlier
 steps' state this process does not hold (the node was restarted mid-job)
 fails with that reason instead of running on nothing.
 
+**A dealer node** (``role: dealer`` in the config, or ``sharedml node
+--dealer``; its identity is its certificate's subject, e.g. ``dealer``) holds
+no datasets. The platform gives it one dealer task per step of a job that
+computes on secret shares; it serves the step's MPC runtimes
+(:func:`sharedml.components.dealer.serve_step`) until the last data party's
+end-of-step marker, which that party's node sends after the step. What it
+sees: the correlated randomness it made itself and the number and shapes of
+the requests — never a row, a label, a share of one or a model part; it
+reports public counts only. It waits for requests as long as the step runs
+(the platform cancels its task when the step fails elsewhere). It must not
+collude with a data party.
+
 Config (YAML; relative paths are relative to the file)::
 
     party: bank                     # must equal the certificate's subject
@@ -23,6 +35,7 @@ Config (YAML; relative paths are relative to the file)::
     listen: 127.0.0.1:0             # this node's party-to-party server
     work_dir: work
     datasets: {bank_customers: data/bank.csv}
+    role: party                     # or dealer (then no datasets)
 """
 
 from __future__ import annotations
@@ -37,13 +50,14 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
+from sharedml.components.dealer import end_step_at_dealer, serve_step
 from sharedml.crypto import pki
 from sharedml.errors import ConfigError, DataError, PeerTimeout, SharedMLError
 from sharedml.platform.nodes import (
@@ -65,6 +79,9 @@ from sharedml.transport.grpc import GrpcEndpoint
 
 log = logging.getLogger("sharedml.node")
 
+#: How long a dealer task waits for a step's next request (it ends sooner when canceled).
+_DEALER_WAIT_S = 7 * 24 * 3600.0
+
 
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -78,6 +95,14 @@ class NodeConfig(BaseModel):
     platform_name: str = "platform"
     datasets: dict[str, Path] = Field(default_factory=dict)
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
+    #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
+    role: Literal["party", "dealer"] = "party"
+
+    @model_validator(mode="after")
+    def _dealer_holds_no_data(self) -> NodeConfig:
+        if self.role == "dealer" and self.datasets:
+            raise ValueError("a dealer node holds no datasets; remove 'datasets:'")
+        return self
 
     @classmethod
     def load(cls, path: str | Path) -> NodeConfig:
@@ -106,8 +131,10 @@ class TaskCanceled(SharedMLError):
 class _Cancellable(Channel):
     """A channel whose sends and waits stop promptly when the task is canceled."""
 
-    def __init__(self, inner: Channel, cancel: threading.Event) -> None:
-        super().__init__(inner.party, inner.peers, inner.job, inner.timeout)
+    def __init__(
+        self, inner: Channel, cancel: threading.Event, timeout: float | None = None
+    ) -> None:
+        super().__init__(inner.party, inner.peers, inner.job, timeout or inner.timeout)
         self._inner, self._cancel = inner, cancel
 
     def _check(self) -> None:
@@ -205,7 +232,7 @@ class Agent:
     def step(self) -> None:
         """One round: say hello if needed, deliver finished reports, heartbeat, act."""
         if not self._greeted:
-            hello = Hello(address=self.endpoint.address, boot=self.boot)
+            hello = Hello(address=self.endpoint.address, boot=self.boot, role=self.config.role)
             reply = self._call("Hello", hello, HelloReply)
             self.heartbeat_s = min(self.heartbeat_s, reply.heartbeat_s)
             self._greeted = True
@@ -268,6 +295,8 @@ class Agent:
 
     def _run_step(self, run: _Run) -> dict[str, Any]:
         order, party = run.order, self.config.party
+        if order.dealer == party or self.config.role == "dealer":
+            return self._run_dealer(run)
         with self._lock:
             job = self._jobs.setdefault(order.job_id, _JobState())
         missing = sorted(set(order.ancestors) - job.done)
@@ -280,17 +309,20 @@ class Agent:
         component = registry.get(order.component)()
         params = component.parse(order.params, f"steps.{order.step_id}")
         parties = self._parties(order)
+        peers = [*parties, *([order.dealer] if order.dealer else [])]
         channel = self.endpoint.channel(
-            f"{order.job_id}/{order.step_id}/{order.attempt}", list(parties), order.peers,
+            f"{order.job_id}/{order.step_id}/{order.attempt}", peers, order.peers,
             timeout=order.channel_timeout_s,
         )
         try:
-            session = Session(party, tuple(parties), _Cancellable(channel, run.cancel))
+            session = Session(party, tuple(peers), _Cancellable(channel, run.cancel))
             out_dir = self.config.work_dir / "jobs" / order.job_id
             out_dir.mkdir(parents=True, exist_ok=True)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
                               order.step_id, self._progress(run))
             result = execute(component, ctx, params)
+            if order.dealer and party == list(parties)[-1]:
+                end_step_at_dealer(session, order.step_id, order.dealer)
         finally:
             try:
                 channel.close()
@@ -299,6 +331,34 @@ class Agent:
         job.done.add(order.step_id)
         metrics: dict[str, Any] = json.loads(json.dumps(result.metrics, default=_plain))
         return metrics
+
+    def _run_dealer(self, run: _Run) -> dict[str, Any]:
+        """Serve the step's MPC runtimes until its end-of-step marker; public counts only."""
+        order, party = run.order, self.config.party
+        if order.dealer != party or self.config.role != "dealer":
+            raise ConfigError(
+                f"node {party!r} ({self.config.role} node) was given the {order.step_id!r} task "
+                f"of {'the dealer ' + repr(order.dealer) if order.dealer else 'a data party'}",
+                party=party, step=order.step_id,
+                remedy="only a node started with role 'dealer' deals, and it runs no party's task",
+            )
+        data_parties = list(order.parties)
+        # No wait limit of its own: the dealer waits as long as the step runs, and the
+        # platform cancels its task when the step fails elsewhere.
+        channel = self.endpoint.channel(
+            f"{order.job_id}/{order.step_id}/{order.attempt}", [*data_parties, party],
+            order.peers, timeout=order.channel_timeout_s,
+        )
+        try:
+            waiting = _Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S)
+            session = Session(party, (*data_parties, party), waiting)
+            counts = serve_step(session, order.step_id, data_parties)
+        finally:
+            try:
+                channel.close()
+            except SharedMLError as exc:
+                log.warning("node %s: closing channel of %s: %s", party, order.step_id, exc)
+        return {"runtimes": counts["runtimes"], "requests": counts["requests"]}
 
     def _parties(self, order: TaskOrder) -> dict[str, PartyConfig]:
         spec = jobspec.JobSpec.model_validate({"parties": order.parties, "steps": []})
@@ -333,13 +393,24 @@ def _plain(value: Any) -> Any:
     raise ConfigError(f"a step produced a metric that is not JSON: {type(value).__name__}")
 
 
-def serve(config_path: str | Path, stop: threading.Event | None = None) -> None:
-    """Run a node agent from its config file until ``stop`` is set, SIGTERM or SIGINT."""
+def serve(
+    config_path: str | Path, stop: threading.Event | None = None, *, dealer: bool = False
+) -> None:
+    """Run a node agent from its config file until ``stop`` is set, SIGTERM or SIGINT.
+
+    ``dealer`` starts it as a dealer node whatever the config's ``role`` says.
+    """
     stop = stop or threading.Event()
+    config = NodeConfig.load(config_path)
+    if dealer and config.role != "dealer":
+        if config.datasets:
+            raise ConfigError(f"node {config.party!r}: a dealer node holds no datasets",
+                              remedy=f"remove 'datasets:' from {config_path}")
+        config.role = "dealer"
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    agent = Agent(NodeConfig.load(config_path))
+    agent = Agent(config)
     try:
         agent.run(stop)
     finally:

@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
         heartbeat: float = typer.Option(1.0, "--heartbeat", min=0.05, help="node heartbeat (s)"),
         task_timeout: float = typer.Option(30.0, "--task-timeout", min=0.5),
         max_attempts: int = typer.Option(3, "--max-attempts", min=1, max=20),
+        dealer: bool = typer.Option(
+            True, "--dealer/--no-dealer", help="start a dealer node (secret-shared steps need one)"
+        ),
     ) -> None:
         """Start the platform and one node per party on loopback (mutual TLS, new CA).
 
@@ -53,7 +56,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("a new cluster needs at least two --party options")
         info = prepare(directory, ClusterSpec(parties, http_port=port, heartbeat_s=heartbeat,
                                               task_timeout_s=task_timeout,
-                                              max_attempts=max_attempts))
+                                              max_attempts=max_attempts, dealer=dealer))
         def interrupt(*_: object) -> None:
             raise KeyboardInterrupt
 
@@ -61,7 +64,7 @@ def register(app: typer.Typer) -> None:
         with LocalCluster(directory.resolve()) as cluster:
             cluster.start()
             typer.echo(f"platform: {info['url']}/api/v1/docs  (tokens in {directory / 'tokens.json'})")
-            typer.echo(f"nodes: {', '.join(info['parties'])}  (logs in {directory / 'logs'})")
+            typer.echo(f"nodes: {', '.join(cluster.nodes)}  (logs in {directory / 'logs'})")
             try:
                 while True:
                     time.sleep(1.0)
@@ -70,12 +73,21 @@ def register(app: typer.Typer) -> None:
                 typer.echo("stopping")
 
     @app.command("node")
-    def node(config: Path = typer.Argument(..., help="node config (YAML)")) -> None:
-        """Run this party's node agent: connect to the platform, run its tasks."""
+    def node(
+        config: Path = typer.Argument(..., help="node config (YAML)"),
+        dealer: bool = typer.Option(
+            False, "--dealer", help="run as the dealer node (no datasets; same as 'role: dealer')"
+        ),
+    ) -> None:
+        """Run this party's node agent: connect to the platform, run its tasks.
+
+        With --dealer (or 'role: dealer' in the config) the node deals the correlated
+        randomness of secret-shared steps: it holds no data and sees only its own
+        randomness; it must run where no data party can read it."""
         import logging
 
         from sharedml.node.agent import serve
 
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        serve(config)
+        serve(config, dealer=dealer)

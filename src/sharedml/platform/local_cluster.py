@@ -4,16 +4,21 @@
 §6, the one-command deployment of 8.6-3) lays out::
 
     DIR/pki/                 a fresh deployment CA; certificates for
-                             "platform" and each party (keys 0600)
+                             "platform", each party and "dealer" (keys 0600)
     DIR/platform/            the platform's data dir (SQLite, secret box)
     DIR/nodes/<party>/       node.yaml and the node's work dir
+    DIR/nodes/dealer/        the dealer node's (role: dealer, no datasets)
     DIR/cluster.json         URLs and ports
     DIR/tokens.json (0600)   API tokens of the accounts made at first start:
                              an admin, an analyst, one data owner per party
 
 then starts the platform (``sharedml platform serve``: REST API, node service
-and scheduler loop in one process) and one ``sharedml node`` process per party, which connect to the
-platform over mutual TLS and talk to each other directly. At first start each
+and scheduler loop in one process), one ``sharedml node`` process per party
+and the dealer node (unless ``dealer=False``), which connect to the platform
+over mutual TLS and talk to each other directly. The dealer node deals the
+correlated randomness of secret-shared steps (``protocol: ss``); it holds no
+data and sees nothing but the randomness it made (ARCHITECTURE.md §8); on a
+real deployment it runs on a host no data party controls. At first start each
 party's datasets are registered with their owner and the analyst may use them;
 each job still needs every owner's approval before its tasks run (8.3-1).
 Everything after that goes through the REST API, as in a deployment.
@@ -39,6 +44,8 @@ from sharedml.errors import ConfigError, SharedMLError
 log = logging.getLogger("sharedml.platform.cluster")
 
 PLATFORM = "platform"
+#: The dealer node's identity (certificate subject); the scheduler's default dealer.
+DEALER = "dealer"
 
 
 def free_port() -> int:
@@ -57,6 +64,8 @@ class ClusterSpec:
     heartbeat_s: float = 1.0
     task_timeout_s: float = 30.0
     max_attempts: int = 3
+    #: Start a dealer node too (secret-shared steps need one).
+    dealer: bool = True
 
 
 def prepare(root: Path, spec: ClusterSpec) -> dict[str, Any]:
@@ -66,15 +75,21 @@ def prepare(root: Path, spec: ClusterSpec) -> dict[str, Any]:
     if info_path.exists():
         info: dict[str, Any] = json.loads(info_path.read_text())
         return info
+    reserved = {PLATFORM, DEALER} & set(spec.parties)
+    if reserved:
+        raise ConfigError(f"party name {sorted(reserved)[0]!r} is reserved for the cluster's own "
+                          "nodes", remedy="choose another party name")
     root.mkdir(parents=True, exist_ok=True)
     pki_dir = root / "pki"
     pki.init_ca(pki_dir)
-    for name in (PLATFORM, *spec.parties):
+    dealers = [DEALER] if spec.dealer else []
+    for name in (PLATFORM, *spec.parties, *dealers):
         pki.issue(pki_dir, name)
     info = {
         "url": f"http://127.0.0.1:{spec.http_port or free_port()}",
         "node_service": f"127.0.0.1:{spec.node_port or free_port()}",
         "parties": sorted(spec.parties),
+        "dealer": DEALER if spec.dealer else None,
         "heartbeat_s": spec.heartbeat_s,
     }
     for party, datasets in spec.parties.items():
@@ -87,6 +102,18 @@ def prepare(root: Path, spec: ClusterSpec) -> dict[str, Any]:
             "work_dir": str(node_dir / "work"),
             "heartbeat_s": spec.heartbeat_s,
             "datasets": {name: str(Path(path).resolve()) for name, path in datasets.items()},
+        }
+        (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
+    for dealer in dealers:
+        node_dir = root / "nodes" / dealer
+        node_dir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "party": dealer,
+            "role": "dealer",
+            "platform": info["node_service"],
+            "pki_dir": str(pki_dir),
+            "work_dir": str(node_dir / "work"),
+            "heartbeat_s": spec.heartbeat_s,
         }
         (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
     tokens = _bootstrap(root / "platform", spec)
@@ -149,14 +176,20 @@ class LocalCluster:
         info: dict[str, Any] = json.loads((self.root / "cluster.json").read_text())
         return info
 
+    @property
+    def nodes(self) -> list[str]:
+        """Every node: the parties', then the dealer's (if the cluster has one)."""
+        info = self.info
+        return [*info["parties"], *([info["dealer"]] if info.get("dealer") else [])]
+
     def tokens(self) -> dict[str, str]:
         tokens: dict[str, str] = json.loads((self.root / "tokens.json").read_text())
         return tokens
 
     def start(self, wait: float = 60.0) -> LocalCluster:
         self.start_platform()
-        for party in self.info["parties"]:
-            self.start_node(party)
+        for node in self.nodes:
+            self.start_node(node)
         self.wait_ready(wait)
         return self
 
@@ -202,7 +235,7 @@ class LocalCluster:
             try:
                 r = httpx.get(f"{self.info['url']}/api/v1/nodes", headers=admin, timeout=2)
                 online = {n["id"] for n in r.json() if n["status"] == "online"} if r.is_success else set()
-                if set(self.info["parties"]) <= online:
+                if set(self.nodes) <= online:
                     return
             except httpx.HTTPError:
                 pass

@@ -12,8 +12,10 @@ A heartbeat lists the tasks the node runs, with their progress; the reply
 says which tasks to start (:class:`TaskOrder`) and which to cancel. Who the
 node is comes only from its verified client certificate (subject common name,
 chained to the deployment CA); a node may only run and report its own party's
-tasks. What crosses this service is metadata: task orders, progress, public
-metrics and failure reasons — never rows, labels or shares.
+tasks. A dealer node (``role: dealer``) says so in its hello; it is given the
+dealer tasks of secret-shared jobs and reports public counts only. What
+crosses this service is metadata: task orders, progress, public metrics and
+failure reasons — never rows, labels or shares.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class Hello(Wire):
     address: str = Field(min_length=3, max_length=255)
     #: This agent process's random id: a new one means the node restarted.
     boot: str = Field("", max_length=64)
+    #: ``party`` (runs its party's tasks) or ``dealer`` (deals MPC randomness, holds no
+    #: data); registered at the node's first hello.
+    role: Literal["party", "dealer"] = "party"
 
 
 class HelloReply(Wire):
@@ -74,9 +79,11 @@ class TaskOrder(Wire):
     ancestors: list[str]
     #: The spec's parties section (dataset names, labels, id columns): public metadata.
     parties: dict[str, dict[str, Any]]
-    #: Party -> its node's party-to-party address.
+    #: Party -> its node's party-to-party address (the step's dealer included).
     peers: dict[str, str]
     channel_timeout_s: float
+    #: The dealer node serving this step (a job with a secret-shared step), else ``None``.
+    dealer: str | None = None
 
 
 class BeatReply(Wire):
@@ -157,8 +164,8 @@ class NodeService:
     # -- handlers ------------------------------------------------------------------
     def _hello(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = decode(Hello, raw)
-        self.scheduler.node_hello(node, msg.address, _fingerprint(context), msg.boot)
-        log.info("node %s connected; peers reach it at %s", node, msg.address)
+        self.scheduler.node_hello(node, msg.address, _fingerprint(context), msg.boot, msg.role)
+        log.info("%s node %s connected; peers reach it at %s", msg.role, node, msg.address)
         return HelloReply(node=node, heartbeat_s=self.heartbeat_s)
 
     def _beat(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:

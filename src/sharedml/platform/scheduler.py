@@ -20,6 +20,23 @@ tasks the node runs, and the reply carries the tasks it should run and those it
 should cancel. A running task whose node sends no heartbeat within the job's
 timeout fails with a reason naming the party and the step.
 
+**The dealer.** A job with a secret-shared step (``protocol: ss``, unless
+``provider: he``; :func:`sharedml.components.dealer.needs_dealer`, the decision
+``sharedml run`` makes too) gets one more task per step: a *dealer task*, given
+to the deployment's dealer node (:attr:`SchedulerConfig.dealer`, a node agent
+started with ``role: dealer``, identity = its certificate's subject) and
+listed among the step's peers, so the data nodes' channels reach it. The
+dealer node holds no datasets and needs no dataset approval; it serves the
+step's MPC runtimes and ends its task when the last data party's end-of-step
+marker arrives. What it sees: the correlated randomness it made itself, and
+the number and shapes of the requests — never a row, a label, a share of one,
+or a model part; it reports public counts only (runtimes, requests). It must
+not collude with a data party, so it is never one: a job naming the dealer
+node as a party is refused, only a node registered with the dealer role is
+given dealer tasks, and a dealer node is given no party's task. A dealer task
+lives like any task: its failure or a missing heartbeat fails (and retries)
+the step, with a reason naming the dealer and the step.
+
 A platform restart loses nothing: job and task state live in the store only.
 On start, :meth:`Scheduler.recover` either resumes running jobs (their running
 tasks get a fresh heartbeat deadline; a node still running one keeps going, a
@@ -43,6 +60,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sharedml.components import jobspec
+from sharedml.components.dealer import needs_dealer
 from sharedml.errors import ConfigError, PolicyDenied, SharedMLError
 from sharedml.platform.clock import Clock, SystemClock
 from sharedml.platform.errors import Conflict, NotFound
@@ -104,14 +122,32 @@ class StepPlan:
     ancestors: tuple[str, ...]
     parties: tuple[str, ...]
     touches_data: bool
+    #: The dealer node serving this step (a job with a secret-shared step), else ``None``.
+    dealer: str | None = None
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """Everyone in the step's channel: its data parties, then its dealer."""
+        return self.parties + ((self.dealer,) if self.dealer else ())
 
 
-def decompose(spec: jobspec.JobSpec) -> list[StepPlan]:
-    """The job's steps in order, each with its parties and transitive needs."""
+def decompose(spec: jobspec.JobSpec, dealer: str = "dealer") -> list[StepPlan]:
+    """The job's steps in order, each with its parties and transitive needs.
+
+    Every step of a job that :func:`needs_dealer` is served by the dealer node
+    ``dealer``, which may not be a data party of the job.
+    """
     plans: list[StepPlan] = []
     ancestors: dict[str, set[str]] = {}
     parties = tuple(spec.parties)
     touches = any(p.dataset for p in spec.parties.values())
+    served_by = dealer if needs_dealer(spec) else None
+    if served_by is not None and served_by in parties:
+        raise ConfigError(
+            f"invalid job spec field parties.{served_by}: the job computes on secret shares "
+            f"and {served_by!r} is the dealer node, which must not be a data party",
+            remedy="rename the party, or run the step with 'protocol: he' or 'provider: he'",
+        )
     for step in spec.parsed_steps():
         anc = set(step.needs)
         for need in step.needs:
@@ -126,6 +162,7 @@ def decompose(spec: jobspec.JobSpec) -> list[StepPlan]:
                 ancestors=tuple(sorted(anc)),
                 parties=parties,
                 touches_data=touches,
+                dealer=served_by,
             )
         )
     return plans
@@ -141,10 +178,17 @@ class SchedulerConfig:
     on_restart: Literal["resume", "fail"] = "resume"
     #: Seconds a party waits for a peer's message inside a step.
     channel_timeout_s: float = 120.0
+    #: The dealer node (certificate subject) given the dealer tasks of secret-shared jobs.
+    dealer: str = "dealer"
 
 
 def _open_gate(session: Session, job: Job) -> str | None:
     return None
+
+
+def _who(task: Task, dealer: str | None) -> str:
+    """How a reason names the runner of ``task``: a party, or the step's dealer."""
+    return f"the dealer {task.party!r}" if task.party == dealer else f"party {task.party!r}"
 
 
 class Scheduler:
@@ -211,7 +255,7 @@ class Scheduler:
                 f"scheme {parsed.scheme!r} jobs are not run by node agents",
                 remedy="submit TEE jobs to the enclave manager",
             )
-        plans = decompose(parsed)
+        plans = decompose(parsed, self.config.dealer)
         attempts = self.config.max_attempts if max_attempts is None else max_attempts
         if attempts < 1:
             raise ConfigError("max_attempts must be at least 1")
@@ -287,19 +331,31 @@ class Scheduler:
 
     # -- nodes ---------------------------------------------------------------------
     def node_hello(
-        self, node_id: str, address: str, fingerprint: str = "", boot: str = ""
+        self, node_id: str, address: str, fingerprint: str = "", boot: str = "",
+        role: str = "party",
     ) -> None:
         """A node agent (certificate subject ``node_id``) connected and serves ``address``.
 
         ``boot`` names the agent process; a new one while the node had running
         tasks means their work is lost: they fail (and the step is retried).
+        ``role`` (``party`` or ``dealer``) is registered at the node's first
+        hello and may not change later (an admin deletes the node to change it).
         """
+        if role not in ("party", "dealer"):
+            raise ConfigError(f"node {node_id!r}: unknown role {role!r}", party=node_id)
         now = self.clock.now()
         with self._tx() as s:
             node = s.get(Node, node_id)
             if node is None:
-                node = Node(id=node_id, party=node_id, registered_at=now)
+                node = Node(id=node_id, party=node_id, role=role, registered_at=now)
                 s.add(node)
+            elif node.role != role:
+                raise PolicyDenied(
+                    f"node {node_id!r} is registered as a {node.role} node, not a {role} node",
+                    party=node_id,
+                    remedy=f"an admin deletes it (DELETE /api/v1/nodes/{node_id}) to register "
+                    "it again with another role",
+                )
             node.address, node.cert_fingerprint = address, fingerprint
             node.status, node.last_heartbeat = "online", now
             before, self._boots[node_id] = self._boots.get(node_id), boot
@@ -308,8 +364,9 @@ class Scheduler:
             lost = s.scalars(
                 select(Task).where(Task.node_id == node_id, Task.state == "running")
             ).all()
+            dealer = node_id if node.role == "dealer" else None
             for task in lost:
-                move(task, "failed", now, f"the node of party {task.party!r} restarted during "
+                move(task, "failed", now, f"the node of {_who(task, dealer)} restarted during "
                      f"step {task.step_id!r}; its work on the step was lost")
             for job_id in {t.job_id for t in lost}:
                 self._advance(s, self._job(s, job_id), now)
@@ -428,7 +485,7 @@ class Scheduler:
                     t,
                     "failed",
                     now,
-                    f"no heartbeat from party {t.party!r} (node {t.node_id!r}) for {limit:g} s "
+                    f"no heartbeat from {_who(t, plan.dealer)} (node {t.node_id!r}) for {limit:g} s "
                     f"during step {plan.id!r}",
                 )
 
@@ -457,6 +514,10 @@ class Scheduler:
         )
         for t in tasks:
             node = s.get(Node, t.party)
+            wrong = self._wrong_role(t, node, plan)
+            if wrong is not None:
+                self._fail_job(s, job, now, wrong)
+                return
             last = self._last(t.party, node.last_heartbeat if node else None)
             if last is None or (now - last).total_seconds() > limit:
                 if (now - ready_since).total_seconds() > limit:
@@ -464,12 +525,12 @@ class Scheduler:
                         t,
                         "failed",
                         now,
-                        f"the node of party {t.party!r} is offline; step "
+                        f"the node of {_who(t, plan.dealer)} is offline; step "
                         f"{plan.id!r} could not start within {limit:g} s",
                     )
                     self._step_failed(s, job, plan, tasks, t, now)
                 else:
-                    job.reason = f"waiting for the node of party {t.party!r} to come online"
+                    job.reason = f"waiting for the node of {_who(t, plan.dealer)} to come online"
                 return
         if job.state == "pending":
             move(job, "running", now, "")
@@ -478,7 +539,23 @@ class Scheduler:
             t.heartbeat_at = now
             move(t, "running", now)
         job.reason = None
-        self._audit(s, "task.dispatch", job.id, {"step": plan.id, "parties": list(plan.parties)})
+        detail: dict[str, Any] = {"step": plan.id, "parties": list(plan.parties)}
+        if plan.dealer:
+            detail["dealer"] = plan.dealer
+        self._audit(s, "task.dispatch", job.id, detail)
+
+    @staticmethod
+    def _wrong_role(task: Task, node: Node | None, plan: StepPlan) -> str | None:
+        """Why ``node`` may not run ``task`` (a dealer task needs a dealer node; a
+        party's task a party's node), or ``None``."""
+        role = node.role if node is not None else None
+        if task.party == plan.dealer and role not in (None, "dealer"):
+            return (f"step {plan.id!r} needs the dealer node {task.party!r}, but that node is "
+                    f"registered as a {role} node; only a dealer node is given dealer tasks")
+        if task.party != plan.dealer and role == "dealer":
+            return (f"party {task.party!r} of step {plan.id!r} is a dealer node: it holds no "
+                    "data and is given no party's task")
+        return None
 
     def _step_failed(
         self,
@@ -506,7 +583,7 @@ class Scheduler:
             s,
             job,
             now,
-            f"step {plan.id!r} failed at party {cause.party!r} "
+            f"step {plan.id!r} failed at {_who(cause, plan.dealer)} "
             f"(attempt {attempt} of {job.max_attempts}): {cause.reason}",
         )
 
@@ -530,7 +607,7 @@ class Scheduler:
         plan = next(p for p in self._plan(job) if p.id == task.step_id)
         spec = json.loads(job.spec)
         peers = {}
-        for party in plan.parties:
+        for party in plan.peers:
             node = s.get(Node, party)
             peers[party] = node.address if node else ""
         return {
@@ -544,17 +621,18 @@ class Scheduler:
             "parties": spec["parties"],
             "peers": peers,
             "channel_timeout_s": self.config.channel_timeout_s,
+            "dealer": plan.dealer,
         }
 
     def _plan(self, job: Job) -> list[StepPlan]:
         if job.id not in self._plans:
-            self._plans[job.id] = decompose(jobspec.load(json.loads(job.spec)))
+            self._plans[job.id] = decompose(jobspec.load(json.loads(job.spec)), self.config.dealer)
         return self._plans[job.id]
 
     def _new_tasks(
         self, s: Session, job_id: str, plan: StepPlan, attempt: int, now: dt.datetime
     ) -> None:
-        for party in plan.parties:
+        for party in plan.peers:
             s.add(
                 Task(
                     job_id=job_id,

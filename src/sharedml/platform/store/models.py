@@ -232,6 +232,8 @@ class Node(Base):
     address: Mapped[str] = mapped_column(String(255), default="")
     cert_fingerprint: Mapped[str] = mapped_column(String(128), default="")
     status: Mapped[str] = mapped_column(String(16), default="offline")
+    #: "party" (runs its own party's tasks) or "dealer" (deals MPC randomness, holds no data).
+    role: Mapped[str] = mapped_column(String(16), default="party")
     registered_at: Mapped[dt.datetime]
     last_heartbeat: Mapped[dt.datetime | None] = mapped_column(default=None)
 

@@ -1,0 +1,196 @@
+"""The scheduler's dealer tasks: one per step of a job computing on secret shares,
+none for a job that does not; only a node registered as a dealer gets them; the
+dealer's silence fails the step naming the dealer. On a real SQLite store, nodes
+driven through the scheduler's own node calls (the gRPC path is in
+test_cluster_jobs_dealer.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sharedml.components import jobspec
+from sharedml.components.dealer import needs_dealer
+from sharedml.errors import ConfigError, PolicyDenied
+from sharedml.platform.clock import ManualClock
+from sharedml.platform.scheduler import Scheduler, SchedulerConfig, decompose
+from sharedml.platform.store import Store, sqlite_url
+from sharedml.platform.store.models import Job, Task
+
+PARTIES = {"bank": {"dataset": "bank_customers", "label": "y"}, "shop": {"dataset": "shop"}}
+
+
+def job_spec(train: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "lr",
+        "parties": PARTIES,
+        "steps": [{"psi": {}}, {"train": {"model": "logistic_regression", **train}}],
+    }
+
+
+SS = job_spec({})  # protocol: ss is the default
+HE = job_spec({"protocol": "he"})
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(sqlite_url(tmp_path))
+    store.upgrade()
+    return store
+
+
+def make(store: Store, clock: ManualClock, dealer_role: str | None = "dealer") -> Scheduler:
+    sched = Scheduler(store, SchedulerConfig(task_timeout_s=10, max_attempts=1), clock=clock)
+    sched.node_hello("bank", "127.0.0.1:5001")
+    sched.node_hello("shop", "127.0.0.1:5002")
+    if dealer_role is not None:
+        sched.node_hello("dealer", "127.0.0.1:5003", role=dealer_role)
+    return sched
+
+
+def tasks_of(store: Store, job_id: str) -> list[Task]:
+    with store.session() as s:
+        return list(s.query(Task).filter_by(job_id=job_id).order_by(Task.step_id, Task.party))
+
+
+def job_of(store: Store, job_id: str) -> Job:
+    with store.session() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def orders(sched: Scheduler, node: str) -> list[dict[str, Any]]:
+    got, _ = sched.node_beat(node, {})
+    return got
+
+
+def test_the_dealer_decision_is_the_runners() -> None:
+    assert needs_dealer(jobspec.load(SS))
+    assert not needs_dealer(jobspec.load(HE))
+    assert not needs_dealer(jobspec.load(job_spec({"provider": "he"})))  # Paillier-made randomness
+    plans = decompose(jobspec.load(SS))
+    assert [(p.id, p.dealer, p.peers) for p in plans] == [
+        ("psi", "dealer", ("bank", "shop", "dealer")),
+        ("train", "dealer", ("bank", "shop", "dealer")),
+    ]
+    assert all(p.dealer is None for p in decompose(jobspec.load(HE)))
+
+
+def test_an_ss_job_gets_a_dealer_task_per_step_and_an_he_job_none(
+    store: Store, clock: ManualClock
+) -> None:
+    sched = make(store, clock)
+    ss_id, he_id = sched.submit(SS), sched.submit(HE)
+    assert [(t.step_id, t.party) for t in tasks_of(store, ss_id)] == [
+        ("psi", "bank"), ("psi", "dealer"), ("psi", "shop"),
+        ("train", "bank"), ("train", "dealer"), ("train", "shop"),
+    ]
+    assert [(t.step_id, t.party) for t in tasks_of(store, he_id)] == [
+        ("psi", "bank"), ("psi", "shop"), ("train", "bank"), ("train", "shop"),
+    ]
+    sched.tick()
+    bank = {o["job_id"]: o for o in orders(sched, "bank")}
+    (dealt,) = orders(sched, "dealer")  # the he job gives the dealer nothing
+    assert (dealt["job_id"], dealt["step_id"], dealt["dealer"]) == (ss_id, "psi", "dealer")
+    # the data nodes' channels reach the dealer; the he job's do not include it
+    assert bank[ss_id]["peers"] == {
+        "bank": "127.0.0.1:5001", "shop": "127.0.0.1:5002", "dealer": "127.0.0.1:5003",
+    }
+    assert bank[ss_id]["dealer"] == "dealer" and dealt["peers"] == bank[ss_id]["peers"]
+    assert set(bank[he_id]["peers"]) == {"bank", "shop"} and bank[he_id]["dealer"] is None
+    assert dealt["parties"] == PARTIES  # public metadata only; the dealer has no dataset
+
+    # the step succeeds only when the dealer's task has too; its counts are in the result
+    shop = {o["job_id"]: o for o in orders(sched, "shop")}
+    for node, order in (("bank", bank[ss_id]), ("shop", shop[ss_id])):
+        sched.task_report(node, order["task_id"], True, {"rows": 10}, "", 0.1)
+    assert not any(o["step_id"] == "train" for o in orders(sched, "bank"))
+    sched.task_report("dealer", dealt["task_id"], True, {"runtimes": 0, "requests": 0}, "", 0.1)
+    (train,) = orders(sched, "dealer")
+    assert train["step_id"] == "train"
+    for node in ("bank", "shop"):
+        (order,) = [o for o in orders(sched, node) if o["job_id"] == ss_id]
+        sched.task_report(node, order["task_id"], True, {}, "", 0.1)
+    sched.task_report("dealer", train["task_id"], True, {"runtimes": 1, "requests": 40}, "", 0.1)
+    job = job_of(store, ss_id)
+    assert job.state == "succeeded", job.reason
+    assert job.result["steps"]["train"]["dealer"]["metrics"] == {"runtimes": 1, "requests": 40}
+
+
+def test_only_a_node_registered_as_dealer_gets_dealer_tasks(
+    store: Store, clock: ManualClock
+) -> None:
+    sched = make(store, clock, dealer_role="party")  # a node named dealer, but a party's node
+    job_id = sched.submit(SS)
+    sched.tick()
+    job = job_of(store, job_id)
+    assert job.state == "failed"
+    assert "dealer node 'dealer'" in job.reason and "registered as a party node" in job.reason
+    assert orders(sched, "dealer") == []
+    # the role is the one registered: a node cannot turn itself into a dealer later
+    with pytest.raises(PolicyDenied, match="registered as a party node"):
+        sched.node_hello("dealer", "127.0.0.1:5003", role="dealer")
+    with pytest.raises(ConfigError, match="unknown role"):
+        sched.node_hello("x", "127.0.0.1:5004", role="admin")
+
+
+def test_a_dealer_node_runs_no_partys_task_and_is_no_party(
+    store: Store, clock: ManualClock
+) -> None:
+    sched = make(store, clock)
+    # a data party's name that is the dealer node's: refused for an ss job ...
+    with pytest.raises(ConfigError, match="dealer node, which must not be a data party"):
+        sched.submit({**SS, "parties": {"bank": PARTIES["bank"], "dealer": {"dataset": "x"}}})
+    # ... and an he job naming it as a party is not given to the dealer node either
+    job_id = sched.submit({**HE, "parties": {"bank": PARTIES["bank"], "dealer": {"dataset": "x"}}})
+    sched.tick()
+    job = job_of(store, job_id)
+    assert job.state == "failed" and "is a dealer node: it holds no data" in job.reason
+
+
+def test_a_silent_dealer_fails_the_step_naming_the_dealer(
+    store: Store, clock: ManualClock
+) -> None:
+    sched = make(store, clock)
+    job_id = sched.submit(SS)
+    sched.tick()
+    for node in ("bank", "shop", "dealer"):
+        assert len(orders(sched, node)) == 1
+    clock.advance(6)
+    for node in ("bank", "shop"):  # the data nodes keep beating; the dealer is gone
+        (task,) = [t for t in tasks_of(store, job_id) if t.party == node and t.step_id == "psi"]
+        sched.node_beat(node, {task.id: 0.5})
+    clock.advance(6)
+    sched.tick()
+    job = job_of(store, job_id)
+    assert job.state == "failed"
+    assert "step 'psi' failed at the dealer 'dealer'" in job.reason, job.reason
+    assert "no heartbeat from the dealer 'dealer'" in job.reason
+    states = {t.party: t.state for t in tasks_of(store, job_id) if t.step_id == "psi"}
+    assert states == {"bank": "canceled", "shop": "canceled", "dealer": "failed"}
+
+
+def test_an_ss_job_waits_for_the_dealer_node_then_fails_naming_it(
+    store: Store, clock: ManualClock
+) -> None:
+    sched = make(store, clock, dealer_role=None)  # no dealer node has said hello
+    job_id = sched.submit(SS)
+    sched.tick()
+    assert job_of(store, job_id).reason == "waiting for the node of the dealer 'dealer' to come online"
+    for node in ("bank", "shop"):
+        sched.node_beat(node, {})
+    clock.advance(11)
+    for node in ("bank", "shop"):
+        sched.node_beat(node, {})
+    sched.tick()
+    job = job_of(store, job_id)
+    assert job.state == "failed"
+    assert "the node of the dealer 'dealer' is offline; step 'psi' could not start" in job.reason
