@@ -106,13 +106,31 @@ def test_max_argmax_clip() -> None:
 
 CASES = {
     "sigmoid_poly": (np.linspace(-4, 4, 801), lambda t: N.sigmoid(t, "poly"), "sigmoid", 0, 0.024),
-    "sigmoid_clipped": (np.linspace(-60, 60, 1201), lambda t: N.sigmoid(t, "clipped"), "sigmoid", 0, 0.024),
-    "sigmoid_accurate": (np.linspace(-40, 40, 1601), lambda t: N.sigmoid(t, "accurate"), "sigmoid", 0, 5e-4),
+    "sigmoid_clipped": (
+        np.linspace(-60, 60, 1201),
+        lambda t: N.sigmoid(t, "clipped"),
+        "sigmoid",
+        0,
+        0.024,
+    ),
+    "sigmoid_accurate": (
+        np.linspace(-40, 40, 1601),
+        lambda t: N.sigmoid(t, "accurate"),
+        "sigmoid",
+        0,
+        5e-4,
+    ),
     "exp": (np.linspace(-20, 10, 1201), N.exp, "exp", 1e-3, 5e-5),
     "reciprocal": (np.geomspace(0.05, 500, 1201), N.reciprocal, "reciprocal", 1e-3, 5e-5),
     "rsqrt": (np.geomspace(0.05, 100, 801), N.rsqrt, "rsqrt", 2e-3, 5e-5),
     "sqrt": (np.geomspace(0.05, 100, 801), N.sqrt, "sqrt", 2e-3, 5e-5),
-    "sqrt_wide": (np.geomspace(1.0, 1600, 801), lambda t: N.sqrt(t, max_value=1600), "sqrt", 2e-3, 5e-5),
+    "sqrt_wide": (
+        np.geomspace(1.0, 1600, 801),
+        lambda t: N.sqrt(t, max_value=1600),
+        "sqrt",
+        2e-3,
+        5e-5,
+    ),
     "log": (np.geomspace(0.05, 100, 801), N.log, "log", 0, 2e-3),
     "log_wide": (np.geomspace(0.5, 1000, 801), lambda t: N.log(t, max_value=1000), "log", 0, 2e-3),
 }
@@ -184,7 +202,9 @@ def test_narrow_comparisons_exact_within_promised_range(bits: int) -> None:
 
 
 def test_sigmoid_with_narrow_comparisons() -> None:
-    x = FP.decode(FP.encode(np.concatenate([np.linspace(-30000, 30000, 641), np.linspace(-8, 8, 641)])))
+    x = FP.decode(
+        FP.encode(np.concatenate([np.linspace(-30000, 30000, 641), np.linspace(-8, 8, 641)]))
+    )
 
     def body(mpc):
         sx = mpc.share(x if mpc.party == "alice" else None, owner="alice")
@@ -194,3 +214,40 @@ def test_sigmoid_with_narrow_comparisons() -> None:
     want = ORACLES["sigmoid"](x)
     assert np.all(np.abs(out["clipped"] - want) <= 0.024)
     assert np.all(np.abs(out["accurate"] - want) <= 5e-4)
+
+
+@pytest.mark.parametrize("parties", [("alice", "bob"), ("alice", "bob", "carol")])
+def test_sign_after_dropping_low_bits(parties: tuple[str, ...]) -> None:
+    """``drop``: exact outside the one-sided band [0, (n-1)·2^drop) ring units."""
+    from sharedml.mpc.boolean import ltz
+
+    drop, n = 24, len(parties)
+    rng = np.random.default_rng(11)
+    ring_x = np.concatenate(
+        [
+            rng.integers(-(1 << 54), 1 << 54, size=700),  # within the promise for 32 bits
+            np.arange(-3, 4) * (1 << drop) // 2,  # in and around the band
+            [0, 1, -1, (n - 1) << drop, ((n - 1) << drop) - 1, -(1 << drop)],
+        ]
+    ).astype(np.int64)
+
+    def body(mpc):
+        owner = mpc.parties[0]
+        sx = mpc.share(
+            ring_x.view(np.uint64) if mpc.party == owner else None,
+            owner=owner,
+            encoded=True,
+            scale=0,
+        )
+        return {
+            "narrow": ltz(sx, 32, drop=drop).reveal(),
+            "small": ltz(sx[:20], 32, drop=drop).reveal(),  # the full-adder path
+        }
+
+    got = run_mpc(body, parties=parties)[parties[0]]
+    band = (ring_x >= 0) & (ring_x < (n - 1) << drop)
+    want = (ring_x < 0).astype(float)
+    assert np.array_equal(got["narrow"][~band], want[~band])
+    assert np.all(got["narrow"][band] >= 0)  # inside the band either reading
+    assert np.array_equal(got["small"][~band[:20]], want[:20][~band[:20]])
+    assert np.all(got["narrow"][ring_x >= (n - 1) << drop] == 0)

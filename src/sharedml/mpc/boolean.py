@@ -205,7 +205,7 @@ def _carry_tree(u: BooleanTensor, v: BooleanTensor, levels: int = 6) -> np.ndarr
     return _odd_bits_packed(g.share)
 
 
-def msb_bits(x: SharedTensor, bits: int = 64) -> BooleanTensor:
+def msb_bits(x: SharedTensor, bits: int = 64, *, drop: int = 0) -> BooleanTensor:
     """Boolean shares of the sign bit of x, in the lowest bit of each word.
 
     The sign of x = x' + x_last is bit 63 of the sum, i.e. the two top bits
@@ -218,11 +218,26 @@ def msb_bits(x: SharedTensor, bits: int = 64) -> BooleanTensor:
     the sign — exactly, no failure probability — and 64/bits elements travel
     in one word: 1 + log2(bits) rounds and bits/64 of the traffic. A broken
     promise gives wrong signs.
+
+    ``drop`` > 0 first shifts every share right by ``drop`` bits (logical, each
+    party locally): the shifted shares sum to ⌊x / 2^drop⌋ - c mod 2^(64-drop)
+    with a carry c ∈ [0, n-1] from the dropped bits — exact modular arithmetic,
+    no failure probability. The sign is then exact for x < 0 and for
+    x ≥ (n-1)·2^drop; for 0 ≤ x < (n-1)·2^drop it may read negative. The
+    promise becomes |x| < 2^(bits-1+drop) - (n-1)·2^drop, and
+    ``bits + drop`` ≤ 64. Callers whose use of the sign is continuous at 0
+    (ReLU-like terms) trade that one-sided band for a narrower, cheaper
+    comparison.
     """
     if bits not in _LANES:
         raise ConfigError(f"comparison width must be one of {sorted(_LANES)}, got {bits}")
+    if drop < 0 or bits + drop > 64:
+        raise ConfigError(f"comparison: cannot drop {drop} bits before a {bits}-bit sign")
     mpc = x.mpc
     flat = x.share.ravel()
+    if drop:
+        flat = flat >> np.uint64(drop)
+        x = SharedTensor(mpc, flat.reshape(x.shape), x.scale)
     count = flat.size
     padded = -(-max(count, 1) // 64) * 64
     if padded > 1.25 * count:  # small batches: padding would cost more than it saves
@@ -264,7 +279,7 @@ def msb(x: SharedTensor) -> BooleanTensor:
     return msb_bits(x)
 
 
-def ltz(x: SharedTensor, bits: int = 64) -> SharedTensor:
+def ltz(x: SharedTensor, bits: int = 64, *, drop: int = 0) -> SharedTensor:
     """[x < 0] as a shared integer 0/1, exact for |x| < 2^(bits-1) in ring units
-    (``bits`` < 64 is faster; see :func:`msb_bits`)."""
-    return b2a(msb_bits(x, bits))
+    (``bits`` < 64 is faster; ``drop``: see :func:`msb_bits`)."""
+    return b2a(msb_bits(x, bits, drop=drop))
