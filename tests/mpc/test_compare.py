@@ -251,3 +251,23 @@ def test_sign_after_dropping_low_bits(parties: tuple[str, ...]) -> None:
     assert np.all(got["narrow"][band] >= 0)  # inside the band either reading
     assert np.array_equal(got["small"][~band[:20]], want[:20][~band[:20]])
     assert np.all(got["narrow"][ring_x >= (n - 1) << drop] == 0)
+
+
+@pytest.mark.parametrize(
+    ("provider", "parties"),
+    [("dealer", ("alice", "bob")), ("dealer", ("alice", "bob", "carol")), ("he", ("alice", "bob"))],
+)
+def test_bit_mul_matches_b2a_then_product(provider: str, parties: tuple[str, ...]) -> None:
+    """One round with DABIT_MUL material (dealer), b2a + Beaver otherwise (HE)."""
+    from sharedml.mpc.boolean import bit_mul, msb_bits
+
+    x, y = _inputs(300 if provider == "dealer" else 40, 9)
+
+    def body(mpc):
+        owner, other = mpc.parties[0], mpc.parties[-1]
+        sx = mpc.share(x if mpc.party == owner else None, owner=owner)
+        sy = mpc.share(y if mpc.party == other else None, owner=other)
+        return bit_mul(msb_bits(sx - sy), sy).reveal()
+
+    got = run_mpc(body, provider, parties=parties)[parties[0]]
+    assert np.array_equal(got, np.where(x < y, y, 0.0))

@@ -15,6 +15,7 @@ from tests.mpc.conftest import run_mpc
 
 from sharedml.crypto.fixedpoint import FixedPoint
 from sharedml.mpc import nonlinear as N
+from sharedml.mpc.boolean import bit_mul, msb_bits
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 FP = FixedPoint(16)
@@ -63,7 +64,8 @@ def test_no_message_reveals_an_input() -> None:
         prod = sx * sy
         below = sx < sy
         sig = N.sigmoid(sx, "clipped")
-        return prod.share, below.share, sig.share
+        chosen = bit_mul(msb_bits(sx - sy), sx)  # [x < y]·x, bits folded into the product
+        return prod.share, below.share, sig.share, chosen.share
 
     out = run_mpc(body, wrap=lambda ch: RecordingChannel(ch, log))
     # the protocol worked on these inputs
@@ -71,6 +73,8 @@ def test_no_message_reveals_an_input() -> None:
     assert np.allclose(FP.decode(total), x * y, atol=1e-3)
     bits = out["alice"][1] + out["bob"][1]
     assert np.array_equal(bits, (x < y).astype(np.uint64))
+    chosen = FP.decode(out["alice"][3] + out["bob"][3])
+    assert np.array_equal(chosen, np.where(x < y, FP.decode(FP.encode(x)), 0.0))
 
     assert len(log) > 20
     bulk = 0

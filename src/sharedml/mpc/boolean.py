@@ -22,9 +22,12 @@ uses a carry *tree* instead (:func:`msb_bits`): same rounds, but each level
 keeps only the bits it still needs and packs them, so it opens about 6 words
 per element instead of 14. ``b2a`` of single bits uses a daBit (a random bit
 shared both ways): open c = b ⊕ r (one round, 64 bits per word), b = c + r - 2cr.
+``bit_mul`` (a bit times an arithmetic value) folds ``b2a`` into the product:
+with DABIT_MUL material (rb, ra = rb, a, c = ra·a) it opens c = b ⊕ rb and
+d = y - a in one round; ra·y = d·ra + c locally, b·y = c·y + (1 - 2c)·ra·y.
 
-Reveals: only d, e (and c in b2a), uniform since a, b, r are uniform and
-unknown to all parties. Security model: semi-honest, as the provider.
+Reveals: only d, e (and c in b2a and bit_mul), uniform since a, b, r are
+uniform and unknown to all parties. Security model: semi-honest, as the provider.
 
 References: Demmler, Schneider, Zohner, "ABY", NDSS 2015 (A2B with a
 boolean adder); Kogge & Stone, IEEE Trans. Comput. 1973 (prefix adder);
@@ -159,6 +162,37 @@ def b2a(bits: BooleanTensor) -> SharedTensor:
         out += c
     mat.release()
     return SharedTensor(mpc, out, 0)
+
+
+def bit_mul(bits: BooleanTensor, y: SharedTensor) -> SharedTensor:
+    """Shared ``b·y`` for the lowest bit b of each word of ``bits``; one round
+    with a provider that deals DABIT_MUL material (see module docstring),
+    else ``b2a`` then a Beaver product (two rounds). Scale of ``y``; exact."""
+    mpc = bits.mpc
+    if not mpc.provider.supports_bit_mul or bits.shape != y.shape:
+        from sharedml.mpc.beaver import mul
+
+        return mul(b2a(bits), y)
+    mat = mpc.provider.request(Kind.DABIT_MUL, bits.shape)
+    masked = ((bits.share & _ONE) ^ mat["rb"]).ravel()
+    packed = _pack_bits(masked)
+    a = mat["a"]
+    # one message per peer: the packed bits (XOR-opened) then y - a (sum-opened)
+    got = mpc.exchange("bit_mul", np.concatenate([packed, (y.share - a).ravel()]))
+    mine = got[mpc.party]
+    opened_bits, d = mine[: packed.size].copy(), mine[packed.size :].copy()
+    for p in mpc.others:
+        theirs = got[p]
+        opened_bits ^= theirs[: packed.size]
+        d += theirs[packed.size :]
+    unpacked = np.unpackbits(opened_bits.view(np.uint8), bitorder="little")[: masked.size]
+    c = unpacked.astype(ring.DTYPE).reshape(bits.shape)
+    ra_y = d.reshape(bits.shape) * mat["ra"]  # this party's share of ra·y
+    ra_y += mat["c"]
+    ra_y *= _ONE - (c << _ONE)
+    ra_y += c * y.share
+    mat.release()
+    return SharedTensor(mpc, ra_y, y.scale)
 
 
 _COMPRESS = [

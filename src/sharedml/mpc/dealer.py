@@ -59,6 +59,7 @@ class DealerProvider(RandomnessProvider):
     """A computing party's end of the dealer protocol (see module docstring)."""
 
     name = "dealer"
+    supports_bit_mul = True
 
     def __init__(self, session: Session, dealer: str = "dealer", *, scope: str = _SCOPE) -> None:
         super().__init__()

@@ -23,6 +23,7 @@ ADDER          s, shape (boolean)     a, b | c1 = a & b, c2 = a & (a << s)
 DABIT          shape                  rb (one bit, boolean) | ra = rb (arithmetic)
 FIXED_MASK     m, k                   a (m,k)   — remembered under the counter
 FIXED_MATMUL   id, t, n [+ rows]      b | c = A' @ b, A' = A[rows] (t=0) or A[rows]ᵀ (t=1)
+DABIT_MUL      shape                  rb (bit, boolean), a | ra = rb, c = ra·a
 =============  =====================  =========================================
 """
 
@@ -51,6 +52,7 @@ class Kind(IntEnum):
     DABIT = 6
     FIXED_MASK = 7
     FIXED_MATMUL = 8
+    DABIT_MUL = 9
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,13 @@ def components(req: Request, fixed_shape: Callable[[int], tuple[int, int]]) -> l
         return [Component("rb", d, boolean=True, bit=True), Component("ra", d, derived=True)]
     if k == Kind.FIXED_MASK:
         return [Component("a", d)]
+    if k == Kind.DABIT_MUL:
+        return [
+            Component("rb", d, boolean=True, bit=True),
+            Component("a", d),
+            Component("ra", d, derived=True),
+            Component("c", d, derived=True),
+        ]
     if k == Kind.FIXED_MATMUL:
         fid, transpose, n = d
         m, kk = fixed_shape(fid)
@@ -195,6 +204,8 @@ def derive(
         return {"c1": a & free["b"], "c2": a & (a << s)}
     if k == Kind.DABIT:
         return {"ra": free["rb"].copy()}
+    if k == Kind.DABIT_MUL:
+        return {"ra": free["rb"].copy(), "c": free["rb"] * free["a"]}
     if k == Kind.FIXED_MASK:
         return {}
     if k == Kind.FIXED_MATMUL:

@@ -74,6 +74,8 @@ class RandomnessProvider(ABC):
     helpers: tuple[str, ...] = ()
     #: Whether TRUNC material exists (one-round truncation); else two rounds.
     supports_pairs: bool = True
+    #: Whether DABIT_MUL material exists (bit times value in one round).
+    supports_bit_mul: bool = False
 
     def __init__(self) -> None:
         self.requests = 0

@@ -380,13 +380,15 @@ def piecewise_sigmoid(z_raw: Any, knots: tuple[float, ...]) -> Any:
        ``relu`` is within (n-1)·2^-8 of 0: the output moves by at most
        ``|d_j|·(n-1)·2^-8`` (< 0.001 for two parties), against the
        interpolation's own 0.022;
-    2. one batched Beaver product gives every ``relu(z - t_j) = [z > t_j](z - t_j)``
-       (bits carry no fractional bits, so nothing to truncate);
+    2. one round gives every ``relu(z - t_j) = [z > t_j](z - t_j)``: the bits'
+       conversion to arithmetic shares is folded into the product
+       (:func:`~sharedml.mpc.boolean.bit_mul`; bits carry no fractional bits,
+       so nothing to truncate);
     3. ``s(t_1) + sum_j d_j relu_j`` is formed locally at 3f bits and truncated
        once by 2f — which is also the truncation of ``z`` itself.
     """
-    from sharedml.mpc import SharedTensor, beaver, concatenate, truncate
-    from sharedml.mpc.boolean import ltz
+    from sharedml.mpc import SharedTensor, concatenate, truncate
+    from sharedml.mpc.boolean import bit_mul, msb_bits
 
     mpc = z_raw.mpc
     f = mpc.frac_bits
@@ -395,8 +397,8 @@ def piecewise_sigmoid(z_raw: Any, knots: tuple[float, ...]) -> Any:
     base, t, d = piecewise_terms(knots)
     diffs = concatenate([z_raw - float(tj) for tj in t], axis=0)
     drop = 2 * f - 8
-    bits = ltz(-diffs, 32, drop=drop) if 0 <= drop <= 32 else ltz(-diffs)
-    relu = beaver.mul(bits, diffs)
+    bits = msb_bits(-diffs, 32, drop=drop) if 0 <= drop <= 32 else msb_bits(-diffs)
+    relu = bit_mul(bits, diffs)
     n = z_raw.shape[0]
     acc = np.zeros(z_raw.shape, dtype=np.uint64)
     for j, dj in enumerate(d):
