@@ -194,3 +194,37 @@ def test_an_ss_job_waits_for_the_dealer_node_then_fails_naming_it(
     job = job_of(store, job_id)
     assert job.state == "failed"
     assert "the node of the dealer 'dealer' is offline; step 'psi' could not start" in job.reason
+
+
+def test_a_step_failure_waits_for_the_dealer_and_blames_a_lost_one(
+    store: Store, clock: ManualClock
+) -> None:
+    """The data parties fail first when the dealer dies (their channel to it breaks);
+    the step's failure waits for the dealer's silence and names the dealer."""
+    sched = make(store, clock)
+    job_id = sched.submit(SS)
+    sched.tick()
+    got = {node: orders(sched, node)[0] for node in ("bank", "shop", "dealer")}
+    clock.advance(1)
+    sched.task_report("shop", got["shop"]["task_id"], False, {}, "party 'dealer' went away", 1)
+    sched.task_report("bank", got["bank"]["task_id"], False, {}, "party 'shop' closed", 1)
+    assert job_of(store, job_id).state == "running"  # the dealer's task still runs
+    clock.advance(10)
+    sched.tick()
+    job = job_of(store, job_id)
+    assert job.state == "failed"
+    assert job.reason.startswith("step 'psi' failed at the dealer 'dealer'"), job.reason
+
+
+def test_a_live_dealer_reacting_to_a_party_is_not_blamed(
+    store: Store, clock: ManualClock
+) -> None:
+    sched = make(store, clock)
+    job_id = sched.submit(SS)
+    sched.tick()
+    got = {node: orders(sched, node)[0] for node in ("bank", "shop", "dealer")}
+    sched.task_report("bank", got["bank"]["task_id"], False, {}, "bad column at bank", 1)
+    sched.task_report("dealer", got["dealer"]["task_id"], False, {}, "party 'shop' closed", 1)
+    job = job_of(store, job_id)
+    assert job.state == "failed"
+    assert "failed at party 'bank'" in job.reason and "bad column at bank" in job.reason

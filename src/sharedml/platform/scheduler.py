@@ -186,6 +186,19 @@ def _open_gate(session: Session, job: Job) -> str | None:
     return None
 
 
+#: How the reasons the scheduler itself gives a task that lost its node begin.
+_LOST = ("no heartbeat from ", "the node of ")
+
+
+def _cause(failed: list[Task], plan: StepPlan) -> Task:
+    """The failure a step's failure is put down to: a task whose node was lost (the
+    others' failures follow from it), else a data party's (a dealer only reacts)."""
+    def rank(t: Task) -> tuple[int, int]:
+        return (0 if (t.reason or "").startswith(_LOST) else 1, int(t.party == plan.dealer))
+
+    return min(failed, key=rank)
+
+
 def _who(task: Task, dealer: str | None) -> str:
     """How a reason names the runner of ``task``: a party, or the step's dealer."""
     return f"the dealer {task.party!r}" if task.party == dealer else f"party {task.party!r}"
@@ -461,8 +474,10 @@ class Scheduler:
                 continue
             self._time_out(job, plan, tasks, now)
             failed = [t for t in tasks if t.state == "failed"]
+            if failed and self._awaits_dealer(job, plan, tasks, failed, now):
+                continue
             if failed:
-                self._step_failed(s, job, plan, tasks, failed[0], now)
+                self._step_failed(s, job, plan, tasks, _cause(failed, plan), now)
                 return
             if all(t.state == "pending" for t in tasks) and set(plan.needs) <= done:
                 self._dispatch(s, job, plan, tasks, current, now)
@@ -488,6 +503,25 @@ class Scheduler:
                     f"no heartbeat from {_who(t, plan.dealer)} (node {t.node_id!r}) for {limit:g} s "
                     f"during step {plan.id!r}",
                 )
+
+    def _awaits_dealer(
+        self, job: Job, plan: StepPlan, tasks: list[Task], failed: list[Task], now: dt.datetime
+    ) -> bool:
+        """Whether the step's failure waits for its dealer task to end first.
+
+        A dealer node that dies makes the data parties fail at once (their
+        channel to it breaks, then to each other), before its own silence is
+        seen; the step waits until the dealer's task fails (no heartbeat within
+        the timeout) or ends, so the reason names the dealer, not a party that
+        only saw the consequence. A live dealer ends promptly once the data
+        parties have closed their channels; the wait is bounded by the timeout.
+        """
+        dealer = next((t for t in tasks if t.party == plan.dealer), None)
+        if dealer is None or dealer.state != "running" or dealer in failed:
+            return False
+        first = min((t.finished_at for t in failed if t.finished_at), default=now)
+        limit = job.timeout_s or self.config.task_timeout_s
+        return (now - first).total_seconds() <= limit
 
     def _dispatch(
         self,
