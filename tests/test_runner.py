@@ -186,3 +186,17 @@ def test_malformed_dataset_fails_the_process_run_and_the_command(
     assert "party 'partner'" in said and "step 'psi" in said
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_the_runner_and_the_platform_decide_and_serve_the_dealer_with_the_same_code() -> None:
+    """One dealer decision for ``sharedml run`` and the platform's scheduler (no copies)."""
+    import sharedml.runner as runner
+    from sharedml.components import dealer
+    from sharedml.platform import scheduler
+
+    assert runner.needs_dealer is dealer.needs_dealer is scheduler.needs_dealer
+    assert dealer.dealer_name(["bank", "dealer", "dealer2"]) == "dealer3"
+    spec = _spec([{"psi": {}}, {"train": {"model": "logistic_regression", "protocol": "he"}}])
+    assert not dealer.needs_dealer(jobspec.load(spec))
+    spec["steps"][1]["train"]["protocol"] = "ss"
+    assert dealer.needs_dealer(jobspec.load(spec))

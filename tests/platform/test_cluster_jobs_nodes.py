@@ -205,3 +205,41 @@ def test_cancel_stops_the_step_at_the_nodes(platform: Platform, agents: dict[str
         time.sleep(0.05)
     assert not any(a._runs for a in agents.values()), "the nodes still run a canceled step"
     assert wait_for(platform.store, job_id, {"canceled"}).state == "canceled"
+
+
+def test_a_dealer_node_registers_its_role_holds_no_data_and_runs_no_partys_task(
+    platform: Platform, tmp_path: Path
+) -> None:
+    from sharedml.errors import ConfigError
+    from sharedml.node.agent import _Run
+    from sharedml.platform.nodes import TaskOrder
+
+    pki.issue(platform.pki_dir, "dealer")
+    dealer = pki.load_identity(platform.pki_dir, "dealer")
+    hello = Hello(address="127.0.0.1:7", role="dealer").encode()
+    assert decode(HelloReply, call(platform.service.address, dealer, "Hello", hello)).node == "dealer"
+    with platform.store.session() as s:
+        node = s.get(Node, "dealer")
+        assert node is not None and node.role == "dealer"
+    # the registered role sticks: the same certificate cannot come back as a party's node
+    with pytest.raises(grpc.RpcError) as changed:
+        call(platform.service.address, dealer, "Hello", Hello(address="127.0.0.1:7").encode())
+    assert changed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "registered as a dealer node" in (changed.value.details() or "")
+
+    # a dealer node's config holds no datasets
+    config = tmp_path / "dealer.yaml"
+    config.write_text("party: dealer\nplatform: 127.0.0.1:1\npki_dir: pki\nwork_dir: w\n"
+                      "role: dealer\ndatasets: {x: x.csv}\n")
+    with pytest.raises(ConfigError, match="a dealer node holds no datasets"):
+        NodeConfig.load(config)
+    agent = Agent(NodeConfig(party="dealer", platform="127.0.0.1:1", pki_dir=platform.pki_dir,
+                             work_dir=tmp_path / "dealer", role="dealer"))
+    try:  # and it refuses a data party's task
+        order = TaskOrder(task_id="t", job_id="j", step_id="psi", component="psi", params={},
+                          attempt=0, ancestors=[], parties=SPEC["parties"],
+                          peers={"bank": "a:1", "shop": "b:2"}, channel_timeout_s=5)
+        with pytest.raises(ConfigError, match="was given the 'psi' task of a data party"):
+            agent._run_step(_Run(order))
+    finally:
+        agent.close()
