@@ -486,7 +486,8 @@ class Scheduler:
             job.reason = None
             self._audit(s, "job.succeeded", job.id, {})
         if job.state not in FINAL_STATES:
-            flat = [t for ts in current.values() for t in ts]
+            # a dealer task has no progress of its own: it lasts as long as its step
+            flat = [t for p in plans for t in current.get(p.id, []) if t.party != p.dealer]
             job.progress = sum(t.progress if t.state != "succeeded" else 1.0 for t in flat) / max(
                 len(flat), 1
             )
