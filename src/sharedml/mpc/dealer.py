@@ -15,6 +15,10 @@ Protocol (n computing parties P_0..P_{n-1} and a dealer D):
    opens its masked values and reads the answer after, so the dealer's reply
    adds no round. Replies are tagged with the counter, so material may be
    requested ahead (a product asks for its truncation pair before it opens).
+4. Prefetch: P_{n-1} may send several consecutive requests as one BUNDLE
+   message (e.g. every request of a training batch, known from the previous
+   batch of the same size); D answers them with one message. Same material,
+   same counters: two messages instead of two per request.
 
 Reveals: D learns the kinds and shapes of material (public in the protocol)
 and only randomness it generated itself; no input, share of an input or
@@ -32,8 +36,11 @@ trusted dealers and CrypTen's ``TrustedThirdParty`` provider.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -46,8 +53,10 @@ from sharedml.mpc.material import (
     combine,
     complete,
     components,
+    decode_bundle,
     derive,
     draw,
+    encode_bundle,
 )
 from sharedml.mpc.provider import Material, RandomnessProvider
 from sharedml.session import Session
@@ -60,6 +69,7 @@ class DealerProvider(RandomnessProvider):
 
     name = "dealer"
     supports_bit_mul = True
+    supports_prefetch = True
 
     def __init__(self, session: Session, dealer: str = "dealer", *, scope: str = _SCOPE) -> None:
         super().__init__()
@@ -82,6 +92,8 @@ class DealerProvider(RandomnessProvider):
         self._fixed: dict[int, tuple[int, int]] = {}
         self._pool = BufferPool()
         self.bytes_received = 0
+        self._queue: deque[tuple[Request, Material]] = deque()
+        self._recording: list[tuple[Kind, tuple[int, ...], np.ndarray | None]] | None = None
 
     def _key(self) -> Prg:
         if self._prg is None:
@@ -96,15 +108,72 @@ class DealerProvider(RandomnessProvider):
     def request(
         self, kind: Kind, dims: tuple[int, ...], rows: np.ndarray | None = None
     ) -> Material:
-        prg = self._key()
-        self._counter += 1
-        self.requests += 1
-        req = Request(kind, self._counter, tuple(int(d) for d in dims), rows)
-        if kind == Kind.FIXED_MASK:
-            self._fixed[req.counter] = (req.dims[0], req.dims[1])
-        comps = components(req, self._fixed.__getitem__)
+        dims = tuple(int(d) for d in dims)
+        if self._queue:
+            req, mat = self._queue.popleft()
+            if req.kind != kind or req.dims != dims or not _same_rows(req.rows, rows):
+                raise ProtocolAbort(
+                    f"prefetched {req.kind.name}{req.dims} but the protocol asked for "
+                    f"{kind.name}{dims}",
+                    party=self._party,
+                    step=f"dealer.{kind.name}",
+                    remedy="prefetch exactly the requests the next step makes, in order",
+                )
+            return mat
+        if self._recording is not None:
+            self._recording.append((kind, dims, rows))
+        req = self._next(kind, dims, rows)
         if self._last:
             self._channel.send(self.dealer, "req", req.encode())
+        return self._material(req, lambda: self._receive(f"mat/{req.counter}", [req])[req.counter])
+
+    def prefetch(self, plan: Sequence[tuple[Kind, tuple[int, ...], np.ndarray | None]]) -> None:
+        """Ask now, in one message, for the material of the next requests ``plan``
+        (kind, dims, rows) — every party passes the same plan. The following
+        :meth:`request` calls are served from it in order and must match it."""
+        if not plan:
+            return
+        reqs = [self._next(kind, tuple(int(d) for d in dims), rows) for kind, dims, rows in plan]
+        if self._last:
+            self._channel.send(self.dealer, "req", encode_bundle(reqs))
+        got: dict[int, dict[str, np.ndarray]] = {}
+        tag = f"mat/{reqs[0].counter}"
+
+        def fetch(counter: int) -> dict[str, np.ndarray]:
+            if not got:
+                got.update(self._receive(tag, reqs))
+            return got.pop(counter)
+
+        for req in reqs:
+            self._queue.append((req, self._material(req, partial(fetch, req.counter))))
+
+    @contextmanager
+    def recording(self) -> Iterator[list[tuple[Kind, tuple[int, ...], np.ndarray | None]]]:
+        """Record the (kind, dims, rows) of every request made inside (a plan
+        for :meth:`prefetch`)."""
+        self._recording = []
+        try:
+            yield self._recording
+        finally:
+            self._recording = None
+
+    def _next(self, kind: Kind, dims: tuple[int, ...], rows: np.ndarray | None) -> Request:
+        self._key()
+        self._counter += 1
+        self.requests += 1
+        req = Request(kind, self._counter, dims, rows)
+        if kind == Kind.FIXED_MASK:
+            self._fixed[req.counter] = (req.dims[0], req.dims[1])
+        return req
+
+    def _derived(self, req: Request) -> list[Component]:
+        return [c for c in components(req, self._fixed.__getitem__) if c.derived]
+
+    def _material(
+        self, req: Request, receive: Callable[[], dict[str, np.ndarray]]
+    ) -> Material:
+        prg = self._key()
+        comps = components(req, self._fixed.__getitem__)
         buffers: list[np.ndarray] = []
         shares = {}
         for j, c in enumerate(comps):
@@ -117,29 +186,33 @@ class DealerProvider(RandomnessProvider):
             for buf in buffers:
                 self._pool.give(buf)
 
-        derived = [c for c in comps if c.derived]
-        if not self._last or not derived:
+        if not self._last or not any(c.derived for c in comps):
             return Material(req.counter, shares, on_release=give_back)
+        return Material(req.counter, shares, receive, give_back)
 
-        def receive() -> dict[str, np.ndarray]:
-            msg = self._channel.recv(self.dealer, f"mat/{req.counter}")
-            want = sum(int(np.prod(c.shape)) for c in derived)
-            if not isinstance(msg, np.ndarray) or msg.dtype != np.uint64 or msg.size != want:
-                raise ProtocolAbort(
-                    f"dealer sent {getattr(msg, 'size', len(msg))} words for {kind.name}, "
-                    f"expected {want}",
-                    party=self.dealer,
-                    step=f"dealer.{kind.name}",
-                )
-            self.bytes_received += msg.nbytes
-            out, at = {}, 0
+    def _receive(self, tag: str, reqs: list[Request]) -> dict[int, dict[str, np.ndarray]]:
+        """The dealer's reply to ``reqs``: each request's derived shares by counter."""
+        msg = self._channel.recv(self.dealer, tag)
+        parts = [(r, self._derived(r)) for r in reqs]
+        want = sum(int(np.prod(c.shape)) for _, derived in parts for c in derived)
+        if not isinstance(msg, np.ndarray) or msg.dtype != np.uint64 or msg.size != want:
+            kinds = ",".join(r.kind.name for r in reqs)
+            raise ProtocolAbort(
+                f"dealer sent {getattr(msg, 'size', len(msg))} words for {kinds}, "
+                f"expected {want}",
+                party=self.dealer,
+                step=f"dealer.{reqs[0].kind.name}",
+            )
+        self.bytes_received += msg.nbytes
+        out: dict[int, dict[str, np.ndarray]] = {}
+        at = 0
+        for r, derived in parts:
+            mine = out.setdefault(r.counter, {})
             for c in derived:
                 size = int(np.prod(c.shape))
-                out[c.name] = msg[at : at + size].reshape(c.shape)
+                mine[c.name] = msg[at : at + size].reshape(c.shape)
                 at += size
-            return out
-
-        return Material(req.counter, shares, receive, give_back)
+        return out
 
     def close(self) -> None:
         """Tell the dealer to stop (sent by the party that talks to it)."""
@@ -189,10 +262,12 @@ def serve_dealer(
                 party=last,
                 step="dealer",
             )
-        previous = req.counter
-        stats.requests += 1
-        reply = _deal(req, prgs, fixed, pool)
-        if reply is not None:
+        batch = decode_bundle(req) if req.kind == Kind.BUNDLE else [req]
+        previous = batch[-1].counter
+        stats.requests += len(batch)
+        replies = [r for r in (_deal(sub, prgs, fixed, pool) for sub in batch) if r is not None]
+        if replies:
+            reply = replies[0] if len(replies) == 1 else np.concatenate(replies)
             channel.send(last, f"mat/{req.counter}", reply)
             stats.bytes_sent += reply.nbytes
 
@@ -240,3 +315,9 @@ def _deal_with(
         others = [drawn(prg, j, c) for prg in prgs[:-1]]
         out.append(complete(c, secrets_[c.name], others).ravel())
     return np.concatenate(out) if out else None
+
+
+def _same_rows(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and bool(np.array_equal(a, b))

@@ -25,6 +25,9 @@ FIXED_MASK     m, k                   a (m,k)   — remembered under the counter
 FIXED_MATMUL   id, t, n [+ rows]      b | c = A' @ b, A' = A[rows] (t=0) or A[rows]ᵀ (t=1)
 DABIT_MUL      shape                  rb (bit, boolean), a | ra = rb, c = ra·a
 =============  =====================  =========================================
+
+A BUNDLE (wire only, no material of its own) carries several consecutive
+requests in one message: :func:`encode_bundle` / :func:`decode_bundle`.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Kind(IntEnum):
     FIXED_MASK = 7
     FIXED_MATMUL = 8
     DABIT_MUL = 9
+    BUNDLE = 10
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,34 @@ class Request:
         except (ValueError, IndexError) as exc:
             raise ProtocolAbort(f"malformed material request: {exc}", step="dealer") from exc
         return cls(kind, counter, dims, rows if flag else None)
+
+
+def encode_bundle(reqs: list[Request]) -> np.ndarray:
+    """Several requests in one message (kind BUNDLE, counter of the first)."""
+    parts = [r.encode() for r in reqs]
+    sizes = np.array([p.size for p in parts], dtype=np.uint64)
+    payload = np.concatenate([sizes, *parts])
+    return Request(Kind.BUNDLE, reqs[0].counter, (len(reqs),), payload.view(np.int64)).encode()
+
+
+def decode_bundle(req: Request) -> list[Request]:
+    """The requests inside a BUNDLE, checked to be consecutive."""
+    if req.rows is None or len(req.dims) != 1:
+        raise ProtocolAbort("malformed material bundle", step="dealer")
+    count, words = req.dims[0], req.rows.view(np.uint64)
+    if not 0 < count <= words.size:
+        raise ProtocolAbort(f"material bundle of {count} requests in {words.size} words", step="dealer")
+    sizes, at = words[:count].astype(np.int64), count
+    out: list[Request] = []
+    for size in sizes:
+        sub = Request.decode(words[at : at + size])
+        if sub.kind in (Kind.BUNDLE, Kind.STOP) or sub.counter != req.counter + len(out):
+            raise ProtocolAbort("material bundle holds a nested or out-of-order request", step="dealer")
+        out.append(sub)
+        at += int(size)
+    if at != words.size:
+        raise ProtocolAbort("material bundle has trailing words", step="dealer")
+    return out
 
 
 def components(req: Request, fixed_shape: Callable[[int], tuple[int, int]]) -> list[Component]:

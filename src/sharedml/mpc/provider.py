@@ -76,6 +76,8 @@ class RandomnessProvider(ABC):
     supports_pairs: bool = True
     #: Whether DABIT_MUL material exists (bit times value in one round).
     supports_bit_mul: bool = False
+    #: Whether ``prefetch(plan)`` and ``recording()`` exist (see DealerProvider).
+    supports_prefetch: bool = False
 
     def __init__(self) -> None:
         self.requests = 0

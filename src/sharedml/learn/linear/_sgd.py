@@ -170,7 +170,10 @@ class SGDDriver(LinearPart):
         self.epoch_seconds_: list[float] = []
         for epoch in range(self.epochs):
             start = time.perf_counter()
-            for idx in batch_plan(n, self.batch_size, seed, epoch):
+            batches = batch_plan(n, self.batch_size, seed, epoch)
+            for i, idx in enumerate(batches):
+                # the next batch of this epoch (public), so a protocol may prepare it
+                self._next_rows = batches[i + 1] if i + 1 < len(batches) else None
                 lr = learning_rate(self.lr_schedule, self.learning_rate, step, total)
                 self._step(session, idx, lr)
                 step += 1

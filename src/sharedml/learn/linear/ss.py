@@ -10,7 +10,10 @@ Paillier between two parties):
    (``L`` appends a column of ones for the intercept) and ``L`` shares ``y``;
    the blocks form one shared matrix ``X`` (n × D), which is masked **once**
    (:class:`~sharedml.mpc.FixedOperand`: ``X - A`` opened a single time).
-   The weights ``w`` (D) start as a public zero.
+   The weights ``w`` (D) start as a public zero. With a dealer, the
+   material of each batch is asked for in one message while the previous
+   batch computes (the requests of a batch depend only on its size and its
+   public row numbers).
 1. Per batch ``I``: ``z = X[I] @ w`` (one round opening ``w - B``; truncated
    with the sigmoid's output, or by one truncation round).
 2. ``p = sigmoid~(z)`` with the chosen approximation: ``pwl`` (default) — a
@@ -156,6 +159,30 @@ class _SSLinear(SGDDriver):
         self.coef_, self.intercept_ = None, None
 
     def _step(self, session: Session, idx: np.ndarray, lr: float) -> None:
+        """One batch; with a dealer, its material comes prefetched (see module doc)."""
+        provider = self._mpc.provider
+        if not provider.supports_prefetch:
+            self._batch(idx, lr)
+            return
+        plans: dict[int, list[Any]] = self.__dict__.setdefault("_plans", {})
+        plan = plans.get(len(idx))
+        if plan is None:  # first batch of this size: record its requests
+            with provider.recording() as recorded:
+                self._batch(idx, lr)
+            plans[len(idx)] = list(recorded)
+            self._ahead = False
+            return
+        if not getattr(self, "_ahead", False):
+            provider.prefetch(_plan_for(plan, idx))
+        upcoming: np.ndarray | None = getattr(self, "_next_rows", None)
+        self._ahead = False
+        if upcoming is not None and len(upcoming) in plans:
+            # the dealer makes the next batch's material meanwhile
+            provider.prefetch(_plan_for(plans[len(upcoming)], upcoming))
+            self._ahead = True
+        self._batch(idx, lr)
+
+    def _batch(self, idx: np.ndarray, lr: float) -> None:
         z_raw = self._fx.matmul(self._w, rows=idx, truncate=False)
         p = self._link(z_raw)
         e = p - self._ys[idx]
@@ -365,6 +392,12 @@ class SSLinearRegression(_SSLinear):
         self.dealer = dealer
         self.trunc = trunc
         self.sigmoid = "none"
+
+
+def _plan_for(plan: list[Any], idx: np.ndarray) -> list[Any]:
+    """A recorded batch plan with the row numbers of batch ``idx``."""
+    rows = np.asarray(idx, dtype=np.int64)
+    return [(kind, dims, None if r is None else rows) for kind, dims, r in plan]
 
 
 def piecewise_sigmoid(z_raw: Any, knots: tuple[float, ...]) -> Any:
