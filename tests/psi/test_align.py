@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -31,6 +32,25 @@ def test_default_credit_aligned_equals_inner_join(shared_data: Path) -> None:
         expected.sort_values("id").reset_index(drop=True),
     )
     assert 0.6 < len(g) / 30000 < 0.68  # ~64% as the data README says
+
+
+def test_aligned_order_is_the_same_in_every_run() -> None:
+    # Fresh blinding keys each run must not change the row order, or a seeded
+    # split downstream would pick different rows every time.
+    rng = np.random.default_rng(3)
+    ids = [f"u{i}" for i in rng.choice(10_000, size=600, replace=False)]
+    frames = {
+        "A": pd.DataFrame({"id": ids[:450], "a": np.arange(450)}).sample(frac=1, random_state=1),
+        "B": pd.DataFrame({"id": ids[150:], "b": np.arange(450)}).sample(frac=1, random_state=2),
+    }
+
+    def aligned_ids() -> dict[str, list[str]]:
+        out = run_parties(lambda s: align_rows(s, frames[s.party], ["id"])[0], ["A", "B"])
+        return {p: f["id"].tolist() for p, f in out.items()}
+
+    first, second = aligned_ids(), aligned_ids()
+    assert first["A"] == first["B"] == second["A"] == second["B"]
+    assert sorted(first["A"]) == sorted(ids[150:450])
 
 
 def test_alignment_rejects_duplicate_ids() -> None:

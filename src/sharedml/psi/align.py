@@ -58,4 +58,10 @@ def align_rows(
     )
     if result.rows is None:
         return None, result
-    return frame.iloc[result.rows].reset_index(drop=True), result
+    # The protocol's order follows this run's blinding keys, so it changes from
+    # run to run; re-sort by the key digests, which every receiver holds alike,
+    # so that a seeded split picks the same rows in every run of a job.
+    rows = np.asarray(result.rows)
+    keys = np.ascontiguousarray(digests[rows]).view(f"V{digests.shape[1]}").ravel()
+    rows = rows[np.argsort(keys, kind="stable")]
+    return frame.iloc[rows].reset_index(drop=True), result
