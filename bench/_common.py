@@ -12,10 +12,15 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 def median_seconds(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
@@ -50,3 +55,21 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
+
+
+def load_default_credit(folder: Path, side: str) -> pd.DataFrame:
+    """One party's file of ``default_credit_hetero`` (``guest`` or ``host``), in id order."""
+    import pandas as pd
+
+    return pd.read_csv(folder / f"default_credit_hetero_{side}.csv").sort_values("id")
+
+
+def default_credit_split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions (in id order) of the 70/30 split, stratified on y, seed 42."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    guest = load_default_credit(folder, "guest")
+    idx = np.arange(len(guest))
+    train, test = train_test_split(idx, test_size=0.3, random_state=42, stratify=guest["y"])
+    return np.asarray(train), np.asarray(test)

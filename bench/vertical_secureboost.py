@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import report
+from _common import default_credit_split, load_default_credit, report
 from sharedml.session import Session
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -37,26 +36,12 @@ SETTINGS = {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.3, "n_bins": 
 GOALS = {"ss": 60.0, "he": 180.0}
 
 
-def _load(folder: Path, side: str) -> pd.DataFrame:
-    return pd.read_csv(folder / f"default_credit_hetero_{side}.csv").sort_values("id")
-
-
-def _split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions (in id order) of the 70/30 split, stratified on y, seed 42."""
-    from sklearn.model_selection import train_test_split
-
-    guest = _load(folder, "guest")
-    idx = np.arange(len(guest))
-    train, test = train_test_split(idx, test_size=0.3, random_state=42, stratify=guest["y"])
-    return np.asarray(train), np.asarray(test)
-
-
 def party(session: Session) -> dict[str, Any]:
     """One data party: load its own file, fit, predict the hold-out rows."""
     from sharedml.learn.tree import SecureBoostClassifier
 
     opts = session.extras
-    frame = _load(Path(opts["data"]), session.party)
+    frame = load_default_credit(Path(opts["data"]), session.party)
     train, test = opts["train"], opts["test"]
     y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
     X = frame.drop(columns=["id"]).to_numpy(np.float64)
@@ -95,7 +80,7 @@ def xgboost_baseline(
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
 
-    guest, host = _load(folder, "guest"), _load(folder, "host")
+    guest, host = load_default_credit(folder, "guest"), load_default_credit(folder, "host")
     y = guest.pop("y").to_numpy()
     X = np.hstack([guest.drop(columns=["id"]).to_numpy(), host.drop(columns=["id"]).to_numpy()])
     times, cpus, auc = [], [], 0.0
@@ -114,7 +99,7 @@ def run(protocols: tuple[str, ...] = ("ss", "he"), data: Path = DATA) -> list[di
     """One row per protocol: SecureBoost time and AUC beside XGBoost's."""
     from sharedml.cluster import run_cluster
 
-    train, test = _split(data)
+    train, test = default_credit_split(data)
     xgb_seconds, xgb_cpu, xgb_auc = xgboost_baseline(data, train, test)
     rows = []
     for protocol in protocols:
