@@ -21,6 +21,7 @@ the bad field.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,27 @@ from sharedml.components import registry
 from sharedml.components.base import Params, PartyConfig
 from sharedml.crypto.pki import check_party_id
 from sharedml.errors import ConfigError
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML with YAML 1.2's booleans: only true/false, so that keys and
+    values such as ``on``, ``off``, ``yes``, ``no`` stay strings (PyYAML's 1.1
+    rules would turn ``predict: {on: test}`` into ``{True: 'test'}``)."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse a job spec's YAML (or JSON) text; no Python objects, 1.2 booleans."""
+    return yaml.load(text, Loader=_SpecLoader)
 
 
 class PartySpec(BaseModel):
@@ -130,7 +152,7 @@ def load(source: str | Path | dict[str, Any]) -> JobSpec:
         if isinstance(source, Path) or ("\n" not in text and Path(text).exists()):
             text = Path(source).read_text(encoding="utf-8")
         try:
-            raw = yaml.safe_load(text)
+            raw = parse_yaml(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"job spec is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from sharedml.components import jobspec
 from sharedml.errors import ConfigError
 from sharedml.platform.api.deps import get_platform, require
 from sharedml.platform.auth import Principal
@@ -105,7 +106,7 @@ def _spec_of(body: JobIn) -> dict[str, Any]:
     if len(body.spec) > MAX_SPEC:
         raise ConfigError(f"invalid job spec field spec: longer than {MAX_SPEC} characters")
     try:
-        raw = yaml.safe_load(body.spec)
+        raw = jobspec.parse_yaml(body.spec)
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid job spec field spec: not YAML or JSON: {exc}") from None
     if not isinstance(raw, dict):
