@@ -48,6 +48,7 @@ Lossless Federated Learning Framework", IEEE Intelligent Systems 2021
 
 from __future__ import annotations
 
+import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
@@ -146,6 +147,7 @@ class HEHistogramServer(HistogramServer):
         self.pk = PaillierPublicKey.from_bytes(raw if isinstance(raw, bytes) else raw.tobytes())
         self.flat = (bins + bin_offsets(n_bins)[None, :]).astype(np.int64)
         self.total = int(n_bins.sum())
+        self.n_bins = np.asarray(n_bins, dtype=np.int64)
         self.cts: dict[int, mpz] = {}
 
     def begin_tree(self) -> None:
@@ -159,19 +161,18 @@ class HEHistogramServer(HistogramServer):
             raise ProtocolAbort("malformed HE tree header", party=self.ch.party, step="he/head")
         self.slot_bits = int(head[1])
         self.cts = {}
-        acc = [mpz(1)] * self.total
+        acc = _Accumulator(self.pk.n_sq, self.flat, rows, self.n_bins)
         done = 0
         for _ in range(int(head[2])):
             cts = self.pk.unpack(self.ch.recv(self.lh, "he/ct"))
-            chunk_rows = rows[done : done + len(cts)]
-            if len(chunk_rows) != len(cts):
+            if done + len(cts) > len(rows):
                 raise ProtocolAbort("more ciphertexts than sampled rows", party=self.ch.party)
-            self.cts.update(zip(chunk_rows.tolist(), cts, strict=True))
-            self._accumulate(acc, chunk_rows, cts)
+            self.cts.update(zip(rows[done : done + len(cts)].tolist(), cts, strict=True))
+            acc.add(done, cts)
             done += len(cts)
         if done != len(rows):
             raise ProtocolAbort("fewer ciphertexts than sampled rows", party=self.ch.party)
-        self._send_sums(acc)
+        self._send_sums(acc.finish())
 
     def histograms(self, k: int) -> None:
         node_of_row = recv_rows(self.ch, self.lh, len(self.flat))
@@ -180,17 +181,10 @@ class HEHistogramServer(HistogramServer):
             rows = np.flatnonzero(node_of_row == slot)
             if any(r not in self.cts for r in rows.tolist()):
                 raise ProtocolAbort("node holds a row that was not sampled", party=self.ch.party)
-            acc = [mpz(1)] * self.total
-            self._accumulate(acc, rows, [self.cts[r] for r in rows.tolist()])
-            accs.extend(acc)
+            acc = _Accumulator(self.pk.n_sq, self.flat, rows, self.n_bins)
+            acc.add(0, [self.cts[r] for r in rows.tolist()])
+            accs.extend(acc.finish())
         self._send_sums(accs)
-
-    def _accumulate(self, acc: list[mpz], rows: np.ndarray, cts: list[mpz]) -> None:
-        n_sq = self.pk.n_sq
-        for f in range(self.flat.shape[1]):
-            for c, b in zip(cts, self.flat[rows, f].tolist(), strict=True):
-                acc[b] = acc[b] * c % n_sq
-        return None
 
     def _send_sums(self, acc: list[mpz]) -> None:
         per_ct = (self.pk.plaintext_bits - 1) // self.slot_bits // 2
@@ -200,3 +194,66 @@ class HEHistogramServer(HistogramServer):
             for i in range(0, len(acc), per_ct)
         ]
         self.ch.send(self.lh, "he/sums", self.pk.pack(packed) if packed else np.zeros(0, np.uint8))
+
+
+class _Accumulator:
+    """Encrypted per-bin sums of one node: ``acc[b]`` is the product of the
+    ciphertexts of the node's rows in flat bin ``b`` (a homomorphic sum).
+
+    Each row costs one multiplication per feature, except in the fullest bin
+    of each feature: when those bins hold more rows in all than the node has,
+    the node's total ``T`` is accumulated once and each feature's fullest bin
+    is filled in as ``T / (product of its other bins)`` (one inversion mod
+    ``n^2``). The ciphertexts encrypt the same sums either way and are
+    re-randomised before they leave, so the label holder sees no difference.
+    On default_credit's host (10 features, mostly few-valued) this saves about
+    a third of the multiplications.
+    """
+
+    def __init__(self, n_sq: mpz, flat: np.ndarray, rows: np.ndarray, n_bins: np.ndarray) -> None:
+        self.n_sq = n_sq
+        self.bins = flat[rows]  # (rows, features): flat bin ids
+        self.offsets = bin_offsets(n_bins)
+        self.n_bins = n_bins
+        self.acc = [mpz(1)] * int(n_bins.sum())
+        counts = np.bincount(self.bins.ravel(), minlength=len(self.acc))
+        self.fullest = np.array(
+            [
+                o + int(np.argmax(counts[o : o + k]))
+                for o, k in zip(self.offsets, n_bins, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        self.skip = int(counts[self.fullest].sum()) > len(rows)
+        self.total = mpz(1)
+
+    def add(self, start: int, cts: list[mpz]) -> None:
+        """Add the ciphertexts of the node's rows ``start, start + 1, ...``."""
+        n_sq, acc = self.n_sq, self.acc
+        block = self.bins[start : start + len(cts)]
+        if self.skip:
+            total = self.total
+            for c in cts:
+                total = total * c % n_sq
+            self.total = total
+        for f in range(block.shape[1]):
+            col = block[:, f]
+            if self.skip:
+                keep = np.flatnonzero(col != self.fullest[f])
+                pairs = zip(keep.tolist(), col[keep].tolist(), strict=True)
+            else:
+                pairs = enumerate(col.tolist())
+            for i, b in pairs:
+                acc[b] = acc[b] * cts[i] % n_sq
+
+    def finish(self) -> list[mpz]:
+        """The per-bin ciphertexts, the fullest bins filled in from the total."""
+        if self.skip:
+            n_sq, acc = self.n_sq, self.acc
+            for o, k, full in zip(self.offsets, self.n_bins, self.fullest, strict=True):
+                others = mpz(1)
+                for b in range(int(o), int(o + k)):
+                    if b != full:
+                        others = others * acc[b] % n_sq
+                acc[full] = self.total * gmpy2.invert(others, n_sq) % n_sq
+        return self.acc
