@@ -51,7 +51,6 @@ from sharedml.mpc.material import (
     Kind,
     Request,
     combine,
-    complete,
     components,
     decode_bundle,
     derive,
@@ -301,20 +300,34 @@ def _deal_with(
         return m, k
 
     comps = components(req, shape_of)
-    shares = [[drawn(prg, j, c) for j, c in enumerate(comps) if not c.derived] for prg in prgs]
-    free_names = [c for c in comps if not c.derived]
-    free = {c.name: combine(c, [s[i] for s in shares]) for i, c in enumerate(free_names)}
+    free: dict[str, np.ndarray] = {}
+    for j, c in enumerate(comps):
+        if c.derived:
+            continue
+        # the secret, summed in place into the first party's (pooled) draw
+        free[c.name] = combine(c, [drawn(prg, j, c) for prg in prgs], in_place=True)
     if req.kind == Kind.FIXED_MASK:
-        fixed[req.counter] = free["a"]
+        fixed[req.counter] = free["a"].copy()  # the pooled buffer goes back
         return None
     secrets_ = derive(req, free, fixed.__getitem__)
-    out = []
-    for j, c in enumerate(comps):
-        if not c.derived:
-            continue
-        others = [drawn(prg, j, c) for prg in prgs[:-1]]
-        out.append(complete(c, secrets_[c.name], others).ravel())
-    return np.concatenate(out) if out else None
+    derived = [(j, c) for j, c in enumerate(comps) if c.derived]
+    if not derived:
+        return None
+    # the last party's corrections, written straight into the reply buffer
+    out = np.empty(sum(int(np.prod(c.shape)) for _, c in derived), dtype=np.uint64)
+    at = 0
+    for j, c in derived:
+        size = int(np.prod(c.shape))
+        part = out[at : at + size].reshape(c.shape)
+        np.copyto(part, secrets_[c.name])
+        for prg in prgs[:-1]:
+            share = drawn(prg, j, c)
+            if c.boolean:
+                part ^= share
+            else:
+                part -= share
+        at += size
+    return out
 
 
 def _same_rows(a: np.ndarray | None, b: np.ndarray | None) -> bool:

@@ -193,9 +193,10 @@ def draw(
     return words
 
 
-def combine(comp: Component, shares: list[np.ndarray]) -> np.ndarray:
-    """The secret value behind ``shares`` (sum, or XOR for boolean components)."""
-    out = shares[0].copy()
+def combine(comp: Component, shares: list[np.ndarray], *, in_place: bool = False) -> np.ndarray:
+    """The secret value behind ``shares`` (sum, or XOR for boolean components);
+    ``in_place`` accumulates into ``shares[0]``."""
+    out = shares[0] if in_place else shares[0].copy()
     for s in shares[1:]:
         if comp.boolean:
             out ^= s
