@@ -164,10 +164,20 @@ class FixedOperand:
         mat.release()
         self._limbs = ring.split(self.e)
         self._x_limbs = ring.split(x.share)
+        # the last row selection (a training batch uses the same rows twice)
+        self._cached: tuple[np.ndarray, ring.Limbs, ring.Limbs] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
         return self.x.shape
+
+    def _rows(self, idx: np.ndarray) -> tuple[ring.Limbs, ring.Limbs]:
+        cached = self._cached
+        if cached is not None and cached[0].shape == idx.shape and np.array_equal(cached[0], idx):
+            return cached[1], cached[2]
+        e, xs = self._limbs.rows(idx), self._x_limbs.rows(idx)
+        self._cached = (idx.copy(), e, xs)
+        return e, xs
 
     def matmul(
         self,
@@ -190,7 +200,7 @@ class FixedOperand:
             idx = idx % self.shape[0]
         e, xs = self._limbs, self._x_limbs
         if idx is not None:
-            e, xs = e.rows(idx), xs.rows(idx)
+            e, xs = self._rows(idx)
         if transpose:
             e, xs = e.T, xs.T
         ym = _as_matrix(y, "fixed_matmul", "right")
