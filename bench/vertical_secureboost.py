@@ -45,10 +45,21 @@ def party(session: Session) -> dict[str, Any]:
     train, test = opts["train"], opts["test"]
     y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
     X = frame.drop(columns=["id"]).to_numpy(np.float64)
-    model = SecureBoostClassifier(protocol=opts["protocol"], **SETTINGS)
+    model = SecureBoostClassifier(
+        protocol=opts["protocol"], **{**SETTINGS, "n_estimators": opts["trees"]}
+    )
+    profiler = None
+    if opts.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
+        profiler.enable()
     cpu0, t0 = _cpu(), time.perf_counter()
     model.fit(session, X[train], None if y is None else y[train])
     seconds, cpu = time.perf_counter() - t0, _cpu() - cpu0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{opts['profile']}/{opts['protocol']}-{session.party}.prof")
     scores = model.predict(session, X[test])
     out: dict[str, Any] = {"seconds": seconds, "cpu": cpu}
     if scores is not None and y is not None:
@@ -69,13 +80,22 @@ def _cpu() -> float:
 def dealer(session: Session) -> dict[str, Any]:
     from sharedml.mpc import serve_dealer
 
+    profiler = None
+    if session.extras.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
     cpu0 = _cpu()
     stats = serve_dealer(session, ["guest", "host"])
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{session.extras['profile']}/ss-dealer.prof")
     return {"requests": stats.requests, "bytes": stats.bytes_sent, "cpu": _cpu() - cpu0}
 
 
 def xgboost_baseline(
-    folder: Path, train: np.ndarray, test: np.ndarray
+    folder: Path, train: np.ndarray, test: np.ndarray, trees: int = SETTINGS["n_estimators"]
 ) -> tuple[float, float, float]:
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
@@ -87,7 +107,7 @@ def xgboost_baseline(
     for _ in range(3):
         cpu0, t0 = time.process_time(), time.perf_counter()
         model = xgb.XGBClassifier(
-            n_estimators=30, max_depth=3, learning_rate=0.3, max_bin=32, tree_method="hist"
+            n_estimators=trees, max_depth=3, learning_rate=0.3, max_bin=32, tree_method="hist"
         ).fit(X[train], y[train])
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - cpu0)
@@ -95,16 +115,30 @@ def xgboost_baseline(
     return statistics.median(times), statistics.median(cpus), auc
 
 
-def run(protocols: tuple[str, ...] = ("ss", "he"), data: Path = DATA) -> list[dict[str, Any]]:
-    """One row per protocol: SecureBoost time and AUC beside XGBoost's."""
+def run(
+    protocols: tuple[str, ...] = ("ss", "he"),
+    data: Path = DATA,
+    *,
+    trees: int = SETTINGS["n_estimators"],
+    profile: str | None = None,
+) -> list[dict[str, Any]]:
+    """One row per protocol: SecureBoost time and AUC beside XGBoost's (``trees``
+    trees for both; ``profile``: a folder for each party's cProfile of fit)."""
     from sharedml.cluster import run_cluster
 
     train, test = default_credit_split(data)
-    xgb_seconds, xgb_cpu, xgb_auc = xgboost_baseline(data, train, test)
+    xgb_seconds, xgb_cpu, xgb_auc = xgboost_baseline(data, train, test, trees)
     rows = []
     for protocol in protocols:
         parties = ["guest", "host", "dealer"] if protocol == "ss" else ["guest", "host"]
-        opts = {"data": str(data), "train": train, "test": test, "protocol": protocol}
+        opts = {
+            "data": str(data),
+            "train": train,
+            "test": test,
+            "protocol": protocol,
+            "trees": trees,
+            "profile": profile,
+        }
         fns: dict[str, Any] = {"guest": party, "host": party}
         if protocol == "ss":
             fns["dealer"] = dealer
@@ -114,7 +148,7 @@ def run(protocols: tuple[str, ...] = ("ss", "he"), data: Path = DATA) -> list[di
         rows.append(
             {
                 "protocol": protocol,
-                "trees": SETTINGS["n_estimators"],
+                "trees": trees,
                 "secureboost_s": seconds,
                 "xgboost_s": xgb_seconds,
                 "ratio": seconds / xgb_seconds,
@@ -135,8 +169,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocols", nargs="+", default=["ss", "he"], choices=["ss", "he"])
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--trees", type=int, default=SETTINGS["n_estimators"])
+    parser.add_argument(
+        "--profile", metavar="DIR", help="write each party's cProfile of fit to DIR"
+    )
     args = parser.parse_args()
-    rows = run(tuple(args.protocols), args.data)
+    rows = run(tuple(args.protocols), args.data, trees=args.trees, profile=args.profile)
     report("vertical_secureboost", rows, {"cores": os.cpu_count(), "load": os.getloadavg()[0]})
 
 
