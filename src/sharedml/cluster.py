@@ -25,7 +25,6 @@ still sends to it:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -41,7 +40,15 @@ from typing import Any
 from sharedml.crypto import pki
 from sharedml.errors import ChannelError, ConfigError, SharedMLError
 from sharedml.session import DEFAULT_FRAC_BITS, Session
-from sharedml.simulation import PartyFailed, PartyFn
+from sharedml.simulation import (
+    PartyFailed,
+    PartyFn,
+    party_extras,
+    party_fn,
+    party_seed,
+    party_session,
+    raise_first_failure,
+)
 from sharedml.transport.base import Channel
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
@@ -104,18 +111,15 @@ def run_cluster(
         procs: dict[str, multiprocessing.process.BaseProcess] = {}
         try:
             for party in parties:
-                func = fn[party] if isinstance(fn, Mapping) else fn
-                party_seed = (
-                    hashlib.sha256(seed + party.encode()).digest() if seed is not None else None
-                )
+                func = party_fn(fn, party)
                 spec = _ChildSpec(
                     party,
                     parties,
                     job,
                     timeout,
                     frac_bits,
-                    party_seed,
-                    dict((extras or {}).get(party, {})),
+                    party_seed(seed, party),
+                    party_extras(extras, party),
                     pki.load_identity(pki_dir, party),  # this party's key only
                     wrap,
                     record is not None,
@@ -206,9 +210,7 @@ def _orchestrate(
     if record is not None:
         for party in pipes:
             record.extend(sent.get(party, []))
-    if failures:
-        primary = next((f for f in failures if not isinstance(f[1], ChannelError)), failures[0])
-        raise PartyFailed(*primary) from primary[1]
+    raise_first_failure(failures)
     return results
 
 
@@ -334,13 +336,12 @@ def _run_party(
     recorder = RecordingChannel(channel) if spec.record else None
     sent = recorder.log if recorder is not None else None  # filled as the party sends
     outer: Channel = recorder or channel
-    kwargs: dict[str, Any] = {"extras": spec.extras}
-    if spec.seed is not None:
-        kwargs["seed"] = spec.seed
     try:
         if spec.wrap is not None:
             outer = spec.wrap(outer)
-        session = Session(spec.party, tuple(spec.parties), outer, frac_bits=spec.frac_bits, **kwargs)
+        session = party_session(
+            spec.party, spec.parties, outer, spec.frac_bits, spec.seed, spec.extras
+        )
         result = fn(session)
         channel.close()
     except BaseException as exc:

@@ -56,16 +56,11 @@ def run_parties(
         channel: Channel = hub.channel(party, job, timeout)
         if wrap is not None:
             channel = wrap(channel)
-        party_seed = (
-            hashlib.sha256(seed + party.encode()).digest() if seed is not None else None
+        session = party_session(
+            party, parties, channel, frac_bits, party_seed(seed, party), party_extras(extras, party)
         )
-        kwargs: dict[str, Any] = {"extras": dict((extras or {}).get(party, {}))}
-        if party_seed is not None:
-            kwargs["seed"] = party_seed
-        session = Session(party, tuple(parties), channel, frac_bits=frac_bits, **kwargs)
-        func = fn[party] if isinstance(fn, Mapping) else fn
         try:
-            results[party] = func(session)
+            results[party] = party_fn(fn, party)(session)
         except BaseException as exc:  # reported with the party's name below
             failures.append((party, exc, traceback.format_exc()))
             hub.fail_party(
@@ -77,11 +72,47 @@ def run_parties(
         t.start()
     for t in threads:
         t.join()
-    if failures:
-        # The root cause is the first party that failed for a reason other than
-        # a peer's failure reaching it.
-        primary = next(
-            (f for f in failures if not isinstance(f[1], ChannelError)), failures[0]
-        )
-        raise PartyFailed(*primary) from primary[1]
+    raise_first_failure(failures)
     return results
+
+
+# -- shared with sharedml.cluster, which runs the same parties as processes ----------
+def party_fn(fn: PartyFn | Mapping[str, PartyFn], party: str) -> PartyFn:
+    """The function ``party`` runs: ``fn[party]`` for a mapping, else ``fn`` itself."""
+    return fn[party] if isinstance(fn, Mapping) else fn
+
+
+def party_seed(seed: bytes | None, party: str) -> bytes | None:
+    """``party``'s own secret seed derived from the run's ``seed`` (None: draw one)."""
+    return hashlib.sha256(seed + party.encode()).digest() if seed is not None else None
+
+
+def party_extras(extras: Mapping[str, Mapping[str, Any]] | None, party: str) -> dict[str, Any]:
+    """A copy of the extras wired in for ``party`` (empty when none are)."""
+    return dict((extras or {}).get(party, {}))
+
+
+def party_session(
+    party: str,
+    parties: Sequence[str],
+    channel: Channel,
+    frac_bits: int,
+    seed: bytes | None,
+    extras: dict[str, Any],
+) -> Session:
+    """``party``'s session over ``channel``; ``seed`` None leaves Session to draw a fresh one."""
+    kwargs: dict[str, Any] = {"extras": extras}
+    if seed is not None:
+        kwargs["seed"] = seed
+    return Session(party, tuple(parties), channel, frac_bits=frac_bits, **kwargs)
+
+
+def raise_first_failure(failures: Sequence[tuple[str, BaseException, str]]) -> None:
+    """Raise :class:`PartyFailed` for the root cause among ``(party, error, traceback)``.
+
+    The root cause is the first party that failed for a reason other than a
+    peer's failure reaching it (a ChannelError); failing that, the first.
+    """
+    if failures:
+        primary = next((f for f in failures if not isinstance(f[1], ChannelError)), failures[0])
+        raise PartyFailed(*primary) from primary[1]
