@@ -25,7 +25,7 @@ and (``woe``, at the label holder) information values.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -160,6 +160,38 @@ def _targets(ctx: StepContext) -> tuple[pd.DataFrame, list[str]]:
     return _require(ctx, "data"), ["data"]
 
 
+class _Fitted(Protocol):
+    """A Scaler or Filler: fitted on local rows or through secure sums, then applied."""
+
+    def fit(self, x: np.ndarray) -> Any: ...
+    def fit_horizontal(self, session: Session, x: np.ndarray) -> Any: ...
+    def transform(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def _fit_and_transform(ctx: StepContext, model: _Fitted, layout: str) -> tuple[list[str], int]:
+    """Fit ``model`` on the training rows' features and transform every target frame.
+
+    Vertical data fits locally; horizontal data fits through secure sums over
+    the data parties. Returns the feature columns and how many of their cells
+    were missing (NaN) before the transform, over all target frames.
+    """
+    fit_on, keys = _targets(ctx)
+    cols = feature_columns(ctx, fit_on)
+    x = fit_on[cols].to_numpy(dtype=np.float64)
+    if layout == "vertical":
+        model.fit(x)
+    else:
+        model.fit_horizontal(data_session(ctx), x)
+    missing = 0
+    for key in keys:
+        frame = ctx.state[key].copy()
+        vals = frame[cols].to_numpy(dtype=np.float64)
+        missing += int(np.isnan(vals).sum())
+        frame[cols] = model.transform(vals)
+        ctx.state[key] = frame
+    return cols, missing
+
+
 class ScaleParams(Params):
     method: Literal["standard", "minmax"] = "standard"
     layout: Literal["vertical", "horizontal"] = "vertical"
@@ -175,18 +207,8 @@ class ScaleStep(Component):
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn.preprocessing import Scaler
 
-        fit_on, keys = _targets(ctx)
-        cols = feature_columns(ctx, fit_on)
         scaler = Scaler(params.method)
-        x = fit_on[cols].to_numpy(dtype=np.float64)
-        if params.layout == "vertical":
-            scaler.fit(x)
-        else:
-            scaler.fit_horizontal(data_session(ctx), x)
-        for key in keys:
-            frame = ctx.state[key].copy()
-            frame[cols] = scaler.transform(frame[cols].to_numpy(dtype=np.float64))
-            ctx.state[key] = frame
+        cols, _ = _fit_and_transform(ctx, scaler, params.layout)
         ctx.state["scaler"] = scaler
         return StepResult(metrics={"columns": len(cols)})
 
@@ -207,21 +229,7 @@ class FillStep(Component):
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn.preprocessing import Filler
 
-        fit_on, keys = _targets(ctx)
-        cols = feature_columns(ctx, fit_on)
-        x = fit_on[cols].to_numpy(dtype=np.float64)
-        filler = Filler(params.strategy, params.value)
-        if params.layout == "vertical":
-            filler.fit(x)
-        else:
-            filler.fit_horizontal(data_session(ctx), x)
-        filled = 0
-        for key in keys:
-            frame = ctx.state[key].copy()
-            vals = frame[cols].to_numpy(dtype=np.float64)
-            filled += int(np.isnan(vals).sum())
-            frame[cols] = filler.transform(vals)
-            ctx.state[key] = frame
+        cols, filled = _fit_and_transform(ctx, Filler(params.strategy, params.value), params.layout)
         return StepResult(metrics={"columns": len(cols), "filled_cells": filled})
 
 
