@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,13 +92,12 @@ class AuditLog:
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Add one entry at the head of the chain (serialised; retried on a race)."""
-        for _ in range(20):
-            with self._lock:
-                try:
-                    return self._append_once(actor, action, target, outcome, detail or {})
-                except IntegrityError:
-                    continue  # another process took this seq; read the new head and retry
-        raise SharedMLError("could not append to the audit log", remedy="retry the operation")
+
+        def add() -> AuditEntry:
+            with self._store.session() as s:
+                return self._add(s, actor, action, target, outcome, detail or {})
+
+        return self._retried(add)
 
     def append_in(
         self,
@@ -111,20 +110,22 @@ class AuditLog:
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Add an entry inside the caller's transaction: it commits (or not) with the operation."""
+
+        def add() -> AuditEntry:
+            with s.begin_nested():
+                return self._add(s, actor, action, target, outcome, detail or {})
+
+        return self._retried(add)
+
+    def _retried(self, add: Callable[[], AuditEntry]) -> AuditEntry:
+        """Run ``add`` under the lock; on a race for the next seq, read the new head and retry."""
         for _ in range(20):
             with self._lock:
                 try:
-                    with s.begin_nested():
-                        return self._add(s, actor, action, target, outcome, detail or {})
+                    return add()
                 except IntegrityError:
-                    continue
+                    continue  # another process took this seq; read the new head and retry
         raise SharedMLError("could not append to the audit log", remedy="retry the operation")
-
-    def _append_once(
-        self, actor: str, action: str, target: str, outcome: str, detail: dict[str, Any]
-    ) -> AuditEntry:
-        with self._store.session() as s:
-            return self._add(s, actor, action, target, outcome, detail)
 
     def _add(
         self, s: Session, actor: str, action: str, target: str, outcome: str, detail: dict[str, Any]
