@@ -17,14 +17,14 @@ name the dataset in a job, the approval lets that job's tasks run.
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sharedml.errors import PolicyDenied
 from sharedml.platform.auth import Principal
 from sharedml.platform.errors import NotFound
+from sharedml.platform.records import find_grant
 from sharedml.platform.store import Store
-from sharedml.platform.store.models import PERMISSIONS, Dataset, Grant, Job, Project
+from sharedml.platform.store.models import PERMISSIONS, Dataset, Job, Project
 
 ALL = frozenset({"admin", "data_owner", "analyst", "auditor"})
 
@@ -96,13 +96,7 @@ class Access:
 
     @staticmethod
     def _stored(s: Session, user_id: int, resource: str, resource_id: int) -> int:
-        row = s.scalars(
-            select(Grant).where(
-                Grant.user_id == user_id,
-                Grant.resource == resource,
-                Grant.resource_id == resource_id,
-            )
-        ).first()
+        row = find_grant(s, user_id, resource, resource_id)
         return level(row.permission) if row else -1
 
     def require(

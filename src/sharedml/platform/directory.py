@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sharedml.errors import ConfigError
 from sharedml.platform.auth import Principal
 from sharedml.platform.errors import Conflict, NotFound
-from sharedml.platform.records import get_or_404
+from sharedml.platform.records import find_grant, get_or_404
 from sharedml.platform.store.models import (
     PERMISSIONS,
     ROLES,
@@ -128,13 +128,7 @@ class Grants:
             )
         with self._p.store.session() as s:
             get_or_404(s, User, user_id, "user")
-            row = s.scalars(
-                select(Grant).where(
-                    Grant.user_id == user_id,
-                    Grant.resource == resource,
-                    Grant.resource_id == resource_id,
-                )
-            ).first()
+            row = find_grant(s, user_id, resource, resource_id)
             if row is None:
                 row = Grant(
                     user_id=user_id,
@@ -157,13 +151,7 @@ class Grants:
 
     def revoke(self, principal: Principal, resource: str, resource_id: int, user_id: int) -> None:
         with self._p.store.session() as s:
-            row = s.scalars(
-                select(Grant).where(
-                    Grant.user_id == user_id,
-                    Grant.resource == resource,
-                    Grant.resource_id == resource_id,
-                )
-            ).first()
+            row = find_grant(s, user_id, resource, resource_id)
             if row is None:
                 raise NotFound(f"user {user_id} has no grant on {resource} {resource_id}")
             s.delete(row)
