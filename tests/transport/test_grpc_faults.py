@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,17 +48,27 @@ def _kill(proc: multiprocessing.process.BaseProcess) -> None:
     proc.join(timeout=10)
 
 
-def test_peer_that_never_answers_gives_peer_timeout(
-    own_pki: Path, x_endpoint: GrpcEndpoint
-) -> None:
-    job = f"silent-{uuid.uuid4().hex[:6]}"
+@contextmanager
+def _hanging_y(
+    own_pki: Path, job: str
+) -> Iterator[tuple[str, multiprocessing.process.BaseProcess]]:
+    """Party y in its own process: serves ``job``, then never answers; killed on exit."""
     parent_end, child_end = SPAWN.Pipe()
     proc = SPAWN.Process(
         target=serve_then_hang, args=(str(own_pki), "y", job, ["x", "y"], child_end)
     )
     proc.start()
     try:
-        address = parent_end.recv()
+        yield parent_end.recv(), proc
+    finally:
+        _kill(proc)
+
+
+def test_peer_that_never_answers_gives_peer_timeout(
+    own_pki: Path, x_endpoint: GrpcEndpoint
+) -> None:
+    job = f"silent-{uuid.uuid4().hex[:6]}"
+    with _hanging_y(own_pki, job) as (address, _):
         ch = x_endpoint.channel(job, ("x", "y"), {"y": address}, timeout=1.0)
         ch.send("y", "question", b"anyone there?")  # y is up and admits the stream
         start = time.monotonic()
@@ -67,8 +78,6 @@ def test_peer_that_never_answers_gives_peer_timeout(
         assert "'y'" in str(info.value) and "answer" in str(info.value)
         assert 1.0 <= elapsed < 4.0
         ch.close()
-    finally:
-        _kill(proc)
 
 
 def test_unreachable_peer_after_retries(x_endpoint: GrpcEndpoint) -> None:
@@ -112,13 +121,7 @@ def test_sending_to_a_peer_that_died_gives_channel_error(
     own_pki: Path, x_endpoint: GrpcEndpoint
 ) -> None:
     job = f"gone-{uuid.uuid4().hex[:6]}"
-    parent_end, child_end = SPAWN.Pipe()
-    proc = SPAWN.Process(
-        target=serve_then_hang, args=(str(own_pki), "y", job, ["x", "y"], child_end)
-    )
-    proc.start()
-    try:
-        address = parent_end.recv()
+    with _hanging_y(own_pki, job) as (address, proc):
         ch = x_endpoint.channel(job, ("x", "y"), {"y": address}, timeout=20)
         ch.send("y", "first", np.zeros(10))
         _kill(proc)
@@ -130,8 +133,6 @@ def test_sending_to_a_peer_that_died_gives_channel_error(
         assert time.monotonic() - start < 20
         with pytest.raises(ChannelError):
             ch.close()
-    finally:
-        _kill(proc)
 
 
 def test_configuration_mistakes_are_clear(own_pki: Path, x_endpoint: GrpcEndpoint) -> None:
