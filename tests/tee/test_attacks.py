@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import cbor2
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.tee.conftest import SimWorld
 
 from sharedml.errors import AttestationError, ConfigError, PolicyDenied
-from sharedml.tee.attestation import Evidence, Policy, VersionFloor, report_data_for
+from sharedml.tee.attestation import Evidence, Policy, Verifier, VersionFloor, report_data_for
 from sharedml.tee.attestation.sim import SimVendor
 
 KEY = b"enclave public key bundle"
@@ -28,10 +29,17 @@ def reason(info: pytest.ExceptionInfo[AttestationError]) -> str:
     return str(info.value.reason)  # type: ignore[attr-defined]
 
 
+def quote_challenge(
+    sim: SimWorld, verifier: Verifier, now: dt.datetime | None = None, **quoter_kw: object
+) -> tuple[bytes, Evidence]:
+    """A fresh challenge from ``verifier`` and the enclave's evidence answering it for KEY."""
+    nonce = verifier.challenge(now)
+    return nonce, sim.quoter(**quoter_kw).quote(report_data_for(nonce, KEY))  # type: ignore[arg-type]
+
+
 def attest_and_verify(sim: SimWorld, policy: Policy, **quoter_kw: object) -> None:
     verifier = sim.verifier()
-    nonce = verifier.challenge()
-    evidence = sim.quoter(**quoter_kw).quote(report_data_for(nonce, KEY))  # type: ignore[arg-type]
+    nonce, evidence = quote_challenge(sim, verifier, **quoter_kw)
     verifier.verify(evidence, policy, nonce=nonce, public_key=KEY)
 
 
@@ -95,9 +103,7 @@ def test_stale_nonce(sim: SimWorld) -> None:
 
 def test_expired_nonce(sim: SimWorld) -> None:
     verifier = sim.verifier()
-    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    nonce = verifier.challenge(past)
-    evidence = sim.quoter().quote(report_data_for(nonce, KEY))
+    nonce, evidence = quote_challenge(sim, verifier, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     with pytest.raises(AttestationError) as info:
         verifier.verify(evidence, sim.policy(), nonce=nonce, public_key=KEY)
     assert reason(info) == "nonce"
@@ -105,8 +111,7 @@ def test_expired_nonce(sim: SimWorld) -> None:
 
 def test_replayed_evidence(sim: SimWorld) -> None:
     verifier = sim.verifier()
-    nonce = verifier.challenge()
-    evidence = sim.quoter().quote(report_data_for(nonce, KEY))
+    nonce, evidence = quote_challenge(sim, verifier)
     verifier.verify(evidence, sim.policy(), nonce=nonce, public_key=KEY)
     with pytest.raises(AttestationError) as info:
         verifier.verify(evidence, sim.policy(), nonce=nonce, public_key=KEY)
@@ -115,8 +120,7 @@ def test_replayed_evidence(sim: SimWorld) -> None:
 
 def test_report_data_not_binding_the_key(sim: SimWorld) -> None:
     verifier = sim.verifier()
-    nonce = verifier.challenge()
-    evidence = sim.quoter().quote(report_data_for(nonce, KEY))
+    nonce, evidence = quote_challenge(sim, verifier)
     with pytest.raises(AttestationError) as info:
         verifier.verify(evidence, sim.policy(), nonce=nonce, public_key=b"the host's own key")
     assert reason(info) == "binding"
@@ -124,8 +128,7 @@ def test_report_data_not_binding_the_key(sim: SimWorld) -> None:
 
 def test_tampered_payload(sim: SimWorld) -> None:
     verifier = sim.verifier()
-    nonce = verifier.challenge()
-    evidence = sim.quoter(manifest=sim.manifest(debug=True)).quote(report_data_for(nonce, KEY))
+    nonce, evidence = quote_challenge(sim, verifier, manifest=sim.manifest(debug=True))
     protected, unprotected, payload, sig = cbor2.loads(evidence.document)
     claims = cbor2.loads(payload)
     claims["debug"] = False  # the host flips the debug flag
@@ -135,34 +138,38 @@ def test_tampered_payload(sim: SimWorld) -> None:
     assert reason(info) == "signature"
 
 
-def test_foreign_root(sim: SimWorld, tmp_path: Path) -> None:
-    rogue = SimVendor.create(tmp_path / "rogue")
-    platform = rogue.provision("platform-x")
-    with pytest.raises(AttestationError) as info:
-        attest_and_verify(sim, sim.policy(), platform=platform)
-    assert reason(info) == "root"
+def _foreign_root(sim: SimWorld, tmp_path: Path) -> Path:
+    return SimVendor.create(tmp_path / "rogue").provision("platform-x")
 
 
-def test_expired_certificate(sim: SimWorld) -> None:
+def _expired_certificate(sim: SimWorld, tmp_path: Path) -> Path:
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
-    platform = sim.vendor.provision("platform-old", now=past, valid_for=dt.timedelta(days=2))
-    with pytest.raises(AttestationError) as info:
-        attest_and_verify(sim, sim.policy(), platform=platform)
-    assert reason(info) == "expired"
+    return sim.vendor.provision("platform-old", now=past, valid_for=dt.timedelta(days=2))
 
 
-def test_outdated_tcb(sim: SimWorld) -> None:
-    platform = sim.vendor.provision("platform-unpatched", tcb_svn=2)
+def _outdated_tcb(sim: SimWorld, tmp_path: Path) -> Path:
+    return sim.vendor.provision("platform-unpatched", tcb_svn=2)
+
+
+@pytest.mark.parametrize(
+    ("provision", "expected"),
+    [(_foreign_root, "root"), (_expired_certificate, "expired"), (_outdated_tcb, "tcb")],
+    ids=["foreign-root", "expired-certificate", "outdated-tcb"],
+)
+def test_untrusted_platform(
+    sim: SimWorld, tmp_path: Path, provision: Callable[[SimWorld, Path], Path], expected: str
+) -> None:
+    """A quote from a platform whose certificate the verifier must not trust."""
+    platform = provision(sim, tmp_path)
     with pytest.raises(AttestationError) as info:
         attest_and_verify(sim, sim.policy(), platform=platform)
-    assert reason(info) == "tcb"
+    assert reason(info) == expected
 
 
 def test_revoked_platform(sim: SimWorld) -> None:
     platform = sim.vendor.provision("platform-leaked")
     verifier = sim.verifier(crl=sim.vendor.revocation_list(["platform-leaked"]))
-    nonce = verifier.challenge()
-    evidence = sim.quoter(platform=platform).quote(report_data_for(nonce, KEY))
+    nonce, evidence = quote_challenge(sim, verifier, platform=platform)
     with pytest.raises(AttestationError) as info:
         verifier.verify(evidence, sim.policy(), nonce=nonce, public_key=KEY)
     assert reason(info) == "revoked"
@@ -199,8 +206,7 @@ def test_malformed_evidence(sim: SimWorld, document: bytes) -> None:
 
 def test_truncated_evidence(sim: SimWorld) -> None:
     verifier = sim.verifier()
-    nonce = verifier.challenge()
-    evidence = sim.quoter().quote(report_data_for(nonce, KEY))
+    nonce, evidence = quote_challenge(sim, verifier)
     with pytest.raises(AttestationError):
         verifier.verify(Evidence("sim", evidence.document[:-40]), sim.policy(), nonce=nonce, public_key=KEY)
 
