@@ -96,3 +96,18 @@ def test_tree_predict_follows_directions():
     dirs = {("host", 0): table.directions(X, np.array([0]))[0]}
     np.testing.assert_array_equal(tree.predict(2, dirs), [-1.0, 2.0])
     assert Tree.from_dict(tree.to_dict()) == tree
+
+
+def test_indicator_without_last_bins_gives_the_full_histogram():
+    from sharedml.learn.tree.ss_histograms import indicator, with_last_bins
+
+    rng = np.random.default_rng(3)
+    nb = np.array([4, 1, 3, 6])
+    bins = np.stack([rng.integers(0, k, 300) for k in nb], axis=1)
+    g, h = rng.normal(size=300), rng.uniform(size=300)
+    B = indicator(bins, nb).astype(np.float64)
+    assert B.shape == (300, int(nb.sum()) - len(nb))
+    sums = B.T @ np.stack([g, h], axis=1)
+    got = with_last_bins(sums[None], nb, np.array([[g.sum(), h.sum()]]))[0]
+    want = histogram(bins, bin_offsets(nb), int(nb.sum()), g, h)
+    np.testing.assert_allclose(got, want, atol=1e-9)

@@ -5,8 +5,10 @@ additive shares on Z_2^64 from :mod:`sharedml.mpc`; correlated randomness from
 a dealer D, or from Paillier between two parties):
 
 1. Setup, once per training: each F_j builds its bin-indicator matrix
-   ``B_j`` (n × its total bins; row i has a one in the bin of each of its
-   features) and secret-shares it as integers; the parties mask it **once**
+   ``B_j`` (n × its total bins less one per feature; row i has a one in the
+   bin of each of its features, none when that is the feature's last bin:
+   L derives each last bin as the node's total minus the other bins, since it
+   knows the node's rows and gradients) and secret-shares it as integers; the parties mask it **once**
    (:class:`sharedml.mpc.FixedOperand`: ``B_j - A_j`` is opened a single time
    and reused by every product of every tree).
 2. Per histogram request, L forms ``Y`` (n × 2k): for each requested node,
@@ -64,11 +66,31 @@ def make_runtime(session: Session, provider: str, dealer: str) -> Any:
 
 
 def indicator(bins: np.ndarray, n_bins: np.ndarray) -> np.ndarray:
-    """The one-hot bin matrix (n × total bins) as ring integers."""
+    """The one-hot bin matrix as ring integers, without each feature's last bin
+    (n × Σ(n_bins - 1)): a row in a last bin has no one for that feature."""
     n = len(bins)
-    out = np.zeros((n, int(n_bins.sum())), dtype=ring.DTYPE)
-    flat = bins + bin_offsets(n_bins)[None, :]
-    out[np.repeat(np.arange(n), bins.shape[1]), flat.ravel()] = 1
+    kept = np.asarray(n_bins, dtype=np.int64) - 1
+    out = np.zeros((n, int(kept.sum())), dtype=ring.DTYPE)
+    inside = bins < kept[None, :]
+    flat = bins + bin_offsets(kept)[None, :]
+    rows = np.repeat(np.arange(n), bins.shape[1]).reshape(bins.shape)
+    out[rows[inside], flat[inside]] = 1
+    return out
+
+
+def with_last_bins(sums: np.ndarray, n_bins: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """Full histograms ``(k, Σ n_bins, 2)`` from sums without each feature's
+    last bin ``(k, Σ(n_bins - 1), 2)``: the last bin is the node's total
+    ``totals`` ``(k, 2)`` minus the feature's other bins."""
+    k = sums.shape[0]
+    out = np.empty((k, int(n_bins.sum()), 2))
+    start = 0
+    for f, nb in enumerate(np.asarray(n_bins, dtype=np.int64).tolist()):
+        src = int(bin_offsets(np.asarray(n_bins) - 1)[f])
+        part = sums[:, src : src + nb - 1]
+        out[:, start : start + nb - 1] = part
+        out[:, start + nb - 1] = totals - part.sum(axis=1)
+        start += nb
     return out
 
 
@@ -143,12 +165,20 @@ class SSHistogramClient(_SSParty, HistogramClient):
         y[at, 2 * slots + 1] = self.h[at]
         enc = np.rint(y * float(1 << self.scale)).astype(np.int64).view(ring.DTYPE)
         shared = self.mpc.share(enc, owner=self.lh, encoded=True, scale=self.scale)
+        totals = np.stack(
+            [
+                np.bincount(slots, weights=self.g[at], minlength=k),
+                np.bincount(slots, weights=self.h[at], minlength=k),
+            ],
+            axis=1,
+        )
         out = {}
         for p, sums in self._sums(shared).items():
-            total = int(self.nbins[p].sum())
-            if sums.shape != (total, 2 * k):
+            nb = self.nbins[p]
+            kept = int(nb.sum()) - len(nb)
+            if sums.shape != (kept, 2 * k):
                 raise ProtocolAbort(f"revealed histogram of shape {sums.shape}", party=p)
-            out[p] = sums.reshape(total, k, 2).transpose(1, 0, 2)
+            out[p] = with_last_bins(sums.reshape(kept, k, 2).transpose(1, 0, 2), nb, totals)
         return out
 
 
