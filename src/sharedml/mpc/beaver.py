@@ -151,6 +151,11 @@ class FixedOperand:
     Tip (training loops): ``fx.matmul(g, rows=b, transpose=True, truncate=False)
     * (lr / len(b))`` truncates once for both the product and the step size
     (scale 3f → f), saving a round per batch.
+
+    :meth:`truncated_matmul_t` folds a truncation into the product that
+    follows it: X[R]ᵀ @ (⌊v / 2^k⌋ + offset) costs the truncation's opening
+    only (TRUNC_FIXED material: the pair r, r_hi, r_msb of the truncation plus
+    C = A[R]ᵀ r_hi and M = A[R]ᵀ diag(r_msb); see that method).
     """
 
     def __init__(self, x: SharedTensor) -> None:
@@ -171,6 +176,73 @@ class FixedOperand:
     def shape(self) -> tuple[int, ...]:
         return self.x.shape
 
+    def _index(self, rows: np.ndarray | slice | None) -> np.ndarray | None:
+        if isinstance(rows, slice):
+            return np.arange(self.shape[0])[rows]
+        if rows is None:
+            return None
+        idx = np.asarray(rows, dtype=np.int64)
+        if idx.ndim != 1 or (idx.size and (idx.min() < -self.shape[0] or idx.max() >= self.shape[0])):
+            raise _fail(self.x, "fixed_matmul", f"rows out of range for shape {self.shape}")
+        return idx % self.shape[0]
+
+    def truncated_matmul_t(
+        self, v: SharedTensor, bits: int, *, rows: np.ndarray | slice | None = None, offset: float = 0.0
+    ) -> SharedTensor:
+        """Shared ``X[rows]ᵀ @ (⌊v / 2^bits⌋ + offset)`` for a column ``v``
+        (scale ``v.scale - bits`` after the truncation, plus X's); untruncated
+        product. One round — the truncation's — with a provider that deals
+        TRUNC_FIXED material, else a truncation then :meth:`matmul` (two).
+
+        1. Open c = v + 2^62 + r as in pair truncation
+           (:mod:`sharedml.mpc.truncation`); with u = 1 - msb(c) (public),
+           P_i's share of t = ⌊v/2^k⌋ is [i=0]·q + y_i, q = ⌊c/2^k⌋ - 2^(62-k)
+           (+ the offset) public and y_i = -r_hi_i + 2^(64-k)·u·r_msb_i.
+        2. X[R]ᵀ t = Σ_i X_i[R]ᵀ q + E[R]ᵀ Σ_i y_i + A[R]ᵀ Σ_i y_i, and
+           A[R]ᵀ Σ y_i = -C + 2^(64-k)·M u: P_i sets
+           z_i = X_i[R]ᵀ q + E[R]ᵀ y_i - C_i + 2^(64-k)·M_i u (local).
+
+        Reveals: c only (uniform, as in pair truncation); no F = t - B is
+        opened. Same error as :func:`~sharedml.mpc.truncation.truncate`
+        (+0 or +1 ulp on t, for |v| < 2^62). Semi-honest, as the provider.
+        """
+        from sharedml.mpc.truncation import truncate
+
+        mpc = self.mpc
+        idx = self._index(rows)
+        m = self.shape[0] if idx is None else idx.size
+        if v.shape not in ((m,), (m, 1)):
+            raise _fail(v, "fixed_matmul", f"needs a column of {m} rows, got shape {v.shape}")
+        scale = v.scale - bits
+        provider = mpc.provider
+        if not provider.supports_trunc_fixed or mpc.trunc_mode != "pair" or not 0 < bits < 62:
+            t = truncate(v, bits)
+            t.scale = scale
+            return self.matmul(t + offset, rows=idx, transpose=True, truncate=False)
+        mat = provider.request(Kind.TRUNC_FIXED, (self.id, bits, m), idx)
+        col = v.share.reshape(m, 1)
+        masked = col + mat["r"]
+        if mpc.index == 0:
+            masked += np.uint64(1 << 62)
+        c = mpc.open("trunc_fixed", masked)
+        kb = np.uint64(bits)
+        u = (c >> np.uint64(63)) ^ np.uint64(1)
+        q = (c >> kb) - np.uint64(1 << (62 - bits))
+        if offset:
+            q += np.int64(round(offset * float(1 << scale))).astype(np.uint64)
+        y = (u << np.uint64(64 - bits)) * mat["r_msb"]
+        y -= mat["r_hi"]
+        e, xs = self._limbs, self._x_limbs
+        if idx is not None:
+            e, xs = self._rows(idx)
+        z = ring.matmul(xs.T, ring.split(q))
+        z += ring.matmul(e.T, ring.split(y))
+        z -= mat["c"]
+        picked = mat["M"][:, u.ravel() == 1].sum(axis=1, dtype=np.uint64).reshape(-1, 1)
+        z += picked << np.uint64(64 - bits)
+        mat.release()
+        return SharedTensor(mpc, z, self.x.scale + scale)
+
     def _rows(self, idx: np.ndarray) -> tuple[ring.Limbs, ring.Limbs]:
         cached = self._cached
         if cached is not None and cached[0].shape == idx.shape and np.array_equal(cached[0], idx):
@@ -190,14 +262,7 @@ class FixedOperand:
         """Shared ``X[rows] @ y`` (or ``X[rows]ᵀ @ y``); one round, plus the
         truncation round unless ``truncate=False``."""
         mpc = self.mpc
-        idx = None
-        if isinstance(rows, slice):
-            idx = np.arange(self.shape[0])[rows]
-        elif rows is not None:
-            idx = np.asarray(rows, dtype=np.int64)
-            if idx.ndim != 1 or (idx.size and (idx.min() < -self.shape[0] or idx.max() >= self.shape[0])):
-                raise _fail(self.x, "fixed_matmul", f"rows out of range for shape {self.shape}")
-            idx = idx % self.shape[0]
+        idx = self._index(rows)
         e, xs = self._limbs, self._x_limbs
         if idx is not None:
             e, xs = self._rows(idx)

@@ -69,6 +69,7 @@ class DealerProvider(RandomnessProvider):
     name = "dealer"
     supports_bit_mul = True
     supports_prefetch = True
+    supports_trunc_fixed = True
 
     def __init__(self, session: Session, dealer: str = "dealer", *, scope: str = _SCOPE) -> None:
         super().__init__()

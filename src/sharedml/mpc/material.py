@@ -24,6 +24,8 @@ DABIT          shape                  rb (one bit, boolean) | ra = rb (arithmeti
 FIXED_MASK     m, k                   a (m,k)   — remembered under the counter
 FIXED_MATMUL   id, t, n [+ rows]      b | c = A' @ b, A' = A[rows] (t=0) or A[rows]ᵀ (t=1)
 DABIT_MUL      shape                  rb (bit, boolean), a | ra = rb, c = ra·a
+TRUNC_FIXED    id, k, m [+ rows]      r (m,1) | r_hi, r_msb as TRUNC; c = A'ᵀ r_hi,
+                                      M = A'ᵀ · diag(r_msb), A' = A[rows] (m rows)
 =============  =====================  =========================================
 
 A BUNDLE (wire only, no material of its own) carries several consecutive
@@ -57,6 +59,7 @@ class Kind(IntEnum):
     FIXED_MATMUL = 8
     DABIT_MUL = 9
     BUNDLE = 10
+    TRUNC_FIXED = 11
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,18 @@ def components(req: Request, fixed_shape: Callable[[int], tuple[int, int]]) -> l
             Component("ra", d, derived=True),
             Component("c", d, derived=True),
         ]
+    if k == Kind.TRUNC_FIXED:
+        fid, _, m = d
+        rows_all, kk = fixed_shape(fid)
+        if m != (rows_all if req.rows is None else len(req.rows)):
+            raise ProtocolAbort(f"TRUNC_FIXED of {m} rows names {rows_all if req.rows is None else len(req.rows)}", step="dealer")
+        return [
+            Component("r", (m, 1)),
+            Component("r_hi", (m, 1), derived=True),
+            Component("r_msb", (m, 1), derived=True),
+            Component("c", (kk, 1), derived=True),
+            Component("M", (kk, m), derived=True),
+        ]
     if k == Kind.FIXED_MATMUL:
         fid, transpose, n = d
         m, kk = fixed_shape(fid)
@@ -239,6 +254,17 @@ def derive(
         return {"ra": free["rb"].copy()}
     if k == Kind.DABIT_MUL:
         return {"ra": free["rb"].copy(), "c": free["rb"] * free["a"]}
+    if k == Kind.TRUNC_FIXED:
+        fid, bits, _ = req.dims
+        r = free["r"]
+        r_hi, r_msb = r >> np.uint64(bits), r >> _U63
+        at = fixed(fid) if req.rows is None else fixed(fid)[req.rows]
+        return {
+            "r_hi": r_hi,
+            "r_msb": r_msb,
+            "c": ring.matmul(at.T, r_hi),
+            "M": at.T * r_msb.reshape(1, -1),
+        }
     if k == Kind.FIXED_MASK:
         return {}
     if k == Kind.FIXED_MATMUL:

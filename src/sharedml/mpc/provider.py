@@ -78,6 +78,9 @@ class RandomnessProvider(ABC):
     supports_bit_mul: bool = False
     #: Whether ``prefetch(plan)`` and ``recording()`` exist (see DealerProvider).
     supports_prefetch: bool = False
+    #: Whether TRUNC_FIXED material exists (a truncation whose opening also
+    #: gives a fixed operand's product, :meth:`FixedOperand.truncated_matmul_t`).
+    supports_trunc_fixed: bool = False
 
     def __init__(self) -> None:
         self.requests = 0

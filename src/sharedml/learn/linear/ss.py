@@ -23,7 +23,13 @@ Paillier between two parties):
    ``[-a, a]`` (one comparison, one product), then an odd polynomial;
    ``accurate`` — the engine's exp/reciprocal sigmoid. Linear regression
    uses ``p = z``.
-3. ``e = p - y[I]`` (local); ``g = X[I]^T e`` (one round).
+3. ``e = p - y[I]`` (local); ``g = X[I]^T e`` (one round). With a dealer the
+   link's last truncation and this product share one round:
+   ``X[I]^T p`` comes from the truncation's opening alone
+   (``FixedOperand.truncated_matmul_t``) and ``X[I]^T y[I]`` is a local sum of
+   the row products ``X ⊙ y``, made by one Beaver product before the first
+   batch (y and X are fixed). Per batch with ``pwl``: 10 rounds (z: 1, the
+   knots' comparison: 6, relu: 1, truncation with g: 1, update: 1).
 4. ``w <- w (1 - lr*l2) - (lr/|I|) g``: ``g`` is left untruncated and both
    terms are truncated together (one round; see ``_update``).
 5. After the last epoch, ``reveal_weights="own"``: each party receives its own
@@ -142,6 +148,12 @@ class _SSLinear(SGDDriver):
         lh = self.layout_.label_holder
         y = None if self._y is None else self._y.reshape(-1, 1)
         self._ys = mpc.share(y if session.party == lh else None, owner=lh)
+        self._xy: Any = None
+        if self._fusable():
+            from sharedml.mpc import beaver
+
+            # X ⊙ y once (one Beaver round, 2f bits): each batch's X[I]ᵀ y[I] is a local sum
+            self._xy = beaver.mul(self._fx.x, self._ys)
         self._fxv: Any = None
         if self._Xv is not None:
             self._fxv = FixedOperand(self._share_matrix(session, mpc, self._Xv))
@@ -150,7 +162,7 @@ class _SSLinear(SGDDriver):
         mpc = getattr(self, "_mpc", None)
         if mpc is not None:
             mpc.close()
-        self._mpc = self._fx = self._fxv = self._ys = None
+        self._mpc = self._fx = self._fxv = self._ys = self._xy = None
 
     def _init_weights(self, session: Session) -> None:
         width = sum(b - a for a, b in self._offsets().values())
@@ -184,10 +196,34 @@ class _SSLinear(SGDDriver):
 
     def _batch(self, idx: np.ndarray, lr: float) -> None:
         z_raw = self._fx.matmul(self._w, rows=idx, truncate=False)
-        p = self._link(z_raw)
-        e = p - self._ys[idx]
-        g_raw = self._fx.matmul(e, rows=idx, transpose=True, truncate=False)
+        raw = self._link_raw(z_raw) if self._xy is not None else None
+        if raw is not None:
+            # the link's last truncation is also the opening of X[I]ᵀ p
+            acc, bits, base = raw
+            xp = self._fx.truncated_matmul_t(acc, bits, rows=idx, offset=base)
+            g_raw = xp - self._xy_rows(idx)
+        else:
+            p = self._link(z_raw)
+            e = p - self._ys[idx]
+            g_raw = self._fx.matmul(e, rows=idx, transpose=True, truncate=False)
         self._w = self._update(self._w, g_raw, lr, len(idx))
+
+    def _fusable(self) -> bool:
+        """Whether the link's last truncation can share the gradient product's round."""
+        mpc = self._mpc
+        return bool(mpc.provider.supports_trunc_fixed and mpc.trunc_mode == "pair")
+
+    def _xy_rows(self, idx: np.ndarray) -> Any:
+        """Shared ``X[I]ᵀ y[I]`` (2f bits): a local sum of the row products ``X ⊙ y``."""
+        from sharedml.mpc import SharedTensor
+
+        rows = self._xy.share[idx].sum(axis=0, dtype=np.uint64).reshape(-1, 1)
+        return SharedTensor(self._mpc, rows, self._xy.scale)
+
+    def _link_raw(self, z_raw: Any) -> tuple[Any, int, float] | None:
+        """``(acc, bits, base)`` with ``link(z) = ⌊acc / 2^bits⌋ + base``, or
+        ``None`` when the link cannot leave its last truncation to the product."""
+        return z_raw, self._mpc.frac_bits, 0.0
 
     def _update(self, w: Any, g_raw: Any, lr: float, batch: int) -> Any:
         """``w (1 - lr*l2) - (lr/batch) g`` with a single truncation.
@@ -341,6 +377,14 @@ class SSLogisticRegression(_SSLinear):
         self.dealer = dealer
         self.trunc = trunc
 
+    def _fusable(self) -> bool:
+        return self.sigmoid in PIECEWISE and super()._fusable()
+
+    def _link_raw(self, z_raw: Any) -> tuple[Any, int, float] | None:
+        if self.sigmoid in PIECEWISE:
+            return piecewise_raw(z_raw, PIECEWISE[self.sigmoid])
+        return None
+
     def _link(self, z_raw: Any) -> Any:
         if self.sigmoid in PIECEWISE:
             return piecewise_sigmoid(z_raw, PIECEWISE[self.sigmoid])
@@ -418,9 +462,22 @@ def piecewise_sigmoid(z_raw: Any, knots: tuple[float, ...]) -> Any:
        (:func:`~sharedml.mpc.boolean.bit_mul`; bits carry no fractional bits,
        so nothing to truncate);
     3. ``s(t_1) + sum_j d_j relu_j`` is formed locally at 3f bits and truncated
-       once by 2f — which is also the truncation of ``z`` itself.
+       once by 2f — which is also the truncation of ``z`` itself. In training
+       with a dealer that truncation is folded into the gradient's product
+       (:func:`piecewise_raw` and ``FixedOperand.truncated_matmul_t``).
     """
-    from sharedml.mpc import SharedTensor, concatenate, truncate
+    from sharedml.mpc import truncate
+
+    acc, bits, base = piecewise_raw(z_raw, knots)
+    out = truncate(acc, bits)
+    out.scale = z_raw.mpc.frac_bits
+    return out + base
+
+
+def piecewise_raw(z_raw: Any, knots: tuple[float, ...]) -> tuple[Any, int, float]:
+    """Steps 1-2 of :func:`piecewise_sigmoid` and the sum of step 3, untruncated:
+    ``(acc, 2f, s(t_1))`` with ``sigmoid~(z) = ⌊acc / 2^2f⌋ + s(t_1)``."""
+    from sharedml.mpc import SharedTensor, concatenate
     from sharedml.mpc.boolean import bit_mul, msb_bits
 
     mpc = z_raw.mpc
@@ -437,9 +494,7 @@ def piecewise_sigmoid(z_raw: Any, knots: tuple[float, ...]) -> Any:
     for j, dj in enumerate(d):
         enc = np.uint64(round(float(dj) * (1 << f)) % (1 << 64))
         acc += relu.share[j * n : (j + 1) * n] * enc
-    out = truncate(SharedTensor(mpc, acc, 3 * f), 2 * f)
-    out.scale = f
-    return out + base
+    return SharedTensor(mpc, acc, 3 * f), 2 * f, base
 
 
 def shared_sigmoid(z: Any, approx: str) -> Any:
