@@ -55,3 +55,17 @@ def run_secureboost(
     return run_parties(
         fns, parties_for(protocol), seed=b"secureboost-tests", wrap=wrap, timeout=600
     )
+
+
+def run_rows(
+    cls: type[SecureBoostClassifier] | type[SecureBoostRegressor],
+    data: Any,
+    fit: np.ndarray,
+    test: np.ndarray,
+    **params: Any,
+) -> dict[str, Any]:
+    """:func:`run_secureboost` on rows ``fit`` and ``test`` of a split data set
+    (``data.Xg``, ``data.Xh``, ``data.y``)."""
+    return run_secureboost(
+        cls, data.Xg[fit], data.Xh[fit], data.y[fit], data.Xg[test], data.Xh[test], **params
+    )

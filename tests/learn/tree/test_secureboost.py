@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from secureboost_harness import GUEST, HOST, run_secureboost
+from secureboost_harness import GUEST, HOST, run_rows, run_secureboost
 from sklearn.metrics import roc_auc_score
 
 from sharedml.errors import DataError, NotFittedError
@@ -37,13 +37,11 @@ def xgb_classifier(X, y, **extra):
 @pytest.mark.parametrize("protocol", ["ss", "he"])
 def test_credit_auc_matches_xgboost(credit, protocol):
     tr, te = credit.train, credit.test
-    out = run_secureboost(
+    out = run_rows(
         SecureBoostClassifier,
-        credit.Xg[tr],
-        credit.Xh[tr],
-        credit.y[tr],
-        credit.Xg[te],
-        credit.Xh[te],
+        credit,
+        tr,
+        te,
         protocol=protocol,
         key_bits=1024,
         **SETTINGS,
@@ -67,13 +65,11 @@ def test_motor_rmse_matches_xgboost(motor, protocol):
     import xgboost as xgb
 
     tr, te = motor.train, motor.test
-    out = run_secureboost(
+    out = run_rows(
         SecureBoostRegressor,
-        motor.Xg[tr],
-        motor.Xh[tr],
-        motor.y[tr],
-        motor.Xg[te],
-        motor.Xh[te],
+        motor,
+        tr,
+        te,
         protocol=protocol,
         key_bits=1024,
         n_jobs=1,
@@ -94,13 +90,11 @@ def test_early_stopping_sampling_and_model_files(credit, tmp_path: Path, protoco
     tr, te = small.train, small.test
     val = tr[-600:]
     fit = tr[:-600]
-    out = run_secureboost(
+    out = run_rows(
         SecureBoostClassifier,
-        small.Xg[fit],
-        small.Xh[fit],
-        small.y[fit],
-        small.Xg[te],
-        small.Xh[te],
+        small,
+        fit,
+        te,
         protocol=protocol,
         key_bits=1024,
         val=(small.Xg[val], small.Xh[val], small.y[val]),

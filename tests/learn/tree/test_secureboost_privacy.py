@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from secureboost_harness import GUEST, HOST, run_secureboost
+from secureboost_harness import GUEST, HOST, run_rows
 
 from sharedml.learn.tree import SecureBoostClassifier
 from sharedml.learn.tree.core import sigmoid
@@ -42,13 +42,11 @@ def test_wire_carries_no_raw_values_labels_gradients_or_thresholds(credit, proto
     small = credit.head(1500, 300)
     tr, te = small.train, small.test
     log: list[WireRecord] = []
-    out = run_secureboost(
+    out = run_rows(
         SecureBoostClassifier,
-        small.Xg[tr],
-        small.Xh[tr],
-        small.y[tr],
-        small.Xg[te],
-        small.Xh[te],
+        small,
+        tr,
+        te,
         wrap=lambda ch: RecordingChannel(ch, log),
         protocol=protocol,
         key_bits=1024,
