@@ -14,6 +14,7 @@ import pytest
 from tests.mpc.conftest import run_mpc
 
 from sharedml.crypto.fixedpoint import FixedPoint
+from sharedml.mpc import FixedOperand, beaver
 from sharedml.mpc import nonlinear as N
 from sharedml.mpc.boolean import bit_mul, msb_bits
 from sharedml.transport.recording import RecordingChannel, WireRecord
@@ -65,7 +66,12 @@ def test_no_message_reveals_an_input() -> None:
         below = sx < sy
         sig = N.sigmoid(sx, "clipped")
         chosen = bit_mul(msb_bits(sx - sy), sx)  # [x < y]·x, bits folded into the product
-        return prod.share, below.share, sig.share, chosen.share
+        # a truncation folded into a fixed operand's product (SS-LR's gradient)
+        fx = FixedOperand(
+            mpc.share(np.stack([x, -x], 1) if mpc.party == "alice" else None, owner="alice")
+        )
+        folded = fx.truncated_matmul_t(beaver.mul(sx, sy), FP.frac_bits)
+        return prod.share, below.share, sig.share, chosen.share, folded.share
 
     out = run_mpc(body, wrap=lambda ch: RecordingChannel(ch, log))
     # the protocol worked on these inputs
@@ -74,6 +80,9 @@ def test_no_message_reveals_an_input() -> None:
     bits = out["alice"][1] + out["bob"][1]
     assert np.array_equal(bits, (x < y).astype(np.uint64))
     chosen = FP.decode(out["alice"][3] + out["bob"][3])
+    folded = (out["alice"][4] + out["bob"][4]).view(np.int64) / float(1 << (2 * FP.frac_bits))
+    xe = FP.decode(FP.encode(x))
+    assert np.allclose(folded.ravel(), [xe @ (xe * y), -xe @ (xe * y)], rtol=1e-4, atol=0.05)
     assert np.array_equal(chosen, np.where(x < y, FP.decode(FP.encode(x)), 0.0))
 
     assert len(log) > 20
