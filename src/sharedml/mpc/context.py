@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from sharedml.mpc.provider import RandomnessProvider
     from sharedml.mpc.tensor import SharedTensor
 
-PROTOCOL_VERSION = 1
+#: Bumped when parties of different versions would request different material
+#: (2: bit_mul's DABIT_MUL, dealer bundles, TRUNC_FIXED in SS-LR).
+PROTOCOL_VERSION = 2
 TRUNC_MODES = ("pair", "local")
 
 
