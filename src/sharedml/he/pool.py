@@ -67,6 +67,8 @@ class ZeroMaker:
 
 
 _WORKER: ZeroMaker | None = None
+#: this worker's encryptions of zero made ahead of time (never leave it)
+_STOCK: deque[mpz] = deque()
 
 
 def _init_worker(pk_bytes: bytes) -> None:
@@ -74,12 +76,32 @@ def _init_worker(pk_bytes: bytes) -> None:
     _WORKER = ZeroMaker(PaillierPublicKey.from_bytes(pk_bytes))
 
 
-def _zeros(count: int) -> bytes:
-    """``count`` fresh encryptions of zero, packed (runs in a worker)."""
-    maker = _WORKER
-    if maker is None:
+def _maker() -> ZeroMaker:
+    if _WORKER is None:
         raise RuntimeError("encryption worker used before its initializer ran")
-    return maker.pk.pack([maker.zero() for _ in range(count)]).tobytes()
+    return _WORKER
+
+
+def _stock(count: int) -> int:
+    """Make ``count`` encryptions of zero and keep them here (runs in a worker)."""
+    maker = _maker()
+    _STOCK.extend(maker.zero() for _ in range(count))
+    return count
+
+
+def _encrypt(plain: list[int]) -> tuple[bytes, int]:
+    """Packed encryptions of ``plain`` and how many stocked zeros they used (in
+    a worker; zeros are made on the spot when this worker's stock runs out)."""
+    maker = _maker()
+    pk, used, cts = maker.pk, 0, []
+    for m in plain:
+        if _STOCK:
+            z = _STOCK.popleft()
+            used += 1
+        else:
+            z = maker.zero()
+        cts.append(pk.add_plain(z, m))
+    return pk.pack(cts).tobytes(), used
 
 
 class Encryptor:
@@ -87,18 +109,20 @@ class Encryptor:
 
     An encryption is ``(1 + m n) * r^n mod n^2``; the costly factor ``r^n``
     (an encryption of zero) does not depend on ``m``. :meth:`reserve` has
-    ``n_jobs`` worker processes make fresh encryptions of zero in the
-    background — while this party waits for its peers — and
-    :meth:`encrypt_chunks` then costs one multiplication per value
-    (:meth:`PaillierPublicKey.add_plain`). Each encryption of zero is used once
-    and never leaves this party, so the ciphertexts are distributed exactly as
-    fresh encryptions.
+    ``n_jobs`` worker processes make encryptions of zero in the background —
+    while this party waits for its peers — and keep them; :meth:`encrypt_chunks`
+    then sends the plaintexts to the workers, which spend one multiplication
+    per value (:meth:`PaillierPublicKey.add_plain`) and return the packed
+    ciphertexts, so neither the zeros nor the ciphertexts are converted in
+    this process. Each encryption of zero is used once and never leaves the
+    worker that made it, so the ciphertexts are distributed exactly as fresh
+    encryptions.
 
     Use as a context manager so the pool is shut down; results come back as
     packed ciphertext bytes (:meth:`PaillierPublicKey.pack`), in order. Like
     any spawned pool, a script using ``n_jobs != 1`` needs the
-    ``if __name__ == "__main__":`` guard; without it the zeros are made in
-    this process, with a warning.
+    ``if __name__ == "__main__":`` guard; without it the values are encrypted
+    in this process, with a warning.
     """
 
     def __init__(self, pk: PaillierPublicKey, n_jobs: int = 1, chunk: int = 1024) -> None:
@@ -106,8 +130,8 @@ class Encryptor:
         self.n_jobs = max(1, (os.cpu_count() or 1) if n_jobs < 0 else n_jobs)
         self.chunk = chunk
         self._pool: Executor | None = None
-        self._pending: deque[Future[bytes]] = deque()
-        self._ready: deque[mpz] = deque()
+        self._making: deque[Future[int]] = deque()
+        self._stocked = 0  # zeros made or under way in the workers, not yet used
 
     def __enter__(self) -> Encryptor:
         if self.n_jobs > 1:
@@ -123,21 +147,22 @@ class Encryptor:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
-        self._pending.clear()
-        self._ready.clear()
+        self._making.clear()
+        self._stocked = 0
 
     @property
     def stocked(self) -> int:
         """Encryptions of zero made or under way."""
-        return len(self._ready) + self.chunk * len(self._pending)
+        return self._stocked
 
     def reserve(self, count: int) -> None:
         """Start making encryptions of zero in the background until ``count`` are stocked."""
         if self._pool is None:
             return
         try:
-            while self.stocked < count:
-                self._pending.append(self._pool.submit(_zeros, self.chunk))
+            while self._stocked < count:
+                self._making.append(self._pool.submit(_stock, self.chunk))
+                self._stocked += self.chunk
         except BrokenProcessPool:
             self._broken()
 
@@ -146,22 +171,36 @@ class Encryptor:
         # spawned workers need: carry on in this process.
         log.warning("encryption workers failed to start; encrypting in one process")
         self._pool = None
-        self._pending.clear()
-
-    def _take(self, count: int) -> list[mpz]:
-        self.reserve(count)
-        while len(self._ready) < count and self._pending:
-            try:
-                self._ready.extend(self.pk.unpack(self._pending.popleft().result()))
-            except BrokenProcessPool:
-                self._broken()
-        while len(self._ready) < count:
-            self._ready.append(self.pk.encrypt(0))
-        return [self._ready.popleft() for _ in range(count)]
+        self._making.clear()
+        self._stocked = 0
 
     def encrypt_chunks(self, chunks: Sequence[Sequence[int]]) -> Iterator[bytes]:
         """Packed ciphertexts of each chunk, yielded in order as they are ready."""
-        for chunk in chunks:
-            zeros = self._take(len(chunk))
-            cts = [self.pk.add_plain(z, int(m)) for z, m in zip(zeros, chunk, strict=True)]
-            yield self.pk.pack(cts).tobytes()
+        pieces: list[list[Future[tuple[bytes, int]]]] = []
+        if self._pool is not None:
+            try:
+                # pieces of a chunk go to every worker
+                step = max(1, self.chunk // 2)
+                for chunk in chunks:
+                    plain = [int(m) for m in chunk]
+                    pieces.append(
+                        [
+                            self._pool.submit(_encrypt, plain[i : i + step])
+                            for i in range(0, len(plain), step)
+                        ]
+                    )
+            except BrokenProcessPool:
+                self._broken()
+                pieces = []
+        for i, chunk in enumerate(chunks):
+            if self._pool is not None and i < len(pieces):
+                try:
+                    parts = [f.result() for f in pieces[i]]
+                    self._stocked -= sum(used for _, used in parts)
+                    yield b"".join(data for data, _ in parts)
+                    continue
+                except BrokenProcessPool:
+                    self._broken()
+            yield self.pk.pack([self.pk.encrypt(int(m)) for m in chunk]).tobytes()
+        while self._making and self._making[0].done():
+            self._making.popleft()
