@@ -77,6 +77,10 @@ class HEHistogramClient(HistogramClient):
         self.key_bits = key_bits
         self.n_jobs = n_jobs
         self._encryptor: Encryptor | None = None
+        self._trees_left: int | None = None
+
+    def expect_trees(self, count: int) -> None:
+        self._trees_left = count
 
     def setup(self, ch: Channel, holders: dict[str, np.ndarray], n_rows: int) -> None:
         self.ch = ch
@@ -110,7 +114,10 @@ class HEHistogramClient(HistogramClient):
             for p in self.holders:
                 self.ch.send(p, "he/ct", arr)
         # the next tree's randomness is made while the feature holders work
-        self._encryptor.reserve(len(rows))
+        if self._trees_left is not None:
+            self._trees_left -= 1
+        if self._trees_left is None or self._trees_left > 0:
+            self._encryptor.reserve(len(rows))
         return {p: self._recv_sums(p, 1)[0] for p in self.holders}
 
     def histograms(self, node_of_row: np.ndarray, k: int) -> dict[str, np.ndarray]:

@@ -37,6 +37,9 @@ class HistogramClient(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (worker pools)."""
 
+    def expect_trees(self, count: int) -> None:  # noqa: B027 - optional hook
+        """At most ``count`` trees follow (so no work is prepared past the last)."""
+
 
 class HistogramServer(ABC):
     """A feature holder's side; ``bins`` is its ``(n, F)`` bin matrix."""

@@ -103,6 +103,7 @@ class LabelHolderTrainer:
                 raise ProtocolAbort("malformed feature-holder metadata", party=p, step="meta")
             self.nbins[p] = nb
         self.client.setup(self.ch, {p: self.nbins[p] for p in self.holders}, len(y))
+        self.client.expect_trees(self.cfg.n_estimators)
         n = len(y)
         margin = np.full(n, base)
         val_margin = np.full(len(val[0]), base) if val is not None else None
