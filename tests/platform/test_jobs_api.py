@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.platform.conftest import World
+from platform_world import World
 
 SPEC: dict[str, Any] = {
     "name": "describe-both",

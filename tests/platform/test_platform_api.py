@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
+from platform_world import ROLES, World, make_world
 
-from conftest import ROLES, World, make_world
 from sharedml.platform.api.deps import current_principal
 from sharedml.platform.auth import Principal
 from sharedml.platform.store.models import Job, Node

@@ -6,9 +6,9 @@ import base64
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from platform_world import PASSWORD, World, make_world
 from sqlalchemy import select
 
-from conftest import PASSWORD, World, make_world
 from sharedml.platform.api import create_app
 from sharedml.platform.config import PlatformConfig
 from sharedml.platform.store.models import User

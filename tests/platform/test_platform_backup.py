@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from platform_world import World, make_world
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from conftest import World, make_world
 from sharedml.platform.cli import audit_app, platform_app
 from sharedml.platform.store import backup
 from sharedml.platform.store.models import AuditEntry, Job, Task, User

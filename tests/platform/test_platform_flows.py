@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from platform_world import World
 from sqlalchemy import select
 
-from conftest import World
 from sharedml.platform.store.models import Job
 
 V1 = "/api/v1"

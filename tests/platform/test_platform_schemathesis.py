@@ -17,11 +17,11 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from platform_world import World, make_world  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
-from conftest import World, make_world  # noqa: E402
 from sharedml.platform.store.models import ApiToken, User  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,109 @@
+"""The platform tests' shared world: a store on each backend and an API app with
+one logged-in user per role. A module of its own (not conftest.py) so test
+files import it by a name no other test folder uses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from sharedml.platform.api import create_app
+from sharedml.platform.auth import Totp
+from sharedml.platform.clock import ManualClock
+from sharedml.platform.config import PlatformConfig
+from sharedml.platform.service import Platform
+from sharedml.platform.store import Store
+
+PG_URL_FILE = Path(
+    os.environ.get("SHAREDML_TEST_POSTGRES_URL_FILE", "/tmp/sharedml-test-postgres-url")
+)
+PASSWORD = "correct horse battery"
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("SHAREDML_TEST_POSTGRES_URL")
+    if not url and PG_URL_FILE.exists():
+        url = PG_URL_FILE.read_text(encoding="utf-8").strip()
+    return url or None
+
+
+def fresh_postgres() -> Store:
+    """The test database, emptied (its public schema dropped and made again)."""
+    url = postgres_url()
+    if url is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL leg, but .ci/services.sh gave no URL")
+        pytest.skip("no PostgreSQL: set SHAREDML_TEST_POSTGRES_URL or run .ci/services.sh")
+    store = Store(url)
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    return store
+
+
+@dataclass
+class World:
+    """A platform app over SQLite with a manual clock and one logged-in user per role."""
+
+    app: Any
+    client: TestClient
+    platform: Platform
+    clock: ManualClock
+    tokens: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, int] = field(default_factory=dict)
+    secrets: dict[str, bytes] = field(default_factory=dict)
+
+    def h(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def call(self, who: str | None, method: str, path: str, **kw: Any) -> Any:
+        headers = self.h(who) if who else {}
+        return self.client.request(method, path, headers=headers, **kw)
+
+    def add_user(self, name: str, role: str, *, totp: bool = False) -> int:
+        user, _ = self.platform.users.create("test", name, PASSWORD, role, totp=totp)
+        self.ids[name] = user.id
+        if totp:
+            secret = self.platform.auth.totp_secret(self.platform.users.get(user.id))
+            assert secret is not None
+            self.secrets[name] = secret
+        return user.id
+
+    def code(self, name: str, offset_steps: int = 0) -> str:
+        when = self.clock.now()
+        return Totp.code(self.secrets[name], when.replace(microsecond=0) + offset_steps * dt.timedelta(seconds=30))
+
+    def login(self, name: str, totp: str | None = None) -> Any:
+        body = {"username": name, "password": PASSWORD, "totp": totp}
+        r = self.client.post("/api/v1/auth/login", json=body)
+        if r.status_code == 200:
+            self.tokens[name] = r.json()["token"]
+        return r
+
+
+ROLES = ("admin", "data_owner", "analyst", "auditor")
+
+
+#: argon2id at the lowest cost: the tests exercise the logic, not the work factor.
+CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def make_world(tmp_path: Path, clock: ManualClock | None = None) -> World:
+    clock = clock or ManualClock()
+    platform = Platform.open(tmp_path, clock=clock, hasher=CHEAP)
+    app = create_app(PlatformConfig(tmp_path), platform=platform)
+    world = World(app, TestClient(app), app.state.platform, clock)
+    for role in ROLES:
+        world.add_user(role, role)
+        assert world.login(role).status_code == 200
+    return world
+
+
