@@ -29,6 +29,31 @@ def test_limb_matmul_extreme_values() -> None:
     assert np.array_equal(ring.matmul(a, b), a @ b)
 
 
+@pytest.mark.parametrize(("m", "n"), [(63, 1), (1, 63), (9, 9)])
+def test_limb_matmul_chunked_views_are_exact(m: int, n: int) -> None:
+    # a tall matrix's transpose times a column (a FixedOperand's X[R]ᵀ q), inner
+    # dimension 5000 in three chunks, each operand stacked or read in place
+    a = _words(3, (5000, m)).T
+    b = _words(4, (5000, n))
+    want = np.ascontiguousarray(a) @ b
+    assert np.array_equal(ring.matmul(a, b), want)
+    assert np.array_equal(ring.matmul(ring.split(a.T).T, ring.split(b)), want)
+
+
+def test_limb_matmul_extreme_values_tall_and_chunked() -> None:
+    edge = np.array([0, 1, 2**63, 2**64 - 1, 2**63 - 1, 2**21, 2**22 - 1, 2**44], dtype=np.uint64)
+    a = np.tile(edge, (40, 2 * 256 + 1))  # inner 4104: two full chunks and a short one
+    b = np.ascontiguousarray(np.tile(edge[:, None], (2 * 256 + 1, 2)))
+    assert np.array_equal(ring.matmul(a, b), a @ b)
+    assert np.array_equal(ring.matmul(a[:, :2048], b[:2048]), a[:, :2048] @ b[:2048])
+    # every limb at its largest odd magnitude: a float64 sum over more than 2048
+    # terms would round, so this fails if a chunk ever exceeded MAX_EXACT_INNER
+    top = (2**21 - 1) * (1 + 2**22) + (2**19 - 1) * 2**44
+    a, b = np.full((40, 4104), top, dtype=np.uint64), np.full((4104, 2), top, dtype=np.uint64)
+    assert np.array_equal(ring.matmul(a, b), a @ b)
+    assert np.array_equal(ring.matmul(b.T, a.T), (a @ b).T)
+
+
 def test_limbs_reconstruct() -> None:
     a = _words(3, (100,))
     limbs = ring.split(a)

@@ -100,28 +100,58 @@ def _ring(x: np.ndarray) -> np.ndarray:
     return x.astype(np.int64).view(DTYPE)
 
 
+def _weighted(a: Limbs, b: Limbs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The limb products of weight 2^0, 2^22 and 2^44 of ``a @ b``, in the ring.
+
+    Three BLAS calls; the narrower operand's limbs are stacked (copied) so the
+    other, larger one is read in place: ``a``'s rows when ``a`` has at most as
+    many rows as ``b`` has columns, else ``b``'s columns.
+    """
+    m, n = a.l0.shape[0], b.l0.shape[1]
+    if m <= n:
+        s0 = np.vstack((a.l0, a.l1, a.l2)) @ b.l0
+        s1 = np.vstack((a.l0, a.l1)) @ b.l1
+        s2 = a.l0 @ b.l2
+        w0 = _ring(s0[:m])
+        w1 = _ring(s0[m : 2 * m])
+        w1 += _ring(s1[:m])
+        w2 = _ring(s0[2 * m :])
+        w2 += _ring(s1[m:])
+        w2 += _ring(s2)
+        return w0, w1, w2
+    bs = np.hstack((b.l0, b.l1, b.l2))
+    p0 = a.l0 @ bs
+    p1 = a.l1 @ bs[:, : 2 * n]
+    p2 = a.l2 @ b.l0
+    w0 = _ring(p0[:, :n])
+    w1 = _ring(p0[:, n : 2 * n])
+    w1 += _ring(p1[:, :n])
+    w2 = _ring(p0[:, 2 * n :])
+    w2 += _ring(p1[:, n:])
+    w2 += _ring(p2)
+    return w0, w1, w2
+
+
+def _recombine(w0: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
+    w1 <<= _SHIFT
+    w2 <<= np.uint64(2 * _LIMB)
+    w0 += w1
+    w0 += w2
+    return w0
+
+
 def matmul_limbs(a: Limbs, b: Limbs) -> np.ndarray:
     """``a @ b`` in Z_2^64 from limbs; inner dimension ≤ :data:`MAX_EXACT_INNER`."""
-    m = a.l0.shape[0]
-    # Three BLAS calls for the six products of weight < 2^64.
-    s0 = np.vstack((a.l0, a.l1, a.l2)) @ b.l0
-    s1 = np.vstack((a.l0, a.l1)) @ b.l1
-    s2 = a.l0 @ b.l2
-    out = _ring(s0[:m])
-    mid = _ring(s0[m : 2 * m])
-    mid += _ring(s1[:m])
-    top = _ring(s0[2 * m :])
-    top += _ring(s1[m:])
-    top += _ring(s2)
-    mid <<= _SHIFT
-    top <<= np.uint64(2 * _LIMB)
-    out += mid
-    out += top
-    return out
+    return _recombine(*_weighted(a, b))
 
 
 def matmul(a: np.ndarray | Limbs, b: np.ndarray | Limbs) -> np.ndarray:
-    """The exact product ``a @ b`` of 2-D operands in Z_2^64 (see module doc)."""
+    """The exact product ``a @ b`` of 2-D operands in Z_2^64 (see module doc).
+
+    An inner dimension over :data:`MAX_EXACT_INNER` is cut into chunks whose
+    weighted limb products are summed in the ring, in place; the operands'
+    chunks are read as views, never stacked whole.
+    """
     la = a if isinstance(a, Limbs) else split(np.atleast_2d(a))
     lb = b if isinstance(b, Limbs) else split(np.atleast_2d(b))
     k = la.shape[1]
@@ -129,11 +159,14 @@ def matmul(a: np.ndarray | Limbs, b: np.ndarray | Limbs) -> np.ndarray:
         raise ValueError(f"matmul: inner dimensions differ ({la.shape} @ {lb.shape})")
     if k <= MAX_EXACT_INNER:
         return matmul_limbs(la, lb)
-    out = np.zeros((la.shape[0], lb.shape[1]), dtype=DTYPE)
+    acc: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for lo in range(0, k, MAX_EXACT_INNER):
-        hi = min(k, lo + MAX_EXACT_INNER)
-        cols = slice(lo, hi)
-        out += matmul_limbs(
-            Limbs(la.l0[:, cols], la.l1[:, cols], la.l2[:, cols]), lb.rows(cols)
-        )
-    return out
+        cols = slice(lo, min(k, lo + MAX_EXACT_INNER))
+        part = _weighted(Limbs(la.l0[:, cols], la.l1[:, cols], la.l2[:, cols]), lb.rows(cols))
+        if acc is None:
+            acc = part
+        else:
+            for total, w in zip(acc, part, strict=True):
+                total += w
+    assert acc is not None
+    return _recombine(*acc)
