@@ -235,8 +235,20 @@ def derive(
     req: Request,
     free: Mapping[str, np.ndarray],
     fixed: Callable[[int], np.ndarray],
+    fixed_limbs: Callable[[int], ring.Limbs] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Secret values of the derived components from the free secrets."""
+    """Secret values of the derived components from the free secrets.
+
+    ``fixed_limbs`` (optional) gives a fixed mask already split into limbs
+    (:func:`ring.split`), so products with it skip the split.
+    """
+
+    def fixed_operand(fid: int) -> ring.Limbs:
+        if fixed_limbs is None:
+            return ring.split(fixed(fid) if req.rows is None else fixed(fid)[req.rows])
+        limbs = fixed_limbs(fid)
+        return limbs if req.rows is None else limbs.rows(req.rows)
+
     k = req.kind
     if k == Kind.MUL:
         return {"c": free["a"] * free["b"]}
@@ -262,15 +274,13 @@ def derive(
         return {
             "r_hi": r_hi,
             "r_msb": r_msb,
-            "c": ring.matmul(at.T, r_hi),
+            "c": ring.matmul(fixed_operand(fid).T, r_hi),
             "M": at.T * r_msb.reshape(1, -1),
         }
     if k == Kind.FIXED_MASK:
         return {}
     if k == Kind.FIXED_MATMUL:
         fid, transpose, _ = req.dims
-        a = fixed(fid)
-        if req.rows is not None:
-            a = a[req.rows]
-        return {"c": ring.matmul(a.T if transpose else a, free["b"])}
+        fa = fixed_operand(fid)
+        return {"c": ring.matmul(fa.T if transpose else fa, free["b"])}
     raise ProtocolAbort(f"unknown material kind {k!r}", step="dealer")
