@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     from sharedml.mpc.tensor import SharedTensor
 
 #: Bumped when parties of different versions would request different material
-#: (2: bit_mul's DABIT_MUL, dealer bundles, TRUNC_FIXED in SS-LR).
-PROTOCOL_VERSION = 2
+#: (2: bit_mul's DABIT_MUL, dealer bundles, TRUNC_FIXED in SS-LR; 3: the dealer
+#: sends TRUNC's r_msb correction mod 2^f, packed).
+PROTOCOL_VERSION = 3
 TRUNC_MODES = ("pair", "local")
 
 

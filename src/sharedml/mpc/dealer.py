@@ -197,7 +197,7 @@ class DealerProvider(RandomnessProvider):
         """The dealer's reply to ``reqs``: each request's derived shares by counter."""
         msg = self._channel.recv(self.dealer, tag)
         parts = [(r, self._derived(r)) for r in reqs]
-        want = sum(int(np.prod(c.shape)) for _, derived in parts for c in derived)
+        want = sum(c.wire_words for _, derived in parts for c in derived)
         if not isinstance(msg, np.ndarray) or msg.dtype != np.uint64 or msg.size != want:
             kinds = ",".join(r.kind.name for r in reqs)
             raise ProtocolAbort(
@@ -212,9 +212,8 @@ class DealerProvider(RandomnessProvider):
         for r, derived in parts:
             mine = out.setdefault(r.counter, {})
             for c in derived:
-                size = int(np.prod(c.shape))
-                mine[c.name] = msg[at : at + size].reshape(c.shape)
-                at += size
+                mine[c.name] = c.unpack(msg[at : at + c.wire_words])
+                at += c.wire_words
         return out
 
     def close(self) -> None:
@@ -353,19 +352,25 @@ def _deal_with(
     if not derived:
         return None
     # the last party's corrections, written straight into the reply buffer
-    out = np.empty(sum(int(np.prod(c.shape)) for _, c in derived), dtype=np.uint64)
+    out = np.empty(sum(c.wire_words for _, c in derived), dtype=np.uint64)
     at = 0
     for j, c in derived:
-        size = int(np.prod(c.shape))
-        part = out[at : at + size].reshape(c.shape)
-        np.copyto(part, secrets_[c.name])
+        words = out[at : at + c.wire_words]
+        narrow = c.wire_bits < 64
+        # full-width corrections are made in the reply buffer; narrow ones in
+        # the secret's buffer (derive returns fresh arrays), then packed
+        part = secrets_[c.name] if narrow else words.reshape(c.shape)
+        if not narrow:
+            np.copyto(part, secrets_[c.name])
         for prg in prgs[:-1]:
             share = drawn(prg, j, c)
             if c.boolean:
                 part ^= share
             else:
                 part -= share
-        at += size
+        if narrow:
+            c.pack(part, words)
+        at += c.wire_words
     return out
 
 

@@ -18,6 +18,7 @@ kind           dims                   components (free | derived)
 MUL            shape                  a, b | c = a·b
 MATMUL         m, k, n                a (m,k), b (k,n) | c = a @ b
 TRUNC          f, shape               r | r_hi = r >> f (logical), r_msb = r >> 63
+                                      (r_msb mod 2^f only: see *wire bits*)
 AND            shape (boolean)        a, b | c = a & b
 ADDER          s, shape (boolean)     a, b | c1 = a & b, c2 = a & (a << s)
 DABIT          shape                  rb (one bit, boolean) | ra = rb (arithmetic)
@@ -27,6 +28,13 @@ DABIT_MUL      shape                  rb (bit, boolean), a | ra = rb, c = ra·a
 TRUNC_FIXED    id, k, m [+ rows]      r (m,1) | r_hi, r_msb as TRUNC; c = A'ᵀ r_hi,
                                       M = A'ᵀ · diag(r_msb), A' = A[rows] (m rows)
 =============  =====================  =========================================
+
+*Wire bits*: a derived component whose shares are only ever used multiplied
+by 2^(64-w) (TRUNC's r_msb, used as r_msb·2^(64-f), so w = f) needs its shares
+mod 2^w only. The dealer then sends the last party's share mod 2^w, packed in
+the narrowest of 8/16/32 bits that holds w (uniform there, as the full share
+is mod 2^64): for f = 16 a quarter of the bytes. The shares then sum to the
+secret mod 2^w, not mod 2^64.
 
 A BUNDLE (wire only, no material of its own) carries several consecutive
 requests in one message: :func:`encode_bundle` / :func:`decode_bundle`.
@@ -69,6 +77,36 @@ class Component:
     derived: bool = False
     boolean: bool = False
     bit: bool = False
+    #: only the share mod 2^wire_bits matters (a multiple of 8, at most 64)
+    wire_bits: int = 64
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def wire_dtype(self) -> np.dtype[np.unsignedinteger]:
+        return np.dtype(f"uint{self.wire_bits}")
+
+    @property
+    def wire_words(self) -> int:
+        """uint64 words this component's correction takes on the wire."""
+        per_word = 8 // self.wire_dtype.itemsize
+        return -(-self.size // per_word)
+
+    def pack(self, correction: np.ndarray, out: np.ndarray) -> None:
+        """Write ``correction`` (uint64) mod 2^wire_bits into ``wire_words`` words."""
+        if self.wire_bits == 64:
+            np.copyto(out, correction.reshape(-1))
+            return
+        out[-1:] = 0  # padding
+        np.copyto(out.view(self.wire_dtype)[: self.size], correction.reshape(-1), casting="unsafe")
+
+    def unpack(self, words: np.ndarray) -> np.ndarray:
+        """The share (uint64, this component's shape) from its ``wire_words``."""
+        if self.wire_bits == 64:
+            return words.reshape(self.shape)
+        return words.view(self.wire_dtype)[: self.size].astype(np.uint64).reshape(self.shape)
 
 
 @dataclass(frozen=True)
@@ -150,7 +188,7 @@ def components(req: Request, fixed_shape: Callable[[int], tuple[int, int]]) -> l
         return [
             Component("r", s),
             Component("r_hi", s, derived=True),
-            Component("r_msb", s, derived=True),
+            Component("r_msb", s, derived=True, wire_bits=_wire_bits(d[0])),
         ]
     if k == Kind.AND:
         return [
@@ -196,6 +234,11 @@ def components(req: Request, fixed_shape: Callable[[int], tuple[int, int]]) -> l
         inner, outer = (rows, kk) if transpose else (kk, rows)
         return [Component("b", (inner, n)), Component("c", (outer, n), derived=True)]
     raise ProtocolAbort(f"unknown material kind {k!r}", step="dealer")
+
+
+def _wire_bits(bits: int) -> int:
+    """The narrowest wire width (8/16/32/64) holding ``bits`` bits."""
+    return next(w for w in (8, 16, 32, 64) if bits <= w)
 
 
 def draw(

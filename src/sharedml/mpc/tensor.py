@@ -159,6 +159,7 @@ class SharedTensor:
     # -- products ----------------------------------------------------------------------------
     def __mul__(self, other: object) -> SharedTensor:
         from sharedml.mpc import beaver
+        from sharedml.mpc.material import Kind
         from sharedml.mpc.truncation import prefetch, rescale
 
         if isinstance(other, SharedTensor):
@@ -166,8 +167,11 @@ class SharedTensor:
                 shape = np.broadcast_shapes(self.shape, other.shape)
             except ValueError:
                 raise self._fail("mul", f"shapes {self.shape} and {other.shape} do not broadcast") from None
+            # the triple first: the dealer makes material in request order,
+            # and the triple is needed one round before the truncation pair
+            triple = self.mpc.provider.request(Kind.MUL, shape)
             pair = prefetch(self.mpc, shape, self.scale + other.scale)
-            return rescale(beaver.mul(self, other), pair)
+            return rescale(beaver.mul(self, other, triple), pair)
         pub = np.asarray(other)
         self._check_broadcast("mul", pub.shape)
         if _is_int_public(other):
