@@ -10,6 +10,7 @@ from sharedml.crypto import ring
 from sharedml.crypto.prg import Prg
 from sharedml.mpc import truncate
 from sharedml.mpc.material import Component
+from sharedml.transport.recording import RecordingChannel, WireRecord
 
 
 @pytest.mark.parametrize("bits", [8, 16, 32, 64])
@@ -45,3 +46,23 @@ def test_truncation_with_narrow_wrap_correction_is_exact_and_smaller(bits: int) 
     # bob (the last party) gets r_hi in full and r_msb in `width` bits; alice nothing
     assert out["bob"][1] == 8 * n + 8 * -(-n * width // 64)
     assert out["alice"][1] == 0
+
+
+def test_two_party_truncation_opens_at_one_party_and_returns_one_bit() -> None:
+    n = 4096
+    x = np.random.default_rng(3).integers(-(1 << 40), 1 << 40, size=n, dtype=np.int64)
+    log: list[WireRecord] = []
+
+    def body(mpc):
+        sx = mpc.share(ring.from_signed(x) if mpc.party == "alice" else None, owner="alice", encoded=True, scale=32)
+        return truncate(sx, 16).reveal(to="alice", raw=True)
+
+    out = run_mpc(body, wrap=lambda ch: RecordingChannel(ch, log))
+    err = ring.to_signed(out["alice"]) - (x >> 16)
+    assert set(np.unique(err).tolist()) <= {0, 1}
+    # bob's masked share goes to alice; alice answers with msb(c), 64 per word
+    tags = [r for r in log if "trunc" in r.tag]
+    assert sorted((r.frm, r.to, np.asarray(r.value).size) for r in tags) == [
+        ("alice", "bob", n // 64),
+        ("bob", "alice", n),
+    ]

@@ -9,14 +9,17 @@ r_msb = r >> 63):
 
 1. Offset: x' = x + 2^62 (P_0 adds the constant), so 0 ≤ x' < 2^63 whenever
    -2^62 ≤ x < 2^62.
-2. Open c = x' + r mod 2^64 (one round).
+2. Open c = x' + r mod 2^64 (one round). Two parties: P_1 sends its masked
+   share to P_0 only and P_0 sends back msb(c), one bit per element (8 MB +
+   125 kB per 1M elements instead of 8 MB each way); more parties: everyone.
 3. Because x' < 2^63, the sum wrapped iff r_msb = 1 and msb(c) = 0, so
    w = r_msb·(1 - msb(c)) is linear in the shares of r_msb.
 4. P_i sets y_i = [i=0](⌊c/2^k⌋ - 2^(62-k)) - r_hi_i + w_i·2^(64-k).
 
 Then y = ⌊x/2^k⌋ + β with β ∈ {0, 1} the borrow of the low k bits: the error
 is at most one ulp (2^-f after a fixed-point product), for every |x| < 2^62,
-always. Reveals: c, uniform because r is uniform and unknown to all.
+always. Reveals: c (to P_0 only with two parties, to every party with more)
+and msb(c), uniform because r is uniform and unknown to all.
 
 With a provider that cannot deal pairs (two parties, HE), P_1 draws r itself,
 P_1 sends x_1 + r to P_0 only, P_0 learns c and the bit product
@@ -105,20 +108,46 @@ def _with_pair(x: SharedTensor, bits: int, pair: Material | None) -> SharedTenso
     masked = x.share + mat["r"]
     if mpc.index == 0:
         masked += np.uint64(1 << _OFFSET_BITS)
-    c = mpc.open("trunc", masked)
+    if mpc.n == 2:
+        c, tmp = _open_to_first(mpc, masked)
+    else:
+        c = mpc.open("trunc", masked)
+        tmp = c >> _U63  # (not the sent buffer: a transport may still hold it)
     # w·2^(64-k) = r_msb · (1 - msb(c)) · 2^(64-k), computed in one buffer
-    tmp = c >> _U63  # (not the sent buffer: a transport may still hold it)
     tmp ^= np.uint64(1)
     tmp <<= np.uint64(64 - bits)
     tmp *= mat["r_msb"]
     y = np.negative(mat["r_hi"])
     y += tmp
     if mpc.index == 0:
+        assert c is not None  # P_0 always opens c
         np.right_shift(c, np.uint64(bits), out=tmp)
         tmp -= np.uint64(1 << (_OFFSET_BITS - bits))
         y += tmp
     mat.release()
     return SharedTensor(mpc, y, x.scale - bits)
+
+
+def _open_to_first(mpc: MPC, masked: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Two parties: P_1 sends its masked share to P_0 only; P_0 opens c and
+    sends back msb(c), one bit per element. Returns (c at P_0 else None,
+    msb(c) as uint64 words 0/1 in a fresh buffer)."""
+    p0, p1 = mpc.parties
+    tag = mpc.tag("trunc")
+    words = -(-masked.size // 64)
+    if mpc.index == 1:
+        mpc.channel.send(p0, tag, np.ascontiguousarray(masked))
+        packed = mpc.recv_array(p0, tag + "/msb", (words,), "trunc")
+        bits = np.unpackbits(packed.view(np.uint8), count=masked.size)
+        return None, bits.astype(np.uint64).reshape(masked.shape)
+    c = masked  # P_0's masked share is never sent: open c in its buffer
+    c += mpc.recv_array(p1, tag, masked.shape, "trunc")
+    msb = c >> _U63
+    out = np.zeros(words, dtype=np.uint64)
+    packed = np.packbits(msb.reshape(-1).astype(np.uint8))
+    out.view(np.uint8)[: packed.size] = packed
+    mpc.channel.send(p1, tag + "/msb", out)
+    return c, msb
 
 
 def _two_round(x: SharedTensor, bits: int) -> SharedTensor:
