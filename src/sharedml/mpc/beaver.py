@@ -56,15 +56,24 @@ def mul(x: SharedTensor, y: SharedTensor, material: Material | None = None) -> S
         shape = np.broadcast_shapes(x.shape, y.shape)
     except ValueError:
         raise _fail(x, "mul", f"shapes {x.shape} and {y.shape} do not broadcast") from None
-    xs = x.share if x.shape == shape else np.broadcast_to(x.share, shape)
-    ys = y.share if y.shape == shape else np.broadcast_to(y.share, shape)
     mat = material if material is not None else mpc.provider.request(Kind.MUL, shape)
     a, b = mat["a"], mat["b"]
-    d, e = mpc.open_many("mul", [xs - a, ys - b])
-    z = mat["c"] + d * b
-    z += e * a
+    # x - a and y - b straight into the one message that opens them
+    size = int(np.prod(shape))
+    masked = np.empty(2 * size, dtype=ring.DTYPE)
+    np.subtract(x.share, a, out=masked[:size].reshape(shape))
+    np.subtract(y.share, b, out=masked[size:].reshape(shape))
+    opened = mpc.open("mul", masked)
+    d, e = opened[:size].reshape(shape), opened[size:].reshape(shape)
+    # z = c + d·b + e·a (+ d·e at P_0, folded in as d·(b + e))
     if mpc.index == 0:
-        z += d * e
+        z = np.add(b, e)
+        z *= d
+    else:
+        z = np.multiply(d, b)
+    z += mat["c"]
+    np.multiply(e, a, out=d)  # d is not needed any more (opened is ours)
+    z += d
     mat.release()
     return SharedTensor(mpc, z, x.scale + y.scale)
 
