@@ -1,0 +1,25 @@
+"""keep_freed_memory: glibc accepts the thresholds, and arrays still work after."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_thresholds_are_accepted_in_a_fresh_process() -> None:
+    # a subprocess: the setting is process-wide and must not leak into other tests
+    code = (
+        "import numpy as np\n"
+        "from sharedml.mpc.memory import keep_freed_memory\n"
+        "assert keep_freed_memory()\n"
+        "for _ in range(3):\n"
+        "    a = np.arange(2_000_000, dtype=np.uint64); b = a * a; assert int(b[3]) == 9\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
