@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import report
+from _common import default_credit_split, load_default_credit, report
 from sharedml.session import Session
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -44,25 +43,12 @@ GOAL_S_PER_EPOCH = 0.3
 BATCH = 1024
 
 
-def _load(folder: Path, side: str) -> pd.DataFrame:
-    return pd.read_csv(folder / f"default_credit_hetero_{side}.csv").sort_values("id")
-
-
-def _split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
-    guest = _load(folder, "guest")
-    idx = np.arange(len(guest))
-    train, test = train_test_split(idx, test_size=0.3, random_state=42, stratify=guest["y"])
-    return np.asarray(train), np.asarray(test)
-
-
 def party(session: Session) -> dict[str, Any]:
     """One data party: load its own file, fit, predict the hold-out rows."""
     from sharedml.learn.linear import HELogisticRegression, SSLogisticRegression
 
     opts = session.extras
-    frame = _load(Path(opts["data"]), session.party)
+    frame = load_default_credit(Path(opts["data"]), session.party)
     train, test = opts["train"], opts["test"]
     y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
     X = frame.drop(columns=["id"]).to_numpy(np.float64)
@@ -112,7 +98,7 @@ def plaintext_baseline(
     from sharedml.learn.linear import plaintext_sgd
     from sharedml.learn.metrics import roc_auc
 
-    guest, host = _load(folder, "guest"), _load(folder, "host")
+    guest, host = load_default_credit(folder, "guest"), load_default_credit(folder, "host")
     y = guest.pop("y").to_numpy(np.float64)
     X = np.hstack([guest.drop(columns=["id"]).to_numpy(), host.drop(columns=["id"]).to_numpy()])
     mean, std = X[train].mean(0), X[train].std(0)
@@ -141,7 +127,7 @@ def linear_rows(
 ) -> list[dict[str, Any]]:
     from sharedml.cluster import run_cluster
 
-    train, test = _split(data)
+    train, test = default_credit_split(data)
     base_s, base_auc = plaintext_baseline(data, train, test, epochs, sigmoid)
     rows = []
     models = [("ss", epochs)] + ([("he", 1)] if he else [])
