@@ -15,13 +15,16 @@ from sharedml.simulation import PartyFailed, run_parties
 
 
 @pytest.mark.slow
-def test_default_credit_aligned_equals_inner_join(shared_data: Path) -> None:
+@pytest.mark.parametrize("protocol", ["kkrt", "ecdh"])
+def test_default_credit_aligned_equals_inner_join(shared_data: Path, protocol: str) -> None:
     guest = pd.read_csv(shared_data / "default_credit_hetero_guest.csv")
     host = pd.read_csv(shared_data / "default_credit_hetero_host.csv")
     guest = guest.sample(frac=0.8, random_state=1).reset_index(drop=True)
     host = host.sample(frac=0.8, random_state=2).reset_index(drop=True)
     frames = {"guest": guest, "host": host}
-    out = run_parties(lambda s: align_rows(s, frames[s.party], ["id"])[0], ["guest", "host"])
+    out = run_parties(
+        lambda s: align_rows(s, frames[s.party], ["id"], protocol=protocol)[0], ["guest", "host"]
+    )
     g, h = out["guest"], out["host"]
     assert g["id"].tolist() == h["id"].tolist()
     joined = g.merge(h, on="id", suffixes=("_g", "_h"))

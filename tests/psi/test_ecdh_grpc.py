@@ -14,7 +14,7 @@ B = [f"cust-{i}" for i in range(2000, 4500)]
 
 def _party(session: Session) -> list[int]:
     ids = A if session.party == "A" else B
-    result = psi_digests(session, digest_keys(ids), workers=2, batch=512)
+    result = psi_digests(session, digest_keys(ids), workers=2, batch=512, protocol="ecdh")
     assert result.rows is not None
     return [int(ids[i].split("-")[1]) for i in result.rows]
 

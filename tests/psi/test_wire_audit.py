@@ -18,7 +18,9 @@ def _audit(receivers: list[str]) -> tuple[dict[str, object], list[WireRecord]]:
     log: list[WireRecord] = []
     digests = {"A": digest_keys(A_IDS), "B": digest_keys(B_IDS)}
     out = run_parties(
-        lambda s: psi_digests(s, digests[s.party], receivers=receivers, batch=64),
+        lambda s: psi_digests(
+            s, digests[s.party], receivers=receivers, batch=64, protocol="ecdh"
+        ),
         ["A", "B"],
         wrap=lambda ch: RecordingChannel(ch, log),
     )

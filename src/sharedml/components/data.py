@@ -86,14 +86,17 @@ class PsiParams(Params):
     casefold: bool = False
     nfc: bool = True
     workers: int | None = Field(None, ge=0, le=64)
+    protocol: Literal["auto", "kkrt", "ecdh"] = Field(
+        "auto", description="kkrt (OT-based, two parties), ecdh (Curve25519, any number); "
+        "auto: kkrt for two parties")
 
 
 class PsiStep(Component):
-    """Align rows across the data parties by ECDH-PSI on their ids."""
+    """Align rows across the data parties by PSI on their ids (KKRT or ECDH)."""
 
     name = "psi"
     params = PsiParams
-    summary = "ECDH-PSI on Curve25519; keeps the aligned rows in a shared order"
+    summary = "PSI (OT-based KKRT for two parties, ECDH on Curve25519 for more); rows in a shared order"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.node.datasets import load_frame
@@ -111,7 +114,8 @@ class PsiStep(Component):
         receivers = None if params.receivers == "all" else params.receivers
         ctx.progress(0.0, f"PSI on {len(frame)} rows")
         aligned, result = align_rows(data_session(ctx), frame, ids, rules=rules,
-                                     receivers=receivers, workers=params.workers)
+                                     receivers=receivers, workers=params.workers,
+                                     protocol=params.protocol)
         ctx.state["data"] = aligned
         metrics: dict[str, Any] = {"set_sizes": result.set_sizes}
         if result.size is not None:

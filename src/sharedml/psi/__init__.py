@@ -1,6 +1,7 @@
 """Private set intersection and sample/feature alignment (standard 8.1.1-2).
 
-* :func:`psi_digests` — ECDH-PSI on Curve25519 for two or more parties;
+* :func:`psi_digests` — ECDH-PSI on Curve25519 for two or more parties, or
+  OT-based KKRT PSI for two (:mod:`sharedml.psi.kkrt`, the default for two);
 * :func:`align_rows` — a frame's rows of the intersection, in an order every
   receiver shares;
 * :mod:`sharedml.psi.features` — vertical and horizontal feature agreement.

@@ -44,17 +44,25 @@ def align_rows(
     batch: int = DEFAULT_BATCH,
     workers: int | None = None,
     processes: bool = False,
+    protocol: str = "auto",
 ) -> tuple[pd.DataFrame | None, PsiResult]:
     """This party's rows of the intersection, in the order every receiver agrees on.
 
     Returns ``(aligned frame, result)``; the frame is ``None`` at a party that
     is not a receiver. Duplicate ids are a :class:`DataError` (a set
-    intersection with :func:`psi_digests` accepts them).
+    intersection with :func:`psi_digests` accepts them). ``protocol`` is as in
+    :func:`psi_digests`.
     """
     digests = digest_keys(frame, list(id_columns), rules)
     _check_unique(digests, session.party, id_columns)
     result = psi_digests(
-        session, digests, receivers=receivers, batch=batch, workers=workers, processes=processes
+        session,
+        digests,
+        receivers=receivers,
+        batch=batch,
+        workers=workers,
+        processes=processes,
+        protocol=protocol,
     )
     if result.rows is None:
         return None, result

@@ -63,6 +63,7 @@ DEFAULT_BATCH = 8192
 TAGSET_CHUNK = 1 << 18
 #: Below this many curve operations per party, blind inline (no worker processes).
 INLINE_BELOW = 20_000
+PROTOCOLS = ("ecdh", "kkrt")
 
 
 @dataclass
@@ -196,17 +197,21 @@ def _run_threads(jobs: list[tuple[str, Callable[[], object]]]) -> None:
             raise error
 
 
-def _agree(session: Session, m: int, batch: int, receivers: Sequence[str]) -> dict[str, int]:
+def _agree(
+    session: Session, m: int, batch: int, receivers: Sequence[str], protocol: str = "ecdh"
+) -> dict[str, int]:
     """Step 1: exchange set sizes and check every party runs the same protocol."""
-    params = repr((VERSION, batch, tuple(session.peers), tuple(sorted(receivers)))).encode()
+    params = repr(
+        (VERSION, protocol, batch, tuple(session.peers), tuple(sorted(receivers)))
+    ).encode()
     mine = np.frombuffer(hashlib.sha256(params).digest(), np.uint8)
     ch = session.channel
     prints = ch.all_gather("params", mine)
     for peer, fp in prints.items():
         if not np.array_equal(np.asarray(fp), mine):
             raise ConfigError(
-                f"party {peer!r} runs PSI with different parameters (batch size, "
-                "receivers or party order)",
+                f"party {peer!r} runs PSI with different parameters (protocol, batch "
+                "size, receivers or party order)",
                 party=session.party,
                 step="psi",
                 remedy="give every party the same psi step parameters",
@@ -223,13 +228,33 @@ def psi_digests(
     batch: int = DEFAULT_BATCH,
     workers: int | None = None,
     processes: bool = False,
+    protocol: str = "auto",
 ) -> PsiResult:
-    """Run ECDH-PSI on this party's ``(n, 32)`` key digests (see the module docstring).
+    """Run PSI on this party's ``(n, 32)`` key digests.
 
-    ``receivers`` (default: every party) learn the intersection; ``workers`` is
-    the size of the curve pool (default: one per core; 0 or a small input
-    runs inline), ``processes`` makes it a process pool instead of threads.
+    ``protocol`` is ``"ecdh"`` (this module's docstring; two or more parties),
+    ``"kkrt"`` (OT-based, two parties, about an order of magnitude faster;
+    :mod:`sharedml.psi.kkrt`) or ``"auto"``: kkrt for two parties, else ecdh. ``receivers`` (default: every party) learn the
+    intersection; ``workers`` is the size of the curve pool (default: one per
+    core; 0 or a small input runs inline), ``processes`` makes it a process
+    pool instead of threads.
     """
+    if protocol == "auto":
+        protocol = "kkrt" if len(session.peers) == 2 else "ecdh"
+    if protocol not in PROTOCOLS:
+        raise ConfigError(
+            f"unknown PSI protocol {protocol!r}; use auto or one of {list(PROTOCOLS)}",
+            party=session.party,
+            step="psi",
+        )
+    if protocol == "kkrt" and len(session.peers) != 2:
+        raise ConfigError(
+            f"the kkrt PSI protocol runs between two parties, this job has "
+            f"{len(session.peers)}",
+            party=session.party,
+            step="psi",
+            remedy="use protocol: ecdh for three or more parties",
+        )
     receivers = tuple(session.peers if receivers is None else receivers)
     unknown = [r for r in receivers if r not in session.peers]
     if unknown or not receivers:
@@ -243,7 +268,12 @@ def psi_digests(
         raise ConfigError("psi_digests needs an (n, 32) uint8 array of key digests")
     first = _unique_first(digests)
     unique = np.ascontiguousarray(digests[first])
-    sizes = _agree(session, len(first), batch, receivers)
+    sizes = _agree(session, len(first), batch, receivers, protocol)
+    if protocol == "kkrt":
+        from sharedml.psi.kkrt import kkrt_psi
+
+        found = kkrt_psi(session, unique, sizes, receivers)
+        return PsiResult(None if found is None else first[found], sizes)
     work = sum(sizes.values())
     if workers is None and work < INLINE_BELOW:
         workers = 0
