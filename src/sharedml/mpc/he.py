@@ -50,6 +50,7 @@ from gmpy2 import mpz
 from sharedml.crypto import paillier
 from sharedml.crypto.prg import Prg, derive_key
 from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.mpc.dealer import FixedMasks
 from sharedml.mpc.material import Kind, Request, components, draw
 from sharedml.mpc.provider import Material, RandomnessProvider
 from sharedml.session import Session
@@ -85,7 +86,8 @@ class HEProvider(RandomnessProvider):
         self._channel = session.channel.scope("he")
         self._prg = Prg(derive_key(session.seed, f"he-provider/{session.party}"))
         self._counter = 0
-        self._fixed: dict[int, np.ndarray] = {}
+        # this party's shares of fixed masks, and their limb splits (made once)
+        self._fixed = FixedMasks()
         self._fixed_enc: dict[int, np.ndarray] = {}
         self._pk: paillier.PaillierPublicKey | None = None
         self._sk: paillier.PaillierPrivateKey | None = None
@@ -296,9 +298,11 @@ class HEProvider(RandomnessProvider):
         from sharedml.crypto import ring
 
         fid, transpose, _ = req.dims
-        a = self._fixed[fid]
-        a = a if req.rows is None else a[req.rows]
-        a = a.T if transpose else a
+        a, limbs = self._fixed[fid], self._fixed.limbs(fid)
+        if req.rows is not None:
+            a, limbs = a[req.rows], limbs.rows(req.rows)
+        if transpose:
+            a, limbs = a.T, limbs.T
         bits = 129 + int(a.shape[1]).bit_length()
         if self._index == 0:
             cross = self._arith(tag, [b], bits, lambda eb: [], a.shape[0] * b.shape[1])
@@ -311,7 +315,7 @@ class HEProvider(RandomnessProvider):
                 return self._bilinear(ea, b, a, eb)
 
             cross = self._arith(tag, [b], bits, terms, a.shape[0] * b.shape[1])
-        return ring.matmul(a, b) + cross.reshape(a.shape[0], b.shape[1])
+        return ring.matmul(limbs, b) + cross.reshape(a.shape[0], b.shape[1])
 
     # -- boolean material ------------------------------------------------------------------
     def _boolean(self, tag: str, req: Request, shares: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
