@@ -305,7 +305,10 @@ def _stop_all(
 
 # -- in the child process ----------------------------------------------------------
 def _child_main(fn: Callable[[Session], Any], spec: _ChildSpec, pipe: Connection) -> None:
+    from sharedml.mpc.memory import keep_freed_memory
     from sharedml.transport.grpc import GrpcEndpoint
+
+    keep_freed_memory()  # a party's arrays reuse freed heap (see sharedml.mpc.memory)
 
     endpoint = None
     try:

@@ -1,4 +1,5 @@
-"""keep_freed_memory: glibc accepts the thresholds, and arrays still work after."""
+"""keep_freed_memory: glibc accepts the thresholds, arrays still work after, and
+run_cluster's party processes apply it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import subprocess
 import sys
 
 import pytest
+
+from sharedml.cluster import run_cluster
+from sharedml.session import Session
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
@@ -23,3 +27,16 @@ def test_thresholds_are_accepted_in_a_fresh_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def _kept(session: Session) -> bool:
+    from sharedml.mpc.memory import freed_memory_kept
+
+    return freed_memory_kept()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_cluster_party_processes_keep_freed_memory() -> None:
+    # spawned processes: each answers for itself, whatever this process did
+    out = run_cluster(_kept, ["alice", "bob"], timeout=60)
+    assert out == {"alice": True, "bob": True}

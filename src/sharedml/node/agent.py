@@ -60,6 +60,7 @@ from sharedml.components import PartyConfig, StepContext, execute, jobspec, regi
 from sharedml.components.dealer import end_step_at_dealer, serve_step
 from sharedml.crypto import pki
 from sharedml.errors import ConfigError, DataError, PeerTimeout, SharedMLError
+from sharedml.mpc.memory import keep_freed_memory
 from sharedml.platform.nodes import (
     SERVICE,
     Ack,
@@ -408,6 +409,7 @@ def serve(
                               remedy=f"remove 'datasets:' from {config_path}")
         config.role = "dealer"
     if threading.current_thread() is threading.main_thread():
+        keep_freed_memory()  # the agent's own process: reuse freed arrays (sharedml.mpc.memory)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     agent = Agent(config)
