@@ -127,3 +127,16 @@ def test_job_spec_runs_end_to_end(breast: dict[str, Path], tmp_path: Path) -> No
     assert [s["component"] for s in result["steps"]] == ["psi", "split", "fill", "scale"]
     guest = pd.read_csv(breast["guest"])
     assert not any(str(v) in text for v in guest["id"].head(20) if len(str(v)) > 4)
+
+
+def test_psi_step_protocols_agree(breast: dict[str, Path], tmp_path: Path) -> None:
+    # auto (KKRT for two parties) and ECDH align the same rows in the same order,
+    # so a seeded split downstream picks the same rows whichever protocol ran.
+    frames = {}
+    for protocol in ("auto", "ecdh"):
+        out = _run_steps(breast, tmp_path, [("psi", {"protocol": protocol})])
+        assert out["guest"][1]["psi"]["intersection"] == len(out["guest"][0]["data"])
+        frames[protocol] = {p: out[p][0]["data"] for p in ("guest", "host")}
+    for p in ("guest", "host"):
+        pd.testing.assert_frame_equal(frames["auto"][p], frames["ecdh"][p])
+    assert frames["auto"]["guest"]["id"].tolist() == frames["auto"]["host"]["id"].tolist()
