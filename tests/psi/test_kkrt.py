@@ -241,6 +241,7 @@ class _Tamper(Channel):
         ("kkrt/bot/B", lambda v: np.zeros_like(v), "A", "prime-order group"),
         ("kkrt/salt", lambda v: v[:8], "B", "salt"),
         ("kkrt/matches", lambda v: v + 10_000, "B", "match list"),
+        ("size", lambda v: v * 0 - 5, "B", "announced a set of -5"),
     ],
 )
 def test_malformed_messages_abort_naming_party_and_step(

@@ -87,6 +87,8 @@ CHUNK = 1 << 15
 #: Rows of the sender's value table per message.
 TABLE_CHUNK = 1 << 16
 MAX_TRIES = 20
+#: Largest set (bin indices are hashed as uint32).
+MAX_ITEMS = 1 << 31
 STEP = "psi/kkrt"
 
 
@@ -308,6 +310,13 @@ def kkrt_psi(
     receivers share, or ``None`` at a party that does not receive.
     """
     first, second = session.peers
+    for who, n in sizes.items():
+        if not 0 <= n <= MAX_ITEMS:
+            raise ProtocolAbort(
+                f"party {who!r} announced a set of {n} keys; KKRT takes 0 to {MAX_ITEMS}",
+                party=session.party,
+                step=STEP,
+            )
     r = first if first in receivers else second
     peer = second if session.party == first else first
     d16 = np.ascontiguousarray(unique[:, :16])
