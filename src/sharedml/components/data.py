@@ -10,14 +10,17 @@ Each data party's frame lives in ``ctx.state`` and never leaves its process:
   party, stratified on the label holder's label without revealing it
   (:mod:`sharedml.learn.preprocessing.split`).
 * ``scale`` and ``fill`` fit on the training rows and transform train and test
-  (or the whole frame before a split): locally for vertical data, through
-  secure sums for horizontal data.
+  (or the whole frame before a split): locally for vertical data, jointly for
+  horizontal data (secure sums; min-max scaling's extremes under MPC with the
+  job's dealer). Horizontal data needs no alignment: with no earlier step,
+  they load the party's dataset themselves.
 * ``binning`` replaces feature values by bin indices (edges from the training rows).
 * ``woe`` computes WOE/IV of every feature with the label holder's labels
   Paillier-encrypted (:mod:`sharedml.learn.preprocessing.woe`).
 
-Helper parties of the job (a dealer) hold no data and take no part: these
-steps talk only to the parties that have a dataset entry in the job spec.
+Helper parties of the job (a dealer) hold no data: these steps talk only to
+the parties that have a dataset entry in the job spec, except that horizontal
+min-max scaling asks the dealer for correlated randomness.
 
 Reveals: what each protocol's docstring says; as metrics only sizes, counts
 and (``woe``, at the label holder) information values.
@@ -25,17 +28,22 @@ and (``woe``, at the label holder) information values.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
 from sharedml.errors import ConfigError
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
+
+if TYPE_CHECKING:
+    from sharedml.mpc import MPC
 
 
 class _PartiesOnly(Channel):
@@ -52,11 +60,14 @@ class _PartiesOnly(Channel):
         return self._inner._recv(frm, tag, timeout)
 
 
-def data_session(ctx: StepContext) -> Session:
-    """The step's session over the data parties only (helpers left out)."""
+def data_session(
+    ctx: StepContext, helpers: tuple[str, ...] = (), frac_bits: int | None = None
+) -> Session:
+    """The step's session over the data parties only (and the given ``helpers``)."""
     s = ctx.session
-    peers = tuple(p for p in s.peers if p in ctx.parties)
-    return Session(s.party, peers, _PartiesOnly(s.channel, peers), frac_bits=s.frac_bits,
+    peers = tuple(p for p in s.peers if p in ctx.parties or p in helpers)
+    return Session(s.party, peers, _PartiesOnly(s.channel, peers),
+                   frac_bits=s.frac_bits if frac_bits is None else frac_bits,
                    seed=s.seed, extras=s.extras)
 
 
@@ -156,36 +167,60 @@ class SplitStep(Component):
         return StepResult(metrics={"train_rows": len(train), "test_rows": len(test)})
 
 
-def _targets(ctx: StepContext) -> tuple[pd.DataFrame, list[str]]:
-    """The frame to fit on and the state keys to transform."""
+def _targets(ctx: StepContext, layout: str = "vertical") -> tuple[pd.DataFrame, list[str]]:
+    """The frame to fit on and the state keys to transform.
+
+    Horizontal data needs no alignment: if no earlier step left a frame, the
+    party's dataset is loaded here (validated as ``psi`` does)."""
     if "train" in ctx.state:
         keys = [k for k in ("train", "test") if isinstance(ctx.state.get(k), pd.DataFrame)]
         return ctx.state["train"], keys
+    if layout == "horizontal" and "data" not in ctx.state and ctx.party.dataset is not None:
+        from sharedml.node.datasets import load_frame
+
+        frame = load_frame(ctx.party.dataset, list(ctx.party.id_columns), ctx.party.label,
+                           party=ctx.party.name)
+        if frame.empty:  # no rows, no types: read the columns as numbers so the schema
+            # check compares names and the fit reports the empty party by name
+            skip = set(ctx.party.id_columns)
+            frame = frame.astype({c: np.float64 for c in frame.columns if c not in skip})
+        ctx.state["data"] = frame
     return _require(ctx, "data"), ["data"]
 
 
 class _Fitted(Protocol):
-    """A Scaler or Filler: fitted on local rows or through secure sums, then applied."""
+    """A Scaler or Filler: fitted on local rows (its joint fit is passed separately)."""
 
     def fit(self, x: np.ndarray) -> Any: ...
-    def fit_horizontal(self, session: Session, x: np.ndarray) -> Any: ...
     def transform(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def _fit_and_transform(ctx: StepContext, model: _Fitted, layout: str) -> tuple[list[str], int]:
+#: A joint fit over the data parties: ``(data session, rows, column names)``.
+JointFit = Callable[[Session, np.ndarray, list[str]], object]
+
+
+def _fit_and_transform(
+    ctx: StepContext, model: _Fitted, layout: str, fit_horizontal: JointFit
+) -> tuple[list[str], int]:
     """Fit ``model`` on the training rows' features and transform every target frame.
 
-    Vertical data fits locally; horizontal data fits through secure sums over
-    the data parties. Returns the feature columns and how many of their cells
-    were missing (NaN) before the transform, over all target frames.
+    Vertical data fits locally; horizontal data first agrees the feature
+    columns with the other data parties (a schema fingerprint,
+    :func:`sharedml.psi.features.agree_horizontal`), then fits jointly with
+    ``fit_horizontal``. Returns the feature columns and how many of their
+    cells were missing (NaN) before the transform, over all target frames.
     """
-    fit_on, keys = _targets(ctx)
+    fit_on, keys = _targets(ctx, layout)
     cols = feature_columns(ctx, fit_on)
     x = fit_on[cols].to_numpy(dtype=np.float64)
     if layout == "vertical":
         model.fit(x)
     else:
-        model.fit_horizontal(data_session(ctx), x)
+        from sharedml.psi.features import agree_horizontal
+
+        session = data_session(ctx)
+        agree_horizontal(session, dict.fromkeys(cols, "float"))
+        fit_horizontal(session, x, cols)
     missing = 0
     for key in keys:
         frame = ctx.state[key].copy()
@@ -199,22 +234,115 @@ def _fit_and_transform(ctx: StepContext, model: _Fitted, layout: str) -> tuple[l
 class ScaleParams(Params):
     method: Literal["standard", "minmax"] = "standard"
     layout: Literal["vertical", "horizontal"] = "vertical"
+    provider: Literal["dealer", "he"] | None = Field(
+        None, description="horizontal min-max only, randomness of its secure maximum: the "
+        "job's dealer (default) or Paillier between two parties"
+    )
+
+    @model_validator(mode="after")
+    def _provider_for_minmax_only(self) -> ScaleParams:
+        if self.provider is not None and self.protocol != "ss":
+            raise ValueError("provider applies to method 'minmax' with layout 'horizontal' only")
+        return self
+
+    @property
+    def protocol(self) -> Literal["ss"] | None:
+        """``ss`` when the step computes on secret shares (horizontal min-max), which
+        is how :func:`sharedml.components.dealer.needs_dealer` sees that the job
+        needs a dealer (unless ``provider: he``), as for a ``train`` step."""
+        return "ss" if self.method == "minmax" and self.layout == "horizontal" else None
 
 
 class ScaleStep(Component):
-    """Scale feature columns, fitted on the training rows."""
+    """Scale feature columns, fitted on the training rows.
+
+    Vertical layout: each party scales its own columns locally; nothing is
+    sent. Horizontal layout (every party holds rows of the same columns):
+
+    1. The parties agree on the feature columns (schema fingerprint).
+    2. Each party tells the others whether its rows can be fitted on; a party
+       with no rows, NaN/infinite values or values beyond the fixed-point
+       range makes every party fail with the same error naming it.
+    3. ``standard``: two secure sums give the pooled mean and standard
+       deviation. ``minmax``: each party secret-shares its column minima and
+       maxima, and the element-wise extremes over parties are computed with
+       secure comparisons and opened
+       (:mod:`sharedml.learn.preprocessing.scaling`). The MPC runtime gets
+       its correlated randomness from the job's dealer (``sharedml run`` and
+       the platform add one because :attr:`ScaleParams.protocol` is ``ss``),
+       or with ``provider: he`` from Paillier between two parties.
+
+    Reveals, to every data party: the feature column names; for
+    ``standard`` the pooled mean and standard deviation per column and the
+    total row count; for ``minmax`` the pooled minimum and maximum per
+    column — never another party's rows, row count, sums or own extremes.
+    The dealer learns only the number and shapes of the randomness requests.
+    If the step fails in 2, the failing party's reason (no rows, or which
+    columns hold NaN/too large values). Security model: semi-honest; the
+    dealer must not collude with a data party.
+
+    Each party writes its fitted centre and scale to its own
+    ``out_dir/scaler-<step>.json`` (to scale new rows the same way later).
+    """
 
     name = "scale"
     params = ScaleParams
-    summary = "standard or min-max scaling; local (vertical) or secure sums (horizontal)"
+    summary = "standard or min-max scaling; local (vertical) or secure sums / MPC max (horizontal)"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
-        from sharedml.learn.preprocessing import Scaler
+        from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS, Scaler
 
         scaler = Scaler(params.method)
-        cols, _ = _fit_and_transform(ctx, scaler, params.layout)
+        opener = _mpc_opener(ctx, params.provider) if params.protocol == "ss" else None
+
+        def joint(session: Session, x: np.ndarray, cols: list[str]) -> object:
+            if opener is not None:  # the check must know the runtime's precision
+                session = data_session(ctx, frac_bits=MINMAX_FRAC_BITS)
+            return scaler.fit_horizontal(session, x, opener, columns=cols, step=ctx.step_id)
+
+        cols, _ = _fit_and_transform(ctx, scaler, params.layout, joint)
         ctx.state["scaler"] = scaler
-        return StepResult(metrics={"columns": len(cols)})
+        path = ctx.out_dir / f"scaler-{ctx.step_id}.json"
+        path.write_text(json.dumps({
+            "method": params.method, "layout": params.layout, "columns": cols,
+            "center": scaler.center_.tolist(), "scale": scaler.scale_.tolist(),
+        }), encoding="utf-8")
+        return StepResult(metrics={"columns": len(cols)}, artifacts={"scaler": str(path)})
+
+
+def _mpc_opener(ctx: StepContext, provider: str | None) -> Callable[[], MPC]:
+    """Opens the step's MPC runtime over the data parties, as ``train`` steps make theirs:
+    randomness from the job's dealer (its first helper party), or Paillier-made; at
+    :data:`~sharedml.learn.preprocessing.scaling.MINMAX_FRAC_BITS` fractional bits."""
+    helpers = tuple(p for p in ctx.session.peers if p not in ctx.parties)
+    chosen = provider or ("dealer" if helpers else None)
+    if chosen is None or (chosen == "dealer" and not helpers):
+        raise ConfigError(
+            "horizontal min-max scaling computes its maximum on secret shares and needs a "
+            "dealer, and this job has none",
+            party=ctx.party.name,
+            step=ctx.step_id,
+            remedy="run it through 'sharedml run' or the platform (both add a dealer), set "
+            "'provider: he' (two parties, slower) or use method 'standard'",
+        )
+    from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS
+    from sharedml.mpc import MPC
+
+    if chosen == "he":
+        if len(ctx.parties) != 2:
+            raise ConfigError(
+                f"provider 'he' works between two parties, this job has {len(ctx.parties)}",
+                party=ctx.party.name, step=ctx.step_id, remedy="use the dealer (the default)",
+            )
+        from sharedml.mpc.he import HEProvider
+
+        he_session = data_session(ctx, frac_bits=MINMAX_FRAC_BITS)
+        return lambda: MPC(he_session, HEProvider(he_session))
+    from sharedml.mpc import DealerProvider
+
+    dealer = helpers[0]
+    session = data_session(ctx, (dealer,), frac_bits=MINMAX_FRAC_BITS)
+    return lambda: MPC(session, DealerProvider(session, dealer=dealer))
 
 
 class FillParams(Params):
@@ -224,7 +352,14 @@ class FillParams(Params):
 
 
 class FillStep(Component):
-    """Fill missing feature values, fitted on the training rows."""
+    """Fill missing feature values, fitted on the training rows.
+
+    Horizontal layout: the parties agree on the feature columns, then
+    ``mean`` is the pooled mean of the present values from two secure sums
+    (reveals per column the pooled mean and the count of present values);
+    ``constant`` needs no traffic; ``median`` is refused (a pooled median
+    would need a secure sort).
+    """
 
     name = "fill"
     params = FillParams
@@ -233,7 +368,19 @@ class FillStep(Component):
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn.preprocessing import Filler
 
-        cols, filled = _fit_and_transform(ctx, Filler(params.strategy, params.value), params.layout)
+        if params.layout == "horizontal" and params.strategy == "median":
+            raise ConfigError(
+                "fill: a pooled median over horizontally split rows is not supported",
+                party=ctx.party.name,
+                step=ctx.step_id,
+                remedy="use strategy 'mean' (pooled, through secure sums) or 'constant'",
+            )
+        filler = Filler(params.strategy, params.value)
+
+        def joint(session: Session, x: np.ndarray, cols: list[str]) -> object:
+            return filler.fit_horizontal(session, x)
+
+        cols, filled = _fit_and_transform(ctx, filler, params.layout, joint)
         return StepResult(metrics={"columns": len(cols), "filled_cells": filled})
 
 

@@ -48,7 +48,10 @@ STEP_END = 2**63 - 1
 
 
 def needs_dealer(spec: jobspec.JobSpec) -> bool:
-    """Whether a step computes on secret shares with dealt randomness."""
+    """Whether a step computes on secret shares with dealt randomness.
+
+    A step says so through its parameters' ``protocol`` (a field of ``train``; a
+    property of ``scale``, ``ss`` for horizontal min-max) and ``provider``."""
     for step in spec.parsed_steps():
         if getattr(step.params, "protocol", None) == "ss" and getattr(
             step.params, "provider", None
