@@ -26,7 +26,9 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
 from sharedml.components.dealer import end_step_at_dealer, needs_dealer, serve_step
+from sharedml.crypto.fixedpoint import FixedPoint
 from sharedml.errors import ConfigError, DataError
+from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS
 from sharedml.platform.scheduler import decompose
 from sharedml.runner import run_job, run_job_reporting_cause
 from sharedml.simulation import PartyFailed, run_parties
@@ -137,11 +139,12 @@ def test_minmax_scaled_frames_match_sklearn(
         assert (scaled["y"].astype(int) == frames[p]["y"]).all()
         err = np.abs(scaled[FEATURES].to_numpy() - ref.transform(frames[p][FEATURES].to_numpy()))
         assert err.max() < MINMAX_TOL
-    # Wire: no party's own column extremes (fixed-point, 16 bits) cross it in the clear,
-    # and the dealer receives only request headers.
+    # Wire: no party's own column extremes, as the runtime encodes them, cross it in the
+    # clear (its shares are random), and the dealer receives only request headers.
+    fp = FixedPoint(MINMAX_FRAC_BITS)
     for p in names:
         x = frames[p][FEATURES].to_numpy()
-        own = np.rint(np.concatenate([x.max(axis=0), -x.min(axis=0)]) * 2**16).astype(np.int64)
+        own = fp.encode(np.concatenate([x.max(axis=0), -x.min(axis=0)])).view(np.int64)
         sent = [r for r in log if r.frm == p and isinstance(r.value, np.ndarray)
                 and r.value.dtype.itemsize == 8]
         assert sent and not any(np.isin(own, np.asarray(r.value).view(np.int64)).any()
