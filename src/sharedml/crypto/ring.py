@@ -137,16 +137,14 @@ def split(a: np.ndarray) -> Limbs:
 
 
 def _to_ring(x: np.ndarray) -> np.ndarray:
-    """Integer-valued float64 (|x| < 2^63) as ring elements, in x's own memory."""
-    out = x.view(np.int64)
-    np.copyto(out, x, casting="unsafe")
-    return out.view(DTYPE)
+    """Integer-valued float64 (|x| < 2^63) as ring elements (exact)."""
+    return x.astype(np.int64).view(DTYPE)
 
 
 def matmul_limbs(a: Limbs, b: Limbs) -> np.ndarray:
     """``a @ b`` in Z_2^64 from limbs; inner dimension ≤ :data:`MAX_EXACT_INNER`.
 
-    Five BLAS products (see module doc); the result reuses their memory.
+    Five BLAS products (see module doc).
     """
     p00 = a.l0 @ b.l0
     p11 = a.l1 @ b.l1
