@@ -320,3 +320,53 @@ def test_minmax_job_on_the_platform_uses_its_dealer_node(
         saved = json.loads(path.read_text())
         assert (np.abs(np.array(saved["center"]) - ref.data_min_) / ref.data_range_).max() < MINMAX_TOL
         assert (np.abs(np.array(saved["scale"]) / ref.data_range_ - 1)).max() < MINMAX_TOL
+
+
+@pytest.mark.slow
+def test_horizontal_split_then_minmax_fits_on_pooled_train_rows(
+    two: dict[str, Path], tmp_path: Path
+) -> None:
+    """Each party splits its own rows (seeded, stratified on its own labels, nothing
+    sent); min-max then fits on the pooled training rows only."""
+    spec = _spec(two, {"method": "minmax", "layout": "horizontal"})
+    spec["steps"].insert(0, {"split": {"layout": "horizontal", "seed": 7, "test_size": 0.25}})
+    out = tmp_path / "out"
+    result = run_job(spec, out, timeout=120)
+    split_step = result["steps"][0]
+    frames = _frames(two)
+    from sklearn.model_selection import train_test_split
+
+    train_rows = []
+    for party, frame in frames.items():
+        train, test = train_test_split(np.arange(len(frame)), test_size=0.25, random_state=7,
+                                       stratify=frame["y"].to_numpy())
+        assert split_step["parties"][party]["metrics"] == {
+            "train_rows": len(train), "test_rows": len(test)}
+        train_rows.append(frame[FEATURES].to_numpy(dtype=np.float64)[np.sort(train)])
+    ref = MinMaxScaler().fit(np.vstack(train_rows))
+    whole = MinMaxScaler().fit(_pooled(frames))
+    assert not np.allclose(ref.data_max_, whole.data_max_)  # the split changes the fit
+    for party in frames:
+        saved = _saved(out, party)
+        err = np.abs(np.array(saved["center"]) - ref.data_min_) / ref.data_range_
+        assert err.max() < MINMAX_TOL
+        err = np.abs(np.array(saved["scale"]) - ref.data_range_) / ref.data_range_
+        assert err.max() < MINMAX_TOL
+
+
+def test_horizontal_split_refuses_a_party_with_one_row(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"id": [1], "x0": [0.5], "y": [1]})
+    path = tmp_path / "one.csv"
+    frame.to_csv(path, index=False)
+    parties = {"solo": PartyConfig("solo", str(path), "y", ("id",))}
+
+    def fn(session: Any) -> None:
+        comp = registry.get("split")()
+        ctx = StepContext(session, parties["solo"], parties, {}, tmp_path, "split")
+        execute(comp, ctx, comp.parse({"layout": "horizontal"}, "split"))
+
+    with pytest.raises(PartyFailed) as info:
+        run_parties(fn, ["solo"])
+    err = info.value.error
+    assert isinstance(err, DataError) and err.party == "solo" and err.step == "split"
+    assert "1 rows cannot be split" in str(err)

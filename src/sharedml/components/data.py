@@ -37,7 +37,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
-from sharedml.errors import ConfigError
+from sharedml.errors import ConfigError, DataError
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
@@ -138,10 +138,19 @@ class SplitParams(Params):
     test_size: float = Field(0.3, gt=0.0, lt=1.0)
     seed: int = 42
     stratify: bool | str = Field(True, description="true or the label's name: stratify on it")
+    layout: Literal["vertical", "horizontal"] = "vertical"
 
 
 class SplitStep(Component):
-    """Train/test rows identical at every party, stratified at the label holder."""
+    """Train/test rows identical at every party, stratified at the label holder.
+
+    Vertical layout (aligned rows): the same rows go to train and test at every
+    party; a stratified split is decided by the label holder and sent as the
+    row assignment only (:mod:`sharedml.learn.preprocessing.split`).
+    Horizontal layout (each party holds its own rows of the same columns):
+    each party splits its own rows with the job's seed, stratified on its own
+    labels; nothing is sent, so nothing is revealed.
+    """
 
     name = "split"
     params = SplitParams
@@ -150,6 +159,8 @@ class SplitStep(Component):
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn.preprocessing import shared_split
 
+        if params.layout == "horizontal":
+            return _split_own_rows(ctx, params)
         frame = _require(ctx, "data")
         holder = ctx.label_holder if params.stratify else None
         if isinstance(params.stratify, str) and holder is not None:
@@ -165,6 +176,32 @@ class SplitStep(Component):
         ctx.state["train"] = frame.iloc[train].reset_index(drop=True)
         ctx.state["test"] = frame.iloc[test].reset_index(drop=True)
         return StepResult(metrics={"train_rows": len(train), "test_rows": len(test)})
+
+
+def _split_own_rows(ctx: StepContext, params: Any) -> StepResult:
+    """The horizontal split: this party's rows only, seeded, stratified on its own label."""
+    from sklearn.model_selection import train_test_split
+
+    frame, _ = _targets(ctx, "horizontal")
+    label = ctx.party.label if params.stratify else None
+    if isinstance(params.stratify, str) and params.stratify != label:
+        raise ConfigError(f"stratify names {params.stratify!r} but the label is {label!r}",
+                          party=ctx.party.name, step=ctx.step_id)
+    rows = np.arange(len(frame))
+    if len(rows) < 2:
+        raise DataError(f"{len(rows)} rows cannot be split into train and test",
+                        party=ctx.party.name, step=ctx.step_id,
+                        remedy="give this party more rows or leave out the split")
+    strata = frame[label].to_numpy() if label else None
+    try:
+        train, test = train_test_split(rows, test_size=params.test_size,
+                                       random_state=params.seed, stratify=strata)
+    except ValueError as exc:  # e.g. a class with a single row cannot be stratified
+        raise DataError(f"cannot split this party's rows: {exc}", party=ctx.party.name,
+                        step=ctx.step_id, remedy="set stratify: false") from None
+    ctx.state["train"] = frame.iloc[np.sort(train)].reset_index(drop=True)
+    ctx.state["test"] = frame.iloc[np.sort(test)].reset_index(drop=True)
+    return StepResult(metrics={"train_rows": len(train), "test_rows": len(test)})
 
 
 def _targets(ctx: StepContext, layout: str = "vertical") -> tuple[pd.DataFrame, list[str]]:
