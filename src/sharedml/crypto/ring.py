@@ -50,8 +50,6 @@ DTYPE = np.uint64
 #: Inner dimension up to which one float64 limb product is exact.
 MAX_EXACT_INNER = 2048
 _LIMB = 21
-_SHIFT = np.uint64(_LIMB)
-_SHIFT2 = np.uint64(2 * _LIMB)
 
 
 def to_signed(a: np.ndarray) -> np.ndarray:
@@ -122,45 +120,52 @@ def split(a: np.ndarray) -> Limbs:
     """The limbs of ``a``: ``a = l0 + l1·2^21 + l2·2^42 (mod 2^64)``, plus
     ``l01 = l0 + l1`` and ``low ≡ a (mod 2^22)`` (all signed; see module doc)."""
     s = np.asarray(a, dtype=DTYPE).view(np.int64)
-    # arithmetic shifts of the two's-complement reading sign-extend each field
-    l0 = s << np.int64(43)
-    l0 >>= np.int64(43)  # bits 0..20, in [-2^20, 2^20)
-    low = s << np.int64(42)
-    low >>= np.int64(42)  # bits 0..21, in [-2^21, 2^21)
-    rest = s - l0  # low 21 bits now zero
-    l1 = rest << np.int64(22)
-    l1 >>= np.int64(43)  # bits 21..41 (carry included), in [-2^20, 2^20)
-    rest -= l1 << np.int64(_LIMB)  # low 42 bits now zero
-    rest >>= np.int64(42)  # the top 22 bits, in [-2^21, 2^21)
-    f0, f1 = l0.astype(np.float64), l1.astype(np.float64)
-    return Limbs(f0, f1, rest.astype(np.float64), f0 + f1, low.astype(np.float64))
-
-
-def _to_ring(x: np.ndarray) -> np.ndarray:
-    """Integer-valued float64 (|x| < 2^63) as ring elements (exact)."""
-    return x.astype(np.int64).view(DTYPE)
+    # arithmetic shifts of the two's-complement reading sign-extend each field;
+    # one scratch array t is reused (fewer fresh pages for large operands)
+    t = np.left_shift(s, np.int64(43))
+    t >>= np.int64(43)  # l0: bits 0..20, in [-2^20, 2^20)
+    l0 = t.astype(np.float64)
+    rest = s - t  # low 21 bits now zero
+    np.left_shift(s, np.int64(42), out=t)
+    t >>= np.int64(42)  # low: bits 0..21, in [-2^21, 2^21)
+    low = t.astype(np.float64)
+    np.left_shift(rest, np.int64(22), out=t)
+    t >>= np.int64(43)  # l1: bits 21..41 (carry included), in [-2^20, 2^20)
+    l1 = t.astype(np.float64)
+    t <<= np.int64(_LIMB)
+    rest -= t  # low 42 bits now zero
+    rest >>= np.int64(42)  # l2: the top 22 bits, in [-2^21, 2^21)
+    return Limbs(l0, l1, rest.astype(np.float64), l0 + l1, low)
 
 
 def matmul_limbs(a: Limbs, b: Limbs) -> np.ndarray:
     """``a @ b`` in Z_2^64 from limbs; inner dimension ≤ :data:`MAX_EXACT_INNER`.
 
-    Five BLAS products (see module doc).
+    Five BLAS products (see module doc). Each float64 level is converted to
+    int64 (exact: all are integers below 2^53) into a buffer already freed, so
+    the whole product takes four arrays of the result's size.
     """
-    p00 = a.l0 @ b.l0
-    p11 = a.l1 @ b.l1
-    level1 = a.l01 @ b.l01
-    level1 -= p00  # exact in float64: see module doc
-    level1 -= p11
-    w0 = _to_ring(p00)
-    w1 = _to_ring(level1)
-    w2 = _to_ring(p11)
-    w2 += _to_ring(a.low @ b.l2)
-    w2 += _to_ring(a.l2 @ b.low)
-    w1 <<= _SHIFT
-    w2 <<= _SHIFT2
-    w0 += w1
-    w0 += w2
-    return w0
+    f1 = a.l0 @ b.l0  # A0·B0
+    f2 = a.l1 @ b.l1  # A1·B1
+    f3 = a.l01 @ b.l01
+    f3 -= f1  # level 1 = A01·B01 - A0·B0 - A1·B1, exact in float64
+    f3 -= f2
+    w = f1.astype(np.int64).view(DTYPE)  # level 0, in the ring
+    scratch = f1.view(np.int64)  # f1's memory is free now
+    np.copyto(scratch, f3, casting="unsafe")  # level 1
+    scratch_ring = scratch.view(DTYPE)  # ring arithmetic on uint64 readings only
+    scratch_ring <<= np.uint64(_LIMB)
+    w += scratch_ring
+    level2 = f3.view(np.int64)  # f3's memory is free now
+    np.copyto(level2, f2, casting="unsafe")  # A1·B1; f2's memory is free now
+    level2_ring = level2.view(DTYPE)
+    for left, right in ((a.low, b.l2), (a.l2, b.low)):
+        np.matmul(left, right, out=f2)
+        np.copyto(scratch, f2, casting="unsafe")
+        level2_ring += scratch_ring
+    level2_ring <<= np.uint64(2 * _LIMB)
+    w += level2_ring
+    return w
 
 
 def matmul(a: np.ndarray | Limbs, b: np.ndarray | Limbs) -> np.ndarray:
