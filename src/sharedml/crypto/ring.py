@@ -33,9 +33,15 @@ held in float64 and does five BLAS products:
   A2·LOW_b)·2^42 mod 2^64``. Longer inner dimensions are cut into chunks of
   2048 whose products are summed in the ring. The result is bit-exact (tests
   compare with the uint64 ``np.matmul``).
+* The two level-2 products stay separate BLAS calls: as one call with inner
+  dimension 2k (``[LOW_a | A2]·[B2 ; LOW_b]``) a sum could reach 2k·2^42 and
+  the chunks would have to halve, and it measured slower (stacking copies).
 
-A 1000³ product: 0.23 s with one BLAS thread (the six-product split: 0.27 s),
-``bench/mpc.py`` prints both.
+A 1000³ product here: 0.22 s with one BLAS thread, 0.135 s with two (the
+three-limb split of 22 bits with six products: 0.27 s and 0.16 s);
+``bench/mpc.py`` prints both. Keeping the split of an operand used many times
+(:class:`Limbs`, e.g. a ``FixedOperand``) saves the split: it takes five
+float64 arrays of the operand's size.
 """
 
 from __future__ import annotations
