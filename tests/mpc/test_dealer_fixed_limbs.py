@@ -23,11 +23,11 @@ def test_limbs_are_split_once_and_reconstruct() -> None:
     want = ring.split(masks[7])
     for got, ref in zip((first.l0, first.l1, first.l2), (want.l0, want.l1, want.l2), strict=True):
         assert np.array_equal(got, ref)
-    assert masks.cached_bytes == 3 * masks[7].nbytes
+    assert masks.cached_bytes == first.nbytes == 5 * masks[7].nbytes
 
 
 def test_limb_cache_stays_within_budget() -> None:
-    one = 3 * 100 * 4 * 8  # limbs of a 100 × 4 mask
+    one = 5 * 100 * 4 * 8  # limbs of a 100 × 4 mask (five float64 arrays)
     masks = FixedMasks(budget=2 * one)
     for fid in (1, 2, 3):
         masks[fid] = _words(fid, (100, 4))

@@ -228,7 +228,7 @@ class FixedMasks(dict[int, np.ndarray]):
 
     Every product with a fixed operand needs its mask's limbs; splitting a
     21,000 × 63 mask anew each time was a third of the dealer's CPU in a
-    SecureBoost run. Limbs take three times the mask's memory, so at most
+    SecureBoost run. Limbs take five times the mask's memory, so at most
     ``budget`` bytes of them are kept, least recently used dropped first;
     everything goes with the dealer loop (when the runtime closes).
     """
@@ -245,11 +245,11 @@ class FixedMasks(dict[int, np.ndarray]):
             self._limbs.move_to_end(fid)
             return got
         got = ring.split(self[fid])
-        size = 3 * got.l0.nbytes
+        size = got.nbytes
         if size <= self.budget:
             while self._bytes + size > self.budget:
                 _, old = self._limbs.popitem(last=False)
-                self._bytes -= 3 * old.l0.nbytes
+                self._bytes -= old.nbytes
             self._limbs[fid] = got
             self._bytes += size
         return got
