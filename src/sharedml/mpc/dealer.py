@@ -62,7 +62,7 @@ from sharedml.mpc.provider import Material, RandomnessProvider
 from sharedml.session import Session
 
 _SCOPE = "dealer"
-#: Bytes of fixed-mask limbs the dealer keeps (three float64 per element).
+#: Bytes of fixed-mask limbs the dealer keeps (five float64 per element).
 LIMB_CACHE_BYTES = 256 << 20
 
 
