@@ -104,11 +104,11 @@ def _ecb(key: bytes, blocks: np.ndarray) -> np.ndarray:
 
 
 def bins_of(d16: np.ndarray, salt: bytes, m: int) -> np.ndarray:
-    """The three candidate bins of each item, ``(n, 3)`` int64 in ``[0, m)``."""
+    """The three candidate bins of each item, ``(n, 3)`` uint32 in ``[0, m)`` (``m ≤ 2^32``)."""
     if not len(d16):
-        return np.zeros((0, HASHES), np.int64)
+        return np.zeros((0, HASHES), np.uint32)
     words = _ecb(salt, d16).view(np.uint32).reshape(-1, 4)[:, :HASHES].astype(np.uint64)
-    return ((words * np.uint64(m)) >> np.uint64(32)).astype(np.int64)
+    return ((words * np.uint64(m)) >> np.uint64(32)).astype(np.uint32)
 
 
 def cuckoo(bins: np.ndarray, m: int, rounds: int = 2000) -> tuple[np.ndarray, np.ndarray] | None:
@@ -243,11 +243,14 @@ def _as_receiver(session: Session, peer: str, d16: np.ndarray, their_n: int, pee
         bin_parts.append(start + full)
     mine = np.concatenate(tag_parts) if tag_parts else np.empty((0, TAG_BYTES), np.uint8)
     my_bins = np.concatenate(bin_parts) if bin_parts else np.empty(0, np.int64)
-    parts = []
+    prf_table = np.empty((their_n, HASHES, TAG_BYTES), np.uint8)
     for start in range(0, max(their_n, 1), TABLE_CHUNK):
         want = min(TABLE_CHUNK, their_n - start)
-        parts.append(_check(ch.recv(peer, "kkrt/table"), (want, HASHES, TAG_BYTES), party, "a chunk of the sender's PRF table"))
-    theirs = np.concatenate(parts).reshape(-1, TAG_BYTES)
+        prf_table[start : start + want] = _check(
+            ch.recv(peer, "kkrt/table"), (want, HASHES, TAG_BYTES), party,
+            "a chunk of the sender's PRF table",
+        )
+    theirs = prf_table.reshape(-1, TAG_BYTES)
     hit, idx = lookup(mine, theirs)
     order = np.lexsort(mine[hit].T[::-1])  # by tag bytes: an order that says nothing of rows
     items = table[my_bins[hit]][order]
@@ -271,7 +274,12 @@ def _as_sender(session: Session, peer: str, d16: np.ndarray, their_n: int, recei
     flat = bins_of(d16, salt, m).ravel()
     by_bin = np.argsort(flat, kind="stable")
     sorted_bins = flat[by_bin]
+    del flat
     gs = prg_streams(seeds)
+    # The table is written in its secret row order directly: row perm^-1[y] holds y.
+    perm = _secret_permutation(n)
+    slot = np.empty(n, np.int64)
+    slot[perm] = np.arange(n)
     values = np.empty((n * HASHES, TAG_BYTES), np.uint8)
     for start in range(0, m, CHUNK):
         size = min(CHUNK, m - start)
@@ -280,11 +288,12 @@ def _as_sender(session: Session, peer: str, d16: np.ndarray, their_n: int, recei
         q ^= u & choice
         lo, hi = np.searchsorted(sorted_bins, [start, start + size])
         sel = by_bin[lo:hi]
-        b = sorted_bins[lo:hi]
-        rows = q[b - start] ^ (codes(code_key, d16[sel // HASHES], sel % HASHES) & choice)
-        values[sel] = prf_tags(salt, b, rows)
-    perm = _secret_permutation(n)
-    table = values.reshape(n, HASHES, TAG_BYTES)[perm]
+        b = sorted_bins[lo:hi].astype(np.int64)
+        item, hidx = np.divmod(sel, HASHES)
+        rows = q[b - start] ^ (codes(code_key, d16[item], hidx) & choice)
+        values[slot[item] * HASHES + hidx] = prf_tags(salt, b, rows)
+    del by_bin, sorted_bins, slot
+    table = values.reshape(n, HASHES, TAG_BYTES)
     for start in range(0, max(n, 1), TABLE_CHUNK):
         ch.send(peer, "kkrt/table", np.ascontiguousarray(table[start : start + TABLE_CHUNK]))
     if not receives:
