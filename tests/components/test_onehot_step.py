@@ -251,6 +251,41 @@ def test_horizontal_mismatched_categories_fail_naming_the_step(tmp_path: Path) -
     assert "'b'" in info.value.error.message and "grade" in info.value.error.message
 
 
+def test_horizontal_job_onehot_then_secure_scaling(shared_data: Path, tmp_path: Path) -> None:
+    """onehot (loading each party's CSV itself) then horizontal standard scaling: both
+    parties scale the same indicator columns with the pooled mean and deviation,
+    which equal StandardScaler's on the pooled encoded rows (tolerance as in
+    test_scale_horizontal: 1e-6 relative to the deviation)."""
+    declared = {"segment": ["low", "mid", "high"]}
+    paths, frames = {}, {}
+    for party, seg in (("guest", ["low", "mid", "high"]), ("host", ["low", "mid", "other"])):
+        frame = pd.read_csv(shared_data / f"breast_homo_{party}.csv")
+        frame["segment"] = np.array(seg, dtype=object)[pd.qcut(frame["x0"], 3, labels=False)]
+        paths[party] = tmp_path / f"{party}.csv"
+        frame.to_csv(paths[party], index=False)
+        frames[party] = frame
+    spec = {"name": "onehot-horizontal",
+            "parties": {p: {"dataset": str(path), "label": "y"} for p, path in paths.items()},
+            "steps": [{"onehot": {"layout": "horizontal", "categories": declared}},
+                      {"scale": {"method": "standard", "layout": "horizontal"}}]}
+    out = tmp_path / "out"
+    result = run_job(spec, out, embedded=True, timeout=60)
+    onehot = result["steps"][0]["parties"]
+    assert onehot["host"]["metrics"]["unknown"] == {
+        "segment": int((frames["host"]["segment"] == "other").sum())}
+    saved = {p: json.loads((out / p / "scaler-scale.json").read_text()) for p in paths}
+    names = ["segment=high", "segment=low", "segment=mid"]
+    assert saved["guest"]["columns"] == saved["host"]["columns"]
+    assert saved["guest"]["columns"][-3:] == names
+    pooled = pd.concat([pd.get_dummies(f, columns=["segment"], prefix_sep="=", dtype=float)
+                        .reindex(columns=names, fill_value=0.0) for f in frames.values()])
+    ref = StandardScaler().fit(pooled.to_numpy())
+    for doc in saved.values():
+        center, scale = np.array(doc["center"][-3:]), np.array(doc["scale"][-3:])
+        assert np.abs(center - ref.mean_).max() / ref.scale_.min() < 1e-6
+        assert np.abs(scale - ref.scale_).max() / ref.scale_.min() < 1e-6
+
+
 @pytest.mark.slow
 def test_job_psi_split_onehot_scale_train_runs(shared_data: Path, tmp_path: Path) -> None:
     """psi → split → onehot → scale → train(SS logistic regression) → evaluate as mTLS
