@@ -30,6 +30,7 @@ console = Console(stderr=True)
 PLUGINS: list[str] = [
     "sharedml.runner",
     "sharedml.demo",
+    "sharedml.components.cli",
     "sharedml.platform.cli",
     "sharedml.platform.cluster_cli",
     "sharedml.tee.cli",
