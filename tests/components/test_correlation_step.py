@@ -260,6 +260,15 @@ def _run_step(
     return run_parties(fns, list(fns), timeout=timeout, wrap=wrap)
 
 
+def test_psi_split_correlation_job_uses_the_training_rows(
+    sample: dict[str, Path], tmp_path: Path
+) -> None:
+    result = run_job(_spec(sample, before=("psi", "split")), tmp_path / "out", embedded=True,
+                     timeout=60)
+    train_rows = result["steps"][1]["parties"]["guest"]["metrics"]["train_rows"]
+    assert _saved(tmp_path / "out", "guest")["rows"] == train_rows < SAMPLE
+
+
 def test_fits_on_the_training_rows_after_a_split(full: dict[str, Path], tmp_path: Path) -> None:
     frames = _aligned(full, 3000)
     states = {p: {"data": f, "train": f.iloc[:2100].reset_index(drop=True),
@@ -320,6 +329,11 @@ def test_wire_only_shares_cross_and_non_receivers_learn_no_names(
             assert hits < 1e-3, (r.tag, hits)  # shares are uniform: a chance hit is ~2^-40
     to_dealer = [r for r in log if r.to == "dealer"]
     assert to_dealer and all(r.tag.endswith("/dealer/req") for r in to_dealer)
+    # Between the data parties, the opened matrix (23×23 ring elements) goes to the guest
+    # only (the dealer's triple shares of that shape go to both).
+    opened = [r for r in log if r.frm != "dealer" and isinstance(r.value, np.ndarray)
+              and r.value.size == 23 * 23 and r.value.dtype.itemsize == 8]
+    assert opened and {r.to for r in opened} == {"guest"}
 
 
 @pytest.mark.slow

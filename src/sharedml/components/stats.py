@@ -68,8 +68,8 @@ Security model: semi-honest; the dealer must not collude with a data party
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -79,6 +79,9 @@ from sharedml.components.base import Component, Params, StepContext, StepResult
 from sharedml.components.data import _mpc_opener, _targets, data_session, feature_columns
 from sharedml.errors import ConfigError, DataError, ProtocolAbort
 from sharedml.session import Session
+
+if TYPE_CHECKING:
+    from sharedml.mpc import MPC
 
 #: VIFs above this are reported as infinite (collinear within the matrix's precision).
 VIF_LIMIT = 1e6
@@ -103,7 +106,15 @@ class CorrelationParams(Params):
 
 
 class CorrelationStep(Component):
-    """Joint Pearson correlation and VIF of every party's columns, under MPC (module doc)."""
+    """Joint Pearson correlation matrix and VIFs of every data party's columns, under MPC.
+
+    Runs after ``psi`` (and a ``split``: then on the training rows). The parties in
+    ``to`` receive the matrix of every party's numeric features (or the ``columns``
+    chosen per party) and write it, with the VIFs, to ``correlation-<step>.json``;
+    nobody learns another party's values. Constant columns get NaN correlations,
+    constant and collinear ones an infinite VIF. Steps, leakage and precision: the
+    module docstring of :mod:`sharedml.components.stats`.
+    """
 
     name = "correlation"
     params = CorrelationParams
@@ -184,7 +195,7 @@ def _columns(
     return feature_columns(ctx, frame)
 
 
-def _opener(ctx: StepContext, provider: str | None) -> Any:
+def _opener(ctx: StepContext, provider: str | None) -> Callable[[], MPC]:
     """The step's runtime opener (``data._mpc_opener``), with this step's message when the
     job has no dealer."""
     helpers = [p for p in ctx.session.peers if p not in ctx.parties]
