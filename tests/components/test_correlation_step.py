@@ -141,6 +141,24 @@ def test_only_the_receivers_get_the_matrix(sample: dict[str, Path], tmp_path: Pa
     _check_against_pandas(saved, _joined(sample))
 
 
+def test_three_parties(sample: dict[str, Path], tmp_path: Path) -> None:
+    """The host's columns split over two hosts: the same matrix, three blocks."""
+    host = pd.read_csv(sample["host"])
+    paths = {"guest": sample["guest"], "host": tmp_path / "h1.csv", "host2": tmp_path / "h2.csv"}
+    host[["id", *(f"x{i}" for i in range(5))]].to_csv(paths["host"], index=False)
+    host[["id", *(f"x{i}" for i in range(5, 10))]].sample(frac=1.0, random_state=1).to_csv(
+        paths["host2"], index=False)
+    spec = _spec(paths)
+    spec["parties"]["host2"] = {"dataset": str(paths["host2"])}
+    result = run_job(spec, tmp_path / "out", embedded=True, timeout=60)
+    assert result["steps"][1]["parties"]["host2"]["metrics"]["columns"] == 23
+    saved = _saved(tmp_path / "out", "host2")
+    assert saved["parties"] == ["guest", "host", "host2"]
+    joined = _joined({"guest": sample["guest"], "host": paths["host"]}).join(
+        pd.read_csv(paths["host2"]).set_index("id").add_prefix("host2."), how="inner")
+    _check_against_pandas(saved, joined)
+
+
 def test_columns_subset(sample: dict[str, Path], tmp_path: Path) -> None:
     params = {"columns": {"guest": ["x3", "x0"], "host": ["x1"]}}
     run_job(_spec(sample, params), tmp_path / "out", embedded=True, timeout=60)
