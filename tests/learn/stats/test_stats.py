@@ -55,3 +55,21 @@ def test_joint_correlation_and_vif_on_default_credit(shared_data: Path) -> None:
             assert r.value.dtype == np.uint64
             flat = r.value.view(np.int64).astype(np.float64).ravel()[: len(host_col)]
             assert abs(np.corrcoef(flat, host_col)[0, 1]) < 0.05
+
+
+def test_vif_is_infinite_for_collinear_and_constant_columns() -> None:
+    from sharedml.learn.stats.correlation import standardise, vif
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 4))
+    x = np.column_stack([x, x[:, 0] - 2 * x[:, 1], np.full(400, 0.1)])
+    z = standardise(x)
+    assert not z[:, 5].any()  # a constant 0.1 column is exactly zero, not rounding noise
+    got = vif(z.T @ z)
+    assert np.isinf(got[[0, 1, 4, 5]]).all()
+    # the columns outside the linear relation keep their finite VIF
+    ref = np.diag(np.linalg.inv(np.corrcoef(x[:, 2:4].T)))
+    assert np.allclose(got[2:4], ref, rtol=1e-6)
+    full = rng.normal(size=(400, 3))
+    zf = standardise(full)
+    assert np.allclose(vif(zf.T @ zf), np.diag(np.linalg.inv(np.corrcoef(full.T))))

@@ -37,9 +37,13 @@ def standardise(x: np.ndarray) -> np.ndarray:
     if np.isnan(x).any():
         raise DataError("correlation needs complete columns; fill missing values first",
                         step="correlation")
-    std = x.std(axis=0)
-    std = np.where(std == 0, 1.0, std)
-    return (x - x.mean(axis=0)) / (std * np.sqrt(len(x)))
+    # A constant column (max == min) is exactly zero after centring: its float
+    # std may come out as 1e-17 rather than 0 and would blow rounding noise up
+    # into spurious correlations.
+    constant = x.max(axis=0, initial=-np.inf) == x.min(axis=0, initial=np.inf)
+    centred = np.where(constant, 0.0, x - x.mean(axis=0)) if len(x) else x
+    std = np.where(constant, 1.0, x.std(axis=0) if len(x) else 1.0)
+    return centred / (std * np.sqrt(max(len(x), 1)))
 
 
 def joint_correlation(
@@ -73,6 +77,32 @@ def joint_correlation(
     return out
 
 
+#: Above this condition number a correlation matrix is treated as singular.
+SINGULAR_CONDITION = 1e12
+
+
 def vif(r: np.ndarray) -> np.ndarray:
-    """Variance inflation factors from a correlation matrix: ``diag(R⁻¹)``."""
-    return np.diag(np.linalg.pinv(np.asarray(r, dtype=np.float64)))
+    """Variance inflation factors from a correlation matrix: ``diag(R⁻¹)``.
+
+    A column in an exact linear relation with others (or constant) has an
+    infinite VIF: when ``R`` is singular (condition number over
+    :data:`SINGULAR_CONDITION`), the columns whose removal makes the rest
+    well conditioned are reported as ``inf`` rather than as the finite
+    numbers a pseudo-inverse would give.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    if r.size == 0:
+        return np.zeros(0)
+    if np.isfinite(r).all() and np.linalg.cond(r) < SINGULAR_CONDITION:
+        return np.diag(np.linalg.inv(r)).copy()
+    # Singular: a column has infinite VIF iff it lies in the span of the others,
+    # i.e. it has a non-zero weight in some null vector of R.
+    clean = np.nan_to_num(r, nan=0.0)
+    w, v = np.linalg.eigh((clean + clean.T) / 2)
+    null = v[:, w < w.max(initial=1.0) / SINGULAR_CONDITION]
+    inf = (np.abs(null) > 1e-8).any(axis=1)
+    out = np.full(len(r), np.inf)
+    keep = ~inf
+    if keep.any():
+        out[keep] = np.diag(np.linalg.inv(clean[np.ix_(keep, keep)]))
+    return out
