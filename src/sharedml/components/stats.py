@@ -76,7 +76,7 @@ import pandas as pd
 from pydantic import Field
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
-from sharedml.components.data import _mpc_opener, _targets, data_session, feature_columns
+from sharedml.components.frames import data_session, feature_columns, mpc_opener, targets
 from sharedml.errors import ConfigError, DataError, ProtocolAbort
 from sharedml.session import Session
 
@@ -123,7 +123,7 @@ class CorrelationStep(Component):
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn.stats import joint_correlation
 
-        frame, _ = _targets(ctx)
+        frame, _ = targets(ctx)
         receivers = _receivers(ctx, params.to)
         cols = _columns(ctx, frame, params.columns)
         opener = _opener(ctx, params.provider)
@@ -196,7 +196,7 @@ def _columns(
 
 
 def _opener(ctx: StepContext, provider: str | None) -> Callable[[], MPC]:
-    """The step's runtime opener (``data._mpc_opener``), with this step's message when the
+    """The step's runtime opener (``frames.mpc_opener``), with this step's message when the
     job has no dealer."""
     helpers = [p for p in ctx.session.peers if p not in ctx.parties]
     if provider != "he" and not helpers:
@@ -205,7 +205,7 @@ def _opener(ctx: StepContext, provider: str | None) -> Callable[[], MPC]:
             "job has none", party=ctx.party.name, step=ctx.step_id,
             remedy="run it through 'sharedml run' or the platform (both add a dealer) or set "
             "'provider: he' (two parties, slow)")
-    return _mpc_opener(ctx, provider)
+    return mpc_opener(ctx, provider)
 
 
 def _local_input(frame: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray, Any]:
