@@ -51,10 +51,15 @@ settled within 200 of its 2000 rounds for every one of 1,000+ tries at
 10–10^6 items, so a retry, and with it any dependence of the salt on ``X``,
 is itself a rare event.
 
-Security: semi-honest, two parties (no third party). Privacy rests on the base
-OTs (CDH on Edwards25519), AES as a PRF/PRG and BLAKE2b as a random oracle.
-A malicious party could deviate (e.g. ``R`` choosing ``D`` rows to probe), which
-this model does not cover. Reference: V. Kolesnikov, R. Kumaresan, M. Rosulek,
+Security: semi-honest, two parties (no third party): the PSI row of the
+trust model, the same as ECDH-PSI's (no non-collusion assumption; beyond the
+output, the set sizes are revealed). Privacy rests on the base OTs (CDH on
+Edwards25519), AES as a PRF/PRG and BLAKE2b as a random oracle. What breaks
+if a party deviates: ``R`` can put the codeword of any id it likes in a bin,
+so it can test up to ``m`` (about 1.27 |X|) ids of its choice for membership
+in ``Y``, which are not necessarily its declared set; ``S`` can send any PRF
+values, making ``R`` miss true matches, or list the same value in several
+rows. Neither learns the other's non-matching ids. Reference: V. Kolesnikov, R. Kumaresan, M. Rosulek,
 N. Trieu, "Efficient batched oblivious PRF with applications to private set
 intersection", ACM CCS 2016; the OT extension is Ishai–Kilian–Nissim–Petrank,
 CRYPTO 2003; no-stash cuckoo parameters follow Pinkas–Schneider–Tkachenko–
