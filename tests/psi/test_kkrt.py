@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from sharedml.cluster import run_cluster
+from sharedml.cluster import PartyCrashed, run_cluster
 from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.psi import digest_keys, psi_digests
 from sharedml.psi.kkrt import HASHES, ROW_BYTES, TAG_BYTES, bin_count, bins_of, cuckoo
@@ -274,3 +275,43 @@ def test_kkrt_over_grpc_processes() -> None:
     out = run_cluster(_party, ["A", "B"])
     assert out["A"] == out["B"]
     assert sorted(out["A"]) == list(range(4000, 6000))
+
+
+class _DieOnChunk(Channel):
+    """B's process exits (as a killed peer would) when its third OT-extension chunk arrives."""
+
+    def __init__(self, inner: Channel) -> None:
+        super().__init__(inner.party, inner.peers, inner.job, inner.timeout)
+        self.inner, self.seen = inner, 0
+
+    def _send(self, to: str, tag: str, value: Value) -> None:
+        self.inner._send(to, tag, value)
+
+    def _recv(self, frm: str, tag: str, timeout: float) -> Value:
+        if tag.endswith("kkrt/u"):
+            self.seen += 1
+            if self.seen > 2:
+                os._exit(9)
+        return self.inner._recv(frm, tag, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _die_at_b(ch: Channel) -> Channel:
+    return _DieOnChunk(ch) if ch.party == "B" else ch
+
+
+def _big_party(session: Session) -> int | None:
+    lo = 0 if session.party == "A" else 50_000
+    return psi_digests(session, digest_keys([f"c{i}" for i in range(lo, lo + 150_000)]),
+                       protocol="kkrt").size
+
+
+@pytest.mark.slow
+def test_a_peer_dying_mid_protocol_fails_the_run_naming_it() -> None:
+    # A, blocked on B's PRF table, must not hang: the run fails naming B as crashed.
+    with pytest.raises(PartyFailed) as info:
+        run_cluster(_big_party, ["A", "B"], wrap=_die_at_b, timeout=60)
+    assert info.value.party == "B"
+    assert isinstance(info.value.error, PartyCrashed) and "exit code 9" in str(info.value)
