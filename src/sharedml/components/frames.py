@@ -91,20 +91,28 @@ def targets(ctx: StepContext, layout: str = "vertical") -> tuple[pd.DataFrame, l
     return require_frame(ctx, "data"), ["data"]
 
 
-def mpc_opener(ctx: StepContext, provider: str | None) -> Callable[[], MPC]:
+def mpc_opener(
+    ctx: StepContext,
+    provider: str | None,
+    *,
+    purpose: str = "this step computes on secret shares",
+    otherwise: str = "",
+) -> Callable[[], MPC]:
     """Opens the step's MPC runtime over the data parties, as ``train`` steps make theirs:
     randomness from the job's dealer (its first helper party), or Paillier-made; at
-    :data:`~sharedml.learn.preprocessing.scaling.MINMAX_FRAC_BITS` fractional bits."""
+    :data:`~sharedml.learn.preprocessing.scaling.MINMAX_FRAC_BITS` fractional bits.
+
+    Without a dealer (and no ``provider: he``) the error says ``purpose`` and
+    offers ``otherwise`` as a last remedy."""
     helpers = tuple(p for p in ctx.session.peers if p not in ctx.parties)
     chosen = provider or ("dealer" if helpers else None)
     if chosen is None or (chosen == "dealer" and not helpers):
         raise ConfigError(
-            "horizontal min-max scaling computes its maximum on secret shares and needs a "
-            "dealer, and this job has none",
+            f"{purpose} and needs a dealer, and this job has none",
             party=ctx.party.name,
             step=ctx.step_id,
             remedy="run it through 'sharedml run' or the platform (both add a dealer), set "
-            "'provider: he' (two parties, slower) or use method 'standard'",
+            "'provider: he' (two parties, slower)" + otherwise,
         )
     from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS
     from sharedml.mpc import MPC

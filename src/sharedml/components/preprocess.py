@@ -137,7 +137,11 @@ class ScaleStep(Component):
         from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS, Scaler
 
         scaler = Scaler(params.method)
-        opener = mpc_opener(ctx, params.provider) if params.protocol == "ss" else None
+        opener = mpc_opener(
+            ctx, params.provider,
+            purpose="horizontal min-max scaling computes its maximum on secret shares",
+            otherwise=" or use method 'standard'",
+        ) if params.protocol == "ss" else None
 
         def joint(session: Session, x: np.ndarray, cols: list[str]) -> object:
             if opener is not None:  # the check must know the runtime's precision
