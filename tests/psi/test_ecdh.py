@@ -10,14 +10,7 @@ from sharedml.psi import KeyRules, digest_keys, psi_digests
 from sharedml.psi.curve import P, blind, hash_and_blind, hash_to_u, new_key
 from sharedml.simulation import PartyFailed, run_parties
 
-
-def _sets(rng: np.random.Generator, n: int, overlap: float) -> tuple[list[str], list[str]]:
-    common = round(n * overlap)
-    pool = rng.choice(10 * n + 10, size=2 * n - common, replace=False)
-    a = [f"id-{v}" for v in pool[:n]]
-    b = [f"id-{v}" for v in np.concatenate([pool[:common], pool[n:]])]
-    rng.shuffle(b)
-    return a, b
+from .id_sets import overlapping_sets
 
 
 def _run(inputs: dict[str, list[object]], **kw: object) -> dict[str, object]:
@@ -28,7 +21,7 @@ def _run(inputs: dict[str, list[object]], **kw: object) -> dict[str, object]:
 
 @pytest.mark.parametrize("overlap", [0.0, 0.01, 0.5, 1.0])
 def test_two_party_equals_plaintext_intersection(overlap: float) -> None:
-    a, b = _sets(np.random.default_rng(int(overlap * 100)), 600, overlap)
+    a, b = overlapping_sets(np.random.default_rng(int(overlap * 100)), 600, overlap)
     out = _run({"A": a, "B": b})
     got_a = [a[i] for i in out["A"].rows]
     got_b = [b[i] for i in out["B"].rows]
@@ -78,7 +71,7 @@ def test_integer_and_composite_keys() -> None:
 
 
 def test_result_to_one_chosen_party() -> None:
-    a, b = _sets(np.random.default_rng(5), 300, 0.5)
+    a, b = overlapping_sets(np.random.default_rng(5), 300, 0.5)
     out = _run({"A": a, "B": b}, receivers=["B"])
     assert out["A"].rows is None
     assert set(b[i] for i in out["B"].rows) == set(a) & set(b)
@@ -97,7 +90,7 @@ def test_three_parties() -> None:
 
 @pytest.mark.slow
 def test_pools_and_small_batches_agree() -> None:
-    a, b = _sets(np.random.default_rng(11), 700, 0.3)
+    a, b = overlapping_sets(np.random.default_rng(11), 700, 0.3)
     expected = set(a) & set(b)
     for kw in ({"workers": 2, "batch": 128}, {"workers": 2, "batch": 256, "processes": True}):
         out = _run({"A": a, "B": b}, **kw)

@@ -19,14 +19,7 @@ from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
-
-def _sets(rng: np.random.Generator, n: int, overlap: float) -> tuple[list[str], list[str]]:
-    common = round(n * overlap)
-    pool = rng.choice(10 * n + 10, size=2 * n - common, replace=False)
-    a = [f"id-{v}" for v in pool[:n]]
-    b = [f"id-{v}" for v in np.concatenate([pool[:common], pool[n:]])]
-    rng.shuffle(b)
-    return a, b
+from .id_sets import overlapping_sets
 
 
 def _run(inputs: dict[str, list[object]], wrap: Callable[[Channel], Channel] | None = None,
@@ -86,7 +79,7 @@ def test_cuckoo_places_every_item_once_in_one_of_its_bins() -> None:
 
 @pytest.mark.parametrize("overlap", [0.0, 0.01, 0.5, 1.0])
 def test_two_party_equals_plaintext_intersection(overlap: float) -> None:
-    a, b = _sets(np.random.default_rng(int(overlap * 100) + 7), 3000, overlap)
+    a, b = overlapping_sets(np.random.default_rng(int(overlap * 100) + 7), 3000, overlap)
     out = _run({"A": a, "B": b})
     got_a = [a[i] for i in out["A"].rows]
     got_b = [b[i] for i in out["B"].rows]
@@ -111,7 +104,7 @@ def test_unequal_sizes_duplicates_and_unicode() -> None:
 
 @pytest.mark.parametrize("receiver", ["A", "B"])
 def test_result_to_one_chosen_party(receiver: str) -> None:
-    a, b = _sets(np.random.default_rng(11), 800, 0.3)
+    a, b = overlapping_sets(np.random.default_rng(11), 800, 0.3)
     out = _run({"A": a, "B": b}, receivers=[receiver])
     other = "B" if receiver == "A" else "A"
     ids = {"A": a, "B": b}[receiver]
@@ -248,7 +241,7 @@ class _Tamper(Channel):
 def test_malformed_messages_abort_naming_party_and_step(
     tag: str, change: Callable[[Value], Value], victim: str, words: str
 ) -> None:
-    a, b = _sets(np.random.default_rng(3), 300, 0.5)
+    a, b = overlapping_sets(np.random.default_rng(3), 300, 0.5)
     with pytest.raises(PartyFailed) as info:
         _run({"A": a, "B": b}, wrap=lambda ch: _Tamper(ch, tag, change) if ch.party != victim else ch)
     err = info.value.error

@@ -94,7 +94,7 @@ def _unique_first(digests: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def _secret_permutation(m: int) -> np.ndarray:
+def secret_permutation(m: int) -> np.ndarray:
     """A uniformly random permutation from :mod:`secrets` (argsort of 64-bit draws)."""
     draws = np.frombuffer(secrets.token_bytes(8 * m), dtype=np.uint64) if m else np.zeros(0)
     return np.argsort(draws, kind="stable")
@@ -277,7 +277,7 @@ def psi_digests(
     work = sum(sizes.values())
     if workers is None and work < INLINE_BELOW:
         workers = 0
-    perm = _secret_permutation(len(first))
+    perm = secret_permutation(len(first))
     with CurvePool(workers, processes=processes) as pool:
         ring = _Ring(session, batch, pool)
         holder: dict[str, np.ndarray] = {}

@@ -77,6 +77,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from sharedml.errors import ProtocolAbort
+from sharedml.psi.ecdh import secret_permutation
 from sharedml.psi.ot import base_ot_receive, base_ot_send, prg_streams, prg_take, transpose_bits
 from sharedml.session import Session
 
@@ -208,11 +209,6 @@ def _check(obj: object, shape: tuple[int, ...], party: str, what: str) -> np.nda
     return obj
 
 
-def _secret_permutation(m: int) -> np.ndarray:
-    draws = np.frombuffer(secrets.token_bytes(8 * m), dtype=np.uint64) if m else np.zeros(0)
-    return np.argsort(draws, kind="stable")
-
-
 def _as_receiver(session: Session, peer: str, d16: np.ndarray, their_n: int, peer_receives: bool) -> np.ndarray:
     """Role ``R``: returns this party's matched item indices, in the agreed order."""
     ch = session.channel
@@ -282,7 +278,7 @@ def _as_sender(session: Session, peer: str, d16: np.ndarray, their_n: int, recei
     del flat
     gs = prg_streams(seeds)
     # The table is written in its secret row order directly: row perm^-1[y] holds y.
-    perm = _secret_permutation(n)
+    perm = secret_permutation(n)
     slot = np.empty(n, np.int64)
     slot[perm] = np.arange(n)
     values = np.empty((n * HASHES, TAG_BYTES), np.uint8)
