@@ -19,9 +19,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from sharedml.control import SERVICE, Hello, HelloReply, decode
 from sharedml.crypto import pki
 from sharedml.node.agent import Agent, NodeConfig
-from sharedml.platform.nodes import SERVICE, Hello, HelloReply, NodeService, decode
+from sharedml.platform.nodes import NodeService
 from sharedml.platform.scheduler import Scheduler, SchedulerConfig
 from sharedml.platform.store import Store, sqlite_url
 from sharedml.platform.store.models import Job, Node, Task
@@ -210,9 +211,9 @@ def test_cancel_stops_the_step_at_the_nodes(platform: Platform, agents: dict[str
 def test_a_dealer_node_registers_its_role_holds_no_data_and_runs_no_partys_task(
     platform: Platform, tmp_path: Path
 ) -> None:
+    from sharedml.control import TaskOrder
     from sharedml.errors import ConfigError
     from sharedml.node.agent import _Run
-    from sharedml.platform.nodes import TaskOrder
 
     pki.issue(platform.pki_dir, "dealer")
     dealer = pki.load_identity(platform.pki_dir, "dealer")

@@ -58,10 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
 from sharedml.components.dealer import end_step_at_dealer, serve_step
-from sharedml.crypto import pki
-from sharedml.errors import ConfigError, DataError, PeerTimeout, SharedMLError
-from sharedml.mpc.memory import keep_freed_memory
-from sharedml.platform.nodes import (
+from sharedml.control import (
     SERVICE,
     Ack,
     Beat,
@@ -73,6 +70,9 @@ from sharedml.platform.nodes import (
     Wire,
     decode,
 )
+from sharedml.crypto import pki
+from sharedml.errors import ConfigError, DataError, PeerTimeout, SharedMLError
+from sharedml.mpc.memory import keep_freed_memory
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value

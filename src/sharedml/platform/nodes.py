@@ -1,15 +1,15 @@
 """The platform's gRPC service for node agents (mutual TLS; identity = certificate).
 
 Node agents connect *out* to the platform (``sharedml node``); the platform
-never dials a node. Three unary calls, each a JSON message checked against a
-typed, versioned schema (never pickle, STYLE.md 11)::
+never dials a node. Three unary calls, each a JSON message of
+:mod:`sharedml.control` (the wire both sides import)::
 
     /sharedml.platform.v1.Nodes/Hello   Hello  -> HelloReply   once per connection
     /sharedml.platform.v1.Nodes/Beat    Beat   -> BeatReply    every heartbeat_s
     /sharedml.platform.v1.Nodes/Report  Report -> Ack          a task finished
 
 A heartbeat lists the tasks the node runs, with their progress; the reply
-says which tasks to start (:class:`TaskOrder`) and which to cancel. Who the
+says which tasks to start (:class:`~sharedml.control.TaskOrder`) and which to cancel. Who the
 node is comes only from its verified client certificate (subject common name,
 chained to the deployment CA); a node may only run and report its own party's
 tasks. A dealer node (``role: dealer``) says so in its hello; it is given the
@@ -22,100 +22,17 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import grpc
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sharedml import control
+from sharedml.control import Wire
 from sharedml.crypto.pki import Identity, party_of
 from sharedml.errors import AuthError, ConfigError, SharedMLError
 from sharedml.platform.scheduler import Scheduler
 
 log = logging.getLogger("sharedml.platform.nodes")
-
-SERVICE = "sharedml.platform.v1.Nodes"
-
-
-class Wire(BaseModel):
-    """Base of every message: version 1, unknown fields refused."""
-
-    model_config = ConfigDict(extra="forbid")
-    v: Literal[1] = 1
-
-    def encode(self) -> bytes:
-        return self.model_dump_json().encode()
-
-
-class Hello(Wire):
-    #: Where this node's party-to-party server listens ("host:port").
-    address: str = Field(min_length=3, max_length=255)
-    #: This agent process's random id: a new one means the node restarted.
-    boot: str = Field("", max_length=64)
-    #: ``party`` (runs its party's tasks) or ``dealer`` (deals MPC randomness, holds no
-    #: data); registered at the node's first hello.
-    role: Literal["party", "dealer"] = "party"
-
-
-class HelloReply(Wire):
-    node: str
-    heartbeat_s: float
-
-
-class Beat(Wire):
-    #: Task id -> progress in [0, 1] for every task the node runs or has not yet reported.
-    running: dict[str, float] = Field(default_factory=dict)
-    #: Jobs whose working state the node holds between steps.
-    jobs: list[str] = Field(default_factory=list, max_length=10000)
-
-
-class TaskOrder(Wire):
-    task_id: str
-    job_id: str
-    step_id: str
-    component: str
-    params: dict[str, Any]
-    attempt: int
-    #: Every step this one depends on, transitively: the node must hold their state.
-    ancestors: list[str]
-    #: The spec's parties section (dataset names, labels, id columns): public metadata.
-    parties: dict[str, dict[str, Any]]
-    #: Party -> its node's party-to-party address (the step's dealer included).
-    peers: dict[str, str]
-    channel_timeout_s: float
-    #: The dealer node serving this step (a job with a secret-shared step), else ``None``.
-    dealer: str | None = None
-
-
-class BeatReply(Wire):
-    orders: list[TaskOrder] = Field(default_factory=list)
-    cancel: list[str] = Field(default_factory=list)
-    #: Jobs that finished: the node may drop their working state.
-    forget: list[str] = Field(default_factory=list)
-
-
-class Report(Wire):
-    task_id: str
-    ok: bool
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    reason: str = Field("", max_length=4000)
-    seconds: float = 0.0
-
-
-class Ack(Wire):
-    ok: bool = True
-
-
-M = TypeVar("M", bound=Wire)
-
-
-def decode(kind: type[M], raw: bytes) -> M:
-    """Parse one message; a malformed one is a :class:`ConfigError` naming the field."""
-    try:
-        return kind.model_validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(message)"
-        raise ConfigError(f"malformed {kind.__name__} message: {where}: {first['msg']}") from None
 
 
 class NodeService:
@@ -138,7 +55,7 @@ class NodeService:
             for name, fn in (("Hello", self._hello), ("Beat", self._beat), ("Report", self._report))
         }
         self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE, handlers),)
+            (grpc.method_handlers_generic_handler(control.SERVICE, handlers),)
         )
         credentials = grpc.ssl_server_credentials(
             [(identity.key_pem, identity.cert_pem)],
@@ -163,21 +80,22 @@ class NodeService:
 
     # -- handlers ------------------------------------------------------------------
     def _hello(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
-        msg = decode(Hello, raw)
+        msg = control.decode(control.Hello, raw)
         self.scheduler.node_hello(node, msg.address, _fingerprint(context), msg.boot, msg.role)
         log.info("%s node %s connected; peers reach it at %s", msg.role, node, msg.address)
-        return HelloReply(node=node, heartbeat_s=self.heartbeat_s)
+        return control.HelloReply(node=node, heartbeat_s=self.heartbeat_s)
 
     def _beat(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
-        msg = decode(Beat, raw)
+        msg = control.decode(control.Beat, raw)
         orders, cancels = self.scheduler.node_beat(node, msg.running)
         forget = self.scheduler.finished(msg.jobs) if msg.jobs else []
-        return BeatReply(orders=[TaskOrder(**o) for o in orders], cancel=cancels, forget=forget)
+        tasks = [control.TaskOrder(**o) for o in orders]
+        return control.BeatReply(orders=tasks, cancel=cancels, forget=forget)
 
     def _report(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
-        msg = decode(Report, raw)
+        msg = control.decode(control.Report, raw)
         self.scheduler.task_report(node, msg.task_id, msg.ok, msg.metrics, msg.reason, msg.seconds)
-        return Ack()
+        return control.Ack()
 
     def _wrap(self, fn: Any) -> Any:
         def handler(raw: bytes, context: grpc.ServicerContext) -> bytes:

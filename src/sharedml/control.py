@@ -1,0 +1,109 @@
+"""The control wire between node agents and the platform: messages and their codec.
+
+Both sides import this module — the node agent (``sharedml.node.agent``, a
+data provider's process) and the platform's node service
+(``sharedml.platform.nodes``) — so neither reaches into the other's layer: a
+data provider's process never loads the operator's database layer.
+
+Three unary calls on :data:`SERVICE`, each a JSON message checked against a
+typed, versioned schema (never pickle, STYLE.md 11)::
+
+    /sharedml.platform.v1.Nodes/Hello   Hello  -> HelloReply   once per connection
+    /sharedml.platform.v1.Nodes/Beat    Beat   -> BeatReply    every heartbeat_s
+    /sharedml.platform.v1.Nodes/Report  Report -> Ack          a task finished
+
+What crosses this wire is metadata: task orders, progress, public metrics and
+failure reasons — never rows, labels or shares.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sharedml.errors import ConfigError
+
+SERVICE = "sharedml.platform.v1.Nodes"
+
+
+class Wire(BaseModel):
+    """Base of every message: version 1, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    v: Literal[1] = 1
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Hello(Wire):
+    #: Where this node's party-to-party server listens ("host:port").
+    address: str = Field(min_length=3, max_length=255)
+    #: This agent process's random id: a new one means the node restarted.
+    boot: str = Field("", max_length=64)
+    #: ``party`` (runs its party's tasks) or ``dealer`` (deals MPC randomness, holds no
+    #: data); registered at the node's first hello.
+    role: Literal["party", "dealer"] = "party"
+
+
+class HelloReply(Wire):
+    node: str
+    heartbeat_s: float
+
+
+class Beat(Wire):
+    #: Task id -> progress in [0, 1] for every task the node runs or has not yet reported.
+    running: dict[str, float] = Field(default_factory=dict)
+    #: Jobs whose working state the node holds between steps.
+    jobs: list[str] = Field(default_factory=list, max_length=10000)
+
+
+class TaskOrder(Wire):
+    task_id: str
+    job_id: str
+    step_id: str
+    component: str
+    params: dict[str, Any]
+    attempt: int
+    #: Every step this one depends on, transitively: the node must hold their state.
+    ancestors: list[str]
+    #: The spec's parties section (dataset names, labels, id columns): public metadata.
+    parties: dict[str, dict[str, Any]]
+    #: Party -> its node's party-to-party address (the step's dealer included).
+    peers: dict[str, str]
+    channel_timeout_s: float
+    #: The dealer node serving this step (a job with a secret-shared step), else ``None``.
+    dealer: str | None = None
+
+
+class BeatReply(Wire):
+    orders: list[TaskOrder] = Field(default_factory=list)
+    cancel: list[str] = Field(default_factory=list)
+    #: Jobs that finished: the node may drop their working state.
+    forget: list[str] = Field(default_factory=list)
+
+
+class Report(Wire):
+    task_id: str
+    ok: bool
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    reason: str = Field("", max_length=4000)
+    seconds: float = 0.0
+
+
+class Ack(Wire):
+    ok: bool = True
+
+
+M = TypeVar("M", bound=Wire)
+
+
+def decode(kind: type[M], raw: bytes) -> M:
+    """Parse one message; a malformed one is a :class:`ConfigError` naming the field."""
+    try:
+        return kind.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(message)"
+        raise ConfigError(f"malformed {kind.__name__} message: {where}: {first['msg']}") from None
