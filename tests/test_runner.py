@@ -192,9 +192,9 @@ def test_the_runner_and_the_platform_decide_and_serve_the_dealer_with_the_same_c
     """One dealer decision for ``sharedml run`` and the platform's scheduler (no copies)."""
     import sharedml.runner as runner
     from sharedml.components import dealer
-    from sharedml.platform import scheduler
+    from sharedml.platform import job_plan
 
-    assert runner.needs_dealer is dealer.needs_dealer is scheduler.needs_dealer
+    assert runner.needs_dealer is dealer.needs_dealer is job_plan.needs_dealer
     assert dealer.dealer_name(["bank", "dealer", "dealer2"]) == "dealer3"
     spec = _spec([{"psi": {}}, {"train": {"model": "logistic_regression", "protocol": "he"}}])
     assert not dealer.needs_dealer(jobspec.load(spec))

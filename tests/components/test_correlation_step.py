@@ -29,7 +29,7 @@ from sharedml.crypto.fixedpoint import FixedPoint
 from sharedml.errors import ConfigError, DataError
 from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS
 from sharedml.learn.stats.correlation import standardise
-from sharedml.platform.scheduler import decompose
+from sharedml.platform.job_plan import decompose
 from sharedml.runner import run_job, run_job_reporting_cause
 from sharedml.simulation import PartyFailed, run_parties
 from sharedml.transport.recording import RecordingChannel, WireRecord

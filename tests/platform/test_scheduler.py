@@ -12,13 +12,9 @@ import pytest
 from sharedml.components import jobspec
 from sharedml.errors import ConfigError, PolicyDenied
 from sharedml.platform.clock import ManualClock
-from sharedml.platform.scheduler import (
-    IllegalTransition,
-    Scheduler,
-    SchedulerConfig,
-    decompose,
-    move,
-)
+from sharedml.platform.job_lifecycle import IllegalTransition, move
+from sharedml.platform.job_plan import decompose
+from sharedml.platform.scheduler import Scheduler, SchedulerConfig
 from sharedml.platform.store import Store, sqlite_url
 from sharedml.platform.store.models import Job, Task
 

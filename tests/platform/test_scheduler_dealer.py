@@ -15,7 +15,8 @@ from sharedml.components import jobspec
 from sharedml.components.dealer import needs_dealer
 from sharedml.errors import ConfigError, PolicyDenied
 from sharedml.platform.clock import ManualClock
-from sharedml.platform.scheduler import Scheduler, SchedulerConfig, decompose
+from sharedml.platform.job_plan import decompose
+from sharedml.platform.scheduler import Scheduler, SchedulerConfig
 from sharedml.platform.store import Store, sqlite_url
 from sharedml.platform.store.models import Job, Task
 
