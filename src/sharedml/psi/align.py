@@ -13,13 +13,15 @@ import numpy as np
 import pandas as pd
 
 from sharedml.errors import DataError
-from sharedml.psi.ecdh import DEFAULT_BATCH, PsiResult, psi_digests
+from sharedml.psi.api import PsiResult, psi_digests
+from sharedml.psi.ecdh import DEFAULT_BATCH
 from sharedml.psi.keys import KeyRules, digest_keys
+from sharedml.psi.rows import as_void
 from sharedml.session import Session
 
 
 def _check_unique(digests: np.ndarray, party: str, columns: Sequence[str]) -> None:
-    view = np.ascontiguousarray(digests).view("V32").ravel()
+    view = as_void(digests)
     _, first, counts = np.unique(view, return_index=True, return_counts=True)
     if (counts > 1).any():
         dup_keys = view[first[counts > 1]]
@@ -70,6 +72,6 @@ def align_rows(
     # run to run; re-sort by the key digests, which every receiver holds alike,
     # so that a seeded split picks the same rows in every run of a job.
     rows = np.asarray(result.rows)
-    keys = np.ascontiguousarray(digests[rows]).view(f"V{digests.shape[1]}").ravel()
+    keys = as_void(digests[rows])
     rows = rows[np.argsort(keys, kind="stable")]
     return frame.iloc[rows].reset_index(drop=True), result

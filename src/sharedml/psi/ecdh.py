@@ -4,7 +4,8 @@ Protocol (parties ``P_0 .. P_{n-1}`` in ``session.peers`` order, each with a
 secret scalar ``k_i``; ``H`` hashes to the curve, see :mod:`sharedml.psi.curve`):
 
 1. Every party dedups its keys, and all parties exchange their set sizes and a
-   fingerprint of the protocol parameters (a mismatch aborts).
+   fingerprint of the protocol parameters (a mismatch aborts); the PSI front
+   door, :func:`sharedml.psi.api.psi_digests`, runs this step for every protocol.
 2. ``P_i`` draws a secret random permutation ``π_i`` and computes
    ``[k_i] H(x)`` for its keys in ``π_i`` order, sending them in batches to
    ``P_{i+1}``.
@@ -42,62 +43,24 @@ Vaidya–Clifton, "Secure set intersection cardinality", JCS 2005.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import queue
-import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.errors import ProtocolAbort
 from sharedml.psi import curve
 from sharedml.psi.pool import CurvePool, pipeline
+from sharedml.psi.rows import as_void, secret_permutation
 from sharedml.session import Session
 
-VERSION = 1
 TAG_BYTES = 16
 DEFAULT_BATCH = 8192
 TAGSET_CHUNK = 1 << 18
 #: Below this many curve operations per party, blind inline (no worker processes).
 INLINE_BELOW = 20_000
-PROTOCOLS = ("ecdh", "kkrt")
-
-
-@dataclass
-class PsiResult:
-    """One party's outcome.
-
-    ``rows`` are indices into the party's input, one per intersecting key (the
-    first row holding it), in the order every receiver agrees on; ``None`` at a
-    party that is not a receiver. ``set_sizes`` are every party's count of
-    distinct keys (public by design).
-    """
-
-    rows: np.ndarray | None
-    set_sizes: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def size(self) -> int | None:
-        return None if self.rows is None else len(self.rows)
-
-
-def _void(tags: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(tags).view(f"V{tags.shape[1]}").ravel()
-
-
-def _unique_first(digests: np.ndarray) -> np.ndarray:
-    """Row index of the first occurrence of each distinct digest, ascending."""
-    _, first = np.unique(_void(digests), return_index=True)
-    return np.sort(first)
-
-
-def secret_permutation(m: int) -> np.ndarray:
-    """A uniformly random permutation from :mod:`secrets` (argsort of 64-bit draws)."""
-    draws = np.frombuffer(secrets.token_bytes(8 * m), dtype=np.uint64) if m else np.zeros(0)
-    return np.argsort(draws, kind="stable")
 
 
 class _Ring:
@@ -197,87 +160,27 @@ def _run_threads(jobs: list[tuple[str, Callable[[], object]]]) -> None:
             raise error
 
 
-def _agree(
-    session: Session, m: int, batch: int, receivers: Sequence[str], protocol: str = "ecdh"
-) -> dict[str, int]:
-    """Step 1: exchange set sizes and check every party runs the same protocol."""
-    params = repr(
-        (VERSION, protocol, batch, tuple(session.peers), tuple(sorted(receivers)))
-    ).encode()
-    mine = np.frombuffer(hashlib.sha256(params).digest(), np.uint8)
-    ch = session.channel
-    prints = ch.all_gather("params", mine)
-    for peer, fp in prints.items():
-        if not np.array_equal(np.asarray(fp), mine):
-            raise ConfigError(
-                f"party {peer!r} runs PSI with different parameters (protocol, batch "
-                "size, receivers or party order)",
-                party=session.party,
-                step="psi",
-                remedy="give every party the same psi step parameters",
-            )
-    sizes = ch.all_gather("size", np.array([m], dtype=np.int64))
-    return {p: int(np.asarray(v)[0]) for p, v in sizes.items()}
-
-
-def psi_digests(
+def ecdh_psi(
     session: Session,
-    digests: np.ndarray,
+    unique: np.ndarray,
+    sizes: dict[str, int],
+    receivers: Sequence[str],
     *,
-    receivers: Sequence[str] | None = None,
     batch: int = DEFAULT_BATCH,
     workers: int | None = None,
     processes: bool = False,
-    protocol: str = "auto",
-) -> PsiResult:
-    """Run PSI on this party's ``(n, 32)`` key digests.
+) -> np.ndarray | None:
+    """Steps 2-5 on this party's distinct ``(n, 32)`` digests, after step 1
+    (:func:`sharedml.psi.api.psi_digests` runs it and gives ``sizes``).
 
-    ``protocol`` is ``"ecdh"`` (this module's docstring; two or more parties),
-    ``"kkrt"`` (OT-based, two parties, about an order of magnitude faster;
-    :mod:`sharedml.psi.kkrt`) or ``"auto"``: kkrt for two parties, else ecdh. ``receivers`` (default: every party) learn the
-    intersection; ``workers`` is the size of the curve pool (default: one per
-    core; 0 or a small input runs inline), ``processes`` makes it a process
-    pool instead of threads.
+    Returns indices into ``unique`` of the intersection, in the order every
+    receiver shares, or ``None`` at a party that does not receive.
+    ``workers`` is the size of the curve pool (default: one per core; 0 or a
+    small input runs inline), ``processes`` makes it a process pool.
     """
-    if protocol == "auto":
-        protocol = "kkrt" if len(session.peers) == 2 else "ecdh"
-    if protocol not in PROTOCOLS:
-        raise ConfigError(
-            f"unknown PSI protocol {protocol!r}; use auto or one of {list(PROTOCOLS)}",
-            party=session.party,
-            step="psi",
-        )
-    if protocol == "kkrt" and len(session.peers) != 2:
-        raise ConfigError(
-            f"the kkrt PSI protocol runs between two parties, this job has "
-            f"{len(session.peers)}",
-            party=session.party,
-            step="psi",
-            remedy="use protocol: ecdh for three or more parties",
-        )
-    receivers = tuple(session.peers if receivers is None else receivers)
-    unknown = [r for r in receivers if r not in session.peers]
-    if unknown or not receivers:
-        raise ConfigError(
-            f"PSI receivers {list(receivers)} must be a non-empty subset of the parties "
-            f"{list(session.peers)}",
-            party=session.party,
-            step="psi",
-        )
-    if digests.ndim != 2 or digests.shape[1] != 32 or digests.dtype != np.uint8:
-        raise ConfigError("psi_digests needs an (n, 32) uint8 array of key digests")
-    first = _unique_first(digests)
-    unique = np.ascontiguousarray(digests[first])
-    sizes = _agree(session, len(first), batch, receivers, protocol)
-    if protocol == "kkrt":
-        from sharedml.psi.kkrt import kkrt_psi
-
-        found = kkrt_psi(session, unique, sizes, receivers)
-        return PsiResult(None if found is None else first[found], sizes)
-    work = sum(sizes.values())
-    if workers is None and work < INLINE_BELOW:
+    if workers is None and sum(sizes.values()) < INLINE_BELOW:
         workers = 0
-    perm = secret_permutation(len(first))
+    perm = secret_permutation(len(unique))
     with CurvePool(workers, processes=processes) as pool:
         ring = _Ring(session, batch, pool)
         holder: dict[str, np.ndarray] = {}
@@ -290,23 +193,23 @@ def psi_digests(
         if len(session.peers) > 1:
             _run_threads(jobs)
         else:
-            holder["tags"] = np.empty((len(first), TAG_BYTES), np.uint8)
+            holder["tags"] = np.empty((len(unique), TAG_BYTES), np.uint8)
     tags = holder["tags"]
     _send_tagset(session, tags, receivers)
     if session.party not in receivers:
-        return PsiResult(None, sizes)
-    member = np.ones(len(first), dtype=bool)
-    mine = _void(tags)
+        return None
+    member = np.ones(len(unique), dtype=bool)
+    mine = as_void(tags)
     for peer in session.others:
         theirs = _recv_tagset(session, peer, sizes[peer])
         member &= np.isin(mine, theirs)
     order = np.argsort(mine[member], kind="stable")
-    return PsiResult(first[member][order], sizes)
+    return np.flatnonzero(member)[order]
 
 
 def _send_tagset(session: Session, tags: np.ndarray, receivers: Sequence[str]) -> None:
     """Step 4: this party's tags, sorted (so positions carry nothing), to each receiver."""
-    ordered = np.sort(_void(tags)).view(np.uint8).reshape(-1, TAG_BYTES)
+    ordered = np.sort(as_void(tags)).view(np.uint8).reshape(-1, TAG_BYTES)
     for r in receivers:
         if r == session.party:
             continue
@@ -330,4 +233,4 @@ def _recv_tagset(session: Session, peer: str, m: int) -> np.ndarray:
             party=session.party,
             step="psi",
         )
-    return _void(got)
+    return as_void(got)

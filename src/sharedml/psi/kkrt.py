@@ -11,7 +11,8 @@ Protocol (``X`` the receiver's distinct key digests, ``Y`` the sender's;
 ``w = 512``; ``m = 1.27·|X| + 64`` bins, a multiple of 8):
 
 1. Both parties exchange set sizes and a fingerprint of the parameters
-   (done by :func:`sharedml.psi.ecdh.psi_digests`, which calls this module).
+   (done by the PSI front door, :func:`sharedml.psi.api.psi_digests`, which
+   calls this module).
 2. Base OTs (:mod:`sharedml.psi.ot`): ``S`` draws ``s ∈ {0,1}^w`` and obtains
    ``k_i^{s_i}`` of ``R``'s random seed pairs ``(k_i^0, k_i^1)``, ``i < w``.
 3. ``S`` sends a fresh AES key for the pseudorandom code
@@ -77,8 +78,8 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from sharedml.errors import ProtocolAbort
-from sharedml.psi.ecdh import secret_permutation
 from sharedml.psi.ot import base_ot_receive, base_ot_send, prg_streams, prg_take, transpose_bits
+from sharedml.psi.rows import secret_permutation
 from sharedml.session import Session
 
 VERSION = 1
