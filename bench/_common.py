@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+#: The reference data sets the benchmarks read: the copies vendored for the tests
+#: (provenance and licences in tests/data/README.md).
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "datasets"
+
 
 def median_seconds(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` runs."""

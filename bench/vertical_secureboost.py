@@ -12,7 +12,7 @@ with the same settings on the joined data in this process (median of 3).
 Goals: ``ss`` <= 60 s, ``he`` <= 180 s, and under 30x XGBoost.
 
     .venv/bin/python bench/vertical_secureboost.py
-    .venv/bin/python bench/vertical_secureboost.py --protocols ss --data ../shared/data
+    .venv/bin/python bench/vertical_secureboost.py --protocols ss --data tests/data/datasets
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import default_credit_split, load_default_credit, report
+from _common import DATA, default_credit_split, load_default_credit, report
 from sharedml.session import Session
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETTINGS = {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.3, "n_bins": 32}
 GOALS = {"ss": 60.0, "he": 180.0}
 

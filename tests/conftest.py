@@ -1,7 +1,9 @@
 """Shared test fixtures.
 
-Tests may read the reference data and attestation evidence in ``../shared``
-(beside the repository root, in CI too); the product never does.
+Tests read the reference data sets and attestation evidence vendored in
+``tests/data/`` (provenance, licences and reference figures in
+``tests/data/README.md``) through the fixtures below, never by a path of
+their own; the product never reads them.
 """
 
 from __future__ import annotations
@@ -10,22 +12,27 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+#: The vendored reference data (kept in the repository; see its README).
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _folder(name: str) -> Path:
+    path = DATA / name
+    if not path.is_dir():
+        pytest.fail(
+            f"vendored test data not found at {path}; it is part of the repository "
+            "(check out the whole tree, including tests/data)"
+        )
+    return path
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data``: the vertically and horizontally split reference sets."""
-    path = SHARED / "data"
-    if not path.is_dir():
-        pytest.fail(f"reference data not found at {path}; CI lays ../shared beside the clone")
-    return path
+    """``tests/data/datasets``: the vertically and horizontally split reference sets."""
+    return _folder("datasets")
 
 
 @pytest.fixture(scope="session")
 def tee_evidence() -> Path:
-    """``../shared/tee-evidence``: real Nitro, SGX, TDX and SEV-SNP evidence."""
-    path = SHARED / "tee-evidence"
-    if not path.is_dir():
-        pytest.fail(f"TEE evidence not found at {path}")
-    return path
+    """``tests/data/tee-evidence``: real Nitro, SGX, TDX and SEV-SNP evidence."""
+    return _folder("tee-evidence")
