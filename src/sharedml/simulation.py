@@ -12,7 +12,8 @@ import hashlib
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack
 
 from sharedml.errors import ChannelError, SharedMLError
 from sharedml.session import DEFAULT_FRAC_BITS, Session
@@ -30,35 +31,90 @@ class PartyFailed(SharedMLError):
         self.error = error
 
 
+class RunOptions(TypedDict, total=False):
+    """How a run of party functions is set up: one definition for both run modes,
+    :func:`run_parties` (threads) and :func:`sharedml.cluster.run_cluster` (processes).
+
+    Attributes:
+        job: the job id the channels tag messages with (default ``"job"``).
+        timeout: seconds a receive waits for a peer (default 120).
+        frac_bits: every session's fixed-point precision (default
+            :data:`~sharedml.session.DEFAULT_FRAC_BITS`).
+        seed: makes every party's secret randomness reproducible (tests only;
+            default: each party draws its own).
+        extras: named objects wired into each party's session, by party.
+        wrap: wraps each party's channel (e.g. in a RecordingChannel), in that
+            party's thread or process.
+    """
+
+    job: str
+    timeout: float
+    frac_bits: int
+    seed: bytes | None
+    extras: Mapping[str, Mapping[str, Any]] | None
+    wrap: Callable[[Channel], Channel] | None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """:class:`RunOptions` with their defaults filled in."""
+
+    job: str = "job"
+    timeout: float = 120.0
+    frac_bits: int = DEFAULT_FRAC_BITS
+    seed: bytes | None = None
+    extras: Mapping[str, Mapping[str, Any]] | None = None
+    wrap: Callable[[Channel], Channel] | None = None
+
+    def for_party(self, party: str, parties: Sequence[str]) -> PartySettings:
+        """What ``party`` alone is given: its own seed (derived from the run's) and extras."""
+        seed = None if self.seed is None else hashlib.sha256(self.seed + party.encode()).digest()
+        extras = dict((self.extras or {}).get(party, {}))
+        return PartySettings(party, tuple(parties), self.job, self.timeout, self.frac_bits,
+                             seed, extras, self.wrap)
+
+
+@dataclass(frozen=True)
+class PartySettings:
+    """One party's share of a run's settings (a process is handed its own only)."""
+
+    party: str
+    parties: tuple[str, ...]
+    job: str
+    timeout: float
+    frac_bits: int
+    seed: bytes | None
+    extras: dict[str, Any]
+    wrap: Callable[[Channel], Channel] | None
+
+    def session(self, channel: Channel) -> Session:
+        """This party's session over ``channel``, wrapped as asked (no seed: Session draws one)."""
+        if self.wrap is not None:
+            channel = self.wrap(channel)
+        kwargs: dict[str, Any] = {"extras": self.extras}
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
+        return Session(self.party, self.parties, channel, frac_bits=self.frac_bits, **kwargs)
+
+
 def run_parties(
     fn: PartyFn | Mapping[str, PartyFn],
     parties: Sequence[str],
-    *,
-    job: str = "job",
-    timeout: float = 120.0,
-    frac_bits: int = DEFAULT_FRAC_BITS,
-    seed: bytes | None = None,
-    extras: Mapping[str, Mapping[str, Any]] | None = None,
-    wrap: Callable[[Channel], Channel] | None = None,
+    **options: Unpack[RunOptions],
 ) -> dict[str, Any]:
     """Run ``fn`` (or ``fn[party]``) for every party in a thread; return results by party.
 
-    ``seed`` makes every party's secret randomness reproducible (tests only);
-    ``wrap`` wraps each channel (e.g. in a RecordingChannel). If a party
-    raises, the others waiting on it are woken with a ChannelError and the
-    first failure is raised as :class:`PartyFailed`.
+    ``options`` are the :class:`RunOptions`. If a party raises, the others
+    waiting on it are woken with a ChannelError and the first failure is
+    raised as :class:`PartyFailed`.
     """
+    run = RunSettings(**options)
     hub = LocalHub(parties)
     results: dict[str, Any] = {}
     failures: list[tuple[str, BaseException, str]] = []
 
     def body(party: str) -> None:
-        channel: Channel = hub.channel(party, job, timeout)
-        if wrap is not None:
-            channel = wrap(channel)
-        session = party_session(
-            party, parties, channel, frac_bits, party_seed(seed, party), party_extras(extras, party)
-        )
+        session = run.for_party(party, parties).session(hub.channel(party, run.job, run.timeout))
         try:
             results[party] = party_fn(fn, party)(session)
         except BaseException as exc:  # reported with the party's name below
@@ -80,31 +136,6 @@ def run_parties(
 def party_fn(fn: PartyFn | Mapping[str, PartyFn], party: str) -> PartyFn:
     """The function ``party`` runs: ``fn[party]`` for a mapping, else ``fn`` itself."""
     return fn[party] if isinstance(fn, Mapping) else fn
-
-
-def party_seed(seed: bytes | None, party: str) -> bytes | None:
-    """``party``'s own secret seed derived from the run's ``seed`` (None: draw one)."""
-    return hashlib.sha256(seed + party.encode()).digest() if seed is not None else None
-
-
-def party_extras(extras: Mapping[str, Mapping[str, Any]] | None, party: str) -> dict[str, Any]:
-    """A copy of the extras wired in for ``party`` (empty when none are)."""
-    return dict((extras or {}).get(party, {}))
-
-
-def party_session(
-    party: str,
-    parties: Sequence[str],
-    channel: Channel,
-    frac_bits: int,
-    seed: bytes | None,
-    extras: dict[str, Any],
-) -> Session:
-    """``party``'s session over ``channel``; ``seed`` None leaves Session to draw a fresh one."""
-    kwargs: dict[str, Any] = {"extras": extras}
-    if seed is not None:
-        kwargs["seed"] = seed
-    return Session(party, tuple(parties), channel, frac_bits=frac_bits, **kwargs)
 
 
 def raise_first_failure(failures: Sequence[tuple[str, BaseException, str]]) -> None:
