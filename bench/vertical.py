@@ -145,7 +145,8 @@ def linear_rows(
         fns: dict[str, Any] = {"guest": party, "host": party}
         if model == "ss":
             fns["dealer"] = dealer
-        out = run_cluster(fns, parties, timeout=900, extras={p: opts for p in parties})
+        out = run_cluster(fns, parties, timeout=900, extras={p: opts for p in parties},
+                          dealer="dealer" if model == "ss" else None)
         per_epoch = statistics.median(out["guest"]["epochs_s"])
         rows.append(
             {

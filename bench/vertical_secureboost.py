@@ -142,7 +142,8 @@ def run(
         fns: dict[str, Any] = {"guest": party, "host": party}
         if protocol == "ss":
             fns["dealer"] = dealer
-        out = run_cluster(fns, parties, timeout=900, extras={p: opts for p in parties})
+        out = run_cluster(fns, parties, timeout=900, extras={p: opts for p in parties},
+                          dealer="dealer" if protocol == "ss" else None)
         seconds = max(out["guest"]["seconds"], out["host"]["seconds"])
         cpu = sum(r["cpu"] for r in out.values())
         rows.append(

@@ -54,7 +54,7 @@ def party_main(session: Session) -> dict[str, Any]:
     out_dir = Path(session.extras["out"]) / session.party
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = _progress_of(session)
-    dealer: str | None = session.extras.get("dealer")
+    dealer = session.dealer
     state: dict[str, Any] = {}
     steps: list[dict[str, Any]] = []
     for step in spec.parsed_steps():
@@ -165,10 +165,9 @@ def run_job(
         p: {"spec": spec_dict, "base": str(base), "out": str(out_dir.resolve())} for p in parties
     }
     fns: dict[str, Callable[[Session], Any]] = {p: party_main for p in parties}
+    dealer = None
     if needs_dealer(spec):
         dealer = dealer_name(parties)
-        for e in extras.values():
-            e["dealer"] = dealer
         extras[dealer] = {"spec": spec_dict}
         fns[dealer] = dealer_main
         parties.append(dealer)
@@ -178,9 +177,10 @@ def run_job(
         if progress:
             for e in extras.values():
                 e["progress"] = progress
-        per_party = run_parties(fns, parties, job=spec.name, timeout=timeout, extras=extras)
+        per_party = run_parties(fns, parties, job=spec.name, timeout=timeout, extras=extras,
+                                dealer=dealer)
     else:
-        per_party = _run_processes(fns, parties, spec.name, timeout, extras, progress)
+        per_party = _run_processes(fns, parties, spec.name, timeout, extras, progress, dealer)
     result = {
         "job": spec.name,
         "scheme": spec.scheme,
@@ -198,6 +198,7 @@ def _run_processes(
     timeout: float,
     extras: dict[str, dict[str, Any]],
     progress: ProgressFn | None,
+    dealer: str | None,
 ) -> dict[str, Any]:
     """Every party in its own process over mutual TLS; progress through a queue."""
     import multiprocessing
@@ -205,7 +206,7 @@ def _run_processes(
     from sharedml.cluster import run_cluster
 
     if progress is None:
-        return run_cluster(fns, parties, job=job, timeout=timeout, extras=extras)
+        return run_cluster(fns, parties, job=job, timeout=timeout, extras=extras, dealer=dealer)
     queue = multiprocessing.get_context("spawn").Queue()
     for e in extras.values():
         e["progress_queue"] = queue
@@ -217,7 +218,7 @@ def _run_processes(
     reader = threading.Thread(target=drain, name="sharedml-progress", daemon=True)
     reader.start()
     try:
-        return run_cluster(fns, parties, job=job, timeout=timeout, extras=extras)
+        return run_cluster(fns, parties, job=job, timeout=timeout, extras=extras, dealer=dealer)
     finally:
         queue.put(None)  # the reader's stop sign
         reader.join(timeout=5)

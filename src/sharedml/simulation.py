@@ -43,6 +43,8 @@ class RunOptions(TypedDict, total=False):
         seed: makes every party's secret randomness reproducible (tests only;
             default: each party draws its own).
         extras: named objects wired into each party's session, by party.
+        dealer: the party among ``parties`` that deals correlated randomness
+            (:attr:`Session.dealer <sharedml.session.Session.dealer>`; default none).
         wrap: wraps each party's channel (e.g. in a RecordingChannel), in that
             party's thread or process.
     """
@@ -52,6 +54,7 @@ class RunOptions(TypedDict, total=False):
     frac_bits: int
     seed: bytes | None
     extras: Mapping[str, Mapping[str, Any]] | None
+    dealer: str | None
     wrap: Callable[[Channel], Channel] | None
 
 
@@ -64,6 +67,7 @@ class RunSettings:
     frac_bits: int = DEFAULT_FRAC_BITS
     seed: bytes | None = None
     extras: Mapping[str, Mapping[str, Any]] | None = None
+    dealer: str | None = None
     wrap: Callable[[Channel], Channel] | None = None
 
     def for_party(self, party: str, parties: Sequence[str]) -> PartySettings:
@@ -71,7 +75,7 @@ class RunSettings:
         seed = None if self.seed is None else hashlib.sha256(self.seed + party.encode()).digest()
         extras = dict((self.extras or {}).get(party, {}))
         return PartySettings(party, tuple(parties), self.job, self.timeout, self.frac_bits,
-                             seed, extras, self.wrap)
+                             seed, extras, self.dealer, self.wrap)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class PartySettings:
     frac_bits: int
     seed: bytes | None
     extras: dict[str, Any]
+    dealer: str | None
     wrap: Callable[[Channel], Channel] | None
 
     def session(self, channel: Channel) -> Session:
@@ -94,7 +99,8 @@ class PartySettings:
         kwargs: dict[str, Any] = {"extras": self.extras}
         if self.seed is not None:
             kwargs["seed"] = self.seed
-        return Session(self.party, self.parties, channel, frac_bits=self.frac_bits, **kwargs)
+        return Session(self.party, self.parties, channel, frac_bits=self.frac_bits,
+                       dealer=self.dealer, **kwargs)
 
 
 def run_parties(

@@ -275,7 +275,8 @@ def _run_step(
     if dealer:
         fns["dealer"] = lambda s: serve_step(s, "corr", ["guest", "host"])
     wrap = (lambda c: RecordingChannel(c, log)) if log is not None else None
-    return run_parties(fns, list(fns), timeout=timeout, wrap=wrap)
+    return run_parties(fns, list(fns), timeout=timeout, wrap=wrap,
+                       dealer="dealer" if dealer else None)
 
 
 def test_psi_split_correlation_job_uses_the_training_rows(

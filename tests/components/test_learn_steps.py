@@ -81,7 +81,8 @@ def _run_steps(
                 serve_dealer(scoped)
 
     return run_parties(
-        {"guest": party, "host": party, "dealer": dealer}, ["guest", "host", "dealer"], timeout=60
+        {"guest": party, "host": party, "dealer": dealer}, ["guest", "host", "dealer"], timeout=60,
+        dealer="dealer",
     )
 
 
@@ -203,10 +204,8 @@ def test_bad_train_parameters_are_rejected_when_the_spec_loads() -> None:
         build_model(TrainParams(model="linear_regression", protocol="he"))
     with pytest.raises(ConfigError, match="does not take"):
         build_model(TrainParams(model="logistic_regression", n_estimators=3))
-    with pytest.raises(ConfigError, match="needs a dealer"):
-        build_model(TrainParams(model="logistic_regression", protocol="ss"))
-    dealt = build_model(TrainParams(model="logistic_regression", protocol="ss"), ("dealer",))
-    assert dealt.provider == "dealer" and dealt.dealer == "dealer"
+    # the randomness is the session's choice (tests/test_session.py) unless the step names it
+    assert build_model(TrainParams(model="logistic_regression", protocol="ss")).provider is None
     assert build_model(TrainParams(model="linear_regression", provider="he")).provider == "he"
     tree = build_model(TrainParams(model="secureboost", protocol="he", n_estimators=3))
     assert type(tree).__name__ == "SecureBoostClassifier" and tree.protocol == "he"
@@ -217,3 +216,32 @@ def test_train_without_label_column_is_a_clear_error(shared_data: Path, tmp_path
     frames["guest"]["train"] = frames["guest"]["train"].drop(columns="y")
     with pytest.raises(PartyFailed, match="label column 'y' is missing"):
         _run_steps(frames, [("train", {"model": "logistic_regression"})], tmp_path, "y", "id")
+
+
+def test_train_ss_without_a_dealer_fails_before_any_message(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """No dealer in the job: the train step says so at every party, naming the step,
+    before it sends anything (the session's runtime choice is checked up front)."""
+    frames = _frames(shared_data, "breast", "y", "id", stratify=True)
+    configs = {"guest": PartyConfig("guest", None, "y", ("id",)),
+               "host": PartyConfig("host", None, None, ("id",))}
+    log: list[Any] = []
+    failures: dict[str, ConfigError] = {}
+
+    def party(session: Session) -> None:
+        ctx = StepContext(session, configs[session.party], configs,
+                          dict(frames[session.party]), tmp_path, "train")
+        params = TrainStep.parse({"model": "logistic_regression"}, "train")
+        try:
+            execute(TrainStep(), ctx, params)
+        except ConfigError as exc:
+            failures[session.party] = exc
+
+    from sharedml.transport.recording import RecordingChannel
+
+    run_parties(party, ["guest", "host"], timeout=20, wrap=lambda c: RecordingChannel(c, log))
+    assert set(failures) == {"guest", "host"}
+    for name, exc in failures.items():
+        assert "needs a dealer" in exc.message and exc.step == "train" and exc.party == name
+    assert log == []

@@ -117,7 +117,7 @@ def _run_scale_with_dealer(
     fns: dict[str, Any] = {p: data_party for p in parties}
     fns["dealer"] = lambda s: serve_step(s, "scale", list(parties))
     wrap = (lambda c: RecordingChannel(c, log)) if log is not None else None
-    return run_parties(fns, [*parties, "dealer"], timeout=60, wrap=wrap)
+    return run_parties(fns, [*parties, "dealer"], timeout=60, wrap=wrap, dealer="dealer")
 
 
 @pytest.mark.parametrize("names", [("guest", "host"), ("guest", "host", "host2")])

@@ -54,7 +54,8 @@ def test_public_operand_of_wrong_shape() -> None:
 def test_precision_mismatch_is_refused_by_the_handshake() -> None:
     def party(session: Session):
         bits = 20 if session.party == "bob" else 16
-        mine = Session(session.party, session.peers, session.channel, frac_bits=bits)
+        mine = Session(session.party, session.peers, session.channel, frac_bits=bits,
+                       dealer=session.dealer)
         with MPC(mine, DealerProvider(mine)) as mpc:
             return mpc.parties
 
@@ -64,6 +65,7 @@ def test_precision_mismatch_is_refused_by_the_handshake() -> None:
             {"alice": party, "bob": party, "dealer": serve_dealer},
             ["alice", "bob", "dealer"],
             timeout=20,
+            dealer="dealer",
         )
     assert time.monotonic() - start < 15  # no hang
     err = info.value.error
@@ -83,6 +85,7 @@ def test_truncation_mode_mismatch_is_refused() -> None:
             {"alice": party, "bob": party, "dealer": serve_dealer},
             ["alice", "bob", "dealer"],
             timeout=20,
+            dealer="dealer",
         )
     assert "trunc" in str(info.value.error)
 

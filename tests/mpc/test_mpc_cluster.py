@@ -64,6 +64,7 @@ def test_dealer_over_grpc_processes() -> None:
         {"alice": dealer_party, "bob": dealer_party, "dealer": serve_dealer},
         ["alice", "bob", "dealer"],
         timeout=60,
+        dealer="dealer",
     )
     _check(results["alice"])
     assert all(v is None for v in results["bob"].values())

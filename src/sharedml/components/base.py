@@ -17,14 +17,14 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sharedml.errors import ConfigError
-from sharedml.session import Session
+from sharedml.session import MPCRuntime, Provider, Session
 
 
 class Params(BaseModel):
@@ -67,6 +67,24 @@ class StepContext:
         holders = [p.name for p in self.parties.values() if p.label]
         return holders[0] if holders else None
 
+    def mpc_runtime(
+        self,
+        provider: Provider | None,
+        *,
+        frac_bits: int | None = None,
+        purpose: str = "this step",
+        otherwise: str = "",
+    ) -> MPCRuntime:
+        """The step's MPC runtime: :meth:`Session.mpc_runtime
+        <sharedml.session.Session.mpc_runtime>`, its errors naming this step."""
+        try:
+            return self.session.mpc_runtime(
+                provider, frac_bits=frac_bits, purpose=purpose, otherwise=otherwise
+            )
+        except ConfigError as exc:
+            raise ConfigError(exc.message, party=self.party.name, step=self.step_id,
+                              remedy=exc.remedy) from None
+
 
 @dataclass
 class StepResult:
@@ -104,16 +122,13 @@ class Component(ABC):
 
 
 def execute(component: Component, ctx: StepContext, params: Params) -> StepResult:
-    """Run one step at one party, timing it and scoping its channel tags."""
+    """Run one step at one party, timing it and scoping its channel tags.
+
+    The step's session reaches the job's data parties and its dealer only."""
     start = time.perf_counter()
-    scoped = Session(
-        ctx.session.party,
-        ctx.session.peers,
-        ctx.session.channel.scope(ctx.step_id),
-        frac_bits=ctx.session.frac_bits,
-        seed=ctx.session.seed,
-        extras=ctx.session.extras,
-    )
+    s = ctx.session
+    among = s.among(tuple(p for p in s.peers if p in ctx.parties or p == s.dealer))
+    scoped = replace(among, channel=among.channel.scope(ctx.step_id))
     inner = StepContext(
         scoped, ctx.party, ctx.parties, ctx.state, ctx.out_dir, ctx.step_id, ctx.progress
     )

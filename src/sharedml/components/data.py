@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
-from sharedml.components.frames import data_session, require_frame, targets
+from sharedml.components.frames import require_frame, targets
 from sharedml.errors import ConfigError, DataError
 
 
@@ -65,7 +65,7 @@ class PsiStep(Component):
         rules = KeyRules(strip=params.strip, casefold=params.casefold, nfc=params.nfc)
         receivers = None if params.receivers == "all" else params.receivers
         ctx.progress(0.0, f"PSI on {len(frame)} rows")
-        aligned, result = align_rows(data_session(ctx), frame, ids, rules=rules,
+        aligned, result = align_rows(ctx.session.without_dealer(), frame, ids, rules=rules,
                                      receivers=receivers, workers=params.workers,
                                      protocol=params.protocol)
         ctx.state["data"] = aligned
@@ -112,7 +112,7 @@ class SplitStep(Component):
         labels = None
         if holder == ctx.party.name and ctx.party.label:
             labels = frame[ctx.party.label].to_numpy()
-        train, test = shared_split(data_session(ctx), len(frame), test_size=params.test_size,
+        train, test = shared_split(ctx.session.without_dealer(), len(frame), test_size=params.test_size,
                                    seed=params.seed, label_holder=holder, labels=labels)
         ctx.state["train"] = frame.iloc[train].reset_index(drop=True)
         ctx.state["test"] = frame.iloc[test].reset_index(drop=True)

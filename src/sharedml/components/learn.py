@@ -31,7 +31,6 @@ from pydantic import Field
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
 from sharedml.errors import ConfigError, DataError
-from sharedml.session import Session
 
 MODELS = ("logistic_regression", "linear_regression", "secureboost")
 
@@ -92,12 +91,11 @@ def model_class(model: str, protocol: str, task: str | None) -> type:
     return tree.SecureBoostRegressor if task == "regression" else tree.SecureBoostClassifier
 
 
-def build_model(params: TrainParams, helpers: tuple[str, ...] = ()) -> Any:
+def build_model(params: TrainParams) -> Any:
     """The estimator for ``params``: only the hyper-parameters that were given.
 
-    ``helpers`` are the session's peers that are not data parties of the job
-    (a dealer): secret-shared models use the first as their dealer; without
-    one they make their randomness with Paillier between the two parties."""
+    A secret-shared model's randomness (``provider``) is left to the session
+    when not given: the job's dealer (:meth:`sharedml.session.Session.mpc_runtime`)."""
     cls = model_class(params.model, params.protocol, params.task)
     accepted = set(inspect.signature(cls).parameters)
     given = {
@@ -114,20 +112,8 @@ def build_model(params: TrainParams, helpers: tuple[str, ...] = ()) -> Any:
         )
     if "protocol" in accepted:
         given["protocol"] = params.protocol
-    if "provider" in accepted and params.protocol == "ss":
-        provider = params.provider or ("dealer" if helpers else None)
-        if provider is None:
-            raise ConfigError(
-                f"train: {params.model} with protocol 'ss' needs a dealer, and this job has none",
-                step="train",
-                remedy="run the job with a dealer process, set 'provider: he' (Paillier-made "
-                "randomness: dealer-free but minutes even on small data) or use 'protocol: he'",
-            )
-        if provider == "dealer" and not helpers:
-            raise ConfigError("train: provider 'dealer' but the job has no dealer", step="train")
-        given["provider"] = provider
-        if provider == "dealer" and "dealer" in accepted:
-            given["dealer"] = helpers[0]
+    if params.provider is not None and params.protocol == "ss" and "provider" in accepted:
+        given["provider"] = params.provider
     return cls(**given)
 
 
@@ -157,18 +143,6 @@ def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
     return X, y
 
 
-def _helpers(ctx: StepContext) -> tuple[str, ...]:
-    """Peers of the session that are not data parties of the job (a dealer)."""
-    return tuple(p for p in ctx.session.peers if p not in ctx.parties)
-
-
-def _learner_session(ctx: StepContext) -> Session:
-    """The step's session, telling learners which peers are helpers."""
-    s = ctx.session
-    extras = {**s.extras, "helpers": _helpers(ctx)}
-    return Session(s.party, s.peers, s.channel, frac_bits=s.frac_bits, seed=s.seed, extras=extras)
-
-
 def _frame(ctx: StepContext, key: str) -> Any:
     if key not in ctx.state:
         raise ConfigError(
@@ -188,10 +162,13 @@ class TrainStep(Component):
     summary = "vertical SS/HE logistic or linear regression, or SecureBoost"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
-        model = build_model(params, _helpers(ctx))
+        model = build_model(params)
+        if params.protocol == "ss":  # no dealer (or two parties for 'he'): fail before any message
+            ctx.mpc_runtime(params.provider, purpose=f"train: {params.model} with protocol 'ss'",
+                            otherwise=" or use 'protocol: he'")
         X, y = _features(ctx, _frame(ctx, "train"))
         ctx.progress(0.0, f"training {params.model} ({params.protocol})")
-        model.fit(_learner_session(ctx), X, y)
+        model.fit(ctx.session, X, y)
         ctx.state["model"] = model
         ctx.state.pop("predictions_on", None)  # earlier predictions are not this model's
         ctx.state["task"] = getattr(model, "task", "classification")
@@ -223,7 +200,7 @@ class PredictStep(Component):
             )
         frame = _frame(ctx, params.on)
         X, _ = _features(ctx, frame)
-        scores = ctx.state["model"].predict(_learner_session(ctx), X)
+        scores = ctx.state["model"].predict(ctx.session, X)
         ctx.state["predictions"] = scores
         ctx.state["predictions_on"] = params.on
         if scores is None:

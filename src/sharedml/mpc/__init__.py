@@ -11,7 +11,7 @@ runs the same functions as processes over gRPC with mTLS)::
     from sharedml.simulation import run_parties
 
     def provider(session):
-        with MPC(session, DealerProvider(session, dealer="dealer")) as mpc:
+        with session.mpc_runtime().open() as mpc:    # randomness from the session's dealer
             mine = np.array([[1.5, -2.0]]) if session.party == "alice" else None
             x = mpc.share(mine, owner="alice")       # alice passes her array,
             w = mpc.share(np.array([[0.5], [0.25]]) if session.party == "bob" else None,
@@ -23,6 +23,7 @@ runs the same functions as processes over gRPC with mTLS)::
     out = run_parties(
         {"alice": provider, "bob": provider, "dealer": serve_dealer},
         ["alice", "bob", "dealer"],
+        dealer="dealer",
     )
 
 Every party runs the same sequence of operations (lock step). The dealer
@@ -37,8 +38,12 @@ Comparisons, ``relu``, ``select``, ``max``/``argmax`` and ``eq`` live in
 division, with their error bounds, in :mod:`sharedml.mpc.nonlinear`; the
 inverse of a small SPD matrix (VIF) in :mod:`sharedml.mpc.linalg`.
 
-Without a third party use ``HEProvider(session)`` (two parties; material made
-with Paillier) instead of ``DealerProvider``; the dealer function is not run.
+:meth:`Session.mpc_runtime <sharedml.session.Session.mpc_runtime>` is the one
+place that chooses the randomness: it opens ``MPC(session, DealerProvider(session))``
+over the data parties when the session has a dealer, or, with
+``mpc_runtime("he")`` and no third party, ``MPC(session, HEProvider(session))``
+between two parties (material made with Paillier; the dealer function is not
+run). Build ``MPC`` with a provider directly only to test a provider.
 """
 
 from __future__ import annotations

@@ -316,7 +316,8 @@ class Agent:
             timeout=order.channel_timeout_s,
         )
         try:
-            session = Session(party, tuple(peers), _Cancellable(channel, run.cancel))
+            session = Session(party, tuple(peers), _Cancellable(channel, run.cancel),
+                              dealer=order.dealer or None)
             out_dir = self.config.work_dir / "jobs" / order.job_id
             out_dir.mkdir(parents=True, exist_ok=True)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
@@ -352,7 +353,7 @@ class Agent:
         )
         try:
             waiting = _Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S)
-            session = Session(party, (*data_parties, party), waiting)
+            session = Session(party, (*data_parties, party), waiting, dealer=party)
             counts = serve_step(session, order.step_id, data_parties)
         finally:
             try:

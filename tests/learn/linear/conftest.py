@@ -109,7 +109,7 @@ def run_vertical(
     if dealer:
         fns["dealer"] = deal
         names.append("dealer")
-    return run_parties(fns, names, wrap=wrap, timeout=300)
+    return run_parties(fns, names, wrap=wrap, timeout=300, dealer="dealer" if dealer else None)
 
 
 @pytest.fixture

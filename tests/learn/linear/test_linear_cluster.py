@@ -47,7 +47,8 @@ def test_linear_models_over_grpc_processes(shared_data: Path, model: str) -> Non
     if model == "ss":
         fns["dealer"] = dealer
     opts = {"data": str(shared_data), "model": model}
-    out = run_cluster(fns, parties, timeout=120, extras={p: opts for p in parties})
+    out = run_cluster(fns, parties, timeout=120, extras={p: opts for p in parties},
+                      dealer="dealer" if model == "ss" else None)
     Xg, y = _block(str(shared_data), "guest")
     Xh, _ = _block(str(shared_data), "host")
     X = np.hstack([Xg, Xh])

@@ -102,7 +102,8 @@ def _run(
     if dealer:
         fns["dealer"] = lambda session: [serve_dealer(session) for _ in range(dealer_runs)]
         names.append("dealer")
-    run_parties(fns, names, wrap=lambda ch: RecordingChannel(ch, log), timeout=60)
+    run_parties(fns, names, wrap=lambda ch: RecordingChannel(ch, log), timeout=60,
+                dealer="dealer" if dealer else None)
     return log, kept
 
 
@@ -205,6 +206,7 @@ def _fit_bad(guest_X: np.ndarray, host_X: np.ndarray, y: np.ndarray) -> PartyFai
             {"guest": party, "host": party, "dealer": dealer},
             ["guest", "host", "dealer"],
             timeout=20,
+            dealer="dealer",
         )
     # every party fails with the same clear error, not a hang or a timeout
     assert set(seen) == {"guest", "host"}

@@ -77,6 +77,7 @@ def test_three_parties_follow_the_plaintext_sgd(sigmoid: str) -> None:
     out = run_parties(
         {"bank": party, "shop": party, "telco": party, "dealer": serve_dealer},
         ["bank", "shop", "telco", "dealer"],
+        dealer="dealer",
     )
     Xs = (X - X.mean(0)) / X.std(0)
     seed = __import__("hashlib").sha256(b"sharedml.linear/9").digest()[:16]

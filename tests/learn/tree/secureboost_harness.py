@@ -53,7 +53,8 @@ def run_secureboost(
 
         fns["dealer"] = serve_dealer
     return run_parties(
-        fns, parties_for(protocol), seed=b"secureboost-tests", wrap=wrap, timeout=600
+        fns, parties_for(protocol), seed=b"secureboost-tests", wrap=wrap, timeout=600,
+        dealer="dealer" if protocol == "ss" else None,
     )
 
 

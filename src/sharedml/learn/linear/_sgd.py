@@ -99,7 +99,7 @@ class SGDDriver(LinearPart):
         ym = None if y is None else np.asarray(y, dtype=np.float64).ravel()
         Xv = None if X_val is None else as_matrix(X_val)[0]
         yv = None if y_val is None else np.asarray(y_val, dtype=np.float64).ravel()
-        self.parties_ = self._parties(session)
+        self.parties_ = session.data_parties
         layout = preflight(session, self.parties_, self.task, Xm, names, ym, Xv, yv)
         if self.early_stopping_rounds and not layout.n_val_rows:
             raise ConfigError(
@@ -242,11 +242,6 @@ class SGDDriver(LinearPart):
         return None if out is None else float(out[0])
 
     # -- hooks -----------------------------------------------------------------------------
-    def _parties(self, session: Session) -> tuple[str, ...]:
-        """The computing parties (every peer but helpers named in ``extras['helpers']``)."""
-        helpers = set(session.extras.get("helpers", ()))
-        return tuple(p for p in session.peers if p not in helpers)
-
     def _setup(self, session: Session) -> None:
         """Protocol setup before the first batch (keys, masks)."""
 

@@ -67,14 +67,13 @@ from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.learn.linear._base import array_or_none, list_or_none, masked_sum_to_label
 from sharedml.learn.linear._core import PIECEWISE, SIGMOID_APPROX, piecewise_terms
 from sharedml.learn.linear._sgd import SGDDriver
-from sharedml.session import Session
+from sharedml.session import PROVIDERS, Provider, Session
 
 REVEAL = ("own", "none")
 #: our clipped fits, plus the engine's exp/reciprocal sigmoid (``accurate``)
 SS_SIGMOIDS = (*PIECEWISE, *SIGMOID_APPROX, "accurate")
 #: extra fractional bits of the learning-rate factor in the weight update
 UPDATE_BITS = 20
-PROVIDERS = ("dealer", "he")
 
 
 class _SSLinear(SGDDriver):
@@ -82,8 +81,7 @@ class _SSLinear(SGDDriver):
 
     sigmoid: str
     reveal_weights: str
-    provider: str
-    dealer: str
+    provider: Provider | None
     trunc: str
 
     # -- parameters ------------------------------------------------------------------------
@@ -91,28 +89,18 @@ class _SSLinear(SGDDriver):
         super()._check_params()
         if self.reveal_weights not in REVEAL:
             raise ConfigError(f"reveal_weights must be one of {REVEAL}", step="fit")
-        if self.provider not in PROVIDERS:
-            raise ConfigError(f"provider must be one of {PROVIDERS}", step="fit")
+        if self.provider is not None and self.provider not in PROVIDERS:
+            raise ConfigError(f"provider must be one of {PROVIDERS} or None", step="fit")
         if self.task == "classification" and self.sigmoid not in SS_SIGMOIDS:
             raise ConfigError(
                 f"sigmoid must be one of {SS_SIGMOIDS} under MPC, got {self.sigmoid!r}",
                 step="fit",
             )
 
-    def _parties(self, session: Session) -> tuple[str, ...]:
-        helpers = set(session.extras.get("helpers", ()))
-        if self.provider == "dealer":
-            helpers.add(self.dealer)
-        return tuple(p for p in session.peers if p not in helpers)
-
     def _runtime(self, session: Session) -> Any:
-        from sharedml.mpc import MPC, DealerProvider
-
-        if self.provider == "dealer":
-            return MPC(session, DealerProvider(session, dealer=self.dealer), trunc=self.trunc)
-        from sharedml.mpc.he import HEProvider
-
-        return MPC(session, HEProvider(session), trunc=self.trunc)
+        """The session's MPC runtime with this model's provider and truncation, opened."""
+        purpose = f"{type(self).__name__} (protocol 'ss')"
+        return session.mpc_runtime(self.provider, trunc=self.trunc, purpose=purpose).open()
 
     # -- sharing the data ----------------------------------------------------------------------
     def _block(self, session: Session, Xs: np.ndarray, party: str) -> np.ndarray | None:
@@ -338,8 +326,8 @@ class SSLogisticRegression(_SSLinear):
     (``standard | whiten | none``, each party on its own columns),
     ``sigmoid`` (``pwl | pwl4 | taylor1 | seg3 | clip_poly3 | clip_poly5 |
     accurate``),
-    ``reveal_weights`` (``own | none``), ``provider`` (``dealer | he``),
-    ``dealer`` (the dealer's party id), ``trunc`` (``pair | local``).
+    ``reveal_weights`` (``own | none``), ``provider`` (``dealer | he``;
+    default: the session's dealer), ``trunc`` (``pair | local``).
     """
 
     model_type = "SSLogisticRegression"
@@ -358,8 +346,7 @@ class SSLogisticRegression(_SSLinear):
         scaling: str = "standard",
         sigmoid: str = "pwl",
         reveal_weights: str = "own",
-        provider: str = "dealer",
-        dealer: str = "dealer",
+        provider: Provider | None = None,
         trunc: str = "pair",
     ) -> None:
         self.epochs = epochs
@@ -374,7 +361,6 @@ class SSLogisticRegression(_SSLinear):
         self.sigmoid = sigmoid
         self.reveal_weights = reveal_weights
         self.provider = provider
-        self.dealer = dealer
         self.trunc = trunc
 
     def _fusable(self) -> bool:
@@ -418,8 +404,7 @@ class SSLinearRegression(_SSLinear):
         random_state: int | None = None,
         scaling: str = "whiten",
         reveal_weights: str = "own",
-        provider: str = "dealer",
-        dealer: str = "dealer",
+        provider: Provider | None = None,
         trunc: str = "pair",
     ) -> None:
         self.epochs = epochs
@@ -433,7 +418,6 @@ class SSLinearRegression(_SSLinear):
         self.scaling = scaling
         self.reveal_weights = reveal_weights
         self.provider = provider
-        self.dealer = dealer
         self.trunc = trunc
         self.sigmoid = "none"
 

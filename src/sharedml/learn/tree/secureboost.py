@@ -63,7 +63,7 @@ from sharedml.learn.tree.histograms import HistogramClient, HistogramServer
 from sharedml.learn.tree.label_holder import BoostConfig, LabelHolderTrainer
 from sharedml.learn.tree.model import SplitTable, Tree
 from sharedml.learn.tree.wire import agree, check_header, check_input, model_header, unpack_bits
-from sharedml.session import Session
+from sharedml.session import PROVIDERS, Provider, Session
 
 PROTOCOLS = ("he", "ss")
 
@@ -87,8 +87,7 @@ class _SecureBoost(VerticalModel):
         early_stopping_rounds: int | None = None,
         key_bits: int = 2048,
         n_jobs: int = -1,
-        provider: str = "dealer",
-        dealer: str = "dealer",
+        provider: Provider | None = None,
         random_state: int | None = None,
     ) -> None:
         self.protocol = protocol
@@ -105,14 +104,13 @@ class _SecureBoost(VerticalModel):
         self.key_bits = key_bits
         self.n_jobs = n_jobs
         self.provider = provider
-        self.dealer = dealer
         self.random_state = random_state
 
     # -- parameters ------------------------------------------------------------------
     def _check_params(self) -> None:
         rules = [
             (self.protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS}"),
-            (self.provider in ("dealer", "he"), "provider must be 'dealer' or 'he'"),
+            (self.provider in (None, *PROVIDERS), f"provider must be one of {PROVIDERS} or None"),
             (int(self.n_estimators) >= 1, "n_estimators must be >= 1"),
             (1 <= int(self.max_depth) <= 16, "max_depth must be in [1, 16]"),
             (0 < self.learning_rate <= 1, "learning_rate must be in (0, 1]"),
@@ -130,13 +128,6 @@ class _SecureBoost(VerticalModel):
         for ok, msg in rules:
             if not ok:
                 raise ConfigError(f"SecureBoost: {msg}", step="secureboost/fit")
-
-    def _parties(self, session: Session) -> list[str]:
-        """The data parties: every peer but helpers (``extras['helpers']``, the dealer)."""
-        helpers = set(session.extras.get("helpers", ()))
-        if self.provider == "dealer" and self.dealer in session.peers:
-            helpers.add(self.dealer)
-        return [p for p in session.peers if p not in helpers]
 
     def _fingerprint(self) -> str:
         params = {k: v for k, v in self.get_params().items() if k not in ("n_jobs",)}
@@ -185,7 +176,7 @@ class _SecureBoost(VerticalModel):
             "task": self.task,
             "fingerprint": self._fingerprint(),
         }
-        parties = self._parties(session)
+        parties = list(session.data_parties)
         everyone = agree(session, ch, parties, status, "secureboost/fit")
         holders = [p for p, st in everyone.items() if st["label"]]
         if len(holders) != 1:
@@ -262,7 +253,7 @@ class _SecureBoost(VerticalModel):
             return HEHistogramClient(int(self.key_bits), int(self.n_jobs))
         from sharedml.learn.tree.ss_histograms import SSHistogramClient
 
-        return SSHistogramClient(session, parties, session.party, self.provider, self.dealer)
+        return SSHistogramClient(session, parties, session.party, self.provider)
 
     def _server(self, session: Session, parties: list[str]) -> HistogramServer:
         if self.protocol == "he":
@@ -271,7 +262,7 @@ class _SecureBoost(VerticalModel):
             return HEHistogramServer()
         from sharedml.learn.tree.ss_histograms import SSHistogramServer
 
-        return SSHistogramServer(session, parties, self.label_holder_, self.provider, self.dealer)
+        return SSHistogramServer(session, parties, self.label_holder_, self.provider)
 
     # -- prediction ----------------------------------------------------------------
     def _check_fitted(self) -> None:
