@@ -44,6 +44,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -185,9 +186,8 @@ def _inputs(mpc: MPC, shape: tuple[int, ...], owner: str, seed: int) -> Any:
     return mpc.share(value, owner=owner)
 
 
-def dealer_party(session: Session) -> dict[str, float]:
+def dealer_party(cfg: dict[str, Any], session: Session) -> dict[str, float]:
     keep_freed_memory()
-    cfg = session.extras
     n, dim, repeat = cfg["n"], cfg["dim"], cfg["repeat"]
     with MPC(session, DealerProvider(session, dealer="dealer")) as mpc:
         x = _inputs(mpc, (n,), "alice", 1)
@@ -241,8 +241,7 @@ def _serve_dealer(session: Session) -> Any:
     return serve_dealer(session)
 
 
-def he_party(session: Session) -> dict[str, float]:
-    cfg = session.extras
+def he_party(cfg: dict[str, Any], session: Session) -> dict[str, float]:
     with MPC(session, HEProvider(session, key_bits=2048)) as mpc:
         n_mul, n_and = cfg["he_mul"], cfg["he_and"]
         return {
@@ -307,9 +306,9 @@ def main() -> None:
     # and OpenBLAS threads that spin while descheduled ruin small products.
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     results = run_cluster(
-        {"alice": dealer_party, "bob": dealer_party, "dealer": _serve_dealer},
+        {"alice": partial(dealer_party, cfg), "bob": partial(dealer_party, cfg),
+         "dealer": _serve_dealer},
         ["alice", "bob", "dealer"],
-        extras={p: cfg for p in ("alice", "bob", "dealer")},
         timeout=600,
     )
     dealer = results["alice"]
@@ -318,7 +317,7 @@ def main() -> None:
     dealer["matmul_triple"] = results["bob"]["matmul_triple"]
     he_cfg = {"he_mul": args.he_mul, "he_and": args.he_and}
     he_results = run_cluster(
-        he_party, ["alice", "bob"], extras={p: he_cfg for p in ("alice", "bob")}, timeout=600
+        partial(he_party, he_cfg), ["alice", "bob"], timeout=600
     )
     he = {k: max(v, he_results["bob"][k]) for k, v in he_results["alice"].items()}
 

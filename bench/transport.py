@@ -26,6 +26,7 @@ import struct
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +123,9 @@ def _grpc_ping(ch: Channel, ping: np.ndarray) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def sender(session: Session) -> dict[str, dict[str, list[float]]]:
+def sender(cfg: dict[str, int], session: Session) -> dict[str, dict[str, list[float]]]:
     """Party a: alternate TLS and gRPC trials so both see the same machine load."""
-    cfg, ch = session.extras, session.channel
+    ch = session.channel
     payload = np.random.default_rng(0).random(ARRAY_BYTES // 8)
     ping = np.frombuffer(b"x" * PING_BYTES, dtype=np.uint8)
     out: dict[str, dict[str, list[float]]] = {
@@ -153,9 +154,9 @@ def sender(session: Session) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def receiver(session: Session) -> None:
+def receiver(cfg: dict[str, int], session: Session) -> None:
     """Party b: serve the TLS baseline in a thread; answer gRPC on the main thread."""
-    cfg, ch = session.extras, session.channel
+    ch = session.channel
     with tempfile.TemporaryDirectory() as d:
         ctx = _tls_context(session, d, server=True)
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -183,7 +184,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = {"arrays": args.arrays, "pings": args.pings, "trials": args.trials}
     out = run_cluster(
-        {"a": sender, "b": receiver}, ["a", "b"], job="bench", extras={"a": cfg, "b": cfg}
+        {"a": partial(sender, cfg), "b": partial(receiver, cfg)}, ["a", "b"], job="bench"
     )["a"]
     rows = []
     for name, res in (("raw TLS socket (baseline)", out["tls"]), ("GrpcChannel", out["grpc"])):

@@ -29,6 +29,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,10 @@ GOAL_S_PER_EPOCH = 0.3
 BATCH = 1024
 
 
-def party(session: Session) -> dict[str, Any]:
+def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
     """One data party: load its own file, fit, predict the hold-out rows."""
     from sharedml.learn.linear import HELogisticRegression, SSLogisticRegression
 
-    opts = session.extras
     frame = load_default_credit(Path(opts["data"]), session.party)
     train, test = opts["train"], opts["test"]
     y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
@@ -142,11 +142,10 @@ def linear_rows(
             "sigmoid": sigmoid,
             "profile": profile,
         }
-        fns: dict[str, Any] = {"guest": party, "host": party}
+        fns: dict[str, Any] = {"guest": partial(party, opts), "host": partial(party, opts)}
         if model == "ss":
             fns["dealer"] = dealer
-        out = run_cluster(fns, parties, timeout=900, extras={p: opts for p in parties},
-                          dealer="dealer" if model == "ss" else None)
+        out = run_cluster(fns, parties, timeout=900, dealer="dealer" if model == "ss" else None)
         per_epoch = statistics.median(out["guest"]["epochs_s"])
         rows.append(
             {

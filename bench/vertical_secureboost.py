@@ -22,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,10 @@ SETTINGS = {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.3, "n_bins": 
 GOALS = {"ss": 60.0, "he": 180.0}
 
 
-def party(session: Session) -> dict[str, Any]:
+def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
     """One data party: load its own file, fit, predict the hold-out rows."""
     from sharedml.learn.tree import SecureBoostClassifier
 
-    opts = session.extras
     frame = load_default_credit(Path(opts["data"]), session.party)
     train, test = opts["train"], opts["test"]
     y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
@@ -77,11 +77,11 @@ def _cpu() -> float:
     return time.process_time() + kids.ru_utime + kids.ru_stime
 
 
-def dealer(session: Session) -> dict[str, Any]:
+def dealer(opts: dict[str, Any], session: Session) -> dict[str, Any]:
     from sharedml.mpc import serve_dealer
 
     profiler = None
-    if session.extras.get("profile"):
+    if opts.get("profile"):
         import cProfile
 
         profiler = cProfile.Profile(time.process_time)
@@ -90,7 +90,7 @@ def dealer(session: Session) -> dict[str, Any]:
     stats = serve_dealer(session, ["guest", "host"])
     if profiler is not None:
         profiler.disable()
-        profiler.dump_stats(f"{session.extras['profile']}/ss-dealer.prof")
+        profiler.dump_stats(f"{opts['profile']}/ss-dealer.prof")
     return {"requests": stats.requests, "bytes": stats.bytes_sent, "cpu": _cpu() - cpu0}
 
 
@@ -139,11 +139,10 @@ def run(
             "trees": trees,
             "profile": profile,
         }
-        fns: dict[str, Any] = {"guest": party, "host": party}
+        fns: dict[str, Any] = {"guest": partial(party, opts), "host": partial(party, opts)}
         if protocol == "ss":
-            fns["dealer"] = dealer
-        out = run_cluster(fns, parties, timeout=900, extras={p: opts for p in parties},
-                          dealer="dealer" if protocol == "ss" else None)
+            fns["dealer"] = partial(dealer, opts)
+        out = run_cluster(fns, parties, timeout=900, dealer="dealer" if protocol == "ss" else None)
         seconds = max(out["guest"]["seconds"], out["host"]["seconds"])
         cpu = sum(r["cpu"] for r in out.values())
         rows.append(

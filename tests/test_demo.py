@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,7 @@ def test_transport_check_still_runs() -> None:
 
 
 def test_exchange_is_reusable_in_process() -> None:
-    out = run_parties(exchange, ["p", "q", "r"], extras={p: {"nbytes": 1 << 16} for p in "pqr"})
+    out = run_parties(partial(exchange, nbytes=1 << 16), ["p", "q", "r"])
     for party, res in out.items():
         assert res["sent_bytes"] == 2 * (1 << 16)
         assert set(res["received"]) == {"p", "q", "r"} - {party}

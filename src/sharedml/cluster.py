@@ -80,8 +80,9 @@ def run_cluster(
     ``options`` are the :class:`~sharedml.simulation.RunOptions` of
     :func:`~sharedml.simulation.run_parties`, with the same meaning; ``wrap``
     runs in each party's process. ``fn`` must be picklable by reference (a
-    module-level function, or a mapping of them); so must ``extras``, ``wrap``
-    and the results. Each process is handed its own function, seed and extras
+    module-level function, a :func:`functools.partial` of one with picklable
+    arguments — how a party gets its inputs — or a mapping of them); so must
+    ``wrap`` and the results. Each process is handed its own function and seed
     only. If a party raises, the run raises :class:`PartyFailed` with that
     party's name and traceback (the first party that failed for a reason other
     than a peer's failure).
@@ -124,11 +125,11 @@ def run_cluster(
                     proc.start()
                 except (pickle.PicklingError, AttributeError, TypeError) as exc:
                     raise ConfigError(
-                        f"cannot send the function, wrap or extras of party {party!r} to its "
+                        f"cannot send the function or wrap of party {party!r} to its "
                         f"process: {exc}",
                         party=party,
-                        remedy="pass module-level functions (not lambdas or closures) and "
-                        "picklable extras",
+                        remedy="pass module-level functions (not lambdas or closures), or "
+                        "functools.partial of them with picklable arguments",
                     ) from exc
                 finally:
                     child_end.close()

@@ -22,6 +22,7 @@ import hashlib
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -212,17 +213,16 @@ def _report(console: Any, outcome: A1Outcome, keep: bool) -> None:
 
 
 # -- the transport check (the first demo) ----------------------------------------------------
-def exchange(session: Session) -> dict[str, Any]:
+def exchange(session: Session, nbytes: int = DEFAULT_BYTES) -> dict[str, Any]:
     """Send every peer an array and its digest; check and confirm what arrives.
 
-    Steps: 1. draw ``extras["nbytes"]`` bytes of float64 from the session's
+    Steps: 1. draw ``nbytes`` bytes of float64 from the session's
     (non-secret) generator; 2. send the array and its SHA-256 to each peer;
     3. receive each peer's array and digest, recompute and compare;
     4. tell each peer whether its array arrived intact, and hear the same back.
 
     Reveals: the arrays themselves (this is a transport check, not a protocol).
     """
-    nbytes = int(session.extras.get("nbytes", DEFAULT_BYTES))
     mine = session.rng("demo").random(max(nbytes // 8, 1))
     digest = hashlib.sha256(mine.data).digest()
     channel = session.channel.scope("demo")
@@ -257,7 +257,7 @@ def run_transport_check(
     from sharedml.cluster import run_cluster
 
     return run_cluster(
-        exchange, parties, job="demo", extras={p: {"nbytes": nbytes} for p in parties}
+        partial(exchange, nbytes=nbytes), parties, job="demo"
     )
 
 

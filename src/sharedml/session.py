@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -60,7 +60,6 @@ class Session:
         frac_bits: fractional bits of fixed-point values on the ring.
         seed: 32 bytes of secret randomness for this party's PRGs; drawn from
             :mod:`secrets` unless given (tests pass one for reproducibility).
-        extras: named objects the job wires in (e.g. a randomness provider).
         dealer: the peer that deals correlated randomness and holds no data, if
             the job has one (it may be this party: the dealer's own session).
     """
@@ -70,7 +69,6 @@ class Session:
     channel: Channel
     frac_bits: int = DEFAULT_FRAC_BITS
     seed: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    extras: dict[str, Any] = field(default_factory=dict)
     dealer: str | None = None
 
     def __post_init__(self) -> None:

@@ -42,7 +42,6 @@ class RunOptions(TypedDict, total=False):
             :data:`~sharedml.session.DEFAULT_FRAC_BITS`).
         seed: makes every party's secret randomness reproducible (tests only;
             default: each party draws its own).
-        extras: named objects wired into each party's session, by party.
         dealer: the party among ``parties`` that deals correlated randomness
             (:attr:`Session.dealer <sharedml.session.Session.dealer>`; default none).
         wrap: wraps each party's channel (e.g. in a RecordingChannel), in that
@@ -53,7 +52,6 @@ class RunOptions(TypedDict, total=False):
     timeout: float
     frac_bits: int
     seed: bytes | None
-    extras: Mapping[str, Mapping[str, Any]] | None
     dealer: str | None
     wrap: Callable[[Channel], Channel] | None
 
@@ -66,21 +64,19 @@ class RunSettings:
     timeout: float = 120.0
     frac_bits: int = DEFAULT_FRAC_BITS
     seed: bytes | None = None
-    extras: Mapping[str, Mapping[str, Any]] | None = None
     dealer: str | None = None
     wrap: Callable[[Channel], Channel] | None = None
 
     def for_party(self, party: str, parties: Sequence[str]) -> PartySettings:
-        """What ``party`` alone is given: its own seed (derived from the run's) and extras."""
+        """What ``party`` alone is given: its own seed, derived from the run's."""
         seed = None if self.seed is None else hashlib.sha256(self.seed + party.encode()).digest()
-        extras = dict((self.extras or {}).get(party, {}))
         return PartySettings(party, tuple(parties), self.job, self.timeout, self.frac_bits,
-                             seed, extras, self.dealer, self.wrap)
+                             seed, self.dealer, self.wrap)
 
 
 @dataclass(frozen=True)
 class PartySettings:
-    """One party's share of a run's settings (a process is handed its own only)."""
+    """One party's share of a run's settings (a process is handed its own seed only)."""
 
     party: str
     parties: tuple[str, ...]
@@ -88,7 +84,6 @@ class PartySettings:
     timeout: float
     frac_bits: int
     seed: bytes | None
-    extras: dict[str, Any]
     dealer: str | None
     wrap: Callable[[Channel], Channel] | None
 
@@ -96,7 +91,7 @@ class PartySettings:
         """This party's session over ``channel``, wrapped as asked (no seed: Session draws one)."""
         if self.wrap is not None:
             channel = self.wrap(channel)
-        kwargs: dict[str, Any] = {"extras": self.extras}
+        kwargs: dict[str, Any] = {}
         if self.seed is not None:
             kwargs["seed"] = self.seed
         return Session(self.party, self.parties, channel, frac_bits=self.frac_bits,
