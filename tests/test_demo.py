@@ -96,11 +96,13 @@ def test_write_data_writes_the_files_the_examples_read(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     examples = Path(__file__).resolve().parents[1] / "examples"
     from sharedml.components import jobspec
+    from sharedml.datasets import DatasetFiles
 
     for name in ("credit_ss_lr.yaml", "credit_secureboost.yaml"):
         spec = jobspec.load(examples / name)
-        for party in spec.party_configs(tmp_path).values():
-            assert party.dataset is not None and Path(party.dataset).exists(), (name, party)
+        for party in spec.party_configs().values():
+            assert party.dataset is not None, (name, party)
+            assert DatasetFiles(tmp_path).path(party.dataset).exists(), (name, party)
 
 
 def test_transport_check_still_runs() -> None:

@@ -36,6 +36,7 @@ from typing import Any
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
 from sharedml.components.dealer import dealer_name, end_step_at_dealer, needs_dealer, serve_step
 from sharedml.components.jobspec import StepSpec
+from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError, SharedMLError
 from sharedml.session import Session
 
@@ -55,6 +56,8 @@ class PartyJob:
         steps: the spec's steps, their parameters validated.
         parties: every data party's configuration, in the spec's order.
         out: the output folder; each party writes under ``out/<party>/``.
+        datasets: the parties' loader: dataset names are files relative to the
+            spec's folder.
         progress: where parties report ``(party, step, fraction, message)``
             (public progress only), or ``None``.
     """
@@ -62,6 +65,7 @@ class PartyJob:
     steps: tuple[StepSpec, ...]
     parties: dict[str, PartyConfig]
     out: Path
+    datasets: DatasetFiles
     progress: ProgressFn | None = None
 
 
@@ -83,7 +87,7 @@ def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
         component = registry.get(step.component)()
         ctx = StepContext(
             session, me, job.parties, state, out_dir, step.id,
-            _step_progress(progress, session, step.id),
+            _step_progress(progress, session, step.id), job.datasets,
         )
         try:
             result = execute(component, ctx, step.params)
@@ -176,7 +180,8 @@ def run_job(
 
         result: dict[str, Any] = run_tee_job(spec, out_dir, base=base)
         return result
-    job = PartyJob(tuple(spec.parsed_steps()), spec.party_configs(base), out_dir.resolve())
+    job = PartyJob(tuple(spec.parsed_steps()), spec.party_configs(), out_dir.resolve(),
+                   DatasetFiles(base))
     dealer = dealer_name(spec.parties) if needs_dealer(spec) else None
     if embedded:
         from sharedml.simulation import run_parties

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sharedml.datasets import DatasetFiles, DatasetSource
 from sharedml.errors import ConfigError
 from sharedml.session import MPCRuntime, Provider, Session
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Params(BaseModel):
@@ -35,7 +39,14 @@ class Params(BaseModel):
 
 @dataclass
 class PartyConfig:
-    """What the job spec says about one party."""
+    """What the job spec says about one party.
+
+    ``dataset`` is the name the spec gives the party's dataset (``None``: the
+    party holds no data); it means one thing everywhere and is never rewritten:
+    the step context's :class:`~sharedml.datasets.DatasetSource` resolves it (a
+    file relative to the spec under ``sharedml run``, a registered dataset on a
+    node).
+    """
 
     name: str
     dataset: str | None = None
@@ -50,7 +61,8 @@ class StepContext:
 
     ``state`` carries the party's working objects from step to step (its
     aligned frame, train/test split, fitted model part, predictions); it never
-    leaves the party's process.
+    leaves the party's process. ``datasets`` is the injected loader of the
+    party's own data (default: names are file paths).
     """
 
     session: Session
@@ -60,12 +72,23 @@ class StepContext:
     out_dir: Path
     step_id: str
     progress: Callable[[float, str], None] = lambda fraction, message: None
+    datasets: DatasetSource = field(default_factory=DatasetFiles)
 
     @property
     def label_holder(self) -> str | None:
         """The party that declared a label, if any."""
         holders = [p.name for p in self.parties.values() if p.label]
         return holders[0] if holders else None
+
+    def load_dataset(self, id_columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """This party's dataset, validated, through :attr:`datasets`; ``id_columns``
+        default to the party's."""
+        if self.party.dataset is None:
+            raise ConfigError("this party has no dataset to load", party=self.party.name,
+                              step=self.step_id, remedy="give it a dataset in the job spec")
+        ids = list(self.party.id_columns if id_columns is None else id_columns)
+        return self.datasets.load(self.party.dataset, ids, self.party.label,
+                                  party=self.party.name, step=self.step_id)
 
     def mpc_runtime(
         self,
@@ -129,9 +152,7 @@ def execute(component: Component, ctx: StepContext, params: Params) -> StepResul
     s = ctx.session
     among = s.among(tuple(p for p in s.peers if p in ctx.parties or p == s.dealer))
     scoped = replace(among, channel=among.channel.scope(ctx.step_id))
-    inner = StepContext(
-        scoped, ctx.party, ctx.parties, ctx.state, ctx.out_dir, ctx.step_id, ctx.progress
-    )
+    inner = replace(ctx, session=scoped)
     result = component.run(inner, params)
     result.seconds = time.perf_counter() - start
     return result

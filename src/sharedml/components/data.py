@@ -1,7 +1,7 @@
 """Job steps that align the data parties' rows: ``psi`` and ``split``.
 
-* ``psi`` loads the party's dataset through the node's validating loader (if
-  ``ctx.state["data"]`` is not there yet), aligns rows with the other data
+* ``psi`` loads the party's dataset through the step context's validating
+  loader (if ``ctx.state["data"]`` is not there yet), aligns rows with the other data
   parties by PSI (:mod:`sharedml.psi`: OT-based KKRT for two parties, ECDH on
   Curve25519 for more) and keeps the aligned frame in ``ctx.state["data"]``;
   row ``r`` is the same entity at every party.
@@ -51,17 +51,13 @@ class PsiStep(Component):
     summary = "PSI (OT-based KKRT for two parties, ECDH on Curve25519 for more); rows in a shared order"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
-        from sharedml.node.datasets import load_frame
         from sharedml.psi import KeyRules, align_rows
 
         ids = ([params.key] if isinstance(params.key, str) else params.key) or list(
             ctx.party.id_columns)
         frame = ctx.state.get("data")
         if frame is None:
-            if ctx.party.dataset is None:
-                raise ConfigError("this party has no dataset to align", party=ctx.party.name,
-                                  step=ctx.step_id, remedy="give it a dataset in the job spec")
-            frame = load_frame(ctx.party.dataset, ids, ctx.party.label, party=ctx.party.name)
+            frame = ctx.load_dataset(ids)
         rules = KeyRules(strip=params.strip, casefold=params.casefold, nfc=params.nfc)
         receivers = None if params.receivers == "all" else params.receivers
         ctx.progress(0.0, f"PSI on {len(frame)} rows")

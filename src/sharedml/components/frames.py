@@ -46,10 +46,7 @@ def targets(ctx: StepContext, layout: str = "vertical") -> tuple[pd.DataFrame, l
         keys = [k for k in ("train", "test") if isinstance(ctx.state.get(k), pd.DataFrame)]
         return ctx.state["train"], keys
     if layout == "horizontal" and "data" not in ctx.state and ctx.party.dataset is not None:
-        from sharedml.node.datasets import load_frame
-
-        frame = load_frame(ctx.party.dataset, list(ctx.party.id_columns), ctx.party.label,
-                           party=ctx.party.name)
+        frame = ctx.load_dataset()
         if frame.empty:  # no rows, no types: read the columns as numbers so the schema
             # check compares names and the fit reports the empty party by name
             skip = set(ctx.party.id_columns)

@@ -92,15 +92,13 @@ class JobSpec(BaseModel):
             check_party_id(name)
         return v
 
-    def party_configs(self, base: Path | None = None) -> dict[str, PartyConfig]:
-        """Per-party configuration, dataset paths resolved against ``base``."""
+    def party_configs(self) -> dict[str, PartyConfig]:
+        """Per-party configuration; each dataset name as the spec gives it (a
+        :class:`~sharedml.datasets.DatasetSource` resolves it where the party runs)."""
         out = {}
         for name, p in self.parties.items():
-            dataset = p.dataset
-            if dataset is not None and base is not None and not Path(dataset).is_absolute():
-                dataset = str((base / dataset).resolve())
             ids = (p.id,) if isinstance(p.id, str) else tuple(p.id)
-            out[name] = PartyConfig(name, dataset, p.label, ids, dict(p.options))
+            out[name] = PartyConfig(name, p.dataset, p.label, ids, dict(p.options))
         return out
 
     def parsed_steps(self) -> list[StepSpec]:
