@@ -65,8 +65,9 @@ import numpy as np
 
 from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.learn.linear._base import array_or_none, list_or_none, masked_sum_to_label
-from sharedml.learn.linear._core import PIECEWISE, SIGMOID_APPROX, piecewise_terms
 from sharedml.learn.linear._sgd import SGDDriver
+from sharedml.mpc import nonlinear
+from sharedml.mpc.nonlinear import PIECEWISE, SIGMOID_APPROX
 from sharedml.session import PROVIDERS, Provider, Session
 
 REVEAL = ("own", "none")
@@ -368,15 +369,15 @@ class SSLogisticRegression(_SSLinear):
 
     def _link_raw(self, z_raw: Any) -> tuple[Any, int, float] | None:
         if self.sigmoid in PIECEWISE:
-            return piecewise_raw(z_raw, PIECEWISE[self.sigmoid])
+            return nonlinear.piecewise_raw(z_raw, PIECEWISE[self.sigmoid])
         return None
 
     def _link(self, z_raw: Any) -> Any:
         if self.sigmoid in PIECEWISE:
-            return piecewise_sigmoid(z_raw, PIECEWISE[self.sigmoid])
+            return nonlinear.piecewise_sigmoid(z_raw, PIECEWISE[self.sigmoid])
         from sharedml.mpc import rescale
 
-        return shared_sigmoid(rescale(z_raw), self.sigmoid)
+        return nonlinear.approx_sigmoid(rescale(z_raw), self.sigmoid)
 
 
 class SSLinearRegression(_SSLinear):
@@ -426,91 +427,3 @@ def _plan_for(plan: list[Any], idx: np.ndarray) -> list[Any]:
     """A recorded batch plan with the row numbers of batch ``idx``."""
     rows = np.asarray(idx, dtype=np.int64)
     return [(kind, dims, None if r is None else rows) for kind, dims, r in plan]
-
-
-def piecewise_sigmoid(z_raw: Any, knots: tuple[float, ...]) -> Any:
-    """The piecewise-linear sigmoid of :data:`~sharedml.learn.linear._core.PIECEWISE`
-    on untruncated scores ``z_raw`` (2f fractional bits), in three steps:
-
-    1. one batched comparison gives every ``[z > t_j]`` (on ``t_j - z``), in
-       32-bit lanes after each party drops the low ``2f - 8`` bits of its
-       share (:func:`~sharedml.mpc.boolean.msb_bits` with ``drop``): six
-       rounds instead of seven, half the traffic. Exact for
-       |z - t_j| < 2^23 (the final truncation already needs |z| < 2^13) except
-       that ``[z > t_j]`` may read 1 for ``t_j - (n-1)·2^-8 < z ≤ t_j``, where
-       ``relu`` is within (n-1)·2^-8 of 0: the output moves by at most
-       ``|d_j|·(n-1)·2^-8`` (< 0.001 for two parties), against the
-       interpolation's own 0.022;
-    2. one round gives every ``relu(z - t_j) = [z > t_j](z - t_j)``: the bits'
-       conversion to arithmetic shares is folded into the product
-       (:func:`~sharedml.mpc.boolean.bit_mul`; bits carry no fractional bits,
-       so nothing to truncate);
-    3. ``s(t_1) + sum_j d_j relu_j`` is formed locally at 3f bits and truncated
-       once by 2f — which is also the truncation of ``z`` itself. In training
-       with a dealer that truncation is folded into the gradient's product
-       (:func:`piecewise_raw` and ``FixedOperand.truncated_matmul_t``).
-    """
-    from sharedml.mpc import truncate
-
-    acc, bits, base = piecewise_raw(z_raw, knots)
-    out = truncate(acc, bits)
-    out.scale = z_raw.mpc.frac_bits
-    return out + base
-
-
-def piecewise_raw(z_raw: Any, knots: tuple[float, ...]) -> tuple[Any, int, float]:
-    """Steps 1-2 of :func:`piecewise_sigmoid` and the sum of step 3, untruncated:
-    ``(acc, 2f, s(t_1))`` with ``sigmoid~(z) = ⌊acc / 2^2f⌋ + s(t_1)``."""
-    from sharedml.mpc import SharedTensor, concatenate
-    from sharedml.mpc.boolean import bit_mul, msb_bits
-
-    mpc = z_raw.mpc
-    f = mpc.frac_bits
-    if z_raw.scale != 2 * f:
-        raise ProtocolAbort("piecewise sigmoid expects untruncated scores", party=mpc.party)
-    base, t, d = piecewise_terms(knots)
-    diffs = concatenate([z_raw - float(tj) for tj in t], axis=0)
-    drop = 2 * f - 8
-    bits = msb_bits(-diffs, 32, drop=drop) if 0 <= drop <= 32 else msb_bits(-diffs)
-    relu = bit_mul(bits, diffs)
-    n = z_raw.shape[0]
-    acc = np.zeros(z_raw.shape, dtype=np.uint64)
-    for j, dj in enumerate(d):
-        enc = np.uint64(round(float(dj) * (1 << f)) % (1 << 64))
-        acc += relu.share[j * n : (j + 1) * n] * enc
-    return SharedTensor(mpc, acc, 3 * f), 2 * f, base
-
-
-def shared_sigmoid(z: Any, approx: str) -> Any:
-    """The approximation ``approx`` of ``sigmoid`` on a shared column ``z``
-    (formulas in :data:`~sharedml.learn.linear._core.SIGMOID_APPROX`)."""
-    if approx == "accurate":
-        from sharedml.mpc.nonlinear import sigmoid
-
-        return sigmoid(z, "accurate")
-    bound, coefs = SIGMOID_APPROX[approx]
-    x = z if bound is None else _clip(z, bound)
-    if len(coefs) == 1:
-        return x * coefs[0] + 0.5
-    from sharedml.mpc import beaver
-
-    # Horner in x^2: c1 + x^2 (c3 + x^2 (c5 ...)), then times x. The first
-    # product x^2 * c_top is truncated once (2f + f -> f): one round saved.
-    acc = beaver.mul(x, x) * coefs[-1] + coefs[-2]
-    if len(coefs) > 2:
-        sq = x * x
-        for c in reversed(coefs[:-2]):
-            acc = (sq * acc) + c
-    return x * acc + 0.5
-
-
-def _clip(z: Any, bound: float) -> Any:
-    """``clip(z, -bound, bound)``: one comparison of ``[z; -z]`` with ``-bound``
-    and one Beaver product of the bits with ``[-bound - z; bound - z]``."""
-    from sharedml.mpc import concatenate
-
-    n = z.shape[0]
-    both = concatenate([z, -z], axis=0)
-    bits = both < -bound
-    fix = bits * concatenate([-z - bound, -z + bound], axis=0)
-    return z + fix[:n] + fix[n:]
