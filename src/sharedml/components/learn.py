@@ -22,7 +22,6 @@ metric values to the platform. Security model: that of the learner.
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any, Literal
 
@@ -30,40 +29,13 @@ import numpy as np
 from pydantic import Field
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.components.train_params import MODELS, TrainParams, build_model, model_class
 from sharedml.errors import ConfigError, DataError
 
-MODELS = ("logistic_regression", "linear_regression", "secureboost")
-
-
-class TrainParams(Params):
-    model: Literal["logistic_regression", "linear_regression", "secureboost"]
-    protocol: Literal["ss", "he"] = "ss"
-    task: Literal["classification", "regression"] | None = Field(
-        None, description="secureboost only; linear models imply it"
-    )
-    # linear models
-    epochs: int | None = Field(None, ge=1, le=10_000)
-    batch_size: int | None = Field(None, ge=16)
-    lr_schedule: Literal["constant", "invscaling", "cosine"] | None = None
-    l2: float | None = Field(None, ge=0)
-    sigmoid: str | None = None
-    reveal_weights: Literal["own", "none"] | None = None
-    provider: Literal["dealer", "he"] | None = Field(
-        None, description="SS randomness: a dealer party (default when the job has one) or Paillier"
-    )
-    # shared
-    learning_rate: float | None = Field(None, gt=0)
-    early_stopping_rounds: int | None = Field(None, ge=0)
-    key_bits: int | None = Field(None, ge=1024)
-    # secureboost
-    n_estimators: int | None = Field(None, ge=1)
-    max_depth: int | None = Field(None, ge=1, le=16)
-    n_bins: int | None = Field(None, ge=2, le=256)
-    min_child_weight: float | None = Field(None, ge=0)
-    reg_lambda: float | None = Field(None, ge=0)
-    subsample: float | None = Field(None, gt=0, le=1)
-    colsample_bytree: float | None = Field(None, gt=0, le=1)
-
+__all__ = [
+    "MODELS", "EvaluateStep", "PredictStep", "TrainParams", "TrainStep", "build_model",
+    "model_class",
+]
 
 class PredictParams(Params):
     on: Literal["test", "train"] = "test"
@@ -72,49 +44,6 @@ class PredictParams(Params):
 class EvaluateParams(Params):
     metrics: list[str] | None = Field(None, description="default: every metric of the task")
     on: Literal["test", "train"] = "test"
-
-
-def model_class(model: str, protocol: str, task: str | None) -> type:
-    """The learner class for a ``train`` step."""
-    from sharedml.learn import linear
-
-    if model == "logistic_regression":
-        return linear.HELogisticRegression if protocol == "he" else linear.SSLogisticRegression
-    if model == "linear_regression":
-        if protocol == "he":
-            raise ConfigError(
-                "linear_regression has no 'he' protocol", step="train", remedy="use protocol: ss"
-            )
-        return linear.SSLinearRegression
-    from sharedml.learn import tree
-
-    return tree.SecureBoostRegressor if task == "regression" else tree.SecureBoostClassifier
-
-
-def build_model(params: TrainParams) -> Any:
-    """The estimator for ``params``: only the hyper-parameters that were given.
-
-    A secret-shared model's randomness (``provider``) is left to the session
-    when not given: the job's dealer (:meth:`sharedml.session.Session.mpc_runtime`)."""
-    cls = model_class(params.model, params.protocol, params.task)
-    accepted = set(inspect.signature(cls).parameters)
-    given = {
-        k: v
-        for k, v in params.model_dump().items()
-        if v is not None and k not in ("model", "protocol", "task", "provider")
-    }
-    unknown = sorted(set(given) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"train: {params.model} does not take {unknown}",
-            step="train",
-            remedy=f"its parameters are {sorted(accepted)}",
-        )
-    if "protocol" in accepted:
-        given["protocol"] = params.protocol
-    if params.provider is not None and params.protocol == "ss" and "provider" in accepted:
-        given["provider"] = params.provider
-    return cls(**given)
 
 
 def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:

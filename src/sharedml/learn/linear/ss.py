@@ -59,22 +59,32 @@ secret sharing: secure large-scale sparse logistic regression", KDD 2021
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.errors import ProtocolAbort
 from sharedml.learn.linear._base import array_or_none, list_or_none, masked_sum_to_label
-from sharedml.learn.linear._sgd import SGDDriver
+from sharedml.learn.linear._sgd import SGD_PARAMS, SGDDriver
+from sharedml.learn.params import PROVIDER, Param, with_defaults
 from sharedml.mpc import nonlinear
+from sharedml.mpc.context import TRUNC_MODES
 from sharedml.mpc.nonlinear import PIECEWISE, SIGMOID_APPROX
-from sharedml.session import PROVIDERS, Provider, Session
+from sharedml.session import Provider, Session
 
 REVEAL = ("own", "none")
 #: our clipped fits, plus the engine's exp/reciprocal sigmoid (``accurate``)
 SS_SIGMOIDS = (*PIECEWISE, *SIGMOID_APPROX, "accurate")
 #: extra fractional bits of the learning-rate factor in the weight update
 UPDATE_BITS = 20
+#: The parameters of the secret-shared protocol (both SS learners).
+SS_PARAMS: dict[str, Param] = {
+    "reveal_weights": Param(str, "own", "own: each party receives its own coefficients; none: "
+                            "they stay secret-shared", choices=REVEAL),
+    "provider": PROVIDER,
+    "trunc": Param(str, "pair", "truncation: pair (exact range, one round) or local (two "
+                   "parties, no round)", choices=TRUNC_MODES, job=False),
+}
 
 
 class _SSLinear(SGDDriver):
@@ -84,19 +94,6 @@ class _SSLinear(SGDDriver):
     reveal_weights: str
     provider: Provider | None
     trunc: str
-
-    # -- parameters ------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.reveal_weights not in REVEAL:
-            raise ConfigError(f"reveal_weights must be one of {REVEAL}", step="fit")
-        if self.provider is not None and self.provider not in PROVIDERS:
-            raise ConfigError(f"provider must be one of {PROVIDERS} or None", step="fit")
-        if self.task == "classification" and self.sigmoid not in SS_SIGMOIDS:
-            raise ConfigError(
-                f"sigmoid must be one of {SS_SIGMOIDS} under MPC, got {self.sigmoid!r}",
-                step="fit",
-            )
 
     def _runtime(self, session: Session) -> Any:
         """The session's MPC runtime with this model's provider and truncation, opened."""
@@ -321,48 +318,18 @@ class _SSLinear(SGDDriver):
 class SSLogisticRegression(_SSLinear):
     """Secret-shared vertical logistic regression (see the module docstring).
 
-    Parameters: ``epochs``, ``batch_size``, ``learning_rate``, ``lr_schedule``
-    (``constant | invscaling | cosine``), ``l2``, ``early_stopping_rounds``
-    (needs ``X_val``), ``validation_metric`` (``auto`` = AUC), ``scaling``
-    (``standard | whiten | none``, each party on its own columns),
-    ``sigmoid`` (``pwl | pwl4 | taylor1 | seg3 | clip_poly3 | clip_poly5 |
-    accurate``),
-    ``reveal_weights`` (``own | none``), ``provider`` (``dealer | he``;
-    default: the session's dealer), ``trunc`` (``pair | local``).
+    Parameters: declared in :attr:`params` — the SGD ones
+    (:data:`~sharedml.learn.linear._sgd.SGD_PARAMS`), ``sigmoid`` and the
+    protocol's (:data:`SS_PARAMS`; ``provider`` ``None``: the session's dealer).
     """
 
     model_type = "SSLogisticRegression"
     task = "classification"
-
-    def __init__(
-        self,
-        epochs: int = 5,
-        batch_size: int = 1024,
-        learning_rate: float = 2.0,
-        lr_schedule: str = "cosine",
-        l2: float = 1e-4,
-        early_stopping_rounds: int = 0,
-        validation_metric: str = "auto",
-        random_state: int | None = None,
-        scaling: str = "standard",
-        sigmoid: str = "pwl",
-        reveal_weights: str = "own",
-        provider: Provider | None = None,
-        trunc: str = "pair",
-    ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.l2 = l2
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_metric = validation_metric
-        self.random_state = random_state
-        self.scaling = scaling
-        self.sigmoid = sigmoid
-        self.reveal_weights = reveal_weights
-        self.provider = provider
-        self.trunc = trunc
+    params: ClassVar[dict[str, Param]] = {
+        **SGD_PARAMS,
+        "sigmoid": Param(str, "pwl", "the sigmoid's approximation under MPC", choices=SS_SIGMOIDS),
+        **SS_PARAMS,
+    }
 
     def _fusable(self) -> bool:
         return self.sigmoid in PIECEWISE and super()._fusable()
@@ -392,35 +359,12 @@ class SSLinearRegression(_SSLinear):
 
     model_type = "SSLinearRegression"
     task = "regression"
-
-    def __init__(
-        self,
-        epochs: int = 20,
-        batch_size: int = 64,
-        learning_rate: float = 0.3,
-        lr_schedule: str = "cosine",
-        l2: float = 0.0,
-        early_stopping_rounds: int = 0,
-        validation_metric: str = "auto",
-        random_state: int | None = None,
-        scaling: str = "whiten",
-        reveal_weights: str = "own",
-        provider: Provider | None = None,
-        trunc: str = "pair",
-    ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.l2 = l2
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_metric = validation_metric
-        self.random_state = random_state
-        self.scaling = scaling
-        self.reveal_weights = reveal_weights
-        self.provider = provider
-        self.trunc = trunc
-        self.sigmoid = "none"
+    params: ClassVar[dict[str, Param]] = {
+        **with_defaults(SGD_PARAMS, epochs=20, batch_size=64, learning_rate=0.3, l2=0.0,
+                        scaling="whiten"),
+        **SS_PARAMS,
+    }
+    sigmoid = "none"
 
 
 def _plan_for(plan: list[Any], idx: np.ndarray) -> list[Any]:
