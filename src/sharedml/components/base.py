@@ -118,13 +118,41 @@ class StepResult:
     seconds: float = 0.0
 
 
+#: What a step may leave in its parties' state for later steps: name -> (what it
+#: is, the step that makes it). Steps declare what they need and make in these terms.
+PRODUCTS: dict[str, tuple[str, str]] = {
+    "rows": ("each party's rows, aligned across the parties", "psi"),
+    "split": ("a train/test split", "split"),
+    "model": ("a trained model", "train"),
+}
+
+
 class Component(ABC):
-    """A job step. Subclasses set ``name``, ``params`` and implement :meth:`run`."""
+    """A job step. Subclasses set ``name``, ``params`` and implement :meth:`run`.
+
+    ``needs`` and ``makes`` declare, in the terms of :data:`PRODUCTS`, what the
+    step needs earlier steps to have made and what it leaves for later ones; a
+    step whose needs depend on its parameters (a horizontal layout loads its
+    own rows) overrides :meth:`requires`/:meth:`provides`. The spec loader
+    refuses a job whose step needs something no earlier step makes.
+    """
 
     name: ClassVar[str]
     params: ClassVar[type[Params]] = Params
     #: "all" — every party runs it; otherwise the roles are checked by ``run``.
     summary: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ()
+    makes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def requires(cls, params: Params) -> tuple[str, ...]:
+        """What this step needs from earlier steps, with these parameters."""
+        return cls.needs
+
+    @classmethod
+    def provides(cls, params: Params) -> tuple[str, ...]:
+        """What this step leaves for later steps, with these parameters."""
+        return cls.makes
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None, where: str) -> Params:
@@ -156,3 +184,20 @@ def execute(component: Component, ctx: StepContext, params: Params) -> StepResul
     result = component.run(inner, params)
     result.seconds = time.perf_counter() - start
     return result
+
+
+class RowsUnlessHorizontal:
+    """Needs and makes of a step with a ``layout``: vertical data needs aligned rows
+    (``psi``); horizontal data is loaded by the step itself (no PSI), which then
+    leaves the rows for later steps."""
+
+    makes: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def requires(cls, params: Params) -> tuple[str, ...]:
+        return () if getattr(params, "layout", "vertical") == "horizontal" else ("rows",)
+
+    @classmethod
+    def provides(cls, params: Params) -> tuple[str, ...]:
+        extra = ("rows",) if getattr(params, "layout", "vertical") == "horizontal" else ()
+        return tuple(dict.fromkeys((*cls.makes, *extra)))

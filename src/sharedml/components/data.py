@@ -26,7 +26,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.components.base import (
+    Component,
+    Params,
+    RowsUnlessHorizontal,
+    StepContext,
+    StepResult,
+)
 from sharedml.components.frames import require_frame, targets
 from sharedml.errors import ConfigError, DataError
 
@@ -47,6 +53,7 @@ class PsiStep(Component):
     """Align rows across the data parties by PSI on their ids (KKRT or ECDH)."""
 
     name = "psi"
+    makes = ("rows",)
     params = PsiParams
     summary = "PSI (OT-based KKRT for two parties, ECDH on Curve25519 for more); rows in a shared order"
 
@@ -78,7 +85,7 @@ class SplitParams(Params):
     layout: Literal["vertical", "horizontal"] = "vertical"
 
 
-class SplitStep(Component):
+class SplitStep(RowsUnlessHorizontal, Component):
     """Train/test rows identical at every party, stratified at the label holder.
 
     Vertical layout (aligned rows): the same rows go to train and test at every
@@ -90,6 +97,7 @@ class SplitStep(Component):
     """
 
     name = "split"
+    makes = ("split",)
     params = SplitParams
     summary = "shared-seed split; stratified split sent as the row assignment only"
 

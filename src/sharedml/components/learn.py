@@ -87,6 +87,8 @@ class TrainStep(Component):
     """Fit a vertical model; each party keeps and writes its own part."""
 
     name = "train"
+    needs = ("split",)
+    makes = ("model",)
     params = TrainParams
     summary = "vertical SS/HE logistic or linear regression, or SecureBoost"
 
@@ -119,6 +121,7 @@ class PredictStep(Component):
     """Joint scores on the test (or train) rows, at the label holder only."""
 
     name = "predict"
+    needs = ("model", "split")
     params = PredictParams
     summary = "joint prediction; scores reach the label holder only"
 
@@ -147,6 +150,7 @@ class EvaluateStep(Component):
     """Metrics of the predictions at the label holder (public values only)."""
 
     name = "evaluate"
+    needs = ("model", "split")
     params = EvaluateParams
     summary = "AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder"
 

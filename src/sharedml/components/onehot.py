@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.components.base import (
+    Component,
+    Params,
+    RowsUnlessHorizontal,
+    StepContext,
+    StepResult,
+)
 from sharedml.components.frames import targets
 from sharedml.errors import ConfigError, DataError
 
@@ -129,7 +135,7 @@ def _encode(frame: pd.DataFrame, categories: dict[str, list[str | None]]
     return (pd.concat(parts, axis=1) if parts else frame.copy()), unknown
 
 
-class OneHotStep(Component):
+class OneHotStep(RowsUnlessHorizontal, Component):
     """Replace categorical columns by ``col=value`` float indicator columns.
 
     Behaves like scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``

@@ -26,7 +26,13 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import Field, model_validator
 
-from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.components.base import (
+    Component,
+    Params,
+    RowsUnlessHorizontal,
+    StepContext,
+    StepResult,
+)
 from sharedml.components.frames import feature_columns, targets
 from sharedml.errors import ConfigError
 from sharedml.session import Session
@@ -97,7 +103,7 @@ class ScaleParams(Params):
         return "ss" if self.method == "minmax" and self.layout == "horizontal" else None
 
 
-class ScaleStep(Component):
+class ScaleStep(RowsUnlessHorizontal, Component):
     """Scale feature columns, fitted on the training rows.
 
     Vertical layout: each party scales its own columns locally; nothing is
@@ -165,7 +171,7 @@ class FillParams(Params):
     layout: Literal["vertical", "horizontal"] = "vertical"
 
 
-class FillStep(Component):
+class FillStep(RowsUnlessHorizontal, Component):
     """Fill missing feature values, fitted on the training rows.
 
     Horizontal layout: the parties agree on the feature columns, then
@@ -209,6 +215,7 @@ class WoeStep(Component):
     """WOE/IV of every party's features against the label holder's encrypted labels."""
 
     name = "woe"
+    needs = ("rows",)
     params = WoeParams
     summary = "vertical WOE/IV with Paillier-encrypted labels"
 
@@ -244,6 +251,7 @@ class BinStep(Component):
     """Replace feature values by bin indices, edges fitted on the training rows (local)."""
 
     name = "binning"
+    needs = ("rows",)
     params = BinParams
     summary = "equal-frequency or equal-width binning of each party's own features"
 

@@ -114,6 +114,7 @@ class CorrelationStep(Component):
     """
 
     name = "correlation"
+    needs = ("rows",)
     params = CorrelationParams
     summary = "joint Pearson correlation matrix and VIF across parties under MPC"
 
