@@ -184,7 +184,10 @@ def test_the_platform_gives_minmax_horizontal_steps_the_dealer(two: dict[str, Pa
              ("minmax", "vertical", None): None, ("standard", "horizontal", None): None}
     for (method, layout, provider), dealer in cases.items():
         step = {"method": method, "layout": layout, **({"provider": provider} if provider else {})}
-        (plan,) = decompose(jobspec.load(_spec(two, step)))
+        spec = _spec(two, step)
+        if layout == "vertical":  # vertical rows are aligned by psi first
+            spec["steps"] = [{"psi": {}}, *spec["steps"]]
+        plan = decompose(jobspec.load(spec))[-1]
         assert plan.dealer == dealer
     with pytest.raises(ConfigError, match="provider"):
         jobspec.load(_spec(two, {"method": "standard", "provider": "he"})).parsed_steps()
