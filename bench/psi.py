@@ -44,10 +44,10 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import report
-from sharedml.cluster import run_cluster
 from sharedml.psi import digest_keys, psi_digests
 from sharedml.psi.curve import raw_rate
 from sharedml.session import Session
+from sharedml.standalone.processes import run_in_processes
 
 
 def _ids(party: str, n: int) -> pd.Series:
@@ -112,7 +112,7 @@ def main() -> None:
         for protocol in args.protocols:
             opts = {"n": n, "processes": False, "protocol": protocol}
             t0 = time.perf_counter()
-            out = run_cluster(partial(party, opts), ["A", "B"], timeout=900.0)
+            out = run_in_processes(partial(party, opts), ["A", "B"], timeout=900.0)
             total = time.perf_counter() - t0
             assert out["A"]["size"] == out["B"]["size"] == n // 2, out
             secs = max(o["seconds"] for o in out.values())

@@ -1,7 +1,7 @@
 """GrpcChannel against a raw TLS socket: bulk throughput (8 MiB arrays) and small round trips.
 
 Both run between the same two OS processes — parties ``a`` and ``b`` started
-by :func:`sharedml.cluster.run_cluster` on loopback, with mutual TLS and the
+by :func:`sharedml.standalone.processes.run_in_processes` on loopback, with mutual TLS and the
 certificates of the run's fresh CA — and their trials alternate, so both see
 the same machine load (this machine is small and shared):
 
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sharedml.cluster import run_cluster
 from sharedml.session import Session
+from sharedml.standalone.processes import run_in_processes
 from sharedml.transport import Channel
 from sharedml.transport.grpc import GrpcChannel
 
@@ -54,7 +54,7 @@ def _recv_exact(sock: ssl.SSLSocket, view: memoryview) -> None:
 def _tls_context(session: Session, directory: str, server: bool) -> ssl.SSLContext:
     """An mTLS context from this party's own certificate, key and CA (written to ``directory``)."""
     if not isinstance(session.channel, GrpcChannel):
-        raise TypeError("the transport bench runs under run_cluster (GrpcChannel)")
+        raise TypeError("the transport bench runs under run_in_processes (GrpcChannel)")
     identity = session.channel.endpoint.identity
     cert, key, ca = (Path(directory, name) for name in ("me.pem", "me.key", "ca.pem"))
     cert.write_bytes(identity.cert_pem)
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5, help="bulk trials (after one warm-up)")
     args = parser.parse_args()
     cfg = {"arrays": args.arrays, "pings": args.pings, "trials": args.trials}
-    out = run_cluster(
+    out = run_in_processes(
         {"a": partial(sender, cfg), "b": partial(receiver, cfg)}, ["a", "b"], job="bench"
     )["a"]
     rows = []

@@ -1,7 +1,7 @@
 """Vertical learning on default_credit: parties as separate processes over gRPC (mTLS).
 
 SS-LR: the guest (label holder, 13 features) and the host (10 features) each
-run in their own process (:func:`sharedml.cluster.run_cluster`), a dealer
+run in their own process (:func:`sharedml.standalone.processes.run_in_processes`), a dealer
 process deals the correlated randomness. 70/30 split stratified on y, seed
 42 (21,000 training rows), batch 1024, 5 epochs, ``pwl`` sigmoid (``--sigmoid``). The
 figure is the median epoch time at the guest (``fit`` records each epoch's
@@ -125,7 +125,7 @@ def plaintext_baseline(
 def linear_rows(
     data: Path, epochs: int, he: bool, sigmoid: str = "pwl", profile: str | None = None
 ) -> list[dict[str, Any]]:
-    from sharedml.cluster import run_cluster
+    from sharedml.standalone.processes import run_in_processes
 
     train, test = default_credit_split(data)
     base_s, base_auc = plaintext_baseline(data, train, test, epochs, sigmoid)
@@ -145,7 +145,8 @@ def linear_rows(
         fns: dict[str, Any] = {"guest": partial(party, opts), "host": partial(party, opts)}
         if model == "ss":
             fns["dealer"] = dealer
-        out = run_cluster(fns, parties, timeout=900, dealer="dealer" if model == "ss" else None)
+        out = run_in_processes(fns, parties, timeout=900,
+                               dealer="dealer" if model == "ss" else None)
         per_epoch = statistics.median(out["guest"]["epochs_s"])
         rows.append(
             {

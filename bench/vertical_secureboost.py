@@ -1,7 +1,7 @@
 """SecureBoost on default_credit: parties as separate processes over gRPC (mTLS) vs XGBoost.
 
 The guest (label holder, 13 features) and the host (10 features) each run in
-their own process (:func:`sharedml.cluster.run_cluster`); with ``ss`` a dealer
+their own process (:func:`sharedml.standalone.processes.run_in_processes`); with ``ss`` a dealer
 process deals the correlated randomness. Both train 30 trees of depth 3 with
 32 bins and learning rate 0.3 on the 70% split (21,000 rows, stratified on y,
 seed 42). The figure is the wall time of ``fit`` (key generation, masking
@@ -124,7 +124,7 @@ def run(
 ) -> list[dict[str, Any]]:
     """One row per protocol: SecureBoost time and AUC beside XGBoost's (``trees``
     trees for both; ``profile``: a folder for each party's cProfile of fit)."""
-    from sharedml.cluster import run_cluster
+    from sharedml.standalone.processes import run_in_processes
 
     train, test = default_credit_split(data)
     xgb_seconds, xgb_cpu, xgb_auc = xgboost_baseline(data, train, test, trees)
@@ -142,7 +142,8 @@ def run(
         fns: dict[str, Any] = {"guest": partial(party, opts), "host": partial(party, opts)}
         if protocol == "ss":
             fns["dealer"] = partial(dealer, opts)
-        out = run_cluster(fns, parties, timeout=900, dealer="dealer" if protocol == "ss" else None)
+        out = run_in_processes(fns, parties, timeout=900,
+                               dealer="dealer" if protocol == "ss" else None)
         seconds = max(out["guest"]["seconds"], out["host"]["seconds"])
         cpu = sum(r["cpu"] for r in out.values())
         rows.append(

@@ -15,7 +15,7 @@ from xgboost import XGBClassifier
 
 from sharedml.demo import exchange, run_a1
 from sharedml.scenarios import a1
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 
 #: A third of the demo's rows, with half its batch size (about as many SGD steps).
 #: Measured here over 8 runs each (the PSI order, so the split, differs per run):
@@ -113,7 +113,7 @@ def test_transport_check_still_runs() -> None:
 
 
 def test_exchange_is_reusable_in_process() -> None:
-    out = run_parties(partial(exchange, nbytes=1 << 16), ["p", "q", "r"])
+    out = run_in_threads(partial(exchange, nbytes=1 << 16), ["p", "q", "r"])
     for party, res in out.items():
         assert res["sent_bytes"] == 2 * (1 << 16)
         assert set(res["received"]) == {"p", "q", "r"} - {party}

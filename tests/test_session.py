@@ -10,7 +10,7 @@ import pytest
 from sharedml.errors import ConfigError
 from sharedml.mpc import serve_dealer
 from sharedml.session import Session
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 from sharedml.transport import LocalHub
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
@@ -62,7 +62,7 @@ def _product(session: Session) -> Any:
 
 def test_the_session_runtime_computes_with_the_sessions_dealer() -> None:
     log: list[WireRecord] = []
-    out = run_parties({"a": _product, "b": _product, "d": serve_dealer}, ["a", "b", "d"],
+    out = run_in_threads({"a": _product, "b": _product, "d": serve_dealer}, ["a", "b", "d"],
                       dealer="d", timeout=30, wrap=lambda c: RecordingChannel(c, log))
     np.testing.assert_allclose(out["a"], [[0.25]], atol=1e-4)
     assert out["b"] is None

@@ -19,7 +19,7 @@ from sharedml.components.learn import EvaluateStep, PredictStep, TrainStep
 from sharedml.errors import ConfigError
 from sharedml.mpc import serve_dealer
 from sharedml.session import Session
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 
 
 def _frames(folder: Path, name: str, label: str, id_col: str, stratify: bool) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def _run_steps(
                 )
                 serve_dealer(scoped)
 
-    return run_parties(
+    return run_in_threads(
         {"guest": party, "host": party, "dealer": dealer}, ["guest", "host", "dealer"], timeout=60,
         dealer="dealer",
     )
@@ -271,7 +271,7 @@ def test_train_ss_without_a_dealer_fails_before_any_message(
 
     from sharedml.transport.recording import RecordingChannel
 
-    run_parties(party, ["guest", "host"], timeout=20, wrap=lambda c: RecordingChannel(c, log))
+    run_in_threads(party, ["guest", "host"], timeout=20, wrap=lambda c: RecordingChannel(c, log))
     assert set(failures) == {"guest", "host"}
     for name, exc in failures.items():
         assert "needs a dealer" in exc.message and exc.step == "train" and exc.party == name

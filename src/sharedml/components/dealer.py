@@ -1,6 +1,6 @@
 """The dealer of a job: whether a job needs one, and how it serves a step.
 
-One place for both ways a job runs: ``sharedml run`` (:mod:`sharedml.runner`,
+One place for both ways a job runs: ``sharedml run`` (:mod:`sharedml.standalone.job`,
 a dealer process next to the parties) and the platform (a dealer node, given
 one dealer task per step by :mod:`sharedml.platform.scheduler` and run by
 :mod:`sharedml.node.agent`).

@@ -3,12 +3,13 @@
 Parties hold additive shares of fixed-point tensors and exchange only masked
 values; correlated randomness comes from a :class:`RandomnessProvider`.
 
-Usage (two providers and a dealer, as threads; ``sharedml.cluster.run_cluster``
-runs the same functions as processes over gRPC with mTLS)::
+Usage (two providers and a dealer, as threads;
+:func:`sharedml.standalone.run_in_processes` runs the same functions as
+processes over gRPC with mTLS)::
 
     import numpy as np
     from sharedml.mpc import MPC, DealerProvider, serve_dealer
-    from sharedml.simulation import run_parties
+    from sharedml.standalone import run_in_threads
 
     def provider(session):
         with session.mpc_runtime().open() as mpc:    # randomness from the session's dealer
@@ -20,7 +21,7 @@ runs the same functions as processes over gRPC with mTLS)::
             z = (y * 2.0 - 1).sigmoid()              # public ops, nonlinear functions
             return z.reveal(to="alice")              # only alice learns; others get None
 
-    out = run_parties(
+    out = run_in_threads(
         {"alice": provider, "bob": provider, "dealer": serve_dealer},
         ["alice", "bob", "dealer"],
         dealer="dealer",

@@ -12,8 +12,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from sharedml.cluster import run_cluster
 from sharedml.session import Session
+from sharedml.standalone import run_in_processes
 
 
 def _block(folder: str, party: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -48,7 +48,7 @@ def test_linear_models_over_grpc_processes(shared_data: Path, model: str) -> Non
     fns: dict[str, Any] = {"guest": fit, "host": fit}
     if model == "ss":
         fns["dealer"] = dealer
-    out = run_cluster(fns, parties, timeout=120, dealer="dealer" if model == "ss" else None)
+    out = run_in_processes(fns, parties, timeout=120, dealer="dealer" if model == "ss" else None)
     Xg, y = _block(str(shared_data), "guest")
     Xh, _ = _block(str(shared_data), "host")
     X = np.hstack([Xg, Xh])

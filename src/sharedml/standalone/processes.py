@@ -1,11 +1,13 @@
 """Run one function per party, each in its own OS process, over gRPC with mutual TLS.
 
-The local-cluster run mode (ARCHITECTURE.md §6) for tests, benchmarks and the
-demo: :func:`run_cluster` has the signature and meaning of
-:func:`sharedml.simulation.run_parties`, but every party is a separate
-process (``spawn``) with its own :class:`~sharedml.transport.grpc.GrpcEndpoint`
-on loopback, holding a certificate issued by a CA made for this run in a
-temporary directory (each process is handed its own key only).
+:func:`run_in_processes` takes the arguments of
+:func:`~sharedml.standalone.threads.run_in_threads` (one
+:class:`~sharedml.standalone.options.RunOptions`) and means the same, but
+every party is a separate process (``spawn``) with its own
+:class:`~sharedml.transport.grpc.GrpcEndpoint` on loopback, holding a
+certificate issued by a CA made for this run in a temporary directory (each
+process is handed its own key only). Integration tests, benchmarks and
+``sharedml run`` use it; no platform is involved.
 
 The parent is the orchestrator, not a party: it starts the processes, tells
 each where the others listen, collects results (pickled between parent and
@@ -41,7 +43,7 @@ from typing import Any, Unpack
 from sharedml.crypto import pki
 from sharedml.errors import ChannelError, ConfigError, SharedMLError
 from sharedml.session import Session
-from sharedml.simulation import (
+from sharedml.standalone.options import (
     PartyFailed,
     PartyFn,
     PartySettings,
@@ -52,7 +54,7 @@ from sharedml.simulation import (
 )
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
-log = logging.getLogger("sharedml.cluster")
+log = logging.getLogger("sharedml.standalone.processes")
 
 #: How long the parent waits for a child to start its server.
 STARTUP_TIMEOUT = 60.0
@@ -68,7 +70,7 @@ class RemoteError(SharedMLError):
     """Stands for a party's exception that could not be brought back as itself."""
 
 
-def run_cluster(
+def run_in_processes(
     fn: PartyFn | Mapping[str, PartyFn],
     parties: Sequence[str],
     *,
@@ -77,8 +79,8 @@ def run_cluster(
 ) -> dict[str, Any]:
     """Run ``fn`` (or ``fn[party]``) for every party in its own process; return results by party.
 
-    ``options`` are the :class:`~sharedml.simulation.RunOptions` of
-    :func:`~sharedml.simulation.run_parties`, with the same meaning; ``wrap``
+    ``options`` are the :class:`~sharedml.standalone.options.RunOptions` of
+    :func:`~sharedml.standalone.threads.run_in_threads`, with the same meaning; ``wrap``
     runs in each party's process. ``fn`` must be picklable by reference (a
     module-level function, a :func:`functools.partial` of one with picklable
     arguments — how a party gets its inputs — or a mapping of them); so must
@@ -101,7 +103,7 @@ def run_cluster(
         raise SharedMLError(f"parties must be distinct and non-empty, got {parties}")
     run = RunSettings(**options)
     ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="sharedml-cluster-") as pki_dir:
+    with tempfile.TemporaryDirectory(prefix="sharedml-processes-") as pki_dir:
         pki.init_ca(pki_dir)
         for party in parties:
             pki.issue(pki_dir, party)
@@ -220,7 +222,7 @@ def _collect_addresses(
                 f"party {party!r}'s process did not start its server "
                 f"(exit code {procs[party].exitcode})",
                 party=party,
-                remedy="a script that calls run_cluster must guard its entry point with "
+                remedy="a script that calls run_in_processes must guard its entry point with "
                 "'if __name__ == \"__main__\":' (processes are spawned)",
             ),
             "",

@@ -1,4 +1,4 @@
-"""run_cluster: every party in its own process over gRPC with mutual TLS."""
+"""run_in_processes: every party in its own process over gRPC with mutual TLS."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sharedml.cluster import PartyCrashed, run_cluster
 from sharedml.errors import ConfigError
 from sharedml.session import Session
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyCrashed, PartyFailed, run_in_processes, run_in_threads
 from sharedml.transport import Channel, WireRecord
 from sharedml.transport.grpc import GrpcChannel
 
@@ -108,7 +107,7 @@ def test_wrap_and_wire_record_across_processes() -> None:
     for leak in (False, True):
         log: list[WireRecord] = []
         fns = {p: partial(masked_sum, secrets[p], leak) for p in secrets}  # each its own secret
-        out = run_cluster(fns, ["a", "b"], wrap=audit_scope, record=log)
+        out = run_in_processes(fns, ["a", "b"], wrap=audit_scope, record=log)
         expected = secrets["a"] + secrets["b"]
         assert all(np.array_equal(r["total"], expected) for r in out.values())
         assert {r["channel"] for r in out.values()} == {"ScopedChannel"}  # wrap ran in each child
@@ -135,19 +134,19 @@ def test_wire_record_comes_back_from_a_failed_run() -> None:
     # what the failing party sent is what an audit of the failure needs most
     log: list[WireRecord] = []
     with pytest.raises(PartyFailed, match="a gives up"):
-        run_cluster(send_then_fail, ["a", "b"], timeout=30, record=log)
+        run_in_processes(send_then_fail, ["a", "b"], timeout=30, record=log)
     assert [(r.frm, r.to, r.tag, r.value) for r in log] == [("a", "b", "before-the-fall", b"sent")]
 
 
 def test_unpicklable_wrap_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="wrap"):
-        run_cluster(say_hi, ["a"], wrap=lambda ch: ch)
+        run_in_processes(say_hi, ["a"], wrap=lambda ch: ch)
 
 
 def test_results_come_back_from_separate_processes() -> None:
     parties = ["a", "b", "c"]
     fns = {"a": ring_sum, "b": partial(ring_sum, greeting="hello"), "c": ring_sum}
-    out = run_cluster(fns, parties, seed=b"s" * 32)
+    out = run_in_processes(fns, parties, seed=b"s" * 32)
     assert set(out) == set(parties)
     assert len({r["pid"] for r in out.values()} | {os.getpid()}) == 4
     assert all(r["transport"] == "GrpcChannel" for r in out.values())
@@ -157,25 +156,25 @@ def test_results_come_back_from_separate_processes() -> None:
         assert out[p]["sum"] == 3.0
     assert out["b"]["extra"] == "hello" and out["a"]["extra"] is None
     # the same seed gives every party the same randomness as in-process simulation
-    local = run_parties(ring_sum, parties, seed=b"s" * 32)
+    local = run_in_threads(ring_sum, parties, seed=b"s" * 32)
     assert {p: r["noise"] for p, r in out.items()} == {p: r["noise"] for p, r in local.items()}
     assert GrpcChannel.__name__ == "GrpcChannel"
 
 
 def test_mapping_of_functions() -> None:
-    assert run_cluster({"a": say_hi, "b": say_bye}, ["a", "b"]) == {
+    assert run_in_processes({"a": say_hi, "b": say_bye}, ["a", "b"]) == {
         "a": "hi from a",
         "b": "bye from b",
     }
 
 
 def test_parties_may_start_their_own_processes() -> None:
-    assert run_cluster(start_own_worker, ["a"]) == {"a": 0}
+    assert run_in_processes(start_own_worker, ["a"]) == {"a": 0}
 
 
 def test_failure_names_party_and_carries_traceback() -> None:
     with pytest.raises(PartyFailed) as info:
-        run_cluster(fail_in_b, ["a", "b"], timeout=60)
+        run_in_processes(fail_in_b, ["a", "b"], timeout=60)
     assert info.value.party == "b"
     assert isinstance(info.value.error, ValueError)
     message = str(info.value)
@@ -184,7 +183,7 @@ def test_failure_names_party_and_carries_traceback() -> None:
 
 def test_no_process_outlives_a_failed_run(tmp_path: Path) -> None:
     with pytest.raises(PartyFailed, match="stop the run"):
-        run_cluster(partial(record_pid_then, tmp_path), ["a", "b"])
+        run_in_processes(partial(record_pid_then, tmp_path), ["a", "b"])
     pids = [int((tmp_path / f"{p}.pid").read_text()) for p in "ab"]
     for pid in pids:
         with pytest.raises(ProcessLookupError):
@@ -193,14 +192,14 @@ def test_no_process_outlives_a_failed_run(tmp_path: Path) -> None:
 
 def test_a_crashed_process_fails_the_run() -> None:
     with pytest.raises(PartyFailed) as info:
-        run_cluster(crash_hard, ["a", "b"], timeout=60)
+        run_in_processes(crash_hard, ["a", "b"], timeout=60)
     assert info.value.party == "b"
     assert isinstance(info.value.error, PartyCrashed) and "exit code 7" in str(info.value)
 
 
 def test_unpicklable_function_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="module-level function"):
-        run_cluster(lambda s: None, ["a", "b"])
+        run_in_processes(lambda s: None, ["a", "b"])
 
 
 def test_children_die_with_their_parent(tmp_path: Path) -> None:
@@ -212,12 +211,12 @@ def test_children_die_with_their_parent(tmp_path: Path) -> None:
             sys.path.insert(0, {str(Path(__file__).parent)!r})
             from functools import partial
             from pathlib import Path
-            from sharedml.cluster import run_cluster
-            import test_cluster
+            from sharedml.standalone import run_in_processes
+            import test_run_in_processes as under_test
 
             if __name__ == "__main__":
-                run_cluster(partial(test_cluster.record_pid_then, Path({str(tmp_path)!r})),
-                            ["a", "c"])
+                run_in_processes(partial(under_test.record_pid_then, Path({str(tmp_path)!r})),
+                                 ["a", "c"])
             """
         )
     )

@@ -1,8 +1,8 @@
 """``sharedml run JOB.yaml --out DIR``: run a job spec without a platform.
 
 Every party of the spec runs as its own local process over mutual TLS
-(:func:`sharedml.cluster.run_cluster`), or as threads in this process with
-``--embedded``; each executes the spec's steps in order through
+(:func:`~sharedml.standalone.processes.run_in_processes`), or as threads in
+this process with ``--embedded``; each executes the spec's steps in order through
 :func:`sharedml.components.execute`, the same path the platform's node agents
 take. The result file holds only public figures: each step's metrics and
 timings per party. Each party's model part is written under ``DIR/<party>/``.
@@ -184,10 +184,10 @@ def run_job(
                    DatasetFiles(base))
     dealer = dealer_name(spec.parties) if needs_dealer(spec) else None
     if embedded:
-        from sharedml.simulation import run_parties
+        from sharedml.standalone.threads import run_in_threads
 
         fns = _functions(replace(job, progress=progress), dealer)
-        per_party = run_parties(fns, list(fns), job=spec.name, timeout=timeout, dealer=dealer)
+        per_party = run_in_threads(fns, list(fns), job=spec.name, timeout=timeout, dealer=dealer)
     else:
         per_party = _run_processes(job, spec.name, timeout, progress, dealer)
     result = {
@@ -214,11 +214,11 @@ def _run_processes(
     """Every party in its own process over mutual TLS; progress through a queue."""
     import multiprocessing
 
-    from sharedml.cluster import run_cluster
+    from sharedml.standalone.processes import run_in_processes
 
     if progress is None:
         fns = _functions(job, dealer)
-        return run_cluster(fns, list(fns), job=name, timeout=timeout, dealer=dealer)
+        return run_in_processes(fns, list(fns), job=name, timeout=timeout, dealer=dealer)
     queue = multiprocessing.get_context("spawn").Queue()
 
     def drain() -> None:
@@ -230,7 +230,7 @@ def _run_processes(
     reader.start()
     try:
         fns = _functions(replace(job, progress=_QueueProgress(queue)), dealer)
-        return run_cluster(fns, list(fns), job=name, timeout=timeout, dealer=dealer)
+        return run_in_processes(fns, list(fns), job=name, timeout=timeout, dealer=dealer)
     finally:
         queue.put(None)  # the reader's stop sign
         reader.join(timeout=5)
@@ -262,9 +262,9 @@ def run_job_reporting_cause(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """:func:`run_job` for the command line: a party's sharedml error is raised as itself.
 
     Its message names the party and the step; the other parties' tracebacks,
-    which :class:`~sharedml.simulation.PartyFailed` carries, are left out.
+    which :class:`~sharedml.standalone.options.PartyFailed` carries, are left out.
     """
-    from sharedml.simulation import PartyFailed
+    from sharedml.standalone.options import PartyFailed
 
     try:
         return run_job(*args, **kwargs)

@@ -1,24 +1,22 @@
-"""Run one function per party as threads in this process (embedded mode).
+"""What both ways of running party functions without a platform share.
 
-The embedded run mode (ARCHITECTURE.md §6): every party gets its own
-:class:`~sharedml.session.Session` over a :class:`LocalChannel`. Tests, the
-demo and notebooks use it; the same functions run unchanged as separate
-processes through :mod:`sharedml.cluster`.
+:func:`~sharedml.standalone.threads.run_in_threads` and
+:func:`~sharedml.standalone.processes.run_in_processes` take the same
+arguments — a function per party and the :class:`RunOptions` defined once
+here — and fail alike: the first party that failed for a reason of its own
+is raised as :class:`PartyFailed`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict
 
 from sharedml.errors import ChannelError, SharedMLError
 from sharedml.session import DEFAULT_FRAC_BITS, Session
 from sharedml.transport.base import Channel
-from sharedml.transport.local import LocalHub
 
 PartyFn = Callable[[Session], Any]
 
@@ -33,7 +31,8 @@ class PartyFailed(SharedMLError):
 
 class RunOptions(TypedDict, total=False):
     """How a run of party functions is set up: one definition for both run modes,
-    :func:`run_parties` (threads) and :func:`sharedml.cluster.run_cluster` (processes).
+    :func:`~sharedml.standalone.threads.run_in_threads` and
+    :func:`~sharedml.standalone.processes.run_in_processes`.
 
     Attributes:
         job: the job id the channels tag messages with (default ``"job"``).
@@ -98,42 +97,6 @@ class PartySettings:
                        dealer=self.dealer, **kwargs)
 
 
-def run_parties(
-    fn: PartyFn | Mapping[str, PartyFn],
-    parties: Sequence[str],
-    **options: Unpack[RunOptions],
-) -> dict[str, Any]:
-    """Run ``fn`` (or ``fn[party]``) for every party in a thread; return results by party.
-
-    ``options`` are the :class:`RunOptions`. If a party raises, the others
-    waiting on it are woken with a ChannelError and the first failure is
-    raised as :class:`PartyFailed`.
-    """
-    run = RunSettings(**options)
-    hub = LocalHub(parties)
-    results: dict[str, Any] = {}
-    failures: list[tuple[str, BaseException, str]] = []
-
-    def body(party: str) -> None:
-        session = run.for_party(party, parties).session(hub.channel(party, run.job, run.timeout))
-        try:
-            results[party] = party_fn(fn, party)(session)
-        except BaseException as exc:  # reported with the party's name below
-            failures.append((party, exc, traceback.format_exc()))
-            hub.fail_party(
-                party, ChannelError(f"party {party!r} failed: {exc!r}", party=party)
-            )
-
-    threads = [threading.Thread(target=body, args=(p,), name=f"party-{p}") for p in parties]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    raise_first_failure(failures)
-    return results
-
-
-# -- shared with sharedml.cluster, which runs the same parties as processes ----------
 def party_fn(fn: PartyFn | Mapping[str, PartyFn], party: str) -> PartyFn:
     """The function ``party`` runs: ``fn[party]`` for a mapping, else ``fn`` itself."""
     return fn[party] if isinstance(fn, Mapping) else fn
