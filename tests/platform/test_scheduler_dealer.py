@@ -117,18 +117,14 @@ def test_an_ss_job_gets_a_dealer_task_per_step_and_an_he_job_none(
         sched.task_report(node, order["task_id"], True, {"rows": 10}, "", 0.1)
     assert not any(o["step_id"] == "split" for o in orders(sched, "bank"))
     sched.task_report("dealer", dealt["task_id"], True, {"runtimes": 0, "requests": 0}, "", 0.1)
-    (split,) = orders(sched, "dealer")
-    assert split["step_id"] == "split"
-    for node in ("bank", "shop"):
-        (order,) = [o for o in orders(sched, node) if o["job_id"] == ss_id]
-        sched.task_report(node, order["task_id"], True, {}, "", 0.1)
-    sched.task_report("dealer", split["task_id"], True, {"runtimes": 0, "requests": 0}, "", 0.1)
-    (train,) = orders(sched, "dealer")
-    assert train["step_id"] == "train"
-    for node in ("bank", "shop"):
-        (order,) = [o for o in orders(sched, node) if o["job_id"] == ss_id]
-        sched.task_report(node, order["task_id"], True, {}, "", 0.1)
-    sched.task_report("dealer", train["task_id"], True, {"runtimes": 1, "requests": 40}, "", 0.1)
+    for step, counts in (("split", {"runtimes": 0, "requests": 0}),
+                         ("train", {"runtimes": 1, "requests": 40})):
+        (dealer_order,) = orders(sched, "dealer")
+        assert dealer_order["step_id"] == step
+        for node in ("bank", "shop"):
+            (order,) = [o for o in orders(sched, node) if o["job_id"] == ss_id]
+            sched.task_report(node, order["task_id"], True, {}, "", 0.1)
+        sched.task_report("dealer", dealer_order["task_id"], True, counts, "", 0.1)
     job = job_of(store, ss_id)
     assert job.state == "succeeded", job.reason
     assert job.result["steps"]["train"]["dealer"]["metrics"] == {"runtimes": 1, "requests": 40}

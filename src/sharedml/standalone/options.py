@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from sharedml.errors import ChannelError, SharedMLError
@@ -67,34 +67,30 @@ class RunSettings:
     wrap: Callable[[Channel], Channel] | None = None
 
     def for_party(self, party: str, parties: Sequence[str]) -> PartySettings:
-        """What ``party`` alone is given: its own seed, derived from the run's."""
+        """What ``party`` alone is given: the run's settings with its own seed, derived
+        from the run's (so a process never holds another party's)."""
         seed = None if self.seed is None else hashlib.sha256(self.seed + party.encode()).digest()
-        return PartySettings(party, tuple(parties), self.job, self.timeout, self.frac_bits,
-                             seed, self.dealer, self.wrap)
+        return PartySettings(party, tuple(parties), replace(self, seed=seed))
 
 
 @dataclass(frozen=True)
 class PartySettings:
-    """One party's share of a run's settings (a process is handed its own seed only)."""
+    """One party's share of a run: its name, the run's parties, its settings."""
 
     party: str
     parties: tuple[str, ...]
-    job: str
-    timeout: float
-    frac_bits: int
-    seed: bytes | None
-    dealer: str | None
-    wrap: Callable[[Channel], Channel] | None
+    run: RunSettings
 
     def session(self, channel: Channel) -> Session:
         """This party's session over ``channel``, wrapped as asked (no seed: Session draws one)."""
-        if self.wrap is not None:
-            channel = self.wrap(channel)
+        run = self.run
+        if run.wrap is not None:
+            channel = run.wrap(channel)
         kwargs: dict[str, Any] = {}
-        if self.seed is not None:
-            kwargs["seed"] = self.seed
-        return Session(self.party, self.parties, channel, frac_bits=self.frac_bits,
-                       dealer=self.dealer, **kwargs)
+        if run.seed is not None:
+            kwargs["seed"] = run.seed
+        return Session(self.party, self.parties, channel, frac_bits=run.frac_bits,
+                       dealer=run.dealer, **kwargs)
 
 
 def party_fn(fn: PartyFn | Mapping[str, PartyFn], party: str) -> PartyFn:

@@ -315,7 +315,7 @@ def _run_party(
     fn: Callable[[Session], Any], spec: _ChildSpec, endpoint: Any, addresses: dict[str, str]
 ) -> tuple[str, Any, str, list[WireRecord] | None]:
     mine = spec.settings
-    channel = endpoint.channel(mine.job, list(mine.parties), addresses, mine.timeout)
+    channel = endpoint.channel(mine.run.job, list(mine.parties), addresses, mine.run.timeout)
     recorder = RecordingChannel(channel) if spec.record else None
     sent = recorder.log if recorder is not None else None  # filled as the party sends
     try:
