@@ -22,6 +22,14 @@ message is sent. The runtime runs over the data parties (every peer but the
 dealer), with the dealer as their helper when it deals. Protocols that run
 among the data parties only (PSI, a split, a secure sum) take
 :meth:`Session.without_dealer`.
+
+This is the seam new protocols build on (a federated learner's secure
+aggregation, a secret-shared network, serving a shared model): take a
+``Session``, ask it for the runtime, never build a randomness provider or
+name the dealer yourself. Whoever starts the parties sets the dealer once —
+``sharedml run`` and the node agents from the job's plan,
+:func:`~sharedml.standalone.run_in_threads` and
+:func:`~sharedml.standalone.run_in_processes` from their ``dealer=`` option.
 """
 
 from __future__ import annotations
