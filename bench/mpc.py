@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/mpc.py [--n 1000000] [--dim 1000] [--repeat 3]``
 
-Every party is its own OS process (``sharedml.cluster.run_cluster``) talking
+Every party is its own OS process (``sharedml.standalone.processes.run_in_processes``) talking
 over ``GrpcChannel`` on loopback with mutual TLS. Each figure is the median
 wall time at one provider (the parties start each repetition together after a
 barrier), beside the plaintext numpy time of the same operation measured in
@@ -44,13 +44,13 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from sharedml.cluster import run_cluster
 from sharedml.crypto import ring
 from sharedml.crypto.prg import Prg
 from sharedml.mpc import MPC, DealerProvider, beaver, serve_dealer
@@ -61,6 +61,7 @@ from sharedml.mpc.material import Kind
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.mpc.truncation import prefetch, rescale
 from sharedml.session import Session
+from sharedml.standalone.processes import run_in_processes
 
 # -- the baseline: the six-product limb split ring.matmul used before ---------------
 _H22, _M22 = np.uint64(1 << 21), np.uint64((1 << 22) - 1)
@@ -185,9 +186,8 @@ def _inputs(mpc: MPC, shape: tuple[int, ...], owner: str, seed: int) -> Any:
     return mpc.share(value, owner=owner)
 
 
-def dealer_party(session: Session) -> dict[str, float]:
+def dealer_party(cfg: dict[str, Any], session: Session) -> dict[str, float]:
     keep_freed_memory()
-    cfg = session.extras
     n, dim, repeat = cfg["n"], cfg["dim"], cfg["repeat"]
     with MPC(session, DealerProvider(session, dealer="dealer")) as mpc:
         x = _inputs(mpc, (n,), "alice", 1)
@@ -241,8 +241,7 @@ def _serve_dealer(session: Session) -> Any:
     return serve_dealer(session)
 
 
-def he_party(session: Session) -> dict[str, float]:
-    cfg = session.extras
+def he_party(cfg: dict[str, Any], session: Session) -> dict[str, float]:
     with MPC(session, HEProvider(session, key_bits=2048)) as mpc:
         n_mul, n_and = cfg["he_mul"], cfg["he_and"]
         return {
@@ -306,10 +305,10 @@ def main() -> None:
     # Each party process gets one BLAS thread: three processes share two cores,
     # and OpenBLAS threads that spin while descheduled ruin small products.
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    results = run_cluster(
-        {"alice": dealer_party, "bob": dealer_party, "dealer": _serve_dealer},
+    results = run_in_processes(
+        {"alice": partial(dealer_party, cfg), "bob": partial(dealer_party, cfg),
+         "dealer": _serve_dealer},
         ["alice", "bob", "dealer"],
-        extras={p: cfg for p in ("alice", "bob", "dealer")},
         timeout=600,
     )
     dealer = results["alice"]
@@ -317,8 +316,8 @@ def main() -> None:
     dealer["triples"] = results["bob"]["triples"]
     dealer["matmul_triple"] = results["bob"]["matmul_triple"]
     he_cfg = {"he_mul": args.he_mul, "he_and": args.he_and}
-    he_results = run_cluster(
-        he_party, ["alice", "bob"], extras={p: he_cfg for p in ("alice", "bob")}, timeout=600
+    he_results = run_in_processes(
+        partial(he_party, he_cfg), ["alice", "bob"], timeout=600
     )
     he = {k: max(v, he_results["bob"][k]) for k, v in he_results["alice"].items()}
 

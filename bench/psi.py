@@ -36,6 +36,7 @@ import os
 import resource
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -43,10 +44,10 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import report
-from sharedml.cluster import run_cluster
 from sharedml.psi import digest_keys, psi_digests
 from sharedml.psi.curve import raw_rate
 from sharedml.session import Session
+from sharedml.standalone.processes import run_in_processes
 
 
 def _ids(party: str, n: int) -> pd.Series:
@@ -54,8 +55,7 @@ def _ids(party: str, n: int) -> pd.Series:
     return pd.Series(np.arange(start, start + n)).map("u{}".format)
 
 
-def party(session: Session) -> dict[str, Any]:
-    opts = session.extras
+def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
     n = int(opts["n"])
     ids = _ids(session.party, n)
     t0 = time.perf_counter()
@@ -110,9 +110,9 @@ def main() -> None:
         base[n] = (secs, cpu)
     for n in args.sizes:
         for protocol in args.protocols:
-            extras = {p: {"n": n, "processes": False, "protocol": protocol} for p in ("A", "B")}
+            opts = {"n": n, "processes": False, "protocol": protocol}
             t0 = time.perf_counter()
-            out = run_cluster(party, ["A", "B"], extras=extras, timeout=900.0)
+            out = run_in_processes(partial(party, opts), ["A", "B"], timeout=900.0)
             total = time.perf_counter() - t0
             assert out["A"]["size"] == out["B"]["size"] == n // 2, out
             secs = max(o["seconds"] for o in out.values())

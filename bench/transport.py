@@ -1,7 +1,7 @@
 """GrpcChannel against a raw TLS socket: bulk throughput (8 MiB arrays) and small round trips.
 
 Both run between the same two OS processes — parties ``a`` and ``b`` started
-by :func:`sharedml.cluster.run_cluster` on loopback, with mutual TLS and the
+by :func:`sharedml.standalone.processes.run_in_processes` on loopback, with mutual TLS and the
 certificates of the run's fresh CA — and their trials alternate, so both see
 the same machine load (this machine is small and shared):
 
@@ -26,12 +26,13 @@ import struct
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from sharedml.cluster import run_cluster
 from sharedml.session import Session
+from sharedml.standalone.processes import run_in_processes
 from sharedml.transport import Channel
 from sharedml.transport.grpc import GrpcChannel
 
@@ -53,7 +54,7 @@ def _recv_exact(sock: ssl.SSLSocket, view: memoryview) -> None:
 def _tls_context(session: Session, directory: str, server: bool) -> ssl.SSLContext:
     """An mTLS context from this party's own certificate, key and CA (written to ``directory``)."""
     if not isinstance(session.channel, GrpcChannel):
-        raise TypeError("the transport bench runs under run_cluster (GrpcChannel)")
+        raise TypeError("the transport bench runs under run_in_processes (GrpcChannel)")
     identity = session.channel.endpoint.identity
     cert, key, ca = (Path(directory, name) for name in ("me.pem", "me.key", "ca.pem"))
     cert.write_bytes(identity.cert_pem)
@@ -122,9 +123,9 @@ def _grpc_ping(ch: Channel, ping: np.ndarray) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def sender(session: Session) -> dict[str, dict[str, list[float]]]:
+def sender(cfg: dict[str, int], session: Session) -> dict[str, dict[str, list[float]]]:
     """Party a: alternate TLS and gRPC trials so both see the same machine load."""
-    cfg, ch = session.extras, session.channel
+    ch = session.channel
     payload = np.random.default_rng(0).random(ARRAY_BYTES // 8)
     ping = np.frombuffer(b"x" * PING_BYTES, dtype=np.uint8)
     out: dict[str, dict[str, list[float]]] = {
@@ -153,9 +154,9 @@ def sender(session: Session) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def receiver(session: Session) -> None:
+def receiver(cfg: dict[str, int], session: Session) -> None:
     """Party b: serve the TLS baseline in a thread; answer gRPC on the main thread."""
-    cfg, ch = session.extras, session.channel
+    ch = session.channel
     with tempfile.TemporaryDirectory() as d:
         ctx = _tls_context(session, d, server=True)
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -182,8 +183,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5, help="bulk trials (after one warm-up)")
     args = parser.parse_args()
     cfg = {"arrays": args.arrays, "pings": args.pings, "trials": args.trials}
-    out = run_cluster(
-        {"a": sender, "b": receiver}, ["a", "b"], job="bench", extras={"a": cfg, "b": cfg}
+    out = run_in_processes(
+        {"a": partial(sender, cfg), "b": partial(receiver, cfg)}, ["a", "b"], job="bench"
     )["a"]
     rows = []
     for name, res in (("raw TLS socket (baseline)", out["tls"]), ("GrpcChannel", out["grpc"])):

@@ -1,7 +1,7 @@
 """Vertical learning on default_credit: parties as separate processes over gRPC (mTLS).
 
 SS-LR: the guest (label holder, 13 features) and the host (10 features) each
-run in their own process (:func:`sharedml.cluster.run_cluster`), a dealer
+run in their own process (:func:`sharedml.standalone.processes.run_in_processes`), a dealer
 process deals the correlated randomness. 70/30 split stratified on y, seed
 42 (21,000 training rows), batch 1024, 5 epochs, ``pwl`` sigmoid (``--sigmoid``). The
 figure is the median epoch time at the guest (``fit`` records each epoch's
@@ -29,6 +29,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,10 @@ GOAL_S_PER_EPOCH = 0.3
 BATCH = 1024
 
 
-def party(session: Session) -> dict[str, Any]:
+def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
     """One data party: load its own file, fit, predict the hold-out rows."""
     from sharedml.learn.linear import HELogisticRegression, SSLogisticRegression
 
-    opts = session.extras
     frame = load_default_credit(Path(opts["data"]), session.party)
     train, test = opts["train"], opts["test"]
     y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
@@ -124,7 +124,7 @@ def plaintext_baseline(
 def linear_rows(
     data: Path, epochs: int, he: bool, sigmoid: str = "pwl", profile: str | None = None
 ) -> list[dict[str, Any]]:
-    from sharedml.cluster import run_cluster
+    from sharedml.standalone.processes import run_in_processes
 
     train, test = default_credit_split(data)
     base_s, base_auc = plaintext_baseline(data, train, test, epochs, sigmoid)
@@ -141,10 +141,11 @@ def linear_rows(
             "sigmoid": sigmoid,
             "profile": profile,
         }
-        fns: dict[str, Any] = {"guest": party, "host": party}
+        fns: dict[str, Any] = {"guest": partial(party, opts), "host": partial(party, opts)}
         if model == "ss":
             fns["dealer"] = dealer
-        out = run_cluster(fns, parties, timeout=900, extras={p: opts for p in parties})
+        out = run_in_processes(fns, parties, timeout=900,
+                               dealer="dealer" if model == "ss" else None)
         per_epoch = statistics.median(out["guest"]["epochs_s"])
         rows.append(
             {

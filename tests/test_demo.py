@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from xgboost import XGBClassifier
 
 from sharedml.demo import exchange, run_a1
 from sharedml.scenarios import a1
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 
 #: A third of the demo's rows, with half its batch size (about as many SGD steps).
 #: Measured here over 8 runs each (the PSI order, so the split, differs per run):
@@ -95,11 +96,13 @@ def test_write_data_writes_the_files_the_examples_read(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     examples = Path(__file__).resolve().parents[1] / "examples"
     from sharedml.components import jobspec
+    from sharedml.datasets import DatasetFiles
 
     for name in ("credit_ss_lr.yaml", "credit_secureboost.yaml"):
         spec = jobspec.load(examples / name)
-        for party in spec.party_configs(tmp_path).values():
-            assert party.dataset is not None and Path(party.dataset).exists(), (name, party)
+        for party in spec.party_configs().values():
+            assert party.dataset is not None, (name, party)
+            assert DatasetFiles(tmp_path).path(party.dataset).exists(), (name, party)
 
 
 def test_transport_check_still_runs() -> None:
@@ -110,7 +113,7 @@ def test_transport_check_still_runs() -> None:
 
 
 def test_exchange_is_reusable_in_process() -> None:
-    out = run_parties(exchange, ["p", "q", "r"], extras={p: {"nbytes": 1 << 16} for p in "pqr"})
+    out = run_in_threads(partial(exchange, nbytes=1 << 16), ["p", "q", "r"])
     for party, res in out.items():
         assert res["sent_bytes"] == 2 * (1 << 16)
         assert set(res["received"]) == {"p", "q", "r"} - {party}

@@ -23,7 +23,7 @@ def test_top_level_exports_are_pinned() -> None:
             "Session",
             "SharedMLError",
             "__version__",
-            "run_parties",
+            "run_in_threads",
         ]
     )
     for name in sharedml.__all__:

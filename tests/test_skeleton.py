@@ -7,7 +7,7 @@ import pytest
 
 from sharedml.errors import ConfigError, PeerTimeout
 from sharedml.session import Session
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 from sharedml.transport import LocalHub
 
 
@@ -17,13 +17,13 @@ def test_session_rejects_party_outside_peers() -> None:
         Session("c", ("a", "b"), hub.channel("a"))
 
 
-def test_run_parties_exchanges_values_and_names_failing_party() -> None:
+def test_run_in_threads_exchanges_values_and_names_failing_party() -> None:
     def ping(s: Session) -> float:
         other = s.others[0]
         s.channel.send(other, "x", np.arange(3.0) * (s.index + 1))
         return float(s.channel.recv(other, "x").sum())
 
-    assert run_parties(ping, ["a", "b"]) == {"a": 6.0, "b": 3.0}
+    assert run_in_threads(ping, ["a", "b"]) == {"a": 6.0, "b": 3.0}
 
     def broken(s: Session) -> None:
         if s.party == "b":
@@ -31,7 +31,7 @@ def test_run_parties_exchanges_values_and_names_failing_party() -> None:
         s.channel.recv("b", "never")
 
     with pytest.raises(PartyFailed, match="party 'b' failed"):
-        run_parties(broken, ["a", "b"], timeout=30)
+        run_in_threads(broken, ["a", "b"], timeout=30)
 
 
 def test_recv_times_out_naming_peer_and_tag() -> None:

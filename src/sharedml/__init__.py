@@ -23,7 +23,7 @@ from sharedml.errors import (
     SharedMLError,
 )
 from sharedml.session import Session
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 
 __version__ = "0.1.0"
 
@@ -41,5 +41,5 @@ __all__ = [
     "Session",
     "SharedMLError",
     "__version__",
-    "run_parties",
+    "run_in_threads",
 ]

@@ -28,11 +28,11 @@ console = Console(stderr=True)
 
 #: Modules with a ``register(app: typer.Typer) -> None`` function.
 PLUGINS: list[str] = [
-    "sharedml.runner",
+    "sharedml.standalone.job",
     "sharedml.demo",
     "sharedml.components.cli",
     "sharedml.platform.cli",
-    "sharedml.platform.cluster_cli",
+    "sharedml.platform.deployment_cli",
     "sharedml.tee.cli",
 ]
 

@@ -5,15 +5,15 @@ and a partner (four behavioural features of partly the same customers) train
 two models together without showing each other a row: each party is its own
 process and they talk only over gRPC with mutual TLS, plus a dealer process
 that holds no data and hands out the randomness secret sharing needs. The job
-(:func:`sharedml.scenarios.a1.job_spec`) runs through :func:`sharedml.runner.run_job`,
-the same path as ``sharedml run``. Afterwards the demo trains the same models in
+(:func:`sharedml.scenarios.a1.job_spec`) runs through
+:func:`sharedml.standalone.job.run_job`, the same path as ``sharedml run``. Afterwards the demo trains the same models in
 the clear — on the joined data, which neither party could do, and on the
 bank's columns alone — and prints the comparison.
 
 ``sharedml demo --transport-check`` keeps the first demo: two processes
 exchange a large array over mutual TLS and check its digest (:func:`exchange`,
 written against the Channel seam so it also runs under
-:func:`sharedml.simulation.run_parties`).
+:func:`sharedml.standalone.threads.run_in_threads`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import hashlib
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +33,8 @@ from sharedml.errors import ProtocolAbort
 from sharedml.session import Session
 
 if TYPE_CHECKING:
-    from sharedml.runner import ProgressFn
     from sharedml.scenarios.a1 import Settings
+    from sharedml.standalone.job import ProgressFn
 
 #: Bytes each party sends in the transport check unless told otherwise.
 DEFAULT_BYTES = 64 << 20
@@ -88,8 +89,8 @@ def run_a1(
     progress: ProgressFn | None = None,
 ) -> A1Outcome:
     """Write the scenario's data and job under ``out``, run it, train the references."""
-    from sharedml.runner import run_job_reporting_cause as run_job
     from sharedml.scenarios import a1
+    from sharedml.standalone.job import run_job_reporting_cause as run_job
 
     s = settings or a1.Settings()
     start = time.perf_counter()
@@ -212,17 +213,16 @@ def _report(console: Any, outcome: A1Outcome, keep: bool) -> None:
 
 
 # -- the transport check (the first demo) ----------------------------------------------------
-def exchange(session: Session) -> dict[str, Any]:
+def exchange(session: Session, nbytes: int = DEFAULT_BYTES) -> dict[str, Any]:
     """Send every peer an array and its digest; check and confirm what arrives.
 
-    Steps: 1. draw ``extras["nbytes"]`` bytes of float64 from the session's
+    Steps: 1. draw ``nbytes`` bytes of float64 from the session's
     (non-secret) generator; 2. send the array and its SHA-256 to each peer;
     3. receive each peer's array and digest, recompute and compare;
     4. tell each peer whether its array arrived intact, and hear the same back.
 
     Reveals: the arrays themselves (this is a transport check, not a protocol).
     """
-    nbytes = int(session.extras.get("nbytes", DEFAULT_BYTES))
     mine = session.rng("demo").random(max(nbytes // 8, 1))
     digest = hashlib.sha256(mine.data).digest()
     channel = session.channel.scope("demo")
@@ -254,10 +254,10 @@ def run_transport_check(
     nbytes: int = DEFAULT_BYTES, parties: tuple[str, ...] = ("bank", "partner")
 ) -> dict[str, Any]:
     """Run :func:`exchange` with each party in its own process over mutual TLS."""
-    from sharedml.cluster import run_cluster
+    from sharedml.standalone.processes import run_in_processes
 
-    return run_cluster(
-        exchange, parties, job="demo", extras={p: {"nbytes": nbytes} for p in parties}
+    return run_in_processes(
+        partial(exchange, nbytes=nbytes), parties, job="demo"
     )
 
 

@@ -30,8 +30,8 @@ from sharedml.errors import ConfigError, DataError
 from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS
 from sharedml.learn.stats.correlation import standardise
 from sharedml.platform.job_plan import decompose
-from sharedml.runner import run_job, run_job_reporting_cause
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
+from sharedml.standalone.job import run_job, run_job_reporting_cause
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 GUEST, HOST = "default_credit_hetero_guest.csv", "default_credit_hetero_host.csv"
@@ -275,7 +275,8 @@ def _run_step(
     if dealer:
         fns["dealer"] = lambda s: serve_step(s, "corr", ["guest", "host"])
     wrap = (lambda c: RecordingChannel(c, log)) if log is not None else None
-    return run_parties(fns, list(fns), timeout=timeout, wrap=wrap)
+    return run_in_threads(fns, list(fns), timeout=timeout, wrap=wrap,
+                       dealer="dealer" if dealer else None)
 
 
 def test_psi_split_correlation_job_uses_the_training_rows(

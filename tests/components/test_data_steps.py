@@ -14,8 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sharedml.components import PartyConfig, StepContext, execute, registry
 from sharedml.errors import DataError
-from sharedml.runner import run_job
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads, run_job
 
 STEPS = [
     ("psi", {}),
@@ -54,7 +53,7 @@ def _run_steps(paths: dict[str, Path], tmp_path: Path, steps: list[tuple[str, di
             metrics[name] = execute(comp, ctx, comp.parse(raw, name)).metrics
         return state, metrics
 
-    return run_parties(fn, [*parties, *helpers])
+    return run_in_threads(fn, [*parties, *helpers])
 
 
 def test_steps_align_split_fill_and_scale(breast: dict[str, Path], tmp_path: Path) -> None:

@@ -36,3 +36,46 @@ def test_bad_parameter_names_its_path() -> None:
 def test_yaml_cannot_build_python_objects() -> None:
     with pytest.raises(ConfigError):
         jobspec.load("!!python/object/apply:os.system ['true']\n")
+
+
+def _steps(*steps: dict[str, object], scheme: str = "mpc") -> dict[str, object]:
+    return {"scheme": scheme, "parties": {"bank": {"dataset": "b.csv", "label": "y"},
+                                          "shop": {"dataset": "s.csv"}}, "steps": list(steps)}
+
+
+PSI, SPLIT = {"psi": {}}, {"split": {}}
+TRAIN, PREDICT, EVALUATE = {"train": {"model": "logistic_regression"}}, {"predict": {}}, {
+    "evaluate": {}}
+
+
+@pytest.mark.parametrize(("steps", "step", "needs", "add"), [
+    ((PSI, TRAIN), "train", "a train/test split", "split"),
+    ((PSI, SPLIT, PREDICT), "predict", "a trained model", "train"),
+    ((PSI, SPLIT, EVALUATE), "evaluate", "a trained model", "train"),
+    ((SPLIT, TRAIN), "split", "each party's rows, aligned across the parties", "psi"),
+    (({"scale": {}},), "scale", "each party's rows", "psi"),
+    (({"correlation": {}},), "correlation", "each party's rows", "psi"),
+    ((PSI, {"id": "cut", "split": {}}, TRAIN, {"id": "other", "needs": ["psi"], "predict": {}}),
+     "other", "a trained model", "train"),
+])
+def test_a_step_without_what_it_needs_is_refused_when_the_spec_loads(
+    steps: tuple[dict[str, object], ...], step: str, needs: str, add: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        jobspec.load(_steps(*steps))
+    err = info.value
+    assert err.step == step and needs in err.message and f"step {step!r}" in err.message
+    assert f"add a '{add}' step before it" in (err.remedy or "")
+
+
+def test_steps_in_a_working_order_load() -> None:
+    jobspec.load(SPEC)
+    jobspec.load(_steps(PSI, SPLIT, {"scale": {}}, TRAIN, {"id": "again", "predict": {}},
+                        {"needs": ["train"], "evaluate": {}}))
+    # horizontal data: each step loads its party's own rows, no PSI
+    jobspec.load(_steps({"scale": {"layout": "horizontal"}}, {"split": {"layout": "horizontal"}},
+                        TRAIN))
+    jobspec.load(_steps({"split": {"layout": "horizontal"}}, TRAIN))
+    jobspec.load(_steps({"describe": {}}))
+    # the enclave joins and splits inside: a TEE job may train on every row
+    jobspec.load(_steps(TRAIN, EVALUATE, scheme="tee"))

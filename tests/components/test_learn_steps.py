@@ -19,7 +19,7 @@ from sharedml.components.learn import EvaluateStep, PredictStep, TrainStep
 from sharedml.errors import ConfigError
 from sharedml.mpc import serve_dealer
 from sharedml.session import Session
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 
 
 def _frames(folder: Path, name: str, label: str, id_col: str, stratify: bool) -> dict[str, Any]:
@@ -80,8 +80,9 @@ def _run_steps(
                 )
                 serve_dealer(scoped)
 
-    return run_parties(
-        {"guest": party, "host": party, "dealer": dealer}, ["guest", "host", "dealer"], timeout=60
+    return run_in_threads(
+        {"guest": party, "host": party, "dealer": dealer}, ["guest", "host", "dealer"], timeout=60,
+        dealer="dealer",
     )
 
 
@@ -189,27 +190,56 @@ def test_train_linear_regression_step(shared_data: Path, tmp_path: Path) -> None
 
 
 def test_bad_train_parameters_are_rejected_when_the_spec_loads() -> None:
+    """The schema comes from the learners' declarations, and the chosen model's own
+    rules apply when the spec loads: each error names the step's path."""
     spec = {
         "parties": {"bank": {"dataset": "a.csv", "label": "y"}, "shop": {"dataset": "b.csv"}},
         "steps": [{"train": {"model": "logistic_regression", "epochs": 0}}],
     }
     with pytest.raises(ConfigError, match="epochs"):
         jobspec.load(spec)
-    spec["steps"] = [{"train": {"model": "linear_regression", "protocol": "he"}}]
-    jobspec.load(spec)  # valid schema; the protocol choice is checked when the step runs
+    bad = {
+        "no 'he' protocol": {"model": "linear_regression", "protocol": "he"},
+        r"does not take \['n_estimators'\]": {"model": "logistic_regression", "n_estimators": 3},
+        r"does not take \['sigmoid'\]": {"model": "logistic_regression", "protocol": "he",
+                                         "sigmoid": "pwl"},
+        r"learning_rate of secureboost must be a number in \(0, 1\]":
+            {"model": "secureboost", "learning_rate": 2.0},
+    }
+    for message, params in bad.items():
+        spec["steps"] = [{"train": params}]
+        with pytest.raises(ConfigError, match=message) as info:
+            jobspec.load(spec)
+        assert "steps[0].train" in str(info.value)
     from sharedml.components.learn import TrainParams, build_model
 
-    with pytest.raises(ConfigError, match="no 'he' protocol"):
-        build_model(TrainParams(model="linear_regression", protocol="he"))
-    with pytest.raises(ConfigError, match="does not take"):
-        build_model(TrainParams(model="logistic_regression", n_estimators=3))
-    with pytest.raises(ConfigError, match="needs a dealer"):
-        build_model(TrainParams(model="logistic_regression", protocol="ss"))
-    dealt = build_model(TrainParams(model="logistic_regression", protocol="ss"), ("dealer",))
-    assert dealt.provider == "dealer" and dealt.dealer == "dealer"
+    # the randomness is the session's choice (tests/test_session.py) unless the step names it
+    assert build_model(TrainParams(model="logistic_regression", protocol="ss")).provider is None
     assert build_model(TrainParams(model="linear_regression", provider="he")).provider == "he"
+    # a provider means nothing without secret sharing, as before: it is left out
+    assert "provider" not in build_model(
+        TrainParams(model="logistic_regression", protocol="he", provider="he")).get_params()
     tree = build_model(TrainParams(model="secureboost", protocol="he", n_estimators=3))
     assert type(tree).__name__ == "SecureBoostClassifier" and tree.protocol == "he"
+    assert tree.n_estimators == 3 and tree.max_depth == 3  # the learner's own default
+
+
+def test_the_train_schema_is_the_learners_declarations() -> None:
+    from sharedml.components.learn import TrainParams
+    from sharedml.learn.linear import SSLinearRegression, SSLogisticRegression
+    from sharedml.learn.tree import SecureBoostClassifier
+
+    schema = TrainParams.model_json_schema()["properties"]
+    declared = {n for cls in (SSLogisticRegression, SSLinearRegression, SecureBoostClassifier)
+                for n, p in cls.params.items() if p.job}
+    assert declared - {"protocol"} <= set(schema)
+    epochs = schema["epochs"]["anyOf"][0]
+    assert (epochs["minimum"], epochs["maximum"]) == (1, SSLogisticRegression.params["epochs"].high)
+    assert "5 (logistic_regression (ss))" in schema["epochs"]["description"]
+    assert "20 (linear_regression)" in schema["epochs"]["description"]
+    # a learner built outside a job checks the same declaration at fit
+    with pytest.raises(ConfigError, match="batch_size must be an integer ≥ 16, got 8"):
+        SSLinearRegression(batch_size=8)._check_params()
 
 
 def test_train_without_label_column_is_a_clear_error(shared_data: Path, tmp_path: Path) -> None:
@@ -217,3 +247,32 @@ def test_train_without_label_column_is_a_clear_error(shared_data: Path, tmp_path
     frames["guest"]["train"] = frames["guest"]["train"].drop(columns="y")
     with pytest.raises(PartyFailed, match="label column 'y' is missing"):
         _run_steps(frames, [("train", {"model": "logistic_regression"})], tmp_path, "y", "id")
+
+
+def test_train_ss_without_a_dealer_fails_before_any_message(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """No dealer in the job: the train step says so at every party, naming the step,
+    before it sends anything (the session's runtime choice is checked up front)."""
+    frames = _frames(shared_data, "breast", "y", "id", stratify=True)
+    configs = {"guest": PartyConfig("guest", None, "y", ("id",)),
+               "host": PartyConfig("host", None, None, ("id",))}
+    log: list[Any] = []
+    failures: dict[str, ConfigError] = {}
+
+    def party(session: Session) -> None:
+        ctx = StepContext(session, configs[session.party], configs,
+                          dict(frames[session.party]), tmp_path, "train")
+        params = TrainStep.parse({"model": "logistic_regression"}, "train")
+        try:
+            execute(TrainStep(), ctx, params)
+        except ConfigError as exc:
+            failures[session.party] = exc
+
+    from sharedml.transport.recording import RecordingChannel
+
+    run_in_threads(party, ["guest", "host"], timeout=20, wrap=lambda c: RecordingChannel(c, log))
+    assert set(failures) == {"guest", "host"}
+    for name, exc in failures.items():
+        assert "needs a dealer" in exc.message and exc.step == "train" and exc.party == name
+    assert log == []

@@ -20,8 +20,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sharedml.components import PartyConfig, StepContext, execute, registry
 from sharedml.errors import ConfigError, DataError
-from sharedml.runner import run_job
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads, run_job
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 SEGMENTS = np.array(["retail", "sme", "corporate", "private"], dtype=object)
@@ -47,7 +46,7 @@ def _run(
         return state, execute(comp, ctx, comp.parse(raw, "onehot")).metrics
 
     wrap = (lambda c: RecordingChannel(c, log)) if log is not None else None
-    return run_parties(fn, list(parties), timeout=30, wrap=wrap)
+    return run_in_threads(fn, list(parties), timeout=30, wrap=wrap)
 
 
 def _vertical_frames(shared_data: Path) -> tuple[dict[str, dict[str, pd.DataFrame]],

@@ -30,8 +30,8 @@ from sharedml.crypto.fixedpoint import FixedPoint
 from sharedml.errors import ConfigError, DataError
 from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS
 from sharedml.platform.job_plan import decompose
-from sharedml.runner import run_job, run_job_reporting_cause
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
+from sharedml.standalone.job import run_job, run_job_reporting_cause
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 FEATURES = [f"x{i}" for i in range(23)]
@@ -117,7 +117,7 @@ def _run_scale_with_dealer(
     fns: dict[str, Any] = {p: data_party for p in parties}
     fns["dealer"] = lambda s: serve_step(s, "scale", list(parties))
     wrap = (lambda c: RecordingChannel(c, log)) if log is not None else None
-    return run_parties(fns, [*parties, "dealer"], timeout=60, wrap=wrap)
+    return run_in_threads(fns, [*parties, "dealer"], timeout=60, wrap=wrap, dealer="dealer")
 
 
 @pytest.mark.parametrize("names", [("guest", "host"), ("guest", "host", "host2")])
@@ -184,7 +184,10 @@ def test_the_platform_gives_minmax_horizontal_steps_the_dealer(two: dict[str, Pa
              ("minmax", "vertical", None): None, ("standard", "horizontal", None): None}
     for (method, layout, provider), dealer in cases.items():
         step = {"method": method, "layout": layout, **({"provider": provider} if provider else {})}
-        (plan,) = decompose(jobspec.load(_spec(two, step)))
+        spec = _spec(two, step)
+        if layout == "vertical":  # vertical rows are aligned by psi first
+            spec["steps"] = [{"psi": {}}, *spec["steps"]]
+        plan = decompose(jobspec.load(spec))[-1]
         assert plan.dealer == dealer
     with pytest.raises(ConfigError, match="provider"):
         jobspec.load(_spec(two, {"method": "standard", "provider": "he"})).parsed_steps()
@@ -284,16 +287,16 @@ def test_minmax_job_on_the_platform_uses_its_dealer_node(
     fitted scaler is MinMaxScaler's on the pooled rows."""
     import httpx
 
-    from sharedml.platform.local_cluster import ClusterSpec, LocalCluster, prepare
+    from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
 
     root = tmp_path / "cluster"
-    prepare(root, ClusterSpec({"bank": {"bank_rows": two["guest"]},
+    prepare(root, DeploymentSpec({"bank": {"bank_rows": two["guest"]},
                                "shop": {"shop_rows": two["host"]}},
                               heartbeat_s=0.3, task_timeout_s=20.0, max_attempts=1))
     spec = {"name": "scale-h", "steps": [{"scale": {"method": "minmax", "layout": "horizontal"}}],
             "parties": {"bank": {"dataset": "bank_rows", "label": "y"},
                         "shop": {"dataset": "shop_rows", "label": "y"}}}
-    with LocalCluster(root) as cluster:
+    with LocalDeployment(root) as cluster:
         cluster.start(wait=90)
         url, tokens = cluster.info["url"] + "/api/v1", cluster.tokens()
 
@@ -366,7 +369,7 @@ def test_horizontal_split_refuses_a_party_with_one_row(tmp_path: Path) -> None:
         execute(comp, ctx, comp.parse({"layout": "horizontal"}, "split"))
 
     with pytest.raises(PartyFailed) as info:
-        run_parties(fn, ["solo"])
+        run_in_threads(fn, ["solo"])
     err = info.value.error
     assert isinstance(err, DataError) and err.party == "solo" and err.step == "split"
     assert "1 rows cannot be split" in str(err)

@@ -14,7 +14,7 @@ import pytest
 
 from sharedml.mpc import MPC, DealerProvider, serve_dealer
 from sharedml.session import Session
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 
 PARTIES = ("alice", "bob")
 
@@ -45,7 +45,7 @@ def run_mpc(
     if provider == "dealer":
         fns["dealer"] = serve_dealer
         names.append("dealer")
-    return run_parties(fns, names, frac_bits=frac_bits, wrap=wrap, timeout=60)
+    return run_in_threads(fns, names, frac_bits=frac_bits, wrap=wrap, timeout=60)
 
 
 @pytest.fixture(params=["dealer", "he"])

@@ -11,7 +11,7 @@ from tests.mpc.conftest import run_mpc
 from sharedml.errors import ConfigError, DataError, ProtocolAbort
 from sharedml.mpc import MPC, DealerProvider, serve_dealer
 from sharedml.session import Session
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 
 
 def _shared_pair(mpc, xshape, yshape):
@@ -54,16 +54,18 @@ def test_public_operand_of_wrong_shape() -> None:
 def test_precision_mismatch_is_refused_by_the_handshake() -> None:
     def party(session: Session):
         bits = 20 if session.party == "bob" else 16
-        mine = Session(session.party, session.peers, session.channel, frac_bits=bits)
+        mine = Session(session.party, session.peers, session.channel, frac_bits=bits,
+                       dealer=session.dealer)
         with MPC(mine, DealerProvider(mine)) as mpc:
             return mpc.parties
 
     start = time.monotonic()
     with pytest.raises(PartyFailed) as info:
-        run_parties(
+        run_in_threads(
             {"alice": party, "bob": party, "dealer": serve_dealer},
             ["alice", "bob", "dealer"],
             timeout=20,
+            dealer="dealer",
         )
     assert time.monotonic() - start < 15  # no hang
     err = info.value.error
@@ -79,10 +81,11 @@ def test_truncation_mode_mismatch_is_refused() -> None:
             return mpc.parties
 
     with pytest.raises(PartyFailed) as info:
-        run_parties(
+        run_in_threads(
             {"alice": party, "bob": party, "dealer": serve_dealer},
             ["alice", "bob", "dealer"],
             timeout=20,
+            dealer="dealer",
         )
     assert "trunc" in str(info.value.error)
 
@@ -130,7 +133,7 @@ def test_dealer_refuses_a_replayed_request() -> None:
         return channel.recv("dealer", "mat/1")
 
     with pytest.raises(PartyFailed) as info:
-        run_parties(
+        run_in_threads(
             {"alice": alice, "bob": bob, "dealer": serve_dealer},
             ["alice", "bob", "dealer"],
             timeout=20,

@@ -1,5 +1,5 @@
 """keep_freed_memory: glibc accepts the thresholds, arrays still work after, and
-run_cluster's party processes apply it."""
+run_in_processes's party processes apply it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from sharedml.cluster import run_cluster
 from sharedml.session import Session
+from sharedml.standalone import run_in_processes
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
@@ -38,5 +38,5 @@ def _kept(session: Session) -> bool:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_cluster_party_processes_keep_freed_memory() -> None:
     # spawned processes: each answers for itself, whatever this process did
-    out = run_cluster(_kept, ["alice", "bob"], timeout=60)
+    out = run_in_processes(_kept, ["alice", "bob"], timeout=60)
     assert out == {"alice": True, "bob": True}

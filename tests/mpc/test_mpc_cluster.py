@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sharedml.cluster import run_cluster
 from sharedml.crypto.fixedpoint import FixedPoint
 from sharedml.mpc import MPC, DealerProvider, FixedOperand, serve_dealer
 from sharedml.mpc import nonlinear as N
 from sharedml.session import Session
+from sharedml.standalone import run_in_processes
 
 FP = FixedPoint(16)
 
@@ -60,10 +60,11 @@ def _check(out: dict[str, np.ndarray | None]) -> None:
 
 @pytest.mark.slow
 def test_dealer_over_grpc_processes() -> None:
-    results = run_cluster(
+    results = run_in_processes(
         {"alice": dealer_party, "bob": dealer_party, "dealer": serve_dealer},
         ["alice", "bob", "dealer"],
         timeout=60,
+        dealer="dealer",
     )
     _check(results["alice"])
     assert all(v is None for v in results["bob"].values())
@@ -71,5 +72,5 @@ def test_dealer_over_grpc_processes() -> None:
 
 @pytest.mark.slow
 def test_he_provider_over_grpc_processes() -> None:
-    results = run_cluster(he_party, ["alice", "bob"], timeout=60)
+    results = run_in_processes(he_party, ["alice", "bob"], timeout=60)
     _check(results["alice"])

@@ -8,7 +8,7 @@ from tests.mpc.conftest import run_mpc
 
 from sharedml.crypto.fixedpoint import FixedPoint
 from sharedml.mpc import FixedOperand
-from sharedml.simulation import PartyFailed
+from sharedml.standalone import PartyFailed
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 FP = FixedPoint(16)

@@ -40,7 +40,7 @@ def test_three_party_sharing_products_and_comparisons() -> None:
 
 def test_two_runtimes_in_one_job_use_separate_scopes() -> None:
     from sharedml.mpc import MPC, DealerProvider, serve_dealer
-    from sharedml.simulation import run_parties
+    from sharedml.standalone import run_in_threads
 
     def party(session):
         out = []
@@ -54,7 +54,8 @@ def test_two_runtimes_in_one_job_use_separate_scopes() -> None:
     def dealer(session):
         return [serve_dealer(session, scope=f"dealer/{n}").requests for n in ("first", "second")]
 
-    res = run_parties({"alice": party, "bob": party, "dealer": dealer}, ["alice", "bob", "dealer"])
+    res = run_in_threads({"alice": party, "bob": party, "dealer": dealer}, ["alice", "bob", "dealer"],
+                      dealer="dealer")
     for got in res["alice"]:
         assert np.allclose(got, np.arange(4.0) ** 2, atol=1e-4)
     assert res["dealer"] == [2, 2]  # a triple and a truncation pair each

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sharedml.platform.local_cluster import ClusterSpec, LocalCluster, prepare
+from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ TIMEOUT = 4.0
 
 
 class Api:
-    def __init__(self, cluster: LocalCluster) -> None:
+    def __init__(self, cluster: LocalDeployment) -> None:
         self.url = cluster.info["url"] + "/api/v1"
         self.tokens = cluster.tokens()
 
@@ -85,21 +85,21 @@ def spec(sleep_s: float, again: bool = True) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[LocalDeployment]:
     root = tmp_path_factory.mktemp("cluster")
-    prepare(root, ClusterSpec(
+    prepare(root, DeploymentSpec(
         {
             "bank": {"bank_customers": shared_data / "breast_hetero_guest.csv"},
             "shop": {"shop_features": shared_data / "breast_hetero_host.csv"},
         },
         heartbeat_s=0.3, task_timeout_s=TIMEOUT, max_attempts=2,
     ))
-    with LocalCluster(root) as running:
+    with LocalDeployment(root) as running:
         running.start(wait=90)
         yield running
 
 
-def test_job_submitted_through_the_api_runs_and_reports_metrics(cluster: LocalCluster) -> None:
+def test_job_submitted_through_the_api_runs_and_reports_metrics(cluster: LocalDeployment) -> None:
     api = Api(cluster)
     job_id = api.submit(spec(0.0))
     job = api.wait(job_id, {"succeeded", "failed"}, within=60)
@@ -133,13 +133,13 @@ ML_STEPS: list[dict[str, Any]] = [
 
 
 def test_platform_runs_the_same_job_spec_as_sharedml_run(
-    cluster: LocalCluster, shared_data: Path, tmp_path: Path
+    cluster: LocalDeployment, shared_data: Path, tmp_path: Path
 ) -> None:
     """PSI, split, scale, HE logistic regression and evaluation on the cluster give the
     metrics ``sharedml run`` gives for the same spec with every party local: equal sizes,
     and an AUC within the spread of SGD over different minibatch orders (each run draws
     its parties' secret seeds afresh; observed AUCs 0.988-0.996)."""
-    from sharedml.runner import run_job
+    from sharedml.standalone import run_job
 
     api = Api(cluster)
     job_id = api.submit({**spec(0.0), "name": "breast-lr", "steps": ML_STEPS})
@@ -166,7 +166,7 @@ def test_platform_runs_the_same_job_spec_as_sharedml_run(
     assert steps["evaluate"]["shop"]["metrics"] == {}  # scores and metrics at the label holder only
 
 
-def test_platform_restart_mid_job_loses_nothing(cluster: LocalCluster) -> None:
+def test_platform_restart_mid_job_loses_nothing(cluster: LocalDeployment) -> None:
     api = Api(cluster)
     job_id = api.submit(spec(5.0))
     api.wait_running(job_id)
@@ -184,7 +184,7 @@ def test_platform_restart_mid_job_loses_nothing(cluster: LocalCluster) -> None:
     assert len(tasks) == 4
 
 
-def test_killing_a_node_mid_job_fails_the_job_within_the_timeout(cluster: LocalCluster) -> None:
+def test_killing_a_node_mid_job_fails_the_job_within_the_timeout(cluster: LocalDeployment) -> None:
     api = Api(cluster)
     job_id = api.submit(spec(30.0, again=False), max_attempts=1)
     api.wait_running(job_id)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from test_cluster_jobs import Api
 
-from sharedml.platform.local_cluster import ClusterSpec, LocalCluster, prepare
+from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
 from sharedml.scenarios.credit import credit_population
 
 pytestmark = pytest.mark.slow
@@ -58,27 +58,27 @@ def credit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def cluster(
     tmp_path_factory: pytest.TempPathFactory, credit: tuple[Path, Path]
-) -> Iterator[LocalCluster]:
+) -> Iterator[LocalDeployment]:
     root = tmp_path_factory.mktemp("cluster")
     bank, shop = credit
-    prepare(root, ClusterSpec(
+    prepare(root, DeploymentSpec(
         {"bank": {"bank_customers": bank}, "shop": {"shop_features": shop}},
         heartbeat_s=0.3, task_timeout_s=TIMEOUT, max_attempts=2,
     ))
-    with LocalCluster(root) as running:
+    with LocalDeployment(root) as running:
         running.start(wait=90)
         yield running
 
 
 def test_an_ss_job_on_the_platform_gives_what_sharedml_run_gives(
-    cluster: LocalCluster, credit: tuple[Path, Path], tmp_path: Path
+    cluster: LocalDeployment, credit: tuple[Path, Path], tmp_path: Path
 ) -> None:
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.preprocessing import StandardScaler
 
-    from sharedml.runner import run_job
+    from sharedml.standalone import run_job
 
     api = Api(cluster)
     nodes = {n["id"]: n for n in api.call("GET", "/nodes", "admin").json()}
@@ -117,7 +117,7 @@ def test_an_ss_job_on_the_platform_gives_what_sharedml_run_gives(
 
 
 def test_killing_the_dealer_mid_step_fails_the_job_naming_the_dealer(
-    cluster: LocalCluster,
+    cluster: LocalDeployment,
 ) -> None:
     api = Api(cluster)
     job_id = api.submit(ss_spec("bank_customers", "shop_features", epochs=400), max_attempts=1)

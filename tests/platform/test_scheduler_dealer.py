@@ -27,7 +27,7 @@ def job_spec(train: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": "lr",
         "parties": PARTIES,
-        "steps": [{"psi": {}}, {"train": {"model": "logistic_regression", **train}}],
+        "steps": [{"psi": {}}, {"split": {}}, {"train": {"model": "logistic_regression", **train}}],
     }
 
 
@@ -80,6 +80,7 @@ def test_the_dealer_decision_is_the_runners() -> None:
     plans = decompose(jobspec.load(SS))
     assert [(p.id, p.dealer, p.peers) for p in plans] == [
         ("psi", "dealer", ("bank", "shop", "dealer")),
+        ("split", "dealer", ("bank", "shop", "dealer")),
         ("train", "dealer", ("bank", "shop", "dealer")),
     ]
     assert all(p.dealer is None for p in decompose(jobspec.load(HE)))
@@ -92,10 +93,12 @@ def test_an_ss_job_gets_a_dealer_task_per_step_and_an_he_job_none(
     ss_id, he_id = sched.submit(SS), sched.submit(HE)
     assert [(t.step_id, t.party) for t in tasks_of(store, ss_id)] == [
         ("psi", "bank"), ("psi", "dealer"), ("psi", "shop"),
+        ("split", "bank"), ("split", "dealer"), ("split", "shop"),
         ("train", "bank"), ("train", "dealer"), ("train", "shop"),
     ]
     assert [(t.step_id, t.party) for t in tasks_of(store, he_id)] == [
-        ("psi", "bank"), ("psi", "shop"), ("train", "bank"), ("train", "shop"),
+        ("psi", "bank"), ("psi", "shop"), ("split", "bank"), ("split", "shop"),
+        ("train", "bank"), ("train", "shop"),
     ]
     sched.tick()
     bank = {o["job_id"]: o for o in orders(sched, "bank")}
@@ -113,14 +116,16 @@ def test_an_ss_job_gets_a_dealer_task_per_step_and_an_he_job_none(
     shop = {o["job_id"]: o for o in orders(sched, "shop")}
     for node, order in (("bank", bank[ss_id]), ("shop", shop[ss_id])):
         sched.task_report(node, order["task_id"], True, {"rows": 10}, "", 0.1)
-    assert not any(o["step_id"] == "train" for o in orders(sched, "bank"))
+    assert not any(o["step_id"] == "split" for o in orders(sched, "bank"))
     sched.task_report("dealer", dealt["task_id"], True, {"runtimes": 0, "requests": 0}, "", 0.1)
-    (train,) = orders(sched, "dealer")
-    assert train["step_id"] == "train"
-    for node in ("bank", "shop"):
-        (order,) = [o for o in orders(sched, node) if o["job_id"] == ss_id]
-        sched.task_report(node, order["task_id"], True, {}, "", 0.1)
-    sched.task_report("dealer", train["task_id"], True, {"runtimes": 1, "requests": 40}, "", 0.1)
+    for step, counts in (("split", {"runtimes": 0, "requests": 0}),
+                         ("train", {"runtimes": 1, "requests": 40})):
+        (dealer_order,) = orders(sched, "dealer")
+        assert dealer_order["step_id"] == step
+        for node in ("bank", "shop"):
+            (order,) = [o for o in orders(sched, node) if o["job_id"] == ss_id]
+            sched.task_report(node, order["task_id"], True, {}, "", 0.1)
+        sched.task_report("dealer", dealer_order["task_id"], True, counts, "", 0.1)
     job = job_of(store, ss_id)
     assert job.state == "succeeded", job.reason
     assert job.result["steps"]["train"]["dealer"]["metrics"] == {"runtimes": 1, "requests": 40}
@@ -170,7 +175,7 @@ def test_a_silent_dealer_fails_the_step_naming_the_dealer(
         (task,) = [t for t in tasks_of(store, job_id) if t.party == node and t.step_id == "psi"]
         sched.node_beat(node, {task.id: 0.5})
     sched.tick()  # job progress counts the data parties' tasks (a dealer task has none)
-    assert job_of(store, job_id).progress == pytest.approx((0.5 + 0.5) / 4)
+    assert job_of(store, job_id).progress == pytest.approx((0.5 + 0.5) / 6)
     clock.advance(6)
     sched.tick()
     job = job_of(store, job_id)

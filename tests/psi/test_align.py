@@ -11,7 +11,7 @@ import pytest
 from sharedml.errors import DataError
 from sharedml.psi import align_rows
 from sharedml.psi.features import agree_horizontal, agree_vertical
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_default_credit_aligned_equals_inner_join(shared_data: Path, protocol: s
     guest = guest.sample(frac=0.8, random_state=1).reset_index(drop=True)
     host = host.sample(frac=0.8, random_state=2).reset_index(drop=True)
     frames = {"guest": guest, "host": host}
-    out = run_parties(
+    out = run_in_threads(
         lambda s: align_rows(s, frames[s.party], ["id"], protocol=protocol)[0], ["guest", "host"]
     )
     g, h = out["guest"], out["host"]
@@ -48,7 +48,7 @@ def test_aligned_order_is_the_same_in_every_run() -> None:
     }
 
     def aligned_ids() -> dict[str, list[str]]:
-        out = run_parties(lambda s: align_rows(s, frames[s.party], ["id"])[0], ["A", "B"])
+        out = run_in_threads(lambda s: align_rows(s, frames[s.party], ["id"])[0], ["A", "B"])
         return {p: f["id"].tolist() for p, f in out.items()}
 
     first, second = aligned_ids(), aligned_ids()
@@ -59,18 +59,18 @@ def test_aligned_order_is_the_same_in_every_run() -> None:
 def test_alignment_rejects_duplicate_ids() -> None:
     frames = {"A": pd.DataFrame({"id": ["a", "b", " a"]}), "B": pd.DataFrame({"id": ["a"]})}
     with pytest.raises(PartyFailed) as info:
-        run_parties(lambda s: align_rows(s, frames[s.party], ["id"]), ["A", "B"])
+        run_in_threads(lambda s: align_rows(s, frames[s.party], ["id"]), ["A", "B"])
     assert isinstance(info.value.error, DataError)
     assert "rows 0, 2" in str(info.value.error)
 
 
 def test_horizontal_schema_fingerprint() -> None:
     cols = {"age": "int", "income": "float"}
-    out = run_parties(lambda s: agree_horizontal(s, cols), ["A", "B", "C"])
+    out = run_in_threads(lambda s: agree_horizontal(s, cols), ["A", "B", "C"])
     assert len(set(out.values())) == 1
     other = {"A": cols, "B": {"age": "float", "income": "float", "city": "category"}}
     with pytest.raises(PartyFailed) as info:
-        run_parties(lambda s: agree_horizontal(s, other[s.party]), ["A", "B"])
+        run_in_threads(lambda s: agree_horizontal(s, other[s.party]), ["A", "B"])
     msg = str(info.value.error)
     assert isinstance(info.value.error, DataError)
     assert "city" in msg and "age" in msg
@@ -78,11 +78,11 @@ def test_horizontal_schema_fingerprint() -> None:
 
 def test_vertical_layout() -> None:
     feats = {"bank": (["x0", "x1"], "y"), "shop": (["x0"], None)}
-    out = run_parties(lambda s: agree_vertical(s, *feats[s.party]), ["bank", "shop"])
+    out = run_in_threads(lambda s: agree_vertical(s, *feats[s.party]), ["bank", "shop"])
     layout = out["shop"]
     assert layout.label_holder == "bank"
     assert layout.features == {"bank": ["bank.x0", "bank.x1"], "shop": ["shop.x0"]}
     assert len(set(layout.all_features)) == 3  # disjoint although both have "x0"
     two = {"bank": (["x0"], "y"), "shop": (["x1"], "y")}
     with pytest.raises(PartyFailed):
-        run_parties(lambda s: agree_vertical(s, *two[s.party]), ["bank", "shop"])
+        run_in_threads(lambda s: agree_vertical(s, *two[s.party]), ["bank", "shop"])

@@ -8,7 +8,7 @@ import pytest
 from sharedml.errors import ConfigError
 from sharedml.psi import KeyRules, digest_keys, psi_digests
 from sharedml.psi.curve import P, blind, hash_and_blind, hash_to_u, new_key
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 
 from .id_sets import overlapping_sets
 
@@ -16,7 +16,7 @@ from .id_sets import overlapping_sets
 def _run(inputs: dict[str, list[object]], **kw: object) -> dict[str, object]:
     digests = {p: digest_keys(v) for p, v in inputs.items()}
     kw.setdefault("protocol", "ecdh")
-    return run_parties(lambda s: psi_digests(s, digests[s.party], **kw), list(inputs))
+    return run_in_threads(lambda s: psi_digests(s, digests[s.party], **kw), list(inputs))
 
 
 @pytest.mark.parametrize("overlap", [0.0, 0.01, 0.5, 1.0])
@@ -48,7 +48,7 @@ def test_casefold_rule() -> None:
     a, b = ["Alice", "BOB"], ["alice", "bob", "carol"]
     rules = KeyRules(casefold=True)
     da, db = digest_keys(a, rules=rules), digest_keys(b, rules=rules)
-    out = run_parties(lambda s: psi_digests(s, da if s.party == "A" else db, protocol="ecdh"), ["A", "B"])
+    out = run_in_threads(lambda s: psi_digests(s, da if s.party == "A" else db, protocol="ecdh"), ["A", "B"])
     assert sorted(a[i] for i in out["A"].rows) == ["Alice", "BOB"]
 
 
@@ -59,7 +59,7 @@ def test_integer_and_composite_keys() -> None:
     fb = pd.DataFrame({"bank": [2.0, 3.0, 9.0, 1.0], "acct": ["b", "x", "c", "a"]})
     da = digest_keys(fa, ["bank", "acct"])
     db = digest_keys(fb, ["bank", "acct"])
-    out = run_parties(lambda s: psi_digests(s, da if s.party == "A" else db, protocol="ecdh"), ["A", "B"])
+    out = run_in_threads(lambda s: psi_digests(s, da if s.party == "A" else db, protocol="ecdh"), ["A", "B"])
     pairs_a = [tuple(fa.iloc[i]) for i in out["A"].rows]
     pairs_b = [(int(fb.iloc[i].bank), fb.iloc[i].acct) for i in out["B"].rows]
     assert sorted(pairs_a) == [(1, "a"), (2, "b")]
@@ -105,7 +105,7 @@ def test_empty_set() -> None:
 def test_mismatched_parameters_abort() -> None:
     d = digest_keys(["a", "b"])
     with pytest.raises(PartyFailed) as info:
-        run_parties(
+        run_in_threads(
             lambda s: psi_digests(s, d, batch=64 if s.party == "A" else 128, protocol="ecdh"), ["A", "B"]
         )
     assert isinstance(info.value.error, ConfigError)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sharedml.cluster import run_cluster
 from sharedml.psi import digest_keys, psi_digests
 from sharedml.session import Session
+from sharedml.standalone import run_in_processes
 
 A = [f"cust-{i}" for i in range(0, 3000)]
 B = [f"cust-{i}" for i in range(2000, 4500)]
@@ -21,6 +21,6 @@ def _party(session: Session) -> list[int]:
 
 @pytest.mark.slow
 def test_psi_over_grpc_processes() -> None:
-    out = run_cluster(_party, ["A", "B"])
+    out = run_in_processes(_party, ["A", "B"])
     assert out["A"] == out["B"]
     assert sorted(out["A"]) == list(range(2000, 3000))

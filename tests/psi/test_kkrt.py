@@ -8,13 +8,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from sharedml.cluster import PartyCrashed, run_cluster
 from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.psi import digest_keys, psi_digests
 from sharedml.psi.kkrt import HASHES, ROW_BYTES, TAG_BYTES, bin_count, bins_of, cuckoo
 from sharedml.psi.ot import base_ot_receive, base_ot_send, transpose_bits
 from sharedml.session import Session
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyCrashed, PartyFailed, run_in_processes, run_in_threads
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
 from sharedml.transport.recording import RecordingChannel, WireRecord
@@ -25,7 +24,7 @@ from .id_sets import overlapping_sets
 def _run(inputs: dict[str, list[object]], wrap: Callable[[Channel], Channel] | None = None,
          **kw: object) -> dict[str, object]:
     digests = {p: digest_keys(v) for p, v in inputs.items()}
-    return run_parties(
+    return run_in_threads(
         lambda s: psi_digests(s, digests[s.party], protocol="kkrt", **kw), list(inputs), wrap=wrap
     )
 
@@ -49,7 +48,7 @@ def test_bit_transpose_needs_whole_bytes_of_rows() -> None:
 
 def test_base_ot_gives_the_chosen_seed_and_hides_the_other() -> None:
     choices = np.random.default_rng(5).integers(0, 2, 128)
-    out = run_parties(
+    out = run_in_threads(
         lambda s: base_ot_send(s, "R", 128) if s.party == "S" else base_ot_receive(s, "S", choices),
         ["S", "R"],
     )
@@ -125,17 +124,17 @@ def test_empty_and_single_sets(sizes: tuple[int, int]) -> None:
 def test_kkrt_is_two_party_only_and_auto_falls_back_for_three() -> None:
     d = {p: digest_keys([f"x{i}" for i in range(k, k + 50)]) for p, k in (("A", 0), ("B", 10), ("C", 20))}
     with pytest.raises(PartyFailed) as info:
-        run_parties(lambda s: psi_digests(s, d[s.party], protocol="kkrt"), ["A", "B", "C"])
+        run_in_threads(lambda s: psi_digests(s, d[s.party], protocol="kkrt"), ["A", "B", "C"])
     assert isinstance(info.value.error, ConfigError)
     assert "two parties" in str(info.value.error)
-    out = run_parties(lambda s: psi_digests(s, d[s.party]), ["A", "B", "C"])
+    out = run_in_threads(lambda s: psi_digests(s, d[s.party]), ["A", "B", "C"])
     assert out["A"].size == 30
 
 
 def test_parties_disagreeing_on_the_protocol_abort() -> None:
     d = digest_keys(["a", "b", "c"])
     with pytest.raises(PartyFailed) as info:
-        run_parties(
+        run_in_threads(
             lambda s: psi_digests(s, d, protocol="kkrt" if s.party == "A" else "ecdh"), ["A", "B"]
         )
     assert isinstance(info.value.error, ConfigError)
@@ -265,7 +264,7 @@ def _party(session: Session) -> list[int]:
 
 @pytest.mark.slow
 def test_kkrt_over_grpc_processes() -> None:
-    out = run_cluster(_party, ["A", "B"])
+    out = run_in_processes(_party, ["A", "B"])
     assert out["A"] == out["B"]
     assert sorted(out["A"]) == list(range(4000, 6000))
 
@@ -305,6 +304,6 @@ def _big_party(session: Session) -> int | None:
 def test_a_peer_dying_mid_protocol_fails_the_run_naming_it() -> None:
     # A, blocked on B's PRF table, must not hang: the run fails naming B as crashed.
     with pytest.raises(PartyFailed) as info:
-        run_cluster(_big_party, ["A", "B"], wrap=_die_at_b, timeout=60)
+        run_in_processes(_big_party, ["A", "B"], wrap=_die_at_b, timeout=60)
     assert info.value.party == "B"
     assert isinstance(info.value.error, PartyCrashed) and "exit code 9" in str(info.value)

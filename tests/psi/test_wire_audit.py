@@ -7,7 +7,7 @@ import numpy as np
 from sharedml.psi import digest_keys, psi_digests
 from sharedml.psi.curve import hash_to_u
 from sharedml.psi.ecdh import TAG_BYTES
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 A_IDS = [f"alice-{i}" for i in range(300)]
@@ -17,7 +17,7 @@ B_IDS = [f"alice-{i}" for i in range(150, 400)]
 def _audit(receivers: list[str]) -> tuple[dict[str, object], list[WireRecord]]:
     log: list[WireRecord] = []
     digests = {"A": digest_keys(A_IDS), "B": digest_keys(B_IDS)}
-    out = run_parties(
+    out = run_in_threads(
         lambda s: psi_digests(
             s, digests[s.party], receivers=receivers, batch=64, protocol="ecdh"
         ),

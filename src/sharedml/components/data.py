@@ -1,7 +1,7 @@
 """Job steps that align the data parties' rows: ``psi`` and ``split``.
 
-* ``psi`` loads the party's dataset through the node's validating loader (if
-  ``ctx.state["data"]`` is not there yet), aligns rows with the other data
+* ``psi`` loads the party's dataset through the step context's validating
+  loader (if ``ctx.state["data"]`` is not there yet), aligns rows with the other data
   parties by PSI (:mod:`sharedml.psi`: OT-based KKRT for two parties, ECDH on
   Curve25519 for more) and keeps the aligned frame in ``ctx.state["data"]``;
   row ``r`` is the same entity at every party.
@@ -26,8 +26,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from sharedml.components.base import Component, Params, StepContext, StepResult
-from sharedml.components.frames import data_session, require_frame, targets
+from sharedml.components.base import (
+    Component,
+    Params,
+    RowsUnlessHorizontal,
+    StepContext,
+    StepResult,
+)
+from sharedml.components.frames import require_frame, targets
 from sharedml.errors import ConfigError, DataError
 
 
@@ -47,25 +53,22 @@ class PsiStep(Component):
     """Align rows across the data parties by PSI on their ids (KKRT or ECDH)."""
 
     name = "psi"
+    makes = ("rows",)
     params = PsiParams
     summary = "PSI (OT-based KKRT for two parties, ECDH on Curve25519 for more); rows in a shared order"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
-        from sharedml.node.datasets import load_frame
         from sharedml.psi import KeyRules, align_rows
 
         ids = ([params.key] if isinstance(params.key, str) else params.key) or list(
             ctx.party.id_columns)
         frame = ctx.state.get("data")
         if frame is None:
-            if ctx.party.dataset is None:
-                raise ConfigError("this party has no dataset to align", party=ctx.party.name,
-                                  step=ctx.step_id, remedy="give it a dataset in the job spec")
-            frame = load_frame(ctx.party.dataset, ids, ctx.party.label, party=ctx.party.name)
+            frame = ctx.load_dataset(ids)
         rules = KeyRules(strip=params.strip, casefold=params.casefold, nfc=params.nfc)
         receivers = None if params.receivers == "all" else params.receivers
         ctx.progress(0.0, f"PSI on {len(frame)} rows")
-        aligned, result = align_rows(data_session(ctx), frame, ids, rules=rules,
+        aligned, result = align_rows(ctx.session.without_dealer(), frame, ids, rules=rules,
                                      receivers=receivers, workers=params.workers,
                                      protocol=params.protocol)
         ctx.state["data"] = aligned
@@ -82,7 +85,7 @@ class SplitParams(Params):
     layout: Literal["vertical", "horizontal"] = "vertical"
 
 
-class SplitStep(Component):
+class SplitStep(RowsUnlessHorizontal, Component):
     """Train/test rows identical at every party, stratified at the label holder.
 
     Vertical layout (aligned rows): the same rows go to train and test at every
@@ -94,6 +97,7 @@ class SplitStep(Component):
     """
 
     name = "split"
+    makes = ("split",)
     params = SplitParams
     summary = "shared-seed split; stratified split sent as the row assignment only"
 
@@ -112,7 +116,7 @@ class SplitStep(Component):
         labels = None
         if holder == ctx.party.name and ctx.party.label:
             labels = frame[ctx.party.label].to_numpy()
-        train, test = shared_split(data_session(ctx), len(frame), test_size=params.test_size,
+        train, test = shared_split(ctx.session.without_dealer(), len(frame), test_size=params.test_size,
                                    seed=params.seed, label_holder=holder, labels=labels)
         ctx.state["train"] = frame.iloc[train].reset_index(drop=True)
         ctx.state["test"] = frame.iloc[test].reset_index(drop=True)

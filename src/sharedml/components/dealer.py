@@ -1,6 +1,6 @@
 """The dealer of a job: whether a job needs one, and how it serves a step.
 
-One place for both ways a job runs: ``sharedml run`` (:mod:`sharedml.runner`,
+One place for both ways a job runs: ``sharedml run`` (:mod:`sharedml.standalone.job`,
 a dealer process next to the parties) and the platform (a dealer node, given
 one dealer task per step by :mod:`sharedml.platform.scheduler` and run by
 :mod:`sharedml.node.agent`).
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -115,10 +116,7 @@ def serve_step(session: Session, step_id: str, data_parties: Sequence[str]) -> d
 
     start = time.perf_counter()
     watch = StepEndWatch(session.channel)
-    scoped = Session(
-        session.party, session.peers, watch.scope(step_id),
-        frac_bits=session.frac_bits, seed=session.seed, extras=session.extras,
-    )
+    scoped = replace(session, channel=watch.scope(step_id))
     runtimes = requests = 0
     while True:
         stats = serve_dealer(scoped, list(data_parties))

@@ -21,6 +21,7 @@ goes (a slow, cancellable step for demos and for the scheduler's fault tests).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ class DescribeParams(Params):
     sleep_s: float = Field(0.0, ge=0.0, le=3600.0, description="spread the step over this long")
 
 
-def _summary(path: str, party: str, step: str) -> dict[str, int]:
+def _summary(path: Path, party: str, step: str) -> dict[str, int]:
     import pandas as pd
 
     try:
@@ -65,7 +66,8 @@ class DescribeStep(Component):
         if ctx.party.dataset is None:
             stats = {"rows": 0, "columns": 0, "numeric_columns": 0, "missing_cells": 0}
         else:
-            stats = _summary(ctx.party.dataset, ctx.party.name, ctx.step_id)
+            path = ctx.datasets.path(ctx.party.dataset, party=ctx.party.name, step=ctx.step_id)
+            stats = _summary(path, ctx.party.name, ctx.step_id)
         _pace(ctx, float(params.sleep_s))
         sizes = ctx.session.channel.all_gather(
             "sizes", np.array([stats["rows"], stats["columns"]], dtype=np.int64)

@@ -16,7 +16,8 @@ Each step is a one-key mapping ``{component: params}``; a step may also carry
 ``id`` (default: the component name, numbered if repeated) and ``needs`` (ids of
 earlier steps; default: the step before). Parameters are checked against the
 component's schema when the spec is loaded, and every error names the path of
-the bad field.
+the bad field; so is the order of an MPC job's steps (a ``train`` needs a
+``split``, a ``predict`` a ``train``...: :func:`check_needs`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sharedml.components import registry
-from sharedml.components.base import Params, PartyConfig
+from sharedml.components.base import PRODUCTS, Params, PartyConfig
 from sharedml.crypto.pki import check_party_id
 from sharedml.errors import ConfigError
 
@@ -92,55 +93,85 @@ class JobSpec(BaseModel):
             check_party_id(name)
         return v
 
-    def party_configs(self, base: Path | None = None) -> dict[str, PartyConfig]:
-        """Per-party configuration, dataset paths resolved against ``base``."""
+    def party_configs(self) -> dict[str, PartyConfig]:
+        """Per-party configuration; each dataset name as the spec gives it (a
+        :class:`~sharedml.datasets.DatasetSource` resolves it where the party runs)."""
         out = {}
         for name, p in self.parties.items():
-            dataset = p.dataset
-            if dataset is not None and base is not None and not Path(dataset).is_absolute():
-                dataset = str((base / dataset).resolve())
             ids = (p.id,) if isinstance(p.id, str) else tuple(p.id)
-            out[name] = PartyConfig(name, dataset, p.label, ids, dict(p.options))
+            out[name] = PartyConfig(name, p.dataset, p.label, ids, dict(p.options))
         return out
 
     def parsed_steps(self) -> list[StepSpec]:
-        """Steps with parameters validated and dependencies resolved."""
+        """Steps with parameters validated, dependencies resolved and, for an MPC job,
+        every step's needs met by its earlier steps (:func:`check_needs`)."""
         steps: list[StepSpec] = []
         seen: dict[str, int] = {}
         for i, raw in enumerate(self.steps):
-            where = f"steps[{i}]"
-            body = dict(raw)
-            step_id = body.pop("id", None)
-            needs = body.pop("needs", None)
-            if len(body) != 1:
-                raise ConfigError(
-                    f"{where} must name exactly one component, found {sorted(body) or 'none'}"
-                )
-            (name, params), = body.items()
-            if name not in registry.available():
-                raise ConfigError(f"{where}: unknown step {name!r}",
-                                  remedy=f"use one of {sorted(registry.available())}")
-            component = registry.get(name)
-            seen[name] = seen.get(name, 0) + 1
-            if step_id is None:
-                step_id = name if seen[name] == 1 else f"{name}{seen[name]}"
-            if any(s.id == step_id for s in steps):
-                raise ConfigError(f"{where}: duplicate step id {step_id!r}")
-            if needs is None:
-                needs = [steps[-1].id] if steps else []
-            known = {s.id for s in steps}
-            for dep in needs:
-                if dep not in known:
-                    raise ConfigError(f"{where}.needs: {dep!r} is not an earlier step")
-            steps.append(
-                StepSpec(
-                    id=str(step_id),
-                    component=name,
-                    params=component.parse(params, f"{where}.{name}"),
-                    needs=list(needs),
-                )
-            )
+            steps.append(_parse_step(f"steps[{i}]", raw, steps, seen))
+        if self.scheme == "mpc":
+            check_needs(steps)
         return steps
+
+
+def _parse_step(where: str, raw: dict[str, Any], earlier: list[StepSpec],
+                seen: dict[str, int]) -> StepSpec:
+    body = dict(raw)
+    step_id = body.pop("id", None)
+    needs = body.pop("needs", None)
+    if len(body) != 1:
+        raise ConfigError(
+            f"{where} must name exactly one component, found {sorted(body) or 'none'}"
+        )
+    (name, params), = body.items()
+    if name not in registry.available():
+        raise ConfigError(f"{where}: unknown step {name!r}",
+                          remedy=f"use one of {sorted(registry.available())}")
+    component = registry.get(name)
+    seen[name] = seen.get(name, 0) + 1
+    if step_id is None:
+        step_id = name if seen[name] == 1 else f"{name}{seen[name]}"
+    if any(s.id == step_id for s in earlier):
+        raise ConfigError(f"{where}: duplicate step id {step_id!r}")
+    if needs is None:
+        needs = [earlier[-1].id] if earlier else []
+    known = {s.id for s in earlier}
+    for dep in needs:
+        if dep not in known:
+            raise ConfigError(f"{where}.needs: {dep!r} is not an earlier step")
+    return StepSpec(id=str(step_id), component=name,
+                    params=component.parse(params, f"{where}.{name}"), needs=list(needs))
+
+
+def check_needs(steps: list[StepSpec]) -> None:
+    """Refuse a step that needs what none of its earlier steps makes.
+
+    A step's earlier steps are those its ``needs`` list, and theirs, and so on
+    (by default: every step before it). What each step needs and makes is
+    declared on its component (:attr:`Component.needs
+    <sharedml.components.base.Component.needs>`), in the terms of
+    :data:`~sharedml.components.base.PRODUCTS`: train needs a split, predict
+    and evaluate a trained model, a vertical split or preprocessing step the
+    rows psi aligns. Raises :class:`ConfigError` naming the step, what it needs
+    and the step that makes it — before any party starts.
+    """
+    ancestors: dict[str, set[str]] = {}
+    made: dict[str, set[str]] = {}
+    for i, step in enumerate(steps):
+        component = registry.get(step.component)
+        ancestors[step.id] = set(step.needs).union(*(ancestors[d] for d in step.needs))
+        have: set[str] = set().union(*(made[a] for a in ancestors[step.id]))
+        missing = [n for n in component.requires(step.params) if n not in have]
+        if missing:
+            what, maker = PRODUCTS.get(missing[0], (missing[0], missing[0]))
+            raise ConfigError(
+                f"steps[{i}]: step {step.id!r} ({step.component}) needs {what}, and no step "
+                f"before it makes it",
+                step=step.id,
+                remedy=f"add a '{maker}' step before it (a step comes after the steps its "
+                "'needs' lists, by default the one before it)",
+            )
+        made[step.id] = set(component.provides(step.params))
 
 
 def load(source: str | Path | dict[str, Any]) -> JobSpec:

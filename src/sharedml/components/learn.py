@@ -22,7 +22,6 @@ metric values to the platform. Security model: that of the learner.
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any, Literal
 
@@ -30,41 +29,13 @@ import numpy as np
 from pydantic import Field
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.components.train_params import MODELS, TrainParams, build_model, model_class
 from sharedml.errors import ConfigError, DataError
-from sharedml.session import Session
 
-MODELS = ("logistic_regression", "linear_regression", "secureboost")
-
-
-class TrainParams(Params):
-    model: Literal["logistic_regression", "linear_regression", "secureboost"]
-    protocol: Literal["ss", "he"] = "ss"
-    task: Literal["classification", "regression"] | None = Field(
-        None, description="secureboost only; linear models imply it"
-    )
-    # linear models
-    epochs: int | None = Field(None, ge=1, le=10_000)
-    batch_size: int | None = Field(None, ge=16)
-    lr_schedule: Literal["constant", "invscaling", "cosine"] | None = None
-    l2: float | None = Field(None, ge=0)
-    sigmoid: str | None = None
-    reveal_weights: Literal["own", "none"] | None = None
-    provider: Literal["dealer", "he"] | None = Field(
-        None, description="SS randomness: a dealer party (default when the job has one) or Paillier"
-    )
-    # shared
-    learning_rate: float | None = Field(None, gt=0)
-    early_stopping_rounds: int | None = Field(None, ge=0)
-    key_bits: int | None = Field(None, ge=1024)
-    # secureboost
-    n_estimators: int | None = Field(None, ge=1)
-    max_depth: int | None = Field(None, ge=1, le=16)
-    n_bins: int | None = Field(None, ge=2, le=256)
-    min_child_weight: float | None = Field(None, ge=0)
-    reg_lambda: float | None = Field(None, ge=0)
-    subsample: float | None = Field(None, gt=0, le=1)
-    colsample_bytree: float | None = Field(None, gt=0, le=1)
-
+__all__ = [
+    "MODELS", "EvaluateStep", "PredictStep", "TrainParams", "TrainStep", "build_model",
+    "model_class",
+]
 
 class PredictParams(Params):
     on: Literal["test", "train"] = "test"
@@ -73,62 +44,6 @@ class PredictParams(Params):
 class EvaluateParams(Params):
     metrics: list[str] | None = Field(None, description="default: every metric of the task")
     on: Literal["test", "train"] = "test"
-
-
-def model_class(model: str, protocol: str, task: str | None) -> type:
-    """The learner class for a ``train`` step."""
-    from sharedml.learn import linear
-
-    if model == "logistic_regression":
-        return linear.HELogisticRegression if protocol == "he" else linear.SSLogisticRegression
-    if model == "linear_regression":
-        if protocol == "he":
-            raise ConfigError(
-                "linear_regression has no 'he' protocol", step="train", remedy="use protocol: ss"
-            )
-        return linear.SSLinearRegression
-    from sharedml.learn import tree
-
-    return tree.SecureBoostRegressor if task == "regression" else tree.SecureBoostClassifier
-
-
-def build_model(params: TrainParams, helpers: tuple[str, ...] = ()) -> Any:
-    """The estimator for ``params``: only the hyper-parameters that were given.
-
-    ``helpers`` are the session's peers that are not data parties of the job
-    (a dealer): secret-shared models use the first as their dealer; without
-    one they make their randomness with Paillier between the two parties."""
-    cls = model_class(params.model, params.protocol, params.task)
-    accepted = set(inspect.signature(cls).parameters)
-    given = {
-        k: v
-        for k, v in params.model_dump().items()
-        if v is not None and k not in ("model", "protocol", "task", "provider")
-    }
-    unknown = sorted(set(given) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"train: {params.model} does not take {unknown}",
-            step="train",
-            remedy=f"its parameters are {sorted(accepted)}",
-        )
-    if "protocol" in accepted:
-        given["protocol"] = params.protocol
-    if "provider" in accepted and params.protocol == "ss":
-        provider = params.provider or ("dealer" if helpers else None)
-        if provider is None:
-            raise ConfigError(
-                f"train: {params.model} with protocol 'ss' needs a dealer, and this job has none",
-                step="train",
-                remedy="run the job with a dealer process, set 'provider: he' (Paillier-made "
-                "randomness: dealer-free but minutes even on small data) or use 'protocol: he'",
-            )
-        if provider == "dealer" and not helpers:
-            raise ConfigError("train: provider 'dealer' but the job has no dealer", step="train")
-        given["provider"] = provider
-        if provider == "dealer" and "dealer" in accepted:
-            given["dealer"] = helpers[0]
-    return cls(**given)
 
 
 def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
@@ -157,18 +72,6 @@ def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
     return X, y
 
 
-def _helpers(ctx: StepContext) -> tuple[str, ...]:
-    """Peers of the session that are not data parties of the job (a dealer)."""
-    return tuple(p for p in ctx.session.peers if p not in ctx.parties)
-
-
-def _learner_session(ctx: StepContext) -> Session:
-    """The step's session, telling learners which peers are helpers."""
-    s = ctx.session
-    extras = {**s.extras, "helpers": _helpers(ctx)}
-    return Session(s.party, s.peers, s.channel, frac_bits=s.frac_bits, seed=s.seed, extras=extras)
-
-
 def _frame(ctx: StepContext, key: str) -> Any:
     if key not in ctx.state:
         raise ConfigError(
@@ -184,14 +87,19 @@ class TrainStep(Component):
     """Fit a vertical model; each party keeps and writes its own part."""
 
     name = "train"
+    needs = ("split",)
+    makes = ("model",)
     params = TrainParams
     summary = "vertical SS/HE logistic or linear regression, or SecureBoost"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
-        model = build_model(params, _helpers(ctx))
+        model = build_model(params)
+        if params.protocol == "ss":  # no dealer (or two parties for 'he'): fail before any message
+            ctx.mpc_runtime(params.provider, purpose=f"train: {params.model} with protocol 'ss'",
+                            otherwise=" or use 'protocol: he'")
         X, y = _features(ctx, _frame(ctx, "train"))
         ctx.progress(0.0, f"training {params.model} ({params.protocol})")
-        model.fit(_learner_session(ctx), X, y)
+        model.fit(ctx.session, X, y)
         ctx.state["model"] = model
         ctx.state.pop("predictions_on", None)  # earlier predictions are not this model's
         ctx.state["task"] = getattr(model, "task", "classification")
@@ -213,6 +121,7 @@ class PredictStep(Component):
     """Joint scores on the test (or train) rows, at the label holder only."""
 
     name = "predict"
+    needs = ("model", "split")
     params = PredictParams
     summary = "joint prediction; scores reach the label holder only"
 
@@ -223,7 +132,7 @@ class PredictStep(Component):
             )
         frame = _frame(ctx, params.on)
         X, _ = _features(ctx, frame)
-        scores = ctx.state["model"].predict(_learner_session(ctx), X)
+        scores = ctx.state["model"].predict(ctx.session, X)
         ctx.state["predictions"] = scores
         ctx.state["predictions_on"] = params.on
         if scores is None:
@@ -241,6 +150,7 @@ class EvaluateStep(Component):
     """Metrics of the predictions at the label holder (public values only)."""
 
     name = "evaluate"
+    needs = ("model", "split")
     params = EvaluateParams
     summary = "AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder"
 

@@ -13,8 +13,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from sharedml.components.base import Component, Params, StepContext, StepResult
-from sharedml.components.frames import data_session, targets
+from sharedml.components.base import (
+    Component,
+    Params,
+    RowsUnlessHorizontal,
+    StepContext,
+    StepResult,
+)
+from sharedml.components.frames import targets
 from sharedml.errors import ConfigError, DataError
 
 #: A declared category in a job spec; ``null`` declares "missing" as a category.
@@ -129,7 +135,7 @@ def _encode(frame: pd.DataFrame, categories: dict[str, list[str | None]]
     return (pd.concat(parts, axis=1) if parts else frame.copy()), unknown
 
 
-class OneHotStep(Component):
+class OneHotStep(RowsUnlessHorizontal, Component):
     """Replace categorical columns by ``col=value`` float indicator columns.
 
     Behaves like scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``
@@ -257,7 +263,7 @@ def _agree_categories(ctx: StepContext, frame: pd.DataFrame, params: Any
     cols = list(params.columns if params.columns is not None else params.categories)
     categories = {c: _ordered_labels(params.categories[c]) for c in cols}
     prints = {c: schema_fingerprint({c: json.dumps(v)}).hex() for c, v in categories.items()}
-    raw = data_session(ctx).channel.all_gather(
+    raw = ctx.session.without_dealer().channel.all_gather(
         "onehot/categories", json.dumps({"prints": prints, "problem": problem}).encode())
     said = {p: json.loads(bytes(v)) for p, v in raw.items()}
     failed = {p: s["problem"] for p, s in said.items() if s["problem"]}

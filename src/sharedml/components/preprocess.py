@@ -26,8 +26,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import Field, model_validator
 
-from sharedml.components.base import Component, Params, StepContext, StepResult
-from sharedml.components.frames import data_session, feature_columns, mpc_opener, targets
+from sharedml.components.base import (
+    Component,
+    Params,
+    RowsUnlessHorizontal,
+    StepContext,
+    StepResult,
+)
+from sharedml.components.frames import feature_columns, targets
 from sharedml.errors import ConfigError
 from sharedml.session import Session
 
@@ -62,7 +68,7 @@ def _fit_and_transform(
     else:
         from sharedml.psi.features import agree_horizontal
 
-        session = data_session(ctx)
+        session = ctx.session.without_dealer()
         agree_horizontal(session, dict.fromkeys(cols, "float"))
         fit_horizontal(session, x, cols)
     missing = 0
@@ -97,7 +103,7 @@ class ScaleParams(Params):
         return "ss" if self.method == "minmax" and self.layout == "horizontal" else None
 
 
-class ScaleStep(Component):
+class ScaleStep(RowsUnlessHorizontal, Component):
     """Scale feature columns, fitted on the training rows.
 
     Vertical layout: each party scales its own columns locally; nothing is
@@ -137,15 +143,16 @@ class ScaleStep(Component):
         from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS, Scaler
 
         scaler = Scaler(params.method)
-        opener = mpc_opener(
-            ctx, params.provider,
-            purpose="horizontal min-max scaling computes its maximum on secret shares",
+        runtime = ctx.mpc_runtime(
+            params.provider, frac_bits=MINMAX_FRAC_BITS,
+            purpose="horizontal min-max scaling's secure maximum",
             otherwise=" or use method 'standard'",
         ) if params.protocol == "ss" else None
 
         def joint(session: Session, x: np.ndarray, cols: list[str]) -> object:
-            if opener is not None:  # the check must know the runtime's precision
-                session = data_session(ctx, frac_bits=MINMAX_FRAC_BITS)
+            if runtime is not None:  # the check must know the runtime's precision
+                session = runtime.session.without_dealer()
+            opener = None if runtime is None else runtime.open
             return scaler.fit_horizontal(session, x, opener, columns=cols, step=ctx.step_id)
 
         cols, _ = _fit_and_transform(ctx, scaler, params.layout, joint)
@@ -164,7 +171,7 @@ class FillParams(Params):
     layout: Literal["vertical", "horizontal"] = "vertical"
 
 
-class FillStep(Component):
+class FillStep(RowsUnlessHorizontal, Component):
     """Fill missing feature values, fitted on the training rows.
 
     Horizontal layout: the parties agree on the feature columns, then
@@ -208,6 +215,7 @@ class WoeStep(Component):
     """WOE/IV of every party's features against the label holder's encrypted labels."""
 
     name = "woe"
+    needs = ("rows",)
     params = WoeParams
     summary = "vertical WOE/IV with Paillier-encrypted labels"
 
@@ -223,7 +231,7 @@ class WoeStep(Component):
         bins = {c: apply_bins(frame[c], bin_edges(frame[c], params.n_bins, params.method))
                 for c in cols}
         labels = frame[ctx.party.label].to_numpy() if ctx.party.name == holder else None
-        out = vertical_woe(data_session(ctx), holder, bins, labels, reveal=params.reveal,
+        out = vertical_woe(ctx.session.without_dealer(), holder, bins, labels, reveal=params.reveal,
                            key_bits=params.key_bits)
         ctx.state["woe"] = out
         if ctx.party.name != holder or out is None:
@@ -243,6 +251,7 @@ class BinStep(Component):
     """Replace feature values by bin indices, edges fitted on the training rows (local)."""
 
     name = "binning"
+    needs = ("rows",)
     params = BinParams
     summary = "equal-frequency or equal-width binning of each party's own features"
 

@@ -68,20 +68,17 @@ Security model: semi-honest; the dealer must not collude with a data party
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
-from sharedml.components.frames import data_session, feature_columns, mpc_opener, targets
+from sharedml.components.frames import feature_columns, targets
 from sharedml.errors import ConfigError, DataError, ProtocolAbort
 from sharedml.session import Session
-
-if TYPE_CHECKING:
-    from sharedml.mpc import MPC
 
 #: VIFs above this are reported as infinite (collinear within the matrix's precision).
 VIF_LIMIT = 1e6
@@ -117,24 +114,27 @@ class CorrelationStep(Component):
     """
 
     name = "correlation"
+    needs = ("rows",)
     params = CorrelationParams
     summary = "joint Pearson correlation matrix and VIF across parties under MPC"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
+        from sharedml.learn.preprocessing.scaling import MINMAX_FRAC_BITS
         from sharedml.learn.stats import joint_correlation
 
         frame, _ = targets(ctx)
         receivers = _receivers(ctx, params.to)
         cols = _columns(ctx, frame, params.columns)
-        opener = _opener(ctx, params.provider)
+        runtime = ctx.mpc_runtime(params.provider, frac_bits=MINMAX_FRAC_BITS,
+                                  purpose="the joint correlation", otherwise=" (slow)")
         x, constant, problem = _local_input(frame, cols)
-        session = data_session(ctx)
+        session = ctx.session.without_dealer()
         status = {"rows": len(frame), "width": len(cols), "problem": problem}
         private = {"columns": cols, "constant": constant.tolist()}
         got = _check_round(session, receivers, status, private, ctx.step_id)
         total = sum(s["width"] for s in got.values())
         ctx.progress(0.1, f"correlation of {total} columns over {len(frame)} rows")
-        with opener() as mpc:
+        with runtime.open() as mpc:
             r = joint_correlation(mpc, x, to=None if receivers == list(mpc.parties) else receivers)
             order = list(mpc.parties)
         metrics: dict[str, Any] = {"columns": total}
@@ -193,19 +193,6 @@ def _columns(
     if ctx.party.name in chosen:
         return list(dict.fromkeys(chosen[ctx.party.name]))
     return feature_columns(ctx, frame)
-
-
-def _opener(ctx: StepContext, provider: str | None) -> Callable[[], MPC]:
-    """The step's runtime opener (``frames.mpc_opener``), with this step's message when the
-    job has no dealer."""
-    helpers = [p for p in ctx.session.peers if p not in ctx.parties]
-    if provider != "he" and not helpers:
-        raise ConfigError(
-            "the joint correlation computes on secret shares and needs a dealer, and this "
-            "job has none", party=ctx.party.name, step=ctx.step_id,
-            remedy="run it through 'sharedml run' or the platform (both add a dealer) or set "
-            "'provider: he' (two parties, slow)")
-    return mpc_opener(ctx, provider)
 
 
 def _local_input(frame: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray, Any]:

@@ -6,23 +6,25 @@ rows already aligned by PSI), then :meth:`predict` together; only the label
 holder passes ``y`` and only the label holder receives scores. A part saved
 with :meth:`save` holds nothing of the other parties (ARCHITECTURE.md §4.5).
 
-Hyper-parameters go in ``__init__`` and are stored as given; learned state ends
-in ``_``; ``predict`` before ``fit`` raises :class:`~sharedml.errors.NotFittedError`
-(STYLE.md 10).
+Hyper-parameters are declared once in the class's ``params``
+(:mod:`sharedml.learn.params`), given to ``__init__`` and stored as given;
+learned state ends in ``_``; ``predict`` before ``fit`` raises
+:class:`~sharedml.errors.NotFittedError` (STYLE.md 10).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 
+from sharedml.learn.params import Declared
 from sharedml.session import Session
 
 
-class VerticalModel(ABC):
+class VerticalModel(Declared, ABC):
     """One party's part of a vertically shared model."""
 
     #: "classification" or "regression"
@@ -54,10 +56,3 @@ class VerticalModel(ABC):
     @abstractmethod
     def load(cls, path: Path) -> Self:
         """Read a part written by :meth:`save`."""
-
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as given to ``__init__`` (scikit-learn style)."""
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}

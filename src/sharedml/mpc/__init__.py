@@ -3,15 +3,16 @@
 Parties hold additive shares of fixed-point tensors and exchange only masked
 values; correlated randomness comes from a :class:`RandomnessProvider`.
 
-Usage (two providers and a dealer, as threads; ``sharedml.cluster.run_cluster``
-runs the same functions as processes over gRPC with mTLS)::
+Usage (two providers and a dealer, as threads;
+:func:`sharedml.standalone.run_in_processes` runs the same functions as
+processes over gRPC with mTLS)::
 
     import numpy as np
     from sharedml.mpc import MPC, DealerProvider, serve_dealer
-    from sharedml.simulation import run_parties
+    from sharedml.standalone import run_in_threads
 
     def provider(session):
-        with MPC(session, DealerProvider(session, dealer="dealer")) as mpc:
+        with session.mpc_runtime().open() as mpc:    # randomness from the session's dealer
             mine = np.array([[1.5, -2.0]]) if session.party == "alice" else None
             x = mpc.share(mine, owner="alice")       # alice passes her array,
             w = mpc.share(np.array([[0.5], [0.25]]) if session.party == "bob" else None,
@@ -20,9 +21,10 @@ runs the same functions as processes over gRPC with mTLS)::
             z = (y * 2.0 - 1).sigmoid()              # public ops, nonlinear functions
             return z.reveal(to="alice")              # only alice learns; others get None
 
-    out = run_parties(
+    out = run_in_threads(
         {"alice": provider, "bob": provider, "dealer": serve_dealer},
         ["alice", "bob", "dealer"],
+        dealer="dealer",
     )
 
 Every party runs the same sequence of operations (lock step). The dealer
@@ -37,8 +39,12 @@ Comparisons, ``relu``, ``select``, ``max``/``argmax`` and ``eq`` live in
 division, with their error bounds, in :mod:`sharedml.mpc.nonlinear`; the
 inverse of a small SPD matrix (VIF) in :mod:`sharedml.mpc.linalg`.
 
-Without a third party use ``HEProvider(session)`` (two parties; material made
-with Paillier) instead of ``DealerProvider``; the dealer function is not run.
+:meth:`Session.mpc_runtime <sharedml.session.Session.mpc_runtime>` is the one
+place that chooses the randomness: it opens ``MPC(session, DealerProvider(session))``
+over the data parties when the session has a dealer, or, with
+``mpc_runtime("he")`` and no third party, ``MPC(session, HEProvider(session))``
+between two parties (material made with Paillier; the dealer function is not
+run). Build ``MPC`` with a provider directly only to test a provider.
 """
 
 from __future__ import annotations

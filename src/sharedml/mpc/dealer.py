@@ -74,8 +74,16 @@ class DealerProvider(RandomnessProvider):
     supports_prefetch = True
     supports_trunc_fixed = True
 
-    def __init__(self, session: Session, dealer: str = "dealer", *, scope: str = _SCOPE) -> None:
+    def __init__(
+        self, session: Session, dealer: str | None = None, *, scope: str = _SCOPE
+    ) -> None:
         super().__init__()
+        dealer = dealer or session.dealer
+        if dealer is None:
+            raise ConfigError(
+                "the session names no dealer", party=session.party,
+                remedy="give the session its dealer (Session(dealer=...)) or pass dealer=",
+            )
         if dealer not in session.peers:
             raise ConfigError(
                 f"dealer {dealer!r} is not a peer of this job {list(session.peers)}",

@@ -11,8 +11,8 @@ process keeps its peak heap (it is not returned to the OS until exit).
 Measured (``bench/mpc.py``'s 1M-element product, three processes over gRPC
 with mTLS): a tenth to a fifth less wall time and party CPU.
 
-Where it is applied: every party process of ``sharedml.cluster.run_cluster``
-(so ``sharedml run``'s parties and dealer) and a node agent's own process
+Where it is applied: every party process of
+``sharedml.standalone.run_in_processes`` (so ``sharedml run``'s parties and dealer) and a node agent's own process
 (``sharedml.node.agent.serve`` on its main thread).
 """
 

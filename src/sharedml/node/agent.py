@@ -71,7 +71,8 @@ from sharedml.control import (
     decode,
 )
 from sharedml.crypto import pki
-from sharedml.errors import ConfigError, DataError, PeerTimeout, SharedMLError
+from sharedml.datasets import NodeDatasets
+from sharedml.errors import ConfigError, PeerTimeout, SharedMLError
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.session import Session
 from sharedml.transport.base import Channel
@@ -200,6 +201,8 @@ class Agent:
             options=[("grpc.ssl_target_name_override", config.platform_name)],
         )
         self.heartbeat_s = config.heartbeat_s
+        #: The only files a job step may read: the datasets the node's config registers.
+        self._datasets = NodeDatasets(config.datasets)
         self.boot = uuid.uuid4().hex
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, _JobState] = {}
@@ -316,11 +319,12 @@ class Agent:
             timeout=order.channel_timeout_s,
         )
         try:
-            session = Session(party, tuple(peers), _Cancellable(channel, run.cancel))
+            session = Session(party, tuple(peers), _Cancellable(channel, run.cancel),
+                              dealer=order.dealer or None)
             out_dir = self.config.work_dir / "jobs" / order.job_id
             out_dir.mkdir(parents=True, exist_ok=True)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
-                              order.step_id, self._progress(run))
+                              order.step_id, self._progress(run), self._datasets)
             result = execute(component, ctx, params)
             if order.dealer and party == list(parties)[-1]:
                 end_step_at_dealer(session, order.step_id, order.dealer)
@@ -352,7 +356,7 @@ class Agent:
         )
         try:
             waiting = _Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S)
-            session = Session(party, (*data_parties, party), waiting)
+            session = Session(party, (*data_parties, party), waiting, dealer=party)
             counts = serve_step(session, order.step_id, data_parties)
         finally:
             try:
@@ -362,20 +366,15 @@ class Agent:
         return {"runtimes": counts["runtimes"], "requests": counts["requests"]}
 
     def _parties(self, order: TaskOrder) -> dict[str, PartyConfig]:
+        """The job's parties as its spec names them; this party's dataset must be one
+        the node registered (checked before the step starts)."""
         spec = jobspec.JobSpec.model_validate({"parties": order.parties, "steps": []})
         parties = spec.party_configs()
         me = parties.get(self.config.party)
         if me is None:
             raise ConfigError(f"party {self.config.party!r} is not in job {order.job_id}")
         if me.dataset is not None:
-            path = self.config.datasets.get(me.dataset)
-            if path is None:
-                raise DataError(
-                    f"dataset {me.dataset!r} is not registered on this node",
-                    party=me.name, step=order.step_id,
-                    remedy="add it under 'datasets:' in the node's config",
-                )
-            me.dataset = str(path)
+            self._datasets.path(me.dataset, party=me.name, step=order.step_id)
         return parties
 
     def _progress(self, run: _Run) -> Any:

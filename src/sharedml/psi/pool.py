@@ -40,7 +40,7 @@ class CurvePool:
     CPU-second with both parties busy (``bench/psi.py``). ``processes=True``
     uses a process pool instead; its workers start through ``forkserver`` so
     a process that already runs gRPC threads is never forked. It also runs
-    inside a :func:`sharedml.cluster.run_cluster` party (not a daemonic process).
+    inside a :func:`sharedml.standalone.run_in_processes` party (not a daemonic process).
     """
 
     def __init__(self, workers: int | None = None, *, processes: bool = False) -> None:

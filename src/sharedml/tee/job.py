@@ -29,6 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError
 from sharedml.tee.attestation.base import Policy, Verifier
 from sharedml.tee.attestation.sim import SimBackend, SimVendor, signer_id
@@ -62,7 +63,8 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    parties = spec.party_configs(Path(base) if base is not None else Path.cwd())
+    parties = spec.party_configs()
+    files = DatasetFiles(Path(base) if base is not None else Path.cwd())
     steps = spec.parsed_steps()
     for s in steps:
         if s.component not in SUPPORTED:
@@ -113,9 +115,10 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
             provider.attest(policy)
             import pandas as pd
 
-            columns = list(pd.read_csv(party.dataset, nrows=0).columns)
+            path = files.path(party.dataset, party=name)
+            columns = list(pd.read_csv(path, nrows=0).columns)
             grant = provider.grant(spec.name, columns, algorithms=ALGORITHMS, model_to=release_to, signers=[sid])
-            info = provider.upload(party.dataset, grant)
+            info = provider.upload(path, grant)
             record("upload", "upload", name, time.perf_counter() - t, {"rows": info["rows"]})
         _run_steps(steps, providers[holder.name], spec.name, f"{holder.name}.{holder.label}", id_column,
                    out, record)

@@ -20,7 +20,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from sharedml.mpc import serve_dealer
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 from sharedml.transport.base import Channel
 
 
@@ -109,7 +109,7 @@ def run_vertical(
     if dealer:
         fns["dealer"] = deal
         names.append("dealer")
-    return run_parties(fns, names, wrap=wrap, timeout=300)
+    return run_in_threads(fns, names, wrap=wrap, timeout=300, dealer="dealer" if dealer else None)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sharedml.learn import metrics
 from sharedml.learn.linear import HELogisticRegression, plaintext_sgd
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 
 
 def _sklearn_auc(X: Any, y: np.ndarray, Xt: Any, yt: np.ndarray) -> float:
@@ -51,7 +51,7 @@ def test_he_lr_follows_plaintext_sgd_with_exact_sigmoid(tmp_path: Path) -> None:
         model.save(tmp_path / f"{session.party}.json")
         return model.coef_, model.intercept_, model.predict(session, blocks[session.party])
 
-    out = run_parties(party, ["bank", "shop", "telco"])
+    out = run_in_threads(party, ["bank", "shop", "telco"])
     Xs = (X - X.mean(0)) / X.std(0)
     seed = hashlib.sha256(b"sharedml.linear/5").digest()[:16]
     w, b = plaintext_sgd(
@@ -81,5 +81,5 @@ def test_he_lr_follows_plaintext_sgd_with_exact_sigmoid(tmp_path: Path) -> None:
         model = HELogisticRegression.load(tmp_path / f"{session.party}.json")
         return model.predict(session, blocks[session.party])
 
-    again = run_parties(reload, ["bank", "shop", "telco"])
+    again = run_in_threads(reload, ["bank", "shop", "telco"])
     np.testing.assert_allclose(again["bank"], out["bank"][2], atol=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from sharedml.cluster import run_cluster
 from sharedml.session import Session
+from sharedml.standalone import run_in_processes
 
 
 def _block(folder: str, party: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -21,11 +22,11 @@ def _block(folder: str, party: str) -> tuple[np.ndarray, np.ndarray | None]:
     return frame.drop(columns="id").to_numpy(), y
 
 
-def party(session: Session) -> Any:
+def party(data: str, model_name: str, session: Session) -> Any:
     from sharedml.learn.linear import HELogisticRegression, SSLogisticRegression
 
-    X, y = _block(session.extras["data"], session.party)
-    if session.extras["model"] == "ss":
+    X, y = _block(data, session.party)
+    if model_name == "ss":
         model: Any = SSLogisticRegression(epochs=5, batch_size=64, random_state=0)
     else:
         model = HELogisticRegression(epochs=5, batch_size=64, key_bits=1024, random_state=0)
@@ -43,11 +44,11 @@ def dealer(session: Session) -> None:
 @pytest.mark.parametrize("model", ["ss", "he"])
 def test_linear_models_over_grpc_processes(shared_data: Path, model: str) -> None:
     parties = ["guest", "host", "dealer"] if model == "ss" else ["guest", "host"]
-    fns: dict[str, Any] = {"guest": party, "host": party}
+    fit = partial(party, str(shared_data), model)
+    fns: dict[str, Any] = {"guest": fit, "host": fit}
     if model == "ss":
         fns["dealer"] = dealer
-    opts = {"data": str(shared_data), "model": model}
-    out = run_cluster(fns, parties, timeout=120, extras={p: opts for p in parties})
+    out = run_in_processes(fns, parties, timeout=120, dealer="dealer" if model == "ss" else None)
     Xg, y = _block(str(shared_data), "guest")
     Xh, _ = _block(str(shared_data), "host")
     X = np.hstack([Xg, Xh])

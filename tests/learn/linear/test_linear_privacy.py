@@ -19,7 +19,7 @@ from sharedml.learn.linear import HELogisticRegression, SSLogisticRegression
 from sharedml.learn.linear._base import encode_fixed
 from sharedml.mpc import serve_dealer
 from sharedml.mpc.material import Request
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 FRAC = 16
@@ -102,7 +102,8 @@ def _run(
     if dealer:
         fns["dealer"] = lambda session: [serve_dealer(session) for _ in range(dealer_runs)]
         names.append("dealer")
-    run_parties(fns, names, wrap=lambda ch: RecordingChannel(ch, log), timeout=60)
+    run_in_threads(fns, names, wrap=lambda ch: RecordingChannel(ch, log), timeout=60,
+                dealer="dealer" if dealer else None)
     return log, kept
 
 
@@ -201,10 +202,11 @@ def _fit_bad(guest_X: np.ndarray, host_X: np.ndarray, y: np.ndarray) -> PartyFai
         pass
 
     with pytest.raises(PartyFailed) as info:
-        run_parties(
+        run_in_threads(
             {"guest": party, "host": party, "dealer": dealer},
             ["guest", "host", "dealer"],
             timeout=20,
+            dealer="dealer",
         )
     # every party fails with the same clear error, not a hang or a timeout
     assert set(seen) == {"guest", "host"}
@@ -266,6 +268,6 @@ def test_he_lr_refuses_batches_that_would_reveal_residuals(vertical: Callable) -
         )
 
     with pytest.raises(PartyFailed) as info:
-        run_parties(party, ["guest", "host"], timeout=20)
+        run_in_threads(party, ["guest", "host"], timeout=20)
     assert isinstance(info.value.error, ConfigError)
     assert "batch_size >= 40" in str(info.value.error)

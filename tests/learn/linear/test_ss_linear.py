@@ -16,7 +16,7 @@ from sharedml.errors import NotFittedError
 from sharedml.learn import metrics
 from sharedml.learn.linear import SSLinearRegression, SSLogisticRegression, plaintext_sgd
 from sharedml.mpc import serve_dealer
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 
 
 def _sklearn_auc(X: Any, y: np.ndarray, Xt: Any, yt: np.ndarray) -> float:
@@ -74,9 +74,10 @@ def test_three_parties_follow_the_plaintext_sgd(sigmoid: str) -> None:
         model.fit(session, blocks[session.party], y if session.party == "bank" else None)
         return model.coef_, model.intercept_, model.predict(session, blocks[session.party])
 
-    out = run_parties(
+    out = run_in_threads(
         {"bank": party, "shop": party, "telco": party, "dealer": serve_dealer},
         ["bank", "shop", "telco", "dealer"],
+        dealer="dealer",
     )
     Xs = (X - X.mean(0)) / X.std(0)
     seed = __import__("hashlib").sha256(b"sharedml.linear/9").digest()[:16]
@@ -134,7 +135,7 @@ def test_shared_weights_predict_like_released_weights_and_survive_save_load(
         one = model.predict_one(session, data.test[session.party].iloc[0].to_numpy())
         return batch, one
 
-    again = run_parties(reload, ["guest", "host"])
+    again = run_in_threads(reload, ["guest", "host"])
     np.testing.assert_allclose(again["guest"][0], own["guest"], atol=1e-9)
     assert again["guest"][1] == pytest.approx(own["guest"][0])
     assert again["host"] == (None, None)

@@ -19,7 +19,7 @@ from sharedml.learn.preprocessing import (
     shared_split,
 )
 from sharedml.mpc import MPC, DealerProvider, serve_dealer
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 RNG = np.random.default_rng(3)
@@ -32,7 +32,7 @@ def test_split_identical_everywhere_and_stratified() -> None:
         return shared_split(s, 500, test_size=0.3, seed=42, label_holder="bank", labels=labels)
 
     log: list[WireRecord] = []
-    out = run_parties(fn, ["bank", "shop", "telco"], wrap=lambda c: RecordingChannel(c, log))
+    out = run_in_threads(fn, ["bank", "shop", "telco"], wrap=lambda c: RecordingChannel(c, log))
     _, expected = train_test_split(np.arange(500), test_size=0.3, random_state=42, stratify=Y)
     for train, test in out.values():
         assert np.array_equal(test, np.sort(expected))
@@ -43,10 +43,10 @@ def test_split_identical_everywhere_and_stratified() -> None:
 
 
 def test_unstratified_split_needs_no_label_and_checks_rows() -> None:
-    out = run_parties(lambda s: shared_split(s, 100, test_size=0.25, seed=1), ["A", "B"])
+    out = run_in_threads(lambda s: shared_split(s, 100, test_size=0.25, seed=1), ["A", "B"])
     assert np.array_equal(out["A"][1], out["B"][1]) and len(out["A"][1]) == 25
     with pytest.raises(PartyFailed) as info:
-        run_parties(lambda s: shared_split(s, 100 if s.party == "A" else 99), ["A", "B"])
+        run_in_threads(lambda s: shared_split(s, 100 if s.party == "A" else 99), ["A", "B"])
     assert isinstance(info.value.error, DataError)
 
 
@@ -62,7 +62,7 @@ def test_horizontal_standard_scaling_via_secure_sums() -> None:
     parts = {p: RNG.normal(i, 1 + i, size=(100 + 30 * i, 3)) for i, p in enumerate("ABC")}
     joint = np.vstack(list(parts.values()))
     log: list[WireRecord] = []
-    out = run_parties(
+    out = run_in_threads(
         lambda s: Scaler("standard").fit_horizontal(s, parts[s.party]),
         list(parts),
         wrap=lambda c: RecordingChannel(c, log),
@@ -81,7 +81,7 @@ def test_horizontal_standard_scaling_via_secure_sums() -> None:
 
 def test_secure_sum_exact_total() -> None:
     vals = {"A": np.array([1.5, -2.0]), "B": np.array([0.25, 4.0])}
-    out = run_parties(lambda s: SecureSummer(s).sum(vals[s.party]), ["A", "B"])
+    out = run_in_threads(lambda s: SecureSummer(s).sum(vals[s.party]), ["A", "B"])
     assert np.allclose(out["A"], [1.75, 2.0]) and np.allclose(out["B"], [1.75, 2.0])
 
 
@@ -93,7 +93,7 @@ def test_horizontal_minmax_under_mpc() -> None:
         with MPC(s, DealerProvider(s, dealer="dealer")) as mpc:
             return Scaler("minmax").fit_horizontal(s, parts[s.party], mpc=mpc)
 
-    out = run_parties({"A": provider, "B": provider, "dealer": serve_dealer}, ["A", "B", "dealer"])
+    out = run_in_threads({"A": provider, "B": provider, "dealer": serve_dealer}, ["A", "B", "dealer"])
     ref = MinMaxScaler().fit(joint)
     for p in ("A", "B"):
         assert np.allclose(out[p].center_, ref.data_min_, atol=1e-3)
@@ -106,7 +106,7 @@ def test_fill_local_and_horizontal() -> None:
     assert np.allclose(Filler("median").fit(x).transform(x)[2, 0], 2.0)
     assert np.allclose(Filler("constant", -1).fit(x).transform(x)[0, 1], -1)
     parts = {"A": x, "B": np.array([[5.0, np.nan]])}
-    out = run_parties(lambda s: Filler("mean").fit_horizontal(s, parts[s.party]), ["A", "B"])
+    out = run_in_threads(lambda s: Filler("mean").fit_horizontal(s, parts[s.party]), ["A", "B"])
     assert np.allclose(out["A"].fill_, [3.0, 6.0], atol=1e-5)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sharedml.learn.preprocessing import apply_bins, bin_edges, vertical_woe
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 
@@ -47,7 +47,7 @@ def test_woe_iv_on_default_credit_equals_plaintext(shared_data: Path) -> None:
         bins = {f: apply_bins(aligned[f], bin_edges(aligned[f], 10)) for f in features}
         return vertical_woe(s, "guest", bins, reveal="both"), aligned
 
-    out = run_parties(fn, ["guest", "host"], wrap=lambda c: RecordingChannel(c, log))
+    out = run_in_threads(fn, ["guest", "host"], wrap=lambda c: RecordingChannel(c, log))
     (res_g, aligned_g), (res_h, aligned_h) = out["guest"], out["host"]
     joined = aligned_g.merge(aligned_h, on="id", suffixes=("_g", "_h"))
     assert len(joined) == len(aligned_g)

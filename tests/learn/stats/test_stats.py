@@ -10,7 +10,7 @@ import pytest
 
 from sharedml.learn.stats import describe, joint_correlation, vif
 from sharedml.mpc import MPC, DealerProvider, serve_dealer
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 
@@ -38,7 +38,7 @@ def test_joint_correlation_and_vif_on_default_credit(shared_data: Path) -> None:
         with MPC(s, DealerProvider(s, dealer="dealer")) as mpc:
             return joint_correlation(mpc, xs[s.party])
 
-    out = run_parties(
+    out = run_in_threads(
         {"guest": provider, "host": provider, "dealer": serve_dealer},
         ["guest", "host", "dealer"],
         wrap=lambda c: RecordingChannel(c, log),

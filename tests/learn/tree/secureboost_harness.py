@@ -9,7 +9,7 @@ import numpy as np
 
 from sharedml.learn.tree import SecureBoostClassifier, SecureBoostRegressor
 from sharedml.session import Session
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 from sharedml.transport.base import Channel
 
 GUEST, HOST = "guest", "host"
@@ -52,8 +52,9 @@ def run_secureboost(
         from sharedml.mpc import serve_dealer
 
         fns["dealer"] = serve_dealer
-    return run_parties(
-        fns, parties_for(protocol), seed=b"secureboost-tests", wrap=wrap, timeout=600
+    return run_in_threads(
+        fns, parties_for(protocol), seed=b"secureboost-tests", wrap=wrap, timeout=600,
+        dealer="dealer" if protocol == "ss" else None,
     )
 
 

@@ -11,7 +11,7 @@ from sharedml.learn.tree.feature_holder import serve_training
 from sharedml.learn.tree.he_histograms import HEHistogramServer
 from sharedml.learn.tree.wire import OP_BEGIN_TREE, OP_SPLIT, send_cmd
 from sharedml.session import Session
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 
 
 def _run(script):
@@ -26,7 +26,7 @@ def _run(script):
         s.channel.send("host", "he/pk", pk.to_bytes())
         script(s)
 
-    return run_parties({"guest": guest, "host": host}, ["guest", "host"], timeout=20)
+    return run_in_threads({"guest": guest, "host": host}, ["guest", "host"], timeout=20)
 
 
 def test_split_before_any_tree_is_refused():

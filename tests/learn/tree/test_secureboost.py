@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from sharedml.errors import DataError, NotFittedError
 from sharedml.learn.tree import SecureBoostClassifier, SecureBoostRegressor
-from sharedml.simulation import PartyFailed
+from sharedml.standalone import PartyFailed
 
 SETTINGS = {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.3, "n_bins": 32}
 
@@ -125,10 +125,10 @@ def test_early_stopping_sampling_and_model_files(credit, tmp_path: Path, protoco
     g2 = SecureBoostClassifier.load(tmp_path / "guest.json")
     h2 = SecureBoostClassifier.load(tmp_path / "host.json")
 
-    from sharedml.simulation import run_parties
+    from sharedml.standalone import run_in_threads
 
     rows = small.test[:50]
-    again = run_parties(
+    again = run_in_threads(
         {
             GUEST: lambda s: (g2.predict(s, small.Xg[rows]), g2.predict_one(s, small.Xg[rows[0]])),
             HOST: lambda s: (h2.predict(s, small.Xh[rows]), h2.predict_one(s, small.Xh[rows[0]])),

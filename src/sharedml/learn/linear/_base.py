@@ -330,7 +330,7 @@ class LinearPart(VerticalModel):
             )
         if doc.get("model_type") != cls.model_type:
             raise DataError(f"{path} holds a {doc.get('model_type')}, not a {cls.model_type}")
-        model = cls(**doc["params"])
+        model = cls(**cls.known_params(doc["params"]))
         lay = doc["layout"]
         model.layout_ = Layout(
             lay["label_holder"], tuple(lay["feature_holders"]), dict(lay["n_features"]), 0, 0

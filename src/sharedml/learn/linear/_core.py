@@ -1,7 +1,7 @@
 """Pure numpy pieces of the linear learners (STYLE.md 5): no transport, no config.
 
-* sigmoid approximations (their plaintext definition; the MPC learners evaluate
-  the same formulas on shares, so this module is also their oracle);
+* the sigmoid approximations in plaintext (their tables and MPC evaluation live
+  in :mod:`sharedml.mpc.nonlinear`; this is their oracle);
 * learning-rate schedules, the batch plan and early stopping;
 * per-party standardisation (each party scales only its own columns);
 * :func:`plaintext_sgd`, the same mini-batch SGD on joined plaintext data: the
@@ -15,38 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sharedml.errors import ConfigError
+from sharedml.mpc.nonlinear import PIECEWISE, SIGMOID_APPROX, piecewise_terms
 
-#: Odd-polynomial coefficients (c1, c3, c5, ...) of ``sigmoid(z) - 0.5`` on a
-#: clipped interval, least-squares fits computed once with numpy. Name ->
-#: (clip bound or None, coefficients). ``taylor1`` needs no comparison and no
-#: multiplication; the clipped fits need two secure comparisons per batch.
-SIGMOID_APPROX: dict[str, tuple[float | None, tuple[float, ...]]] = {
-    "taylor1": (None, (0.25,)),
-    "seg3": (2.0, (0.25,)),
-    "clip_poly3": (4.0, (0.21657398, -0.00659948)),
-    "clip_poly5": (4.0, (0.23952135, -0.01328579, 0.00037573)),
-}
-#: Piecewise-linear interpolations of ``sigmoid`` (flat outside the outer
-#: knots): name -> knots. ``p(z) = s(t_1) + sum_j d_j relu(z - t_j)``; under MPC
-#: all ``[z > t_j]`` come from one batched comparison and all ``relu`` terms
-#: from one Beaver round, so more knots cost no extra round (only computation).
-#: Six knots: max error 0.022; four: 0.041. With either, SGD reaches
-#: scikit-learn's AUC on default_credit (0.7137-0.7143 and 0.7146-0.7153 over
-#: three shuffles, against 0.7135).
-PIECEWISE: dict[str, tuple[float, ...]] = {
-    "pwl": (-4.0, -2.0, -0.75, 0.75, 2.0, 4.0),
-    "pwl4": (-4.0, -1.5, 1.5, 4.0),
-}
 SIGMOID_CHOICES = (*SIGMOID_APPROX, *PIECEWISE, "exact")
-
-
-def piecewise_terms(knots: tuple[float, ...]) -> tuple[float, np.ndarray, np.ndarray]:
-    """``(s(t_1), t, d)`` of the piecewise-linear sigmoid through ``knots``."""
-    t = np.asarray(knots, dtype=np.float64)
-    s = 0.5 * (1.0 + np.tanh(0.5 * t))
-    slopes = np.diff(s) / np.diff(t)
-    d = np.diff(np.r_[0.0, slopes, 0.0])
-    return float(s[0]), t, d
 
 
 def sigmoid(z: np.ndarray, approx: str = "exact") -> np.ndarray:

@@ -39,7 +39,25 @@ from sharedml.learn.linear._core import (
     learning_rate,
     sigmoid,
 )
+from sharedml.learn.params import Param
 from sharedml.session import Session
+
+#: The parameters of every SGD learner; each learner declares its own defaults.
+SGD_PARAMS: dict[str, Param] = {
+    "epochs": Param(int, 5, "passes over the training rows", low=1, high=10_000),
+    "batch_size": Param(int, 1024, "rows per SGD step", low=16),
+    "learning_rate": Param(float, 2.0, "initial step size", low=0, open_low=True),
+    "lr_schedule": Param(str, "cosine", "how the step size decays", choices=SCHEDULES),
+    "l2": Param(float, 1e-4, "L2 penalty (none on the intercept)", low=0),
+    "early_stopping_rounds": Param(
+        int, 0, "stop after this many epochs without a better validation score (0: off; "
+        "needs validation rows)", low=0),
+    "validation_metric": Param(
+        str, "auto", "metric of early stopping (auto: AUC, or RMSE for regression)", job=False),
+    "random_state": Param(int, None, "seeds the public shuffle", optional=True, job=False),
+    "scaling": Param(str, "standard", "how each party scales its own columns",
+                     choices=SCALINGS, job=False),
+}
 
 
 class SGDDriver(LinearPart):
@@ -55,26 +73,9 @@ class SGDDriver(LinearPart):
     random_state: int | None
     scaling: str
 
-    # -- parameter rules, declared once ------------------------------------------------
+    # -- parameter rules: declared in ``params``; the metric depends on the task ---------
     def _check_params(self) -> None:
-        rules = [
-            (isinstance(self.epochs, int) and self.epochs >= 1, "epochs must be an integer ≥ 1"),
-            (
-                isinstance(self.batch_size, int) and self.batch_size >= 16,
-                "batch_size must be an integer ≥ 16",
-            ),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}"),
-            (self.l2 >= 0, "l2 must be ≥ 0"),
-            (self.scaling in SCALINGS, f"scaling must be one of {SCALINGS}"),
-            (
-                isinstance(self.early_stopping_rounds, int) and self.early_stopping_rounds >= 0,
-                "early_stopping_rounds must be an integer ≥ 0",
-            ),
-        ]
-        for ok, message in rules:
-            if not ok:
-                raise ConfigError(f"{type(self).__name__}: {message}", step="fit")
+        super()._check_params()
         self._metric_name()
 
     def _metric_name(self) -> str:
@@ -99,7 +100,7 @@ class SGDDriver(LinearPart):
         ym = None if y is None else np.asarray(y, dtype=np.float64).ravel()
         Xv = None if X_val is None else as_matrix(X_val)[0]
         yv = None if y_val is None else np.asarray(y_val, dtype=np.float64).ravel()
-        self.parties_ = self._parties(session)
+        self.parties_ = session.data_parties
         layout = preflight(session, self.parties_, self.task, Xm, names, ym, Xv, yv)
         if self.early_stopping_rounds and not layout.n_val_rows:
             raise ConfigError(
@@ -242,11 +243,6 @@ class SGDDriver(LinearPart):
         return None if out is None else float(out[0])
 
     # -- hooks -----------------------------------------------------------------------------
-    def _parties(self, session: Session) -> tuple[str, ...]:
-        """The computing parties (every peer but helpers named in ``extras['helpers']``)."""
-        helpers = set(session.extras.get("helpers", ()))
-        return tuple(p for p in session.peers if p not in helpers)
-
     def _setup(self, session: Session) -> None:
         """Protocol setup before the first batch (keys, masks)."""
 

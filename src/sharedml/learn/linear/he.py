@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import secrets
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -58,7 +58,8 @@ from sharedml.learn.linear._paillier_ops import (
     quantize_columns,
     signed_to_bytes,
 )
-from sharedml.learn.linear._sgd import PlaintextWeightsSGD
+from sharedml.learn.linear._sgd import SGD_PARAMS, PlaintextWeightsSGD
+from sharedml.learn.params import Param, with_defaults
 from sharedml.session import Session
 
 #: statistical hiding of the gradient masks, in bits
@@ -69,45 +70,25 @@ _WORD = 64
 class HELogisticRegression(PlaintextWeightsSGD):
     """Vertical logistic regression over Paillier (see the module docstring).
 
-    Parameters: ``epochs``, ``batch_size``, ``learning_rate`` (initial step),
-    ``lr_schedule`` (``constant | invscaling | cosine``), ``l2``,
-    ``early_stopping_rounds`` (0 = off; needs ``X_val``/``y_val``),
-    ``validation_metric``, ``scaling`` (``standard | whiten | none``; each party scales its own columns),
-    ``key_bits``, ``residual_bits`` (fixed-point bits of the encrypted
-    residual), ``feature_bits`` (fixed-point bits of features in the
-    homomorphic product).
+    Parameters: declared in :attr:`params` — the SGD ones
+    (:data:`~sharedml.learn.linear._sgd.SGD_PARAMS`, three epochs by default)
+    and the Paillier key's and encodings' sizes.
     """
 
     model_type = "HELogisticRegression"
     task = "classification"
+    params: ClassVar[dict[str, Param]] = {
+        **with_defaults(SGD_PARAMS, epochs=3),
+        "key_bits": Param(int, 2048, "Paillier modulus bits", low=1024),
+        "residual_bits": Param(int, 20, "fixed-point bits of the encrypted residual", low=1,
+                               job=False),
+        "feature_bits": Param(int, 10, "fixed-point bits of the features in the homomorphic "
+                              "product", low=1, job=False),
+    }
 
-    def __init__(
-        self,
-        epochs: int = 3,
-        batch_size: int = 1024,
-        learning_rate: float = 2.0,
-        lr_schedule: str = "cosine",
-        l2: float = 1e-4,
-        early_stopping_rounds: int = 0,
-        validation_metric: str = "auto",
-        random_state: int | None = None,
-        scaling: str = "standard",
-        key_bits: int = 2048,
-        residual_bits: int = 20,
-        feature_bits: int = 10,
-    ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.l2 = l2
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_metric = validation_metric
-        self.random_state = random_state
-        self.scaling = scaling
-        self.key_bits = key_bits
-        self.residual_bits = residual_bits
-        self.feature_bits = feature_bits
+    key_bits: int
+    residual_bits: int
+    feature_bits: int
 
     # -- protocol ------------------------------------------------------------------
     def _setup(self, session: Session) -> None:

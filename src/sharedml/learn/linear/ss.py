@@ -59,22 +59,32 @@ secret sharing: secure large-scale sparse logistic regression", KDD 2021
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.errors import ProtocolAbort
 from sharedml.learn.linear._base import array_or_none, list_or_none, masked_sum_to_label
-from sharedml.learn.linear._core import PIECEWISE, SIGMOID_APPROX, piecewise_terms
-from sharedml.learn.linear._sgd import SGDDriver
-from sharedml.session import Session
+from sharedml.learn.linear._sgd import SGD_PARAMS, SGDDriver
+from sharedml.learn.params import PROVIDER, Param, with_defaults
+from sharedml.mpc import nonlinear
+from sharedml.mpc.context import TRUNC_MODES
+from sharedml.mpc.nonlinear import PIECEWISE, SIGMOID_APPROX
+from sharedml.session import Provider, Session
 
 REVEAL = ("own", "none")
 #: our clipped fits, plus the engine's exp/reciprocal sigmoid (``accurate``)
 SS_SIGMOIDS = (*PIECEWISE, *SIGMOID_APPROX, "accurate")
 #: extra fractional bits of the learning-rate factor in the weight update
 UPDATE_BITS = 20
-PROVIDERS = ("dealer", "he")
+#: The parameters of the secret-shared protocol (both SS learners).
+SS_PARAMS: dict[str, Param] = {
+    "reveal_weights": Param(str, "own", "own: each party receives its own coefficients; none: "
+                            "they stay secret-shared", choices=REVEAL),
+    "provider": PROVIDER,
+    "trunc": Param(str, "pair", "truncation: pair (exact range, one round) or local (two "
+                   "parties, no round)", choices=TRUNC_MODES, job=False),
+}
 
 
 class _SSLinear(SGDDriver):
@@ -82,37 +92,13 @@ class _SSLinear(SGDDriver):
 
     sigmoid: str
     reveal_weights: str
-    provider: str
-    dealer: str
+    provider: Provider | None
     trunc: str
 
-    # -- parameters ------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.reveal_weights not in REVEAL:
-            raise ConfigError(f"reveal_weights must be one of {REVEAL}", step="fit")
-        if self.provider not in PROVIDERS:
-            raise ConfigError(f"provider must be one of {PROVIDERS}", step="fit")
-        if self.task == "classification" and self.sigmoid not in SS_SIGMOIDS:
-            raise ConfigError(
-                f"sigmoid must be one of {SS_SIGMOIDS} under MPC, got {self.sigmoid!r}",
-                step="fit",
-            )
-
-    def _parties(self, session: Session) -> tuple[str, ...]:
-        helpers = set(session.extras.get("helpers", ()))
-        if self.provider == "dealer":
-            helpers.add(self.dealer)
-        return tuple(p for p in session.peers if p not in helpers)
-
     def _runtime(self, session: Session) -> Any:
-        from sharedml.mpc import MPC, DealerProvider
-
-        if self.provider == "dealer":
-            return MPC(session, DealerProvider(session, dealer=self.dealer), trunc=self.trunc)
-        from sharedml.mpc.he import HEProvider
-
-        return MPC(session, HEProvider(session), trunc=self.trunc)
+        """The session's MPC runtime with this model's provider and truncation, opened."""
+        purpose = f"{type(self).__name__} (protocol 'ss')"
+        return session.mpc_runtime(self.provider, trunc=self.trunc, purpose=purpose).open()
 
     # -- sharing the data ----------------------------------------------------------------------
     def _block(self, session: Session, Xs: np.ndarray, party: str) -> np.ndarray | None:
@@ -332,65 +318,33 @@ class _SSLinear(SGDDriver):
 class SSLogisticRegression(_SSLinear):
     """Secret-shared vertical logistic regression (see the module docstring).
 
-    Parameters: ``epochs``, ``batch_size``, ``learning_rate``, ``lr_schedule``
-    (``constant | invscaling | cosine``), ``l2``, ``early_stopping_rounds``
-    (needs ``X_val``), ``validation_metric`` (``auto`` = AUC), ``scaling``
-    (``standard | whiten | none``, each party on its own columns),
-    ``sigmoid`` (``pwl | pwl4 | taylor1 | seg3 | clip_poly3 | clip_poly5 |
-    accurate``),
-    ``reveal_weights`` (``own | none``), ``provider`` (``dealer | he``),
-    ``dealer`` (the dealer's party id), ``trunc`` (``pair | local``).
+    Parameters: declared in :attr:`params` — the SGD ones
+    (:data:`~sharedml.learn.linear._sgd.SGD_PARAMS`), ``sigmoid`` and the
+    protocol's (:data:`SS_PARAMS`; ``provider`` ``None``: the session's dealer).
     """
 
     model_type = "SSLogisticRegression"
     task = "classification"
-
-    def __init__(
-        self,
-        epochs: int = 5,
-        batch_size: int = 1024,
-        learning_rate: float = 2.0,
-        lr_schedule: str = "cosine",
-        l2: float = 1e-4,
-        early_stopping_rounds: int = 0,
-        validation_metric: str = "auto",
-        random_state: int | None = None,
-        scaling: str = "standard",
-        sigmoid: str = "pwl",
-        reveal_weights: str = "own",
-        provider: str = "dealer",
-        dealer: str = "dealer",
-        trunc: str = "pair",
-    ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.l2 = l2
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_metric = validation_metric
-        self.random_state = random_state
-        self.scaling = scaling
-        self.sigmoid = sigmoid
-        self.reveal_weights = reveal_weights
-        self.provider = provider
-        self.dealer = dealer
-        self.trunc = trunc
+    params: ClassVar[dict[str, Param]] = {
+        **SGD_PARAMS,
+        "sigmoid": Param(str, "pwl", "the sigmoid's approximation under MPC", choices=SS_SIGMOIDS),
+        **SS_PARAMS,
+    }
 
     def _fusable(self) -> bool:
         return self.sigmoid in PIECEWISE and super()._fusable()
 
     def _link_raw(self, z_raw: Any) -> tuple[Any, int, float] | None:
         if self.sigmoid in PIECEWISE:
-            return piecewise_raw(z_raw, PIECEWISE[self.sigmoid])
+            return nonlinear.piecewise_raw(z_raw, PIECEWISE[self.sigmoid])
         return None
 
     def _link(self, z_raw: Any) -> Any:
         if self.sigmoid in PIECEWISE:
-            return piecewise_sigmoid(z_raw, PIECEWISE[self.sigmoid])
+            return nonlinear.piecewise_sigmoid(z_raw, PIECEWISE[self.sigmoid])
         from sharedml.mpc import rescale
 
-        return shared_sigmoid(rescale(z_raw), self.sigmoid)
+        return nonlinear.approx_sigmoid(rescale(z_raw), self.sigmoid)
 
 
 class SSLinearRegression(_SSLinear):
@@ -405,128 +359,15 @@ class SSLinearRegression(_SSLinear):
 
     model_type = "SSLinearRegression"
     task = "regression"
-
-    def __init__(
-        self,
-        epochs: int = 20,
-        batch_size: int = 64,
-        learning_rate: float = 0.3,
-        lr_schedule: str = "cosine",
-        l2: float = 0.0,
-        early_stopping_rounds: int = 0,
-        validation_metric: str = "auto",
-        random_state: int | None = None,
-        scaling: str = "whiten",
-        reveal_weights: str = "own",
-        provider: str = "dealer",
-        dealer: str = "dealer",
-        trunc: str = "pair",
-    ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.l2 = l2
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_metric = validation_metric
-        self.random_state = random_state
-        self.scaling = scaling
-        self.reveal_weights = reveal_weights
-        self.provider = provider
-        self.dealer = dealer
-        self.trunc = trunc
-        self.sigmoid = "none"
+    params: ClassVar[dict[str, Param]] = {
+        **with_defaults(SGD_PARAMS, epochs=20, batch_size=64, learning_rate=0.3, l2=0.0,
+                        scaling="whiten"),
+        **SS_PARAMS,
+    }
+    sigmoid = "none"
 
 
 def _plan_for(plan: list[Any], idx: np.ndarray) -> list[Any]:
     """A recorded batch plan with the row numbers of batch ``idx``."""
     rows = np.asarray(idx, dtype=np.int64)
     return [(kind, dims, None if r is None else rows) for kind, dims, r in plan]
-
-
-def piecewise_sigmoid(z_raw: Any, knots: tuple[float, ...]) -> Any:
-    """The piecewise-linear sigmoid of :data:`~sharedml.learn.linear._core.PIECEWISE`
-    on untruncated scores ``z_raw`` (2f fractional bits), in three steps:
-
-    1. one batched comparison gives every ``[z > t_j]`` (on ``t_j - z``), in
-       32-bit lanes after each party drops the low ``2f - 8`` bits of its
-       share (:func:`~sharedml.mpc.boolean.msb_bits` with ``drop``): six
-       rounds instead of seven, half the traffic. Exact for
-       |z - t_j| < 2^23 (the final truncation already needs |z| < 2^13) except
-       that ``[z > t_j]`` may read 1 for ``t_j - (n-1)·2^-8 < z ≤ t_j``, where
-       ``relu`` is within (n-1)·2^-8 of 0: the output moves by at most
-       ``|d_j|·(n-1)·2^-8`` (< 0.001 for two parties), against the
-       interpolation's own 0.022;
-    2. one round gives every ``relu(z - t_j) = [z > t_j](z - t_j)``: the bits'
-       conversion to arithmetic shares is folded into the product
-       (:func:`~sharedml.mpc.boolean.bit_mul`; bits carry no fractional bits,
-       so nothing to truncate);
-    3. ``s(t_1) + sum_j d_j relu_j`` is formed locally at 3f bits and truncated
-       once by 2f — which is also the truncation of ``z`` itself. In training
-       with a dealer that truncation is folded into the gradient's product
-       (:func:`piecewise_raw` and ``FixedOperand.truncated_matmul_t``).
-    """
-    from sharedml.mpc import truncate
-
-    acc, bits, base = piecewise_raw(z_raw, knots)
-    out = truncate(acc, bits)
-    out.scale = z_raw.mpc.frac_bits
-    return out + base
-
-
-def piecewise_raw(z_raw: Any, knots: tuple[float, ...]) -> tuple[Any, int, float]:
-    """Steps 1-2 of :func:`piecewise_sigmoid` and the sum of step 3, untruncated:
-    ``(acc, 2f, s(t_1))`` with ``sigmoid~(z) = ⌊acc / 2^2f⌋ + s(t_1)``."""
-    from sharedml.mpc import SharedTensor, concatenate
-    from sharedml.mpc.boolean import bit_mul, msb_bits
-
-    mpc = z_raw.mpc
-    f = mpc.frac_bits
-    if z_raw.scale != 2 * f:
-        raise ProtocolAbort("piecewise sigmoid expects untruncated scores", party=mpc.party)
-    base, t, d = piecewise_terms(knots)
-    diffs = concatenate([z_raw - float(tj) for tj in t], axis=0)
-    drop = 2 * f - 8
-    bits = msb_bits(-diffs, 32, drop=drop) if 0 <= drop <= 32 else msb_bits(-diffs)
-    relu = bit_mul(bits, diffs)
-    n = z_raw.shape[0]
-    acc = np.zeros(z_raw.shape, dtype=np.uint64)
-    for j, dj in enumerate(d):
-        enc = np.uint64(round(float(dj) * (1 << f)) % (1 << 64))
-        acc += relu.share[j * n : (j + 1) * n] * enc
-    return SharedTensor(mpc, acc, 3 * f), 2 * f, base
-
-
-def shared_sigmoid(z: Any, approx: str) -> Any:
-    """The approximation ``approx`` of ``sigmoid`` on a shared column ``z``
-    (formulas in :data:`~sharedml.learn.linear._core.SIGMOID_APPROX`)."""
-    if approx == "accurate":
-        from sharedml.mpc.nonlinear import sigmoid
-
-        return sigmoid(z, "accurate")
-    bound, coefs = SIGMOID_APPROX[approx]
-    x = z if bound is None else _clip(z, bound)
-    if len(coefs) == 1:
-        return x * coefs[0] + 0.5
-    from sharedml.mpc import beaver
-
-    # Horner in x^2: c1 + x^2 (c3 + x^2 (c5 ...)), then times x. The first
-    # product x^2 * c_top is truncated once (2f + f -> f): one round saved.
-    acc = beaver.mul(x, x) * coefs[-1] + coefs[-2]
-    if len(coefs) > 2:
-        sq = x * x
-        for c in reversed(coefs[:-2]):
-            acc = (sq * acc) + c
-    return x * acc + 0.5
-
-
-def _clip(z: Any, bound: float) -> Any:
-    """``clip(z, -bound, bound)``: one comparison of ``[z; -z]`` with ``-bound``
-    and one Beaver product of the bits with ``[-bound - z; bound - z]``."""
-    from sharedml.mpc import concatenate
-
-    n = z.shape[0]
-    both = concatenate([z, -z], axis=0)
-    bits = both < -bound
-    fix = bits * concatenate([-z - bound, -z + bound], axis=0)
-    return z + fix[:n] + fix[n:]

@@ -46,12 +46,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from sharedml.errors import ConfigError, DataError, NotFittedError
+from sharedml.errors import DataError, NotFittedError
 from sharedml.learn.base import VerticalModel
+from sharedml.learn.params import PROVIDER, Param
 from sharedml.learn.tree.core import (
     SplitParams,
     logistic_grad_hess,
@@ -63,7 +64,7 @@ from sharedml.learn.tree.histograms import HistogramClient, HistogramServer
 from sharedml.learn.tree.label_holder import BoostConfig, LabelHolderTrainer
 from sharedml.learn.tree.model import SplitTable, Tree
 from sharedml.learn.tree.wire import agree, check_header, check_input, model_header, unpack_bits
-from sharedml.session import Session
+from sharedml.session import Provider, Session
 
 PROTOCOLS = ("he", "ss")
 
@@ -71,72 +72,47 @@ PROTOCOLS = ("he", "ss")
 class _SecureBoost(VerticalModel):
     """Shared machinery of the classifier and the regressor."""
 
-    def __init__(
-        self,
-        *,
-        protocol: str = "he",
-        n_estimators: int = 30,
-        max_depth: int = 3,
-        learning_rate: float = 0.3,
-        min_child_weight: float = 1.0,
-        reg_lambda: float = 1.0,
-        gamma: float = 0.0,
-        n_bins: int = 32,
-        subsample: float = 1.0,
-        colsample_bytree: float = 1.0,
-        early_stopping_rounds: int | None = None,
-        key_bits: int = 2048,
-        n_jobs: int = -1,
-        provider: str = "dealer",
-        dealer: str = "dealer",
-        random_state: int | None = None,
-    ) -> None:
-        self.protocol = protocol
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.learning_rate = learning_rate
-        self.min_child_weight = min_child_weight
-        self.reg_lambda = reg_lambda
-        self.gamma = gamma
-        self.n_bins = n_bins
-        self.subsample = subsample
-        self.colsample_bytree = colsample_bytree
-        self.early_stopping_rounds = early_stopping_rounds
-        self.key_bits = key_bits
-        self.n_jobs = n_jobs
-        self.provider = provider
-        self.dealer = dealer
-        self.random_state = random_state
+    params: ClassVar[dict[str, Param]] = {
+        "protocol": Param(str, "he", "how the label holder's gradients are protected",
+                          choices=PROTOCOLS, job=False),
+        "n_estimators": Param(int, 30, "number of trees", low=1),
+        "max_depth": Param(int, 3, "depth of each tree", low=1, high=16),
+        "learning_rate": Param(float, 0.3, "shrinkage of each tree's leaf weights", low=0,
+                               high=1, open_low=True),
+        "min_child_weight": Param(float, 1.0, "least hessian sum of a child", low=0),
+        "reg_lambda": Param(float, 1.0, "L2 penalty on leaf weights", low=0),
+        "gamma": Param(float, 0.0, "least gain of a split", low=0, job=False),
+        "n_bins": Param(int, 32, "quantile bins per feature", low=2, high=256),
+        "subsample": Param(float, 1.0, "share of rows each tree samples", low=0, high=1,
+                           open_low=True),
+        "colsample_bytree": Param(float, 1.0, "share of features each tree samples", low=0,
+                                  high=1, open_low=True),
+        "early_stopping_rounds": Param(
+            int, None, "stop after this many trees without a better validation score (None or "
+            "0: off; needs validation rows)", low=0, optional=True),
+        "key_bits": Param(int, 2048, "Paillier modulus bits", low=1024),
+        "n_jobs": Param(int, -1, "worker processes for encryption (-1: one per core)",
+                        job=False),
+        "provider": PROVIDER,
+        "random_state": Param(int, None, "seeds row and column sampling", optional=True,
+                              job=False),
+    }
 
-    # -- parameters ------------------------------------------------------------------
-    def _check_params(self) -> None:
-        rules = [
-            (self.protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS}"),
-            (self.provider in ("dealer", "he"), "provider must be 'dealer' or 'he'"),
-            (int(self.n_estimators) >= 1, "n_estimators must be >= 1"),
-            (1 <= int(self.max_depth) <= 16, "max_depth must be in [1, 16]"),
-            (0 < self.learning_rate <= 1, "learning_rate must be in (0, 1]"),
-            (self.min_child_weight >= 0, "min_child_weight must be >= 0"),
-            (self.reg_lambda >= 0, "reg_lambda must be >= 0"),
-            (self.gamma >= 0, "gamma must be >= 0"),
-            (2 <= int(self.n_bins) <= 256, "n_bins must be in [2, 256]"),
-            (0 < self.subsample <= 1, "subsample must be in (0, 1]"),
-            (0 < self.colsample_bytree <= 1, "colsample_bytree must be in (0, 1]"),
-            (
-                self.early_stopping_rounds is None or int(self.early_stopping_rounds) >= 0,
-                "early_stopping_rounds must be None (or 0: off) or >= 1",
-            ),
-        ]
-        for ok, msg in rules:
-            if not ok:
-                raise ConfigError(f"SecureBoost: {msg}", step="secureboost/fit")
-
-    def _parties(self, session: Session) -> list[str]:
-        """The data parties: every peer but helpers (``extras['helpers']``, the dealer)."""
-        helpers = set(session.extras.get("helpers", ()))
-        if self.provider == "dealer" and self.dealer in session.peers:
-            helpers.add(self.dealer)
-        return [p for p in session.peers if p not in helpers]
+    protocol: str
+    n_estimators: int
+    max_depth: int
+    learning_rate: float
+    min_child_weight: float
+    reg_lambda: float
+    gamma: float
+    n_bins: int
+    subsample: float
+    colsample_bytree: float
+    early_stopping_rounds: int | None
+    key_bits: int
+    n_jobs: int
+    provider: Provider | None
+    random_state: int | None
 
     def _fingerprint(self) -> str:
         params = {k: v for k, v in self.get_params().items() if k not in ("n_jobs",)}
@@ -185,7 +161,7 @@ class _SecureBoost(VerticalModel):
             "task": self.task,
             "fingerprint": self._fingerprint(),
         }
-        parties = self._parties(session)
+        parties = list(session.data_parties)
         everyone = agree(session, ch, parties, status, "secureboost/fit")
         holders = [p for p, st in everyone.items() if st["label"]]
         if len(holders) != 1:
@@ -262,7 +238,7 @@ class _SecureBoost(VerticalModel):
             return HEHistogramClient(int(self.key_bits), int(self.n_jobs))
         from sharedml.learn.tree.ss_histograms import SSHistogramClient
 
-        return SSHistogramClient(session, parties, session.party, self.provider, self.dealer)
+        return SSHistogramClient(session, parties, session.party, self.provider)
 
     def _server(self, session: Session, parties: list[str]) -> HistogramServer:
         if self.protocol == "he":
@@ -271,7 +247,7 @@ class _SecureBoost(VerticalModel):
             return HEHistogramServer()
         from sharedml.learn.tree.ss_histograms import SSHistogramServer
 
-        return SSHistogramServer(session, parties, self.label_holder_, self.provider, self.dealer)
+        return SSHistogramServer(session, parties, self.label_holder_, self.provider)
 
     # -- prediction ----------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -354,7 +330,7 @@ class _SecureBoost(VerticalModel):
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read SecureBoost model file {path}: {exc}") from exc
         check_header(doc, cls.__name__)
-        model = cls(**doc["params"])
+        model = cls(**cls.known_params(doc["params"]))
         model.party_ = doc["party"]
         model.label_holder_ = doc["label_holder"]
         model.n_features_in_ = int(doc["n_features_in"])

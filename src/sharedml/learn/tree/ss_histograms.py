@@ -53,23 +53,10 @@ from sharedml.crypto import ring
 from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.learn.tree.core import bin_offsets
 from sharedml.learn.tree.histograms import HistogramClient, HistogramServer
-from sharedml.session import Session
+from sharedml.session import Provider, Session
 from sharedml.transport.base import Channel
 
 MAX_SCALE = 32
-
-
-def make_runtime(session: Session, provider: str, dealer: str) -> Any:
-    """The MPC runtime for the chosen randomness provider."""
-    from sharedml.mpc import MPC, DealerProvider
-
-    if provider == "dealer":
-        return MPC(session, DealerProvider(session, dealer=dealer))
-    if provider == "he":
-        from sharedml.mpc.he import HEProvider
-
-        return MPC(session, HEProvider(session))
-    raise ConfigError(f"provider must be 'dealer' or 'he', got {provider!r}")
 
 
 def indicator(bins: np.ndarray, n_bins: np.ndarray) -> np.ndarray:
@@ -112,9 +99,9 @@ class _SSParty:
     the feature holders' masked indicator matrices, in the parties' order."""
 
     def __init__(
-        self, session: Session, parties: list[str], label_holder: str, provider: str, dealer: str
+        self, session: Session, parties: list[str], label_holder: str, provider: Provider | None
     ) -> None:
-        self.session, self.provider, self.dealer = session, provider, dealer
+        self.session, self.provider = session, provider
         self.lh = label_holder
         self.holders = [p for p in parties if p != label_holder]
         self.mpc: Any = None
@@ -123,13 +110,15 @@ class _SSParty:
     def _start(self, own_matrix: np.ndarray | None) -> None:
         from sharedml.mpc import FixedOperand
 
-        self.mpc = make_runtime(self.session, self.provider, self.dealer)
+        runtime = self.session.mpc_runtime(self.provider, purpose="SecureBoost (protocol 'ss')")
+        self.mpc = runtime.open()
         if set(self.mpc.parties) != {self.lh, *self.holders}:
             raise ConfigError(
                 f"MPC parties {list(self.mpc.parties)} differ from the SecureBoost parties "
                 f"{[self.lh, *self.holders]}",
                 party=self.session.party,
-                remedy="name helpers (the dealer) in the job so they are not data parties",
+                remedy="give the session its dealer (Session(dealer=...)) so it is not taken for "
+                "a data party",
             )
         for p in self.holders:
             mine = own_matrix if p == self.session.party else None

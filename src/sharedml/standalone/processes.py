@@ -1,11 +1,13 @@
 """Run one function per party, each in its own OS process, over gRPC with mutual TLS.
 
-The local-cluster run mode (ARCHITECTURE.md §6) for tests, benchmarks and the
-demo: :func:`run_cluster` has the signature and meaning of
-:func:`sharedml.simulation.run_parties`, but every party is a separate
-process (``spawn``) with its own :class:`~sharedml.transport.grpc.GrpcEndpoint`
-on loopback, holding a certificate issued by a CA made for this run in a
-temporary directory (each process is handed its own key only).
+:func:`run_in_processes` takes the arguments of
+:func:`~sharedml.standalone.threads.run_in_threads` (one
+:class:`~sharedml.standalone.options.RunOptions`) and means the same, but
+every party is a separate process (``spawn``) with its own
+:class:`~sharedml.transport.grpc.GrpcEndpoint` on loopback, holding a
+certificate issued by a CA made for this run in a temporary directory (each
+process is handed its own key only). Integration tests, benchmarks and
+``sharedml run`` use it; no platform is involved.
 
 The parent is the orchestrator, not a party: it starts the processes, tells
 each where the others listen, collects results (pickled between parent and
@@ -34,25 +36,25 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Unpack
 
 from sharedml.crypto import pki
 from sharedml.errors import ChannelError, ConfigError, SharedMLError
-from sharedml.session import DEFAULT_FRAC_BITS, Session
-from sharedml.simulation import (
+from sharedml.session import Session
+from sharedml.standalone.options import (
     PartyFailed,
     PartyFn,
-    party_extras,
+    PartySettings,
+    RunOptions,
+    RunSettings,
     party_fn,
-    party_seed,
-    party_session,
     raise_first_failure,
 )
-from sharedml.transport.base import Channel
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
-log = logging.getLogger("sharedml.cluster")
+log = logging.getLogger("sharedml.standalone.processes")
 
 #: How long the parent waits for a child to start its server.
 STARTUP_TIMEOUT = 60.0
@@ -68,29 +70,26 @@ class RemoteError(SharedMLError):
     """Stands for a party's exception that could not be brought back as itself."""
 
 
-def run_cluster(
+def run_in_processes(
     fn: PartyFn | Mapping[str, PartyFn],
     parties: Sequence[str],
     *,
-    job: str = "job",
-    timeout: float = 120.0,
-    frac_bits: int = DEFAULT_FRAC_BITS,
-    seed: bytes | None = None,
-    extras: Mapping[str, Mapping[str, Any]] | None = None,
-    wrap: Callable[[Channel], Channel] | None = None,
     record: list[WireRecord] | None = None,
+    **options: Unpack[RunOptions],
 ) -> dict[str, Any]:
     """Run ``fn`` (or ``fn[party]``) for every party in its own process; return results by party.
 
-    ``fn`` must be picklable by reference (a module-level function, or a
-    mapping of them); so must ``extras``, ``wrap`` and the results.
-    ``timeout`` bounds every receive. If a party raises, the run raises
-    :class:`PartyFailed` with that party's name and traceback (the first
-    party that failed for a reason other than a peer's failure).
+    ``options`` are the :class:`~sharedml.standalone.options.RunOptions` of
+    :func:`~sharedml.standalone.threads.run_in_threads`, with the same meaning; ``wrap``
+    runs in each party's process. ``fn`` must be picklable by reference (a
+    module-level function, a :func:`functools.partial` of one with picklable
+    arguments — how a party gets its inputs — or a mapping of them); so must
+    ``wrap`` and the results. Each process is handed its own function and seed
+    only. If a party raises, the run raises :class:`PartyFailed` with that
+    party's name and traceback (the first party that failed for a reason other
+    than a peer's failure).
 
-    ``wrap`` (as in :func:`~sharedml.simulation.run_parties`) wraps each
-    party's channel in that party's process. With ``record`` (a list), each
-    party's gRPC channel is wrapped in a
+    With ``record`` (a list), each party's gRPC channel is wrapped in a
     :class:`~sharedml.transport.recording.RecordingChannel` beneath ``wrap``,
     so it sees what really went on the wire, and ``record`` is extended with
     every party's wire records
@@ -102,8 +101,9 @@ def run_cluster(
     parties = list(parties)
     if len(set(parties)) != len(parties) or not parties:
         raise SharedMLError(f"parties must be distinct and non-empty, got {parties}")
+    run = RunSettings(**options)
     ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="sharedml-cluster-") as pki_dir:
+    with tempfile.TemporaryDirectory(prefix="sharedml-processes-") as pki_dir:
         pki.init_ca(pki_dir)
         for party in parties:
             pki.issue(pki_dir, party)
@@ -111,23 +111,15 @@ def run_cluster(
         procs: dict[str, multiprocessing.process.BaseProcess] = {}
         try:
             for party in parties:
-                func = party_fn(fn, party)
                 spec = _ChildSpec(
-                    party,
-                    parties,
-                    job,
-                    timeout,
-                    frac_bits,
-                    party_seed(seed, party),
-                    party_extras(extras, party),
+                    run.for_party(party, parties),
                     pki.load_identity(pki_dir, party),  # this party's key only
-                    wrap,
                     record is not None,
                 )
                 parent_end, child_end = ctx.Pipe()
                 proc = ctx.Process(
                     target=_child_main,
-                    args=(func, spec, child_end),
+                    args=(party_fn(fn, party), spec, child_end),
                     name=f"sharedml-{party}",
                     daemon=False,  # a party may start worker processes of its own
                 )
@@ -135,11 +127,11 @@ def run_cluster(
                     proc.start()
                 except (pickle.PicklingError, AttributeError, TypeError) as exc:
                     raise ConfigError(
-                        f"cannot send the function, wrap or extras of party {party!r} to its "
+                        f"cannot send the function or wrap of party {party!r} to its "
                         f"process: {exc}",
                         party=party,
-                        remedy="pass module-level functions (not lambdas or closures) and "
-                        "picklable extras",
+                        remedy="pass module-level functions (not lambdas or closures), or "
+                        "functools.partial of them with picklable arguments",
                     ) from exc
                 finally:
                     child_end.close()
@@ -149,24 +141,11 @@ def run_cluster(
             _stop_all(pipes, procs)
 
 
+@dataclass(frozen=True)
 class _ChildSpec:
-    def __init__(
-        self,
-        party: str,
-        parties: list[str],
-        job: str,
-        timeout: float,
-        frac_bits: int,
-        seed: bytes | None,
-        extras: dict[str, Any],
-        identity: pki.Identity,
-        wrap: Callable[[Channel], Channel] | None,
-        record: bool,
-    ) -> None:
-        self.party, self.parties, self.job = party, parties, job
-        self.timeout, self.frac_bits, self.seed = timeout, frac_bits, seed
-        self.extras, self.identity = extras, identity
-        self.wrap, self.record = wrap, record
+    settings: PartySettings
+    identity: pki.Identity
+    record: bool
 
 
 def _orchestrate(
@@ -243,7 +222,7 @@ def _collect_addresses(
                 f"party {party!r}'s process did not start its server "
                 f"(exit code {procs[party].exitcode})",
                 party=party,
-                remedy="a script that calls run_cluster must guard its entry point with "
+                remedy="a script that calls run_in_processes must guard its entry point with "
                 "'if __name__ == \"__main__\":' (processes are spawned)",
             ),
             "",
@@ -335,16 +314,12 @@ def _child_main(fn: Callable[[Session], Any], spec: _ChildSpec, pipe: Connection
 def _run_party(
     fn: Callable[[Session], Any], spec: _ChildSpec, endpoint: Any, addresses: dict[str, str]
 ) -> tuple[str, Any, str, list[WireRecord] | None]:
-    channel = endpoint.channel(spec.job, spec.parties, addresses, spec.timeout)
+    mine = spec.settings
+    channel = endpoint.channel(mine.run.job, list(mine.parties), addresses, mine.run.timeout)
     recorder = RecordingChannel(channel) if spec.record else None
     sent = recorder.log if recorder is not None else None  # filled as the party sends
-    outer: Channel = recorder or channel
     try:
-        if spec.wrap is not None:
-            outer = spec.wrap(outer)
-        session = party_session(
-            spec.party, spec.parties, outer, spec.frac_bits, spec.seed, spec.extras
-        )
+        session = mine.session(recorder or channel)
         result = fn(session)
         channel.close()
     except BaseException as exc:
@@ -357,9 +332,9 @@ def _run_party(
         return (
             *_error_message(
                 SharedMLError(
-                    f"party {spec.party!r} returned a result that cannot be sent to the parent: "
+                    f"party {mine.party!r} returned a result that cannot be sent to the parent: "
                     f"{exc!r}",
-                    party=spec.party,
+                    party=mine.party,
                     remedy="return numpy arrays, numbers, strings or dicts of them",
                 )
             ),

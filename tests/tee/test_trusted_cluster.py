@@ -9,12 +9,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.tee.conftest import SimWorld
 
 from sharedml.errors import AttestationError, PolicyDenied, ProtocolAbort
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 from sharedml.tee.attestation import VersionFloor
 from sharedml.tee.attestation.sim import SimVendor
 from sharedml.tee.attestation.simqe import LocalSimAttester
-from sharedml.tee.enclave.cluster import ClusterMember, cluster_store, sync_key
 from sharedml.tee.enclave.sealing import SealedStore
+from sharedml.tee.enclave.trusted_cluster import ClusterMember, cluster_store, sync_key
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 
@@ -28,7 +28,7 @@ def member(sim: SimWorld, founder: bool = False, **manifest_kw: object) -> Clust
 def test_honest_members_share_the_key_never_in_clear(sim: SimWorld) -> None:
     members = {"a": member(sim, founder=True), "b": member(sim), "c": member(sim, svn=3)}
     log: list[WireRecord] = []
-    keys = run_parties(
+    keys = run_in_threads(
         {p: (lambda s, m=m: sync_key(s, m, "a")) for p, m in members.items()},
         ["a", "b", "c"],
         wrap=lambda ch: RecordingChannel(ch, log),
@@ -48,7 +48,7 @@ def test_honest_members_share_the_key_never_in_clear(sim: SimWorld) -> None:
 def test_unacceptable_joiner_gets_no_key(sim: SimWorld, bad: dict[str, object]) -> None:
     holder, joiner = member(sim, founder=True), member(sim, **bad)
     with pytest.raises(PartyFailed) as info:
-        run_parties({"a": lambda s: sync_key(s, holder, "a"), "b": lambda s: sync_key(s, joiner, "a")}, ["a", "b"])
+        run_in_threads({"a": lambda s: sync_key(s, holder, "a"), "b": lambda s: sync_key(s, joiner, "a")}, ["a", "b"])
     assert isinstance(info.value.error, AttestationError)
     assert joiner.cluster_key is None and "b" not in holder.peers
 
@@ -60,7 +60,7 @@ def test_joiner_refuses_an_impostor_holder(sim: SimWorld, tmp_path: Path) -> Non
     )
     joiner = member(sim)
     with pytest.raises(PartyFailed) as info:
-        run_parties({"a": lambda s: sync_key(s, impostor, "a"), "b": lambda s: sync_key(s, joiner, "a")}, ["a", "b"])
+        run_in_threads({"a": lambda s: sync_key(s, impostor, "a"), "b": lambda s: sync_key(s, joiner, "a")}, ["a", "b"])
     assert isinstance(info.value.error, AttestationError)
     assert joiner.cluster_key is None
 

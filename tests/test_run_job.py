@@ -15,9 +15,9 @@ import pytest
 from sharedml.components import jobspec
 from sharedml.errors import ConfigError, DataError
 from sharedml.learn import metrics
-from sharedml.runner import run_job, run_job_reporting_cause
 from sharedml.scenarios.credit import credit_population
-from sharedml.simulation import PartyFailed
+from sharedml.standalone import PartyFailed
+from sharedml.standalone.job import run_job, run_job_reporting_cause
 
 REPO = Path(__file__).resolve().parents[1]
 BANK_COLS = ["age", "income", "utilisation", "late_payments_12m", "tenure_years"]
@@ -190,13 +190,14 @@ def test_malformed_dataset_fails_the_process_run_and_the_command(
 
 def test_the_runner_and_the_platform_decide_and_serve_the_dealer_with_the_same_code() -> None:
     """One dealer decision for ``sharedml run`` and the platform's scheduler (no copies)."""
-    import sharedml.runner as runner
+    import sharedml.standalone.job as runner
     from sharedml.components import dealer
     from sharedml.platform import job_plan
 
     assert runner.needs_dealer is dealer.needs_dealer is job_plan.needs_dealer
     assert dealer.dealer_name(["bank", "dealer", "dealer2"]) == "dealer3"
-    spec = _spec([{"psi": {}}, {"train": {"model": "logistic_regression", "protocol": "he"}}])
+    spec = _spec([{"psi": {}}, {"split": {}},
+                  {"train": {"model": "logistic_regression", "protocol": "he"}}])
     assert not dealer.needs_dealer(jobspec.load(spec))
-    spec["steps"][1]["train"]["protocol"] = "ss"
+    spec["steps"][2]["train"]["protocol"] = "ss"
     assert dealer.needs_dealer(jobspec.load(spec))

@@ -1,4 +1,4 @@
-"""Dataset registry: every validation case reports rows and never crashes."""
+"""The dataset reader: every validation case reports rows and never crashes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sharedml.errors import ConfigError, DataError
-from sharedml.node.datasets import DatasetRegistry, Schema, load_frame, validate_file
+from sharedml.datasets.reader import load_frame, validate_file
+from sharedml.datasets.schema import Schema
+from sharedml.errors import DataError
 
 SCHEMA = Schema(("id",), {"age": "int", "income": "float", "city": "category"}, label="y",
                 label_type="int")
@@ -114,30 +115,14 @@ def test_truncated_parquet(tmp_path: Path) -> None:
     assert frame is None and report.problems[0].kind == "malformed"
 
 
-def test_registry_raises_one_error_listing_all_problems(tmp_path: Path) -> None:
-    reg = DatasetRegistry(tmp_path / "reg", party="bank")
+def test_one_error_lists_all_problems_naming_the_party(tmp_path: Path) -> None:
     bad = _write(tmp_path, GOOD + "2,0,x,inf,Oslo\n")
+    _, report = validate_file(bad, SCHEMA)
     with pytest.raises(DataError) as info:
-        reg.register("customers", bad, SCHEMA)
+        report.raise_for_problems("bank", step="load customers")
     msg = str(info.value)
     assert "duplicate id" in msg and "non-numeric" in msg and "infinite value" in msg
     assert "'bank'" in msg and "fix these rows" in msg
-
-
-def test_registry_metadata_has_no_values(tmp_path: Path) -> None:
-    reg = DatasetRegistry(tmp_path / "reg", party="bank")
-    meta = reg.register("customers", _write(tmp_path, GOOD), SCHEMA)
-    assert meta == {
-        "name": "customers", "rows": 3, "id_columns": ["id"], "label": "y",
-        "columns": {"y": "int", "age": "int", "income": "float", "city": "category"},
-    }
-    again = DatasetRegistry(tmp_path / "reg", party="bank")  # persisted
-    assert again.names() == ["customers"]
-    assert again.load("customers")["city"].tolist() == ["Oslo", "Bergen", "Oslo"]
-    for value in ("Oslo", "2.25", "41"):
-        assert value not in str(meta)
-    with pytest.raises(ConfigError):
-        again.load("nope")
 
 
 def test_load_frame_infers_schema(tmp_path: Path, shared_data: Path) -> None:

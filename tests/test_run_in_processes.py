@@ -1,4 +1,4 @@
-"""run_cluster: every party in its own process over gRPC with mutual TLS."""
+"""run_in_processes: every party in its own process over gRPC with mutual TLS."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from sharedml.cluster import PartyCrashed, run_cluster
 from sharedml.errors import ConfigError
 from sharedml.session import Session
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyCrashed, PartyFailed, run_in_processes, run_in_threads
 from sharedml.transport import Channel, WireRecord
 from sharedml.transport.grpc import GrpcChannel
 
 
-def ring_sum(session: Session) -> dict[str, Any]:
+def ring_sum(session: Session, greeting: str | None = None) -> dict[str, Any]:
     """Each party passes its index to the next one round the ring and sums what it hears."""
     me = session.index
     n = len(session.peers)
@@ -36,7 +36,7 @@ def ring_sum(session: Session) -> dict[str, Any]:
         "sum": sum(float(v[0]) for v in every.values()),
         "transport": type(session.channel).__name__,
         "noise": session.rng("t").random(),
-        "extra": session.extras.get("greeting"),
+        "extra": greeting,
     }
 
 
@@ -46,8 +46,7 @@ def fail_in_b(session: Session) -> None:
     session.channel.recv("b", "never")  # a waits for b, which failed
 
 
-def record_pid_then(session: Session) -> None:
-    folder = Path(session.extras["dir"])
+def record_pid_then(folder: Path, session: Session) -> None:
     (folder / f"{session.party}.tmp").write_text(str(os.getpid()))
     (folder / f"{session.party}.tmp").rename(folder / f"{session.party}.pid")
     if session.party == "b":
@@ -87,14 +86,14 @@ def audit_scope(channel: Channel) -> Channel:
     return channel.scope("audit")
 
 
-def masked_sum(session: Session) -> dict[str, Any]:
+def masked_sum(secret: np.ndarray, leak: bool, session: Session) -> dict[str, Any]:
     """Two parties learn x_a + x_b (mod 2^64) from additive shares; x leaves no party."""
-    x = np.asarray(session.extras["secret"], dtype=np.uint64)
+    x = np.asarray(secret, dtype=np.uint64)
     other = next(p for p in session.peers if p != session.party)
     mask = session.rng("mask").integers(0, 2**63, size=x.shape, dtype=np.uint64) * np.uint64(2)
     session.channel.send(other, "share", x - mask)  # the other party's share of x
     share = mask + np.asarray(session.channel.recv(other, "share"), dtype=np.uint64)
-    if session.extras.get("leak"):
+    if leak:
         session.channel.send(other, "oops", x)  # a bug the audit must catch
         session.channel.recv(other, "oops")
     total = sum(session.channel.all_gather("open", share).values(), np.zeros_like(x))
@@ -107,8 +106,8 @@ def test_wrap_and_wire_record_across_processes() -> None:
     secrets = {p: rng.integers(2**40, 2**63, size=64, dtype=np.uint64) for p in ("a", "b")}
     for leak in (False, True):
         log: list[WireRecord] = []
-        extras = {p: {"secret": secrets[p], "leak": leak} for p in secrets}
-        out = run_cluster(masked_sum, ["a", "b"], extras=extras, wrap=audit_scope, record=log)
+        fns = {p: partial(masked_sum, secrets[p], leak) for p in secrets}  # each its own secret
+        out = run_in_processes(fns, ["a", "b"], wrap=audit_scope, record=log)
         expected = secrets["a"] + secrets["b"]
         assert all(np.array_equal(r["total"], expected) for r in out.values())
         assert {r["channel"] for r in out.values()} == {"ScopedChannel"}  # wrap ran in each child
@@ -135,18 +134,19 @@ def test_wire_record_comes_back_from_a_failed_run() -> None:
     # what the failing party sent is what an audit of the failure needs most
     log: list[WireRecord] = []
     with pytest.raises(PartyFailed, match="a gives up"):
-        run_cluster(send_then_fail, ["a", "b"], timeout=30, record=log)
+        run_in_processes(send_then_fail, ["a", "b"], timeout=30, record=log)
     assert [(r.frm, r.to, r.tag, r.value) for r in log] == [("a", "b", "before-the-fall", b"sent")]
 
 
 def test_unpicklable_wrap_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="wrap"):
-        run_cluster(say_hi, ["a"], wrap=lambda ch: ch)
+        run_in_processes(say_hi, ["a"], wrap=lambda ch: ch)
 
 
 def test_results_come_back_from_separate_processes() -> None:
     parties = ["a", "b", "c"]
-    out = run_cluster(ring_sum, parties, seed=b"s" * 32, extras={"b": {"greeting": "hello"}})
+    fns = {"a": ring_sum, "b": partial(ring_sum, greeting="hello"), "c": ring_sum}
+    out = run_in_processes(fns, parties, seed=b"s" * 32)
     assert set(out) == set(parties)
     assert len({r["pid"] for r in out.values()} | {os.getpid()}) == 4
     assert all(r["transport"] == "GrpcChannel" for r in out.values())
@@ -156,25 +156,25 @@ def test_results_come_back_from_separate_processes() -> None:
         assert out[p]["sum"] == 3.0
     assert out["b"]["extra"] == "hello" and out["a"]["extra"] is None
     # the same seed gives every party the same randomness as in-process simulation
-    local = run_parties(ring_sum, parties, seed=b"s" * 32)
+    local = run_in_threads(ring_sum, parties, seed=b"s" * 32)
     assert {p: r["noise"] for p, r in out.items()} == {p: r["noise"] for p, r in local.items()}
     assert GrpcChannel.__name__ == "GrpcChannel"
 
 
 def test_mapping_of_functions() -> None:
-    assert run_cluster({"a": say_hi, "b": say_bye}, ["a", "b"]) == {
+    assert run_in_processes({"a": say_hi, "b": say_bye}, ["a", "b"]) == {
         "a": "hi from a",
         "b": "bye from b",
     }
 
 
 def test_parties_may_start_their_own_processes() -> None:
-    assert run_cluster(start_own_worker, ["a"]) == {"a": 0}
+    assert run_in_processes(start_own_worker, ["a"]) == {"a": 0}
 
 
 def test_failure_names_party_and_carries_traceback() -> None:
     with pytest.raises(PartyFailed) as info:
-        run_cluster(fail_in_b, ["a", "b"], timeout=60)
+        run_in_processes(fail_in_b, ["a", "b"], timeout=60)
     assert info.value.party == "b"
     assert isinstance(info.value.error, ValueError)
     message = str(info.value)
@@ -183,7 +183,7 @@ def test_failure_names_party_and_carries_traceback() -> None:
 
 def test_no_process_outlives_a_failed_run(tmp_path: Path) -> None:
     with pytest.raises(PartyFailed, match="stop the run"):
-        run_cluster(record_pid_then, ["a", "b"], extras={p: {"dir": str(tmp_path)} for p in "ab"})
+        run_in_processes(partial(record_pid_then, tmp_path), ["a", "b"])
     pids = [int((tmp_path / f"{p}.pid").read_text()) for p in "ab"]
     for pid in pids:
         with pytest.raises(ProcessLookupError):
@@ -192,14 +192,14 @@ def test_no_process_outlives_a_failed_run(tmp_path: Path) -> None:
 
 def test_a_crashed_process_fails_the_run() -> None:
     with pytest.raises(PartyFailed) as info:
-        run_cluster(crash_hard, ["a", "b"], timeout=60)
+        run_in_processes(crash_hard, ["a", "b"], timeout=60)
     assert info.value.party == "b"
     assert isinstance(info.value.error, PartyCrashed) and "exit code 7" in str(info.value)
 
 
 def test_unpicklable_function_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="module-level function"):
-        run_cluster(lambda s: None, ["a", "b"])
+        run_in_processes(lambda s: None, ["a", "b"])
 
 
 def test_children_die_with_their_parent(tmp_path: Path) -> None:
@@ -209,12 +209,14 @@ def test_children_die_with_their_parent(tmp_path: Path) -> None:
             f"""
             import sys
             sys.path.insert(0, {str(Path(__file__).parent)!r})
-            from sharedml.cluster import run_cluster
-            import test_cluster
+            from functools import partial
+            from pathlib import Path
+            from sharedml.standalone import run_in_processes
+            import test_run_in_processes as under_test
 
             if __name__ == "__main__":
-                run_cluster(test_cluster.record_pid_then, ["a", "c"],
-                            extras={{p: {{"dir": {str(tmp_path)!r}}} for p in "ac"}})
+                run_in_processes(partial(under_test.record_pid_then, Path({str(tmp_path)!r})),
+                                 ["a", "c"])
             """
         )
     )

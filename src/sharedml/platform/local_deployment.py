@@ -1,4 +1,7 @@
-"""A local cluster: the platform and N node agents as separate processes on loopback.
+"""``sharedml up``: a deployment on one machine — the platform and a node agent per
+party (and the dealer's) as separate processes on loopback.
+
+The other run modes, without a platform, are in :mod:`sharedml.standalone`.
 
 ``sharedml up DIR --party bank=bank.csv --party shop=shop.csv`` (ARCHITECTURE.md
 §6, the one-command deployment of 8.6-3) lays out::
@@ -41,7 +44,7 @@ from typing import Any
 from sharedml.crypto import pki
 from sharedml.errors import ConfigError, SharedMLError
 
-log = logging.getLogger("sharedml.platform.cluster")
+log = logging.getLogger("sharedml.platform.local_deployment")
 
 PLATFORM = "platform"
 #: The dealer node's identity (certificate subject); the scheduler's default dealer.
@@ -55,7 +58,7 @@ def free_port() -> int:
 
 
 @dataclass
-class ClusterSpec:
+class DeploymentSpec:
     """What to start: parties and their datasets (name -> CSV file), and the timings."""
 
     parties: dict[str, dict[str, Path]]
@@ -68,7 +71,7 @@ class ClusterSpec:
     dealer: bool = True
 
 
-def prepare(root: Path, spec: ClusterSpec) -> dict[str, Any]:
+def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
     """Create the CA, certificates, node configs and accounts; idempotent for ``root``."""
     root = Path(root).resolve()
     info_path = root / "cluster.json"
@@ -124,7 +127,7 @@ def prepare(root: Path, spec: ClusterSpec) -> dict[str, Any]:
     return info
 
 
-def _bootstrap(data_dir: Path, spec: ClusterSpec) -> dict[str, str]:
+def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> dict[str, str]:
     """First accounts (admin, analyst, one data owner per party owning its datasets)
     and the scheduler's runtime settings."""
     import secrets
@@ -165,8 +168,8 @@ def _bootstrap(data_dir: Path, spec: ClusterSpec) -> dict[str, str]:
 
 
 @dataclass
-class LocalCluster:
-    """The processes of a prepared cluster: start, stop, kill one, restart the platform."""
+class LocalDeployment:
+    """The processes of a prepared deployment: start, stop, kill one, restart the platform."""
 
     root: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -186,7 +189,7 @@ class LocalCluster:
         tokens: dict[str, str] = json.loads((self.root / "tokens.json").read_text())
         return tokens
 
-    def start(self, wait: float = 60.0) -> LocalCluster:
+    def start(self, wait: float = 60.0) -> LocalDeployment:
         self.start_platform()
         for node in self.nodes:
             self.start_node(node)
@@ -258,7 +261,7 @@ class LocalCluster:
         with open(logs / f"{name}.log", "ab") as out:
             self.procs[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
 
-    def __enter__(self) -> LocalCluster:
+    def __enter__(self) -> LocalDeployment:
         return self
 
     def __exit__(self, *exc: object) -> None:

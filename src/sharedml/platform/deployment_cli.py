@@ -1,4 +1,5 @@
-"""``sharedml up`` (a local cluster in one command, 8.6-3) and ``sharedml node`` (one node agent)."""
+"""``sharedml up`` (a deployment on one machine in one command, 8.6-3) and ``sharedml node``
+(one node agent)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
         accounts (API tokens in DIRECTORY/tokens.json); later runs start the same cluster.
         Ctrl-C stops every process.
         """
-        from sharedml.platform.local_cluster import ClusterSpec, LocalCluster, prepare
+        from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
 
         parties: dict[str, dict[str, Path]] = {}
         for raw in party:
@@ -54,14 +55,14 @@ def register(app: typer.Typer) -> None:
             parties.setdefault(name, {})[dataset] = path
         if not (directory / "cluster.json").exists() and len(parties) < 2:
             raise ConfigError("a new cluster needs at least two --party options")
-        info = prepare(directory, ClusterSpec(parties, http_port=port, heartbeat_s=heartbeat,
+        info = prepare(directory, DeploymentSpec(parties, http_port=port, heartbeat_s=heartbeat,
                                               task_timeout_s=task_timeout,
                                               max_attempts=max_attempts, dealer=dealer))
         def interrupt(*_: object) -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, interrupt)  # stop the children on SIGTERM too
-        with LocalCluster(directory.resolve()) as cluster:
+        with LocalDeployment(directory.resolve()) as cluster:
             cluster.start()
             typer.echo(f"platform: {info['url']}/api/v1/docs  (tokens in {directory / 'tokens.json'})")
             typer.echo(f"nodes: {', '.join(cluster.nodes)}  (logs in {directory / 'logs'})")

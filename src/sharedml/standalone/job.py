@@ -1,8 +1,8 @@
 """``sharedml run JOB.yaml --out DIR``: run a job spec without a platform.
 
 Every party of the spec runs as its own local process over mutual TLS
-(:func:`sharedml.cluster.run_cluster`), or as threads in this process with
-``--embedded``; each executes the spec's steps in order through
+(:func:`~sharedml.standalone.processes.run_in_processes`), or as threads in
+this process with ``--embedded``; each executes the spec's steps in order through
 :func:`sharedml.components.execute`, the same path the platform's node agents
 take. The result file holds only public figures: each step's metrics and
 timings per party. Each party's model part is written under ``DIR/<party>/``.
@@ -15,6 +15,8 @@ randomness). It must not collude with a data party. Whether a job needs one,
 how it serves a step and the end-of-step marker live in
 :mod:`sharedml.components.dealer`, which the platform's dealer node uses too.
 
+The spec is parsed once, here: every party (and the dealer) is handed the
+same :class:`PartyJob` (validated steps, party configurations, output folder).
 With a ``progress`` callback, parties report ``(party, step, fraction,
 message)`` as they go — public progress only, never data; party processes send
 these tuples to the parent through a multiprocessing queue.
@@ -26,43 +28,66 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
 from sharedml.components.dealer import dealer_name, end_step_at_dealer, needs_dealer, serve_step
+from sharedml.components.jobspec import StepSpec
+from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError, SharedMLError
 from sharedml.session import Session
 
 ProgressFn = Callable[[str, str, float, str], None]
 
 __all__ = [
-    "dealer_main", "needs_dealer", "party_main", "register", "run_job", "run_job_reporting_cause",
+    "PartyJob", "dealer_main", "needs_dealer", "party_main", "register", "run_job",
+    "run_job_reporting_cause",
 ]
 
 
-def party_main(session: Session) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PartyJob:
+    """What :func:`run_job` hands every party (and the dealer): the spec, parsed once.
+
+    Attributes:
+        steps: the spec's steps, their parameters validated.
+        parties: every data party's configuration, in the spec's order.
+        out: the output folder; each party writes under ``out/<party>/``.
+        datasets: the parties' loader: dataset names are files relative to the
+            spec's folder.
+        progress: where parties report ``(party, step, fraction, message)``
+            (public progress only), or ``None``.
+    """
+
+    steps: tuple[StepSpec, ...]
+    parties: dict[str, PartyConfig]
+    out: Path
+    datasets: DatasetFiles
+    progress: ProgressFn | None = None
+
+
+def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
     """One party's whole job: the steps of the spec, in order.
 
-    ``session.extras`` carries ``spec`` (the job spec as a dict), ``base`` (the
-    folder dataset paths are relative to) and ``out`` (the output folder).
-    Returns this party's public per-step results.
+    Returns this party's public per-step results. With a dealer in the
+    session, the last data party ends each step at the dealer.
     """
-    spec = jobspec.load(session.extras["spec"])
-    parties = spec.party_configs(Path(session.extras["base"]))
-    me: PartyConfig = parties[session.party]
-    out_dir = Path(session.extras["out"]) / session.party
+    me: PartyConfig = job.parties[session.party]
+    out_dir = job.out / session.party
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress = _progress_of(session)
-    dealer: str | None = session.extras.get("dealer")
+    progress = job.progress
     state: dict[str, Any] = {}
     steps: list[dict[str, Any]] = []
-    for step in spec.parsed_steps():
+    for step in job.steps:
         if progress:
             progress(session.party, step.id, 0.0, "started")
         component = registry.get(step.component)()
         ctx = StepContext(
-            session, me, parties, state, out_dir, step.id, _step_progress(progress, session, step.id)
+            session, me, job.parties, state, out_dir, step.id,
+            _step_progress(progress, session, step.id), job.datasets,
         )
         try:
             result = execute(component, ctx, step.params)
@@ -77,8 +102,8 @@ def party_main(session: Session) -> dict[str, Any]:
                 "artifacts": result.artifacts,
             }
         )
-        if dealer is not None and session.party == list(parties)[-1]:
-            end_step_at_dealer(session, step.id, dealer)
+        if session.dealer is not None and session.party == list(job.parties)[-1]:
+            end_step_at_dealer(session, step.id, session.dealer)
         if progress:
             progress(session.party, step.id, 1.0, "done")
     return {"steps": steps}
@@ -92,21 +117,18 @@ def _in_step(exc: SharedMLError, party: str, step_id: str) -> SharedMLError:
     return type(exc)(exc.message, party=exc.party or party, step=where, remedy=exc.remedy)
 
 
-def _progress_of(session: Session) -> ProgressFn | None:
-    """The progress callback: a function (threads) or a queue to the parent (processes)."""
-    queue = session.extras.get("progress_queue")
-    if queue is not None:
+class _QueueProgress:
+    """A progress callback for party processes: puts each report on a queue to the parent."""
 
-        def put(party: str, step: str, fraction: float, message: str) -> None:
-            queue.put((party, step, float(fraction), str(message)))
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
 
-        return put
-    fn: ProgressFn | None = session.extras.get("progress")
-    return fn
+    def __call__(self, party: str, step: str, fraction: float, message: str) -> None:
+        self.queue.put((party, step, float(fraction), str(message)))
 
 
 # -- the dealer (sharedml.components.dealer: shared with the platform's node agents) ----
-def dealer_main(session: Session) -> dict[str, Any]:
+def dealer_main(job: PartyJob, session: Session) -> dict[str, Any]:
     """The dealer's whole job: serve each step's MPC runtimes until the step ends.
 
     A step may open any number of runtimes (one per ``fit``, one per shared
@@ -114,10 +136,9 @@ def dealer_main(session: Session) -> dict[str, Any]:
     serves them until the last data party's end-of-step marker. Returns public
     counts only, for the steps that opened a runtime.
     """
-    spec = jobspec.load(session.extras["spec"])
-    data_parties = list(spec.parties)
+    data_parties = list(job.parties)
     steps: list[dict[str, Any]] = []
-    for step in spec.parsed_steps():
+    for step in job.steps:
         counts = serve_step(session, step.id, data_parties)
         seconds = counts.pop("seconds")
         if counts["runtimes"]:
@@ -159,56 +180,47 @@ def run_job(
 
         result: dict[str, Any] = run_tee_job(spec, out_dir, base=base)
         return result
-    spec_dict = spec.model_dump()
-    parties = list(spec.parties)
-    extras: dict[str, dict[str, Any]] = {
-        p: {"spec": spec_dict, "base": str(base), "out": str(out_dir.resolve())} for p in parties
-    }
-    fns: dict[str, Callable[[Session], Any]] = {p: party_main for p in parties}
-    if needs_dealer(spec):
-        dealer = dealer_name(parties)
-        for e in extras.values():
-            e["dealer"] = dealer
-        extras[dealer] = {"spec": spec_dict}
-        fns[dealer] = dealer_main
-        parties.append(dealer)
+    job = PartyJob(tuple(spec.parsed_steps()), spec.party_configs(), out_dir.resolve(),
+                   DatasetFiles(base))
+    dealer = dealer_name(spec.parties) if needs_dealer(spec) else None
     if embedded:
-        from sharedml.simulation import run_parties
+        from sharedml.standalone.threads import run_in_threads
 
-        if progress:
-            for e in extras.values():
-                e["progress"] = progress
-        per_party = run_parties(fns, parties, job=spec.name, timeout=timeout, extras=extras)
+        fns = _functions(replace(job, progress=progress), dealer)
+        per_party = run_in_threads(fns, list(fns), job=spec.name, timeout=timeout, dealer=dealer)
     else:
-        per_party = _run_processes(fns, parties, spec.name, timeout, extras, progress)
+        per_party = _run_processes(job, spec.name, timeout, progress, dealer)
     result = {
         "job": spec.name,
         "scheme": spec.scheme,
         "seconds": round(time.perf_counter() - start, 3),
-        "steps": _merge_steps(per_party, [s.id for s in spec.parsed_steps()]),
+        "steps": _merge_steps(per_party, [s.id for s in job.steps]),
     }
     (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=_jsonable))
     return result
 
 
+def _functions(job: PartyJob, dealer: str | None) -> dict[str, Callable[[Session], Any]]:
+    """Every party's function (and the dealer's, last), each bound to the parsed job."""
+    fns: dict[str, Callable[[Session], Any]] = {p: partial(party_main, job) for p in job.parties}
+    if dealer is not None:
+        fns[dealer] = partial(dealer_main, job)
+    return fns
+
+
 def _run_processes(
-    fns: dict[str, Callable[[Session], Any]],
-    parties: list[str],
-    job: str,
-    timeout: float,
-    extras: dict[str, dict[str, Any]],
-    progress: ProgressFn | None,
+    job: PartyJob, name: str, timeout: float, progress: ProgressFn | None, dealer: str | None
 ) -> dict[str, Any]:
     """Every party in its own process over mutual TLS; progress through a queue."""
     import multiprocessing
 
-    from sharedml.cluster import run_cluster
+    from sharedml.standalone.processes import run_in_processes
 
     if progress is None:
-        return run_cluster(fns, parties, job=job, timeout=timeout, extras=extras)
+        fns = _functions(job, dealer)
+        return run_in_processes(fns, list(fns), job=name, timeout=timeout, dealer=dealer)
     queue = multiprocessing.get_context("spawn").Queue()
-    for e in extras.values():
-        e["progress_queue"] = queue
+
     def drain() -> None:
         while (item := queue.get()) is not None:
             if isinstance(item, tuple) and len(item) == 4:
@@ -217,7 +229,8 @@ def _run_processes(
     reader = threading.Thread(target=drain, name="sharedml-progress", daemon=True)
     reader.start()
     try:
-        return run_cluster(fns, parties, job=job, timeout=timeout, extras=extras)
+        fns = _functions(replace(job, progress=_QueueProgress(queue)), dealer)
+        return run_in_processes(fns, list(fns), job=name, timeout=timeout, dealer=dealer)
     finally:
         queue.put(None)  # the reader's stop sign
         reader.join(timeout=5)
@@ -249,9 +262,9 @@ def run_job_reporting_cause(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """:func:`run_job` for the command line: a party's sharedml error is raised as itself.
 
     Its message names the party and the step; the other parties' tracebacks,
-    which :class:`~sharedml.simulation.PartyFailed` carries, are left out.
+    which :class:`~sharedml.standalone.options.PartyFailed` carries, are left out.
     """
-    from sharedml.simulation import PartyFailed
+    from sharedml.standalone.options import PartyFailed
 
     try:
         return run_job(*args, **kwargs)

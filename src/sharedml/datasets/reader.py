@@ -1,104 +1,36 @@
-"""The node's dataset registry: register CSV/Parquet files with a schema, validate on load.
+"""Read one party's dataset file (CSV or Parquet) and check it against a schema.
 
-Runs inside a data provider's node; the data never leaves it. Only
-:meth:`DatasetRegistry.metadata` (column names, types, row count) may be sent
-to the platform or to peers (8.1.1-1).
-
-Validation (:func:`validate_file`) never raises on bad data: it collects every
-problem it finds — missing or extra columns, non-numeric values, NaN and
+Runs in the process of the party that owns the file; the data never leaves
+it. Validation (:func:`validate_file`) never raises on bad data: it collects
+every problem it finds — missing or extra columns, non-numeric values, NaN and
 infinity, duplicate or empty ids, bytes that are not UTF-8, a file over the
 size limit, a truncated or ragged file — each with the rows it concerns, into a
 :class:`ValidationReport`. :meth:`ValidationReport.raise_for_problems` turns
 them into one :class:`DataError` naming the party and the remedy. Row
 numbers are file line numbers for CSV (the header is line 1) and 0-based row
-indices for Parquet.
+indices for Parquet. :func:`load_frame` is what a job step uses: infer the
+schema, validate, raise on any problem.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import json
 import math
 from array import array
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from sharedml.errors import ConfigError, DataError
+from sharedml.datasets.schema import FeatureType, Schema
+from sharedml.errors import DataError
 
-FeatureType = Literal["float", "int", "bool", "category"]
-FEATURE_TYPES: tuple[str, ...] = ("float", "int", "bool", "category")
 DEFAULT_MAX_BYTES = 8 << 30
 MAX_ROWS_SHOWN = 10
 _CHUNK = 16 << 20
-
-
-@dataclass(frozen=True)
-class Schema:
-    """What a dataset must look like: id column(s), optional label, typed features."""
-
-    id_columns: tuple[str, ...]
-    features: Mapping[str, FeatureType]
-    label: str | None = None
-    label_type: FeatureType = "float"
-    allow_missing: bool = False
-    allow_extra_columns: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.id_columns:
-            raise ConfigError("a schema needs at least one id column")
-        bad = {c: t for c, t in self.features.items() if t not in FEATURE_TYPES}
-        if bad or self.label_type not in FEATURE_TYPES:
-            raise ConfigError(
-                f"unknown feature types {bad or self.label_type}; use one of {FEATURE_TYPES}"
-            )
-        names = [*self.id_columns, *([self.label] if self.label else []), *self.features]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"schema names a column twice: {names}")
-
-    @property
-    def columns(self) -> dict[str, FeatureType]:
-        """Every non-id column with its type (the label included)."""
-        out: dict[str, FeatureType] = {}
-        if self.label:
-            out[self.label] = self.label_type
-        out.update(self.features)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "id_columns": list(self.id_columns), "features": dict(self.features)}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Schema:
-        return cls(**{**raw, "id_columns": tuple(raw["id_columns"])})
-
-    @classmethod
-    def infer(
-        cls, frame: pd.DataFrame, id_columns: Sequence[str], label: str | None = None
-    ) -> Schema:
-        """A schema from a frame's dtypes: numbers → float/int, booleans, the rest category."""
-        features: dict[str, FeatureType] = {}
-        for col in frame.columns:
-            if col in id_columns or col == label:
-                continue
-            features[str(col)] = _infer_type(frame[col])
-        label_type = _infer_type(frame[label]) if label else "float"
-        return cls(tuple(id_columns), features, label, label_type)
-
-
-def _infer_type(s: pd.Series) -> FeatureType:
-    if pd.api.types.is_bool_dtype(s):
-        return "bool"
-    if pd.api.types.is_integer_dtype(s):
-        return "int"
-    if pd.api.types.is_numeric_dtype(s):
-        return "float"
-    return "category"
 
 
 @dataclass
@@ -337,63 +269,6 @@ def validate_file(
         if col in frame.columns and not frame.columns.duplicated().any():
             out[col] = _coerce(frame, col, kind, schema, report, lines)
     return out, report
-
-
-class DatasetRegistry:
-    """Datasets registered on this node, kept in ``<root>/registry.json``."""
-
-    def __init__(self, root: str | Path, *, party: str | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.root = Path(root)
-        self.party = party
-        self.max_bytes = max_bytes
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._file = self.root / "registry.json"
-        self._entries: dict[str, dict[str, Any]] = (
-            json.loads(self._file.read_text("utf-8")) if self._file.exists() else {}
-        )
-
-    def register(self, name: str, path: str | Path, schema: Schema) -> dict[str, Any]:
-        """Validate ``path`` against ``schema`` and record it; raises :class:`DataError`."""
-        path = Path(path).resolve()
-        _, report = validate_file(path, schema, max_bytes=self.max_bytes)
-        report.raise_for_problems(self.party, step=f"register {name}")
-        self._entries[name] = {"path": str(path), "schema": schema.to_json(), "rows": report.rows}
-        self._file.write_text(json.dumps(self._entries, indent=2), "utf-8")
-        return self.metadata(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._entries)
-
-    def schema(self, name: str) -> Schema:
-        return Schema.from_json(self._entry(name)["schema"])
-
-    def load(self, name: str) -> pd.DataFrame:
-        """The dataset as a typed frame, validated again (the file may have changed)."""
-        entry = self._entry(name)
-        frame, report = validate_file(entry["path"], self.schema(name), max_bytes=self.max_bytes)
-        report.raise_for_problems(self.party, step=f"load {name}")
-        return _frame_or_fail(frame, report)
-
-    def metadata(self, name: str) -> dict[str, Any]:
-        """What may leave the node: column names and types, the row count. No values."""
-        entry = self._entry(name)
-        schema = self.schema(name)
-        return {
-            "name": name,
-            "rows": entry["rows"],
-            "id_columns": list(schema.id_columns),
-            "label": schema.label,
-            "columns": dict(schema.columns),
-        }
-
-    def _entry(self, name: str) -> dict[str, Any]:
-        if name not in self._entries:
-            raise ConfigError(
-                f"no dataset {name!r} is registered on this node (known: {self.names()})",
-                remedy="register it first with DatasetRegistry.register",
-            )
-        return self._entries[name]
 
 
 def load_frame(path: str | Path, id_columns: Sequence[str], label: str | None = None,

@@ -1,0 +1,136 @@
+"""The ``train`` step's parameters, derived from the learners' own declarations.
+
+Each learner declares its hyper-parameters once (``params``,
+:mod:`sharedml.learn.params`); :class:`TrainParams` is built from them: one
+field per parameter a job may set (``Param.job``), typed and bounded as loosely
+as the learners that take it allow, its description saying each model's
+default. When a spec is loaded, the chosen model's own rules are applied: a
+parameter it does not take, or a value outside its rule, is an error naming
+the step before any process starts. ``sharedml components show train`` prints
+the derived schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, create_model, model_validator
+
+from sharedml.components.base import Params
+from sharedml.errors import ConfigError
+from sharedml.learn.linear import HELogisticRegression, SSLinearRegression, SSLogisticRegression
+from sharedml.learn.params import Param
+from sharedml.learn.tree import SecureBoostClassifier, SecureBoostRegressor
+
+MODELS = ("logistic_regression", "linear_regression", "secureboost")
+#: Every learner a train step may build, as the schema's descriptions name it.
+LEARNERS: dict[str, type] = {
+    "logistic_regression (ss)": SSLogisticRegression,
+    "logistic_regression (he)": HELogisticRegression,
+    "linear_regression": SSLinearRegression,
+    "secureboost": SecureBoostClassifier,
+}
+#: Fields that choose the learner; ``provider`` applies to ``protocol: ss`` only.
+_CHOICE = ("model", "protocol", "task", "provider")
+
+
+def model_class(model: str, protocol: str, task: str | None) -> type:
+    """The learner class for a ``train`` step."""
+    if model == "logistic_regression":
+        return HELogisticRegression if protocol == "he" else SSLogisticRegression
+    if model == "linear_regression":
+        if protocol == "he":
+            raise ConfigError(
+                "linear_regression has no 'he' protocol", step="train", remedy="use protocol: ss"
+            )
+        return SSLinearRegression
+    return SecureBoostRegressor if task == "regression" else SecureBoostClassifier
+
+
+class _TrainBase(Params):
+    model: Literal["logistic_regression", "linear_regression", "secureboost"]
+    protocol: Literal["ss", "he"] = "ss"
+    task: Literal["classification", "regression"] | None = Field(
+        None, description="secureboost only; linear models imply it"
+    )
+
+    def given(self) -> dict[str, Any]:
+        """The learner's parameters the step sets (the others keep the learner's defaults)."""
+        out = {k: v for k, v in self.model_dump().items() if v is not None and k not in _CHOICE}
+        provider = getattr(self, "provider", None)
+        if provider is not None and self.protocol == "ss":
+            out["provider"] = provider
+        return out
+
+    @model_validator(mode="after")
+    def _the_models_own_rules(self) -> _TrainBase:
+        try:
+            cls = model_class(self.model, self.protocol, self.task)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        declared: dict[str, Param] = cls.params  # type: ignore[attr-defined]
+        unknown = sorted(set(self.given()) - {n for n, p in declared.items() if p.job})
+        if unknown:
+            raise ValueError(f"{self.model} ({self.protocol}) does not take {unknown}")
+        for name, value in self.given().items():
+            if not declared[name].accepts(value):
+                raise ValueError(f"{name} of {self.model} must be {declared[name].rule()}")
+        return self
+
+
+def _field(entries: list[tuple[str, Param]]) -> tuple[Any, Any]:
+    """One schema field for a parameter some learners take: the loosest of their rules."""
+    first = entries[0][1]
+    params = [p for _, p in entries]
+    if first.choices is not None:
+        values = tuple(dict.fromkeys(c for p in params for c in p.choices or ()))
+        annotation: Any = Literal[values]
+    else:
+        annotation = first.kind
+    bounds: dict[str, float] = {}
+    if all(p.low is not None for p in params):
+        low = min(params, key=lambda p: (p.low, not p.open_low))
+        bounds["gt" if low.open_low else "ge"] = float(low.low)  # type: ignore[arg-type]
+    if all(p.high is not None for p in params):
+        high = max(params, key=lambda p: (p.high, not p.open_high))
+        bounds["lt" if high.open_high else "le"] = float(high.high)  # type: ignore[arg-type]
+    return annotation | None, Field(None, description=_description(entries), **bounds)  # type: ignore[call-overload]
+
+
+def _description(entries: list[tuple[str, Param]]) -> str:
+    """What the parameter means (per model where they differ) and each model's default."""
+    texts: dict[str, list[str]] = {}
+    defaults: dict[str, list[str]] = {}
+    for label, p in entries:
+        texts.setdefault(p.description, []).append(label)
+        defaults.setdefault(repr(p.default), []).append(label)
+    meaning = next(iter(texts)) if len(texts) == 1 else "; ".join(
+        f"{text} ({', '.join(labels)})" for text, labels in texts.items())
+    said = ", ".join(f"{d} ({', '.join(labels)})" for d, labels in defaults.items())
+    return f"{meaning}. Default: {said}"
+
+
+def _derive() -> type[_TrainBase]:
+    merged: dict[str, list[tuple[str, Param]]] = {}
+    for label, cls in LEARNERS.items():
+        for name, param in cls.params.items():  # type: ignore[attr-defined]
+            if param.job and name not in ("model", "protocol", "task"):
+                merged.setdefault(name, []).append((label, param))
+    fields: dict[str, Any] = {name: _field(entries) for name, entries in merged.items()}
+    return create_model("TrainParams", __base__=_TrainBase, __module__=__name__, **fields)
+
+
+#: The ``train`` step's schema (see the module docstring).
+TrainParams = _derive()
+
+
+def build_model(params: _TrainBase) -> Any:
+    """The estimator for ``params``: only the hyper-parameters that were given.
+
+    A secret-shared model's randomness (``provider``) is left to the session
+    when not given: the job's dealer (:meth:`sharedml.session.Session.mpc_runtime`)."""
+    cls = model_class(params.model, params.protocol, params.task)
+    given = params.given()
+    if "protocol" in cls.params:  # type: ignore[attr-defined]
+        given["protocol"] = params.protocol
+    return cls(**given)
