@@ -41,7 +41,7 @@ DEFAULT_BYTES = 64 << 20
 
 #: What each step does, for the progress bars.
 STEP_LABELS = {
-    "psi": "match customer ids (ECDH-PSI)",
+    "psi": "match customer ids (KKRT PSI)",
     "split": "70/30 split, stratified",
     "scale": "standardise own columns",
     "train_lr": "logistic regression, secret-shared",
@@ -58,7 +58,7 @@ PROCESSES = (
 )
 THREADS = "Each runs as a thread of this process (--embedded), talking through in-memory queues. "
 WIRE = (
-    "[bold]What crosses the wire:[/] blinded ids (each side learns which "
+    "[bold]What crosses the wire:[/] masked ids (each side learns which "
     "customers both hold, nothing about the others); which rows are test rows; random-looking "
     "secret shares; for the trees, sums of gradients per feature bin and which side of each "
     "split a customer goes, to the bank; the final scores, to the bank only. [bold]Never:[/] a "

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sharedml.crypto.paillier import PaillierPublicKey
 from sharedml.learn.preprocessing import apply_bins, bin_edges, vertical_woe
 from sharedml.standalone import run_in_threads
 from sharedml.transport.recording import RecordingChannel, WireRecord
@@ -68,3 +69,38 @@ def test_woe_iv_on_default_credit_equals_plaintext(shared_data: Path) -> None:
     assert not any(r.tag.startswith("woe/") and r.frm == "guest" and r.value is not None
                    and isinstance(r.value, np.ndarray) and r.value.dtype != np.uint8
                    and r.tag not in ("woe/n", "woe/result") for r in log)
+
+
+def test_label_holder_cannot_match_a_bin_sum_to_its_rows() -> None:
+    """9.4-3: the label holder made every ``Enc(y_i)`` and so knows every randomiser;
+    a bin's sum that were the bare product of its rows' ciphertexts would tell it
+    which rows the bin holds (for a one-row bin, the row itself). Each sum the
+    feature holder returns is re-randomised, so it equals no product of the
+    ciphertexts the label holder sent."""
+    y = np.array([1, 0, 1, 1, 0, 0, 1, 0])
+    feature = np.array([0, 1, 1, 2, 2, 2, 3, 3])  # bin 0 holds one row
+    log: list[WireRecord] = []
+
+    def fn(s):
+        if s.party == "bank":
+            return vertical_woe(s, "bank", {}, y, key_bits=1024)
+        return vertical_woe(s, "bank", {"f": feature}, key_bits=1024)
+
+    out = run_parties(fn, ["bank", "shop"], wrap=lambda c: RecordingChannel(c, log))
+    pos, neg = out["bank"]["shop"]["f"].pos, out["bank"]["shop"]["f"].neg
+    assert pos.tolist() == [1, 1, 1, 1] and neg.tolist() == [0, 1, 2, 1]
+
+    def blocks(tag: str) -> list[int]:
+        raw = b"".join(r.as_bytes() for r in log if r.tag.endswith(tag))
+        size = len(raw) // {"woe/labels": len(y), "woe/sums": 4}[tag]
+        return [int.from_bytes(raw[i : i + size], "big") for i in range(0, len(raw), size)]
+
+    sent, sums = blocks("woe/labels"), blocks("woe/sums")
+    pk = PaillierPublicKey.from_bytes(next(r.as_bytes() for r in log if r.tag.endswith("woe/pk")))
+    n_sq = int(pk.n_sq)
+    for k, got in enumerate(sums):
+        rows = np.flatnonzero(feature == k)
+        bare = 1
+        for i in rows:
+            bare = bare * sent[i] % n_sq
+        assert got != bare, f"bin {k}'s sum is the bare product of rows {rows.tolist()}"

@@ -15,8 +15,10 @@ binned their own columns, rows aligned by PSI):
 1. L makes a Paillier key pair and sends F the public key and
    ``Enc(y_i)`` for every row.
 2. For each feature and bin ``k``, F multiplies the ciphertexts of the rows
-   in the bin: ``Enc(pos_k) = Π_{i∈k} Enc(y_i)``, and sends L these
-   sums with the bin sizes ``n_k``.
+   in the bin: ``Enc(pos_k) = Π_{i∈k} Enc(y_i)``, re-randomises each sum
+   (L drew every ``Enc(y_i)``'s randomiser, so from a bare product it could
+   tell which rows a small bin holds — for a one-row bin, the row) and sends
+   L these sums with the bin sizes ``n_k``.
 3. L decrypts ``pos_k``, sets ``neg_k = n_k − pos_k`` and computes WOE and
    IV; with ``reveal="both"`` it sends F the WOE and IV of F's features.
 
@@ -155,7 +157,8 @@ def vertical_woe(
         order = np.argsort(b, kind="stable")
         bounds = np.searchsorted(b[order], np.arange(nb + 1))
         for k in range(nb):
-            sums.append(pk.sum(cts[i] for i in order[bounds[k] : bounds[k + 1]]))
+            # re-randomised: L made every Enc(y_i), so a bare product would tell it the rows
+            sums.append(pk.rerandomize(pk.sum(cts[i] for i in order[bounds[k] : bounds[k + 1]])))
             counts.append(bounds[k + 1] - bounds[k])
     ch.send(label_holder, "woe/meta", json.dumps({"features": feats, "bins": nbins}).encode())
     ch.send(label_holder, "woe/sizes", np.array(counts, dtype=np.int64))
