@@ -40,6 +40,7 @@ from sharedml.tee.attestation.sim import Manifest, sign_manifest
 from sharedml.tee.enclave.client import EnclaveClient
 from sharedml.tee.enclave.runtime import verify_receipt
 from sharedml.tee.envelope import KeyBundle
+from sharedml.tee.ratls import attest_enclave, fetch_certificate
 
 ENCLAVE_PRODUCT_ID = 1
 
@@ -102,6 +103,7 @@ class EnclaveHandle:
     manifest: Manifest
     process: subprocess.Popen[str]
     quoting: subprocess.Popen[str]
+    certificate: bytes = b""  # the TLS certificate the enclave presented (pinned; attestation binds it)
     bundle: KeyBundle | None = None
     claims: Claims | None = None
     work: list[str] = field(default_factory=list)
@@ -169,7 +171,7 @@ class EnclaveManager:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sharedml.tee.enclave", "--job", job, "--workdir", str(home / "work"),
              "--qe", str(sock), "--kem", kem,
-             *(["--tls-dir", str(self.tls_dir), "--tls-name", "enclave"] if self.tls_dir else [])],
+             *(["--client-ca", str(self.tls_dir / "ca.pem")] if self.tls_dir else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         try:
@@ -177,24 +179,31 @@ class EnclaveManager:
         except SharedMLError:
             qe.kill()
             raise
-        handle = EnclaveHandle(eid, job, f"127.0.0.1:{port}", home, manifest, proc, qe)
+        address = f"127.0.0.1:{port}"
+        handle = EnclaveHandle(eid, job, address, home, manifest, proc, qe)
+        try:
+            handle.certificate = fetch_certificate(address, tls_dir=self.tls_dir,
+                                                   tls_name="platform" if self.tls_dir else None)
+        except SharedMLError:
+            self.destroy(handle)
+            raise
         self.audit.append("enclave.create", enclave=eid, job=job, svn=manifest.svn, pid=proc.pid)
         return handle
 
     def client(self, handle: EnclaveHandle, party: str = "platform") -> EnclaveClient:
-        """A connection to ``handle`` as ``party`` (its certificate, under mutual TLS)."""
-        if self.tls_dir is None:
-            return EnclaveClient(handle.address)
-        return EnclaveClient(handle.address, tls_dir=self.tls_dir, tls_name=party)
+        """A connection to ``handle`` as ``party``, pinned to the enclave's own certificate.
+
+        The pin is only as good as the attestation that binds it: callers run
+        :func:`~sharedml.tee.ratls.attest_enclave` before trusting the channel.
+        """
+        return EnclaveClient(handle.address, server_certificate=handle.certificate,
+                             tls_dir=self.tls_dir, tls_name=party if self.tls_dir else None)
 
     def verify(self, handle: EnclaveHandle, policy: Policy) -> Claims:
         """The platform's own attestation of an enclave it started (canary check)."""
         client = self.client(handle)
         try:
-            nonce = self.verifier.challenge()
-            evidence, bundle = client.attest(nonce)
-            handle.claims = self.verifier.verify(evidence, policy, nonce=nonce, public_key=bundle)
-            handle.bundle = KeyBundle.from_bytes(bundle)
+            handle.claims, handle.bundle = attest_enclave(client, self.verifier, policy)
             return handle.claims
         finally:
             client.close()

@@ -4,8 +4,10 @@ Runs in the provider's process, with its raw data and its keys:
 
 1. :meth:`Provider.attest` sends a fresh nonce, gets evidence and the
    enclave's key bundle, and verifies them against the provider's own
-   :class:`~sharedml.tee.attestation.Policy` (one verification path). Only a
-   bundle verified *in this session* is remembered.
+   :class:`~sharedml.tee.attestation.Policy` (one verification path),
+   including that the evidence binds the TLS key its channel is pinned to
+   (:mod:`sharedml.tee.ratls`). Only a bundle verified *in this session* is
+   remembered.
 2. :meth:`Provider.upload` refuses unless (1) succeeded and the owner-signed
    :class:`~sharedml.tee.authz.DataPolicy` admits the verified claims (key
    release); then it draws a data key, HPKE-seals it to the enclave's bundle
@@ -45,6 +47,7 @@ from sharedml.tee.envelope import (
     upload_info,
 )
 from sharedml.tee.model import ReleasedModel
+from sharedml.tee.ratls import attest_enclave
 
 
 def table_bytes(data: pd.DataFrame | str | Path | bytes) -> bytes:
@@ -108,10 +111,8 @@ class Provider:
         return self._release_keys.bundle.to_bytes().hex()
 
     def attest(self, policy: Policy, now: dt.datetime | None = None) -> Claims:
-        nonce = self.verifier.challenge(now)
-        evidence, bundle = self.client.attest(nonce)
-        claims = self.verifier.verify(evidence, policy, nonce=nonce, public_key=bundle, now=now)
-        self._bundle, self.claims = KeyBundle.from_bytes(bundle), claims
+        claims, self._bundle = attest_enclave(self.client, self.verifier, policy, now)
+        self.claims = claims
         return claims
 
     def grant(

@@ -1,7 +1,9 @@
 """Calling an enclave over gRPC (used by the provider SDK and the manager).
 
 Runs outside the enclave: it sees only what the enclave returns (evidence,
-ciphertext, metrics, receipts).
+ciphertext, metrics, receipts). Over the network the channel trusts exactly
+one certificate, the enclave's own (``server_certificate``; see
+:mod:`sharedml.tee.ratls` for why that is safe once the evidence is verified).
 """
 
 from __future__ import annotations
@@ -15,13 +17,19 @@ import grpc
 
 from sharedml.tee.attestation.base import Evidence
 from sharedml.tee.enclave import wire
+from sharedml.tee.enclave.ratls import HOSTNAME, spki_sha256
 
 
-def channel_credentials(tls_dir: str | Path, name: str) -> grpc.ChannelCredentials:
+def channel_credentials(
+    server_certificate: bytes, tls_dir: str | Path | None, name: str | None
+) -> grpc.ChannelCredentials:
+    """Trust only ``server_certificate``; present the deployment identity ``name`` if given."""
+    if tls_dir is None or name is None:
+        return grpc.ssl_channel_credentials(server_certificate)
     from sharedml.crypto.pki import load_identity
 
     ident = load_identity(tls_dir, name)
-    return grpc.ssl_channel_credentials(ident.ca_pem, ident.key_pem, ident.cert_pem)
+    return grpc.ssl_channel_credentials(server_certificate, ident.key_pem, ident.cert_pem)
 
 
 class EnclaveClient:
@@ -31,18 +39,32 @@ class EnclaveClient:
         self,
         address: str,
         *,
+        server_certificate: bytes | None = None,
         tls_dir: str | Path | None = None,
         tls_name: str | None = None,
-        server_name: str = "enclave",
         timeout: float = 600.0,
     ) -> None:
         self.address = address
         self.timeout = timeout
-        if tls_dir is not None and tls_name is not None:
-            options = [*wire.OPTIONS, ("grpc.ssl_target_name_override", server_name)]
-            self._channel = grpc.secure_channel(address, channel_credentials(tls_dir, tls_name), options=options)
+        #: What attestation must bind: the pinned key's SPKI hash (empty without TLS, in process).
+        self.tls_spki_sha256 = b""
+        if server_certificate is not None:
+            self.tls_spki_sha256 = spki_sha256(server_certificate)
+            options = [*wire.OPTIONS, ("grpc.ssl_target_name_override", HOSTNAME)]
+            creds = channel_credentials(server_certificate, tls_dir, tls_name)
+            self._channel = grpc.secure_channel(address, creds, options=options)
         else:
             self._channel = grpc.insecure_channel(address, options=wire.OPTIONS)
+
+    @classmethod
+    def connect(
+        cls, address: str, *, tls_dir: str | Path | None = None, tls_name: str | None = None, timeout: float = 600.0
+    ) -> EnclaveClient:
+        """Pin the certificate the enclave at ``address`` presents now (verify it with ``attest_enclave``)."""
+        from sharedml.tee.ratls import fetch_certificate
+
+        cert = fetch_certificate(address, tls_dir=tls_dir, tls_name=tls_name)
+        return cls(address, server_certificate=cert, tls_dir=tls_dir, tls_name=tls_name, timeout=timeout)
 
     def _unary(self, method: str, header: dict[str, Any], body: bytes = b"") -> tuple[dict[str, Any], bytes]:
         call = self._channel.unary_unary(f"/{wire.SERVICE}/{method}")

@@ -4,8 +4,9 @@ The lifecycle (§6.3, 9.4-7), enforced as a state machine — a call out of orde
 is refused with :class:`~sharedml.errors.ProtocolAbort`:
 
 1. *create*: the key pair (HPKE KEM + Ed25519) is generated in this process.
-2. *attest*: evidence from the quoting side binds the measurement, the public
-   key bundle and the verifier's nonce.
+2. *attest*: evidence from the quoting side binds the measurement, the
+   verifier's nonce, the public key bundle and the TLS key the enclave serves
+   with (:func:`~sharedml.tee.ratls.key_binding`).
 3. *upload*: each provider sends an HPKE-sealed data key, its owner-signed
    policy and AEAD chunks, decrypted straight into one buffer in this
    process's memory (plaintext never touches the disk).
@@ -53,6 +54,7 @@ from sharedml.tee.envelope import (
     release_info,
     upload_info,
 )
+from sharedml.tee.ratls import key_binding
 
 MAX_UPLOAD_BYTES = 2 << 30
 
@@ -85,8 +87,10 @@ class Enclave:
         kem: str = X25519,
         owners: dict[str, bytes] | None = None,
         sealer: SealedStore | None = None,
+        tls_spki_sha256: bytes = b"",
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
+        self._tls_spki_sha256 = tls_spki_sha256
         self.job = job
         self._attester = attester
         self._keys = EnclaveKeys(kem)
@@ -113,7 +117,7 @@ class Enclave:
     # -- 2. attest
     def attest(self, nonce: bytes) -> Evidence:
         self._require("created", "attested", "uploading", "trained", step="attest")
-        evidence = self._attester.attest(nonce, self.bundle.to_bytes())
+        evidence = self._attester.attest(nonce, key_binding(self._tls_spki_sha256, self.bundle.to_bytes()))
         if self.state == "created":
             self.state = "attested"
         self._log("attest")

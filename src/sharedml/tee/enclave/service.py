@@ -1,15 +1,17 @@
 """The enclave's gRPC service and process entry point.
 
-``python -m sharedml.tee.enclave --job J --workdir DIR --qe SOCKET [--tls-dir
-PKI --tls-name enclave]`` makes the key pair (inside this process), binds a
-port, prints ``listening <port>`` and serves :data:`wire.SERVICE` methods
-(generic handlers, typed messages from :mod:`wire`):
+``python -m sharedml.tee.enclave --job J --workdir DIR --qe SOCKET
+[--client-ca CA.pem]`` makes the data key pair and the TLS key pair (inside
+this process), binds a port, prints ``listening <port>`` and serves
+:data:`wire.SERVICE` methods over TLS with its own certificate (RA-TLS:
+:mod:`.ratls`; callers pin it and verify the binding) — generic handlers,
+typed messages from :mod:`wire`:
 
 ``Attest`` · ``Upload`` (client stream) · ``Train`` · ``Status`` · ``Result``
 · ``Destroy`` (then the process exits).
 
-With ``--tls-dir`` the server requires mutual TLS with certificates from the
-deployment CA; the attested key bundle remains the trust path for data.
+With ``--client-ca`` callers must present a certificate from the deployment CA
+(mutual TLS), and only ``--operator`` names may call ``Destroy``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import grpc
 
 from sharedml.errors import PolicyDenied, ProtocolAbort, SharedMLError
 from sharedml.tee.enclave import wire
+from sharedml.tee.enclave.ratls import TlsIdentity
 from sharedml.tee.enclave.runtime import Enclave
 
 log = logging.getLogger("sharedml.tee.enclave")
@@ -143,15 +146,6 @@ class EnclaveService:
         return grpc.method_handlers_generic_handler(wire.SERVICE, methods)
 
 
-def server_credentials(tls_dir: str | Path, name: str) -> grpc.ServerCredentials:
-    from sharedml.crypto.pki import load_identity
-
-    ident = load_identity(tls_dir, name)
-    return grpc.ssl_server_credentials(
-        [(ident.key_pem, ident.cert_pem)], root_certificates=ident.ca_pem, require_client_auth=True
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="sharedml-enclave")
     ap.add_argument("--job", required=True)
@@ -160,8 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kem", default="X25519")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--tls-dir")
-    ap.add_argument("--tls-name", default="enclave")
+    ap.add_argument("--client-ca", help="deployment CA certificate: require client certificates from it")
+    ap.add_argument("--operator", action="append", default=None, help="party allowed to Destroy")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -170,16 +164,15 @@ def main(argv: list[str] | None = None) -> None:
 
     attester = SimAttester(args.qe)
     sealer = SealedStore(attester.seal_key, attester.svn())
-    enclave = Enclave(attester, args.workdir, job=args.job, kem=args.kem, sealer=sealer)
+    tls = TlsIdentity()
+    enclave = Enclave(attester, args.workdir, job=args.job, kem=args.kem, sealer=sealer,
+                      tls_spki_sha256=tls.spki_sha256)
     done = threading.Event()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=wire.OPTIONS)
-    operators = frozenset({"platform"}) if args.tls_dir else None
+    client_ca = Path(args.client_ca).read_bytes() if args.client_ca else None
+    operators = frozenset(args.operator or ["platform"]) if client_ca else None
     server.add_generic_rpc_handlers((EnclaveService(enclave, done.set, operators=operators).handler(),))
-    target = f"{args.host}:{args.port}"
-    if args.tls_dir:
-        port = server.add_secure_port(target, server_credentials(args.tls_dir, args.tls_name))
-    else:
-        port = server.add_insecure_port(target)
+    port = server.add_secure_port(f"{args.host}:{args.port}", tls.server_credentials(client_ca))
     server.start()
     print(f"listening {port}", flush=True)
     done.wait()
