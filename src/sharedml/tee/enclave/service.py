@@ -1,7 +1,7 @@
 """The enclave's gRPC service and process entry point.
 
-``python -m sharedml.tee.enclave --job J --workdir DIR --qe SOCKET
-[--client-ca CA.pem]`` makes the data key pair and the TLS key pair (inside
+``python -m sharedml.tee.enclave --job J --workdir DIR [--attester sim --qe
+SOCKET | --attester gramine|tsm|nitro ...] [--client-ca CA.pem]`` makes the data key pair and the TLS key pair (inside
 this process), binds a port, prints ``listening <port>`` and serves
 :data:`wire.SERVICE` methods over TLS with its own certificate (RA-TLS:
 :mod:`.ratls`; callers pin it and verify the binding) — generic handlers,
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -29,6 +30,7 @@ import grpc
 
 from sharedml.errors import PolicyDenied, ProtocolAbort, SharedMLError
 from sharedml.tee.enclave import wire
+from sharedml.tee.enclave.attesters import KINDS, AttesterConfig, make_attester
 from sharedml.tee.enclave.ratls import TlsIdentity
 from sharedml.tee.enclave.runtime import Enclave
 
@@ -148,22 +150,26 @@ class EnclaveService:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="sharedml-enclave")
-    ap.add_argument("--job", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--qe", required=True, help="the simulated quoting process's socket")
+    env = os.environ.get  # Gramine passes the host's per-run values through the environment
+    ap.add_argument("--job", default=env("SHAREDML_ENCLAVE_JOB"))
+    ap.add_argument("--workdir", default=env("SHAREDML_ENCLAVE_WORKDIR"))
+    ap.add_argument("--attester", default="sim", choices=KINDS)
+    ap.add_argument("--qe", help="sim: the simulated quoting process's socket")
+    ap.add_argument("--collateral", help="DCAP collateral JSON or SNP VCEK fetched ahead of time")
+    ap.add_argument("--pccs", help="PCCS URL for DCAP collateral")
+    ap.add_argument("--svn", type=int, default=0, help="gramine: the manifest's sgx.isvsvn")
     ap.add_argument("--kem", default="X25519")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--client-ca", help="deployment CA certificate: require client certificates from it")
+    ap.add_argument("--host", default=env("SHAREDML_ENCLAVE_HOST", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(env("SHAREDML_ENCLAVE_PORT", "0")))
+    ap.add_argument("--client-ca", default=env("SHAREDML_ENCLAVE_CLIENT_CA"),
+                    help="deployment CA certificate: require client certificates from it")
     ap.add_argument("--operator", action="append", default=None, help="party allowed to Destroy")
     args = ap.parse_args(argv)
+    if not args.job or not args.workdir:
+        ap.error("--job and --workdir (or SHAREDML_ENCLAVE_JOB / _WORKDIR) are required")
     logging.basicConfig(level=logging.WARNING)
 
-    from sharedml.tee.attestation.simqe import SimAttester
-    from sharedml.tee.enclave.sealing import SealedStore
-
-    attester = SimAttester(args.qe)
-    sealer = SealedStore(attester.seal_key, attester.svn())
+    attester, sealer = make_attester(AttesterConfig(args.attester, args.qe, args.collateral, args.pccs, args.svn))
     tls = TlsIdentity()
     enclave = Enclave(attester, args.workdir, job=args.job, kem=args.kem, sealer=sealer,
                       tls_spki_sha256=tls.spki_sha256)
