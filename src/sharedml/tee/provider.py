@@ -82,6 +82,20 @@ def chunked(data: bytes, sealer: ChunkSealer, size: int) -> Iterator[tuple[int, 
         yield seq, i == n - 1, sealer.seal(view[i * size : (i + 1) * size], i == n - 1)
 
 
+def batch_chunks(frame: pd.DataFrame, sealer: ChunkSealer, rows: int) -> Iterator[tuple[int, bool, bytes]]:
+    """``(seq, last, ciphertext)``: each ``rows``-row slice as one Arrow IPC record batch, sealed."""
+    import pyarrow as pa
+
+    n = max(1, -(-len(frame) // rows))
+    for i in range(n):
+        batch = pa.RecordBatch.from_pandas(frame.iloc[i * rows : (i + 1) * rows], preserve_index=False)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        seq = sealer.seq
+        yield seq, i == n - 1, sealer.seal(sink.getvalue().to_pybytes(), i == n - 1)
+
+
 class Provider:
     """One data owner talking to one enclave."""
 
@@ -120,7 +134,7 @@ class Provider:
         job: str,
         columns: Sequence[str],
         *,
-        algorithms: Sequence[str] = ("logistic_regression", "xgboost"),
+        algorithms: Sequence[str] = ("logistic_regression", "xgboost", "logistic_regression_sgd"),
         model_to: dict[str, str] | None = None,
         metrics: bool = True,
         measurements: Sequence[str] = (),
@@ -136,6 +150,30 @@ class Provider:
         ).sign(self.owner_key)
 
     def upload(self, data: pd.DataFrame | str | Path | bytes, policy: SignedPolicy) -> dict[str, Any]:
+        """Upload a whole table (held in enclave memory; see :meth:`upload_batches` for large ones)."""
+        sealed, upload_id, sealer = self._open_upload(policy)
+        payload = table_bytes(data)
+        chunks = chunked(payload, sealer, self.chunk_bytes)
+        return self.client.upload(upload_id, sealed, policy.to_bytes(), len(payload), chunks)
+
+    def upload_batches(
+        self, data: pd.DataFrame | str | Path, policy: SignedPolicy, *, batch_rows: int = 50_000, id_column: str = "id"
+    ) -> dict[str, Any]:
+        """Upload sorted by id in record batches the enclave spools and re-reads per epoch (6.3 steps 3-6).
+
+        For tables larger than the enclave's memory budget; train them with a
+        streaming learner (``logistic_regression_sgd``).
+        """
+        frame = data if isinstance(data, pd.DataFrame) else pd.read_csv(data)
+        if id_column not in frame.columns:
+            raise DataError(f"no id column {id_column!r}", party=self.name, step="upload")
+        ordered = frame.sort_values(id_column, kind="stable")
+        sealed, upload_id, sealer = self._open_upload(policy)
+        chunks = batch_chunks(ordered, sealer, batch_rows)
+        return self.client.upload(upload_id, sealed, policy.to_bytes(), 0, chunks, batched=True)
+
+    def _open_upload(self, policy: SignedPolicy) -> tuple[bytes, str, ChunkSealer]:
+        """Key release: refuse unless attested in this session and the grant admits the claims."""
         if self._bundle is None or self.claims is None:
             raise PolicyDenied(
                 "refusing to send data to an enclave not verified in this session",
@@ -147,14 +185,10 @@ class Provider:
                 "the enclave's measurement/signer is not allowed by the data policy",
                 party=self.name, step="upload",
             )
-        payload = table_bytes(data)
-        key = data_key()
-        upload_id = secrets.token_hex(8)
+        key, upload_id = data_key(), secrets.token_hex(8)
         sealed = self._bundle.seal(key, upload_info(grant.job, upload_id, policy.digest))
-        sealer = ChunkSealer(key, upload_id.encode())
-        chunks = chunked(payload, sealer, self.chunk_bytes)
         self._job = grant.job
-        return self.client.upload(upload_id, sealed, policy.to_bytes(), len(payload), chunks)
+        return sealed, upload_id, ChunkSealer(key, upload_id.encode())
 
     def result(self, job: str | None = None) -> ReleasedModel:
         """The model the enclave released to this party (``job``: default, the last upload's)."""

@@ -85,13 +85,19 @@ class EnclaveClient:
         policy: bytes,
         size: int,
         chunks: Iterable[tuple[int, bool, bytes]],
+        *,
+        batched: bool = False,
     ) -> dict[str, Any]:
-        """Stream one upload: header (sealed data key, signed policy, size), then chunks."""
+        """Stream one upload: header (sealed data key, signed policy, size), then chunks.
+
+        ``batched``: each chunk is one record batch the enclave spools (``size`` unused).
+        """
 
         def messages() -> Iterator[bytes]:
             yield wire.encode({
                 "upload_id": upload_id,
                 "size": size,
+                "batched": batched,
                 "sealed_key": base64.b64encode(sealed_key).decode(),
                 "policy": base64.b64encode(policy).decode(),
             })

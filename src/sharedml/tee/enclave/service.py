@@ -99,6 +99,7 @@ class EnclaveService:
                     base64.b64decode(header["sealed_key"]),
                     base64.b64decode(header["policy"]),
                     int(header["size"]),
+                    batched=bool(header.get("batched", False)),
                 )
                 begun = upload_id
             for message in requests:
