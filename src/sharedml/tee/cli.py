@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
                       no_args_is_help=True)
     app.add_typer(tee, name="tee")
     register_images(tee)
+    from sharedml.tee.cluster_cli import register_cluster
+
+    register_cluster(tee)
 
     @tee.command("verify")
     def verify(

@@ -146,7 +146,7 @@ def attestation_self_test(
 
     from sharedml.tee.attestation.base import Policy, Verifier
 
-    by_name = {b.name: b for b in backends} if backends is not None else _backends()
+    by_name = {b.name: b for b in (backends if backends is not None else hardware_backends())}
     verifier = Verifier(by_name.values())
     nonce, key = verifier.challenge(), secrets.token_bytes(32)
     evidence = attester.attest(nonce, key)
@@ -157,9 +157,10 @@ def attestation_self_test(
     return {**verified.summary(), "binding": "ok", "fresh": "ok"}
 
 
-def _backends() -> dict[str, Backend]:
+def hardware_backends() -> list[Backend]:
+    """Verifier backends for real hardware, each with its vendor's packaged, fingerprint-checked root."""
     from sharedml.tee.attestation.dcap import DcapBackend
     from sharedml.tee.attestation.nitro import NitroBackend
     from sharedml.tee.attestation.snp import SnpBackend
 
-    return {b.name: b for b in (NitroBackend(), DcapBackend(), SnpBackend())}
+    return [NitroBackend(), DcapBackend(), SnpBackend()]

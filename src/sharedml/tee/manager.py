@@ -94,10 +94,18 @@ class AuditLog:
         return len(lines)
 
 
+@dataclass(frozen=True)
+class ClusterDirs:
+    """Where a cluster's members keep sealed state, and the anchors they verify each other with."""
+
+    state: Path
+    trust: Path
+
+
 @dataclass
 class EnclaveHandle:
     id: str
-    job: str
+    job: str | None
     address: str
     home: Path
     manifest: Manifest
@@ -154,8 +162,15 @@ class EnclaveManager:
         #: Deployment PKI (``sharedml.crypto.pki``): with it the enclave serves mutual TLS
         #: as ``enclave`` and this manager calls it as ``platform``.
         self.tls_dir = Path(tls_dir) if tls_dir is not None else None
+        self._started: list[EnclaveHandle] = []
 
-    def create(self, job: str, manifest: Manifest, *, kem: str = "X25519") -> EnclaveHandle:
+    def create(
+        self, job: str | None, manifest: Manifest, *, kem: str = "X25519", cluster: ClusterDirs | None = None
+    ) -> EnclaveHandle:
+        """Start an enclave for ``job``, or (``job=None``) a service enclave that opens jobs on request.
+
+        ``cluster``: the shared sealed-state folder and the trust anchors members verify each other with.
+        """
         eid = uuid.uuid4().hex[:10]
         home = self.home / eid
         home.mkdir(mode=0o700)
@@ -169,9 +184,10 @@ class EnclaveManager:
         )
         _await_line(qe, "ready", self.start_timeout, "quoting process")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sharedml.tee.enclave", "--job", job, "--workdir", str(home / "work"),
-             "--qe", str(sock), "--kem", kem,
-             *(["--client-ca", str(self.tls_dir / "ca.pem")] if self.tls_dir else [])],
+            [sys.executable, "-m", "sharedml.tee.enclave", *(["--job", job] if job else []),
+             "--workdir", str(home / "work"), "--qe", str(sock), "--kem", kem,
+             *(["--client-ca", str(self.tls_dir / "ca.pem")] if self.tls_dir else []),
+             *(["--state-dir", str(cluster.state), "--trust", str(cluster.trust)] if cluster else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         try:
@@ -188,7 +204,20 @@ class EnclaveManager:
             self.destroy(handle)
             raise
         self.audit.append("enclave.create", enclave=eid, job=job, svn=manifest.svn, pid=proc.pid)
+        self._started.append(handle)
         return handle
+
+    def stop_all(self) -> int:
+        """Destroy every enclave this manager started that still runs (shutdown, or a failed caller)."""
+        running = [h for h in self._started if h.process.poll() is None or h.quoting.poll() is None]
+        for handle in running:
+            try:
+                self.destroy(handle)
+            except SharedMLError:
+                handle.process.kill()
+                handle.quoting.kill()
+        self._started = []
+        return len(running)
 
     def client(self, handle: EnclaveHandle, party: str = "platform") -> EnclaveClient:
         """A connection to ``handle`` as ``party``, pinned to the enclave's own certificate.
@@ -226,11 +255,15 @@ class EnclaveManager:
         if handle.process.poll() is None:
             client = self.client(handle)
             try:
-                receipt = client.destroy()
+                if handle.job is None:  # a service enclave: its jobs were destroyed one by one
+                    body = client.call("Shutdown", {})
+                    self.audit.append("enclave.shutdown", enclave=handle.id, jobs_destroyed=body["destroyed"])
+                else:
+                    receipt = client.destroy()
+                    body = verify_receipt(receipt, handle.bundle) if handle.bundle else json.loads(receipt["receipt"])
+                    self.audit.append("enclave.destroy", enclave=handle.id, receipt=receipt)
             finally:
                 client.close()
-            body = verify_receipt(receipt, handle.bundle) if handle.bundle else json.loads(receipt["receipt"])
-            self.audit.append("enclave.destroy", enclave=handle.id, receipt=receipt)
         for proc in (handle.process, handle.quoting):
             if proc.poll() is None and proc is handle.quoting:
                 proc.terminate()

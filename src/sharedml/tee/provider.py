@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from sharedml.errors import DataError, PolicyDenied
+from sharedml.errors import DataError, PolicyDenied, ProtocolAbort
 from sharedml.tee.attestation.base import Claims, Policy, Verifier
 from sharedml.tee.authz import DataPolicy, SignedPolicy
 from sharedml.tee.enclave.client import EnclaveClient
@@ -125,7 +125,11 @@ class Provider:
         return self._release_keys.bundle.to_bytes().hex()
 
     def attest(self, policy: Policy, now: dt.datetime | None = None) -> Claims:
-        claims, self._bundle = attest_enclave(self.client, self.verifier, policy, now)
+        claims, bundle = attest_enclave(self.client, self.verifier, policy, now)
+        if bundle is None:
+            raise ProtocolAbort("the enclave attested no job's key", party=self.name, step="attest",
+                                remedy="address the job (EnclaveClient.for_job) before attesting")
+        self._bundle = bundle
         self.claims = claims
         return claims
 

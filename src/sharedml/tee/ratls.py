@@ -59,13 +59,17 @@ class AttestableClient(Protocol):
 
 def attest_enclave(
     client: AttestableClient, verifier: Verifier, policy: Policy, now: dt.datetime | None = None
-) -> tuple[Claims, KeyBundle]:
-    """Steps 3: challenge, verify evidence + policy + binding to the pinned TLS key; return claims and bundle."""
+) -> tuple[Claims, KeyBundle | None]:
+    """Step 3: challenge, verify evidence + policy + binding to the pinned TLS key.
+
+    Returns the claims and the job's data key bundle (``None`` when a service
+    enclave attested itself, outside any job).
+    """
     nonce = verifier.challenge(now)
     evidence, bundle = client.attest(nonce)
     binding = key_binding(client.tls_spki_sha256, bundle)
     claims = verifier.verify(evidence, policy, nonce=nonce, public_key=binding, now=now)
-    return claims, KeyBundle.from_bytes(bundle)
+    return claims, KeyBundle.from_bytes(bundle) if bundle else None
 
 
 def fetch_certificate(

@@ -9,6 +9,7 @@ one certificate, the enclave's own (``server_certificate``; see
 from __future__ import annotations
 
 import base64
+import copy
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class EnclaveClient:
         self.timeout = timeout
         #: What attestation must bind: the pinned key's SPKI hash (empty without TLS, in process).
         self.tls_spki_sha256 = b""
+        self.job: str | None = None
         if server_certificate is not None:
             self.tls_spki_sha256 = spki_sha256(server_certificate)
             options = [*wire.OPTIONS, ("grpc.ssl_target_name_override", HOSTNAME)]
@@ -66,10 +68,20 @@ class EnclaveClient:
         cert = fetch_certificate(address, tls_dir=tls_dir, tls_name=tls_name)
         return cls(address, server_certificate=cert, tls_dir=tls_dir, tls_name=tls_name, timeout=timeout)
 
-    def _unary(self, method: str, header: dict[str, Any], body: bytes = b"") -> tuple[dict[str, Any], bytes]:
+    def for_job(self, job: str) -> EnclaveClient:
+        """The same connection, addressing ``job`` in a service enclave."""
+        other = copy.copy(self)
+        other.job = job
+        return other
+
+    def _unary(
+        self, method: str, header: dict[str, Any], body: bytes = b"", timeout: float | None = None
+    ) -> tuple[dict[str, Any], bytes]:
         call = self._channel.unary_unary(f"/{wire.SERVICE}/{method}")
+        if self.job is not None:
+            header = {"job": self.job, **header}
         try:
-            reply = call(wire.encode(header, body), timeout=self.timeout)
+            reply = call(wire.encode(header, body), timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
             raise wire.translate(exc, method.lower()) from None
         return wire.decode(reply)
@@ -95,6 +107,7 @@ class EnclaveClient:
 
         def messages() -> Iterator[bytes]:
             yield wire.encode({
+                **({"job": self.job} if self.job is not None else {}),
                 "upload_id": upload_id,
                 "size": size,
                 "batched": batched,
@@ -116,12 +129,7 @@ class EnclaveClient:
         return dict(header["metrics"])
 
     def status(self, timeout: float | None = None) -> dict[str, Any]:
-        call = self._channel.unary_unary(f"/{wire.SERVICE}/Status")
-        try:
-            reply = call(wire.encode({}), timeout=timeout or self.timeout)
-        except grpc.RpcError as exc:
-            raise wire.translate(exc, "status") from None
-        return wire.decode(reply)[0]
+        return self._unary("Status", {}, timeout=timeout)[0]
 
     def result(self, recipient: str) -> bytes:
         return self._unary("Result", {"recipient": recipient})[1]
@@ -129,6 +137,15 @@ class EnclaveClient:
     def destroy(self) -> dict[str, Any]:
         header, _ = self._unary("Destroy", {})
         return dict(header["receipt"])
+
+    def open(self, job: str) -> EnclaveClient:
+        """Open ``job`` in a service enclave (operator); return a client addressing it."""
+        self._unary("Open", {"job": job})
+        return self.for_job(job)
+
+    def call(self, method: str, header: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """A process-level method (``Retire``, ``Shutdown``, the cluster's) with a JSON answer."""
+        return self._unary(method, header, timeout=timeout)[0]
 
     def close(self) -> None:
         self._channel.close()
