@@ -86,14 +86,15 @@ def batch_chunks(frame: pd.DataFrame, sealer: ChunkSealer, rows: int) -> Iterato
     """``(seq, last, ciphertext)``: each ``rows``-row slice as one Arrow IPC record batch, sealed."""
     import pyarrow as pa
 
-    n = max(1, -(-len(frame) // rows))
-    for i in range(n):
-        batch = pa.RecordBatch.from_pandas(frame.iloc[i * rows : (i + 1) * rows], preserve_index=False)
+    batches = pa.Table.from_pandas(frame, preserve_index=False).to_batches(max_chunksize=rows) or [
+        pa.RecordBatch.from_pandas(frame, preserve_index=False)]
+    for i, batch in enumerate(batches):
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_batch(batch)
+        last = i == len(batches) - 1
         seq = sealer.seq
-        yield seq, i == n - 1, sealer.seal(sink.getvalue().to_pybytes(), i == n - 1)
+        yield seq, last, sealer.seal(sink.getvalue().to_pybytes(), last)
 
 
 class Provider:

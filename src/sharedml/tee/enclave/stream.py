@@ -21,6 +21,7 @@ Reveals: to the host, the number and sizes of chunks (≈ rows per provider).
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +53,8 @@ class Block:
         return int(self.ids.nbytes + self.x.nbytes)
 
 
-def decode_batch(plain: bytes | memoryview, id_column: str, owner: str) -> Block:
-    """An Arrow IPC stream (one record batch) as a :class:`Block`; ids must increase strictly."""
+def _read_batch(plain: bytes | memoryview, id_column: str, owner: str) -> tuple[pa.Table, np.ndarray]:
+    """The Arrow table (zero-copy over ``plain``) and its ids, which must increase strictly."""
     try:
         table = pa.ipc.open_stream(pa.py_buffer(plain)).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
@@ -66,6 +67,15 @@ def decode_batch(plain: bytes | memoryview, id_column: str, owner: str) -> Block
     if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
         raise DataError("ids in a batch are not strictly increasing (sorted, no duplicates)",
                         party=owner, step="upload", remedy="the SDK sorts by id; do not reorder batches")
+    for name, kind in zip(table.column_names, table.schema.types, strict=True):
+        if name != id_column and not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+            raise DataError(f"column {name!r} is {kind}, not numeric", party=owner, step="upload")
+    return table, ids
+
+
+def decode_batch(plain: bytes | memoryview, id_column: str, owner: str) -> Block:
+    """An Arrow IPC stream (one record batch) as a :class:`Block`."""
+    table, ids = _read_batch(plain, id_column, owner)
     columns = [c for c in table.column_names if c != id_column]
     try:
         x = np.empty((len(ids), len(columns)))
@@ -95,23 +105,25 @@ class Spool:
         """Step 2: open once to check, keep only the ciphertext."""
         owner = self.policy.owner
         plain = bytearray(max(0, len(ciphertext) - 16))
-        with budget.hold(2 * len(plain), "a batch", owner):
+        with budget.hold(len(plain), "a batch", owner):
             n = self.opener.open_into(seq, last, ciphertext, memoryview(plain))
-            block = decode_batch(memoryview(plain)[:n], id_column, owner)
+            table, ids = _read_batch(memoryview(plain)[:n], id_column, owner)
+            columns = [c for c in table.column_names if c != id_column]
+            del table
             if not self.columns:
-                extra = [c for c in block.columns if c not in self.policy.columns]
+                extra = [c for c in columns if c not in self.policy.columns]
                 if extra:
                     raise PolicyDenied(f"columns {extra[:5]} are not allowed by the owner's policy",
                                        party=owner, step="upload")
-                self.columns = block.columns
-            elif block.columns != self.columns:
+                self.columns = columns
+            elif columns != self.columns:
                 raise DataError("a batch has other columns than the first", party=owner, step="upload")
-            if len(block.ids) and self.last_id is not None and block.ids[0] <= self.last_id:
+            if len(ids) and self.last_id is not None and ids[0] <= self.last_id:
                 raise DataError("batches are not in increasing id order", party=owner, step="upload")
-            if len(block.ids):
-                self.last_id = int(block.ids[-1])
-            self.rows += len(block.ids)
-            plain[:] = bytes(len(plain))
+            if len(ids):
+                self.last_id = int(ids[-1])
+            self.rows += len(ids)
+            ctypes.memset((ctypes.c_char * len(plain)).from_buffer(plain), 0, len(plain))
         with self.path.open("ab") as fh:
             offset = fh.tell()
             fh.write(ciphertext)
