@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from _common import report
 from sharedml.tee.attestation import Policy, Verifier
 from sharedml.tee.attestation.sim import SimBackend, SimVendor, sign_manifest
 from sharedml.tee.attestation.simqe import LocalSimAttester, SimQuoter
+from sharedml.tee.authz import SignedPolicy
 from sharedml.tee.enclave import wire
 from sharedml.tee.enclave.client import EnclaveClient
 from sharedml.tee.enclave.runtime import Enclave
@@ -114,29 +115,23 @@ def main() -> None:
     esrv.start()
     client = EnclaveClient(f"127.0.0.1:{eport}")
 
-    def encrypted_upload() -> float:
-        """A fresh enclave (keys born inside; not timed), then attest + grant + upload (timed)."""
+    def timed_upload(send: Callable[[Provider, SignedPolicy], object]) -> float:
+        """A fresh enclave (keys born inside; not timed), then attest + grant + ``send`` (timed)."""
         service.enclave = Enclave(LocalSimAttester(quoter), tmp / "work" / secrets.token_hex(4), job="bench")
         start = time.perf_counter()
         provider = Provider("p", client, Verifier([backend]), chunk_bytes=CHUNK)
         claims = provider.attest(policy)
-        grant = provider.grant("bench", list(frame.columns), measurements=[claims.measurement])
-        provider.upload(payload, grant)
+        send(provider, provider.grant("bench", list(frame.columns), measurements=[claims.measurement]))
         elapsed = time.perf_counter() - start
         service.enclave.destroy()
         return elapsed
 
+    def encrypted_upload() -> float:
+        return timed_upload(lambda p, grant: p.upload(payload, grant))
+
     def batched_upload() -> float:
-        """The same, as record batches of ~1 MiB the enclave checks and spools (6.3 steps 3-6)."""
-        service.enclave = Enclave(LocalSimAttester(quoter), tmp / "work" / secrets.token_hex(4), job="bench")
-        start = time.perf_counter()
-        provider = Provider("p", client, Verifier([backend]), chunk_bytes=CHUNK)
-        claims = provider.attest(policy)
-        grant = provider.grant("bench", list(frame.columns), measurements=[claims.measurement])
-        provider.upload_batches(frame, grant, batch_rows=CHUNK // (8 * frame.shape[1]))
-        elapsed = time.perf_counter() - start
-        service.enclave.destroy()
-        return elapsed
+        """Record batches of ~1 MiB the enclave checks and spools (6.3 steps 3-6)."""
+        return timed_upload(lambda p, grant: p.upload_batches(frame, grant, batch_rows=CHUNK // (8 * frame.shape[1])))
 
     def plain() -> float:
         start = time.perf_counter()

@@ -97,6 +97,14 @@ class Relay(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(relay)
 
 
+def relay_to(
+    serve: Callable[..., Served], real: Served, deployment: Path, tls: TlsIdentity, replay: bool = False
+) -> Served:
+    """A relay with TLS identity ``tls`` in front of ``real`` (it calls it as the platform)."""
+    upstream = EnclaveClient.connect(real.address, tls_dir=deployment, tls_name="platform", timeout=20)
+    return serve(Relay(upstream, replay=replay), tls)
+
+
 def guest(address: str, deployment: Path, sim: SimWorld) -> Provider:
     client = EnclaveClient.connect(address, tls_dir=deployment, tls_name="guest", timeout=20)
     return Provider("guest", client, sim.verifier())
@@ -123,8 +131,7 @@ def test_man_in_the_middle_with_valid_evidence_but_its_own_key_is_refused(
     sim: SimWorld, serve: Callable[..., Served], deployment: Path, tmp_path: Path
 ) -> None:
     real = enclave_on(serve, sim.quoter(), tmp_path / "w")
-    upstream = EnclaveClient.connect(real.address, tls_dir=deployment, tls_name="platform", timeout=20)
-    mitm = serve(Relay(upstream), TlsIdentity())
+    mitm = relay_to(serve, real, deployment, TlsIdentity())
     provider = guest(mitm.address, deployment, sim)
     with pytest.raises(AttestationError) as info:
         provider.attest(sim.policy())  # genuine, fresh evidence — for the enclave's key, not the relay's
@@ -138,8 +145,7 @@ def test_the_pinned_certificate_without_its_key_fails_the_handshake(
     sim: SimWorld, serve: Callable[..., Served], deployment: Path, tmp_path: Path
 ) -> None:
     real = enclave_on(serve, sim.quoter(), tmp_path / "w")
-    upstream = EnclaveClient.connect(real.address, tls_dir=deployment, tls_name="platform", timeout=20)
-    mitm = serve(Relay(upstream), TlsIdentity())
+    mitm = relay_to(serve, real, deployment, TlsIdentity())
     # The platform hands out the genuine certificate but routes to the relay.
     pinned = EnclaveClient(mitm.address, server_certificate=real.tls.cert_pem, tls_dir=deployment,
                            tls_name="guest", timeout=10)
@@ -152,8 +158,7 @@ def test_replayed_answer_to_an_old_nonce_is_refused(
 ) -> None:
     real = enclave_on(serve, sim.quoter(), tmp_path / "w")
     # The host keeps the enclave's TLS key but replays an earlier attestation answer.
-    relay = Relay(EnclaveClient.connect(real.address, tls_dir=deployment, tls_name="platform"), replay=True)
-    replaying = serve(relay, real.tls)
+    replaying = relay_to(serve, real, deployment, real.tls, replay=True)
     provider = guest(replaying.address, deployment, sim)
     provider.attest(sim.policy())  # the first answer is fresh
     with pytest.raises(AttestationError) as info:
