@@ -7,11 +7,17 @@ this process), binds a port, prints ``listening <port>`` and serves
 :mod:`.ratls`; callers pin it and verify the binding) — generic handlers,
 typed messages from :mod:`wire`:
 
-``Attest`` · ``Upload`` (client stream) · ``Train`` · ``Status`` · ``Result``
-· ``Destroy`` (then the process exits).
+per job (the header's ``job``; a single-job enclave has a default):
+``Attest`` · ``Upload`` (client stream) · ``Train`` · ``Result``; for the
+process: ``Status`` · ``Open`` (a job, in a service enclave) · ``Destroy`` (a
+job; a single-job enclave then exits) · ``Retire`` (no new jobs: an upgrade
+is moving work) · ``Shutdown`` · and with ``--state-dir`` the cluster's
+(:mod:`.cluster_face`). ``Attest`` without a job in a service enclave attests
+the process itself (its TLS key).
 
 With ``--client-ca`` callers must present a certificate from the deployment CA
-(mutual TLS), and only ``--operator`` names may call ``Destroy``.
+(mutual TLS), and only ``--operator`` names may open, destroy, retire, shut
+down or relay the cluster's steps.
 """
 
 from __future__ import annotations
