@@ -9,10 +9,7 @@ and relays bytes but never holds an enclave key or a data key.
 - :meth:`EnclaveManager.destroy` asks for destruction, waits for the process
   to end, checks the receipt's signature against the attested key bundle and
   appends it to the hash-chained audit log.
-- :meth:`EnclaveManager.upgrade` (8.6-6): start the new version beside the old
-  one, verify it (attestation against the policy at the new floor, then
-  heartbeats: the canary), move work over, take the old one offline; on any
-  failure destroy the new one and keep the old. The version floor only rises.
+- upgrades (8.6-6) of service enclaves are :class:`~sharedml.tee.trusted_cluster.TrustedCluster`'s.
 """
 
 from __future__ import annotations
@@ -26,16 +23,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import sharedml
-from sharedml.errors import AttestationError, PeerUnreachable, PolicyDenied, SharedMLError
-from sharedml.tee.attestation.base import Claims, Policy, Verifier, VersionFloor
+from sharedml.errors import PeerUnreachable, PolicyDenied, SharedMLError
+from sharedml.tee.attestation.base import Claims, Policy, Verifier
 from sharedml.tee.attestation.sim import Manifest, sign_manifest
 from sharedml.tee.enclave.client import EnclaveClient
 from sharedml.tee.enclave.runtime import verify_receipt
@@ -114,7 +110,6 @@ class EnclaveHandle:
     certificate: bytes = b""  # the TLS certificate the enclave presented (pinned; attestation binds it)
     bundle: KeyBundle | None = None
     claims: Claims | None = None
-    work: list[str] = field(default_factory=list)
 
     @property
     def workdir(self) -> Path:
@@ -277,36 +272,3 @@ class EnclaveManager:
                     stream.close()
         (handle.home / "qe.sock").unlink(missing_ok=True)
         return body
-
-    def upgrade(
-        self,
-        old: EnclaveHandle,
-        manifest: Manifest,
-        policy: Policy,
-        floor: VersionFloor,
-        *,
-        canary: Callable[[EnclaveHandle], bool] | None = None,
-        beats: int = 3,
-    ) -> EnclaveHandle:
-        """Replace ``old`` by an enclave built from ``manifest``; roll back on any failure."""
-        if manifest.svn < floor.value:
-            raise PolicyDenied(f"svn {manifest.svn} is below the floor {floor.value}", step="upgrade",
-                               remedy="anti-rollback: build at or above the floor")
-        new = self.create(old.job, manifest)
-        try:
-            self.verify(new, replace(policy, floor=floor))
-            for _ in range(beats):
-                if not self.heartbeat(new):
-                    raise PeerUnreachable("new enclave missed a heartbeat", step="upgrade")
-                time.sleep(0.05)
-            if canary is not None and not canary(new):
-                raise PolicyDenied("canary check failed on the new enclave", step="upgrade")
-        except (AttestationError, SharedMLError) as exc:
-            self.audit.append("enclave.rollback", old=old.id, new=new.id, reason=type(exc).__name__)
-            self.destroy(new)
-            raise
-        new.work, old.work = old.work, []
-        self.audit.append("enclave.upgrade", old=old.id, new=new.id, svn=manifest.svn)
-        self.destroy(old)
-        floor.raise_to(manifest.svn)
-        return new
