@@ -94,7 +94,7 @@ class EnclaveService:
                 return wire.encode(out_header, out_body)
             except SharedMLError as exc:
                 log.info("enclave refused %s: %s", getattr(fn, "__name__", "call"), exc)
-                context.abort(wire.status_for(exc), str(exc))
+                context.abort(wire.status_for(exc), wire.detail_for(exc))
             except Exception:  # never leak internals to the caller
                 log.exception("enclave error in %s", getattr(fn, "__name__", "call"))
                 context.abort(grpc.StatusCode.INTERNAL, "enclave internal error")
@@ -160,7 +160,7 @@ class EnclaveService:
                 return wire.encode(enclave.finish_upload(upload_id))
         except SharedMLError as exc:
             self._abort_upload(enclave, lock, begun)
-            context.abort(wire.status_for(exc), str(exc))
+            context.abort(wire.status_for(exc), wire.detail_for(exc))
         except (KeyError, ValueError, StopIteration) as exc:
             self._abort_upload(enclave, lock, begun)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed upload: {type(exc).__name__}")
