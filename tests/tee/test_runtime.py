@@ -20,7 +20,8 @@ from sharedml.errors import PolicyDenied, ProtocolAbort
 from sharedml.tee.attestation import report_data_for
 from sharedml.tee.attestation.simqe import LocalSimAttester
 from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties
-from sharedml.tee.enclave.runtime import Enclave, verify_receipt
+from sharedml.tee.enclave.runtime import Enclave
+from sharedml.tee.enclave.wipe import verify_receipt
 from sharedml.tee.envelope import (
     ChunkSealer,
     EnclaveKeys,

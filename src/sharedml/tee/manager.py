@@ -34,7 +34,7 @@ from sharedml.errors import PeerUnreachable, PolicyDenied, SharedMLError
 from sharedml.tee.attestation.base import Claims, Policy, Verifier
 from sharedml.tee.attestation.sim import Manifest, sign_manifest
 from sharedml.tee.enclave.client import EnclaveClient
-from sharedml.tee.enclave.runtime import verify_receipt
+from sharedml.tee.enclave.wipe import verify_receipt
 from sharedml.tee.envelope import KeyBundle
 from sharedml.tee.ratls import attest_enclave, fetch_certificate
 

@@ -25,7 +25,6 @@ trusted CPU vendor (or simulator root) and the measured code.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import hashlib
 import json
@@ -36,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,6 +46,7 @@ from sharedml.tee.enclave import learners
 from sharedml.tee.enclave.budget import MemoryBudget
 from sharedml.tee.enclave.sealing import SealedStore
 from sharedml.tee.enclave.stream import STREAM_ALGORITHMS, Spool, fit_streaming
+from sharedml.tee.enclave.wipe import wipe_frame, zeroise
 from sharedml.tee.envelope import (
     X25519,
     ChunkOpener,
@@ -59,12 +58,6 @@ from sharedml.tee.envelope import (
 from sharedml.tee.ratls import key_binding
 
 MAX_UPLOAD_BYTES = 2 << 30
-
-
-def zeroise(buf: bytearray) -> None:
-    """Overwrite a plaintext buffer in place (copies made by libraries are out of reach)."""
-    if buf:
-        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
 
 
 @dataclass
@@ -299,7 +292,7 @@ class Enclave:
         for uid, up in self._uploads.items():
             zeroise(up.plain)
             if up.frame is not None:
-                _wipe_frame(up.frame)
+                wipe_frame(up.frame)
             up.frame = None
             ciphertexts.append({"upload": uid, "owner": up.policy.owner, "chunk_tags_sha256": up.digest.hexdigest()})
         for uid, spool in self._spools.items():
@@ -325,28 +318,3 @@ class Enclave:
         self._spools.clear()
         self.state = "destroyed"
         return receipt
-
-
-def _wipe_frame(frame: pd.DataFrame) -> None:
-    """Zero a table's numeric blocks in place (best effort: pandas internals).
-
-    Copies that pandas or scikit-learn made while training are freed, not wiped;
-    Python gives no handle on them. The process ending is the final wipe.
-    """
-    for block in getattr(getattr(frame, "_mgr", None), "blocks", ()):
-        values = getattr(block, "values", None)
-        if isinstance(values, np.ndarray) and values.flags.writeable and values.dtype.kind in "fiub":
-            values.fill(0)
-
-
-def verify_receipt(receipt: dict[str, Any], bundle: KeyBundle) -> dict[str, Any]:
-    """Check a destruction receipt against the attested key bundle; return its body."""
-    from cryptography.exceptions import InvalidSignature
-
-    payload = str(receipt["receipt"]).encode()
-    try:
-        bundle.verify(bytes.fromhex(str(receipt["signature"])), payload)
-    except (InvalidSignature, ValueError):
-        raise ProtocolAbort("destruction receipt signature is invalid", step="destroy") from None
-    body: dict[str, Any] = json.loads(payload)
-    return body

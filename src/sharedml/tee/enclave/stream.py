@@ -21,7 +21,6 @@ Reveals: to the host, the number and sizes of chunks (≈ rows per provider).
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from sharedml.learn import metrics
 from sharedml.tee.authz import DataPolicy
 from sharedml.tee.enclave import sgd
 from sharedml.tee.enclave.budget import MemoryBudget
+from sharedml.tee.enclave.wipe import zeroise
 from sharedml.tee.envelope import ChunkOpener, open_chunk
 from sharedml.tee.model import ReleasedModel
 
@@ -123,7 +123,7 @@ class Spool:
             if len(ids):
                 self.last_id = int(ids[-1])
             self.rows += len(ids)
-            ctypes.memset((ctypes.c_char * len(plain)).from_buffer(plain), 0, len(plain))
+            zeroise(plain)
         with self.path.open("ab") as fh:
             offset = fh.tell()
             fh.write(ciphertext)
