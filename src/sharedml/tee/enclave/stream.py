@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sharedml.errors import ConfigError, DataError, PolicyDenied, ProtocolAbort
 from sharedml.learn import metrics
@@ -207,6 +208,44 @@ def _cut(pending: list[Block], rows: int) -> tuple[Block, list[Block], int]:
     return head, rest, len(ids) - rows
 
 
+class JoinedSpool:
+    """The joined design matrix of one training run, spooled once and re-read every epoch.
+
+    Blocks are raw float64 (features, then the label) sealed with AES-256-GCM
+    under a key made for this run in enclave memory (nonce = block number), so
+    an epoch costs a decryption per block instead of a decryption, a decode
+    and a join per upload batch. The file is removed when the run ends.
+    """
+
+    def __init__(self, path: Path, budget: MemoryBudget) -> None:
+        self.path = path
+        self._budget = budget
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._index: list[tuple[int, int, int]] = []  # (offset, length, rows)
+        self.columns = 0
+
+    def write(self, blocks: Iterator[tuple[np.ndarray, np.ndarray]]) -> None:
+        with self.path.open("wb") as fh:
+            for x, y in blocks:
+                self.columns = x.shape[1]
+                plain = np.hstack([x, y[:, None]]).tobytes()
+                ct = self._aead.encrypt(len(self._index).to_bytes(12, "big"), plain, b"sharedml-tee-joined/1")
+                self._index.append((fh.tell(), len(ct), len(y)))
+                fh.write(ct)
+
+    def read(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        with self.path.open("rb") as fh:
+            for i, (offset, length, rows) in enumerate(self._index):
+                fh.seek(offset)
+                with self._budget.hold(length, "a joined block"):
+                    plain = self._aead.decrypt(i.to_bytes(12, "big"), fh.read(length), b"sharedml-tee-joined/1")
+                    block = np.frombuffer(plain, dtype=np.float64).reshape(rows, self.columns + 1)
+                    yield block[:, :-1], block[:, -1].copy()  # the label alone must not pin the block
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def require_streams(spools: Mapping[str, Spool]) -> None:
     unfinished = [s.policy.owner for s in spools.values() if not s.done]
     if unfinished:
@@ -236,7 +275,7 @@ def fit_streaming(
     at = columns.index(label)
     features = [c for c in columns if c != label]
 
-    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def joined() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         sources = {o: s.blocks(id_column, budget) for o, s in by_owner.items()}
         for block in merge_join(sources, rows, budget):
             y = block.x[:, at].copy()  # not a view: keeping it must not keep the whole block
@@ -244,9 +283,20 @@ def fit_streaming(
                 raise DataError("the label must be 0/1", step="train")
             yield np.delete(block.x, at, axis=1), y
 
+    spool = JoinedSpool(next(iter(spools.values())).path.with_name("joined.spool"), budget)
+    try:
+        spool.write(joined())
+        return _fit_joined(spool.read, params, features, budget)
+    finally:
+        spool.remove()
+
+
+def _fit_joined(
+    blocks: sgd.Blocks, params: Mapping[str, object], features: list[str], budget: MemoryBudget
+) -> tuple[ReleasedModel, dict[str, float | int]]:
     model = sgd.fit_logistic(
-        blocks, epochs=int(params.get("epochs", 5)), eta0=float(params.get("learning_rate", 0.1)),
-        schedule=str(params.get("lr_schedule", "constant")), l2=float(params.get("l2", 0.0)),
+        blocks, epochs=int(str(params.get("epochs", 5))), eta0=float(str(params.get("learning_rate", 0.1))),
+        schedule=str(params.get("lr_schedule", "constant")), l2=float(str(params.get("l2", 0.0))),
     )
     # The exact AUC needs every score: 16 bytes a row while the join runs, ~64 while it sorts.
     with budget.hold(16 * model.rows, "the scores for the training AUC"):
