@@ -194,35 +194,41 @@ class Fixture:
         return client, server
 
 
-def joined_default_credit(data: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, np.ndarray]:
-    tables = {side: pd.read_csv(data / f"default_credit_hetero_{side}.csv") for side in ("guest", "host")}
+def join(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, np.ndarray]:
+    """What a data scientist with both tables does first: join on id (the enclave does the same)."""
     renamed = [t.rename(columns={c: f"{side}.{c}" for c in t.columns if c != "id"}) for side, t in tables.items()]
     joined = renamed[0].merge(renamed[1], on="id").sort_values("id").reset_index(drop=True)
     y = joined.pop("guest.y").to_numpy()
-    return tables, joined.drop(columns=["id"]), y
+    return joined.drop(columns=["id"]), y
 
 
 def train_inside_vs_outside(data: Path, repeat: int, fx: Fixture) -> None:
     from sklearn.model_selection import train_test_split
 
+    from sharedml.learn.metrics import roc_auc
     from sharedml.tee.enclave import learners, sgd
 
-    tables, x, y = joined_default_credit(data)
+    tables = {side: pd.read_csv(data / f"default_credit_hetero_{side}.csv") for side in ("guest", "host")}
 
     def outside(algorithm: str) -> None:
-        idx = np.arange(len(y))
-        train, test = train_test_split(idx, test_size=0.3, random_state=42, stratify=y)
-        model = learners.fit(algorithm, x.iloc[np.sort(train)], y[np.sort(train)], 42, {})
-        learners.auc(y[test], model.predict_proba(x.iloc[np.sort(test)]))
+        """The same steps as the enclave: join, split, fit, train and test AUC."""
+        x, y = join(tables)
+        train, test = train_test_split(np.arange(len(y)), test_size=0.3, random_state=42, stratify=y)
+        train, test = np.sort(train), np.sort(test)
+        model = learners.fit(algorithm, x.iloc[train], y[train], 42, {})
+        learners.auc(y[train], model.predict_proba(x.iloc[train]))
+        learners.auc(y[test], model.predict_proba(x.iloc[test]))
 
     def outside_sgd() -> None:
+        x, y = join(tables)
         matrix = x.to_numpy()
 
         def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for start in range(0, len(y), 4096):
                 yield matrix[start : start + 4096], y[start : start + 4096].astype(np.float64)
 
-        sgd.fit_logistic(blocks, epochs=5, eta0=0.1, schedule="constant", l2=0.0)
+        model = sgd.fit_logistic(blocks, epochs=5, eta0=0.1, schedule="constant", l2=0.0)
+        roc_auc(y, model.decision(matrix))  # the enclave reports the training AUC too
 
     rows = []
     for algorithm, batched in (("logistic_regression", False), ("xgboost", False),
