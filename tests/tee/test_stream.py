@@ -160,3 +160,24 @@ def test_unsorted_batches_are_refused_naming_the_party(sim: SimWorld, served: tu
     finally:
         sdk.batch_chunks = original
     assert "host" in str(info.value)
+
+
+@pytest.mark.parametrize("limit", [1 << 30, 64 << 10], ids=["kept-in-memory", "sealed-on-disk"])
+def test_joined_spool_reads_back_every_block(tmp_path: Path, limit: int) -> None:
+    from sharedml.tee.enclave.stream import JoinedSpool
+
+    rng = np.random.default_rng(3)
+    blocks = [(rng.normal(size=(500, 6)), rng.integers(0, 2, 500).astype(np.float64)) for _ in range(8)]
+    budget = MemoryBudget(limit)
+    spool = JoinedSpool(tmp_path / "joined.spool", budget)
+    spool.write(iter(blocks))
+    on_disk = (tmp_path / "joined.spool").stat().st_size
+    assert (on_disk == 0) == (limit == 1 << 30)  # 192 kB fits a quarter of 1 GiB, not of 64 kB
+    if on_disk:  # sealed: none of the plaintext on disk
+        assert blocks[0][0][0, 0].tobytes() not in (tmp_path / "joined.spool").read_bytes()
+    for _ in range(2):  # every epoch reads the same blocks
+        for (x, y), (ex, ey) in zip(spool.read(), blocks, strict=True):
+            np.testing.assert_array_equal(x, ex)
+            np.testing.assert_array_equal(y, ey)
+    spool.remove()
+    assert budget.held == 0 and not (tmp_path / "joined.spool").exists()

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -209,33 +210,56 @@ def _cut(pending: list[Block], rows: int) -> tuple[Block, list[Block], int]:
 
 
 class JoinedSpool:
-    """The joined design matrix of one training run, spooled once and re-read every epoch.
+    """The joined design matrix of one training run, made once and re-read every epoch.
 
-    Blocks are raw float64 (features, then the label) sealed with AES-256-GCM
-    under a key made for this run in enclave memory (nonce = block number), so
-    an epoch costs a decryption per block instead of a decryption, a decode
-    and a join per upload batch. The file is removed when the run ends.
+    If the whole joined matrix fits a quarter of the budget it stays in
+    enclave memory; otherwise every block is raw float64 (features, then the
+    label) sealed with AES-256-GCM under a key made for this run in enclave
+    memory (nonce = block number) and written to disk. An epoch so costs at most a decryption per block instead
+    of a decryption, a decode and a join per upload batch. ``remove`` drops
+    both when the run ends.
     """
 
     def __init__(self, path: Path, budget: MemoryBudget) -> None:
         self.path = path
         self._budget = budget
         self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
-        self._index: list[tuple[int, int, int]] = []  # (offset, length, rows)
+        self._blocks: list[tuple[np.ndarray, np.ndarray] | tuple[int, int, int]] = []  # in memory, or on disk
+        self._kept = 0
         self.columns = 0
 
     def write(self, blocks: Iterator[tuple[np.ndarray, np.ndarray]]) -> None:
         with self.path.open("wb") as fh:
             for x, y in blocks:
                 self.columns = x.shape[1]
-                plain = np.hstack([x, y[:, None]]).tobytes()
-                ct = self._aead.encrypt(len(self._index).to_bytes(12, "big"), plain, b"sharedml-tee-joined/1")
-                self._index.append((fh.tell(), len(ct), len(y)))
-                fh.write(ct)
+                size = x.nbytes + y.nbytes
+                on_disk = self._blocks and len(self._blocks[0]) == 3
+                if not on_disk and self._kept + size <= self._budget.limit // 4:
+                    self._budget.take(size, "a kept joined block")
+                    self._kept += size
+                    self._blocks.append((np.ascontiguousarray(x), y))
+                    continue
+                if not on_disk:  # it does not all fit: seal what was kept, then go on on disk
+                    kept, self._blocks = self._blocks, []
+                    for kx, ky in kept:  # type: ignore[misc]
+                        self._seal(fh, kx, ky)
+                    self._budget.give_back(self._kept)
+                    self._kept = 0
+                self._seal(fh, x, y)
+
+    def _seal(self, fh: BinaryIO, x: np.ndarray, y: np.ndarray) -> None:
+        plain = np.hstack([x, y[:, None]]).tobytes()
+        ct = self._aead.encrypt(len(self._blocks).to_bytes(12, "big"), plain, b"sharedml-tee-joined/1")
+        self._blocks.append((fh.tell(), len(ct), len(y)))
+        fh.write(ct)
 
     def read(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         with self.path.open("rb") as fh:
-            for i, (offset, length, rows) in enumerate(self._index):
+            for i, entry in enumerate(self._blocks):
+                if len(entry) == 2:
+                    yield entry[0], entry[1]
+                    continue
+                offset, length, rows = entry
                 fh.seek(offset)
                 with self._budget.hold(length, "a joined block"):
                     plain = self._aead.decrypt(i.to_bytes(12, "big"), fh.read(length), b"sharedml-tee-joined/1")
@@ -244,6 +268,9 @@ class JoinedSpool:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+        self._blocks = []
+        self._budget.give_back(self._kept)
+        self._kept = 0
 
 
 def require_streams(spools: Mapping[str, Spool]) -> None:
