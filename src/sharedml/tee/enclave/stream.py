@@ -7,16 +7,21 @@
    drops the plaintext and appends the *ciphertext* to a spool file in its
    working folder. The data key stays in enclave memory; the host sees chunk
    sizes only.
-3. Training reads the spools again every epoch: :func:`merge_join` decrypts
-   one chunk per provider at a time and inner-joins them on id in id order
-   (every input is sorted, so a window up to the smallest "last id" among the
-   loaded chunks is complete), cut into blocks of ``rows`` joined rows.
+3. A training run reads the spools once: :func:`merge_join` decrypts one
+   chunk per provider at a time and inner-joins them on id in id order (every
+   input is sorted, so a window up to the smallest "last id" among the loaded
+   chunks is complete), cut into blocks of ``rows`` joined rows.
+4. The joined blocks go to a :class:`JoinedSpool` — kept in memory if they
+   all fit a quarter of the budget, else sealed to disk under a key of this
+   run — which every epoch (and the metrics pass) reads in order.
 
 Plaintext held at once: one chunk per provider, the leftover of each, and one
-joined block — each charged to the :class:`~.budget.MemoryBudget`, so a data
-set larger than the budget trains as long as its batches fit.
+joined block (plus the kept blocks, if any) — each charged to the
+:class:`~.budget.MemoryBudget`, so a data set larger than the budget trains
+as long as its batches fit.
 
-Reveals: to the host, the number and sizes of chunks (≈ rows per provider).
+Reveals: to the host, the number and sizes of chunks (≈ rows per provider),
+and whether and how large a joined spool was written.
 """
 
 from __future__ import annotations
