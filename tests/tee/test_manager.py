@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.tee.test_trusted_cluster import World
+from tests.tee.test_cluster_service import World
 
 from sharedml.errors import PolicyDenied
 from sharedml.tee.attestation import VersionFloor

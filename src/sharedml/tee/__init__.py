@@ -4,6 +4,6 @@ See ARCHITECTURE.md §5. ``attestation/`` verifies evidence and produces it on
 each TEE (configfs-tsm, Gramine, Nitro NSM, the simulator); ``enclave/`` is the
 enclave runtime (its own process); ``ratls`` binds the enclave's TLS key to
 its evidence; ``provider`` is the data owner's SDK; ``manager`` the platform's
-enclave lifecycle and ``trusted_cluster`` its cluster and upgrades;
+enclave lifecycle and ``cluster_service`` its cluster and upgrades;
 ``images`` reads what enclave builds measure (``deploy/tee/``).
 """

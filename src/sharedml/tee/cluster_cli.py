@@ -32,8 +32,8 @@ def _open_home(home: Path, svn: int) -> Any:
     from sharedml.crypto import pki
     from sharedml.tee.attestation.base import Policy, Verifier, VersionFloor
     from sharedml.tee.attestation.sim import SimBackend, SimVendor, _write_key, load_key, signer_id
+    from sharedml.tee.cluster_service import TrustedCluster
     from sharedml.tee.manager import ClusterDirs, EnclaveManager, build_manifest
-    from sharedml.tee.trusted_cluster import TrustedCluster
 
     home.mkdir(parents=True, exist_ok=True)
     vendor_dir = home / "vendor"

@@ -9,7 +9,7 @@ and relays bytes but never holds an enclave key or a data key.
 - :meth:`EnclaveManager.destroy` asks for destruction, waits for the process
   to end, checks the receipt's signature against the attested key bundle and
   appends it to the hash-chained audit log.
-- upgrades (8.6-6) of service enclaves are :class:`~sharedml.tee.trusted_cluster.TrustedCluster`'s.
+- upgrades (8.6-6) of service enclaves are :class:`~sharedml.tee.cluster_service.TrustedCluster`'s.
 """
 
 from __future__ import annotations

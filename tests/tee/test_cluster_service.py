@@ -22,9 +22,9 @@ from sharedml.crypto import pki
 from sharedml.errors import AttestationError, PeerUnreachable, PolicyDenied
 from sharedml.tee.attestation import Policy, Verifier, VersionFloor
 from sharedml.tee.attestation.sim import SimBackend, SimVendor, signer_id
+from sharedml.tee.cluster_service import TrustedCluster
 from sharedml.tee.manager import AuditLog, ClusterDirs, EnclaveManager, build_manifest
 from sharedml.tee.provider import Provider
-from sharedml.tee.trusted_cluster import TrustedCluster
 
 
 class World:
