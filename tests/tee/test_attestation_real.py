@@ -2,39 +2,32 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from pathlib import Path
 
 import pytest
+from tests.tee.evidence import (
+    BLOCKY_AT,
+    BLOCKY_PCR0,
+    DEBUG_AT,
+    ETERNIS_AT,
+    OUTDATED_AT,
+    SGX_AT,
+    SGX_MRENCLAVE,
+    SGX_MRSIGNER,
+    SNP_AT,
+    SNP_MEASUREMENT,
+    TDX_AT,
+    TDX_MRTD,
+    dcap,
+    nitro,
+    snp_evidence,
+)
 
 from sharedml.errors import AttestationError
 from sharedml.tee.attestation import Evidence, Policy, Verifier
 from sharedml.tee.attestation.dcap import DcapBackend
 from sharedml.tee.attestation.nitro import NitroBackend
-
-BLOCKY_PCR0 = (
-    "e72a46ca80a260fb044a125442f0c7e331813bcbaf9724d9f3857758992766f2d65710a27aa94ae3949dd54e7c9fe86a"
-)
-SGX_MRENCLAVE = "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
-SGX_MRSIGNER = "815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6"
-TDX_MRTD = (
-    "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
-)
-BLOCKY_AT = dt.datetime(2024, 9, 7, 14, 37, 40, tzinfo=dt.UTC)
-DEBUG_AT = dt.datetime(2024, 9, 7, 14, 38, 7, tzinfo=dt.UTC)
-ETERNIS_AT = dt.datetime(2024, 9, 9, 19, 49, 13, tzinfo=dt.UTC)
-SGX_AT = dt.datetime.fromtimestamp(1752919277, dt.UTC)
-TDX_AT = dt.datetime.fromtimestamp(1752919234, dt.UTC)
-OUTDATED_AT = dt.datetime.fromtimestamp(1774003274, dt.UTC)
-
-
-def nitro(path: Path) -> Evidence:
-    return Evidence("nitro", base64.b64decode(path.read_text()))
-
-
-def dcap(quote: Path, collateral: Path) -> Evidence:
-    return Evidence("dcap", quote.read_bytes(), collateral.read_bytes())
 
 
 def reason(info: pytest.ExceptionInfo[AttestationError]) -> str:
@@ -146,17 +139,6 @@ def test_dcap_quote_without_its_collateral_fails(verifier: Verifier, tee_evidenc
     raw = bytes.fromhex(ev.document.decode().strip().removeprefix("0x"))
     with pytest.raises(AttestationError):
         verifier.appraise(Evidence("dcap", raw, ev.collateral), Policy(measurements=frozenset({TDX_MRTD})), TDX_AT)
-
-
-SNP_MEASUREMENT = (
-    "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01"
-)
-SNP_AT = dt.datetime(2022, 9, 24, 1, 0, tzinfo=dt.UTC)
-
-
-def snp_evidence(tee_evidence: Path) -> Evidence:
-    return Evidence("snp", (tee_evidence / "snp/attestation.bin").read_bytes(),
-                    (tee_evidence / "snp/vcek.testcer").read_bytes())
 
 
 @pytest.fixture

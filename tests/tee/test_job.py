@@ -64,3 +64,24 @@ def test_tee_job_matches_plaintext(shared_data: Path, tmp_path: Path) -> None:
 def test_unsupported_step_is_a_config_error(shared_data: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not available in the TEE scheme"):
         run_tee_job(spec(shared_data, [{"predict": {}}]), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("step", "named"),
+    [({"train": {"model": "logistic_regression", "protocol": "he"}}, "protocol"),
+     ({"train": {"model": "logistic_regression", "epochs": 10}}, "epochs"),
+     ({"train": {"model": "secureboost", "subsample": 0.5}}, "subsample"),
+     ({"psi": {"protocol": "ecdh"}}, "protocol"),
+     ({"split": {"layout": "horizontal"}}, "layout"),
+     ({"split": {"stratify": False}}, "stratified"),
+     ({"evaluate": {"metrics": ["ks"]}}, "auc"),
+     ({"train": {"model": "linear_regression"}}, "not available")],
+    ids=["protocol", "epochs", "subsample", "psi-protocol", "horizontal", "unstratified", "ks", "linear"],
+)
+def test_parameters_the_enclave_would_ignore_are_refused(
+    shared_data: Path, tmp_path: Path, step: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named) as info:
+        run_tee_job(spec(shared_data, [step]), tmp_path)
+    assert info.value.step is not None  # names the step
+    assert not (tmp_path / "tee").exists()  # refused before any enclave started

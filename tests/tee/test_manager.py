@@ -1,57 +1,57 @@
-"""The enclave manager: heartbeat, canary upgrade, rollback, anti-rollback floor.
+"""The enclave manager: start, heartbeat, destroy with an audited receipt; a failing canary rolls back.
 
-Real processes: a simulated quoting process and an enclave process per version.
+Real processes: a simulated quoting process and an enclave process per enclave.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from tests.tee.test_cluster_service import World
 
-from sharedml.errors import AttestationError, PolicyDenied
-from sharedml.tee.attestation import Policy, Verifier, VersionFloor
-from sharedml.tee.attestation.sim import SimBackend, SimVendor, signer_id
-from sharedml.tee.manager import AuditLog, EnclaveManager, build_manifest
+from sharedml.errors import PolicyDenied
+from sharedml.tee.attestation import VersionFloor
+from sharedml.tee.manager import AuditLog, build_manifest
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.manager.stop_all()
 
 
 @pytest.mark.slow
-def test_upgrade_canary_rollback_and_floor(tmp_path: Path) -> None:
-    vendor = SimVendor.create(tmp_path / "vendor")
-    backend = SimBackend.from_vendor(vendor, vendor.tcb_info({3: "UpToDate"}), vendor.revocation_list())
-    manager = EnclaveManager(tmp_path / "platform", vendor.provision("p1"), verifier=Verifier([backend]))
-    signer = ec.generate_private_key(ec.SECP384R1())
-    v1, v2 = build_manifest(signer, svn=1), build_manifest(signer, svn=2)
-    policy = Policy(signer=signer_id(v1.signer_public_key).hex(), product_id=1, allow_simulation=True)
-    floor = VersionFloor(1, tmp_path / "floor")
+def test_heartbeat_destroy_and_stop_all(world: World, tmp_path: Path) -> None:
+    manager = world.manager
+    handle = manager.create("job-1", build_manifest(world.signer, svn=1))
+    claims = manager.verify(handle, world.policy)
+    assert claims.svn == 1 and manager.heartbeat(handle)
+    receipt = manager.destroy(handle)
+    assert receipt["job"] == "job-1" and not manager.heartbeat(handle)
+    other = manager.create(None, build_manifest(world.signer, svn=1))
+    assert manager.stop_all() == 1 and other.process.poll() is not None and other.quoting.poll() is not None
+    log = AuditLog(tmp_path / "platform" / "audit.jsonl")
+    text = log.path.read_text()
+    assert '"enclave.destroy"' in text and '"enclave.shutdown"' in text and log.verify() == 4
 
-    old = manager.create("svc", v1)
-    manager.verify(old, policy)
-    old.work.append("job-7")
-    assert manager.heartbeat(old)
 
-    # A debug build fails verification: rolled back, the old one keeps serving.
-    with pytest.raises(AttestationError):
-        manager.upgrade(old, build_manifest(signer, svn=2, debug=True), policy, floor)
-    assert manager.heartbeat(old) and old.work == ["job-7"] and floor.value == 1
+@pytest.mark.slow
+def test_failing_canary_rolls_back_and_the_floor_holds(world: World, tmp_path: Path) -> None:
+    cluster = world.cluster
+    cluster.up(build_manifest(world.signer, svn=1), size=1)
+    serving = cluster.resolve()
 
-    # A canary that fails also rolls back.
-    with pytest.raises(PolicyDenied):
-        manager.upgrade(old, v2, policy, floor, canary=lambda h: False)
-    assert manager.heartbeat(old)
+    def failing(_handle: object) -> None:
+        raise PolicyDenied("canary job gave a wrong answer", step="upgrade")
 
-    new = manager.upgrade(old, v2, policy, floor, canary=lambda h: manager.client(h).status()["state"] == "attested")
-    assert new.work == ["job-7"] and old.work == []
-    assert not manager.heartbeat(old) and old.process.poll() is not None
-    assert manager.heartbeat(new) and floor.value == 2
-    assert new.claims is not None and new.claims.svn == 2
-
-    # Anti-rollback: v1 is now below the floor, and the floor survives a restart.
-    with pytest.raises(PolicyDenied):
-        manager.upgrade(new, v1, policy, floor)
-    assert VersionFloor(0, tmp_path / "floor").value == 2
-    manager.destroy(new)
-    events = [line for line in (tmp_path / "platform" / "audit.jsonl").read_text().splitlines()]
-    assert sum('"enclave.rollback"' in e for e in events) == 2
-    assert AuditLog(tmp_path / "platform" / "audit.jsonl").verify() == len(events)
+    with pytest.raises(PolicyDenied, match="canary"):
+        cluster.upgrade(build_manifest(world.signer, svn=2), canary=failing)
+    assert cluster.resolve() is serving and cluster.heartbeat(serving)
+    assert cluster.floor.value == 1 and VersionFloor(0, tmp_path / "floor").value == 1
+    cluster.upgrade(build_manifest(world.signer, svn=2))
+    assert VersionFloor(0, tmp_path / "floor").value == 2  # persisted: a restart cannot lower it
+    assert not cluster.heartbeat(serving)  # the old one was taken offline
+    assert '"enclave.rollback"' in (tmp_path / "platform" / "audit.jsonl").read_text()

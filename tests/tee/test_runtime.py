@@ -20,7 +20,8 @@ from sharedml.errors import PolicyDenied, ProtocolAbort
 from sharedml.tee.attestation import report_data_for
 from sharedml.tee.attestation.simqe import LocalSimAttester
 from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties
-from sharedml.tee.enclave.runtime import Enclave, verify_receipt
+from sharedml.tee.enclave.runtime import Enclave
+from sharedml.tee.enclave.wipe import verify_receipt
 from sharedml.tee.envelope import (
     ChunkSealer,
     EnclaveKeys,
@@ -31,6 +32,7 @@ from sharedml.tee.envelope import (
 )
 from sharedml.tee.model import ReleasedModel
 from sharedml.tee.provider import chunked
+from sharedml.tee.ratls import key_binding
 
 JOB = "job-1"
 
@@ -88,7 +90,8 @@ def test_evidence_binds_the_enclave_bundle(sim: SimWorld, enclave: Enclave) -> N
     verifier = sim.verifier()
     nonce = verifier.challenge()
     evidence = enclave.attest(nonce)
-    verifier.verify(evidence, sim.policy(), nonce=nonce, public_key=enclave.bundle.to_bytes())
+    binding = key_binding(b"", enclave.bundle.to_bytes())  # in process: no TLS key to bind
+    verifier.verify(evidence, sim.policy(), nonce=nonce, public_key=binding)
 
 
 def test_train_release_destroy(enclave: Enclave, tmp_path: Path) -> None:

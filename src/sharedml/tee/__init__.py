@@ -1,6 +1,9 @@
 """The TEE scheme: attest an enclave, encrypt data to it, train inside, destroy.
 
-See ARCHITECTURE.md §5. ``attestation/`` verifies evidence, ``enclave/`` is the
-enclave runtime (its own process), ``provider`` is the data owner's SDK and
-``manager`` the platform's enclave lifecycle.
+See ARCHITECTURE.md §5. ``attestation/`` verifies evidence and produces it on
+each TEE (configfs-tsm, Gramine, Nitro NSM, the simulator); ``enclave/`` is the
+enclave runtime (its own process); ``ratls`` binds the enclave's TLS key to
+its evidence; ``provider`` is the data owner's SDK; ``manager`` the platform's
+enclave lifecycle and ``cluster_service`` its cluster and upgrades;
+``images`` reads what enclave builds measure (``deploy/tee/``).
 """

@@ -26,8 +26,13 @@ def _evidence_bytes(path: Path) -> bytes:
 
 
 def register(app: typer.Typer) -> None:
-    tee = typer.Typer(help="TEE scheme: attestation evidence, the simulator, audit logs.", no_args_is_help=True)
+    tee = typer.Typer(help="TEE scheme: attestation evidence, enclave images, the simulator, audit logs.",
+                      no_args_is_help=True)
     app.add_typer(tee, name="tee")
+    register_images(tee)
+    from sharedml.tee.cluster_cli import register_cluster
+
+    register_cluster(tee)
 
     @tee.command("verify")
     def verify(
@@ -106,3 +111,68 @@ def register(app: typer.Typer) -> None:
         n = AuditLog(log).verify()
         typer.echo(f"{log}: {n} entries, chain intact")
 
+
+
+def register_images(tee: typer.Typer) -> None:
+    """``render-manifest``, ``measure`` and ``self-test``: building and checking enclave images."""
+
+    @tee.command("render-manifest")
+    def render_manifest(
+        template: Path = typer.Argument(..., exists=True, dir_okay=False),
+        out: Path = typer.Argument(..., dir_okay=False),
+        define: list[str] = typer.Option([], "-D", help="name=value for the template; repeatable"),
+    ) -> None:
+        """Render a Gramine manifest template and refuse one unfit for release (debug, no DCAP, ...)."""
+        import sys
+        from types import SimpleNamespace
+
+        from sharedml.tee.images import render_gramine_manifest
+
+        variables: dict[str, object] = {}
+        for item in define:
+            name, _, value = item.partition("=")
+            variables[name] = value
+        arch = str(variables.get("arch_libdir", "/lib/x86_64-linux-gnu"))
+        variables.setdefault("gramine", SimpleNamespace(
+            libos=f"{arch}/gramine/libsysdb.so", runtimedir=lambda: f"{arch}/gramine/runtime/glibc"))
+        variables.setdefault("python", SimpleNamespace(stdlib=f"{sys.base_prefix}/lib/python3.11"))
+        out.write_text(render_gramine_manifest(template, variables))
+        typer.echo(f"wrote {out}")
+
+    @tee.command("measure")
+    def measure(
+        kind: str = typer.Argument(..., help="sim, gramine (a .sig file), nitro (build-enclave JSON) or snp"),
+        source: Path | None = typer.Argument(None, help="the build's output file"),
+        svn: int = typer.Option(1, help="sim: the security version providers require"),
+        snp_args: list[str] = typer.Option([], "--snp-arg", help="snp: an argument for sev-snp-measure"),
+    ) -> None:
+        """Print the reference values providers pin for an enclave build (JSON)."""
+        from sharedml.tee import images
+
+        if kind == "sim":
+            reference = images.sim_reference(svn)
+        elif kind in ("gramine", "nitro"):
+            if source is None or not source.is_file():
+                raise typer.BadParameter(f"measure {kind} needs the build's output file")
+            reference = (images.sigstruct_reference(source.read_bytes()) if kind == "gramine"
+                         else images.nitro_reference(source.read_text()))
+        elif kind == "snp":
+            reference = images.snp_reference(snp_args)
+        else:
+            raise typer.BadParameter(f"unknown kind {kind!r}")
+        typer.echo(json.dumps(reference, indent=2))
+
+    @tee.command("self-test")
+    def self_test(
+        attester: str = typer.Option(..., help="gramine, tsm or nitro (sim: use the manager)"),
+        collateral: Path | None = typer.Option(None, help="DCAP collateral JSON or SNP VCEK"),
+        pccs: str | None = typer.Option(None, help="PCCS URL for DCAP collateral"),
+        svn: int = typer.Option(0, help="gramine: the manifest's sgx.isvsvn"),
+        allow_debug: bool = typer.Option(False, help="accept a debug enclave"),
+    ) -> None:
+        """On real hardware: attest a fresh key and nonce, verify it all, print the claims."""
+        from sharedml.tee.enclave.attesters import AttesterConfig, make_attester
+        from sharedml.tee.images import attestation_self_test
+
+        made, _ = make_attester(AttesterConfig(attester, None, str(collateral) if collateral else None, pccs, svn))
+        typer.echo(json.dumps(attestation_self_test(made, allow_debug=allow_debug), indent=2))

@@ -188,3 +188,11 @@ def upload_info(job: str, upload_id: str, policy_digest: bytes) -> bytes:
 def release_info(job: str, recipient: str) -> bytes:
     """HPKE ``info`` for a released model: binds job and recipient."""
     return b"sharedml-tee-release/1" + json.dumps([job, recipient]).encode()
+
+
+def open_chunk(key: bytes, stream_id: bytes, seq: int, last: bool, chunk: bytes) -> bytes:
+    """Open one chunk of a stream by its position (re-reading a spool; the upload used :class:`ChunkOpener`)."""
+    try:
+        return AESGCM(key).decrypt(_nonce(seq), chunk, _aad(stream_id, seq, last))
+    except InvalidTag:
+        raise ProtocolAbort(f"spooled chunk {seq} failed authentication", step="train") from None

@@ -41,6 +41,43 @@ SUPPORTED = ("psi", "split", "train", "evaluate")
 _MODEL = {"logistic_regression": "logistic_regression", "secureboost": "xgboost"}
 
 
+#: Per step (and model), the parameters the enclave honours; any other one set in the spec is refused.
+_HONOURED: dict[str, frozenset[str]] = {
+    "psi": frozenset({"key"}),
+    "split": frozenset({"test_size", "seed", "stratify"}),
+    "train:logistic_regression": frozenset({"model", "l2", "task"}),
+    "train:secureboost": frozenset({"model", "task", "n_estimators", "max_depth", "n_bins", "learning_rate",
+                                    "reg_lambda", "min_child_weight"}),
+    "evaluate": frozenset({"metrics", "on"}),
+}
+
+
+def check_step(step: Any) -> None:
+    """Refuse a step, or a parameter of it, that the TEE scheme would otherwise ignore."""
+    if step.component not in SUPPORTED:
+        raise ConfigError(f"step {step.id!r} ({step.component}) is not available in the TEE scheme",
+                          step=step.id, remedy=f"use {', '.join(SUPPORTED)}")
+    params = step.params
+    key = f"train:{params.model}" if step.component == "train" else step.component
+    if key not in _HONOURED:
+        raise ConfigError(f"model {params.model!r} is not available in the TEE scheme", step=step.id,
+                          remedy=f"use one of {sorted(_MODEL)}")
+    ignored = sorted(set(params.model_fields_set) - _HONOURED[key])
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)} do(es) not apply to {key} in the TEE scheme", step=step.id,
+                          remedy="remove them; the enclave trains the plaintext model on the joined data")
+    problems = {
+        "split": lambda: params.stratify is False and "the TEE split is always stratified on the label",
+        "evaluate": lambda: (params.on != "test" and "evaluate runs on the test rows") or (
+            params.metrics not in (None, ["auc"]) and "the TEE scheme reports only 'auc' so far"),
+        "train:logistic_regression": lambda: params.task == "regression" and "classification only",
+        "train:secureboost": lambda: params.task == "regression" and "classification only",
+    }
+    problem = problems.get(key, lambda: False)()
+    if problem:
+        raise ConfigError(f"{key}: {problem}", step=step.id)
+
+
 def _train_request(params: Any, split: dict[str, Any], label: str, id_column: str) -> dict[str, Any]:
     model = params.model
     if model not in _MODEL:
@@ -67,9 +104,7 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
     files = DatasetFiles(Path(base) if base is not None else Path.cwd())
     steps = spec.parsed_steps()
     for s in steps:
-        if s.component not in SUPPORTED:
-            raise ConfigError(f"step {s.id!r} ({s.component}) is not available in the TEE scheme",
-                              step=s.id, remedy=f"use {', '.join(SUPPORTED)}")
+        check_step(s)
     holders = [p for p in parties.values() if p.label]
     if len(holders) != 1:
         raise ConfigError("a TEE job needs exactly one party with a label", remedy="set 'label' on one party")

@@ -9,10 +9,7 @@ and relays bytes but never holds an enclave key or a data key.
 - :meth:`EnclaveManager.destroy` asks for destruction, waits for the process
   to end, checks the receipt's signature against the attested key bundle and
   appends it to the hash-chained audit log.
-- :meth:`EnclaveManager.upgrade` (8.6-6): start the new version beside the old
-  one, verify it (attestation against the policy at the new floor, then
-  heartbeats: the canary), move work over, take the old one offline; on any
-  failure destroy the new one and keep the old. The version floor only rises.
+- upgrades (8.6-6) of service enclaves are :class:`~sharedml.tee.cluster_service.TrustedCluster`'s.
 """
 
 from __future__ import annotations
@@ -26,20 +23,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import sharedml
-from sharedml.errors import AttestationError, PeerUnreachable, PolicyDenied, SharedMLError
-from sharedml.tee.attestation.base import Claims, Policy, Verifier, VersionFloor
+from sharedml.errors import PeerUnreachable, PolicyDenied, SharedMLError
+from sharedml.tee.attestation.base import Claims, Policy, Verifier
 from sharedml.tee.attestation.sim import Manifest, sign_manifest
 from sharedml.tee.enclave.client import EnclaveClient
-from sharedml.tee.enclave.runtime import verify_receipt
+from sharedml.tee.enclave.wipe import verify_receipt
 from sharedml.tee.envelope import KeyBundle
+from sharedml.tee.ratls import attest_enclave, fetch_certificate
 
 ENCLAVE_PRODUCT_ID = 1
 
@@ -93,18 +90,26 @@ class AuditLog:
         return len(lines)
 
 
+@dataclass(frozen=True)
+class ClusterDirs:
+    """Where a cluster's members keep sealed state, and the anchors they verify each other with."""
+
+    state: Path
+    trust: Path
+
+
 @dataclass
 class EnclaveHandle:
     id: str
-    job: str
+    job: str | None
     address: str
     home: Path
     manifest: Manifest
     process: subprocess.Popen[str]
     quoting: subprocess.Popen[str]
+    certificate: bytes = b""  # the TLS certificate the enclave presented (pinned; attestation binds it)
     bundle: KeyBundle | None = None
     claims: Claims | None = None
-    work: list[str] = field(default_factory=list)
 
     @property
     def workdir(self) -> Path:
@@ -152,8 +157,15 @@ class EnclaveManager:
         #: Deployment PKI (``sharedml.crypto.pki``): with it the enclave serves mutual TLS
         #: as ``enclave`` and this manager calls it as ``platform``.
         self.tls_dir = Path(tls_dir) if tls_dir is not None else None
+        self._started: list[EnclaveHandle] = []
 
-    def create(self, job: str, manifest: Manifest, *, kem: str = "X25519") -> EnclaveHandle:
+    def create(
+        self, job: str | None, manifest: Manifest, *, kem: str = "X25519", cluster: ClusterDirs | None = None
+    ) -> EnclaveHandle:
+        """Start an enclave for ``job``, or (``job=None``) a service enclave that opens jobs on request.
+
+        ``cluster``: the shared sealed-state folder and the trust anchors members verify each other with.
+        """
         eid = uuid.uuid4().hex[:10]
         home = self.home / eid
         home.mkdir(mode=0o700)
@@ -167,9 +179,10 @@ class EnclaveManager:
         )
         _await_line(qe, "ready", self.start_timeout, "quoting process")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sharedml.tee.enclave", "--job", job, "--workdir", str(home / "work"),
-             "--qe", str(sock), "--kem", kem,
-             *(["--tls-dir", str(self.tls_dir), "--tls-name", "enclave"] if self.tls_dir else [])],
+            [sys.executable, "-m", "sharedml.tee.enclave", *(["--job", job] if job else []),
+             "--workdir", str(home / "work"), "--qe", str(sock), "--kem", kem,
+             *(["--client-ca", str(self.tls_dir / "ca.pem")] if self.tls_dir else []),
+             *(["--state-dir", str(cluster.state), "--trust", str(cluster.trust)] if cluster else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         try:
@@ -177,24 +190,44 @@ class EnclaveManager:
         except SharedMLError:
             qe.kill()
             raise
-        handle = EnclaveHandle(eid, job, f"127.0.0.1:{port}", home, manifest, proc, qe)
+        address = f"127.0.0.1:{port}"
+        handle = EnclaveHandle(eid, job, address, home, manifest, proc, qe)
+        try:
+            handle.certificate = fetch_certificate(address, tls_dir=self.tls_dir,
+                                                   tls_name="platform" if self.tls_dir else None)
+        except SharedMLError:
+            self.destroy(handle)
+            raise
         self.audit.append("enclave.create", enclave=eid, job=job, svn=manifest.svn, pid=proc.pid)
+        self._started.append(handle)
         return handle
 
+    def stop_all(self) -> int:
+        """Destroy every enclave this manager started that still runs (shutdown, or a failed caller)."""
+        running = [h for h in self._started if h.process.poll() is None or h.quoting.poll() is None]
+        for handle in running:
+            try:
+                self.destroy(handle)
+            except SharedMLError:
+                handle.process.kill()
+                handle.quoting.kill()
+        self._started = []
+        return len(running)
+
     def client(self, handle: EnclaveHandle, party: str = "platform") -> EnclaveClient:
-        """A connection to ``handle`` as ``party`` (its certificate, under mutual TLS)."""
-        if self.tls_dir is None:
-            return EnclaveClient(handle.address)
-        return EnclaveClient(handle.address, tls_dir=self.tls_dir, tls_name=party)
+        """A connection to ``handle`` as ``party``, pinned to the enclave's own certificate.
+
+        The pin is only as good as the attestation that binds it: callers run
+        :func:`~sharedml.tee.ratls.attest_enclave` before trusting the channel.
+        """
+        return EnclaveClient(handle.address, server_certificate=handle.certificate,
+                             tls_dir=self.tls_dir, tls_name=party if self.tls_dir else None)
 
     def verify(self, handle: EnclaveHandle, policy: Policy) -> Claims:
         """The platform's own attestation of an enclave it started (canary check)."""
         client = self.client(handle)
         try:
-            nonce = self.verifier.challenge()
-            evidence, bundle = client.attest(nonce)
-            handle.claims = self.verifier.verify(evidence, policy, nonce=nonce, public_key=bundle)
-            handle.bundle = KeyBundle.from_bytes(bundle)
+            handle.claims, handle.bundle = attest_enclave(client, self.verifier, policy)
             return handle.claims
         finally:
             client.close()
@@ -217,11 +250,15 @@ class EnclaveManager:
         if handle.process.poll() is None:
             client = self.client(handle)
             try:
-                receipt = client.destroy()
+                if handle.job is None:  # a service enclave: its jobs were destroyed one by one
+                    body = client.call("Shutdown", {})
+                    self.audit.append("enclave.shutdown", enclave=handle.id, jobs_destroyed=body["destroyed"])
+                else:
+                    receipt = client.destroy()
+                    body = verify_receipt(receipt, handle.bundle) if handle.bundle else json.loads(receipt["receipt"])
+                    self.audit.append("enclave.destroy", enclave=handle.id, receipt=receipt)
             finally:
                 client.close()
-            body = verify_receipt(receipt, handle.bundle) if handle.bundle else json.loads(receipt["receipt"])
-            self.audit.append("enclave.destroy", enclave=handle.id, receipt=receipt)
         for proc in (handle.process, handle.quoting):
             if proc.poll() is None and proc is handle.quoting:
                 proc.terminate()
@@ -235,36 +272,3 @@ class EnclaveManager:
                     stream.close()
         (handle.home / "qe.sock").unlink(missing_ok=True)
         return body
-
-    def upgrade(
-        self,
-        old: EnclaveHandle,
-        manifest: Manifest,
-        policy: Policy,
-        floor: VersionFloor,
-        *,
-        canary: Callable[[EnclaveHandle], bool] | None = None,
-        beats: int = 3,
-    ) -> EnclaveHandle:
-        """Replace ``old`` by an enclave built from ``manifest``; roll back on any failure."""
-        if manifest.svn < floor.value:
-            raise PolicyDenied(f"svn {manifest.svn} is below the floor {floor.value}", step="upgrade",
-                               remedy="anti-rollback: build at or above the floor")
-        new = self.create(old.job, manifest)
-        try:
-            self.verify(new, replace(policy, floor=floor))
-            for _ in range(beats):
-                if not self.heartbeat(new):
-                    raise PeerUnreachable("new enclave missed a heartbeat", step="upgrade")
-                time.sleep(0.05)
-            if canary is not None and not canary(new):
-                raise PolicyDenied("canary check failed on the new enclave", step="upgrade")
-        except (AttestationError, SharedMLError) as exc:
-            self.audit.append("enclave.rollback", old=old.id, new=new.id, reason=type(exc).__name__)
-            self.destroy(new)
-            raise
-        new.work, old.work = old.work, []
-        self.audit.append("enclave.upgrade", old=old.id, new=new.id, svn=manifest.svn)
-        self.destroy(old)
-        floor.raise_to(manifest.svn)
-        return new

@@ -4,8 +4,10 @@ Runs in the provider's process, with its raw data and its keys:
 
 1. :meth:`Provider.attest` sends a fresh nonce, gets evidence and the
    enclave's key bundle, and verifies them against the provider's own
-   :class:`~sharedml.tee.attestation.Policy` (one verification path). Only a
-   bundle verified *in this session* is remembered.
+   :class:`~sharedml.tee.attestation.Policy` (one verification path),
+   including that the evidence binds the TLS key its channel is pinned to
+   (:mod:`sharedml.tee.ratls`). Only a bundle verified *in this session* is
+   remembered.
 2. :meth:`Provider.upload` refuses unless (1) succeeded and the owner-signed
    :class:`~sharedml.tee.authz.DataPolicy` admits the verified claims (key
    release); then it draws a data key, HPKE-seals it to the enclave's bundle
@@ -30,7 +32,7 @@ from typing import Any
 import pandas as pd
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from sharedml.errors import DataError, PolicyDenied
+from sharedml.errors import DataError, PolicyDenied, ProtocolAbort
 from sharedml.tee.attestation.base import Claims, Policy, Verifier
 from sharedml.tee.authz import DataPolicy, SignedPolicy
 from sharedml.tee.enclave.client import EnclaveClient
@@ -45,6 +47,7 @@ from sharedml.tee.envelope import (
     upload_info,
 )
 from sharedml.tee.model import ReleasedModel
+from sharedml.tee.ratls import attest_enclave
 
 
 def table_bytes(data: pd.DataFrame | str | Path | bytes) -> bytes:
@@ -79,6 +82,21 @@ def chunked(data: bytes, sealer: ChunkSealer, size: int) -> Iterator[tuple[int, 
         yield seq, i == n - 1, sealer.seal(view[i * size : (i + 1) * size], i == n - 1)
 
 
+def batch_chunks(frame: pd.DataFrame, sealer: ChunkSealer, rows: int) -> Iterator[tuple[int, bool, bytes]]:
+    """``(seq, last, ciphertext)``: each ``rows``-row slice as one Arrow IPC record batch, sealed."""
+    import pyarrow as pa
+
+    batches = pa.Table.from_pandas(frame, preserve_index=False).to_batches(max_chunksize=rows) or [
+        pa.RecordBatch.from_pandas(frame, preserve_index=False)]
+    for i, batch in enumerate(batches):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        last = i == len(batches) - 1
+        seq = sealer.seq
+        yield seq, last, sealer.seal(sink.getvalue().to_pybytes(), last)
+
+
 class Provider:
     """One data owner talking to one enclave."""
 
@@ -108,10 +126,12 @@ class Provider:
         return self._release_keys.bundle.to_bytes().hex()
 
     def attest(self, policy: Policy, now: dt.datetime | None = None) -> Claims:
-        nonce = self.verifier.challenge(now)
-        evidence, bundle = self.client.attest(nonce)
-        claims = self.verifier.verify(evidence, policy, nonce=nonce, public_key=bundle, now=now)
-        self._bundle, self.claims = KeyBundle.from_bytes(bundle), claims
+        claims, bundle = attest_enclave(self.client, self.verifier, policy, now)
+        if bundle is None:
+            raise ProtocolAbort("the enclave attested no job's key", party=self.name, step="attest",
+                                remedy="address the job (EnclaveClient.for_job) before attesting")
+        self._bundle = bundle
+        self.claims = claims
         return claims
 
     def grant(
@@ -119,7 +139,7 @@ class Provider:
         job: str,
         columns: Sequence[str],
         *,
-        algorithms: Sequence[str] = ("logistic_regression", "xgboost"),
+        algorithms: Sequence[str] = ("logistic_regression", "xgboost", "logistic_regression_sgd"),
         model_to: dict[str, str] | None = None,
         metrics: bool = True,
         measurements: Sequence[str] = (),
@@ -135,6 +155,30 @@ class Provider:
         ).sign(self.owner_key)
 
     def upload(self, data: pd.DataFrame | str | Path | bytes, policy: SignedPolicy) -> dict[str, Any]:
+        """Upload a whole table (held in enclave memory; see :meth:`upload_batches` for large ones)."""
+        sealed, upload_id, sealer = self._open_upload(policy)
+        payload = table_bytes(data)
+        chunks = chunked(payload, sealer, self.chunk_bytes)
+        return self.client.upload(upload_id, sealed, policy.to_bytes(), len(payload), chunks)
+
+    def upload_batches(
+        self, data: pd.DataFrame | str | Path, policy: SignedPolicy, *, batch_rows: int = 50_000, id_column: str = "id"
+    ) -> dict[str, Any]:
+        """Upload sorted by id in record batches the enclave spools and re-reads per epoch (6.3 steps 3-6).
+
+        For tables larger than the enclave's memory budget; train them with a
+        streaming learner (``logistic_regression_sgd``).
+        """
+        frame = data if isinstance(data, pd.DataFrame) else pd.read_csv(data)
+        if id_column not in frame.columns:
+            raise DataError(f"no id column {id_column!r}", party=self.name, step="upload")
+        ordered = frame.sort_values(id_column, kind="stable")
+        sealed, upload_id, sealer = self._open_upload(policy)
+        chunks = batch_chunks(ordered, sealer, batch_rows)
+        return self.client.upload(upload_id, sealed, policy.to_bytes(), 0, chunks, batched=True)
+
+    def _open_upload(self, policy: SignedPolicy) -> tuple[bytes, str, ChunkSealer]:
+        """Key release: refuse unless attested in this session and the grant admits the claims."""
         if self._bundle is None or self.claims is None:
             raise PolicyDenied(
                 "refusing to send data to an enclave not verified in this session",
@@ -146,14 +190,10 @@ class Provider:
                 "the enclave's measurement/signer is not allowed by the data policy",
                 party=self.name, step="upload",
             )
-        payload = table_bytes(data)
-        key = data_key()
-        upload_id = secrets.token_hex(8)
+        key, upload_id = data_key(), secrets.token_hex(8)
         sealed = self._bundle.seal(key, upload_info(grant.job, upload_id, policy.digest))
-        sealer = ChunkSealer(key, upload_id.encode())
-        chunks = chunked(payload, sealer, self.chunk_bytes)
         self._job = grant.job
-        return self.client.upload(upload_id, sealed, policy.to_bytes(), len(payload), chunks)
+        return sealed, upload_id, ChunkSealer(key, upload_id.encode())
 
     def result(self, job: str | None = None) -> ReleasedModel:
         """The model the enclave released to this party (``job``: default, the last upload's)."""

@@ -278,6 +278,13 @@ class Verifier:
             self._nonces[nonce] = when
         return nonce
 
+    def claims_of(self, evidence: Evidence, now: dt.datetime | None = None) -> Claims:
+        """Step 1 only: what evidence that verifies to a trusted root says (for learning one's own claims)."""
+        backend = self._backends.get(evidence.backend)
+        if backend is None:
+            raise reject("backend", f"no trust anchor configured for {evidence.backend!r}")
+        return backend.appraise(evidence, _now(now))
+
     def appraise(self, evidence: Evidence, policy: Policy, now: dt.datetime | None = None) -> Claims:
         """Steps 1-2 only: signature, chain, collateral and reference values (no freshness)."""
         when = _now(now)

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import socket
-import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,8 +43,7 @@ from sharedml.tee.attestation.sim import (
     signer_id,
     sigstruct,
 )
-
-MAX_FRAME = 1 << 20
+from sharedml.tee.control import listen, recv_frame, send_frame, serve
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
@@ -136,37 +132,6 @@ class LocalSimAttester(Attester):
         return self._quoter.seal_key(svn)
 
 
-def send_frame(sock: socket.socket, obj: dict[str, Any]) -> None:
-    data = json.dumps(obj).encode()
-    sock.sendall(struct.pack(">I", len(data)) + data)
-
-
-def recv_frame(sock: socket.socket) -> dict[str, Any] | None:
-    head = _recv_exact(sock, 4)
-    if head is None:
-        return None
-    (n,) = struct.unpack(">I", head)
-    if n > MAX_FRAME:
-        raise ValueError("frame too large")
-    body = _recv_exact(sock, n)
-    if body is None:
-        return None
-    obj = json.loads(body)
-    if not isinstance(obj, dict):
-        raise ValueError("frame is not an object")
-    return obj
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
 def _handle(quoter: SimQuoter, req: dict[str, Any]) -> dict[str, Any]:
     try:
         if req.get("op") == "quote":
@@ -181,25 +146,10 @@ def _handle(quoter: SimQuoter, req: dict[str, Any]) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def serve(quoter: SimQuoter, path: str) -> None:
-    if os.path.exists(path):
-        os.unlink(path)
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        srv.bind(path)
-    finally:
-        os.umask(old)
-    srv.listen(8)
+def serve_quoter(quoter: SimQuoter, path: str) -> None:
+    srv = listen(path)
     print("ready", flush=True)
-    while True:
-        conn, _ = srv.accept()
-        with conn:
-            try:
-                while (req := recv_frame(conn)) is not None:
-                    send_frame(conn, _handle(quoter, req))
-            except (OSError, ValueError):
-                continue
+    serve(srv, lambda req: _handle(quoter, req))
 
 
 class SimAttester(Attester):
@@ -245,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     except SharedMLError as exc:
         print(f"refused: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(3) from None
-    serve(quoter, args.socket)
+    serve_quoter(quoter, args.socket)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ The lifecycle (§6.3, 9.4-7), enforced as a state machine — a call out of orde
 is refused with :class:`~sharedml.errors.ProtocolAbort`:
 
 1. *create*: the key pair (HPKE KEM + Ed25519) is generated in this process.
-2. *attest*: evidence from the quoting side binds the measurement, the public
-   key bundle and the verifier's nonce.
+2. *attest*: evidence from the quoting side binds the measurement, the
+   verifier's nonce, the public key bundle and the TLS key the enclave serves
+   with (:func:`~sharedml.tee.ratls.key_binding`).
 3. *upload*: each provider sends an HPKE-sealed data key, its owner-signed
    policy and AEAD chunks, decrypted straight into one buffer in this
    process's memory (plaintext never touches the disk).
@@ -24,7 +25,6 @@ trusted CPU vendor (or simulator root) and the measured code.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import hashlib
 import json
@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,7 +43,10 @@ from sharedml.errors import ConfigError, DataError, PolicyDenied, ProtocolAbort
 from sharedml.tee.attestation.base import Attester, Evidence
 from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties
 from sharedml.tee.enclave import learners
+from sharedml.tee.enclave.budget import MemoryBudget
 from sharedml.tee.enclave.sealing import SealedStore
+from sharedml.tee.enclave.stream import STREAM_ALGORITHMS, Spool, fit_streaming
+from sharedml.tee.enclave.wipe import wipe_frame, zeroise
 from sharedml.tee.envelope import (
     X25519,
     ChunkOpener,
@@ -53,14 +55,9 @@ from sharedml.tee.envelope import (
     release_info,
     upload_info,
 )
+from sharedml.tee.ratls import key_binding
 
 MAX_UPLOAD_BYTES = 2 << 30
-
-
-def zeroise(buf: bytearray) -> None:
-    """Overwrite a plaintext buffer in place (copies made by libraries are out of reach)."""
-    if buf:
-        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
 
 
 @dataclass
@@ -85,8 +82,12 @@ class Enclave:
         kem: str = X25519,
         owners: dict[str, bytes] | None = None,
         sealer: SealedStore | None = None,
+        tls_spki_sha256: bytes = b"",
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
+        self._id_column = "id"  # batched uploads: the id column every provider sorts by
+        self._tls_spki_sha256 = tls_spki_sha256
         self.job = job
         self._attester = attester
         self._keys = EnclaveKeys(kem)
@@ -96,6 +97,8 @@ class Enclave:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._uploads: dict[str, _Upload] = {}
+        self._spools: dict[str, Spool] = {}
+        self.budget = budget if budget is not None else MemoryBudget()
         self._model: Any = None
         self._train_request: dict[str, Any] = {}
         self.metrics: dict[str, float | int] = {}
@@ -113,32 +116,48 @@ class Enclave:
     # -- 2. attest
     def attest(self, nonce: bytes) -> Evidence:
         self._require("created", "attested", "uploading", "trained", step="attest")
-        evidence = self._attester.attest(nonce, self.bundle.to_bytes())
+        evidence = self._attester.attest(nonce, key_binding(self._tls_spki_sha256, self.bundle.to_bytes()))
         if self.state == "created":
             self.state = "attested"
         self._log("attest")
         return evidence
 
     # -- 3. upload
-    def begin_upload(self, upload_id: str, sealed_key: bytes, signed_policy: bytes, size: int) -> None:
-        """Open an upload of ``size`` plaintext bytes (the buffer is allocated once, inside)."""
+    def begin_upload(
+        self, upload_id: str, sealed_key: bytes, signed_policy: bytes, size: int, *, batched: bool = False
+    ) -> None:
+        """Open an upload: a whole table of ``size`` bytes held in memory, or ``batched`` (spooled)."""
         self._require("attested", "uploading", step="upload")
-        if upload_id in self._uploads or not upload_id.isalnum() or len(upload_id) > 64:
+        if upload_id in self._uploads or upload_id in self._spools or not upload_id.isalnum() or len(upload_id) > 64:
             raise ProtocolAbort(f"bad or repeated upload id {upload_id!r}", step="upload")
-        if not 0 < size <= MAX_UPLOAD_BYTES:
+        if not batched and not 0 < size <= MAX_UPLOAD_BYTES:
             raise DataError(f"upload size {size} outside 1..{MAX_UPLOAD_BYTES}", step="upload")
         try:
             signed = SignedPolicy.from_bytes(signed_policy)
         except (ValueError, KeyError, TypeError):
             raise PolicyDenied("malformed data policy", step="upload") from None
         policy = signed.verify(job=self.job, owners=self._owners)
-        if any(u.policy.owner == policy.owner for u in self._uploads.values()):
+        owners = [u.policy.owner for u in self._uploads.values()] + [s.policy.owner for s in self._spools.values()]
+        if policy.owner in owners:
             raise ProtocolAbort(f"{policy.owner!r} already uploaded", party=policy.owner, step="upload")
         key = self._keys.open(sealed_key, upload_info(self.job, upload_id, signed.digest))
-        self._uploads[upload_id] = _Upload(policy, ChunkOpener(key, upload_id.encode()), bytearray(size))
+        opener = ChunkOpener(key, upload_id.encode())
+        if batched:
+            self._spools[upload_id] = Spool(policy, self.workdir / f"{upload_id}.spool", key, upload_id.encode(), opener)
+        else:
+            self.budget.take(size, "the whole table", policy.owner)
+            self._uploads[upload_id] = _Upload(policy, opener, bytearray(size))
         self.state = "uploading"
 
     def upload_chunk(self, upload_id: str, seq: int, last: bool, ciphertext: bytes | memoryview) -> None:
+        spool = self._spools.get(upload_id)
+        if spool is not None:
+            try:
+                spool.add(seq, last, ciphertext, self._id_column, self.budget)
+            except (ProtocolAbort, DataError, PolicyDenied):
+                self.abort_upload(upload_id)
+                raise
+            return
         up = self._uploads.get(upload_id)
         if up is None:
             raise ProtocolAbort(f"unknown upload {upload_id!r}", step="upload")
@@ -151,13 +170,29 @@ class Enclave:
 
     def abort_upload(self, upload_id: str) -> None:
         """Forget a failed upload: zero its buffer, remove its spool; the owner may retry."""
+        spool = self._spools.pop(upload_id, None)
+        if spool is not None:
+            spool.path.unlink(missing_ok=True)
+            self._log("upload.abort", owner=spool.policy.owner)
         up = self._uploads.pop(upload_id, None)
         if up is not None:
             zeroise(up.plain)
+            self.budget.give_back(len(up.plain))
             self._log("upload.abort", owner=up.policy.owner)
 
     def finish_upload(self, upload_id: str) -> dict[str, Any]:
-        up = self._uploads[upload_id]
+        spool = self._spools.get(upload_id)
+        if spool is not None:
+            if not spool.done:
+                self.abort_upload(upload_id)
+                raise ProtocolAbort("batched upload ended before its final chunk", party=spool.policy.owner,
+                                    step="upload")
+            self._log("upload", owner=spool.policy.owner, rows=spool.rows, batches=len(spool.index))
+            return {"owner": spool.policy.owner, "rows": spool.rows, "columns": len(spool.columns) + 1,
+                    "batches": len(spool.index)}
+        up = self._uploads.get(upload_id)
+        if up is None:
+            raise ProtocolAbort(f"unknown upload {upload_id!r}", step="upload")
         if not up.opener.done or up.filled != len(up.plain):
             self.abort_upload(upload_id)
             raise ProtocolAbort("upload ended before its final chunk or its declared size",
@@ -168,6 +203,13 @@ class Enclave:
             self.abort_upload(upload_id)
             raise DataError(f"upload is not a Parquet table: {exc}", party=up.policy.owner, step="upload") from None
         zeroise(up.plain)
+        self.budget.give_back(len(up.plain))
+        up.plain = bytearray()
+        try:
+            self.budget.take(int(frame.memory_usage(deep=True).sum()), "the decoded table", up.policy.owner)
+        except DataError:
+            self.abort_upload(upload_id)
+            raise
         extra = [c for c in frame.columns if c not in up.policy.columns]
         if extra:
             self.abort_upload(upload_id)
@@ -181,14 +223,19 @@ class Enclave:
     def train(self, request: dict[str, Any]) -> dict[str, Any]:
         self._require("uploading", "trained", step="train")
         algorithm = str(request.get("algorithm"))
-        if algorithm not in learners.ALGORITHMS:
+        if algorithm not in (*learners.ALGORITHMS, *STREAM_ALGORITHMS):
             raise ConfigError(f"unknown algorithm {algorithm!r}", step="train")
         policies = self._policies()
         for p in policies:
             if algorithm not in p.algorithms:
                 raise PolicyDenied(f"{algorithm} is not allowed by the owner", party=p.owner, step="train")
-        tables = {u.policy.owner: u.frame for u in self._uploads.values() if u.frame is not None}
         id_column = str(request.get("id", "id"))
+        if algorithm in STREAM_ALGORITHMS:
+            return self._finish_train(request, policies, *fit_streaming(self._spools, request, id_column, self.budget))
+        if self._spools:
+            raise ConfigError(f"{algorithm} needs whole tables in memory; batched uploads train with "
+                              f"{', '.join(STREAM_ALGORITHMS)}", step="train")
+        tables = {u.policy.owner: u.frame for u in self._uploads.values() if u.frame is not None}
         joined = learners.join(tables, id_column)
         label = str(request["label"])
         if label not in joined.columns:
@@ -201,16 +248,24 @@ class Enclave:
         metrics: dict[str, float | int] = {"rows": len(y), "train_auc": learners.auc(y[train_idx], self._model.predict_proba(x.iloc[train_idx]))}
         if len(test_idx):
             metrics["test_auc"] = learners.auc(y[test_idx], self._model.predict_proba(x.iloc[test_idx]))
-        self.metrics = metrics
-        self._train_request = dict(request)
+        return self._finish_train(request, policies, self._model, metrics)
+
+    def _finish_train(self, request: dict[str, Any], policies: list[DataPolicy], model: Any,
+                      metrics: dict[str, float | int]) -> dict[str, Any]:
+        algorithm = str(request["algorithm"])
+        self._model, self.metrics, self._train_request = model, metrics, dict(request)
         if self._sealer is not None:
-            (self.workdir / f"{algorithm}.sealed").write_bytes(self._sealer.seal(algorithm, self._model.to_bytes()))
+            (self.workdir / f"{algorithm}.sealed").write_bytes(self._sealer.seal(algorithm, model.to_bytes()))
         self.state = "trained"
-        self._log("train", algorithm=algorithm, rows=len(y))
+        self._log("train", algorithm=algorithm, rows=metrics.get("rows"))
         return metrics if all(p.metrics for p in policies) else {}
 
+    def _completed_policies(self) -> list[DataPolicy]:
+        return [u.policy for u in self._uploads.values() if u.frame is not None] + \
+            [s.policy for s in self._spools.values() if s.done]
+
     def _policies(self) -> list[DataPolicy]:
-        policies = [u.policy for u in self._uploads.values() if u.frame is not None]
+        policies = self._completed_policies()
         if not policies:
             raise ProtocolAbort("no completed uploads", step="train")
         return policies
@@ -228,7 +283,7 @@ class Enclave:
 
     def status(self) -> dict[str, Any]:
         return {"enclave": self.id, "job": self.job, "state": self.state,
-                "uploads": sorted(u.policy.owner for u in self._uploads.values() if u.frame is not None)}
+                "uploads": sorted(p.owner for p in self._completed_policies())}
 
     # -- 6. destroy
     def destroy(self) -> dict[str, Any]:
@@ -237,9 +292,12 @@ class Enclave:
         for uid, up in self._uploads.items():
             zeroise(up.plain)
             if up.frame is not None:
-                _wipe_frame(up.frame)
+                wipe_frame(up.frame)
             up.frame = None
             ciphertexts.append({"upload": uid, "owner": up.policy.owner, "chunk_tags_sha256": up.digest.hexdigest()})
+        for uid, spool in self._spools.items():
+            spool.key = b""
+            ciphertexts.append({"upload": uid, "owner": spool.policy.owner, "batches": len(spool.index)})
         self._model = None
         removed = sum(1 for p in self.workdir.rglob("*") if p.is_file())
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -257,30 +315,6 @@ class Enclave:
         receipt = {"receipt": payload.decode(), "signature": self._keys.sign(payload).hex()}
         self._keys.destroy()
         self._uploads.clear()
+        self._spools.clear()
         self.state = "destroyed"
         return receipt
-
-
-def _wipe_frame(frame: pd.DataFrame) -> None:
-    """Zero a table's numeric blocks in place (best effort: pandas internals).
-
-    Copies that pandas or scikit-learn made while training are freed, not wiped;
-    Python gives no handle on them. The process ending is the final wipe.
-    """
-    for block in getattr(getattr(frame, "_mgr", None), "blocks", ()):
-        values = getattr(block, "values", None)
-        if isinstance(values, np.ndarray) and values.flags.writeable and values.dtype.kind in "fiub":
-            values.fill(0)
-
-
-def verify_receipt(receipt: dict[str, Any], bundle: KeyBundle) -> dict[str, Any]:
-    """Check a destruction receipt against the attested key bundle; return its body."""
-    from cryptography.exceptions import InvalidSignature
-
-    payload = str(receipt["receipt"]).encode()
-    try:
-        bundle.verify(bytes.fromhex(str(receipt["signature"])), payload)
-    except (InvalidSignature, ValueError):
-        raise ProtocolAbort("destruction receipt signature is invalid", step="destroy") from None
-    body: dict[str, Any] = json.loads(payload)
-    return body

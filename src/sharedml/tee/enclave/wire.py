@@ -69,6 +69,11 @@ _TO_STATUS: list[tuple[type[SharedMLError], grpc.StatusCode]] = [
 ]
 
 
+def detail_for(exc: SharedMLError) -> str:
+    """The status detail: the error's class, so the caller re-raises the same kind, and its message."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 def status_for(exc: SharedMLError) -> grpc.StatusCode:
     for cls, code in _TO_STATUS:
         if isinstance(exc, cls):
@@ -79,8 +84,12 @@ def status_for(exc: SharedMLError) -> grpc.StatusCode:
 def translate(exc: grpc.RpcError, step: str) -> SharedMLError:
     """A gRPC failure seen by a client, as a sharedml error."""
     code = exc.code() if hasattr(exc, "code") else None
-    detail = exc.details() if hasattr(exc, "details") else str(exc)
+    detail = str(exc.details() if hasattr(exc, "details") else exc)
     where = {"party": "enclave", "step": step}
+    kind, _, message = detail.partition(": ")
+    for cls, expected in _TO_STATUS:
+        if kind == cls.__name__ and code == expected:  # the enclave named the kind; the code agrees
+            return cls(message, **where)
     if code == grpc.StatusCode.UNAVAILABLE:
         return PeerUnreachable(f"enclave unreachable: {detail}", **where, remedy="check the enclave is running")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
