@@ -19,7 +19,7 @@ on the joined frame in this process; ``logistic_regression_sgd`` from batched
 uploads (decrypt + join every epoch) against the same SGD on the joined matrix
 in memory. Goal: ≤ 1.2x.
 
-    .venv/bin/python bench/tee.py [--mib 32] [--repeat 9] [--data ../shared/data] [--no-train]
+    .venv/bin/python bench/tee.py [--mib 32] [--repeat 9] [--data tests/data/datasets] [--no-train]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report
+from _common import DATA, report
 from sharedml.tee.attestation import Policy, Verifier
 from sharedml.tee.attestation.sim import SimBackend, SimVendor, sign_manifest
 from sharedml.tee.attestation.simqe import LocalSimAttester, SimQuoter
@@ -93,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=9)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--no-train", action="store_true", help="skip train time inside vs outside")
     args = ap.parse_args()
 

@@ -86,7 +86,7 @@ def test_label_holder_cannot_match_a_bin_sum_to_its_rows() -> None:
             return vertical_woe(s, "bank", {}, y, key_bits=1024)
         return vertical_woe(s, "bank", {"f": feature}, key_bits=1024)
 
-    out = run_parties(fn, ["bank", "shop"], wrap=lambda c: RecordingChannel(c, log))
+    out = run_in_threads(fn, ["bank", "shop"], wrap=lambda c: RecordingChannel(c, log))
     pos, neg = out["bank"]["shop"]["f"].pos, out["bank"]["shop"]["f"].neg
     assert pos.tolist() == [1, 1, 1, 1] and neg.tolist() == [0, 1, 2, 1]
 

@@ -14,7 +14,7 @@ Gramine exposes the SGX quoting flow as pseudo-files inside the enclave
 Seal keys come from ``keys/_sgx_mrsigner`` (EGETKEY, MRSIGNER policy, the
 enclave's own ISVSVN): a key for the running version only. State that must
 outlive an upgrade moves through the cluster key instead
-(:mod:`sharedml.tee.enclave.cluster`).
+(:mod:`sharedml.tee.enclave.trusted_cluster`).
 
 Reveals: the quote (MRENCLAVE, MRSIGNER, ISVPRODID, ISVSVN, attributes,
 platform TCB) to whoever gets the evidence. Security model: SGX — the host OS

@@ -40,8 +40,8 @@ from typing import Any
 
 from sharedml.errors import PolicyDenied, ProtocolAbort
 from sharedml.tee.attestation.base import Attester, Policy, Verifier
-from sharedml.tee.enclave.cluster import ClusterMember, Holder, Joiner, cluster_store
 from sharedml.tee.enclave.jobs import JobTable
+from sharedml.tee.enclave.trusted_cluster import ClusterMember, Holder, Joiner, cluster_store
 
 Reply = tuple[dict[str, Any], bytes]
 
