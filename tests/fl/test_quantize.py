@@ -49,7 +49,7 @@ def test_the_worst_case_sum_does_not_wrap() -> None:
 
 @pytest.mark.parametrize(
     ("value", "words"),
-    [(np.nan, "NaN"), (np.inf, "NaN or infinity"), (-np.inf, "infinity"), (2.0**21, "outside")],
+    [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity"), (2.0**21, "outside")],
 )
 def test_bad_values_are_refused_by_name(value: float, words: str) -> None:
     q = Quantizer(2.0**20, 3)

@@ -21,28 +21,17 @@ def test_masks_equal_the_project_prg_word_for_word() -> None:
     assert not out.any()
 
 
-def test_pairwise_masks_cancel_and_base_is_read() -> None:
+def test_pairwise_masks_cancel_and_fill_writes_what_is_masked() -> None:
     a, b = os.urandom(16), os.urandom(16)
-    base = np.arange(1000, dtype=np.uint64)
-    u = P.apply_masks(np.empty(1000, dtype=np.uint64), [(a, 1), (b, -1)], base=base)
-    v = P.apply_masks(np.zeros(1000, dtype=np.uint64), [(a, -1), (b, 1)])
+    n = P.CHUNK_WORDS + 1000
+    base = np.arange(n, dtype=np.uint64)
+    u = P.apply_masks(
+        np.empty(n, dtype=np.uint64),
+        [(a, 1), (b, -1)],
+        fill=lambda start, stop, chunk: np.copyto(chunk, base[start:stop]),
+    )
+    v = P.apply_masks(np.zeros(n, dtype=np.uint64), [(a, -1), (b, 1)])
     np.testing.assert_array_equal(u + v, base)
-
-
-@pytest.mark.parametrize(("k", "n"), [(2, 2), (2, 3), (6, 10), (3, 5)])
-def test_shamir_any_k_shares_recover_and_k_minus_1_do_not(k: int, n: int) -> None:
-    secret = os.urandom(32)
-    xs = list(range(1, n + 1))
-    shares = P.share_secret(secret, k, xs)
-    assert all(len(s) == 32 for s in shares.values())
-    for start in range(n - k + 1):
-        chosen = {x: shares[x] for x in xs[start : start + k]}
-        assert P.recover_secret(chosen, k) == secret
-    with pytest.raises(ValueError, match="cannot recover"):
-        P.recover_secret({x: shares[x] for x in xs[: k - 1]}, k)
-    # k - 1 shares posing as a threshold-(k-1) set give an unrelated value
-    if k > 2:
-        assert P.recover_secret({x: shares[x] for x in xs[: k - 1]}, k - 1) != secret
 
 
 def test_agreement_is_symmetric_and_bound_to_its_label() -> None:

@@ -67,24 +67,37 @@ class Quantizer:
         return float(2**self.frac_bits)
 
     def check(self, x: np.ndarray, *, what: str = "update") -> None:
-        """Raise :class:`DataError` if ``x`` holds NaN/inf or values outside ``±bound``."""
-        if not np.isfinite(x).all():
-            raise DataError(f"the {what} holds NaN or infinity")
-        if x.size and float(np.abs(x).max()) > self.bound:
-            raise DataError(
-                f"the {what} has values up to {float(np.abs(x).max()):.3g}, outside the "
-                f"quantisation range ±{self.bound:g}",
-                remedy="clip the update or raise the job's quantisation bound",
-            )
+        """Raise :class:`DataError` if ``x`` holds NaN/inf or values outside ``±bound``.
 
-    def encode(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """``round(x · 2^f)`` as uint64 (two's complement), after :meth:`check`.
+        Two reductions and no temporary array: NaN propagates through min and
+        max and fails both comparisons, infinity fails the range test.
+        """
+        if not x.size:
+            return
+        lo, hi = float(x.min()), float(x.max())
+        if -self.bound <= lo and hi <= self.bound:
+            return
+        if not np.isfinite(x).all():
+            kind = "NaN" if np.isnan(x).any() else "infinity"
+            raise DataError(f"the {what} holds {kind}", remedy="check the local training")
+        raise DataError(
+            f"the {what} has values in [{lo:.3g}, {hi:.3g}], outside the quantisation range "
+            f"±{self.bound:g}",
+            remedy="clip the update or raise the job's quantisation bound",
+        )
+
+    def encode(
+        self, x: np.ndarray, out: np.ndarray | None = None, *, checked: bool = False
+    ) -> np.ndarray:
+        """``round(x · 2^f)`` as uint64 (two's complement); :meth:`check` first unless ``checked``.
 
         ``out`` (uint64, same size) receives the encoding instead of a new array.
         """
         x = np.asarray(x, dtype=np.float64)
-        self.check(x)
-        scaled = np.rint(x * self.scale)
+        if not checked:
+            self.check(x)
+        scaled = x * self.scale
+        np.rint(scaled, out=scaled)
         if out is None:
             return scaled.astype(np.int64).view(np.uint64)
         np.copyto(out.view(np.int64), scaled.reshape(out.shape), casting="unsafe")

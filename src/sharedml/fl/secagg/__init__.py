@@ -18,7 +18,7 @@ clients still in the round after each stage; every stage waits at most
    public keys (``U1``) back to each of them.
 2. *Share keys.* Each ``u ∈ U1`` draws a 128-bit mask seed ``b_u``, splits
    ``s_u`` and ``b_u`` into Shamir shares of threshold ``k`` (points
-   ``i_v + 1``, pycryptodome's GF(2^128) sharing), and for every other
+   ``i_v + 1``, over the prime field of :mod:`sharedml.crypto.shamir`), and for every other
    ``v ∈ U1`` seals ``v``'s shares with AES-GCM under
    ``HKDF(X25519(c_u, C_v))``, bound to ``(r, u, v)``. The server relays each
    bundle to its addressee; ``U2`` are the clients whose bundles arrived.

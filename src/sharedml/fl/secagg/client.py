@@ -50,8 +50,10 @@ class _RoundState:
     s_key: X25519PrivateKey = field(default_factory=P.new_private_key)
     seed: bytes = field(default_factory=lambda: os.urandom(P.KEY_BYTES))
     keys: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
-    #: share bundles held, by owner: 32 bytes of its mask key's share, 16 of its seed's
+    #: share bundles held, by owner: the share of its mask key, then of its seed
     inbox: dict[int, bytes] = field(default_factory=dict)
+    #: the masked-input message, masked with every peer that advertised keys
+    masked: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
 
 
 class SecAggClient:
@@ -113,7 +115,23 @@ class SecAggClient:
             key = self._agree(st.c_key, c_pk, "c", st.round, v)
             sealed[v] = P.seal(key, bundle, share_ad(st.round, self.index, v))
         self._send(wire.Kind.SHARES, st.round, wire.entries_body(sealed))
+        # mask now, with every peer that has keys, while the server gathers the shares
+        st.masked = wire.masked_buffer(st.round, self.index, x.size)
+
+        def encode(start: int, stop: int, chunk: np.ndarray) -> None:
+            self.quantizer.encode(x[start:stop], out=chunk, checked=True)  # checked in submit
+
+        peers = [v for v in st.keys if v != self.index]
+        P.apply_masks(st.masked[wire.ARRAY_HEADER :], self._masks(st, peers, +1), fill=encode)
         return None
+
+    def _masks(self, st: _RoundState, peers: list[int], sign: int) -> list[tuple[bytes, int]]:
+        """``sign`` × (the seed's mask and the masks shared with ``peers``), as apply_masks takes."""
+        masks = [(st.seed, sign)] if sign > 0 else []
+        for v in peers:
+            key = self._agree(st.s_key, st.keys[v][1], "s", st.round, v)
+            masks.append((key, sign if self.index < v else -sign))
+        return masks
 
     def _masked_input(self, st: _RoundState, x: np.ndarray) -> Submission | None:
         msg = self._await(st.round, wire.Kind.FORWARD)
@@ -133,16 +151,11 @@ class SecAggClient:
                     st.round, f"the share bundle of client {u} does not open"
                 ) from None
         self._require(st.round, len(st.inbox), "clients that shared their keys")
-        masks = [(st.seed, 1)]
-        for v in st.inbox:
-            if v != self.index:
-                key = self._agree(st.s_key, st.keys[v][1], "s", st.round, v)
-                masks.append((key, 1 if self.index < v else -1))
-        buf = wire.masked_buffer(st.round, self.index, x.size)
-        body = buf[wire.ARRAY_HEADER :]
-        self.quantizer.encode(x, out=body)
-        P.apply_masks(body, masks)
-        self._send_masked(buf)
+        body = st.masked[wire.ARRAY_HEADER :]
+        silent = [v for v in st.keys if v not in st.inbox]  # they left before sharing: unmask them
+        if silent:
+            P.apply_masks(body, self._masks(st, silent, -1))
+        self._send_masked(st.masked)
         return None
 
     def _send_masked(self, message: np.ndarray) -> None:
@@ -161,9 +174,9 @@ class SecAggClient:
         self._require(st.round, len(survivors), "survivors")
         shares: dict[int, bytes] = {}
         for v in survivors:  # the seed share of a survivor, never its key share
-            shares[v] = st.inbox[v][2 * P.BLOCK :]
+            shares[v] = st.inbox[v][P.SHARE_BYTES :]
         for v in dropped:  # the key share of a dropped client, never its seed share
-            shares[v] = st.inbox[v][: 2 * P.BLOCK]
+            shares[v] = st.inbox[v][: P.SHARE_BYTES]
         self._send(wire.Kind.UNMASK, st.round, wire.entries_body(shares))
         return None
 

@@ -7,10 +7,10 @@
 * **Share encryption**: AES-128-GCM under the ``c`` agreement key of a pair,
   with the round and both indices as associated data (a ciphertext moved to
   another round or pair fails to open).
-* **Shamir sharing** of 16-byte blocks over GF(2^128) with pycryptodome's
-  maintained :class:`Crypto.Protocol.SecretSharing.Shamir` (its coefficients
-  come from the OS's random source). A 32-byte X25519 private key is shared
-  as two independent blocks.
+* **Shamir sharing** over the prime field of 2^521 − 1
+  (:mod:`sharedml.crypto.shamir`, which says why not pycryptodome's); the
+  server builds one :class:`~sharedml.crypto.shamir.Recombiner` per round and
+  recovers every client's secret with it.
 * **Mask expansion**: the project's PRG construction (AES-128-CTR under a
   128-bit key, counter block ``nonce ‖ 0``, as :class:`sharedml.crypto.prg.Prg`,
   whose output it equals word for word) added to or subtracted from a uint64
@@ -21,10 +21,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
-from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -32,9 +31,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from sharedml.crypto import shamir
+
 KEY_BYTES = 16
 PUBLIC_BYTES = 32
-BLOCK = 16
+PRIVATE_BYTES = 32
+SHARE_BYTES = shamir.SHARE_BYTES
 NONCE_BYTES = 12
 #: Words per chunk of mask expansion: 256 KB of keystream, two such buffers fit in L2.
 CHUNK_WORDS = 1 << 15
@@ -92,52 +94,32 @@ def open_sealed(key: bytes, sealed: bytes, associated: bytes) -> bytes:
 
 
 def share_secret(secret: bytes, threshold: int, xs: Sequence[int]) -> dict[int, bytes]:
-    """Shamir shares of ``secret`` (a multiple of 16 bytes) at the points ``xs`` (≥ 1).
-
-    Any ``threshold`` of them recover it; fewer reveal nothing. Each 16-byte
-    block gets its own random polynomial of degree ``threshold − 1``.
-    """
-    if len(secret) % BLOCK or not secret:
-        raise ValueError("secrets are shared in whole 16-byte blocks")
-    top = max(xs)
-    out = {x: bytearray() for x in xs}
-    for start in range(0, len(secret), BLOCK):
-        shares = dict(Shamir.split(threshold, top, secret[start : start + BLOCK]))
-        for x in xs:
-            out[x] += shares[x]
-    return {x: bytes(b) for x, b in out.items()}
+    """Shamir shares of ``secret`` at the points ``xs`` (≥ 1); any ``threshold`` recover it."""
+    return shamir.split(secret, threshold, xs)
 
 
-def recover_secret(shares: Mapping[int, bytes], threshold: int) -> bytes:
-    """The secret behind ``threshold`` (or more) shares from :func:`share_secret`."""
-    if len(shares) < threshold:
-        raise ValueError(f"{len(shares)} shares cannot recover a secret of threshold {threshold}")
-    chosen = sorted(shares.items())[:threshold]
-    size = len(chosen[0][1])
-    if size % BLOCK or any(len(s) != size for _, s in chosen):
-        raise ValueError("shares differ in length or are not whole blocks")
-    blocks = [
-        Shamir.combine([(x, s[start : start + BLOCK]) for x, s in chosen])
-        for start in range(0, size, BLOCK)
-    ]
-    return b"".join(blocks)
+def recoverer(holders: Sequence[int], threshold: int) -> shamir.Recombiner:
+    """Recovers secrets from the shares of the first ``threshold`` of ``holders`` (points)."""
+    if len(holders) < threshold:
+        raise ValueError(f"{len(holders)} holders cannot recover a secret of threshold {threshold}")
+    return shamir.Recombiner(sorted(holders)[:threshold], threshold)
 
 
 def apply_masks(
     out: np.ndarray,
     masks: Sequence[tuple[bytes, int]],
     nonce: int = 0,
-    base: np.ndarray | None = None,
+    fill: Callable[[int, int, np.ndarray], object] | None = None,
 ) -> np.ndarray:
-    """``out = base + Σ sign · PRG(key, nonce)`` on uint64 (mod 2^64), chunk by chunk.
+    """``out += Σ sign · PRG(key, nonce)`` on uint64 (mod 2^64), chunk by chunk.
 
-    ``masks`` holds ``(key, sign)`` with ``sign`` +1 or −1. ``base`` (uint64,
-    same size; default ``out`` itself) is read chunk by chunk, so ``out`` may
-    be a fresh buffer. Each key's keystream is the one
+    ``masks`` holds ``(key, sign)`` with ``sign`` +1 or −1. With ``fill``,
+    ``fill(start, stop, chunk)`` first writes the unmasked words of
+    ``out[start:stop]`` into ``chunk`` (so an encoding and its masks touch
+    the vector once, while it is in cache). Each key's keystream is the one
     ``Prg(key).words(nonce, out.size)`` draws.
     """
     flat = out.reshape(-1)
-    src = flat if base is None else np.asarray(base, dtype=np.uint64).reshape(-1)
     iv = nonce.to_bytes(8, "big") + bytes(8)
     streams = [
         (Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor(), sign) for key, sign in masks
@@ -147,8 +129,8 @@ def apply_masks(
     for start in range(0, flat.size, CHUNK_WORDS):
         stop = min(start + CHUNK_WORDS, flat.size)
         chunk = flat[start:stop]
-        if src is not flat:
-            np.copyto(chunk, src[start:stop])
+        if fill is not None:
+            fill(start, stop, chunk)
         words = scratch[: stop - start]
         for enc, sign in streams:
             enc.update_into(_ZEROS[: 8 * (stop - start)], raw)

@@ -23,8 +23,6 @@ from sharedml.session import Session
 
 log = logging.getLogger("sharedml.fl.secagg")
 T = TypeVar("T")
-SEED_SHARE = P.BLOCK
-KEY_SHARE = 2 * P.BLOCK
 
 
 class RoundAborted(ProtocolAbort):
@@ -141,11 +139,11 @@ class SecAggServer:
     def _unmask_parser(
         self, u3: list[int], dropped: list[int]
     ) -> Callable[[int, object], dict[int, bytes]]:
-        want = {**dict.fromkeys(u3, SEED_SHARE), **dict.fromkeys(dropped, KEY_SHARE)}
+        want = {*u3, *dropped}
 
         def parse(index: int, raw: object) -> dict[int, bytes]:
-            entries = _parsed(lambda: wire.parse_entries(wire.decode(raw).body))
-            if set(entries) != set(want) or any(len(b) != want[v] for v, b in entries.items()):
+            entries = _parsed(lambda: wire.parse_entries(wire.decode(raw).body, size=P.SHARE_BYTES))
+            if set(entries) != want:
                 raise Rejected("its unmasking shares do not match the survivor list")
             return entries
 
@@ -163,13 +161,13 @@ class SecAggServer:
     ) -> np.ndarray:
         """Remove every survivor's self mask and the masks it shared with the dropped."""
         holders = [u for u in unmask if u not in out]
-        k = self.config.threshold
+        recover = P.recoverer([h + 1 for h in holders], self.config.threshold).recover
         masks: list[tuple[bytes, int]] = []
         for u in u3:
-            seed = P.recover_secret({h + 1: unmask[h][u] for h in holders}, k)
+            seed = recover({h + 1: unmask[h][u] for h in holders}, P.KEY_BYTES)
             masks.append((seed, -1))
         for v in dropped:
-            secret = P.recover_secret({h + 1: unmask[h][v] for h in holders}, k)
+            secret = recover({h + 1: unmask[h][v] for h in holders}, P.PRIVATE_BYTES)
             if P.public_bytes(_private(secret)) != keys[v][1]:
                 raise ProtocolAbort(
                     f"round {round_id}: the recovered mask key of dropped client "

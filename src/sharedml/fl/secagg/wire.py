@@ -21,7 +21,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from sharedml.fl.secagg.primitives import BLOCK, NONCE_BYTES, PUBLIC_BYTES
+from sharedml.fl.secagg.primitives import NONCE_BYTES, PUBLIC_BYTES, SHARE_BYTES
 
 MAGIC = b"SAG1"
 VERSION = 1
@@ -31,8 +31,8 @@ _ENTRY = struct.Struct("<HH")  # peer index, length
 #: Masked-array header words: magic word, round, sender index, vector length.
 ARRAY_HEADER = 4
 ARRAY_MAGIC = np.uint64(int.from_bytes(b"SAG1mask", "little"))
-#: GCM nonce + two blocks of the mask key's share + one block of the seed's + tag.
-SEALED_BYTES = NONCE_BYTES + 3 * BLOCK + 16
+#: GCM nonce, the shares of the mask key and of the seed, GCM tag.
+SEALED_BYTES = NONCE_BYTES + 2 * SHARE_BYTES + 16
 MAX_REASON = 500
 
 
