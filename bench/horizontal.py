@@ -35,7 +35,7 @@ import pandas as pd
 
 from _common import report
 from sharedml.cluster import run_cluster
-from sharedml.fl.fedavg import FedAvgClient, FedAvgParams, FedAvgServer
+from sharedml.fl.fedavg import FedAvgClient, FedAvgParams, FedAvgServer, FedAvgSetup
 from sharedml.fl.gbdt import GbdtClient, GbdtParams, GbdtServer
 from sharedml.fl.linear import LinearLearner
 from sharedml.fl.secagg import SecAggConfig
@@ -88,12 +88,12 @@ class Party:
             X, y, Xv, yv = _bank(self.folder, session.party)
             GbdtClient(session, TREES, cfg).fit(np.vstack([X, Xv]), np.concatenate([y, yv]))
             return None
-        params = MLP if self.model == "mlp" else LR
+        setup = FedAvgSetup(_learner(self.model), MLP if self.model == "mlp" else LR, cfg)
         if session.party == SERVER:
-            res = FedAvgServer(session, _learner(self.model), params, cfg).fit(23)
+            res = FedAvgServer(session, setup).fit(23)
             return {"params": res.params, "seconds": [h["seconds"] for h in res.history]}
         X, y, Xv, yv = _bank(self.folder, session.party)
-        FedAvgClient(session, _learner(self.model), params, cfg).fit(X, y, Xv, yv)
+        FedAvgClient(session, setup).fit(X, y, Xv, yv)
         return None
 
 

@@ -1,4 +1,4 @@
-"""Horizontal reference data and a FedAvg run among threads, for the tests."""
+"""Horizontal reference data, and FedAvg and federated-tree runs among threads, for the tests."""
 
 from __future__ import annotations
 
@@ -11,10 +11,20 @@ import numpy as np
 import pandas as pd
 
 from sharedml.fl.dp import DpConfig
-from sharedml.fl.fedavg import FedAvgClient, FedAvgParams, FedAvgResult, FedAvgServer, LocalLearner
+from sharedml.fl.fedavg import (
+    FedAvgClient,
+    FedAvgParams,
+    FedAvgResult,
+    FedAvgServer,
+    FedAvgSetup,
+)
+from sharedml.fl.gbdt import GbdtClient, GbdtParams, GbdtServer
+from sharedml.fl.gbdt_model import GbdtModel
+from sharedml.fl.learner import LocalLearner
 from sharedml.fl.secagg import SecAggConfig
 from sharedml.session import Session
 from sharedml.simulation import run_parties
+from sharedml.transport.base import Channel
 
 SERVER = "agg"
 HOMO = {
@@ -64,6 +74,7 @@ def run_fedavg(
     max_dropouts: int = 0,
     dp: DpConfig | None = None,
     stage_timeout: float = 10.0,
+    wrap: Callable[[Channel], Channel] | None = None,
 ) -> tuple[FedAvgResult, dict[str, np.ndarray]]:
     """Train among threads; the server's result and each client's final parameters."""
     clients = list(parts)
@@ -71,14 +82,40 @@ def run_fedavg(
     n_features = next(iter(parts.values())).X.shape[1]
 
     def server(session: Session) -> Any:
-        return FedAvgServer(session, learner(SERVER), params, cfg, dp).fit(n_features)
+        return FedAvgServer(session, FedAvgSetup(learner(SERVER), params, cfg, dp)).fit(n_features)
 
     def client(session: Session) -> Any:
         p = parts[session.party]
-        me = FedAvgClient(session, learner(session.party), params, cfg, dp)
+        me = FedAvgClient(session, FedAvgSetup(learner(session.party), params, cfg, dp))
         return me.fit(p.X, p.y, p.X_val, p.y_val)
 
     out = run_parties(
-        {SERVER: server, **dict.fromkeys(clients, client)}, [SERVER, *clients], timeout=120
+        {SERVER: server, **dict.fromkeys(clients, client)},
+        [SERVER, *clients],
+        timeout=120,
+        wrap=wrap,
     )
+    return out[SERVER], {c: out[c] for c in clients}
+
+
+def run_gbdt(
+    parts: Mapping[str, Part],
+    params: GbdtParams,
+    edges: list[np.ndarray] | None = None,
+    wrap: Callable[[Channel], Channel] | None = None,
+) -> tuple[GbdtModel, dict[str, GbdtModel]]:
+    """Federated trees among threads; the server's model and each client's."""
+    clients = list(parts)
+    cfg = SecAggConfig.for_dropouts(SERVER, clients, 0, stage_timeout=10.0)
+    n_features = next(iter(parts.values())).X.shape[1]
+
+    def server(session: Session) -> Any:
+        return GbdtServer(session, params, cfg).fit(n_features, edges)
+
+    def client(session: Session) -> Any:
+        p = parts[session.party]
+        return GbdtClient(session, params, cfg).fit(p.X, p.y, declared=edges is not None)
+
+    fns = {SERVER: server, **dict.fromkeys(clients, client)}
+    out = run_parties(fns, [SERVER, *clients], wrap=wrap)
     return out[SERVER], {c: out[c] for c in clients}

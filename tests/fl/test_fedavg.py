@@ -4,7 +4,6 @@ reference sets: parity with scikit-learn on the union (8.4-1), bad clients exclu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from sharedml.fl.fedavg import FedAvgParams
+from sharedml.fl.learner import LocalPlan
 from sharedml.fl.linear import LinearLearner
 
 from .fl_world import Part, load, run_fedavg, union
@@ -65,9 +65,11 @@ def test_a_client_whose_update_is_nan_is_excluded_and_training_goes_on(shared_da
     class Once(LinearLearner):
         rounds = 0
 
-        def train(self, params: np.ndarray, X: np.ndarray, y: np.ndarray, **kw: Any) -> np.ndarray:
+        def train(
+            self, params: np.ndarray, X: np.ndarray, y: np.ndarray, plan: LocalPlan
+        ) -> np.ndarray:
             Once.rounds += 1
-            out = super().train(params, X, y, **kw)
+            out = super().train(params, X, y, plan)
             return out * np.nan if Once.rounds == 2 else out
 
     learners = {bad: Once()}

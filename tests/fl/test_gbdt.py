@@ -4,40 +4,18 @@ the union with the same trees, depth, bins and learning rate (8.4-1)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
-from sharedml.fl.gbdt import GbdtClient, GbdtParams, GbdtServer
+from sharedml.fl.gbdt import GbdtParams
 from sharedml.fl.gbdt_model import GbdtModel
-from sharedml.fl.secagg import SecAggConfig
-from sharedml.session import Session
-from sharedml.simulation import run_parties
 
-from .fl_world import SERVER, Part, load, union
+from .fl_world import Part, load, run_gbdt, union
 
 PARAMS = GbdtParams(n_trees=30, max_depth=3, n_bins=32, learning_rate=0.3)
-
-
-def run_gbdt(
-    parts: dict[str, Part], params: GbdtParams, edges: list[np.ndarray] | None = None
-) -> tuple[GbdtModel, dict[str, GbdtModel]]:
-    clients = list(parts)
-    cfg = SecAggConfig.for_dropouts(SERVER, clients, 0, stage_timeout=10.0)
-    n_features = next(iter(parts.values())).X.shape[1]
-
-    def server(session: Session) -> Any:
-        return GbdtServer(session, params, cfg).fit(n_features, edges)
-
-    def client(session: Session) -> Any:
-        p = parts[session.party]
-        return GbdtClient(session, params, cfg).fit(p.X, p.y, declared=edges is not None)
-
-    out = run_parties({SERVER: server, **dict.fromkeys(clients, client)}, [SERVER, *clients])
-    return out[SERVER], {c: out[c] for c in clients}
 
 
 def xgb_auc(parts: dict[str, Part], X_test: np.ndarray, y_test: np.ndarray) -> float:

@@ -5,7 +5,7 @@
 * :mod:`sharedml.fl.secagg` — dropout-tolerant secure aggregation
   (Bonawitz et al.), written once against the Channel;
 * :mod:`sharedml.fl.fedavg` — FedAvg / FedProx over secure aggregation, for
-  any :class:`~sharedml.fl.fedavg.LocalLearner`: :mod:`sharedml.fl.linear`
+  any :class:`~sharedml.fl.learner.LocalLearner`: :mod:`sharedml.fl.linear`
   (numpy) and :mod:`sharedml.fl.mlp` (PyTorch, the ``torch`` extra);
 * :mod:`sharedml.fl.dp` — client-level DP (clipping, Gaussian noise, ε from
   ``dp_accounting``) as wrappers around the aggregation;

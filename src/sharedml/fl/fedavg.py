@@ -2,7 +2,7 @@
 
 Roles: one server (the aggregator named in the job) and the clients, each
 holding the same columns for its own rows. Written once against the
-Channel; the model is any :class:`LocalLearner` (numpy linear models in
+Channel; the model is any :class:`~sharedml.fl.learner.LocalLearner` (numpy linear models in
 :mod:`sharedml.fl.linear`, the torch MLP in :mod:`sharedml.fl.mlp`).
 
 Protocol (round ``r`` of at most ``rounds``):
@@ -44,13 +44,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from sharedml.errors import ChannelError, ConfigError, ProtocolAbort
 from sharedml.fl import metrics as M
 from sharedml.fl.dp import CentralGaussianNoise, ClipUpdates, DpConfig
+from sharedml.fl.learner import LocalLearner, LocalPlan
 from sharedml.fl.secagg import RoundResult, SecAggClient, SecAggConfig, SecAggServer
 from sharedml.learn.linear._core import EarlyStopping, learning_rate
 from sharedml.session import Session
@@ -60,29 +61,6 @@ CTRL, MODEL = "fedavg/ctrl", "fedavg/model"
 TRAIN, SIT_OUT, EVALUATE, STOP = 1.0, 0.0, 2.0, -1.0
 #: metric name -> whether higher is better
 METRICS = {"auc": True, "logloss": False, "accuracy": True, "rmse": False, "mae": False, "r2": True}
-
-
-class LocalLearner(Protocol):
-    """A model whose parameters are one flat float64 vector."""
-
-    task: str
-
-    def init_params(self, n_features: int, seed: int) -> np.ndarray: ...
-
-    def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray: ...
-
-    def train(
-        self,
-        params: np.ndarray,
-        X: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        lr: float,
-        batch_size: int,
-        prox_mu: float,
-        rng: np.random.Generator,
-    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -123,24 +101,28 @@ class FedAvgResult:
     dp: dict[str, float] | None = None
 
 
+@dataclass(frozen=True)
+class FedAvgSetup:
+    """What both roles are built from: the model, the hyper-parameters, the secure
+    aggregation and, optionally, differential privacy."""
+
+    learner: LocalLearner
+    params: FedAvgParams
+    secagg: SecAggConfig
+    dp: DpConfig | None = None
+
+
 class FedAvgServer:
     """The aggregator's side of federated averaging."""
 
-    def __init__(
-        self,
-        session: Session,
-        learner: LocalLearner,
-        params: FedAvgParams,
-        secagg: SecAggConfig,
-        dp: DpConfig | None = None,
-    ) -> None:
-        self.s, self.learner, self.p, self.dp = session, learner, params, dp
-        self.clients = list(secagg.clients)
-        self.metric_sums = SecAggServer(session, secagg)  # metrics: exact sums, outside DP
+    def __init__(self, session: Session, setup: FedAvgSetup) -> None:
+        self.s, self.learner, self.p, self.dp = session, setup.learner, setup.params, setup.dp
+        self.clients = list(setup.secagg.clients)
+        self.metric_sums = SecAggServer(session, setup.secagg)  # metrics: exact, outside DP
         self.updates: SecAggServer | CentralGaussianNoise = (
-            CentralGaussianNoise(self.metric_sums, dp) if dp else self.metric_sums
+            CentralGaussianNoise(self.metric_sums, self.dp) if self.dp else self.metric_sums
         )
-        self.threshold = secagg.threshold
+        self.threshold = setup.secagg.threshold
 
     def fit(self, n_features: int) -> FedAvgResult:
         w = self.learner.init_params(n_features, self.p.seed)
@@ -223,19 +205,12 @@ def _record(
 class FedAvgClient:
     """A data owner's side of federated averaging."""
 
-    def __init__(
-        self,
-        session: Session,
-        learner: LocalLearner,
-        params: FedAvgParams,
-        secagg: SecAggConfig,
-        dp: DpConfig | None = None,
-    ) -> None:
-        self.s, self.learner, self.p, self.dp = session, learner, params, dp
-        self.server = secagg.server
-        self.metric_sums = SecAggClient(session, secagg)
+    def __init__(self, session: Session, setup: FedAvgSetup) -> None:
+        self.s, self.learner, self.p, self.dp = session, setup.learner, setup.params, setup.dp
+        self.server = setup.secagg.server
+        self.metric_sums = SecAggClient(session, setup.secagg)
         self.updates: SecAggClient | ClipUpdates = (
-            ClipUpdates(self.metric_sums, dp.clip) if dp else self.metric_sums
+            ClipUpdates(self.metric_sums, self.dp.clip) if self.dp else self.metric_sums
         )
         self.rounds_in: list[int] = []
 
@@ -261,16 +236,8 @@ class FedAvgClient:
     def _train(self, r: int, w: np.ndarray, lr: float, X: np.ndarray, y: np.ndarray) -> None:
         rng = self.s.rng(f"fedavg/round/{r}")
         with np.errstate(all="ignore"):  # a diverging model abstains below, named
-            new = self.learner.train(
-                w,
-                X,
-                y,
-                epochs=self.p.local_epochs,
-                lr=lr,
-                batch_size=self.p.batch_size,
-                prox_mu=self.p.prox_mu,
-                rng=rng,
-            )
+            plan = LocalPlan(self.p.local_epochs, lr, self.p.batch_size, self.p.prox_mu, rng)
+            new = self.learner.train(w, X, y, plan)
         delta = new - w
         vector = delta if self.dp else np.append(len(y) * delta, float(len(y)))
         if self.updates.submit(2 * r, vector).included:
@@ -286,4 +253,4 @@ class FedAvgClient:
         return M.regression_sums(y, self.learner.predict(w, X))
 
 
-__all__ = ["FedAvgClient", "FedAvgParams", "FedAvgResult", "FedAvgServer", "LocalLearner"]
+__all__ = ["FedAvgClient", "FedAvgParams", "FedAvgResult", "FedAvgServer", "FedAvgSetup"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sharedml.errors import ConfigError
+from sharedml.fl.learner import LocalPlan
 from sharedml.learn.linear._core import sigmoid
 
 TASKS = ("classification", "regression")
@@ -38,31 +39,22 @@ class LinearLearner:
         return sigmoid(z) if self.task == "classification" else z
 
     def train(
-        self,
-        params: np.ndarray,
-        X: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        lr: float,
-        batch_size: int,
-        prox_mu: float,
-        rng: np.random.Generator,
+        self, params: np.ndarray, X: np.ndarray, y: np.ndarray, plan: LocalPlan
     ) -> np.ndarray:
-        """``epochs`` passes of mini-batch SGD from ``params``; returns the new parameters."""
+        """``plan.epochs`` passes of mini-batch SGD from ``params``; returns the new parameters."""
         anchor = params.copy()
         w = params.copy()
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        for _ in range(epochs):
-            order = rng.permutation(len(y))
-            for start in range(0, len(y), batch_size):
-                rows = order[start : start + batch_size]
+        for _ in range(plan.epochs):
+            order = plan.rng.permutation(len(y))
+            for start in range(0, len(y), plan.batch_size):
+                rows = order[start : start + plan.batch_size]
                 resid = self.predict(w, X[rows]) - y[rows]
                 grad = np.empty_like(w)
                 grad[:-1] = X[rows].T @ resid / len(rows) + self.l2 * w[:-1]
                 grad[-1] = resid.mean()
-                if prox_mu:
-                    grad += prox_mu * (w - anchor)
-                w -= lr * grad
+                if plan.prox_mu:
+                    grad += plan.prox_mu * (w - anchor)
+                w -= plan.lr * grad
         return w

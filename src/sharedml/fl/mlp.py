@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sharedml.errors import ConfigError
+from sharedml.fl.learner import LocalPlan
 
 if TYPE_CHECKING:
     import torch
@@ -85,37 +86,28 @@ class MlpLearner:
         return out.double().numpy()
 
     def train(
-        self,
-        params: np.ndarray,
-        X: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        lr: float,
-        batch_size: int,
-        prox_mu: float,
-        rng: np.random.Generator,
+        self, params: np.ndarray, X: np.ndarray, y: np.ndarray, plan: LocalPlan
     ) -> np.ndarray:
         torch = _torch()
         net = self._loaded(params, X.shape[1])
         net.train()
         anchor = [p.detach().clone() for p in net.parameters()]
-        opt = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=self.weight_decay)
+        opt = torch.optim.SGD(net.parameters(), lr=plan.lr, weight_decay=self.weight_decay)
         Xt = torch.from_numpy(np.asarray(X, dtype=np.float32))
         yt = torch.from_numpy(np.asarray(y, dtype=np.float32))
         loss_fn = (
             torch.nn.BCEWithLogitsLoss() if self.task == "classification" else torch.nn.MSELoss()
         )
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**62)))  # dropout masks, reproducible per round
-            for _ in range(epochs):
-                order = torch.from_numpy(rng.permutation(len(yt)))
-                for start in range(0, len(yt), batch_size):
-                    rows = order[start : start + batch_size]
+            torch.manual_seed(int(plan.rng.integers(2**62)))  # dropout masks, per round
+            for _ in range(plan.epochs):
+                order = torch.from_numpy(plan.rng.permutation(len(yt)))
+                for start in range(0, len(yt), plan.batch_size):
+                    rows = order[start : start + plan.batch_size]
                     opt.zero_grad()
                     loss = loss_fn(net(Xt[rows]).squeeze(1), yt[rows])
-                    if prox_mu:
-                        loss = loss + prox_mu / 2 * sum(
+                    if plan.prox_mu:
+                        loss = loss + plan.prox_mu / 2 * sum(
                             ((p - a) ** 2).sum()
                             for p, a in zip(net.parameters(), anchor, strict=True)
                         )

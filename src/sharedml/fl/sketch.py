@@ -29,7 +29,7 @@ SPREAD = 5.0
 
 def moment_sums(X: np.ndarray) -> np.ndarray:
     """``[Σx (F), Σx² (F), n]`` of one party's rows."""
-    X = _finite(X)
+    X = check_features(X)
     return np.concatenate([X.sum(axis=0), (X * X).sum(axis=0), [X.shape[0]]])
 
 
@@ -45,7 +45,7 @@ def grid(moments: np.ndarray, cells: int, spread: float = SPREAD) -> tuple[np.nd
 
 def cell_counts(X: np.ndarray, low: np.ndarray, width: np.ndarray, cells: int) -> np.ndarray:
     """Rows per cell, shape ``(F, cells + 2)`` flattened: cell 0 and ``cells + 1`` overflow."""
-    X = _finite(X)
+    X = check_features(X)
     idx = np.floor((X - low) / width).astype(np.int64) + 1
     idx = np.clip(idx, 0, cells + 1)
     F = X.shape[1]
@@ -75,7 +75,8 @@ def edges_from_counts(
     return out
 
 
-def _finite(X: np.ndarray) -> np.ndarray:
+def check_features(X: np.ndarray) -> np.ndarray:
+    """``X`` as a float64 table; :class:`DataError` if it is not 2-D or holds NaN or infinity."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise DataError(f"features must be a 2-D table, got shape {X.shape}")
