@@ -113,3 +113,38 @@ def test_uneven_split_one_small_party_with_a_skewed_label_rate(shared_data: Path
     result, _ = run_fedavg(uneven, lambda _: LinearLearner(), PARAMS)
     central = sklearn_auc(uneven, X_test, y_test)
     assert abs(fed_auc(result.params, X_test, y_test) - central) <= 0.005
+
+
+def _five_banks(parts: dict[str, Part]) -> dict[str, Part]:
+    X, y = union(parts)
+    X_val = np.vstack([p.X_val for p in parts.values()])
+    y_val = np.concatenate([p.y_val for p in parts.values()])
+    rows, val = np.array_split(np.arange(len(y)), 5), np.array_split(np.arange(len(y_val)), 5)
+    return {
+        f"bank{i}": Part(X[r], y[r], X_val[v], y_val[v])
+        for i, (r, v) in enumerate(zip(rows, val, strict=True))
+    }
+
+
+@pytest.mark.slow
+def test_client_sampling_draws_a_public_subset_each_round(shared_data: Path) -> None:
+    parts, X_test, y_test = load(shared_data, "breast")
+    banks = _five_banks(parts)
+    params = FedAvgParams(rounds=6, learning_rate=0.1, client_fraction=0.6, batch_size=16)
+    result, _ = run_fedavg(banks, lambda _: LinearLearner(), params, max_dropouts=2)
+    chosen = [tuple(r["participants"]) for r in result.history]
+    for picked, record in zip(chosen, result.history, strict=True):
+        assert len(picked) == 3 and record["survivors"] == list(picked)
+    assert len(set(chosen)) > 1  # the draw changes from round to round
+    assert fed_auc(result.params, X_test, y_test) > 0.95
+
+
+@pytest.mark.slow
+def test_early_stopping_keeps_the_best_round(shared_data: Path) -> None:
+    parts, _, _ = load(shared_data, "default_credit")
+    params = FedAvgParams(rounds=30, learning_rate=0.5, patience=2, metric="logloss")
+    result, _ = run_fedavg(parts, lambda _: LinearLearner(), params)
+    losses = [r["metrics"]["logloss"] for r in result.history]
+    assert len(losses) < 30  # it stopped
+    assert result.best_round == int(np.argmin(losses))
+    assert len(losses) - 1 - result.best_round == 2  # two rounds without improvement
