@@ -148,3 +148,23 @@ def test_early_stopping_keeps_the_best_round(shared_data: Path) -> None:
     assert len(losses) < 30  # it stopped
     assert result.best_round == int(np.argmin(losses))
     assert len(losses) - 1 - result.best_round == 2  # two rounds without improvement
+
+
+def test_a_client_with_nan_in_its_rows_fails_before_sending_anything() -> None:
+    from sharedml.errors import DataError
+    from sharedml.fl.fedavg import FedAvgClient, FedAvgSetup
+    from sharedml.fl.secagg import SecAggConfig
+    from sharedml.session import Session
+    from sharedml.transport.local import LocalHub
+
+    hub = LocalHub(["agg", "bank0", "bank1"])
+    session = Session("bank0", ("agg", "bank0", "bank1"), hub.channel("bank0"))
+    cfg = SecAggConfig("agg", ("bank0", "bank1"), threshold=2)
+    client = FedAvgClient(session, FedAvgSetup(LinearLearner(), PARAMS, cfg))
+    X = np.ones((4, 2))
+    X[2, 1] = np.nan
+    with pytest.raises(DataError, match=r"NaN or infinity in 1 rows.*bank0"):
+        client.fit(X, np.array([0, 1, 0, 1]))
+    with pytest.raises(DataError, match="bank0"):
+        client.fit(np.ones((4, 2)), np.array([0, 1, 0]))
+    assert hub.mailboxes["agg"].pending() == 0

@@ -48,11 +48,12 @@ from typing import Any
 
 import numpy as np
 
-from sharedml.errors import ChannelError, ConfigError, ProtocolAbort
+from sharedml.errors import ChannelError, ConfigError, DataError, ProtocolAbort
 from sharedml.fl import metrics as M
 from sharedml.fl.dp import CentralGaussianNoise, ClipUpdates, DpConfig
 from sharedml.fl.learner import LocalLearner, LocalPlan
 from sharedml.fl.secagg import RoundResult, SecAggClient, SecAggConfig, SecAggServer
+from sharedml.fl.sketch import check_features
 from sharedml.learn.linear._core import EarlyStopping, learning_rate
 from sharedml.session import Session
 
@@ -138,8 +139,9 @@ class FedAvgServer:
                 res = self.updates.aggregate(2 * r, chosen, w.size + (0 if self.dp else 1))
                 w = w + self._step(res, len(chosen))
                 self._tell_all(r, lambda c: EVALUATE, 0.0, w)
-                scores = self._evaluate(r)
+                scores, evaluated = self._evaluate(r)
                 record = _record(r, lr, chosen, res, scores, time.perf_counter() - start)
+                record["excluded_from_metrics"] = dict(evaluated.out)
                 result.history.append(record)
                 improved, stop = stopper.update(scores[self.p.metric], r)
                 if improved or not self.p.patience:  # without early stopping: the last model
@@ -172,12 +174,13 @@ class FedAvgServer:
             raise ProtocolAbort("the round's clients reported no rows", step="fedavg")
         return res.total[:-1] / count
 
-    def _evaluate(self, r: int) -> dict[str, float]:
+    def _evaluate(self, r: int) -> tuple[dict[str, float], RoundResult]:
+        """The round's metrics on the pooled validation rows (of the clients that answered)."""
         size = (2 * M.DEFAULT_BINS + 4) if self.learner.task == "classification" else 5
-        sums = self.metric_sums.aggregate(2 * r + 1, self.clients, size).total
+        res = self.metric_sums.aggregate(2 * r + 1, self.clients, size)
         if self.learner.task == "classification":
-            return M.classification_metrics(sums)
-        return M.regression_metrics(sums)
+            return M.classification_metrics(res.total), res
+        return M.regression_metrics(res.total), res
 
     def _tell_all(self, r: int, flag: Any, lr: float, w: np.ndarray) -> None:
         for c in self.clients:
@@ -222,7 +225,13 @@ class FedAvgClient:
         y_val: np.ndarray | None = None,
     ) -> np.ndarray:
         """Train with the others until the server stops; return the final parameters."""
-        X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        X, y = check_features(X, self.s.party), np.asarray(y, dtype=np.float64)
+        if y.shape != (X.shape[0],) or not np.isfinite(y).all():
+            raise DataError(
+                f"{X.shape[0]} rows need as many finite labels, got shape {y.shape}",
+                party=self.s.party,
+                step="fedavg",
+            )
         while True:
             r, flag, lr = (float(v) for v in self.s.channel.recv(self.server, CTRL))
             w = np.asarray(self.s.channel.recv(self.server, MODEL), dtype=np.float64)

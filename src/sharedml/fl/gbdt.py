@@ -175,7 +175,7 @@ class GbdtClient:
 
     def fit(self, X: np.ndarray, y: np.ndarray, declared: bool = False) -> GbdtModel:
         """Train with the others; ``declared`` when the job gave the server the edges."""
-        X, y = sketch.check_features(X), np.asarray(y, dtype=np.float64)
+        X, y = sketch.check_features(X, self.s.party), np.asarray(y, dtype=np.float64)
         if y.shape != (X.shape[0],):
             raise DataError(f"{X.shape[0]} rows but {y.size} labels", party=self.s.party)
         if not declared:

@@ -75,11 +75,17 @@ def edges_from_counts(
     return out
 
 
-def check_features(X: np.ndarray) -> np.ndarray:
-    """``X`` as a float64 table; :class:`DataError` if it is not 2-D or holds NaN or infinity."""
+def check_features(X: np.ndarray, party: str | None = None) -> np.ndarray:
+    """``X`` as a float64 table; :class:`DataError` (naming ``party``) if it is not
+    2-D or holds NaN or infinity."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
-        raise DataError(f"features must be a 2-D table, got shape {X.shape}")
+        raise DataError(f"features must be a 2-D table, got shape {X.shape}", party=party)
     if not np.isfinite(X).all():
-        raise DataError("features hold NaN or infinity", remedy="fill missing values first")
+        rows = int(np.sum(~np.isfinite(X).all(axis=1)))
+        raise DataError(
+            f"features hold NaN or infinity in {rows} rows",
+            party=party,
+            remedy="fill missing values first (the fill step)",
+        )
     return X
