@@ -103,18 +103,33 @@ def run_gbdt(
     params: GbdtParams,
     edges: list[np.ndarray] | None = None,
     wrap: Callable[[Channel], Channel] | None = None,
+    *,
+    max_dropouts: int = 0,
+    stage_timeout: float = 10.0,
+    client_params: Mapping[str, GbdtParams] | None = None,
+    excluded: list[dict[str, object]] | None = None,
 ) -> tuple[GbdtModel, dict[str, GbdtModel]]:
-    """Federated trees among threads; the server's model and each client's."""
+    """Federated trees among threads; the server's model and each client's.
+
+    ``client_params`` gives some clients other parameters (e.g. fewer trees:
+    a client that leaves early); ``excluded`` receives the server's record of
+    secure sums that went without someone.
+    """
     clients = list(parts)
-    cfg = SecAggConfig.for_dropouts(SERVER, clients, 0, stage_timeout=10.0)
+    cfg = SecAggConfig.for_dropouts(SERVER, clients, max_dropouts, stage_timeout=stage_timeout)
     n_features = next(iter(parts.values())).X.shape[1]
 
     def server(session: Session) -> Any:
-        return GbdtServer(session, params, cfg).fit(n_features, edges)
+        me = GbdtServer(session, params, cfg)
+        model = me.fit(n_features, edges)
+        if excluded is not None:
+            excluded.extend(me.excluded)
+        return model
 
     def client(session: Session) -> Any:
         p = parts[session.party]
-        return GbdtClient(session, params, cfg).fit(p.X, p.y, declared=edges is not None)
+        mine = (client_params or {}).get(session.party, params)
+        return GbdtClient(session, mine, cfg).fit(p.X, p.y, declared=edges is not None)
 
     fns = {SERVER: server, **dict.fromkeys(clients, client)}
     out = run_parties(fns, [SERVER, *clients], wrap=wrap)

@@ -54,3 +54,20 @@ def test_declared_edges_are_used_as_given_and_the_model_round_trips(shared_data:
     assert used and all(thr in declared[f] for f, thr in used)
     again = GbdtModel.from_dict(model.to_dict())
     np.testing.assert_array_equal(again.predict(X_test), model.predict(X_test))
+
+
+@pytest.mark.slow
+def test_a_bank_that_leaves_after_the_first_tree_is_counted_out(shared_data: Path) -> None:
+    """It stops answering; every later secure sum goes on with the two others."""
+    parts, X_test, y_test = load(shared_data, "default_credit", val=0.0)
+    params = GbdtParams(n_trees=3, max_depth=2, n_bins=16)
+    early = GbdtParams(n_trees=1, max_depth=2, n_bins=16)
+    excluded: list[dict[str, object]] = []
+    model, finals = run_gbdt(
+        parts, params, max_dropouts=1, stage_timeout=0.5,
+        client_params={"host_2": early}, excluded=excluded,
+    )  # fmt: skip
+    assert len(model.trees) == 3 and len(finals["host_2"].trees) == 1
+    assert excluded and all("host_2" in e and "dropped" in str(e["host_2"]) for e in excluded)
+    assert finals["guest"].to_dict() == model.to_dict()
+    assert roc_auc_score(y_test, model.predict(X_test)) > 0.7

@@ -39,11 +39,12 @@ SecureBoost in FATE (Cheng et al., IEEE Intell. Syst. 2021).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from sharedml.errors import ConfigError, DataError
+from sharedml.errors import ChannelError, ConfigError, DataError
 from sharedml.fl import sketch
 from sharedml.fl.gbdt_model import GbdtModel, HTree
 from sharedml.fl.secagg import SecAggClient, SecAggConfig, SecAggServer
@@ -51,6 +52,7 @@ from sharedml.learn.tree import core
 from sharedml.learn.tree.binning import bin_index, bins_per_feature
 from sharedml.session import Session
 
+log = logging.getLogger("sharedml.fl.gbdt")
 GRID, EDGES, LEVEL, TREE = "gbdt/grid", "gbdt/edges", "gbdt/level", "gbdt/tree"
 TASKS = ("classification", "regression")
 
@@ -101,6 +103,8 @@ class GbdtServer:
         self.clients = list(secagg.clients)
         self.agg = SecAggServer(session, secagg)
         self.rounds = _Rounds()
+        #: every secure sum that went without some client: its round and who, why
+        self.excluded: list[dict[str, object]] = []
 
     def fit(self, n_features: int, edges: list[np.ndarray] | None = None) -> GbdtModel:
         if edges is None:
@@ -118,10 +122,16 @@ class GbdtServer:
 
     def _send_all(self, tag: str, value: np.ndarray) -> None:
         for c in self.clients:
-            self.s.channel.send(c, tag, value)
+            try:
+                self.s.channel.send(c, tag, value)
+            except ChannelError as exc:  # gone: the secure sums count it out from now on
+                log.warning("cannot reach client %s: %s", c, exc.message)
 
     def _sum(self, length: int) -> np.ndarray:
-        return self.agg.aggregate(self.rounds.take(), self.clients, length).total
+        res = self.agg.aggregate(self.rounds.take(), self.clients, length)
+        if res.out:
+            self.excluded.append({"round": res.round, **res.out})
+        return res.total
 
     def _sketch(self, n_features: int) -> list[np.ndarray]:
         cells = self.p.sketch_cells
