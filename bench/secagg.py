@@ -47,7 +47,6 @@ from sharedml.errors import ChannelError
 from sharedml.fl.secagg import SecAggClient, SecAggConfig, SecAggServer, Submission
 from sharedml.fl.secagg.client import _RoundState
 from sharedml.session import Session
-from sharedml.simulation import party_session
 from sharedml.transport.base import Channel
 from sharedml.transport.local import LocalHub
 
@@ -180,7 +179,7 @@ def in_threads(n: int, length: int, rounds: list[str]) -> Any:
 
     def body(party: str) -> None:
         ch: Channel = hub.channel(party, timeout=600)
-        s = party_session(party, [SERVER, *_clients(n)], ch, 16, None, {})
+        s = Session(party, (SERVER, *_clients(n)), ch)
         out[party] = server(s, n, length, rounds) if party == SERVER else client(s, n, length, -1)
 
     threads = [threading.Thread(target=body, args=(p,)) for p in hub.mailboxes]
