@@ -63,10 +63,17 @@ Dropouts: a round with ``m`` participants survives up to ``m − k`` clients
 that drop at any stage (before or after submitting their masked input);
 more and it aborts with :class:`RoundAborted` naming who was out and why.
 
-SecAgg+ (Bell et al., CCS 2020) replaces the complete graph by a sparse one of
-degree O(log n) so each client masks with few peers; at the sizes this project
-targets (≤ a few dozen organisations) the complete graph's cost is dominated
-by the vector's transfer, which both share (``bench/secagg.py``).
+SecAgg+ (Bell et al., CCS 2020): with :attr:`SecAggConfig.neighbours` set,
+every step above runs on a sparse graph (:mod:`~sharedml.fl.secagg.graph`, a
+circulant graph of that even degree on a public per-round shuffle): a client
+receives its neighbours' keys only, shares its secrets among them (threshold
+counted within its neighbourhood), masks with them only, and the server
+recovers each secret from that client's neighbours. Each client then expands
+``degree + 1`` masks instead of ``n``. What changes in ``Reveals``: ``t − 1``
+colluding *neighbours* of a client (not any ``k − 1`` clients) are what the
+server may add without learning its update; and because only the
+survivors' graph hides partial sums, the server checks it is connected
+before it asks for a single share and aborts otherwise.
 
 References: K. Bonawitz, V. Ivanov, B. Kreuter et al., "Practical Secure
 Aggregation for Privacy-Preserving Machine Learning", CCS 2017; J. Bell,

@@ -31,6 +31,12 @@ class SecAggConfig:
             (see :class:`~sharedml.fl.quantize.Quantizer`).
         stage_timeout: seconds the server waits for one stage's messages
             before it counts the silent clients as dropped.
+        neighbours: ``None`` (every client masks with every other: Bonawitz
+            et al.), or an even degree: SecAgg+ (Bell et al.), each client
+            shares keys and masks with that many neighbours
+            (:mod:`~sharedml.fl.secagg.graph`); ``threshold`` is then counted
+            within each neighbourhood (itself included) and must be a
+            majority of it.
     """
 
     server: str
@@ -38,6 +44,7 @@ class SecAggConfig:
     threshold: int
     bound: float = float(2**20)
     stage_timeout: float = 30.0
+    neighbours: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "clients", tuple(self.clients))
@@ -49,10 +56,13 @@ class SecAggConfig:
             )
         if n > 0xFFFF:
             raise ConfigError(f"{n} clients exceed the 65535 the wire format indexes")
-        if not (2 <= self.threshold <= n and 2 * self.threshold > n):
+        if self.neighbours is not None and (self.neighbours < 2 or self.neighbours % 2):
+            raise ConfigError(f"neighbours must be an even number >= 2, got {self.neighbours}")
+        group = n if self.neighbours is None else min(n, self.neighbours + 1)
+        if not (2 <= self.threshold <= group and 2 * self.threshold > group):
             raise ConfigError(
-                f"threshold {self.threshold} for {n} clients must lie in "
-                f"[{max(2, n // 2 + 1)}, {n}]",
+                f"threshold {self.threshold} for groups of {group} clients must lie in "
+                f"[{max(2, group // 2 + 1)}, {group}]",
                 remedy="tolerate fewer dropouts (threshold = clients - dropouts)",
             )
         if self.stage_timeout <= 0:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from sharedml.crypto import shamir
 from sharedml.errors import ChannelError, ProtocolAbort
 from sharedml.fl.secagg import primitives as P
 from sharedml.fl.secagg import wire
 from sharedml.fl.secagg.collect import MASKED, Collector, History, Rejected
 from sharedml.fl.secagg.config import DOWN, SecAggConfig
+from sharedml.fl.secagg.graph import connected, neighbours
 from sharedml.session import Session
 
 log = logging.getLogger("sharedml.fl.secagg")
@@ -26,16 +28,15 @@ T = TypeVar("T")
 
 
 class RoundAborted(ProtocolAbort):
-    """Too few clients remained for a round; :attr:`missing` names who was out, and why."""
+    """A round could not finish; :attr:`missing` names who was out, and why."""
 
-    def __init__(self, round_id: int, stage: str, missing: dict[str, str], threshold: int) -> None:
+    def __init__(self, round_id: int, stage: str, why: str, missing: dict[str, str]) -> None:
         who = "; ".join(f"{c}: {r}" for c, r in missing.items()) or "none"
         super().__init__(
-            f"secure aggregation round {round_id} aborted at {stage}: fewer than "
-            f"{threshold} clients remain (out: {who})",
+            f"secure aggregation round {round_id} aborted at {stage}: {why} (out: {who})",
             step=f"secure aggregation round {round_id}",
-            remedy="bring the missing clients back or lower max_dropouts' complement "
-            "(the threshold) in the job",
+            remedy="bring the missing clients back, or tolerate more dropouts (a lower "
+            "threshold) in the job",
         )
         self.round = round_id
         self.missing = missing
@@ -62,6 +63,7 @@ class SecAggServer:
         self.config = config
         self.quantizer = config.quantizer
         self.collector = Collector(session.channel, config, History())
+        self._recombiners: dict[tuple[int, ...], shamir.Recombiner] = {}
 
     def aggregate(self, round_id: int, participants: list[str], length: int) -> RoundResult:
         """Run round ``round_id`` with ``participants`` on vectors of ``length`` floats.
@@ -72,23 +74,32 @@ class SecAggServer:
         out: dict[int, str] = {}
         live = [self.config.index(c) for c in participants]
         keys = self._stage(round_id, live, "ADVERTISE", self._parse_advertise, out)
-        self._send_all(round_id, list(keys), wire.Kind.KEYS, wire.keys_body(keys), out)
+        graph = neighbours(round_id, keys, self.config.neighbours)
+        for u in keys:
+            mine = {v: keys[v] for v in graph[u] | {u}}
+            self._send(round_id, u, wire.Kind.KEYS, wire.keys_body(mine), out)
         u1 = [u for u in keys if u not in out]
-        shares = self._stage(round_id, u1, "SHARES", self._share_parser(u1), out)
+        shares = self._stage(round_id, u1, "SHARES", self._share_parser(graph), out)
         u2 = [u for u in shares if u not in out]
         for v in u2:
-            forward = {u: shares[u][v] for u in u2 if u != v}
+            forward = {u: shares[u][v] for u in u2 if v in graph[u]}
             self._send(round_id, v, wire.Kind.FORWARD, wire.entries_body(forward), out)
-        u2 = [u for u in u2 if u not in out]
         acc = np.zeros(length, dtype=np.uint64)
-        masked = self._stage(round_id, u2, MASKED, self._masked_parser(length, acc), out)
+        parse = self._masked_parser(length, acc)
+        masked = self._stage(round_id, [u for u in u2 if u not in out], MASKED, parse, out)
         u3 = [u for u in masked if u not in out]
-        dropped = [u for u in u2 if u not in masked]
+        dropped = [u for u in u2 if u not in masked]  # they shared keys: their masks are in
         self._require(round_id, "masked input", u3, out)
-        body = wire.indices_body(u3, dropped)
-        self._send_all(round_id, u3, wire.Kind.SURVIVORS, body, out)
-        unmask = self._stage(round_id, u3, "UNMASK", self._unmask_parser(u3, dropped), out)
-        total = self.quantizer.decode(self._unmask(round_id, acc, keys, u3, dropped, unmask, out))
+        self._check_unmaskable(round_id, "masked input", graph, u3, dropped, u3, out)
+        for u in u3:
+            near = graph[u] | {u}
+            body = wire.indices_body(sorted(near & set(u3)), sorted(near & set(dropped)))
+            self._send(round_id, u, wire.Kind.SURVIVORS, body, out)
+        unmask = self._stage(round_id, u3, "UNMASK", self._unmask_parser(graph, u3, dropped), out)
+        holders = [h for h in unmask if h not in out]
+        self._check_unmaskable(round_id, "unmasking", graph, u3, dropped, holders, out)
+        ring_sum = self._unmask(round_id, acc, keys, graph, u3, dropped, unmask, holders)
+        total = self.quantizer.decode(ring_sum)
         return RoundResult(
             round_id,
             total,
@@ -116,13 +127,15 @@ class SecAggServer:
     def _parse_advertise(self, index: int, raw: object) -> tuple[bytes, bytes]:
         return _parsed(lambda: wire.parse_advertise(wire.decode(raw).body))
 
-    def _share_parser(self, u1: list[int]) -> Callable[[int, object], dict[int, bytes]]:
+    def _share_parser(
+        self, graph: dict[int, set[int]]
+    ) -> Callable[[int, object], dict[int, bytes]]:
         def parse(index: int, raw: object) -> dict[int, bytes]:
             entries = _parsed(
                 lambda: wire.parse_entries(wire.decode(raw).body, size=wire.SEALED_BYTES)
             )
-            if set(entries) != set(u1) - {index}:
-                raise Rejected("its share bundles are not addressed to exactly the other clients")
+            if set(entries) != graph[index]:
+                raise Rejected("its share bundles are not addressed to exactly its neighbours")
             return entries
 
         return parse
@@ -137,11 +150,10 @@ class SecAggServer:
         return parse
 
     def _unmask_parser(
-        self, u3: list[int], dropped: list[int]
+        self, graph: dict[int, set[int]], u3: list[int], dropped: list[int]
     ) -> Callable[[int, object], dict[int, bytes]]:
-        want = {*u3, *dropped}
-
         def parse(index: int, raw: object) -> dict[int, bytes]:
+            want = (graph[index] | {index}) & (set(u3) | set(dropped))
             entries = _parsed(lambda: wire.parse_entries(wire.decode(raw).body, size=P.SHARE_BYTES))
             if set(entries) != want:
                 raise Rejected("its unmasking shares do not match the survivor list")
@@ -149,25 +161,47 @@ class SecAggServer:
 
         return parse
 
+    def _check_unmaskable(
+        self,
+        round_id: int,
+        stage: str,
+        graph: dict[int, set[int]],
+        u3: list[int],
+        dropped: list[int],
+        holders: list[int],
+        out: dict[int, str],
+    ) -> None:
+        """Abort unless the survivors hang together and every secret to recover has
+        ``threshold`` holders left: only the whole sum may come out, never a part."""
+        if not connected(u3, graph):
+            self._abort(round_id, stage, out, "the survivors' masking graph fell apart", u3)
+        t, have = self.config.threshold, set(holders)
+        short = [u for u in u3 if len((graph[u] | {u}) & have) < t]
+        short += [v for v in dropped if len(graph[v] & have) < t]
+        if short:
+            names = [self.config.clients[u] for u in short]
+            why = f"fewer than {t} holders of the shares of {names} remain"
+            self._abort(round_id, stage, out, why, u3)
+
     def _unmask(
         self,
         round_id: int,
         acc: np.ndarray,
         keys: dict[int, tuple[bytes, bytes]],
+        graph: dict[int, set[int]],
         u3: list[int],
         dropped: list[int],
         unmask: dict[int, dict[int, bytes]],
-        out: dict[int, str],
+        holders: list[int],
     ) -> np.ndarray:
         """Remove every survivor's self mask and the masks it shared with the dropped."""
-        holders = [u for u in unmask if u not in out]
-        recover = P.recoverer([h + 1 for h in holders], self.config.threshold).recover
         masks: list[tuple[bytes, int]] = []
         for u in u3:
-            seed = recover({h + 1: unmask[h][u] for h in holders}, P.KEY_BYTES)
-            masks.append((seed, -1))
+            held = {h + 1: unmask[h][u] for h in holders if u == h or u in graph[h]}
+            masks.append((self._recover(held, P.KEY_BYTES), -1))
         for v in dropped:
-            secret = recover({h + 1: unmask[h][v] for h in holders}, P.PRIVATE_BYTES)
+            held = {h + 1: unmask[h][v] for h in holders if v in graph[h]}
+            secret = self._recover(held, P.PRIVATE_BYTES)
             if P.public_bytes(_private(secret)) != keys[v][1]:
                 raise ProtocolAbort(
                     f"round {round_id}: the recovered mask key of dropped client "
@@ -175,10 +209,18 @@ class SecAggServer:
                     step="secure aggregation unmasking",
                     remedy="a client returned a wrong share; rerun the round",
                 )
-            for u in u3:
+            for u in graph[v] & set(u3):
                 key = P.agree(secret, keys[u][1], P.pair_label("s", round_id, u, v))
                 masks.append((key, -1 if u < v else 1))
         return P.apply_masks(acc, masks)
+
+    def _recover(self, shares: dict[int, bytes], size: int) -> bytes:
+        """The secret behind ``shares`` (point -> share), from the first ``threshold``."""
+        points = tuple(sorted(shares)[: self.config.threshold])
+        rec = self._recombiners.get(points)
+        if rec is None:
+            rec = self._recombiners[points] = P.recoverer(points, self.config.threshold)
+        return rec.recover(shares, size)
 
     # -- messages to clients ---------------------------------------------------------
     def _send(
@@ -193,24 +235,24 @@ class SecAggServer:
             log.warning("round %d: client %s %s", round_id, self.config.clients[index], reason)
             out[index] = reason
 
-    def _send_all(
-        self, round_id: int, clients: list[int], kind: wire.Kind, body: bytes, out: dict[int, str]
-    ) -> None:
-        for index in clients:
-            if index not in out:
-                self._send(round_id, index, kind, body, out)
-
     def _require(
         self, round_id: int, stage: str, remaining: list[int], out: dict[int, str]
     ) -> None:
-        if len(remaining) >= self.config.threshold:
-            return
+        if len(remaining) < self.config.threshold:
+            why = f"fewer than {self.config.threshold} clients remain"
+            self._abort(round_id, stage, out, why, remaining)
+
+    def _abort(
+        self, round_id: int, stage: str, out: dict[int, str], why: str, tell: list[int]
+    ) -> NoReturn:
+        """End the round: tell the clients in ``tell`` why, raise :class:`RoundAborted`."""
         missing = {self.config.clients[u]: r for u, r in sorted(out.items())}
-        reason = wire.text_body(f"round aborted at {stage}: too few clients remain")
-        for index in remaining:
-            self._send(round_id, index, wire.Kind.ABORT, reason, {})
-        log.error("round %d aborted at %s; out: %s", round_id, stage, missing)
-        raise RoundAborted(round_id, stage, missing, self.config.threshold)
+        reason = wire.text_body(f"round aborted at {stage}: {why}")
+        for index in tell:
+            if index not in out:
+                self._send(round_id, index, wire.Kind.ABORT, reason, {})
+        log.error("round %d aborted at %s (%s); out: %s", round_id, stage, why, missing)
+        raise RoundAborted(round_id, stage, why, missing)
 
 
 def _parsed(fn: Callable[[], T]) -> T:
