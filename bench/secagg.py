@@ -68,10 +68,12 @@ DEGREE, NEIGHBOURHOOD_THRESHOLD = 4, 3
 def _configs(n: int) -> dict[str, SecAggConfig]:
     """The complete graph tolerating 3 dropouts, and SecAgg+ of degree 4."""
     return {
-        "secure": SecAggConfig.for_dropouts(SERVER, _clients(n), 3, stage_timeout=60.0),
+        "secure": SecAggConfig.for_dropouts(
+            SERVER, _clients(n), 3, stage_timeout=60.0, input_timeout=60.0
+        ),
         "secagg+": SecAggConfig(
             SERVER, tuple(_clients(n)), NEIGHBOURHOOD_THRESHOLD, stage_timeout=60.0,
-            neighbours=DEGREE,
+            neighbours=DEGREE, input_timeout=60.0,
         ),
     }  # fmt: skip
 

@@ -27,6 +27,9 @@ from sharedml.simulation import run_parties
 from sharedml.transport.base import Channel
 
 SERVER = "agg"
+#: The parties' session seeds (batch order, client sampling): fixed, so a run is
+#: repeatable; masks and keys still come from the OS's randomness.
+SEED = b"sharedml horizontal tests, seed 1"
 HOMO = {
     "default_credit": ("guest", "host_1", "host_2"),
     "breast": ("guest", "host"),
@@ -94,6 +97,7 @@ def run_fedavg(
         [SERVER, *clients],
         timeout=120,
         wrap=wrap,
+        seed=SEED,
     )
     return out[SERVER], {c: out[c] for c in clients}
 
@@ -106,6 +110,7 @@ def run_gbdt(
     *,
     max_dropouts: int = 0,
     stage_timeout: float = 10.0,
+    input_timeout: float = 600.0,
     client_params: Mapping[str, GbdtParams] | None = None,
     excluded: list[dict[str, object]] | None = None,
 ) -> tuple[GbdtModel, dict[str, GbdtModel]]:
@@ -116,7 +121,9 @@ def run_gbdt(
     secure sums that went without someone.
     """
     clients = list(parts)
-    cfg = SecAggConfig.for_dropouts(SERVER, clients, max_dropouts, stage_timeout=stage_timeout)
+    cfg = SecAggConfig.for_dropouts(
+        SERVER, clients, max_dropouts, stage_timeout=stage_timeout, input_timeout=input_timeout
+    )
     n_features = next(iter(parts.values())).X.shape[1]
 
     def server(session: Session) -> Any:
@@ -132,5 +139,5 @@ def run_gbdt(
         return GbdtClient(session, mine, cfg).fit(p.X, p.y, declared=edges is not None)
 
     fns = {SERVER: server, **dict.fromkeys(clients, client)}
-    out = run_parties(fns, [SERVER, *clients], wrap=wrap)
+    out = run_parties(fns, [SERVER, *clients], wrap=wrap, seed=SEED)
     return out[SERVER], {c: out[c] for c in clients}

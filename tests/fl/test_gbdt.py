@@ -64,7 +64,7 @@ def test_a_bank_that_leaves_after_the_first_tree_is_counted_out(shared_data: Pat
     early = GbdtParams(n_trees=1, max_depth=2, n_bins=16)
     excluded: list[dict[str, object]] = []
     model, finals = run_gbdt(
-        parts, params, max_dropouts=1, stage_timeout=0.5,
+        parts, params, max_dropouts=1, stage_timeout=2.0, input_timeout=2.0,
         client_params={"host_2": early}, excluded=excluded,
     )  # fmt: skip
     assert len(model.trees) == 3 and len(finals["host_2"].trees) == 1

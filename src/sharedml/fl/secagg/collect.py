@@ -8,7 +8,8 @@ and those that are out, each with a reason a log and a result file can show:
 * silent until the deadline, or disconnected → *dropped*;
 * a message that does not parse, names another sender, the wrong kind or
   the wrong length → *excluded*;
-* a round number ahead of the current one → excluded ("announced round X");
+* a round number ahead of the current one → excluded from this round
+  ("announced round X": it has left it) and the message kept for round X;
 * a message of this kind for a round whose message of this kind was
   already processed, or a masked vector whose bytes repeat an earlier one →
   excluded as a replay;
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +43,8 @@ log = logging.getLogger("sharedml.fl.secagg")
 #: uniformly random words identifies the vector with overwhelming probability).
 DIGEST_WORDS = 4096
 MASKED = "MASKED"
+#: Messages per client kept for a later round (a client that left one round early).
+MAX_EARLY = 4
 
 
 class Rejected(Exception):
@@ -81,6 +85,8 @@ class Collector:
         self.channel = channel
         self.config = config
         self.history = history
+        #: per client, messages that arrived for a round not yet begun, in order
+        self._early: dict[int, deque[object]] = {}
 
     def stage(
         self,
@@ -89,13 +95,16 @@ class Collector:
         parse: Callable[[int, object], object],
         kind: str,
         out: dict[int, str],
+        timeout: float | None = None,
     ) -> dict[int, object]:
-        """``parse(client, raw)``'s result for each of ``clients`` that answered in time.
+        """``parse(client, raw)``'s result for each of ``clients`` that answered in
+        ``timeout`` seconds (default: the stage timeout).
 
         ``parse`` raises :class:`Rejected` for an unacceptable message. The
         clients that are out are added to ``out`` (index → reason) and logged.
         """
-        deadline = time.monotonic() + self.config.stage_timeout
+        timeout = self.config.stage_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         got: dict[int, object] = {}
         for index in clients:
             try:
@@ -106,7 +115,7 @@ class Collector:
                 self._out(
                     round_id,
                     index,
-                    f"dropped: sent no {kind} message within {self.config.stage_timeout:g} s",
+                    f"dropped: sent no {kind} message within {timeout:g} s",
                     out,
                 )
             except ChannelError as exc:
@@ -123,10 +132,18 @@ class Collector:
     ) -> object:
         client = self.config.clients[index]
         while True:
-            raw = self.channel.recv(client, UP, timeout=max(deadline - time.monotonic(), 1e-3))
+            early = self._early.get(index)
+            if early:
+                raw = early.popleft()
+            else:
+                wait = max(deadline - time.monotonic(), 1e-3)
+                raw = self.channel.recv(client, UP, timeout=wait)
             announced, sender, msg_kind = _peek(raw)
             if sender != index:
                 raise Rejected(f"its message claims to come from client {sender}")
+            if announced > round_id:  # it has left this round; keep the message for its own
+                self._keep_early(index, raw)
+                raise Rejected(f"announced round {announced} during round {round_id}")
             if msg_kind == wire.Kind.ABSTAIN.name:
                 reason = wire.parse_text(wire.decode(raw).body)
                 if self.history.check_round(index, msg_kind, announced, round_id):
@@ -146,6 +163,13 @@ class Collector:
                 raise Rejected(f"sent {msg_kind} where {kind} was due")
             self.history.processed(index, msg_kind, round_id)
             return parse(index, raw)
+
+    def _keep_early(self, index: int, raw: object) -> None:
+        queue = self._early.setdefault(index, deque())
+        if len(queue) < MAX_EARLY:
+            queue.append(raw)
+        else:
+            log.warning("dropped a message of client %s: too many ahead of their round", index)
 
     def _out(self, round_id: int, index: int, reason: str, out: dict[int, str]) -> None:
         log.warning("round %d: client %s %s", round_id, self.config.clients[index], reason)

@@ -31,6 +31,8 @@ class SecAggConfig:
             (see :class:`~sharedml.fl.quantize.Quantizer`).
         stage_timeout: seconds the server waits for one stage's messages
             before it counts the silent clients as dropped.
+        input_timeout: seconds it waits for a round's first message, which a
+            client sends once its input is ready (local training included).
         neighbours: ``None`` (every client masks with every other: Bonawitz
             et al.), or an even degree: SecAgg+ (Bell et al.), each client
             shares keys and masks with that many neighbours
@@ -45,6 +47,7 @@ class SecAggConfig:
     bound: float = float(2**20)
     stage_timeout: float = 30.0
     neighbours: int | None = None
+    input_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "clients", tuple(self.clients))
@@ -65,8 +68,8 @@ class SecAggConfig:
                 f"[{max(2, group // 2 + 1)}, {group}]",
                 remedy="tolerate fewer dropouts (threshold = clients - dropouts)",
             )
-        if self.stage_timeout <= 0:
-            raise ConfigError(f"stage_timeout must be positive, got {self.stage_timeout}")
+        if self.stage_timeout <= 0 or self.input_timeout <= 0:
+            raise ConfigError("stage_timeout and input_timeout must be positive")
 
     @classmethod
     def for_dropouts(
@@ -77,9 +80,13 @@ class SecAggConfig:
         *,
         bound: float = float(2**20),
         stage_timeout: float = 30.0,
+        input_timeout: float = 600.0,
     ) -> SecAggConfig:
         """The config that survives ``max_dropouts`` of all clients in every round."""
-        return cls(server, tuple(clients), len(clients) - max_dropouts, bound, stage_timeout)
+        return cls(
+            server, tuple(clients), len(clients) - max_dropouts, bound, stage_timeout,
+            input_timeout=input_timeout,
+        )  # fmt: skip
 
     @property
     def quantizer(self) -> Quantizer:

@@ -118,7 +118,8 @@ class SecAggServer:
         out: dict[int, str],
     ) -> dict[int, Any]:
         before = set(out)
-        got = self.collector.stage(round_id, clients, parse, kind, out)
+        wait = self.config.input_timeout if kind == "ADVERTISE" else None  # inputs take time
+        got = self.collector.stage(round_id, clients, parse, kind, out, wait)
         for index in sorted(set(out) - before):  # tell each client it is out, if it listens
             self._send(round_id, index, wire.Kind.ABORT, wire.text_body(out[index]), {})
         self._require(round_id, kind, [u for u in got if u not in out], out)
