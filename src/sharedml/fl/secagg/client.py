@@ -52,6 +52,8 @@ class _RoundState:
     keys: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
     #: share bundles held, by owner: the share of its mask key, then of its seed
     inbox: dict[int, bytes] = field(default_factory=dict)
+    #: the AES-GCM key this client shares with each peer for sealing shares
+    pair_keys: dict[int, bytes] = field(default_factory=dict)
     #: the masked-input message, masked with every peer that advertised keys
     masked: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
 
@@ -112,8 +114,8 @@ class SecAggClient:
             if v == self.index:
                 st.inbox[v] = bundle  # its own shares, revealed only as the others' are
                 continue
-            key = self._agree(st.c_key, c_pk, "c", st.round, v)
-            sealed[v] = P.seal(key, bundle, share_ad(st.round, self.index, v))
+            st.pair_keys[v] = self._agree(st.c_key, c_pk, "c", st.round, v)
+            sealed[v] = P.seal(st.pair_keys[v], bundle, share_ad(st.round, self.index, v))
         self._send(wire.Kind.SHARES, st.round, wire.entries_body(sealed))
         # mask now, with every peer that has keys, while the server gathers the shares
         st.masked = wire.masked_buffer(st.round, self.index, x.size)
@@ -143,9 +145,10 @@ class SecAggClient:
         if not set(forwarded) <= set(st.keys) - {self.index}:
             raise self._abort(st.round, "the server forwarded shares from clients without keys")
         for u, blob in forwarded.items():
-            key = self._agree(st.c_key, st.keys[u][0], "c", st.round, u)
             try:
-                st.inbox[u] = P.open_sealed(key, blob, share_ad(st.round, u, self.index))
+                st.inbox[u] = P.open_sealed(
+                    st.pair_keys[u], blob, share_ad(st.round, u, self.index)
+                )
             except P.OpenFailed:
                 raise self._abort(
                     st.round, f"the share bundle of client {u} does not open"
