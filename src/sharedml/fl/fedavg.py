@@ -118,7 +118,9 @@ class FedAvgServer:
 
     def __init__(self, session: Session, setup: FedAvgSetup) -> None:
         self.s, self.learner, self.p, self.dp = session, setup.learner, setup.params, setup.dp
-        self.clients = list(setup.secagg.clients)
+        self.roster = list(setup.secagg.clients)
+        #: the clients still invited to rounds (one that disconnected is not)
+        self.clients = list(self.roster)
         self.metric_sums = SecAggServer(session, setup.secagg)  # metrics: exact, outside DP
         self.updates: SecAggServer | CentralGaussianNoise = (
             CentralGaussianNoise(self.metric_sums, self.dp) if self.dp else self.metric_sums
@@ -137,9 +139,11 @@ class FedAvgServer:
                 lr = learning_rate(self.p.schedule, self.p.learning_rate, r, self.p.rounds)
                 self._tell_all(r, lambda c, chosen=chosen: TRAIN if c in chosen else SIT_OUT, lr, w)
                 res = self.updates.aggregate(2 * r, chosen, w.size + (0 if self.dp else 1))
+                self._forget(res.out)
                 w = w + self._step(res, len(chosen))
                 self._tell_all(r, lambda c: EVALUATE, 0.0, w)
                 scores, evaluated = self._evaluate(r)
+                self._forget(evaluated.out)
                 record = _record(r, lr, chosen, res, scores, time.perf_counter() - start)
                 record["excluded_from_metrics"] = dict(evaluated.out)
                 result.history.append(record)
@@ -150,6 +154,7 @@ class FedAvgServer:
                 if stop:
                     break
         finally:
+            self.clients = self.roster  # everyone hears that training is over
             self._tell_all(-1, lambda c: STOP, 0.0, result.params)
         if isinstance(self.updates, CentralGaussianNoise):
             result.dp = {
@@ -160,6 +165,14 @@ class FedAvgServer:
                 "rounds": float(len(self.updates.noise_multipliers)),
             }
         return result
+
+    def _forget(self, out: dict[str, str]) -> None:
+        """Invite no more the clients whose connection is gone (each later round would
+        otherwise wait for them); those that were only late or excluded stay."""
+        for client, reason in out.items():
+            if client in self.clients and ("disconnected" in reason or "unreachable" in reason):
+                log.warning("client %s is gone (%s): not invited any more", client, reason)
+                self.clients.remove(client)
 
     def _choose(self, sampler: np.random.Generator) -> list[str]:
         m = max(self.threshold, int(np.ceil(self.p.client_fraction * len(self.clients))))
