@@ -25,6 +25,12 @@ that rotates from trial to trial, so all see the same load:
    key from the others' shares and removes the nine masks it shared. One
    sample per cluster; ``--dropout-clusters`` clusters.
 
+Besides wall seconds per round (the server's, start to sum), each row gives
+the CPU seconds the round cost all eleven processes together (each client's
+from one round's start to the next, so sends finishing in the background
+count): on a shared machine the wall ratio drifts toward the CPU ratio as the
+load grows.
+
 Goal (issue 16): secure ≤ 2× plain per round at 10 × 1M (Flower's SecAgg+
 measured 5.8× on this kind of machine: 3.80 s vs 0.66 s). Medians over
 ``--trials`` rounds of each after ``--warmup``. The machine is shared: quote
