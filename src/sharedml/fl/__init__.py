@@ -9,6 +9,8 @@
   (numpy) and :mod:`sharedml.fl.mlp` (PyTorch, the ``torch`` extra);
 * :mod:`sharedml.fl.dp` — client-level DP (clipping, Gaussian noise, ε from
   ``dp_accounting``) as wrappers around the aggregation;
-* :mod:`sharedml.fl.metrics` — evaluation metrics from secure sums;
+* :mod:`sharedml.fl.metrics` — evaluation metrics from secure sums, and
+  :mod:`sharedml.fl.evaluate` — each party scores its own rows, one secure
+  sum gives everyone the pooled metrics;
 * :mod:`sharedml.fl.gbdt` — federated histogram gradient boosting.
 """
