@@ -3,7 +3,7 @@ centralised training on the union, in the same run.
 
 Three banks (``default_credit_homo_{guest,host_1,host_2}``, 8,000 rows each)
 and an aggregator run as four OS processes over gRPC with mutual TLS
-(``sharedml.cluster.run_cluster``); every sum is secure aggregation. Each
+(``sharedml.standalone.processes.run_in_processes``); every sum is secure aggregation. Each
 bank trains on its own rows; everyone is scored on
 ``default_credit_homo_test`` (6,000 rows) here, in the parent.
 
@@ -33,15 +33,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from _common import report
-from sharedml.cluster import run_cluster
+from _common import DATA, report
 from sharedml.fl.fedavg import FedAvgClient, FedAvgParams, FedAvgServer, FedAvgSetup
 from sharedml.fl.gbdt import GbdtClient, GbdtParams, GbdtServer
 from sharedml.fl.linear import LinearLearner
 from sharedml.fl.secagg import SecAggConfig
 from sharedml.session import Session
+from sharedml.standalone.processes import run_in_processes
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BANKS = ("guest", "host_1", "host_2")
 SERVER = "aggregator"
 LR = FedAvgParams(rounds=10, local_epochs=1, batch_size=64, learning_rate=0.1)
@@ -73,7 +72,7 @@ def _learner(model: str) -> Any:
 
 
 class Party:
-    """One process's part (picklable for run_cluster)."""
+    """One process's part (picklable for run_in_processes)."""
 
     def __init__(self, model: str, folder: str) -> None:
         self.model, self.folder = model, folder
@@ -99,7 +98,7 @@ class Party:
 
 def federated(model: str, folder: str) -> dict[str, Any]:
     start = time.perf_counter()
-    out = run_cluster(Party(model, folder), [SERVER, *BANKS], timeout=600)[SERVER]
+    out = run_in_processes(Party(model, folder), [SERVER, *BANKS], timeout=600)[SERVER]
     out["wall"] = time.perf_counter() - start
     return out
 

@@ -16,7 +16,7 @@ costs both the same and is not timed).
 All three run in the same cluster, one round of each per trial in an order
 that rotates from trial to trial, so all see the same load:
 
-1. **processes**: eleven OS processes (``sharedml.cluster.run_cluster``),
+1. **processes**: eleven OS processes (``sharedml.standalone.processes.run_in_processes``),
    gRPC with mutual TLS over loopback, certificates from the run's own CA;
 2. **threads**: the same party functions over ``LocalChannel`` in one process;
 3. **1 dropout** (processes): clusters whose last secure round loses one
@@ -53,11 +53,11 @@ from typing import Any
 import numpy as np
 
 from _common import report
-from sharedml.cluster import run_cluster
 from sharedml.errors import ChannelError
 from sharedml.fl.secagg import SecAggClient, SecAggConfig, SecAggServer, Submission
 from sharedml.fl.secagg.client import _RoundState
 from sharedml.session import Session
+from sharedml.standalone.processes import run_in_processes
 from sharedml.transport.base import Channel
 from sharedml.transport.local import LocalHub
 
@@ -177,7 +177,7 @@ def _schedule(warmup: int, trials: int, modes: tuple[str, ...] = MODES) -> list[
 
 
 class _Party:
-    """Picklable per-party entry points for run_cluster."""
+    """Picklable per-party entry points for run_in_processes."""
 
     def __init__(self, role: str, n: int, length: int, rounds: list[str], drop_at: int) -> None:
         self.role, self.n, self.length, self.rounds, self.drop_at = role, n, length, rounds, drop_at
@@ -193,7 +193,7 @@ def in_processes(n: int, length: int, rounds: list[str], dropper: str | None = N
     fns = {SERVER: _Party("server", n, length, rounds, -1)}
     for c in _clients(n):
         fns[c] = _Party("client", n, length, rounds, drop_at if c == dropper else -1)
-    out = run_cluster(fns, [SERVER, *_clients(n)], timeout=600)
+    out = run_in_processes(fns, [SERVER, *_clients(n)], timeout=600)
     res = out[SERVER]
     res["server_cpu"] = list(res["cpu"])
     res["client_cpu"] = [

@@ -23,7 +23,7 @@ from sharedml.fl.gbdt_model import GbdtModel
 from sharedml.fl.learner import LocalLearner
 from sharedml.fl.secagg import SecAggConfig
 from sharedml.session import Session
-from sharedml.simulation import run_parties
+from sharedml.standalone.threads import run_in_threads
 from sharedml.transport.base import Channel
 
 SERVER = "agg"
@@ -92,7 +92,7 @@ def run_fedavg(
         me = FedAvgClient(session, FedAvgSetup(learner(session.party), params, cfg, dp))
         return me.fit(p.X, p.y, p.X_val, p.y_val)
 
-    out = run_parties(
+    out = run_in_threads(
         {SERVER: server, **dict.fromkeys(clients, client)},
         [SERVER, *clients],
         timeout=120,
@@ -139,5 +139,5 @@ def run_gbdt(
         return GbdtClient(session, mine, cfg).fit(p.X, p.y, declared=edges is not None)
 
     fns = {SERVER: server, **dict.fromkeys(clients, client)}
-    out = run_parties(fns, [SERVER, *clients], wrap=wrap, seed=SEED)
+    out = run_in_threads(fns, [SERVER, *clients], wrap=wrap, seed=SEED)
     return out[SERVER], {c: out[c] for c in clients}

@@ -11,7 +11,7 @@ from sharedml.errors import SharedMLError
 from sharedml.fl.secagg import SecAggClient, SecAggConfig, SecAggServer, Submission
 from sharedml.fl.secagg.client import _RoundState
 from sharedml.session import Session
-from sharedml.simulation import run_parties
+from sharedml.standalone.threads import run_in_threads
 from sharedml.transport.base import Channel
 
 SERVER = "agg"
@@ -57,7 +57,7 @@ def run_rounds(
         ]
 
     fns = {SERVER: server, **{c: client for c in cfg.clients}}
-    out = run_parties(fns, [SERVER, *cfg.clients], timeout=30, wrap=wrap)
+    out = run_in_threads(fns, [SERVER, *cfg.clients], timeout=30, wrap=wrap)
     return out[SERVER], {c: out[c] for c in cfg.clients}
 
 

@@ -14,7 +14,7 @@ from sharedml.errors import DataError
 from sharedml.fl.evaluate import evaluate_as_client, evaluate_as_server
 from sharedml.fl.secagg import SecAggConfig
 from sharedml.session import Session
-from sharedml.simulation import run_parties
+from sharedml.standalone.threads import run_in_threads
 
 from .fl_world import SERVER, load, union
 
@@ -40,7 +40,7 @@ def test_each_bank_scores_its_own_rows_and_the_metrics_are_the_pooled_ones(
     def client(s: Session) -> Any:
         return evaluate_as_client(s, cfg, "classification", *own[s.party])
 
-    out = run_parties({SERVER: server, **dict.fromkeys(BANKS, client)}, [SERVER, *BANKS])
+    out = run_in_threads({SERVER: server, **dict.fromkeys(BANKS, client)}, [SERVER, *BANKS])
     got = out[SERVER]
     pooled = model.predict_proba(X_test)[:, 1]
     assert abs(got["auc"] - skm.roc_auc_score(y_test, pooled)) <= got["auc_bound"]

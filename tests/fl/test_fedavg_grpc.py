@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from sharedml.cluster import run_cluster
 from sharedml.fl.fedavg import FedAvgClient, FedAvgParams, FedAvgServer, FedAvgSetup
 from sharedml.fl.linear import LinearLearner
 from sharedml.fl.secagg import SecAggConfig
 from sharedml.session import Session
+from sharedml.standalone.processes import run_in_processes
 
 from .fl_world import SERVER, load
 
@@ -56,7 +56,7 @@ class _Party:
 
 @pytest.mark.slow
 def test_a_bank_that_disconnects_is_counted_out_and_not_invited_again(shared_data: Path) -> None:
-    out = run_cluster(_Party(str(shared_data)), [SERVER, *BANKS], timeout=120)
+    out = run_in_processes(_Party(str(shared_data)), [SERVER, *BANKS], timeout=120)
     params, history = out[SERVER]
     assert len(history) == PARAMS.rounds
     assert [r["participants"] for r in history[:3]] == [list(BANKS)] * 3

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sharedml.cluster import run_cluster
 from sharedml.fl.secagg import SecAggClient, SecAggConfig, SecAggServer, Submission
 from sharedml.fl.secagg.client import _RoundState
 from sharedml.session import Session
+from sharedml.standalone.processes import run_in_processes
 from sharedml.transport.recording import WireRecord
 
 CLIENTS = ("bank0", "bank1", "bank2", "bank3")
@@ -46,7 +46,7 @@ def _client(session: Session) -> bool:
 def test_sum_over_grpc_with_a_client_that_disconnects() -> None:
     log: list[WireRecord] = []
     fns = {"agg": _server, **dict.fromkeys(CLIENTS, _client)}
-    out = run_cluster(fns, ["agg", *CLIENTS], timeout=60, record=log)
+    out = run_in_processes(fns, ["agg", *CLIENTS], timeout=60, record=log)
     total, survivors, dropped = out["agg"]
     assert survivors == CLIENTS[:3]
     assert "disconnected" in dropped["bank3"]
