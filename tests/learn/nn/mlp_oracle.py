@@ -55,3 +55,20 @@ def sklearn_mlp(
             for idx in batch_plan(len(X), batch_size, seed, epoch):
                 clf.partial_fit(X[idx], y[idx])
     return clf
+
+
+def split_layers(seed: bytes, widths: dict[str, int], interactive: int) -> list[list[np.ndarray]]:
+    """The starting weights of a split MLP without bottom nets, as one MLP:
+    the interactive blocks stacked in party order (each drawn from its
+    party's secret seed, as ``run_parties(seed=...)`` derives it), a zero
+    bias, then the label holder's (the first party's) top layer."""
+    from sharedml.learn.nn._core import init_layers
+    from sharedml.simulation import party_seed
+
+    blocks = [
+        init_layers(party_seed(seed, p), "split/interactive", [w, interactive])[0][0]
+        for p, w in widths.items()
+    ]
+    label_holder = next(iter(widths))
+    top = init_layers(party_seed(seed, label_holder), "split/top", [interactive, 1])[0]
+    return [[np.vstack(blocks), np.zeros(interactive)], top]

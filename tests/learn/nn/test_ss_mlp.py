@@ -18,7 +18,9 @@ from sharedml.learn.nn._core import Dense, MLPConfig, init_layers, plaintext_mlp
 from sharedml.simulation import run_parties
 
 
-def _reference_auc(data: Any, *, random_state: int, epochs: int, batch_size: int, lr: float) -> float:
+def _reference_auc(
+    data: Any, *, random_state: int, epochs: int, batch_size: int, lr: float
+) -> float:
     X, Xt = standardised(data.joined("train").to_numpy(), data.joined("test").to_numpy())
     seed = public_seed(random_state)
     layers = init_layers(seed, "ss", [X.shape[1], 32, 1])
@@ -35,7 +37,9 @@ def test_the_plaintext_oracle_is_sklearns_mlp(vertical: Callable) -> None:
     X, _ = standardised(data.joined("train").to_numpy(), data.joined("test").to_numpy())
     seed = public_seed(7)
     layers = init_layers(seed, "ss", [X.shape[1], 16, 8, 1])
-    clf = sklearn_mlp(X, data.y_train, layers, seed=seed, epochs=3, batch_size=64, learning_rate=0.2)
+    clf = sklearn_mlp(
+        X, data.y_train, layers, seed=seed, epochs=3, batch_size=64, learning_rate=0.2
+    )
     net = Dense([[W.copy(), b.copy()] for W, b in layers], "relu", linear_out=True)
     cfg = MLPConfig(epochs=3, batch_size=64, learning_rate=0.2, sigmoid="exact", seed=seed)
     plaintext_mlp(X, data.y_train.astype(float), net, cfg)
@@ -73,8 +77,13 @@ def test_adam_on_shares_follows_plaintext_adam(vertical: Callable, run: Callable
     data = vertical("breast")
     kept: dict[str, Any] = {}
     params = dict(
-        optimizer="adam", epochs=2, batch_size=64, learning_rate=0.01, l2=1e-3,
-        random_state=5, reveal_weights="own",
+        optimizer="adam",
+        epochs=2,
+        batch_size=64,
+        learning_rate=0.01,
+        l2=1e-3,
+        random_state=5,
+        reveal_weights="own",
     )
     run(lambda: SSMLPClassifier(**params), data, keep=kept)
     X, _ = standardised(data.joined("train").to_numpy(), data.joined("test").to_numpy())
@@ -105,7 +114,9 @@ def test_released_and_shared_weights_predict_alike_and_survive_save_load(
     X, Xt = standardised(data.joined("train").to_numpy(), data.joined("test").to_numpy())
     seed = public_seed(2)
     net = Dense(init_layers(seed, "ss", [X.shape[1], 8, 4, 1]), "relu", linear_out=True)
-    plaintext_mlp(X, data.y_train.astype(float), net, MLPConfig(epochs=2, batch_size=64, l2=1e-4, seed=seed))
+    plaintext_mlp(
+        X, data.y_train.astype(float), net, MLPConfig(epochs=2, batch_size=64, l2=1e-4, seed=seed)
+    )
     expected = 1 / (1 + np.exp(-net.forward(Xt).ravel()))
     # two trainings, each with its own fixed-point rounding (one ulp, 1.5e-5, per
     # truncation; about 1e-4 after 12 steps here)

@@ -20,7 +20,9 @@ def _on_shares(fn: Any) -> np.ndarray:
         with MPC(session, DealerProvider(session)) as mpc:
             return fn(mpc)
 
-    out = run_parties({"alice": party, "bob": party, "dealer": serve_dealer}, PARTIES, seed=b"o" * 16)
+    out = run_parties(
+        {"alice": party, "bob": party, "dealer": serve_dealer}, PARTIES, seed=b"o" * 16
+    )
     return np.asarray(out["alice"])
 
 

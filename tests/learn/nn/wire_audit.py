@@ -80,7 +80,9 @@ class Audit:
             w = words_of(rec)
             bits = w.size == y.size and (np.isin(w, [0, 1]).all() or np.isin(w, [0, one]).all())
             raw = rec.as_bytes()
-            verbatim = any(y[:64].astype(t).tobytes() in raw for t in (np.int64, np.float64, np.uint8))
+            verbatim = any(
+                y[:64].astype(t).tobytes() in raw for t in (np.int64, np.float64, np.uint8)
+            )
             if verbatim or (bits and np.mean((w != 0) == (y != 0)) >= 0.75):
                 hits.append(rec.tag)
         return hits

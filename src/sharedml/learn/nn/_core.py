@@ -87,7 +87,9 @@ class Dense:
     layers: list[list[np.ndarray]]
     activation: str = "relu"
     linear_out: bool = False
-    _cache: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+    _cache: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=list, repr=False
+    )
 
     @property
     def params(self) -> list[np.ndarray]:
@@ -129,8 +131,13 @@ class SGD:
     """``w ← w (1 - lr·l2·mask) - (lr / n) g`` (``g`` a batch sum)."""
 
     def step(
-        self, params: list[np.ndarray], grads: list[np.ndarray], masks: list[np.ndarray],
-        lr: float, n: int, l2: float,
+        self,
+        params: list[np.ndarray],
+        grads: list[np.ndarray],
+        masks: list[np.ndarray],
+        lr: float,
+        n: int,
+        l2: float,
     ) -> None:
         for p, g, m in zip(params, grads, masks, strict=True):
             p *= 1.0 - lr * l2 * m
@@ -149,8 +156,13 @@ class Adam:
         self.v: list[np.ndarray] = []
 
     def step(
-        self, params: list[np.ndarray], grads: list[np.ndarray], masks: list[np.ndarray],
-        lr: float, n: int, l2: float,
+        self,
+        params: list[np.ndarray],
+        grads: list[np.ndarray],
+        masks: list[np.ndarray],
+        lr: float,
+        n: int,
+        l2: float,
     ) -> None:
         if not self.m:
             self.m = [np.zeros_like(p) for p in params]
@@ -179,7 +191,9 @@ def make_optimizer(name: str, beta1: float, beta2: float, eps: float) -> SGD | A
 def check_adam(beta1: float, beta2: float, eps: float) -> str | None:
     """Why these Adam settings fall outside the MPC version's bounds, or None."""
     if not (0 <= beta1 < 1 and 0 <= beta2 <= 0.999):
-        return "adam betas must lie in [0, 1), beta2 at most 0.999 (the second moment's range in MPC)"
+        return (
+            "adam betas must lie in [0, 1), beta2 at most 0.999 (the second moment's range in MPC)"
+        )
     if not 2.0**-13 <= eps <= 1.0:
         return "adam_epsilon must lie in [1.25e-4, 1] (GRAD_CLIP / ε must stay below 2^15 in MPC)"
     return None

@@ -73,7 +73,13 @@ from sharedml.learn.linear._core import PIECEWISE
 from sharedml.learn.linear.ss import _SSLinear, piecewise_sigmoid, shared_sigmoid
 from sharedml.learn.nn import _ss_ops
 from sharedml.learn.nn._core import Dense, activate, init_layers
-from sharedml.learn.nn._params import NetParams
+from sharedml.learn.nn._params import (
+    NetParams,
+    arrays_from_json,
+    arrays_to_json,
+    shares_from_json,
+    shares_to_json,
+)
 from sharedml.learn.nn._ss_optim import SharedAdam, SharedSGD
 from sharedml.session import Session
 
@@ -88,7 +94,7 @@ class _SSMLP(NetParams, _SSLinear):
     # -- parameters ----------------------------------------------------------------------
     def _check_params(self) -> None:
         super()._check_params()
-        self._check_net_params()
+        self._check_net_params(hidden_layer_sizes=(self.hidden_layer_sizes, 1))
         if self.activation not in SS_ACTIVATIONS:
             raise ConfigError(
                 f"activation must be one of {SS_ACTIVATIONS} under MPC, got {self.activation!r}",
@@ -163,7 +169,9 @@ class _SSMLP(NetParams, _SSLinear):
 
         lh = self.layout_.label_holder
         if validation:
-            z_raw, _ = _ss_ops.forward(self._fxv.matmul(self._params[0], truncate=False), self._params)
+            z_raw, _ = _ss_ops.forward(
+                self._fxv.matmul(self._params[0], truncate=False), self._params
+            )
             out = rescale(z_raw).reveal(to=lh)
             return None if out is None else np.asarray(out).ravel()
         if self.reveal_weights == "own":
@@ -224,32 +232,24 @@ class _SSMLP(NetParams, _SSLinear):
 
     # -- model file ------------------------------------------------------------------------
     def _part(self) -> dict[str, Any]:
-        shares = getattr(self, "w_shares_", None)
-        layers = getattr(self, "layers_", None)
         return {
             **self._common_part(),
-            "layers": None if layers is None else [w.tolist() for w in layers],
-            "weight_shares": None
-            if shares is None
-            else [{"shape": list(s.shape), "words": [int(v) for v in s.ravel()]} for s in shares],
+            "layers": arrays_to_json(getattr(self, "layers_", None)),
+            "weight_shares": shares_to_json(getattr(self, "w_shares_", None)),
             "frac_bits": getattr(self, "frac_bits_", None),
         }
 
     def _set_part(self, part: dict[str, Any]) -> None:
         self._set_common_part(part)
-        layers = part.get("layers")
-        self.layers_ = None if layers is None else [np.asarray(w, dtype=np.float64) for w in layers]
-        shares = part.get("weight_shares")
-        self.w_shares_ = (
-            None
-            if shares is None
-            else [np.array(s["words"], dtype=np.uint64).reshape(s["shape"]) for s in shares]
-        )
+        self.layers_ = arrays_from_json(part.get("layers"))
+        self.w_shares_ = shares_from_json(part.get("weight_shares"))
         if part.get("frac_bits") is not None:
             self.frac_bits_ = int(part["frac_bits"])
 
 
-def first_layer_with_bias(layers: list[list[np.ndarray]], parties: tuple[str, ...], layout: Any) -> list[np.ndarray]:
+def first_layer_with_bias(
+    layers: list[list[np.ndarray]], parties: tuple[str, ...], layout: Any
+) -> list[np.ndarray]:
     """``[W1, W2, b2, ...]`` with the first layer's bias as a row of W1 after
     the label holder's columns (where its ones column sits in the shared X)."""
     W1, b1 = layers[0]
