@@ -20,9 +20,10 @@ MPC engine, dealer or HE randomness):
    sigmoid, or squared error), backpropagates to ``du`` and updates ``T``.
    With label DP, ``du``'s rows are clipped and noised here
    (:mod:`sharedml.learn.nn.dp`). ``L`` shares ``du``.
-4. On shares, one round: ``h_P^T du`` (the gradient of ``W_P``) and
-   ``du W_P^T`` for every ``P``; the latter is opened to ``P`` only (one
-   round), which backpropagates through ``B_P`` and updates it.
+4. On shares, one round: ``H^T du`` (the gradient of ``W``; ``H`` is the
+   embeddings side by side, ``W`` the blocks stacked) and ``du W^T``, whose
+   columns of party ``P`` are opened to ``P`` only (one round); ``P``
+   backpropagates them through ``B_P`` and updates it.
 5. ``W_P`` and ``c`` are updated on shares (SGD or Adam as the secret-shared
    MLP, :mod:`sharedml.learn.nn._ss_optim`). Six rounds per batch.
 
@@ -54,6 +55,7 @@ based deep neural network for asymmetrically collaborative machine learning",
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -149,40 +151,42 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
         from sharedml.mpc import concatenate
 
         mpc, n = self._mpc, len(idx)
-        hs, u = self._interactive(mpc, self._bottom.forward(self._Xs[idx]), self._W, self._c)
+        H, u = self._interactive(mpc, self._bottom.forward(self._Xs[idx]), self._W, self._c)
         du = None if u is None else self._top_step(u, idx, lr)
         dus = mpc.share(du, owner=self.layout_.label_holder)
-        k = len(self.parties_)
-        prods = _ss_ops.matmuls([(h.T, dus) for h in hs] + [(dus, W.T) for W in self._W])
-        mine = _ss_ops.reveal_each(dict(zip(self.parties_, prods[k:], strict=True)))
+        W = concatenate(self._W, axis=0)
+        g_w, g_h = _ss_ops.matmuls([(H.T, dus), (dus, W.T)])
+        cols = np.cumsum([0, *(w.shape[0] for w in self._W)])
+        mine = _ss_ops.reveal_each(
+            {p: g_h[:, cols[i] : cols[i + 1]] for i, p in enumerate(self.parties_)}
+        )
         if mine is None:
             raise ProtocolAbort("no embedding gradient reached this party", party=self.party_)
         grads, _ = self._bottom.backward(mine)
-        self._local_opt["bottom"].step(
-            self._bottom.params, grads, self._bottom.decay_mask, lr, n, self.l2
-        )
+        local = self._local_opt["bottom"]
+        local.step(self._bottom.params, grads, self._bottom.decay_mask, lr, n, self.l2)
         f2 = 2 * mpc.frac_bits
-        flat_w = concatenate([*(W.reshape(-1) for W in self._W), self._c])
-        flat_g = concatenate([*(g.reshape(-1) for g in prods[:k]), _ss_ops.lifted_sum(dus, f2)])
+        flat_w = concatenate([W.reshape(-1), self._c])
+        flat_g = concatenate([g_w.reshape(-1), _ss_ops.lifted_sum(dus, f2)])
         new = self._shared_opt.step(flat_w, flat_g, self._shared_decay, lr, n, self.l2)
-        at = 0
-        for i, W in enumerate(self._W):
-            self._W[i] = new[at : at + W.size].reshape(W.shape)
-            at += W.size
-        self._c = new[at:]
+        self._W = [
+            new[a * W.shape[1] : b * W.shape[1]].reshape(b - a, -1)
+            for a, b in itertools.pairwise(cols)
+        ]
+        self._c = new[W.size :]
 
     def _interactive(
         self, mpc: Any, h: np.ndarray, W: list[Any], c: Any
-    ) -> tuple[list[Any], np.ndarray | None]:
-        """Steps 1-2: every party's shared embedding, and ``u`` at ``L`` (None elsewhere)."""
+    ) -> tuple[Any, np.ndarray | None]:
+        """Steps 1-2: every party's embedding, shared and side by side, and
+        ``u`` at ``L`` (None elsewhere)."""
+        from sharedml.mpc import concatenate
+
         me = self.party_
-        hs = [mpc.share(h if p == me else None, owner=p) for p in self.parties_]
-        parts = _ss_ops.matmuls(list(zip(hs, W, strict=True)))
-        u_raw = parts[0]
-        for part in parts[1:]:
-            u_raw = u_raw + part
+        H = concatenate([mpc.share(h if p == me else None, owner=p) for p in self.parties_], axis=1)
+        (u_raw,) = _ss_ops.matmuls([(H, concatenate(W, axis=0))])
         out = (u_raw + c).reveal(to=self.layout_.label_holder)
-        return hs, None if out is None else np.asarray(out)
+        return H, None if out is None else np.asarray(out)
 
     def _top_step(self, u: np.ndarray, idx: np.ndarray, lr: float) -> np.ndarray:
         """Step 3 at ``L``: the top net's forward, loss, backward and update; ``du``
