@@ -1,8 +1,8 @@
 """Vertical neural networks: one label holder, any number of feature holders.
 
-* :class:`SSMLPClassifier` — every weight, activation and gradient
+* :class:`SSMLPClassifier`, :class:`SSMLPRegressor` — every weight, activation and gradient
   secret-shared on the MPC engine (``protocol: ss``);
-* :class:`SplitMLPClassifier` — each party's own bottom net, an interactive
+* :class:`SplitMLPClassifier`, :class:`SplitMLPRegressor` — each party's own bottom net, an interactive
   layer on secret shares, the label holder's top net (``protocol: split``;
   faster, with stated leakage and optional label DP).
 
@@ -11,7 +11,13 @@ All are :class:`~sharedml.learn.base.VerticalModel` parts: every party calls
 """
 
 from sharedml.learn.nn._core import plaintext_mlp
-from sharedml.learn.nn.split import SplitMLPClassifier
-from sharedml.learn.nn.ss import SSMLPClassifier
+from sharedml.learn.nn.split import SplitMLPClassifier, SplitMLPRegressor
+from sharedml.learn.nn.ss import SSMLPClassifier, SSMLPRegressor
 
-__all__ = ["SSMLPClassifier", "SplitMLPClassifier", "plaintext_mlp"]
+__all__ = [
+    "SSMLPClassifier",
+    "SSMLPRegressor",
+    "SplitMLPClassifier",
+    "SplitMLPRegressor",
+    "plaintext_mlp",
+]

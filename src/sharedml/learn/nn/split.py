@@ -81,7 +81,58 @@ from sharedml.session import Session
 class _SplitMLP(SplitPart, NetParams, _SSLinear):
     """The split MLP on SS-LR's batch driver and MPC runtime."""
 
+    def __init__(
+        self,
+        bottom_layer_sizes: Any = (),
+        interactive_size: int = 32,
+        top_layer_sizes: Any = (),
+        activation: str = "relu",
+        epochs: int = 10,
+        batch_size: int = 256,
+        learning_rate: float = 0.1,
+        lr_schedule: str = "constant",
+        l2: float = 1e-4,
+        optimizer: str = "sgd",
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        adam_epsilon: float = 1e-3,
+        label_dp_noise: float = 0.0,
+        label_dp_clip: float = 1.0,
+        label_dp_delta: float = 1e-5,
+        early_stopping_rounds: int = 0,
+        validation_metric: str = "auto",
+        random_state: int | None = None,
+        scaling: str = "standard",
+        provider: str = "dealer",
+        dealer: str = "dealer",
+        trunc: str = "pair",
+    ) -> None:
+        self.bottom_layer_sizes = bottom_layer_sizes
+        self.interactive_size = interactive_size
+        self.top_layer_sizes = top_layer_sizes
+        self.activation = activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.l2 = l2
+        self.optimizer = optimizer
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.adam_epsilon = adam_epsilon
+        self.label_dp_noise = label_dp_noise
+        self.label_dp_clip = label_dp_clip
+        self.label_dp_delta = label_dp_delta
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_metric = validation_metric
+        self.random_state = random_state
+        self.scaling = scaling
+        self.provider = provider
+        self.dealer = dealer
+        self.trunc = trunc
+
     sigmoid = "accurate"  # the output is computed in plaintext at L: exact
+    reveal_weights = "none"  # the interactive layer stays shared
     activation: str
     bottom_layer_sizes: Any
     top_layer_sizes: Any
@@ -243,54 +294,12 @@ class SplitMLPClassifier(_SplitMLP):
 
     model_type = "SplitMLPClassifier"
     task = "classification"
-    reveal_weights = "none"  # the interactive layer stays shared
 
-    def __init__(
-        self,
-        bottom_layer_sizes: Any = (),
-        interactive_size: int = 32,
-        top_layer_sizes: Any = (),
-        activation: str = "relu",
-        epochs: int = 10,
-        batch_size: int = 256,
-        learning_rate: float = 0.1,
-        lr_schedule: str = "constant",
-        l2: float = 1e-4,
-        optimizer: str = "sgd",
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        adam_epsilon: float = 1e-3,
-        label_dp_noise: float = 0.0,
-        label_dp_clip: float = 1.0,
-        label_dp_delta: float = 1e-5,
-        early_stopping_rounds: int = 0,
-        validation_metric: str = "auto",
-        random_state: int | None = None,
-        scaling: str = "standard",
-        provider: str = "dealer",
-        dealer: str = "dealer",
-        trunc: str = "pair",
-    ) -> None:
-        self.bottom_layer_sizes = bottom_layer_sizes
-        self.interactive_size = interactive_size
-        self.top_layer_sizes = top_layer_sizes
-        self.activation = activation
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.l2 = l2
-        self.optimizer = optimizer
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.adam_epsilon = adam_epsilon
-        self.label_dp_noise = label_dp_noise
-        self.label_dp_clip = label_dp_clip
-        self.label_dp_delta = label_dp_delta
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_metric = validation_metric
-        self.random_state = random_state
-        self.scaling = scaling
-        self.provider = provider
-        self.dealer = dealer
-        self.trunc = trunc
+
+class SplitMLPRegressor(_SplitMLP):
+    """Split vertical MLP for a real label, squared error (the parameters of
+    :class:`SplitMLPClassifier`; the label is standardised at the label
+    holder)."""
+
+    model_type = "SplitMLPRegressor"
+    task = "regression"

@@ -89,6 +89,50 @@ SS_ACTIVATIONS = ("relu",)
 class _SSMLP(NetParams, _SSLinear):
     """The secret-shared MLP on SS-LR's data sharing and batch driver."""
 
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (32,),
+        activation: str = "relu",
+        epochs: int = 10,
+        batch_size: int = 256,
+        learning_rate: float = 0.1,
+        lr_schedule: str = "constant",
+        l2: float = 1e-4,
+        optimizer: str = "sgd",
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        adam_epsilon: float = 1e-3,
+        early_stopping_rounds: int = 0,
+        validation_metric: str = "auto",
+        random_state: int | None = None,
+        scaling: str = "standard",
+        sigmoid: str = "pwl",
+        reveal_weights: str = "none",
+        provider: str = "dealer",
+        dealer: str = "dealer",
+        trunc: str = "pair",
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.l2 = l2
+        self.optimizer = optimizer
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.adam_epsilon = adam_epsilon
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_metric = validation_metric
+        self.random_state = random_state
+        self.scaling = scaling
+        self.sigmoid = sigmoid
+        self.reveal_weights = reveal_weights
+        self.provider = provider
+        self.dealer = dealer
+        self.trunc = trunc
+
     activation: str
 
     # -- parameters ----------------------------------------------------------------------
@@ -282,46 +326,12 @@ class SSMLPClassifier(_SSMLP):
     model_type = "SSMLPClassifier"
     task = "classification"
 
-    def __init__(
-        self,
-        hidden_layer_sizes: Any = (32,),
-        activation: str = "relu",
-        epochs: int = 10,
-        batch_size: int = 256,
-        learning_rate: float = 0.1,
-        lr_schedule: str = "constant",
-        l2: float = 1e-4,
-        optimizer: str = "sgd",
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        adam_epsilon: float = 1e-3,
-        early_stopping_rounds: int = 0,
-        validation_metric: str = "auto",
-        random_state: int | None = None,
-        scaling: str = "standard",
-        sigmoid: str = "pwl",
-        reveal_weights: str = "none",
-        provider: str = "dealer",
-        dealer: str = "dealer",
-        trunc: str = "pair",
-    ) -> None:
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.l2 = l2
-        self.optimizer = optimizer
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.adam_epsilon = adam_epsilon
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_metric = validation_metric
-        self.random_state = random_state
-        self.scaling = scaling
-        self.sigmoid = sigmoid
-        self.reveal_weights = reveal_weights
-        self.provider = provider
-        self.dealer = dealer
-        self.trunc = trunc
+
+class SSMLPRegressor(_SSMLP):
+    """Secret-shared vertical MLP for a real label, squared error (see the
+    module docstring); the parameters of :class:`SSMLPClassifier` but
+    ``sigmoid``. The label is standardised at the label holder (its mean
+    and scale stay there)."""
+
+    model_type = "SSMLPRegressor"
+    task = "regression"
