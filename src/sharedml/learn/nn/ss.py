@@ -50,7 +50,9 @@ early-stopping flags are public.
 
 Security model: semi-honest; with ``provider="dealer"`` the dealer must not
 collude with any computing party; with ``provider="he"`` (two parties, no
-third party) Paillier's DCR assumption. Bounds (f = 16): pre-activations
+third party) Paillier's DCR assumption — it works, but every comparison's
+material is made with Paillier: 64 rows, one epoch of a 5→4→1 network took
+8 minutes here, against milliseconds with a dealer. Bounds (f = 16): pre-activations
 |a| < 32768, outputs |z| < 2^13 (the sigmoid's truncation), weights and each
 update below 1024 in magnitude; one ulp (2^-f) per truncation; ReLU may pass
 values within n - 1 ulps below 0 (see ``relu_layer``).
