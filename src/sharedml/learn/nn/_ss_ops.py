@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sharedml.crypto import ring
+from sharedml.errors import ConfigError
 from sharedml.mpc import SharedTensor, rescale
 from sharedml.mpc.boolean import BooleanTensor, bit_mul, msb_bits
 from sharedml.mpc.material import Kind
@@ -112,7 +113,7 @@ def forward(a1_raw: SharedTensor, params: Sequence[SharedTensor]) -> tuple[Share
             return a_raw, cache
         h, bits = relu_layer(a_raw)
         cache.bits.append(bits)
-    raise ValueError("params must hold at least one layer after the first")
+    raise ConfigError("an MLP needs a layer after the first", step="fit")
 
 
 def backward(

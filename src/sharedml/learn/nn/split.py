@@ -25,7 +25,8 @@ MPC engine, dealer or HE randomness):
    columns of party ``P`` are opened to ``P`` only (one round); ``P``
    backpropagates them through ``B_P`` and updates it.
 5. ``W_P`` and ``c`` are updated on shares (SGD or Adam as the secret-shared
-   MLP, :mod:`sharedml.learn.nn._ss_optim`). Six rounds per batch.
+   MLP, :mod:`sharedml.learn.nn._ss_optim`). Five rounds per batch with SGD
+   (plus the shape headers of the shares).
 
 After training, ``W`` and ``c`` stay shared; every party keeps its bottom net,
 ``L`` the top net. Prediction runs steps 1-2 and ``T`` at ``L``.

@@ -91,6 +91,8 @@ SS_ACTIVATIONS = ("relu",)
 class _SSMLP(NetParams, _SSLinear):
     """The secret-shared MLP on SS-LR's data sharing and batch driver."""
 
+    activation: str
+
     def __init__(
         self,
         hidden_layer_sizes: Any = (32,),
@@ -134,8 +136,6 @@ class _SSMLP(NetParams, _SSLinear):
         self.provider = provider
         self.dealer = dealer
         self.trunc = trunc
-
-    activation: str
 
     # -- parameters ----------------------------------------------------------------------
     def _check_params(self) -> None:
