@@ -49,26 +49,33 @@ def test_the_plaintext_oracle_is_sklearns_mlp(vertical: Callable) -> None:
         np.testing.assert_allclose(ours, icpt, atol=1e-10)
 
 
-@pytest.mark.slow
-def test_ss_mlp_matches_sklearn_on_default_credit(vertical: Callable, run: Callable) -> None:
-    data = vertical("default_credit")
-    params = dict(epochs=2, batch_size=1024, learning_rate=1.0, l2=0.0, random_state=42)
-    out = run(lambda: SSMLPClassifier(**params), data, dealer_runs=2)
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        pytest.param(
+            "default_credit",
+            dict(epochs=2, batch_size=1024, learning_rate=1.0, random_state=42),
+            marks=pytest.mark.slow,
+        ),
+        ("breast", dict(epochs=4, batch_size=64, learning_rate=0.1, random_state=3)),
+    ],
+)
+def test_ss_mlp_matches_sklearn(vertical: Callable, run: Callable, name: str, params: Any) -> None:
+    data = vertical(name)
+    out = run(lambda: SSMLPClassifier(l2=0.0, **params), data, dealer_runs=2)
     auc = metrics.roc_auc(data.y_test, out["guest"])
-    reference = _reference_auc(data, random_state=42, epochs=2, batch_size=1024, lr=1.0)
+    reference = _reference_auc(
+        data,
+        random_state=params["random_state"],
+        epochs=params["epochs"],
+        batch_size=params["batch_size"],
+        lr=params["learning_rate"],
+    )
     assert out["host"] is None
     assert abs(auc - reference) < 0.01, (auc, reference)
-    # an MLP on both parties' columns beats the best linear model (0.7135, data README)
-    assert reference > 0.72
-
-
-def test_ss_mlp_matches_sklearn_on_breast(vertical: Callable, run: Callable) -> None:
-    data = vertical("breast")
-    params = dict(epochs=4, batch_size=64, learning_rate=0.1, l2=0.0, random_state=3)
-    out = run(lambda: SSMLPClassifier(**params), data, dealer_runs=2)
-    auc = metrics.roc_auc(data.y_test, out["guest"])
-    reference = _reference_auc(data, random_state=3, epochs=4, batch_size=64, lr=0.1)
-    assert abs(auc - reference) < 0.01, (auc, reference)
+    if name == "default_credit":
+        # an MLP on both parties' columns beats the best linear model (0.7135, data README)
+        assert reference > 0.72
 
 
 def test_adam_on_shares_follows_plaintext_adam(vertical: Callable, run: Callable) -> None:

@@ -18,7 +18,7 @@ from sharedml.components.dealer import end_step_at_dealer, serve_step
 from sharedml.errors import ConfigError
 from sharedml.learn.linear import SSLogisticRegression
 from sharedml.learn.selection import cross_validate, tune
-from sharedml.learn.selection.cv import run_folds, share_folds
+from sharedml.learn.selection.cv import Splitting, run_folds, share_folds
 from sharedml.session import Session
 from sharedml.simulation import PartyFailed, run_parties
 
@@ -56,7 +56,7 @@ def test_cv_reproduces_sklearns_folds_and_per_fold_auc(vertical: Callable) -> No
     def step(session: Session, X: Any, y: Any) -> Any:
         make = lambda: SSLogisticRegression(random_state=1)  # noqa: E731
         seen[session.party] = share_folds(
-            session, PARTIES, "guest", len(X), y, folds=5, classify=True, tag="folds"
+            session, PARTIES, "guest", len(X), y, Splitting(5), classify=True, tag="folds"
         )
         return cross_validate(session, PARTIES, "guest", make, X, y, folds=5)
 
@@ -121,7 +121,7 @@ def test_a_stop_at_the_label_holder_stops_every_party(vertical: Callable) -> Non
     data = vertical("breast")
 
     def step(session: Session, X: Any, y: Any) -> Any:
-        ids = share_folds(session, PARTIES, "guest", len(X), y, folds=4, classify=True)
+        ids = share_folds(session, PARTIES, "guest", len(X), y, Splitting(4), classify=True)
         make = lambda: SSLogisticRegression(epochs=1, batch_size=32)  # noqa: E731
         return run_folds(
             session, PARTIES, "guest", make, X, y, ids, stop_after=lambda k, r: k == 1
@@ -165,7 +165,7 @@ def test_parties_with_different_rows_fail_naming_the_label_holder() -> None:
     def party(session: Session) -> Any:
         rows = 40 if session.party == "guest" else 39
         y = np.arange(rows) % 2 if session.party == "guest" else None
-        return share_folds(session, PARTIES, "guest", rows, y, folds=3, classify=True)
+        return share_folds(session, PARTIES, "guest", rows, y, Splitting(3), classify=True)
 
     with pytest.raises(PartyFailed) as info:
         run_parties(party, list(PARTIES), timeout=20)

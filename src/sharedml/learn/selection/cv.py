@@ -73,6 +73,16 @@ class CVResult:
         }
 
 
+@dataclass(frozen=True)
+class Splitting:
+    """How rows are cut into folds (see :func:`fold_ids`)."""
+
+    folds: int = 5
+    stratify: bool = True
+    shuffle: bool = False
+    seed: int | None = None
+
+
 def fold_ids(
     y: np.ndarray, folds: int, *, classify: bool, stratify: bool, shuffle: bool, seed: int | None
 ) -> np.ndarray:
@@ -120,15 +130,13 @@ def share_folds(
     label_holder: str,
     n_rows: int,
     y: np.ndarray | None,
+    split: Splitting,
     *,
-    folds: int,
     classify: bool,
-    stratify: bool = True,
-    shuffle: bool = False,
-    seed: int | None = None,
     tag: str = "cv",
 ) -> np.ndarray:
     """Step 1: every party's copy of the fold ids (``y`` at ``L`` only)."""
+    folds = split.folds
     if not 2 <= folds <= n_rows:
         raise ConfigError(f"folds must lie in [2, {n_rows}], got {folds}", step=tag)
     if session.party == label_holder:
@@ -136,7 +144,12 @@ def share_folds(
             raise ConfigError("the label holder must pass y", party=label_holder, step=tag)
         try:
             ids = fold_ids(
-                y, folds, classify=classify, stratify=stratify, shuffle=shuffle, seed=seed
+                y,
+                folds,
+                classify=classify,
+                stratify=split.stratify,
+                shuffle=split.shuffle,
+                seed=split.seed,
             )
         except ValueError as exc:  # e.g. fewer rows of a class than folds
             _send(session, parties, f"{tag}/folds", {"error": str(exc)})
@@ -226,18 +239,7 @@ def cross_validate(
     tag: str = "cv",
 ) -> CVResult:
     """Steps 1 and 2 (see the module docstring); the same result at every party."""
+    split = Splitting(folds, stratify, shuffle, seed)
     classify = make_model().task == "classification"
-    ids = share_folds(
-        session,
-        parties,
-        label_holder,
-        len(X),
-        y,
-        folds=folds,
-        classify=classify,
-        stratify=stratify,
-        shuffle=shuffle,
-        seed=seed,
-        tag=tag,
-    )
+    ids = share_folds(session, parties, label_holder, len(X), y, split, classify=classify, tag=tag)
     return run_folds(session, parties, label_holder, make_model, X, y, ids, metric=metric, tag=tag)

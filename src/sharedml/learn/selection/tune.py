@@ -42,6 +42,7 @@ from sharedml.errors import ConfigError
 from sharedml.learn.base import VerticalModel
 from sharedml.learn.selection.cv import (
     CVResult,
+    Splitting,
     _recv,
     _send,
     resolve_metric,
@@ -177,20 +178,9 @@ def tune(
         declared.grid()  # every parameter must list its choices
     task = make_model(dict(first or {})).task
     name, _, higher = resolve_metric(metric, task)
+    split = Splitting(folds, stratify, shuffle, seed)
     classify = task == "classification"
-    ids = share_folds(
-        session,
-        parties,
-        label_holder,
-        len(X),
-        y,
-        folds=folds,
-        classify=classify,
-        stratify=stratify,
-        shuffle=shuffle,
-        seed=seed,
-        tag=tag,
-    )
+    ids = share_folds(session, parties, label_holder, len(X), y, split, classify=classify, tag=tag)
     is_label = session.party == label_holder
     study = (
         _Study(declared, sampler, higher, (trials, seconds), prune, seed, first)
