@@ -36,10 +36,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import default_credit_split, load_default_credit, report
+from _common import DATA, default_credit_split, load_default_credit, report
 from sharedml.session import Session
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GOALS = {"ss": 3.0, "split": 0.5}
 BATCH = 1024
 LEARNING_RATE = 1.0
