@@ -30,6 +30,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,11 @@ BATCH = 1024
 LEARNING_RATE = 1.0
 
 
-def party(session: Session) -> dict[str, Any]:
+def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
     """One data party: load its own file, fit, predict the hold-out rows."""
     from sharedml.learn.metrics import roc_auc
     from sharedml.learn.nn import SplitMLPClassifier, SSMLPClassifier
 
-    opts = session.extras
     frame = load_default_credit(Path(opts["data"]), session.party)
     train, test = opts["train"], opts["test"]
     y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
@@ -155,7 +155,7 @@ def crypten_row(folder: Path, train: np.ndarray, epochs: int) -> dict[str, Any]:
 
 
 def shared_rows(data: Path, epochs: int, models: list[str], base_s: float) -> list[dict[str, Any]]:
-    from sharedml.cluster import run_cluster
+    from sharedml.standalone.processes import run_in_processes
 
     # One BLAS thread per party process (spawned, so they read this): three
     # processes share two cores, and OpenBLAS threads spinning while
@@ -166,8 +166,12 @@ def shared_rows(data: Path, epochs: int, models: list[str], base_s: float) -> li
     for model in models:
         parties = ["guest", "host", "dealer"]
         opts = {"data": str(data), "train": train, "test": test, "model": model, "epochs": epochs}
-        fns: dict[str, Any] = {"guest": party, "host": party, "dealer": dealer}
-        out = run_cluster(fns, parties, timeout=1800, extras={p: opts for p in parties})
+        fns: dict[str, Any] = {
+            "guest": partial(party, opts),
+            "host": partial(party, opts),
+            "dealer": dealer,
+        }
+        out = run_in_processes(fns, parties, timeout=1800, dealer="dealer")
         per_epoch = statistics.median(out["guest"]["epochs_s"])
         rows.append(
             {

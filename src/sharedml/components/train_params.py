@@ -85,6 +85,8 @@ def _field(entries: list[tuple[str, Param]]) -> tuple[Any, Any]:
     if first.choices is not None:
         values = tuple(dict.fromkeys(c for p in params for c in p.choices or ()))
         annotation: Any = Literal[values]
+    elif first.kind is list:  # layer sizes: the learner's rule checks each item
+        return list[int] | None, Field(None, description=_description(entries))
     else:
         annotation = first.kind
     bounds: dict[str, float] = {}

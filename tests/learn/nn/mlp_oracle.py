@@ -57,13 +57,17 @@ def sklearn_mlp(
     return clf
 
 
+def party_seed(seed: bytes, party: str) -> bytes:
+    """``party``'s own secret seed in a run given ``seed`` (as the run modes derive it)."""
+    return hashlib.sha256(seed + party.encode()).digest()
+
+
 def split_layers(seed: bytes, widths: dict[str, int], interactive: int) -> list[list[np.ndarray]]:
     """The starting weights of a split MLP without bottom nets, as one MLP:
     the interactive blocks stacked in party order (each drawn from its
-    party's secret seed, as ``run_parties(seed=...)`` derives it), a zero
+    party's secret seed, as ``run_in_threads(seed=...)`` derives it), a zero
     bias, then the label holder's (the first party's) top layer."""
     from sharedml.learn.nn._core import init_layers
-    from sharedml.simulation import party_seed
 
     blocks = [
         init_layers(party_seed(seed, p), "split/interactive", [w, interactive])[0][0]

@@ -13,7 +13,7 @@ import pytest
 from sharedml.errors import DataError
 from sharedml.learn import metrics
 from sharedml.learn.nn import SplitMLPClassifier, SSMLPClassifier
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 
 MODELS = [
     pytest.param(lambda **kw: SSMLPClassifier(hidden_layer_sizes=[8], **kw), id="ss"),
@@ -69,11 +69,12 @@ def test_bad_input_is_the_same_clear_error_at_every_party(
             raise
 
     with pytest.raises(PartyFailed) as info:
-        run_parties(
+        run_in_threads(
             # the dealer is never contacted: the check runs before any runtime
             {"guest": party, "host": party, "dealer": lambda s: None},
             ["guest", "host", "dealer"],
             timeout=20,
+            dealer="dealer",
         )
     assert set(seen) == {"guest", "host"}
     assert all(isinstance(e, DataError) and match in str(e) for e in seen.values())

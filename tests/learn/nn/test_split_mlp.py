@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mlp_oracle import public_seed, sklearn_mlp, split_layers, standardised
+from mlp_oracle import party_seed, public_seed, sklearn_mlp, split_layers, standardised
 
 from sharedml.errors import ConfigError
 from sharedml.learn import metrics
 from sharedml.learn.nn import SplitMLPClassifier, dp
 from sharedml.learn.nn._core import Dense, init_layers
-from sharedml.simulation import party_seed, run_parties
+from sharedml.standalone import run_in_threads
 
 SEED = b"split mlp tests!"
 
@@ -139,8 +139,10 @@ def test_bottom_and_top_nets_follow_the_plaintext_split_network(
 
     from sharedml.mpc import serve_dealer
 
-    again = run_parties(
-        {"guest": reload, "host": reload, "dealer": serve_dealer}, ["guest", "host", "dealer"]
+    again = run_in_threads(
+        {"guest": reload, "host": reload, "dealer": serve_dealer},
+        ["guest", "host", "dealer"],
+        dealer="dealer",
     )
     np.testing.assert_allclose(again["guest"], out["guest"], atol=1e-9)
 

@@ -15,7 +15,7 @@ from sharedml.errors import ConfigError, NotFittedError
 from sharedml.learn import metrics
 from sharedml.learn.nn import SSMLPClassifier
 from sharedml.learn.nn._core import Dense, MLPConfig, init_layers, plaintext_mlp
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 
 
 def _reference_auc(
@@ -140,8 +140,10 @@ def test_released_and_shared_weights_predict_alike_and_survive_save_load(
 
     from sharedml.mpc import serve_dealer
 
-    again = run_parties(
-        {"guest": reload, "host": reload, "dealer": serve_dealer}, ["guest", "host", "dealer"]
+    again = run_in_threads(
+        {"guest": reload, "host": reload, "dealer": serve_dealer},
+        ["guest", "host", "dealer"],
+        dealer="dealer",
     )
     np.testing.assert_allclose(again["guest"], shared["guest"], atol=1e-3)  # one fixed-point pass
     assert again["host"] is None

@@ -10,7 +10,7 @@ import numpy as np
 from sharedml.learn.nn._core import U_MAX, Adam
 from sharedml.learn.nn._ss_optim import SharedAdam, rsqrt_capped
 from sharedml.mpc import MPC, DealerProvider, SharedTensor, serve_dealer
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 
 PARTIES = ["alice", "bob", "dealer"]
 
@@ -20,8 +20,11 @@ def _on_shares(fn: Any) -> np.ndarray:
         with MPC(session, DealerProvider(session)) as mpc:
             return fn(mpc)
 
-    out = run_parties(
-        {"alice": party, "bob": party, "dealer": serve_dealer}, PARTIES, seed=b"o" * 16
+    out = run_in_threads(
+        {"alice": party, "bob": party, "dealer": serve_dealer},
+        PARTIES,
+        seed=b"o" * 16,
+        dealer="dealer",
     )
     return np.asarray(out["alice"])
 

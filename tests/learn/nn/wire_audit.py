@@ -19,7 +19,7 @@ import numpy as np
 from sharedml.learn.linear._base import encode_fixed
 from sharedml.mpc import serve_dealer
 from sharedml.mpc.material import Request
-from sharedml.simulation import run_parties
+from sharedml.standalone import run_in_threads
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 FRAC = 16
@@ -106,10 +106,11 @@ def recorded_run(
         for _ in range(dealer_runs):
             serve_dealer(session)
 
-    out = run_parties(
+    out = run_in_threads(
         {"guest": party, "host": party, "dealer": dealer},
         ["guest", "host", "dealer"],
         wrap=lambda ch: RecordingChannel(ch, log),
         timeout=120,
+        dealer="dealer",
     )
     return Audit(log), kept, out

@@ -20,7 +20,7 @@ from sharedml.learn.linear import SSLogisticRegression
 from sharedml.learn.selection import cross_validate, tune
 from sharedml.learn.selection.cv import Splitting, run_folds, share_folds
 from sharedml.session import Session
-from sharedml.simulation import PartyFailed, run_parties
+from sharedml.standalone import PartyFailed, run_in_threads
 
 PARTIES = ("guest", "host")
 
@@ -31,7 +31,11 @@ def _run_step(fn: Callable[[Session, Any, Any], Any], data: Any) -> dict[str, An
 
     def party(session: Session) -> Any:
         scoped = Session(
-            session.party, session.peers, session.channel.scope("step"), seed=session.seed
+            session.party,
+            session.peers,
+            session.channel.scope("step"),
+            seed=session.seed,
+            dealer=session.dealer,
         )
         try:
             y = data.y_train if session.party == "guest" else None
@@ -43,8 +47,11 @@ def _run_step(fn: Callable[[Session, Any, Any], Any], data: Any) -> dict[str, An
     def dealer(session: Session) -> Any:
         return serve_step(session, "step", PARTIES)
 
-    return run_parties(
-        {"guest": party, "host": party, "dealer": dealer}, [*PARTIES, "dealer"], timeout=300
+    return run_in_threads(
+        {"guest": party, "host": party, "dealer": dealer},
+        [*PARTIES, "dealer"],
+        timeout=300,
+        dealer="dealer",
     )
 
 
@@ -168,5 +175,5 @@ def test_parties_with_different_rows_fail_naming_the_label_holder() -> None:
         return share_folds(session, PARTIES, "guest", rows, y, Splitting(3), classify=True)
 
     with pytest.raises(PartyFailed) as info:
-        run_parties(party, list(PARTIES), timeout=20)
+        run_in_threads(party, list(PARTIES), timeout=20)
     assert info.value.party == "host" and "psi" in str(info.value.error)

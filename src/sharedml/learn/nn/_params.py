@@ -1,5 +1,6 @@
-"""What both vertical MLPs share: hyper-parameter rules (declared once) and
-the model file's form of weight shares and plaintext layers."""
+"""What both vertical MLPs share: their hyper-parameters, declared once
+(:mod:`sharedml.learn.params`), the layer-count rule, and the model file's
+form of weight shares and plaintext layers."""
 
 from __future__ import annotations
 
@@ -8,25 +9,52 @@ from typing import Any
 import numpy as np
 
 from sharedml.errors import ConfigError
+from sharedml.learn.linear._sgd import SGD_PARAMS
 from sharedml.learn.nn._core import OPTIMIZERS, check_adam
+from sharedml.learn.params import Param, with_defaults
 
 #: more hidden layers than this is not a tabular model any more
 MAX_LAYERS = 4
 MAX_UNITS = 1024
 
+#: SGD's parameters with the MLPs' defaults
+MLP_SGD_PARAMS = with_defaults(
+    SGD_PARAMS, epochs=10, batch_size=256, learning_rate=0.1, lr_schedule="constant"
+)
+#: the optimiser's parameters (both protocols)
+OPTIMIZER_PARAMS: dict[str, Param] = {
+    "optimizer": Param(
+        str, "sgd", "sgd, or adam (division and square root on shares)", choices=OPTIMIZERS
+    ),
+    "beta1": Param(float, 0.9, "adam: decay of the first moment", low=0, high=1, open_high=True),
+    "beta2": Param(
+        float,
+        0.999,
+        "adam: decay of the second moment (at most 0.999 on shares)",
+        low=0,
+        high=0.999,
+    ),
+    "adam_epsilon": Param(
+        float, 1e-3, "adam: ε of the denominator (≥ 1.25e-4 on shares)", low=2.0**-13, high=1.0
+    ),
+}
+
+
+def sizes_param(default: tuple[int, ...], what: str) -> Param:
+    return Param(list, default, what, low=1, high=MAX_UNITS)
+
+
+def activation_param(choices: tuple[str, ...]) -> Param:
+    return Param(str, "relu", "hidden activation", choices=choices)
+
 
 class NetParams:
-    """Checks of ``hidden_layer_sizes``, ``optimizer`` and Adam's settings."""
+    """The rules a declaration cannot say: layer counts, Adam's combined bounds."""
 
-    hidden_layer_sizes: Any
     optimizer: str
     beta1: float
     beta2: float
     adam_epsilon: float
-
-    def _hidden(self) -> tuple[int, ...]:
-        sizes = self.hidden_layer_sizes
-        return (sizes,) if isinstance(sizes, int) else tuple(sizes)
 
     def _check_net_params(self, **layer_lists: tuple[Any, int]) -> None:
         """``layer_lists``: parameter name -> (its value, the least number of layers)."""
@@ -42,12 +70,10 @@ class NetParams:
                 )
             ):
                 raise ConfigError(
-                    f"{name}: {param} must list {least} to {MAX_LAYERS} integers in [1, {MAX_UNITS}], "
-                    f"got {value!r}",
+                    f"{name}: {param} must list {least} to {MAX_LAYERS} integers in "
+                    f"[1, {MAX_UNITS}], got {value!r}",
                     step="fit",
                 )
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"{name}: optimizer must be one of {OPTIMIZERS}", step="fit")
         problem = check_adam(self.beta1, self.beta2, self.adam_epsilon)
         if self.optimizer == "adam" and problem:
             raise ConfigError(f"{name}: {problem}", step="fit")

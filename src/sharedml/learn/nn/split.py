@@ -58,13 +58,13 @@ based deep neural network for asymmetrically collaborative machine learning",
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.errors import ProtocolAbort
 from sharedml.learn.linear._core import sigmoid
-from sharedml.learn.linear.ss import _SSLinear
+from sharedml.learn.linear.ss import SS_PARAMS, _SSLinear
 from sharedml.learn.nn import _ss_ops, dp
 from sharedml.learn.nn._core import (
     ACTIVATIONS,
@@ -74,64 +74,58 @@ from sharedml.learn.nn._core import (
     init_layers,
     make_optimizer,
 )
-from sharedml.learn.nn._params import NetParams
+from sharedml.learn.nn._params import (
+    MAX_UNITS,
+    MLP_SGD_PARAMS,
+    OPTIMIZER_PARAMS,
+    NetParams,
+    activation_param,
+    sizes_param,
+)
 from sharedml.learn.nn._split_part import SplitPart
 from sharedml.learn.nn._ss_optim import SharedAdam, SharedSGD
+from sharedml.learn.params import Param
 from sharedml.session import Session
+
+#: The split MLP's parameters (both tasks)
+SPLIT_PARAMS: dict[str, Param] = {
+    "bottom_layer_sizes": sizes_param(
+        (),
+        "units of each party's own hidden layers (none: "
+        "its standardised columns are its embedding)",
+    ),
+    "interactive_size": Param(
+        int, 32, "units of the interactive layer (on shares)", low=1, high=MAX_UNITS
+    ),
+    "top_layer_sizes": sizes_param((), "units of the label holder's hidden layers after it"),
+    "activation": activation_param(ACTIVATIONS),
+    **MLP_SGD_PARAMS,
+    **OPTIMIZER_PARAMS,
+    "label_dp_noise": Param(
+        float,
+        0.0,
+        "label DP: noise multiplier on the gradient the label holder sends back (0: off)",
+        low=0,
+    ),
+    "label_dp_clip": Param(
+        float, 1.0, "label DP: L2 bound of each row of that gradient", low=0, open_low=True
+    ),
+    "label_dp_delta": Param(
+        float,
+        1e-5,
+        "label DP: δ at which ε is reported",
+        low=0,
+        high=1,
+        open_low=True,
+        open_high=True,
+    ),
+    "provider": SS_PARAMS["provider"],
+    "trunc": SS_PARAMS["trunc"],
+}
 
 
 class _SplitMLP(SplitPart, NetParams, _SSLinear):
     """The split MLP on SS-LR's batch driver and MPC runtime."""
-
-    def __init__(
-        self,
-        bottom_layer_sizes: Any = (),
-        interactive_size: int = 32,
-        top_layer_sizes: Any = (),
-        activation: str = "relu",
-        epochs: int = 10,
-        batch_size: int = 256,
-        learning_rate: float = 0.1,
-        lr_schedule: str = "constant",
-        l2: float = 1e-4,
-        optimizer: str = "sgd",
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        adam_epsilon: float = 1e-3,
-        label_dp_noise: float = 0.0,
-        label_dp_clip: float = 1.0,
-        label_dp_delta: float = 1e-5,
-        early_stopping_rounds: int = 0,
-        validation_metric: str = "auto",
-        random_state: int | None = None,
-        scaling: str = "standard",
-        provider: str = "dealer",
-        dealer: str = "dealer",
-        trunc: str = "pair",
-    ) -> None:
-        self.bottom_layer_sizes = bottom_layer_sizes
-        self.interactive_size = interactive_size
-        self.top_layer_sizes = top_layer_sizes
-        self.activation = activation
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.l2 = l2
-        self.optimizer = optimizer
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.adam_epsilon = adam_epsilon
-        self.label_dp_noise = label_dp_noise
-        self.label_dp_clip = label_dp_clip
-        self.label_dp_delta = label_dp_delta
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_metric = validation_metric
-        self.random_state = random_state
-        self.scaling = scaling
-        self.provider = provider
-        self.dealer = dealer
-        self.trunc = trunc
 
     sigmoid = "accurate"  # the output is computed in plaintext at L: exact
     reveal_weights = "none"  # the interactive layer stays shared
@@ -149,18 +143,7 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
         self._check_net_params(
             bottom_layer_sizes=(self.bottom_layer_sizes, 0),
             top_layer_sizes=(self.top_layer_sizes, 0),
-            interactive_size=(self.interactive_size, 1),
         )
-        name = type(self).__name__
-        rules = [
-            (self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}"),
-            (self.label_dp_noise >= 0, "label_dp_noise must be ≥ 0 (0: no label DP)"),
-            (self.label_dp_clip > 0, "label_dp_clip must be > 0"),
-            (0 < self.label_dp_delta < 1, "label_dp_delta must lie in (0, 1)"),
-        ]
-        for ok, message in rules:
-            if not ok:
-                raise ConfigError(f"{name}: {message}", step="fit")
 
     # -- setup -----------------------------------------------------------------------------
     def _setup(self, session: Session) -> None:
@@ -280,22 +263,19 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
 class SplitMLPClassifier(_SplitMLP):
     """Split vertical MLP for 0/1 labels (see the module docstring).
 
-    Parameters: ``bottom_layer_sizes`` (each party's own net, e.g. ``[16]``;
-    empty: the party's standardised columns are its embedding),
-    ``interactive_size`` (units of the layer on shares), ``top_layer_sizes``
-    (the label holder's hidden layers after it), ``activation`` (``relu |
-    tanh | logistic | identity``; also applied to the interactive layer),
-    ``epochs``, ``batch_size``, ``learning_rate``, ``lr_schedule``, ``l2``,
-    ``optimizer`` (``sgd | adam``), ``beta1``, ``beta2``, ``adam_epsilon``,
-    ``label_dp_noise`` (noise multiplier; 0: off), ``label_dp_clip``,
-    ``label_dp_delta`` (ε is reported as ``label_dp_epsilon_``),
-    ``early_stopping_rounds``, ``validation_metric``, ``random_state`` (the
-    public shuffle only: starting weights come from each party's own secret),
-    ``scaling``, ``provider``, ``dealer``, ``trunc``.
+    Parameters: declared in :attr:`params` — the layers
+    (``bottom_layer_sizes``, ``interactive_size``, ``top_layer_sizes``,
+    ``activation``, also applied to the interactive layer), SGD's and the
+    optimiser's as the secret-shared MLP, label DP (``label_dp_noise``,
+    ``label_dp_clip``, ``label_dp_delta``; ε is reported as
+    ``label_dp_epsilon_``) and the protocol's (``provider``, ``trunc``).
+    ``random_state`` seeds the public shuffle only: the starting weights come
+    from each party's own secret.
     """
 
     model_type = "SplitMLPClassifier"
     task = "classification"
+    params: ClassVar[dict[str, Param]] = SPLIT_PARAMS
 
 
 class SplitMLPRegressor(_SplitMLP):
@@ -305,3 +285,4 @@ class SplitMLPRegressor(_SplitMLP):
 
     model_type = "SplitMLPRegressor"
     task = "regression"
+    params: ClassVar[dict[str, Param]] = SPLIT_PARAMS

@@ -65,87 +65,53 @@ PETS 2019.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from sharedml.errors import ConfigError, ProtocolAbort
+from sharedml.errors import ProtocolAbort
 from sharedml.learn.linear._base import masked_sum_to_label
-from sharedml.learn.linear._core import PIECEWISE
-from sharedml.learn.linear.ss import _SSLinear, piecewise_sigmoid, shared_sigmoid
+from sharedml.learn.linear.ss import SS_PARAMS, SS_SIGMOIDS, _SSLinear
 from sharedml.learn.nn import _ss_ops
 from sharedml.learn.nn._core import Dense, activate, init_layers
 from sharedml.learn.nn._params import (
+    MLP_SGD_PARAMS,
+    OPTIMIZER_PARAMS,
     NetParams,
+    activation_param,
     arrays_from_json,
     arrays_to_json,
     shares_from_json,
     shares_to_json,
+    sizes_param,
 )
 from sharedml.learn.nn._ss_optim import SharedAdam, SharedSGD
+from sharedml.learn.params import Param, with_defaults
+from sharedml.mpc import nonlinear
+from sharedml.mpc.nonlinear import PIECEWISE
 from sharedml.session import Session
 
 SS_ACTIVATIONS = ("relu",)
+#: The secret-shared MLP's parameters (both tasks)
+SS_MLP_PARAMS: dict[str, Param] = {
+    "hidden_layer_sizes": sizes_param((32,), "units of each hidden layer"),
+    "activation": activation_param(SS_ACTIVATIONS),
+    **MLP_SGD_PARAMS,
+    **OPTIMIZER_PARAMS,
+    **with_defaults(SS_PARAMS, reveal_weights="none"),
+}
 
 
 class _SSMLP(NetParams, _SSLinear):
     """The secret-shared MLP on SS-LR's data sharing and batch driver."""
 
+    hidden_layer_sizes: list[int]
     activation: str
-
-    def __init__(
-        self,
-        hidden_layer_sizes: Any = (32,),
-        activation: str = "relu",
-        epochs: int = 10,
-        batch_size: int = 256,
-        learning_rate: float = 0.1,
-        lr_schedule: str = "constant",
-        l2: float = 1e-4,
-        optimizer: str = "sgd",
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        adam_epsilon: float = 1e-3,
-        early_stopping_rounds: int = 0,
-        validation_metric: str = "auto",
-        random_state: int | None = None,
-        scaling: str = "standard",
-        sigmoid: str = "pwl",
-        reveal_weights: str = "none",
-        provider: str = "dealer",
-        dealer: str = "dealer",
-        trunc: str = "pair",
-    ) -> None:
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.l2 = l2
-        self.optimizer = optimizer
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.adam_epsilon = adam_epsilon
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_metric = validation_metric
-        self.random_state = random_state
-        self.scaling = scaling
-        self.sigmoid = sigmoid
-        self.reveal_weights = reveal_weights
-        self.provider = provider
-        self.dealer = dealer
-        self.trunc = trunc
 
     # -- parameters ----------------------------------------------------------------------
     def _check_params(self) -> None:
         super()._check_params()
         self._check_net_params(hidden_layer_sizes=(self.hidden_layer_sizes, 1))
-        if self.activation not in SS_ACTIVATIONS:
-            raise ConfigError(
-                f"activation must be one of {SS_ACTIVATIONS} under MPC, got {self.activation!r}",
-                step="fit",
-            )
 
     def _fusable(self) -> bool:
         return False  # no X ⊙ y product: the output error is not the data's
@@ -157,7 +123,11 @@ class _SSMLP(NetParams, _SSLinear):
     # -- weights -------------------------------------------------------------------------
     def _start(self) -> list[np.ndarray]:
         """The public starting weights ``[W1 (with b1 at L's ones row), W2, b2, ...]``."""
-        sizes = [sum(self.layout_.n_features[p] for p in self.parties_), *self._hidden(), 1]
+        sizes = [
+            sum(self.layout_.n_features[p] for p in self.parties_),
+            *self.hidden_layer_sizes,
+            1,
+        ]
         return first_layer_with_bias(
             init_layers(self._seed, "ss", sizes), self.parties_, self.layout_
         )
@@ -206,8 +176,8 @@ class _SSMLP(NetParams, _SSLinear):
         if self.task != "classification":
             return rescale(z_raw)
         if self.sigmoid in PIECEWISE:
-            return piecewise_sigmoid(z_raw, PIECEWISE[self.sigmoid])
-        return shared_sigmoid(rescale(z_raw), self.sigmoid)
+            return nonlinear.piecewise_sigmoid(z_raw, PIECEWISE[self.sigmoid])
+        return nonlinear.approx_sigmoid(rescale(z_raw), self.sigmoid)
 
     # -- scores at the label holder --------------------------------------------------------
     def _scores(self, session: Session, Xs: np.ndarray, *, validation: bool) -> np.ndarray | None:
@@ -315,18 +285,21 @@ def first_layer_with_bias(
 class SSMLPClassifier(_SSMLP):
     """Secret-shared vertical MLP for 0/1 labels (see the module docstring).
 
-    Parameters: ``hidden_layer_sizes`` (e.g. ``[32]``), ``activation``
-    (``relu``), ``epochs``, ``batch_size``, ``learning_rate``, ``lr_schedule``
-    (``constant | invscaling | cosine``), ``l2`` (weight decay),
-    ``optimizer`` (``sgd | adam``), ``beta1``, ``beta2``, ``adam_epsilon``,
-    ``early_stopping_rounds`` (needs ``X_val``), ``validation_metric``,
-    ``random_state``, ``scaling``, ``sigmoid`` (output approximation, as
-    SS-LR), ``reveal_weights`` (``none | own``), ``provider``
-    (``dealer | he``), ``dealer``, ``trunc`` (``pair | local``).
+    Parameters: declared in :attr:`params` — the layers (``hidden_layer_sizes``,
+    ``activation``), SGD's (``l2`` is the weight decay), the optimiser's
+    (``sgd | adam``), ``sigmoid`` (the output's approximation, as SS-LR) and
+    the protocol's (``reveal_weights`` ``none | own``, ``provider``: the
+    session's dealer by default, ``trunc``).
     """
 
     model_type = "SSMLPClassifier"
     task = "classification"
+    params: ClassVar[dict[str, Param]] = {
+        **SS_MLP_PARAMS,
+        "sigmoid": Param(
+            str, "pwl", "the output sigmoid's approximation under MPC", choices=SS_SIGMOIDS
+        ),
+    }
 
 
 class SSMLPRegressor(_SSMLP):
@@ -337,3 +310,5 @@ class SSMLPRegressor(_SSMLP):
 
     model_type = "SSMLPRegressor"
     task = "regression"
+    params: ClassVar[dict[str, Param]] = SS_MLP_PARAMS
+    sigmoid = "none"
