@@ -76,12 +76,24 @@ class Space:
     params: tuple[Param, ...]
 
     @classmethod
-    def parse(cls, spec: Any) -> Space:
+    def parse(cls, spec: Any, first: dict[str, Any] | None = None) -> Space:
+        """The declared space; a value of ``first`` (the configuration tried
+        first) missing from its parameter's choices joins them (Optuna refuses
+        an enqueued value outside a categorical's choices; an out-of-range
+        number it takes with a warning)."""
         if not isinstance(spec, dict) or not spec:
             raise ConfigError(
                 "tune needs a non-empty space: parameter -> range or choices", step="tune"
             )
-        return cls(tuple(_param(str(k), v) for k, v in spec.items()))
+        given = first or {}
+        params = []
+        for key, value in spec.items():
+            param = _param(str(key), value)
+            missing = param.name in given and given[param.name] not in (param.choices or ())
+            if param.choices is not None and missing:
+                param = Param(param.name, choices=(*param.choices, given[param.name]))
+            params.append(param)
+        return cls(tuple(params))
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         return {p.name: p.suggest(trial) for p in self.params}

@@ -169,7 +169,7 @@ def tune(
     tag: str = "tune",
 ) -> TuneResult:
     """The search (see the module docstring); the same result at every party."""
-    declared = Space.parse(space)
+    declared = Space.parse(space, first)
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}", step=tag)
     if trials is None and seconds is None and sampler != "grid":
