@@ -123,3 +123,25 @@ def run_vertical(
 @pytest.fixture
 def run() -> Callable[..., dict[str, Any]]:
     return run_vertical
+
+
+@pytest.fixture
+def breast_job(shared_data: Path) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """A job spec on the breast pair (guest: label y) whose ``steps`` follow psi
+    and a 70/30 stratified split."""
+
+    def spec(steps: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "name": "breast-job",
+            "parties": {
+                "guest": {"dataset": str(shared_data / "breast_hetero_guest.csv"), "label": "y"},
+                "host": {"dataset": str(shared_data / "breast_hetero_host.csv")},
+            },
+            "steps": [
+                {"psi": {"key": "id"}},
+                {"split": {"test_size": 0.3, "stratify": "y", "seed": 42}},
+                *steps,
+            ],
+        }
+
+    return spec

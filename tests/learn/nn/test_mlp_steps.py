@@ -5,8 +5,8 @@ only; scores and metrics reach the label holder only."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -34,28 +34,12 @@ TRAIN = {
 }
 
 
-def _spec(data: Path, train: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": "mlp-step",
-        "parties": {
-            "guest": {"dataset": str(data / "breast_hetero_guest.csv"), "label": "y"},
-            "host": {"dataset": str(data / "breast_hetero_host.csv")},
-        },
-        "steps": [
-            {"psi": {"key": "id"}},
-            {"split": {"test_size": 0.3, "stratify": "y", "seed": 42}},
-            {"train": train},
-            {"predict": {}},
-            {"evaluate": {"metrics": ["auc", "ks"]}},
-        ],
-    }
-
-
 @pytest.mark.parametrize("protocol", ["ss", "split"])
 def test_mlp_train_predict_evaluate_as_job_steps(
-    shared_data: Path, tmp_path: Path, protocol: str
+    breast_job: Callable, tmp_path: Path, protocol: str
 ) -> None:
-    result = run_job(_spec(shared_data, TRAIN[protocol]), tmp_path, embedded=True, timeout=120)
+    steps = [{"train": TRAIN[protocol]}, {"predict": {}}, {"evaluate": {"metrics": ["auc", "ks"]}}]
+    result = run_job(breast_job(steps), tmp_path, embedded=True, timeout=120)
     steps = {s["id"]: s["parties"] for s in result["steps"]}
     evaluate = steps["evaluate"]
     assert evaluate["guest"]["metrics"]["auc"] > 0.95

@@ -4,6 +4,7 @@ predicted and evaluated like a train step's model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +17,14 @@ from sharedml.standalone.job import run_job
 LR = {"model": "logistic_regression", "protocol": "ss", "epochs": 2, "batch_size": 32}
 
 
-def _spec(data: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "name": "selection-steps",
-        "parties": {
-            "guest": {"dataset": str(data / "breast_hetero_guest.csv"), "label": "y"},
-            "host": {"dataset": str(data / "breast_hetero_host.csv")},
-        },
-        "steps": [
-            {"psi": {"key": "id"}},
-            {"split": {"test_size": 0.3, "stratify": "y", "seed": 42}},
-            *steps,
-        ],
-    }
-
-
 def _by_step(result: dict[str, Any]) -> dict[str, Any]:
     return {s["id"]: s["parties"] for s in result["steps"]}
 
 
-def test_cv_step_gives_every_party_the_same_fold_metrics(shared_data: Path, tmp_path: Path) -> None:
-    spec = _spec(shared_data, [{"cv": {"train": LR, "folds": 3, "stratify": "y"}}])
+def test_cv_step_gives_every_party_the_same_fold_metrics(
+    breast_job: Callable, tmp_path: Path
+) -> None:
+    spec = breast_job([{"cv": {"train": LR, "folds": 3, "stratify": "y"}}])
     cv = _by_step(run_job(spec, tmp_path, embedded=True, timeout=120))["cv"]
     guest, host = cv["guest"]["metrics"], cv["host"]["metrics"]
     assert guest == host
@@ -44,10 +32,12 @@ def test_cv_step_gives_every_party_the_same_fold_metrics(shared_data: Path, tmp_
     assert guest["fold_rows"] and sum(guest["fold_rows"]) == 398  # the 70% training rows
 
 
-def test_tune_step_retrains_the_best_and_predict_uses_it(shared_data: Path, tmp_path: Path) -> None:
+def test_tune_step_retrains_the_best_and_predict_uses_it(
+    breast_job: Callable, tmp_path: Path
+) -> None:
     space = {"learning_rate": {"low": 0.05, "high": 3.0, "log": True}, "l2": [0.0, 0.01]}
     tune = {"train": LR, "space": space, "trials": 3, "folds": 3, "stratify": "y", "seed": 0}
-    spec = _spec(shared_data, [{"tune": tune}, {"predict": {}}, {"evaluate": {"metrics": ["auc"]}}])
+    spec = breast_job([{"tune": tune}, {"predict": {}}, {"evaluate": {"metrics": ["auc"]}}])
     steps = _by_step(run_job(spec, tmp_path, embedded=True, timeout=300))
     guest = steps["tune"]["guest"]["metrics"]
     trials = guest["trials"]
@@ -72,7 +62,7 @@ def test_tune_step_retrains_the_best_and_predict_uses_it(shared_data: Path, tmp_
     ],
 )
 def test_bad_tune_steps_are_refused_when_the_spec_loads(
-    shared_data: Path, tune: dict[str, Any], match: str
+    breast_job: Callable, tune: dict[str, Any], match: str
 ) -> None:
     with pytest.raises(ConfigError, match=match):
-        jobspec.load(_spec(shared_data, [{"tune": tune}]))
+        jobspec.load(breast_job([{"tune": tune}]))
