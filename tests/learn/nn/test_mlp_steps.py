@@ -19,7 +19,7 @@ TRAIN = {
         "model": "mlp",
         "protocol": "ss",
         "hidden_layer_sizes": [8],
-        "epochs": 3,
+        "epochs": 5,
         "batch_size": 64,
     },
     "split": {
@@ -27,8 +27,9 @@ TRAIN = {
         "protocol": "split",
         "bottom_layer_sizes": [8],
         "interactive_size": 8,
-        "top_layer_sizes": [4],
-        "epochs": 3,
+        "activation": "tanh",
+        "epochs": 6,
+        "learning_rate": 0.3,
         "batch_size": 64,
     },
 }
@@ -42,6 +43,8 @@ def test_mlp_train_predict_evaluate_as_job_steps(
     result = run_job(breast_job(steps), tmp_path, embedded=True, timeout=120)
     steps = {s["id"]: s["parties"] for s in result["steps"]}
     evaluate = steps["evaluate"]
+    # a sanity floor (parity with scikit-learn is test_ss_mlp/test_split_mlp's):
+    # starts are random here, test AUCs were 0.97-0.996 over 14 runs
     assert evaluate["guest"]["metrics"]["auc"] > 0.95
     assert evaluate["host"]["metrics"] == {}
     train = steps["train"]
