@@ -173,7 +173,9 @@ class EvaluateStep(Component):
         task = ctx.state.get("task", "classification")
         values = metrics.evaluate(np.asarray(y), np.asarray(scores), task, params.metrics)
         artifacts = {}
+        public: dict[str, Any] = {k: round(float(v), 6) for k, v in values.items()}
         if task == "classification":
+            public["charts"] = metrics.chart_summary(np.asarray(y), np.asarray(scores))
             roc = metrics.roc_curve(np.asarray(y), np.asarray(scores))
             ks = metrics.ks_curve(np.asarray(y), np.asarray(scores))
             curves = {
@@ -187,6 +189,4 @@ class EvaluateStep(Component):
             path = ctx.out_dir / f"curves-{ctx.step_id}.json"
             path.write_text(json.dumps(curves), encoding="utf-8")
             artifacts["curves"] = str(path)
-        return StepResult(
-            metrics={k: round(float(v), 6) for k, v in values.items()}, artifacts=artifacts
-        )
+        return StepResult(metrics=public, artifacts=artifacts)

@@ -39,6 +39,9 @@ class RuntimeSettings(BaseModel):
         30.0, gt=0, le=3600, description="node silence before failure"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    require_totp: bool = Field(
+        False, description="console users without TOTP must enrol before anything else (9.1-3)"
+    )
 
 
 class SettingsService:

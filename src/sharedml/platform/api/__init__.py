@@ -2,7 +2,8 @@
 
 :func:`create_app` builds the app over one :class:`~sharedml.platform.service.Platform`;
 routers: auth, users/settings/audit/nodes, projects/grants/datasets/approvals/models,
-and the scheduler's job routes (``api/jobs.py``) when present.
+and the scheduler's job routes (``api/jobs.py``) when present; the web console
+(``platform/console/``) under ``/console`` and the offline docs at ``/api/v1/docs``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def create_app(
         title="sharedml platform",
         version="1",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served offline by the console (console.DOCS_PATH)
         redoc_url=None,
     )
     app.state.platform = platform
@@ -61,6 +62,9 @@ def create_app(
     jobs = _job_routes()
     if jobs is not None:
         app.include_router(jobs.router, responses=problems)
+    from sharedml.platform.console import mount
+
+    mount(app)
     return app
 
 

@@ -98,6 +98,8 @@ class User(Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime]
+    #: The console's language for this user ("en", "zh"); None: the browser's.
+    locale: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class ApiToken(Base):

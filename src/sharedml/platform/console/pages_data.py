@@ -1,0 +1,81 @@
+"""Home, nodes, datasets (metadata and schema only) and their approval requests."""
+
+from __future__ import annotations
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+
+from sharedml.platform.api import jobs as job_routes
+from sharedml.platform.api import routes_admin, routes_data
+from sharedml.platform.api.schemas import DecisionIn
+from sharedml.platform.auth import Principal
+from sharedml.platform.console import session
+from sharedml.platform.console.mirror import call
+from sharedml.platform.console.routing import Form, field, form_data, make_router
+from sharedml.platform.console.web import PREFIX, redirect, render
+
+router = make_router()
+
+
+@router.get("/")
+def home(request: Request, who: Principal = Depends(session.principal)) -> Response:
+    """What waits for me: approvals I may decide, my failed jobs."""
+    pending = call(routes_data.list_approvals, request, who, state="pending")
+    datasets = {d.id: d for d in call(routes_data.list_datasets, request, who)}
+    mine = [a for a in pending if a.dataset_id in datasets
+            and datasets[a.dataset_id].owner_user_id == who.user_id]
+    failed = call(job_routes.list_jobs, request, who, state="failed", limit=20)
+    return render(request, "home.html", approvals=mine, datasets=datasets, failed=failed)
+
+
+@router.get("/nodes")
+def nodes(request: Request, who: Principal = Depends(session.principal)) -> Response:
+    rows = call(routes_admin.list_nodes, request, who)
+    return render(request, "nodes.html", nodes=rows)
+
+
+@router.get("/datasets")
+def datasets(request: Request, who: Principal = Depends(session.principal)) -> Response:
+    rows = call(routes_data.list_datasets, request, who)
+    return render(request, "datasets.html", datasets=rows)
+
+
+@router.get("/datasets/{dataset_id}")
+def dataset(
+    request: Request, dataset_id: int, who: Principal = Depends(session.principal)
+) -> Response:
+    """One dataset's metadata and schema; the approvals of its uses the caller may see."""
+    ds = call(routes_data.get_dataset, request, who, dataset_id=dataset_id)
+    approvals = [a for a in call(routes_data.list_approvals, request, who)
+                 if a.dataset_id == dataset_id]
+    return render(request, "dataset.html", ds=ds, approvals=approvals)
+
+
+@router.get("/approvals")
+def approvals(
+    request: Request, state: str | None = None, who: Principal = Depends(session.principal)
+) -> Response:
+    wanted = state if state in ("pending", "approved", "rejected") else None
+    rows = call(routes_data.list_approvals, request, who, state=wanted)
+    datasets = {d.id: d for d in call(routes_data.list_datasets, request, who)}
+    return render(request, "approvals.html", approvals=rows, datasets=datasets, state=wanted)
+
+
+@router.post("/approvals/{approval_id}/decision")
+def decide(
+    request: Request,
+    approval_id: int,
+    form: Form = Depends(form_data),
+    who: Principal = Depends(session.principal),
+) -> Response:
+    """``POST /api/v1/approvals/{id}/decision``: only the dataset's owner, audited."""
+    body = DecisionIn(approve=field(form, "decision") == "approve",
+                      comment=field(form, "comment")[:4000])
+    call(routes_data.decide_approval, request, who, body=body, approval_id=approval_id)
+    return redirect(request, field(form, "next") if _local(field(form, "next"))
+                    else f"{PREFIX}/approvals")
+
+
+def _local(url: str) -> bool:
+    """Only redirect within the console (no open redirect)."""
+    return url.startswith(PREFIX + "/") and "//" not in url[1:] and "\\" not in url
