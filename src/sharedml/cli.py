@@ -32,6 +32,7 @@ PLUGINS: list[str] = [
     "sharedml.demo",
     "sharedml.components.cli",
     "sharedml.platform.cli",
+    "sharedml.platform.client_cli",
     "sharedml.platform.deployment_cli",
     "sharedml.tee.cli",
 ]

@@ -21,6 +21,7 @@ from sharedml.platform.api import jobs as job_routes
 from sharedml.platform.api import routes_data
 from sharedml.platform.auth import Principal
 from sharedml.platform.console.mirror import call
+from sharedml.platform.job_text import plain_metrics, task_events
 from sharedml.platform.store.models import FINAL_STATES
 
 BOX_W, BOX_H, GAP_X, GAP_Y = 150, 44, 40, 18
@@ -86,26 +87,14 @@ class JobView:
 
     def scalar_metrics(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(step, party, {metric: value}) for every reported step with plain figures."""
-        out = []
-        for step_id, parties in self.results.items():
-            for party, res in sorted(parties.items()):
-                plain = {k: v for k, v in (res.get("metrics") or {}).items()
-                         if isinstance(v, int | float | str) and not isinstance(v, bool)}
-                if plain:
-                    out.append((step_id, party, plain))
-        return out
+        return [(step_id, party, plain)
+                for step_id, parties in self.results.items()
+                for party, res in sorted(parties.items())
+                if (plain := plain_metrics(res.get("metrics")))]
 
     def log(self) -> list[tuple[Any, str, str]]:
         """The job's task events, oldest first: (time, task, event)."""
-        events = []
-        for t in self.tasks:
-            name = f"{t.step_id}/{t.party} #{t.attempt}"
-            events.append((t.created_at, name, "created"))
-            if t.started_at:
-                events.append((t.started_at, name, f"started on {t.node_id or '?'}"))
-            if t.finished_at:
-                events.append((t.finished_at, name, t.state + (f": {t.reason}" if t.reason else "")))
-        return sorted(events, key=lambda e: e[0])
+        return task_events([t.model_dump() for t in self.tasks])
 
 
 def _steps(spec_json: str, tasks: list[Any]) -> list[Step]:
