@@ -13,6 +13,12 @@ Both ends authenticate with certificates from the deployment CA
 names the peer it meant to reach (``grpc.ssl_target_name_override``), and the
 server takes the sender's id from the client certificate only.
 
+Rotation and revocation (:mod:`sharedml.transport.tls`): an endpoint built
+on :class:`~sharedml.crypto.identity.IdentityFiles` serves and dials with
+the pair on disk at each new connection; with a revocation list, its server
+refuses a revoked sender's stream and it checks each peer's certificate
+before connecting, pinning the connection to the certificate it checked.
+
 Errors: a peer that cannot be reached (down, or failing TLS) after connect
 retries with back-off raises :class:`PeerUnreachable`, as does a peer that
 refuses the job; a receive that waits too long raises :class:`PeerTimeout`
@@ -34,10 +40,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import cast
 
 import grpc
+from cryptography import x509
 
+from sharedml.crypto.crl import RevocationFile
 from sharedml.crypto.pki import Identity
-from sharedml.errors import ChannelError, ConfigError, FrameError, PeerTimeout, PeerUnreachable
-from sharedml.transport import grpc_wire
+from sharedml.errors import (
+    AuthError,
+    ChannelError,
+    ConfigError,
+    FrameError,
+    PeerTimeout,
+    PeerUnreachable,
+)
+from sharedml.transport import grpc_wire, tls
 from sharedml.transport.base import DEFAULT_TIMEOUT, Channel, check_tag, has_control
 from sharedml.transport.codec import Value
 from sharedml.transport.grpc_server import (
@@ -60,10 +75,10 @@ QUEUE_DEPTH = 16
 _END = object()
 
 
-def _client_options(peer: str) -> list[tuple[str, str | int]]:
+def _client_options(target: str) -> list[tuple[str, str | int]]:
     return [
         *message_options(),
-        ("grpc.ssl_target_name_override", peer),
+        ("grpc.ssl_target_name_override", target),
         # Connect retries back off from 50 ms to 1 s (gRPC's default starts at 1 s).
         ("grpc.initial_reconnect_backoff_ms", 50),
         ("grpc.min_reconnect_backoff_ms", 50),
@@ -79,18 +94,22 @@ class GrpcEndpoint:
     """One party process's presence on the network: its server and its connections.
 
     Args:
-        identity: this party's certificate, key and CA (see :func:`sharedml.crypto.pki.load_identity`).
+        identity: this party's certificate, key and CA (see
+            :func:`sharedml.crypto.pki.load_identity`), or
+            :class:`~sharedml.crypto.identity.IdentityFiles` to take up a rotated pair.
         host, port: where this party's server listens (port 0: a free port).
         connect_timeout: how long to retry reaching a peer before
             :class:`PeerUnreachable`.
         chunk_bytes: size of the gRPC messages a large value is cut into.
         admit_wait, max_frame, max_unread, max_streams_per_peer: limits of
             this party's server (see :class:`~sharedml.transport.grpc_server.PeerServer`).
+        revocation: the deployment's revocation list, checked by this party's
+            server for every stream and before every new connection to a peer.
     """
 
     def __init__(
         self,
-        identity: Identity,
+        identity: tls.IdentitySource,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
@@ -100,9 +119,11 @@ class GrpcEndpoint:
         max_frame: int = grpc_wire.DEFAULT_MAX_FRAME,
         max_unread: int = DEFAULT_MAX_UNREAD,
         max_streams_per_peer: int | None = None,
+        revocation: RevocationFile | None = None,
     ) -> None:
-        self.identity = identity
-        self.party = identity.party
+        self._source = identity
+        self.party = tls.current(identity).party
+        self.revocation = revocation
         self.connect_timeout = connect_timeout
         self.chunk_bytes = chunk_bytes
         self.server = PeerServer(
@@ -113,18 +134,33 @@ class GrpcEndpoint:
             max_frame=max_frame,
             max_unread=max_unread,
             max_streams_per_peer=max_streams_per_peer,
+            revocation=revocation,
         )
-        self._credentials = grpc.ssl_channel_credentials(
-            root_certificates=identity.ca_pem,
-            private_key=identity.key_pem,
-            certificate_chain=identity.cert_pem,
-        )
+        self._credentials: tuple[int, grpc.ChannelCredentials] | None = None
         self._lock = threading.Lock()
-        self._connections: dict[tuple[str, str], grpc.Channel] = {}
+        self._connections: dict[tuple[str, str, int, str], grpc.Channel] = {}
+        #: The certificate each peer's connection is pinned to (with a revocation list).
+        self._pins: dict[tuple[str, str], x509.Certificate] = {}
+
+    @property
+    def identity(self) -> Identity:
+        """This party's pair as it is now (a rotated one once installed)."""
+        return tls.current(self._source)
 
     @property
     def address(self) -> str:
         return self.server.address
+
+    def _channel_credentials(self) -> tuple[int, grpc.ChannelCredentials]:
+        identity, gen = self.identity, tls.generation(self._source)
+        with self._lock:
+            if self._credentials is None or self._credentials[0] != gen:
+                self._credentials = gen, grpc.ssl_channel_credentials(
+                    root_certificates=identity.ca_pem,
+                    private_key=identity.key_pem,
+                    certificate_chain=identity.cert_pem,
+                )
+            return self._credentials
 
     def channel(
         self,
@@ -141,17 +177,14 @@ class GrpcEndpoint:
         """The pooled, ready connection to ``peer`` at ``address``.
 
         Retries with back-off (50 ms doubling to 1 s) until
-        :attr:`connect_timeout`, then raises :class:`PeerUnreachable`.
+        :attr:`connect_timeout`, then raises :class:`PeerUnreachable`. With a
+        revocation list, the peer's certificate is checked first (see
+        :mod:`~sharedml.transport.tls`); a peer whose certificate is revoked
+        raises :class:`PeerUnreachable` saying so, and one that stays
+        unreachable is checked again, in case it now serves a rotated one.
         """
-        key = (peer, address)
-        with self._lock:
-            conn = self._connections.get(key)
-            if conn is None:
-                conn = grpc.secure_channel(
-                    address, self._credentials, options=_client_options(peer)
-                )
-                self._connections[key] = conn
         deadline = time.monotonic() + self.connect_timeout
+        key, conn = self._pooled(peer, address, deadline)
         ready = grpc.channel_ready_future(conn)
         delay, attempt = 0.05, 1
         while True:
@@ -159,6 +192,12 @@ class GrpcEndpoint:
                 ready.result(timeout=max(min(delay, deadline - time.monotonic()), 0.001))
                 return conn
             except grpc.FutureTimeoutError:
+                if self.revocation is not None and attempt % 6 == 0 and time.monotonic() < deadline:
+                    self._pins.pop((peer, address), None)  # the peer may serve a rotated pair
+                    fresh_key, fresh = self._pooled(peer, address, deadline)
+                    if fresh is not conn:
+                        ready.cancel()
+                        key, conn, ready = fresh_key, fresh, grpc.channel_ready_future(fresh)
                 if time.monotonic() >= deadline:
                     ready.cancel()
                     self._drop(key, conn)
@@ -174,7 +213,51 @@ class GrpcEndpoint:
                 )
                 delay, attempt = min(delay * 2, 1.0), attempt + 1
 
-    def _drop(self, key: tuple[str, str], conn: grpc.Channel) -> None:
+    def _pooled(
+        self, peer: str, address: str, deadline: float
+    ) -> tuple[tuple[str, str, int, str], grpc.Channel]:
+        """The pooled connection to ``peer`` for this party's current pair (made if missing)."""
+        gen, credentials = self._channel_credentials()
+        target = self._target(peer, address, deadline)
+        key = (peer, address, gen, target)
+        with self._lock:
+            conn = self._connections.get(key)
+            if conn is None:
+                conn = grpc.secure_channel(address, credentials, options=_client_options(target))
+                self._connections[key] = conn
+        return key, conn
+
+    def _target(self, peer: str, address: str, deadline: float) -> str:
+        """The TLS name to ask ``peer`` for: its id, or its checked certificate's pin name."""
+        if self.revocation is None:
+            return peer
+        cert = self._pins.get((peer, address))
+        if cert is None or self.revocation.current().revoked(cert.serial_number):
+            cert = self._probe(peer, address, deadline)
+            try:
+                self.revocation.check(cert)
+            except AuthError as exc:
+                raise PeerUnreachable(
+                    f"refused to connect to party {peer!r} at {address}: {exc.message}",
+                    party=self.party,
+                    remedy=exc.remedy,
+                ) from None
+            self._pins[(peer, address)] = cert
+        return tls.target_name(peer, cert)
+
+    def _probe(self, peer: str, address: str, deadline: float) -> x509.Certificate:
+        """The certificate ``peer`` presents, asked for with back-off until ``deadline``."""
+        delay = 0.05
+        while True:
+            try:
+                return tls.probe(self.identity, peer, address, timeout=max(delay, 1.0))
+            except PeerUnreachable:
+                if time.monotonic() + delay >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _drop(self, key: tuple[str, str, int, str], conn: grpc.Channel) -> None:
         with self._lock:
             if self._connections.get(key) is conn:
                 del self._connections[key]
