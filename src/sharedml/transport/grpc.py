@@ -81,8 +81,10 @@ def _client_options(target: str) -> list[tuple[str, str | int]]:
         ("grpc.ssl_target_name_override", target),
         # Connect retries back off from 50 ms to 1 s (gRPC's default starts at 1 s).
         ("grpc.initial_reconnect_backoff_ms", 50),
-        ("grpc.min_reconnect_backoff_ms", 50),
         ("grpc.max_reconnect_backoff_ms", 1000),
+        # gRPC takes this as each attempt's connect timeout: 50 ms aborted every TLS
+        # handshake slower than that (any WAN link) until the back-off grew past it.
+        ("grpc.min_reconnect_backoff_ms", 20_000),
         # Notice a vanished host (not just a dead process) within ~30 s.
         ("grpc.keepalive_time_ms", 20_000),
         ("grpc.keepalive_timeout_ms", 10_000),
