@@ -72,6 +72,8 @@ log = logging.getLogger("sharedml.transport.grpc")
 
 #: Chunks queued per outgoing stream before ``send`` waits for the network.
 QUEUE_DEPTH = 16
+#: How long gRPC's connectivity poller may still use a connection whose watch was cancelled.
+_POLL_GRACE_S = 0.3
 _END = object()
 
 
@@ -107,6 +109,8 @@ class GrpcEndpoint:
             this party's server (see :class:`~sharedml.transport.grpc_server.PeerServer`).
         revocation: the deployment's revocation list, checked by this party's
             server for every stream and before every new connection to a peer.
+        warm_links: a job's channel opens its streams to every peer as soon
+            as it is first used (see :class:`GrpcChannel`).
     """
 
     def __init__(
@@ -122,8 +126,10 @@ class GrpcEndpoint:
         max_unread: int = DEFAULT_MAX_UNREAD,
         max_streams_per_peer: int | None = None,
         revocation: RevocationFile | None = None,
+        warm_links: bool = True,
     ) -> None:
         self._source = identity
+        self.warm_links = warm_links
         self.party = tls.current(identity).party
         self.revocation = revocation
         self.connect_timeout = connect_timeout
@@ -143,6 +149,9 @@ class GrpcEndpoint:
         self._connections: dict[tuple[str, str, int, str], grpc.Channel] = {}
         #: The certificate each peer's connection is pinned to (with a revocation list).
         self._pins: dict[tuple[str, str], x509.Certificate] = {}
+        self._watching: set[grpc.Future] = set()
+        self._watched_until = 0.0
+        self._closing = False
 
     @property
     def identity(self) -> Identity:
@@ -187,21 +196,26 @@ class GrpcEndpoint:
         """
         deadline = time.monotonic() + self.connect_timeout
         key, conn = self._pooled(peer, address, deadline)
-        ready = grpc.channel_ready_future(conn)
+        ready = self._watch(conn)
         delay, attempt = 0.05, 1
-        while True:
-            try:
-                ready.result(timeout=max(min(delay, deadline - time.monotonic()), 0.001))
-                return conn
-            except grpc.FutureTimeoutError:
+        try:
+            while True:
+                try:
+                    ready.result(timeout=max(min(delay, deadline - time.monotonic()), 0.001))
+                    return conn
+                except grpc.FutureCancelledError:
+                    raise PeerUnreachable(
+                        f"the endpoint closed while connecting to {peer!r}", party=self.party
+                    ) from None
+                except grpc.FutureTimeoutError:
+                    pass
                 if self.revocation is not None and attempt % 6 == 0 and time.monotonic() < deadline:
                     self._pins.pop((peer, address), None)  # the peer may serve a rotated pair
                     fresh_key, fresh = self._pooled(peer, address, deadline)
                     if fresh is not conn:
-                        ready.cancel()
-                        key, conn, ready = fresh_key, fresh, grpc.channel_ready_future(fresh)
+                        self._unwatch(ready)
+                        key, conn, ready = fresh_key, fresh, self._watch(fresh)
                 if time.monotonic() >= deadline:
-                    ready.cancel()
                     self._drop(key, conn)
                     raise PeerUnreachable(
                         f"could not reach party {peer!r} at {address} within "
@@ -209,11 +223,30 @@ class GrpcEndpoint:
                         party=self.party,
                         remedy=f"check that {peer!r} is running there and that its certificate "
                         "chains to this deployment's CA, names it and has not expired",
-                    ) from None
+                    )
                 log.debug(
                     "party %s: %s at %s not ready (attempt %d)", self.party, peer, address, attempt
                 )
                 delay, attempt = min(delay * 2, 1.0), attempt + 1
+        finally:
+            self._unwatch(ready)
+
+    def _watch(self, conn: grpc.Channel) -> grpc.Future:
+        """A future that resolves when ``conn`` is ready (cancelled if the endpoint closes)."""
+        with self._lock:
+            if self._closing:
+                raise PeerUnreachable("the endpoint is closed", party=self.party)
+            ready = grpc.channel_ready_future(conn)
+            self._watching.add(ready)
+        return ready
+
+    def _unwatch(self, ready: grpc.Future) -> None:
+        with self._lock:
+            mine = ready in self._watching  # else close() has cancelled it
+            self._watching.discard(ready)
+            self._watched_until = time.monotonic()
+        if mine and not ready.done():
+            ready.cancel()
 
     def _pooled(
         self, peer: str, address: str, deadline: float
@@ -263,12 +296,23 @@ class GrpcEndpoint:
         with self._lock:
             if self._connections.get(key) is conn:
                 del self._connections[key]
-        conn.close()
+        # gRPC's connectivity poller may still look at it for a moment after a
+        # cancelled readiness future: close it once that has passed
+        closer = threading.Timer(_POLL_GRACE_S, conn.close)
+        closer.daemon = True
+        closer.start()
 
     def close(self, grace: float | None = 1.0) -> None:
         """Close every connection and stop the server."""
         with self._lock:
+            self._closing = True
+            watching, self._watching = list(self._watching), set()
             conns, self._connections = list(self._connections.values()), {}
+        for ready in watching:  # connections being set up (a warming stream, say)
+            ready.cancel()
+        # gRPC's poller may look at a connection for a moment after its last watch
+        wait = (time.monotonic() if watching else self._watched_until) + _POLL_GRACE_S
+        time.sleep(max(wait - time.monotonic(), 0.0))
         for conn in conns:
             conn.close()
         self.server.stop(grace)
@@ -464,9 +508,13 @@ class _Link:
 class GrpcChannel(Channel):
     """One party's channel for one job over gRPC with mutual TLS.
 
-    Made by :meth:`GrpcEndpoint.channel`. Streams to peers open on first
-    send (or all at once with :meth:`connect`); :meth:`close` waits until
-    every peer has filed what this party sent.
+    Made by :meth:`GrpcEndpoint.channel`. A stream to a peer opens on the
+    first send to it (or all at once with :meth:`connect`); with the
+    endpoint's ``warm_links``, the first send or receive also starts opening
+    the streams to every other peer in the background, so a connection's
+    set-up (TCP, TLS and admission: about four round trips on a WAN) overlaps
+    with this party's first computation or wait instead of following it.
+    :meth:`close` waits until every peer has filed what this party sent.
     """
 
     def __init__(
@@ -495,6 +543,23 @@ class GrpcChannel(Channel):
         self._links_lock = threading.Lock()
         self._opening = {p: threading.Lock() for p in self.peers if p != self.party}
         self._closed = False
+        self._warmed = not endpoint.warm_links
+
+    def _warm_up(self) -> None:
+        """Open the streams to every peer in the background (once; see the class doc)."""
+        self._warmed = True
+        for peer in self._opening:
+            if peer not in self._links:
+                threading.Thread(
+                    target=self._open_quietly, args=(peer,), daemon=True,
+                    name=f"warm-{self.party}-{peer}",
+                ).start()
+
+    def _open_quietly(self, peer: str) -> None:
+        try:
+            self._link(peer)
+        except ChannelError as exc:  # the first real send to ``peer`` reports it
+            log.debug("party %s: warming the stream to %s failed: %s", self.party, peer, exc)
 
     def connect(self) -> None:
         """Open the stream to every peer now (otherwise each opens on first send)."""
@@ -523,9 +588,13 @@ class GrpcChannel(Channel):
 
     def _send(self, to: str, tag: str, value: Value) -> None:
         check_tag(self.party, tag)  # before a stream opens for nothing
+        if not self._warmed:
+            self._warm_up()
         self._link(to).send(tag, value, self.timeout)
 
     def _recv(self, frm: str, tag: str, timeout: float) -> Value:
+        if not self._warmed:
+            self._warm_up()
         return self._mailbox.get(self.job, frm, tag, timeout)
 
     def pending(self) -> int:
