@@ -18,7 +18,9 @@ cost). Workloads (``--workloads``):
 
 Each party's channel is wrapped in a
 :class:`~sharedml.transport.traffic.TrafficMeter`, so a row gives beside the
-seconds (the slowest data party's whole run, connection set-up included)
+seconds (from the moment the last party's process starts its part — spawn
+and imports are not the network's — to the end of the last data party's,
+connection set-up included)
 the **rounds** (the run's critical path in one-way hops,
 :func:`sharedml.transport.traffic.rounds`), the payload **bytes each party
 sent**, and the bytes the proxies carried (TLS and HTTP/2 included). The
@@ -67,9 +69,9 @@ def run_party(session: Session) -> dict[str, Any]:
     """Run the workload's own party function (``extras["call"]``), timed, with its meter log."""
     module, name = session.extras["call"].split(":")
     fn = getattr(importlib.import_module(module), name)
-    start = time.perf_counter()
+    start = time.monotonic()  # one clock for every process on this host
     out = dict(fn(session))
-    out["wall_s"] = time.perf_counter() - start
+    out["start"], out["end"] = start, time.monotonic()
     meter = session.channel
     out["events"] = meter.events if isinstance(meter, TrafficMeter) else []
     return out
@@ -154,7 +156,8 @@ def run_once(work: Workload, profile: LinkProfile | None) -> dict[str, Any]:
     links = link_bytes(logs)
     sent = {p: sum(n for (a, _), n in links.items() if a == p) for p in parties}
     return {
-        "seconds": max(out[p]["wall_s"] for p in work.timed),
+        # from the last party's start (nothing moves before) to the last timed party's end
+        "seconds": max(out[p]["end"] for p in work.timed) - max(o["start"] for o in out.values()),
         "rounds": rounds(logs),
         "sent": sent,
         "busiest_link": max(links.values(), default=0),

@@ -18,6 +18,7 @@ send after an unrelated receive: the count errs on the high side.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class Event:
     peer: str
     tag: str
     nbytes: int
+    #: seconds since the meter was made (when the send started or the receive returned)
+    at: float = 0.0
 
 
 def _size(value: Value) -> int:
@@ -48,16 +51,21 @@ class TrafficMeter(Channel):
         self.inner = inner
         self.events: list[Event] = []
         self._lock = threading.Lock()
+        self._start = time.monotonic()
 
     def _send(self, to: str, tag: str, value: Value) -> None:
         with self._lock:
-            self.events.append(Event("send", to, tag, _size(value)))
+            self.events.append(
+                Event("send", to, tag, _size(value), time.monotonic() - self._start)
+            )
         self.inner._send(to, tag, value)
 
     def _recv(self, frm: str, tag: str, timeout: float) -> Value:
         value = self.inner._recv(frm, tag, timeout)
         with self._lock:
-            self.events.append(Event("recv", frm, tag, _size(value)))
+            self.events.append(
+                Event("recv", frm, tag, _size(value), time.monotonic() - self._start)
+            )
         return value
 
     def close(self) -> None:
