@@ -53,7 +53,6 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import default_credit_split, report
 from sharedml.session import Session
-from sharedml.transport.base import Channel
 from sharedml.transport.shaping import PROFILES, LinkProfile
 from sharedml.transport.traffic import Event, TrafficMeter, link_bytes, rounds
 
@@ -75,18 +74,6 @@ def run_party(session: Session) -> dict[str, Any]:
     meter = session.channel
     out["events"] = meter.events if isinstance(meter, TrafficMeter) else []
     return out
-
-
-class Wraps:
-    """Picklable composition of channel wraps, applied in order."""
-
-    def __init__(self, *wraps: Any) -> None:
-        self.wraps = wraps
-
-    def __call__(self, channel: Channel) -> Channel:
-        for wrap in self.wraps:
-            channel = wrap(channel)
-        return channel
 
 
 # -- workloads ----------------------------------------------------------------------------------
@@ -149,7 +136,7 @@ def run_once(work: Workload, profile: LinkProfile | None) -> dict[str, Any]:
         out = run_cluster(run_party, parties, extras=extras, wrap=TrafficMeter, timeout=1800)
     else:
         with ShapedNetwork(profile, seed=0) as net:
-            wrap = Wraps(net.joiner(), TrafficMeter)
+            wrap = net.joiner(then=TrafficMeter)
             out = run_cluster(run_party, parties, extras=extras, wrap=wrap, timeout=1800)
             wire = net.stats()
     logs: dict[str, list[Event]] = {p: out[p]["events"] for p in parties}

@@ -146,36 +146,38 @@ def test_install_refuses_foreign_certificates(hosts: tuple[Path, Path], tmp_path
         enrol.install(bank, pki.sign(ca, csr), (evil / "ca.pem").read_bytes())
 
 
+def _rotating(ca: Path, bank: Path) -> tuple[IdentityFiles, bytes, bytes, bytes]:
+    """The bank enrolled and watching its files, with a successor signed but not installed:
+    (files, first certificate, first key, second certificate)."""
+    first = _enrol(ca, bank, "bank")
+    first_key = (bank / "bank.key").read_bytes()
+    files = IdentityFiles(bank, "bank")
+    assert files.current().cert_pem == first and files.generation == 0
+    csr = enrol.request(bank, "bank", rotate=True)
+    assert files.current().cert_pem == first  # the pending key changes nothing yet
+    return files, first, first_key, pki.sign(ca, csr.read_bytes(), party="bank")
+
+
 def test_rotation_replaces_the_pair_and_identity_files_take_it_up(
     hosts: tuple[Path, Path],
 ) -> None:
-    ca, bank = hosts
-    first = _enrol(ca, bank, "bank")
-    files = IdentityFiles(bank, "bank")
-    assert files.current().cert_pem == first and files.generation == 0
-
-    csr = enrol.request(bank, "bank", rotate=True)
-    assert files.current().cert_pem == first  # the pending key changes nothing yet
-    second = pki.sign(ca, csr.read_bytes(), party="bank")
+    files, _, first_key, second = _rotating(*hosts)
+    bank = hosts[1]
     enrol.install(bank, second)  # ca.pem is already there
     assert not (bank / "bank.next.key").exists()
     now = files.current()
     assert now.cert_pem == second and files.generation == 1
     assert now == pki.load_identity(bank, "bank")
-    assert now.key_pem != pki.Identity("bank", first, b"", b"").key_pem
+    assert now.key_pem != first_key
 
 
 def test_identity_files_keep_the_old_pair_while_an_install_is_half_done(
     hosts: tuple[Path, Path],
 ) -> None:
-    ca, bank = hosts
-    first = _enrol(ca, bank, "bank")
-    files = IdentityFiles(bank, "bank")
-    csr = enrol.request(bank, "bank", rotate=True)
-    second = pki.sign(ca, csr.read_bytes())
+    files, first, _, second = _rotating(*hosts)
+    bank = hosts[1]
     os.replace(bank / "bank.next.key", bank / "bank.key")  # install's first move only
-    held = files.current()
-    assert held.cert_pem == first and files.generation == 0
+    assert files.current().cert_pem == first and files.generation == 0
     (bank / "bank.pem").write_bytes(second)  # ... and its second
     assert files.current().cert_pem == second and files.generation == 1
 

@@ -8,24 +8,7 @@ import numpy as np
 import pandas as pd
 
 from sharedml.session import Session
-from sharedml.transport.base import Channel
 from sharedml.transport.traffic import TrafficMeter
-
-
-def metered(channel: Channel) -> Channel:
-    return TrafficMeter(channel)
-
-
-class Then:
-    """Picklable composition of channel wraps: ``Then(f, g)(ch) == g(f(ch))``."""
-
-    def __init__(self, *wraps: Any) -> None:
-        self.wraps = wraps
-
-    def __call__(self, channel: Channel) -> Channel:
-        for wrap in self.wraps:
-            channel = wrap(channel)
-        return channel
 
 
 def psi_party(session: Session) -> dict[str, Any]:

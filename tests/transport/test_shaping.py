@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _wan_parties import Then, metered, psi_party
+from _wan_parties import psi_party
 
 from sharedml.cluster import run_cluster
 from sharedml.crypto import pki
@@ -29,6 +29,7 @@ from sharedml.errors import ConfigError
 from sharedml.transport import traffic
 from sharedml.transport.grpc import GrpcEndpoint
 from sharedml.transport.shaping import MSS, LinkProfile, Pipe
+from sharedml.transport.traffic import TrafficMeter
 from sharedml.transport.wan import ShapedNetwork
 
 
@@ -190,7 +191,7 @@ def test_psi_across_processes_over_a_lossy_wan_matches_loopback(protocol: str) -
     extras = {p: {"protocol": protocol} for p in "AB"}
     with ShapedNetwork(profile, seed=3) as net:
         out = run_cluster(
-            psi_party, ["A", "B"], extras=extras, wrap=Then(net.joiner(), metered), timeout=120
+            psi_party, ["A", "B"], extras=extras, wrap=net.joiner(then=TrafficMeter), timeout=120
         )
         stats = net.stats()
     expected = sorted(f"u{i}" for i in range(1000, 2000))
@@ -246,7 +247,7 @@ def test_the_meter_counts_what_a_protocol_sends() -> None:
         assert ch.sent_bytes() == {other: 83}
         return list(ch.events)
 
-    out = run_parties(party, ["a", "b"], wrap=metered)
+    out = run_parties(party, ["a", "b"], wrap=TrafficMeter)
     assert traffic.rounds(out) == 2
     assert [e.tag for e in out["a"]] == ["v", "v", "step/w", "step/w"]
 

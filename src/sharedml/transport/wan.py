@@ -25,7 +25,7 @@ import asyncio
 import json
 import socket
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -121,11 +121,14 @@ class ShapedNetwork:
             f"{a}->{b}": vars(pipe.stats).copy() for (a, b), pipe in sorted(self._pipes.items())
         }
 
-    def joiner(self, timeout: float = 60.0) -> JoinNetwork:
-        """A picklable channel wrap that joins a party's process to this network."""
+    def joiner(
+        self, then: Callable[[Channel], Channel] | None = None, timeout: float = 60.0
+    ) -> JoinNetwork:
+        """A picklable channel wrap that joins a party's process to this network,
+        then wraps its channel in ``then`` (a picklable wrap, if given)."""
         if self._control is None:
             raise ConfigError("start the network before handing out its joiner")
-        return JoinNetwork(self._control.sockets[0].getsockname()[1], timeout)
+        return JoinNetwork(self._control.sockets[0].getsockname()[1], then, timeout)
 
     # -- on the loop ------------------------------------------------------------------------
     def _future(self, party: str) -> asyncio.Future[tuple[str, int]]:
@@ -189,6 +192,7 @@ class JoinNetwork:
     """Channel wrap (picklable): tell the network where this party listens, dial its proxies."""
 
     control_port: int
+    then: Callable[[Channel], Channel] | None = None
     timeout: float = 60.0
 
     def __call__(self, channel: Channel) -> Channel:
@@ -208,5 +212,5 @@ class JoinNetwork:
                 f"the shaped network refused party {channel.party!r}", party=channel.party
             ) from exc
         grpc_channel.addresses.update(routes)
-        return channel
+        return channel if self.then is None else self.then(channel)
 
