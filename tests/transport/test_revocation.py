@@ -174,7 +174,73 @@ def test_rotation_keeps_the_running_job_and_serves_the_next_on_the_new_pair(
     _exchange(endpoints, "b", "a")
 
 
-def _serial(home: Path) -> int:
+def _serial(home: Path, party: str = "b") -> int:
     from cryptography import x509
 
-    return x509.load_pem_x509_certificate((home / "b.pem").read_bytes()).serial_number
+    return x509.load_pem_x509_certificate((home / f"{party}.pem").read_bytes()).serial_number
+
+
+def test_a_server_swapped_in_after_the_check_is_refused_by_the_pin(
+    deployment: tuple[Path, dict[str, Path]],
+    endpoints: dict[str, GrpcEndpoint],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The attacker answers the certificate check with c's valid server, then swaps in
+    its own (c's revoked pair) before gRPC connects: the pin makes gRPC refuse it."""
+    from sharedml.transport import tls
+    from sharedml.transport.shaping import LinkProfile
+    from sharedml.transport.wan import ShapedNetwork
+
+    ca, homes = deployment
+    stolen = homes["c"].parent / "stolen"
+    shutil.copytree(homes["c"], stolen)  # the attacker copied c's old pair
+    csr = enrol.request(homes["c"], "c", rotate=True)  # c rotates, the old one is revoked
+    enrol.install(homes["c"], pki.sign(ca, csr.read_bytes()))
+    (old,) = [s for s in crl.issued_serials(ca, "c") if s != _serial(homes["c"], "c")]
+    crl.revoke(ca, serial=old)
+    _publish(ca, homes)
+    rogue = _endpoint(stolen, "c", checks=False)
+    with ShapedNetwork(LinkProfile()) as net:
+        net.register("c", endpoints["c"].address)
+        real_probe = tls.probe
+
+        def probe_then_swap(*args: object, **kw: object) -> object:
+            cert = real_probe(*args, **kw)  # type: ignore[arg-type]
+            net.register("c", rogue.address)  # new connections now reach the rogue
+            return cert
+
+        monkeypatch.setattr(tls, "probe", probe_then_swap)
+        endpoints["a"].connect_timeout = 2.0
+        job = _job()
+        addresses = {"a": endpoints["a"].address, "c": net.route("a", "c")}
+        r = rogue.channel(job, ("a", "c"), {"a": endpoints["a"].address}, timeout=3)
+        a = endpoints["a"].channel(job, ("a", "c"), addresses, timeout=3)
+        try:
+            refused = r"(could not reach|refused to connect to) party 'c'"
+            with pytest.raises(PeerUnreachable, match=refused):
+                a.send("c", "secret", b"for c only")
+            with pytest.raises(PeerTimeout):
+                r.recv("a", "secret", timeout=0.5)
+            assert rogue.server._streams.total() == 0
+        finally:
+            a.close()
+            r.close()
+            rogue.close(grace=0.2)
+
+
+def test_a_server_from_another_ca_fails_the_check(
+    tmp_path: Path, endpoints: dict[str, GrpcEndpoint]
+) -> None:
+    evil = tmp_path / "evil"
+    pki.init_ca(evil)
+    impostor = GrpcEndpoint(pki.issue(evil, "b"))
+    endpoints["a"].connect_timeout = 1.5
+    job = _job()
+    a = endpoints["a"].channel(job, ("a", "b"), {"b": impostor.address}, timeout=3)
+    try:
+        with pytest.raises(PeerUnreachable, match="could not check the certificate of party 'b'"):
+            a.send("b", "secret", b"for b only")
+        assert impostor.server._streams.total() == 0
+    finally:
+        a.close()
+        impostor.close(grace=0.2)
