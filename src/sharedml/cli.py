@@ -32,6 +32,7 @@ PLUGINS: list[str] = [
     "sharedml.platform.cli",
     "sharedml.platform.deployment_cli",
     "sharedml.tee.cli",
+    "sharedml.transport.cli",
 ]
 
 

@@ -251,3 +251,27 @@ def test_the_meter_counts_what_a_protocol_sends() -> None:
     assert traffic.rounds(out) == 2
     assert [e.tag for e in out["a"]] == ["v", "v", "step/w", "step/w"]
 
+
+
+def test_the_shape_command_puts_a_link_in_front_of_a_server(echo_server: str) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "sharedml.cli", "shape", "127.0.0.1:0", echo_server, "--rtt", "80"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        host, port = proc.stdout.readline().strip().rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as sock:
+            start = time.monotonic()
+            sock.sendall(b"ping")
+            assert sock.recv(16) == b"ping"
+            assert time.monotonic() - start >= 0.080 + 0.080  # handshake, then one round trip
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sharedml.cli", "shape", "nowhere", echo_server],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and "is not HOST:PORT" in bad.stdout + bad.stderr
