@@ -8,6 +8,9 @@ for each profile: ``wan10`` (10 ms RTT, 1 Gbit/s) and ``wan50`` (50 ms RTT,
 100 Mbit/s); ``--profiles`` adds ``proxy`` (the proxy with no delay: its own
 cost). Workloads (``--workloads``):
 
+* ``link`` — the emulation itself: 50 round trips of 16 bytes (median RTT
+  against the profile's) and one 16 MB array (MB/s against its bandwidth)
+  between two parties, so the other rows can be trusted;
 * ``psi`` — KKRT PSI, 100k × 100k ids, 50% overlap (``bench/psi.py``'s parties);
 * ``sslr`` — SS-LR on default_credit, 5 epochs, batch 1024, ``pwl`` sigmoid,
   with a dealer process, then scoring the 30% hold-out (``bench/vertical.py``'s);
@@ -60,6 +63,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GOAL_FLOOR_RATIO = 1.2
 GOAL_ROUNDS_PER_BATCH = 4
 TRAIN_ROWS = 21_000  # default_credit's 70% split
+LINK_PINGS = 50
+LINK_BULK = 16 << 20
 SSLR_BATCH = 1024
 
 
@@ -74,6 +79,34 @@ def run_party(session: Session) -> dict[str, Any]:
     meter = session.channel
     out["events"] = meter.events if isinstance(meter, TrafficMeter) else []
     return out
+
+
+def link_party(session: Session) -> dict[str, Any]:
+    """The ``link`` workload: ``A`` measures round trips and a bulk transfer to ``B``."""
+    import numpy as np
+
+    ch = session.channel
+    ping, bulk = np.zeros(2), np.zeros(LINK_BULK // 8)
+    if session.party == "B":
+        for _ in range(LINK_PINGS):
+            ch.send("A", "pong", ch.recv("A", "ping"))
+        ch.recv("A", "bulk")
+        ch.send("A", "ack", b"k")
+        return {}
+    ch.send("B", "ping", ping)  # the first one pays for the connections
+    ch.recv("B", "pong")
+    rtts = []
+    for _ in range(LINK_PINGS - 1):
+        start = time.perf_counter()
+        ch.send("B", "ping", ping)
+        ch.recv("B", "pong")
+        rtts.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    ch.send("B", "bulk", bulk)
+    ch.recv("B", "ack")
+    seconds = time.perf_counter() - start
+    return {"measured": f"rtt {statistics.median(rtts) * 1e3:.1f} ms, "
+                        f"{LINK_BULK / seconds / 1e6:.0f} MB/s"}
 
 
 # -- workloads ----------------------------------------------------------------------------------
@@ -102,6 +135,7 @@ def workloads(data: Path, epochs: int) -> dict[str, Workload]:
     sb = {**_default_credit(data), "protocol": "ss", "trees": 10}
     per_epoch = -(-TRAIN_ROWS // SSLR_BATCH)
     return {
+        "link": Workload("link", {p: "wan:link_party" for p in "AB"}, {}, ("A",), "measured"),
         "psi": Workload(
             "psi", {p: "psi:party" for p in "AB"},
             {"n": 100_000, "processes": False, "protocol": "kkrt"}, ("A", "B"), "size",
@@ -217,7 +251,9 @@ def rounds_per_batch(work: Workload, total_rounds: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", nargs="+", default=["psi", "sslr", "secureboost", "scoring"])
+    parser.add_argument(
+        "--workloads", nargs="+", default=["link", "psi", "sslr", "secureboost", "scoring"]
+    )
     parser.add_argument("--profiles", nargs="+", default=["wan10", "wan50"],
                         choices=["proxy", *PROFILES])
     parser.add_argument("--repeat", type=int, default=1)
