@@ -1,7 +1,7 @@
 """WAN: PSI, SS-LR and SecureBoost between processes over emulated links, against their floor.
 
 Every workload runs its parties as separate processes over gRPC with mutual
-TLS (:func:`sharedml.cluster.run_cluster`), first on loopback, then with
+TLS (:func:`sharedml.standalone.processes.run_in_processes`), first on loopback, then with
 every party-to-party connection through a shaping proxy
 (:class:`sharedml.transport.wan.ShapedNetwork`, running in this process)
 for each profile: ``wan10`` (10 ms RTT, 1 Gbit/s) and ``wan50`` (50 ms RTT,
@@ -45,21 +45,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import default_credit_split, report
+from _common import DATA, default_credit_split, report
 from sharedml.session import Session
 from sharedml.transport.shaping import PROFILES, LinkProfile
 from sharedml.transport.traffic import Event, TrafficMeter, link_bytes, rounds
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GOAL_FLOOR_RATIO = 1.2
 GOAL_ROUNDS_PER_BATCH = 4
 TRAIN_ROWS = 21_000  # default_credit's 70% split
@@ -69,19 +70,21 @@ SSLR_BATCH = 1024
 
 
 # -- in the party processes -------------------------------------------------------------------
-def run_party(session: Session) -> dict[str, Any]:
-    """Run the workload's own party function (``extras["call"]``), timed, with its meter log."""
-    module, name = session.extras["call"].split(":")
+def run_party(call: str, opts: dict[str, Any], session: Session) -> dict[str, Any]:
+    """Run the workload's own party function ``call`` ("module:function", taking
+    ``(opts, session)`` or ``(session)``), timed, with its meter log."""
+    module, name = call.split(":")
     fn = getattr(importlib.import_module(module), name)
+    takes_opts = len(inspect.signature(fn).parameters) == 2
     start = time.monotonic()  # one clock for every process on this host
-    out = dict(fn(session))
+    out = dict(fn(opts, session) if takes_opts else fn(session))
     out["start"], out["end"] = start, time.monotonic()
     meter = session.channel
     out["events"] = meter.events if isinstance(meter, TrafficMeter) else []
     return out
 
 
-def link_party(session: Session) -> dict[str, Any]:
+def link_party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
     """The ``link`` workload: ``A`` measures round trips and a bulk transfer to ``B``."""
     import numpy as np
 
@@ -121,6 +124,8 @@ class Workload:
     quality: str | None = None
     #: why the workload cannot run yet (a seam for future work)
     pending: str | None = None
+    #: the party that deals correlated randomness, if any
+    dealer: str | None = None
     batches: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -143,13 +148,13 @@ def workloads(data: Path, epochs: int) -> dict[str, Workload]:
         "sslr": Workload(
             "sslr", {"guest": "vertical:party", "host": "vertical:party",
                      "dealer": "vertical:dealer"},
-            lr, ("guest", "host"), "auc", batches=epochs * per_epoch,
+            lr, ("guest", "host"), "auc", batches=epochs * per_epoch, dealer="dealer",
         ),
         "secureboost": Workload(
             "secureboost", {"guest": "vertical_secureboost:party",
                             "host": "vertical_secureboost:party",
                             "dealer": "vertical_secureboost:dealer"},
-            sb, ("guest", "host"), "auc",
+            sb, ("guest", "host"), "auc", dealer="dealer",
         ),
         "scoring": Workload(
             "scoring", {}, {}, (), pending="needs «Model release» (issue 12): add its parties "
@@ -160,18 +165,18 @@ def workloads(data: Path, epochs: int) -> dict[str, Workload]:
 
 def run_once(work: Workload, profile: LinkProfile | None) -> dict[str, Any]:
     """One run; ``profile=None`` is plain loopback (no proxy)."""
-    from sharedml.cluster import run_cluster
+    from sharedml.standalone.processes import run_in_processes
     from sharedml.transport.wan import ShapedNetwork
 
     parties = list(work.calls)
-    extras = {p: {**work.extras, "call": call} for p, call in work.calls.items()}
+    fns = {p: partial(run_party, call, work.extras) for p, call in work.calls.items()}
     wire: dict[str, dict[str, int]] = {}
     if profile is None:
-        out = run_cluster(run_party, parties, extras=extras, wrap=TrafficMeter, timeout=1800)
+        out = run_in_processes(fns, parties, wrap=TrafficMeter, timeout=1800, dealer=work.dealer)
     else:
         with ShapedNetwork(profile, seed=0) as net:
             wrap = net.joiner(then=TrafficMeter)
-            out = run_cluster(run_party, parties, extras=extras, wrap=wrap, timeout=1800)
+            out = run_in_processes(fns, parties, wrap=wrap, timeout=1800, dealer=work.dealer)
             wire = net.stats()
     logs: dict[str, list[Event]] = {p: out[p]["events"] for p in parties}
     links = link_bytes(logs)

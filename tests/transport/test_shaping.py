@@ -18,15 +18,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _wan_parties import psi_party
 
-from sharedml.cluster import run_cluster
 from sharedml.crypto import pki
 from sharedml.errors import ConfigError
+from sharedml.standalone import run_in_processes, run_in_threads
 from sharedml.transport import traffic
 from sharedml.transport.grpc import GrpcEndpoint
 from sharedml.transport.shaping import _TIMER_SLACK as EARLY
@@ -190,10 +191,10 @@ def test_grpc_connects_once_over_a_slow_link(tmp_path: Path) -> None:
 @pytest.mark.parametrize("protocol", ["kkrt", "ecdh"])
 def test_psi_across_processes_over_a_lossy_wan_matches_loopback(protocol: str) -> None:
     profile = LinkProfile(rtt_ms=20.0, jitter_ms=5.0, bandwidth_mbps=50.0, loss=0.001)
-    extras = {p: {"protocol": protocol} for p in "AB"}
     with ShapedNetwork(profile, seed=3) as net:
-        out = run_cluster(
-            psi_party, ["A", "B"], extras=extras, wrap=net.joiner(then=TrafficMeter), timeout=120
+        out = run_in_processes(
+            partial(psi_party, protocol), ["A", "B"], wrap=net.joiner(then=TrafficMeter),
+            timeout=120,
         )
         stats = net.stats()
     expected = sorted(f"u{i}" for i in range(1000, 2000))
@@ -237,8 +238,6 @@ def test_rounds_follow_the_chain_of_dependent_messages() -> None:
 
 
 def test_the_meter_counts_what_a_protocol_sends() -> None:
-    from sharedml.simulation import run_parties
-
     def party(session: object) -> list[traffic.Event]:
         ch = session.channel  # type: ignore[attr-defined]
         other = "b" if ch.party == "a" else "a"
@@ -249,7 +248,7 @@ def test_the_meter_counts_what_a_protocol_sends() -> None:
         assert ch.sent_bytes() == {other: 83}
         return list(ch.events)
 
-    out = run_parties(party, ["a", "b"], wrap=TrafficMeter)
+    out = run_in_threads(party, ["a", "b"], wrap=TrafficMeter)
     assert traffic.rounds(out) == 2
     assert [e.tag for e in out["a"]] == ["v", "v", "step/w", "step/w"]
 

@@ -38,7 +38,7 @@ control holds the sender.
 Randomness (jitter, loss) comes from an explicit seeded
 :class:`numpy.random.Generator`: emulation noise, not secrets (STYLE.md 9).
 :mod:`sharedml.transport.wan` places one proxy on each directed link between
-named parties, in one process or across a :func:`~sharedml.cluster.run_cluster`.
+named parties, in one process or across a :func:`~sharedml.standalone.processes.run_in_processes`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ on each directed pair of parties ``frm -> to``: ``frm``'s connections to
 
 Parties in this process: :meth:`ShapedNetwork.register` each party's server
 address, then dial :meth:`ShapedNetwork.route`. Parties in
-:func:`~sharedml.cluster.run_cluster`'s processes: pass
+:func:`~sharedml.standalone.processes.run_in_processes`'s processes: pass
 ``wrap=network.joiner()``; in each party's process the join tells the
 network (over a loopback control connection, one JSON line each way) where
 the party's server listens, and points the party's
