@@ -92,6 +92,9 @@ SS_PARAMS: dict[str, Param] = {
     "provider": PROVIDER,
     "trunc": Param(str, "pair", "truncation: pair (exact range, one round) or local (two "
                    "parties, no round)", choices=TRUNC_MODES, job=False),
+}
+#: The linear learners' grouping of mini-batches (module doc, step 0).
+GROUP_PARAMS: dict[str, Param] = {
     "group_batches": Param(int, 3, "mini-batches evaluated side by side at the same weights, "
                            "their steps summed: the rounds of one batch for all of them "
                            "(1: plain SGD)", low=1, high=64),
@@ -105,7 +108,6 @@ class _SSLinear(SGDDriver):
     reveal_weights: str
     provider: Provider | None
     trunc: str
-    group_batches: int
 
     def _runtime(self, session: Session) -> Any:
         """The session's MPC runtime with this model's provider and truncation, opened."""
@@ -168,9 +170,6 @@ class _SSLinear(SGDDriver):
         self._w = self._mpc.public(np.zeros((width, 1)))
         self.coef_, self.intercept_ = None, None
 
-    def _group(self) -> int:
-        return int(self.group_batches)
-
     def _step(self, session: Session, idx: np.ndarray, lr: float) -> None:
         self._step_group(session, [idx], [lr])
 
@@ -179,14 +178,14 @@ class _SSLinear(SGDDriver):
         prefetched (see module doc)."""
         provider = self._mpc.provider
         if not provider.supports_prefetch:
-            self._batch(members, lrs)
+            self._run_group(members, lrs)
             return
         plans: dict[tuple[int, ...], list[Any]] = self.__dict__.setdefault("_plans", {})
         key, rows = _sizes(members), np.concatenate(members)
         plan = plans.get(key)
         if plan is None:  # first group of these sizes: record its requests
             with provider.recording() as recorded:
-                self._batch(members, lrs)
+                self._run_group(members, lrs)
             plans[key] = list(recorded)
             self._ahead = False
             return
@@ -198,9 +197,19 @@ class _SSLinear(SGDDriver):
             # the dealer makes the next group's material meanwhile
             provider.prefetch(_plan_for(plans[_sizes(upcoming)], np.concatenate(upcoming)))
             self._ahead = True
-        self._batch(members, lrs)
+        self._run_group(members, lrs)
 
-    def _batch(self, members: list[np.ndarray], lrs: list[float]) -> None:
+    def _run_group(self, members: list[np.ndarray], lrs: list[float]) -> None:
+        if len(members) == 1:
+            self._batch(members[0], lrs[0])
+        else:
+            self._batch_group(members, lrs)
+
+    def _batch(self, idx: np.ndarray, lr: float) -> None:
+        """One batch: a group of one (a protocol built on this class may override it)."""
+        self._batch_group([idx], [lr])
+
+    def _batch_group(self, members: list[np.ndarray], lrs: list[float]) -> None:
         """The group's batches at the same weights: each step is one product, one
         link and one gradient for all of them (their openings travel together)."""
         rows, sizes = np.concatenate(members), list(_sizes(members))
@@ -352,7 +361,8 @@ class SSLogisticRegression(_SSLinear):
 
     Parameters: declared in :attr:`params` — the SGD ones
     (:data:`~sharedml.learn.linear._sgd.SGD_PARAMS`), ``sigmoid`` and the
-    protocol's (:data:`SS_PARAMS`; ``provider`` ``None``: the session's dealer).
+    protocol's (:data:`SS_PARAMS`; ``provider`` ``None``: the session's dealer) and
+    ``group_batches`` (:data:`GROUP_PARAMS`).
     """
 
     model_type = "SSLogisticRegression"
@@ -361,7 +371,12 @@ class SSLogisticRegression(_SSLinear):
         **SGD_PARAMS,
         "sigmoid": Param(str, "pwl", "the sigmoid's approximation under MPC", choices=SS_SIGMOIDS),
         **SS_PARAMS,
+        **GROUP_PARAMS,
     }
+    group_batches: int
+
+    def _group(self) -> int:
+        return self.group_batches
 
     def _fusable(self) -> bool:
         return self.sigmoid in PIECEWISE and super()._fusable()
@@ -395,8 +410,13 @@ class SSLinearRegression(_SSLinear):
         **with_defaults(SGD_PARAMS, epochs=20, batch_size=64, learning_rate=0.3, l2=0.0,
                         scaling="whiten"),
         **SS_PARAMS,
+        **GROUP_PARAMS,
     }
     sigmoid = "none"
+    group_batches: int
+
+    def _group(self) -> int:
+        return self.group_batches
 
 
 def _sizes(members: list[np.ndarray]) -> tuple[int, ...]:
