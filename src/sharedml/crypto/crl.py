@@ -152,6 +152,12 @@ class RevocationFile:
             )
 
 
+def in_folder(directory: str | Path, ca_pem: bytes) -> RevocationFile | None:
+    """The list an operator copied beside ``ca.pem`` (``DIR/crl.pem``), if there is one."""
+    path = Path(directory) / CRL_NAME
+    return RevocationFile(path, ca_pem) if path.exists() else None
+
+
 # -- at the CA ------------------------------------------------------------------------------
 def _read(ca_dir: Path, ca_pem: bytes) -> tuple[list[x509.RevokedCertificate], int]:
     path = ca_dir / CRL_NAME

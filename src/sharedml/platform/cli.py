@@ -74,7 +74,8 @@ def serve(
     certfile: Path | None = typer.Option(None, "--certfile", help="HTTPS certificate (PEM)"),
     keyfile: Path | None = typer.Option(None, "--keyfile", help="HTTPS private key (PEM)"),
     pki_dir: Path | None = typer.Option(
-        None, "--pki-dir", help="deployment PKI dir holding platform.pem/.key: serve node agents"
+        None, "--pki-dir", help="deployment PKI dir holding platform.pem/.key and ca.pem (and "
+        "crl.pem, the revocation list, once the CA has one): serve node agents"
     ),
     node_port: int = typer.Option(8601, "--node-port", min=0, max=65535),
     tick_s: float = typer.Option(0.5, "--tick", min=0.05, help="scheduler period (s)"),
@@ -93,11 +94,17 @@ def serve(
     stop = threading.Event()
     nodes = None
     if pki_dir is not None:
-        from sharedml.crypto.pki import load_identity
+        from sharedml.crypto import crl
+        from sharedml.crypto.identity import IdentityFiles
         from sharedml.platform.nodes import NodeService
 
-        nodes = NodeService(scheduler, load_identity(pki_dir, "platform"), host, node_port).start()
-        typer.echo(f"node service on {nodes.address} (mutual TLS)")
+        identity = IdentityFiles(pki_dir, "platform")  # a rotated pair serves new connections
+        revocation = crl.in_folder(pki_dir, identity.current().ca_pem)
+        nodes = NodeService(
+            scheduler, identity, host, node_port, revocation=revocation
+        ).start()
+        checks = "revocation list checked" if revocation else "no crl.pem: revocation not checked"
+        typer.echo(f"node service on {nodes.address} (mutual TLS; {checks})")
     recovered = scheduler.recover()
     if recovered:
         typer.echo(f"recovered {len(recovered)} running job(s)")

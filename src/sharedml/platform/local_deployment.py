@@ -7,7 +7,8 @@ The other run modes, without a platform, are in :mod:`sharedml.standalone`.
 §6, the one-command deployment of 8.6-3) lays out::
 
     DIR/pki/                 a fresh deployment CA; certificates for
-                             "platform", each party and "dealer" (keys 0600)
+                             "platform", each party and "dealer" (keys 0600);
+                             crl.pem, the revocation list every process checks
     DIR/platform/            the platform's data dir (SQLite, secret box)
     DIR/nodes/<party>/       node.yaml and the node's work dir
     DIR/nodes/dealer/        the dealer node's (role: dealer, no datasets)
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sharedml.crypto import pki
+from sharedml.crypto import crl, pki
 from sharedml.errors import ConfigError, SharedMLError
 
 log = logging.getLogger("sharedml.platform.local_deployment")
@@ -88,6 +89,7 @@ def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
     dealers = [DEALER] if spec.dealer else []
     for name in (PLATFORM, *spec.parties, *dealers):
         pki.issue(pki_dir, name)
+    crl.refresh(pki_dir)  # an empty list: 'sharedml pki revoke DIR/pki NAME' applies at once
     info = {
         "url": f"http://127.0.0.1:{spec.http_port or free_port()}",
         "node_service": f"127.0.0.1:{spec.node_port or free_port()}",

@@ -23,7 +23,7 @@ from cryptography import x509
 
 from sharedml.crypto.crl import RevocationFile
 from sharedml.crypto.pki import Identity
-from sharedml.errors import AuthError, PeerUnreachable
+from sharedml.errors import PeerUnreachable
 from sharedml.transport import grpc_wire, tls
 from sharedml.transport.base import DEFAULT_TIMEOUT
 from sharedml.transport.grpc_server import DEFAULT_MAX_UNREAD, PeerServer, message_options
@@ -231,15 +231,9 @@ class GrpcEndpoint:
         cert = self._pins.get((peer, address))
         if cert is None or self.revocation.current().revoked(cert.serial_number):
             cert = self._probe(peer, address, deadline)
-            try:
-                self.revocation.check(cert)
-            except AuthError as exc:
-                raise PeerUnreachable(
-                    f"refused to connect to party {peer!r} at {address}: {exc.message}",
-                    party=self.party,
-                    remedy=exc.remedy,
-                ) from None
+            target = tls.pinned_target(self.identity, peer, address, cert, self.revocation)
             self._pins[(peer, address)] = cert
+            return target
         return tls.target_name(peer, cert)
 
     def _probe(self, peer: str, address: str, deadline: float) -> x509.Certificate:

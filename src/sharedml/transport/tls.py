@@ -29,7 +29,7 @@ import contextlib
 import os
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 from cryptography import x509
@@ -152,3 +152,45 @@ def target_name(peer: str, cert: x509.Certificate) -> str:
     except x509.ExtensionNotFound:
         return peer
     return pinned if pinned in names.get_values_for_type(x509.DNSName) else peer
+
+
+def pinned_target(
+    identity: Identity, peer: str, address: str, cert: x509.Certificate,
+    revocation: RevocationFile,
+) -> str:
+    """The TLS name that pins ``cert`` (what ``peer`` presented at ``address``), once it
+    is checked against ``revocation``; a revoked one raises :class:`PeerUnreachable`."""
+    try:
+        revocation.check(cert)
+    except AuthError as exc:
+        raise PeerUnreachable(
+            f"refused to connect to party {peer!r} at {address}: {exc.message}",
+            party=identity.party,
+            remedy=exc.remedy,
+        ) from None
+    return target_name(peer, cert)
+
+
+def dial(
+    identity: Identity,
+    peer: str,
+    address: str,
+    revocation: RevocationFile | None,
+    options: Sequence[tuple[str, str | int]] = (),
+    timeout: float = 10.0,
+) -> grpc.Channel:
+    """A mutual-TLS gRPC connection to ``peer`` at ``address``; with a revocation
+    list, to the certificate :func:`probe` found there and checked, pinned."""
+    target = peer
+    if revocation is not None:
+        cert = probe(identity, peer, address, timeout)
+        target = pinned_target(identity, peer, address, cert, revocation)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=identity.ca_pem,
+        private_key=identity.key_pem,
+        certificate_chain=identity.cert_pem,
+    )
+    return grpc.secure_channel(
+        address, credentials, options=[*options, ("grpc.ssl_target_name_override", target)]
+    )
+
