@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from sharedml import approvals
 from sharedml.crypto import pki
 from sharedml.errors import AuthError, ConfigError, PeerTimeout, PeerUnreachable, PolicyDenied
 from sharedml.platform.errors import Conflict, NotFound
@@ -71,12 +73,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 
 def test_the_sdk_drives_the_platform_over_https(server: tuple[str, Path, Path]) -> None:
-    url, ca, _ = server
+    url, ca, data = server
     with Client(url, verify=str(ca)) as admin:
         admin.login("root", PASSWORD)
         assert admin.me()["role"] == "admin"
         token = admin.create_token("script")["token"]
-        created = admin.create_user("olive", "owner-password", "data_owner", totp=False)
+        created = admin.create_user("olive", "owner-password", "data_owner", totp=False,
+                                    party="bank")
         admin.create_user("andy", "analyst-password", "analyst", totp=False)
         assert {u["username"] for u in admin.users()} == {"root", "olive", "andy"}
         assert admin.user(created["id"])["role"] == "data_owner"
@@ -106,7 +109,13 @@ def test_the_sdk_drives_the_platform_over_https(server: tuple[str, Path, Path]) 
         assert [j["id"] for j in analyst.list()] == [job["id"]]
         assert analyst.approval_status(job["id"])["status"] == "pending"
         (approval,) = owner.approvals(state="pending")
-        assert owner.approve(approval["id"], "ok")["state"] == "approved"
+        # the owner signs the spec it fetched, with a key that never leaves its side
+        key, _ = approvals.keygen(data.parent / "olive-keys", "olive")
+        about = owner.approval_spec(approval["id"])
+        assert about["spec"] == yaml.safe_load(spec) and about["dataset"] == "customers"
+        signed = owner.approve(approval["id"], "ok", key=key)
+        assert (signed["state"], signed["signer"]) == ("approved", "olive")
+        assert signed["spec_sha256"] == approvals.spec_sha256(about["spec"])
         assert analyst.approval_status(job["id"])["status"] == "approved"
         assert analyst.tasks(job["id"])[0]["party"] == "bank"
         assert analyst.result(job["id"])["job_id"] == job["id"]
