@@ -34,8 +34,17 @@ Config (YAML; relative paths are relative to the file)::
     pki_dir: ../pki                 # holds bank.pem, bank.key, ca.pem (and crl.pem)
     listen: 127.0.0.1:0             # this node's party-to-party server
     work_dir: work
-    datasets: {bank_customers: data/bank.csv}
+    datasets: {bank_customers: data/bank.csv}   # or Parquet, or a SQL table (node/registry.py)
+    approvers: {alice: keys/alice.pub}          # the party's owners' approval keys
     role: party                     # or dealer (then no datasets)
+
+**Before any task runs** the node checks the order against the job's spec it
+carries and, when the spec gives this party a dataset, the owner's signed
+approval of that spec (:mod:`sharedml.node.guard`, :mod:`sharedml.approvals`):
+the approver keys come from this config, never from the platform, so a
+compromised platform cannot make the node read data. At hello the node tells
+the platform its datasets' names, schemas and row counts
+(:mod:`sharedml.node.registry`).
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ import grpc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sharedml.approvals import ApproverKeys
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
 from sharedml.components.dealer import end_step_at_dealer, serve_step
 from sharedml.control import (
@@ -72,9 +82,10 @@ from sharedml.control import (
 )
 from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
-from sharedml.datasets import NodeDatasets
 from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLError
 from sharedml.mpc.memory import keep_freed_memory
+from sharedml.node.guard import check_task
+from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
 from sharedml.session import Session
 from sharedml.transport import tls
 from sharedml.transport.base import Channel
@@ -100,7 +111,11 @@ class NodeConfig(BaseModel):
     #: The deployment's revocation list (default: ``pki_dir/crl.pem`` when there is one),
     #: checked for every peer and the platform, re-read when it changes.
     crl: Path | None = None
-    datasets: dict[str, Path] = Field(default_factory=dict)
+    #: name -> a CSV/Parquet file, or a mapping (``path`` or ``sql`` + ``table``, ``columns``).
+    datasets: dict[str, Path | DatasetEntry] = Field(default_factory=dict)
+    #: Approver name -> its Ed25519 public key file: whose signed approval lets a job
+    #: read this party's data. Written by the party's operator; never from the platform.
+    approvers: dict[str, Path] = Field(default_factory=dict)
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
     #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
     role: Literal["party", "dealer"] = "party"
@@ -128,7 +143,8 @@ class NodeConfig(BaseModel):
         config.pki_dir = base / config.pki_dir
         config.work_dir = base / config.work_dir
         config.crl = None if config.crl is None else base / config.crl
-        config.datasets = {k: base / v for k, v in config.datasets.items()}
+        config.datasets = {k: entry(v, base) for k, v in config.datasets.items()}
+        config.approvers = {k: base / v for k, v in config.approvers.items()}
         return config
 
 
@@ -209,8 +225,11 @@ class Agent:
         self._platform: grpc.Channel | None = None
         self._platform_generation = -1
         self.heartbeat_s = config.heartbeat_s
-        #: The only files a job step may read: the datasets the node's config registers.
-        self._datasets = NodeDatasets(config.datasets)
+        #: The only data a job step may read: the datasets the node's config registers.
+        self._datasets = NodeRegistry(config.datasets, config.work_dir)
+        self._approvers = ApproverKeys.from_files(config.approvers)
+        #: What the platform learns of them (read once, at start: a bad entry stops the node).
+        self._records = self._datasets.records()
         self.boot = uuid.uuid4().hex
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, _JobState] = {}
@@ -245,7 +264,8 @@ class Agent:
     def step(self) -> None:
         """One round: say hello if needed, deliver finished reports, heartbeat, act."""
         if not self._greeted:
-            hello = Hello(address=self.endpoint.address, boot=self.boot, role=self.config.role)
+            hello = Hello(address=self.endpoint.address, boot=self.boot, role=self.config.role,
+                          datasets=self._records)
             reply = self._call("Hello", hello, HelloReply)
             self.heartbeat_s = min(self.heartbeat_s, reply.heartbeat_s)
             self._greeted = True
@@ -328,6 +348,7 @@ class Agent:
 
     def _run_step(self, run: _Run) -> dict[str, Any]:
         order, party = run.order, self.config.party
+        check_task(order, party, self._approvers)  # before anything touches data (8.3-1)
         if order.dealer == party or self.config.role == "dealer":
             return self._run_dealer(run)
         with self._lock:

@@ -84,7 +84,9 @@ class NodeService:
     # -- handlers ------------------------------------------------------------------
     def _hello(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = control.decode(control.Hello, raw)
-        self.scheduler.node_hello(node, msg.address, _fingerprint(context), msg.boot, msg.role)
+        records = [d.model_dump() for d in msg.datasets]
+        self.scheduler.node_hello(node, msg.address, _fingerprint(context), msg.boot, msg.role,
+                                  records)
         log.info("%s node %s connected; peers reach it at %s", msg.role, node, msg.address)
         return control.HelloReply(node=node, heartbeat_s=self.heartbeat_s)
 
