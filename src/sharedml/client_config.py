@@ -1,7 +1,7 @@
 """Where the command line finds the platform: a per-user config file, mode 0600.
 
 ``sharedml login`` writes a *profile* (platform URL, API token, user name,
-optional CA file) and makes it current; ``sharedml up`` writes one for its
+optional CA file and a data owner's approval key file) and makes it current; ``sharedml up`` writes one for its
 admin. The ``job`` commands read the current profile (or ``--profile``,
 ``SHAREDML_PROFILE``); ``--url``/``--token`` and ``SHAREDML_URL``/
 ``SHAREDML_TOKEN`` still win. The file is ``$SHAREDML_CONFIG``, else
@@ -26,6 +26,8 @@ class Profile:
     token: str
     user: str = ""
     ca: str | None = None
+    #: A data owner's approval key (``sharedml approval keygen``) for ``job approve``.
+    approval_key: str | None = None
 
 
 def path() -> Path:

@@ -32,6 +32,7 @@ def client(url: str | None, token: str | None, ca: Path | None,
 
     url = url or os.environ.get("SHAREDML_URL")
     token = token or os.environ.get("SHAREDML_TOKEN")
+    ca = ca or (Path(os.environ["SHAREDML_CA"]) if os.environ.get("SHAREDML_CA") else None)
     stored = None if (url and token) else client_config.load(profile)
     if stored is not None:
         url, token = url or stored.url, token or stored.token
@@ -49,8 +50,11 @@ def _cluster_login(cluster: Path, user: str) -> client_config.Profile:
     tokens = json.loads(tokens_file.read_text(encoding="utf-8"))
     if user not in tokens:
         raise ConfigError(f"the cluster has no account {user!r}", remedy=f"use one of {sorted(tokens)}")
-    url = json.loads(info_file.read_text(encoding="utf-8"))["url"]
-    return client_config.Profile(url=url, token=tokens[user], user=user)
+    info = json.loads(info_file.read_text(encoding="utf-8"))
+    party = user.removesuffix("-owner")
+    key = info.get("approval_keys", {}).get(party) if user.endswith("-owner") else None
+    return client_config.Profile(url=info["url"], token=tokens[user], user=user,
+                                 ca=info.get("ca"), approval_key=key)
 
 
 def _password_login(url: str, user: str, password: str, totp: str | None,
@@ -96,7 +100,9 @@ def register(app: typer.Typer) -> None:
     token_opt = typer.Option(None, "--token", help="session or API token")
     ca_opt = typer.Option(None, "--ca", help="CA certificate of the platform's HTTPS")
 
-    def decide(job_id: str, approve: bool, comment: str, c: Any) -> None:
+    def decide(job_id: str, comment: str, c: Any, key: Path | None) -> None:
+        """Approve (signed with ``key``) or, without a key, deny every pending approval of
+        ``job_id`` for the logged-in owner's datasets."""
         me = c.me()
         mine = {d["id"]: d for d in c.datasets() if d["owner_user_id"] == me["id"]}
         pending = [a for a in c.approvals(job_id=job_id, state="pending")
@@ -106,18 +112,34 @@ def register(app: typer.Typer) -> None:
                               f"in job {job_id}",
                               remedy="check the job id and that you log in as the dataset's owner")
         for a in pending:
-            row = c.decide(a["id"], approve, comment)
+            row = (c.approve(a["id"], comment, key=key) if key is not None
+                   else c.reject(a["id"], comment))
             ds = mine[a["dataset_id"]]
-            typer.echo(f"{row['state']}: job {job_id} may{'' if approve else ' not'} use "
+            typer.echo(f"{row['state']}: job {job_id} may{'' if key else ' not'} use "
                        f"{ds['owner_party']}/{ds['name']}")
+
+    def approval_key(key: Path | None, profile: str | None) -> Path:
+        stored = None if key else client_config.load(profile)
+        found = key or (Path(stored.approval_key) if stored and stored.approval_key else None)
+        if found is None:
+            raise ConfigError("no approval key: the nodes read data only for a job its owner "
+                              "signed (8.3-1)",
+                              remedy="pass --key FILE (made by 'sharedml approval keygen'); on "
+                              "an up cluster, 'sharedml login --cluster DIR --user PARTY-owner' "
+                              "stores the owner's key")
+        return found
 
     @job_app.command("approve")
     def approve(job_id: str, comment: str = typer.Option("", "--comment"),
+                key: Path | None = typer.Option(
+                    None, "--key", help="your approval key (default: the stored login's)"),
                 url: str | None = url_opt, token: str | None = token_opt,
                 ca: Path | None = ca_opt, profile: str | None = profile_opt) -> None:
-        """Approve this job's use of your datasets (as their owner, 8.3-1)."""
+        """Approve this job's use of your datasets (as their owner, 8.3-1): the spec is
+        hashed and signed here with your approval key; only the signature is sent."""
+        signing = approval_key(key, profile)
         with client(url, token, ca, profile) as c:
-            decide(job_id, True, comment, c)
+            decide(job_id, comment, c, signing)
 
     @job_app.command("deny")
     def deny(job_id: str, reason: str = typer.Option(..., "--reason", help="why (recorded)"),
@@ -125,7 +147,7 @@ def register(app: typer.Typer) -> None:
              ca: Path | None = ca_opt, profile: str | None = profile_opt) -> None:
         """Refuse this job's use of your datasets; the job fails with your reason."""
         with client(url, token, ca, profile) as c:
-            decide(job_id, False, reason, c)
+            decide(job_id, reason, c, None)
 
     @job_app.command("show")
     def show(job_id: str, url: str | None = url_opt, token: str | None = token_opt,

@@ -34,10 +34,12 @@ def _announce(directory: Path, info: dict[str, str], nodes: list[str]) -> None:
     root = directory.resolve()
     tokens = json.loads((root / "tokens.json").read_text(encoding="utf-8"))
     profile = f"{root.name}-admin"
-    file = client_config.save(profile, client_config.Profile(info["url"], tokens["admin"], "admin"))
+    file = client_config.save(profile, client_config.Profile(info["url"], tokens["admin"], "admin",
+                                                             info["ca"]))
     typer.echo(f"console: {info['url']}/console/  (log in as admin, analyst or <party>-owner; "
-               f"passwords in {directory / 'passwords.json'})")
+               f"passwords in {directory / 'passwords.json'}; HTTPS under the CA {info['ca']})")
     typer.echo(f"API docs: {info['url']}/api/v1/docs  (API tokens in {directory / 'tokens.json'})")
+    typer.echo(f"owners' approval keys: {directory / 'owners'}")
     typer.echo(f"CLI: logged in as admin (profile {profile} in {file}); as another account: "
                f"sharedml login --cluster {directory} --user analyst")
     typer.echo(f"nodes: {', '.join(nodes)}  (logs in {directory / 'logs'})")

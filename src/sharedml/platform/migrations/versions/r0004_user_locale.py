@@ -1,7 +1,7 @@
 """user locale: the console's language per user
 
-Revision ID: 0003_locale
-Revises: 0002
+Revision ID: 0004_locale
+Revises: 0003
 Create Date: 2026-12-07 18:30:00.000000
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_locale"
-down_revision = "0002"
+revision = "0004_locale"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
