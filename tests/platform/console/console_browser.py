@@ -3,7 +3,7 @@ and a platform app served by uvicorn on loopback (its clock injected).
 
 Playwright's own browser download does not work on these machines; the tests
 drive ``/usr/bin/chromium`` (Debian's package), which ``.ci/services.sh``
-installs with the ``playwright`` package when missing. Without them, and not
+installs when missing (``playwright`` is a dev dependency). Without them, and not
 root to install them, the browser tests skip saying so.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import os
 import re
 import socket
 import threading
@@ -31,9 +32,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 def missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if importlib.util.find_spec("playwright") is None:
-        return "the 'playwright' package is not installed (.ci/services.sh installs it as root)"
+        return "the 'playwright' package is not installed (a dev dependency: make venv)"
     if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing (apt-get install chromium; .ci/services.sh does as root)"
+        return f"{CHROMIUM} is missing (apt-get install chromium; .ci/browser.sh does as root)"
     return None
 
 
@@ -107,6 +108,8 @@ def csrf_of(html: str) -> str:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     reason = missing()
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser tests, but {reason}")
     if reason:
         pytest.skip(reason)
     with chromium() as b:
