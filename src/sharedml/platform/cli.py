@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from sharedml.errors import ConfigError
-
 if TYPE_CHECKING:
     from sharedml.platform.service import Platform
 

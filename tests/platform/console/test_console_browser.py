@@ -9,12 +9,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from console_browser import Served, log_in, secret_of, serve
 from platform_world import PASSWORD, World, make_world
 from sqlalchemy import text
 
+from sharedml import approvals
 from sharedml.platform.auth import Totp
 
 pytestmark = pytest.mark.slow
@@ -77,7 +79,9 @@ def test_login_with_totp_and_self_enrolment(live: tuple[World, Served], page: An
     assert [e.outcome for e in enrolled] == ["ok"]
 
 
-def test_a_data_owner_approves_a_pending_use(live: tuple[World, Served], page: Any) -> None:
+def test_a_data_owner_approves_a_pending_use_signed_in_the_browser(
+    live: tuple[World, Served], page: Any, tmp_path: Path
+) -> None:
     world, served = live
     _dataset(world, "data_owner")
     ds = world.platform.datasets.find("bank", "credit_bank")
@@ -93,12 +97,34 @@ def test_a_data_owner_approves_a_pending_use(live: tuple[World, Served], page: A
     log_in(page, served.url, "data_owner", PASSWORD)
     row = page.locator("#home-approvals tr", has_text=job_id)
     row.locator("input[name=comment]").fill("A.1 review, quarter 4")
+    row.locator("button[value=approve]").click()  # no key chosen: nothing is posted
+    assert row.locator(".sign-message").inner_text() == "Choose your approval key file."
+    assert world.platform.approvals.for_job(job_id)[0].state == "pending"
+
+    key, pub = approvals.keygen(tmp_path / "owner-side", "bank-owner")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(f"{r.url} {r.post_data or ''}"))
+    row.locator("input.approval-key").set_input_files(str(key))
     row.locator("button[value=approve]").click()
-    page.wait_for_load_state()
+    page.wait_for_selector("#nothing")
     (approval,) = world.platform.approvals.for_job(job_id)
     assert (approval.state, approval.comment) == ("approved", "A.1 review, quarter 4")
+    # the browser hashed the stored spec and signed the statement with the owner's key:
+    # the signature verifies as a node would check it (approvals.check_order)
+    assert approval.spec_sha256 == approvals.spec_sha256(spec)
+    signed = approvals.SignedApproval(job_id=job_id, party="bank", dataset="credit_bank",
+                                      spec_sha256=approval.spec_sha256, signer=approval.signer,
+                                      signature=approval.signature)
+    nodes_keys = approvals.ApproverKeys.from_files({"bank-owner": pub})
+    assert approval.signer == "bank-owner" and nodes_keys.verify(signed)
+    approvals.check_order(party="bank", dataset="credit_bank", job_id=job_id, step_id="describe",
+                          spec=spec, approvals=[signed], keys=nodes_keys)
     entries = world.platform.audit.query(action="approval.approved", limit=10)
     assert [json.loads(e.detail)["comment"] for e in entries] == ["A.1 review, quarter 4"]
+    # the key never left the browser: no request carried its bytes
+    key_body = "".join(key.read_text().splitlines()[1:-1])
+    assert any("signature=" in s for s in sent)
+    assert not any(key_body[:24] in s or quote(key_body[:24], safe="") in s for s in sent)
     assert page.locator("#nothing").is_visible()  # nothing waits any more
 
 

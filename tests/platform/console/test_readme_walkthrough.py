@@ -40,4 +40,4 @@ def test_the_readme_walkthrough_ends_with_the_jobs_metrics(tmp_path: Path) -> No
     # up stored the admin's login, mode 0600; login stored each account's beside it
     config = tmp_path / "config.json"
     assert config.stat().st_mode & 0o777 == 0o600
-    assert "console: http://127.0.0.1:" in (tmp_path / "up.log").read_text()
+    assert "console: https://127.0.0.1:" in (tmp_path / "up.log").read_text()

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
 from fastapi.params import Depends
+from fastapi.routing import APIRoute
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 

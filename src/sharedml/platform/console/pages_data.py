@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from fastapi import Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
+from sharedml.approvals import SignedApproval, canonical
+from sharedml.errors import ConfigError
 from sharedml.platform.api import jobs as job_routes
 from sharedml.platform.api import routes_admin, routes_data
 from sharedml.platform.api.schemas import DecisionIn
@@ -61,6 +64,18 @@ def approvals(
     return render(request, "approvals.html", approvals=rows, datasets=datasets, state=wanted)
 
 
+@router.get("/approvals/{approval_id}/statement")
+def statement(
+    request: Request, approval_id: int, who: Principal = Depends(session.principal)
+) -> Response:
+    """``GET /api/v1/approvals/{id}/spec`` for approve.js: the spec in canonical form,
+    the bytes the owner's browser hashes and the nodes hash (``approvals.canonical``)."""
+    about = call(routes_data.approval_spec, request, who, approval_id=approval_id)
+    return JSONResponse({"job_id": about.job_id, "party": about.party, "dataset": about.dataset,
+                         "canonical": canonical(about.spec).decode()},
+                        headers={"Cache-Control": "no-store"})
+
+
 @router.post("/approvals/{approval_id}/decision")
 def decide(
     request: Request,
@@ -68,12 +83,26 @@ def decide(
     form: Form = Depends(form_data),
     who: Principal = Depends(session.principal),
 ) -> Response:
-    """``POST /api/v1/approvals/{id}/decision``: only the dataset's owner, audited."""
-    body = DecisionIn(approve=field(form, "decision") == "approve",
-                      comment=field(form, "comment")[:4000])
+    """``POST /api/v1/approvals/{id}/decision``: only the dataset's owner, audited. An
+    approval carries the owner's signature, made in the browser (static/approve.js)."""
+    approve = field(form, "decision") == "approve"
+    body = DecisionIn(approve=approve, comment=field(form, "comment")[:4000],
+                      signed=_signed(form, approval_id) if approve else None)
     call(routes_data.decide_approval, request, who, body=body, approval_id=approval_id)
     return redirect(request, field(form, "next") if _local(field(form, "next"))
                     else f"{PREFIX}/approvals")
+
+
+def _signed(form: Form, approval_id: int) -> SignedApproval:
+    names = ("job_id", "party", "dataset", "spec_sha256", "signer", "signature")
+    try:
+        return SignedApproval(**{n: field(form, n) for n in names})
+    except ValidationError:
+        raise ConfigError(
+            f"approval {approval_id} was posted without a valid signature",
+            remedy="choose your approval key file before 'Sign and approve' (the page signs "
+            "in your browser, with JavaScript), or approve with 'sharedml job approve --key'",
+        ) from None
 
 
 def _local(url: str) -> bool:
