@@ -231,6 +231,8 @@ class NodeOut(Out):
     status: str
     registered_at: dt.datetime
     last_heartbeat: dt.datetime | None
+    #: Version, CPU (percent of a core) and memory (MB) the agent last reported.
+    stats: dict[str, Any] | None = None
 
 
 class AuditOut(Out):

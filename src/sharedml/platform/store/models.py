@@ -244,6 +244,8 @@ class Node(Base):
     role: Mapped[str] = mapped_column(String(16), default="party")
     registered_at: Mapped[dt.datetime]
     last_heartbeat: Mapped[dt.datetime | None] = mapped_column(default=None)
+    #: The agent's last reported version, CPU and memory (``control.NodeStats``).
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Approval(Base):

@@ -1,4 +1,4 @@
-"""user locale: the console's language per user
+"""console: the console's language per user; the nodes' last reported version, CPU, memory
 
 Revision ID: 0004_locale
 Revises: 0003
@@ -19,8 +19,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("locale", sa.String(length=8), nullable=True))
+    with op.batch_alter_table("nodes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("stats", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("nodes", schema=None) as batch_op:
+        batch_op.drop_column("stats")
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_column("locale")
