@@ -96,7 +96,7 @@ def decide(
 def _signed(form: Form, approval_id: int) -> SignedApproval:
     names = ("job_id", "party", "dataset", "spec_sha256", "signer", "signature")
     try:
-        return SignedApproval(**{n: field(form, n) for n in names})
+        return SignedApproval.model_validate({n: field(form, n) for n in names})
     except ValidationError:
         raise ConfigError(
             f"approval {approval_id} was posted without a valid signature",

@@ -70,8 +70,8 @@ class Csrf:
         return request.cookies.get(cookie_name(request)) or request.cookies.get(PRE_COOKIE)
 
     def for_request(self, request: Request) -> str:
-        anchor = self.anchor(request) or getattr(request.state, "pre_anchor", "")
-        return self.token(anchor)
+        anchor = self.anchor(request) or getattr(request.state, "pre_anchor", None) or ""
+        return self.token(str(anchor))
 
     def check(self, request: Request, sent: str | None) -> None:
         anchor = self.anchor(request)
