@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 
 import pytest
-from fastapi.routing import APIRoute
 from job_fill import fill_jobs
 from platform_world import PASSWORD, World, make_world
 from sqlalchemy import event
+from test_platform_api import api_routes
 
 from sharedml.platform.console import session as console_session
 from sharedml.platform.console.web import HERE, PREFIX
@@ -57,16 +57,7 @@ def test_every_console_route_but_login_checks_the_session(w: World) -> None:
         return getattr(dependant, "call", None) in checks or any(
             guarded(d) for d in getattr(dependant, "dependencies", []))
 
-    def walk(routes: list[object]) -> list[APIRoute]:
-        out: list[APIRoute] = []
-        for r in routes:
-            if isinstance(r, APIRoute):
-                out.append(r)
-            elif hasattr(r, "original_router"):
-                out += walk(r.original_router.routes)
-        return out
-
-    routes = [r for r in walk(w.app.routes) if r.path.startswith(PREFIX)]
+    routes = [r for r in api_routes(w.app.routes) if r.path.startswith(PREFIX)]
     assert len(routes) > 15
     bare = {r.path for r in routes if not guarded(r.dependant)}
     assert bare == open_paths

@@ -104,14 +104,9 @@ def error_page(request: Request, exc: SharedMLError) -> Response:
         return redirect(request, f"{PREFIX}/login?expired=1")
     status, title = next(((c, t) for cls, c, t in STATUS if isinstance(exc, cls)), (500, "Error"))
     if isinstance(exc, PolicyDenied):
-        who = getattr(request.state, "principal", None)
-        request.app.state.platform.audit.append(
-            who.username if who else "anonymous",
-            "access.denied",
-            f"{request.method} {request.url.path}",
-            outcome="denied",
-            detail={"reason": exc.message, "via": "console"},
-        )
+        from sharedml.platform.api.errors import audit_denied
+
+        audit_denied(request, exc, via="console")
     return render(request, "error.html", status=status, title=title, error=exc)
 
 
