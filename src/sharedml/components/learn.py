@@ -17,7 +17,9 @@ label holder, the label.
   this step, 9.4-3); the other parties return no metrics.
 
 Reveals: what the chosen protocol reveals (see each learner's docstring); the
-metric values to the platform. Security model: that of the learner.
+metric values to the platform; for ``secureboost``, each party's count of
+splits per own feature (``feature_splits``; no threshold, no other party's
+feature). Security model: that of the learner.
 """
 
 from __future__ import annotations
@@ -113,15 +115,11 @@ class TrainStep(Component):
         path = ctx.out_dir / f"model-{ctx.step_id}.json"
         model.save(path)
         ctx.progress(1.0, "trained")
-        return StepResult(
-            metrics={
-                "model": params.model,
-                "protocol": params.protocol,
-                "rows": len(X),
-                "features": int(X.shape[1]),
-            },
-            artifacts={"model": str(path)},
-        )
+        metrics: dict[str, Any] = {"model": params.model, "protocol": params.protocol,
+                                   "rows": len(X), "features": int(X.shape[1])}
+        if hasattr(model, "split_counts"):  # trees: splits per own feature (its Reveals:)
+            metrics["feature_splits"] = model.split_counts([str(c) for c in X.columns])
+        return StepResult(metrics=metrics, artifacts={"model": str(path)})
 
 
 class PredictStep(Component):

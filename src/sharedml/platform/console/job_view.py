@@ -55,6 +55,7 @@ class JobView:
     approvals: Any
     models: list[Any]
     charts: list[dict[str, Any]] = field(default_factory=list)
+    importances: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def load(cls, request: Request, who: Principal, job_id: str) -> JobView:
@@ -67,6 +68,7 @@ class JobView:
         steps = _steps(spec, tasks)
         view = cls(job, tasks, steps, result.steps, approvals, models)
         view.charts = _charts(result.steps)
+        view.importances = _importances(result.steps)
         return view
 
     @property
@@ -124,6 +126,19 @@ def _steps(spec_json: str, tasks: list[Any]) -> list[Step]:
             len(group), 1)
         steps.append(step)
     return steps
+
+
+def _importances(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per train step and party, the splits made on each of the party's own features."""
+    out = []
+    for step_id, parties in results.items():
+        for party, res in sorted(parties.items()):
+            splits = (res.get("metrics") or {}).get("feature_splits")
+            if isinstance(splits, dict) and splits:
+                top = max(int(v) for v in splits.values())
+                out.append({"step": step_id, "party": party, "top": top,
+                            "rows": [(str(k), int(v)) for k, v in splits.items()]})
+    return out
 
 
 def _charts(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
