@@ -154,9 +154,16 @@ def test_an_idle_session_of_31_minutes_goes_back_to_login(
     page.goto(f"{served.url}/console/jobs")
     assert page.locator("#jobs").count() == 1  # 29 minutes idle: still in
     world.clock.advance(minutes=31)
-    page.goto(f"{served.url}/console/jobs")
+    page.goto(f"{served.url}/console/jobs?state=failed")
     assert "/console/login" in page.url
     assert page.locator("#login-message").is_visible()
+    # logging in again (keyboard only) returns to the page that was asked for
+    page.keyboard.type("analyst")  # the username field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/jobs?state=failed")
+    assert page.locator("#jobs").count() == 1
 
 
 def test_a_user_without_the_grant_gets_a_403_page_not_the_data(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,37 @@ def test_the_job_list_at_1000_jobs_costs_a_bounded_number_of_queries(tmp_path: P
     assert re.search(r'id="job-count">100 / 200<', r.text)
     assert r.text.count('href="/console/jobs/0') == 100
     assert len(statements) <= 12, statements
+
+
+class _Fields(HTMLParser):
+    """Form fields and the ids that a <label for> names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[dict[str, str | None]] = []
+        self.labelled: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "label" and a.get("for"):
+            self.labelled.add(a["for"] or "")
+        elif tag in ("input", "select", "textarea") and a.get("type") not in ("hidden", "submit"):
+            self.fields.append(a)
+
+
+@pytest.mark.parametrize("role", ["admin", "data_owner", "analyst"])
+def test_every_field_on_every_page_has_a_label(w: World, role: str) -> None:
+    """Issue 15 item 5: labels on every input (a screen reader names each field)."""
+    console_login(w, role)
+    seen = 0
+    for path in [*PAGES, "/login"]:
+        r = w.client.get(PREFIX + path)
+        if r.status_code != 200:
+            continue
+        found = _Fields()
+        found.feed(r.text)
+        bare = [f for f in found.fields
+                if not f.get("aria-label") and (f.get("id") or "") not in found.labelled]
+        assert not bare, (path, bare)
+        seen += len(found.fields)
+    assert seen > 20  # the builder's generated forms among them

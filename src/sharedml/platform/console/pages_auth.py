@@ -14,16 +14,16 @@ from sharedml.platform.auth import Principal
 from sharedml.platform.console import session
 from sharedml.platform.console.mirror import call
 from sharedml.platform.console.routing import Form, field, form_data, make_router
-from sharedml.platform.console.web import PREFIX, redirect, render
+from sharedml.platform.console.web import PREFIX, local, redirect, render
 
 router = make_router()
 
 
 @router.get("/login")
-def login_page(request: Request, expired: int = 0) -> Response:
+def login_page(request: Request, expired: int = 0, next: str = "") -> Response:
     request.state.pre_anchor = request.cookies.get(session.PRE_COOKIE) or _new_anchor()
     message = "Your session ended; log in again." if expired else ""
-    response = render(request, "login.html", message=message)
+    response = render(request, "login.html", message=message, next=next if local(next) else "")
     session.ensure_pre_cookie(request, response)
     return response
 
@@ -42,11 +42,12 @@ def login(request: Request, form: Form = Depends(form_data)) -> Response:
         password=field(form, "password")[:1024] or "-",
         totp=field(form, "totp")[:16] or None,
     )
+    back = field(form, "next") if local(field(form, "next")) else ""
     try:
         out = call(routes_auth.login, request, None, body=body)
     except AuthError as exc:
-        return render(request, "login.html", status=401, message=exc.message)
-    response = redirect(request, f"{PREFIX}/")
+        return render(request, "login.html", status=401, message=exc.message, next=back)
+    response = redirect(request, back or f"{PREFIX}/")
     session.set_cookie(request, response, session.cookie_name(request), out.token)
     return response
 

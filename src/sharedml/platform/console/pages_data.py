@@ -15,7 +15,7 @@ from sharedml.platform.auth import Principal
 from sharedml.platform.console import session
 from sharedml.platform.console.mirror import call
 from sharedml.platform.console.routing import Form, field, form_data, make_router
-from sharedml.platform.console.web import PREFIX, redirect, render
+from sharedml.platform.console.web import PREFIX, local, redirect, render
 
 router = make_router()
 
@@ -89,7 +89,7 @@ def decide(
     body = DecisionIn(approve=approve, comment=field(form, "comment")[:4000],
                       signed=_signed(form, approval_id) if approve else None)
     call(routes_data.decide_approval, request, who, body=body, approval_id=approval_id)
-    return redirect(request, field(form, "next") if _local(field(form, "next"))
+    return redirect(request, field(form, "next") if local(field(form, "next"))
                     else f"{PREFIX}/approvals")
 
 
@@ -103,8 +103,3 @@ def _signed(form: Form, approval_id: int) -> SignedApproval:
             remedy="choose your approval key file before 'Sign and approve' (the page signs "
             "in your browser, with JavaScript), or approve with 'sharedml job approve --key'",
         ) from None
-
-
-def _local(url: str) -> bool:
-    """Only redirect within the console (no open redirect)."""
-    return url.startswith(PREFIX + "/") and "//" not in url[1:] and "\\" not in url

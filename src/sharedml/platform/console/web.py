@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -100,14 +101,21 @@ def error_page(request: Request, exc: SharedMLError) -> Response:
 
     if isinstance(exc, EnrolRequired):
         return redirect(request, f"{PREFIX}/totp")
-    if isinstance(exc, AuthError):
-        return redirect(request, f"{PREFIX}/login?expired=1")
+    if isinstance(exc, AuthError):  # log in again, then back to the page asked for
+        asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        back = f"&next={quote(asked, safe='')}" if request.method == "GET" and local(asked) else ""
+        return redirect(request, f"{PREFIX}/login?expired=1{back}")
     status, title = next(((c, t) for cls, c, t in STATUS if isinstance(exc, cls)), (500, "Error"))
     if isinstance(exc, PolicyDenied):
         from sharedml.platform.api.errors import audit_denied
 
         audit_denied(request, exc, via="console")
     return render(request, "error.html", status=status, title=title, error=exc)
+
+
+def local(url: str) -> bool:
+    """Only redirect within the console (no open redirect)."""
+    return url.startswith(PREFIX + "/") and "//" not in url[1:] and "\\" not in url
 
 
 def redirect(request: Request, url: str) -> Response:
