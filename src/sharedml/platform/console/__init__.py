@@ -10,7 +10,7 @@ machine without internet. No JavaScript build step.
 Pages: login (password + TOTP) and TOTP enrolment (``pages_auth``); home,
 nodes, datasets, approvals (``pages_data``); jobs, the builder and a job's
 page (``pages_jobs``, ``builder``, ``job_view``); audit log, users and grants,
-settings (``pages_admin``).
+settings (``pages_admin``); changes to users, roles and grants (``pages_people``).
 
 Security model — the console is another face of the REST API, not a second
 set of rules:
@@ -52,10 +52,16 @@ class Console:
 
 def mount(app: FastAPI) -> None:
     """Serve the console, its static files and the offline API docs on ``app``."""
-    from sharedml.platform.console import pages_admin, pages_auth, pages_data, pages_jobs
+    from sharedml.platform.console import (
+        pages_admin,
+        pages_auth,
+        pages_data,
+        pages_jobs,
+        pages_people,
+    )
 
     app.state.console = Console(Csrf.new())
-    for module in (pages_auth, pages_data, pages_jobs, pages_admin):
+    for module in (pages_auth, pages_data, pages_jobs, pages_admin, pages_people):
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from sharedml.errors import ConfigError
 from sharedml.platform.api import routes_admin, routes_data
+from sharedml.platform.api.schemas import Role
 from sharedml.platform.auth import Principal
 from sharedml.platform.console import session
 from sharedml.platform.console.mirror import call, endpoint
@@ -51,7 +52,8 @@ def users(request: Request, who: Principal = Depends(session.principal)) -> Resp
         for g in call(LIST_DATASET_GRANTS, request, who, rid=ds.id,
                       path_params={"dataset_id": ds.id}):
             grants.append((f"dataset {ds.owner_party}/{ds.name}", g))
-    return render(request, "users.html", users=rows, grants=grants, names=names)
+    return render(request, "users.html", users=rows, grants=grants, names=names,
+                  roles=list(get_args(Role)))
 
 
 @router.get("/settings")
