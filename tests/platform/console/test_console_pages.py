@@ -132,3 +132,26 @@ def test_every_field_on_every_page_has_a_label(w: World, role: str) -> None:
         assert not bare, (path, bare)
         seen += len(found.fields)
     assert seen > 20  # the builder's generated forms among them
+
+
+def test_over_https_the_session_cookie_is_secure_host_only_and_strict(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    w = make_world(tmp_path)
+    https = TestClient(w.app, base_url="https://testserver")
+    page = https.get(f"{PREFIX}/login")
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert token
+    r = https.post(f"{PREFIX}/login", data={"csrf": token.group(1), "username": "analyst",
+                                            "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 303
+    cookie = next(c for c in r.headers.get_list("set-cookie") if "sharedml_session=" in c)
+    assert cookie.startswith("__Host-sharedml_session=")
+    flags = {f.strip().lower() for f in cookie.split(";")[1:]}
+    assert {"secure", "httponly", "samesite=strict", "path=/"} <= flags
+    assert not any(f.startswith("domain=") for f in flags)
+    assert https.get(f"{PREFIX}/jobs").status_code == 200
+    # over plain HTTP (a --insecure-http platform) the browser would drop a Secure cookie
+    console_login(w, "analyst")
+    plain = [c for c in w.client.cookies.jar if c.name.endswith("sharedml_session")]
+    assert [c.name for c in plain] == ["sharedml_session"] and not plain[0].secure
