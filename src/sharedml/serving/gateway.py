@@ -1,0 +1,290 @@
+"""The label holder's scoring gateway, without its HTTP face (see :mod:`~sharedml.serving.app`).
+
+Per request (or micro-batch of concurrent requests for one version):
+
+1. Route: the request's version is the canary or the stable one
+   (:mod:`~sharedml.serving.versions`); the version's part is already loaded
+   and its partners' parts were checked to fit it when it was switched to.
+2. Own features: taken from the request, or looked up by id in the label
+   holder's feature store.
+3. Ask every partner for its contribution to the batch's ids, concurrently,
+   each under the request timeout (cache hits are not asked again, when the
+   cache is on).
+4. Combine (:mod:`~sharedml.serving.scoring`) and answer each request with
+   its rows' scores; a row a party does not know or refuses fails its request
+   with an error naming that party.
+5. One audit line per request: hashed ids, version, outcome — never features
+   or scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sharedml.errors import ChannelError, ConfigError, DataError, PolicyDenied, SharedMLError
+from sharedml.serving import wire
+from sharedml.serving.adapters import FeatureAdapter
+from sharedml.serving.audit import ServingAudit
+from sharedml.serving.batcher import Item, MicroBatcher
+from sharedml.serving.cache import RemoteCache
+from sharedml.serving.keys import NodeKey
+from sharedml.serving.parts import DirectoryParts, LabelPart
+from sharedml.serving.remote import PartnerClient
+from sharedml.serving.versions import Routing, load_routing, save_routing
+
+log = logging.getLogger("sharedml.serving")
+CACHE_FILE = "cache.sealed"
+
+
+class UnknownRecord(DataError):
+    """An id is not in a party's feature store."""
+
+
+class RecordRefused(PolicyDenied):
+    """A partner's allow-list does not admit an id."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    scores: np.ndarray
+    version: str
+
+
+@dataclass
+class GatewaySettings:
+    timeout: float = 1.0
+    max_batch: int = 1024
+    max_inflight: int = 4
+
+
+class Gateway:
+    def __init__(
+        self,
+        party: str,
+        parts: DirectoryParts,
+        partners: dict[str, PartnerClient],
+        features: FeatureAdapter | None,
+        state_dir: Path,
+        audit: ServingAudit,
+        key: NodeKey,
+        settings: GatewaySettings | None = None,
+        cache: RemoteCache | None = None,
+    ) -> None:
+        self.party, self.parts, self.partners = party, parts, partners
+        self.features, self.state_dir, self.audit, self.key = features, state_dir, audit, key
+        self.settings = settings or GatewaySettings()
+        self.cache = cache
+        self.routing = Routing()
+        self._loaded: dict[str, tuple[LabelPart, np.ndarray | None]] = {}
+        self._batcher = MicroBatcher(self._run, self.settings.max_batch,
+                                     self.settings.max_inflight)
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        """Serve the versions served before the last stop (partners checked if reachable)."""
+        routing = load_routing(self.state_dir)
+        for version in routing.versions():
+            await self.use(version, strict=False)
+        self.routing = routing
+        if self.cache is not None:
+            self.cache.load(self.state_dir / CACHE_FILE, self.key)
+
+    async def close(self) -> None:
+        if self.cache is not None:
+            self.cache.save(self.state_dir / CACHE_FILE, self.key)
+        for client in self.partners.values():
+            await client.close()
+        self.audit.close()
+
+    # -- versions ------------------------------------------------------------------
+    async def use(self, version: str, strict: bool = True) -> LabelPart:
+        """Load this party's part of ``version`` and check each partner's fits it."""
+        if version in self._loaded:
+            return self._loaded[version][0]
+        part = self.parts.get(version)
+        if not isinstance(part, LabelPart):
+            raise ConfigError(f"{self.party!r} holds a feature part of {version!r}; the "
+                              "gateway runs at the label holder", party=self.party,
+                              step="serve: load")
+        for p in part.partners:
+            if p not in self.partners:
+                raise ConfigError(f"version {version!r} needs party {p!r}, which this "
+                                  "gateway has no address for", party=self.party,
+                                  step="serve: load", remedy=f"pass --partner {p}=HOST:PORT")
+            try:
+                info = await self.partners[p].describe(version, self.settings.timeout * 5)
+            except ChannelError as exc:
+                if strict:
+                    raise
+                log.warning("serving %s without checking %s's part: %s", version, p, exc)
+                continue
+            problem = part.check_partner(info)
+            if problem:
+                raise ConfigError(f"party {p!r}'s part of {version!r} does not fit: {problem}",
+                                  party=p, step="serve: load",
+                                  remedy="install the part of the same training run")
+        columns = None
+        if self.features is not None:
+            columns = self.features.select(part.feature_names, part.info.n_features)
+        self._loaded[version] = (part, columns)
+        return part
+
+    async def change(self, action: str, version: str | None = None, percent: int = 0) -> Routing:
+        """``serve`` (make stable), ``canary``, ``promote`` or ``rollback``; persisted."""
+        now = self.routing
+        if action in ("serve", "canary"):
+            if version is None:
+                raise ConfigError(f"{action} needs a version", step="serve: versions")
+            await self.use(version)
+        if action == "serve":
+            new = Routing(stable=version, previous=now.stable)
+        elif action == "canary":
+            new = now.with_canary(str(version), percent)
+        elif action == "promote":
+            new = now.promoted()
+        elif action == "rollback":
+            new = now.rolled_back()
+        else:
+            raise ConfigError(f"unknown version action {action!r}", step="serve: versions",
+                              remedy="use serve, canary, promote or rollback")
+        for v in new.versions():
+            await self.use(v)
+        save_routing(self.state_dir, new)
+        self.routing = new
+        self.audit.record("version", [], action=action, routing=asdict(new))
+        return new
+
+    # -- scoring -------------------------------------------------------------------
+    async def score(self, ids: list[str], features: Any = None) -> Scored:
+        version = self.routing.route(ids[0])
+        if version is None:
+            raise ConfigError("no model version is served yet", party=self.party,
+                              step="serve: route",
+                              remedy="sharedml serve version serve VERSION")
+        X = None if features is None else self._inline(version, features, len(ids))
+        scores = await self._batcher.submit(version, ids, X)
+        return Scored(scores, version)
+
+    def _inline(self, version: str, features: Any, n: int) -> np.ndarray:
+        part = self._loaded[version][0]
+        if isinstance(features, dict):
+            if part.feature_names is None:
+                raise DataError("this model does not name its columns; send features as a "
+                                "list in training order", party=self.party,
+                                step="serve: request")
+            missing = [c for c in part.feature_names if c not in features]
+            if missing:
+                raise DataError(f"features lack column(s) {missing[:5]}", party=self.party,
+                                step="serve: request")
+            features = [features[c] for c in part.feature_names]
+            features = np.column_stack(features) if n > 1 else [features]
+        try:
+            X = np.asarray(features, dtype=np.float64).reshape(n, -1)
+        except (TypeError, ValueError):
+            raise DataError("features must be numbers", party=self.party,
+                            step="serve: request") from None
+        if X.shape[1] != part.info.n_features or not np.isfinite(X).all():
+            raise DataError(f"each record needs {part.info.n_features} finite features, got "
+                            f"{X.shape[1]}", party=self.party, step="serve: request")
+        return X
+
+    async def _run(self, version: str, items: list[Item]) -> list[Any]:
+        part, columns = self._loaded[version]
+        ids = list(itertools.chain.from_iterable(it.ids for it in items))
+        try:
+            X, found = self._own_rows(items, ids, columns)
+            answers, status = await self._ask(part, version, ids)
+            scores = part.combine(X, answers)
+        except SharedMLError as exc:
+            for it in items:
+                self.audit.record("score", it.ids, version=version,
+                                  outcome=type(exc).__name__, party=exc.party)
+            raise
+        return self._split(version, items, ids, scores, found, status)
+
+    def _own_rows(self, items: list[Item], ids: list[str],
+                  columns: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if all(it.X is not None for it in items):
+            rows = [it.X for it in items if it.X is not None]
+            return np.vstack(rows), np.ones(len(ids), dtype=bool)
+        if self.features is None or columns is None:
+            raise DataError("the request carries no features and this gateway has no "
+                            "feature store", party=self.party, step="serve: features",
+                            remedy="send 'features' or start the gateway with --features")
+        X, found = self.features.fetch(ids)
+        X = X[:, columns]
+        at = 0
+        for it in items:
+            if it.X is not None:
+                X[at:at + len(it.ids)], found[at:at + len(it.ids)] = it.X, True
+            at += len(it.ids)
+        return X, found
+
+    async def _ask(self, part: LabelPart, version: str,
+                   ids: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        replies = await asyncio.gather(*(self._ask_one(p, version, ids) for p in part.partners))
+        return ({p: r[0] for p, r in zip(part.partners, replies, strict=True)},
+                {p: r[1] for p, r in zip(part.partners, replies, strict=True)})
+
+    async def _ask_one(self, p: str, version: str, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        timeout = self.settings.timeout
+        if self.cache is None:
+            reply = await self.partners[p].score(version, ids, timeout)
+            return reply.values, reply.status
+        cached = self.cache.get(version, p, ids)
+        miss = [i for i, c in enumerate(cached) if c is None]
+        status = np.zeros(len(ids), dtype=np.uint8)
+        if miss:
+            reply = await self.partners[p].score(version, [ids[i] for i in miss], timeout)
+            ok = reply.status == wire.OK
+            self.cache.put(version, p, [ids[i] for i, good in zip(miss, ok, strict=True) if good],
+                           reply.values[ok])
+            status[miss] = reply.status
+            template = reply.values[0]
+        else:
+            template = cached[0]
+        values = np.zeros((len(ids), *np.shape(template)), dtype=np.asarray(template).dtype)
+        for i, c in enumerate(cached):
+            if c is not None:
+                values[i] = c
+        if miss:
+            values[miss] = reply.values
+        return values, status
+
+    def _split(self, version: str, items: list[Item], ids: list[str], scores: np.ndarray,
+               found: np.ndarray, status: dict[str, np.ndarray]) -> list[Any]:
+        out: list[Any] = []
+        at = 0
+        for it in items:
+            rows = slice(at, at + len(it.ids))
+            at += len(it.ids)
+            error = self._row_error(it.ids, found[rows], {p: s[rows] for p, s in status.items()})
+            outcome = "ok" if error is None else type(error).__name__
+            self.audit.record("score", it.ids, version=version, outcome=outcome,
+                              party=None if error is None else error.party)
+            out.append(scores[rows] if error is None else error)
+        return out
+
+    def _row_error(self, ids: list[str], found: np.ndarray,
+                   status: dict[str, np.ndarray]) -> SharedMLError | None:
+        if not found.all():
+            bad = ids[int(np.argmin(found))]
+            return UnknownRecord(f"id {bad!r} is not in {self.party!r}'s feature store",
+                                 party=self.party, step="serve: features")
+        for p, s in status.items():
+            if (s == wire.REFUSED).any():
+                bad = ids[int(np.argmax(s == wire.REFUSED))]
+                return RecordRefused(f"party {p!r} refused id {bad!r} (outside its "
+                                     "allow-list)", party=p, step="serve: score")
+            if (s == wire.UNKNOWN).any():
+                bad = ids[int(np.argmax(s == wire.UNKNOWN))]
+                return UnknownRecord(f"id {bad!r} is unknown to party {p!r}", party=p,
+                                     step="serve: score")
+        return None

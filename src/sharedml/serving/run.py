@@ -1,0 +1,107 @@
+"""Assemble and run the serving processes from their settings (the CLI's back end)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from sharedml.crypto.pki import load_identity
+from sharedml.errors import ConfigError
+from sharedml.serving.adapters import open_adapter
+from sharedml.serving.allow import AllowRule
+from sharedml.serving.audit import ServingAudit
+from sharedml.serving.keys import FileNodeKey
+from sharedml.serving.parts import DirectoryParts
+
+KEY_FILE, AUDIT_FILE = "node.key", "audit.jsonl"
+
+
+def _state(state: Path) -> tuple[FileNodeKey, ServingAudit]:
+    state.mkdir(parents=True, exist_ok=True)
+    key = FileNodeKey(state / KEY_FILE)
+    return key, ServingAudit(state / AUDIT_FILE, key)
+
+
+def parse_partners(specs: list[str]) -> dict[str, str]:
+    out = {}
+    for spec in specs:
+        name, sep, address = spec.partition("=")
+        if not sep or ":" not in address:
+            raise ConfigError(f"bad partner {spec!r}", step="serve: start",
+                              remedy="write --partner NAME=HOST:PORT")
+        out[name] = address
+    return out
+
+
+def run_node(*, party: str, pki: Path, models: Path, state: Path, callers: list[str],
+             features: str, id_column: str, exclude: tuple[str, ...], allow: str, host: str,
+             port: int, ready: Callable[[str], None]) -> None:
+    """Run a partner's serving node until SIGTERM or SIGINT."""
+    from sharedml.serving.partner import PartnerNode
+
+    _, audit = _state(state)
+    node = PartnerNode(load_identity(pki, party), callers, DirectoryParts(models, party),
+                       open_adapter(features, id_column, party, exclude), AllowRule(allow),
+                       audit, host, port)
+    ready(f"serving node {party} listening on {node.address}")
+    stop = lambda *_: node.stop(grace=1.0)  # noqa: E731
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    node.wait()
+
+
+def run_gateway(*, party: str, pki: Path, models: Path, state: Path, partners: list[str],
+                features: str | None, id_column: str, exclude: tuple[str, ...], host: str,
+                port: int, initial: str | None, timeout: float, max_batch: int,
+                cache_ttl: float, cache_size: int, admin_token_file: Path | None,
+                ready: Callable[[str], None]) -> None:
+    """Run the label holder's gateway under uvicorn until SIGTERM or SIGINT."""
+    import uvicorn
+
+    from sharedml.serving.app import create_app
+    from sharedml.serving.cache import RemoteCache
+    from sharedml.serving.gateway import Gateway, GatewaySettings
+    from sharedml.serving.remote import PartnerClient
+
+    identity = load_identity(pki, party)
+    key, audit = _state(state)
+    adapter = None if features is None else open_adapter(features, id_column, party, exclude)
+    token = None if admin_token_file is None else admin_token_file.read_text().strip()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    address = f"http://{host}:{sock.getsockname()[1]}"
+
+    async def main() -> None:
+        clients = {p: PartnerClient(p, a, identity) for p, a in parse_partners(partners).items()}
+        gateway = Gateway(
+            party, DirectoryParts(models, party), clients, adapter, state, audit, key,
+            GatewaySettings(timeout=timeout, max_batch=max_batch),
+            RemoteCache(cache_size, cache_ttl) if cache_ttl > 0 else None,
+        )
+        app = create_app(gateway, token, initial,
+                         ready=lambda: ready(f"gateway {party} listening on {address}"))
+        config = uvicorn.Config(app, log_level="warning", access_log=False,
+                                http=_http_impl(), lifespan="on")
+        await uvicorn.Server(config).serve(sockets=[sock])
+
+    _event_loop_runner()(main())
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def _event_loop_runner() -> Callable[..., object]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
