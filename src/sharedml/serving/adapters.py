@@ -22,6 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +77,13 @@ class TableAdapter(FeatureAdapter):
         if id_column not in frame.columns:
             raise ConfigError(f"the feature table has no id column {id_column!r}",
                               party=party, step="serve: features", remedy="pass --id-column")
-        ids = frame[id_column].astype(str)
-        if ids.duplicated().any():
-            dup = ids[ids.duplicated()].iloc[0]
+        ids = frame[id_column].astype(str).tolist()
+        if len(set(ids)) != len(ids):
+            dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
             raise DataError(f"id {dup!r} appears twice in the feature table", party=party,
                             step="serve: features")
         self.columns = [str(c) for c in frame.columns if c != id_column and c not in exclude]
-        self._index = pd.Index(ids)
+        self._rows = dict(zip(ids, range(len(ids)), strict=True))
         try:
             self._values = frame[self.columns].to_numpy(np.float64)
         except (TypeError, ValueError) as exc:
@@ -102,7 +103,7 @@ class TableAdapter(FeatureAdapter):
         return cls(frame, id_column, party, exclude)
 
     def fetch(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        pos = self._index.get_indexer(ids)
+        pos = positions(self._rows, ids)
         found = pos >= 0
         return self._values[np.where(found, pos, 0)], found
 
@@ -155,8 +156,14 @@ class CallableAdapter(FeatureAdapter):
         return _gather(frame[self.columns], ids)
 
 
+def positions(rows: dict[str, int], ids: list[str]) -> np.ndarray:
+    """Row of each id in ``rows`` (-1 where absent), without a Python-level loop."""
+    return np.fromiter(map(rows.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
+
+
 def _gather(frame: Any, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    pos = frame.index.astype(str).get_indexer(ids)
+    keys = [str(k) for k in frame.index]
+    pos = positions(dict(zip(keys, range(len(keys)), strict=True)), ids)
     found = pos >= 0
     values = frame.to_numpy(np.float64)
     if not len(values):

@@ -9,6 +9,7 @@ Checked for a whole batch at once.
 from __future__ import annotations
 
 import re
+from operator import methodcaller
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +19,18 @@ from sharedml.errors import ConfigError
 
 class AllowRule:
     def __init__(self, spec: str = "all") -> None:
-        import pandas as pd
-
         self.spec = spec
         kind, _, arg = spec.partition(":")
         self._pattern: re.Pattern[str] | None = None
         self._prefixes: tuple[str, ...] | None = None
-        self._ids: pd.Index | None = None
+        self._ids: frozenset[str] | None = None
         try:
             if kind == "regex":
                 self._pattern = re.compile(arg)
             elif kind == "prefix":
                 self._prefixes = tuple(p for p in arg.split(",") if p)
             elif kind == "file":
-                self._ids = pd.Index(Path(arg).read_text(encoding="utf-8").split()).unique()
+                self._ids = frozenset(Path(arg).read_text(encoding="utf-8").split())
             elif spec != "all":
                 raise ValueError(f"unknown rule kind {kind!r}")
         except (OSError, ValueError, re.error) as exc:
@@ -40,12 +39,12 @@ class AllowRule:
 
     def admits(self, ids: list[str]) -> np.ndarray:
         """``True`` for each id the rule admits."""
-        import pandas as pd
-
         if self._pattern is not None:
-            return pd.Series(ids, dtype=object).str.fullmatch(self._pattern).to_numpy(bool)
+            matches = map(bool, map(self._pattern.fullmatch, ids))
+            return np.fromiter(matches, dtype=bool, count=len(ids))
         if self._prefixes is not None:
-            return pd.Series(ids, dtype=object).str.startswith(self._prefixes).to_numpy(bool)
+            starts = map(methodcaller("startswith", self._prefixes), ids)
+            return np.fromiter(starts, dtype=bool, count=len(ids))
         if self._ids is not None:
-            return self._ids.get_indexer(ids) >= 0
+            return np.fromiter(map(self._ids.__contains__, ids), dtype=bool, count=len(ids))
         return np.ones(len(ids), dtype=bool)

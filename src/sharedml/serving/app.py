@@ -13,13 +13,15 @@
 Errors are one problem body ``{"title", "detail", "party", "step", "remedy"}``
 with a status telling what happened: 422 bad request, 404 unknown id, 403 id
 refused by a partner, 502 partner unreachable, 504 partner timeout, 503 no
-version served. The score route reads the body itself (no pydantic model) to
-keep the per-request cost small.
+version served. ``POST /v1/score`` has a fast path (:class:`ScoringFastPath`, what
+``sharedml serve gateway`` runs): a bare ASGI handler in front of the app, so
+a request costs no routing, validation or middleware.
 """
 
 from __future__ import annotations
 
 import hmac
+import inspect
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -45,14 +47,59 @@ _STATUS: list[tuple[type[SharedMLError], int]] = [
     (UnknownRecord, 404), (PeerTimeout, 504), (PeerUnreachable, 502), (FrameError, 422),
     (ChannelError, 502), (PolicyDenied, 403), (DataError, 422), (ConfigError, 503),
 ]
-_JSON = "application/json"
+_JSON, _PROBLEM = "application/json", "application/problem+json"
+#: FastAPI >= 0.16x checks OpenTelemetry providers on every request unless told not to.
+_NO_TELEMETRY: dict[str, Any] = ({"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+                 if "telemetry" in inspect.signature(FastAPI).parameters else {})
 
 
-def _problem(exc: SharedMLError) -> Response:
+def problem(exc: SharedMLError) -> tuple[int, bytes, str]:
+    """``(status, body, media type)`` of the problem body for ``exc``."""
     status = next((code for t, code in _STATUS if isinstance(exc, t)), 500)
     body = {"title": type(exc).__name__, "detail": str(exc), "party": exc.party,
             "step": exc.step, "remedy": exc.remedy}
-    return Response(json.dumps(body), status_code=status, media_type="application/problem+json")
+    return status, json.dumps(body).encode(), _PROBLEM
+
+
+def _problem(exc: SharedMLError) -> Response:
+    status, body, media = problem(exc)
+    return Response(body, status_code=status, media_type=media)
+
+
+async def score_body(gateway: Gateway, body: bytes) -> tuple[int, bytes, str]:
+    """One score request, from its body to ``(status, body, media type)``."""
+    try:
+        ids, features, single = _request(body)
+        got = await gateway.score(ids, features)
+    except SharedMLError as exc:
+        return problem(exc)
+    scores = got.scores.tolist()
+    doc = ({"id": ids[0], "score": scores[0], "version": got.version} if single
+           else {"ids": ids, "scores": scores, "version": got.version})
+    return 200, json.dumps(doc).encode(), _JSON
+
+
+class ScoringFastPath:
+    """ASGI front of the app: ``POST /v1/score`` goes straight to :func:`score_body`
+    (no routing, dependency solving or middleware per request); everything else,
+    lifespan included, to the FastAPI app."""
+
+    def __init__(self, app: Any, gateway: Gateway) -> None:
+        self.app, self.gateway = app, gateway
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/score" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        status, body, media = await score_body(self.gateway, b"".join(chunks))
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _request(body: bytes) -> tuple[list[str], Any, bool]:
@@ -96,19 +143,12 @@ def create_app(
         yield
         await gateway.close()
 
-    app = FastAPI(title="sharedml scoring gateway", lifespan=lifespan)
+    app = FastAPI(title="sharedml scoring gateway", lifespan=lifespan, **_NO_TELEMETRY)
 
     @app.post("/v1/score")
     async def score(request: Request) -> Response:
-        try:
-            ids, features, single = _request(await request.body())
-            got = await gateway.score(ids, features)
-        except SharedMLError as exc:
-            return _problem(exc)
-        scores = got.scores.tolist()
-        doc = ({"id": ids[0], "score": scores[0], "version": got.version} if single
-               else {"ids": ids, "scores": scores, "version": got.version})
-        return Response(json.dumps(doc), media_type=_JSON)
+        status, body, media = await score_body(gateway, await request.body())
+        return Response(body, status_code=status, media_type=media)
 
     @app.get("/v1/health")
     async def health() -> dict[str, Any]:

@@ -61,7 +61,7 @@ def run_gateway(*, party: str, pki: Path, models: Path, state: Path, partners: l
     """Run the label holder's gateway under uvicorn until SIGTERM or SIGINT."""
     import uvicorn
 
-    from sharedml.serving.app import create_app
+    from sharedml.serving.app import ScoringFastPath, create_app
     from sharedml.serving.cache import RemoteCache
     from sharedml.serving.gateway import Gateway, GatewaySettings
     from sharedml.serving.remote import PartnerClient
@@ -84,7 +84,7 @@ def run_gateway(*, party: str, pki: Path, models: Path, state: Path, partners: l
         )
         app = create_app(gateway, token, initial,
                          ready=lambda: ready(f"gateway {party} listening on {address}"))
-        config = uvicorn.Config(app, log_level="warning", access_log=False,
+        config = uvicorn.Config(ScoringFastPath(app, gateway), log_level="warning", access_log=False,
                                 http=_http_impl(), lifespan="on")
         await uvicorn.Server(config).serve(sockets=[sock])
 
