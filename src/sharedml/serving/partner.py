@@ -116,7 +116,9 @@ class PartnerNode:
             except SharedMLError as exc:
                 code = next((c for t, c in _STATUS.items() if isinstance(exc, t)),
                             grpc.StatusCode.INTERNAL)
-                _abort(context, code, str(exc))
+                named = type(exc)(exc.message, party=exc.party or self.party,
+                                  step=exc.step or "serve: score", remedy=exc.remedy)
+                _abort(context, code, str(named))
 
         return handle
 
