@@ -173,6 +173,10 @@ class PredictStep(Component):
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         frame = _frame(ctx, params.rows)
+        if params.rows == "data" and "train" in ctx.state and not params.model:
+            raise ConfigError("after a split, the steps transform 'train' and 'test' only: "
+                              "'data' holds the rows as loaded", party=ctx.party.name,
+                              step=ctx.step_id, remedy="predict on: test or on: train")
         if params.model:
             X = load_part_for(ctx, params, frame)
         elif "model" not in ctx.state:

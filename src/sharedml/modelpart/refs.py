@@ -11,6 +11,7 @@ job and each party can refuse a part that is not the registered one.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 from sharedml.errors import ConfigError
 
-__all__ = ["ModelRef", "Resolved", "resolve_spec"]
+__all__ = ["ModelRef", "Resolved", "model_name", "resolve_spec", "spec_hash"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -54,6 +55,19 @@ class ModelRef:
         if self.uid:
             return self.uid
         return f"{self.name}@{self.version if self.version is not None else self.alias}"
+
+
+def model_name(job: str, step: str) -> str:
+    """The registered name of the model a job's train step makes: the job's name
+    (for a step called ``train``), else ``<job>.<step>``."""
+    return check_name(job if step == "train" else f"{job}.{step}")
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """``sha256:<hex>`` of a job spec's canonical JSON."""
+    from sharedml.modelpart.format import canonical
+
+    return "sha256:" + hashlib.sha256(canonical(spec)).hexdigest()
 
 
 def check_name(name: str) -> str:

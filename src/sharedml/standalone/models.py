@@ -31,16 +31,19 @@ from sharedml.components.jobspec import JobSpec
 from sharedml.errors import ConfigError, PolicyDenied
 from sharedml.modelpart import FileNodeKeys, PartStore, write_private
 from sharedml.modelpart.format import canonical
-from sharedml.modelpart.refs import ModelRef, Resolved, check_alias, check_name, resolve_spec
+from sharedml.modelpart.refs import (
+    ModelRef,
+    Resolved,
+    check_alias,
+    check_name,
+    model_name,
+    resolve_spec,
+    spec_hash,
+)
 
 __all__ = ["LocalRegistry", "model_name", "register_models", "resolve_models"]
 
 _GENESIS = "0" * 64
-
-
-def model_name(job: str, step: str) -> str:
-    """The registered name of the model a job's train step makes."""
-    return check_name(job if step == "train" else f"{job}.{step}")
 
 
 class LocalRegistry:
@@ -184,11 +187,6 @@ def _hash(prev: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(prev.encode("ascii") + canonical(body)).hexdigest()
 
 
-def spec_hash(spec: dict[str, Any]) -> str:
-    """``sha256:<hex>`` of a job spec's canonical JSON."""
-    return "sha256:" + hashlib.sha256(canonical(spec)).hexdigest()
-
-
 def resolve_models(spec: JobSpec, book: LocalRegistry) -> JobSpec:
     """``spec`` with its predict steps' saved models resolved against ``book``."""
     raw = {"parties": spec.parties, "steps": spec.steps}
@@ -210,12 +208,12 @@ def register_models(book: LocalRegistry, spec: JobSpec,
             raise ConfigError(f"step {step['id']}: the parties saved parts of {sorted(uids)}; "
                               "nothing was registered", step=step["id"])
         name = model_name(spec.name, step["id"])
-        public = {k: v for k, v in next(iter(metrics.values())).items()
-                  if k not in ("fingerprint", "model_uid")}
+        public = {p: {k: v for k, v in m.items() if k not in ("fingerprint", "model_uid")}
+                  for p, m in metrics.items()}
+        uid = uids.pop()
         version = book.register(
-            name=name, uid=uids.pop(), job=spec.name, step=step["id"],
+            name=name, uid=uid, job=spec.name, step=step["id"],
             spec_hash=spec_hash(spec.model_dump(mode="json")),
             fingerprints={p: m["fingerprint"] for p, m in metrics.items()}, metrics=public)
-        made.append({"name": name, "version": version, "uid": book.resolve(
-            ModelRef(name=name, version=version)).uid})
+        made.append({"name": name, "version": version, "uid": uid})
     return made
