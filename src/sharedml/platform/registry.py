@@ -179,7 +179,7 @@ class ModelRegistry:
         return user.username if user is not None else ""
 
     # -- reading ----------------------------------------------------------------------
-    def list(self, principal: Principal, name: str | None = None) -> list[ModelVersion]:
+    def versions(self, principal: Principal, name: str | None = None) -> list[ModelVersion]:
         with self._p.store.session() as s:
             stmt = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
             if name:

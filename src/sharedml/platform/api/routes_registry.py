@@ -63,7 +63,7 @@ def list_versions(
     platform: Platform = Depends(get_platform),
 ) -> list[ModelVersionOut]:
     """Every version the caller may see (of one name, with ``?name=``)."""
-    return [_out(platform, r) for r in platform.registry.list(who, name)]
+    return [_out(platform, r) for r in platform.registry.versions(who, name)]
 
 
 @router.get("/models/{ref}", response_model=ModelVersionOut)
