@@ -34,6 +34,7 @@ PLUGINS: list[str] = [
     "sharedml.platform.cli",
     "sharedml.platform.deployment_cli",
     "sharedml.tee.cli",
+    "sharedml.modelpart.cli",
 ]
 
 
