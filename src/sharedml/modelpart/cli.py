@@ -107,7 +107,7 @@ def tag(ref: str, alias: str, models: Path | None = MODELS, url: str = URL,
 
 
 @model_app.command("delete")
-def delete(ref: str, consent: list[str] = typer.Option([], "--consent",  # noqa: B008
+def delete(ref: str, consent: list[str] = typer.Option([], "--consent",
                                                        help="models folder: a consenting party"),
            models: Path | None = MODELS, url: str = URL, token: str | None = TOKEN,
            ca: Path | None = CA) -> None:
@@ -143,7 +143,7 @@ def export(ref: str, party: str = typer.Option(..., "--party"),
 
 @model_app.command("import")
 def import_(ref: str, source: Path, party: str = typer.Option(..., "--party"),
-            trust: list[Path] = typer.Option([], "--trust",  # noqa: B008
+            trust: list[Path] = typer.Option([], "--trust",
                                              help="signing.pub.pem of a node to trust"),
             models: Path | None = MODELS, parts: Path | None = PARTS, keys: Path | None = KEYS,
             url: str = URL, token: str | None = TOKEN, ca: Path | None = CA) -> None:
