@@ -35,6 +35,7 @@ PLUGINS: list[str] = [
     "sharedml.platform.deployment_cli",
     "sharedml.tee.cli",
     "sharedml.serving.cli",
+    "sharedml.modelpart.cli",
 ]
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -56,3 +56,13 @@ class VerticalModel(Declared, ABC):
     @abstractmethod
     def load(cls, path: Path) -> Self:
         """Read a part written by :meth:`save`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """This party's part as JSON-ready values (what :meth:`save` writes), so a
+        caller can seal it without a plaintext file (:mod:`sharedml.modelpart`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be written as a document")
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = "model document") -> Self:
+        """The part :meth:`to_dict` wrote; ``where`` names its source in errors."""
+        raise NotImplementedError(f"{cls.__name__} cannot be read from a document")

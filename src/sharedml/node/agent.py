@@ -36,6 +36,12 @@ Config (YAML; relative paths are relative to the file)::
     work_dir: work
     datasets: {bank_customers: data/bank.csv}
     role: party                     # or dealer (then no datasets)
+    keys_dir: keys                  # node keys (made on first start, 0600); default work_dir/keys
+    models_dir: models              # sealed model parts; default work_dir/models
+
+Model parts: a ``train`` step seals this party's part under the node's key in
+``models_dir`` (:mod:`sharedml.modelpart`); a batch ``predict: {model: ...}``
+loads it from there. The platform learns the part's uid and fingerprint only.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ from sharedml.control import (
 from sharedml.crypto import pki
 from sharedml.datasets import NodeDatasets
 from sharedml.errors import ConfigError, PeerTimeout, SharedMLError
+from sharedml.modelpart import FileNodeKeys, PartStore
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.session import Session
 from sharedml.transport.base import Channel
@@ -99,6 +106,10 @@ class NodeConfig(BaseModel):
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
     #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
     role: Literal["party", "dealer"] = "party"
+    #: The node's keys (:class:`~sharedml.modelpart.FileNodeKeys`); default ``work_dir/keys``.
+    keys_dir: Path | None = None
+    #: This party's sealed model parts; default ``work_dir/models``.
+    models_dir: Path | None = None
 
     @model_validator(mode="after")
     def _dealer_holds_no_data(self) -> NodeConfig:
@@ -123,6 +134,8 @@ class NodeConfig(BaseModel):
         config.pki_dir = base / config.pki_dir
         config.work_dir = base / config.work_dir
         config.datasets = {k: base / v for k, v in config.datasets.items()}
+        config.keys_dir = base / (config.keys_dir or config.work_dir / "keys")
+        config.models_dir = base / (config.models_dir or config.work_dir / "models")
         return config
 
 
@@ -203,6 +216,7 @@ class Agent:
         self.heartbeat_s = config.heartbeat_s
         #: The only files a job step may read: the datasets the node's config registers.
         self._datasets = NodeDatasets(config.datasets)
+        self._parts: PartStore | None = None
         self.boot = uuid.uuid4().hex
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, _JobState] = {}
@@ -272,6 +286,15 @@ class Agent:
         with self._lock:
             return [(r, r.report) for r in self._runs.values() if r.report is not None]
 
+    def _part_store(self) -> PartStore:
+        """This party's model parts, sealed with the node's keys (made on first use)."""
+        if self._parts is None:
+            work = self.config.work_dir
+            keys = FileNodeKeys.open_or_create(self.config.keys_dir or work / "keys")
+            self._parts = PartStore(self.config.models_dir or work / "models", keys,
+                                    party=self.config.party)
+        return self._parts
+
     # -- tasks ---------------------------------------------------------------------
     def _start(self, order: TaskOrder) -> None:
         with self._lock:
@@ -324,7 +347,8 @@ class Agent:
             out_dir = self.config.work_dir / "jobs" / order.job_id
             out_dir.mkdir(parents=True, exist_ok=True)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
-                              order.step_id, self._progress(run), self._datasets)
+                              order.step_id, self._progress(run), self._datasets,
+                              self._part_store())
             result = execute(component, ctx, params)
             if order.dealer and party == list(parties)[-1]:
                 end_step_at_dealer(session, order.step_id, order.dealer)

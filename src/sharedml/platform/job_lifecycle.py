@@ -45,6 +45,9 @@ MOVES: dict[str, frozenset[str]] = {
 #: Says why a job may not touch its datasets yet (``None``: every owner approved).
 #: Raises :class:`PolicyDenied` when an owner refused.
 ApprovalGate = Callable[[Session, Job], str | None]
+#: Runs in the transaction that marks a job succeeded, with its current tasks
+#: (the platform registers the model versions its train steps made).
+SuccessHook = Callable[[Session, Job, list[Task]], object]
 
 
 class IllegalTransition(Conflict):
@@ -98,9 +101,11 @@ def _cause(failed: list[Task], plan: StepPlan) -> Task:
 class Lifecycle:
     """Moves the jobs of a :class:`JobBook` through their states, inside its transactions."""
 
-    def __init__(self, book: JobBook, approvals: ApprovalGate = open_gate) -> None:
+    def __init__(self, book: JobBook, approvals: ApprovalGate = open_gate,
+                 on_success: SuccessHook | None = None) -> None:
         self.book = book
         self.approvals = approvals
+        self.on_success = on_success
 
     def advance(self, s: Session, job: Job, now: dt.datetime) -> None:
         """Start ready steps, time out silent tasks, retry or fail failed steps."""
@@ -128,6 +133,8 @@ class Lifecycle:
             move(job, "succeeded", now)
             job.reason = None
             self.book.audit("job.succeeded", job.id, {})
+            if self.on_success is not None:
+                self.on_success(s, job, [t for ts in current.values() for t in ts])
         if job.state not in FINAL_STATES:
             # a dealer task has no progress of its own: it lasts as long as its step
             flat = [t for p in plans for t in current.get(p.id, []) if t.party != p.dealer]

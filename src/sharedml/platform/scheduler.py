@@ -48,7 +48,13 @@ from sharedml.components import jobspec
 from sharedml.errors import ConfigError, PolicyDenied, SharedMLError
 from sharedml.platform.clock import Clock, SystemClock
 from sharedml.platform.job_book import AuditFn, JobBook, SchedulerConfig
-from sharedml.platform.job_lifecycle import ApprovalGate, Lifecycle, move, open_gate
+from sharedml.platform.job_lifecycle import (
+    ApprovalGate,
+    Lifecycle,
+    SuccessHook,
+    move,
+    open_gate,
+)
 from sharedml.platform.job_plan import decompose
 from sharedml.platform.node_dispatch import NodeDispatch
 from sharedml.platform.store import Store
@@ -71,12 +77,13 @@ class Scheduler:
         clock: Clock | None = None,
         approvals: ApprovalGate | None = None,
         audit: AuditFn | None = None,
+        on_success: SuccessHook | None = None,
     ) -> None:
         self.store = store
         self.config = config or SchedulerConfig()
         self.clock = clock or SystemClock()
         self.book = JobBook(store, self.config, self.clock, audit)
-        self.lifecycle = Lifecycle(self.book, approvals or open_gate)
+        self.lifecycle = Lifecycle(self.book, approvals or open_gate, on_success)
         self.nodes = NodeDispatch(self.book, self.lifecycle)
 
     @classmethod
@@ -94,7 +101,8 @@ class Scheduler:
         def audit(s: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
             platform.audit.append_in(s, actor, action, target, detail=detail)
 
-        return cls(platform.store, config, clock=platform.clock, approvals=gate, audit=audit)
+        return cls(platform.store, config, clock=platform.clock, approvals=gate, audit=audit,
+                   on_success=platform.registry.record_job)
 
     # -- jobs ----------------------------------------------------------------------
     def submit(

@@ -5,7 +5,14 @@ Every party of the spec runs as its own local process over mutual TLS
 this process with ``--embedded``; each executes the spec's steps in order through
 :func:`sharedml.components.execute`, the same path the platform's node agents
 take. The result file holds only public figures: each step's metrics and
-timings per party. Each party's model part is written under ``DIR/<party>/``.
+timings per party. Each party's other outputs are written under ``DIR/<party>/``.
+
+Models: every successful ``train`` step registers a model version in the
+models folder (``--models``, default ``DIR/models``;
+:mod:`sharedml.standalone.models`): each party's part sealed under that
+party's key there, the version's metadata and fingerprints in its
+``registry.json``. A ``predict: {model: NAME@ALIAS}`` step is resolved against
+that registry before any party starts (:func:`sharedml.modelpart.refs.resolve_spec`).
 
 A spec with a secret-shared step (``protocol: ss``, unless ``provider: he``)
 gets one more party, the **dealer** (:func:`dealer_main`): it holds no data and
@@ -39,6 +46,7 @@ from sharedml.components.jobspec import StepSpec
 from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError, SharedMLError
 from sharedml.session import Session
+from sharedml.standalone.models import LocalRegistry, register_models, resolve_models
 
 ProgressFn = Callable[[str, str, float, str], None]
 
@@ -60,6 +68,8 @@ class PartyJob:
             spec's folder.
         progress: where parties report ``(party, step, fraction, message)``
             (public progress only), or ``None``.
+        models: the models folder (each party's part store and keys are under
+            ``models/<party>/``).
     """
 
     steps: tuple[StepSpec, ...]
@@ -67,6 +77,7 @@ class PartyJob:
     out: Path
     datasets: DatasetFiles
     progress: ProgressFn | None = None
+    models: Path | None = None
 
 
 def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
@@ -81,13 +92,14 @@ def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
     progress = job.progress
     state: dict[str, Any] = {}
     steps: list[dict[str, Any]] = []
+    parts = None if job.models is None else LocalRegistry(job.models).store(session.party)
     for step in job.steps:
         if progress:
             progress(session.party, step.id, 0.0, "started")
         component = registry.get(step.component)()
         ctx = StepContext(
             session, me, job.parties, state, out_dir, step.id,
-            _step_progress(progress, session, step.id), job.datasets,
+            _step_progress(progress, session, step.id), job.datasets, parts,
         )
         try:
             result = execute(component, ctx, step.params)
@@ -165,8 +177,12 @@ def run_job(
     base: Path | None = None,
     timeout: float = 600.0,
     progress: ProgressFn | None = None,
+    models: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run a job spec with every party local; write and return ``out/result.json``."""
+    """Run a job spec with every party local; write and return ``out/result.json``.
+
+    ``models`` is the models folder (default ``out/models``): trained versions
+    are registered there and saved models are resolved from it."""
     spec = jobspec.load(spec_source)
     if base is None:
         base = Path(spec_source).resolve().parent if isinstance(spec_source, str | Path) and Path(
@@ -180,8 +196,10 @@ def run_job(
 
         result: dict[str, Any] = run_tee_job(spec, out_dir, base=base)
         return result
+    book = LocalRegistry(Path(models) if models is not None else out_dir / "models")
+    spec = resolve_models(spec, book)
     job = PartyJob(tuple(spec.parsed_steps()), spec.party_configs(), out_dir.resolve(),
-                   DatasetFiles(base))
+                   DatasetFiles(base), models=book.root.resolve())
     dealer = dealer_name(spec.parties) if needs_dealer(spec) else None
     if embedded:
         from sharedml.standalone.threads import run_in_threads
@@ -196,6 +214,7 @@ def run_job(
         "seconds": round(time.perf_counter() - start, 3),
         "steps": _merge_steps(per_party, [s.id for s in job.steps]),
     }
+    result["models"] = register_models(book, spec, result["steps"])
     (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=_jsonable))
     return result
 
@@ -286,12 +305,16 @@ def register(app: Any) -> None:
             False, "--embedded", help="run the parties as threads in this process"
         ),
         timeout: float = typer.Option(600.0, help="seconds a party waits for a peer"),
+        models: Path | None = typer.Option(
+            None, "--models", help="models folder: registry and each party's sealed parts "
+            "(default OUT/models)"),
     ) -> None:
         """Run JOB with every party as a local process; write OUT/result.json."""
         from rich.console import Console
         from rich.table import Table
 
-        result = run_job_reporting_cause(job, out, embedded=embedded, timeout=timeout)
+        result = run_job_reporting_cause(job, out, embedded=embedded, timeout=timeout,
+                                         models=models)
         table = Table(title=f"job {result['job']} ({result['seconds']} s)")
         for col in ("step", "party", "seconds", "metrics"):
             table.add_column(col)
@@ -300,4 +323,6 @@ def register(app: Any) -> None:
                 shown = {k: v for k, v in r["metrics"].items() if not isinstance(v, list | dict)}
                 table.add_row(step["id"], party, f"{r['seconds']:.2f}", json.dumps(shown))
         Console().print(table)
+        for m in result.get("models", []):
+            typer.echo(f"registered model {m['name']}@{m['version']} ({m['uid']})")
         typer.echo(f"wrote {Path(out) / 'result.json'}")
