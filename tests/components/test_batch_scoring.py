@@ -60,8 +60,8 @@ def _scores(path: Path, data: bytes | None = None) -> pd.Series:
 
 
 def _score(book: dict[str, Any], ref: str, out: Path, files: dict[str, Path] | None = None,
-           **kw: Any) -> pd.Series:
-    steps = [{"psi": {}}, {"predict": {"model": ref}}, {"evaluate": {"on": "data"}}]
+           align: str = "psi", **kw: Any) -> pd.Series:
+    steps = [{align: {}}, {"predict": {"model": ref}}, {"evaluate": {"on": "data"}}]
     run_job(_spec(files or book["new"], steps), out, embedded=True, models=book["models"], **kw)
     sealed = out / "guest" / "predictions-predict.csv.sealed"
     assert not (out / "host" / "predictions-predict.csv.sealed").exists()  # label holder only
@@ -110,3 +110,17 @@ def test_a_schema_mismatch_is_refused_naming_the_column(book: dict[str, Any],
     error = failed.value.error
     assert isinstance(error, DataError) and error.party == "host"
     assert "missing column(s) ['x4']" in str(error) and "['x4_v2']" in str(error)
+
+
+def test_a_declared_id_column_aligns_without_psi(book: dict[str, Any], tmp_path: Path) -> None:
+    scores = _score(book, "credit@1", tmp_path / "ok", align="align")
+    want = book["preds"]["lr"]
+    np.testing.assert_allclose(scores.loc[want.index], want, rtol=0, atol=1e-9)
+
+    short = tmp_path / "host.csv"
+    pd.read_csv(book["new"]["host"], dtype={"id": str}).iloc[1:].to_csv(short, index=False)
+    with pytest.raises(PartyFailed) as failed:
+        _score(book, "credit@1", tmp_path / "bad", {**book["new"], "host": short}, align="align")
+    assert isinstance(failed.value.error, DataError)
+    assert "do not hold the same ids" in str(failed.value.error)
+    assert "'guest': 9000, 'host': 8999" in str(failed.value.error)

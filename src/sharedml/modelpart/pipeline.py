@@ -126,7 +126,7 @@ class FeaturePipeline:
 
 
 def _fill(frame: pd.DataFrame, op: dict[str, Any]) -> pd.DataFrame:
-    from sharedml.learn.preprocessing import Filler
+    from sharedml.learn.preprocessing.impute import Filler
 
     filler = Filler("constant")
     filler.fill_ = np.asarray(op["values"], dtype=np.float64)
@@ -154,7 +154,7 @@ def _onehot(frame: pd.DataFrame, op: dict[str, Any]) -> pd.DataFrame:
 
 
 def _binning(frame: pd.DataFrame, op: dict[str, Any]) -> pd.DataFrame:
-    from sharedml.learn.preprocessing import apply_bins
+    from sharedml.learn.preprocessing.binning import apply_bins
 
     for col, edges in op["edges"].items():
         frame[col] = apply_bins(frame[col], np.asarray(edges, dtype=np.float64)).astype(np.float64)
