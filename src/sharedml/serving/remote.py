@@ -29,7 +29,7 @@ from sharedml.errors import (
 )
 from sharedml.serving import wire
 from sharedml.serving.parts import PartInfo
-from sharedml.transport.grpc import client_options
+from sharedml.transport.grpc_endpoint import client_options
 
 STEP = "serve: score"
 
