@@ -5,32 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from serving_harness import Credit, Trained, load_credit, train_and_predict
+from serving_harness import Book, Trained, train_book
 
 
 @pytest.fixture(scope="session")
-def credit(shared_data: Path) -> Credit:
-    return load_credit(shared_data)
+def book(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Book:
+    return train_book(shared_data, tmp_path_factory.mktemp("book"))
 
 
 @pytest.fixture(scope="session")
-def linear_model(credit: Credit, tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    from sharedml.learn.linear.ss import SSLogisticRegression
-
-    out = tmp_path_factory.mktemp("models")
-    return train_and_predict(
-        credit, lambda: SSLogisticRegression(epochs=2, batch_size=1024), out, "lr-1"
-    )
+def linear_model(book: Book) -> Trained:
+    return book.trained["lr"]
 
 
 @pytest.fixture(scope="session")
-def tree_model(credit: Credit, tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    from sharedml.learn.tree import SecureBoostClassifier
-
-    out = tmp_path_factory.mktemp("models")
-    return train_and_predict(
-        credit,
-        lambda: SecureBoostClassifier(protocol="ss", n_estimators=5, max_depth=3),
-        out,
-        "sb-1",
-    )
+def tree_model(book: Book) -> Trained:
+    return book.trained["sb"]

@@ -1,15 +1,15 @@
-"""Models trained on the first 70% of default_credit's ids, with the training
-job's own predictions on the other 30% (the rows online scoring must match).
+"""Models trained by real jobs on 70% of default_credit's rows, with the training
+jobs' own predictions on the other 30% (the rows online scoring must match).
 
-The training runs once per test session with every party in a thread
-(:func:`~sharedml.standalone.run_in_threads`); each party's part is written
-to its own folder as a version file ``<version>.json``, the way a serving
-node installs it.
+One ``sharedml run`` job per model (embedded: every party a thread) with the
+steps psi, split (30% test, seeded), fill, scale, train and predict; each
+trained model is registered in one models folder as ``credit@1`` (SS-LR) and
+``credit@2`` (SecureBoost), each party's part sealed under its own node key
+there — the folder the serving processes load from (``--models``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,71 +17,52 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sharedml.mpc import serve_dealer
-from sharedml.session import Session
-from sharedml.standalone import run_in_threads
+from sharedml.standalone.job import run_job
+from sharedml.standalone.models import LocalRegistry
 
-BANK, PARTNER, DEALER = "bank", "partner", "dealer"
+BANK, PARTNER = "bank", "partner"
+FRONT: list[dict[str, Any]] = [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 11}}, {"fill": {}}, {"scale": {}}]
+MODELS: dict[str, dict[str, Any]] = {
+    "lr": {"model": "logistic_regression", "epochs": 2, "batch_size": 512},
+    "sb": {"model": "secureboost", "n_estimators": 5, "max_depth": 3, "n_bins": 16},
+}
 
 
 @dataclass
 class Trained:
-    """One trained model: each party's models folder and the job's test scores."""
+    """One registered model version and its training job's scores of the 30% rows."""
 
     version: str
-    folders: dict[str, Path]
+    ref: str
     test_ids: np.ndarray
     scores: np.ndarray
 
 
 @dataclass
-class Credit:
-    guest: pd.DataFrame
-    host: pd.DataFrame
-    train_ids: np.ndarray
-    test_ids: np.ndarray
-
-    def block(self, side: str, ids: np.ndarray) -> np.ndarray:
-        frame = self.guest if side == BANK else self.host
-        cols = [c for c in frame.columns if c not in ("id", "y")]
-        return frame.set_index("id").loc[ids, cols].to_numpy(np.float64)
-
-    def labels(self, ids: np.ndarray) -> np.ndarray:
-        return self.guest.set_index("id").loc[ids, "y"].to_numpy(np.float64)
+class Book:
+    models: Path
+    data: dict[str, Path]
+    trained: dict[str, Trained]
 
 
-def load_credit(folder: Path) -> Credit:
-    guest = pd.read_csv(folder / "default_credit_hetero_guest.csv")
-    host = pd.read_csv(folder / "default_credit_hetero_host.csv")
-    ids = np.sort(guest["id"].to_numpy())
-    cut = round(0.7 * len(ids))
-    return Credit(guest, host, ids[:cut], ids[cut:])
+def spec(files: dict[str, Path], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": "credit", "parties": {
+        BANK: {"dataset": str(files[BANK]), "label": "y"},
+        PARTNER: {"dataset": str(files[PARTNER])}}, "steps": steps}
 
 
-def train_and_predict(
-    credit: Credit, make: Callable[[], Any], out: Path, version: str, n_train: int | None = None
-) -> Trained:
-    """Fit ``make()`` jointly on the 70% ids, predict the 30% ids, save each party's part."""
-    train = credit.train_ids[:n_train]
-    test = credit.test_ids
-
-    def party(side: str) -> Callable[[Session], Any]:
-        def run(s: Session) -> Any:
-            model = make()
-            y = credit.labels(train) if side == BANK else None
-            model.fit(s, credit.block(side, train), y)
-            folder = out / side
-            folder.mkdir(parents=True, exist_ok=True)
-            model.save(folder / f"{version}.json")
-            return model.predict(s, credit.block(side, test))
-
-        return run
-
-    got = run_in_threads(
-        {BANK: party(BANK), PARTNER: party(PARTNER), DEALER: serve_dealer},
-        [BANK, PARTNER, DEALER],
-        dealer=DEALER,
-        seed=b"serving-tests",
-        timeout=600,
-    )
-    return Trained(version, {p: out / p for p in (BANK, PARTNER)}, test, np.asarray(got[BANK]))
+def train_book(shared_data: Path, root: Path) -> Book:
+    """Train and register both models; each training job's predictions of its test rows."""
+    data = {BANK: shared_data / "default_credit_hetero_guest.csv",
+            PARTNER: shared_data / "default_credit_hetero_host.csv"}
+    models = root / "models"
+    trained = {}
+    for n, (kind, step) in enumerate(MODELS.items(), start=1):
+        out = root / f"train-{kind}"
+        run_job(spec(data, [*FRONT, {"train": step}, {"predict": {}}]), out, embedded=True,
+                models=models)
+        preds = pd.read_csv(out / BANK / "predictions-predict.csv", dtype={"id": str})
+        uid = LocalRegistry(models).resolve_text(f"credit@{n}").uid
+        trained[kind] = Trained(uid, f"credit@{n}", preds["id"].to_numpy(),
+                                preds["score"].to_numpy(np.float64))
+    return Book(models, data, trained)

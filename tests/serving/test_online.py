@@ -2,9 +2,11 @@
 holder's gateway as real processes, gRPC with mutual TLS and HTTP on loopback
 (issue 12 item 3 "Must show").
 
-Models were trained on the first 70% of default_credit's ids; every one of
-the other 30% is scored online, request by request, and must equal the
-training job's own predict on that row (1e-9 linear, exactly for trees).
+Models were trained and registered by real jobs on 70% of default_credit's
+rows; every one of the other 30% is scored online, request by request, and
+must equal the training job's own predict on that row (1e-9 linear, exactly
+for trees). Each party's process holds only its own copy of the registry and
+its own sealed parts and node keys.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
-from serving_harness import BANK, PARTNER, Trained
+from serving_harness import BANK, PARTNER, Book, Trained
 from serving_procs import Proc, client, make_pki, start_gateway, start_node
 
 from sharedml.serving.audit import verify_chain
@@ -37,41 +40,47 @@ class Deployment:
     gateway: Proc
     node_port: int
     expected: dict[str, dict[str, float]]
+    lr: str
 
     def folder(self, party: str, what: str) -> Path:
         return self.root / party / what
 
-    def restart_node(self, **kw: str) -> None:
+    def restart_node(self, models: Path | None = None, allow: str = "all") -> None:
         self.node.stop()
-        self.node = start_node(self.pki, PARTNER, BANK, self.folder(PARTNER, "models"),
+        self.node = start_node(self.pki, PARTNER, BANK, models or self.folder(PARTNER, "models"),
                                self.folder(PARTNER, "state"), self.root / "host.csv",
-                               port=self.node_port, **kw)
+                               port=self.node_port, allow=allow)
 
 
 def _expected(model: Trained) -> dict[str, float]:
     return {str(i): float(s) for i, s in zip(model.test_ids, model.scores, strict=True)}
 
 
+def _own_models(book: Book, party: str, to: Path) -> Path:
+    """``party``'s copy of the models folder: the registry and its own parts and keys."""
+    to.mkdir(parents=True)
+    shutil.copy(book.models / "registry.json", to)
+    shutil.copytree(book.models / party, to / party)
+    return to
+
+
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, shared_data: Path,
+def deployment(tmp_path_factory: pytest.TempPathFactory, book: Book,
                linear_model: Trained, tree_model: Trained) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("serving")
     pki_dir = make_pki(root / "pki", BANK, PARTNER)
     for party in (BANK, PARTNER):
-        models = root / party / "models"
-        models.mkdir(parents=True)
-        for m in (linear_model, tree_model):
-            shutil.copy(m.folders[party] / f"{m.version}.json", models)
-    shutil.copy(shared_data / "default_credit_hetero_host.csv", root / "host.csv")
-    shutil.copy(shared_data / "default_credit_hetero_guest.csv", root / "guest.csv")
+        _own_models(book, party, root / party / "models")
+    shutil.copy(book.data[PARTNER], root / "host.csv")
+    shutil.copy(book.data[BANK], root / "guest.csv")
     node = start_node(pki_dir, PARTNER, BANK, root / PARTNER / "models", root / PARTNER / "state",
                       root / "host.csv")
     gateway = start_gateway(pki_dir, BANK, {PARTNER: node.address}, root / BANK / "models",
-                            root / BANK / "state", root / "guest.csv", serve=linear_model.version,
+                            root / BANK / "state", root / "guest.csv", serve=linear_model.ref,
                             timeout=TIMEOUT)
     d = Deployment(root, pki_dir, node, gateway, int(node.address.rsplit(":", 1)[1]),
                    {linear_model.version: _expected(linear_model),
-                    tree_model.version: _expected(tree_model)})
+                    tree_model.version: _expected(tree_model)}, linear_model.version)
     yield d
     d.gateway.stop()
     d.node.stop()
@@ -127,7 +136,7 @@ def test_a_batch_request_equals_the_single_ones(deployment: Deployment, linear_m
 
 
 def test_bad_requests_are_refused_and_the_gateway_keeps_serving(deployment: Deployment):
-    some_id = next(iter(deployment.expected["lr-1"]))
+    some_id = next(iter(deployment.expected[deployment.lr]))
     with client(deployment.gateway) as http:
         assert http.post("/v1/score", content=b"{not json").status_code == 422
         assert http.post("/v1/score", json={"id": "x\ny"}).status_code == 422
@@ -139,7 +148,7 @@ def test_bad_requests_are_refused_and_the_gateway_keeps_serving(deployment: Depl
 
 def test_a_dead_partner_fails_requests_within_the_timeout_naming_it(deployment: Deployment):
     d = deployment
-    some_id = next(iter(d.expected["lr-1"]))
+    some_id = next(iter(d.expected[d.lr]))
     d.node.kill()
     with client(d.gateway) as http:
         for _ in range(3):
@@ -222,7 +231,7 @@ def test_the_served_version_survives_a_gateway_restart(deployment: Deployment,
 
 def test_the_partner_refuses_ids_outside_its_allow_list(deployment: Deployment):
     d = deployment
-    ids = sorted(d.expected["lr-1"])
+    ids = sorted(d.expected[d.lr])
     inside = next(i for i in ids if i.startswith("2"))
     outside = next(i for i in ids if not i.startswith("2"))
     d.restart_node(allow="prefix:2")
@@ -241,7 +250,7 @@ def test_the_partner_refuses_ids_outside_its_allow_list(deployment: Deployment):
 
 def test_both_sides_audit_every_request_with_hashed_ids_only(deployment: Deployment):
     d = deployment
-    some_id = next(iter(d.expected["lr-1"]))
+    some_id = next(iter(d.expected[d.lr]))
     with client(d.gateway) as http:
         assert http.post("/v1/score", json={"id": some_id}).status_code == 200
     time.sleep(0.5)  # the audit writer thread runs off the request path
@@ -256,3 +265,42 @@ def test_both_sides_audit_every_request_with_hashed_ids_only(deployment: Deploym
         assert f'"{some_id}"' not in text
         assert not any(f":{v}," in text for v in row[2:] if len(v) > 4)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_partner_holding_another_version_s_part_is_refused_naming_it(
+        deployment: Deployment, book: Book, linear_model: Trained, tree_model: Trained,
+        tmp_path: Path):
+    d = deployment
+    _change(d, "serve", linear_model.version)
+    swapped = _own_models(book, PARTNER, tmp_path / "swapped")
+    parts = swapped / PARTNER / "parts"
+    shutil.copy(parts / f"{tree_model.version}.smp", parts / f"{linear_model.version}.smp")
+    some_id = next(iter(d.expected[linear_model.version]))
+    d.restart_node(models=swapped)
+    try:
+        with client(d.gateway) as http:
+            r = http.post("/v1/score", json={"id": some_id})
+        assert r.status_code == 503, r.text
+        assert r.json()["party"] == PARTNER
+        assert (f"part of model version {tree_model.version}, not of {linear_model.version}"
+                in r.json()["detail"])
+    finally:
+        d.restart_node()
+
+
+def test_inline_features_are_prepared_and_another_schema_is_refused_naming_the_column(
+        deployment: Deployment, book: Book, linear_model: Trained):
+    d = deployment
+    _change(d, "serve", linear_model.version)
+    guest = pd.read_csv(book.data[BANK], dtype={"id": str}).set_index("id")
+    some_id = next(iter(d.expected[linear_model.version]))
+    record = guest.loc[some_id].drop("y").to_dict()
+    with client(d.gateway) as http:
+        ok = http.post("/v1/score", json={"id": some_id, "features": record})
+        renamed = {("x3_new" if k == "x3" else k): v for k, v in record.items()}
+        bad = http.post("/v1/score", json={"id": some_id, "features": renamed})
+    assert ok.status_code == 200, ok.text
+    assert abs(ok.json()["score"] - d.expected[linear_model.version][some_id]) <= 1e-9
+    assert bad.status_code == 422 and bad.json()["party"] == BANK
+    assert "missing column(s) ['x3']" in bad.json()["detail"]
+    assert "['x3_new']" in bad.json()["detail"]

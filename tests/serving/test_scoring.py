@@ -1,58 +1,95 @@
 """Online scoring math against the training job's own predict (issue 12 item 5).
 
-Each party's part is loaded from its file as a serving node loads it; the
-partner's contribution and the label holder's combination reproduce the job's
-predict on the 30% rows: within 1e-9 for the linear model, exactly for trees.
+Each party's sealed part is loaded from the models folder as a serving
+process loads it (registry fingerprint checked), its own raw rows go through
+the pipeline it fitted; the partner's contribution and the label holder's
+combination reproduce the training job's predict on its 30% test rows:
+within 1e-9 for the linear model, exactly for trees.
 """
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
-from serving_harness import BANK, PARTNER, Credit, Trained
+from serving_harness import BANK, PARTNER, Book, Trained
 
-from sharedml.errors import ConfigError
-from sharedml.serving.parts import LINEAR, TREES, DirectoryParts, FeaturePart, LabelPart
+from sharedml.errors import ConfigError, DataError
+from sharedml.serving.adapters import TableAdapter
+from sharedml.serving.features import PreparedFeatures
+from sharedml.serving.parts import LINEAR, TREES, FeaturePart, LabelPart, StoreParts
+from sharedml.standalone.models import LocalRegistry
 
 
-def _online(credit: Credit, model: Trained, ids: np.ndarray) -> np.ndarray:
-    label = DirectoryParts(model.folders[BANK], BANK).get(model.version)
-    partner = DirectoryParts(model.folders[PARTNER], PARTNER).get(model.version)
+def _parts(models: Path, party: str) -> StoreParts:
+    registry = LocalRegistry(models)
+    return StoreParts(registry.store(party), registry)
+
+
+def _rows(book: Book, party: str, part: LabelPart | FeaturePart) -> PreparedFeatures:
+    frame = pd.read_csv(book.data[party], dtype={"id": str})
+    assert part.pipeline is not None
+    return PreparedFeatures(TableAdapter(frame, "id", party), part.pipeline)
+
+
+def _online(book: Book, model: Trained, ids: list[str]) -> np.ndarray:
+    label = _parts(book.models, BANK).get(model.ref)
+    partner = _parts(book.models, PARTNER).get(model.version)
     assert isinstance(label, LabelPart) and isinstance(partner, FeaturePart)
     assert label.check_partner(partner.info) is None
-    answer = partner.contribute(credit.block(PARTNER, ids))
-    return label.combine(credit.block(BANK, ids), {PARTNER: answer})
+    X_partner, found = _rows(book, PARTNER, partner).fetch(ids)
+    X_bank, found_bank = _rows(book, BANK, label).fetch(ids)
+    assert found.all() and found_bank.all()
+    return label.combine(X_bank, {PARTNER: partner.contribute(X_partner)})
 
 
-def test_linear_scores_equal_the_training_predict(credit: Credit, linear_model: Trained):
-    batch = _online(credit, linear_model, linear_model.test_ids)
+def test_linear_scores_equal_the_training_predict(book: Book, linear_model: Trained):
+    ids = list(linear_model.test_ids)
+    batch = _online(book, linear_model, ids)
     np.testing.assert_allclose(batch, linear_model.scores, rtol=0, atol=1e-9)
-    for i in range(0, len(linear_model.test_ids), 997):  # one record at a time, too
-        one = _online(credit, linear_model, linear_model.test_ids[i : i + 1])
+    for i in range(0, len(ids), 997):  # one record at a time, too
+        one = _online(book, linear_model, ids[i:i + 1])
         assert abs(one[0] - linear_model.scores[i]) <= 1e-9
 
 
-def test_tree_scores_equal_the_training_predict_exactly(credit: Credit, tree_model: Trained):
-    batch = _online(credit, tree_model, tree_model.test_ids)
-    assert np.array_equal(batch, tree_model.scores)
-    for i in range(0, len(tree_model.test_ids), 997):
-        one = _online(credit, tree_model, tree_model.test_ids[i : i + 1])
-        assert one[0] == tree_model.scores[i]
+def test_tree_scores_equal_the_training_predict_exactly(book: Book, tree_model: Trained):
+    ids = list(tree_model.test_ids)
+    assert np.array_equal(_online(book, tree_model, ids), tree_model.scores)
+    for i in range(0, len(ids), 997):
+        assert _online(book, tree_model, ids[i:i + 1])[0] == tree_model.scores[i]
 
 
-def test_a_partner_part_of_another_model_kind_is_refused(linear_model: Trained,
+def test_a_partner_part_of_another_model_kind_is_refused(book: Book, linear_model: Trained,
                                                          tree_model: Trained):
-    lr = DirectoryParts(linear_model.folders[BANK], BANK).get(linear_model.version)
-    sb = DirectoryParts(tree_model.folders[PARTNER], PARTNER).get(tree_model.version)
+    lr = _parts(book.models, BANK).get(linear_model.version)
+    sb = _parts(book.models, PARTNER).get(tree_model.version)
     assert isinstance(lr, LabelPart) and lr.info.kind == LINEAR and sb.info.kind == TREES
     assert "not a linear model" in (lr.check_partner(sb.info) or "")
 
 
-def test_a_missing_version_names_the_party_and_the_file(linear_model: Trained):
-    with pytest.raises(ConfigError, match=r"'lr-9' is not installed at party 'bank'"):
-        DirectoryParts(linear_model.folders[BANK], BANK).get("lr-9")
+def test_a_part_of_another_version_is_refused(book: Book, linear_model: Trained,
+                                              tree_model: Trained, tmp_path: Path):
+    models = tmp_path / "models"
+    shutil.copytree(book.models, models)
+    store = LocalRegistry(models).store(PARTNER)
+    shutil.copy(store.path(tree_model.version), store.path(linear_model.version))
+    with pytest.raises(ConfigError) as refused:
+        _parts(models, PARTNER).get(linear_model.ref)
+    assert refused.value.party == PARTNER and refused.value.step == "serve: load"
+    assert f"part of model version {tree_model.version}, not of {linear_model.version}" in str(
+        refused.value)
+    with pytest.raises(ConfigError, match="no registered model credit@9"):
+        _parts(book.models, BANK).get("credit@9")
 
 
-def test_another_party_s_part_is_refused(linear_model: Trained):
-    with pytest.raises(ConfigError, match=r"party 'partner''s part, not 'bank''s"):
-        DirectoryParts(linear_model.folders[PARTNER], BANK).get(linear_model.version)
+def test_a_feature_source_of_another_schema_is_refused_naming_the_column(
+        book: Book, linear_model: Trained):
+    part = _parts(book.models, PARTNER).get(linear_model.version)
+    frame = pd.read_csv(book.data[PARTNER], dtype={"id": str}).rename(columns={"x4": "x4_v2"})
+    with pytest.raises(DataError) as refused:
+        PreparedFeatures(TableAdapter(frame, "id", PARTNER), part.pipeline)  # type: ignore[arg-type]
+    assert refused.value.party == PARTNER
+    assert "missing column(s) ['x4']" in str(refused.value) and "['x4_v2']" in str(refused.value)

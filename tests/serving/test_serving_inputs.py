@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 
 from sharedml.errors import ConfigError, DataError
+from sharedml.modelpart import FeaturePipeline
 from sharedml.serving import adapters
 from sharedml.serving.adapters import CallableAdapter, TableAdapter, open_adapter
 from sharedml.serving.allow import AllowRule
 from sharedml.serving.batcher import Item, MicroBatcher
+from sharedml.serving.features import PreparedFeatures
 
 FRAME = pd.DataFrame({"id": [10, 11, 12], "x0": [0.5, 1.5, 2.5], "x1": [1.0, 2.0, 3.0],
                       "y": [0, 1, 0]})
@@ -24,14 +26,34 @@ FRAME = pd.DataFrame({"id": [10, 11, 12], "x0": [0.5, 1.5, 2.5], "x1": [1.0, 2.0
 
 def _check(adapter: adapters.FeatureAdapter) -> None:
     assert adapter.columns == ["x0", "x1"]
-    X, found = adapter.fetch(["12", "99", "10"])
+    rows, found = adapter.rows(["12", "99", "10"])
     assert found.tolist() == [True, False, True]
-    assert X[0].tolist() == [2.5, 3.0] and X[2].tolist() == [0.5, 1.0]
-    assert adapter.select(["x1", "x0"], 2).tolist() == [1, 0]
-    with pytest.raises(ConfigError, match=r"lacks the model's column\(s\) \['x9'\]"):
-        adapter.select(["x0", "x9"], 2)
-    with pytest.raises(ConfigError, match="offers 2 columns"):
-        adapter.select(None, 3)
+    assert rows.to_numpy().tolist() == [[2.5, 3.0], [0.5, 1.0]]
+    assert list(adapter.sample().columns) == ["x0", "x1"]
+    assert adapter.rows(["99"])[1].tolist() == [False]
+
+
+def test_prepared_features_replay_the_pipeline_and_refuse_another_schema():
+    pipeline = FeaturePipeline(
+        schema={"x0": "number", "x1": "number"},
+        ops=[{"op": "fill", "columns": ["x0"], "values": [9.0]},
+             {"op": "scale", "columns": ["x1"], "center": [2.0], "scale": [0.5]}],
+        features=["x1", "x0"])
+    frame = FRAME.assign(x0=[0.5, None, 2.5])
+    for adapter in (TableAdapter(frame, "id", "bank", ("y",)),
+                    CallableAdapter(lambda ids: frame.assign(id=frame["id"].astype(str))
+                                    .set_index("id").loc[[i for i in ids if i in {"10", "11",
+                                                                                  "12"}],
+                                                         ["x0", "x1"]], "bank")):
+        X, found = PreparedFeatures(adapter, pipeline).fetch(["11", "404", "12"])
+        assert found.tolist() == [True, False, True]
+        assert X.tolist() == [[0.0, 9.0], [0.0, 0.0], [2.0, 2.5]]
+    with pytest.raises(DataError, match=r"missing column\(s\) \['x1'\]") as refused:
+        PreparedFeatures(TableAdapter(FRAME, "id", "bank", ("y", "x1")), pipeline)
+    assert refused.value.party == "bank"
+    with pytest.raises(DataError, match=r"x0 \(text, the model expects number\)"):
+        PreparedFeatures(TableAdapter(FRAME.assign(x0=["a", "b", "c"]), "id", "bank", ("y",)),
+                         pipeline)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

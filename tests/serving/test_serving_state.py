@@ -1,5 +1,6 @@
-"""What the serving processes keep: the node key, the sealed cache, the
-routing table across restarts, and the hash-chained audit log."""
+"""What the serving processes keep: the node's keys (the same ones that seal its
+model parts), the sealed cache, the routing table across restarts, and the
+hash-chained audit log."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sharedml.errors import AuthError, ConfigError, DataError
+from sharedml.errors import ConfigError, DataError
+from sharedml.modelpart import FileNodeKeys
 from sharedml.serving.audit import ServingAudit, verify_chain
 from sharedml.serving.cache import RemoteCache
-from sharedml.serving.keys import FileNodeKey
 from sharedml.serving.versions import Routing, load_routing, save_routing
 
 
@@ -24,17 +25,20 @@ class Clock:
         return self.now
 
 
-def test_the_node_key_is_created_0600_and_refused_when_others_can_read_it(tmp_path: Path):
-    key = FileNodeKey(tmp_path / "node.key")
-    assert (tmp_path / "node.key").stat().st_mode & 0o777 == 0o600
+def test_the_node_keys_are_0600_and_derive_stable_subkeys(tmp_path: Path):
+    key = FileNodeKeys.create(tmp_path / "keys")
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in (tmp_path / "keys").glob("*.key"))
     sealed = key.seal(b"secret", b"aad")
     assert b"secret" not in sealed and key.open(sealed, b"aad") == b"secret"
-    with pytest.raises(AuthError):
+    with pytest.raises(DataError):
         key.open(sealed, b"other aad")
-    assert FileNodeKey(tmp_path / "node.key").derive("x") == key.derive("x") != key.derive("y")
-    (tmp_path / "node.key").chmod(0o644)
+    again = FileNodeKeys(tmp_path / "keys")
+    assert again.derive("x") == key.derive("x") != key.derive("y")
+    assert len(key.derive("x")) == 32
+    assert key.derive("x") != FileNodeKeys.create(tmp_path / "other").derive("x")
+    (tmp_path / "keys" / "at-rest.key").chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
-        FileNodeKey(tmp_path / "node.key")
+        FileNodeKeys(tmp_path / "keys")
 
 
 def test_cache_entries_expire_and_the_oldest_go_first():
@@ -53,7 +57,7 @@ def test_cache_entries_expire_and_the_oldest_go_first():
 
 def test_the_cache_is_sealed_at_rest_and_reloads_what_is_still_live(tmp_path: Path):
     clock = Clock()
-    key = FileNodeKey(tmp_path / "node.key")
+    key = FileNodeKeys.create(tmp_path / "keys")
     cache = RemoteCache(capacity=10, ttl=10, clock=clock)
     cache.put("v1", "p", ["id-1", "id-2"], np.array([[5, 6], [7, 8]], dtype=np.uint8))
     cache.put("v2", "q", ["id-3"], np.array([2**63 + 5], dtype=np.uint64))
@@ -67,8 +71,9 @@ def test_the_cache_is_sealed_at_rest_and_reloads_what_is_still_live(tmp_path: Pa
     assert int(again.get("v2", "q", ["id-3"])[0]) == 2**63 + 5  # type: ignore[arg-type]
     clock.now += 11
     assert RemoteCache(10, 10, clock).load(tmp_path / "cache.sealed", key) == 0
-    with pytest.raises(AuthError):
-        RemoteCache(10, 10, clock).load(tmp_path / "cache.sealed", FileNodeKey(tmp_path / "k2"))
+    with pytest.raises(DataError, match="another node's key"):
+        RemoteCache(10, 10, clock).load(tmp_path / "cache.sealed",
+                                        FileNodeKeys.create(tmp_path / "k2"))
 
 
 def test_routing_canary_promote_rollback_and_persistence(tmp_path: Path):
@@ -97,7 +102,7 @@ def test_routing_canary_promote_rollback_and_persistence(tmp_path: Path):
 
 
 def test_the_audit_log_hashes_ids_and_breaks_when_edited(tmp_path: Path):
-    key = FileNodeKey(tmp_path / "node.key")
+    key = FileNodeKeys.create(tmp_path / "keys")
     audit = ServingAudit(tmp_path / "audit.jsonl", key)
     audit.record("score", ["cust-1", "cust-2"], version="v1", outcome="ok")
     audit.record("score", ["cust-3"], version="v1", outcome="UnknownRecord")

@@ -17,8 +17,9 @@ from typing import Any
 import grpc
 import grpc.aio
 import numpy as np
+import pandas as pd
 import pytest
-from serving_harness import BANK, PARTNER, Credit, Trained
+from serving_harness import BANK, PARTNER, Book, Trained
 
 from sharedml.crypto import pki
 from sharedml.errors import FrameError, PolicyDenied
@@ -27,18 +28,28 @@ from sharedml.serving import wire
 from sharedml.serving.adapters import TableAdapter
 from sharedml.serving.allow import AllowRule
 from sharedml.serving.audit import ServingAudit
-from sharedml.serving.keys import FileNodeKey
+from sharedml.serving.features import PreparedFeatures
 from sharedml.serving.partner import PartnerNode
-from sharedml.serving.parts import LINEAR, TREES, DirectoryParts, FeaturePart
+from sharedml.serving.parts import LINEAR, TREES, FeaturePart, StoreParts
 from sharedml.serving.remote import PartnerClient
+from sharedml.serving.scoring import LinearFeaturePart
+from sharedml.standalone.models import LocalRegistry
 
 
-def _node(tmp: Path, credit: Credit, model: Trained, callers: tuple[str, ...]) -> PartnerNode:
-    key = FileNodeKey(tmp / "node.key")
-    return PartnerNode(pki.load_identity(tmp / "pki", PARTNER), callers,
-                       DirectoryParts(model.folders[PARTNER], PARTNER),
-                       TableAdapter(credit.host, "id", PARTNER), AllowRule("all"),
-                       ServingAudit(tmp / "audit.jsonl", key))
+def _parts(book: Book) -> StoreParts:
+    registry = LocalRegistry(book.models)
+    return StoreParts(registry.store(PARTNER), registry)
+
+
+def _raw(book: Book, party: str) -> pd.DataFrame:
+    return pd.read_csv(book.data[party], dtype={"id": str})
+
+
+def _node(tmp: Path, book: Book, callers: tuple[str, ...]) -> PartnerNode:
+    parts = _parts(book)
+    return PartnerNode(pki.load_identity(tmp / "pki", PARTNER), callers, parts,
+                       TableAdapter(_raw(book, PARTNER), "id", PARTNER), AllowRule("all"),
+                       ServingAudit(tmp / "audit.jsonl", parts.store.keys))
 
 
 def _recorded(client: PartnerClient) -> tuple[list[bytes], list[bytes]]:
@@ -51,7 +62,7 @@ def _recorded(client: PartnerClient) -> tuple[list[bytes], list[bytes]]:
         got.append(await inner(payload, **kw))
         return got[-1]
 
-    client._score = record  # type: ignore[method-assign]
+    client._score = record
     return sent, got
 
 
@@ -65,10 +76,10 @@ def pki_dir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("which", ["linear", "trees"])
 def test_only_ids_go_out_and_only_contributions_come_back(
-        pki_dir: Path, credit: Credit, linear_model: Trained, tree_model: Trained, which: str):
+        pki_dir: Path, book: Book, linear_model: Trained, tree_model: Trained, which: str):
     model = linear_model if which == "linear" else tree_model
-    node = _node(pki_dir, credit, model, (BANK,))
-    ids = credit.test_ids[:64]
+    node = _node(pki_dir, book, (BANK,))
+    ids = list(model.test_ids[:64])
     try:
         async def run() -> wire.ScoreReply:
             client = PartnerClient(PARTNER, node.address, pki.load_identity(pki_dir / "pki", BANK))
@@ -83,20 +94,23 @@ def test_only_ids_go_out_and_only_contributions_come_back(
         node.stop()
     sent, got = run.sent[0], run.got[0]  # type: ignore[attr-defined]
     assert sent == wire.encode_request(model.version, [str(i) for i in ids])
-    own = credit.block(BANK, ids)
-    theirs = credit.block(PARTNER, ids)
+    part = _parts(book).get(model.version)
+    assert isinstance(part, FeaturePart) and part.pipeline is not None
+    own = _raw(book, BANK).set_index("id").loc[ids].drop(columns="y").to_numpy(np.float64)
+    raw = _raw(book, PARTNER).set_index("id").loc[ids].to_numpy(np.float64)
+    prepared = PreparedFeatures(TableAdapter(_raw(book, PARTNER), "id", PARTNER),
+                                part.pipeline).fetch(ids)[0]
     for value in np.unique(own[own != 0])[:200]:
         assert np.float64(value).tobytes() not in sent
-    for value in np.unique(theirs[np.abs(theirs) > 1e-3])[:200]:
-        assert np.float64(value).tobytes() not in got
-    part = DirectoryParts(model.folders[PARTNER], PARTNER).get(model.version)
-    assert isinstance(part, FeaturePart)
+    for theirs in (raw, prepared):
+        for value in np.unique(theirs[np.abs(theirs) > 1e-3])[:200]:
+            assert np.float64(value).tobytes() not in got
     header = 4 + 1 + 1 + 4 + 4 + len(ids)
     if which == "linear":
         assert part.info.kind == LINEAR and len(got) == header + 8 * len(ids)
-        mean, matrix, coef = part._mean, part._matrix, part._coef  # type: ignore[attr-defined]
-        partial = ((theirs - mean) @ matrix) @ coef
-        assert np.array_equal(reply.values, encode_fixed(partial, 16))
+        assert isinstance(part, LinearFeaturePart)
+        partial = ((prepared - part._mean) @ part._matrix) @ part._coef
+        assert np.array_equal(reply.values, encode_fixed(partial, part._frac))
     else:
         width = (part.info.records + 7) // 8
         assert part.info.kind == TREES and len(got) == header + width * len(ids)
@@ -104,8 +118,8 @@ def test_only_ids_go_out_and_only_contributions_come_back(
 
 
 def test_a_stranger_is_refused_and_a_bad_frame_fails_only_its_call(
-        pki_dir: Path, credit: Credit, linear_model: Trained):
-    node = _node(pki_dir, credit, linear_model, (BANK,))
+        pki_dir: Path, book: Book, linear_model: Trained):
+    node = _node(pki_dir, book, (BANK,))
     try:
         async def run() -> None:
             stranger = PartnerClient(PARTNER, node.address,
@@ -118,7 +132,7 @@ def test_a_stranger_is_refused_and_a_bad_frame_fails_only_its_call(
                 await bank._score(b"SMLS\x01\x00\xff\xff", timeout=30)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "party 'partner'" in str(refused.value.details())
-            reply = await bank.score(linear_model.version, [str(credit.test_ids[0])], 30)
+            reply = await bank.score(linear_model.version, [str(linear_model.test_ids[0])], 30)
             assert reply.status.tolist() == [wire.OK]
             await bank.close()
 

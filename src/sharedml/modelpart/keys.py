@@ -7,13 +7,17 @@ Every data party's node holds two secrets of its own, never sent anywhere:
 * a **signing key** (Ed25519) that signs the model parts it exports, so the
   node importing them can tell they come from a node it trusts, unaltered.
 
+Subkeys for other purposes (the serving audit's keyed id hashes) are
+derived from the at-rest key by HKDF-SHA256 with the purpose as info
+(:meth:`NodeKeys.derive`), so one key file backs them all.
+
 :class:`NodeKeys` is the seam. :class:`FileNodeKeys` keeps both keys in files
 of mode 0600 in one folder (created by ``sharedml model keys DIR``, by a node
 agent on its first start, or by ``sharedml run`` for each party). An HSM or a
-cloud KMS replaces it by implementing the same four calls — ``seal``/``open``
-as the KMS's encrypt/decrypt (or envelope encryption under a KMS-held key) and
-``sign``/``public_key_pem`` as its asymmetric signing key; callers never see
-key bytes.
+cloud KMS replaces it by implementing the same five calls — ``seal``/``open``
+as the KMS's encrypt/decrypt (or envelope encryption under a KMS-held key),
+``sign``/``public_key_pem`` as its asymmetric signing key and ``derive`` as its
+key derivation (an HMAC key it holds); callers never see key bytes.
 
 Sealed blob format (version 1): ``b"SMLK"``, a version byte, the 8-byte key
 id (the first bytes of SHA-256 of the signing public key: which node's key),
@@ -31,9 +35,10 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sharedml.errors import ConfigError, DataError
 
@@ -67,6 +72,9 @@ class NodeKeys(Protocol):
 
     def public_key_pem(self) -> bytes:
         """This node's signing public key (PEM), for the nodes that verify its exports."""
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte subkey for ``purpose``, stable across restarts."""
 
 
 def key_id_of(public_pem: bytes) -> bytes:
@@ -116,7 +124,9 @@ class FileNodeKeys:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._aead = AESGCM(self._read(AT_REST_FILE))
+        at_rest = self._read(AT_REST_FILE)
+        self._aead = AESGCM(at_rest)
+        self._kdf_input = at_rest
         signing = serialization.load_pem_private_key(self._read(SIGNING_FILE), password=None)
         if not isinstance(signing, Ed25519PrivateKey):
             raise ConfigError(f"{self.directory / SIGNING_FILE} is not an Ed25519 key",
@@ -199,3 +209,7 @@ class FileNodeKeys:
 
     def public_key_pem(self) -> bytes:
         return self._public_pem
+
+    def derive(self, purpose: str) -> bytes:
+        info = b"sharedml node subkey v1/" + purpose.encode("utf-8")
+        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(self._kdf_input)

@@ -2,8 +2,10 @@
 
 Each party looks up only its own columns, in its own process: the label
 holder's gateway (when a request carries an id but not the features) and
-every partner's serving node. Three sources, one interface
-(:class:`FeatureAdapter`), all vectorised over a batch of ids:
+every partner's serving node. The rows are raw, as in the party's dataset;
+its model part's fitted pipeline prepares them (:mod:`~sharedml.serving.features`).
+Three sources, one interface (:class:`FeatureAdapter`), all vectorised over a
+batch of ids:
 
 * a CSV or Parquet file, read once into memory (:class:`TableAdapter`);
 * a table in SQLite or PostgreSQL, one ``SELECT ... WHERE id IN (...)`` per
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sharedml.errors import ConfigError, DataError
 
@@ -34,45 +37,33 @@ ENTRY_POINT_GROUP = "sharedml.feature_adapters"
 
 
 class FeatureAdapter(ABC):
-    """A party's features by id; ``columns`` are the feature columns it offers."""
+    """A party's raw feature rows by id; ``columns`` are the columns it offers.
+
+    The rows are raw (as in the party's dataset): the model part's pipeline
+    turns them into the model's features (:mod:`sharedml.serving.features`).
+    """
 
     columns: list[str]
     party: str
 
     @abstractmethod
-    def fetch(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """``(X, found)``: float64 rows of every column (zeros where not found)."""
+    def rows(self, ids: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+        """``(frame, found)``: the rows of the found ids, in request order, and which were."""
 
-    def select(self, names: list[str] | None, width: int) -> np.ndarray:
-        """Positions of the model's columns: by name when the model names them,
-        else every offered column in order (which must be ``width`` many)."""
-        if names is None:
-            if len(self.columns) != width:
-                raise ConfigError(
-                    f"the feature source offers {len(self.columns)} columns "
-                    f"({', '.join(self.columns[:6])}...), the model part takes {width}",
-                    party=self.party,
-                    step="serve: features",
-                    remedy="point --features at the columns the part was trained on, in order",
-                )
-            return np.arange(width)
-        missing = [c for c in names if c not in self.columns]
-        if missing:
-            raise ConfigError(
-                f"the feature source lacks the model's column(s) {missing[:5]}",
-                party=self.party,
-                step="serve: features",
-                remedy="add them to the source, or serve a model trained on its columns",
-            )
-        return np.asarray([self.columns.index(c) for c in names], dtype=np.int64)
+    @abstractmethod
+    def sample(self) -> pd.DataFrame:
+        """A few rows with the source's column types (for the schema check at load)."""
+
+    def table(self) -> tuple[pd.DataFrame, dict[str, int]] | None:
+        """The whole source and each id's row, when it is in memory (else ``None``)."""
+        return None
 
 
 class TableAdapter(FeatureAdapter):
     """An in-memory table, indexed by id (a CSV or Parquet file, or a DataFrame)."""
 
-    def __init__(self, frame: Any, id_column: str, party: str, exclude: tuple[str, ...] = ()) -> None:
-        import pandas as pd
-
+    def __init__(self, frame: pd.DataFrame, id_column: str, party: str,
+                 exclude: tuple[str, ...] = ()) -> None:
         self.party = party
         if id_column not in frame.columns:
             raise ConfigError(f"the feature table has no id column {id_column!r}",
@@ -84,28 +75,29 @@ class TableAdapter(FeatureAdapter):
                             step="serve: features")
         self.columns = [str(c) for c in frame.columns if c != id_column and c not in exclude]
         self._rows = dict(zip(ids, range(len(ids)), strict=True))
-        try:
-            self._values = frame[self.columns].to_numpy(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"feature columns must be numeric: {exc}", party=party,
-                            step="serve: features") from None
+        self._frame = frame[self.columns].reset_index(drop=True)
 
     @classmethod
     def from_file(cls, path: Path, id_column: str, party: str,
                   exclude: tuple[str, ...] = ()) -> TableAdapter:
-        import pandas as pd
-
         try:
-            frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+            frame = (pd.read_parquet(path) if path.suffix == ".parquet"
+                     else pd.read_csv(path, dtype={id_column: str}))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read feature file {path}: {exc}", party=party,
                               step="serve: features") from None
         return cls(frame, id_column, party, exclude)
 
-    def fetch(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, ids: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
         pos = positions(self._rows, ids)
         found = pos >= 0
-        return self._values[np.where(found, pos, 0)], found
+        return self._frame.iloc[pos[found]].reset_index(drop=True), found
+
+    def sample(self) -> pd.DataFrame:
+        return self._frame.head(100)
+
+    def table(self) -> tuple[pd.DataFrame, dict[str, int]]:
+        return self._frame, self._rows
 
 
 class SQLAdapter(FeatureAdapter):
@@ -128,19 +120,23 @@ class SQLAdapter(FeatureAdapter):
         self.columns = [c.name for c in meta.c if c.name != id_column and c.name not in exclude]
         self._id = meta.c[id_column]
         self._numeric_ids = isinstance(self._id.type, sa.Integer)
-        self._query = sa.select(self._id, *(meta.c[c] for c in self.columns)).where(
-            self._id.in_(sa.bindparam("ids", expanding=True)))
+        self._select = sa.select(self._id, *(meta.c[c] for c in self.columns))
+        self._query = self._select.where(self._id.in_(sa.bindparam("ids", expanding=True)))
 
-    def fetch(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        import pandas as pd
+    def _read(self, query: Any, params: dict[str, Any]) -> pd.DataFrame:
+        with self._engine.connect() as conn:
+            rows = conn.execute(query, params).all()
+        frame = pd.DataFrame(rows, columns=["_id", *self.columns])
+        return frame.set_index(frame["_id"].astype(str))[self.columns]
 
+    def rows(self, ids: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
         keys: list[Any] = ids
         if self._numeric_ids:
             keys = [int(i) for i in ids if i.lstrip("-").isdigit()]
-        with self._engine.connect() as conn:
-            rows = conn.execute(self._query, {"ids": keys}).all()
-        frame = pd.DataFrame(rows, columns=["_id", *self.columns])
-        return _gather(frame.set_index(frame["_id"].astype(str))[self.columns], ids)
+        return _gather(self._read(self._query, {"ids": keys}), ids)
+
+    def sample(self) -> pd.DataFrame:
+        return self._read(self._select.limit(100), {})
 
 
 class CallableAdapter(FeatureAdapter):
@@ -151,9 +147,12 @@ class CallableAdapter(FeatureAdapter):
         self._fn = fn
         self.columns = [str(c) for c in fn([]).columns]
 
-    def fetch(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, ids: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
         frame = self._fn(ids)
-        return _gather(frame[self.columns], ids)
+        return _gather(frame.set_axis([str(k) for k in frame.index])[self.columns], ids)
+
+    def sample(self) -> pd.DataFrame:
+        return self._fn([])[self.columns]
 
 
 def positions(rows: dict[str, int], ids: list[str]) -> np.ndarray:
@@ -161,14 +160,11 @@ def positions(rows: dict[str, int], ids: list[str]) -> np.ndarray:
     return np.fromiter(map(rows.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
 
 
-def _gather(frame: Any, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    keys = [str(k) for k in frame.index]
-    pos = positions(dict(zip(keys, range(len(keys)), strict=True)), ids)
+def _gather(frame: pd.DataFrame, ids: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of ``frame`` (indexed by id as text) for ``ids``, in their order."""
+    pos = positions(dict(zip(frame.index, range(len(frame)), strict=True)), ids)
     found = pos >= 0
-    values = frame.to_numpy(np.float64)
-    if not len(values):
-        return np.zeros((len(ids), frame.shape[1])), found
-    return values[np.where(found, pos, 0)], found
+    return frame.iloc[pos[found]].reset_index(drop=True), found
 
 
 def open_adapter(spec: str, id_column: str, party: str,

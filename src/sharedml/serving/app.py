@@ -1,9 +1,11 @@
 """The gateway's HTTP/JSON face (FastAPI).
 
-* ``POST /v1/score`` — ``{"id": "42"}`` or ``{"id": "42", "features": {...} | [...]}``
-  answers ``{"id": "42", "score": 0.13, "version": "v2"}``; ``{"ids": [...],
-  "features": [[...], ...]}`` (features optional) answers ``{"ids": [...],
-  "scores": [...], "version": ...}``.
+* ``POST /v1/score`` — ``{"id": "42"}`` (the label holder's own features
+  looked up by id) or ``{"id": "42", "features": {"x0": 1.5, ...}}`` (its raw
+  columns, as in its training data; the part's pipeline prepares them)
+  answers ``{"id": "42", "score": 0.13, "version": "<model version id>"}``;
+  ``{"ids": [...], "features": [{...}, ...]}`` (features optional) answers
+  ``{"ids": [...], "scores": [...], "version": ...}``.
 * ``GET /v1/versions`` — the routing table; ``POST /v1/versions`` with
   ``{"action": "serve" | "canary" | "promote" | "rollback", "version": ...,
   "percent": ...}`` changes it (admin: the bearer token given at start, or,

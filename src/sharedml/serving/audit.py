@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from sharedml.errors import DataError
-from sharedml.serving.keys import NodeKey
+from sharedml.modelpart.keys import NodeKeys
 
 _GENESIS = "0" * 64
 _STOP = object()
 
 
 class ServingAudit:
-    def __init__(self, path: Path, key: NodeKey, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, key: NodeKeys, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self._id_key = key.derive("sharedml serving audit id-hash v1")
         self._clock = clock

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sharedml.errors import AuthError, ConfigError
-from sharedml.serving.keys import NodeKey
+from sharedml.errors import ConfigError, DataError
+from sharedml.modelpart.keys import NodeKeys
 
 _AAD = b"sharedml serving cache v1"
 
@@ -65,7 +65,7 @@ class RemoteCache:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def save(self, path: Path, key: NodeKey) -> None:
+    def save(self, path: Path, key: NodeKeys) -> None:
         """Seal the live entries to ``path`` (mode 0600)."""
         now = self._clock()
         live = [(k, v) for k, v in self._entries.items() if v[0] > now]
@@ -81,14 +81,14 @@ class RemoteCache:
         with os.fdopen(fd, "wb") as fh:
             fh.write(sealed)
 
-    def load(self, path: Path, key: NodeKey) -> int:
+    def load(self, path: Path, key: NodeKeys) -> int:
         """Read entries sealed by :meth:`save`; returns how many are still live."""
         if not Path(path).exists():
             return 0
         try:
             data = np.load(io.BytesIO(key.open(Path(path).read_bytes(), _AAD)),
                            allow_pickle=False)
-        except AuthError:
+        except DataError:
             raise
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cache file {path} is unreadable: {exc}",

@@ -5,9 +5,13 @@
 * ``sharedml serve version ACTION [VERSION]`` — serve, canary, promote or
   roll back a version at a running gateway.
 
-A party installs its part of a model version as ``MODELS/<version>.json``
-(the ``model-<step>.json`` its train step wrote). Each process keeps its
-state (served versions, node key, audit log, sealed cache) in ``--state``.
+Each process serves its own party's sealed parts of registered model
+versions: from a ``sharedml run`` models folder (``--models DIR``: versions
+by ``NAME@ALIAS``, ``NAME@N`` or id, fingerprints checked against the
+registry) or from a node's part store and keys (``--parts DIR --keys DIR``:
+versions by id). The node's key (0600) seals the cache and keys the audit's
+id hashes. Each process keeps its state (served versions, audit log, sealed
+cache) in ``--state``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-STATE_HELP = "folder for routing.json, node.key (0600), audit.jsonl and the sealed cache"
+STATE_HELP = "folder for routing.json, audit.jsonl and the sealed cache"
+MODELS_HELP = "a 'sharedml run' models folder (registry and each party's sealed parts)"
+PARTS_HELP = "a node's part store (without --models; versions by id)"
+KEYS_HELP = "the node's keys folder (with --parts)"
 
 
 def _print_ready(what: str) -> None:
@@ -34,7 +41,9 @@ def register(app: Any) -> None:
     def gateway_command(
         party: str = typer.Option(..., help="this party (the label holder)"),
         pki: Path = typer.Option(..., help="PKI folder with this party's certificate and key"),
-        models: Path = typer.Option(..., help="folder of this party's parts: VERSION.json"),
+        models: Path = typer.Option(None, help=MODELS_HELP),
+        parts: Path = typer.Option(None, help=PARTS_HELP),
+        keys: Path = typer.Option(None, help=KEYS_HELP),
         state: Path = typer.Option(..., help=STATE_HELP),
         partner: list[str] = typer.Option([], help="NAME=HOST:PORT of a partner's node"),
         features: str = typer.Option(None, help="own features: FILE.csv|.parquet, URL#TABLE "
@@ -51,9 +60,9 @@ def register(app: Any) -> None:
         admin_token_file: Path = typer.Option(None, help="file holding the admin token"),
     ) -> None:
         """Run the label holder's scoring gateway (HTTP/JSON)."""
-        from sharedml.serving.run import run_gateway
+        from sharedml.serving.run import PartSource, run_gateway
 
-        run_gateway(party=party, pki=pki, models=models, state=state, partners=partner,
+        run_gateway(party=party, pki=pki, models=PartSource(models, parts, keys), state=state, partners=partner,
                     features=features, id_column=id_column, exclude=tuple(exclude), host=host,
                     port=port, initial=serve_version, timeout=timeout, max_batch=max_batch,
                     cache_ttl=cache_ttl, cache_size=cache_size,
@@ -63,7 +72,9 @@ def register(app: Any) -> None:
     def node_command(
         party: str = typer.Option(..., help="this party (a partner of the label holder)"),
         pki: Path = typer.Option(..., help="PKI folder with this party's certificate and key"),
-        models: Path = typer.Option(..., help="folder of this party's parts: VERSION.json"),
+        models: Path = typer.Option(None, help=MODELS_HELP),
+        parts: Path = typer.Option(None, help=PARTS_HELP),
+        keys: Path = typer.Option(None, help=KEYS_HELP),
         state: Path = typer.Option(..., help=STATE_HELP),
         caller: list[str] = typer.Option(..., help="label holder(s) allowed to ask"),
         features: str = typer.Option(..., help="FILE.csv|.parquet, URL#TABLE or "
@@ -75,9 +86,9 @@ def register(app: Any) -> None:
         port: int = 0,
     ) -> None:
         """Run this party's serving node (gRPC, mutual TLS)."""
-        from sharedml.serving.run import run_node
+        from sharedml.serving.run import PartSource, run_node
 
-        run_node(party=party, pki=pki, models=models, state=state, callers=caller,
+        run_node(party=party, pki=pki, models=PartSource(models, parts, keys), state=state, callers=caller,
                  features=features, id_column=id_column, exclude=tuple(exclude), allow=allow,
                  host=host, port=port, ready=_print_ready)
 

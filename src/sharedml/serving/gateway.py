@@ -27,15 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sharedml.errors import ChannelError, ConfigError, DataError, PolicyDenied, SharedMLError
+from sharedml.modelpart.keys import NodeKeys
 from sharedml.serving import wire
 from sharedml.serving.adapters import FeatureAdapter
 from sharedml.serving.audit import ServingAudit
 from sharedml.serving.batcher import Item, MicroBatcher
 from sharedml.serving.cache import RemoteCache
-from sharedml.serving.keys import NodeKey
-from sharedml.serving.parts import DirectoryParts, LabelPart
+from sharedml.serving.features import PreparedFeatures
+from sharedml.serving.parts import LabelPart, StoreParts
 from sharedml.serving.remote import PartnerClient
 from sharedml.serving.versions import Routing, load_routing, save_routing
 
@@ -68,12 +70,12 @@ class Gateway:
     def __init__(
         self,
         party: str,
-        parts: DirectoryParts,
+        parts: StoreParts,
         partners: dict[str, PartnerClient],
         features: FeatureAdapter | None,
         state_dir: Path,
         audit: ServingAudit,
-        key: NodeKey,
+        key: NodeKeys,
         settings: GatewaySettings | None = None,
         cache: RemoteCache | None = None,
     ) -> None:
@@ -82,7 +84,7 @@ class Gateway:
         self.settings = settings or GatewaySettings()
         self.cache = cache
         self.routing = Routing()
-        self._loaded: dict[str, tuple[LabelPart, np.ndarray | None]] = {}
+        self._loaded: dict[str, tuple[LabelPart, PreparedFeatures | None]] = {}
         self._batcher = MicroBatcher(self._run, self.settings.max_batch,
                                      self.settings.max_inflight)
 
@@ -105,7 +107,8 @@ class Gateway:
 
     # -- versions ------------------------------------------------------------------
     async def use(self, version: str, strict: bool = True) -> LabelPart:
-        """Load this party's part of ``version`` and check each partner's fits it."""
+        """Load this party's part of ``version`` (an id) and check each partner's fits it:
+        same version, the registry's fingerprint, a matching shape."""
         if version in self._loaded:
             return self._loaded[version][0]
         part = self.parts.get(version)
@@ -113,6 +116,7 @@ class Gateway:
             raise ConfigError(f"{self.party!r} holds a feature part of {version!r}; the "
                               "gateway runs at the label holder", party=self.party,
                               step="serve: load")
+        registered = self.parts.fingerprints(version)
         for p in part.partners:
             if p not in self.partners:
                 raise ConfigError(f"version {version!r} needs party {p!r}, which this "
@@ -126,14 +130,17 @@ class Gateway:
                 log.warning("serving %s without checking %s's part: %s", version, p, exc)
                 continue
             problem = part.check_partner(info)
+            if problem is None and registered.get(p, info.fingerprint) != info.fingerprint:
+                problem = (f"its fingerprint {info.fingerprint[:16]}… is not the registry's "
+                           f"{registered[p][:16]}…")
             if problem:
                 raise ConfigError(f"party {p!r}'s part of {version!r} does not fit: {problem}",
                                   party=p, step="serve: load",
                                   remedy="install the part of the same training run")
-        columns = None
-        if self.features is not None:
-            columns = self.features.select(part.feature_names, part.info.n_features)
-        self._loaded[version] = (part, columns)
+        prepared = None
+        if self.features is not None and part.pipeline is not None:
+            prepared = PreparedFeatures(self.features, part.pipeline)
+        self._loaded[version] = (part, prepared)
         return part
 
     async def change(self, action: str, version: str | None = None, percent: int = 0) -> Routing:
@@ -142,6 +149,7 @@ class Gateway:
         if action in ("serve", "canary"):
             if version is None:
                 raise ConfigError(f"{action} needs a version", step="serve: versions")
+            version = self.parts.resolve(version)
             await self.use(version)
         if action == "serve":
             new = Routing(stable=version, previous=now.stable)
@@ -173,33 +181,28 @@ class Gateway:
         return Scored(scores, version)
 
     def _inline(self, version: str, features: Any, n: int) -> np.ndarray:
+        """Raw features sent with a request (a record of the schema's columns, or a
+        list of records) as the model's features, through this party's pipeline."""
         part = self._loaded[version][0]
-        if isinstance(features, dict):
-            if part.feature_names is None:
-                raise DataError("this model does not name its columns; send features as a "
-                                "list in training order", party=self.party,
-                                step="serve: request")
-            missing = [c for c in part.feature_names if c not in features]
-            if missing:
-                raise DataError(f"features lack column(s) {missing[:5]}", party=self.party,
-                                step="serve: request")
-            features = [features[c] for c in part.feature_names]
-            features = np.column_stack(features) if n > 1 else [features]
-        try:
-            X = np.asarray(features, dtype=np.float64).reshape(n, -1)
-        except (TypeError, ValueError):
-            raise DataError("features must be numbers", party=self.party,
-                            step="serve: request") from None
-        if X.shape[1] != part.info.n_features or not np.isfinite(X).all():
-            raise DataError(f"each record needs {part.info.n_features} finite features, got "
-                            f"{X.shape[1]}", party=self.party, step="serve: request")
-        return X
+        records = features if isinstance(features, list) else [features]
+        if len(records) != n or not all(isinstance(r, dict) for r in records):
+            raise DataError(f"send one record of features (column: value) per id ({n})",
+                            party=self.party, step="serve: request")
+        if part.pipeline is None:
+            raise DataError("this model version has no feature pipeline", party=self.party,
+                            step="serve: request", remedy="look features up with --features")
+        frame = pd.DataFrame.from_records(records)
+        prepared = PreparedFeatures.transform_with(part.pipeline, frame, self.party)
+        if not np.isfinite(prepared).all():
+            raise DataError("the features hold a missing or infinite value the model's "
+                            "pipeline does not fill", party=self.party, step="serve: request")
+        return prepared
 
     async def _run(self, version: str, items: list[Item]) -> list[Any]:
-        part, columns = self._loaded[version]
+        part, prepared = self._loaded[version]
         ids = list(itertools.chain.from_iterable(it.ids for it in items))
         try:
-            X, found = self._own_rows(items, ids, columns)
+            X, found = self._own_rows(items, ids, prepared)
             answers, status = await self._ask(part, version, ids)
             scores = part.combine(X, answers)
         except SharedMLError as exc:
@@ -210,16 +213,15 @@ class Gateway:
         return self._split(version, items, ids, scores, found, status)
 
     def _own_rows(self, items: list[Item], ids: list[str],
-                  columns: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                  prepared: PreparedFeatures | None) -> tuple[np.ndarray, np.ndarray]:
         if all(it.X is not None for it in items):
             rows = [it.X for it in items if it.X is not None]
             return np.vstack(rows), np.ones(len(ids), dtype=bool)
-        if self.features is None or columns is None:
+        if prepared is None:
             raise DataError("the request carries no features and this gateway has no "
                             "feature store", party=self.party, step="serve: features",
                             remedy="send 'features' or start the gateway with --features")
-        X, found = self.features.fetch(ids)
-        X = X[:, columns]
+        X, found = prepared.fetch(ids)
         at = 0
         for it in items:
             if it.X is not None:

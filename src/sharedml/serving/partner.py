@@ -5,9 +5,11 @@ Per ``Score`` call (a micro-batch of ids for one model version, see
 
 1. The caller is the TLS client certificate's common name (chained to the
    deployment CA); a caller that is not a configured label holder is refused.
-2. The node loads its own part of the named version (once; versions are
-   immutable) and checks every id against its allow-list rule.
-3. It looks up its own features of the admitted ids in its feature store.
+2. The node loads its own sealed part of the named version (once; versions
+   are immutable; a part of any other version is refused) and checks every
+   id against its allow-list rule.
+3. It looks up its own raw rows of the ids in its feature store and applies
+   the pipeline it fitted in training (:mod:`sharedml.serving.features`).
 4. It computes its contribution (:mod:`sharedml.serving.scoring`) — linear:
    the ring-encoded partial score; SecureBoost: the side of every split
    record it owns — and zeroes the rows it refused or does not know.
@@ -35,7 +37,8 @@ from sharedml.serving import wire
 from sharedml.serving.adapters import FeatureAdapter
 from sharedml.serving.allow import AllowRule
 from sharedml.serving.audit import ServingAudit
-from sharedml.serving.parts import DirectoryParts, FeaturePart
+from sharedml.serving.features import PreparedFeatures
+from sharedml.serving.parts import FeaturePart, StoreParts
 from sharedml.transport.grpc_server import message_options
 
 log = logging.getLogger("sharedml.serving")
@@ -61,7 +64,7 @@ class PartnerNode:
         self,
         identity: Identity,
         callers: Iterable[str],
-        parts: DirectoryParts,
+        parts: StoreParts,
         features: FeatureAdapter,
         allow: AllowRule,
         audit: ServingAudit,
@@ -72,7 +75,7 @@ class PartnerNode:
         self.party = identity.party
         self.callers = frozenset(callers)
         self.parts, self.features, self.allow, self.audit = parts, features, allow, audit
-        self._columns: dict[str, np.ndarray] = {}
+        self._prepared: dict[str, tuple[FeaturePart, PreparedFeatures]] = {}
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"serve-{self.party}"),
             options=[*message_options(), ("grpc.so_reuseport", 0)],
@@ -136,15 +139,18 @@ class PartnerNode:
                    f"(allowed: {sorted(self.callers)})")
         return caller
 
-    def _part(self, version: str) -> tuple[FeaturePart, np.ndarray]:
-        part = self.parts.get(version)
-        if not isinstance(part, FeaturePart):
-            raise ConfigError(f"{self.party!r} holds the label part of {version!r}; it is "
-                              "served by its gateway", party=self.party, step="serve: load")
-        if version not in self._columns:
-            self._columns[version] = self.features.select(part.feature_names,
-                                                          part.info.n_features)
-        return part, self._columns[version]
+    def _part(self, version: str) -> tuple[FeaturePart, PreparedFeatures]:
+        if version not in self._prepared:
+            part = self.parts.get(version)
+            if not isinstance(part, FeaturePart):
+                raise ConfigError(f"{self.party!r} holds the label part of {version!r}; it "
+                                  "is served by its gateway", party=self.party,
+                                  step="serve: load")
+            if part.pipeline is None:
+                raise ConfigError(f"{self.party!r}'s part of {version!r} has no feature "
+                                  "pipeline", party=self.party, step="serve: load")
+            self._prepared[version] = (part, PreparedFeatures(self.features, part.pipeline))
+        return self._prepared[version]
 
     def _describe(self, caller: str, request: bytes) -> bytes:
         part, _ = self._part(request.decode(errors="replace"))
@@ -152,11 +158,11 @@ class PartnerNode:
 
     def _score(self, caller: str, request: bytes) -> bytes:
         req = wire.decode_request(request)
-        part, columns = self._part(req.version)
+        part, prepared = self._part(req.version)
         admitted = self.allow.admits(req.ids)
-        X, found = self.features.fetch(req.ids)
+        X, found = prepared.fetch(req.ids)
         status = np.where(~admitted, wire.REFUSED, np.where(~found, wire.UNKNOWN, wire.OK))
-        values = part.contribute(X[:, columns])
+        values = part.contribute(X)
         values[status != wire.OK] = 0
         self.audit.record("score", req.ids, caller=caller, version=req.version,
                           scored=int((status == wire.OK).sum()),

@@ -1,11 +1,20 @@
-"""One party's part of a model, as the serving processes hold it.
+"""One party's part of a model version, as the serving processes hold it.
 
-The loader seam of online scoring: :func:`load_part` turns one party's model
-file into a :class:`LabelPart` (at the label holder's gateway) or a
-:class:`FeaturePart` (at a partner's serving node), and
-:class:`DirectoryParts` finds a version's file by name. Everything after it
-is pure numpy (:mod:`sharedml.serving.scoring`); replacing the file reader by
-the model registry's loader changes this module only.
+The loader seam of online scoring: :class:`StoreParts` loads this party's
+sealed part of a registered model version from its node's part store
+(:meth:`sharedml.modelpart.PartStore.load` — the loader batch scoring uses
+too, which refuses a part of any other version) and :func:`serving_part`
+turns it into a :class:`LabelPart` (at the label holder's gateway) or a
+:class:`FeaturePart` (at a partner's serving node). Everything after it is
+pure numpy (:mod:`sharedml.serving.scoring`). Each part carries the feature
+pipeline its party fitted during training (:attr:`Part.pipeline`), which
+:mod:`sharedml.serving.features` replays on the party's own rows.
+
+Versions are named by their registry id (32 hex digits); with a registry
+(``sharedml run``'s models folder) ``NAME@ALIAS`` and ``NAME@N`` resolve to
+it, and the registry's fingerprint of every party's part is checked: this
+party's when it loads, each partner's when the gateway switches to the
+version.
 
 A part never holds another party's parameters: a partner's linear part is its
 own scaler and coefficients; its tree part is its split table (feature and
@@ -15,22 +24,26 @@ name splits only as ``(owner party, record id)``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sharedml.errors import ConfigError, DataError
+from sharedml.errors import ConfigError, DataError, SharedMLError
+from sharedml.modelpart.pipeline import FeaturePipeline
 from sharedml.session import DEFAULT_FRAC_BITS
+
+if TYPE_CHECKING:
+    from sharedml.modelpart import ModelPart, PartStore
+    from sharedml.standalone.models import LocalRegistry
 
 #: Contribution kinds on the wire: ring-encoded partial scores, packed split sides.
 LINEAR, TREES = 1, 2
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
+_UID = re.compile(r"^[0-9a-f]{32}$")
+STEP = "serve: load"
 
 
 def check_version_name(name: str) -> str:
@@ -64,10 +77,10 @@ class PartInfo:
 
 
 class Part(ABC):
-    """A loaded part; ``feature_names`` is ``None`` when the file does not name them."""
+    """A loaded part and the feature pipeline its party fitted (``None``: raw columns)."""
 
     info: PartInfo
-    feature_names: list[str] | None
+    pipeline: FeaturePipeline | None = None
 
 
 class FeaturePart(Part):
@@ -94,104 +107,72 @@ class LabelPart(Part):
         """Why the partner's part cannot serve with this one, or ``None``."""
 
 
-def fingerprint(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read model file {path}: {exc}", step="serve: load") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{path} is not a sharedml model file", step="serve: load")
-    return doc
-
-
-def load_part(path: Path, version: str) -> FeaturePart | LabelPart:
-    """The serving part in one party's model file (linear or SecureBoost)."""
+def serving_part(part: ModelPart) -> FeaturePart | LabelPart:
+    """The serving form of one party's sealed model part (linear or SecureBoost)."""
     from sharedml.serving import scoring
 
-    path = Path(path)
-    doc = _read(path)
-    digest = fingerprint(path)
-    if doc.get("format") == "sharedml.linear":
-        frac_bits = int(doc.get("part", {}).get("frac_bits") or DEFAULT_FRAC_BITS)
-        return scoring.linear_part(_linear_model(doc, path), version, digest, frac_bits)
-    if doc.get("format") == "sharedml.secureboost":
-        return scoring.tree_part(_tree_model(doc, path), version, digest)
-    raise DataError(
-        f"{path} holds format {doc.get('format')!r}, which online serving does not score",
-        step="serve: load",
-        remedy="serve a linear or SecureBoost model part written by a train step",
-    )
+    model, kind = part.model, part.header.kind
+    if kind in ("SSLogisticRegression", "SSLinearRegression", "HELogisticRegression"):
+        if getattr(model, "coef_", None) is None:
+            raise ConfigError(
+                f"this party's part of {part.uid} keeps its weights secret-shared "
+                "(reveal_weights: none); online scoring needs each party's own coefficients",
+                party=part.header.party, step=STEP,
+                remedy="train with reveal_weights: own to serve the model online")
+        frac_bits = int(getattr(model, "frac_bits_", None) or DEFAULT_FRAC_BITS)
+        served = scoring.linear_part(model, part.uid, part.fingerprint, frac_bits)
+    elif kind in ("SecureBoostClassifier", "SecureBoostRegressor"):
+        served = scoring.tree_part(model, part.uid, part.fingerprint)
+    else:
+        raise DataError(f"model version {part.uid} is a {kind}, which online serving does "
+                        "not score", party=part.header.party, step=STEP,
+                        remedy="serve a linear (SS-LR, HE-LR, SS linear regression) or "
+                        "SecureBoost model; score the others with a batch job")
+    served.pipeline = part.pipeline
+    return served
 
 
-def _linear_model(doc: dict[str, Any], path: Path) -> Any:
-    from sharedml.learn.linear.he import HELogisticRegression
-    from sharedml.learn.linear.ss import SSLinearRegression, SSLogisticRegression
+class StoreParts:
+    """This party's served versions, loaded from its node's part store.
 
-    classes = {c.model_type: c for c in (SSLogisticRegression, SSLinearRegression,
-                                         HELogisticRegression)}
-    cls = classes.get(str(doc.get("model_type")))
-    if cls is None:
-        raise DataError(f"{path} holds an unknown linear model {doc.get('model_type')!r}",
-                        step="serve: load")
-    model = cls.load(path)
-    if getattr(model, "coef_", None) is None:
-        raise ConfigError(
-            f"{path} keeps its weights secret-shared (reveal_weights: none); online "
-            "scoring needs each party's own coefficients",
-            party=model.party_,
-            step="serve: load",
-            remedy="train with reveal_weights: own to serve the model online",
-        )
-    return model
+    Args:
+        store: the node's :class:`~sharedml.modelpart.PartStore` (its sealed parts).
+        registry: a models folder's registry, to resolve ``NAME@ALIAS`` and check
+            fingerprints; without it versions are named by id only.
 
-
-def _tree_model(doc: dict[str, Any], path: Path) -> Any:
-    from sharedml.learn.tree.secureboost import SecureBoostClassifier, SecureBoostRegressor
-
-    classes = {c.__name__: c for c in (SecureBoostClassifier, SecureBoostRegressor)}
-    cls = classes.get(str(doc.get("kind")))
-    if cls is None:
-        raise DataError(f"{path} holds an unknown tree model {doc.get('kind')!r}",
-                        step="serve: load")
-    return cls.load(path)
-
-
-class DirectoryParts:
-    """A party's served versions: ``ROOT/<version>.json``, one part file each.
-
-    Parts are loaded once and kept (versions are immutable); ``party`` is
-    checked against the file so a misplaced part is refused at load.
+    Parts are loaded once and kept (versions are immutable).
     """
 
-    def __init__(self, root: Path, party: str) -> None:
-        self.root = Path(root)
-        self.party = party
+    def __init__(self, store: PartStore, registry: LocalRegistry | None = None) -> None:
+        self.store, self.registry = store, registry
+        self.party = str(store.party)
         self._loaded: dict[str, FeaturePart | LabelPart] = {}
 
-    def path(self, version: str) -> Path:
-        return self.root / f"{check_version_name(version)}.json"
+    def resolve(self, ref: str) -> str:
+        """The version id ``ref`` names (an id, or ``NAME@ALIAS`` / ``NAME@N``)."""
+        if _UID.match(ref):
+            return ref
+        if self.registry is None:
+            raise ConfigError(f"{ref!r} is not a model version id and this process has no "
+                              "registry to resolve it", party=self.party, step="serve: versions",
+                              remedy="name the version by its id, or pass --models DIR")
+        return self.registry.resolve_text(ref).uid
+
+    def fingerprints(self, uid: str) -> dict[str, str]:
+        """Each party's registered part fingerprint of ``uid`` ({} without a registry)."""
+        if self.registry is None:
+            return {}
+        return self.registry.resolve_text(uid).fingerprints
 
     def get(self, version: str) -> FeaturePart | LabelPart:
         part = self._loaded.get(version)
         if part is None:
-            path = self.path(version)
-            if not path.is_file():
-                raise ConfigError(
-                    f"model version {version!r} is not installed at party {self.party!r}",
-                    party=self.party,
-                    step="serve: load",
-                    remedy=f"copy this party's part of {version!r} to {path}",
-                )
-            part = load_part(path, version)
-            if part.info.party != self.party:
-                raise ConfigError(
-                    f"{path} is party {part.info.party!r}'s part, not {self.party!r}'s",
-                    party=self.party,
-                    step="serve: load",
-                )
+            uid = self.resolve(version)
+            expected = self.fingerprints(uid).get(self.party)
+            try:
+                part = serving_part(self.store.load(uid, expected))
+            except SharedMLError as exc:  # an installation problem, not a bad request
+                raise ConfigError(exc.message, party=exc.party or self.party, step=STEP,
+                                  remedy=exc.remedy) from None
             self._loaded[version] = part
         return part
