@@ -2,9 +2,11 @@
 
 Two serving processes on loopback — the label holder's gateway (HTTP/JSON,
 uvicorn) and the partner's serving node (gRPC with mutual TLS) — serve an
-SS-LR model and a SecureBoost model (30 trees, depth 3), both trained here on
-the first 70% of default_credit's ids; the load generator asks for the other
-30% by id (each party looks its own features up in its CSV). It is a raw
+SS-LR model and a SecureBoost model (30 trees, depth 3), both trained and
+registered here by ``sharedml run`` jobs (psi, split, fill, scale, train) on
+70% of default_credit's rows; the load generator asks for the other 30% by id
+(each party looks its own raw features up in its CSV and applies the
+pipeline it fitted, prepared once per version). It is a raw
 keep-alive HTTP/1.1 client on uvloop in this process, with ``c`` concurrent
 connections, each sending its next request when the last one is answered.
 
@@ -50,28 +52,21 @@ BANK, PARTNER, DEALER = "bank", "partner", "dealer"
 GOALS = {"p50_ms": 2.0, "p99_ms": 10.0, "rps_c64": 2000.0, "records_s": 50000.0}
 
 
-def train(folder: Path, name: str, make: Any, ids: np.ndarray) -> None:
-    """Fit ``make()`` with both parties in threads; each writes its part to folder/party."""
+def train(models: Path, name: str, step: dict[str, Any]) -> list[str]:
+    """Train and register ``NAME@1`` by a ``sharedml run`` job; the test rows' ids."""
     import pandas as pd
 
-    from sharedml.mpc import serve_dealer
-    from sharedml.standalone import run_in_threads
+    from sharedml.standalone.job import run_job
 
-    frames = {BANK: pd.read_csv(DATA / "default_credit_hetero_guest.csv").set_index("id"),
-              PARTNER: pd.read_csv(DATA / "default_credit_hetero_host.csv").set_index("id")}
-
-    def party(side: str) -> Any:
-        def run(session: Any) -> None:
-            frame = frames[side].loc[ids]
-            y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
-            model = make().fit(session, frame.to_numpy(np.float64), y)
-            (folder / side).mkdir(parents=True, exist_ok=True)
-            model.save(folder / side / f"{name}.json")
-
-        return run
-
-    run_in_threads({BANK: party(BANK), PARTNER: party(PARTNER), DEALER: serve_dealer},
-                   [BANK, PARTNER, DEALER], dealer=DEALER, timeout=900)
+    spec = {"name": name, "parties": {
+        BANK: {"dataset": str(DATA / "default_credit_hetero_guest.csv"), "label": "y"},
+        PARTNER: {"dataset": str(DATA / "default_credit_hetero_host.csv")}},
+        "steps": [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 42}}, {"fill": {}},
+                  {"scale": {}}, {"train": step}, {"predict": {}}]}
+    out = models.parent / f"train-{name}"
+    run_job(spec, out, models=models, timeout=1800)
+    preds = pd.read_csv(out / BANK / "predictions-predict.csv", dtype={"id": str})
+    return [str(i) for i in preds["id"]]
 
 
 PROFILED = """
@@ -147,26 +142,30 @@ def cpu_seconds(*pids: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def local_baseline(folders: Path, name: str, ids: list[str], rows: int) -> dict[str, float]:
+def local_baseline(models: Path, name: str, ids: list[str], rows: int) -> dict[str, float]:
     """The same parts scored in this process: lookup, contribution, combination."""
     import pandas as pd
 
     from sharedml.serving.adapters import TableAdapter
-    from sharedml.serving.parts import DirectoryParts, FeaturePart, LabelPart
+    from sharedml.serving.features import PreparedFeatures
+    from sharedml.serving.parts import FeaturePart, LabelPart, StoreParts
+    from sharedml.standalone.models import LocalRegistry
 
-    label = DirectoryParts(folders / BANK, BANK).get(name)
-    partner = DirectoryParts(folders / PARTNER, PARTNER).get(name)
+    registry = LocalRegistry(models)
+    label = StoreParts(registry.store(BANK), registry).get(f"{name}@1")
+    partner = StoreParts(registry.store(PARTNER), registry).get(f"{name}@1")
     assert isinstance(label, LabelPart) and isinstance(partner, FeaturePart)
-    own = TableAdapter(pd.read_csv(DATA / "default_credit_hetero_guest.csv"), "id", BANK, ("y",))
-    theirs = TableAdapter(pd.read_csv(DATA / "default_credit_hetero_host.csv"), "id", PARTNER)
-    cols = own.select(label.feature_names, label.info.n_features)
-    pcols = theirs.select(partner.feature_names, partner.info.n_features)
+    assert label.pipeline is not None and partner.pipeline is not None
+    own = PreparedFeatures(TableAdapter(pd.read_csv(DATA / "default_credit_hetero_guest.csv"),
+                                        "id", BANK, ("y",)), label.pipeline)
+    theirs = PreparedFeatures(TableAdapter(pd.read_csv(DATA / "default_credit_hetero_host.csv"),
+                                           "id", PARTNER), partner.pipeline)
     batches = [ids[k:k + rows] for k in range(0, len(ids) - rows, rows)]
     lat = []
     for batch in itertools.islice(itertools.cycle(batches), 3000 if rows == 1 else 300):
         t0 = time.perf_counter()
-        answer = partner.contribute(theirs.fetch(batch)[0][:, pcols])
-        label.combine(own.fetch(batch)[0][:, cols], {PARTNER: answer})
+        answer = partner.contribute(theirs.fetch(batch)[0])
+        label.combine(own.fetch(batch)[0], {PARTNER: answer})
         lat.append(time.perf_counter() - t0)
     ms = np.asarray(lat) * 1e3
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
@@ -177,38 +176,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="per load level")
     ap.add_argument("--trees", type=int, default=30)
-    ap.add_argument("--models", type=Path, help="reuse (or keep) the trained parts here")
+    ap.add_argument("--models", type=Path, help="keep the models folder here")
     ap.add_argument("--profile", type=Path, help="write the gateway's cProfile stats here")
     args = ap.parse_args()
-    import pandas as pd
-
     from sharedml.crypto import pki
-    from sharedml.learn.linear.ss import SSLogisticRegression
-    from sharedml.learn.tree import SecureBoostClassifier
 
-    ids = np.sort(pd.read_csv(DATA / "default_credit_hetero_guest.csv")["id"].to_numpy())
-    cut = round(0.7 * len(ids))
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     models = args.models or work / "models"
-    if not (models / BANK / "secureboost.json").exists():
-        t0 = time.perf_counter()
-        train(models, "ss-lr", lambda: SSLogisticRegression(epochs=2), ids[:cut])
-        train(models, "secureboost", lambda: SecureBoostClassifier(
-            protocol="ss", n_estimators=args.trees, max_depth=3), ids[:cut])
-        print(f"trained both models in {time.perf_counter() - t0:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    test = train(models, "ss-lr", {"model": "logistic_regression", "epochs": 2})
+    train(models, "secureboost", {"model": "secureboost", "n_estimators": args.trees,
+                                  "max_depth": 3, "n_bins": 32})
+    print(f"trained both models in {time.perf_counter() - t0:.1f} s", flush=True)
     pki.init_ca(work / "pki")
     for p in (BANK, PARTNER):
         pki.issue(work / "pki", p)
     node = Server(["node", "--party", PARTNER, "--pki", str(work / "pki"), "--models",
-                   str(models / PARTNER), "--state", str(work / "node"), "--caller",
+                   str(models), "--state", str(work / "node"), "--caller",
                    BANK, "--features", str(DATA / "default_credit_hetero_host.csv")],
                   work / "node.log")
     gateway = Server(["gateway", "--party", BANK, "--pki", str(work / "pki"), "--models",
-                      str(models / BANK), "--state", str(work / "gateway"), "--port",
+                      str(models), "--state", str(work / "gateway"), "--port",
                       "0", "--partner", f"{PARTNER}={node.address}", "--features",
                       str(DATA / "default_credit_hetero_guest.csv"), "--exclude", "y",
-                      "--serve", "ss-lr"], work / "gateway.log", args.profile)
-    test = [str(i) for i in ids[cut:]]
+                      "--serve", "ss-lr@1"], work / "gateway.log", args.profile)
     singles = [json.dumps({"id": i}).encode() for i in test]
     hundreds = [json.dumps({"ids": test[k:k + 100]}).encode()
                 for k in range(0, len(test) - 100, 100)]
@@ -216,7 +207,8 @@ def main() -> None:
     try:
         for name in ("ss-lr", "secureboost"):
             subprocess.run([sys.executable, "-m", "sharedml.cli", "serve", "version", "serve",
-                            name, "--url", gateway.address], check=True, capture_output=True)
+                            f"{name}@1", "--url", gateway.address], check=True,
+                           capture_output=True)
             for size, c in ((1, 1), (1, 16), (1, 64), (100, 16)):
                 pids = (gateway.popen.pid, node.popen.pid)
                 cpu0 = cpu_seconds(*pids)

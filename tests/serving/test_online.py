@@ -75,9 +75,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, book: Book,
     shutil.copy(book.data[BANK], root / "guest.csv")
     node = start_node(pki_dir, PARTNER, BANK, root / PARTNER / "models", root / PARTNER / "state",
                       root / "host.csv")
-    gateway = start_gateway(pki_dir, BANK, {PARTNER: node.address}, root / BANK / "models",
-                            root / BANK / "state", root / "guest.csv", serve=linear_model.ref,
-                            timeout=TIMEOUT)
+    try:
+        gateway = start_gateway(pki_dir, BANK, {PARTNER: node.address}, root / BANK / "models",
+                                root / BANK / "state", root / "guest.csv",
+                                serve=linear_model.ref, timeout=TIMEOUT)
+    except BaseException:
+        node.stop()
+        raise
     d = Deployment(root, pki_dir, node, gateway, int(node.address.rsplit(":", 1)[1]),
                    {linear_model.version: _expected(linear_model),
                     tree_model.version: _expected(tree_model)}, linear_model.version)

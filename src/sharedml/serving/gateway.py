@@ -5,8 +5,9 @@ Per request (or micro-batch of concurrent requests for one version):
 1. Route: the request's version is the canary or the stable one
    (:mod:`~sharedml.serving.versions`); the version's part is already loaded
    and its partners' parts were checked to fit it when it was switched to.
-2. Own features: taken from the request, or looked up by id in the label
-   holder's feature store.
+2. Own features: the raw columns taken from the request, or looked up by id
+   in the label holder's feature source, prepared by the pipeline it fitted
+   in training (:mod:`~sharedml.serving.features`).
 3. Ask every partner for its contribution to the batch's ids, concurrently,
    each under the request timeout (cache hits are not asked again, when the
    cache is on).
@@ -15,6 +16,32 @@ Per request (or micro-batch of concurrent requests for one version):
    with an error naming that party.
 5. One audit line per request: hashed ids, version, outcome — never features
    or scores.
+
+Reveals (per request, beyond the score the label holder computes):
+
+* to the label holder (the gateway), from each partner ``k``, for every id
+  it asks: linear models (SS-LR, HE-LR, SS linear regression served with
+  ``reveal_weights: own``) — ``k``'s partial score ``x_k·w_k`` (with one
+  partner the score's whole other half; the gateway can ask for any id it
+  likes, so it can collect partial scores of chosen customers); SecureBoost
+  — the side of every split record ``k`` owns (one bit per record: which of
+  two threshold intervals of that feature the customer falls in, not the
+  threshold or the feature's value), as FATE-Serving's host does. Also which
+  ids ``k`` refused (allow-list) or does not know.
+* to each partner: the version id, the ids asked and when (who the label
+  holder is scoring), and nothing of the label holder's features or of the
+  scores.
+* to neither: the other's raw or prepared feature values, parameters or
+  pipeline (tests/serving/test_serving_wire.py records the wire).
+
+Security model: semi-honest parties; mutual TLS with the deployment's CA
+(a partner answers only the label holders it is configured for); a
+malicious gateway is bounded only by the partner's allow-list rule and its
+audit log, not by cryptography.
+
+References: FATE-Serving (WeBank), the guest/host split of online
+inference; SecureBoost (Cheng et al., 2019), where a host resolves its own
+split decisions.
 """
 
 from __future__ import annotations
