@@ -150,7 +150,8 @@ def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> dict[str, str]:
         account("admin", "admin")
         analyst = account("analyst", "analyst")
         platform.settings.update(
-            {"task_timeout_s": spec.task_timeout_s, "task_max_attempts": spec.max_attempts},
+            {"task_timeout_s": spec.task_timeout_s, "task_max_attempts": spec.max_attempts,
+             "heartbeat_timeout_s": min(spec.task_timeout_s, 3600.0)},
             "sharedml up",
         )
         for party, datasets in spec.parties.items():

@@ -2,7 +2,9 @@
 
 :func:`create_app` builds the app over one :class:`~sharedml.platform.service.Platform`;
 routers: auth, users/settings/audit/nodes, projects/grants/datasets/approvals/models,
-and the scheduler's job routes (``api/jobs.py``) when present.
+and the scheduler's job routes (``api/jobs.py``) when present. Every request
+passes :class:`~sharedml.platform.api.limits.RequestLimits` (body size, JSON
+depth) before routing and authentication.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def create_app(
     the node service is the caller's part (``sharedml platform serve``).
     """
     from sharedml.platform.api import errors, routes_admin, routes_auth, routes_data
+    from sharedml.platform.api.limits import RequestLimits
     from sharedml.platform.api.schemas import Problem
 
     platform = platform or Platform.open(settings.data_dir, settings.db_url, clock)
@@ -47,6 +50,7 @@ def create_app(
     app.state.platform = platform
     app.state.scheduler = scheduler if scheduler is not None else build_scheduler(platform)
     errors.install(app)
+    app.add_middleware(RequestLimits)
     problems: dict[int | str, dict[str, Any]] = {
         code: {"model": Problem, "description": text}
         for code, text in (
@@ -73,6 +77,7 @@ def build_scheduler(platform: Platform) -> Any:
 
     def apply(rs: RuntimeSettings) -> None:
         scheduler.config.task_timeout_s = rs.task_timeout_s
+        scheduler.config.heartbeat_timeout_s = rs.heartbeat_timeout_s
         scheduler.config.max_attempts = rs.task_max_attempts
 
     platform.settings.subscribe(apply)

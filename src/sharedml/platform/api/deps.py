@@ -27,7 +27,8 @@ For route modules (the job routes too)::
 - Per-job checks (a job's author, project members, admins):
   ``platform.access.require_job(principal, job, "read" | "use")``; before
   storing a spec: ``platform.jobs.check_submit(principal, spec_json,
-  project_id)``; then ``platform.approvals.request_for_job(job_id)``.
+  project_id)``; the scheduler's ``submit`` then asks the owners for approval
+  in the transaction that stores the job.
 """
 
 from __future__ import annotations

@@ -39,7 +39,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")  # write lock first: a read-then-write never hits BUSY
+    if conn.get_execution_options().get("sharedml_read"):
+        conn.exec_driver_sql("BEGIN")  # a reader: WAL lets it run beside the writer
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # write lock first: read-then-write never BUSY
 
 
 class Store:
@@ -62,6 +65,9 @@ class Store:
                 remedy="check --db-url; PostgreSQL needs the 'postgres' extra (psycopg)",
             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(sharedml_read=True), expire_on_commit=False
+        )
 
     @property
     def safe_url(self) -> str:
@@ -85,6 +91,17 @@ class Store:
             except BaseException:
                 s.rollback()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it does not take the write lock
+        (WAL readers run beside the one writer), so listings and checks do not queue
+        behind writes. Changes made in it are rolled back."""
+        with self._readers() as s:
+            try:
+                yield s
+            finally:
+                s.rollback()
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision`` (idempotent)."""
