@@ -44,7 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     data, certs = root / "data", root / "pki"
     pki.init_ca(certs)
     pki.issue(certs, "platform")
-    cli("user", "add", "root", "--role", "admin", "--no-totp", "--password", PASSWORD, data_dir=data)
+    cli("user", "add", "root", "--role", "admin", "--no-totp", data_dir=data, stdin=PASSWORD + "\n")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sharedml.cli", "platform", "serve", "--data-dir", str(data),

@@ -78,6 +78,11 @@ def serve(
     ),
     node_port: int = typer.Option(8601, "--node-port", min=0, max=65535),
     tick_s: float = typer.Option(0.5, "--tick", min=0.05, help="scheduler period (s)"),
+    trusted_proxy: list[str] = typer.Option(
+        [], "--trusted-proxy",
+        help="a reverse proxy's address or network whose X-Forwarded-For names the client "
+        "(repeatable); from any other peer the header is ignored",
+    ),
 ) -> None:
     """Serve the REST API (and, with --pki-dir, node agents over mutual TLS)."""
     import uvicorn
@@ -87,7 +92,8 @@ def serve(
 
     if (certfile is None) != (keyfile is None):
         raise ConfigError("give both --certfile and --keyfile for HTTPS, or neither")
-    config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile)
+    config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile,
+                            trusted_proxies=tuple(trusted_proxy))
     app = create_app(config)
     scheduler = app.state.scheduler
     stop = threading.Event()
@@ -111,6 +117,7 @@ def serve(
             ssl_certfile=str(certfile) if certfile else None,
             ssl_keyfile=str(keyfile) if keyfile else None,
             log_level="info",
+            proxy_headers=False,  # the app reads X-Forwarded-For from --trusted-proxy only
         )
     finally:
         stop.set()
@@ -165,16 +172,38 @@ def restore_cmd(
 def user_add(
     username: str,
     role: str = typer.Option(..., "--role", help="admin, data_owner, analyst or auditor"),
-    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
     totp: bool = typer.Option(True, "--totp/--no-totp", help="enrol a TOTP second factor"),
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
 ) -> None:
-    """Create a user; prints the TOTP provisioning URI once."""
+    """Create a user; prints the TOTP provisioning URI once.
+
+    The password is asked for twice without echo on a terminal; otherwise it is
+    the first line of standard input (``... < secret.txt``), read without a
+    prompt. It is never an argument (arguments show in ``ps`` and shell history).
+    """
+    password = _read_password()
     user, uri = _open(data_dir, db_url).users.create("cli", username, password, role, totp=totp)
     typer.echo(f"created user {user.username} (id {user.id}, role {user.role})")
     if uri:
         typer.echo(f"TOTP: {uri}")
+
+
+def _read_password() -> str:
+    """A new password: typed twice without echo on a terminal, else stdin's first line."""
+    import getpass
+    import sys
+
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise ConfigError("no password on standard input",
+                              remedy="pipe it in: sharedml user add NAME --role R < file")
+        return password
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat for confirmation: ") != password:
+        raise ConfigError("the two passwords differ", remedy="run the command again")
+    return password
 
 
 @user_app.command("list")
@@ -204,7 +233,8 @@ def user_set(
 def user_token(
     username: str,
     name: str = typer.Option("cli", "--name"),
-    days: int | None = typer.Option(None, "--days", min=1),
+    days: int | None = typer.Option(None, "--days", min=1, max=365,
+                                    help="days until it expires (default 30)"),
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
 ) -> None:

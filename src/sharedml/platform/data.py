@@ -82,15 +82,15 @@ class Datasets:
                     Dataset.project_id.in_(projects),
                 )
             )
-        with self._p.store.session() as s:
+        with self._p.store.reading() as s:
             return list(s.scalars(stmt).all())
 
     def get(self, dataset_id: int) -> Dataset:
-        with self._p.store.session() as s:
+        with self._p.store.reading() as s:
             return get_or_404(s, Dataset, dataset_id, "dataset")
 
     def find(self, owner_party: str, name: str) -> Dataset | None:
-        with self._p.store.session() as s:
+        with self._p.store.reading() as s:
             return s.scalars(
                 select(Dataset).where(Dataset.owner_party == owner_party, Dataset.name == name)
             ).first()
@@ -157,7 +157,7 @@ class Approvals:
         self._p.audit.append_in(s, actor, "approval.request", job.id, detail={"datasets": wanted})
 
     def for_job(self, job_id: str) -> list[Approval]:
-        with self._p.store.session() as s:
+        with self._p.store.reading() as s:
             stmt = select(Approval).where(Approval.job_id == job_id).order_by(Approval.id)
             return list(s.scalars(stmt).all())
 
@@ -168,7 +168,7 @@ class Approvals:
         SQLite transactions take the write lock first, so a second one would wait.
         """
         if session is None:
-            with self._p.store.session() as s:
+            with self._p.store.reading() as s:
                 return self.status(job_id, s)
         job = get_or_404(session, Job, job_id, "job")
         named = datasets_of_spec(job.spec)
@@ -206,7 +206,7 @@ class Approvals:
             owned = select(Dataset.id).where(Dataset.owner_user_id == principal.user_id)
             authored = select(Job.id).where(Job.created_by == principal.user_id)
             stmt = stmt.where(or_(Approval.dataset_id.in_(owned), Approval.job_id.in_(authored)))
-        with self._p.store.session() as s:
+        with self._p.store.reading() as s:
             return list(s.scalars(stmt).all())
 
     def decide(

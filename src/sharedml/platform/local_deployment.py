@@ -13,7 +13,8 @@ The other run modes, without a platform, are in :mod:`sharedml.standalone`.
     DIR/nodes/dealer/        the dealer node's (role: dealer, no datasets)
     DIR/cluster.json         URLs and ports
     DIR/tokens.json (0600)   API tokens of the accounts made at first start:
-                             an admin, an analyst, one data owner per party
+                             an admin, an analyst, one data owner per party;
+                             they expire after ``token_days`` (7)
 
 then starts the platform (``sharedml platform serve``: REST API, node service
 and scheduler loop in one process), one ``sharedml node`` process per party
@@ -69,6 +70,8 @@ class DeploymentSpec:
     max_attempts: int = 3
     #: Start a dealer node too (secret-shared steps need one).
     dealer: bool = True
+    #: Days until the API tokens in tokens.json expire (issue 14 item 6).
+    token_days: int = 7
 
 
 def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
@@ -143,8 +146,9 @@ def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> dict[str, str]:
         def account(username: str, role: str) -> Principal:
             user, _ = platform.users.create("sharedml up", username, secrets.token_urlsafe(24),
                                             role, totp=False)
-            who = Principal(user.id, username, role, "token", 0)
-            _, tokens[username] = platform.auth.create_token(who, "local cluster")
+            who = Principal(user.id, username, role, "cli", 0)
+            _, tokens[username] = platform.auth.create_token(
+                who, "local cluster", expires_days=spec.token_days)
             return who
 
         account("admin", "admin")

@@ -48,6 +48,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.platform = platform
+    app.state.trusted_proxies = tuple(settings.trusted_proxies)
     app.state.scheduler = scheduler if scheduler is not None else build_scheduler(platform)
     errors.install(app)
     app.add_middleware(RequestLimits)

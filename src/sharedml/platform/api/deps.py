@@ -42,6 +42,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sharedml.errors import AuthError
 from sharedml.platform.access import check_role
 from sharedml.platform.auth import Principal
+from sharedml.platform.login_guard import client_address
 from sharedml.platform.service import Platform
 
 bearer = HTTPBearer(auto_error=False, description="a session token (login) or an API token")
@@ -50,6 +51,14 @@ bearer = HTTPBearer(auto_error=False, description="a session token (login) or an
 def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
+
+
+def client_of(request: Request) -> str:
+    """The caller's address: the TCP peer, or ``X-Forwarded-For`` only when the peer is
+    one of the platform's configured proxies (``--trusted-proxy``; issue 14 item 6)."""
+    peer = request.client.host if request.client else ""
+    trusted = getattr(request.app.state, "trusted_proxies", ())
+    return client_address(peer, request.headers.get("x-forwarded-for"), trusted)
 
 
 def get_scheduler(request: Request) -> Any:
@@ -100,4 +109,4 @@ def require_resource(
     return dependency
 
 
-__all__ = ["current_principal", "get_platform", "get_scheduler", "require", "require_resource"]
+__all__ = ["client_of", "current_principal", "get_platform", "get_scheduler", "require", "require_resource"]

@@ -155,7 +155,7 @@ def list_jobs(
     stmt = select(Job).order_by(Job.created_at.desc())
     if state is not None:
         stmt = stmt.where(Job.state == state)
-    with platform.store.session() as s:
+    with platform.store.reading() as s:
         rows = list(s.scalars(stmt).all())
     visible = [j for j in rows if platform.access.can_read_job(who, j)]
     return [JobOut.model_validate(j) for j in visible[:limit]]
@@ -193,7 +193,7 @@ def list_tasks(
 ) -> list[TaskOut]:
     """Every task of the job, all attempts, in step order."""
     platform.jobs.get(who, job_id)
-    with platform.store.session() as s:
+    with platform.store.reading() as s:
         rows = s.scalars(
             select(Task).where(Task.job_id == job_id).order_by(Task.attempt, Task.created_at)
         ).all()

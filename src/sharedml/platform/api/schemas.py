@@ -37,7 +37,10 @@ class LoginOut(BaseModel):
 
 class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=64)
-    expires_days: int | None = Field(default=None, ge=1, le=3650)
+    #: Days until it expires (default 30; at most the ``token_max_days`` setting).
+    expires_days: int | None = Field(default=None, ge=1, le=365)
+    #: Operations (``jobs.read``) or areas (``jobs``) it may use; ``*``: all the role may.
+    scopes: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=32)
 
 
 class TokenOut(Out):
@@ -47,6 +50,7 @@ class TokenOut(Out):
     expires_at: dt.datetime | None
     last_used_at: dt.datetime | None
     revoked: bool
+    scopes: str
 
 
 class TokenCreated(TokenOut):

@@ -8,6 +8,7 @@ platform calls it on start-up, so a new release migrates its database itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,13 +28,33 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir).resolve() / 'platform.db'}"
 
 
+#: How long a SQLite writer waits for the lock before the store reports itself busy
+#: (the API answers 503 with Retry-After; issue 14 item 3).
+BUSY_TIMEOUT_MS = 10_000
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create the SQLite file (and its WAL and shared-memory files) readable by the
+    owner only, or narrow an existing one to 0600: it holds password hashes,
+    sealed TOTP secrets and the audit log (issue 14 item 8: it was 0644)."""
+    name = url.removeprefix("sqlite:///")
+    if not url.startswith("sqlite:///") or not name or name == ":memory:":
+        return
+    db = Path(name)
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path == db and not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if path.exists():
+            os.chmod(path, 0o600)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin, so
     # SAVEPOINTs (nested transactions) work (SQLAlchemy's pysqlite notes).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.close()
 
@@ -52,8 +73,9 @@ class Store:
         self.url = url
         try:
             if url.startswith("sqlite"):
+                private_sqlite_file(url)
                 self.engine: Engine = create_engine(
-                    url, connect_args={"check_same_thread": False, "timeout": 10}
+                    url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
                 )
                 event.listen(self.engine, "connect", _sqlite_pragmas)
                 event.listen(self.engine, "begin", _sqlite_begin)
@@ -96,12 +118,10 @@ class Store:
     def reading(self) -> Iterator[Session]:
         """A transaction that only reads: on SQLite it does not take the write lock
         (WAL readers run beside the one writer), so listings and checks do not queue
-        behind writes. Changes made in it are rolled back."""
-        with self._readers() as s:
-            try:
-                yield s
-            finally:
-                s.rollback()
+        behind writes. Nothing is written: changes made in it are dropped at the end;
+        objects read stay loaded (detached)."""
+        with self._readers() as s:  # closing releases the connection: nothing is written
+            yield s
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision`` (idempotent)."""
