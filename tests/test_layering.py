@@ -8,7 +8,7 @@ layering by trust boundary (STYLE.md 1):
 * ``node/`` (a data provider's process) does not import ``platform/`` (the
   operator's); both speak through :mod:`sharedml.control`, which imports
   neither side;
-* the protocols — ``learn/``, ``mpc/``, ``psi/`` — do not import the job
+* the protocols — ``learn/``, ``mpc/``, ``psi/``, ``fl/`` — do not import the job
   layer (``components/``), either deployment (``platform/``, ``node/``) or a
   command line;
 * ``crypto/`` holds primitives only: of sharedml it imports ``errors`` alone;
@@ -98,7 +98,7 @@ class Rule:
         return sorted(found)
 
 
-PROTOCOLS = ("sharedml.learn", "sharedml.mpc", "sharedml.psi")
+PROTOCOLS = ("sharedml.learn", "sharedml.mpc", "sharedml.psi", "sharedml.fl")
 RULES = [
     Rule("node-not-platform", ("sharedml.node",), forbidden=("sharedml.platform",)),
     Rule("control-neutral", ("sharedml.control",), forbidden=("sharedml.node", "sharedml.platform")),

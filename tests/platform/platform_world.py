@@ -79,8 +79,8 @@ class World:
         headers = self.h(who) if who else {}
         return self.client.request(method, path, headers=headers, **kw)
 
-    def add_user(self, name: str, role: str, *, totp: bool = False) -> int:
-        user, _ = self.platform.users.create("test", name, PASSWORD, role, totp=totp)
+    def add_user(self, name: str, role: str, *, totp: bool = False, party: str | None = None) -> int:
+        user, _ = self.platform.users.create("test", name, PASSWORD, role, totp=totp, party=party)
         self.ids[name] = user.id
         if totp:
             secret = self.platform.auth.totp_secret(self.platform.users.get(user.id))
@@ -101,6 +101,9 @@ class World:
 
 
 ROLES = ("admin", "data_owner", "analyst", "auditor")
+#: The party each role's user of a world acts for (issue 14: only a party's members
+#: register, grant and approve its datasets).
+PARTY_OF = {"data_owner": "bank", "admin": "bank"}
 
 
 #: argon2id at the lowest cost: the tests exercise the logic, not the work factor.
@@ -112,9 +115,58 @@ def make_world(tmp_path: Path, clock: ManualClock | None = None) -> World:
     platform = Platform.open(tmp_path, clock=clock, hasher=CHEAP)
     app = create_app(PlatformConfig(tmp_path), platform=platform)
     world = World(app, TestClient(app), app.state.platform, clock)
-    for role in ROLES:
-        world.add_user(role, role)
+    for role in ROLES:  # the data owner and the admin act for the bank
+        world.add_user(role, role, party=PARTY_OF.get(role))
         assert world.login(role).status_code == 200
     return world
 
 
+
+
+def owners_sign(keys: dict[str, Path]) -> Any:
+    """A scheduler's source of signed approvals for tests without a platform: each
+    party's owner (its key in ``keys``) signs every job's spec, as
+    ``sharedml approval approve`` would; parties without a key sign nothing."""
+    import json
+
+    from sharedml.approvals import Statement, load_private, sign, spec_sha256
+
+    def signed(session: Any, job: Any) -> list[dict[str, Any]]:
+        spec = json.loads(job.spec)
+        out = []
+        for party, p in spec["parties"].items():
+            if p and p.get("dataset") and party in keys:
+                statement = Statement(job_id=job.id, party=party, dataset=p["dataset"],
+                                      spec_sha256=spec_sha256(spec))
+                out.append(sign(load_private(keys[party]), statement, f"{party}-owner").model_dump())
+        return out
+
+    return signed
+
+
+#: Who owns which dataset in :func:`two_party_datasets`: (user, party, dataset).
+OWNED = (("data_owner", "bank", "customers"), ("shop_owner", "shop", "baskets"))
+
+
+def two_party_datasets(world: World) -> World:
+    """A dataset at the bank and one at the shop, each registered and granted to the
+    analyst by its own party's data owner (``shop_owner`` is added for the shop)."""
+    world.add_user("shop_owner", "data_owner", party="shop")
+    assert world.login("shop_owner").status_code == 200
+    for owner, party, name in OWNED:
+        r = world.call(owner, "POST", "/api/v1/datasets",
+                       json={"owner_party": party, "name": name, "row_count": 10})
+        assert r.status_code == 201, r.text
+        g = world.call(owner, "PUT", f"/api/v1/datasets/{r.json()['id']}/grants",
+                       json={"user_id": world.ids["analyst"], "permission": "use"})
+        assert g.status_code == 200, g.text
+    return world
+
+
+def approve_all(world: World, job_id: str) -> None:
+    """Each owner of :func:`two_party_datasets` approves every use ``job_id`` asks for."""
+    for owner, _, _ in OWNED:
+        for a in world.call(owner, "GET", "/api/v1/approvals", params={"job_id": job_id}).json():
+            r = world.call(owner, "POST", f"/api/v1/approvals/{a['id']}/decision",
+                           json={"approve": True})
+            assert r.status_code == 200, r.text

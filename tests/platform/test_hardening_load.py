@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from platform_world import World
+from platform_world import OWNED, World, approve_all, two_party_datasets
 from sqlalchemy import select
 
 from sharedml.platform.clock import ManualClock
@@ -44,13 +44,8 @@ SPEC: dict[str, Any] = {
 
 @pytest.fixture
 def jobs_world(world: World) -> World:
-    for party, name in (("bank", "customers"), ("shop", "baskets")):
-        r = world.call("data_owner", "POST", "/api/v1/datasets",
-                       json={"owner_party": party, "name": name, "row_count": 10})
-        assert r.status_code == 201, r.text
-        world.call("data_owner", "PUT", f"/api/v1/datasets/{r.json()['id']}/grants",
-                   json={"user_id": world.ids["analyst"], "permission": "use"})
-    return world
+    return two_party_datasets(world)
+
 
 
 def _orphans(store: Store) -> list[str]:
@@ -114,12 +109,13 @@ def test_concurrent_submit_and_approve_lose_nothing(jobs_world: World) -> None:
             if r.status_code != 201:
                 return
             job = r.json()["id"]
-            listed = c.get("/api/v1/approvals", params={"job_id": job}, headers=w.h("data_owner"))
-            statuses[listed.status_code] += 1
-            for a in listed.json() if listed.status_code == 200 else []:
-                d = c.post(f"/api/v1/approvals/{a['id']}/decision", json={"approve": True},
-                           headers=w.h("data_owner"))
-                statuses[d.status_code] += 1
+            for owner, _, _ in OWNED:
+                listed = c.get("/api/v1/approvals", params={"job_id": job}, headers=w.h(owner))
+                statuses[listed.status_code] += 1
+                for a in listed.json() if listed.status_code == 200 else []:
+                    d = c.post(f"/api/v1/approvals/{a['id']}/decision", json={"approve": True},
+                               headers=w.h(owner))
+                    statuses[d.status_code] += 1
 
     with _Server(w.app) as url, ThreadPoolExecutor(20) as pool:
         list(pool.map(one, [url] * 20))
@@ -177,8 +173,7 @@ def test_heartbeat_timeout_setting_is_read(jobs_world: World) -> None:
         sched.node_hello(party, "127.0.0.1:5000")
     job = {"spec": SPEC, "max_attempts": 1}
     job_id = w.call("analyst", "POST", "/api/v1/jobs", json=job).json()["id"]
-    for a in w.call("data_owner", "GET", "/api/v1/approvals", params={"job_id": job_id}).json():
-        w.call("data_owner", "POST", f"/api/v1/approvals/{a['id']}/decision", json={"approve": True})
+    approve_all(w, job_id)
     sched.tick()
     w.clock.advance(seconds=6)
     sched.tick()
@@ -189,11 +184,10 @@ def test_heartbeat_timeout_setting_is_read(jobs_world: World) -> None:
 def test_a_job_whose_dataset_record_is_deleted_fails_naming_it(jobs_world: World) -> None:
     w = jobs_world
     job_id = w.call("analyst", "POST", "/api/v1/jobs", json={"spec": SPEC}).json()["id"]
-    (ds,) = [d for d in w.call("data_owner", "GET", "/api/v1/datasets").json()
+    (ds,) = [d for d in w.call("shop_owner", "GET", "/api/v1/datasets").json()
              if d["name"] == "baskets"]
-    assert w.call("data_owner", "DELETE", f"/api/v1/datasets/{ds['id']}").status_code == 204
-    for a in w.call("data_owner", "GET", "/api/v1/approvals", params={"job_id": job_id}).json():
-        w.call("data_owner", "POST", f"/api/v1/approvals/{a['id']}/decision", json={"approve": True})
+    assert w.call("shop_owner", "DELETE", f"/api/v1/datasets/{ds['id']}").status_code == 204
+    approve_all(w, job_id)
     w.app.state.scheduler.tick()
     job = w.call("analyst", "GET", f"/api/v1/jobs/{job_id}").json()
     assert job["state"] == "failed" and "shop/baskets" in job["reason"], job

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 import pytest
-from platform_world import World
+from platform_world import World, two_party_datasets
 from sqlalchemy import func, select
 
 from sharedml.components import jobspec, registry
@@ -40,13 +40,7 @@ BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
 
 @pytest.fixture
 def jobs_world(world: World) -> World:
-    for owner, party, name in (("data_owner", "bank", "customers"), ("data_owner", "shop", "baskets")):
-        r = world.call(owner, "POST", "/api/v1/datasets",
-                       json={"owner_party": party, "name": name, "row_count": 10})
-        assert r.status_code == 201, r.text
-        world.call(owner, "PUT", f"/api/v1/datasets/{r.json()['id']}/grants",
-                   json={"user_id": world.ids["analyst"], "permission": "use"})
-    return world
+    return two_party_datasets(world)
 
 
 def _jobs(w: World) -> int:

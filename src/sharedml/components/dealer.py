@@ -51,10 +51,11 @@ STEP_END = 2**63 - 1
 def needs_dealer(spec: jobspec.JobSpec) -> bool:
     """Whether a step computes on secret shares with dealt randomness.
 
-    A step says so through its parameters' ``protocol`` (a field of ``train``; a
-    property of ``scale``, ``ss`` for horizontal min-max) and ``provider``."""
+    A step says so through its parameters' ``protocol`` (a field of ``train``:
+    ``ss``, or ``split`` whose interactive layer is on shares; a property of
+    ``scale``, ``ss`` for horizontal min-max) and ``provider``."""
     for step in spec.parsed_steps():
-        if getattr(step.params, "protocol", None) == "ss" and getattr(
+        if getattr(step.params, "protocol", None) in ("ss", "split") and getattr(
             step.params, "provider", None
         ) != "he":
             return True

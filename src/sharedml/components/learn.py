@@ -6,8 +6,8 @@ A party's feature columns are all its columns but its id columns and, at the
 label holder, the label.
 
 * ``train`` fits one :class:`~sharedml.learn.base.VerticalModel` part per party
-  (``model: logistic_regression | linear_regression | secureboost``,
-  ``protocol: ss | he``), keeps it in ``ctx.state["model"]`` and writes this
+  (``model: logistic_regression | linear_regression | secureboost | mlp``,
+  ``protocol: ss | he``, for ``mlp`` ``ss | split``), keeps it in ``ctx.state["model"]`` and writes this
   party's part (and nothing else) to ``ctx.out_dir``.
 * ``predict`` scores ``ctx.state[on]`` jointly; the scores exist at the label
   holder only (``ctx.state["predictions"]`` and a CSV of ids and scores in its
@@ -29,7 +29,13 @@ import numpy as np
 from pydantic import Field
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
-from sharedml.components.train_params import MODELS, TrainParams, build_model, model_class
+from sharedml.components.train_params import (
+    MODELS,
+    SHARED_PROTOCOLS,
+    TrainParams,
+    build_model,
+    model_class,
+)
 from sharedml.errors import ConfigError, DataError
 
 __all__ = [
@@ -90,12 +96,13 @@ class TrainStep(Component):
     needs = ("split",)
     makes = ("model",)
     params = TrainParams
-    summary = "vertical SS/HE logistic or linear regression, or SecureBoost"
+    summary = "vertical SS/HE logistic or linear regression, SecureBoost, or an MLP (ss or split)"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         model = build_model(params)
-        if params.protocol == "ss":  # no dealer (or two parties for 'he'): fail before any message
-            ctx.mpc_runtime(params.provider, purpose=f"train: {params.model} with protocol 'ss'",
+        if params.protocol in SHARED_PROTOCOLS:  # no dealer: fail before any message
+            ctx.mpc_runtime(params.provider,
+                            purpose=f"train: {params.model} with protocol {params.protocol!r}",
                             otherwise=" or use 'protocol: he'")
         X, y = _features(ctx, _frame(ctx, "train"))
         ctx.progress(0.0, f"training {params.model} ({params.protocol})")

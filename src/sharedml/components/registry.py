@@ -35,6 +35,8 @@ BUILTIN["onehot"] = "sharedml.components.onehot:OneHotStep"
 BUILTIN["train"] = "sharedml.components.learn:TrainStep"
 BUILTIN["predict"] = "sharedml.components.learn:PredictStep"
 BUILTIN["evaluate"] = "sharedml.components.learn:EvaluateStep"
+BUILTIN["cv"] = "sharedml.components.selection:CVStep"
+BUILTIN["tune"] = "sharedml.components.selection:TuneStep"
 
 
 @functools.cache

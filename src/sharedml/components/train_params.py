@@ -19,18 +19,28 @@ from pydantic import Field, create_model, model_validator
 from sharedml.components.base import Params
 from sharedml.errors import ConfigError
 from sharedml.learn.linear import HELogisticRegression, SSLinearRegression, SSLogisticRegression
+from sharedml.learn.nn import (
+    SplitMLPClassifier,
+    SplitMLPRegressor,
+    SSMLPClassifier,
+    SSMLPRegressor,
+)
 from sharedml.learn.params import Param
 from sharedml.learn.tree import SecureBoostClassifier, SecureBoostRegressor
 
-MODELS = ("logistic_regression", "linear_regression", "secureboost")
+MODELS = ("logistic_regression", "linear_regression", "secureboost", "mlp")
 #: Every learner a train step may build, as the schema's descriptions name it.
 LEARNERS: dict[str, type] = {
     "logistic_regression (ss)": SSLogisticRegression,
     "logistic_regression (he)": HELogisticRegression,
     "linear_regression": SSLinearRegression,
     "secureboost": SecureBoostClassifier,
+    "mlp (ss)": SSMLPClassifier,
+    "mlp (split)": SplitMLPClassifier,
 }
-#: Fields that choose the learner; ``provider`` applies to ``protocol: ss`` only.
+#: Protocols that compute on secret shares (``provider`` applies to these only).
+SHARED_PROTOCOLS = ("ss", "split")
+#: Fields that choose the learner; ``provider`` applies to ``SHARED_PROTOCOLS`` only.
 _CHOICE = ("model", "protocol", "task", "provider")
 
 
@@ -44,21 +54,37 @@ def model_class(model: str, protocol: str, task: str | None) -> type:
                 "linear_regression has no 'he' protocol", step="train", remedy="use protocol: ss"
             )
         return SSLinearRegression
+    if model == "mlp":
+        return _mlp_class(protocol, task)
     return SecureBoostRegressor if task == "regression" else SecureBoostClassifier
 
 
+def _mlp_class(protocol: str, task: str | None) -> type:
+    regression = task == "regression"
+    if protocol == "split":
+        return SplitMLPRegressor if regression else SplitMLPClassifier
+    if protocol == "ss":
+        return SSMLPRegressor if regression else SSMLPClassifier
+    raise ConfigError(
+        f"mlp has no {protocol!r} protocol", step="train", remedy="use protocol: ss or split"
+    )
+
+
 class _TrainBase(Params):
-    model: Literal["logistic_regression", "linear_regression", "secureboost"]
-    protocol: Literal["ss", "he"] = "ss"
+    model: Literal["logistic_regression", "linear_regression", "secureboost", "mlp"]
+    protocol: Literal["ss", "he", "split"] = Field(
+        "ss", description="ss or he; mlp: ss (everything on shares) or split (own nets, "
+        "an interactive layer on shares)"
+    )
     task: Literal["classification", "regression"] | None = Field(
-        None, description="secureboost only; linear models imply it"
+        None, description="secureboost and mlp (default classification); linear models imply it"
     )
 
     def given(self) -> dict[str, Any]:
         """The learner's parameters the step sets (the others keep the learner's defaults)."""
         out = {k: v for k, v in self.model_dump().items() if v is not None and k not in _CHOICE}
         provider = getattr(self, "provider", None)
-        if provider is not None and self.protocol == "ss":
+        if provider is not None and self.protocol in SHARED_PROTOCOLS:
             out["provider"] = provider
         return out
 
@@ -85,6 +111,8 @@ def _field(entries: list[tuple[str, Param]]) -> tuple[Any, Any]:
     if first.choices is not None:
         values = tuple(dict.fromkeys(c for p in params for c in p.choices or ()))
         annotation: Any = Literal[values]
+    elif first.kind is list:  # layer sizes: the learner's rule checks each item
+        return list[int] | None, Field(None, description=_description(entries))
     else:
         annotation = first.kind
     bounds: dict[str, float] = {}

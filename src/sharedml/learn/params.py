@@ -29,7 +29,11 @@ from typing import Any, ClassVar
 from sharedml.errors import ConfigError
 from sharedml.session import PROVIDERS
 
-_KINDS = {int: numbers.Integral, float: numbers.Real, str: str, bool: bool}
+_KINDS: dict[type, Any] = {
+    int: numbers.Integral, float: numbers.Real, str: str, bool: bool, list: (list, tuple)
+}
+#: the longest list a ``list`` parameter takes
+MAX_ITEMS = 8
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,10 @@ class Param:
     """One hyper-parameter: its type, the values it may take, its default and meaning.
 
     Attributes:
-        kind: ``int``, ``float``, ``str`` or ``bool`` (an ``int`` parameter takes
-            any integral number; a ``float`` one any real number).
+        kind: ``int``, ``float``, ``str``, ``bool`` (an ``int`` parameter takes
+            any integral number; a ``float`` one any real number) or ``list``: a
+            list of integers (layer sizes), each within ``low``/``high``, at most
+            ``MAX_ITEMS`` of them.
         default: the value ``__init__`` stores when none is given.
         description: one line for ``sharedml components show``.
         low, high: bounds, inclusive unless ``open_low``/``open_high``.
@@ -63,9 +69,13 @@ class Param:
         if self.choices is not None:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         else:
-            text = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[
-                self.kind
-            ]
+            text = {
+                int: "an integer",
+                float: "a number",
+                str: "a string",
+                bool: "true or false",
+                list: f"a list of at most {MAX_ITEMS} integers, each",
+            }[self.kind]
             if self.low is not None and self.high is not None:
                 left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
                 text += f" in {left}{self.low:g}, {self.high:g}{right}"
@@ -85,7 +95,12 @@ class Param:
             return False
         if self.choices is not None:
             return value in self.choices
-        return self.kind not in (int, float) or self._within(float(value))  # type: ignore[arg-type]
+        if self.kind is list:
+            return len(value) <= MAX_ITEMS and all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) and self._within(float(v))
+                for v in value
+            )
+        return self.kind not in (int, float) or self._within(float(value))
 
     def _within(self, x: float) -> bool:
         if self.low is not None and (x <= self.low if self.open_low else x < self.low):

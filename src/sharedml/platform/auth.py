@@ -69,6 +69,8 @@ class Principal:
     role: str
     via: str  # "session" | "token" | "cli"
     credential_id: int
+    #: The organisation the user acts for (``None``: the operator's own staff).
+    party: str | None = None
     #: What an API token may do (``tokens.allows``); ``*`` for sessions.
     scopes: tuple[str, ...] = ("*",)
 
@@ -151,7 +153,8 @@ class Authenticator:
             return False
 
     def create_user(
-        self, username: str, password: str, role: str, *, totp: bool = True
+        self, username: str, password: str, role: str, *, totp: bool = True,
+        party: str | None = None,
     ) -> tuple[User, str | None]:
         """A new user, and (once, never again) the TOTP provisioning URI if enrolled."""
         if role not in ROLES:
@@ -163,6 +166,7 @@ class Authenticator:
             role=role,
             totp_secret_enc=self._seal(username, secret) if secret else None,
             created_at=self._clock.now(),
+            party=party,
         )
         with self._store.session() as s:
             if s.scalar(select(User.id).where(User.username == username)) is not None:
@@ -238,7 +242,8 @@ class Authenticator:
                               last_seen=now, expires_at=now + dt.timedelta(hours=max_hours))
         s.add(session)
         s.flush()
-        return Principal(user.id, user.username, user.role, "session", session.id), token
+        return Principal(user.id, user.username, user.role, "session", session.id,
+                         user.party), token
 
     def _check_factors(
         self, user: User, password: str, totp_code: str | None, now: dt.datetime
@@ -308,7 +313,8 @@ class Authenticator:
     ) -> Principal:
         if user is None or user.disabled:
             raise AuthError("user disabled", remedy="ask an administrator")
-        return Principal(user.id, user.username, user.role, via, credential_id, scopes)
+        return Principal(user.id, user.username, user.role, via, credential_id, user.party,
+                         scopes)
 
     def create_token(
         self,

@@ -1,4 +1,4 @@
-"""Vertical data sets and a runner for the linear learners' tests.
+"""Vertical data sets and a runner for the vertical learners' tests (linear, nn).
 
 ``vertical(name)`` loads a ``*_hetero`` pair from the shared reference data,
 joins it on its id only to split rows the same way for both parties (70/30,
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 
 from sharedml.mpc import serve_dealer
 from sharedml.standalone import run_in_threads
@@ -84,9 +85,13 @@ def run_vertical(
     wrap: Callable[[Channel], Channel] | None = None,
     keep: dict[str, Any] | None = None,
     validation: bool = False,
+    seed: bytes | None = None,
 ) -> dict[str, Any]:
     """Fit one model part per party, then predict the test rows; returns the
-    label holder's scores (``keep`` receives each party's fitted model)."""
+    label holder's scores (``keep`` receives each party's fitted model;
+    ``seed`` makes the parties' secret randomness reproducible). One
+    BLAS thread per party, as in a party's own process: threads of several
+    parties' BLAS pools fighting over the cores made products 20 times slower."""
 
     def party(session: Any) -> Any:
         model = make()
@@ -109,9 +114,34 @@ def run_vertical(
     if dealer:
         fns["dealer"] = deal
         names.append("dealer")
-    return run_in_threads(fns, names, wrap=wrap, timeout=300, dealer="dealer" if dealer else None)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return run_in_threads(
+            fns, names, wrap=wrap, timeout=300, seed=seed, dealer="dealer" if dealer else None
+        )
 
 
 @pytest.fixture
 def run() -> Callable[..., dict[str, Any]]:
     return run_vertical
+
+
+@pytest.fixture
+def breast_job(shared_data: Path) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """A job spec on the breast pair (guest: label y) whose ``steps`` follow psi
+    and a 70/30 stratified split."""
+
+    def spec(steps: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "name": "breast-job",
+            "parties": {
+                "guest": {"dataset": str(shared_data / "breast_hetero_guest.csv"), "label": "y"},
+                "host": {"dataset": str(shared_data / "breast_hetero_host.csv")},
+            },
+            "steps": [
+                {"psi": {"key": "id"}},
+                {"split": {"test_size": 0.3, "stratify": "y", "seed": 42}},
+                *steps,
+            ],
+        }
+
+    return spec
