@@ -215,3 +215,28 @@ def test_user_add_reads_a_piped_password_silently(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert secret not in out.stdout + out.stderr
     assert "echo" not in (out.stdout + out.stderr).lower()
+
+
+def test_a_node_busy_reporting_is_not_silent(tmp_path: Path) -> None:
+    """A node delivers its finished tasks' reports one by one before its next beat; under
+    load that took longer than the silence limit and every other task of the node failed
+    "no heartbeat" (bench/load.py: 156 of 200 jobs). A report shows the node alive."""
+    store = Store(sqlite_url(tmp_path))
+    store.upgrade()
+    clock = ManualClock()
+    sched, first = _running(store, clock, task_timeout_s=5, max_attempts=1)
+    second = sched.submit(SPEC)
+    sched.tick()
+    with store.session() as s:
+        tasks = {(t.party, t.job_id): t.id for t in s.scalars(select(Task))}
+    mine = {job: tasks["bank", job] for job in (first, second)}
+    shops = {tasks["shop", job]: 0.5 for job in (first, second)}
+    sched.node_beat("bank", {mine[first]: 0.5, mine[second]: 0.5})
+    clock.advance(4)
+    sched.task_report("bank", mine[first], True, {"rows": 1}, "", 0.1)  # no beat since
+    clock.advance(4)  # 8 s after bank's beat, 4 s after its report
+    sched.node_beat("shop", shops)  # the shop beats on time
+    sched.tick()
+    with store.session() as s:
+        task = s.get(Task, mine[second])
+        assert task is not None and task.state == "running", task.reason if task else None

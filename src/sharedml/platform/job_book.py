@@ -87,6 +87,8 @@ class JobBook:
         self.since = clock.now()
         #: Last heartbeat of each node and task id, newer than the stored one.
         self._seen: dict[str, dt.datetime] = {}
+        #: The task ids each node's last heartbeat listed.
+        self._listed: dict[str, tuple[str, ...]] = {}
         self._depth = 0
 
     @property
@@ -197,8 +199,15 @@ class JobBook:
 
     def beat(self, node_id: str, task_ids: Iterable[str], now: dt.datetime) -> None:
         """Remember a node's heartbeat and the tasks it lists — no lock, no store."""
+        self._listed[node_id] = listed = tuple(task_ids)
+        self.heard(node_id, now, listed)
+
+    def heard(self, node_id: str, now: dt.datetime, task_ids: Iterable[str] | None = None) -> None:
+        """Any call from a node (a report too) shows it and the tasks its last heartbeat
+        listed alive: a node delivering many reports before its next beat is not silent
+        (bench/load.py: 156 of 200 jobs failed "no heartbeat" behind a node's reports)."""
         self._seen[node_id] = now
-        for task_id in task_ids:
+        for task_id in self._listed.get(node_id, ()) if task_ids is None else task_ids:
             self._seen[task_key(node_id, task_id)] = now
 
     def last(self, key: str, stored: dt.datetime | None) -> dt.datetime | None:

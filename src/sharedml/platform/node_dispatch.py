@@ -168,6 +168,7 @@ class NodeDispatch:
     ) -> None:
         """A node finished a task. Reports for tasks no longer running are ignored."""
         now = self.book.clock.now()
+        self.book.heard(node_id, now)  # before the write lock, as a beat (issue 14 item 3)
         with self.book.tx() as s:
             task = s.get(Task, task_id)
             if task is None or task.node_id != node_id or task.state != "running":

@@ -9,13 +9,15 @@ platform calls it on start-up, so a new release migrates its database itself.
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sharedml.errors import ConfigError
@@ -86,6 +88,7 @@ class Store:
                 f"cannot open the platform database {self.safe_url}: {exc}",
                 remedy="check --db-url; PostgreSQL needs the 'postgres' extra (psycopg)",
             ) from None
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(
             self.engine.execution_options(sharedml_read=True), expire_on_commit=False
@@ -106,13 +109,34 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as s:
+        with self.writer(), self._sessions() as s:
             try:
                 yield s
                 s.commit()
             except BaseException:
                 s.rollback()
                 raise
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """On SQLite, this process's writers queue on a lock of their own before asking
+        SQLite for its write lock. SQLite's busy handler polls with growing sleeps, so
+        under many writer threads a waiting transaction can starve until its busy timeout
+        (bench/load.py: POST /jobs p50 5.7 s and 503s at 10 clients); a released Python
+        lock wakes the next waiter at once. Waiting past ``BUSY_TIMEOUT_MS`` is "busy"
+        (the API's 503), as SQLite's own timeout is. Nested sessions of one thread
+        (RLock) pass; other processes (the CLI) still meet SQLite's busy timeout. Take
+        it before any lock of the caller's that a session may be opened under."""
+        if self._write_lock is None:
+            yield
+            return
+        if not self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+            raise OperationalError("BEGIN IMMEDIATE", None,
+                                   sqlite3.OperationalError("database is locked"))
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
