@@ -48,6 +48,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "nodes.read": ALL,
     "nodes.manage": frozenset({"admin"}),
     "audit.read": frozenset({"admin", "auditor"}),
+    "audit.checkpoint": ALL,
     "settings.read": frozenset({"admin", "auditor"}),
     "settings.write": frozenset({"admin"}),
     "self": ALL,

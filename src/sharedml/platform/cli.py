@@ -129,6 +129,7 @@ def serve(
         typer.echo(f"recovered {len(recovered)} running job(s)")
     loop = threading.Thread(target=_tick, args=(scheduler, stop, tick_s), daemon=True)
     loop.start()
+    _publish_checkpoints(app.state.platform, stop)
     try:
         uvicorn.run(
             app,
@@ -143,6 +144,14 @@ def serve(
         stop.set()
         if nodes is not None:
             nodes.stop()
+
+
+def _publish_checkpoints(platform: Any, stop: threading.Event) -> None:
+    """Signed audit checkpoints while serving (issue 14 item 7)."""
+    from sharedml.platform.audit_checkpoints import publish_every
+
+    threading.Thread(target=publish_every, daemon=True,
+                     args=(platform.checkpoints, platform.audit, platform.clock, stop)).start()
 
 
 def _tick(scheduler: Any, stop: threading.Event, period: float) -> None:
@@ -283,24 +292,49 @@ def audit_verify(
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
     file: Path | None = typer.Option(None, "--file", help="verify an exported JSON-lines file"),
-    head: str | None = typer.Option(None, "--head", help="expected head hash (catches truncation)"),
+    head: str | None = typer.Option(
+        None, "--head", help="a head hash noted earlier: the chain must still hold it"
+    ),
+    checkpoints: Path | None = typer.Option(
+        None, "--checkpoints", help="signed checkpoints kept with 'audit checkpoint --save'"
+    ),
 ) -> None:
-    """Check the hash chain; names the first bad entry. Exit 1 if it does not verify."""
+    """Check the hash chain (and kept checkpoints); names the first bad entry. Exit 1 if
+    it does not verify."""
     from sharedml.platform.audit import verify_lines
+    from sharedml.platform.audit_checkpoints import load_kept
 
+    pem, kept = load_kept(checkpoints) if checkpoints else ("", [])
     if file is not None:
         with file.open(encoding="utf-8") as fh:
-            v = verify_lines(fh)
+            v = verify_lines(fh, kept, pem, head)
     else:
-        v = _open(data_dir, db_url).audit.verify()
-    if v.ok and head is not None and v.head != head:
-        typer.echo(f"audit log: {v.entries} entries verify, but the head is {v.head}, not {head}")
-        raise typer.Exit(1)
+        v = _open(data_dir, db_url).audit.verify(kept, pem, head)
     if v.ok:
-        typer.echo(f"audit log OK: {v.entries} entries, head {v.head}")
+        against = f"; {len(kept)} checkpoint(s) match" if kept else ""
+        typer.echo(f"audit log OK: {v.entries} entries, head {v.head}{against}")
         return
-    typer.echo(f"audit log BROKEN at entry {v.first_bad_seq}: {v.reason}")
+    where = f" at entry {v.first_bad_seq}" if v.first_bad_seq is not None else ""
+    typer.echo(f"audit log BROKEN{where}: {v.reason}")
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    save: Path = typer.Option(..., "--save", help="file of kept checkpoints (appended to)"),
+    url: str = URL,
+    token: str | None = TOKEN,
+    ca: Path | None = CA,
+) -> None:
+    """Fetch the platform's signed checkpoint of its audit log and keep it (the first
+    save pins the platform's key); verify later with 'audit verify --checkpoints'."""
+    from sharedml.platform.audit_checkpoints import Checkpoint, keep
+
+    with _client(url, token, ca) as client:
+        got = client.audit_checkpoint()
+    c = Checkpoint(got["seq"], got["head"], got["ts"], got["signature"])
+    keep(save, got["public_key"], c)
+    typer.echo(f"kept checkpoint of entry {c.seq} (head {c.head}) in {save}")
 
 
 @audit_app.command("export")

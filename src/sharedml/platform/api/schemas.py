@@ -237,6 +237,16 @@ class VerifyOut(BaseModel):
     reason: str
 
 
+class CheckpointOut(BaseModel):
+    """A signed audit checkpoint: entry ``seq`` had hash ``head`` at ``ts``."""
+
+    seq: int
+    head: str
+    ts: str
+    signature: str
+    public_key: str
+
+
 class Problem(BaseModel):
     """Every error response: what went wrong and, where known, what to do."""
 
