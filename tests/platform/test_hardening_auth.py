@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from platform_world import World
+from platform_world import World, two_party_datasets
 
 ME = "/api/v1/auth/me"
 
@@ -135,3 +135,25 @@ def test_x_forwarded_for_does_not_reset_the_rate_limit(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "sharedml.cli", "audit", "export"], env=env,
                          capture_output=True, text=True, timeout=120, check=True).stdout
     assert "10.0." not in out and "127.0.0.1" in out
+
+
+def test_an_owner_sees_the_steps_on_their_data_and_what_each_reveals(world: World) -> None:
+    """The probe: owners approved without seeing what the job does. The approval now lists
+    each step that runs on the owner's dataset, who else is in it, and what it reveals."""
+    two_party_datasets(world)
+    spec = {"name": "j", "parties": {"bank": {"dataset": "customers", "label": "y"},
+                                     "shop": {"dataset": "baskets"}},
+            "steps": [{"psi": {}}, {"describe": {}}, {"split": {}},
+                      {"train": {"model": "logistic_regression", "protocol": "ss"}}]}
+    job = world.call("analyst", "POST", "/api/v1/jobs", json={"spec": spec})
+    assert job.status_code == 201, job.text
+    (approval,) = world.call("shop_owner", "GET", "/api/v1/approvals",
+                             params={"job_id": job.json()["id"]}).json()
+    about = world.call("shop_owner", "GET", f"/api/v1/approvals/{approval['id']}/spec").json()
+    steps = {s["step"]: s for s in about["steps"]}
+    assert list(steps) == ["psi", "describe", "split", "train"]
+    assert steps["describe"]["with_parties"] == ["bank"]
+    assert "row and column counts" in steps["describe"]["reveals"]
+    assert steps["train"]["dealer"] == "dealer"  # secret-shared: the dealer takes part
+    assert "masked" in steps["train"]["reveals"]  # the SS learner's own statement
+    assert all(s["reveals"] for s in about["steps"])

@@ -223,6 +223,7 @@ def test_cli_approval_commands_sign_on_the_owners_side(
     shown = run(approval_app, "show", str(approval["id"]), *common)
     spec_hash = approvals.spec_sha256(yaml.safe_load(shown.split("dataset shop/")[0]))
     assert f"spec SHA-256 {spec_hash}" in shown
+    assert "step describe (describe) with no other party; reveals: each party's row" in shown
     out = run(approval_app, "approve", str(approval["id"]), "--key", str(key), *common)
     assert "approved (signed by carol)" in out
     with Client(url, token=token, verify=str(ca)) as owner:

@@ -166,6 +166,9 @@ class ApprovalSpecOut(BaseModel):
     party: str
     dataset: str
     spec: dict[str, Any]
+    #: The steps that run at the party, with who else takes part and what each reveals
+    #: (``approval_brief.brief``; an owner's tools recompute it from ``spec``).
+    steps: list[dict[str, Any]] = []
 
 
 class ApprovalOut(Out):
