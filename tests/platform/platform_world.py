@@ -144,6 +144,12 @@ def owners_sign(keys: dict[str, Path]) -> Any:
     return signed
 
 
+#: A small job over :func:`two_party_datasets`' datasets.
+TWO_PARTY_SPEC: dict[str, Any] = {
+    "name": "describe-both",
+    "parties": {"bank": {"dataset": "customers", "label": "y"}, "shop": {"dataset": "baskets"}},
+    "steps": [{"describe": {}}],
+}
 #: Who owns which dataset in :func:`two_party_datasets`: (user, party, dataset).
 OWNED = (("data_owner", "bank", "customers"), ("shop_owner", "shop", "baskets"))
 

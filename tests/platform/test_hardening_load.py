@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from platform_world import OWNED, World, approve_all, two_party_datasets
+from platform_world import OWNED, TWO_PARTY_SPEC, World, approve_all, two_party_datasets
 from sqlalchemy import select
 
 from sharedml.platform.clock import ManualClock
@@ -35,11 +35,7 @@ from sharedml.platform.store import Store, sqlite_url
 from sharedml.platform.store import db as store_db
 from sharedml.platform.store.models import Approval, Job, Task
 
-SPEC: dict[str, Any] = {
-    "name": "describe-both",
-    "parties": {"bank": {"dataset": "customers", "label": "y"}, "shop": {"dataset": "baskets"}},
-    "steps": [{"describe": {}}],
-}
+SPEC = TWO_PARTY_SPEC
 
 
 @pytest.fixture

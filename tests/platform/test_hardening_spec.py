@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 import pytest
-from platform_world import World, two_party_datasets
+from platform_world import TWO_PARTY_SPEC, World, two_party_datasets
 from sqlalchemy import func, select
 
 from sharedml.components import jobspec, registry
@@ -26,11 +26,7 @@ from sharedml.platform.store.models import Job
 MAX_BODY = 1 << 20
 MAX_STEPS = 1_000
 
-SPEC: dict[str, Any] = {
-    "name": "describe-both",
-    "parties": {"bank": {"dataset": "customers", "label": "y"}, "shop": {"dataset": "baskets"}},
-    "steps": [{"describe": {}}],
-}
+SPEC = TWO_PARTY_SPEC
 
 #: The probe's 418-character bomb: nine levels of nine aliases (9^9 strings once expanded).
 BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(

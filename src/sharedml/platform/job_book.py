@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from sharedml.platform.clock import Clock
 from sharedml.platform.errors import NotFound
 from sharedml.platform.job_plan import StepPlan, decompose
 from sharedml.platform.store import Store
+from sharedml.platform.store.fair_lock import FairRLock
 from sharedml.platform.store.models import Job, Task
 
 #: Appends one entry to the audit log inside the given transaction:
@@ -80,7 +80,7 @@ class JobBook:
         self.config = config
         self.clock = clock
         self._audit_fn = audit
-        self._lock = threading.RLock()
+        self._lock = FairRLock()  # FIFO: the tick's many short transactions do not starve nodes
         self._plans: dict[str, list[StepPlan]] = {}
         self._events: list[tuple[str, str, str, dict[str, Any]]] = []
         #: Nodes get a full timeout to reconnect after this scheduler starts.
@@ -94,7 +94,7 @@ class JobBook:
     @property
     def in_tx(self) -> bool:
         """Whether the calling thread is inside :meth:`tx`."""
-        return self._lock._is_owned() and self._depth > 0  # type: ignore[attr-defined]
+        return self._lock.owned() and self._depth > 0
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sharedml.errors import ConfigError
+from sharedml.platform.store.fair_lock import FairRLock
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
@@ -88,7 +88,7 @@ class Store:
                 f"cannot open the platform database {self.safe_url}: {exc}",
                 remedy="check --db-url; PostgreSQL needs the 'postgres' extra (psycopg)",
             ) from None
-        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        self._write_lock = FairRLock() if self.dialect == "sqlite" else None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(
             self.engine.execution_options(sharedml_read=True), expire_on_commit=False
@@ -123,7 +123,7 @@ class Store:
         SQLite for its write lock. SQLite's busy handler polls with growing sleeps, so
         under many writer threads a waiting transaction can starve until its busy timeout
         (bench/load.py: POST /jobs p50 5.7 s and 503s at 10 clients); a released Python
-        lock wakes the next waiter at once. Waiting past ``BUSY_TIMEOUT_MS`` is "busy"
+        lock (FIFO: ``fair_lock.py``) goes to the longest waiter at once. Waiting past ``BUSY_TIMEOUT_MS`` is "busy"
         (the API's 503), as SQLite's own timeout is. Nested sessions of one thread
         (RLock) pass; other processes (the CLI) still meet SQLite's busy timeout. Take
         it before any lock of the caller's that a session may be opened under."""
