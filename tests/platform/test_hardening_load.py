@@ -216,7 +216,8 @@ def test_user_add_reads_a_piped_password_silently(tmp_path: Path) -> None:
 def test_a_node_busy_reporting_is_not_silent(tmp_path: Path) -> None:
     """A node delivers its finished tasks' reports one by one before its next beat; under
     load that took longer than the silence limit and every other task of the node failed
-    "no heartbeat" (bench/load.py: 156 of 200 jobs). A report shows the node alive."""
+    "no heartbeat" (bench/load.py: 156 of 200 jobs). A report shows the node alive, with
+    the tasks it listed and those it was just ordered to run."""
     store = Store(sqlite_url(tmp_path))
     store.upgrade()
     clock = ManualClock()
@@ -227,7 +228,8 @@ def test_a_node_busy_reporting_is_not_silent(tmp_path: Path) -> None:
         tasks = {(t.party, t.job_id): t.id for t in s.scalars(select(Task))}
     mine = {job: tasks["bank", job] for job in (first, second)}
     shops = {tasks["shop", job]: 0.5 for job in (first, second)}
-    sched.node_beat("bank", {mine[first]: 0.5, mine[second]: 0.5})
+    orders, _ = sched.node_beat("bank", {mine[first]: 0.5})  # the second is ordered now
+    assert [o["task_id"] for o in orders] == [mine[second]]
     clock.advance(4)
     sched.task_report("bank", mine[first], True, {"rows": 1}, "", 0.1)  # no beat since
     clock.advance(4)  # 8 s after bank's beat, 4 s after its report

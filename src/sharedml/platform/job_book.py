@@ -202,6 +202,13 @@ class JobBook:
         self._listed[node_id] = listed = tuple(task_ids)
         self.heard(node_id, now, listed)
 
+    def ordered(self, node_id: str, task_ids: Iterable[str], now: dt.datetime) -> None:
+        """Tasks just ordered to a node count as listed by it: it starts them now, and may
+        spend its next rounds delivering reports before it beats again."""
+        ids = tuple(task_ids)
+        self._listed[node_id] = self._listed.get(node_id, ()) + ids
+        self.heard(node_id, now, ids)
+
     def heard(self, node_id: str, now: dt.datetime, task_ids: Iterable[str] | None = None) -> None:
         """Any call from a node (a report too) shows it and the tasks its last heartbeat
         listed alive: a node delivering many reports before its next beat is not silent

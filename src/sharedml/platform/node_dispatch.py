@@ -132,7 +132,9 @@ class NodeDispatch:
                 fraction = min(max(float(progress), 0.0), 1.0)
                 if flush or fraction - task.progress >= 0.25:
                     task.heartbeat_at, task.progress = now, fraction
-            return self._orders(s, node_id, running, now), cancels
+            orders = self._orders(s, node_id, running, now)
+        self.book.ordered(node_id, [o["task_id"] for o in orders], now)
+        return orders, cancels
 
     def _orders(
         self, s: Session, node_id: str, running: dict[str, float], now: dt.datetime
