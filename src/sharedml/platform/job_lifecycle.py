@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from sharedml.errors import PolicyDenied, SharedMLError
 from sharedml.platform.errors import Conflict
-from sharedml.platform.job_book import JobBook
+from sharedml.platform.job_book import JobBook, task_key
 from sharedml.platform.job_plan import StepPlan
 from sharedml.platform.store.models import FINAL_STATES, Job, Node, Task
 
@@ -149,12 +149,18 @@ class Lifecycle:
         self.book.audit("job.failed", job.id, {"reason": reason})
 
     def _limit(self, job: Job) -> float:
+        """How long a ready step waits for an offline node to come back."""
         return job.timeout_s or self.book.config.task_timeout_s
 
+    def _silence(self, job: Job) -> float:
+        """How long a node may be silent before its task fails (``heartbeat_timeout_s``)."""
+        return job.timeout_s or self.book.config.silence_s
+
     def _time_out(self, job: Job, plan: StepPlan, tasks: list[Task], now: dt.datetime) -> None:
-        limit = self._limit(job)
+        limit = self._silence(job)
         for t in tasks:
-            last = self.book.last(t.id, t.heartbeat_at or t.started_at)
+            key = task_key(t.node_id or "", t.id)
+            last = self.book.last(key, t.heartbeat_at or t.started_at)
             if t.state == "running" and last is not None and (now - last).total_seconds() > limit:
                 move(
                     t,
@@ -180,7 +186,7 @@ class Lifecycle:
         if dealer is None or dealer.state != "running" or dealer in failed:
             return False
         first = min((t.finished_at for t in failed if t.finished_at), default=now)
-        return (now - first).total_seconds() <= self._limit(job)
+        return (now - first).total_seconds() <= self._silence(job)
 
     def _start(
         self,
@@ -213,7 +219,7 @@ class Lifecycle:
                 self.fail_job(s, job, now, wrong)
                 return
             last = self.book.last(t.party, node.last_heartbeat if node else None)
-            if last is None or (now - last).total_seconds() > limit:
+            if last is None or (now - last).total_seconds() > self._silence(job):
                 if (now - ready_since).total_seconds() > limit:
                     move(
                         t,
