@@ -26,9 +26,10 @@ import json
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import Field
 
-from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.components.base import DATA, DEALER, Component, Params, StepContext, StepResult
 from sharedml.components.train_params import (
     MODELS,
     SHARED_PROTOCOLS,
@@ -64,17 +65,25 @@ def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
                 party=ctx.party.name,
                 step=ctx.step_id,
             )
+        if not pd.api.types.is_numeric_dtype(frame[label]):
+            raise DataError(
+                "the label column holds values that are not numbers",
+                party=ctx.party.name, step=ctx.step_id, column=label,
+                remedy="encode the label as 0/1 (classification) or numbers (regression)",
+            )
         y = frame[label].to_numpy()
         drop.append(label)
     X = frame.drop(columns=drop)
-    non_numeric = [c for c in X.columns if not np.issubdtype(X[c].dtype, np.number)]
+    non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
     if non_numeric:
         raise DataError(
             f"non-numeric feature columns {non_numeric[:5]}",
             party=ctx.party.name,
             step=ctx.step_id,
-            remedy="encode or drop them before training",
+            column=str(non_numeric[0]),
+            remedy="encode them (onehot) or drop them before training",
         )
+
     return X, y
 
 
@@ -105,12 +114,17 @@ class TrainStep(Component):
                             purpose=f"train: {params.model} with protocol {params.protocol!r}",
                             otherwise=" or use 'protocol: he'")
         X, y = _features(ctx, _frame(ctx, "train"))
+        if len(X) < 2:
+            raise DataError(
+                f"{len(X)} row(s) to learn from", party=ctx.party.name, step=ctx.step_id,
+                remedy="check the parties' ids overlap (psi's intersection) and the split",
+            )
         ctx.progress(0.0, f"training {params.model} ({params.protocol})")
         model.fit(ctx.session, X, y)
         ctx.state["model"] = model
         ctx.state.pop("predictions_on", None)  # earlier predictions are not this model's
         ctx.state["task"] = getattr(model, "task", "classification")
-        path = ctx.out_dir / f"model-{ctx.step_id}.json"
+        path = ctx.artifact("model", ".json")
         model.save(path)
         ctx.progress(1.0, "trained")
         return StepResult(
@@ -129,6 +143,12 @@ class PredictStep(Component):
 
     name = "predict"
     needs = ("model", "split")
+
+    @classmethod
+    def roles(cls, params: Params) -> tuple[str, ...]:
+        """The dealer takes part (when the job has one): the trained model may be a
+        secret-shared one, whose prediction opens an MPC runtime."""
+        return (DATA, DEALER)
     params = PredictParams
     summary = "joint prediction; scores reach the label holder only"
 
@@ -144,11 +164,10 @@ class PredictStep(Component):
         ctx.state["predictions_on"] = params.on
         if scores is None:
             return StepResult(metrics={"rows": len(X)})
-        import pandas as pd
 
         out = frame[[c for c in ctx.party.id_columns if c in frame.columns]].copy()
         out["score"] = scores
-        path = ctx.out_dir / f"predictions-{ctx.step_id}.csv"
+        path = ctx.artifact("predictions", ".csv")
         pd.DataFrame(out).to_csv(path, index=False)
         return StepResult(metrics={"rows": len(X)}, artifacts={"predictions": str(path)})
 
@@ -158,6 +177,12 @@ class EvaluateStep(Component):
 
     name = "evaluate"
     needs = ("model", "split")
+
+    @classmethod
+    def roles(cls, params: Params) -> tuple[str, ...]:
+        """The dealer takes part (when the job has one): the trained model may be a
+        secret-shared one, whose prediction opens an MPC runtime."""
+        return (DATA, DEALER)
     params = EvaluateParams
     summary = "AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder"
 
@@ -184,7 +209,7 @@ class EvaluateStep(Component):
                     "fpr": ks.fpr.tolist(),
                 },
             }
-            path = ctx.out_dir / f"curves-{ctx.step_id}.json"
+            path = ctx.artifact("curves", ".json")
             path.write_text(json.dumps(curves), encoding="utf-8")
             artifacts["curves"] = str(path)
         return StepResult(

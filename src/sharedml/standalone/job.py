@@ -39,6 +39,7 @@ from sharedml.components.jobspec import StepSpec
 from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError, SharedMLError
 from sharedml.session import Session
+from sharedml.transport.deadline import StepDeadline
 
 ProgressFn = Callable[[str, str, float, str], None]
 
@@ -60,6 +61,10 @@ class PartyJob:
             spec's folder.
         progress: where parties report ``(party, step, fraction, message)``
             (public progress only), or ``None``.
+        step_timeout: seconds each step may take at a party (the dealer
+            included) before it fails with a :class:`~sharedml.errors.StepTimeout`
+            naming the step and the peer it waited for; ``None``: no limit
+            beyond each receive's own timeout.
     """
 
     steps: tuple[StepSpec, ...]
@@ -67,6 +72,13 @@ class PartyJob:
     out: Path
     datasets: DatasetFiles
     progress: ProgressFn | None = None
+    step_timeout: float | None = None
+
+    def for_step(self, session: Session, step_id: str) -> Session:
+        """``session`` with its channel bound by the step's timeout, if any."""
+        if self.step_timeout is None:
+            return session
+        return replace(session, channel=StepDeadline(session.channel, step_id, self.step_timeout))
 
 
 def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
@@ -77,7 +89,7 @@ def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
     """
     me: PartyConfig = job.parties[session.party]
     out_dir = job.out / session.party
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # model parts, predictions
     progress = job.progress
     state: dict[str, Any] = {}
     steps: list[dict[str, Any]] = []
@@ -86,7 +98,7 @@ def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
             progress(session.party, step.id, 0.0, "started")
         component = registry.get(step.component)()
         ctx = StepContext(
-            session, me, job.parties, state, out_dir, step.id,
+            job.for_step(session, step.id), me, job.parties, state, out_dir, step.id,
             _step_progress(progress, session, step.id), job.datasets,
         )
         try:
@@ -114,7 +126,8 @@ def _in_step(exc: SharedMLError, party: str, step_id: str) -> SharedMLError:
     if type(exc).__init__ is not SharedMLError.__init__:
         return exc
     where = step_id if exc.step in (None, step_id) else f"{step_id}/{exc.step}"
-    return type(exc)(exc.message, party=exc.party or party, step=where, remedy=exc.remedy)
+    return type(exc)(exc.message, party=exc.party or party, step=where, remedy=exc.remedy,
+                     column=exc.column)
 
 
 class _QueueProgress:
@@ -139,7 +152,7 @@ def dealer_main(job: PartyJob, session: Session) -> dict[str, Any]:
     data_parties = list(job.parties)
     steps: list[dict[str, Any]] = []
     for step in job.steps:
-        counts = serve_step(session, step.id, data_parties)
+        counts = serve_step(job.for_step(session, step.id), step.id, data_parties)
         seconds = counts.pop("seconds")
         if counts["runtimes"]:
             steps.append({"id": step.id, "component": step.component, "metrics": counts,
@@ -165,8 +178,14 @@ def run_job(
     base: Path | None = None,
     timeout: float = 600.0,
     progress: ProgressFn | None = None,
+    step_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Run a job spec with every party local; write and return ``out/result.json``."""
+    """Run a job spec with every party local; write and return ``out/result.json``.
+
+    ``timeout`` bounds each receive, ``step_timeout`` each step (see
+    :class:`PartyJob`). A failed run raises
+    :class:`~sharedml.standalone.options.PartyFailed` for the root cause; the
+    failures that followed from it are in its ``after``."""
     spec = jobspec.load(spec_source)
     if base is None:
         base = Path(spec_source).resolve().parent if isinstance(spec_source, str | Path) and Path(
@@ -181,7 +200,7 @@ def run_job(
         result: dict[str, Any] = run_tee_job(spec, out_dir, base=base)
         return result
     job = PartyJob(tuple(spec.parsed_steps()), spec.party_configs(), out_dir.resolve(),
-                   DatasetFiles(base))
+                   DatasetFiles(base), step_timeout=step_timeout)
     dealer = dealer_name(spec.parties) if needs_dealer(spec) else None
     if embedded:
         from sharedml.standalone.threads import run_in_threads
@@ -285,13 +304,24 @@ def register(app: Any) -> None:
         embedded: bool = typer.Option(
             False, "--embedded", help="run the parties as threads in this process"
         ),
-        timeout: float = typer.Option(600.0, help="seconds a party waits for a peer"),
+        timeout: float = typer.Option(600.0, help="seconds a party waits for a peer's message"),
+        step_timeout: float = typer.Option(
+            3600.0, "--step-timeout", help="seconds each step may take before the run fails"
+        ),
     ) -> None:
         """Run JOB with every party as a local process; write OUT/result.json."""
         from rich.console import Console
         from rich.table import Table
 
-        result = run_job_reporting_cause(job, out, embedded=embedded, timeout=timeout)
+        from sharedml.standalone.options import PartyFailed
+
+        try:
+            result = run_job(job, out, embedded=embedded, timeout=timeout,
+                             step_timeout=step_timeout)
+        except PartyFailed as exc:
+            for line in exc.lines():  # the root cause first, what followed from it after
+                typer.echo(line, err=True)
+            raise typer.Exit(2) from None
         table = Table(title=f"job {result['job']} ({result['seconds']} s)")
         for col in ("step", "party", "seconds", "metrics"):
             table.add_column(col)
