@@ -45,6 +45,8 @@ class SchedulerConfig:
     on_restart: Literal["resume", "fail"] = "resume"
     #: Seconds a party waits for a peer's message inside a step.
     channel_timeout_s: float = 120.0
+    #: Seconds a whole step may take at a node before its task fails naming the step.
+    step_timeout_s: float | None = 24 * 3600.0
     #: The dealer node (certificate subject) given the dealer tasks of secret-shared jobs.
     dealer: str = "dealer"
 

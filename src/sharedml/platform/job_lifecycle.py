@@ -253,12 +253,14 @@ class Lifecycle:
             )
             self.book.audit("job.retry", job.id, {"step": plan.id, "attempt": attempt})
             return
+        then = "".join(f"\n  then: {who(t, plan.dealer)}: {t.reason}" for t in tasks
+                       if t is not cause and t.state == "failed")  # after the root cause
         self.fail_job(
             s,
             job,
             now,
             f"step {plan.id!r} failed at {who(cause, plan.dealer)} "
-            f"(attempt {attempt} of {job.max_attempts}): {cause.reason}",
+            f"(attempt {attempt} of {job.max_attempts}): {cause.reason}{then}",
         )
 
 
