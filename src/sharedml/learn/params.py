@@ -86,11 +86,11 @@ class Param:
             }[self.kind]
             if self.low is not None and self.high is not None:
                 left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
-                text += f" in {left}{self.low:g}, {self.high:g}{right}"
+                text += f" in {left}{_num(self.low)}, {_num(self.high)}{right}"
             elif self.low is not None:
-                text += f" {'>' if self.open_low else '≥'} {self.low:g}"
+                text += f" {'>' if self.open_low else '≥'} {_num(self.low)}"
             elif self.high is not None:
-                text += f" {'<' if self.open_high else '≤'} {self.high:g}"
+                text += f" {'<' if self.open_high else '≤'} {_num(self.high)}"
         return text + (" or None" if self.optional else "")
 
     def accepts(self, value: Any) -> bool:
@@ -116,6 +116,11 @@ class Param:
         if self.low is not None and (x <= self.low if self.open_low else x < self.low):
             return False
         return self.high is None or (x < self.high if self.open_high else x <= self.high)
+
+
+def _num(x: float) -> str:
+    """A bound as a reader writes it: ``4194304``, ``0.5``, ``1e+06`` for a round float."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e7 else f"{x:g}"
 
 
 def with_defaults(params: Mapping[str, Param], **defaults: Any) -> dict[str, Param]:
