@@ -158,7 +158,15 @@ class Lifecycle:
 
     def _time_out(self, job: Job, plan: StepPlan, tasks: list[Task], now: dt.datetime) -> None:
         limit = self._silence(job)
+        step_limit = self.book.config.step_timeout_s
         for t in tasks:
+            # the node ends a step at its step timeout; one that still has not reported a
+            # heartbeat timeout later is stuck (computing, not waiting): fail it here
+            if (t.state == "running" and step_limit and t.started_at is not None
+                    and (now - t.started_at).total_seconds() > step_limit + limit):
+                move(t, "failed", now, f"step {plan.id!r} did not finish at {who(t, plan.dealer)} "
+                     f"within its step timeout of {step_limit:g} s")
+                continue
             key = task_key(t.node_id or "", t.id)
             last = self.book.last(key, t.heartbeat_at or t.started_at)
             if t.state == "running" and last is not None and (now - last).total_seconds() > limit:
@@ -266,12 +274,14 @@ class Lifecycle:
             )
             self.book.audit("job.retry", job.id, {"step": plan.id, "attempt": attempt})
             return
+        then = "".join(f"\n  then: {who(t, plan.dealer)}: {t.reason}" for t in tasks
+                       if t is not cause and t.state == "failed")  # after the root cause
         self.fail_job(
             s,
             job,
             now,
             f"step {plan.id!r} failed at {who(cause, plan.dealer)} "
-            f"(attempt {attempt} of {job.max_attempts}): {cause.reason}",
+            f"(attempt {attempt} of {job.max_attempts}): {cause.reason}{then}",
         )
 
 

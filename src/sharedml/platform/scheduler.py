@@ -262,10 +262,11 @@ class Scheduler:
 
     def task_report(
         self, node_id: str, task_id: str, ok: bool, metrics: dict[str, Any], reason: str,
-        seconds: float,
+        seconds: float, *, retry: bool = True,
     ) -> None:
-        """A node finished a task. Reports for tasks no longer running are ignored."""
-        self.nodes.report(node_id, task_id, ok, metrics, reason, seconds)
+        """A node finished a task. Reports for tasks no longer running are ignored; a
+        failure the node says would repeat (``retry=False``) fails the job at once."""
+        self.nodes.report(node_id, task_id, ok, metrics, reason, seconds, retry=retry)
 
     def finished(self, job_ids: list[str]) -> list[str]:
         """Which of ``job_ids`` are over (or unknown): their nodes may drop their state."""
