@@ -1,7 +1,7 @@
 """console: the console's language per user; the nodes' last reported version, CPU, memory
 
-Revision ID: 0004_locale
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-07 18:30:00.000000
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_locale"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
