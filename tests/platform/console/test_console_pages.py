@@ -19,7 +19,7 @@ from sharedml.platform.console import session as console_session
 from sharedml.platform.console.web import HERE, PREFIX
 
 PAGES = ["/", "/nodes", "/datasets", "/approvals", "/jobs", "/jobs/new", "/jobs/new?template=a1",
-         "/audit", "/users", "/settings", "/totp"]
+         "/audit", "/users", "/settings", "/totp", "/models"]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ machine without internet. No JavaScript build step.
 Pages: login (password + TOTP) and TOTP enrolment (``pages_auth``); home,
 nodes, datasets, approvals (``pages_data``); jobs, the builder and a job's
 page (``pages_jobs``, ``builder``, ``job_view``); audit log, users and grants,
-settings (``pages_admin``); changes to users, roles and grants (``pages_people``).
+settings (``pages_admin``); changes to users, roles and grants (``pages_people``); model versions and
+aliases of the registry (``pages_models``).
 
 Security model — the console is another face of the REST API, not a second
 set of rules:
@@ -57,11 +58,12 @@ def mount(app: FastAPI) -> None:
         pages_auth,
         pages_data,
         pages_jobs,
+        pages_models,
         pages_people,
     )
 
     app.state.console = Console(Csrf.new())
-    for module in (pages_auth, pages_data, pages_jobs, pages_admin, pages_people):
+    for module in (pages_auth, pages_data, pages_jobs, pages_admin, pages_people, pages_models):
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
 

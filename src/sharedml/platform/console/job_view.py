@@ -18,7 +18,7 @@ from fastapi import Request
 from sharedml.components import jobspec
 from sharedml.errors import ConfigError
 from sharedml.platform.api import jobs as job_routes
-from sharedml.platform.api import routes_data
+from sharedml.platform.api import routes_data, routes_registry
 from sharedml.platform.auth import Principal
 from sharedml.platform.console.mirror import call
 from sharedml.platform.job_text import plain_metrics, task_events
@@ -56,6 +56,8 @@ class JobView:
     models: list[Any]
     charts: list[dict[str, Any]] = field(default_factory=list)
     importances: list[dict[str, Any]] = field(default_factory=list)
+    #: The registry's versions this job trained (each party's part fingerprint).
+    versions: list[Any] = field(default_factory=list)
 
     @classmethod
     def load(cls, request: Request, who: Principal, job_id: str) -> JobView:
@@ -69,6 +71,8 @@ class JobView:
         view = cls(job, tasks, steps, result.steps, approvals, models)
         view.charts = _charts(result.steps)
         view.importances = _importances(result.steps)
+        view.versions = [v for v in call(routes_registry.list_versions, request, who)
+                         if v.job_id == job_id]
         return view
 
     @property
