@@ -17,7 +17,7 @@ from console_browser import log_in
 from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
 from sharedml.scenarios.credit import credit_population
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # processes; slower under load
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from walkthrough import blocks, environment, start_up, stop, workdir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # processes; slower under load
 
 
 def test_the_readme_walkthrough_ends_with_the_jobs_metrics(tmp_path: Path) -> None:
