@@ -1,7 +1,7 @@
 """API token scopes (issue 14 item 6)
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0004 (the model registry; both were 0004 after 0003 on main)
 Create Date: 2026-12-07 18:00:00.000000
 """
 
