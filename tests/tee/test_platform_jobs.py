@@ -173,16 +173,18 @@ def test_tee_routes_and_provider_keys(tmp_path: Path, shared_data: Path) -> None
                                     signers=[policy.signer or ""]))
         job = wait(scheduler, world.platform, job_id)
         assert job.state == "succeeded", job.reason
-        sealed = world.call("admin", "GET", f"/api/v1/tee/jobs/{job_id}/released/model/train")  # acts for bank
-        assert sealed.status_code == 200, sealed.text
-        model = ReleasedModel.from_bytes(bank.open_release(sealed.content, job_id))
+        from sharedml.sdk import Client
+
+        sdk = Client("http://testserver", world.tokens["admin"], transport=world.client._transport)
+        sealed = sdk.tee_released(job_id, "model", "train")  # the admin acts for bank
+        model = ReleasedModel.from_bytes(bank.open_release(sealed, job_id))
         assert model.kind == "xgboost"
         world.add_user("shop-admin", "admin", party="shop")
         assert world.login("shop-admin").status_code == 200
         other = world.call("shop-admin", "GET", f"/api/v1/tee/jobs/{job_id}/released/model/train")
         assert other.status_code >= 400 and "released to 'shop'" in other.text
         assert world.call("analyst", "GET", f"/api/v1/tee/jobs/{job_id}").status_code == 403  # not its job
-        receipt = world.call("admin", "GET", f"/api/v1/tee/jobs/{job_id}/receipt").json()
+        receipt = sdk.tee_receipt(job_id)
         assert bank.bundle is not None and verify_receipt(receipt, bank.bundle)["job"] == job_id
         bank.client.close()
     finally:

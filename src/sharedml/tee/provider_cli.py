@@ -110,7 +110,7 @@ def _connect(platform: str, token: str | None, ca: str | None, job: str, party: 
     from sharedml.tee.enclave.client import EnclaveClient
 
     api = Client(platform, token, verify=ca or True)
-    where = api._call("GET", f"/tee/jobs/{job}")
+    where = api.tee_enclave(job)
     policy, verifier = _policy(policy_file)
     client = EnclaveClient(where["address"], server_certificate=where["certificate"].encode()).for_job(job)
     provider = OwnerKeys(keys, party).provider(client, verifier)
@@ -184,7 +184,7 @@ def register_provider(tee: typer.Typer) -> None:
         from sharedml.tee.envelope import KeyBundle
 
         with Client(platform, token, verify=ca or True) as api:
-            stored = api._call("GET", f"/tee/jobs/{job}/receipt")
+            stored = api.tee_receipt(job)
         bundle = KeyBundle.from_bytes(OwnerKeys(keys, party).bundle_path(job).read_bytes())
         body = verify_receipt(stored, bundle)
         mine = [u for u in body.get("uploads", []) if u.get("owner") == party]
@@ -200,10 +200,7 @@ def register_provider(tee: typer.Typer) -> None:
         from sharedml.sdk import Client
 
         with Client(platform, token, verify=ca or True) as api:
-            sealed = api._http.get(f"/tee/jobs/{job}/released/{what}/{step}",
-                                   headers={"Authorization": f"Bearer {token}"} if token else {})
-        if sealed.status_code >= 400:
-            raise ConfigError(f"the platform refused: {sealed.text[:300]}", party=party, step="result")
+            sealed = api.tee_released(job, what, step)
         provider = OwnerKeys(keys, party).provider(None, None)
-        out.write_bytes(provider.open_release(sealed.content, job, what))
+        out.write_bytes(provider.open_release(sealed, job, what))
         typer.echo(json.dumps({"job": job, "step": step, "what": what, "out": str(out)}))
