@@ -89,7 +89,7 @@ def test_tee_job_through_the_platform(tmp_path: Path, shared_data: Path) -> None
         sealed = scheduler.tee.released(job_id, "guest", "model", train_id)
         released = ReleasedModel.from_bytes(guest.open_release(sealed, job_id))
         np.testing.assert_allclose(released.predict(te), expected, rtol=0, atol=1e-12)
-        scores = pd.read_csv(io.BytesIO(guest.open_release(
+        scores = pd.read_parquet(io.BytesIO(guest.open_release(
             scheduler.tee.released(job_id, "guest", "scores", eval_id), job_id, "scores")))
         np.testing.assert_allclose(scores["score"], expected, rtol=0, atol=1e-12)
         reported = job.result["steps"][eval_id]["enclave"]["metrics"]

@@ -175,7 +175,7 @@ def test_model_and_scores_reach_the_label_holder_only(sim: SimWorld, tmp_path: P
     e, holder = trained(sim, tmp_path, joined, model_to=True, scores_to=True)
     model = ReleasedModel.from_bytes(holder.open(e.release("guest", "model", "train"),
                                                  release_info(JOB, "guest")))
-    scores = pd.read_csv(io.BytesIO(holder.open(e.release("guest", "scores", "evaluate"),
+    scores = pd.read_parquet(io.BytesIO(holder.open(e.release("guest", "scores", "evaluate"),
                                                               release_info(JOB, "guest", "scores"))))
     test = joined.set_index("id").loc[scores["id"]].reset_index()
     np.testing.assert_allclose(model.predict(test), scores["score"], rtol=0, atol=1e-12)

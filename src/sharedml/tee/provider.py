@@ -224,7 +224,7 @@ class Provider:
         job = self._result_job(job)
         sealed = self.client.result(self.name, "scores", step)
         plain = self._release_keys.open(sealed, release_info(job, self.name, "scores"))
-        return pd.read_csv(io.BytesIO(plain))
+        return pd.read_parquet(io.BytesIO(plain))
 
     def open_release(self, sealed: bytes, job: str, what: str = "model") -> bytes:
         """Open a release relayed by someone else (the platform keeps them for the label holder)."""

@@ -29,6 +29,7 @@ the scores to the runtime, which releases them as the owners' policies allow
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from sharedml.components import registry
-from sharedml.components.base import PartyConfig, StepContext, execute
+from sharedml.components.base import Component, PartyConfig, StepContext, execute
 from sharedml.components.frames import feature_columns, require_frame, targets
 from sharedml.errors import ConfigError, DataError
 from sharedml.session import Session
@@ -52,6 +53,12 @@ from sharedml.transport.local import LocalHub
 PARTY = "enclave"
 #: Steps the registry's component runs as is (its vertical form is local to one party).
 AS_IS = ("split", "fill", "scale", "onehot", "binning", "predict", "evaluate")
+
+
+@functools.cache
+def class_of(name: str) -> type[Component]:
+    """The registry's component class (looked up once per process: the image's packages do not change)."""
+    return registry.get(name)
 
 
 @dataclass
@@ -74,7 +81,7 @@ class Outcome:
 
     steps: list[dict[str, Any]] = field(default_factory=list)
     models: dict[str, ReleasedModel] = field(default_factory=dict)
-    scores: dict[str, bytes] = field(default_factory=dict)  # step -> CSV of id, score
+    scores: dict[str, bytes] = field(default_factory=dict)  # step -> Parquet of id, score
 
 
 def parse(wire: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
@@ -84,7 +91,7 @@ def parse(wire: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
         if not isinstance(raw, dict) or not isinstance(raw.get("component"), str):
             raise ConfigError(f"steps[{i}] of the run request is malformed", step="run")
         component, step_id = raw["component"], str(raw.get("id") or raw["component"])
-        params = registry.get(component).parse(raw.get("params") or {}, f"steps[{i}].{component}")
+        params = class_of(component).parse(raw.get("params") or {}, f"steps[{i}].{component}")
         scheme.check_step(step_id, component, params)
         out.append((step_id, component, params))
     return out
@@ -111,7 +118,7 @@ class InsideRun:
             ctx = replace(self.ctx, step_id=step_id)
             if component in AS_IS:
                 params = _qualified(component, params, self._frame())
-                metrics = execute(registry.get(component)(), ctx, params).metrics
+                metrics = execute(class_of(component)(), ctx, params).metrics
             else:
                 metrics = self._own[component](ctx, params)
             self.outcome.steps.append({"id": step_id, "component": component, "metrics": metrics,
@@ -154,9 +161,9 @@ class InsideRun:
         frame = ctx.state[ctx.state["predictions_on"]]
         out = frame[list(ctx.party.id_columns)].copy()
         out["score"] = np.asarray(ctx.state["predictions"], dtype=np.float64)
-        buf = io.StringIO()
-        out.to_csv(buf, index=False, float_format="%.17g")
-        return buf.getvalue().encode()
+        buf = io.BytesIO()
+        out.to_parquet(buf, index=False)
+        return buf.getvalue()
 
 
 def _qualified(component: str, params: Any, frame: pd.DataFrame) -> Any:
