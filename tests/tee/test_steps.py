@@ -52,6 +52,7 @@ SUPPORTED: dict[str, tuple[list[dict[str, Any]], str]] = {
 #: (the step, a word the refusal names)
 REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "describe": ({"describe": {}}, "not available"),
+    "align": ({"align": {}}, "use psi"),
     "cv": ({"cv": {"train": {"model": "logistic_regression"}}}, "not available"),
     "tune": ({"tune": {"train": {"model": "logistic_regression"}, "space": {"l2": [0.1, 1.0]}}},
              "not available"),

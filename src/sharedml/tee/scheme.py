@@ -52,6 +52,8 @@ STEPS: dict[str, Rule] = {
     "train": Rule(),  # per model: MODELS
     "predict": Rule(frozenset({"on"})),
     "evaluate": Rule(frozenset({"metrics", "on"})),
+    "align": Rule(refused="the enclave joins the uploads on the id column itself; use psi (an inner join "
+                  "inside, with no PSI protocol)"),
     "describe": Rule(refused="describe's per-party summaries are not run inside the enclave yet"),
     "cv": Rule(refused="cross-validation is not run inside the enclave yet"),
     "tune": Rule(refused="hyper-parameter search is not run inside the enclave yet"),
