@@ -37,9 +37,10 @@ import json
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import Field
 
-from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.components.base import DATA, DEALER, Component, Params, StepContext, StepResult
 from sharedml.components.saved_models import load_part_for, save_part, write_scores
 from sharedml.components.train_params import (
     MODELS,
@@ -88,17 +89,25 @@ def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
                 party=ctx.party.name,
                 step=ctx.step_id,
             )
+        if not pd.api.types.is_numeric_dtype(frame[label]):
+            raise DataError(
+                "the label column holds values that are not numbers",
+                party=ctx.party.name, step=ctx.step_id, column=label,
+                remedy="encode the label as 0/1 (classification) or numbers (regression)",
+            )
         y = frame[label].to_numpy()
         drop.append(label)
     X = frame.drop(columns=drop)
-    non_numeric = [c for c in X.columns if not np.issubdtype(X[c].dtype, np.number)]
+    non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
     if non_numeric:
         raise DataError(
             f"non-numeric feature columns {non_numeric[:5]}",
             party=ctx.party.name,
             step=ctx.step_id,
-            remedy="encode or drop them before training",
+            column=str(non_numeric[0]),
+            remedy="encode them (onehot) or drop them before training",
         )
+
     return X, y
 
 
@@ -140,6 +149,11 @@ class TrainStep(Component):
                             purpose=f"train: {params.model} with protocol {params.protocol!r}",
                             otherwise=" or use 'protocol: he'")
         X, y = _features(ctx, _frame(ctx, "train"))
+        if len(X) < 2:
+            raise DataError(
+                f"{len(X)} row(s) to learn from", party=ctx.party.name, step=ctx.step_id,
+                remedy="check the parties' ids overlap (psi's intersection) and the split",
+            )
         ctx.progress(0.0, f"training {params.model} ({params.protocol})")
         model.fit(ctx.session, X, y)
         ctx.state["model"] = model
@@ -166,6 +180,12 @@ class PredictStep(Component):
 
     name = "predict"
     needs = ("model", "split")
+
+    @classmethod
+    def roles(cls, params: Params) -> tuple[str, ...]:
+        """The dealer takes part (when the job has one): the trained model may be a
+        secret-shared one, whose prediction opens an MPC runtime."""
+        return (DATA, DEALER)
     params = PredictParams
     summary = "joint prediction (trained here or a saved model); scores reach the label holder only"
 
@@ -208,6 +228,12 @@ class EvaluateStep(Component):
 
     name = "evaluate"
     needs = ("model", "split")
+
+    @classmethod
+    def roles(cls, params: Params) -> tuple[str, ...]:
+        """The dealer takes part (when the job has one): the trained model may be a
+        secret-shared one, whose prediction opens an MPC runtime."""
+        return (DATA, DEALER)
     params = EvaluateParams
     summary = "AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder"
 
@@ -242,7 +268,7 @@ class EvaluateStep(Component):
                     "fpr": ks.fpr.tolist(),
                 },
             }
-            path = ctx.out_dir / f"curves-{ctx.step_id}.json"
+            path = ctx.artifact("curves", ".json")
             path.write_text(json.dumps(curves), encoding="utf-8")
             artifacts["curves"] = str(path)
         return StepResult(

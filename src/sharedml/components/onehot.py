@@ -202,7 +202,7 @@ class OneHotStep(RowsUnlessHorizontal, Component):
         ctx.state["onehot"] = categories
         record(ctx.state, {"op": "onehot", "categories": categories})
         names = [n for c, cats in categories.items() for n in indicator_names(c, cats)]
-        path = ctx.out_dir / f"onehot-{ctx.step_id}.json"
+        path = ctx.artifact("onehot", ".json")
         path.write_text(json.dumps({"layout": params.layout, "categories": categories,
                                     "indicators": names}), encoding="utf-8")
         metrics = {"categories": {c: len(v) for c, v in categories.items()},

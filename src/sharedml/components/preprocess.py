@@ -35,6 +35,7 @@ from sharedml.components.base import (
 )
 from sharedml.components.frames import feature_columns, targets
 from sharedml.errors import ConfigError
+from sharedml.learn.params import MAX_KEY_BITS
 from sharedml.modelpart.pipeline import record
 from sharedml.session import Session
 
@@ -160,7 +161,7 @@ class ScaleStep(RowsUnlessHorizontal, Component):
         ctx.state["scaler"] = scaler
         record(ctx.state, {"op": "scale", "method": params.method, "columns": cols,
                            "center": scaler.center_.tolist(), "scale": scaler.scale_.tolist()})
-        path = ctx.out_dir / f"scaler-{ctx.step_id}.json"
+        path = ctx.artifact("scaler", ".json")
         path.write_text(json.dumps({
             "method": params.method, "layout": params.layout, "columns": cols,
             "center": scaler.center_.tolist(), "scale": scaler.scale_.tolist(),
@@ -212,7 +213,7 @@ class WoeParams(Params):
     n_bins: int = Field(10, ge=2, le=256)
     method: Literal["frequency", "width"] = "frequency"
     reveal: Literal["label_holder", "both"] = "label_holder"
-    key_bits: int = Field(2048, ge=1024)
+    key_bits: int = Field(2048, ge=1024, le=MAX_KEY_BITS)
 
 
 class WoeStep(Component):

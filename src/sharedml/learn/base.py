@@ -15,13 +15,30 @@ learned state ends in ``_``; ``predict`` before ``fit`` raises
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
+from sharedml.errors import DataError
 from sharedml.learn.params import Declared
 from sharedml.session import Session
+
+
+@contextmanager
+def model_file(path: Path | str, kind: str) -> Iterator[None]:
+    """Reading a model part file: a field missing or of the wrong type is a
+    :class:`~sharedml.errors.DataError` naming the file, never a raw KeyError (the
+    file may be damaged, truncated or another program's; issue 14, fuzzing)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise DataError(
+            f"{kind} model file {Path(path).name} is malformed ({type(exc).__name__}: "
+            f"{str(exc)[:80]})", remedy="use the file as the train step wrote it, or retrain",
+        ) from None
 
 
 class VerticalModel(Declared, ABC):

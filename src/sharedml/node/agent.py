@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -92,15 +93,19 @@ from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLE
 from sharedml.modelpart import FileNodeKeys, PartStore
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.guard import check_task
+from sharedml.node.reasons import public_failure
 from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
 from sharedml.session import Session
 from sharedml.transport import tls
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
+from sharedml.transport.deadline import StepDeadline
 from sharedml.transport.grpc import GrpcEndpoint
 
 log = logging.getLogger("sharedml.node")
 
+#: What a job id from the platform may be before it names a folder of the node's.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 #: How long a dealer task waits for a step's next request (it ends sooner when canceled).
 _DEALER_WAIT_S = 7 * 24 * 3600.0
 
@@ -360,14 +365,32 @@ class Agent:
         try:
             metrics = self._run_step(run)
             report = Report(task_id=order.task_id, ok=True, metrics=metrics, reason="")
-        except SharedMLError as exc:
-            report = Report(task_id=order.task_id, ok=False, reason=str(exc)[:4000])
         except Exception as exc:  # bad input must not take the node down (8.3-2)
+            # the whole story stays here; the platform gets a code, the step, the party and
+            # column names, never a cell value or a local path (issue 14 item 4)
             log.error("node %s: step %s failed:\n%s", party, order.step_id, traceback.format_exc())
-            reason = f"party {party!r} step {order.step_id!r}: {type(exc).__name__}: {exc}"
-            report = Report(task_id=order.task_id, ok=False, reason=reason[:4000])
+            failure = public_failure(exc, party, order.step_id, self._public_names(order))
+            report = Report(task_id=order.task_id, ok=False, reason=failure.reason(),
+                            code=failure.code, retry=failure.retry)
         report.seconds = time.perf_counter() - start
         run.report = report
+
+    def _public_names(self, order: TaskOrder) -> set[str]:
+        """Names the platform already knows: its datasets' columns, the job's parties,
+        datasets, labels, id columns, steps and components."""
+        names = {c.name for r in self._records for c in r.columns} | {r.name for r in self._records}
+        for name, p in order.parties.items():
+            names.add(name)
+            names.update(str(v) for k, v in p.items() if k in ("dataset", "label") and v)
+            ids = p.get("id", "id")
+            names.update([ids] if isinstance(ids, str) else map(str, ids))
+        for step in (order.spec or {}).get("steps", []):
+            if isinstance(step, dict):
+                names.update(str(k) for k in step)
+                names.add(str(step.get("id", "")))
+        names.update({order.step_id, order.component, *order.peers})
+        names.discard("")
+        return names
 
     def _run_step(self, run: _Run) -> dict[str, Any]:
         order, party = run.order, self.config.party
@@ -392,10 +415,9 @@ class Agent:
             timeout=order.channel_timeout_s,
         )
         try:
-            session = Session(party, tuple(peers), _Cancellable(channel, run.cancel),
-                              dealer=order.dealer or None)
-            out_dir = self.config.work_dir / "jobs" / order.job_id
-            out_dir.mkdir(parents=True, exist_ok=True)
+            session = Session(party, tuple(peers), _bounded(_Cancellable(channel, run.cancel),
+                                                            order), dealer=order.dealer or None)
+            out_dir = self._job_dir(order)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
                               order.step_id, self._progress(run), self._datasets,
                               self._part_store())
@@ -410,6 +432,17 @@ class Agent:
         job.done.add(order.step_id)
         metrics: dict[str, Any] = json.loads(json.dumps(result.metrics, default=_plain))
         return metrics
+
+    def _job_dir(self, order: TaskOrder) -> Path:
+        """``work_dir/jobs/<job>`` (0700); the job id from the platform is checked first,
+        so it never walks out of the work dir."""
+        if not _JOB_ID.fullmatch(order.job_id):
+            raise ConfigError(f"the platform sent a job id that is not one: {order.job_id[:64]!r}",
+                              party=self.config.party, step=order.step_id,
+                              remedy="report this to the platform's operator")
+        out_dir = self.config.work_dir / "jobs" / order.job_id
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return out_dir
 
     def _run_dealer(self, run: _Run) -> dict[str, Any]:
         """Serve the step's MPC runtimes until its end-of-step marker; public counts only."""
@@ -429,7 +462,7 @@ class Agent:
             order.peers, timeout=order.channel_timeout_s,
         )
         try:
-            waiting = _Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S)
+            waiting = _bounded(_Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S), order)
             session = Session(party, (*data_parties, party), waiting, dealer=party)
             counts = serve_step(session, order.step_id, data_parties)
         finally:
@@ -459,6 +492,13 @@ class Agent:
                                    step=run.order.step_id)
 
         return report
+
+
+def _bounded(channel: Channel, order: TaskOrder) -> Channel:
+    """The task's channel, its receives ending at the step's timeout (when the order sets one)."""
+    if order.step_timeout_s is None:
+        return channel
+    return StepDeadline(channel, order.step_id, order.step_timeout_s)
 
 
 def _plain(value: Any) -> Any:

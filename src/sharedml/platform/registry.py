@@ -76,7 +76,7 @@ class Models:
         return [m for m, job in rows if self._p.access.can_read_job(principal, job)]
 
     def get(self, principal: Principal, model_id: int) -> ModelRecord:
-        with self._p.store.session() as s:
+        with self._p.store.reading() as s:
             row = get_or_404(s, ModelRecord, model_id, "model")
             job = get_or_404(s, Job, row.job_id, "job")
         self._p.access.require_job(principal, job)
@@ -108,7 +108,7 @@ class Jobs:
         self._p = p
 
     def get(self, principal: Principal, job_id: str) -> Job:
-        with self._p.store.session() as s:
+        with self._p.store.reading() as s:
             job = get_or_404(s, Job, job_id, "job")
         self._p.access.require_job(principal, job)
         return job

@@ -47,6 +47,7 @@ from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError, SharedMLError
 from sharedml.session import Session
 from sharedml.standalone.models import LocalRegistry, register_models, resolve_models
+from sharedml.transport.deadline import StepDeadline
 
 ProgressFn = Callable[[str, str, float, str], None]
 
@@ -70,6 +71,10 @@ class PartyJob:
             (public progress only), or ``None``.
         models: the models folder (each party's part store and keys are under
             ``models/<party>/``).
+        step_timeout: seconds each step may take at a party (the dealer
+            included) before it fails with a :class:`~sharedml.errors.StepTimeout`
+            naming the step and the peer it waited for; ``None``: no limit
+            beyond each receive's own timeout.
     """
 
     steps: tuple[StepSpec, ...]
@@ -78,6 +83,13 @@ class PartyJob:
     datasets: DatasetFiles
     progress: ProgressFn | None = None
     models: Path | None = None
+    step_timeout: float | None = None
+
+    def for_step(self, session: Session, step_id: str) -> Session:
+        """``session`` with its channel bound by the step's timeout, if any."""
+        if self.step_timeout is None:
+            return session
+        return replace(session, channel=StepDeadline(session.channel, step_id, self.step_timeout))
 
 
 def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
@@ -88,7 +100,7 @@ def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
     """
     me: PartyConfig = job.parties[session.party]
     out_dir = job.out / session.party
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # model parts, predictions
     progress = job.progress
     state: dict[str, Any] = {}
     steps: list[dict[str, Any]] = []
@@ -98,7 +110,7 @@ def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
             progress(session.party, step.id, 0.0, "started")
         component = registry.get(step.component)()
         ctx = StepContext(
-            session, me, job.parties, state, out_dir, step.id,
+            job.for_step(session, step.id), me, job.parties, state, out_dir, step.id,
             _step_progress(progress, session, step.id), job.datasets, parts,
         )
         try:
@@ -126,7 +138,8 @@ def _in_step(exc: SharedMLError, party: str, step_id: str) -> SharedMLError:
     if type(exc).__init__ is not SharedMLError.__init__:
         return exc
     where = step_id if exc.step in (None, step_id) else f"{step_id}/{exc.step}"
-    return type(exc)(exc.message, party=exc.party or party, step=where, remedy=exc.remedy)
+    return type(exc)(exc.message, party=exc.party or party, step=where, remedy=exc.remedy,
+                     column=exc.column)
 
 
 class _QueueProgress:
@@ -151,7 +164,7 @@ def dealer_main(job: PartyJob, session: Session) -> dict[str, Any]:
     data_parties = list(job.parties)
     steps: list[dict[str, Any]] = []
     for step in job.steps:
-        counts = serve_step(session, step.id, data_parties)
+        counts = serve_step(job.for_step(session, step.id), step.id, data_parties)
         seconds = counts.pop("seconds")
         if counts["runtimes"]:
             steps.append({"id": step.id, "component": step.component, "metrics": counts,
@@ -178,11 +191,15 @@ def run_job(
     timeout: float = 600.0,
     progress: ProgressFn | None = None,
     models: str | Path | None = None,
+    step_timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run a job spec with every party local; write and return ``out/result.json``.
 
     ``models`` is the models folder (default ``out/models``): trained versions
-    are registered there and saved models are resolved from it."""
+    are registered there and saved models are resolved from it. ``timeout``
+    bounds each receive, ``step_timeout`` each step (see :class:`PartyJob`). A
+    failed run raises :class:`~sharedml.standalone.options.PartyFailed` for the
+    root cause; the failures that followed from it are in its ``after``."""
     spec = jobspec.load(spec_source)
     if base is None:
         base = Path(spec_source).resolve().parent if isinstance(spec_source, str | Path) and Path(
@@ -199,7 +216,8 @@ def run_job(
     book = LocalRegistry(Path(models) if models is not None else out_dir / "models")
     spec = resolve_models(spec, book)
     job = PartyJob(tuple(spec.parsed_steps()), spec.party_configs(), out_dir.resolve(),
-                   DatasetFiles(base), models=book.root.resolve())
+                   DatasetFiles(base), models=book.root.resolve(),
+                   step_timeout=step_timeout)
     dealer = dealer_name(spec.parties) if needs_dealer(spec) else None
     if embedded:
         from sharedml.standalone.threads import run_in_threads
@@ -304,7 +322,10 @@ def register(app: Any) -> None:
         embedded: bool = typer.Option(
             False, "--embedded", help="run the parties as threads in this process"
         ),
-        timeout: float = typer.Option(600.0, help="seconds a party waits for a peer"),
+        timeout: float = typer.Option(600.0, help="seconds a party waits for a peer's message"),
+        step_timeout: float = typer.Option(
+            3600.0, "--step-timeout", help="seconds each step may take before the run fails"
+        ),
         models: Path | None = typer.Option(
             None, "--models", help="models folder: registry and each party's sealed parts "
             "(default OUT/models)"),
@@ -313,8 +334,15 @@ def register(app: Any) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        result = run_job_reporting_cause(job, out, embedded=embedded, timeout=timeout,
-                                         models=models)
+        from sharedml.standalone.options import PartyFailed
+
+        try:
+            result = run_job(job, out, embedded=embedded, timeout=timeout,
+                             step_timeout=step_timeout, models=models)
+        except PartyFailed as exc:
+            for line in exc.lines():  # the root cause first, what followed from it after
+                typer.echo(line, err=True)
+            raise typer.Exit(2) from None
         table = Table(title=f"job {result['job']} ({result['seconds']} s)")
         for col in ("step", "party", "seconds", "metrics"):
             table.add_column(col)

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from sharedml.errors import ConfigError, DataError, NotFittedError, ProtocolAbort
-from sharedml.learn.base import VerticalModel
+from sharedml.learn.base import VerticalModel, model_file
 from sharedml.session import Session
 
 FORMAT = "sharedml.linear"
@@ -338,14 +338,15 @@ class LinearPart(VerticalModel):
             )
         if doc.get("model_type") != cls.model_type:
             raise DataError(f"{where} holds a {doc.get('model_type')}, not a {cls.model_type}")
-        model = cls(**cls.known_params(doc["params"]))
-        lay = doc["layout"]
-        model.layout_ = Layout(
-            lay["label_holder"], tuple(lay["feature_holders"]), dict(lay["n_features"]), 0, 0
-        )
-        model.party_ = doc["party"]
-        model.parties_ = tuple(lay["parties"])
-        model._set_part(doc["part"])
+        with model_file(where, "linear"):
+            model = cls(**cls.known_params(doc["params"]))
+            lay = doc["layout"]
+            model.layout_ = Layout(
+                lay["label_holder"], tuple(lay["feature_holders"]), dict(lay["n_features"]), 0, 0
+            )
+            model.party_ = doc["party"]
+            model.parties_ = tuple(lay["parties"])
+            model._set_part(doc["part"])
         return model
 
 

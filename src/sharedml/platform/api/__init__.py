@@ -2,7 +2,9 @@
 
 :func:`create_app` builds the app over one :class:`~sharedml.platform.service.Platform`;
 routers: auth, users/settings/audit/nodes, projects/grants/datasets/approvals/models,
-and the scheduler's job routes (``api/jobs.py``) when present.
+and the scheduler's job routes (``api/jobs.py``) when present. Every request
+passes :class:`~sharedml.platform.api.limits.RequestLimits` (body size, JSON
+depth) before routing and authentication.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def create_app(
         routes_data,
         routes_registry,
     )
+    from sharedml.platform.api.limits import RequestLimits
     from sharedml.platform.api.schemas import Problem
 
     platform = platform or Platform.open(settings.data_dir, settings.db_url, clock)
@@ -51,8 +54,10 @@ def create_app(
         redoc_url=None,
     )
     app.state.platform = platform
+    app.state.trusted_proxies = tuple(settings.trusted_proxies)
     app.state.scheduler = scheduler if scheduler is not None else build_scheduler(platform)
     errors.install(app)
+    app.add_middleware(RequestLimits)
     problems: dict[int | str, dict[str, Any]] = {
         code: {"model": Problem, "description": text}
         for code, text in (
@@ -80,6 +85,7 @@ def build_scheduler(platform: Platform) -> Any:
 
     def apply(rs: RuntimeSettings) -> None:
         scheduler.config.task_timeout_s = rs.task_timeout_s
+        scheduler.config.heartbeat_timeout_s = rs.heartbeat_timeout_s
         scheduler.config.max_attempts = rs.task_max_attempts
 
     platform.settings.subscribe(apply)

@@ -114,6 +114,8 @@ class ApiToken(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Space-separated operations or areas the token may use (``*``: all its role may).
+    scopes: Mapped[str] = mapped_column(String(512), default="*")
 
 
 class UserSession(Base):
