@@ -23,11 +23,12 @@ metric values to the platform. Security model: that of the learner.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
+from sharedml.components import horizontal
 from sharedml.components.base import Component, Params, StepContext, StepResult
 from sharedml.components.train_params import (
     MODELS,
@@ -43,13 +44,43 @@ __all__ = [
     "model_class",
 ]
 
+_LAYOUT_SAYS = "horizontal: the model was trained with layout: horizontal (each party scores its own rows)"
+
+
 class PredictParams(Params):
     on: Literal["test", "train"] = "test"
+    layout: Literal["vertical", "horizontal"] = Field("vertical", description=_LAYOUT_SAYS)
 
 
 class EvaluateParams(Params):
     metrics: list[str] | None = Field(None, description="default: every metric of the task")
     on: Literal["test", "train"] = "test"
+    layout: Literal["vertical", "horizontal"] = Field("vertical", description=_LAYOUT_SAYS)
+
+
+class _EitherLayout:
+    """Needs, makes and roles of a learning step in either layout: a horizontal one
+    works on each party's own rows and a horizontal model, and (train, evaluate)
+    is aggregated by the job's helper (:mod:`sharedml.components.horizontal`)."""
+
+    needs: ClassVar[tuple[str, ...]]
+    makes: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def requires(cls, params: Params) -> tuple[str, ...]:
+        if getattr(params, "layout", "vertical") != "horizontal":
+            return cls.needs
+        return (*(HORIZONTAL_NEEDS.get(n, n) for n in cls.needs), "own_rows")
+
+    @classmethod
+    def provides(cls, params: Params) -> tuple[str, ...]:
+        if getattr(params, "layout", "vertical") != "horizontal":
+            return cls.makes
+        return tuple(HORIZONTAL_NEEDS.get(n, n) for n in cls.makes)
+
+
+#: What a vertical step's product is called in a horizontal job.
+HORIZONTAL_NEEDS = {"model": "horizontal_model"}
 
 
 def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
@@ -89,16 +120,30 @@ def _frame(ctx: StepContext, key: str) -> Any:
     return ctx.state[key]
 
 
-class TrainStep(Component):
-    """Fit a vertical model; each party keeps and writes its own part."""
+class TrainStep(_EitherLayout, Component):
+    """Fit a model. Vertical: each party keeps and writes its own part. Horizontal
+    (``layout: horizontal``): every party trains the whole model on its own rows
+    with the others, by FedAvg or federated trees over secure aggregation
+    (:mod:`sharedml.components.horizontal`)."""
 
     name = "train"
     needs = ("split",)
     makes = ("model",)
     params = TrainParams
-    summary = "vertical SS/HE logistic or linear regression, SecureBoost, or an MLP (ss or split)"
+    summary = ("vertical SS/HE logistic or linear regression, SecureBoost, or an MLP (ss or "
+               "split); horizontal FedAvg logistic/linear regression or MLP, or federated trees")
+
+    @classmethod
+    def aggregates(cls, params: Params) -> bool:
+        return getattr(params, "layout", "vertical") == "horizontal"
+
+    def aggregate(self, ctx: StepContext, params: Any) -> StepResult:
+        return horizontal.train_aggregator(ctx, params)
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
+        if params.layout == "horizontal":
+            X, y = _features(ctx, _frame(ctx, "train"))
+            return horizontal.train_client(ctx, params, X, y)
         model = build_model(params)
         if params.protocol in SHARED_PROTOCOLS:  # no dealer: fail before any message
             ctx.mpc_runtime(params.provider,
@@ -124,15 +169,19 @@ class TrainStep(Component):
         )
 
 
-class PredictStep(Component):
-    """Joint scores on the test (or train) rows, at the label holder only."""
+class PredictStep(_EitherLayout, Component):
+    """Joint scores on the test (or train) rows, at the label holder only; horizontal:
+    each party scores its own rows with the model every party holds (nothing is sent)."""
 
     name = "predict"
     needs = ("model", "split")
     params = PredictParams
-    summary = "joint prediction; scores reach the label holder only"
+    summary = "joint prediction; scores reach the label holder only (horizontal: each its own)"
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
+        if params.layout == "horizontal":
+            frame = _frame(ctx, params.on)
+            return horizontal.predict_own(ctx, frame, _features(ctx, frame)[0], params.on)
         if "model" not in ctx.state:
             raise ConfigError(
                 "no trained model", party=ctx.party.name, step=ctx.step_id, remedy="run train first"
@@ -153,19 +202,31 @@ class PredictStep(Component):
         return StepResult(metrics={"rows": len(X)}, artifacts={"predictions": str(path)})
 
 
-class EvaluateStep(Component):
-    """Metrics of the predictions at the label holder (public values only)."""
+class EvaluateStep(_EitherLayout, Component):
+    """Metrics of the predictions at the label holder (public values only); horizontal:
+    each party scores its own rows and one secure sum gives everyone the pooled metrics."""
 
     name = "evaluate"
     needs = ("model", "split")
     params = EvaluateParams
-    summary = "AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder"
+    summary = ("AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder; horizontal: "
+               "AUC/KS/log-loss/accuracy or RMSE/MAE/R² from secure sums")
+
+    @classmethod
+    def aggregates(cls, params: Params) -> bool:
+        return getattr(params, "layout", "vertical") == "horizontal"
+
+    def aggregate(self, ctx: StepContext, params: Any) -> StepResult:
+        return horizontal.evaluate_aggregator(ctx, params.metrics)
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn import metrics
 
         if ctx.state.get("predictions_on") != params.on:
-            PredictStep().run(ctx, PredictParams(on=params.on))
+            PredictStep().run(ctx, PredictParams(on=params.on, layout=params.layout))
+        if params.layout == "horizontal":
+            _, y = _features(ctx, _frame(ctx, params.on))
+            return horizontal.evaluate_client(ctx, y, params.metrics)
         scores = ctx.state.get("predictions")
         if scores is None:
             return StepResult()
