@@ -18,7 +18,7 @@ from pydantic import Field, create_model, model_validator
 
 from sharedml.components.base import Params
 from sharedml.errors import ConfigError
-from sharedml.fl.declared import HORIZONTAL, horizontal_class
+from sharedml.fl.declared import HORIZONTAL, dp_config, horizontal_class
 from sharedml.learn.linear import HELogisticRegression, SSLinearRegression, SSLogisticRegression
 from sharedml.learn.nn import (
     SplitMLPClassifier,
@@ -119,6 +119,11 @@ class _TrainBase(Params):
         for name, value in self.given().items():
             if not declared[name].accepts(value):
                 raise ValueError(f"{name} of {self.model} must be {declared[name].rule()}")
+        if self.layout == "horizontal":
+            try:
+                dp_config(self.given())
+            except ConfigError as exc:
+                raise ValueError(f"{exc.message} ({exc.remedy})") from None
         return self
 
 
