@@ -104,7 +104,8 @@ class _TrainBase(Params):
 
     @model_validator(mode="after")
     def _the_models_own_rules(self) -> _TrainBase:
-        if self.layout == "horizontal" and {"protocol", "provider"} & self.model_fields_set:
+        chosen = self.protocol != "ss" or getattr(self, "provider", None) is not None
+        if self.layout == "horizontal" and chosen:  # (a dumped spec holds the defaults)
             raise ValueError("layout: horizontal runs on secure aggregation: it takes no "
                              "protocol or provider")
         try:
