@@ -51,9 +51,10 @@ def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
     train, test = opts["train"], opts["test"]
     y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
     X = frame.drop(columns=["id"]).to_numpy(np.float64)
-    if opts["model"] == "ss":
+    if opts["model"] == "ss":  # opts["params"]: other settings (bench/wan.py's profiles)
         model: Any = SSLogisticRegression(
-            epochs=opts["epochs"], batch_size=BATCH, sigmoid=opts["sigmoid"], random_state=0
+            epochs=opts["epochs"], batch_size=opts.get("batch", BATCH), sigmoid=opts["sigmoid"],
+            random_state=0, **opts.get("params", {}),
         )
     else:
         model = HELogisticRegression(epochs=opts["epochs"], batch_size=BATCH, random_state=0)

@@ -8,7 +8,6 @@ command functions so ``sharedml --help`` stays fast.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -22,37 +21,20 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-pki_app = typer.Typer(help="The deployment's certificate authority and party certificates.")
-app.add_typer(pki_app, name="pki")
 console = Console(stderr=True)
 
 #: Modules with a ``register(app: typer.Typer) -> None`` function.
 PLUGINS: list[str] = [
+    "sharedml.pki_cli",
     "sharedml.standalone.job",
     "sharedml.demo",
     "sharedml.components.cli",
     "sharedml.platform.cli",
     "sharedml.platform.deployment_cli",
+    "sharedml.platform.approval_cli",
     "sharedml.tee.cli",
+    "sharedml.transport.cli",
 ]
-
-
-@pki_app.command("init")
-def pki_init(directory: Path) -> None:
-    """Create the deployment CA in DIRECTORY (ca.pem, ca.key mode 0600)."""
-    from sharedml.crypto import pki
-
-    path = pki.init_ca(directory)
-    typer.echo(f"created CA {path}")
-
-
-@pki_app.command("issue")
-def pki_issue(directory: Path, name: str, days: int = typer.Option(365, min=1)) -> None:
-    """Issue a certificate whose subject is the party id NAME."""
-    from sharedml.crypto import pki
-
-    pki.issue(directory, name, days=days)
-    typer.echo(f"issued {directory / (name + '.pem')} and {directory / (name + '.key')}")
 
 
 def _load_plugins() -> None:

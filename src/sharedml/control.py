@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sharedml.approvals import SignedApproval
 from sharedml.errors import ConfigError
 
 SERVICE = "sharedml.platform.v1.Nodes"
@@ -37,6 +38,19 @@ class Wire(BaseModel):
         return self.model_dump_json().encode()
 
 
+class ColumnRecord(Wire):
+    name: str = Field(min_length=1, max_length=128)
+    type: str = Field(min_length=1, max_length=32)
+
+
+class DatasetRecord(Wire):
+    """One dataset of the node's registry as the platform may know it: never a row."""
+
+    name: str = Field(min_length=1, max_length=128)
+    columns: list[ColumnRecord] = Field(default_factory=list, max_length=10000)
+    rows: int | None = Field(None, ge=0)
+
+
 class Hello(Wire):
     #: Where this node's party-to-party server listens ("host:port").
     address: str = Field(min_length=3, max_length=255)
@@ -45,6 +59,9 @@ class Hello(Wire):
     #: ``party`` (runs its party's tasks) or ``dealer`` (deals MPC randomness, holds no
     #: data); registered at the node's first hello.
     role: Literal["party", "dealer"] = "party"
+    #: The datasets this node's operator registered (name, schema, rows): the platform's
+    #: dataset records for this party come from here, not from a user's claim.
+    datasets: list[DatasetRecord] = Field(default_factory=list, max_length=1000)
 
 
 class HelloReply(Wire):
@@ -75,6 +92,11 @@ class TaskOrder(Wire):
     channel_timeout_s: float
     #: The dealer node serving this step (a job with a secret-shared step), else ``None``.
     dealer: str | None = None
+    #: The job's spec as stored: the node checks the fields above against it and the
+    #: owners' approvals against its hash (:mod:`sharedml.approvals`).
+    spec: dict[str, Any] | None = None
+    #: Every signed approval of the job (one per dataset); the node checks its own.
+    approvals: list[SignedApproval] = Field(default_factory=list, max_length=1000)
 
 
 class BeatReply(Wire):

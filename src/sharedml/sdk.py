@@ -148,13 +148,16 @@ class Client:
         return dict(self._call("GET", f"/users/{user_id}"))
 
     def create_user(
-        self, username: str, password: str, role: str, *, totp: bool = True
+        self, username: str, password: str, role: str, *, totp: bool = True,
+        party: str | None = None,
     ) -> dict[str, Any]:
-        body = {"username": username, "password": password, "role": role, "totp": totp}
+        """A new user; ``party``: the organisation whose datasets it may act on."""
+        body = {"username": username, "password": password, "role": role, "totp": totp,
+                "party": party}
         return dict(self._call("POST", "/users", json=body))
 
     def update_user(self, user_id: int, **changes: Any) -> dict[str, Any]:
-        """``role``, ``disabled``, ``password`` or ``unlock=True``."""
+        """``role``, ``party``, ``disabled``, ``password`` or ``unlock=True``."""
         return dict(self._call("PATCH", f"/users/{user_id}", json=changes))
 
     def reset_totp(self, user_id: int) -> str:
@@ -221,12 +224,40 @@ class Client:
     def approval_status(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/approvals/jobs/{job_id}"))
 
-    def decide(self, approval_id: int, approve: bool, comment: str = "") -> dict[str, Any]:
-        body = {"approve": approve, "comment": comment}
+    def decide(
+        self, approval_id: int, approve: bool, comment: str = "",
+        signed: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"approve": approve, "comment": comment}
+        if signed is not None:
+            body["signed"] = signed
         return dict(self._call("POST", f"/approvals/{approval_id}/decision", json=body))
 
-    def approve(self, approval_id: int, comment: str = "") -> dict[str, Any]:
-        return self.decide(approval_id, True, comment)
+    def approval_spec(self, approval_id: int) -> dict[str, Any]:
+        """The job's spec an approval is about (for its dataset's owner)."""
+        return dict(self._call("GET", f"/approvals/{approval_id}/spec"))
+
+    def approve(
+        self, approval_id: int, comment: str = "", *, key: str | Path | None = None,
+        signer: str | None = None,
+    ) -> dict[str, Any]:
+        """Approve one job's use of a dataset, signed with the owner's approval ``key``.
+
+        The spec is fetched, hashed *here* and signed here (:mod:`sharedml.approvals`);
+        only the signature leaves this process. ``signer`` is the key's name in the
+        node's ``approvers:`` (default: the key file's stem). Without ``key`` the
+        platform records the approval but the nodes refuse to read the data."""
+        if key is None:
+            return self.decide(approval_id, True, comment)
+        from sharedml import approvals
+
+        about = self.approval_spec(approval_id)
+        statement = approvals.Statement(
+            job_id=about["job_id"], party=about["party"], dataset=about["dataset"],
+            spec_sha256=approvals.spec_sha256(about["spec"]),
+        )
+        signed = approvals.sign(approvals.load_private(key), statement, signer or Path(key).stem)
+        return self.decide(approval_id, True, comment, signed.model_dump())
 
     def reject(self, approval_id: int, comment: str = "") -> dict[str, Any]:
         return self.decide(approval_id, False, comment)

@@ -10,6 +10,7 @@ from sharedml.crypto import ring
 from sharedml.crypto.prg import Prg
 from sharedml.mpc import truncate
 from sharedml.mpc.material import Component
+from sharedml.mpc.truncation import SMALL_OPEN
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 
@@ -48,8 +49,10 @@ def test_truncation_with_narrow_wrap_correction_is_exact_and_smaller(bits: int) 
     assert out["alice"][1] == 0
 
 
-def test_two_party_truncation_opens_at_one_party_and_returns_one_bit() -> None:
-    n = 4096
+@pytest.mark.parametrize("n", [SMALL_OPEN + 64, SMALL_OPEN])
+def test_two_party_truncation_opens_at_one_party_and_returns_one_bit(n: int) -> None:
+    """A large truncation opens at alice, who returns msb(c); a small one opens to both
+    in one exchange (latency over bytes)."""
     x = np.random.default_rng(3).integers(-(1 << 40), 1 << 40, size=n, dtype=np.int64)
     log: list[WireRecord] = []
 
@@ -60,9 +63,9 @@ def test_two_party_truncation_opens_at_one_party_and_returns_one_bit() -> None:
     out = run_mpc(body, wrap=lambda ch: RecordingChannel(ch, log))
     err = ring.to_signed(out["alice"]) - (x >> 16)
     assert set(np.unique(err).tolist()) <= {0, 1}
-    # bob's masked share goes to alice; alice answers with msb(c), 64 per word
     tags = [r for r in log if "trunc" in r.tag]
-    assert sorted((r.frm, r.to, np.asarray(r.value).size) for r in tags) == [
-        ("alice", "bob", n // 64),
-        ("bob", "alice", n),
-    ]
+    if n > SMALL_OPEN:  # bob's masked share goes to alice; alice answers with msb(c), 64 a word
+        want = [("alice", "bob", n // 64), ("bob", "alice", n)]
+    else:  # both send their masked share, at once
+        want = [("alice", "bob", n), ("bob", "alice", n)]
+    assert sorted((r.frm, r.to, np.asarray(r.value).size) for r in tags) == want

@@ -79,8 +79,8 @@ class World:
         headers = self.h(who) if who else {}
         return self.client.request(method, path, headers=headers, **kw)
 
-    def add_user(self, name: str, role: str, *, totp: bool = False) -> int:
-        user, _ = self.platform.users.create("test", name, PASSWORD, role, totp=totp)
+    def add_user(self, name: str, role: str, *, totp: bool = False, party: str | None = None) -> int:
+        user, _ = self.platform.users.create("test", name, PASSWORD, role, totp=totp, party=party)
         self.ids[name] = user.id
         if totp:
             secret = self.platform.auth.totp_secret(self.platform.users.get(user.id))
@@ -101,6 +101,9 @@ class World:
 
 
 ROLES = ("admin", "data_owner", "analyst", "auditor")
+#: The party each role's user of a world acts for (issue 14: only a party's members
+#: register, grant and approve its datasets).
+PARTY_OF = {"data_owner": "bank", "admin": "bank"}
 
 
 #: argon2id at the lowest cost: the tests exercise the logic, not the work factor.
@@ -112,9 +115,30 @@ def make_world(tmp_path: Path, clock: ManualClock | None = None) -> World:
     platform = Platform.open(tmp_path, clock=clock, hasher=CHEAP)
     app = create_app(PlatformConfig(tmp_path), platform=platform)
     world = World(app, TestClient(app), app.state.platform, clock)
-    for role in ROLES:
-        world.add_user(role, role)
+    for role in ROLES:  # the data owner and the admin act for the bank
+        world.add_user(role, role, party=PARTY_OF.get(role))
         assert world.login(role).status_code == 200
     return world
 
 
+
+
+def owners_sign(keys: dict[str, Path]) -> Any:
+    """A scheduler's source of signed approvals for tests without a platform: each
+    party's owner (its key in ``keys``) signs every job's spec, as
+    ``sharedml approval approve`` would; parties without a key sign nothing."""
+    import json
+
+    from sharedml.approvals import Statement, load_private, sign, spec_sha256
+
+    def signed(session: Any, job: Any) -> list[dict[str, Any]]:
+        spec = json.loads(job.spec)
+        out = []
+        for party, p in spec["parties"].items():
+            if p and p.get("dataset") and party in keys:
+                statement = Statement(job_id=job.id, party=party, dataset=p["dataset"],
+                                      spec_sha256=spec_sha256(spec))
+                out.append(sign(load_private(keys[party]), statement, f"{party}-owner").model_dump())
+        return out
+
+    return signed

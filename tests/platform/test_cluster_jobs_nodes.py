@@ -18,7 +18,9 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from platform_world import owners_sign
 
+from sharedml.approvals import keygen
 from sharedml.control import SERVICE, Hello, HelloReply, decode
 from sharedml.crypto import pki
 from sharedml.node.agent import Agent, NodeConfig
@@ -39,6 +41,8 @@ class Platform:
     store: Store
     scheduler: Scheduler
     service: NodeService
+    #: Each party's owner's approval key pair (private, public).
+    owners: dict[str, tuple[Path, Path]]
 
 
 @pytest.fixture
@@ -49,10 +53,12 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         pki.issue(pki_dir, name)
     store = Store(sqlite_url(tmp_path))
     store.upgrade()
-    scheduler = Scheduler(store, SchedulerConfig(task_timeout_s=10, max_attempts=1))
+    owners = {p: keygen(tmp_path / "owners", f"{p}-owner") for p in ("bank", "shop")}
+    scheduler = Scheduler(store, SchedulerConfig(task_timeout_s=10, max_attempts=1),
+                          signed=owners_sign({p: k for p, (k, _) in owners.items()}))
     service = NodeService(scheduler, pki.load_identity(pki_dir, "platform"), heartbeat_s=0.1)
     service.start()
-    yield Platform(pki_dir, store, scheduler, service)
+    yield Platform(pki_dir, store, scheduler, service, owners)
     service.stop(0)
     store.dispose()
 
@@ -118,6 +124,7 @@ def agents(platform: Platform, tmp_path: Path, shared_data: Path) -> Iterator[di
         config = NodeConfig(
             party=party, platform=platform.service.address, pki_dir=platform.pki_dir,
             work_dir=tmp_path / party, heartbeat_s=0.1, datasets={name: shared_data / file},
+            approvers={f"{party}-owner": platform.owners[party][1]},
         )
         agent = running[party] = Agent(config)
         threads.append(threading.Thread(target=agent.run, args=(stop,), daemon=True))
@@ -190,6 +197,24 @@ def test_an_unreadable_dataset_fails_the_job_and_the_node_stays_up(
     assert again.state == "succeeded", again.reason
 
 
+def test_a_platform_that_forges_approvals_cannot_make_a_node_read(
+    platform: Platform, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    """A compromised platform (it decides which approvals it hands out) with no signature
+    of the bank's owner, or one made with another key, gets the bank node to read nothing."""
+    mallory, _ = keygen(tmp_path / "mallory", "mallory")
+    shop_key = platform.owners["shop"][0]
+    for forged, why in ((owners_sign({"shop": shop_key}), "no signed approval by the dataset's owner"),
+                        (owners_sign({"bank": mallory, "shop": shop_key}),
+                         "does not verify under any approver key")):
+        platform.scheduler.nodes.signed = forged
+        job = wait_for(platform.store, platform.scheduler.submit(SPEC), {"succeeded", "failed"})
+        assert job.state == "failed"
+        assert "refused to read dataset 'customers'" in (job.reason or ""), job.reason
+        assert why in (job.reason or "") and "party 'bank'" in (job.reason or "")
+        assert not (job.result or {}).get("steps", {}).get("describe", {}).get("bank")
+
+
 def test_cancel_stops_the_step_at_the_nodes(platform: Platform, agents: dict[str, Agent]) -> None:
     spec = {**SPEC, "steps": [{"describe": {"sleep_s": 60}}]}
     job_id = platform.scheduler.submit(spec)
@@ -236,10 +261,14 @@ def test_a_dealer_node_registers_its_role_holds_no_data_and_runs_no_partys_task(
         NodeConfig.load(config)
     agent = Agent(NodeConfig(party="dealer", platform="127.0.0.1:1", pki_dir=platform.pki_dir,
                              work_dir=tmp_path / "dealer", role="dealer"))
-    try:  # and it refuses a data party's task
-        order = TaskOrder(task_id="t", job_id="j", step_id="psi", component="psi", params={},
+    try:  # and it refuses a data party's task (one its spec backs)
+        from sharedml.components import registry
+
+        params = registry.get("psi")().parse({}, "steps.psi").model_dump(mode="json")
+        order = TaskOrder(task_id="t", job_id="j", step_id="psi", component="psi", params=params,
                           attempt=0, ancestors=[], parties=SPEC["parties"],
-                          peers={"bank": "a:1", "shop": "b:2"}, channel_timeout_s=5)
+                          peers={"bank": "a:1", "shop": "b:2"}, channel_timeout_s=5,
+                          spec={"parties": SPEC["parties"], "steps": [{"psi": {}}]})
         with pytest.raises(ConfigError, match="was given the 'psi' task of a data party"):
             agent._run_step(_Run(order))
     finally:

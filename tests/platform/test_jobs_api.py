@@ -22,7 +22,7 @@ SPEC: dict[str, Any] = {
 @pytest.fixture
 def jobs_world(world: World) -> World:
     """Owners of a dataset at each party, the analyst allowed to use both."""
-    world.add_user("shop_owner", "data_owner")
+    world.add_user("shop_owner", "data_owner", party="shop")
     assert world.login("shop_owner").status_code == 200
     world.add_user("other", "analyst")
     assert world.login("other").status_code == 200

@@ -20,9 +20,20 @@ def ok(r: Any, code: int = 200) -> Any:
     return r.json() if r.content else None
 
 
+def owner_of(w: World, party: str) -> str:
+    """The data owner acting for ``party`` (the world's data_owner is the bank's)."""
+    if party == "bank":
+        return "data_owner"
+    name = f"{party}_owner"
+    if name not in w.tokens:
+        w.add_user(name, "data_owner", party=party)
+        w.login(name)
+    return name
+
+
 def dataset(w: World, name: str, party: str = "bank", **kw: Any) -> dict[str, Any]:
     body = {"owner_party": party, "name": name, "columns": [{"name": "age", "type": "int"}], **kw}
-    return ok(w.call("data_owner", "POST", f"{V1}/datasets", json=body), 201)
+    return ok(w.call(owner_of(w, party), "POST", f"{V1}/datasets", json=body), 201)
 
 
 def submit(w: World, who: str, datasets: dict[str, str], **kw: Any) -> Any:
@@ -47,9 +58,11 @@ def test_datasets_are_metadata_and_scoped_to_grants(world: World) -> None:
     # auditors and admins see all, data owners their own
     assert len(ok(world.call("auditor", "GET", f"{V1}/datasets"))) == 2
     assert len(ok(world.call("data_owner", "GET", f"{V1}/datasets"))) == 2
-    # a duplicate name for the same party clashes; another party may use it
+    # a duplicate name for the same party clashes; another party may use it (its own owner)
     assert world.call("data_owner", "POST", f"{V1}/datasets",
                       json={"owner_party": "bank", "name": "txns"}).status_code == 409  # fmt: skip
+    assert world.call("data_owner", "POST", f"{V1}/datasets",
+                      json={"owner_party": "shop", "name": "txns"}).status_code == 403  # fmt: skip
     dataset(world, "txns", party="shop")
     ok(world.call("data_owner", "DELETE", f"{V1}/datasets/{d2['id']}"), 204)
     assert world.call("data_owner", "GET", f"{V1}/datasets/{d2['id']}").status_code == 404
@@ -84,17 +97,20 @@ def test_each_use_is_approved_by_the_owner_before_it_runs(world: World) -> None:
     """8.3-1: submit -> pending approvals -> only the owner decides -> approved."""
     d1 = dataset(world, "customers")
     d2 = dataset(world, "orders", party="shop")
-    for d in (d1, d2):
+    for d, owner in ((d1, "data_owner"), (d2, "shop_owner")):
         use = {"user_id": world.ids["analyst"], "permission": "use"}
-        ok(world.call("data_owner", "PUT", f"{V1}/datasets/{d['id']}/grants", json=use))
+        ok(world.call(owner, "PUT", f"{V1}/datasets/{d['id']}/grants", json=use))
     job = ok(submit(world, "analyst", {"bank": "customers", "shop": "orders"}), 201)
     status = ok(world.call("analyst", "GET", f"{V1}/approvals/jobs/{job['id']}"))
     assert status["status"] == "pending" and len(status["approvals"]) == 2
     assert not world.platform.approvals.approvals_complete(job["id"])
-    pending = ok(world.call("data_owner", "GET", f"{V1}/approvals", params={"state": "pending"}))
-    assert {a["dataset_id"] for a in pending} == {d1["id"], d2["id"]}
-    first, second = pending
-    # another data owner cannot decide on these datasets; nor can an admin
+    (first,) = ok(world.call("data_owner", "GET", f"{V1}/approvals", params={"state": "pending"}))
+    (second,) = ok(world.call("shop_owner", "GET", f"{V1}/approvals", params={"state": "pending"}))
+    assert (first["dataset_id"], second["dataset_id"]) == (d1["id"], d2["id"])
+    # another data owner cannot decide on these datasets; nor can an admin; nor the
+    # owner of the other party's
+    assert world.call("shop_owner", "POST", f"{V1}/approvals/{first['id']}/decision",
+                      json={"approve": True}).status_code == 403  # fmt: skip
     world.add_user("other_owner", "data_owner")
     world.login("other_owner")
     path = f"{V1}/approvals/{first['id']}/decision"
@@ -104,7 +120,7 @@ def test_each_use_is_approved_by_the_owner_before_it_runs(world: World) -> None:
     assert decided["state"] == "approved" and decided["decided_by"] == world.ids["data_owner"]
     assert world.call("data_owner", "POST", path, json={"approve": False}).status_code == 409
     assert not world.platform.approvals.approvals_complete(job["id"])
-    ok(world.call("data_owner", "POST", f"{V1}/approvals/{second['id']}/decision", json={"approve": True}))
+    ok(world.call("shop_owner", "POST", f"{V1}/approvals/{second['id']}/decision", json={"approve": True}))
     assert world.platform.approvals.approvals_complete(job["id"])
     assert ok(world.call("analyst", "GET", f"{V1}/approvals/jobs/{job['id']}"))["status"] == "approved"
     actions = [e.action for e in world.platform.audit.query(action="approval.", limit=100)]

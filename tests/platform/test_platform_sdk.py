@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from sharedml import approvals
 from sharedml.crypto import pki
 from sharedml.errors import AuthError, ConfigError, PeerTimeout, PeerUnreachable, PolicyDenied
 from sharedml.platform.errors import Conflict, NotFound
@@ -71,12 +73,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 
 def test_the_sdk_drives_the_platform_over_https(server: tuple[str, Path, Path]) -> None:
-    url, ca, _ = server
+    url, ca, data = server
     with Client(url, verify=str(ca)) as admin:
         admin.login("root", PASSWORD)
         assert admin.me()["role"] == "admin"
         token = admin.create_token("script")["token"]
-        created = admin.create_user("olive", "owner-password", "data_owner", totp=False)
+        created = admin.create_user("olive", "owner-password", "data_owner", totp=False,
+                                    party="bank")
         admin.create_user("andy", "analyst-password", "analyst", totp=False)
         assert {u["username"] for u in admin.users()} == {"root", "olive", "andy"}
         assert admin.user(created["id"])["role"] == "data_owner"
@@ -106,7 +109,13 @@ def test_the_sdk_drives_the_platform_over_https(server: tuple[str, Path, Path]) 
         assert [j["id"] for j in analyst.list()] == [job["id"]]
         assert analyst.approval_status(job["id"])["status"] == "pending"
         (approval,) = owner.approvals(state="pending")
-        assert owner.approve(approval["id"], "ok")["state"] == "approved"
+        # the owner signs the spec it fetched, with a key that never leaves its side
+        key, _ = approvals.keygen(data.parent / "olive-keys", "olive")
+        about = owner.approval_spec(approval["id"])
+        assert about["spec"] == yaml.safe_load(spec) and about["dataset"] == "customers"
+        signed = owner.approve(approval["id"], "ok", key=key)
+        assert (signed["state"], signed["signer"]) == ("approved", "olive")
+        assert signed["spec_sha256"] == approvals.spec_sha256(about["spec"])
         assert analyst.approval_status(job["id"])["status"] == "approved"
         assert analyst.tasks(job["id"])[0]["party"] == "bank"
         assert analyst.result(job["id"])["job_id"] == job["id"]
@@ -171,3 +180,52 @@ def test_cli_job_commands_use_the_sdk(server: tuple[str, Path, Path], tmp_path: 
     assert job_id in run(job_app, "status", *common)
     assert '"name": "cli-job"' in run(job_app, "status", job_id, *common)
     assert "canceled" in run(job_app, "cancel", job_id, *common)
+
+
+def test_cli_approval_commands_sign_on_the_owners_side(
+    server: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    """keygen writes the owner's key (0600) and its public half; show prints the spec and
+    the hash computed locally; approve sends only the signature; the platform keeps it."""
+    import stat
+
+    from typer.testing import CliRunner
+
+    from sharedml.platform.approval_cli import approval_app
+    from sharedml.platform.cli import user_app
+
+    url, ca, data = server
+    runner = CliRunner()
+
+    def run(app: object, *args: str) -> str:
+        result = runner.invoke(app, list(args))  # type: ignore[arg-type]
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "approvers: {carol:" in run(approval_app, "keygen", "carol", "--dir", str(tmp_path))
+    key = tmp_path / "carol.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and (tmp_path / "carol.pub").is_file()
+    with Client(url, verify=str(ca)) as admin:
+        admin.login("root", PASSWORD)
+        carol = admin.create_user("carol", "carol-password", "data_owner", totp=False,
+                                  party="shop")
+        dan = admin.create_user("dan", "dan-password", "analyst", totp=False)
+    with Client(url, verify=str(ca)) as owner, Client(url, verify=str(ca)) as analyst:
+        owner.login("carol", "carol-password")
+        analyst.login("dan", "dan-password")
+        ds = owner.register_dataset("shop", "baskets", [{"name": "n", "type": "int"}])
+        owner.grant("dataset", ds["id"], dan["id"], "use")
+        job = analyst.submit("name: shop-job\nparties:\n  shop: {dataset: baskets}\n"
+                             "steps:\n  - describe: {}\n")
+        (approval,) = owner.approvals(job["id"])
+    token = run(user_app, "token", "carol", "--data-dir", str(data)).strip()
+    common = ["--url", url, "--token", token, "--ca", str(ca)]
+    shown = run(approval_app, "show", str(approval["id"]), *common)
+    spec_hash = approvals.spec_sha256(yaml.safe_load(shown.split("dataset shop/")[0]))
+    assert f"spec SHA-256 {spec_hash}" in shown
+    out = run(approval_app, "approve", str(approval["id"]), "--key", str(key), *common)
+    assert "approved (signed by carol)" in out
+    with Client(url, token=token, verify=str(ca)) as owner:
+        (row,) = owner.approvals(job["id"])
+    assert (row["signer"], row["spec_sha256"]) == ("carol", spec_hash)
+    assert carol["party"] == "shop"

@@ -65,6 +65,11 @@ class Schema:
         return cls(tuple(id_columns), features, label, label_type)
 
 
+def column_types(frame: pd.DataFrame) -> dict[str, FeatureType]:
+    """Every column's inferred type, as :meth:`Schema.infer` infers a feature's."""
+    return {str(col): _infer_type(frame[col]) for col in frame.columns}
+
+
 def _infer_type(s: pd.Series) -> FeatureType:
     if pd.api.types.is_bool_dtype(s):
         return "bool"

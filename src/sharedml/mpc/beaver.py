@@ -30,11 +30,13 @@ randomization", CRYPTO 1991; Mohassel & Zhang, "SecureML", IEEE S&P 2017, §4.2
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from sharedml.crypto import ring
 from sharedml.errors import DataError
-from sharedml.mpc.material import Kind
+from sharedml.mpc.material import Kind, segment_columns
 from sharedml.mpc.provider import Material
 from sharedml.mpc.tensor import SharedTensor
 
@@ -196,20 +198,31 @@ class FixedOperand:
         return idx % self.shape[0]
 
     def truncated_matmul_t(
-        self, v: SharedTensor, bits: int, *, rows: np.ndarray | slice | None = None, offset: float = 0.0
+        self,
+        v: SharedTensor,
+        bits: int,
+        *,
+        rows: np.ndarray | slice | None = None,
+        offset: float = 0.0,
+        segments: Sequence[int] | None = None,
     ) -> SharedTensor:
         """Shared ``X[rows]ᵀ @ (⌊v / 2^bits⌋ + offset)`` for a column ``v``
         (scale ``v.scale - bits`` after the truncation, plus X's); untruncated
         product. One round — the truncation's — with a provider that deals
         TRUNC_FIXED material, else a truncation then :meth:`matmul` (two).
 
+        With ``segments`` (sizes summing to the rows), one product per
+        consecutive segment of rows, as the columns of a ``(k, len(segments))``
+        result — several mini-batches' gradients from one opening.
+
         1. Open c = v + 2^62 + r as in pair truncation
            (:mod:`sharedml.mpc.truncation`); with u = 1 - msb(c) (public),
            P_i's share of t = ⌊v/2^k⌋ is [i=0]·q + y_i, q = ⌊c/2^k⌋ - 2^(62-k)
            (+ the offset) public and y_i = -r_hi_i + 2^(64-k)·u·r_msb_i.
-        2. X[R]ᵀ t = Σ_i X_i[R]ᵀ q + E[R]ᵀ Σ_i y_i + A[R]ᵀ Σ_i y_i, and
-           A[R]ᵀ Σ y_i = -C + 2^(64-k)·M u: P_i sets
-           z_i = X_i[R]ᵀ q + E[R]ᵀ y_i - C_i + 2^(64-k)·M_i u (local).
+        2. For each segment S, X[S]ᵀ t[S] = Σ_i X_i[S]ᵀ q[S] + E[S]ᵀ Σ_i y_i[S]
+           + A[S]ᵀ Σ_i y_i[S], and A[S]ᵀ Σ y_i = -C_S + 2^(64-k)·M[:, S] u[S]:
+           P_i sets z_i = X_i[S]ᵀ q[S] + E[S]ᵀ y_i[S] - C_S,i + 2^(64-k)·M_i[:, S] u[S]
+           (local; C has one column per segment).
 
         Reveals: c only (uniform, as in pair truncation); no F = t - B is
         opened. Same error as :func:`~sharedml.mpc.truncation.truncate`
@@ -222,15 +235,16 @@ class FixedOperand:
         m = self.shape[0] if idx is None else idx.size
         if v.shape not in ((m,), (m, 1)):
             raise _fail(v, "fixed_matmul", f"needs a column of {m} rows, got shape {v.shape}")
+        parts = _segments(v, m, segments)
         scale = v.scale - bits
         provider = mpc.provider
         if not provider.supports_trunc_fixed or mpc.trunc_mode != "pair" or not 0 < bits < 62:
             t = truncate(v, bits)
             t.scale = scale
-            return self.matmul(t + offset, rows=idx, transpose=True, truncate=False)
-        mat = provider.request(Kind.TRUNC_FIXED, (self.id, bits, m), idx)
-        col = v.share.reshape(m, 1)
-        masked = col + mat["r"]
+            return self.matmul(_blocks(t + offset, parts), rows=idx, transpose=True, truncate=False)
+        dims = (self.id, bits, m) if len(parts) == 1 else (self.id, bits, m, *parts)
+        mat = provider.request(Kind.TRUNC_FIXED, dims, idx)
+        masked = v.share.reshape(m, 1) + mat["r"]
         if mpc.index == 0:
             masked += np.uint64(1 << 62)
         c = mpc.open("trunc_fixed", masked)
@@ -244,13 +258,14 @@ class FixedOperand:
         e, xs = self._limbs, self._x_limbs
         if idx is not None:
             e, xs = self._rows(idx)
-        z = ring.matmul(xs.T, ring.split(q))
-        z += ring.matmul(e.T, ring.split(y))
+        z = ring.matmul(xs.T, ring.split(segment_columns(q, parts)))
+        z += ring.matmul(e.T, ring.split(segment_columns(y, parts)))
         z -= mat["c"]
-        picked = mat["M"][:, u.ravel() == 1].sum(axis=1, dtype=np.uint64).reshape(-1, 1)
-        z += picked << np.uint64(64 - bits)
+        picked = mat["M"] * u.reshape(1, -1)  # columns of rows whose u is 1
+        z += _segment_sums(picked, parts) << np.uint64(64 - bits)
         mat.release()
-        return SharedTensor(mpc, z, self.x.scale + scale)
+        out = z if len(parts) > 1 else z.reshape(-1, 1)
+        return SharedTensor(mpc, out, self.x.scale + scale)
 
     def _rows(self, idx: np.ndarray) -> tuple[ring.Limbs, ring.Limbs]:
         cached = self._cached
@@ -295,3 +310,20 @@ class FixedOperand:
         mat.release()
         out = SharedTensor(mpc, z.reshape(shape), self.x.scale + y.scale)
         return rescale(out, pair) if truncate else out
+
+
+def _segments(v: SharedTensor, m: int, segments: Sequence[int] | None) -> list[int]:
+    parts = [m] if segments is None else [int(s) for s in segments]
+    if sum(parts) != m or min(parts) < 1:
+        raise _fail(v, "fixed_matmul", f"segments {parts} do not split {m} rows")
+    return parts
+
+
+def _segment_sums(matrix: np.ndarray, parts: list[int]) -> np.ndarray:
+    """Sums of ``matrix``'s columns over each segment: (k, len(parts))."""
+    bounds = np.cumsum([0, *parts[:-1]])
+    return np.add.reduceat(matrix, bounds, axis=1, dtype=np.uint64)
+
+
+def _blocks(t: SharedTensor, parts: list[int]) -> SharedTensor:
+    return SharedTensor(t.mpc, segment_columns(t.share.reshape(-1, 1), parts), t.scale)

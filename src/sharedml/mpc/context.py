@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 #: Bumped when parties of different versions would request different material
 #: (2: bit_mul's DABIT_MUL, dealer bundles, TRUNC_FIXED in SS-LR; 3: the dealer
 #: sends TRUNC's r_msb correction mod 2^f, packed; two-party truncation opens
-#: at P_0 only, which returns msb(c)).
-PROTOCOL_VERSION = 3
+#: at P_0 only, which returns msb(c); 4: TRUNC_FIXED may name segments of rows,
+#: SS-LR's groups of mini-batches).
+PROTOCOL_VERSION = 4
 TRUNC_MODES = ("pair", "local")
 
 

@@ -25,7 +25,8 @@ DABIT          shape                  rb (one bit, boolean) | ra = rb (arithmeti
 FIXED_MASK     m, k                   a (m,k)   — remembered under the counter
 FIXED_MATMUL   id, t, n [+ rows]      b | c = A' @ b, A' = A[rows] (t=0) or A[rows]ᵀ (t=1)
 DABIT_MUL      shape                  rb (bit, boolean), a | ra = rb, c = ra·a
-TRUNC_FIXED    id, k, m [+ rows]      r (m,1) | r_hi, r_msb as TRUNC; c = A'ᵀ r_hi,
+TRUNC_FIXED    id, k, m [, s_1..s_g]  r (m,1) | r_hi, r_msb as TRUNC; c = A'ᵀ r_hi
+               [+ rows]               (one column per segment s_j of rows, g ≥ 2),
                                       M = A'ᵀ · diag(r_msb), A' = A[rows] (m rows)
 =============  =====================  =========================================
 
@@ -216,15 +217,17 @@ def components(req: Request, fixed_shape: Callable[[int], tuple[int, int]]) -> l
             Component("c", d, derived=True),
         ]
     if k == Kind.TRUNC_FIXED:
-        fid, _, m = d
+        fid, _, m, *segments = d
         rows_all, kk = fixed_shape(fid)
         if m != (rows_all if req.rows is None else len(req.rows)):
             raise ProtocolAbort(f"TRUNC_FIXED of {m} rows names {rows_all if req.rows is None else len(req.rows)}", step="dealer")
+        if segments and (sum(segments) != m or min(segments) < 1):
+            raise ProtocolAbort(f"TRUNC_FIXED segments {segments} do not split {m} rows", step="dealer")
         return [
             Component("r", (m, 1)),
             Component("r_hi", (m, 1), derived=True),
             Component("r_msb", (m, 1), derived=True),
-            Component("c", (kk, 1), derived=True),
+            Component("c", (kk, max(len(segments), 1)), derived=True),
             Component("M", (kk, m), derived=True),
         ]
     if k == Kind.FIXED_MATMUL:
@@ -310,14 +313,14 @@ def derive(
     if k == Kind.DABIT_MUL:
         return {"ra": free["rb"].copy(), "c": free["rb"] * free["a"]}
     if k == Kind.TRUNC_FIXED:
-        fid, bits, _ = req.dims
+        fid, bits, m, *segments = req.dims
         r = free["r"]
         r_hi, r_msb = r >> np.uint64(bits), r >> _U63
         at = fixed(fid) if req.rows is None else fixed(fid)[req.rows]
         return {
             "r_hi": r_hi,
             "r_msb": r_msb,
-            "c": ring.matmul(fixed_operand(fid).T, r_hi),
+            "c": ring.matmul(fixed_operand(fid).T, segment_columns(r_hi, segments or [m])),
             "M": at.T * r_msb.reshape(1, -1),
         }
     if k == Kind.FIXED_MASK:
@@ -327,3 +330,15 @@ def derive(
         fa = fixed_operand(fid)
         return {"c": ring.matmul(fa.T if transpose else fa, free["b"])}
     raise ProtocolAbort(f"unknown material kind {k!r}", step="dealer")
+
+
+def segment_columns(col: np.ndarray, segments: list[int]) -> np.ndarray:
+    """``col`` (m, 1) spread over one column per consecutive segment of rows, zeros elsewhere."""
+    if len(segments) == 1:
+        return col.reshape(-1, 1)
+    out = np.zeros((col.size, len(segments)), dtype=col.dtype)
+    at = 0
+    for j, size in enumerate(segments):
+        out[at : at + size, j] = col.ravel()[at : at + size]
+        at += size
+    return out

@@ -9,9 +9,12 @@ r_msb = r >> 63):
 
 1. Offset: x' = x + 2^62 (P_0 adds the constant), so 0 ≤ x' < 2^63 whenever
    -2^62 ≤ x < 2^62.
-2. Open c = x' + r mod 2^64 (one round). Two parties: P_1 sends its masked
-   share to P_0 only and P_0 sends back msb(c), one bit per element (8 MB +
-   125 kB per 1M elements instead of 8 MB each way); more parties: everyone.
+2. Open c = x' + r mod 2^64 (one round). Two parties and a tensor of more
+   than :data:`SMALL_OPEN` elements: P_1 sends its masked share to P_0 only
+   and P_0 sends back msb(c), one bit per element (8 MB + 125 kB per 1M
+   elements instead of 8 MB each way, for a second one-way delay); more
+   parties, or a small tensor (where the delay costs more than the bytes):
+   everyone, in one exchange.
 3. Because x' < 2^63, the sum wrapped iff r_msb = 1 and msb(c) = 0, so
    w = r_msb·(1 - msb(c)) is linear in the shares of r_msb.
 4. P_i sets y_i = [i=0](⌊c/2^k⌋ - 2^(62-k)) - r_hi_i + w_i·2^(64-k).
@@ -19,7 +22,8 @@ r_msb = r >> 63):
 Then y = ⌊x/2^k⌋ + β with β ∈ {0, 1} the borrow of the low k bits: the error
 is at most one ulp (2^-f after a fixed-point product), for every |x| < 2^62,
 always. Reveals: c (to P_0 only with two parties, to every party with more)
-and msb(c), uniform because r is uniform and unknown to all.
+(to every party for a small tensor) and msb(c), uniform because r is
+uniform and unknown to all.
 
 With a provider that cannot deal pairs (two parties, HE), P_1 draws r itself,
 P_1 sends x_1 + r to P_0 only, P_0 learns c and the bit product
@@ -55,6 +59,10 @@ if TYPE_CHECKING:
     from sharedml.mpc.context import MPC
 
 _OFFSET_BITS = 62
+#: Up to this many elements, two parties open a truncation to both (one
+#: one-way delay, 2 x 8 bytes an element) rather than at P_0 with msb(c)
+#: sent back (two delays, ~8.1 bytes an element): 32 kB each way at most.
+SMALL_OPEN = 4096
 _U63 = np.uint64(63)
 
 
@@ -108,7 +116,7 @@ def _with_pair(x: SharedTensor, bits: int, pair: Material | None) -> SharedTenso
     masked = x.share + mat["r"]
     if mpc.index == 0:
         masked += np.uint64(1 << _OFFSET_BITS)
-    if mpc.n == 2:
+    if mpc.n == 2 and masked.size > SMALL_OPEN:
         c, tmp = _open_to_first(mpc, masked)
     else:
         c = mpc.open("trunc", masked)

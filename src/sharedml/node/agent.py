@@ -32,11 +32,20 @@ Config (YAML; relative paths are relative to the file)::
 
     party: bank                     # must equal the certificate's subject
     platform: 127.0.0.1:7443        # the platform's node service
-    pki_dir: ../pki                 # holds bank.pem, bank.key and ca.pem
+    pki_dir: ../pki                 # holds bank.pem, bank.key, ca.pem (and crl.pem)
     listen: 127.0.0.1:0             # this node's party-to-party server
     work_dir: work
-    datasets: {bank_customers: data/bank.csv}
+    datasets: {bank_customers: data/bank.csv}   # or Parquet, or a SQL table (node/registry.py)
+    approvers: {alice: keys/alice.pub}          # the party's owners' approval keys
     role: party                     # or dealer (then no datasets)
+
+**Before any task runs** the node checks the order against the job's spec it
+carries and, when the spec gives this party a dataset, the owner's signed
+approval of that spec (:mod:`sharedml.node.guard`, :mod:`sharedml.approvals`):
+the approver keys come from this config, never from the platform, so a
+compromised platform cannot make the node read data. At hello the node tells
+the platform its datasets' names, schemas and row counts
+(:mod:`sharedml.node.registry`).
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ import grpc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sharedml.approvals import ApproverKeys
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
 from sharedml.components.dealer import end_step_at_dealer, helper_step
 from sharedml.control import (
@@ -71,11 +81,14 @@ from sharedml.control import (
     Wire,
     decode,
 )
-from sharedml.crypto import pki
-from sharedml.datasets import NodeDatasets
-from sharedml.errors import ConfigError, PeerTimeout, SharedMLError
+from sharedml.crypto import crl, pki
+from sharedml.crypto.identity import IdentityFiles
+from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLError
 from sharedml.mpc.memory import keep_freed_memory
+from sharedml.node.guard import check_task
+from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
 from sharedml.session import Session
+from sharedml.transport import tls
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
 from sharedml.transport.grpc import GrpcEndpoint
@@ -96,7 +109,14 @@ class NodeConfig(BaseModel):
     listen: str = "127.0.0.1:0"
     #: The platform certificate's subject (checked on every connection).
     platform_name: str = "platform"
-    datasets: dict[str, Path] = Field(default_factory=dict)
+    #: The deployment's revocation list (default: ``pki_dir/crl.pem`` when there is one),
+    #: checked for every peer and the platform, re-read when it changes.
+    crl: Path | None = None
+    #: name -> a CSV/Parquet file, or a mapping (``path`` or ``sql`` + ``table``, ``columns``).
+    datasets: dict[str, Path | DatasetEntry] = Field(default_factory=dict)
+    #: Approver name -> its Ed25519 public key file: whose signed approval lets a job
+    #: read this party's data. Written by the party's operator; never from the platform.
+    approvers: dict[str, Path] = Field(default_factory=dict)
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
     #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
     role: Literal["party", "dealer"] = "party"
@@ -123,7 +143,9 @@ class NodeConfig(BaseModel):
         base = path.resolve().parent
         config.pki_dir = base / config.pki_dir
         config.work_dir = base / config.work_dir
-        config.datasets = {k: base / v for k, v in config.datasets.items()}
+        config.crl = None if config.crl is None else base / config.crl
+        config.datasets = {k: entry(v, base) for k, v in config.datasets.items()}
+        config.approvers = {k: base / v for k, v in config.approvers.items()}
         return config
 
 
@@ -184,26 +206,31 @@ class Agent:
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.identity = pki.load_identity(config.pki_dir, config.party)
-        if pki.party_of(self.identity.cert_pem) != config.party:
+        # the pair on disk at each new connection: a rotated one needs no restart
+        self._identity = IdentityFiles(config.pki_dir, config.party)
+        ca_pem = self._identity.current().ca_pem
+        if pki.party_of(self._identity.current().cert_pem) != config.party:
             raise ConfigError(
                 f"the certificate in {config.pki_dir} does not name party {config.party!r}",
-                remedy="issue one with 'sharedml pki issue DIR PARTY'",
+                remedy=f"make one with 'sharedml pki request {config.pki_dir} {config.party}'",
             )
+        self._revocation = (
+            crl.in_folder(config.pki_dir, ca_pem)
+            if config.crl is None
+            else crl.RevocationFile(config.crl, ca_pem)
+        )
         host, _, port = config.listen.rpartition(":")
-        self.endpoint = GrpcEndpoint(self.identity, host or "127.0.0.1", int(port or 0))
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=self.identity.ca_pem,
-            private_key=self.identity.key_pem,
-            certificate_chain=self.identity.cert_pem,
+        self.endpoint = GrpcEndpoint(
+            self._identity, host or "127.0.0.1", int(port or 0), revocation=self._revocation
         )
-        self._platform = grpc.secure_channel(
-            config.platform, credentials,
-            options=[("grpc.ssl_target_name_override", config.platform_name)],
-        )
+        self._platform: grpc.Channel | None = None
+        self._platform_generation = -1
         self.heartbeat_s = config.heartbeat_s
-        #: The only files a job step may read: the datasets the node's config registers.
-        self._datasets = NodeDatasets(config.datasets)
+        #: The only data a job step may read: the datasets the node's config registers.
+        self._datasets = NodeRegistry(config.datasets, config.work_dir)
+        self._approvers = ApproverKeys.from_files(config.approvers)
+        #: What the platform learns of them (read once, at start: a bad entry stops the node).
+        self._records = self._datasets.records()
         self.boot = uuid.uuid4().hex
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, _JobState] = {}
@@ -221,12 +248,13 @@ class Agent:
                 if down:
                     log.info("node %s: platform %s is back", self.config.party, self.config.platform)
                 down = False
-            except grpc.RpcError as exc:
+            except (grpc.RpcError, PeerUnreachable) as exc:  # down, refused, or revoked
                 self._greeted = False
+                self._drop_platform()
                 if not down:
                     log.warning("node %s: platform %s unreachable (retrying every %g s): %s",
                                 self.config.party, self.config.platform, self.heartbeat_s,
-                                exc.details() if hasattr(exc, "details") else exc)
+                                exc.details() if isinstance(exc, grpc.Call) else exc)
                 down = True
             except SharedMLError as exc:  # a reply this node cannot use: say so, keep going
                 log.error("node %s: %s", self.config.party, exc)
@@ -237,7 +265,8 @@ class Agent:
     def step(self) -> None:
         """One round: say hello if needed, deliver finished reports, heartbeat, act."""
         if not self._greeted:
-            hello = Hello(address=self.endpoint.address, boot=self.boot, role=self.config.role)
+            hello = Hello(address=self.endpoint.address, boot=self.boot, role=self.config.role,
+                          datasets=self._records)
             reply = self._call("Hello", hello, HelloReply)
             self.heartbeat_s = min(self.heartbeat_s, reply.heartbeat_s)
             self._greeted = True
@@ -262,12 +291,32 @@ class Agent:
             self._start(order)
 
     def close(self) -> None:
-        self._platform.close()
+        self._drop_platform()
         self.endpoint.close(grace=0.5)
 
     def _call(self, method: str, msg: Wire, reply: type[Any]) -> Any:
-        raw = self._platform.unary_unary(f"/{SERVICE}/{method}")(msg.encode(), timeout=10.0)
-        return decode(reply, raw)
+        call = self._platform_channel().unary_unary(f"/{SERVICE}/{method}")
+        return decode(reply, call(msg.encode(), timeout=10.0))
+
+    def _platform_channel(self) -> grpc.Channel:
+        """The connection to the platform, made anew after this node's pair rotated or the
+        connection failed (the platform may serve a rotated certificate; with a revocation
+        list it is checked and pinned again, :func:`sharedml.transport.tls.dial`)."""
+        identity = self._identity.current()
+        if self._platform is None or self._platform_generation != self._identity.generation:
+            if self._platform_generation not in (-1, self._identity.generation):
+                self._greeted = False  # say hello again: the platform records the new pair
+            self._drop_platform()
+            self._platform = tls.dial(
+                identity, self.config.platform_name, self.config.platform, self._revocation
+            )
+            self._platform_generation = self._identity.generation
+        return self._platform
+
+    def _drop_platform(self) -> None:
+        if self._platform is not None:
+            self._platform.close()
+            self._platform = None
 
     def _finished(self) -> list[tuple[_Run, Report]]:
         with self._lock:
@@ -300,6 +349,7 @@ class Agent:
 
     def _run_step(self, run: _Run) -> dict[str, Any]:
         order, party = run.order, self.config.party
+        check_task(order, party, self._approvers)  # before anything touches data (8.3-1)
         if order.dealer == party or self.config.role == "dealer":
             return self._run_dealer(run)
         with self._lock:

@@ -53,6 +53,26 @@ OPERATIONS: dict[str, frozenset[str]] = {
 }
 
 
+#: The roles that act for their party on its datasets (register, grant, approve).
+PARTY_ROLES = frozenset({"admin", "data_owner"})
+
+
+def is_member(principal: Principal, party: str) -> bool:
+    """Whether the caller acts for ``party`` on its datasets: a data owner or admin of it."""
+    return principal.party == party and principal.role in PARTY_ROLES
+
+
+def require_member(principal: Principal, party: str, what: str) -> None:
+    """Only ``party``'s own data owners and admins may ``what`` its datasets (issue 14)."""
+    if not is_member(principal, party):
+        raise PolicyDenied(
+            f"{principal.username!r} may not {what} datasets of party {party!r}: "
+            f"only that party's data owners and admins may",
+            party=party,
+            remedy=f"an administrator adds the user to party {party!r}, or a member of it acts",
+        )
+
+
 def level(permission: str) -> int:
     return PERMISSIONS.index(permission)
 
@@ -83,9 +103,9 @@ class Access:
                 ds = s.get(Dataset, resource_id)
                 if ds is None:
                     raise NotFound(f"dataset {resource_id} does not exist")
-                if ds.owner_user_id == principal.user_id or principal.role == "admin":
+                if is_member(principal, ds.owner_party):
                     return level("manage")
-                if principal.role == "auditor":
+                if principal.role in ("admin", "auditor"):
                     return level("read")
                 direct = self._stored(s, principal.user_id, resource, resource_id)
                 member = ds.project_id is not None and (

@@ -64,6 +64,8 @@ class Principal:
     role: str
     via: str  # "session" | "token"
     credential_id: int
+    #: The organisation the user acts for (``None``: the operator's own staff).
+    party: str | None = None
 
 
 def _digest(token: str) -> str:
@@ -170,7 +172,8 @@ class Authenticator:
             return False
 
     def create_user(
-        self, username: str, password: str, role: str, *, totp: bool = True
+        self, username: str, password: str, role: str, *, totp: bool = True,
+        party: str | None = None,
     ) -> tuple[User, str | None]:
         """A new user, and (once, never again) the TOTP provisioning URI if enrolled."""
         if role not in ROLES:
@@ -182,6 +185,7 @@ class Authenticator:
             role=role,
             totp_secret_enc=self._seal(username, secret) if secret else None,
             created_at=self._clock.now(),
+            party=party,
         )
         with self._store.session() as s:
             if s.scalar(select(User.id).where(User.username == username)) is not None:
@@ -251,7 +255,8 @@ class Authenticator:
                     )
                     s.add(session)
                     s.flush()
-                    principal = Principal(user.id, user.username, user.role, "session", session.id)
+                    principal = Principal(user.id, user.username, user.role, "session",
+                                          session.id, user.party)
         if failure:
             self._audit.append(
                 username,
@@ -338,7 +343,7 @@ class Authenticator:
     def _principal(user: User | None, via: str, credential_id: int) -> Principal:
         if user is None or user.disabled:
             raise AuthError("user disabled", remedy="ask an administrator")
-        return Principal(user.id, user.username, user.role, via, credential_id)
+        return Principal(user.id, user.username, user.role, via, credential_id, user.party)
 
     def create_token(
         self, principal: Principal, name: str, expires_days: int | None = None

@@ -35,9 +35,12 @@ DB_URL = typer.Option(
     "--db-url",
     help="database URL (default: SQLite in the data dir; env SHAREDML_DB_URL)",
 )
-URL = typer.Option(os.environ.get("SHAREDML_URL", "http://127.0.0.1:8600"), "--url")
+URL = typer.Option(os.environ.get("SHAREDML_URL", "https://127.0.0.1:8600"), "--url")
 TOKEN = typer.Option(os.environ.get("SHAREDML_TOKEN"), "--token", help="session or API token")
-CA = typer.Option(None, "--ca", help="CA certificate to verify the platform's HTTPS certificate")
+CA = typer.Option(
+    os.environ.get("SHAREDML_CA"), "--ca",
+    help="the deployment CA certificate (ca.pem) that signed the platform's (env SHAREDML_CA)",
+)
 
 platform_app = typer.Typer(help="Run the model platform; back up and restore its database.")
 user_app = typer.Typer(help="Platform users (directly on the database; the operator's tool).")
@@ -74,30 +77,47 @@ def serve(
     certfile: Path | None = typer.Option(None, "--certfile", help="HTTPS certificate (PEM)"),
     keyfile: Path | None = typer.Option(None, "--keyfile", help="HTTPS private key (PEM)"),
     pki_dir: Path | None = typer.Option(
-        None, "--pki-dir", help="deployment PKI dir holding platform.pem/.key: serve node agents"
+        None, "--pki-dir", help="deployment PKI dir holding platform.pem/.key and ca.pem (and "
+        "crl.pem, the revocation list, once the CA has one): serve node agents"
     ),
     node_port: int = typer.Option(8601, "--node-port", min=0, max=65535),
     tick_s: float = typer.Option(0.5, "--tick", min=0.05, help="scheduler period (s)"),
+    insecure_http: bool = typer.Option(
+        False, "--insecure-http", help="serve the REST API as plain HTTP (logs a warning)"
+    ),
 ) -> None:
-    """Serve the REST API (and, with --pki-dir, node agents over mutual TLS)."""
+    """Serve the REST API over HTTPS (and, with --pki-dir, node agents over mutual TLS).
+
+    The API's certificate is --certfile/--keyfile, else the deployment CA's
+    'platform' certificate in --pki-dir; without either it refuses to start unless
+    --insecure-http says plain HTTP is meant."""
+    import logging
+
     import uvicorn
 
     from sharedml.platform.api import create_app
-    from sharedml.platform.config import PlatformConfig
+    from sharedml.platform.config import PlatformConfig, https_files
 
-    if (certfile is None) != (keyfile is None):
-        raise ConfigError("give both --certfile and --keyfile for HTTPS, or neither")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    tls = https_files(certfile, keyfile, pki_dir, insecure_http)
+    certfile, keyfile = tls if tls else (None, None)
     config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile)
     app = create_app(config)
     scheduler = app.state.scheduler
     stop = threading.Event()
     nodes = None
     if pki_dir is not None:
-        from sharedml.crypto.pki import load_identity
+        from sharedml.crypto import crl
+        from sharedml.crypto.identity import IdentityFiles
         from sharedml.platform.nodes import NodeService
 
-        nodes = NodeService(scheduler, load_identity(pki_dir, "platform"), host, node_port).start()
-        typer.echo(f"node service on {nodes.address} (mutual TLS)")
+        identity = IdentityFiles(pki_dir, "platform")  # a rotated pair serves new connections
+        revocation = crl.in_folder(pki_dir, identity.current().ca_pem)
+        nodes = NodeService(
+            scheduler, identity, host, node_port, revocation=revocation
+        ).start()
+        checks = "revocation list checked" if revocation else "no crl.pem: revocation not checked"
+        typer.echo(f"node service on {nodes.address} (mutual TLS; {checks})")
     recovered = scheduler.recover()
     if recovered:
         typer.echo(f"recovered {len(recovered)} running job(s)")
@@ -167,11 +187,16 @@ def user_add(
     role: str = typer.Option(..., "--role", help="admin, data_owner, analyst or auditor"),
     password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
     totp: bool = typer.Option(True, "--totp/--no-totp", help="enrol a TOTP second factor"),
+    party: str | None = typer.Option(
+        None, "--party", help="the organisation the user acts for (its datasets)"
+    ),
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
 ) -> None:
     """Create a user; prints the TOTP provisioning URI once."""
-    user, uri = _open(data_dir, db_url).users.create("cli", username, password, role, totp=totp)
+    user, uri = _open(data_dir, db_url).users.create(
+        "cli", username, password, role, totp=totp, party=party
+    )
     typer.echo(f"created user {user.username} (id {user.id}, role {user.role})")
     if uri:
         typer.echo(f"TOTP: {uri}")
@@ -181,7 +206,7 @@ def user_add(
 def user_list(data_dir: Path = DATA_DIR, db_url: str | None = DB_URL) -> None:
     for u in _open(data_dir, db_url).users.list():
         state = "disabled" if u.disabled else ("locked" if u.locked_until else "active")
-        typer.echo(f"{u.id}\t{u.username}\t{u.role}\t{state}")
+        typer.echo(f"{u.id}\t{u.username}\t{u.role}\t{u.party or '-'}\t{state}")
 
 
 @user_app.command("set")
@@ -190,13 +215,14 @@ def user_set(
     role: str | None = typer.Option(None, "--role"),
     disable: bool | None = typer.Option(None, "--disable/--enable"),
     unlock: bool = typer.Option(False, "--unlock"),
+    party: str | None = typer.Option(None, "--party", help="move the user to this party"),
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
 ) -> None:
-    """Change a user's role, disable/enable them, or lift a lock-out."""
+    """Change a user's role or party, disable/enable them, or lift a lock-out."""
     p = _open(data_dir, db_url)
     user = p.users.by_name(username)
-    p.users.update("cli", user.id, role=role, disabled=disable, unlock=unlock)
+    p.users.update("cli", user.id, role=role, disabled=disable, unlock=unlock, party=party)
     typer.echo(f"updated {username}")
 
 

@@ -6,8 +6,13 @@ that change while it runs are in ``runtime.py``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+from sharedml.errors import ConfigError
+
+log = logging.getLogger("sharedml.platform")
 
 
 @dataclass(frozen=True)
@@ -19,3 +24,36 @@ class PlatformConfig:
     port: int = 8600
     certfile: Path | None = None
     keyfile: Path | None = None
+
+
+def https_files(
+    certfile: Path | None, keyfile: Path | None, pki_dir: Path | None, insecure_http: bool
+) -> tuple[Path, Path] | None:
+    """The REST API's certificate and key, or ``None`` for plain HTTP (9.4-1).
+
+    HTTPS by default: an operator's own certificate (``certfile``/``keyfile``), else
+    the deployment CA's ``platform`` certificate in ``pki_dir``. Plain HTTP only when
+    asked for (``insecure_http``), with a warning: bearer tokens and passwords then
+    cross the network in clear.
+    """
+    if (certfile is None) != (keyfile is None):
+        raise ConfigError("give both --certfile and --keyfile for HTTPS, or neither")
+    if insecure_http:
+        if certfile is not None:
+            raise ConfigError("--insecure-http contradicts --certfile/--keyfile; choose one")
+        log.warning("serving the REST API over plain HTTP (--insecure-http): passwords and "
+                    "tokens cross the network in clear; use it only on a trusted loopback")
+        return None
+    if certfile is not None and keyfile is not None:
+        return certfile, keyfile
+    if pki_dir is not None:
+        cert, key = pki_dir / "platform.pem", pki_dir / "platform.key"
+        if not (cert.is_file() and key.is_file()):
+            raise ConfigError(f"no platform.pem/platform.key in {pki_dir}",
+                              remedy="issue the platform's certificate from the deployment CA")
+        return cert, key
+    raise ConfigError(
+        "the REST API serves HTTPS only: no certificate given",
+        remedy="pass --pki-dir (the deployment CA's 'platform' certificate) or --certfile and "
+        "--keyfile (your own); --insecure-http serves plain HTTP, for a trusted loopback only",
+    )

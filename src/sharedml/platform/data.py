@@ -1,4 +1,14 @@
-"""Dataset metadata and the owners' approvals of each use (8.3-1)."""
+"""Dataset metadata and the owners' approvals of each use (8.3-1).
+
+Who acts on a party's datasets: only that party's members — users of the party
+with the data_owner or admin role (:func:`~sharedml.platform.access.require_member`)
+— register, grant and approve them (issue 14). Where the metadata comes from:
+the node that holds the dataset reports its name, columns and rows at hello
+(:meth:`Datasets.from_node`); an owner's registration adopts that record (or
+declares one the node will overwrite when it reports). An approval carries the
+owner's signature over the job's spec (:mod:`sharedml.approvals`), which the
+nodes — not the platform — check before they read the data.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +19,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sharedml.approvals import SignedApproval
 from sharedml.errors import ConfigError, PolicyDenied
+from sharedml.platform.access import require_member
 from sharedml.platform.auth import Principal
 from sharedml.platform.errors import Conflict, NotFound
 from sharedml.platform.records import get_or_404
+from sharedml.platform.signed_approvals import check_signed
 from sharedml.platform.store.models import (
     Approval,
     Dataset,
@@ -40,7 +53,15 @@ class Datasets:
         project_id: int | None = None,
         description: str = "",
     ) -> Dataset:
-        """Record a dataset's metadata; the caller becomes its owner."""
+        """Record a dataset's metadata; the caller (a member of ``owner_party``) owns it.
+
+        A record its node reported is adopted as is (the node's columns and rows
+        win over the caller's); else the caller's declaration stands until the node
+        reports the dataset."""
+        require_member(principal, owner_party, "register")
+        adopted = self._adopt(principal, owner_party, name, project_id, description)
+        if adopted is not None:
+            return adopted
         ds = Dataset(
             owner_party=owner_party,
             owner_user_id=principal.user_id,
@@ -65,6 +86,41 @@ class Datasets:
             detail={"columns": len(columns), "rows": row_count},
         )
         return ds
+
+    def _adopt(self, principal: Principal, party: str, name: str, project_id: int | None,
+               description: str) -> Dataset | None:
+        with self._p.store.session() as s:
+            ds = s.scalars(
+                select(Dataset).where(Dataset.owner_party == party, Dataset.name == name)
+            ).first()
+            if ds is None:
+                return None
+            if ds.owner_user_id is not None or ds.node_reported_at is None:
+                raise Conflict(f"party {party!r} already has a dataset {name!r}")
+            if project_id is not None:
+                get_or_404(s, Project, project_id, "project")
+            ds.owner_user_id, ds.project_id = principal.user_id, project_id
+            ds.description = description
+        self._p.audit.append(principal.username, "dataset.register", f"{party}/{name}",
+                             detail={"columns": len(ds.columns), "rows": ds.row_count,
+                                     "reported_by": "node"})
+        return ds
+
+    def from_node(self, s: Session, party: str, records: list[dict[str, Any]]) -> None:
+        """Inside the node service's transaction: the records node ``party`` reported at
+        hello (its certificate says which party) become that party's dataset metadata."""
+        now = self._p.clock.now()
+        for record in records:
+            ds = s.scalars(select(Dataset).where(
+                Dataset.owner_party == party, Dataset.name == record["name"])).first()
+            if ds is None:
+                ds = Dataset(owner_party=party, name=record["name"], created_at=now)
+                s.add(ds)
+            columns = [{"name": c["name"], "type": c["type"]} for c in record["columns"]]
+            ds.columns, ds.row_count, ds.node_reported_at = columns, record.get("rows"), now
+        if records:
+            self._p.audit.append_in(s, f"node:{party}", "dataset.report", party,
+                                    detail={"datasets": sorted(r["name"] for r in records)})
 
     def list(self, principal: Principal) -> list[Dataset]:
         stmt = select(Dataset).order_by(Dataset.id)
@@ -98,6 +154,7 @@ class Datasets:
     def delete(self, principal: Principal, dataset_id: int) -> None:
         with self._p.store.session() as s:
             ds = get_or_404(s, Dataset, dataset_id, "dataset")
+            require_member(principal, ds.owner_party, "retire")
             target = f"{ds.owner_party}/{ds.name}"
             s.delete(ds)
         self._p.audit.append(principal.username, "dataset.delete", target)
@@ -197,19 +254,37 @@ class Approvals:
         with self._p.store.session() as s:
             return list(s.scalars(stmt).all())
 
-    def decide(
-        self, principal: Principal, approval_id: int, approve: bool, comment: str = ""
-    ) -> Approval:
+    def spec_for(self, principal: Principal, approval_id: int) -> tuple[Approval, Dataset, Any]:
+        """What an owner signs: the approval, its dataset and the job's spec as stored."""
         with self._p.store.session() as s:
             row = get_or_404(s, Approval, approval_id, "approval")
             ds = get_or_404(s, Dataset, row.dataset_id, "dataset")
-            if ds.owner_user_id != principal.user_id:
+            require_member(principal, ds.owner_party, "approve uses of")
+            job = get_or_404(s, Job, row.job_id, "job")
+            return row, ds, json.loads(job.spec)
+
+    def decide(
+        self, principal: Principal, approval_id: int, approve: bool, comment: str = "",
+        signed: SignedApproval | None = None,
+    ) -> Approval:
+        """An owner's decision; an approval the nodes will honour carries ``signed``,
+        the owner's signature over this job's spec (checked here for the right job,
+        party, dataset and spec hash; its key is checked by the nodes)."""
+        with self._p.store.session() as s:
+            row = get_or_404(s, Approval, approval_id, "approval")
+            ds = get_or_404(s, Dataset, row.dataset_id, "dataset")
+            require_member(principal, ds.owner_party, "approve uses of")
+            if ds.owner_user_id not in (None, principal.user_id) and principal.role != "admin":
                 raise PolicyDenied(
                     f"only the owner of dataset {ds.owner_party}/{ds.name} may decide on its use",
                     party=ds.owner_party,
                 )
             if row.state != "pending":
                 raise Conflict(f"approval {approval_id} was already {row.state}")
+            if approve and signed is not None:
+                check_signed(signed, row, ds, s)
+                row.signer, row.signature = signed.signer, signed.signature
+                row.spec_sha256 = signed.spec_sha256
             row.state = "approved" if approve else "rejected"
             row.decided_by, row.decided_at, row.comment = (
                 principal.user_id,
@@ -221,3 +296,4 @@ class Approvals:
             principal.username, f"approval.{row.state}", target, detail={"comment": comment}
         )
         return row
+

@@ -64,7 +64,9 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, interrupt)  # stop the children on SIGTERM too
         with LocalDeployment(directory.resolve()) as cluster:
             cluster.start()
-            typer.echo(f"platform: {info['url']}/api/v1/docs  (tokens in {directory / 'tokens.json'})")
+            typer.echo(f"platform: {info['url']}/api/v1/docs  (HTTPS; CA {info['ca']}; "
+                       f"tokens in {directory / 'tokens.json'})")
+            typer.echo(f"owners' approval keys: {directory / 'owners'}")
             typer.echo(f"nodes: {', '.join(cluster.nodes)}  (logs in {directory / 'logs'})")
             try:
                 while True:

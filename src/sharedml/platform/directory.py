@@ -27,10 +27,13 @@ class Users:
         self._p = p
 
     def create(
-        self, actor: str, username: str, password: str, role: str, *, totp: bool = True
+        self, actor: str, username: str, password: str, role: str, *, totp: bool = True,
+        party: str | None = None,
     ) -> tuple[User, str | None]:
-        user, uri = self._p.auth.create_user(username, password, role, totp=totp)
-        self._p.audit.append(actor, "user.create", username, detail={"role": role, "totp": totp})
+        """A new user, of ``party`` if given (only a party's members act on its datasets)."""
+        user, uri = self._p.auth.create_user(username, password, role, totp=totp, party=party)
+        self._p.audit.append(actor, "user.create", username,
+                             detail={"role": role, "totp": totp, "party": party})
         return user, uri
 
     def list(self) -> list[User]:
@@ -57,6 +60,7 @@ class Users:
         disabled: bool | None = None,
         password: str | None = None,
         unlock: bool = False,
+        party: str | None = None,
     ) -> User:
         if role is not None and role not in ROLES:
             raise ConfigError(f"unknown role {role!r}", remedy=f"use one of {list(ROLES)}")
@@ -73,6 +77,8 @@ class Users:
             if unlock:
                 user.locked_until, user.failed_attempts = None, 0
                 changed["unlock"] = True
+            if party is not None:
+                user.party = changed["party"] = party
         self._p.audit.append(actor, "user.update", user.username, detail=changed)
         return user
 

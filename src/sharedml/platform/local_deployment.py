@@ -7,23 +7,31 @@ The other run modes, without a platform, are in :mod:`sharedml.standalone`.
 §6, the one-command deployment of 8.6-3) lays out::
 
     DIR/pki/                 a fresh deployment CA; certificates for
-                             "platform", each party and "dealer" (keys 0600)
+                             "platform", each party and "dealer" (keys 0600);
+                             crl.pem, the revocation list every process checks
     DIR/platform/            the platform's data dir (SQLite, secret box)
     DIR/nodes/<party>/       node.yaml and the node's work dir
     DIR/nodes/dealer/        the dealer node's (role: dealer, no datasets)
-    DIR/cluster.json         URLs and ports
+    DIR/owners/<party>-owner.key, .pub
+                             each party's data owner's approval key (0600); the
+                             public half is the party's node's only approver
+    DIR/cluster.json         URLs, ports, the CA certificate, the approval keys
     DIR/tokens.json (0600)   API tokens of the accounts made at first start:
                              an admin, an analyst, one data owner per party
 
-then starts the platform (``sharedml platform serve``: REST API, node service
-and scheduler loop in one process), one ``sharedml node`` process per party
+then starts the platform (``sharedml platform serve``: REST API over HTTPS with
+the deployment CA's "platform" certificate, node service and scheduler loop in
+one process; clients verify it against ``DIR/pki/ca.pem``), one ``sharedml node`` process per party
 and the dealer node (unless ``dealer=False``), which connect to the platform
 over mutual TLS and talk to each other directly. The dealer node deals the
 correlated randomness of secret-shared steps (``protocol: ss``); it holds no
 data and sees nothing but the randomness it made (ARCHITECTURE.md §8); on a
 real deployment it runs on a host no data party controls. At first start each
-party's datasets are registered with their owner and the analyst may use them;
-each job still needs every owner's approval before its tasks run (8.3-1).
+party's datasets are registered with their owner (a user of that party) and the
+analyst may use them; each job still needs every owner's approval, signed with
+the owner's key in ``DIR/owners`` (``sharedml approval approve ID --key ...``),
+before a node reads its data (8.3-1). On one machine the keys sit side by side;
+on a real deployment each owner keeps theirs (``sharedml approval keygen``).
 Everything after that goes through the REST API, as in a deployment.
 """
 
@@ -39,10 +47,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sharedml.crypto import pki
+from sharedml import approvals
+from sharedml.crypto import crl, pki
 from sharedml.errors import ConfigError, SharedMLError
+
+if TYPE_CHECKING:
+    from sharedml.sdk import Client
 
 log = logging.getLogger("sharedml.platform.local_deployment")
 
@@ -88,8 +100,13 @@ def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
     dealers = [DEALER] if spec.dealer else []
     for name in (PLATFORM, *spec.parties, *dealers):
         pki.issue(pki_dir, name)
+    crl.refresh(pki_dir)  # an empty list: 'sharedml pki revoke DIR/pki NAME' applies at once
+    owners = root / "owners"
+    keys = {party: approvals.keygen(owners, f"{party}-owner") for party in spec.parties}
     info = {
-        "url": f"http://127.0.0.1:{spec.http_port or free_port()}",
+        "url": f"https://127.0.0.1:{spec.http_port or free_port()}",
+        "ca": str(pki_dir / "ca.pem"),
+        "approval_keys": {party: str(key) for party, (key, _) in keys.items()},
         "node_service": f"127.0.0.1:{spec.node_port or free_port()}",
         "parties": sorted(spec.parties),
         "dealer": DEALER if spec.dealer else None,
@@ -105,6 +122,7 @@ def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
             "work_dir": str(node_dir / "work"),
             "heartbeat_s": spec.heartbeat_s,
             "datasets": {name: str(Path(path).resolve()) for name, path in datasets.items()},
+            "approvers": {f"{party}-owner": str(keys[party][1])},
         }
         (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
     for dealer in dealers:
@@ -140,10 +158,10 @@ def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> dict[str, str]:
     platform = Platform.open(data_dir)
     tokens: dict[str, str] = {}
     try:
-        def account(username: str, role: str) -> Principal:
+        def account(username: str, role: str, party: str | None = None) -> Principal:
             user, _ = platform.users.create("sharedml up", username, secrets.token_urlsafe(24),
-                                            role, totp=False)
-            who = Principal(user.id, username, role, "token", 0)
+                                            role, totp=False, party=party)
+            who = Principal(user.id, username, role, "token", 0, party)
             _, tokens[username] = platform.auth.create_token(who, "local cluster")
             return who
 
@@ -154,7 +172,7 @@ def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> dict[str, str]:
             "sharedml up",
         )
         for party, datasets in spec.parties.items():
-            owner = account(f"{party}-owner", "data_owner")
+            owner = account(f"{party}-owner", "data_owner", party)
             for name, path in datasets.items():
                 header = pd.read_csv(path, nrows=5)
                 ds = platform.datasets.register(
@@ -188,6 +206,19 @@ class LocalDeployment:
     def tokens(self) -> dict[str, str]:
         tokens: dict[str, str] = json.loads((self.root / "tokens.json").read_text())
         return tokens
+
+    def client(self, user: str) -> Client:
+        """An SDK client as ``user``, verifying the platform against the deployment CA."""
+        from sharedml.sdk import Client
+
+        return Client(self.info["url"], self.tokens()[user], verify=self.info["ca"])
+
+    def approve_all(self, job_id: str) -> None:
+        """Every party's owner approves ``job_id``, signing with its approval key."""
+        for party, key in self.info["approval_keys"].items():
+            with self.client(f"{party}-owner") as owner:
+                for approval in owner.approvals(job_id, state="pending"):
+                    owner.approve(approval["id"], key=key)
 
     def start(self, wait: float = 60.0) -> LocalDeployment:
         self.start_platform()
@@ -229,14 +260,18 @@ class LocalDeployment:
 
     def wait_ready(self, wait: float = 60.0) -> None:
         """Until the API answers and every node has said hello."""
+        import ssl
+
         import httpx
 
         admin = {"Authorization": f"Bearer {self.tokens()['admin']}"}
+        tls = ssl.create_default_context(cafile=self.info["ca"])
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                r = httpx.get(f"{self.info['url']}/api/v1/nodes", headers=admin, timeout=2)
+                r = httpx.get(f"{self.info['url']}/api/v1/nodes", headers=admin, timeout=2,
+                              verify=tls)
                 online = {n["id"] for n in r.json() if n["status"] == "online"} if r.is_success else set()
                 if set(self.nodes) <= online:
                     return

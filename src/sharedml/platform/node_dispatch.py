@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -37,18 +38,41 @@ from sharedml.platform.store.models import Job, Node, Task
 #: Heartbeats reach the store at most this often (timeouts read the in-memory time).
 _FLUSH_S = 15.0
 
+#: The owners' signed approvals of a job, as :class:`sharedml.approvals.SignedApproval`
+#: fields; every node checks its own before it reads data (none without a platform).
+SignedApprovals = Callable[[Session, Job], list[dict[str, Any]]]
+#: Takes the dataset records a node reported at hello: (session, party, records).
+DatasetRecords = Callable[[Session, str, list[dict[str, Any]]], None]
+
+
+def no_signatures(session: Session, job: Job) -> list[dict[str, Any]]:
+    return []
+
+
+def ignore_records(session: Session, party: str, records: list[dict[str, Any]]) -> None:
+    return None
+
 
 class NodeDispatch:
     """Answers node agents' hello, beat and report calls; safe to call from any thread."""
 
-    def __init__(self, book: JobBook, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self, book: JobBook, lifecycle: Lifecycle, signed: SignedApprovals = no_signatures,
+        records: DatasetRecords = ignore_records,
+    ) -> None:
         self.book = book
         self.lifecycle = lifecycle
+        self.signed = signed
+        self.records = records
         #: Each node's agent process (its "boot" id), as last said hello.
         self._boots: dict[str, str] = {}
 
-    def hello(self, node_id: str, address: str, fingerprint: str, boot: str, role: str) -> None:
-        """A node agent (certificate subject ``node_id``) connected and serves ``address``."""
+    def hello(
+        self, node_id: str, address: str, fingerprint: str, boot: str, role: str,
+        datasets: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """A node agent (certificate subject ``node_id``) connected and serves ``address``;
+        ``datasets`` are the records of its registry (its party's, by its certificate)."""
         if role not in ("party", "dealer"):
             raise ConfigError(f"node {node_id!r}: unknown role {role!r}", party=node_id)
         now = self.book.clock.now()
@@ -66,6 +90,8 @@ class NodeDispatch:
                 )
             node.address, node.cert_fingerprint = address, fingerprint
             node.status, node.last_heartbeat = "online", now
+            if datasets and node.role == "party":
+                self.records(s, node.party, datasets)
             before, self._boots[node_id] = self._boots.get(node_id), boot
             if before is None or before == boot:
                 return
@@ -181,6 +207,8 @@ class NodeDispatch:
             "peers": peers,
             "channel_timeout_s": self.book.config.channel_timeout_s,
             "dealer": plan.dealer,
+            "spec": spec,
+            "approvals": self.signed(s, job),
         }
 
 

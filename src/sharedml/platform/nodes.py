@@ -12,7 +12,11 @@ A heartbeat lists the tasks the node runs, with their progress; the reply
 says which tasks to start (:class:`~sharedml.control.TaskOrder`) and which to cancel. Who the
 node is comes only from its verified client certificate (subject common name,
 chained to the deployment CA); a node may only run and report its own party's
-tasks. A dealer node (``role: dealer``) says so in its hello; it is given the
+tasks; with a revocation list, a node whose certificate is on it is refused
+every call (``UNAUTHENTICATED``), from the list's next change on, without a
+restart. The service's own certificate may be rotated
+(:class:`~sharedml.crypto.identity.IdentityFiles`): new connections get the
+new one. A dealer node (``role: dealer``) says so in its hello; it is given the
 dealer tasks of secret-shared jobs and reports public counts only. What
 crosses this service is metadata: task orders, progress, public metrics and
 failure reasons — never rows, labels or shares.
@@ -28,9 +32,11 @@ import grpc
 
 from sharedml import control
 from sharedml.control import Wire
-from sharedml.crypto.pki import Identity, party_of
+from sharedml.crypto.crl import RevocationFile
+from sharedml.crypto.pki import party_of
 from sharedml.errors import AuthError, ConfigError, SharedMLError
 from sharedml.platform.scheduler import Scheduler
+from sharedml.transport import tls
 
 log = logging.getLogger("sharedml.platform.nodes")
 
@@ -41,14 +47,16 @@ class NodeService:
     def __init__(
         self,
         scheduler: Scheduler,
-        identity: Identity,
+        identity: tls.IdentitySource,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
         heartbeat_s: float = 1.0,
+        revocation: RevocationFile | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.heartbeat_s = heartbeat_s
+        self.revocation = revocation
         self._server = grpc.server(ThreadPoolExecutor(max_workers=16, thread_name_prefix="nodes"))
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(self._wrap(fn))
@@ -57,13 +65,8 @@ class NodeService:
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(control.SERVICE, handlers),)
         )
-        credentials = grpc.ssl_server_credentials(
-            [(identity.key_pem, identity.cert_pem)],
-            root_certificates=identity.ca_pem,
-            require_client_auth=True,
-        )
         self.host = host
-        self.port = self._server.add_secure_port(f"{host}:{port}", credentials)
+        self.port = self._server.add_secure_port(f"{host}:{port}", tls.server_credentials(identity))
         if self.port == 0:
             raise ConfigError(f"the platform could not listen for nodes on {host}:{port}")
 
@@ -81,7 +84,9 @@ class NodeService:
     # -- handlers ------------------------------------------------------------------
     def _hello(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = control.decode(control.Hello, raw)
-        self.scheduler.node_hello(node, msg.address, _fingerprint(context), msg.boot, msg.role)
+        records = [d.model_dump() for d in msg.datasets]
+        self.scheduler.node_hello(node, msg.address, _fingerprint(context), msg.boot, msg.role,
+                                  records)
         log.info("%s node %s connected; peers reach it at %s", msg.role, node, msg.address)
         return control.HelloReply(node=node, heartbeat_s=self.heartbeat_s)
 
@@ -100,6 +105,7 @@ class NodeService:
     def _wrap(self, fn: Any) -> Any:
         def handler(raw: bytes, context: grpc.ServicerContext) -> bytes:
             node = _node_of(context)
+            tls.refuse_revoked(context, self.revocation, _abort)
             try:
                 reply: Wire = fn(node, raw, context)
                 return reply.encode()

@@ -50,7 +50,14 @@ from sharedml.platform.clock import Clock, SystemClock
 from sharedml.platform.job_book import AuditFn, JobBook, SchedulerConfig
 from sharedml.platform.job_lifecycle import ApprovalGate, Lifecycle, move, open_gate
 from sharedml.platform.job_plan import decompose
-from sharedml.platform.node_dispatch import NodeDispatch
+from sharedml.platform.node_dispatch import (
+    DatasetRecords,
+    NodeDispatch,
+    SignedApprovals,
+    ignore_records,
+    no_signatures,
+)
+from sharedml.platform.signed_approvals import signed_approvals
 from sharedml.platform.store import Store
 from sharedml.platform.store.models import Job, Node
 
@@ -71,13 +78,15 @@ class Scheduler:
         clock: Clock | None = None,
         approvals: ApprovalGate | None = None,
         audit: AuditFn | None = None,
+        signed: SignedApprovals = no_signatures,
+        records: DatasetRecords = ignore_records,
     ) -> None:
         self.store = store
         self.config = config or SchedulerConfig()
         self.clock = clock or SystemClock()
         self.book = JobBook(store, self.config, self.clock, audit)
         self.lifecycle = Lifecycle(self.book, approvals or open_gate)
-        self.nodes = NodeDispatch(self.book, self.lifecycle)
+        self.nodes = NodeDispatch(self.book, self.lifecycle, signed, records)
 
     @classmethod
     def for_platform(cls, platform: Platform, config: SchedulerConfig | None = None) -> Scheduler:
@@ -94,7 +103,8 @@ class Scheduler:
         def audit(s: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
             platform.audit.append_in(s, actor, action, target, detail=detail)
 
-        return cls(platform.store, config, clock=platform.clock, approvals=gate, audit=audit)
+        return cls(platform.store, config, clock=platform.clock, approvals=gate, audit=audit,
+                   signed=signed_approvals, records=platform.datasets.from_node)
 
     # -- jobs ----------------------------------------------------------------------
     def submit(
@@ -195,7 +205,7 @@ class Scheduler:
     # -- node agents (through the node service) ------------------------------------
     def node_hello(
         self, node_id: str, address: str, fingerprint: str = "", boot: str = "",
-        role: str = "party",
+        role: str = "party", datasets: list[dict[str, Any]] | None = None,
     ) -> None:
         """A node agent (certificate subject ``node_id``) connected and serves ``address``.
 
@@ -204,7 +214,7 @@ class Scheduler:
         ``role`` (``party`` or ``dealer``) is registered at the node's first
         hello and may not change later (an admin deletes the node to change it).
         """
-        self.nodes.hello(node_id, address, fingerprint, boot, role)
+        self.nodes.hello(node_id, address, fingerprint, boot, role, datasets)
 
     def node_beat(
         self, node_id: str, running: dict[str, float]

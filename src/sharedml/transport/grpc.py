@@ -1,6 +1,7 @@
 """Party-to-party transport over gRPC with mutual TLS (processes or hosts).
 
-One :class:`GrpcEndpoint` per party process holds its mTLS
+One :class:`GrpcEndpoint` (:mod:`~sharedml.transport.grpc_endpoint`) per
+party process holds its mTLS
 :class:`~sharedml.transport.grpc_server.PeerServer` (which receives for every
 job) and one pooled connection per peer. :meth:`GrpcEndpoint.channel` gives a
 :class:`GrpcChannel` for one job; it sends each peer its values over one
@@ -12,6 +13,12 @@ Both ends authenticate with certificates from the deployment CA
 (:mod:`sharedml.crypto.pki`); a client checks that the server's certificate
 names the peer it meant to reach (``grpc.ssl_target_name_override``), and the
 server takes the sender's id from the client certificate only.
+
+Rotation and revocation (:mod:`sharedml.transport.tls`): an endpoint built
+on :class:`~sharedml.crypto.identity.IdentityFiles` serves and dials with
+the pair on disk at each new connection; with a revocation list, its server
+refuses a revoked sender's stream and it checks each peer's certificate
+before connecting, pinning the connection to the certificate it checked.
 
 Errors: a peer that cannot be reached (down, or failing TLS) after connect
 retries with back-off raises :class:`PeerUnreachable`, as does a peer that
@@ -30,27 +37,30 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import cast
 
 import grpc
 
-from sharedml.crypto.pki import Identity
-from sharedml.errors import ChannelError, ConfigError, FrameError, PeerTimeout, PeerUnreachable
+from sharedml.errors import (
+    ChannelError,
+    ConfigError,
+    FrameError,
+    PeerTimeout,
+    PeerUnreachable,
+)
 from sharedml.transport import grpc_wire
 from sharedml.transport.base import DEFAULT_TIMEOUT, Channel, check_tag, has_control
 from sharedml.transport.codec import Value
+from sharedml.transport.grpc_endpoint import GrpcEndpoint
 from sharedml.transport.grpc_server import (
     ADMITTED,
-    DEFAULT_MAX_UNREAD,
     JOB_KEY,
     MAX_JOB,
     METHOD,
     RESUMED,
     STALLED,
     WIRE_KEY,
-    PeerServer,
-    message_options,
 )
 
 log = logging.getLogger("sharedml.transport.grpc")
@@ -58,141 +68,6 @@ log = logging.getLogger("sharedml.transport.grpc")
 #: Chunks queued per outgoing stream before ``send`` waits for the network.
 QUEUE_DEPTH = 16
 _END = object()
-
-
-def _client_options(peer: str) -> list[tuple[str, str | int]]:
-    return [
-        *message_options(),
-        ("grpc.ssl_target_name_override", peer),
-        # Connect retries back off from 50 ms to 1 s (gRPC's default starts at 1 s).
-        ("grpc.initial_reconnect_backoff_ms", 50),
-        ("grpc.min_reconnect_backoff_ms", 50),
-        ("grpc.max_reconnect_backoff_ms", 1000),
-        # Notice a vanished host (not just a dead process) within ~30 s.
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.max_pings_without_data", 0),  # keep pinging on quiet streams
-    ]
-
-
-class GrpcEndpoint:
-    """One party process's presence on the network: its server and its connections.
-
-    Args:
-        identity: this party's certificate, key and CA (see :func:`sharedml.crypto.pki.load_identity`).
-        host, port: where this party's server listens (port 0: a free port).
-        connect_timeout: how long to retry reaching a peer before
-            :class:`PeerUnreachable`.
-        chunk_bytes: size of the gRPC messages a large value is cut into.
-        admit_wait, max_frame, max_unread, max_streams_per_peer: limits of
-            this party's server (see :class:`~sharedml.transport.grpc_server.PeerServer`).
-    """
-
-    def __init__(
-        self,
-        identity: Identity,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        connect_timeout: float = 30.0,
-        chunk_bytes: int = grpc_wire.DEFAULT_CHUNK,
-        admit_wait: float = 30.0,
-        max_frame: int = grpc_wire.DEFAULT_MAX_FRAME,
-        max_unread: int = DEFAULT_MAX_UNREAD,
-        max_streams_per_peer: int | None = None,
-    ) -> None:
-        self.identity = identity
-        self.party = identity.party
-        self.connect_timeout = connect_timeout
-        self.chunk_bytes = chunk_bytes
-        self.server = PeerServer(
-            identity,
-            host,
-            port,
-            admit_wait=admit_wait,
-            max_frame=max_frame,
-            max_unread=max_unread,
-            max_streams_per_peer=max_streams_per_peer,
-        )
-        self._credentials = grpc.ssl_channel_credentials(
-            root_certificates=identity.ca_pem,
-            private_key=identity.key_pem,
-            certificate_chain=identity.cert_pem,
-        )
-        self._lock = threading.Lock()
-        self._connections: dict[tuple[str, str], grpc.Channel] = {}
-
-    @property
-    def address(self) -> str:
-        return self.server.address
-
-    def channel(
-        self,
-        job: str,
-        peers: Iterable[str],
-        addresses: Mapping[str, str],
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> GrpcChannel:
-        """A channel for ``job`` among ``peers`` (this party included), whose
-        servers listen at ``addresses`` (party -> "host:port")."""
-        return GrpcChannel(self, job, tuple(peers), addresses, timeout)
-
-    def connection(self, peer: str, address: str) -> grpc.Channel:
-        """The pooled, ready connection to ``peer`` at ``address``.
-
-        Retries with back-off (50 ms doubling to 1 s) until
-        :attr:`connect_timeout`, then raises :class:`PeerUnreachable`.
-        """
-        key = (peer, address)
-        with self._lock:
-            conn = self._connections.get(key)
-            if conn is None:
-                conn = grpc.secure_channel(
-                    address, self._credentials, options=_client_options(peer)
-                )
-                self._connections[key] = conn
-        deadline = time.monotonic() + self.connect_timeout
-        ready = grpc.channel_ready_future(conn)
-        delay, attempt = 0.05, 1
-        while True:
-            try:
-                ready.result(timeout=max(min(delay, deadline - time.monotonic()), 0.001))
-                return conn
-            except grpc.FutureTimeoutError:
-                if time.monotonic() >= deadline:
-                    ready.cancel()
-                    self._drop(key, conn)
-                    raise PeerUnreachable(
-                        f"could not reach party {peer!r} at {address} within "
-                        f"{self.connect_timeout:g} s ({attempt} attempts)",
-                        party=self.party,
-                        remedy=f"check that {peer!r} is running there and that its certificate "
-                        "chains to this deployment's CA, names it and has not expired",
-                    ) from None
-                log.debug(
-                    "party %s: %s at %s not ready (attempt %d)", self.party, peer, address, attempt
-                )
-                delay, attempt = min(delay * 2, 1.0), attempt + 1
-
-    def _drop(self, key: tuple[str, str], conn: grpc.Channel) -> None:
-        with self._lock:
-            if self._connections.get(key) is conn:
-                del self._connections[key]
-        conn.close()
-
-    def close(self, grace: float | None = 1.0) -> None:
-        """Close every connection and stop the server."""
-        with self._lock:
-            conns, self._connections = list(self._connections.values()), {}
-        for conn in conns:
-            conn.close()
-        self.server.stop(grace)
-
-    def __enter__(self) -> GrpcEndpoint:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Requests:
@@ -379,9 +254,13 @@ class _Link:
 class GrpcChannel(Channel):
     """One party's channel for one job over gRPC with mutual TLS.
 
-    Made by :meth:`GrpcEndpoint.channel`. Streams to peers open on first
-    send (or all at once with :meth:`connect`); :meth:`close` waits until
-    every peer has filed what this party sent.
+    Made by :meth:`GrpcEndpoint.channel`. A stream to a peer opens on the
+    first send to it (or all at once with :meth:`connect`); with the
+    endpoint's ``warm_links``, the first send or receive also starts opening
+    the streams to every other peer in the background, so a connection's
+    set-up (TCP, TLS and admission: about four round trips on a WAN) overlaps
+    with this party's first computation or wait instead of following it.
+    :meth:`close` waits until every peer has filed what this party sent.
     """
 
     def __init__(
@@ -410,6 +289,23 @@ class GrpcChannel(Channel):
         self._links_lock = threading.Lock()
         self._opening = {p: threading.Lock() for p in self.peers if p != self.party}
         self._closed = False
+        self._warmed = not endpoint.warm_links
+
+    def _warm_up(self) -> None:
+        """Open the streams to every peer in the background (once; see the class doc)."""
+        self._warmed = True
+        for peer in self._opening:
+            if peer not in self._links:
+                threading.Thread(
+                    target=self._open_quietly, args=(peer,), daemon=True,
+                    name=f"warm-{self.party}-{peer}",
+                ).start()
+
+    def _open_quietly(self, peer: str) -> None:
+        try:
+            self._link(peer)
+        except ChannelError as exc:  # the first real send to ``peer`` reports it
+            log.debug("party %s: warming the stream to %s failed: %s", self.party, peer, exc)
 
     def connect(self) -> None:
         """Open the stream to every peer now (otherwise each opens on first send)."""
@@ -438,9 +334,13 @@ class GrpcChannel(Channel):
 
     def _send(self, to: str, tag: str, value: Value) -> None:
         check_tag(self.party, tag)  # before a stream opens for nothing
+        if not self._warmed:
+            self._warm_up()
         self._link(to).send(tag, value, self.timeout)
 
     def _recv(self, frm: str, tag: str, timeout: float) -> Value:
+        if not self._warmed:
+            self._warm_up()
         return self._mailbox.get(self.job, frm, tag, timeout)
 
     def pending(self) -> int:

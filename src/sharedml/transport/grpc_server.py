@@ -7,7 +7,8 @@ codegen) and the server files each value they send under (job, sender, tag).
 
 Who the sender is comes only from its verified TLS certificate (subject
 common name = party id, chained to the deployment CA, checked by TLS before
-any byte of a frame is read) — never from the message. A stream is refused
+any byte of a frame is read, and not on the revocation list when the server
+has one) — never from the message. A stream is refused
 when its job is unknown here or its sender is not among the job's peers; a
 malformed frame aborts only the stream that carried it. Either way the
 server goes on serving everyone else.
@@ -37,9 +38,10 @@ from typing import NoReturn
 
 import grpc
 
-from sharedml.crypto.pki import Identity, party_of
+from sharedml.crypto.crl import RevocationFile
+from sharedml.crypto.pki import party_of
 from sharedml.errors import AuthError, ChannelError, ConfigError, FrameError
-from sharedml.transport import grpc_wire
+from sharedml.transport import grpc_wire, tls
 from sharedml.transport.base import Mailbox, has_control
 
 log = logging.getLogger("sharedml.transport.grpc")
@@ -81,7 +83,9 @@ class PeerServer:
     """This party's mTLS server, shared by all its concurrent jobs.
 
     Args:
-        identity: this party's certificate, key and the CA it trusts.
+        identity: this party's certificate, key and the CA it trusts (or
+            :class:`~sharedml.crypto.identity.IdentityFiles`: each new
+            connection is served with the pair on disk then).
         host, port: where to listen (port 0 picks a free port; see :attr:`port`).
         admit_wait: how long a stream for a job not yet registered here waits
             for it (peers may start a little before this party does).
@@ -92,11 +96,13 @@ class PeerServer:
         max_streams_per_peer: open streams one peer may hold at once.
         max_waiting_per_peer, max_waiting: streams that may wait for a job
             not registered yet, from one peer and in all.
+        revocation: the deployment's revocation list; a stream whose sender's
+            certificate is on it is refused (``UNAUTHENTICATED``) unread.
     """
 
     def __init__(
         self,
-        identity: Identity,
+        identity: tls.IdentitySource,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
@@ -107,8 +113,10 @@ class PeerServer:
         max_streams_per_peer: int | None = None,
         max_waiting_per_peer: int = 4,
         max_waiting: int = 16,
+        revocation: RevocationFile | None = None,
     ) -> None:
-        self.party = identity.party
+        self.party = tls.current(identity).party
+        self.revocation = revocation
         self.admit_wait = admit_wait
         self.max_frame = max_frame
         self.max_unread = max_unread
@@ -156,11 +164,7 @@ class PeerServer:
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, {"Stream": handler}),)
         )
-        credentials = grpc.ssl_server_credentials(
-            [(identity.key_pem, identity.cert_pem)],
-            root_certificates=identity.ca_pem,
-            require_client_auth=True,
-        )
+        credentials = tls.server_credentials(identity)
         self.host = host
         try:
             self.port = self._server.add_secure_port(f"{host}:{port}", credentials)
@@ -208,6 +212,7 @@ class PeerServer:
     # -- the stream handler -----------------------------------------------------
     def _serve(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         sender = self._sender(context)
+        tls.refuse_revoked(context, self.revocation, self._refuse)
         meta = {k: v for k, v in context.invocation_metadata()}
         job = meta.get(JOB_KEY)
         if not isinstance(job, str) or meta.get(WIRE_KEY) != str(grpc_wire.VERSION):

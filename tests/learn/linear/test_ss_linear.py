@@ -59,14 +59,17 @@ def _synthetic(n: int = 600, seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.
     return X, y, logits
 
 
-@pytest.mark.parametrize("sigmoid", ["pwl", "taylor1", "clip_poly3"])
-def test_three_parties_follow_the_plaintext_sgd(sigmoid: str) -> None:
+@pytest.mark.parametrize(
+    ("sigmoid", "group"), [("pwl", 1), ("pwl", 3), ("taylor1", 3), ("clip_poly3", 2)]
+)
+def test_three_parties_follow_the_plaintext_sgd(sigmoid: str, group: int) -> None:
     """A label holder and two feature holders reach the plaintext SGD's
-    coefficients on the same batches (fixed-point error only)."""
+    coefficients on the same batches, in the same groups (fixed-point error only)."""
     X, y, _ = _synthetic()
     blocks = {"bank": X[:, :2], "shop": X[:, 2:4], "telco": X[:, 4:]}
     params = dict(
-        epochs=3, batch_size=64, learning_rate=0.5, l2=0.01, sigmoid=sigmoid, random_state=9
+        epochs=3, batch_size=64, learning_rate=0.5, l2=0.01, sigmoid=sigmoid, random_state=9,
+        group_batches=group,
     )
 
     def party(session: Any) -> Any:
@@ -92,6 +95,7 @@ def test_three_parties_follow_the_plaintext_sgd(sigmoid: str) -> None:
         l2=0.01,
         sigmoid_approx=sigmoid,
         seed=seed,
+        group=group,
     )
     got = np.concatenate([out["bank"][0], out["shop"][0], out["telco"][0]])
     np.testing.assert_allclose(got, w, atol=2e-3)

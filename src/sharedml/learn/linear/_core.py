@@ -108,19 +108,42 @@ def plaintext_sgd(
     l2: float,
     sigmoid_approx: str = "exact",
     seed: bytes = b"\0" * 16,
+    group: int = 1,
 ) -> tuple[np.ndarray, float]:
-    """Mini-batch SGD with L2 on joined, already standardised data: (coef, intercept)."""
+    """Mini-batch SGD with L2 on joined, already standardised data: (coef, intercept).
+
+    With ``group`` > 1 the batches of an epoch go in groups of that many:
+    every batch of a group is evaluated at the group's starting weights, and
+    the group's steps are summed (:func:`grouped_batches`).
+    """
     n, d = X.shape
     w, b = np.zeros(d), 0.0
     steps = epochs * len(batch_plan(n, batch_size, seed, 0))
     t = 0
     for epoch in range(epochs):
-        for idx in batch_plan(n, batch_size, seed, epoch):
-            z = X[idx] @ w + b
-            p = sigmoid(z, sigmoid_approx) if task == "classification" else z
-            resid = p - y[idx]
-            lr = learning_rate(schedule, eta0, t, steps)
-            w -= lr * (X[idx].T @ resid / len(idx) + l2 * w)
-            b -= lr * float(resid.mean())
-            t += 1
+        for members in grouped_batches(batch_plan(n, batch_size, seed, epoch), group):
+            step_w, step_b, decay = np.zeros(d), 0.0, 1.0
+            for idx in members:
+                z = X[idx] @ w + b
+                p = sigmoid(z, sigmoid_approx) if task == "classification" else z
+                resid = p - y[idx]
+                lr = learning_rate(schedule, eta0, t, steps)
+                step_w += lr * X[idx].T @ resid / len(idx)
+                step_b += lr * float(resid.mean())
+                decay *= 1.0 - lr * l2
+                t += 1
+            w = w * decay - step_w
+            b -= step_b
     return w, b
+
+
+def grouped_batches(batches: list[np.ndarray], group: int) -> list[list[np.ndarray]]:
+    """An epoch's batches in consecutive groups of ``group`` (the last may be smaller).
+
+    A group's batches are evaluated at the same weights and its steps summed:
+    ``w <- w · Π(1 - lr_i·l2) - Σ lr_i·g_i``, each ``g_i`` a batch's mean
+    gradient at the group's starting ``w``. One group is one plain SGD step
+    per batch while ``group`` is 1; with more, the protocol of a group runs
+    its batches side by side (SS-LR: the rounds of one).
+    """
+    return [batches[i : i + group] for i in range(0, len(batches), group)]

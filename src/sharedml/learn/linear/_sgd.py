@@ -36,6 +36,7 @@ from sharedml.learn.linear._core import (
     EarlyStopping,
     Standardizer,
     batch_plan,
+    grouped_batches,
     learning_rate,
     sigmoid,
 )
@@ -171,13 +172,16 @@ class SGDDriver(LinearPart):
         self.epoch_seconds_: list[float] = []
         for epoch in range(self.epochs):
             start = time.perf_counter()
-            batches = batch_plan(n, self.batch_size, seed, epoch)
-            for i, idx in enumerate(batches):
-                # the next batch of this epoch (public), so a protocol may prepare it
-                self._next_rows = batches[i + 1] if i + 1 < len(batches) else None
-                lr = learning_rate(self.lr_schedule, self.learning_rate, step, total)
-                self._step(session, idx, lr)
-                step += 1
+            groups = grouped_batches(batch_plan(n, self.batch_size, seed, epoch), self._group())
+            for i, members in enumerate(groups):
+                # the next group of this epoch (public), so a protocol may prepare it
+                self._next_group = groups[i + 1] if i + 1 < len(groups) else None
+                lrs = [
+                    learning_rate(self.lr_schedule, self.learning_rate, step + j, total)
+                    for j in range(len(members))
+                ]
+                self._step_group(session, members, lrs)
+                step += len(members)
             self.epoch_seconds_.append(time.perf_counter() - start)
             self.n_epochs_ = epoch + 1
             if Xv is None:
@@ -258,6 +262,15 @@ class SGDDriver(LinearPart):
     def _step(self, session: Session, idx: np.ndarray, lr: float) -> None:
         """One SGD step on the rows ``idx`` of ``self._Xs`` (and ``self._y``)."""
         raise NotImplementedError
+
+    def _group(self) -> int:
+        """How many batches go in one group (:func:`~sharedml.learn.linear._core.grouped_batches`)."""
+        return 1
+
+    def _step_group(self, session: Session, members: list[np.ndarray], lrs: list[float]) -> None:
+        """One group of batches; a protocol without groups takes one step per batch."""
+        for idx, lr in zip(members, lrs, strict=True):
+            self._step(session, idx, lr)
 
     def _scores(self, session: Session, Xs: np.ndarray, *, validation: bool) -> np.ndarray | None:
         """Joint linear scores of ``Xs`` at the label holder (``None`` elsewhere)."""

@@ -10,12 +10,17 @@ Paillier between two parties):
    (``L`` appends a column of ones for the intercept) and ``L`` shares ``y``;
    the blocks form one shared matrix ``X`` (n × D), which is masked **once**
    (:class:`~sharedml.mpc.FixedOperand`: ``X - A`` opened a single time).
-   The weights ``w`` (D) start as a public zero. With a dealer, the
-   material of each batch is asked for in one message while the previous
-   batch computes (the requests of a batch depend only on its size and its
-   public row numbers).
-1. Per batch ``I``: ``z = X[I] @ w`` (one round opening ``w - B``; truncated
-   with the sigmoid's output, or by one truncation round).
+   The weights ``w`` (D) start as a public zero. The batches of an epoch go
+   in groups of ``group_batches`` (default 3): a group's batches are
+   evaluated side by side at the same ``w`` (their rows concatenated, so
+   every opening below carries all of them at once) and their steps are
+   summed (:func:`~sharedml.learn.linear._core.grouped_batches`). With a
+   dealer, the material of each group is asked for in one message while the
+   previous group computes (its requests depend only on the batch sizes and
+   the public row numbers).
+1. Per group with rows ``I = I_1 ∪ … ∪ I_k``: ``z = X[I] @ w`` (one round
+   opening ``w - B``; truncated with the sigmoid's output, or by one
+   truncation round).
 2. ``p = sigmoid~(z)`` with the chosen approximation: ``pwl`` (default) — a
    six-knot piecewise-linear interpolation, one batched comparison plus one
    Beaver round, and its single truncation is also ``z``'s; ``taylor1`` —
@@ -23,15 +28,18 @@ Paillier between two parties):
    ``[-a, a]`` (one comparison, one product), then an odd polynomial;
    ``accurate`` — the engine's exp/reciprocal sigmoid. Linear regression
    uses ``p = z``.
-3. ``e = p - y[I]`` (local); ``g = X[I]^T e`` (one round). With a dealer the
-   link's last truncation and this product share one round:
-   ``X[I]^T p`` comes from the truncation's opening alone
-   (``FixedOperand.truncated_matmul_t``) and ``X[I]^T y[I]`` is a local sum of
-   the row products ``X ⊙ y``, made by one Beaver product before the first
-   batch (y and X are fixed). Per batch with ``pwl``: 10 rounds (z: 1, the
-   knots' comparison: 6, relu: 1, truncation with g: 1, update: 1).
-4. ``w <- w (1 - lr*l2) - (lr/|I|) g``: ``g`` is left untruncated and both
-   terms are truncated together (one round; see ``_update``).
+3. ``e = p - y[I]`` (local); ``g_j = X[I_j]^T e[I_j]`` for each batch (one
+   round, one column per batch). With a dealer the link's last truncation
+   and these products share one round: each ``X[I_j]^T p`` comes from the
+   truncation's opening alone (``FixedOperand.truncated_matmul_t`` with
+   segments) and ``X[I_j]^T y[I_j]`` is a local sum of the row products
+   ``X ⊙ y``, made by one Beaver product before the first batch (y and X
+   are fixed). Per group with ``pwl``: 10 rounds (z: 1, the knots'
+   comparison: 6, relu: 1, truncation with g: 1, update: 1) — 3.3 per
+   mini-batch with the default groups of three.
+4. ``w <- w Π_j(1 - lr_j*l2) - Σ_j (lr_j/|I_j|) g_j``: the ``g_j`` are left
+   untruncated and every term is truncated together (one round; see
+   ``_update``). With groups of one this is plain mini-batch SGD.
 5. After the last epoch, ``reveal_weights="own"``: each party receives its own
    block of ``w`` (``L`` its block and the intercept) and nothing else;
    ``"none"``: every party keeps its share of all of ``w``.
@@ -84,6 +92,12 @@ SS_PARAMS: dict[str, Param] = {
     "provider": PROVIDER,
     "trunc": Param(str, "pair", "truncation: pair (exact range, one round) or local (two "
                    "parties, no round)", choices=TRUNC_MODES, job=False),
+}
+#: The linear learners' grouping of mini-batches (module doc, step 0).
+GROUP_PARAMS: dict[str, Param] = {
+    "group_batches": Param(int, 3, "mini-batches evaluated side by side at the same weights, "
+                           "their steps summed: the rounds of one batch for all of them "
+                           "(1: plain SGD)", low=1, high=64),
 }
 
 
@@ -157,79 +171,106 @@ class _SSLinear(SGDDriver):
         self.coef_, self.intercept_ = None, None
 
     def _step(self, session: Session, idx: np.ndarray, lr: float) -> None:
-        """One batch; with a dealer, its material comes prefetched (see module doc)."""
+        self._step_group(session, [idx], [lr])
+
+    def _step_group(self, session: Session, members: list[np.ndarray], lrs: list[float]) -> None:
+        """One group of batches side by side; with a dealer, its material comes
+        prefetched (see module doc)."""
         provider = self._mpc.provider
         if not provider.supports_prefetch:
-            self._batch(idx, lr)
+            self._run_group(members, lrs)
             return
-        plans: dict[int, list[Any]] = self.__dict__.setdefault("_plans", {})
-        plan = plans.get(len(idx))
-        if plan is None:  # first batch of this size: record its requests
+        plans: dict[tuple[int, ...], list[Any]] = self.__dict__.setdefault("_plans", {})
+        key, rows = _sizes(members), np.concatenate(members)
+        plan = plans.get(key)
+        if plan is None:  # first group of these sizes: record its requests
             with provider.recording() as recorded:
-                self._batch(idx, lr)
-            plans[len(idx)] = list(recorded)
+                self._run_group(members, lrs)
+            plans[key] = list(recorded)
             self._ahead = False
             return
         if not getattr(self, "_ahead", False):
-            provider.prefetch(_plan_for(plan, idx))
-        upcoming: np.ndarray | None = getattr(self, "_next_rows", None)
+            provider.prefetch(_plan_for(plan, rows))
+        upcoming: list[np.ndarray] | None = getattr(self, "_next_group", None)
         self._ahead = False
-        if upcoming is not None and len(upcoming) in plans:
-            # the dealer makes the next batch's material meanwhile
-            provider.prefetch(_plan_for(plans[len(upcoming)], upcoming))
+        if upcoming is not None and _sizes(upcoming) in plans:
+            # the dealer makes the next group's material meanwhile
+            provider.prefetch(_plan_for(plans[_sizes(upcoming)], np.concatenate(upcoming)))
             self._ahead = True
-        self._batch(idx, lr)
+        self._run_group(members, lrs)
+
+    def _run_group(self, members: list[np.ndarray], lrs: list[float]) -> None:
+        if len(members) == 1:
+            self._batch(members[0], lrs[0])
+        else:
+            self._batch_group(members, lrs)
 
     def _batch(self, idx: np.ndarray, lr: float) -> None:
-        z_raw = self._fx.matmul(self._w, rows=idx, truncate=False)
+        """One batch: a group of one (a protocol built on this class may override it)."""
+        self._batch_group([idx], [lr])
+
+    def _batch_group(self, members: list[np.ndarray], lrs: list[float]) -> None:
+        """The group's batches at the same weights: each step is one product, one
+        link and one gradient for all of them (their openings travel together)."""
+        rows, sizes = np.concatenate(members), list(_sizes(members))
+        z_raw = self._fx.matmul(self._w, rows=rows, truncate=False)
         raw = self._link_raw(z_raw) if self._xy is not None else None
         if raw is not None:
-            # the link's last truncation is also the opening of X[I]ᵀ p
+            # the link's last truncation is also the opening of each batch's X[I]ᵀ p
             acc, bits, base = raw
-            xp = self._fx.truncated_matmul_t(acc, bits, rows=idx, offset=base)
-            g_raw = xp - self._xy_rows(idx)
+            xp = self._fx.truncated_matmul_t(acc, bits, rows=rows, offset=base, segments=sizes)
+            g_raw = xp - self._xy_rows(members)
         else:
-            p = self._link(z_raw)
-            e = p - self._ys[idx]
-            g_raw = self._fx.matmul(e, rows=idx, transpose=True, truncate=False)
-        self._w = self._update(self._w, g_raw, lr, len(idx))
+            from sharedml.mpc import SharedTensor
+            from sharedml.mpc.material import segment_columns
+
+            e = self._link(z_raw) - self._ys[rows]
+            per_batch = SharedTensor(self._mpc, segment_columns(e.share, sizes), e.scale)
+            g_raw = self._fx.matmul(per_batch, rows=rows, transpose=True, truncate=False)
+        self._w = self._update(self._w, g_raw, lrs, sizes)
 
     def _fusable(self) -> bool:
         """Whether the link's last truncation can share the gradient product's round."""
         mpc = self._mpc
         return bool(mpc.provider.supports_trunc_fixed and mpc.trunc_mode == "pair")
 
-    def _xy_rows(self, idx: np.ndarray) -> Any:
-        """Shared ``X[I]ᵀ y[I]`` (2f bits): a local sum of the row products ``X ⊙ y``."""
+    def _xy_rows(self, members: list[np.ndarray]) -> Any:
+        """Shared ``X[I]ᵀ y[I]`` of each batch ``I`` (2f bits, one column each): local
+        sums of the row products ``X ⊙ y``."""
         from sharedml.mpc import SharedTensor
 
-        rows = self._xy.share[idx].sum(axis=0, dtype=np.uint64).reshape(-1, 1)
-        return SharedTensor(self._mpc, rows, self._xy.scale)
+        sums = [self._xy.share[idx].sum(axis=0, dtype=np.uint64) for idx in members]
+        return SharedTensor(self._mpc, np.stack(sums, axis=1), self._xy.scale)
 
     def _link_raw(self, z_raw: Any) -> tuple[Any, int, float] | None:
         """``(acc, bits, base)`` with ``link(z) = ⌊acc / 2^bits⌋ + base``, or
         ``None`` when the link cannot leave its last truncation to the product."""
         return z_raw, self._mpc.frac_bits, 0.0
 
-    def _update(self, w: Any, g_raw: Any, lr: float, batch: int) -> Any:
-        """``w (1 - lr*l2) - (lr/batch) g`` with a single truncation.
+    def _update(self, w: Any, g_raw: Any, lrs: list[float], sizes: list[int]) -> Any:
+        """``w Π(1 - lr_i*l2) - Σ (lr_i/|I_i|) g_i`` (one column of ``g_raw`` per
+        batch of the group) with a single truncation.
 
-        ``g_raw`` carries 2f fractional bits (untruncated product). Both terms
-        are brought to ``2f + UPDATE_BITS`` bits with public integer factors
-        and truncated once by ``f + UPDATE_BITS``; the result is exact to one
-        ulp while ``|w| < 2^(62-2f-UPDATE_BITS)`` and ``|lr g / batch|`` too
+        ``g_raw`` carries 2f fractional bits (untruncated products). Every term
+        is brought to ``2f + UPDATE_BITS`` bits with public integer factors and
+        truncated once by ``f + UPDATE_BITS``; the result is exact to one ulp
+        while ``|w| < 2^(62-2f-UPDATE_BITS)`` and ``Σ |lr_i g_i / |I_i||`` too
         (1024 at f = 16).
         """
         from sharedml.mpc import SharedTensor, truncate
 
         f = self._mpc.frac_bits
-        if g_raw.scale != 2 * f or w.scale != f:
+        if g_raw.scale != 2 * f or w.scale != f or g_raw.shape[1] != len(lrs):
             raise ProtocolAbort("unexpected fixed-point scales in the update", party=self.party_)
-        decay = np.full(w.shape, 1.0 - lr * self.l2)
+        decay = np.full(w.shape, float(np.prod([1.0 - lr * self.l2 for lr in lrs])))
         decay[self._intercept_row] = 1.0  # no L2 on the intercept
         kw = np.round(decay * float(1 << (f + UPDATE_BITS))).astype(np.int64).view(np.uint64)
-        kg = np.uint64(round(lr / batch * float(1 << UPDATE_BITS)))
-        both = SharedTensor(self._mpc, w.share * kw - g_raw.share * kg, 2 * f + UPDATE_BITS)
+        kg = np.array(
+            [round(lr / size * float(1 << UPDATE_BITS)) for lr, size in zip(lrs, sizes, strict=True)],
+            dtype=np.uint64,
+        )
+        steps = (g_raw.share * kg.reshape(1, -1)).sum(axis=1, dtype=np.uint64, keepdims=True)
+        both = SharedTensor(self._mpc, w.share * kw - steps, 2 * f + UPDATE_BITS)
         out = truncate(both, f + UPDATE_BITS)
         out.scale = f
         return out
@@ -320,7 +361,8 @@ class SSLogisticRegression(_SSLinear):
 
     Parameters: declared in :attr:`params` — the SGD ones
     (:data:`~sharedml.learn.linear._sgd.SGD_PARAMS`), ``sigmoid`` and the
-    protocol's (:data:`SS_PARAMS`; ``provider`` ``None``: the session's dealer).
+    protocol's (:data:`SS_PARAMS`; ``provider`` ``None``: the session's dealer) and
+    ``group_batches`` (:data:`GROUP_PARAMS`).
     """
 
     model_type = "SSLogisticRegression"
@@ -329,7 +371,12 @@ class SSLogisticRegression(_SSLinear):
         **SGD_PARAMS,
         "sigmoid": Param(str, "pwl", "the sigmoid's approximation under MPC", choices=SS_SIGMOIDS),
         **SS_PARAMS,
+        **GROUP_PARAMS,
     }
+    group_batches: int
+
+    def _group(self) -> int:
+        return self.group_batches
 
     def _fusable(self) -> bool:
         return self.sigmoid in PIECEWISE and super()._fusable()
@@ -363,8 +410,17 @@ class SSLinearRegression(_SSLinear):
         **with_defaults(SGD_PARAMS, epochs=20, batch_size=64, learning_rate=0.3, l2=0.0,
                         scaling="whiten"),
         **SS_PARAMS,
+        **GROUP_PARAMS,
     }
     sigmoid = "none"
+    group_batches: int
+
+    def _group(self) -> int:
+        return self.group_batches
+
+
+def _sizes(members: list[np.ndarray]) -> tuple[int, ...]:
+    return tuple(len(idx) for idx in members)
 
 
 def _plan_for(plan: list[Any], idx: np.ndarray) -> list[Any]:

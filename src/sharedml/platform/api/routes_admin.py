@@ -50,7 +50,8 @@ def create_user(
 ) -> UserCreated:
     """A new user; the TOTP provisioning URI is returned once, here."""
     user, uri = platform.users.create(
-        who.username, body.username, body.password, body.role, totp=body.totp
+        who.username, body.username, body.password, body.role, totp=body.totp,
+        party=body.party,
     )
     return UserCreated(**user_out(user).model_dump(), totp_uri=uri)
 
@@ -71,7 +72,7 @@ def update_user(
     who: Principal = Depends(require("users.manage")),
     platform: Platform = Depends(get_platform),
 ) -> UserOut:
-    """Change role, disable, set a password or lift a lock-out."""
+    """Change role or party, disable, set a password or lift a lock-out."""
     user = platform.users.update(
         who.username,
         user_id,
@@ -79,6 +80,7 @@ def update_user(
         disabled=body.disabled,
         password=body.password,
         unlock=body.unlock,
+        party=body.party,
     )
     return user_out(user)
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from sharedml.platform.api.deps import get_platform, require, require_resource
 from sharedml.platform.api.schemas import (
     ApprovalOut,
+    ApprovalSpecOut,
     ApprovalStatus,
     DatasetIn,
     DatasetOut,
@@ -116,7 +117,10 @@ def register_dataset(
     who: Principal = Depends(require("datasets.register")),
     platform: Platform = Depends(get_platform),
 ) -> DatasetOut:
-    """Register a dataset's metadata (name, columns, size; never rows); the caller owns it."""
+    """Register a dataset's metadata (name, columns, size; never rows); the caller owns it.
+
+    Only members of ``owner_party`` (its data owners and admins) may; a record the
+    party's node reported is adopted with the node's columns and rows."""
     if body.project_id is not None:
         platform.access.require(who, "project", body.project_id, "use")
     ds = platform.datasets.register(
@@ -194,10 +198,25 @@ def decide_approval(
     who: Principal = Depends(require("approvals.decide")),
     platform: Platform = Depends(get_platform),
 ) -> ApprovalOut:
-    """The dataset's owner approves or rejects one job's use of it (8.3-1)."""
+    """The dataset's owner approves or rejects one job's use of it (8.3-1).
+
+    An approval the nodes honour carries ``signed``: the owner's signature over the
+    job's spec (``GET /approvals/{id}/spec``), made with a key only the owner holds."""
     return ApprovalOut.model_validate(
-        platform.approvals.decide(who, approval_id, body.approve, body.comment)
+        platform.approvals.decide(who, approval_id, body.approve, body.comment, body.signed)
     )
+
+
+@router.get("/approvals/{approval_id}/spec", response_model=ApprovalSpecOut, tags=["approvals"])
+def approval_spec(
+    approval_id: int = ID(),
+    who: Principal = Depends(require("approvals.decide")),
+    platform: Platform = Depends(get_platform),
+) -> ApprovalSpecOut:
+    """The job's spec as stored, for its dataset's owner to read, hash and sign."""
+    row, ds, spec = platform.approvals.spec_for(who, approval_id)
+    return ApprovalSpecOut(approval_id=row.id, job_id=row.job_id, party=ds.owner_party,
+                           dataset=ds.name, spec=spec)
 
 
 # --- models ------------------------------------------------------------------------

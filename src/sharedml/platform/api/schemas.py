@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sharedml.approvals import SignedApproval
+
 Role = Literal["admin", "data_owner", "analyst", "auditor"]
 Permission = Literal["read", "use", "manage"]
 Resource = Literal["project", "dataset"]
@@ -58,6 +60,9 @@ class UserIn(BaseModel):
     password: str = Field(min_length=8, max_length=1024)
     role: Role
     totp: bool = True
+    #: The organisation the user acts for; its data owners register, grant and approve
+    #: its datasets (none: the operator's own staff).
+    party: str | None = Field(default=None, pattern=PARTY)
 
 
 class UserPatch(BaseModel):
@@ -65,12 +70,14 @@ class UserPatch(BaseModel):
     disabled: bool | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1024)
     unlock: bool = False
+    party: str | None = Field(default=None, pattern=PARTY)
 
 
 class UserOut(Out):
     id: int
     username: str
     role: str
+    party: str | None = None
     disabled: bool
     totp_enrolled: bool = False
     locked_until: dt.datetime | None
@@ -135,11 +142,26 @@ class DatasetOut(Out):
     columns: list[dict[str, Any]]
     row_count: int | None
     created_at: dt.datetime
+    #: When the party's node last reported it (columns and rows are then the node's).
+    node_reported_at: dt.datetime | None = None
 
 
 class DecisionIn(BaseModel):
     approve: bool
     comment: str = Text
+    #: The owner's signature over the job's spec (``sharedml.approvals``), made on the
+    #: owner's side; the nodes check it before they read the dataset.
+    signed: SignedApproval | None = None
+
+
+class ApprovalSpecOut(BaseModel):
+    """What the owner signs: the job's spec as stored, and which dataset of which party."""
+
+    approval_id: int
+    job_id: str
+    party: str
+    dataset: str
+    spec: dict[str, Any]
 
 
 class ApprovalOut(Out):
@@ -151,6 +173,8 @@ class ApprovalOut(Out):
     decided_at: dt.datetime | None
     comment: str
     created_at: dt.datetime
+    signer: str | None = None
+    spec_sha256: str | None = None
 
 
 class ApprovalStatus(BaseModel):

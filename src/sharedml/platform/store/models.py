@@ -98,6 +98,9 @@ class User(Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime]
+    #: The organisation the user acts for; only its data owners (and admins) register,
+    #: grant and approve its datasets. ``None``: the operator's own staff.
+    party: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class ApiToken(Base):
@@ -171,6 +174,9 @@ class Dataset(Base):
     columns: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     row_count: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[dt.datetime]
+    #: When the party's node last reported this dataset (its columns and rows are the
+    #: node's); ``None``: only an owner's declaration so far.
+    node_reported_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class Job(Base):
@@ -254,6 +260,11 @@ class Approval(Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime]
+    #: The owner's signature over this job's spec (``sharedml.approvals``): which approver
+    #: key signed, the signature (base64) and the spec hash it covers. Nodes check it.
+    signer: Mapped[str | None] = mapped_column(String(64), default=None)
+    signature: Mapped[str | None] = mapped_column(Text, default=None)
+    spec_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class ModelRecord(Base):
