@@ -156,6 +156,29 @@ def test_spec_mistakes_are_refused_when_it_loads(steps: list[dict[str, Any]], sa
     assert says in f"{info.value.message} {info.value.remedy}"
 
 
+HORIZONTAL_LR = [{"split": {"layout": "horizontal"}},
+                 {"train": {"layout": "horizontal", "model": "logistic_regression"}}]
+
+
+@pytest.mark.parametrize(("parties", "train", "says"), [
+    (BANKS, {"max_dropouts": 2}, "leaves no majority"),
+    (BANKS, {"neighbours": 3}, "must be even"),
+    (BANKS[:1], {}, "at least two data parties"),
+    ((*BANKS, "nolabel"), {}, "['nolabel'] declare none"),
+])
+def test_what_the_parties_cannot_run_is_refused_when_it_loads(
+    parties: tuple[str, ...], train: dict[str, Any], says: str
+) -> None:
+    """The spec's parties against the step (issue 11 item 9): before any party starts."""
+    raw = {"parties": {p: {"dataset": f"{p}.csv", **({} if p == "nolabel" else {"label": "y"})}
+                       for p in parties},
+           "steps": [HORIZONTAL_LR[0], {"train": {**HORIZONTAL_LR[1]["train"], **train}}]}
+    with pytest.raises(ConfigError) as info:
+        jobspec.load(raw)
+    assert says in info.value.message and info.value.step == "train"
+    assert "steps[1] (train)" in info.value.message
+
+
 def test_a_horizontal_job_gets_an_aggregator_and_no_dealing() -> None:
     raw = {"parties": {b: {"dataset": f"{b}.csv", "label": "y"} for b in BANKS},
            "steps": [{"split": {"layout": "horizontal"}},

@@ -160,6 +160,12 @@ class Component(ABC):
         return cls.makes
 
     @classmethod
+    def check_parties(cls, params: Params, parties: dict[str, PartyConfig]) -> None:
+        """Refuse, when the spec loads, parameters these parties cannot run (raise
+        :class:`~sharedml.errors.ConfigError`); by default every party set will do."""
+        return None
+
+    @classmethod
     def aggregates(cls, params: Params) -> bool:
         """Whether the job's helper party aggregates this step (:meth:`aggregate`): a
         horizontal learning step. The helper is then added to the job as the dealer is."""

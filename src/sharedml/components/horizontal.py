@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sharedml.components.base import StepContext, StepResult
+from sharedml.components.base import PartyConfig, StepContext, StepResult
 from sharedml.errors import ConfigError, DataError, SharedMLError
 from sharedml.fl import declared
 from sharedml.fl.evaluate import evaluate_as_client, evaluate_as_server
@@ -65,6 +65,18 @@ def _aggregator(ctx: StepContext) -> str:
             remedy="run it through 'sharedml run' or the platform (both add the helper party)",
         )
     return ctx.session.dealer
+
+
+def check_parties(params: Any, parties: dict[str, PartyConfig]) -> None:
+    """When the spec loads: a horizontal train or evaluate needs the label at every
+    party and a secure aggregation these parties can run (two or more, the
+    dropouts and SecAgg+ degree the parameters ask for)."""
+    without = sorted(name for name, p in parties.items() if p.label is None)
+    if without:
+        raise ConfigError(f"layout: horizontal needs the label at every party; {without} "
+                          "declare none", remedy="declare 'label' for every party in the spec")
+    given = params.given() if hasattr(params, "given") else {}
+    declared.secagg_config("aggregator", tuple(parties), given)
 
 
 def _config(ctx: StepContext, given: dict[str, Any]) -> SecAggConfig:

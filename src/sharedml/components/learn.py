@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import Field
 
 from sharedml.components import horizontal
-from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.components.base import Component, Params, PartyConfig, StepContext, StepResult
 from sharedml.components.train_params import (
     MODELS,
     SHARED_PROTOCOLS,
@@ -65,6 +65,8 @@ class _EitherLayout:
 
     needs: ClassVar[tuple[str, ...]]
     makes: ClassVar[tuple[str, ...]]
+    #: Whether the horizontal step sums across the parties (the aggregator takes part).
+    summed: ClassVar[bool] = True
 
     @classmethod
     def requires(cls, params: Params) -> tuple[str, ...]:
@@ -77,6 +79,16 @@ class _EitherLayout:
         if getattr(params, "layout", "vertical") != "horizontal":
             return cls.makes
         return tuple(HORIZONTAL_NEEDS.get(n, n) for n in cls.makes)
+
+
+    @classmethod
+    def check_parties(cls, params: Params, parties: dict[str, PartyConfig]) -> None:
+        if getattr(params, "layout", "vertical") == "horizontal" and cls.aggregates(params):
+            horizontal.check_parties(params, parties)
+
+    @classmethod
+    def aggregates(cls, params: Params) -> bool:
+        return cls.summed and getattr(params, "layout", "vertical") == "horizontal"
 
 
 #: What a vertical step's product is called in a horizontal job.
@@ -133,10 +145,6 @@ class TrainStep(_EitherLayout, Component):
     summary = ("vertical SS/HE logistic or linear regression, SecureBoost, or an MLP (ss or "
                "split); horizontal FedAvg logistic/linear regression or MLP, or federated trees")
 
-    @classmethod
-    def aggregates(cls, params: Params) -> bool:
-        return getattr(params, "layout", "vertical") == "horizontal"
-
     def aggregate(self, ctx: StepContext, params: Any) -> StepResult:
         return horizontal.train_aggregator(ctx, params)
 
@@ -174,6 +182,7 @@ class PredictStep(_EitherLayout, Component):
     each party scores its own rows with the model every party holds (nothing is sent)."""
 
     name = "predict"
+    summed = False  # horizontal: each party scores its own rows
     needs = ("model", "split")
     params = PredictParams
     summary = "joint prediction; scores reach the label holder only (horizontal: each its own)"
@@ -211,10 +220,6 @@ class EvaluateStep(_EitherLayout, Component):
     params = EvaluateParams
     summary = ("AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder; horizontal: "
                "AUC/KS/log-loss/accuracy or RMSE/MAE/R² from secure sums")
-
-    @classmethod
-    def aggregates(cls, params: Params) -> bool:
-        return getattr(params, "layout", "vertical") == "horizontal"
 
     def aggregate(self, ctx: StepContext, params: Any) -> StepResult:
         return horizontal.evaluate_aggregator(ctx, params.metrics)
