@@ -26,7 +26,9 @@ clients still in the round after each stage; every stage waits at most
    (:class:`~sharedml.fl.quantize.Quantizer`) and sends
    ``y_u = q(x_u) + PRG(b_u) + Σ_{v ∈ U2, v ≠ u} ±PRG(HKDF(X25519(s_u, S_v)))``
    with ``+`` when ``i_u < i_v`` and ``−`` otherwise (the pair's masks
-   cancel). The PRG is AES-128-CTR (:mod:`sharedml.crypto.prg`). ``U3`` are
+   cancel). The PRG is AES-128-CTR (:mod:`sharedml.crypto.prg`). ``q(x_u) +
+   PRG(b_u)`` needs no peer's key: a client computes it while step 1 waits,
+   and the pairwise masks while the server gathers step 2. ``U3`` are
    the clients whose ``y_u`` arrived and passed the checks of
    :mod:`~sharedml.fl.secagg.collect`; the server adds them up as they come.
 4. *Unmasking.* The server sends ``U3`` and ``D = U2 \\ U3`` to ``U3``. Each
