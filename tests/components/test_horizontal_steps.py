@@ -216,3 +216,26 @@ def test_the_example_spec_runs_on_the_reference_data(shared_data: Path, tmp_path
     assert set(ev) == {*raw["parties"], "aggregator"}
     assert len({(m["auc"], m["rows"]) for m in ev.values()}) == 1
     assert ev["bank_a"]["rows"] == 6000 and ev["bank_a"]["auc"] > 0.70  # sklearn: 0.7296
+
+
+def test_mlp_and_linear_regression_jobs_on_breast_homo(shared_data: Path, tmp_path: Path) -> None:
+    """The two other FedAvg models through the steps: every party's MLP file scores
+    rows alike, and both pooled evaluations are those of a model that learnt."""
+    pytest.importorskip("torch")
+    files = {p: str(shared_data / f"breast_homo_{p}.csv") for p in ("guest", "host")}
+    mlp = {"layout": "horizontal", "model": "mlp", "hidden_layer_sizes": [8], "rounds": 6,
+           "learning_rate": 0.05, "seed": 3}
+    lin = {"layout": "horizontal", "model": "linear_regression", "rounds": 6}
+    job = spec(shared_data, {"train": mlp}, {"evaluate": {"layout": "horizontal"}},
+               {"id": "lin", "train": lin}, {"id": "ev_lin", "evaluate": {"layout": "horizontal"}},
+               files=files)
+    result = run_job(job, tmp_path, embedded=True, timeout=300)
+
+    rows = pd.read_csv(files["guest"]).filter(like="x").to_numpy(float)[:50]
+    scored = [HorizontalModel.load(tmp_path / p / "model-train.json").predict(rows)
+              for p in ("guest", "host", "aggregator")]
+    assert all(np.array_equal(s, scored[0]) for s in scored)
+    ev, ev_lin = metrics(result, "evaluate"), metrics(result, "ev_lin")
+    assert ev["guest"] == ev["host"] and ev["guest"]["auc"] > 0.95  # sklearn on the union: 0.99
+    assert ev_lin["guest"] == ev_lin["host"] and {"rmse", "r2"} <= set(ev_lin["guest"])
+    assert ev_lin["guest"]["r2"] > 0.5  # least squares on 0/1 labels of a separable set
