@@ -214,32 +214,26 @@ def fedavg_setup(model: str, task: str, given: dict[str, Any], secagg: SecAggCon
     declared = horizontal_class(model).params
     learner = local_learner(model, task, given)
     metric = given.get("metric") or ("auc" if task == "classification" else "rmse")
-    params = FedAvgParams(
-        rounds=_value(given, declared, "rounds"),
-        local_epochs=_value(given, declared, "local_epochs"),
-        batch_size=_value(given, declared, "batch_size"),
-        learning_rate=_value(given, declared, "learning_rate"),
-        schedule=_value(given, declared, "lr_schedule"),
-        prox_mu=_value(given, declared, "prox_mu"),
-        client_fraction=_value(given, declared, "client_fraction"),
-        patience=_value(given, declared, "early_stopping_rounds"),
-        metric=metric,
-        seed=_value(given, declared, "seed"),
-    )
+    params = FedAvgParams(**_pick(given, declared, _FEDAVG_FIELDS), metric=metric)
     return FedAvgSetup(learner, params, secagg, dp_config(given))
 
 
 def gbdt_params(task: str, given: dict[str, Any]) -> GbdtParams:
     """The federated trees' parameters (XGBoost's names: ``n_estimators`` trees)."""
     declared = HorizontalGBDT.params
-    return GbdtParams(
-        n_trees=_value(given, declared, "n_estimators"),
-        max_depth=_value(given, declared, "max_depth"),
-        n_bins=_value(given, declared, "n_bins"),
-        learning_rate=_value(given, declared, "learning_rate"),
-        reg_lambda=_value(given, declared, "reg_lambda"),
-        gamma=_value(given, declared, "gamma"),
-        min_child_weight=_value(given, declared, "min_child_weight"),
-        task=task,
-        sketch_cells=_value(given, declared, "sketch_cells"),
-    )
+    return GbdtParams(**_pick(given, declared, _GBDT_FIELDS), task=task)
+
+
+#: FedAvgParams' and GbdtParams' fields, each from the job parameter named beside it.
+_FEDAVG_FIELDS = {"rounds": "rounds", "local_epochs": "local_epochs", "batch_size": "batch_size",
+                  "learning_rate": "learning_rate", "schedule": "lr_schedule",
+                  "prox_mu": "prox_mu", "client_fraction": "client_fraction",
+                  "patience": "early_stopping_rounds", "seed": "seed"}
+_GBDT_FIELDS = {"n_trees": "n_estimators", "max_depth": "max_depth", "n_bins": "n_bins",
+                "learning_rate": "learning_rate", "reg_lambda": "reg_lambda", "gamma": "gamma",
+                "min_child_weight": "min_child_weight", "sketch_cells": "sketch_cells"}
+
+
+def _pick(given: dict[str, Any], declared: dict[str, Param], fields: dict[str, str]) -> dict[str, Any]:
+    """``{field: the job's value (or the default) of its parameter}`` for ``fields``."""
+    return {field: _value(given, declared, name) for field, name in fields.items()}
