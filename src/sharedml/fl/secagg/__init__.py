@@ -75,7 +75,15 @@ recovers each secret from that client's neighbours. Each client then expands
 colluding *neighbours* of a client (not any ``k − 1`` clients) are what the
 server may add without learning its update; and because only the
 survivors' graph hides partial sums, the server checks it is connected
-before it asks for a single share and aborts otherwise.
+before it asks for a single share and aborts otherwise. That check counts
+colluding clients as survivors: the circulant graph's vertex connectivity is
+its degree, so if colluders plus dropouts of a round reach ``degree`` and
+sit, by the round's public shuffle, on both sides of a stretch of the ring,
+the *honest* survivors split and the server learns each part's sum. The
+threshold allows up to ``degree − max_dropouts`` colluding neighbours, which
+is that many: a job that fears ``c`` colluders sets ``neighbours`` above
+``c + max_dropouts`` (the complete graph, the default up to 16 clients, has
+no such gap).
 
 References: K. Bonawitz, V. Ivanov, B. Kreuter et al., "Practical Secure
 Aggregation for Privacy-Preserving Machine Learning", CCS 2017; J. Bell,
