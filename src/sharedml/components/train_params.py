@@ -44,6 +44,8 @@ LEARNERS: dict[str, type] = {
 SHARED_PROTOCOLS = ("ss", "split")
 #: Fields that choose the learner; ``provider`` applies to ``SHARED_PROTOCOLS`` only.
 _CHOICE = ("model", "protocol", "task", "provider", "layout")
+#: The schema's own fields (``provider`` comes from the learners that take it).
+_SCHEMA_OWN = ("model", "protocol", "task", "layout")
 
 
 def model_class(model: str, protocol: str, task: str | None, layout: str = "vertical") -> type:
@@ -166,7 +168,7 @@ def _derive() -> type[_TrainBase]:
     merged: dict[str, list[tuple[str, Param]]] = {}
     for label, cls in LEARNERS.items():
         for name, param in cls.params.items():  # type: ignore[attr-defined]
-            if param.job and name not in _CHOICE:
+            if param.job and name not in _SCHEMA_OWN:
                 merged.setdefault(name, []).append((label, param))
     fields: dict[str, Any] = {name: _field(entries) for name, entries in merged.items()}
     return create_model("TrainParams", __base__=_TrainBase, __module__=__name__, **fields)
