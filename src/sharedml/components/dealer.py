@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from sharedml.components import jobspec, registry
-from sharedml.components.base import Params, PartyConfig, StepContext
+from sharedml.components.base import Params, PartyConfig, StepContext, deals
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
@@ -56,30 +56,19 @@ STEP_END = 2**63 - 1
 
 
 def needs_dealer(spec: jobspec.JobSpec) -> bool:
-    """Whether the job needs its helper party: a step deals (:func:`deals`) or is
-    aggregated (a horizontal step: its component's
+    """Whether the job needs its helper party: a step computes on secret shares
+    with dealt randomness (:func:`~sharedml.components.base.deals`: ``protocol``
+    ``ss`` or ``split`` and ``provider`` not ``he``; a horizontal ``train``
+    never deals) or is aggregated (a horizontal step: its component's
     :meth:`~sharedml.components.base.Component.aggregates`)."""
-    return any(deals(s) or registry.get(s.component).aggregates(s.params)
+    return any(deals(s.params) or registry.get(s.component).aggregates(s.params)
                for s in spec.parsed_steps())
-
-
-def deals(step: jobspec.StepSpec) -> bool:
-    """Whether a step computes on secret shares with dealt randomness.
-
-    A step says so through its parameters' ``protocol`` (a field of ``train``:
-    ``ss``, or ``split`` whose interactive layer is on shares; a property of
-    ``scale``, ``ss`` for horizontal min-max) and ``provider``; a horizontal
-    ``train`` never deals."""
-    if getattr(step.params, "layout", None) == "horizontal" and step.component == "train":
-        return False
-    return getattr(step.params, "protocol", None) in ("ss", "split") and getattr(
-        step.params, "provider", None) != "he"
 
 
 def helper_role(spec: jobspec.JobSpec) -> str:
     """What ``sharedml run`` names the helper: ``dealer`` if any step deals, else
     ``aggregator`` (the platform's helper is its dealer node, whatever it does)."""
-    return "dealer" if any(deals(s) for s in spec.parsed_steps()) else "aggregator"
+    return "dealer" if any(deals(s.params) for s in spec.parsed_steps()) else "aggregator"
 
 
 def dealer_name(parties: Iterable[str], preferred: str = "dealer") -> str:

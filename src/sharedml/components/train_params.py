@@ -104,6 +104,12 @@ class _TrainBase(Params):
             out["provider"] = provider
         return out
 
+    def deals(self) -> bool:
+        """Whether this train step computes on dealt shares (never with layout: horizontal)."""
+        provider = getattr(self, "provider", None)
+        return self.layout != "horizontal" and self.protocol in SHARED_PROTOCOLS and (
+            provider != "he")
+
     @model_validator(mode="after")
     def _the_models_own_rules(self) -> _TrainBase:
         chosen = self.protocol != "ss" or getattr(self, "provider", None) is not None
