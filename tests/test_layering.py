@@ -162,3 +162,19 @@ def test_a_planted_violation_is_reported(tmp_path: Path) -> None:
     assert by_id["protocols-not-deployment"].violations(modules) == [
         "sharedml.mpc.beaver:2 imports sharedml.cli"
     ]
+
+
+def test_fl_builds_on_public_modules_only() -> None:
+    """Horizontal learning takes what it shares with the vertical learners (link,
+    schedules, early stopping) from public modules (``learn/training.py``), never
+    from another package's private ``_`` modules."""
+    modules = _modules(SRC)
+    known = set(modules)
+    private = sorted(
+        f"{name}:{line} imports {target}"
+        for name, path in modules.items() if _within(name, ("sharedml.fl",))
+        for target, line in imports_of(name, path, known)
+        if not _within(target, ("sharedml.fl",))
+        and any(part.startswith("_") for part in target.split(".")[1:])
+    )
+    assert private == []

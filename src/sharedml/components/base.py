@@ -190,7 +190,12 @@ DATA, DEALER = "data", "dealer"
 
 def deals(params: Params) -> bool:
     """Whether a step with ``params`` computes on secret shares with dealt randomness:
-    its ``protocol`` is ``ss`` or ``split`` and its ``provider`` is not ``he``."""
+    its ``protocol`` is ``ss`` or ``split`` and its ``provider`` is not ``he`` —
+    unless its parameters say otherwise through a ``deals()`` method (a
+    horizontal ``train`` runs on secure aggregation)."""
+    own = getattr(params, "deals", None)
+    if callable(own):
+        return bool(own())
     return getattr(params, "protocol", None) in ("ss", "split") and getattr(
         params, "provider", None) != "he"
 
@@ -200,7 +205,12 @@ def deals(params: Params) -> bool:
 PRODUCTS: dict[str, tuple[str, str]] = {
     "rows": ("each party's rows, aligned across the parties", "psi"),
     "split": ("a train/test split", "split"),
-    "model": ("a trained model", "train"),
+    "model": ("a trained model (vertical; for one trained with layout: horizontal, set "
+              "'layout: horizontal' on this step too)", "train"),
+    "own_rows": ("each party's own rows of the same columns (layout: horizontal)",
+                 "split with layout: horizontal"),
+    "horizontal_model": ("a trained model with layout: horizontal",
+                         "train with layout: horizontal"),
 }
 
 
@@ -245,6 +255,22 @@ class Component(ABC):
         return cls.makes
 
     @classmethod
+    def check_parties(cls, params: Params, parties: dict[str, PartyConfig]) -> None:
+        """Refuse, when the spec loads, parameters these parties cannot run (raise
+        :class:`~sharedml.errors.ConfigError`); by default every party set will do."""
+        return None
+
+    @classmethod
+    def aggregates(cls, params: Params) -> bool:
+        """Whether the job's helper party aggregates this step (:meth:`aggregate`): a
+        horizontal learning step. The helper is then added to the job as the dealer is."""
+        return False
+
+    def aggregate(self, ctx: StepContext, params: Any) -> StepResult:
+        """The helper's side of a step that :meth:`aggregates` (it holds no data)."""
+        raise ConfigError(f"step {self.name!r} has no aggregator side", step=ctx.step_id)
+
+    @classmethod
     def parse(cls, raw: dict[str, Any] | None, where: str) -> Params:
         """Validate raw parameters; the error names the path of the bad field."""
         try:
@@ -281,7 +307,7 @@ def execute(component: Component, ctx: StepContext, params: Params) -> StepResul
 class RowsUnlessHorizontal:
     """Needs and makes of a step with a ``layout``: vertical data needs aligned rows
     (``psi``); horizontal data is loaded by the step itself (no PSI), which then
-    leaves the rows for later steps."""
+    leaves the rows for later steps, marked as each party's own (``own_rows``)."""
 
     makes: ClassVar[tuple[str, ...]]
 
@@ -291,5 +317,6 @@ class RowsUnlessHorizontal:
 
     @classmethod
     def provides(cls, params: Params) -> tuple[str, ...]:
-        extra = ("rows",) if getattr(params, "layout", "vertical") == "horizontal" else ()
+        horizontal = getattr(params, "layout", "vertical") == "horizontal"
+        extra = ("rows", "own_rows") if horizontal else ()
         return tuple(dict.fromkeys((*cls.makes, *extra)))

@@ -1,5 +1,10 @@
 """The dealer of a job: whether a job needs one, and how it serves a step.
 
+The dealer is the job's *helper party*: it holds no data. Besides dealing, it
+is the aggregator of the job's horizontal steps (:func:`helper_step`: a step
+whose component :meth:`~sharedml.components.base.Component.aggregates` runs
+its ``aggregate`` side there first; :mod:`sharedml.components.horizontal`).
+
 One place for both ways a job runs: ``sharedml run`` (:mod:`sharedml.standalone.job`,
 a dealer process next to the parties) and the platform (a dealer node, given
 one dealer task per step by :mod:`sharedml.platform.scheduler` and run by
@@ -33,12 +38,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sharedml.components import jobspec
-from sharedml.components.base import deals
+from sharedml.components import jobspec, registry
+from sharedml.components.base import Params, PartyConfig, StepContext, deals
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
@@ -50,12 +56,19 @@ STEP_END = 2**63 - 1
 
 
 def needs_dealer(spec: jobspec.JobSpec) -> bool:
-    """Whether a step computes on secret shares with dealt randomness.
+    """Whether the job needs its helper party: a step computes on secret shares
+    with dealt randomness (:func:`~sharedml.components.base.deals`: ``protocol``
+    ``ss`` or ``split`` and ``provider`` not ``he``; a horizontal ``train``
+    never deals) or is aggregated (a horizontal step: its component's
+    :meth:`~sharedml.components.base.Component.aggregates`)."""
+    return any(deals(s.params) or registry.get(s.component).aggregates(s.params)
+               for s in spec.parsed_steps())
 
-    A step says so through its parameters' ``protocol`` (a field of ``train``:
-    ``ss``, or ``split`` whose interactive layer is on shares; a property of
-    ``scale``, ``ss`` for horizontal min-max) and ``provider``."""
-    return any(deals(step.params) for step in spec.parsed_steps())
+
+def helper_role(spec: jobspec.JobSpec) -> str:
+    """What ``sharedml run`` names the helper: ``dealer`` if any step deals, else
+    ``aggregator`` (the platform's helper is its dealer node, whatever it does)."""
+    return "dealer" if any(deals(s.params) for s in spec.parsed_steps()) else "aggregator"
 
 
 def dealer_name(parties: Iterable[str], preferred: str = "dealer") -> str:
@@ -122,4 +135,36 @@ def serve_step(session: Session, step_id: str, data_parties: Sequence[str]) -> d
         runtimes += 1
         requests += stats.requests
     return {"runtimes": runtimes, "requests": requests,
+            "seconds": round(time.perf_counter() - start, 4)}
+
+
+def helper_step(
+    session: Session,
+    step_id: str,
+    component: str,
+    params: Params,
+    parties: dict[str, PartyConfig],
+    out_dir: Path,
+) -> dict[str, Any]:
+    """The helper's whole part of one step: aggregate it if its component
+    :meth:`~sharedml.components.base.Component.aggregates`, then serve its MPC
+    runtimes until the end-of-step marker (:func:`serve_step`).
+
+    ``session`` is the job's (unscoped) channel, ``parties`` the data parties'
+    configurations. Returns ``{"metrics", "artifacts", "seconds"}``: the
+    aggregator's public figures and the dealer's counts.
+    """
+    start = time.perf_counter()
+    step = registry.get(component)()
+    metrics: dict[str, Any] = {}
+    artifacts: dict[str, str] = {}
+    if step.aggregates(params):
+        scoped = replace(session, channel=session.channel.scope(step_id))
+        ctx = StepContext(scoped, PartyConfig(session.party), parties, {}, out_dir, step_id)
+        result = step.aggregate(ctx, params)
+        metrics, artifacts = dict(result.metrics), dict(result.artifacts)
+    counts = serve_step(session, step_id, list(parties))
+    if counts["runtimes"]:
+        metrics.update(runtimes=counts["runtimes"], requests=counts["requests"])
+    return {"metrics": metrics, "artifacts": artifacts,
             "seconds": round(time.perf_counter() - start, 4)}

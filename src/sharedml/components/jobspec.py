@@ -127,6 +127,13 @@ class JobSpec(BaseModel):
             steps.append(_parse_step(f"steps[{i}]", raw, steps, seen))
         if self.scheme == "mpc":
             check_needs(steps)
+            parties = self.party_configs()
+            for i, step in enumerate(steps):
+                try:
+                    registry.get(step.component).check_parties(step.params, parties)
+                except ConfigError as exc:
+                    raise ConfigError(f"steps[{i}] ({step.component}): {exc.message}",
+                                      step=step.id, remedy=exc.remedy) from None
         return steps
 
 

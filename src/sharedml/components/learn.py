@@ -36,13 +36,22 @@ feature). Security model: that of the learner.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from sharedml.components.base import DATA, DEALER, Component, Params, StepContext, StepResult
+from sharedml.components import horizontal
+from sharedml.components.base import (
+    DATA,
+    DEALER,
+    Component,
+    Params,
+    PartyConfig,
+    StepContext,
+    StepResult,
+)
 from sharedml.components.saved_models import load_part_for, save_part, write_scores
 from sharedml.components.train_params import (
     MODELS,
@@ -58,7 +67,11 @@ __all__ = [
     "model_class",
 ]
 
+_LAYOUT_SAYS = "horizontal: the model was trained with layout: horizontal (each party scores its own rows)"
+
+
 class PredictParams(Params):
+    layout: Literal["vertical", "horizontal"] = Field("vertical", description=_LAYOUT_SAYS)
     on: Literal["test", "train", "data"] | None = Field(
         None, description="the rows to score: default test, or data (every aligned row) "
         "with a saved model")
@@ -77,6 +90,50 @@ class PredictParams(Params):
 class EvaluateParams(Params):
     metrics: list[str] | None = Field(None, description="default: every metric of the task")
     on: Literal["test", "train", "data"] = "test"
+    layout: Literal["vertical", "horizontal"] = Field("vertical", description=_LAYOUT_SAYS)
+
+
+class _EitherLayout:
+    """Needs, makes and roles of a learning step in either layout: a horizontal one
+    works on each party's own rows and a horizontal model, and (train, evaluate)
+    is aggregated by the job's helper (:mod:`sharedml.components.horizontal`)."""
+
+    needs: ClassVar[tuple[str, ...]]
+    makes: ClassVar[tuple[str, ...]]
+    #: Whether the horizontal step sums across the parties (the aggregator takes part).
+    summed: ClassVar[bool] = True
+
+    @classmethod
+    def requires(cls, params: Params) -> tuple[str, ...]:
+        if getattr(params, "layout", "vertical") != "horizontal":
+            return cls.needs
+        return (*(HORIZONTAL_NEEDS.get(n, n) for n in cls.needs), "own_rows")
+
+    @classmethod
+    def provides(cls, params: Params) -> tuple[str, ...]:
+        if getattr(params, "layout", "vertical") != "horizontal":
+            return cls.makes
+        return tuple(HORIZONTAL_NEEDS.get(n, n) for n in cls.makes)
+
+    @classmethod
+    def check_parties(cls, params: Params, parties: dict[str, PartyConfig]) -> None:
+        if getattr(params, "layout", "vertical") == "horizontal" and cls.aggregates(params):
+            horizontal.check_parties(params, parties)
+
+    @classmethod
+    def aggregates(cls, params: Params) -> bool:
+        return cls.summed and getattr(params, "layout", "vertical") == "horizontal"
+
+    @classmethod
+    def roles(cls, params: Params) -> tuple[str, ...]:
+        """A horizontal step the helper aggregates reaches it (the aggregator is the dealer)."""
+        if cls.aggregates(params):
+            return (DATA, DEALER)
+        return super().roles(params)  # type: ignore[misc]
+
+
+#: What a vertical step's product is called in a horizontal job.
+HORIZONTAL_NEEDS = {"model": "horizontal_model"}
 
 
 def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
@@ -135,16 +192,26 @@ def _frame(ctx: StepContext, key: str) -> Any:
     return ctx.state[key]
 
 
-class TrainStep(Component):
-    """Fit a vertical model; each party keeps and writes its own part."""
+class TrainStep(_EitherLayout, Component):
+    """Fit a model. Vertical: each party keeps and writes its own part. Horizontal
+    (``layout: horizontal``): every party trains the whole model on its own rows
+    with the others, by FedAvg or federated trees over secure aggregation
+    (:mod:`sharedml.components.horizontal`)."""
 
     name = "train"
     needs = ("split",)
     makes = ("model",)
     params = TrainParams
-    summary = "vertical SS/HE logistic or linear regression, SecureBoost, or an MLP (ss or split)"
+    summary = ("vertical SS/HE logistic or linear regression, SecureBoost, or an MLP (ss or "
+               "split); horizontal FedAvg logistic/linear regression or MLP, or federated trees")
+
+    def aggregate(self, ctx: StepContext, params: Any) -> StepResult:
+        return horizontal.train_aggregator(ctx, params)
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
+        if params.layout == "horizontal":
+            X, y = _features(ctx, _frame(ctx, "train"))
+            return horizontal.train_client(ctx, params, X, y)
         model = build_model(params)
         if params.protocol in SHARED_PROTOCOLS:  # no dealer: fail before any message
             ctx.mpc_runtime(params.provider,
@@ -173,7 +240,7 @@ class TrainStep(Component):
                           artifacts={"model": str(ctx.part_store().path(part.uid))})
 
 
-class PredictStep(Component):
+class PredictStep(_EitherLayout, Component):
     """Joint scores on the test (or train, or all) rows, at the label holder only;
     from the job's trained model or, with ``model:``, a saved model version."""
 
@@ -186,20 +253,30 @@ class PredictStep(Component):
         secret-shared one, whose prediction opens an MPC runtime."""
         return (DATA, DEALER)
     params = PredictParams
-    summary = "joint prediction (trained here or a saved model); scores reach the label holder only"
+    summary = ("joint prediction (trained here or a saved model); scores reach the label holder "
+               "only (horizontal: each party scores its own rows)")
+    summed = False  # horizontal: each party scores its own rows
 
     @classmethod
     def requires(cls, params: Any) -> tuple[str, ...]:
+        if params.layout == "horizontal":
+            return super().requires(params)
         if params.model:
             return ("rows",)
         return ("model",) if params.rows == "data" else ("model", "split")
 
     @classmethod
     def provides(cls, params: Any) -> tuple[str, ...]:
-        return ("model",) if params.model else ()
+        return ("model",) if params.model and params.layout != "horizontal" else ()
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         frame = _frame(ctx, params.rows)
+        if params.layout == "horizontal":
+            if params.model:
+                raise ConfigError("a saved model is vertical: horizontal predict scores with "
+                                  "the job's own horizontal model", party=ctx.party.name,
+                                  step=ctx.step_id, remedy="drop 'model' or 'layout'")
+            return horizontal.predict_own(ctx, frame, _features(ctx, frame)[0], params.rows)
         if params.rows == "data" and "train" in ctx.state and not params.model:
             raise ConfigError("after a split, the steps transform 'train' and 'test' only: "
                               "'data' holds the rows as loaded", party=ctx.party.name,
@@ -222,8 +299,9 @@ class PredictStep(Component):
         return StepResult(metrics={"rows": len(X)}, artifacts={"predictions": str(path)})
 
 
-class EvaluateStep(Component):
-    """Metrics of the predictions at the label holder (public values only)."""
+class EvaluateStep(_EitherLayout, Component):
+    """Metrics of the predictions at the label holder (public values only); horizontal:
+    each party scores its own rows and one secure sum gives everyone the pooled metrics."""
 
     name = "evaluate"
     needs = ("model", "split")
@@ -234,17 +312,27 @@ class EvaluateStep(Component):
         secret-shared one, whose prediction opens an MPC runtime."""
         return (DATA, DEALER)
     params = EvaluateParams
-    summary = "AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder"
+    summary = ("AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder; horizontal: "
+               "AUC/KS/log-loss/accuracy or RMSE/MAE/R² from secure sums")
 
     @classmethod
     def requires(cls, params: Any) -> tuple[str, ...]:
+        if params.layout == "horizontal":
+            return super().requires(params)
         return ("model",) if params.on == "data" else cls.needs
+
+    def aggregate(self, ctx: StepContext, params: Any) -> StepResult:
+        return horizontal.evaluate_aggregator(ctx, params.metrics)
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn import metrics
 
         if ctx.state.get("predictions_on") != params.on:
-            PredictStep().run(ctx, PredictParams(on=params.on, model=None, fingerprints=None))
+            PredictStep().run(ctx, PredictParams(on=params.on, model=None, fingerprints=None,
+                                                 layout=params.layout))
+        if params.layout == "horizontal":
+            _, y = _features(ctx, _frame(ctx, params.on))
+            return horizontal.evaluate_client(ctx, y, params.metrics)
         scores = ctx.state.get("predictions")
         if scores is None:
             return StepResult()

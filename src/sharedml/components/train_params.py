@@ -18,6 +18,7 @@ from pydantic import Field, create_model, model_validator
 
 from sharedml.components.base import Params
 from sharedml.errors import ConfigError
+from sharedml.fl.declared import HORIZONTAL, dp_config, horizontal_class
 from sharedml.learn.linear import HELogisticRegression, SSLinearRegression, SSLogisticRegression
 from sharedml.learn.nn import (
     SplitMLPClassifier,
@@ -28,7 +29,7 @@ from sharedml.learn.nn import (
 from sharedml.learn.params import Param
 from sharedml.learn.tree import SecureBoostClassifier, SecureBoostRegressor
 
-MODELS = ("logistic_regression", "linear_regression", "secureboost", "mlp")
+MODELS = ("logistic_regression", "linear_regression", "secureboost", "mlp", "gbdt")
 #: Every learner a train step may build, as the schema's descriptions name it.
 LEARNERS: dict[str, type] = {
     "logistic_regression (ss)": SSLogisticRegression,
@@ -37,15 +38,24 @@ LEARNERS: dict[str, type] = {
     "secureboost": SecureBoostClassifier,
     "mlp (ss)": SSMLPClassifier,
     "mlp (split)": SplitMLPClassifier,
+    **{f"{name} (horizontal)": cls for name, cls in HORIZONTAL.items()},
 }
 #: Protocols that compute on secret shares (``provider`` applies to these only).
 SHARED_PROTOCOLS = ("ss", "split")
 #: Fields that choose the learner; ``provider`` applies to ``SHARED_PROTOCOLS`` only.
-_CHOICE = ("model", "protocol", "task", "provider")
+_CHOICE = ("model", "protocol", "task", "provider", "layout")
+#: The schema's own fields (``provider`` comes from the learners that take it).
+_SCHEMA_OWN = ("model", "protocol", "task", "layout")
 
 
-def model_class(model: str, protocol: str, task: str | None) -> type:
-    """The learner class for a ``train`` step."""
+def model_class(model: str, protocol: str, task: str | None, layout: str = "vertical") -> type:
+    """The learner class for a ``train`` step (for ``layout: horizontal``, the model's
+    declaration in :mod:`sharedml.fl.declared`)."""
+    if layout == "horizontal":
+        return horizontal_class(model)
+    if model == "gbdt":
+        raise ConfigError("gbdt is the horizontal boosted trees", step="train",
+                          remedy="set layout: horizontal, or use model: secureboost (vertical)")
     if model == "logistic_regression":
         return HELogisticRegression if protocol == "he" else SSLogisticRegression
     if model == "linear_regression":
@@ -71,13 +81,19 @@ def _mlp_class(protocol: str, task: str | None) -> type:
 
 
 class _TrainBase(Params):
-    model: Literal["logistic_regression", "linear_regression", "secureboost", "mlp"]
+    model: Literal["logistic_regression", "linear_regression", "secureboost", "mlp", "gbdt"] = (
+        Field(description="gbdt: boosted trees with layout: horizontal (vertical: secureboost)"))
+    layout: Literal["vertical", "horizontal"] = Field(
+        "vertical", description="vertical: the parties hold different columns of the same rows "
+        "(aligned by psi); horizontal: the same columns of different rows, trained by secure "
+        "aggregation with the job's helper as aggregator (no protocol, no provider)")
     protocol: Literal["ss", "he", "split"] = Field(
         "ss", description="ss or he; mlp: ss (everything on shares) or split (own nets, "
-        "an interactive layer on shares)"
+        "an interactive layer on shares); not with layout: horizontal"
     )
     task: Literal["classification", "regression"] | None = Field(
-        None, description="secureboost and mlp (default classification); linear models imply it"
+        None, description="secureboost, gbdt and mlp (default classification); linear models "
+        "imply it"
     )
 
     def given(self) -> dict[str, Any]:
@@ -88,19 +104,35 @@ class _TrainBase(Params):
             out["provider"] = provider
         return out
 
+    def deals(self) -> bool:
+        """Whether this train step computes on dealt shares (never with layout: horizontal)."""
+        provider = getattr(self, "provider", None)
+        return self.layout != "horizontal" and self.protocol in SHARED_PROTOCOLS and (
+            provider != "he")
+
     @model_validator(mode="after")
     def _the_models_own_rules(self) -> _TrainBase:
+        chosen = self.protocol != "ss" or getattr(self, "provider", None) is not None
+        if self.layout == "horizontal" and chosen:  # (a dumped spec holds the defaults)
+            raise ValueError("layout: horizontal runs on secure aggregation: it takes no "
+                             "protocol or provider")
         try:
-            cls = model_class(self.model, self.protocol, self.task)
+            cls = model_class(self.model, self.protocol, self.task, self.layout)
         except ConfigError as exc:
-            raise ValueError(exc.message) from None
+            raise ValueError(f"{exc.message} ({exc.remedy})" if exc.remedy else exc.message) from None
         declared: dict[str, Param] = cls.params  # type: ignore[attr-defined]
         unknown = sorted(set(self.given()) - {n for n, p in declared.items() if p.job})
         if unknown:
-            raise ValueError(f"{self.model} ({self.protocol}) does not take {unknown}")
+            how = self.layout if self.layout == "horizontal" else self.protocol
+            raise ValueError(f"{self.model} ({how}) does not take {unknown}")
         for name, value in self.given().items():
             if not declared[name].accepts(value):
                 raise ValueError(f"{name} of {self.model} must be {declared[name].rule()}")
+        if self.layout == "horizontal":
+            try:
+                dp_config(self.given())
+            except ConfigError as exc:
+                raise ValueError(f"{exc.message} ({exc.remedy})") from None
         return self
 
 
@@ -142,7 +174,7 @@ def _derive() -> type[_TrainBase]:
     merged: dict[str, list[tuple[str, Param]]] = {}
     for label, cls in LEARNERS.items():
         for name, param in cls.params.items():  # type: ignore[attr-defined]
-            if param.job and name not in ("model", "protocol", "task"):
+            if param.job and name not in _SCHEMA_OWN:
                 merged.setdefault(name, []).append((label, param))
     fields: dict[str, Any] = {name: _field(entries) for name, entries in merged.items()}
     return create_model("TrainParams", __base__=_TrainBase, __module__=__name__, **fields)

@@ -19,6 +19,7 @@ import numpy as np
 
 from sharedml.errors import ConfigError, DataError
 from sharedml.fl import metrics as M
+from sharedml.fl.figures import receive_figures, send_figures
 from sharedml.fl.secagg import SecAggClient, SecAggConfig, SecAggServer
 from sharedml.session import Session
 
@@ -42,11 +43,7 @@ def evaluate_as_server(
     )
     scores["parties"] = float(len(res.survivors))
     if share:
-        names = sorted(scores)
-        values = np.array([scores[n] for n in names])
-        for c in config.clients:
-            session.channel.send(c, RESULT, "\n".join(names).encode())
-            session.channel.send(c, RESULT, values)
+        send_figures(session, config.clients, RESULT, scores)
     return scores
 
 
@@ -74,11 +71,4 @@ def evaluate_as_client(
     SecAggClient(session, config).submit(round_id, sums)
     if not share:
         return None
-    names = session.channel.recv(config.server, RESULT)
-    values = session.channel.recv(config.server, RESULT)
-    if not isinstance(names, bytes) or not isinstance(values, np.ndarray):
-        raise DataError("malformed metrics from the aggregator", party=session.party)
-    labels = names.decode().split("\n")
-    if len(labels) != values.size:
-        raise DataError("malformed metrics from the aggregator", party=session.party)
-    return {n: float(v) for n, v in zip(labels, values, strict=True)}
+    return receive_figures(session, config.server, RESULT)

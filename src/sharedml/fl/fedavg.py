@@ -54,7 +54,7 @@ from sharedml.fl.dp import CentralGaussianNoise, ClipUpdates, DpConfig
 from sharedml.fl.learner import LocalLearner, LocalPlan
 from sharedml.fl.secagg import RoundResult, SecAggClient, SecAggConfig, SecAggServer
 from sharedml.fl.sketch import check_features
-from sharedml.learn.linear._core import EarlyStopping, learning_rate
+from sharedml.learn.training import EarlyStopping, learning_rate
 from sharedml.session import Session
 
 log = logging.getLogger("sharedml.fl.fedavg")

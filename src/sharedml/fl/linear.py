@@ -12,7 +12,7 @@ import numpy as np
 
 from sharedml.errors import ConfigError
 from sharedml.fl.learner import LocalPlan
-from sharedml.learn.linear._core import sigmoid
+from sharedml.learn.training import sigmoid
 
 TASKS = ("classification", "regression")
 

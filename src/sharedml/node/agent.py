@@ -18,9 +18,10 @@ fails with that reason instead of running on nothing.
 **A dealer node** (``role: dealer`` in the config, or ``sharedml node
 --dealer``; its identity is its certificate's subject, e.g. ``dealer``) holds
 no datasets. The platform gives it one dealer task per step of a job that
-computes on secret shares; it serves the step's MPC runtimes
-(:func:`sharedml.components.dealer.serve_step`) until the last data party's
-end-of-step marker, which that party's node sends after the step. What it
+computes on secret shares or learns horizontally; it aggregates a horizontal
+step (:mod:`sharedml.components.horizontal`) and serves the step's MPC
+runtimes (:func:`sharedml.components.dealer.helper_step`) until the last data
+party's end-of-step marker, which that party's node sends after the step. What it
 sees: the correlated randomness it made itself and the number and shapes of
 the requests — never a row, a label, a share of one or a model part; it
 reports public counts only. It waits for requests as long as the step runs
@@ -74,7 +75,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sharedml.approvals import ApproverKeys
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
-from sharedml.components.dealer import end_step_at_dealer, serve_step
+from sharedml.components.dealer import end_step_at_dealer, helper_step
 from sharedml.control import (
     SERVICE,
     Ack,
@@ -467,13 +468,20 @@ class Agent:
         try:
             waiting = _bounded(_Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S), order)
             session = Session(party, (*data_parties, party), waiting, dealer=party)
-            counts = serve_step(session, order.step_id, data_parties)
+            parties = jobspec.JobSpec.model_validate(
+                {"parties": order.parties, "steps": []}).party_configs()
+            component = registry.get(order.component)
+            params = component.parse(order.params, f"steps.{order.step_id}")
+            out_dir = self.config.work_dir / "jobs" / order.job_id
+            out_dir.mkdir(parents=True, exist_ok=True)
+            done = helper_step(session, order.step_id, order.component, params, parties, out_dir)
         finally:
             try:
                 channel.close()
             except SharedMLError as exc:
                 log.warning("node %s: closing channel of %s: %s", party, order.step_id, exc)
-        return {"runtimes": counts["runtimes"], "requests": counts["requests"]}
+        metrics: dict[str, Any] = json.loads(json.dumps(done["metrics"], default=_plain))
+        return metrics
 
     def _parties(self, order: TaskOrder) -> dict[str, PartyConfig]:
         """The job's parties as its spec names them; this party's dataset must be one

@@ -15,10 +15,12 @@ party's key there, the version's metadata and fingerprints in its
 that registry before any party starts (:func:`sharedml.modelpart.refs.resolve_spec`).
 
 A spec with a secret-shared step (``protocol: ss``, unless ``provider: he``)
-gets one more party, the **dealer** (:func:`dealer_main`): it holds no data and
-deals the correlated randomness of every MPC runtime a step opens
-(:mod:`sharedml.mpc.dealer`, which says what it may learn: nothing but its own
-randomness). It must not collude with a data party. Whether a job needs one,
+or a horizontal learning step gets one more party, the **dealer** (the job's
+helper, :func:`dealer_main`): it holds no data, deals the correlated
+randomness of every MPC runtime a step opens (:mod:`sharedml.mpc.dealer`,
+which says what it may learn: nothing but its own randomness) and aggregates
+the horizontal steps (:mod:`sharedml.components.horizontal`). It must not
+collude with a data party. Whether a job needs one,
 how it serves a step and the end-of-step marker live in
 :mod:`sharedml.components.dealer`, which the platform's dealer node uses too.
 
@@ -41,7 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
-from sharedml.components.dealer import dealer_name, end_step_at_dealer, needs_dealer, serve_step
+from sharedml.components.dealer import (
+    dealer_name,
+    end_step_at_dealer,
+    helper_role,
+    helper_step,
+    needs_dealer,
+)
 from sharedml.components.jobspec import StepSpec
 from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError, SharedMLError
@@ -154,21 +162,26 @@ class _QueueProgress:
 
 # -- the dealer (sharedml.components.dealer: shared with the platform's node agents) ----
 def dealer_main(job: PartyJob, session: Session) -> dict[str, Any]:
-    """The dealer's whole job: serve each step's MPC runtimes until the step ends.
+    """The helper's whole job: for each step, aggregate it if it is horizontal, then
+    serve its MPC runtimes until the step ends.
 
     A step may open any number of runtimes (one per ``fit``, one per shared
-    prediction, none for a data step); :func:`~sharedml.components.dealer.serve_step`
-    serves them until the last data party's end-of-step marker. Returns public
-    counts only, for the steps that opened a runtime.
+    prediction, none for a data step);
+    :func:`~sharedml.components.dealer.helper_step` serves them until the last
+    data party's end-of-step marker. Returns public figures only, for the steps
+    it aggregated or dealt to.
     """
-    data_parties = list(job.parties)
+    out_dir = job.out / session.party
+    out_dir.mkdir(parents=True, exist_ok=True)
     steps: list[dict[str, Any]] = []
     for step in job.steps:
-        counts = serve_step(job.for_step(session, step.id), step.id, data_parties)
-        seconds = counts.pop("seconds")
-        if counts["runtimes"]:
-            steps.append({"id": step.id, "component": step.component, "metrics": counts,
-                          "seconds": seconds, "artifacts": {}})
+        try:
+            done = helper_step(job.for_step(session, step.id), step.id, step.component,
+                               step.params, job.parties, out_dir)
+        except SharedMLError as exc:
+            raise _in_step(exc, session.party, step.id) from exc
+        if done["metrics"]:
+            steps.append({"id": step.id, "component": step.component, **done})
     return {"steps": steps}
 
 
@@ -218,7 +231,7 @@ def run_job(
     job = PartyJob(tuple(spec.parsed_steps()), spec.party_configs(), out_dir.resolve(),
                    DatasetFiles(base), models=book.root.resolve(),
                    step_timeout=step_timeout)
-    dealer = dealer_name(spec.parties) if needs_dealer(spec) else None
+    dealer = dealer_name(spec.parties, helper_role(spec)) if needs_dealer(spec) else None
     if embedded:
         from sharedml.standalone.threads import run_in_threads
 

@@ -26,7 +26,9 @@ clients still in the round after each stage; every stage waits at most
    (:class:`~sharedml.fl.quantize.Quantizer`) and sends
    ``y_u = q(x_u) + PRG(b_u) + Σ_{v ∈ U2, v ≠ u} ±PRG(HKDF(X25519(s_u, S_v)))``
    with ``+`` when ``i_u < i_v`` and ``−`` otherwise (the pair's masks
-   cancel). The PRG is AES-128-CTR (:mod:`sharedml.crypto.prg`). ``U3`` are
+   cancel). The PRG is AES-128-CTR (:mod:`sharedml.crypto.prg`). ``q(x_u) +
+   PRG(b_u)`` needs no peer's key: a client computes it while step 1 waits,
+   and the pairwise masks while the server gathers step 2. ``U3`` are
    the clients whose ``y_u`` arrived and passed the checks of
    :mod:`~sharedml.fl.secagg.collect`; the server adds them up as they come.
 4. *Unmasking.* The server sends ``U3`` and ``D = U2 \\ U3`` to ``U3``. Each
@@ -73,7 +75,15 @@ recovers each secret from that client's neighbours. Each client then expands
 colluding *neighbours* of a client (not any ``k − 1`` clients) are what the
 server may add without learning its update; and because only the
 survivors' graph hides partial sums, the server checks it is connected
-before it asks for a single share and aborts otherwise.
+before it asks for a single share and aborts otherwise. That check counts
+colluding clients as survivors: the circulant graph's vertex connectivity is
+its degree, so if colluders plus dropouts of a round reach ``degree`` and
+sit, by the round's public shuffle, on both sides of a stretch of the ring,
+the *honest* survivors split and the server learns each part's sum. The
+threshold allows up to ``degree − max_dropouts`` colluding neighbours, which
+is that many: a job that fears ``c`` colluders sets ``neighbours`` above
+``c + max_dropouts`` (the complete graph, the default up to 16 clients, has
+no such gap).
 
 References: K. Bonawitz, V. Ivanov, B. Kreuter et al., "Practical Secure
 Aggregation for Privacy-Preserving Machine Learning", CCS 2017; J. Bell,

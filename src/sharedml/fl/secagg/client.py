@@ -89,6 +89,7 @@ class SecAggClient:
         state = _RoundState(round_id)
         pair = (P.public_bytes(state.c_key), P.public_bytes(state.s_key))
         self._send(wire.Kind.ADVERTISE, round_id, wire.advertise_body(*pair))
+        self._self_masked(state, x)  # while the server gathers every client's keys
         for step in (self._share_keys, self._masked_input, self._unmask):
             outcome = step(state, x)
             if outcome is not None:
@@ -118,18 +119,23 @@ class SecAggClient:
             sealed[v] = P.seal(st.pair_keys[v], bundle, share_ad(st.round, self.index, v))
         self._send(wire.Kind.SHARES, st.round, wire.entries_body(sealed))
         # mask now, with every peer that has keys, while the server gathers the shares
+        peers = [v for v in st.keys if v != self.index]
+        P.apply_masks(st.masked[wire.ARRAY_HEADER :], self._masks(st, peers, +1))
+        return None
+
+    def _self_masked(self, st: _RoundState, x: np.ndarray) -> None:
+        """``q(x) + PRG(b_u)`` into the round's message buffer (step 3's first two terms:
+        they need no peer's key, so they are computed while step 1 waits)."""
         st.masked = wire.masked_buffer(st.round, self.index, x.size)
 
         def encode(start: int, stop: int, chunk: np.ndarray) -> None:
             self.quantizer.encode(x[start:stop], out=chunk, checked=True)  # checked in submit
 
-        peers = [v for v in st.keys if v != self.index]
-        P.apply_masks(st.masked[wire.ARRAY_HEADER :], self._masks(st, peers, +1), fill=encode)
-        return None
+        P.apply_masks(st.masked[wire.ARRAY_HEADER :], [(st.seed, +1)], fill=encode)
 
     def _masks(self, st: _RoundState, peers: list[int], sign: int) -> list[tuple[bytes, int]]:
-        """``sign`` × (the seed's mask and the masks shared with ``peers``), as apply_masks takes."""
-        masks = [(st.seed, sign)] if sign > 0 else []
+        """``sign`` × the masks shared with ``peers``, as apply_masks takes them."""
+        masks = []
         for v in peers:
             key = self._agree(st.s_key, st.keys[v][1], "s", st.round, v)
             masks.append((key, sign if self.index < v else -sign))

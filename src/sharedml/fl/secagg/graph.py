@@ -57,3 +57,23 @@ def connected(nodes: Iterable[int], graph: dict[int, set[int]]) -> bool:
         left -= reach
         stack.extend(reach)
     return not left
+
+
+#: Up to this many clients, every client masks with every other (the complete graph).
+COMPLETE_UP_TO = 16
+
+
+def default_degree(clients: int) -> int | None:
+    """The masking degree a job gets when it names none: ``None`` (the complete graph)
+    for up to :data:`COMPLETE_UP_TO` clients, else the even number at or above
+    ``3·log2(clients)``.
+
+    Bell et al. (CCS 2020) show a degree of order ``log n`` suffices; the factor 3
+    is ours, not their bound's constant (which depends on the corrupt and dropout
+    fractions assumed), so large deployments should set ``neighbours`` from their
+    own threat figures.
+    """
+    if clients <= COMPLETE_UP_TO:
+        return None
+    degree = int(np.ceil(3 * np.log2(clients)))
+    return min(degree + degree % 2, clients - 1 - (clients - 1) % 2)

@@ -2,7 +2,8 @@
 
 * the sigmoid approximations in plaintext (their tables and MPC evaluation live
   in :mod:`sharedml.mpc.nonlinear`; this is their oracle);
-* learning-rate schedules, the batch plan and early stopping;
+* the batch plan (learning-rate schedules and early stopping are in
+  :mod:`sharedml.learn.training`, re-exported here);
 * per-party standardisation (each party scales only its own columns);
 * :func:`plaintext_sgd`, the same mini-batch SGD on joined plaintext data: the
   reference the tests and ``bench/vertical.py`` compare the shared models with.
@@ -10,11 +11,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from sharedml.errors import ConfigError
+from sharedml.learn.training import SCHEDULES as SCHEDULES  # re-exported for the learners
+from sharedml.learn.training import EarlyStopping as EarlyStopping
+from sharedml.learn.training import learning_rate as learning_rate
+from sharedml.learn.training import sigmoid as exact_sigmoid
 from sharedml.mpc.nonlinear import PIECEWISE, SIGMOID_APPROX, piecewise_terms
 
 SIGMOID_CHOICES = (*SIGMOID_APPROX, *PIECEWISE, "exact")
@@ -23,7 +28,7 @@ SIGMOID_CHOICES = (*SIGMOID_APPROX, *PIECEWISE, "exact")
 def sigmoid(z: np.ndarray, approx: str = "exact") -> np.ndarray:
     """``sigmoid(z)`` or the named approximation of it."""
     if approx == "exact":
-        return 0.5 * (1.0 + np.tanh(0.5 * z))
+        return exact_sigmoid(z)
     if approx in PIECEWISE:
         base, t, d = piecewise_terms(PIECEWISE[approx])
         zz = np.asarray(z, dtype=np.float64)
@@ -43,23 +48,6 @@ def sigmoid(z: np.ndarray, approx: str = "exact") -> np.ndarray:
     return out
 
 
-SCHEDULES = ("constant", "invscaling", "cosine")
-
-
-def learning_rate(schedule: str, eta0: float, step: int, total: int, decay: float = 10.0) -> float:
-    """The learning rate at ``step`` of ``total`` optimisation steps."""
-    frac = step / max(total, 1)
-    if schedule == "constant":
-        return eta0
-    if schedule == "invscaling":
-        return eta0 / (1.0 + decay * frac)
-    if schedule == "cosine":
-        return eta0 * 0.5 * (1.0 + np.cos(np.pi * frac))
-    raise ConfigError(
-        f"unknown learning-rate schedule {schedule!r}", remedy=f"use one of {SCHEDULES}"
-    )
-
-
 def batch_plan(n_rows: int, batch_size: int, seed: bytes, epoch: int) -> list[np.ndarray]:
     """Row indices of each batch of one epoch: a shuffle every party derives
     from the same public seed, cut into ``n_rows // batch_size`` near-equal
@@ -68,28 +56,6 @@ def batch_plan(n_rows: int, batch_size: int, seed: bytes, epoch: int) -> list[np
     order = rng.permutation(n_rows)
     n_batches = max(1, n_rows // batch_size)
     return np.array_split(order, n_batches)
-
-
-@dataclass
-class EarlyStopping:
-    """Tracks a validation metric; ``update`` says whether to stop."""
-
-    patience: int
-    higher_is_better: bool
-    tol: float = 1e-4
-    best: float | None = None
-    best_epoch: int = -1
-    history: list[float] = field(default_factory=list)
-
-    def update(self, value: float, epoch: int) -> tuple[bool, bool]:
-        """Record ``value``; return (improved, stop)."""
-        self.history.append(value)
-        sign = 1.0 if self.higher_is_better else -1.0
-        improved = self.best is None or sign * (value - self.best) > self.tol
-        if improved:
-            self.best, self.best_epoch = value, epoch
-        stop = self.patience > 0 and epoch - self.best_epoch >= self.patience
-        return improved, stop
 
 
 SCALINGS = ("standard", "whiten", "none")

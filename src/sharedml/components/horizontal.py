@@ -1,0 +1,288 @@
+"""``train``, ``predict`` and ``evaluate`` with ``layout: horizontal``: the parties hold the
+same columns for different rows, and the job's helper aggregates.
+
+Roles: every data party is a *client* of :mod:`sharedml.fl`; the job's helper
+party (the one that deals randomness to secret-shared steps: a process of
+``sharedml run``, the dealer node on the platform) is the *aggregator*. It
+holds no data. Each step runs at the clients through
+:class:`~sharedml.components.learn.TrainStep` (and its siblings) and at the
+aggregator through their ``aggregate`` method
+(:func:`sharedml.components.dealer.helper_step`).
+
+1. *Schema.* Each client sends the aggregator its feature column names and
+   task; the aggregator checks they agree and answers ``ok`` or the reason,
+   naming the party that differs (all clients then stop with it).
+2. *Train* (``train``): FedAvg/FedProx (:mod:`sharedml.fl.fedavg`; each
+   client holds out ``validation`` of its training rows to score every
+   round) for ``logistic_regression``, ``linear_regression`` and ``mlp``, or
+   federated trees (:mod:`sharedml.fl.gbdt`) for ``gbdt``. Every sum is a
+   round of secure aggregation (:mod:`sharedml.fl.secagg`).
+3. *Outcome.* The aggregator sends every client the public figures (rounds
+   run, the best round's validation metrics, who was excluded, and with DP
+   ε, δ, clip and noise multiplier) or why it stopped
+   (:mod:`sharedml.fl.figures`). Every client and the aggregator write the
+   same model file (``format: sharedml.horizontal``).
+4. *Predict* (``predict``): each client scores its own rows; nothing is sent.
+5. *Evaluate* (``evaluate``): each client scores its own rows and one secure
+   sum of metric statistics gives every party the pooled metrics
+   (:mod:`sharedml.fl.evaluate`); predictions are never pooled.
+
+Reveals: to the aggregator, the feature column names and task (metadata the
+platform holds anyway), and what each protocol's docstring says (the sums
+of the survivors' updates, hence every round's global model; pooled
+validation and evaluation statistics; pooled histograms for trees); to the
+clients, the model after every round and the public figures of step 3.
+Security model: semi-honest; the aggregator colludes with fewer than the
+secure aggregation's threshold of clients (and, when the job also deals
+randomness, the helper colludes with no data party).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sharedml.components.base import PartyConfig, StepContext, StepResult
+from sharedml.errors import ConfigError, DataError, SharedMLError
+from sharedml.fl import declared
+from sharedml.fl.evaluate import evaluate_as_client, evaluate_as_server
+from sharedml.fl.figures import receive_figures, send_figures
+from sharedml.fl.model import HorizontalModel
+from sharedml.fl.secagg import SecAggConfig
+
+SCHEMA, OUTCOME = "horizontal/schema", "horizontal/outcome"
+_OK = b"ok"
+
+
+def _aggregator(ctx: StepContext) -> str:
+    if ctx.session.dealer is None:
+        raise ConfigError(
+            "a horizontal step needs the job's aggregator, and this job has none",
+            party=ctx.party.name, step=ctx.step_id,
+            remedy="run it through 'sharedml run' or the platform (both add the helper party)",
+        )
+    return ctx.session.dealer
+
+
+def check_parties(params: Any, parties: dict[str, PartyConfig]) -> None:
+    """When the spec loads: a horizontal train or evaluate needs the label at every
+    party and a secure aggregation these parties can run (two or more, the
+    dropouts and SecAgg+ degree the parameters ask for)."""
+    without = sorted(name for name, p in parties.items() if p.label is None)
+    if without:
+        raise ConfigError(f"layout: horizontal needs the label at every party; {without} "
+                          "declare none", remedy="declare 'label' for every party in the spec")
+    given = params.given() if hasattr(params, "given") else {}
+    declared.secagg_config("aggregator", tuple(parties), given)
+
+
+def _config(ctx: StepContext, given: dict[str, Any]) -> SecAggConfig:
+    try:
+        return declared.secagg_config(_aggregator(ctx), ctx.session.data_parties, given)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, party=ctx.party.name, step=ctx.step_id,
+                          remedy=exc.remedy) from None
+
+
+def _tell_schema(ctx: StepContext, columns: list[str], task: str) -> None:
+    """Step 1 at a client: send the schema, raise the aggregator's reason if it differs."""
+    server = _aggregator(ctx)
+    ctx.session.channel.send(server, SCHEMA, json.dumps([task, columns]).encode())
+    answer = ctx.session.channel.recv(server, SCHEMA)
+    if answer != _OK:
+        text = answer.decode("utf-8", "replace") if isinstance(answer, bytes) else "no answer"
+        raise DataError(text, party=ctx.party.name, step=ctx.step_id,
+                        remedy="give every party the same feature columns, in the same order")
+
+
+def _agree_schema(ctx: StepContext) -> tuple[str, list[str]]:
+    """Step 1 at the aggregator: every client's ``(task, columns)`` must be the first's."""
+    clients = ctx.session.data_parties
+    seen: dict[str, tuple[str, list[str]]] = {}
+    for c in clients:
+        raw = ctx.session.channel.recv(c, SCHEMA)
+        try:
+            task, columns = json.loads(raw.decode() if isinstance(raw, bytes) else "")
+            seen[c] = (str(task), [str(x) for x in columns])
+        except (ValueError, TypeError):
+            seen[c] = ("?", ["<malformed schema>"])
+    first = clients[0]
+    differ = [c for c in clients if seen[c] != seen[first]]
+    reason = ""
+    if differ:
+        c = differ[0]
+        reason = (f"party {c!r} has task {seen[c][0]} and columns {seen[c][1][:8]}, party "
+                  f"{first!r} has {seen[first][0]} and {seen[first][1][:8]}")
+    for c in clients:
+        ctx.session.channel.send(c, SCHEMA, reason.encode() if reason else _OK)
+    if reason:
+        raise DataError(reason, party=differ[0], step=ctx.step_id,
+                        remedy="give every party the same feature columns, in the same order")
+    return seen[first]
+
+
+def _labels(ctx: StepContext, y: np.ndarray | None, task: str) -> np.ndarray:
+    if y is None:
+        raise DataError("horizontal training needs the label at every party", party=ctx.party.name,
+                        step=ctx.step_id, remedy="declare 'label' for every party in the spec")
+    y = np.asarray(y, dtype=np.float64)
+    if task == "classification" and not np.isin(y, (0.0, 1.0)).all():
+        raise DataError("a classification label must be 0 or 1", party=ctx.party.name,
+                        step=ctx.step_id, remedy="encode the label as 0/1")
+    return y
+
+
+def train_client(ctx: StepContext, params: Any, X: pd.DataFrame, y: np.ndarray | None) -> StepResult:
+    """Steps 1-3 at a data party: train with the others, keep and write the model."""
+    task = declared.task_of(params.model, params.task)
+    labels = _labels(ctx, y, task)
+    given = params.given()
+    config = _config(ctx, given)
+    columns = [str(c) for c in X.columns]
+    _tell_schema(ctx, columns, task)
+    values = X.to_numpy(np.float64)
+    ctx.progress(0.0, f"training {params.model} (horizontal)")
+    fit: Any
+    if params.model == "gbdt":
+        from sharedml.fl.gbdt import GbdtClient
+
+        fit = GbdtClient(ctx.session, declared.gbdt_params(task, given), config).fit(values, labels)
+        learner = None
+    else:
+        from sharedml.fl.fedavg import FedAvgClient
+
+        setup = declared.fedavg_setup(params.model, task, given, config)
+        train, val = _hold_out(ctx, len(labels), given.get("validation", 0.1))
+        fit = FedAvgClient(ctx.session, setup).fit(values[train], labels[train], values[val],
+                                                    labels[val])
+        learner = setup.learner
+    figures = receive_figures(ctx.session, config.server, OUTCOME)
+    model = HorizontalModel(params.model, task, tuple(columns), fit, learner, given)
+    ctx.state["model"], ctx.state["task"] = model, task
+    ctx.state.pop("predictions_on", None)
+    path = ctx.out_dir / f"model-{ctx.step_id}.json"
+    model.save(path)
+    ctx.progress(1.0, "trained")
+    metrics = {"model": params.model, "layout": "horizontal", "rows": len(labels),
+               "features": len(columns), **_rounded(figures)}
+    return StepResult(metrics=metrics, artifacts={"model": str(path)})
+
+
+def _hold_out(ctx: StepContext, n: int, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """This party's training and validation rows (a seeded draw of its own rows)."""
+    order = ctx.session.rng(f"horizontal/validation/{ctx.step_id}").permutation(n)
+    cut = round(n * share)
+    return np.sort(order[cut:]), np.sort(order[:cut])
+
+
+def train_aggregator(ctx: StepContext, params: Any) -> StepResult:
+    """Steps 1-3 at the aggregator: run the rounds, tell the clients how it went."""
+    given = params.given()
+    config = _config(ctx, given)
+    task, columns = _agree_schema(ctx)
+    try:
+        fit, learner, figures, history = _aggregate_training(ctx, params, task, len(columns),
+                                                             config)
+    except SharedMLError as exc:
+        send_figures(ctx.session, config.clients, OUTCOME, None, failure=exc.message)
+        raise
+    send_figures(ctx.session, config.clients, OUTCOME, figures)
+    model = HorizontalModel(params.model, task, tuple(columns), fit, learner, given)
+    path = ctx.out_dir / f"model-{ctx.step_id}.json"
+    model.save(path)
+    rounds = ctx.out_dir / f"rounds-{ctx.step_id}.json"
+    rounds.write_text(json.dumps(history, default=str), encoding="utf-8")
+    excluded = {str(r["round"]): r["excluded"] for r in history if r.get("excluded")}
+    metrics = {"model": params.model, "layout": "horizontal", "role": "aggregator",
+               **_rounded(figures)}
+    if excluded:
+        metrics["excluded"] = excluded
+    return StepResult(metrics=metrics, artifacts={"model": str(path), "rounds": str(rounds)})
+
+
+def _aggregate_training(
+    ctx: StepContext, params: Any, task: str, n_features: int, config: SecAggConfig
+) -> tuple[Any, Any, dict[str, float], list[dict[str, Any]]]:
+    """The model, its learner (FedAvg), the public figures and the per-round record."""
+    given = params.given()
+    if params.model == "gbdt":
+        from sharedml.fl.gbdt import GbdtServer
+
+        server = GbdtServer(ctx.session, declared.gbdt_params(task, given), config)
+        model = server.fit(n_features)
+        history = [{"round": e["round"], "excluded": {k: v for k, v in e.items() if k != "round"}}
+                   for e in server.excluded]
+        return model, None, {"trees": float(len(model.trees))}, history
+    from sharedml.fl.fedavg import FedAvgServer
+
+    setup = declared.fedavg_setup(params.model, task, given, config)
+    result = FedAvgServer(ctx.session, setup).fit(n_features)
+    figures: dict[str, float] = {"rounds": float(len(result.history)),
+                                 "best_round": float(result.best_round)}
+    if result.best_round >= 0:
+        best = result.history[result.best_round]["metrics"]
+        figures.update({f"validation_{k}": float(v) for k, v in best.items()})
+    if result.dp is not None:
+        figures.update({f"dp_{k}": float(v) for k, v in result.dp.items()})
+    return result.params, setup.learner, figures, result.history
+
+
+def model_of(ctx: StepContext) -> HorizontalModel:
+    model = ctx.state.get("model")
+    if not isinstance(model, HorizontalModel):
+        raise ConfigError("no model trained with layout: horizontal at this party",
+                          party=ctx.party.name, step=ctx.step_id,
+                          remedy="run train with layout: horizontal first")
+    return model
+
+
+def predict_own(ctx: StepContext, frame: pd.DataFrame, X: pd.DataFrame, on: str) -> StepResult:
+    """Step 4: this party's scores of its own rows, kept and written (nothing is sent)."""
+    model = model_of(ctx)
+    if tuple(str(c) for c in X.columns) != model.columns:
+        raise DataError(f"the rows' columns {list(X.columns)[:8]} are not the model's "
+                        f"{list(model.columns)[:8]}", party=ctx.party.name, step=ctx.step_id,
+                        remedy="predict on data with the training columns, in their order")
+    scores = model.predict(X.to_numpy(np.float64))
+    ctx.state["predictions"], ctx.state["predictions_on"] = scores, on
+    out = frame[[c for c in ctx.party.id_columns if c in frame.columns]].copy()
+    out["score"] = scores
+    path = ctx.out_dir / f"predictions-{ctx.step_id}.csv"
+    out.to_csv(path, index=False)
+    return StepResult(metrics={"rows": len(scores)}, artifacts={"predictions": str(path)})
+
+
+def evaluate_client(ctx: StepContext, y: np.ndarray | None, wanted: list[str] | None) -> StepResult:
+    """Step 5 at a data party (its scores are in ``ctx.state["predictions"]``)."""
+    model = model_of(ctx)
+    labels = _labels(ctx, y, model.task)
+    config = _config(ctx, {})
+    _tell_schema(ctx, list(model.columns), model.task)
+    pooled = evaluate_as_client(ctx.session, config, model.task, labels,
+                                np.asarray(ctx.state["predictions"]))
+    return StepResult(metrics=_chosen(ctx, pooled or {}, wanted))
+
+
+def evaluate_aggregator(ctx: StepContext, wanted: list[str] | None) -> StepResult:
+    """Step 5 at the aggregator: one secure sum, the pooled metrics to everyone."""
+    config = _config(ctx, {})
+    task, _ = _agree_schema(ctx)
+    pooled = evaluate_as_server(ctx.session, config, task)
+    return StepResult(metrics=_chosen(ctx, pooled, wanted))
+
+
+def _chosen(ctx: StepContext, pooled: dict[str, float], wanted: list[str] | None) -> dict[str, Any]:
+    unknown = sorted(set(wanted or ()) - set(pooled))
+    if unknown:
+        raise ConfigError(f"horizontal evaluation has no metric {unknown}", party=ctx.party.name,
+                          step=ctx.step_id, remedy=f"use some of {sorted(pooled)}")
+    keep = set(wanted) | {"rows", "parties"} if wanted else set(pooled)
+    return _rounded({k: v for k, v in pooled.items() if k in keep})
+
+
+def _rounded(figures: dict[str, float]) -> dict[str, float]:
+    """Figures as the result file shows them (six decimals; the DP figures as computed)."""
+    return {k: float(v) if k.startswith("dp_") else round(float(v), 6) for k, v in figures.items()}
