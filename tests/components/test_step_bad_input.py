@@ -95,8 +95,11 @@ TRAIN = [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 1}},
 def test_model_parts_and_predictions_are_0600(breast: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     run_job(_spec(breast, [*TRAIN, {"predict": {}}]), out, embedded=True, timeout=60)
-    files = [out / "bank" / "model-train.json", out / "shop" / "model-train.json",
-             out / "bank" / "predictions-predict.csv"]
+    parts = [p for party in ("bank", "shop") for p in (out / "models" / party / "parts").iterdir()]
+    keys = [k for party in ("bank", "shop") for k in (out / "models" / party / "keys").iterdir()
+            if not k.name.endswith(".pub.pem")]
+    assert len(parts) == 2 and len(keys) == 4
+    files = [*parts, *keys, out / "bank" / "predictions-predict.csv"]
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     for party in ("bank", "shop"):
