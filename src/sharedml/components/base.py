@@ -33,6 +33,8 @@ from sharedml.session import MPCRuntime, Provider, Session
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sharedml.modelpart import PartStore
+
 
 #: No integer a step's parameters hold may exceed this in magnitude (it must fit the
 #: int64 every component and numpy turn it into).
@@ -92,7 +94,9 @@ class StepContext:
     ``state`` carries the party's working objects from step to step (its
     aligned frame, train/test split, fitted model part, predictions); it never
     leaves the party's process. ``datasets`` is the injected loader of the
-    party's own data (default: names are file paths).
+    party's own data (default: names are file paths). ``parts`` is the party's
+    model-part store (:class:`~sharedml.modelpart.PartStore`; default: sealed
+    under ``out_dir/models`` with keys in ``out_dir/keys``).
     """
 
     session: Session
@@ -103,6 +107,16 @@ class StepContext:
     step_id: str
     progress: Callable[[float, str], None] = lambda fraction, message: None
     datasets: DatasetSource = field(default_factory=DatasetFiles)
+    parts: PartStore | None = None
+
+    def part_store(self) -> PartStore:
+        """This party's model parts (:attr:`parts`, or the default under ``out_dir``)."""
+        if self.parts is None:
+            from sharedml.modelpart import FileNodeKeys, PartStore
+
+            keys = FileNodeKeys.open_or_create(self.out_dir / "keys")
+            self.parts = PartStore(self.out_dir / "models", keys, party=self.party.name)
+        return self.parts
 
     def artifact(self, kind: str, suffix: str) -> Path:
         """This party's file ``out_dir/<kind>-<step id><suffix>``, created empty and
@@ -129,9 +143,14 @@ class StepContext:
         if self.party.dataset is None:
             raise ConfigError("this party has no dataset to load", party=self.party.name,
                               step=self.step_id, remedy="give it a dataset in the job spec")
+        from sharedml.modelpart.pipeline import STATE_SCHEMA, schema_of
+
         ids = list(self.party.id_columns if id_columns is None else id_columns)
-        return self.datasets.load(self.party.dataset, ids, self.party.label,
-                                  party=self.party.name, step=self.step_id)
+        frame = self.datasets.load(self.party.dataset, ids, self.party.label,
+                                   party=self.party.name, step=self.step_id)
+        skip = [*ids, *([self.party.label] if self.party.label else [])]
+        self.state[STATE_SCHEMA] = schema_of(frame, skip)  # what a saved model will expect
+        return frame
 
     def mpc_runtime(
         self,

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from sharedml.session import Session
 
 
 @contextmanager
-def model_file(path: Path, kind: str) -> Iterator[None]:
+def model_file(path: Path | str, kind: str) -> Iterator[None]:
     """Reading a model part file: a field missing or of the wrong type is a
     :class:`~sharedml.errors.DataError` naming the file, never a raw KeyError (the
     file may be damaged, truncated or another program's; issue 14, fuzzing)."""
@@ -73,3 +73,13 @@ class VerticalModel(Declared, ABC):
     @abstractmethod
     def load(cls, path: Path) -> Self:
         """Read a part written by :meth:`save`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """This party's part as JSON-ready values (what :meth:`save` writes), so a
+        caller can seal it without a plaintext file (:mod:`sharedml.modelpart`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be written as a document")
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = "model document") -> Self:
+        """The part :meth:`to_dict` wrote; ``where`` names its source in errors."""
+        raise NotImplementedError(f"{cls.__name__} cannot be read from a document")

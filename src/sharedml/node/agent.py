@@ -37,6 +37,8 @@ Config (YAML; relative paths are relative to the file)::
     datasets: {bank_customers: data/bank.csv}   # or Parquet, or a SQL table (node/registry.py)
     approvers: {alice: keys/alice.pub}          # the party's owners' approval keys
     role: party                     # or dealer (then no datasets)
+    keys_dir: keys                  # node keys (made on first start, 0600); default work_dir/keys
+    models_dir: models              # sealed model parts; default work_dir/models
 
 **Before any task runs** the node checks the order against the job's spec it
 carries and, when the spec gives this party a dataset, the owner's signed
@@ -45,6 +47,10 @@ the approver keys come from this config, never from the platform, so a
 compromised platform cannot make the node read data. At hello the node tells
 the platform its datasets' names, schemas and row counts
 (:mod:`sharedml.node.registry`).
+
+Model parts: a ``train`` step seals this party's part under the node's key in
+``models_dir`` (:mod:`sharedml.modelpart`); a batch ``predict: {model: ...}``
+loads it from there. The platform learns the part's uid and fingerprint only.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ from sharedml.control import (
 from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
 from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLError
+from sharedml.modelpart import FileNodeKeys, PartStore
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.guard import check_task
 from sharedml.node.reasons import public_failure
@@ -124,6 +131,10 @@ class NodeConfig(BaseModel):
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
     #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
     role: Literal["party", "dealer"] = "party"
+    #: The node's keys (:class:`~sharedml.modelpart.FileNodeKeys`); default ``work_dir/keys``.
+    keys_dir: Path | None = None
+    #: This party's sealed model parts; default ``work_dir/models``.
+    models_dir: Path | None = None
 
     @model_validator(mode="after")
     def _dealer_holds_no_data(self) -> NodeConfig:
@@ -150,6 +161,8 @@ class NodeConfig(BaseModel):
         config.crl = None if config.crl is None else base / config.crl
         config.datasets = {k: entry(v, base) for k, v in config.datasets.items()}
         config.approvers = {k: base / v for k, v in config.approvers.items()}
+        config.keys_dir = base / (config.keys_dir or config.work_dir / "keys")
+        config.models_dir = base / (config.models_dir or config.work_dir / "models")
         return config
 
 
@@ -235,6 +248,7 @@ class Agent:
         self._approvers = ApproverKeys.from_files(config.approvers)
         #: What the platform learns of them (read once, at start: a bad entry stops the node).
         self._records = self._datasets.records()
+        self._parts: PartStore | None = None
         self.boot = uuid.uuid4().hex
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, _JobState] = {}
@@ -326,6 +340,15 @@ class Agent:
         with self._lock:
             return [(r, r.report) for r in self._runs.values() if r.report is not None]
 
+    def _part_store(self) -> PartStore:
+        """This party's model parts, sealed with the node's keys (made on first use)."""
+        if self._parts is None:
+            work = self.config.work_dir
+            keys = FileNodeKeys.open_or_create(self.config.keys_dir or work / "keys")
+            self._parts = PartStore(self.config.models_dir or work / "models", keys,
+                                    party=self.config.party)
+        return self._parts
+
     # -- tasks ---------------------------------------------------------------------
     def _start(self, order: TaskOrder) -> None:
         with self._lock:
@@ -396,7 +419,8 @@ class Agent:
                                                             order), dealer=order.dealer or None)
             out_dir = self._job_dir(order)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
-                              order.step_id, self._progress(run), self._datasets)
+                              order.step_id, self._progress(run), self._datasets,
+                              self._part_store())
             result = execute(component, ctx, params)
             if order.dealer and party == list(parties)[-1]:
                 end_step_at_dealer(session, order.step_id, order.dealer)

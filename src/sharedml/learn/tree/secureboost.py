@@ -307,6 +307,11 @@ class _SecureBoost(VerticalModel):
 
     # -- model files -----------------------------------------------------------------
     def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """This party's part as JSON-ready values: its split table; the trees
+        (leaf weights, and who owns each split) and base score at the label holder only."""
         self._check_fitted()
         is_label = self.party_ == self.label_holder_
         doc: dict[str, Any] = {
@@ -321,7 +326,7 @@ class _SecureBoost(VerticalModel):
         if is_label:
             doc["base_score"] = self.base_score_
             doc["trees"] = [t.to_dict() for t in self.trees_]
-        Path(path).write_text(json.dumps(doc))
+        return doc
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -329,7 +334,14 @@ class _SecureBoost(VerticalModel):
             doc = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read SecureBoost model file {path}: {exc}") from exc
-        with model_file(path, "SecureBoost"):
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = "model document") -> Self:
+        """The part :meth:`to_dict` wrote; ``where`` names its source in errors."""
+        if not isinstance(doc, dict):
+            raise DataError(f"{where} is not a SecureBoost model")
+        with model_file(where, "SecureBoost"):
             check_header(doc, cls.__name__)
             model = cls(**cls.known_params(doc["params"]))
             model.party_ = doc["party"]
