@@ -94,9 +94,10 @@ TRAIN = [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 1}},
 @pytest.mark.slow
 def test_model_parts_and_predictions_are_0600(breast: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run_job(_spec(breast, [*TRAIN, {"predict": {}}]), out, embedded=True, timeout=60)
-    files = [out / "bank" / "model-train.json", out / "shop" / "model-train.json",
-             out / "bank" / "predictions-predict.csv"]
+    result = run_job(_spec(breast, [*TRAIN, {"predict": {}}]), out, embedded=True, timeout=60)
+    steps = {s["id"]: s["parties"] for s in result["steps"]}
+    files = [Path(steps["train"][p]["artifacts"]["model"]) for p in ("bank", "shop")]
+    files.append(Path(steps["predict"]["bank"]["artifacts"]["predictions"]))
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     for party in ("bank", "shop"):
