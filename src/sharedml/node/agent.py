@@ -95,6 +95,7 @@ from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.guard import check_task
 from sharedml.node.reasons import public_failure
 from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
+from sharedml.node.stats import ProcessStats
 from sharedml.session import Session
 from sharedml.transport import tls
 from sharedml.transport.base import Channel
@@ -250,6 +251,7 @@ class Agent:
         self._records = self._datasets.records()
         self._parts: PartStore | None = None
         self.boot = uuid.uuid4().hex
+        self._stats = ProcessStats()
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, _JobState] = {}
         self._lock = threading.Lock()
@@ -296,7 +298,8 @@ class Agent:
             listed = {tid: r.progress for tid, r in self._runs.items()}
             busy = {r.order.job_id for r in self._runs.values()}
             held = sorted(set(self._jobs) - busy)
-        beat = self._call("Beat", Beat(running=listed, jobs=held), BeatReply)
+        beat = self._call("Beat", Beat(running=listed, jobs=held, stats=self._stats.sample()),
+                          BeatReply)
         with self._lock:
             for job_id in beat.forget:  # finished jobs: drop their working objects (files stay)
                 self._jobs.pop(job_id, None)
