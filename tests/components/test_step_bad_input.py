@@ -94,12 +94,14 @@ TRAIN = [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 1}},
 @pytest.mark.slow
 def test_model_parts_and_predictions_are_0600(breast: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run_job(_spec(breast, [*TRAIN, {"predict": {}}]), out, embedded=True, timeout=60)
-    parts = [p for party in ("bank", "shop") for p in (out / "models" / party / "parts").iterdir()]
+    result = run_job(_spec(breast, [*TRAIN, {"predict": {}}]), out, embedded=True, timeout=60)
+    steps = {s["id"]: s["parties"] for s in result["steps"]}
+    files = [Path(steps["train"][p]["artifacts"]["model"]) for p in ("bank", "shop")]
+    files.append(Path(steps["predict"]["bank"]["artifacts"]["predictions"]))
     keys = [k for party in ("bank", "shop") for k in (out / "models" / party / "keys").iterdir()
             if not k.name.endswith(".pub.pem")]
-    assert len(parts) == 2 and len(keys) == 4
-    files = [*parts, *keys, out / "bank" / "predictions-predict.csv"]
+    assert len(keys) == 4  # each party's signing and at-rest keys
+    files += keys
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     for party in ("bank", "shop"):

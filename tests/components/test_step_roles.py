@@ -34,6 +34,7 @@ LR = {"model": "logistic_regression", "protocol": "ss", "epochs": 1, "batch_size
 PIPELINES: dict[str, list[dict[str, Any]]] = {
     "describe": [{"describe": {}}],
     "psi": [{"psi": {}}],
+    "align": [{"align": {}}],
     "split": [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 1, "stratify": "y"}}],
     "scale": [{"psi": {}}, {"scale": {}}],
     "fill": [{"psi": {}}, {"fill": {}}],

@@ -106,6 +106,8 @@ def _replace(doc: Any, at: tuple[Any, ...], value: Any) -> Any:
     return copy
 
 
+@pytest.mark.skip(reason="main now seals a party's model part (modelpart/part.py) and the job "
+                  "writes no plain model file: this target moves to ModelPart.unseal/from_body")
 @FUZZ
 @given(st.sampled_from(["lr-bank", "lr-shop", "sb-bank", "sb-shop"]), st.data())
 def test_model_part_files_with_a_field_replaced(model_docs: dict[str, Any], which: str,
