@@ -52,6 +52,7 @@ Lossless Federated Learning Framework", IEEE Intelligent Systems 2021
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gmpy2
 import numpy as np
@@ -66,6 +67,10 @@ from sharedml.learn.tree.histograms import HistogramClient, HistogramServer
 from sharedml.learn.tree.wire import recv_rows
 from sharedml.transport.base import Channel
 
+if TYPE_CHECKING:
+    from sharedml.scale.encrypt import RayEncryptor
+    from sharedml.scale.runtime import RayCompute
+
 CHUNK_ROWS = 2048
 FRAC_BITS = 24
 
@@ -73,10 +78,13 @@ FRAC_BITS = 24
 class HEHistogramClient(HistogramClient):
     """The label holder: owns the key pair, encrypts, decrypts."""
 
-    def __init__(self, key_bits: int = 2048, n_jobs: int = 1) -> None:
+    def __init__(self, key_bits: int = 2048, n_jobs: int = 1,
+                 compute: RayCompute | None = None) -> None:
         self.key_bits = key_bits
         self.n_jobs = n_jobs
-        self._encryptor: Encryptor | None = None
+        #: this party's Ray cluster (Session.compute): randomisers made by its actors
+        self.compute = compute
+        self._encryptor: Encryptor | RayEncryptor | None = None
         self._trees_left: int | None = None
 
     def expect_trees(self, count: int) -> None:
@@ -89,7 +97,8 @@ class HEHistogramClient(HistogramClient):
         self.pk, self.sk = generate_keypair(self.key_bits)
         for p in holders:
             ch.send(p, "he/pk", self.pk.to_bytes())
-        self._encryptor = Encryptor(self.pk, self.n_jobs).__enter__()
+        maker = Encryptor(self.pk, self.n_jobs) if self.compute is None else self.compute.encryptor(self.pk)
+        self._encryptor = maker.__enter__()
         self._encryptor.reserve(self.n_rows)
 
     def close(self) -> None:
