@@ -59,7 +59,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import grpc
 import yaml
@@ -86,10 +86,14 @@ from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLE
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.guard import check_task
 from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
+from sharedml.scale.config import ComputeConfig
 from sharedml.session import Session
 from sharedml.transport import tls
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
+
+if TYPE_CHECKING:
+    from sharedml.scale.runtime import RayCompute
 from sharedml.transport.grpc import GrpcEndpoint
 
 log = logging.getLogger("sharedml.node")
@@ -119,6 +123,9 @@ class NodeConfig(BaseModel):
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
     #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
     role: Literal["party", "dealer"] = "party"
+    #: Where the party's heavy work runs: here (default) or its own Ray cluster
+    #: (``compute: {ray: {address: auto, workers: 4, ...}}``, :mod:`sharedml.scale.config`).
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
     @model_validator(mode="after")
     def _dealer_holds_no_data(self) -> NodeConfig:
@@ -235,6 +242,15 @@ class Agent:
         self._jobs: dict[str, _JobState] = {}
         self._lock = threading.Lock()
         self._greeted = False
+
+    def _compute(self) -> RayCompute | None:
+        """This party's Ray cluster for a task (``compute: ray``), with the pair on disk now."""
+        if self.config.compute.ray is None:
+            return None
+        from sharedml.scale.runtime import RayCompute
+
+        return RayCompute(self.config.compute.ray, party=self.config.party,
+                          identity=self._identity.current())
 
     # -- the loop ------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -370,7 +386,7 @@ class Agent:
         )
         try:
             session = Session(party, tuple(peers), _Cancellable(channel, run.cancel),
-                              dealer=order.dealer or None)
+                              dealer=order.dealer or None, compute=self._compute())
             out_dir = self.config.work_dir / "jobs" / order.job_id
             out_dir.mkdir(parents=True, exist_ok=True)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sharedml.crypto.paillier import PaillierPublicKey
 from sharedml.he import pool
+from sharedml.scale.lane import usage
 
 if TYPE_CHECKING:
     from sharedml.scale.runtime import RayCompute
@@ -39,6 +40,9 @@ class ZeroStock:
     def encrypt(self, plain: list[int]) -> tuple[bytes, int]:
         return pool._encrypt(plain)
 
+    def usage(self) -> dict[str, float]:
+        return usage()
+
 
 class RayEncryptor:
     """:class:`~sharedml.he.pool.Encryptor` whose workers are Ray actors."""
@@ -54,9 +58,8 @@ class RayEncryptor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for actor in self._actors:
-            self.compute.ray.kill(actor)
-        self._actors = []
+        actors, self._actors = self._actors, []
+        self.compute.stop(actors, step=STEP)
         self._stocked = 0
 
     @property

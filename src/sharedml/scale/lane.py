@@ -43,6 +43,7 @@ class PsiLane:
         self.timeout = timeout
         self.endpoint = GrpcEndpoint(identity, host, 0)
         self.busy_s = 0.0
+        self.work_cpu_s = 0.0
         #: what this lane sent, when asked (wire audits in tests)
         self.records: list[WireRecord] | None = [] if record else None
 
@@ -59,7 +60,7 @@ class PsiLane:
         receivers: Sequence[str],
     ) -> np.ndarray | None:
         """KKRT on one bucket's padded digests; indices into ``digests`` or ``None``."""
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         channel = self.endpoint.channel(job, tuple(peers), peer_address, self.timeout)
         wire: Channel = channel if self.records is None else RecordingChannel(channel, self.records)
         try:
@@ -68,12 +69,13 @@ class PsiLane:
         finally:
             channel.close()
             self.busy_s += time.perf_counter() - start
+            self.work_cpu_s += time.process_time() - cpu
 
     def wire(self) -> list[WireRecord]:
         return list(self.records or [])
 
     def usage(self) -> dict[str, float]:
-        return {**usage(), "busy_s": self.busy_s}
+        return {**usage(), "busy_s": self.busy_s, "work_cpu_s": self.work_cpu_s}
 
     def close(self) -> None:
         self.endpoint.close()

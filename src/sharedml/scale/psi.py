@@ -185,14 +185,11 @@ def _run_lanes(
         # Lanes stop only when both parties' lanes have closed their channels:
         # a lane's server must outlive the peer's last acknowledgement.
         ch.all_gather("done", np.array([len(parts)], np.int64))
-        compute.lane_usage = compute.get([a.usage.remote() for a in actors], step=STEP,
-                                         what="lane usage")
         if compute.record is not None:
             for wire in compute.get([a.wire.remote() for a in actors], step=STEP, what="wire"):
                 compute.record.extend(wire)
     finally:
-        for a in actors:
-            compute.ray.kill(a)
+        compute.stop(actors, step=STEP)
     if session.party not in receivers:
         return None
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)

@@ -71,8 +71,9 @@ class RayCompute:
         self.identity = identity
         #: When a list: what the lanes sent is appended to it (wire audits in tests).
         self.record = record
-        #: CPU-seconds and peak RSS of each lane of the last bucketed PSI (for benchmarks).
-        self.lane_usage: list[dict[str, float]] = []
+        #: CPU-seconds and peak RSS of each actor this party stopped (lanes, randomiser
+        #: pools), read just before it stopped (for benchmarks).
+        self.usage: list[dict[str, float]] = []
         self.ray = import_ray(party)
         self._connect()
 
@@ -117,6 +118,16 @@ class RayCompute:
         its state (a stream to a peer, a stock of randomisers) cannot be resumed."""
         remote = self.ray.remote(cls).options(**self._resources(), max_restarts=0)
         return [remote.remote(*args) for _ in range(count)]
+
+    def stop(self, actors: list[Any], *, step: str) -> None:
+        """Record each actor's :func:`~sharedml.scale.lane.usage`, then stop it."""
+        try:
+            self.usage.extend(self.get([a.usage.remote() for a in actors], step=step, what="usage"))
+        except SharedMLError:
+            pass  # a lost actor has nothing to report; the step's own error is the one raised
+        finally:
+            for actor in actors:
+                self.ray.kill(actor)
 
     def get(self, refs: Any, *, step: str, what: str) -> Any:
         """``ray.get`` with Ray's failures translated (see the module docstring)."""
