@@ -143,3 +143,15 @@ def test_a_lost_worker_is_retried_or_fails_the_step_clearly(ray_cluster: Any, tm
         strict.map(_crash_once, [str(tmp_path / "b")], step="scale")
     message = str(err.value)
     assert "shard 0" in message and "lost" in message and "'alice'" in message and "'scale'" in message
+
+
+def test_local_scores_over_shards_equal_the_whole_table(compute: RayCompute) -> None:
+    from functools import partial
+
+    from sharedml.scale.scoring import score_shards
+
+    rng = np.random.default_rng(9)
+    X, w = rng.normal(size=(10_000, 6)), rng.normal(size=6)
+    shards = [X[i : i + 1500] for i in range(0, len(X), 1500)]
+    got = score_shards(compute, shards, partial(np.dot, b=w), total=len(shards))
+    np.testing.assert_allclose(got, X @ w, rtol=0, atol=1e-9)
