@@ -8,6 +8,7 @@ mutual TLS under the parties' certificates — real processes, real sockets.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import pandas as pd
 import pytest
 
 from sharedml.crypto import pki
-from sharedml.errors import ConfigError
+from sharedml.errors import ChannelError, ComputeError, ConfigError
 from sharedml.psi import align_rows, digest_keys, psi_digests
 from sharedml.scale.buckets import capacity
 from sharedml.scale.config import RayConfig
+from sharedml.scale.lane import PsiLane
 from sharedml.scale.runtime import RayCompute
 from sharedml.session import Session
 from sharedml.standalone import PartyFailed, run_in_threads
@@ -124,3 +126,37 @@ def test_one_party_bucketed_the_other_not_is_refused(ray_cluster: Any, pki_dir: 
         run_in_threads(party, list(PARTIES))
     assert isinstance(err.value.error, ConfigError)
     assert "compute: ray" in str(err.value)
+
+
+class _DyingLane(PsiLane):
+    """A lane whose process dies in the middle of bucket 1 (a killed Ray worker)."""
+
+    def run(self, job: str, *args: Any) -> Any:
+        if job.endswith("/1") and self.party == "alice":
+            import os
+
+            os._exit(1)
+        return super().run(job, *args)
+
+
+def test_a_lane_killed_mid_psi_fails_the_step_clearly(ray_cluster: Any, pki_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import sharedml.scale.psi as bucketed
+
+    ray_cluster.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(bucketed, "PsiLane", _DyingLane)
+    digests = {"alice": digest_keys(ALICE), "bob": digest_keys(BOB)}
+
+    def party(session: Session) -> Any:
+        return psi_digests(_with_ray(session, pki_dir), digests[session.party], protocol="kkrt")
+
+    with pytest.raises(PartyFailed) as err:
+        run_in_threads(party, list(PARTIES), timeout=20.0)
+    failed = err.value.error
+    assert isinstance(failed, (ComputeError, ChannelError)), failed
+    if isinstance(failed, ComputeError):  # alice's own lane died: her node names it
+        # lane 1 runs buckets 1 and 3; whichever of its results Ray reports first
+        assert re.search(r"bucket [13] \(lane 1\): the Ray worker running it was lost", str(failed))
+        assert failed.party == "alice" and failed.step == "psi/bucketed"

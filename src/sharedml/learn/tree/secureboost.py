@@ -244,7 +244,7 @@ class _SecureBoost(VerticalModel):
         if self.protocol == "he":
             from sharedml.learn.tree.he_histograms import HEHistogramServer
 
-            return HEHistogramServer()
+            return HEHistogramServer(session.compute)
         from sharedml.learn.tree.ss_histograms import SSHistogramServer
 
         return SSHistogramServer(session, parties, self.label_holder_, self.provider)
