@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import resource
 import sys
@@ -185,10 +186,12 @@ def main() -> None:
             fn, size, extra = jobs[work]
             base = _run(fn, {**common, **extra, "workers": 0})
             rows.append(_row(work, size, 0, base, None))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # a stopped run keeps its rows
             for w in args.workers:
                 out = _run(fn, {**common, **extra, "workers": w})
                 assert out["A"]["size"] == base["A"]["size"], (out, base)
                 rows.append(_row(work, size, w, out, base))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 if work == "psi":
                     notes.append(_extrapolate(size, args.bucket_rows, out, w))
     ray.shutdown()

@@ -7,9 +7,9 @@ which is unchanged. :func:`score_shards` runs the local part over row shards
 on the workers (at most ``workers`` shards in flight) and returns the rows
 in order, so the protocol step that follows sees the single-process array.
 
-Not wired yet: the saved model parts and the ``predict {model: NAME@ALIAS}``
-step arrive with «Model release» (branch ``model``); that step's per-party
-local function is what it will pass here.
+Not wired yet: ``predict {model: NAME@ALIAS}`` (from «Model release») scores
+in the party's process; its per-party local function is what it will pass
+here.
 """
 
 from __future__ import annotations
