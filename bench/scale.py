@@ -81,13 +81,16 @@ def _with_compute(session: Session, opts: dict[str, Any]) -> Session:
 
 
 def _measure(session: Session, t0: float, c0: float, extra: dict[str, Any]) -> dict[str, Any]:
-    usage = session.compute.usage if session.compute is not None else []
+    compute = session.compute
+    usage = compute.usage if compute is not None else []
     return {
         "seconds": time.perf_counter() - t0,
         "node_cpu_s": _cpu() - c0,
-        "actor_cpu_s": sum(u["cpu_s"] for u in usage),
+        # actors (lanes, randomiser pools) and the tasks of RayCompute.map
+        "actor_cpu_s": sum(u["cpu_s"] for u in usage) + (compute.task_cpu_s if compute else 0.0),
         "node_rss_mb": _rss_mb(),
-        "actor_rss_mb": max((u["peak_rss_mb"] for u in usage), default=0.0),
+        "actor_rss_mb": max([u["peak_rss_mb"] for u in usage]
+                            + [compute.task_rss_mb if compute else 0.0]),
         "actor_work_cpu_s": [u.get("work_cpu_s", 0.0) for u in usage],
         **extra,
     }

@@ -58,6 +58,17 @@ def import_ray(party: str | None = None) -> Any:
         ) from None
 
 
+def _measured(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
+    """A task: ``fn(*args)``, its CPU-seconds and this worker's peak RSS (MB)."""
+    import resource
+    import time
+
+    start = time.process_time()
+    out = fn(*args)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return out, time.process_time() - start, rss
+
+
 class RayCompute:
     """This party's work on its Ray cluster (see the module docstring)."""
 
@@ -74,6 +85,9 @@ class RayCompute:
         #: CPU-seconds and peak RSS of each actor this party stopped (lanes, randomiser
         #: pools), read just before it stopped (for benchmarks).
         self.usage: list[dict[str, float]] = []
+        #: CPU-seconds of the tasks :meth:`map` ran, and the largest worker's peak RSS (MB).
+        self.task_cpu_s = 0.0
+        self.task_rss_mb = 0.0
         self.ray = import_ray(party)
         self._connect()
 
@@ -166,7 +180,7 @@ class RayCompute:
         """``[fn(shard, *args) for shard in shards]`` on Ray tasks, in order,
         at most :attr:`workers` in flight."""
         ray = self.ray
-        remote = ray.remote(fn).options(**self.task_options())
+        remote = ray.remote(_measured).options(**self.task_options())
         shared = [ray.put(a) for a in args]
         results: dict[int, Any] = {}
         flying: dict[Any, int] = {}
@@ -176,7 +190,9 @@ class RayCompute:
             nonlocal done
             for ref in ready:
                 i = flying.pop(ref)
-                results[i] = self.get(ref, step=step, what=f"shard {i}")
+                results[i], cpu_s, rss_mb = self.get(ref, step=step, what=f"shard {i}")
+                self.task_cpu_s += cpu_s
+                self.task_rss_mb = max(self.task_rss_mb, rss_mb)
                 done += 1
                 progress(done / total if total else 0.0, f"shard {i} done ({done} so far)")
 
@@ -184,7 +200,7 @@ class RayCompute:
             if len(flying) >= self.workers:
                 ready, _ = ray.wait(list(flying), num_returns=1)
                 land(ready)
-            flying[remote.remote(shard, *shared)] = i
+            flying[remote.remote(fn, shard, *shared)] = i
         while flying:
             ready, _ = ray.wait(list(flying), num_returns=1)
             land(ready)
