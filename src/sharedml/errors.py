@@ -15,6 +15,7 @@ callers catch one family. A message names the party, the step and what to do.
     │   ├── PeerUnreachable    the peer could not be reached at all
     │   └── FrameError         a frame was malformed or lied about its size
     ├── ProtocolAbort          a protocol step saw an impossible or hostile message
+    ├── ComputeError           a party's own compute cluster (Ray) lost or refused work
     ├── AttestationError       evidence failed verification (deliberately opaque)
     ├── AuthError              a user or peer failed authentication
     ├── PolicyDenied           an authenticated caller is not allowed to do this
@@ -88,6 +89,11 @@ class FrameError(ChannelError):
 
 class ProtocolAbort(SharedMLError):
     """A protocol step received a message it must not accept."""
+
+
+class ComputeError(SharedMLError):
+    """A party's own compute cluster could not do the work: unreachable, a worker lost
+    after its retries, or a task that failed there (see :mod:`sharedml.scale`)."""
 
 
 class AttestationError(SharedMLError):

@@ -47,6 +47,7 @@ from sharedml.transport.codec import Value
 
 if TYPE_CHECKING:
     from sharedml.mpc.context import MPC
+    from sharedml.scale.runtime import RayCompute
 
 #: Default fractional bits of the fixed-point encoding on Z_2^64.
 DEFAULT_FRAC_BITS = 16
@@ -70,6 +71,10 @@ class Session:
             :mod:`secrets` unless given (tests pass one for reproducibility).
         dealer: the peer that deals correlated randomness and holds no data, if
             the job has one (it may be this party: the dealer's own session).
+        compute: where this party's heavy work runs: ``None`` in this process,
+            or its own Ray cluster (:class:`~sharedml.scale.runtime.RayCompute`,
+            from the node's ``compute:`` section); bucketed PSI and Paillier
+            randomiser pools ask it. Never another party's.
     """
 
     party: str
@@ -78,6 +83,7 @@ class Session:
     frac_bits: int = DEFAULT_FRAC_BITS
     seed: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     dealer: str | None = None
+    compute: RayCompute | None = None
 
     def __post_init__(self) -> None:
         self.peers = tuple(self.peers)

@@ -67,7 +67,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import grpc
 import yaml
@@ -97,12 +97,16 @@ from sharedml.node.guard import check_task
 from sharedml.node.reasons import public_failure
 from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
 from sharedml.node.stats import ProcessStats
+from sharedml.scale.config import ComputeConfig
 from sharedml.session import Session
 from sharedml.transport import tls
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
 from sharedml.transport.deadline import StepDeadline
 from sharedml.transport.grpc import GrpcEndpoint
+
+if TYPE_CHECKING:
+    from sharedml.scale.runtime import RayCompute
 
 log = logging.getLogger("sharedml.node")
 
@@ -137,6 +141,9 @@ class NodeConfig(BaseModel):
     keys_dir: Path | None = None
     #: This party's sealed model parts; default ``work_dir/models``.
     models_dir: Path | None = None
+    #: Where the party's heavy work runs: here (default) or its own Ray cluster
+    #: (``compute: {ray: {address: auto, workers: 4, ...}}``, :mod:`sharedml.scale.config`).
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
     @model_validator(mode="after")
     def _dealer_holds_no_data(self) -> NodeConfig:
@@ -257,6 +264,15 @@ class Agent:
         self._jobs: dict[str, _JobState] = {}
         self._lock = threading.Lock()
         self._greeted = False
+
+    def _compute(self) -> RayCompute | None:
+        """This party's Ray cluster for a task (``compute: ray``), with the pair on disk now."""
+        if self.config.compute.ray is None:
+            return None
+        from sharedml.scale.runtime import RayCompute
+
+        return RayCompute(self.config.compute.ray, party=self.config.party,
+                          identity=self._identity.current())
 
     # -- the loop ------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -420,7 +436,8 @@ class Agent:
         )
         try:
             session = Session(party, tuple(peers), _bounded(_Cancellable(channel, run.cancel),
-                                                            order), dealer=order.dealer or None)
+                                                            order), dealer=order.dealer or None,
+                              compute=self._compute())
             out_dir = self._job_dir(order)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
                               order.step_id, self._progress(run), self._datasets,

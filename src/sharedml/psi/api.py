@@ -9,6 +9,10 @@ its security model):
   about an order of magnitude faster;
 * ``auto`` — kkrt for two parties, else ecdh.
 
+With ``session.compute`` (a node's ``compute: {ray: ...}``), kkrt runs on
+buckets over the party's Ray lanes (:mod:`sharedml.scale.psi`), with the
+same result.
+
 Step 1, shared by both: every party deduplicates its key digests, then all
 parties exchange their set sizes and a fingerprint of the run's parameters
 (wire version, protocol, batch size, party order, receivers); a mismatch is a
@@ -85,8 +89,14 @@ def psi_digests(
         raise ConfigError("psi_digests needs an (n, 32) uint8 array of key digests")
     first = unique_first(digests)
     unique = np.ascontiguousarray(digests[first])
-    sizes = _agree(session, len(first), batch, receivers, protocol)
-    if protocol == "kkrt":
+    # A party whose node hands its work to a Ray cluster runs KKRT on buckets
+    # (sharedml.scale.psi); the fingerprint names it, so both sides must.
+    bucketed = session.compute is not None and protocol == "kkrt"
+    sizes = _agree(session, len(first), batch, receivers,
+                   "kkrt-bucketed" if bucketed else protocol)
+    if bucketed and session.compute is not None:
+        found = session.compute.psi(session, unique, sizes, receivers)
+    elif protocol == "kkrt":
         found = kkrt_psi(session, unique, sizes, receivers)
     else:
         found = ecdh_psi(
@@ -130,7 +140,7 @@ def _agree(
         if not np.array_equal(np.asarray(fp), mine):
             raise ConfigError(
                 f"party {peer!r} runs PSI with different parameters (protocol, batch "
-                "size, receivers or party order)",
+                "size, receivers, party order, or one node has compute: ray and the other not)",
                 party=session.party,
                 step="psi",
                 remedy="give every party the same psi step parameters",

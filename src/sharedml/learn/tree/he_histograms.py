@@ -51,7 +51,10 @@ Lossless Federated Learning Framework", IEEE Intelligent Systems 2021
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gmpy2
 import numpy as np
@@ -66,6 +69,10 @@ from sharedml.learn.tree.histograms import HistogramClient, HistogramServer
 from sharedml.learn.tree.wire import recv_rows
 from sharedml.transport.base import Channel
 
+if TYPE_CHECKING:
+    from sharedml.scale.encrypt import RayEncryptor
+    from sharedml.scale.runtime import RayCompute
+
 CHUNK_ROWS = 2048
 FRAC_BITS = 24
 
@@ -73,10 +80,13 @@ FRAC_BITS = 24
 class HEHistogramClient(HistogramClient):
     """The label holder: owns the key pair, encrypts, decrypts."""
 
-    def __init__(self, key_bits: int = 2048, n_jobs: int = 1) -> None:
+    def __init__(self, key_bits: int = 2048, n_jobs: int = 1,
+                 compute: RayCompute | None = None) -> None:
         self.key_bits = key_bits
         self.n_jobs = n_jobs
-        self._encryptor: Encryptor | None = None
+        #: this party's Ray cluster (Session.compute): randomisers made by its actors
+        self.compute = compute
+        self._encryptor: Encryptor | RayEncryptor | None = None
         self._trees_left: int | None = None
 
     def expect_trees(self, count: int) -> None:
@@ -89,7 +99,8 @@ class HEHistogramClient(HistogramClient):
         self.pk, self.sk = generate_keypair(self.key_bits)
         for p in holders:
             ch.send(p, "he/pk", self.pk.to_bytes())
-        self._encryptor = Encryptor(self.pk, self.n_jobs).__enter__()
+        maker = Encryptor(self.pk, self.n_jobs) if self.compute is None else self.compute.encryptor(self.pk)
+        self._encryptor = maker.__enter__()
         self._encryptor.reserve(self.n_rows)
 
     def close(self) -> None:
@@ -151,7 +162,16 @@ class HEHistogramClient(HistogramClient):
 
 
 class HEHistogramServer(HistogramServer):
-    """A feature holder: adds ciphertexts per bin; never decrypts."""
+    """A feature holder: adds ciphertexts per bin; never decrypts.
+
+    With ``compute`` (this party's Ray cluster, ``Session.compute``) the root's
+    sums of every tree are made per chunk on its workers and multiplied
+    together (:func:`sharedml.scale.histograms.add_ciphertexts`): the same
+    ciphertexts, since the product mod ``n^2`` does not depend on the order.
+    """
+
+    def __init__(self, compute: RayCompute | None = None) -> None:
+        self.compute = compute
 
     def setup(self, ch: Channel, label_holder: str, bins: np.ndarray, n_bins: np.ndarray) -> None:
         self.ch, self.lh = ch, label_holder
@@ -174,17 +194,30 @@ class HEHistogramServer(HistogramServer):
         self.slot_bits = int(head[1])
         self.cts = {}
         acc = _Accumulator(self.pk.n_sq, self.cells, rows)
+        chunks = self._chunks(int(head[2]), rows)
+        if self.compute is None:
+            for start, _, cts in chunks:
+                acc.add(start, cts)
+        else:
+            from sharedml.scale.histograms import add_ciphertexts
+
+            add_ciphertexts(self.compute, acc, self.pk, chunks)
+        self._send_sums(acc.finish())
+
+    def _chunks(self, count: int, rows: np.ndarray) -> Iterator[tuple[int, bytes, list[mpz]]]:
+        """The tree's ciphertext chunks as they arrive: (first row, packed, unpacked)."""
         done = 0
-        for _ in range(int(head[2])):
-            cts = self.pk.unpack(self.ch.recv(self.lh, "he/ct"))
+        for _ in range(count):
+            raw = self.ch.recv(self.lh, "he/ct")
+            packed = raw if isinstance(raw, bytes) else np.asarray(raw).tobytes()
+            cts = self.pk.unpack(packed)
             if done + len(cts) > len(rows):
                 raise ProtocolAbort("more ciphertexts than sampled rows", party=self.ch.party)
             self.cts.update(zip(rows[done : done + len(cts)].tolist(), cts, strict=True))
-            acc.add(done, cts)
+            yield done, packed, cts
             done += len(cts)
         if done != len(rows):
             raise ProtocolAbort("fewer ciphertexts than sampled rows", party=self.ch.party)
-        self._send_sums(acc.finish())
 
     def histograms(self, k: int) -> None:
         node_of_row = recv_rows(self.ch, self.lh, len(self.flat))
@@ -329,6 +362,20 @@ class _Accumulator:
             keep = np.flatnonzero(col != self.fullest[g]) if self.skip else np.arange(len(col))
             for i, c in zip(keep.tolist(), col[keep].tolist(), strict=True):
                 acc[c] = acc[c] * cts[i] % n_sq
+
+    def part(self, start: int, stop: int) -> _Accumulator:
+        """An empty accumulator for the node's rows ``start..stop``, with this one's
+        cells and skipped cells, to :meth:`merge` back (a worker's share)."""
+        other = copy.copy(self)
+        other.cells = self.cells[start:stop]
+        other.acc, other.total = [mpz(1)] * len(self.acc), mpz(1)
+        return other
+
+    def merge(self, other: _Accumulator) -> None:
+        """Multiply in a :meth:`part`'s products (the order does not matter mod ``n^2``)."""
+        n_sq = self.n_sq
+        self.acc = [a * b % n_sq if b != 1 else a for a, b in zip(self.acc, other.acc, strict=True)]
+        self.total = self.total * other.total % n_sq
 
     def finish(self) -> list[mpz]:
         """The per-bin ciphertexts (flat bins of every feature)."""

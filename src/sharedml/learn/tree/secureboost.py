@@ -248,7 +248,7 @@ class _SecureBoost(VerticalModel):
         if self.protocol == "he":
             from sharedml.learn.tree.he_histograms import HEHistogramClient
 
-            return HEHistogramClient(int(self.key_bits), int(self.n_jobs))
+            return HEHistogramClient(int(self.key_bits), int(self.n_jobs), session.compute)
         from sharedml.learn.tree.ss_histograms import SSHistogramClient
 
         return SSHistogramClient(session, parties, session.party, self.provider)
@@ -257,7 +257,7 @@ class _SecureBoost(VerticalModel):
         if self.protocol == "he":
             from sharedml.learn.tree.he_histograms import HEHistogramServer
 
-            return HEHistogramServer()
+            return HEHistogramServer(session.compute)
         from sharedml.learn.tree.ss_histograms import SSHistogramServer
 
         return SSHistogramServer(session, parties, self.label_holder_, self.provider)

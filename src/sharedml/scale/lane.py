@@ -1,0 +1,81 @@
+"""A PSI lane: one Ray actor of a party that runs KKRT on buckets against the peer's lane.
+
+Each lane holds its own :class:`~sharedml.transport.grpc.GrpcEndpoint`
+under the party's certificate, so its traffic is the party-to-party
+transport itself: mutual TLS with the deployment's CA, the peer named by its
+certificate, a stream admitted only for the bucket's job id and only from the
+job's peers (the endpoint's allow-list). The node hands each lane the job id,
+the party order and the peer lane's address it learnt over the node's own
+channel; a lane never learns of any other party.
+
+A lane runs in a process of this party's Ray cluster: it holds the party's
+private key and the bucket's digests, nothing of the peer's but what KKRT
+sends (:mod:`sharedml.psi.kkrt`).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from sharedml.crypto.pki import Identity
+from sharedml.psi.kkrt import kkrt_psi
+from sharedml.session import Session
+from sharedml.transport.base import Channel
+from sharedml.transport.grpc import GrpcEndpoint
+from sharedml.transport.recording import RecordingChannel, WireRecord
+
+
+def usage() -> dict[str, float]:
+    """This process's CPU-seconds and peak RSS (MB) so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024.0}
+
+
+class PsiLane:
+    """One lane (see the module docstring); built by :meth:`RayCompute.actors`."""
+
+    def __init__(self, identity: Identity, host: str, timeout: float, record: bool = False) -> None:
+        self.party = identity.party
+        self.timeout = timeout
+        self.endpoint = GrpcEndpoint(identity, host, 0)
+        self.busy_s = 0.0
+        self.work_cpu_s = 0.0
+        #: what this lane sent, when asked (wire audits in tests)
+        self.records: list[WireRecord] | None = [] if record else None
+
+    def address(self) -> str:
+        return self.endpoint.address
+
+    def run(
+        self,
+        job: str,
+        peers: Sequence[str],
+        peer_address: dict[str, str],
+        digests: np.ndarray,
+        sizes: dict[str, int],
+        receivers: Sequence[str],
+    ) -> np.ndarray | None:
+        """KKRT on one bucket's padded digests; indices into ``digests`` or ``None``."""
+        start, cpu = time.perf_counter(), time.process_time()
+        channel = self.endpoint.channel(job, tuple(peers), peer_address, self.timeout)
+        wire: Channel = channel if self.records is None else RecordingChannel(channel, self.records)
+        try:
+            session = Session(self.party, tuple(peers), wire)
+            return kkrt_psi(session, digests, sizes, tuple(receivers))
+        finally:
+            channel.close()
+            self.busy_s += time.perf_counter() - start
+            self.work_cpu_s += time.process_time() - cpu
+
+    def wire(self) -> list[WireRecord]:
+        return list(self.records or [])
+
+    def usage(self) -> dict[str, float]:
+        return {**usage(), "busy_s": self.busy_s, "work_cpu_s": self.work_cpu_s}
+
+    def close(self) -> None:
+        self.endpoint.close()

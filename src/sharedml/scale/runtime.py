@@ -1,0 +1,229 @@
+"""One party's handle on its own Ray cluster: tasks with back-pressure, actors, errors.
+
+:class:`RayCompute` connects to the cluster the node's ``compute: {ray:}``
+names (:mod:`sharedml.scale.config`) and runs this party's work there:
+
+* :meth:`RayCompute.map` runs a function over shards as Ray tasks with at
+  most ``workers`` in flight, so at most that many shards' inputs sit in
+  the object store at once (back-pressure: a party's peak memory is
+  ``workers`` × one shard, the budget the operator sets with
+  ``bucket_rows`` / shard sizes and ``memory_per_worker_mb``); results come
+  back in shard order and progress is reported per shard;
+* :meth:`RayCompute.actors` starts long-lived workers (PSI lanes, Paillier
+  randomiser pools) with the same per-worker CPU and memory;
+* :meth:`RayCompute.get` waits for results and translates Ray's errors into
+  sharedml's tree: a lost worker, after Ray's own retries
+  (``max_retries``), is one :class:`~sharedml.errors.ComputeError` naming
+  the party, the step and the shard; a sharedml error raised on a worker is
+  raised again as itself.
+
+Never a home-made scheduler: placement, retries and memory limits are
+Ray's. ``ray`` is imported here only, when a node is configured for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sharedml.crypto.pki import Identity
+from sharedml.errors import ComputeError, ConfigError, SharedMLError
+from sharedml.scale.config import RayConfig
+from sharedml.transport.recording import WireRecord
+
+if TYPE_CHECKING:
+    from sharedml.crypto.paillier import PaillierPublicKey
+    from sharedml.scale.encrypt import RayEncryptor
+    from sharedml.session import Session
+
+Progress = Callable[[float, str], None]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+def import_ray(party: str | None = None) -> Any:
+    """The ``ray`` module, or a :class:`ComputeError` saying how to install it."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise ComputeError(
+            "this node's compute: section names a Ray cluster but ray is not installed",
+            party=party,
+            remedy="pip install 'sharedml[ray]', or remove 'compute: ray:' from the node config",
+        ) from None
+
+
+def _measured(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
+    """A task: ``fn(*args)``, its CPU-seconds and this worker's peak RSS (MB)."""
+    import resource
+    import time
+
+    start = time.process_time()
+    out = fn(*args)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return out, time.process_time() - start, rss
+
+
+class RayCompute:
+    """This party's work on its Ray cluster (see the module docstring)."""
+
+    def __init__(
+        self, config: RayConfig, *, party: str, identity: Identity | None = None,
+        record: list[WireRecord] | None = None,
+    ) -> None:
+        self.config = config
+        self.party = party
+        #: The party's certificate and key, for its PSI lanes (None: no bucketed PSI).
+        self.identity = identity
+        #: When a list: what the lanes sent is appended to it (wire audits in tests).
+        self.record = record
+        #: CPU-seconds and peak RSS of each actor this party stopped (lanes, randomiser
+        #: pools), read just before it stopped (for benchmarks).
+        self.usage: list[dict[str, float]] = []
+        #: CPU-seconds of the tasks :meth:`map` ran, and the largest worker's peak RSS (MB).
+        self.task_cpu_s = 0.0
+        self.task_rss_mb = 0.0
+        self.ray = import_ray(party)
+        self._connect()
+
+    @property
+    def workers(self) -> int:
+        return self.config.workers
+
+    def _connect(self) -> None:
+        ray, cfg = self.ray, self.config
+        if ray.is_initialized():
+            return
+        try:
+            if cfg.address == "local":
+                ray.init(
+                    num_cpus=max(1, round(cfg.workers * cfg.cpus_per_worker)),
+                    namespace=cfg.namespace,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
+            else:
+                ray.init(address=cfg.address, namespace=cfg.namespace, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ComputeError(
+                f"cannot reach the Ray cluster at {cfg.address!r}: {exc}",
+                party=self.party,
+                remedy="start it ('ray start --head') or fix compute.ray.address",
+            ) from None
+
+    def _resources(self) -> dict[str, Any]:
+        cfg = self.config
+        out: dict[str, Any] = {"num_cpus": cfg.cpus_per_worker}
+        if cfg.memory_per_worker_mb is not None:
+            out["memory"] = cfg.memory_per_worker_mb * (1 << 20)
+        return out
+
+    def task_options(self) -> dict[str, Any]:
+        """Per-task resources and retries from the node config."""
+        return {**self._resources(), "max_retries": self.config.max_retries}
+
+    def actors(self, cls: type, count: int, *args: Any) -> list[Any]:
+        """``count`` actors of ``cls`` built with ``args``. An actor is not restarted:
+        its state (a stream to a peer, a stock of randomisers) cannot be resumed."""
+        remote = self.ray.remote(cls).options(**self._resources(), max_restarts=0)
+        return [remote.remote(*args) for _ in range(count)]
+
+    def stop(self, actors: list[Any], *, step: str) -> None:
+        """Record each actor's :func:`~sharedml.scale.lane.usage`, then stop it."""
+        try:
+            self.usage.extend(self.get([a.usage.remote() for a in actors], step=step, what="usage"))
+        except SharedMLError:
+            pass  # a lost actor has nothing to report; the step's own error is the one raised
+        finally:
+            for actor in actors:
+                self.ray.kill(actor)
+
+    def get(self, refs: Any, *, step: str, what: str) -> Any:
+        """``ray.get`` with Ray's failures translated (see the module docstring)."""
+        exceptions = self.ray.exceptions
+        try:
+            return self.ray.get(refs)
+        except exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, SharedMLError):
+                raise cause from None
+            raise ComputeError(
+                f"{what} failed on a Ray worker: {cause!r}", party=self.party, step=step,
+                remedy="see the worker's log in the Ray dashboard or 'ray logs'",
+            ) from None
+        except (exceptions.RayActorError, exceptions.WorkerCrashedError,
+                exceptions.ObjectLostError, exceptions.NodeDiedError) as exc:
+            raise ComputeError(
+                f"{what}: the Ray worker running it was lost "
+                f"(after {self.config.max_retries} retries for tasks, none for actors): "
+                f"{type(exc).__name__}",
+                party=self.party, step=step,
+                remedy="check the cluster's nodes and memory (compute.ray.memory_per_worker_mb), "
+                "then retry the step",
+            ) from None
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        shards: Iterable[Any],
+        *,
+        args: Sequence[Any] = (),
+        step: str,
+        total: int | None = None,
+        progress: Progress = _no_progress,
+    ) -> list[Any]:
+        """``[fn(shard, *args) for shard in shards]`` on Ray tasks, in order,
+        at most :attr:`workers` in flight."""
+        ray = self.ray
+        remote = ray.remote(_measured).options(**self.task_options())
+        shared = [ray.put(a) for a in args]
+        results: dict[int, Any] = {}
+        flying: dict[Any, int] = {}
+        done = 0
+
+        def land(ready: list[Any]) -> None:
+            nonlocal done
+            for ref in ready:
+                i = flying.pop(ref)
+                results[i], cpu_s, rss_mb = self.get(ref, step=step, what=f"shard {i}")
+                self.task_cpu_s += cpu_s
+                self.task_rss_mb = max(self.task_rss_mb, rss_mb)
+                done += 1
+                progress(done / total if total else 0.0, f"shard {i} done ({done} so far)")
+
+        for i, shard in enumerate(shards):
+            if len(flying) >= self.workers:
+                ready, _ = ray.wait(list(flying), num_returns=1)
+                land(ready)
+            flying[remote.remote(fn, shard, *shared)] = i
+        while flying:
+            ready, _ = ray.wait(list(flying), num_returns=1)
+            land(ready)
+        return [results[i] for i in range(len(results))]
+
+    # -- the operations a Session's protocols hand over (Session.compute) ------------
+    def psi(
+        self, session: Session, unique: np.ndarray, sizes: dict[str, int],
+        receivers: Sequence[str], progress: Progress = _no_progress,
+    ) -> np.ndarray | None:
+        """Bucketed KKRT on this party's lanes (:mod:`sharedml.scale.psi`)."""
+        from sharedml.scale.psi import bucketed_psi
+
+        if self.identity is None:
+            raise ConfigError(
+                "bucketed PSI needs the party's certificate for its lanes",
+                party=self.party, step="psi",
+                remedy="build RayCompute with identity= (a node agent passes its own)",
+            )
+        return bucketed_psi(session, unique, sizes, receivers, self, self.identity, progress)
+
+    def encryptor(self, pk: PaillierPublicKey) -> RayEncryptor:
+        """Paillier encryption with randomisers made by Ray actors (:mod:`sharedml.scale.encrypt`)."""
+        from sharedml.scale.encrypt import RayEncryptor
+
+        return RayEncryptor(self, pk)
