@@ -32,7 +32,8 @@ Config (YAML; relative paths are relative to the file)::
     party: bank                     # must equal the certificate's subject
     platform: 127.0.0.1:7443        # the platform's node service
     pki_dir: ../pki                 # holds bank.pem, bank.key, ca.pem (and crl.pem)
-    listen: 127.0.0.1:0             # this node's party-to-party server
+    listen: 0.0.0.0:7000            # this node's party-to-party server binds here
+    advertise: bank.example.com:7000   # and its peers dial this (node/addresses.py)
     work_dir: work
     datasets: {bank_customers: data/bank.csv}   # or Parquet, or a SQL table (node/registry.py)
     approvers: {alice: keys/alice.pub}          # the party's owners' approval keys
@@ -84,6 +85,7 @@ from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
 from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLError
 from sharedml.mpc.memory import keep_freed_memory
+from sharedml.node.addresses import AddressPlan
 from sharedml.node.guard import check_task
 from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
 from sharedml.session import Session
@@ -106,6 +108,11 @@ class NodeConfig(BaseModel):
     pki_dir: Path
     work_dir: Path
     listen: str = "127.0.0.1:0"
+    #: Where peers reach this node (``host[:port]``) when it is not ``listen``; checked at
+    #: start (:mod:`sharedml.node.addresses`): never 0.0.0.0 or ::, and the name resolves.
+    advertise: str | None = None
+    #: Where to serve /metrics, /healthz and /readyz (plain HTTP, ``host:port``); none if unset.
+    metrics: str | None = None
     #: The platform certificate's subject (checked on every connection).
     platform_name: str = "platform"
     #: The deployment's revocation list (default: ``pki_dir/crl.pem`` when there is one),
@@ -218,10 +225,13 @@ class Agent:
             if config.crl is None
             else crl.RevocationFile(config.crl, ca_pem)
         )
-        host, _, port = config.listen.rpartition(":")
+        plan = AddressPlan.check(config.listen, config.advertise, party=config.party)
         self.endpoint = GrpcEndpoint(
-            self._identity, host or "127.0.0.1", int(port or 0), revocation=self._revocation
+            self._identity, str(plan.listen).rpartition(":")[0], plan.listen.port,
+            revocation=self._revocation,
         )
+        #: What the platform hands this node's peers.
+        self.advertised = plan.advertised(int(self.endpoint.address.rpartition(":")[2]))
         self._platform: grpc.Channel | None = None
         self._platform_generation = -1
         self.heartbeat_s = config.heartbeat_s
@@ -239,7 +249,8 @@ class Agent:
     # -- the loop ------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Heartbeat until ``stop`` is set; survives a platform that comes and goes."""
-        log.info("node %s serving peers at %s", self.config.party, self.endpoint.address)
+        log.info("node %s serving peers at %s (advertised as %s)", self.config.party,
+                 self.endpoint.address, self.advertised)
         down = False
         while not stop.is_set():
             try:
@@ -264,7 +275,7 @@ class Agent:
     def step(self) -> None:
         """One round: say hello if needed, deliver finished reports, heartbeat, act."""
         if not self._greeted:
-            hello = Hello(address=self.endpoint.address, boot=self.boot, role=self.config.role,
+            hello = Hello(address=self.advertised, boot=self.boot, role=self.config.role,
                           datasets=self._records)
             reply = self._call("Hello", hello, HelloReply)
             self.heartbeat_s = min(self.heartbeat_s, reply.heartbeat_s)
