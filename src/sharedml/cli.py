@@ -34,6 +34,7 @@ PLUGINS: list[str] = [
     "sharedml.platform.approval_cli",
     "sharedml.tee.cli",
     "sharedml.transport.cli",
+    "sharedml.deployment.cli",
 ]
 
 
