@@ -11,9 +11,12 @@ The party's working state (aligned frame, split, model part) stays in this
 process between steps, and its files in ``work_dir/jobs/<job>``; neither is
 ever sent anywhere. Only progress, public metrics and failure reasons go to
 the platform. A finished task's report is retried until the platform
-acknowledges it, so a platform restart loses no result. A task whose earlier
-steps' state this process does not hold (the node was restarted mid-job)
-fails with that reason instead of running on nothing.
+acknowledges it, so a platform restart loses no result. After each step the
+state is also sealed to the node's own disk (:mod:`sharedml.node.job_state`):
+a node restarted mid-job *resumes* — the step it died in fails on every party
+and its retry, and the steps after it, run on the saved state. A task whose
+earlier steps' state the node holds neither in memory nor on disk fails with
+that reason instead of running on nothing.
 
 **A dealer node** (``role: dealer`` in the config, or ``sharedml node
 --dealer``; its identity is its certificate's subject, e.g. ``dealer``) holds
@@ -87,6 +90,7 @@ from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLE
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.addresses import AddressPlan
 from sharedml.node.guard import check_task
+from sharedml.node.job_state import JobState, JobStateFiles
 from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
 from sharedml.session import Session
 from sharedml.transport import tls
@@ -201,12 +205,6 @@ class _Run:
     report: Report | None = None
 
 
-@dataclass
-class _JobState:
-    state: dict[str, Any] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)
-
-
 class Agent:
     """One party's node: a peer server, a platform connection, and running tasks."""
 
@@ -242,7 +240,8 @@ class Agent:
         self._records = self._datasets.records()
         self.boot = uuid.uuid4().hex
         self._runs: dict[str, _Run] = {}
-        self._jobs: dict[str, _JobState] = {}
+        self._jobs: dict[str, JobState] = {}
+        self._saved = JobStateFiles(config.work_dir)
         self._lock = threading.Lock()
         self._greeted = False
 
@@ -292,6 +291,7 @@ class Agent:
         with self._lock:
             for job_id in beat.forget:  # finished jobs: drop their working objects (files stay)
                 self._jobs.pop(job_id, None)
+                self._saved.forget(job_id)
         for task_id in beat.cancel:
             with self._lock:
                 canceled = self._runs.get(task_id)
@@ -362,14 +362,14 @@ class Agent:
         check_task(order, party, self._approvers)  # before anything touches data (8.3-1)
         if order.dealer == party or self.config.role == "dealer":
             return self._run_dealer(run)
-        with self._lock:
-            job = self._jobs.setdefault(order.job_id, _JobState())
+        job = self._job(order.job_id)
         missing = sorted(set(order.ancestors) - job.done)
         if missing:
             raise ConfigError(
                 f"node {party!r} holds no working state from step(s) {missing} of job "
                 f"{order.job_id}", party=party, step=order.step_id,
-                remedy="the node restarted mid-job; submit the job again",
+                remedy="the node restarted mid-job and had no saved state of those steps "
+                f"(see its log; {self._saved.path(order.job_id)}); submit the job again",
             )
         component = registry.get(order.component)()
         params = component.parse(order.params, f"steps.{order.step_id}")
@@ -395,8 +395,20 @@ class Agent:
             except SharedMLError as exc:
                 log.warning("node %s: closing channel of %s: %s", party, order.step_id, exc)
         job.done.add(order.step_id)
+        self._saved.save(order.job_id, job)
         metrics: dict[str, Any] = json.loads(json.dumps(result.metrics, default=_plain))
         return metrics
+
+    def _job(self, job_id: str) -> JobState:
+        """The job's working state: in memory, else as saved before a restart, else new."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                job = self._jobs[job_id] = self._saved.load(job_id) or JobState()
+                if job.done:
+                    log.info("node %s: job %s resumes from its saved state after %s",
+                             self.config.party, job_id, sorted(job.done))
+            return job
 
     def _run_dealer(self, run: _Run) -> dict[str, Any]:
         """Serve the step's MPC runtimes until its end-of-step marker; public counts only."""
