@@ -45,9 +45,11 @@ def register(app: typer.Typer) -> None:
 
         On first use it creates DIRECTORY with the CA, certificates, node configs and
         accounts (API tokens in DIRECTORY/tokens.json); later runs start the same cluster.
-        Ctrl-C stops every process.
+        A process that crashes is started again (its jobs' steps are retried; nodes
+        resume from their saved state). Ctrl-C stops every process.
         """
         from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
+        from sharedml.platform.supervisor import Supervisor
 
         parties: dict[str, dict[str, Path]] = {}
         for raw in party:
@@ -68,10 +70,12 @@ def register(app: typer.Typer) -> None:
                        f"tokens in {directory / 'tokens.json'})")
             typer.echo(f"owners' approval keys: {directory / 'owners'}")
             typer.echo(f"nodes: {', '.join(cluster.nodes)}  (logs in {directory / 'logs'})")
+            supervisor = Supervisor(cluster)
             try:
                 while True:
-                    time.sleep(1.0)
-                    cluster.check_alive()
+                    time.sleep(0.5)
+                    for name in supervisor.check():  # a crashed process comes back (8.3-5)
+                        typer.echo(f"{name} exited; started it again (log {directory / 'logs'})")
             except KeyboardInterrupt:
                 typer.echo("stopping")
 
