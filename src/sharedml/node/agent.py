@@ -88,11 +88,13 @@ from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
 from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLError
 from sharedml.mpc.memory import keep_freed_memory
-from sharedml.node.addresses import AddressPlan
+from sharedml.node.addresses import AddressPlan, HostPort
 from sharedml.node.guard import check_task
 from sharedml.node.job_state import JobState, JobStateFiles
+from sharedml.node.metrics import ByteCount, NodeMetrics, TaskRecord
 from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
 from sharedml.session import Session
+from sharedml.telemetry.http import HealthServer
 from sharedml.transport import tls
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
@@ -203,6 +205,8 @@ class _Run:
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: float = 0.0
     report: Report | None = None
+    #: The step's channel, counting bytes per peer (set once the channel is open).
+    traffic: ByteCount | None = None
 
 
 class Agent:
@@ -244,6 +248,9 @@ class Agent:
         self._saved = JobStateFiles(config.work_dir)
         self._lock = threading.Lock()
         self._greeted = False
+        self._looping = False
+        self.metrics = NodeMetrics(config.party, config.work_dir)
+        self._health = None if config.metrics is None else self._serve_metrics(config.metrics)
 
     # -- the loop ------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -251,15 +258,18 @@ class Agent:
         log.info("node %s serving peers at %s (advertised as %s)", self.config.party,
                  self.endpoint.address, self.advertised)
         down = False
+        self._looping = True
         while not stop.is_set():
             try:
                 self.step()
+                self.metrics.beat(True)
                 if down:
                     log.info("node %s: platform %s is back", self.config.party, self.config.platform)
                 down = False
             except (grpc.RpcError, PeerUnreachable) as exc:  # down, refused, or revoked
                 self._greeted = False
                 self._drop_platform()
+                self.metrics.beat(False)
                 if not down:
                     log.warning("node %s: platform %s unreachable (retrying every %g s): %s",
                                 self.config.party, self.config.platform, self.heartbeat_s,
@@ -268,6 +278,7 @@ class Agent:
             except SharedMLError as exc:  # a reply this node cannot use: say so, keep going
                 log.error("node %s: %s", self.config.party, exc)
             stop.wait(self.heartbeat_s)
+        self._looping = False
         for run in self._runs.values():
             run.cancel.set()
 
@@ -286,6 +297,7 @@ class Agent:
         with self._lock:
             listed = {tid: r.progress for tid, r in self._runs.items()}
             busy = {r.order.job_id for r in self._runs.values()}
+            self.metrics.running.set(sum(r.report is None for r in self._runs.values()))
             held = sorted(set(self._jobs) - busy)
         beat = self._call("Beat", Beat(running=listed, jobs=held), BeatReply)
         with self._lock:
@@ -303,6 +315,17 @@ class Agent:
     def close(self) -> None:
         self._drop_platform()
         self.endpoint.close(grace=0.5)
+        if self._health is not None:
+            self._health.close()
+
+    def _serve_metrics(self, address: str) -> HealthServer:
+        """/metrics, /healthz (the loop runs) and /readyz (the platform knows this node)."""
+        where = HostPort.parse(address, "metrics", party=self.config.party)
+        server = HealthServer(where.host, where.port, self.metrics.registry,
+                              alive=lambda: self._looping, ready=lambda: self._greeted)
+        log.info("node %s: metrics, health and readiness on http://%s:%d", self.config.party,
+                 where.host, server.port)
+        return server
 
     def _call(self, method: str, msg: Wire, reply: type[Any]) -> Any:
         call = self._platform_channel().unary_unary(f"/{SERVICE}/{method}")
@@ -345,16 +368,24 @@ class Agent:
     def _execute(self, run: _Run) -> None:
         order, party = run.order, self.config.party
         start = time.perf_counter()
+        error = ""
         try:
             metrics = self._run_step(run)
             report = Report(task_id=order.task_id, ok=True, metrics=metrics, reason="")
         except SharedMLError as exc:
+            error = type(exc).__name__
             report = Report(task_id=order.task_id, ok=False, reason=str(exc)[:4000])
         except Exception as exc:  # bad input must not take the node down (8.3-2)
+            error = type(exc).__name__
             log.error("node %s: step %s failed:\n%s", party, order.step_id, traceback.format_exc())
             reason = f"party {party!r} step {order.step_id!r}: {type(exc).__name__}: {exc}"
             report = Report(task_id=order.task_id, ok=False, reason=reason[:4000])
         report.seconds = time.perf_counter() - start
+        traffic = run.traffic
+        self.metrics.task_done(TaskRecord(
+            order.job_id, order.step_id, order.attempt, party, order.component, report.ok,
+            report.seconds, dict(traffic.sent) if traffic else {},
+            dict(traffic.received) if traffic else {}, error=error))
         run.report = report
 
     def _run_step(self, run: _Run) -> dict[str, Any]:
@@ -379,8 +410,9 @@ class Agent:
             f"{order.job_id}/{order.step_id}/{order.attempt}", peers, order.peers,
             timeout=order.channel_timeout_s,
         )
+        run.traffic = ByteCount(channel)
         try:
-            session = Session(party, tuple(peers), _Cancellable(channel, run.cancel),
+            session = Session(party, tuple(peers), _Cancellable(run.traffic, run.cancel),
                               dealer=order.dealer or None)
             out_dir = self.config.work_dir / "jobs" / order.job_id
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -427,8 +459,9 @@ class Agent:
             f"{order.job_id}/{order.step_id}/{order.attempt}", [*data_parties, party],
             order.peers, timeout=order.channel_timeout_s,
         )
+        run.traffic = ByteCount(channel)
         try:
-            waiting = _Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S)
+            waiting = _Cancellable(run.traffic, run.cancel, timeout=_DEALER_WAIT_S)
             session = Session(party, (*data_parties, party), waiting, dealer=party)
             counts = serve_step(session, order.step_id, data_parties)
         finally:
