@@ -98,3 +98,43 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         serve(config, dealer=dealer)
+
+    @app.command("node-backup")
+    def node_backup(
+        config: Path = typer.Argument(..., help="the node's config (YAML)"),
+        file: Path = typer.Argument(..., help="the sealed backup to write"),
+        passphrase_file: Path | None = typer.Option(
+            None, "--passphrase-file", help="first line: the passphrase (or set "
+            "SHAREDML_BACKUP_PASSPHRASE)"),
+    ) -> None:
+        """Seal this node's model parts (work_dir/jobs/*/model-*.json) under a passphrase."""
+        from sharedml.node.agent import NodeConfig
+        from sharedml.node.backup import backup_models
+
+        node = NodeConfig.load(config)
+        n = backup_models(node.party, node.work_dir, file, _secret(passphrase_file))
+        typer.echo(f"sealed {n} model part(s) of node {node.party} into {file}")
+
+    @app.command("node-restore")
+    def node_restore(
+        config: Path = typer.Argument(..., help="the node's config (YAML)"),
+        file: Path = typer.Argument(..., help="a backup from 'sharedml node-backup'"),
+        passphrase_file: Path | None = typer.Option(None, "--passphrase-file"),
+    ) -> None:
+        """Put a node's sealed model parts back into its work dir (never over a file)."""
+        from sharedml.node.agent import NodeConfig
+        from sharedml.node.backup import restore_models
+
+        node = NodeConfig.load(config)
+        paths = restore_models(node.party, node.work_dir, file, _secret(passphrase_file))
+        typer.echo(f"restored {len(paths)} model part(s) into {node.work_dir}")
+
+
+def _secret(passphrase_file: Path | None) -> str:
+    from sharedml.platform.key_backup import read_secret
+
+    secret = read_secret(passphrase_file)
+    if not secret:
+        raise ConfigError("no passphrase", remedy="give --passphrase-file or set "
+                          "SHAREDML_BACKUP_PASSPHRASE")
+    return secret
