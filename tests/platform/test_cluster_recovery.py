@@ -24,7 +24,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iter
     root = tmp_path_factory.mktemp("recovery")
     prepare(root, DeploymentSpec(
         {"bank": {"bank_customers": shared_data / "breast_hetero_guest.csv"},
-         "shop": {"shop_features": shared_data / "breast_hetero_host.csv"}},
+         "shop": {"shop_features": shared_data / "breast_hetero_host.csv"},
+         "third": {"third_features": shared_data / "breast_hetero_host.csv"}},
         heartbeat_s=0.3, task_timeout_s=6.0, max_attempts=3, dealer=False,
     ))
     with LocalDeployment(root) as running:
@@ -32,12 +33,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iter
         yield running
 
 
-def _spec() -> dict[str, Any]:
+def _spec(other: str = "shop", sleep_s: float = 6.0) -> dict[str, Any]:
     return {
-        "name": "describe-twice",
+        "name": f"describe-twice-{other}",
         "parties": {"bank": {"dataset": "bank_customers", "label": "y"},
-                    "shop": {"dataset": "shop_features"}},
-        "steps": [{"describe": {}}, {"id": "again", "describe": {"sleep_s": 6.0}}],
+                    other: {"dataset": f"{other}_features"}},
+        "steps": [{"describe": {}}, {"id": "again", "describe": {"sleep_s": sleep_s}}],
     }
 
 
@@ -88,3 +89,32 @@ def test_a_crashed_node_is_restarted_and_resumes_the_job_from_its_saved_state(
     # the node is back for the next job
     online = {n["id"] for n in cluster.client("admin").nodes() if n["status"] == "online"}
     assert {"bank", "shop"} <= online
+
+
+def test_a_dead_node_fails_only_its_jobs_with_a_clear_reason_and_rejoins(
+    cluster: LocalDeployment,
+) -> None:
+    with cluster.client("analyst") as analyst:
+        other_job = analyst.submit(_spec("shop", sleep_s=10.0))["id"]
+        its_job = analyst.submit(_spec("third", sleep_s=30.0))["id"]
+        for job_id in (other_job, its_job):
+            cluster.approve_all(job_id)
+        _wait(lambda: all(t["state"] == "running" for t in analyst.tasks(its_job)
+                          if t["step_id"] == "again") and any(
+            t["step_id"] == "again" for t in analyst.tasks(its_job)), 60, "third's job running")
+        cluster.kill("third")  # dies and stays down: no supervisor here
+        failed = _wait(lambda: (j := analyst.job(its_job))["state"] in ("failed", "succeeded")
+                       and j, 60, "third's job ended")
+        assert failed["state"] == "failed", failed
+        assert "'third'" in failed["reason"] and "'again'" in failed["reason"], failed["reason"]
+        other = _wait(lambda: (j := analyst.job(other_job))["state"] in ("failed", "succeeded")
+                      and j, 90, "the other job ended")
+        assert other["state"] == "succeeded", other  # a job without the dead node is untouched
+        cluster.start_node("third")  # back: it says hello and takes new work
+        _wait(lambda: any(n["id"] == "third" and n["status"] == "online"
+                          for n in cluster.client("admin").nodes()), 60, "third online again")
+        again = analyst.submit(_spec("third", sleep_s=0.0))["id"]
+        cluster.approve_all(again)
+        done = _wait(lambda: (j := analyst.job(again))["state"] in ("failed", "succeeded") and j,
+                     90, "the new job ended")
+        assert done["state"] == "succeeded", done

@@ -51,6 +51,7 @@ class JobStateFiles:
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = Path(work_dir)
         self._aead = AESGCM(_key(self.work_dir / "state.key"))
+        self._unsaved: set[str] = set()
 
     def path(self, job_id: str) -> Path:
         return self.work_dir / "jobs" / job_id / _FILE
@@ -60,8 +61,11 @@ class JobStateFiles:
         try:
             raw = pickle.dumps((job.state, sorted(job.done)), protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError, RuntimeError) as exc:
-            log.warning("job %s: state after %s not saved (%s); a restart fails the job",
-                        job_id, sorted(job.done), exc)
+            if job_id not in self._unsaved:  # once a job: every later step fails alike
+                self._unsaved.add(job_id)
+                log.warning("job %s: state after %s not saved (%s); the last saved state "
+                            "stays, so a restart from here fails the job's later steps",
+                            job_id, sorted(job.done), exc)
             return False
         nonce = secrets.token_bytes(_NONCE)
         target = self.path(job_id)
