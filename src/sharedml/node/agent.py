@@ -63,11 +63,9 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import grpc
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sharedml.approvals import ApproverKeys
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
@@ -86,117 +84,24 @@ from sharedml.control import (
 )
 from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
-from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLError
+from sharedml.errors import ConfigError, PeerUnreachable, SharedMLError
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.addresses import AddressPlan, HostPort
+from sharedml.node.cancel import CancellableChannel, TaskCanceled
+from sharedml.node.config import NodeConfig
 from sharedml.node.guard import check_task
 from sharedml.node.job_state import JobState, JobStateFiles
 from sharedml.node.metrics import ByteCount, NodeMetrics, TaskRecord
-from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
+from sharedml.node.registry import NodeRegistry
 from sharedml.session import Session
 from sharedml.telemetry.http import HealthServer
 from sharedml.transport import tls
-from sharedml.transport.base import Channel
-from sharedml.transport.codec import Value
 from sharedml.transport.grpc import GrpcEndpoint
 
 log = logging.getLogger("sharedml.node")
 
 #: How long a dealer task waits for a step's next request (it ends sooner when canceled).
 _DEALER_WAIT_S = 7 * 24 * 3600.0
-
-
-class NodeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    party: str
-    platform: str
-    pki_dir: Path
-    work_dir: Path
-    listen: str = "127.0.0.1:0"
-    #: Where peers reach this node (``host[:port]``) when it is not ``listen``; checked at
-    #: start (:mod:`sharedml.node.addresses`): never 0.0.0.0 or ::, and the name resolves.
-    advertise: str | None = None
-    #: Where to serve /metrics, /healthz and /readyz (plain HTTP, ``host:port``); none if unset.
-    metrics: str | None = None
-    #: The platform certificate's subject (checked on every connection).
-    platform_name: str = "platform"
-    #: The deployment's revocation list (default: ``pki_dir/crl.pem`` when there is one),
-    #: checked for every peer and the platform, re-read when it changes.
-    crl: Path | None = None
-    #: name -> a CSV/Parquet file, or a mapping (``path`` or ``sql`` + ``table``, ``columns``).
-    datasets: dict[str, Path | DatasetEntry] = Field(default_factory=dict)
-    #: Approver name -> its Ed25519 public key file: whose signed approval lets a job
-    #: read this party's data. Written by the party's operator; never from the platform.
-    approvers: dict[str, Path] = Field(default_factory=dict)
-    heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
-    #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
-    role: Literal["party", "dealer"] = "party"
-
-    @model_validator(mode="after")
-    def _dealer_holds_no_data(self) -> NodeConfig:
-        if self.role == "dealer" and self.datasets:
-            raise ValueError("a dealer node holds no datasets; remove 'datasets:'")
-        return self
-
-    @classmethod
-    def load(cls, path: str | Path) -> NodeConfig:
-        """Read a YAML node config; relative paths resolve against its folder."""
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-            config = cls.model_validate(raw)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read node config {path}: {exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"invalid node config field {where}: {first['msg']}") from None
-        base = path.resolve().parent
-        config.pki_dir = base / config.pki_dir
-        config.work_dir = base / config.work_dir
-        config.crl = None if config.crl is None else base / config.crl
-        config.datasets = {k: entry(v, base) for k, v in config.datasets.items()}
-        config.approvers = {k: base / v for k, v in config.approvers.items()}
-        return config
-
-
-class TaskCanceled(SharedMLError):
-    """The platform canceled the task (the job was canceled or failed elsewhere)."""
-
-
-class _Cancellable(Channel):
-    """A channel whose sends and waits stop promptly when the task is canceled."""
-
-    def __init__(
-        self, inner: Channel, cancel: threading.Event, timeout: float | None = None
-    ) -> None:
-        super().__init__(inner.party, inner.peers, inner.job, timeout or inner.timeout)
-        self._inner, self._cancel = inner, cancel
-
-    def _check(self) -> None:
-        if self._cancel.is_set():
-            raise TaskCanceled("the platform canceled this task", party=self.party)
-
-    def _send(self, to: str, tag: str, value: Value) -> None:
-        self._check()
-        self._inner._send(to, tag, value)
-
-    def _recv(self, frm: str, tag: str, timeout: float) -> Value:
-        deadline = time.monotonic() + timeout
-        while True:
-            self._check()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise PeerTimeout(
-                    f"no message from {frm!r} under tag {tag!r} within {timeout:g} s",
-                    party=self.party, step=tag,
-                    remedy=f"check that party {frm!r} is running and reached this step",
-                )
-            try:
-                return self._inner._recv(frm, tag, min(remaining, 0.25))
-            except PeerTimeout:
-                continue
 
 
 @dataclass
@@ -412,7 +317,7 @@ class Agent:
         )
         run.traffic = ByteCount(channel)
         try:
-            session = Session(party, tuple(peers), _Cancellable(run.traffic, run.cancel),
+            session = Session(party, tuple(peers), CancellableChannel(run.traffic, run.cancel),
                               dealer=order.dealer or None)
             out_dir = self.config.work_dir / "jobs" / order.job_id
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -461,7 +366,7 @@ class Agent:
         )
         run.traffic = ByteCount(channel)
         try:
-            waiting = _Cancellable(run.traffic, run.cancel, timeout=_DEALER_WAIT_S)
+            waiting = CancellableChannel(run.traffic, run.cancel, timeout=_DEALER_WAIT_S)
             session = Session(party, (*data_parties, party), waiting, dealer=party)
             counts = serve_step(session, order.step_id, data_parties)
         finally:
