@@ -58,6 +58,7 @@ def render(plan: DeploymentPlan, proc: Process, *, has_ca: bool) -> str:
     ]
     parts.append(_platform_steps(plan) if proc.who == PLATFORM else _node_steps(plan, proc))
     parts.append(_start_steps(proc))
+    parts.append(_operate_steps(proc))
     return "\n".join(parts)
 
 
@@ -110,4 +111,20 @@ def _start_steps(proc: Process) -> str:
      ```
 6. **Check**:
 {check}
+"""
+
+
+def _operate_steps(proc: Process) -> str:
+    if proc.who == PLATFORM:
+        return """7. **Operate.** Prometheus scrapes `https://HOST:8600/metrics` (job `sharedml-platform`)
+   and each node's `http://NODE:9464/metrics` (job `sharedml-node`); load `alerts.yml`.
+   Back up with `sharedml platform backup FILE --data-dir data --passphrase-file P`
+   (the platform key goes in sealed under your passphrase); on a new host,
+   `sharedml platform restore FILE --data-dir data --passphrase-file P`.
+"""
+    if proc.who == DEALER:
+        return ""
+    return """7. **Operate.** `work/tasks.jsonl` has one line per task (sizes and times, no values).
+   Back up the model parts: `sharedml node-backup node.yaml FILE --passphrase-file P`
+   (restore with `sharedml node-restore`).
 """
