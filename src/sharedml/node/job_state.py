@@ -11,6 +11,11 @@ does not serialise) or read (missing, from another key, corrupt) leaves the
 node as it was before: the task fails cleanly with the reason that the node
 holds no state from the earlier steps.
 
+A fitted model part is not pickled as the object it is (a secret-shared
+model holds its MPC runtime, with the step's channel): it goes in as its own
+model file (``save``) and comes back through ``load``, the path a later job's
+``predict`` takes, so the saved state is exactly what a model file carries.
+
 The file never leaves the node and holds only this party's own data. It is
 a pickle, so it is sealed: AES-256-GCM under a key made once per work dir
 (``work_dir/state.key``, mode 0600), with the job id as associated data — a
@@ -20,16 +25,21 @@ before it is unpickled (never pickle across a trust boundary, STYLE 11).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sharedml.errors import SharedMLError
+from sharedml.learn.base import VerticalModel
 
 log = logging.getLogger("sharedml.node")
 
@@ -59,8 +69,9 @@ class JobStateFiles:
     def save(self, job_id: str, job: JobState) -> bool:
         """Write ``job`` (replacing the last one atomically); ``False`` if it cannot be."""
         try:
-            raw = pickle.dumps((job.state, sorted(job.done)), protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError, RuntimeError) as exc:
+            raw = _dumps((job.state, sorted(job.done)))
+        except (pickle.PicklingError, TypeError, AttributeError, RuntimeError,
+                SharedMLError) as exc:
             if job_id not in self._unsaved:  # once a job: every later step fails alike
                 self._unsaved.add(job_id)
                 log.warning("job %s: state after %s not saved (%s); the last saved state "
@@ -97,6 +108,31 @@ class JobStateFiles:
     def forget(self, job_id: str) -> None:
         """Drop the saved state of a finished job (its other files stay)."""
         self.path(job_id).unlink(missing_ok=True)
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles model parts as their model files (:meth:`VerticalModel.save`)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, VerticalModel):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.json"
+                obj.save(path)
+                return _load_model, (type(obj), path.read_bytes())
+        return NotImplemented
+
+
+def _dumps(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def _load_model(cls: type[VerticalModel], data: bytes) -> VerticalModel:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.json"
+        path.write_bytes(data)
+        return cls.load(path)
 
 
 def _key(path: Path) -> bytes:
