@@ -9,15 +9,16 @@ import pytest
 
 from sharedml.components import PartyConfig, StepContext
 from sharedml.components.jobspec import load
-from sharedml.datasets import DatasetFiles, NodeDatasets
+from sharedml.datasets import DatasetFiles, DatasetSource
 from sharedml.errors import ConfigError, DataError
+from sharedml.node.registry import NodeRegistry
 from sharedml.session import Session
 from sharedml.transport import LocalHub
 
 CSV = "id,y,x\n1,0,0.5\n2,1,1.5\n"
 
 
-def _context(party: PartyConfig, datasets: DatasetFiles | NodeDatasets) -> StepContext:
+def _context(party: PartyConfig, datasets: DatasetSource) -> StepContext:
     session = Session("bank", ("bank",), LocalHub(["bank"]).channel("bank"))
     return StepContext(session, party, {"bank": party}, {}, Path("."), "psi", datasets=datasets)
 
@@ -41,7 +42,7 @@ def test_files_resolve_against_the_spec_folder(tmp_path: Path) -> None:
 
 def test_a_node_reads_only_what_it_registered(tmp_path: Path) -> None:
     (tmp_path / "bank.csv").write_text(CSV)
-    node = NodeDatasets({"customers": tmp_path / "bank.csv"})
+    node = NodeRegistry({"customers": tmp_path / "bank.csv"}, tmp_path / "work")
     frame = _context(PartyConfig("bank", "customers", "y"), node).load_dataset(["id"])
     assert isinstance(frame, pd.DataFrame) and len(frame) == 2
     # a file path in the spec is just an unknown name on a node: never read

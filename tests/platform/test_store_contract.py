@@ -1,4 +1,4 @@
-"""One contract suite for the store, run on SQLite and on PostgreSQL (ARCHITECTURE.md §3.4).
+"""One contract suite for the store, run on SQLite and on PostgreSQL (docs/architecture.md §3, item 9).
 
 Every test takes ``backend_store`` (conftest.py), parametrised over both
 backends; the PostgreSQL leg runs in CI against the server .ci/services.sh starts.

@@ -11,7 +11,8 @@ Steps:
     3. ``all_gather`` of the pair (rows, columns) under tag ``sizes``.
 
 Reveals: each party's row and column counts to every party of the job and,
-as metrics, to the platform. Nothing about any row or value.
+as metrics, to the platform, with its numeric column count and number of
+missing cells. Nothing about any row or value.
 Security model: semi-honest; nothing here needs non-collusion.
 
 ``sleep_s`` spreads the step over that many seconds, reporting progress as it

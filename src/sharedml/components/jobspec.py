@@ -1,4 +1,4 @@
-"""The job spec: parties, their datasets, and the steps to run (ARCHITECTURE.md §4).
+"""The job spec: parties, their datasets, and the steps to run (docs/architecture.md §4, §6).
 
 ::
 

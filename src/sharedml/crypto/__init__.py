@@ -1,1 +1,1 @@
-"""Cryptographic primitives only, no protocol logic (ARCHITECTURE.md §2)."""
+"""Cryptographic primitives only, no protocol logic (docs/architecture.md §2)."""

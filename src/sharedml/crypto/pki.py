@@ -1,6 +1,6 @@
 """The deployment's own PKI: a CA and party certificates (ECDSA P-256); keys never travel.
 
-The certificate subject's common name *is* the party id (ARCHITECTURE.md §1):
+The certificate subject's common name *is* the party id (docs/architecture.md §1):
 a transport accepts a peer only if its certificate chains to the deployment CA
 and its id is among the job's peers. Key files are written with mode 0600.
 

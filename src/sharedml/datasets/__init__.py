@@ -11,6 +11,6 @@ their step context and only ever load their own party's data. The package
 imports no pandas until a file is read (``sharedml --help`` stays fast).
 """
 
-from sharedml.datasets.sources import DatasetFiles, DatasetSource, NodeDatasets
+from sharedml.datasets.sources import DatasetFiles, DatasetSource
 
-__all__ = ["DatasetFiles", "DatasetSource", "NodeDatasets"]
+__all__ = ["DatasetFiles", "DatasetSource"]

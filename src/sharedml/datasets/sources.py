@@ -8,9 +8,9 @@ party's data without knowing how it runs:
 
 * :class:`DatasetFiles` — ``sharedml run``: the name is a file path, relative
   to the job spec's folder;
-* :class:`NodeDatasets` — a node agent: the name is one the node's operator
-  registered in its config (``datasets: {name: file}``); no other file can be
-  read, whatever a job spec says.
+* :class:`sharedml.node.registry.NodeRegistry` — a node agent: the name is
+  one the node's operator registered in its config (a file or a SQL table); no
+  other data can be read, whatever a job spec says.
 
 Both read through :func:`sharedml.datasets.reader.load_frame` (schema inferred, file
 validated, one error listing every problem).
@@ -19,11 +19,9 @@ validated, one error listing every problem).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from sharedml.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,22 +57,3 @@ class DatasetFiles(DatasetSource):
         if path.is_absolute() or self.base is None:
             return path
         return (self.base / path).resolve()
-
-
-class NodeDatasets(DatasetSource):
-    """The datasets a node registered: ``name -> file``; any other name is refused.
-
-    ``files`` is read at every lookup, not copied: the node's registrations as
-    they are when a step runs."""
-
-    def __init__(self, files: Mapping[str, Path]) -> None:
-        self.files = files
-
-    def path(self, name: str, *, party: str | None = None, step: str | None = None) -> Path:
-        path = self.files.get(name)
-        if path is None:
-            raise DataError(
-                f"dataset {name!r} is not registered on this node", party=party, step=step,
-                remedy="add it under 'datasets:' in the node's config",
-            )
-        return path

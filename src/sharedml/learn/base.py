@@ -4,7 +4,7 @@ Each party holds one instance of a :class:`VerticalModel`: *its part* of the
 shared model. All parties call :meth:`fit` together (same hyper-parameters,
 rows already aligned by PSI), then :meth:`predict` together; only the label
 holder passes ``y`` and only the label holder receives scores. A part saved
-with :meth:`save` holds nothing of the other parties (ARCHITECTURE.md §4.5).
+with :meth:`save` holds nothing of the other parties (docs/architecture.md §4, §6).
 
 Hyper-parameters are declared once in the class's ``params``
 (:mod:`sharedml.learn.params`), given to ``__init__`` and stored as given;

@@ -1,4 +1,4 @@
-"""Secret sharing on Z_2^64: the MPC engine (ARCHITECTURE.md §2, standard §7, 9.4-8).
+"""Secret sharing on Z_2^64: the MPC engine (docs/architecture.md §2-3, standard §7, 9.4-8).
 
 Parties hold additive shares of fixed-point tensors and exchange only masked
 values; correlated randomness comes from a :class:`RandomnessProvider`.

@@ -3,8 +3,8 @@ party (and the dealer's) as separate processes on loopback.
 
 The other run modes, without a platform, are in :mod:`sharedml.standalone`.
 
-``sharedml up DIR --party bank=bank.csv --party shop=shop.csv`` (ARCHITECTURE.md
-§6, the one-command deployment of 8.6-3) lays out::
+``sharedml up DIR --party bank=bank.csv --party shop=shop.csv`` (docs/architecture.md
+§5, the one-command deployment of 8.6-3) lays out::
 
     DIR/pki/                 a fresh deployment CA; certificates for
                              "platform", each party and "dealer" (keys 0600);
@@ -25,7 +25,7 @@ one process; clients verify it against ``DIR/pki/ca.pem``), one ``sharedml node`
 and the dealer node (unless ``dealer=False``), which connect to the platform
 over mutual TLS and talk to each other directly. The dealer node deals the
 correlated randomness of secret-shared steps (``protocol: ss``); it holds no
-data and sees nothing but the randomness it made (ARCHITECTURE.md §8); on a
+data and sees nothing but the randomness it made (docs/architecture.md §7); on a
 real deployment it runs on a host no data party controls. At first start each
 party's datasets are registered with their owner (a user of that party) and the
 analyst may use them; each job still needs every owner's approval, signed with

@@ -54,7 +54,7 @@ def scenario(data: str = "credit", rows: int = 20_000) -> VerticalPair:
 
 
 def job_spec(pair: VerticalPair, bank_csv: str, partner_csv: str, s: Settings) -> dict[str, Any]:
-    """The A.1 job spec (ARCHITECTURE.md §4) over the two CSV files."""
+    """The A.1 job spec (docs/architecture.md §4) over the two CSV files."""
     lr = {"model": "logistic_regression", "protocol": "ss", "epochs": s.epochs,
           "batch_size": s.batch_size, "l2": s.l2}
     sb = {"model": "secureboost", "protocol": "ss", "n_estimators": s.trees,

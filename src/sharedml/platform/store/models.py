@@ -1,7 +1,7 @@
 """The platform's tables (SQLAlchemy 2, typed ``Mapped[]``).
 
 Metadata only: the platform never stores a provider's rows, labels or shares
-(ARCHITECTURE.md §1). Every schema change is an Alembic revision in
+(docs/architecture.md §1). Every schema change is an Alembic revision in
 ``sharedml/platform/migrations/versions`` (add a column here, then a revision
 that adds it there; the contract suite checks the two agree).
 

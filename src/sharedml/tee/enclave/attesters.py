@@ -9,7 +9,7 @@ unless a provider allows simulation).
 
 Sealing: the simulator and Gramine derive seal keys; TDX, SNP and Nitro give
 this runtime none, so their state outlives a restart only through the
-cluster key (:mod:`.cluster`).
+cluster key (:mod:`.trusted_cluster`).
 """
 
 from __future__ import annotations

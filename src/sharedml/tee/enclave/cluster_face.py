@@ -1,6 +1,6 @@
 """The cluster RPCs of one enclave process: join by relayed mutual attestation, keep sealed state.
 
-The platform relays the steps of :mod:`.cluster` between two enclaves (it
+The platform relays the steps of :mod:`.trusted_cluster` between two enclaves (it
 starts them and holds no key):
 
 1. ``ClusterStart`` on the joiner → its nonce;
@@ -16,7 +16,7 @@ debug; a member hands the key only to a build at least as new as itself
 upgrade path: the new build joins the old cluster).
 
 Sealed state: the *ledger* of finished jobs, sealed with the cluster key
-(:func:`.cluster.cluster_store`, bound to the writer's version) into the
+(:func:`.trusted_cluster.cluster_store`, bound to the writer's version) into the
 shared state folder after every job, one file per member. Each member reads
 every file its version may open (its own version or older) and keeps the
 union, so a member that joins — the new version during an upgrade — continues
@@ -24,7 +24,7 @@ the ledger, and an old member still draining its jobs never needs to read
 (or overwrite) what a newer one wrote.
 
 Reveals: to the platform relaying, evidence (measurement, versions, TCB) and
-ciphertext. Security model: as :mod:`.cluster`; additionally a host can
+ciphertext. Security model: as :mod:`.trusted_cluster`; additionally a host can
 delete or roll back the sealed file (no monotonic counter here).
 """
 
