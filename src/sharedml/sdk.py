@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -38,6 +39,9 @@ from sharedml.errors import (
 from sharedml.platform.errors import Conflict, LoginThrottled, NotFound
 
 FINAL = ("succeeded", "failed", "canceled")
+#: How often a call the platform answered "busy" (503 + Retry-After) is sent again;
+#: a busy answer stored nothing (issue 14 item 3), so sending again is safe.
+BUSY_RETRIES = 8
 _ERRORS: dict[int, type[SharedMLError]] = {
     401: AuthError,
     403: PolicyDenied,
@@ -92,9 +96,25 @@ class Client:
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        for _ in range(BUSY_RETRIES):
+            r = self._send(method, path, **kwargs)
+            if r.status_code != 503 or "retry-after" not in r.headers:
+                break
+            time.sleep(_retry_after(r.headers["retry-after"]))
+        if r.status_code >= 400:
+            raise _error(r)
+        if r.status_code == 204 or not r.content:
+            return None
+        if r.headers.get("content-type", "").startswith("application/json"):
+            return r.json()
+        if r.headers.get("content-type", "").startswith("application/octet-stream"):
+            return r.content
+        return r.text
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            r = self._http.request(method, path, headers=headers, **kwargs)
+            return self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise PeerTimeout(f"the platform did not answer {method} {path}: {exc}") from None
         except httpx.TransportError as exc:
@@ -102,13 +122,6 @@ class Client:
                 f"cannot reach the platform at {self._http.base_url}: {exc}",
                 remedy="check the URL, that 'sharedml platform serve' runs, and TLS settings",
             ) from None
-        if r.status_code >= 400:
-            raise _error(r)
-        if r.status_code == 204 or not r.content:
-            return None
-        if r.headers.get("content-type", "").startswith("application/json"):
-            return r.json()
-        return r.text
 
     # --- auth --------------------------------------------------------------------------
 
@@ -233,6 +246,10 @@ class Client:
             body["signed"] = signed
         return dict(self._call("POST", f"/approvals/{approval_id}/decision", json=body))
 
+    def audit_checkpoint(self) -> dict[str, Any]:
+        """The platform's signed checkpoint of its audit log's head, with its public key."""
+        return dict(self._call("GET", "/audit/checkpoint"))
+
     def approval_spec(self, approval_id: int) -> dict[str, Any]:
         """The job's spec an approval is about (for its dataset's owner)."""
         return dict(self._call("GET", f"/approvals/{approval_id}/spec"))
@@ -272,6 +289,25 @@ class Client:
 
     def model(self, model_id: int) -> dict[str, Any]:
         return dict(self._call("GET", f"/models/{model_id}"))
+
+    # --- the model registry: versions registered by jobs -------------------------------
+    def model_versions(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Registered model versions (metadata and part fingerprints), of one ``name``."""
+        return list(self._call("GET", "/registry/models", params={"name": name} if name else {}))
+
+    def model_version(self, ref: str) -> dict[str, Any]:
+        """One version by ``NAME@ALIAS``, ``NAME@VERSION`` or uid."""
+        return dict(self._call("GET", f"/registry/models/{quote(ref, safe='@')}"))
+
+    def tag_model(self, ref: str, alias: str) -> dict[str, Any]:
+        """Point ``alias`` (e.g. ``production``) at the version ``ref`` (audited)."""
+        path = f"/registry/models/{quote(ref, safe='@')}/aliases/{quote(alias, safe='')}"
+        return dict(self._call("PUT", path))
+
+    def consent_to_delete_model(self, ref: str) -> dict[str, Any]:
+        """Consent, as owner of training datasets, to deleting a version; it is deleted
+        once every party's owner has. ``{uid, deleted, consent, missing}``."""
+        return dict(self._call("POST", f"/registry/models/{quote(ref, safe='@')}/delete-consent"))
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/nodes"))
@@ -341,6 +377,20 @@ class Client:
     def result(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/jobs/{job_id}/result"))
 
+    # --- TEE jobs (/tee) ---------------------------------------------------------------
+
+    def tee_enclave(self, job_id: str) -> dict[str, Any]:
+        """Where a TEE job's providers upload: the enclave's address and certificate (pin, then attest)."""
+        return dict(self._call("GET", f"/tee/jobs/{job_id}"))
+
+    def tee_receipt(self, job_id: str) -> dict[str, Any]:
+        """The TEE job's signed destruction receipt (verify it against the attested key bundle)."""
+        return dict(self._call("GET", f"/tee/jobs/{job_id}/receipt"))
+
+    def tee_released(self, job_id: str, what: str, step: str) -> bytes:
+        """A model or scores (``what``) of ``step`` sealed to the caller's party."""
+        return bytes(self._call("GET", f"/tee/jobs/{job_id}/released/{what}/{step}"))
+
     def wait(self, job_id: str, timeout: float = 600.0, poll: float = 1.0) -> dict[str, Any]:
         """Poll until the job finishes; returns it. PeerTimeout if it does not in time."""
         deadline = time.monotonic() + timeout
@@ -371,3 +421,11 @@ def _error(r: httpx.Response) -> SharedMLError:
 
 
 __all__ = ["Client"]
+
+
+def _retry_after(value: str) -> float:
+    """Seconds to wait from a Retry-After header (seconds; anything else: 1 s), at most 30."""
+    try:
+        return min(max(float(value), 0.0), 30.0)
+    except ValueError:
+        return 1.0

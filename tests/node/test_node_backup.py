@@ -23,19 +23,24 @@ def _node(root: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"format": "sharedml.linear", "coef": [0.25, -1.5], "job": job}))
     (work / "jobs" / "j1" / "predictions-predict_lr.csv").write_text("id,score\n7,0.3\n")
+    (work / "models").mkdir()
+    (work / "models" / ("ab" * 16 + ".smp")).write_bytes(b"SMLP sealed part")
+    (work / "keys").mkdir()
+    (work / "keys" / "at-rest.key").write_bytes(b"k" * 32)
     return work
 
 
 def test_model_parts_come_back_on_a_new_disk_and_nothing_else(tmp_path: Path) -> None:
     work = _node(tmp_path / "old")
     file = tmp_path / "bank-models.json"
-    assert backup_models("bank", work, file, SECRET) == 3
+    assert backup_models("bank", work, file, SECRET) == 4
     assert file.stat().st_mode & 0o777 == 0o600
     assert b"sharedml.linear" not in file.read_bytes()  # sealed
     new = tmp_path / "new" / "work"
     restored = restore_models("bank", new, file, SECRET)
     assert sorted(p.relative_to(new).as_posix() for p in restored) == [
-        "jobs/j1/model-train_lr.json", "jobs/j1/model-train_sb.json", "jobs/j2/model-train.json"]
+        "jobs/j1/model-train_lr.json", "jobs/j1/model-train_sb.json", "jobs/j2/model-train.json",
+        "keys/at-rest.key", "models/" + "ab" * 16 + ".smp"]
     for path in restored:
         assert path.read_text() == (work / path.relative_to(new)).read_text()
     assert not (new / "jobs" / "j1" / "predictions-predict_lr.csv").exists()

@@ -142,3 +142,37 @@ def owners_sign(keys: dict[str, Path]) -> Any:
         return out
 
     return signed
+
+
+#: A small job over :func:`two_party_datasets`' datasets.
+TWO_PARTY_SPEC: dict[str, Any] = {
+    "name": "describe-both",
+    "parties": {"bank": {"dataset": "customers", "label": "y"}, "shop": {"dataset": "baskets"}},
+    "steps": [{"describe": {}}],
+}
+#: Who owns which dataset in :func:`two_party_datasets`: (user, party, dataset).
+OWNED = (("data_owner", "bank", "customers"), ("shop_owner", "shop", "baskets"))
+
+
+def two_party_datasets(world: World) -> World:
+    """A dataset at the bank and one at the shop, each registered and granted to the
+    analyst by its own party's data owner (``shop_owner`` is added for the shop)."""
+    world.add_user("shop_owner", "data_owner", party="shop")
+    assert world.login("shop_owner").status_code == 200
+    for owner, party, name in OWNED:
+        r = world.call(owner, "POST", "/api/v1/datasets",
+                       json={"owner_party": party, "name": name, "row_count": 10})
+        assert r.status_code == 201, r.text
+        g = world.call(owner, "PUT", f"/api/v1/datasets/{r.json()['id']}/grants",
+                       json={"user_id": world.ids["analyst"], "permission": "use"})
+        assert g.status_code == 200, g.text
+    return world
+
+
+def approve_all(world: World, job_id: str) -> None:
+    """Each owner of :func:`two_party_datasets` approves every use ``job_id`` asks for."""
+    for owner, _, _ in OWNED:
+        for a in world.call(owner, "GET", "/api/v1/approvals", params={"job_id": job_id}).json():
+            r = world.call(owner, "POST", f"/api/v1/approvals/{a['id']}/decision",
+                           json={"approve": True})
+            assert r.status_code == 200, r.text

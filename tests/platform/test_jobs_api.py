@@ -10,30 +10,17 @@ from typing import Any
 
 import pytest
 import yaml
-from platform_world import World
+from platform_world import TWO_PARTY_SPEC, World, two_party_datasets
 
-SPEC: dict[str, Any] = {
-    "name": "describe-both",
-    "parties": {"bank": {"dataset": "customers", "label": "y"}, "shop": {"dataset": "baskets"}},
-    "steps": [{"describe": {}}],
-}
+SPEC = TWO_PARTY_SPEC
 
 
 @pytest.fixture
 def jobs_world(world: World) -> World:
     """Owners of a dataset at each party, the analyst allowed to use both."""
-    world.add_user("shop_owner", "data_owner", party="shop")
-    assert world.login("shop_owner").status_code == 200
+    two_party_datasets(world)
     world.add_user("other", "analyst")
     assert world.login("other").status_code == 200
-    for owner, party, name in (("data_owner", "bank", "customers"),
-                               ("shop_owner", "shop", "baskets")):
-        r = world.call(owner, "POST", "/api/v1/datasets",
-                       json={"owner_party": party, "name": name, "row_count": 10})
-        assert r.status_code == 201, r.text
-        g = world.call(owner, "PUT", f"/api/v1/datasets/{r.json()['id']}/grants",
-                       json={"user_id": world.ids["analyst"], "permission": "use"})
-        assert g.status_code == 200, g.text
     return world
 
 

@@ -170,7 +170,7 @@ def test_lockout_threshold_is_a_live_setting(world: World) -> None:
     bad = {"username": "analyst", "password": "wrong-password"}
     for _ in range(2):
         world.client.post(f"{V1}/auth/login", json=bad)
-    assert "locked" in world.login("analyst").json()["detail"]
+    assert world.login("analyst").status_code == 429  # this client backs off after two
 
 
 def test_users_admin_endpoints(world: World) -> None:

@@ -1,5 +1,9 @@
 """Schemathesis against the platform's own OpenAPI spec, in-process: no input gives a 5xx (8.3-2).
 
+Two runs: generated valid and invalid inputs per operation; and the same
+operations with fuzzed headers (Authorization, Content-Type, X-Forwarded-For,
+...) and raw bodies in place of JSON (issue 14: bodies and headers fuzzed).
+
 Every operation is called with generated valid (positive) and invalid
 (negative) inputs as an admin
 (so the calls reach the operations, not just the auth check), with a bounded
@@ -17,8 +21,10 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 from platform_world import World, make_world  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.core import NotSet  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
@@ -27,6 +33,8 @@ from sharedml.platform.store.models import ApiToken, User  # noqa: E402
 pytestmark = pytest.mark.slow
 #: Generated calls per operation: bounds the run to well under a minute.
 EXAMPLES = 10
+#: Calls per operation with fuzzed headers and raw bodies (CI: this many each).
+HEADER_EXAMPLES = 8
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +89,50 @@ def test_no_input_makes_a_server_error(fuzz_world: World) -> None:
     ok = sum(n for code, n in statuses.items() if code < 300)
     assert sum(statuses.values()) >= 5 * len(ops) and ok >= len(ops), statuses
     assert statuses[422] >= len(ops), statuses
+
+
+#: Header names a client controls that the platform reads or its stack parses.
+HEADER_NAMES = ["Authorization", "Content-Type", "X-Forwarded-For", "Accept", "Cookie",
+                "Transfer-Encoding", "X-Request-Id", "Origin"]
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+headers = st.dictionaries(st.sampled_from(HEADER_NAMES), header_text, max_size=4)
+bodies = st.one_of(st.binary(max_size=512), st.just(b'{"a": ' * 200),
+                   header_text.map(lambda t: t.encode()))
+
+
+def test_fuzzed_headers_and_raw_bodies_make_no_server_error(fuzz_world: World) -> None:
+    """Every operation, its generated case with fuzzed headers (the bearer among them)
+    and, where it takes a body, a raw one in place of the JSON: never a 5xx."""
+    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", fuzz_world.app)
+    failures: list[str] = []
+    statuses: Counter[int] = Counter()
+    token = {"Authorization": f"Bearer {fuzz_world.tokens['fuzz']}"}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @settings(max_examples=HEADER_EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(case=operation.as_strategy(GenerationMode.POSITIVE), extra=headers,
+               raw=st.one_of(st.none(), bodies), keep_auth=st.booleans())
+        def run(case: schemathesis.Case, extra: dict[str, str], raw: bytes | None,
+                keep_auth: bool) -> None:
+            _restore_admin(fuzz_world)
+            sent = {**(token if keep_auth else {}), **extra}
+            body = None if isinstance(case.body, NotSet) else case.body
+            query = None if isinstance(case.query, NotSet) else case.query
+            kwargs: dict[str, object] = (
+                {"content": raw} if raw is not None and body is not None else {"json": body})
+            try:
+                response = fuzz_world.client.request(
+                    case.method, case.formatted_path, headers=sent, params=query, **kwargs)
+            except (UnicodeEncodeError, ValueError):
+                return  # the client itself refused to send it (an illegal header value)
+            statuses[response.status_code] += 1
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path} {extra}: "
+                                f"{response.status_code}")
+
+        run()
+    print(f"schemathesis headers/bodies: responses by status {dict(sorted(statuses.items()))}")
+    assert failures == []
+    assert statuses[401] and statuses[422], statuses  # the fuzz reached auth and validation

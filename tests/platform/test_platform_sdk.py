@@ -46,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     data, certs = root / "data", root / "pki"
     pki.init_ca(certs)
     pki.issue(certs, "platform")
-    cli("user", "add", "root", "--role", "admin", "--no-totp", "--password", PASSWORD, data_dir=data)
+    cli("user", "add", "root", "--role", "admin", "--no-totp", data_dir=data, stdin=PASSWORD + "\n")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sharedml.cli", "platform", "serve", "--data-dir", str(data),
@@ -223,6 +223,7 @@ def test_cli_approval_commands_sign_on_the_owners_side(
     shown = run(approval_app, "show", str(approval["id"]), *common)
     spec_hash = approvals.spec_sha256(yaml.safe_load(shown.split("dataset shop/")[0]))
     assert f"spec SHA-256 {spec_hash}" in shown
+    assert "step describe (describe) with no other party; reveals: each party's row" in shown
     out = run(approval_app, "approve", str(approval["id"]), "--key", str(key), *common)
     assert "approved (signed by carol)" in out
     with Client(url, token=token, verify=str(ca)) as owner:

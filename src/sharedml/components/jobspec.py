@@ -17,7 +17,9 @@ Each step is a one-key mapping ``{component: params}``; a step may also carry
 earlier steps; default: the step before). Parameters are checked against the
 component's schema when the spec is loaded, and every error names the path of
 the bad field; so is the order of an MPC job's steps (a ``train`` needs a
-``split``, a ``predict`` a ``train``...: :func:`check_needs`).
+``split``, a ``predict`` a ``train``...: :func:`check_needs`). Reading is
+bounded (:mod:`~sharedml.components.spec_limits`: no YAML aliases, capped
+depth, size and step count), and an error never quotes the input.
 """
 
 from __future__ import annotations
@@ -30,15 +32,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sharedml.components import registry
-from sharedml.components.base import PRODUCTS, Params, PartyConfig
+from sharedml.components.base import PRODUCTS, STEP_ID, Params, PartyConfig
+from sharedml.components.spec_limits import BoundedComposer, check_shape, check_text, short
 from sharedml.crypto.pki import check_party_id
 from sharedml.errors import ConfigError
 
 
-class _SpecLoader(yaml.SafeLoader):
+class _SpecLoader(BoundedComposer):
     """Safe YAML with YAML 1.2's booleans: only true/false, so that keys and
     values such as ``on``, ``off``, ``yes``, ``no`` stay strings (PyYAML's 1.1
-    rules would turn ``predict: {on: test}`` into ``{True: 'test'}``)."""
+    rules would turn ``predict: {on: test}`` into ``{True: 'test'}``); no
+    aliases, bounded depth and size (:class:`BoundedComposer`)."""
 
 
 _BOOL = "tag:yaml.org,2002:bool"
@@ -52,8 +56,20 @@ _SpecLoader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
-    """Parse a job spec's YAML (or JSON) text; no Python objects, 1.2 booleans."""
+    """Parse a job spec's YAML (or JSON) text; no Python objects, 1.2 booleans.
+
+    Raises :class:`ConfigError` for text over the limits (no alias is
+    expanded) and ``yaml.YAMLError`` for text that is not YAML."""
+    check_text(text)
     return yaml.load(text, Loader=_SpecLoader)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong with YAML text and where — without the excerpt PyYAML quotes."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "not YAML"
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 class PartySpec(BaseModel):
@@ -121,24 +137,31 @@ def _parse_step(where: str, raw: dict[str, Any], earlier: list[StepSpec],
     needs = body.pop("needs", None)
     if len(body) != 1:
         raise ConfigError(
-            f"{where} must name exactly one component, found {sorted(body) or 'none'}"
+            f"{where} must name exactly one component, found "
+            f"{[short(k) for k in sorted(body)[:5]] or 'none'}"
         )
     (name, params), = body.items()
     if name not in registry.available():
-        raise ConfigError(f"{where}: unknown step {name!r}",
+        raise ConfigError(f"{where}: unknown step {short(name)!r}",
                           remedy=f"use one of {sorted(registry.available())}")
     component = registry.get(name)
     seen[name] = seen.get(name, 0) + 1
     if step_id is None:
         step_id = name if seen[name] == 1 else f"{name}{seen[name]}"
+    if not isinstance(step_id, str) or not STEP_ID.fullmatch(step_id):
+        raise ConfigError(
+            f"{where}.id: {str(step_id)[:64]!r} is not a step id",
+            remedy="use a letter, then up to 63 letters, digits, '_' or '-' (it names files "
+            "and channel tags)",
+        )
     if any(s.id == step_id for s in earlier):
-        raise ConfigError(f"{where}: duplicate step id {step_id!r}")
+        raise ConfigError(f"{where}: duplicate step id {short(step_id)!r}")
     if needs is None:
         needs = [earlier[-1].id] if earlier else []
     known = {s.id for s in earlier}
     for dep in needs:
         if dep not in known:
-            raise ConfigError(f"{where}.needs: {dep!r} is not an earlier step")
+            raise ConfigError(f"{where}.needs: {short(dep)!r} is not an earlier step")
     return StepSpec(id=str(step_id), component=name,
                     params=component.parse(params, f"{where}.{name}"), needs=list(needs))
 
@@ -174,25 +197,36 @@ def check_needs(steps: list[StepSpec]) -> None:
         made[step.id] = set(component.provides(step.params))
 
 
+def _names_a_file(text: str) -> bool:
+    """Whether one-line ``text`` is the path of a file (not YAML); never raises."""
+    if "\n" in text or len(text) > 4096:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for the OS, a NUL byte
+        return False
+
+
 def load(source: str | Path | dict[str, Any]) -> JobSpec:
     """Load and validate a job spec from a YAML/JSON file, a YAML string or a dict."""
     if isinstance(source, dict):
         raw: Any = source
     else:
         text = str(source)
-        if isinstance(source, Path) or ("\n" not in text and Path(text).exists()):
+        if isinstance(source, Path) or _names_a_file(text):
             text = Path(source).read_text(encoding="utf-8")
         try:
             raw = parse_yaml(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"job spec is not valid YAML: {exc}") from None
+            raise ConfigError(f"job spec is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError("a job spec must be a mapping with 'parties' and 'steps'")
+    check_shape(raw)
     try:
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        path = ".".join(str(p) for p in first["loc"])
+        path = ".".join(short(p) for p in first["loc"])
         raise ConfigError(f"invalid job spec field {path}: {first['msg']}") from None
     spec.parsed_steps()
     return spec

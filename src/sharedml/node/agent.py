@@ -41,6 +41,8 @@ Config (YAML; relative paths are relative to the file)::
     datasets: {bank_customers: data/bank.csv}   # or Parquet, or a SQL table (node/registry.py)
     approvers: {alice: keys/alice.pub}          # the party's owners' approval keys
     role: party                     # or dealer (then no datasets)
+    keys_dir: keys                  # node keys (made on first start, 0600); default work_dir/keys
+    models_dir: models              # sealed model parts; default work_dir/models
 
 **Before any task runs** the node checks the order against the job's spec it
 carries and, when the spec gives this party a dataset, the owner's signed
@@ -49,12 +51,17 @@ the approver keys come from this config, never from the platform, so a
 compromised platform cannot make the node read data. At hello the node tells
 the platform its datasets' names, schemas and row counts
 (:mod:`sharedml.node.registry`).
+
+Model parts: a ``train`` step seals this party's part under the node's key in
+``models_dir`` (:mod:`sharedml.modelpart`); a batch ``predict: {model: ...}``
+loads it from there. The platform learns the part's uid and fingerprint only.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -85,6 +92,7 @@ from sharedml.control import (
 from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
 from sharedml.errors import ConfigError, PeerUnreachable, SharedMLError
+from sharedml.modelpart import FileNodeKeys, PartStore
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.addresses import AddressPlan, HostPort
 from sharedml.node.cancel import CancellableChannel, TaskCanceled
@@ -92,14 +100,19 @@ from sharedml.node.config import NodeConfig
 from sharedml.node.guard import check_task
 from sharedml.node.job_state import JobState, JobStateFiles
 from sharedml.node.metrics import ByteCount, NodeMetrics, TaskRecord
+from sharedml.node.reasons import public_failure
 from sharedml.node.registry import NodeRegistry
 from sharedml.session import Session
 from sharedml.telemetry.http import HealthServer
 from sharedml.transport import tls
+from sharedml.transport.base import Channel
+from sharedml.transport.deadline import StepDeadline
 from sharedml.transport.grpc import GrpcEndpoint
 
 log = logging.getLogger("sharedml.node")
 
+#: What a job id from the platform may be before it names a folder of the node's.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 #: How long a dealer task waits for a step's next request (it ends sooner when canceled).
 _DEALER_WAIT_S = 7 * 24 * 3600.0
 
@@ -147,6 +160,7 @@ class Agent:
         self._approvers = ApproverKeys.from_files(config.approvers)
         #: What the platform learns of them (read once, at start: a bad entry stops the node).
         self._records = self._datasets.records()
+        self._parts: PartStore | None = None
         self.boot = uuid.uuid4().hex
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, JobState] = {}
@@ -260,6 +274,15 @@ class Agent:
         with self._lock:
             return [(r, r.report) for r in self._runs.values() if r.report is not None]
 
+    def _part_store(self) -> PartStore:
+        """This party's model parts, sealed with the node's keys (made on first use)."""
+        if self._parts is None:
+            work = self.config.work_dir
+            keys = FileNodeKeys.open_or_create(self.config.keys_dir or work / "keys")
+            self._parts = PartStore(self.config.models_dir or work / "models", keys,
+                                    party=self.config.party)
+        return self._parts
+
     # -- tasks ---------------------------------------------------------------------
     def _start(self, order: TaskOrder) -> None:
         with self._lock:
@@ -277,14 +300,14 @@ class Agent:
         try:
             metrics = self._run_step(run)
             report = Report(task_id=order.task_id, ok=True, metrics=metrics, reason="")
-        except SharedMLError as exc:
-            error = type(exc).__name__
-            report = Report(task_id=order.task_id, ok=False, reason=str(exc)[:4000])
         except Exception as exc:  # bad input must not take the node down (8.3-2)
+            # the whole story stays here; the platform gets a code, the step, the party and
+            # column names, never a cell value or a local path (issue 14 item 4)
             error = type(exc).__name__
             log.error("node %s: step %s failed:\n%s", party, order.step_id, traceback.format_exc())
-            reason = f"party {party!r} step {order.step_id!r}: {type(exc).__name__}: {exc}"
-            report = Report(task_id=order.task_id, ok=False, reason=reason[:4000])
+            failure = public_failure(exc, party, order.step_id, self._public_names(order))
+            report = Report(task_id=order.task_id, ok=False, reason=failure.reason(),
+                            code=failure.code, retry=failure.retry)
         report.seconds = time.perf_counter() - start
         traffic = run.traffic
         self.metrics.task_done(TaskRecord(
@@ -293,11 +316,29 @@ class Agent:
             dict(traffic.received) if traffic else {}, error=error))
         run.report = report
 
+    def _public_names(self, order: TaskOrder) -> set[str]:
+        """Names the platform already knows: its datasets' columns, the job's parties,
+        datasets, labels, id columns, steps and components."""
+        names = {c.name for r in self._records for c in r.columns} | {r.name for r in self._records}
+        for name, p in order.parties.items():
+            names.add(name)
+            names.update(str(v) for k, v in p.items() if k in ("dataset", "label") and v)
+            ids = p.get("id", "id")
+            names.update([ids] if isinstance(ids, str) else map(str, ids))
+        for step in (order.spec or {}).get("steps", []):
+            if isinstance(step, dict):
+                names.update(str(k) for k in step)
+                names.add(str(step.get("id", "")))
+        names.update({order.step_id, order.component, *order.peers})
+        names.discard("")
+        return names
+
     def _run_step(self, run: _Run) -> dict[str, Any]:
         order, party = run.order, self.config.party
         check_task(order, party, self._approvers)  # before anything touches data (8.3-1)
         if order.dealer == party or self.config.role == "dealer":
             return self._run_dealer(run)
+        out_dir = self._job_dir(order)  # the job id is checked before any file is touched
         job = self._job(order.job_id)
         missing = sorted(set(order.ancestors) - job.done)
         if missing:
@@ -317,12 +358,12 @@ class Agent:
         )
         run.traffic = ByteCount(channel)
         try:
-            session = Session(party, tuple(peers), CancellableChannel(run.traffic, run.cancel),
+            session = Session(party, tuple(peers),
+                              _bounded(CancellableChannel(run.traffic, run.cancel), order),
                               dealer=order.dealer or None)
-            out_dir = self.config.work_dir / "jobs" / order.job_id
-            out_dir.mkdir(parents=True, exist_ok=True)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
-                              order.step_id, self._progress(run), self._datasets)
+                              order.step_id, self._progress(run), self._datasets,
+                              self._part_store())
             result = execute(component, ctx, params)
             if order.dealer and party == list(parties)[-1]:
                 end_step_at_dealer(session, order.step_id, order.dealer)
@@ -347,6 +388,17 @@ class Agent:
                              self.config.party, job_id, sorted(job.done))
             return job
 
+    def _job_dir(self, order: TaskOrder) -> Path:
+        """``work_dir/jobs/<job>`` (0700); the job id from the platform is checked first,
+        so it never walks out of the work dir."""
+        if not _JOB_ID.fullmatch(order.job_id):
+            raise ConfigError(f"the platform sent a job id that is not one: {order.job_id[:64]!r}",
+                              party=self.config.party, step=order.step_id,
+                              remedy="report this to the platform's operator")
+        out_dir = self.config.work_dir / "jobs" / order.job_id
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return out_dir
+
     def _run_dealer(self, run: _Run) -> dict[str, Any]:
         """Serve the step's MPC runtimes until its end-of-step marker; public counts only."""
         order, party = run.order, self.config.party
@@ -366,7 +418,8 @@ class Agent:
         )
         run.traffic = ByteCount(channel)
         try:
-            waiting = CancellableChannel(run.traffic, run.cancel, timeout=_DEALER_WAIT_S)
+            waiting = _bounded(CancellableChannel(run.traffic, run.cancel, timeout=_DEALER_WAIT_S),
+                               order)
             session = Session(party, (*data_parties, party), waiting, dealer=party)
             counts = serve_step(session, order.step_id, data_parties)
         finally:
@@ -396,6 +449,13 @@ class Agent:
                                    step=run.order.step_id)
 
         return report
+
+
+def _bounded(channel: Channel, order: TaskOrder) -> Channel:
+    """The task's channel, its receives ending at the step's timeout (when the order sets one)."""
+    if order.step_timeout_s is None:
+        return channel
+    return StepDeadline(channel, order.step_id, order.step_timeout_s)
 
 
 def _plain(value: Any) -> Any:

@@ -43,6 +43,10 @@ class NodeConfig(BaseModel):
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
     #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
     role: Literal["party", "dealer"] = "party"
+    #: The node's keys (:class:`~sharedml.modelpart.FileNodeKeys`); default ``work_dir/keys``.
+    keys_dir: Path | None = None
+    #: This party's sealed model parts; default ``work_dir/models``.
+    models_dir: Path | None = None
 
     @model_validator(mode="after")
     def _dealer_holds_no_data(self) -> NodeConfig:
@@ -69,4 +73,6 @@ class NodeConfig(BaseModel):
         config.crl = None if config.crl is None else base / config.crl
         config.datasets = {k: entry(v, base) for k, v in config.datasets.items()}
         config.approvers = {k: base / v for k, v in config.approvers.items()}
+        config.keys_dir = base / (config.keys_dir or config.work_dir / "keys")
+        config.models_dir = base / (config.models_dir or config.work_dir / "models")
         return config

@@ -25,6 +25,7 @@ from sharedml.platform.errors import NotFound
 from sharedml.platform.records import find_grant
 from sharedml.platform.store import Store
 from sharedml.platform.store.models import PERMISSIONS, Dataset, Job, Project
+from sharedml.platform.tokens import allows
 
 ALL = frozenset({"admin", "data_owner", "analyst", "auditor"})
 
@@ -44,9 +45,13 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "jobs.cancel": frozenset({"admin", "analyst"}),
     "models.read": ALL,
     "models.register": frozenset({"admin"}),
+    "registry.read": ALL,
+    "registry.tag": frozenset({"admin", "analyst"}),
+    "registry.delete": frozenset({"data_owner"}),
     "nodes.read": ALL,
     "nodes.manage": frozenset({"admin"}),
     "audit.read": frozenset({"admin", "auditor"}),
+    "audit.checkpoint": ALL,
     "settings.read": frozenset({"admin", "auditor"}),
     "settings.write": frozenset({"admin"}),
     "self": ALL,
@@ -78,10 +83,16 @@ def level(permission: str) -> int:
 
 
 def check_role(principal: Principal, operation: str) -> None:
+    """The caller's role may attempt ``operation``, and so may its API token's scopes."""
     if principal.role not in OPERATIONS[operation]:
         raise PolicyDenied(
             f"role {principal.role!r} may not perform {operation!r}",
             remedy="ask an administrator for a role that allows it",
+        )
+    if principal.via == "token" and not allows(principal.scopes, operation):
+        raise PolicyDenied(
+            f"this API token's scopes {list(principal.scopes)} do not include {operation!r}",
+            remedy="create a token with that scope",
         )
 
 
@@ -93,7 +104,7 @@ class Access:
 
     def grant_level(self, principal: Principal, resource: str, resource_id: int) -> int:
         """The caller's level on a project or dataset (-1: none)."""
-        with self._store.session() as s:
+        with self._store.reading() as s:
             if resource == "project":
                 if s.get(Project, resource_id) is None:
                     raise NotFound(f"project {resource_id} does not exist")

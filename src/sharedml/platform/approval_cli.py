@@ -48,14 +48,21 @@ def list_approvals(
 
 @approval_app.command("show")
 def show(approval_id: int, url: str = URL, token: str | None = TOKEN, ca: Path | None = CA) -> None:
-    """The job spec an approval is about, and its SHA-256 as computed here."""
+    """The job spec an approval is about, its SHA-256 as computed here, and the steps
+    that run on your dataset with what each reveals to whom (computed here too)."""
     from sharedml.approvals import spec_sha256
+    from sharedml.platform.approval_brief import brief
 
     with _client(url, token, ca) as c:
         about = c.approval_spec(approval_id)
     typer.echo(json.dumps(about["spec"], indent=2))
     typer.echo(f"dataset {about['party']}/{about['dataset']} of job {about['job_id']}; "
                f"spec SHA-256 {spec_sha256(about['spec'])}")
+    for step in brief(about["spec"], about["party"]):
+        others = ", ".join(step["with_parties"]) or "no other party"
+        dealer = f" and dealer {step['dealer']}" if step["dealer"] else ""
+        typer.echo(f"step {step['step']} ({step['component']}) with {others}{dealer}; "
+                   f"reveals: {step['reveals']}")
 
 
 @approval_app.command("approve")

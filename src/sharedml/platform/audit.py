@@ -13,9 +13,11 @@ and PostgreSQL and after a backup and restore.
   longer matches);
 - reordered entries: ``prev_hash`` no longer links to the entry before.
 
-Truncating the tail leaves a shorter valid chain; compare the head hash
-(``verify`` reports it) with one kept elsewhere (``--head`` in the CLI) to
-catch that too.
+Anyone who may write the database can rewrite an entry and recompute every
+later hash, or cut the tail, and the chain alone still verifies: parties keep
+the platform's signed checkpoints (``audit_checkpoints.py``) and verify against
+them, which catches both; a head hash noted earlier (``--head`` in the CLI)
+must still be in the chain, however much it grew since.
 
 Entries never carry secrets: no passwords, TOTP codes or tokens.
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sharedml.errors import SharedMLError
+from sharedml.platform.audit_checkpoints import Checkpoint, against
 from sharedml.platform.clock import Clock
 from sharedml.platform.store import Store
 from sharedml.platform.store.models import AuditEntry
@@ -120,7 +123,7 @@ class AuditLog:
     def _retried(self, add: Callable[[], AuditEntry]) -> AuditEntry:
         """Run ``add`` under the lock; on a race for the next seq, read the new head and retry."""
         for _ in range(20):
-            with self._lock:
+            with self._store.writer(), self._lock:  # the store's first: sessions take it
                 try:
                     return add()
                 except IntegrityError:
@@ -181,23 +184,18 @@ class AuditLog:
             yield from rows
             after = rows[-1].seq
 
-    def verify(self) -> Verification:
-        """Walk the chain; the first entry that does not check out is named."""
-        prev, expected, n = GENESIS, 1, 0
-        for e in self._iter():
-            fields = entry_dict(e)
-            if e.seq != expected:
-                return Verification(
-                    False, n, prev, e.seq, f"entry {expected} is missing (next is {e.seq})"
-                )
-            if e.prev_hash != prev:
-                return Verification(
-                    False, n, prev, e.seq, f"entry {e.seq} does not link to entry {e.seq - 1}"
-                )
-            if entry_hash(prev, fields) != e.hash:
-                return Verification(False, n, prev, e.seq, f"entry {e.seq} was altered")
-            prev, expected, n = e.hash, expected + 1, n + 1
-        return Verification(True, n, prev)
+    def head(self) -> tuple[int, str]:
+        """The newest entry's ``(seq, hash)``; ``(0, GENESIS)`` for an empty log."""
+        with self._store.reading() as s:
+            e = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()
+            return (e.seq, e.hash) if e else (0, GENESIS)
+
+    def verify(self, kept: list[Checkpoint] | None = None, public_pem: str = "",
+               seen: str | None = None) -> Verification:
+        """Walk the chain; the first entry that does not check out is named. With ``kept``
+        (checkpoints signed with ``public_pem``), also against them; with ``seen`` (a
+        head hash read earlier), the chain must still hold that entry."""
+        return _walk((entry_dict(e) for e in self._iter()), kept or [], public_pem, seen)
 
     def export(self) -> Iterator[str]:
         """The whole chain as JSON lines, oldest first (each line verifiable on its own)."""
@@ -205,17 +203,34 @@ class AuditLog:
             yield canonical(entry_dict(e))
 
 
-def verify_lines(lines: Iterator[str] | list[str]) -> Verification:
-    """Verify an exported chain (JSON lines) without a database."""
+def verify_lines(lines: Iterable[str], kept: list[Checkpoint] | None = None,
+                 public_pem: str = "", seen: str | None = None) -> Verification:
+    """Verify an exported chain (JSON lines) without a database; as :meth:`AuditLog.verify`."""
+    entries = (json.loads(line) for line in lines if line.strip())
+    return _walk(entries, kept or [], public_pem, seen)
+
+
+def _walk(entries: Iterable[dict[str, Any]], kept: list[Checkpoint], public_pem: str,
+          seen: str | None) -> Verification:
     prev, expected, n = GENESIS, 1, 0
-    for line in lines:
-        if not line.strip():
-            continue
-        fields = json.loads(line)
+    wanted = {c.seq for c in kept}
+    hashes: dict[int, str] = {}
+    found = seen is None or seen == GENESIS
+    for fields in entries:
         seq = fields.get("seq")
-        if seq != expected or fields.get("prev_hash") != prev:
-            return Verification(False, n, prev, seq, f"entry {seq} is out of place or missing")
+        if seq != expected:
+            return Verification(False, n, prev, seq, f"entry {expected} is missing (next is {seq})")
+        if fields.get("prev_hash") != prev:
+            return Verification(False, n, prev, seq, f"entry {seq} does not link to entry {seq - 1}")
         if entry_hash(prev, fields) != fields.get("hash"):
             return Verification(False, n, prev, seq, f"entry {seq} was altered")
         prev, expected, n = fields["hash"], expected + 1, n + 1
-    return Verification(True, n, prev)
+        found = found or prev == seen
+        if seq in wanted:
+            hashes[seq] = prev
+    if not found:
+        return Verification(False, n, prev, None,
+                            f"no entry has the head hash {seen} seen earlier: the log was cut "
+                            "or rewritten")
+    return against(Verification(True, n, prev), hashes, kept, public_pem) if kept else \
+        Verification(True, n, prev)

@@ -1,4 +1,4 @@
-"""Users and access (9.1, 9.2): passwords, TOTP, sessions, API tokens, lock-out.
+"""Users and access (9.1, 9.2): passwords, TOTP, sessions, API tokens, login throttling.
 
 1. Passwords are hashed with argon2id (``argon2-cffi``); an unknown user costs
    the same hash as a known one.
@@ -10,14 +10,16 @@
    either way is tolerated.
 3. A successful login opens a session: a random bearer token (``sms_...``)
    of which only the SHA-256 is stored. A session ends after
-   ``session_idle_minutes`` without a request (9.2-2, 30 by default), after
-   ``session_max_hours`` in any case, or at logout. Time comes from the
-   injected :class:`~sharedml.platform.clock.Clock`.
-4. API tokens (``smt_...``) are for scripts: created by a logged-in user,
-   hashed at rest, revocable, optionally expiring; they do not idle out.
-5. ``lockout_threshold`` consecutive failures (wrong password or TOTP) lock
-   the account for ``lockout_minutes``; each client may try at most
-   ``login_rate_per_minute`` logins a minute (429). All are runtime settings.
+   ``session_idle_minutes`` without a request (9.2-2, 30 by default; its last
+   use is written at most every 15 s, so it may end up to 15 s early), after
+   ``session_max_hours`` in any case, at logout, or when the user's password
+   changes. Time comes from the injected :class:`~sharedml.platform.clock.Clock`.
+4. API tokens (``smt_...``) are for scripts: minted from a session, expiring,
+   idle-limited, scoped and revocable (:mod:`sharedml.platform.tokens` states
+   the rules).
+5. Failed logins slow down the client that makes them, never lock the
+   account; every refusal reads the same for known and unknown names
+   (:mod:`sharedml.platform.login_guard`). All limits are runtime settings.
 
 Every login, failed or not, is written to the audit log (without secrets).
 """
@@ -29,27 +31,30 @@ import functools
 import hashlib
 import hmac
 import secrets
-import threading
-from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from sharedml.errors import AuthError, ConfigError
 from sharedml.platform.audit import AuditLog
 from sharedml.platform.clock import Clock
-from sharedml.platform.errors import LoginThrottled, NotFound
+from sharedml.platform.errors import NotFound
 from sharedml.platform.keys import SecretBox
+from sharedml.platform.login_guard import LoginGuard
 from sharedml.platform.runtime import SettingsService
 from sharedml.platform.store import Store
 from sharedml.platform.store.models import ROLES, ApiToken, User, UserSession
+from sharedml.platform.tokens import TOKEN_PREFIX, Tokens
 
 SESSION_PREFIX = "sms_"
-TOKEN_PREFIX = "smt_"
+#: A session's ``last_seen`` is written at most this often.
+SESSION_TOUCH_S = 15.0
 TOTP_STEP = 30
 TOTP_DIGITS = 6
 TOTP_ISSUER = "sharedml"
@@ -62,10 +67,12 @@ class Principal:
     user_id: int
     username: str
     role: str
-    via: str  # "session" | "token"
+    via: str  # "session" | "token" | "cli"
     credential_id: int
     #: The organisation the user acts for (``None``: the operator's own staff).
     party: str | None = None
+    #: What an API token may do (``tokens.allows``); ``*`` for sessions.
+    scopes: tuple[str, ...] = ("*",)
 
 
 def _digest(token: str) -> str:
@@ -105,33 +112,6 @@ class Totp:
         return cls._totp(secret).get_provisioning_uri(username, TOTP_ISSUER)
 
 
-class LoginLimiter:
-    """At most ``limit`` attempts per key in any 60 s window (in memory, per process)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._hits: dict[str, deque[dt.datetime]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def hit(self, key: str, limit: int) -> None:
-        now = self._clock.now()
-        with self._lock:
-            q = self._hits[key]
-            while q and (now - q[0]).total_seconds() >= 60:
-                q.popleft()
-            if len(self._hits) > 10_000:  # forget clients idle for a minute
-                for stale in [
-                    k for k, v in self._hits.items() if not v or (now - v[-1]).total_seconds() >= 60
-                ]:
-                    del self._hits[stale]
-                q = self._hits[key]
-            if len(q) >= limit:
-                raise LoginThrottled(
-                    "too many login attempts", remedy="wait a minute before trying again"
-                )
-            q.append(now)
-
-
 class Authenticator:
     """Logins, sessions and tokens against the store."""
 
@@ -150,7 +130,8 @@ class Authenticator:
         self._box = box
         self._settings = settings
         self._audit = audit
-        self._limiter = LoginLimiter(clock)
+        self.guard = LoginGuard(clock)
+        self.tokens = Tokens(store, clock, settings, audit)
 
     # --- users -----------------------------------------------------------------
 
@@ -225,7 +206,7 @@ class Authenticator:
     ) -> tuple[str, Principal]:
         """Check password (and TOTP), then open a session; returns its bearer token."""
         rules = self._settings.current()
-        self._limiter.hit(f"client:{client}", rules.login_rate_per_minute)
+        self.guard.before(username, client, rules.login_rate_per_minute)
         now = self._clock.now()
         with self._store.session() as s:
             user = s.scalars(select(User).where(User.username == username)).first()
@@ -233,45 +214,36 @@ class Authenticator:
                 self.check_password(self._dummy_hash, password)
                 failure = "unknown or disabled user"
             elif user.locked_until is not None and user.locked_until > now:
-                failure = "account locked"
+                self.check_password(self._dummy_hash, password)
+                failure = "account locked by an administrator"
             else:
                 failure = self._check_factors(user, password, totp_code, now)
-                if failure:
-                    user.failed_attempts += 1
-                    if user.failed_attempts >= rules.lockout_threshold:
-                        user.locked_until = now + dt.timedelta(minutes=rules.lockout_minutes)
-                        user.failed_attempts = 0
-                        failure += "; account now locked"
-                else:
-                    user.failed_attempts = 0
-                    user.locked_until = None
-                    token = SESSION_PREFIX + secrets.token_urlsafe(32)
-                    session = UserSession(
-                        user_id=user.id,
-                        token_hash=_digest(token),
-                        created_at=now,
-                        last_seen=now,
-                        expires_at=now + dt.timedelta(hours=rules.session_max_hours),
-                    )
-                    s.add(session)
-                    s.flush()
-                    principal = Principal(user.id, user.username, user.role, "session",
-                                          session.id, user.party)
+                if not failure:
+                    principal, token = self._open_session(s, user, now, rules.session_max_hours)
         if failure:
+            slowed = self.guard.failed(username, client, rules.lockout_threshold,
+                                       rules.lockout_minutes)
             self._audit.append(
-                username,
-                "auth.login",
-                username,
-                outcome="denied",
-                detail={"reason": failure, "client": client},
+                username, "auth.login", username, outcome="denied",
+                detail={"reason": failure + ("; client backs off" if slowed else ""),
+                        "client": client},
             )
-            locked = "locked" in failure
-            raise AuthError(
-                "account locked" if locked else "invalid username, password or TOTP code",
-                remedy="wait for the lock-out to end" if locked else None,
-            )
+            raise AuthError("invalid username, password or TOTP code")
+        self.guard.succeeded(username, client)
         self._audit.append(username, "auth.login", username, detail={"client": client})
         return token, principal
+
+    def _open_session(
+        self, s: Any, user: User, now: dt.datetime, max_hours: int
+    ) -> tuple[Principal, str]:
+        user.failed_attempts = 0
+        token = SESSION_PREFIX + secrets.token_urlsafe(32)
+        session = UserSession(user_id=user.id, token_hash=_digest(token), created_at=now,
+                              last_seen=now, expires_at=now + dt.timedelta(hours=max_hours))
+        s.add(session)
+        s.flush()
+        return Principal(user.id, user.username, user.role, "session", session.id,
+                         user.party), token
 
     def _check_factors(
         self, user: User, password: str, totp_code: str | None, now: dt.datetime
@@ -310,67 +282,51 @@ class Authenticator:
     def _from_session(self, bearer: str) -> Principal:
         now = self._clock.now()
         idle = dt.timedelta(minutes=self._settings.current().session_idle_minutes)
-        with self._store.session() as s:
+        with self._store.reading() as s:  # no write lock for the check itself
             row = s.scalars(
                 select(UserSession).where(UserSession.token_hash == _digest(bearer))
             ).first()
-            if row is None or row.revoked:
-                raise AuthError("session not found or logged out", remedy="log in again")
-            if now - row.last_seen > idle or now >= row.expires_at:
-                row.revoked = True
-                expired = True
-            else:
-                expired = False
-                row.last_seen = now
-                user = s.get(User, row.user_id)
-        if expired:
+            user = s.get(User, row.user_id) if row is not None else None
+        if row is None or row.revoked:
+            raise AuthError("session not found or logged out", remedy="log in again")
+        if now - row.last_seen > idle or now >= row.expires_at:
+            self._write_session(row.id, revoked=True)
             raise AuthError("session expired", remedy="log in again")
+        if (now - row.last_seen).total_seconds() >= SESSION_TOUCH_S:
+            self._write_session(row.id, last_seen=now)
         return self._principal(user, "session", row.id)
 
+    def _write_session(self, session_id: int, **values: Any) -> None:
+        try:
+            with self._store.session() as s:
+                s.execute(update(UserSession).where(UserSession.id == session_id).values(**values))
+        except OperationalError:
+            pass  # a busy store: the next request records it
+
     def _from_token(self, bearer: str) -> Principal:
-        now = self._clock.now()
-        with self._store.session() as s:
-            row = s.scalars(select(ApiToken).where(ApiToken.token_hash == _digest(bearer))).first()
-            if row is None or row.revoked:
-                raise AuthError("API token not found or revoked", remedy="create a new token")
-            if row.expires_at is not None and now >= row.expires_at:
-                raise AuthError("API token expired", remedy="create a new token")
-            row.last_used_at = now
-            user = s.get(User, row.user_id)
-        return self._principal(user, "token", row.id)
+        user, row = self.tokens.check(bearer)
+        return self._principal(user, "token", row.id, tuple(row.scopes.split()))
 
     @staticmethod
-    def _principal(user: User | None, via: str, credential_id: int) -> Principal:
+    def _principal(
+        user: User | None, via: str, credential_id: int, scopes: tuple[str, ...] = ("*",)
+    ) -> Principal:
         if user is None or user.disabled:
             raise AuthError("user disabled", remedy="ask an administrator")
-        return Principal(user.id, user.username, user.role, via, credential_id, user.party)
+        return Principal(user.id, user.username, user.role, via, credential_id, user.party,
+                         scopes)
 
     def create_token(
-        self, principal: Principal, name: str, expires_days: int | None = None
+        self,
+        principal: Principal,
+        name: str,
+        expires_days: int | None = None,
+        scopes: list[str] | None = None,
     ) -> tuple[ApiToken, str]:
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = self._clock.now()
-        row = ApiToken(
-            user_id=principal.user_id,
-            name=name,
-            token_hash=_digest(token),
-            created_at=now,
-            expires_at=now + dt.timedelta(days=expires_days) if expires_days else None,
-        )
-        with self._store.session() as s:
-            s.add(row)
-        self._audit.append(principal.username, "auth.token.create", name)
-        return row, token
+        return self.tokens.create(principal, name, expires_days, scopes)
 
     def list_tokens(self, user_id: int) -> list[ApiToken]:
-        with self._store.session() as s:
-            stmt = select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
-            return list(s.scalars(stmt).all())
+        return self.tokens.list(user_id)
 
     def revoke_token(self, principal: Principal, token_id: int) -> None:
-        with self._store.session() as s:
-            row = s.get(ApiToken, token_id)
-            if row is None or (row.user_id != principal.user_id and principal.role != "admin"):
-                raise NotFound(f"API token {token_id} does not exist")
-            row.revoked = True
-        self._audit.append(principal.username, "auth.token.revoke", str(token_id))
+        self.tokens.revoke(principal, token_id)

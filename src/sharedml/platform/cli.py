@@ -86,6 +86,11 @@ def serve(
     ),
     node_port: int = typer.Option(8601, "--node-port", min=0, max=65535),
     tick_s: float = typer.Option(0.5, "--tick", min=0.05, help="scheduler period (s)"),
+    trusted_proxy: list[str] = typer.Option(
+        [], "--trusted-proxy",
+        help="a reverse proxy's address or network whose X-Forwarded-For names the client "
+        "(repeatable); from any other peer the header is ignored",
+    ),
     insecure_http: bool = typer.Option(
         False, "--insecure-http", help="serve the REST API as plain HTTP (logs a warning)"
     ),
@@ -105,7 +110,8 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     tls = https_files(certfile, keyfile, pki_dir, insecure_http)
     certfile, keyfile = tls if tls else (None, None)
-    config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile)
+    config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile,
+                            trusted_proxies=tuple(trusted_proxy))
     app = create_app(config)
     scheduler = app.state.scheduler
     stop = threading.Event()
@@ -128,6 +134,7 @@ def serve(
     loop = threading.Thread(target=_tick, args=(scheduler, stop, tick_s, app.state.metrics.ticks),
                             daemon=True)
     loop.start()
+    _publish_checkpoints(app.state.platform, stop)
     try:
         uvicorn.run(
             app,
@@ -136,11 +143,20 @@ def serve(
             ssl_certfile=str(certfile) if certfile else None,
             ssl_keyfile=str(keyfile) if keyfile else None,
             log_level="info",
+            proxy_headers=False,  # the app reads X-Forwarded-For from --trusted-proxy only
         )
     finally:
         stop.set()
         if nodes is not None:
             nodes.stop()
+
+
+def _publish_checkpoints(platform: Any, stop: threading.Event) -> None:
+    """Signed audit checkpoints while serving (issue 14 item 7)."""
+    from sharedml.platform.audit_checkpoints import publish_every
+
+    threading.Thread(target=publish_every, daemon=True,
+                     args=(platform.checkpoints, platform.audit, platform.clock, stop)).start()
 
 
 def _tick(scheduler: Any, stop: threading.Event, period: float, ticks: Any) -> None:
@@ -218,7 +234,6 @@ def restore_cmd(
 def user_add(
     username: str,
     role: str = typer.Option(..., "--role", help="admin, data_owner, analyst or auditor"),
-    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
     totp: bool = typer.Option(True, "--totp/--no-totp", help="enrol a TOTP second factor"),
     party: str | None = typer.Option(
         None, "--party", help="the organisation the user acts for (its datasets)"
@@ -226,13 +241,36 @@ def user_add(
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
 ) -> None:
-    """Create a user; prints the TOTP provisioning URI once."""
+    """Create a user; prints the TOTP provisioning URI once.
+
+    The password is asked for twice without echo on a terminal; otherwise it is
+    the first line of standard input (``... < secret.txt``), read without a
+    prompt. It is never an argument (arguments show in ``ps`` and shell history).
+    """
+    password = _read_password()
     user, uri = _open(data_dir, db_url).users.create(
         "cli", username, password, role, totp=totp, party=party
     )
     typer.echo(f"created user {user.username} (id {user.id}, role {user.role})")
     if uri:
         typer.echo(f"TOTP: {uri}")
+
+
+def _read_password() -> str:
+    """A new password: typed twice without echo on a terminal, else stdin's first line."""
+    import getpass
+    import sys
+
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise ConfigError("no password on standard input",
+                              remedy="pipe it in: sharedml user add NAME --role R < file")
+        return password
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat for confirmation: ") != password:
+        raise ConfigError("the two passwords differ", remedy="run the command again")
+    return password
 
 
 @user_app.command("list")
@@ -263,7 +301,8 @@ def user_set(
 def user_token(
     username: str,
     name: str = typer.Option("cli", "--name"),
-    days: int | None = typer.Option(None, "--days", min=1),
+    days: int | None = typer.Option(None, "--days", min=1, max=365,
+                                    help="days until it expires (default 30)"),
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
 ) -> None:
@@ -286,24 +325,49 @@ def audit_verify(
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
     file: Path | None = typer.Option(None, "--file", help="verify an exported JSON-lines file"),
-    head: str | None = typer.Option(None, "--head", help="expected head hash (catches truncation)"),
+    head: str | None = typer.Option(
+        None, "--head", help="a head hash noted earlier: the chain must still hold it"
+    ),
+    checkpoints: Path | None = typer.Option(
+        None, "--checkpoints", help="signed checkpoints kept with 'audit checkpoint --save'"
+    ),
 ) -> None:
-    """Check the hash chain; names the first bad entry. Exit 1 if it does not verify."""
+    """Check the hash chain (and kept checkpoints); names the first bad entry. Exit 1 if
+    it does not verify."""
     from sharedml.platform.audit import verify_lines
+    from sharedml.platform.audit_checkpoints import load_kept
 
+    pem, kept = load_kept(checkpoints) if checkpoints else ("", [])
     if file is not None:
         with file.open(encoding="utf-8") as fh:
-            v = verify_lines(fh)
+            v = verify_lines(fh, kept, pem, head)
     else:
-        v = _open(data_dir, db_url).audit.verify()
-    if v.ok and head is not None and v.head != head:
-        typer.echo(f"audit log: {v.entries} entries verify, but the head is {v.head}, not {head}")
-        raise typer.Exit(1)
+        v = _open(data_dir, db_url).audit.verify(kept, pem, head)
     if v.ok:
-        typer.echo(f"audit log OK: {v.entries} entries, head {v.head}")
+        against = f"; {len(kept)} checkpoint(s) match" if kept else ""
+        typer.echo(f"audit log OK: {v.entries} entries, head {v.head}{against}")
         return
-    typer.echo(f"audit log BROKEN at entry {v.first_bad_seq}: {v.reason}")
+    where = f" at entry {v.first_bad_seq}" if v.first_bad_seq is not None else ""
+    typer.echo(f"audit log BROKEN{where}: {v.reason}")
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    save: Path = typer.Option(..., "--save", help="file of kept checkpoints (appended to)"),
+    url: str = URL,
+    token: str | None = TOKEN,
+    ca: Path | None = CA,
+) -> None:
+    """Fetch the platform's signed checkpoint of its audit log and keep it (the first
+    save pins the platform's key); verify later with 'audit verify --checkpoints'."""
+    from sharedml.platform.audit_checkpoints import Checkpoint, keep
+
+    with _client(url, token, ca) as client:
+        got = client.audit_checkpoint()
+    c = Checkpoint(got["seq"], got["head"], got["ts"], got["signature"])
+    keep(save, got["public_key"], c)
+    typer.echo(f"kept checkpoint of entry {c.seq} (head {c.head}) in {save}")
 
 
 @audit_app.command("export")

@@ -24,6 +24,9 @@ class PlatformConfig:
     port: int = 8600
     certfile: Path | None = None
     keyfile: Path | None = None
+    #: Proxies (addresses or networks) whose ``X-Forwarded-For`` names the client;
+    #: from anyone else the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 def https_files(

@@ -107,12 +107,14 @@ def register(app: typer.Typer) -> None:
             None, "--passphrase-file", help="first line: the passphrase (or set "
             "SHAREDML_BACKUP_PASSPHRASE)"),
     ) -> None:
-        """Seal this node's model parts (work_dir/jobs/*/model-*.json) under a passphrase."""
+        """Seal this node's model parts (and the at-rest keys that open them) under a
+        passphrase."""
         from sharedml.node.agent import NodeConfig
         from sharedml.node.backup import backup_models
 
         node = NodeConfig.load(config)
-        n = backup_models(node.party, node.work_dir, file, _secret(passphrase_file))
+        n = backup_models(node.party, node.work_dir, file, _secret(passphrase_file),
+                          node.models_dir, node.keys_dir)
         typer.echo(f"sealed {n} model part(s) of node {node.party} into {file}")
 
     @app.command("node-restore")
@@ -126,7 +128,8 @@ def register(app: typer.Typer) -> None:
         from sharedml.node.backup import restore_models
 
         node = NodeConfig.load(config)
-        paths = restore_models(node.party, node.work_dir, file, _secret(passphrase_file))
+        paths = restore_models(node.party, node.work_dir, file, _secret(passphrase_file),
+                               node.models_dir, node.keys_dir)
         typer.echo(f"restored {len(paths)} model part(s) into {node.work_dir}")
 
 

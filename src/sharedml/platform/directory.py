@@ -17,6 +17,7 @@ from sharedml.platform.store.models import (
     Project,
     User,
 )
+from sharedml.platform.tokens import revoke_all_in
 
 if TYPE_CHECKING:
     from sharedml.platform.service import Platform
@@ -73,9 +74,11 @@ class Users:
                 user.disabled = changed["disabled"] = disabled
             if password is not None:
                 user.password_hash = self._p.auth.hash_password(password)
-                changed["password"] = "changed"
+                revoke_all_in(s, user.id)  # a new password ends every session and token
+                changed["password"] = "changed; sessions and tokens revoked"
             if unlock:
                 user.locked_until, user.failed_attempts = None, 0
+                self._p.auth.guard.forget(user.username)
                 changed["unlock"] = True
             if party is not None:
                 user.party = changed["party"] = party

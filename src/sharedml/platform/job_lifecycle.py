@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from sharedml.errors import PolicyDenied, SharedMLError
 from sharedml.platform.errors import Conflict
-from sharedml.platform.job_book import JobBook
+from sharedml.platform.job_book import JobBook, task_key
 from sharedml.platform.job_plan import StepPlan
 from sharedml.platform.store.models import FINAL_STATES, Job, Node, Task
 
@@ -45,6 +45,9 @@ MOVES: dict[str, frozenset[str]] = {
 #: Says why a job may not touch its datasets yet (``None``: every owner approved).
 #: Raises :class:`PolicyDenied` when an owner refused.
 ApprovalGate = Callable[[Session, Job], str | None]
+#: Runs in the transaction that marks a job succeeded, with its current tasks
+#: (the platform registers the model versions its train steps made).
+SuccessHook = Callable[[Session, Job, list[Task]], object]
 
 
 class IllegalTransition(Conflict):
@@ -98,9 +101,11 @@ def _cause(failed: list[Task], plan: StepPlan) -> Task:
 class Lifecycle:
     """Moves the jobs of a :class:`JobBook` through their states, inside its transactions."""
 
-    def __init__(self, book: JobBook, approvals: ApprovalGate = open_gate) -> None:
+    def __init__(self, book: JobBook, approvals: ApprovalGate = open_gate,
+                 on_success: SuccessHook | None = None) -> None:
         self.book = book
         self.approvals = approvals
+        self.on_success = on_success
 
     def advance(self, s: Session, job: Job, now: dt.datetime) -> None:
         """Start ready steps, time out silent tasks, retry or fail failed steps."""
@@ -128,6 +133,8 @@ class Lifecycle:
             move(job, "succeeded", now)
             job.reason = None
             self.book.audit("job.succeeded", job.id, {})
+            if self.on_success is not None:
+                self.on_success(s, job, [t for ts in current.values() for t in ts])
         if job.state not in FINAL_STATES:
             # a dealer task has no progress of its own: it lasts as long as its step
             flat = [t for p in plans for t in current.get(p.id, []) if t.party != p.dealer]
@@ -142,12 +149,26 @@ class Lifecycle:
         self.book.audit("job.failed", job.id, {"reason": reason})
 
     def _limit(self, job: Job) -> float:
+        """How long a ready step waits for an offline node to come back."""
         return job.timeout_s or self.book.config.task_timeout_s
 
+    def _silence(self, job: Job) -> float:
+        """How long a node may be silent before its task fails (``heartbeat_timeout_s``)."""
+        return job.timeout_s or self.book.config.silence_s
+
     def _time_out(self, job: Job, plan: StepPlan, tasks: list[Task], now: dt.datetime) -> None:
-        limit = self._limit(job)
+        limit = self._silence(job)
+        step_limit = self.book.config.step_timeout_s
         for t in tasks:
-            last = self.book.last(t.id, t.heartbeat_at or t.started_at)
+            # the node ends a step at its step timeout; one that still has not reported a
+            # heartbeat timeout later is stuck (computing, not waiting): fail it here
+            if (t.state == "running" and step_limit and t.started_at is not None
+                    and (now - t.started_at).total_seconds() > step_limit + limit):
+                move(t, "failed", now, f"step {plan.id!r} did not finish at {who(t, plan.dealer)} "
+                     f"within its step timeout of {step_limit:g} s")
+                continue
+            key = task_key(t.node_id or "", t.id)
+            last = self.book.last(key, t.heartbeat_at or t.started_at)
             if t.state == "running" and last is not None and (now - last).total_seconds() > limit:
                 move(
                     t,
@@ -173,7 +194,7 @@ class Lifecycle:
         if dealer is None or dealer.state != "running" or dealer in failed:
             return False
         first = min((t.finished_at for t in failed if t.finished_at), default=now)
-        return (now - first).total_seconds() <= self._limit(job)
+        return (now - first).total_seconds() <= self._silence(job)
 
     def _start(
         self,
@@ -206,7 +227,7 @@ class Lifecycle:
                 self.fail_job(s, job, now, wrong)
                 return
             last = self.book.last(t.party, node.last_heartbeat if node else None)
-            if last is None or (now - last).total_seconds() > limit:
+            if last is None or (now - last).total_seconds() > self._silence(job):
                 if (now - ready_since).total_seconds() > limit:
                     move(
                         t,
@@ -253,12 +274,14 @@ class Lifecycle:
             )
             self.book.audit("job.retry", job.id, {"step": plan.id, "attempt": attempt})
             return
+        then = "".join(f"\n  then: {who(t, plan.dealer)}: {t.reason}" for t in tasks
+                       if t is not cause and t.state == "failed")  # after the root cause
         self.fail_job(
             s,
             job,
             now,
             f"step {plan.id!r} failed at {who(cause, plan.dealer)} "
-            f"(attempt {attempt} of {job.max_attempts}): {cause.reason}",
+            f"(attempt {attempt} of {job.max_attempts}): {cause.reason}{then}",
         )
 
 

@@ -13,7 +13,9 @@ import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sharedml.errors import AuthError, ConfigError
 
@@ -30,6 +32,11 @@ class SecretBox:
                 "the platform key must be 32 bytes", remedy=f"delete a corrupt {KEY_FILE}"
             )
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, purpose: str) -> bytes:
+        """32 bytes for one ``purpose`` (HKDF-SHA256): other keys kept by this one file."""
+        return HKDF(hashes.SHA256(), 32, salt=None, info=purpose.encode()).derive(self._key)
 
     @classmethod
     def from_data_dir(cls, data_dir: Path) -> SecretBox:

@@ -15,9 +15,11 @@ The other run modes, without a platform, are in :mod:`sharedml.standalone`.
     DIR/owners/<party>-owner.key, .pub
                              each party's data owner's approval key (0600); the
                              public half is the party's node's only approver
-    DIR/cluster.json         URLs, ports, the CA certificate, the approval keys
+    DIR/cluster.json         URLs, ports, the CA certificate, the approval keys,
+                             the database URL when not SQLite
     DIR/tokens.json (0600)   API tokens of the accounts made at first start:
-                             an admin, an analyst, one data owner per party
+                             an admin, an analyst, one data owner per party;
+                             they expire after ``token_days`` (7)
 
 then starts the platform (``sharedml platform serve``: REST API over HTTPS with
 the deployment CA's "platform" certificate, node service and scheduler loop in
@@ -37,9 +39,11 @@ Everything after that goes through the REST API, as in a deployment.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,10 +85,17 @@ class DeploymentSpec:
     max_attempts: int = 3
     #: Start a dealer node too (secret-shared steps need one).
     dealer: bool = True
+    #: Days until the API tokens in tokens.json expire (issue 14 item 6).
+    token_days: int = 7
+    #: The platform's database (``None``: SQLite in DIR/platform; e.g. PostgreSQL).
+    db_url: str | None = None
 
 
 def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
-    """Create the CA, certificates, node configs and accounts; idempotent for ``root``."""
+    """Create the CA, certificates, node configs and accounts; idempotent for ``root``.
+
+    Every dataset is checked first; if anything fails, a folder this call created
+    is removed again (no half-built deployment is left to trip the next start)."""
     root = Path(root).resolve()
     info_path = root / "cluster.json"
     if info_path.exists():
@@ -94,6 +105,45 @@ def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
     if reserved:
         raise ConfigError(f"party name {sorted(reserved)[0]!r} is reserved for the cluster's own "
                           "nodes", remedy="choose another party name")
+    for party, datasets in spec.parties.items():
+        for name, path in datasets.items():
+            _check_dataset(party, name, Path(path))
+    created = not root.exists()
+    try:
+        return _build(root, spec)
+    except BaseException:
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _check_dataset(party: str, name: str, path: Path) -> None:
+    """Refuse a dataset the nodes could not read: missing, not UTF-8, empty, malformed."""
+    from sharedml.datasets.reader import validate_file
+    from sharedml.datasets.schema import Schema
+
+    try:
+        with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except OSError as exc:
+        header, problems = [], [f"cannot be read ({exc.strerror})"]
+    else:
+        problems = [] if header and header[0] else ["the file is empty (no header line)"]
+    if not problems:  # the id column is the first one, as the nodes' registry reads it
+        _, report = validate_file(path, Schema((header[0],), {}, allow_extra_columns=True))
+        problems = [str(p) for p in report.problems if p.kind not in ("duplicate id", "empty id")]
+        if not problems and report.rows == 0:
+            problems = ["the file has a header but no rows"]
+    if problems:
+        raise ConfigError(
+            f"dataset {name!r} of party {party!r} ({path}) cannot be used: {'; '.join(problems)}",
+            remedy="give a UTF-8 CSV file with a header line and at least one row",
+        )
+
+
+def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
+    """Everything :func:`prepare` makes, in ``root``."""
+    info_path = root / "cluster.json"
     root.mkdir(parents=True, exist_ok=True)
     pki_dir = root / "pki"
     pki.init_ca(pki_dir)
@@ -111,6 +161,7 @@ def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
         "parties": sorted(spec.parties),
         "dealer": DEALER if spec.dealer else None,
         "heartbeat_s": spec.heartbeat_s,
+        "db_url": spec.db_url,
     }
     for party, datasets in spec.parties.items():
         node_dir = root / "nodes" / party
@@ -155,20 +206,22 @@ def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> dict[str, str]:
     from sharedml.platform.auth import Principal
     from sharedml.platform.service import Platform
 
-    platform = Platform.open(data_dir)
+    platform = Platform.open(data_dir, spec.db_url)
     tokens: dict[str, str] = {}
     try:
         def account(username: str, role: str, party: str | None = None) -> Principal:
             user, _ = platform.users.create("sharedml up", username, secrets.token_urlsafe(24),
                                             role, totp=False, party=party)
-            who = Principal(user.id, username, role, "token", 0, party)
-            _, tokens[username] = platform.auth.create_token(who, "local cluster")
+            who = Principal(user.id, username, role, "cli", 0, party)
+            _, tokens[username] = platform.auth.create_token(
+                who, "local cluster", expires_days=spec.token_days)
             return who
 
         account("admin", "admin")
         analyst = account("analyst", "analyst")
         platform.settings.update(
-            {"task_timeout_s": spec.task_timeout_s, "task_max_attempts": spec.max_attempts},
+            {"task_timeout_s": spec.task_timeout_s, "task_max_attempts": spec.max_attempts,
+             "heartbeat_timeout_s": min(spec.task_timeout_s, 3600.0)},
             "sharedml up",
         )
         for party, datasets in spec.parties.items():
@@ -235,6 +288,7 @@ class LocalDeployment:
             sys.executable, "-m", "sharedml.cli", "platform", "serve",
             "--data-dir", str(self.root / "platform"), "--port", port,
             "--pki-dir", str(self.root / "pki"), "--node-port", node_port, "--tick", "0.2",
+            *(["--db-url", info["db_url"]] if info.get("db_url") else []),
         ])
 
     def start_node(self, party: str) -> None:

@@ -112,13 +112,14 @@ class NodeDispatch:
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Record a heartbeat listing ``{task id: progress}``; return (orders, cancels)."""
         now = self.book.clock.now()
+        # Heard before the write lock is asked for: a beat waiting for a busy store
+        # still counts (issue 14 item 3). Kept in memory, written at most every
+        # _FLUSH_S, so nodes beating often do not keep the database busy.
+        self.book.beat(node_id, running, now)
         with self.book.tx() as s:
             node = s.get(Node, node_id)
             if node is None:
                 raise PolicyDenied(f"node {node_id!r} has not said hello", party=node_id)
-            # Heartbeats are kept in memory and written at most every _FLUSH_S, so
-            # nodes beating often do not keep the database busy.
-            self.book.saw(node_id, now)
             flush = _stale(node.last_heartbeat, now) or node.status != "online"
             if flush:
                 node.status, node.last_heartbeat = "online", now
@@ -128,11 +129,12 @@ class NodeDispatch:
                 if task is None or task.state != "running" or task.node_id != node_id:
                     cancels.append(task_id)
                     continue
-                self.book.saw(task_id, now)
                 fraction = min(max(float(progress), 0.0), 1.0)
                 if flush or fraction - task.progress >= 0.25:
                     task.heartbeat_at, task.progress = now, fraction
-            return self._orders(s, node_id, running, now), cancels
+            orders = self._orders(s, node_id, running, now)
+        self.book.ordered(node_id, [o["task_id"] for o in orders], now)
+        return orders, cancels
 
     def _orders(
         self, s: Session, node_id: str, running: dict[str, float], now: dt.datetime
@@ -165,9 +167,14 @@ class NodeDispatch:
         metrics: dict[str, Any],
         reason: str,
         seconds: float,
+        *,
+        retry: bool = True,
     ) -> None:
-        """A node finished a task. Reports for tasks no longer running are ignored."""
+        """A node finished a task. Reports for tasks no longer running are ignored; a
+        failure that would repeat (``retry=False``: bad data, a spec the node refuses, a
+        node that lost the job's state) fails the job at once, without further attempts."""
         now = self.book.clock.now()
+        self.book.heard(node_id, now)  # before the write lock, as a beat (issue 14 item 3)
         with self.book.tx() as s:
             task = s.get(Task, task_id)
             if task is None or task.node_id != node_id or task.state != "running":
@@ -184,6 +191,10 @@ class NodeDispatch:
                 job.result = {"steps": steps}
             else:
                 move(task, "failed", now, reason or "failed without a reason")
+                if not retry:
+                    self.lifecycle.fail_job(s, self.book.job(s, task.job_id), now,
+                                            f"step {task.step_id!r} failed at party "
+                                            f"{task.party!r} (not retried): {task.reason}")
             self.lifecycle.advance(s, self.book.job(s, task.job_id), now)
 
     def _order(self, s: Session, task: Task) -> dict[str, Any]:
@@ -206,6 +217,7 @@ class NodeDispatch:
             "parties": spec["parties"],
             "peers": peers,
             "channel_timeout_s": self.book.config.channel_timeout_s,
+            "step_timeout_s": self.book.config.step_timeout_s,
             "dealer": plan.dealer,
             "spec": spec,
             "approvals": self.signed(s, job),

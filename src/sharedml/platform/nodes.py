@@ -102,7 +102,8 @@ class NodeService:
 
     def _report(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = control.decode(control.Report, raw)
-        self.scheduler.task_report(node, msg.task_id, msg.ok, msg.metrics, msg.reason, msg.seconds)
+        self.scheduler.task_report(node, msg.task_id, msg.ok, msg.metrics, msg.reason, msg.seconds,
+                                   retry=msg.retry)
         if self.metrics is not None:
             self.metrics.task_seconds.labels(node).observe(max(msg.seconds, 0.0))
         return control.Ack()

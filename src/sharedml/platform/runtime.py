@@ -38,6 +38,8 @@ class RuntimeSettings(BaseModel):
     heartbeat_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="node silence before failure"
     )
+    token_max_days: int = Field(90, ge=1, le=365, description="longest API token lifetime")
+    token_idle_days: int = Field(30, ge=1, le=365, description="API token unused this long ends")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
@@ -56,7 +58,7 @@ class SettingsService:
         listener(self.current())
 
     def current(self) -> RuntimeSettings:
-        with self._store.session() as s:
+        with self._store.reading() as s:
             rows = s.scalars(select(Setting)).all()
             stored = {r.key: json.loads(r.value) for r in rows}
         known = {k: v for k, v in stored.items() if k in RuntimeSettings.model_fields}

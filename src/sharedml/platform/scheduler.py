@@ -39,6 +39,7 @@ reason naming the dealer and the step.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -47,8 +48,15 @@ from sqlalchemy.orm import Session
 from sharedml.components import jobspec
 from sharedml.errors import ConfigError, PolicyDenied, SharedMLError
 from sharedml.platform.clock import Clock, SystemClock
+from sharedml.platform.data import datasets_of_spec
 from sharedml.platform.job_book import AuditFn, JobBook, SchedulerConfig
-from sharedml.platform.job_lifecycle import ApprovalGate, Lifecycle, move, open_gate
+from sharedml.platform.job_lifecycle import (
+    ApprovalGate,
+    Lifecycle,
+    SuccessHook,
+    move,
+    open_gate,
+)
 from sharedml.platform.job_plan import decompose
 from sharedml.platform.node_dispatch import (
     DatasetRecords,
@@ -66,6 +74,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Scheduler", "SchedulerConfig"]
 
+#: Called inside the transaction that stores a new job: (session, job, actor).
+SubmitHook = Callable[[Session, Job, str], None]
+
 
 class Scheduler:
     """Drives every job in the store; safe to call from API, gRPC and loop threads."""
@@ -78,21 +89,34 @@ class Scheduler:
         clock: Clock | None = None,
         approvals: ApprovalGate | None = None,
         audit: AuditFn | None = None,
+        on_success: SuccessHook | None = None,
+        on_submit: SubmitHook | None = None,
         signed: SignedApprovals = no_signatures,
         records: DatasetRecords = ignore_records,
     ) -> None:
         self.store = store
+        #: Runs inside a new job's transaction (the platform asks for its approvals
+        #: there, so a job is never stored without them: issue 14 item 3).
+        self.on_submit: SubmitHook = on_submit or (lambda s, job, actor: None)
         self.config = config or SchedulerConfig()
         self.clock = clock or SystemClock()
         self.book = JobBook(store, self.config, self.clock, audit)
-        self.lifecycle = Lifecycle(self.book, approvals or open_gate)
+        self.lifecycle = Lifecycle(self.book, approvals or open_gate, on_success)
         self.nodes = NodeDispatch(self.book, self.lifecycle, signed, records)
+        #: ``scheme: tee`` jobs (:class:`~sharedml.platform.tee_jobs.TeeJobs`), if an enclave node is set up.
+        self.tee: Any = None
 
     @classmethod
     def for_platform(cls, platform: Platform, config: SchedulerConfig | None = None) -> Scheduler:
         """A scheduler over a platform's store, clock, audit log and approvals."""
 
         def gate(session: Session, job: Job) -> str | None:
+            gone = platform.approvals.missing(session, datasets_of_spec(job.spec))
+            if gone:
+                raise PolicyDenied(
+                    f"the record of dataset {gone[0]} was deleted while the job waited",
+                    remedy="its owner registers it again; then submit the job again",
+                )
             status = platform.approvals.status(job.id, session)
             if status == "rejected":
                 raise PolicyDenied("a dataset owner rejected this job's use of their data")
@@ -103,8 +127,13 @@ class Scheduler:
         def audit(s: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
             platform.audit.append_in(s, actor, action, target, detail=detail)
 
+        def ask_owners(s: Session, job: Job, actor: str) -> None:
+            platform.approvals.request_in(s, job, actor)
+
         return cls(platform.store, config, clock=platform.clock, approvals=gate, audit=audit,
-                   signed=signed_approvals, records=platform.datasets.from_node)
+                   on_success=platform.registry.record_job, on_submit=ask_owners,
+                   signed=signed_approvals,
+                   records=platform.datasets.from_node)
 
     # -- jobs ----------------------------------------------------------------------
     def submit(
@@ -121,11 +150,11 @@ class Scheduler:
         parsed = jobspec.load(spec)
         if not parsed.steps:
             raise ConfigError("invalid job spec field steps: a job needs at least one step")
-        if parsed.scheme != "mpc":
-            raise ConfigError(
-                f"scheme {parsed.scheme!r} jobs are not run by node agents",
-                remedy="submit TEE jobs to the enclave manager",
-            )
+        if parsed.scheme == "tee":
+            if self.tee is None:
+                raise ConfigError("this platform has no enclave node for scheme 'tee' jobs",
+                                  remedy="register an enclave node (platform/tee_jobs.py)")
+            return str(self.tee.submit(spec, created_by=created_by, project_id=project_id, actor=actor))
         plans = decompose(parsed, self.config.dealer)
         attempts = self.config.max_attempts if max_attempts is None else max_attempts
         if attempts < 1:
@@ -150,6 +179,7 @@ class Scheduler:
             s.flush()
             for plan in plans:
                 self.book.new_tasks(s, job.id, plan, 0, now)
+            self.on_submit(s, job, actor)
             self.book.remember(job.id, plans)
             self.book.audit("job.submit", job.id, {"name": parsed.name}, actor)
             return job.id
@@ -165,23 +195,36 @@ class Scheduler:
             self.book.audit("job.cancel", job_id, {}, by)
 
     def tick(self) -> None:
-        """Advance every unfinished job: dispatch ready steps, time out silent tasks."""
+        """Advance every unfinished job: dispatch ready steps, time out silent tasks.
+
+        One short transaction per job (not one for all), after planning outside
+        any transaction, so nodes' calls and API writes get the store between them.
+        """
         now = self.clock.now()
+        self.book.plan_ahead()
+        with self.store.reading() as s:
+            live = list(s.scalars(select(Job.id).where(Job.state.in_(("pending", "running")),
+                                                       Job.scheme == "mpc")))
+        for job_id in live:
+            with self.book.tx() as s:
+                job = s.get(Job, job_id)
+                if job is not None and job.state in ("pending", "running"):
+                    self.lifecycle.advance(s, job, now)
         with self.book.tx() as s:
-            jobs = s.scalars(select(Job).where(Job.state.in_(("pending", "running"))))
-            for job in list(jobs):
-                self.lifecycle.advance(s, job, now)
             for node in s.scalars(select(Node).where(Node.status == "online")).all():
                 last = self.book.last(node.id, node.last_heartbeat)
-                if last is None or (now - last).total_seconds() > self.config.task_timeout_s:
+                if last is None or (now - last).total_seconds() > self.config.silence_s:
                     node.status = "offline"
+        if self.tee is not None:
+            self.tee.tick()
 
     def recover(self) -> list[str]:
         """On platform start: resume or fail every job that was running; return their ids."""
         now = self.clock.now()
         touched = []
+        self.book.plan_ahead()
         with self.book.tx() as s:
-            for job in s.scalars(select(Job).where(Job.state == "running")).all():
+            for job in s.scalars(select(Job).where(Job.state == "running", Job.scheme == "mpc")).all():
                 touched.append(job.id)
                 try:
                     self.book.plan(job)
@@ -224,10 +267,11 @@ class Scheduler:
 
     def task_report(
         self, node_id: str, task_id: str, ok: bool, metrics: dict[str, Any], reason: str,
-        seconds: float,
+        seconds: float, *, retry: bool = True,
     ) -> None:
-        """A node finished a task. Reports for tasks no longer running are ignored."""
-        self.nodes.report(node_id, task_id, ok, metrics, reason, seconds)
+        """A node finished a task. Reports for tasks no longer running are ignored; a
+        failure the node says would repeat (``retry=False``) fails the job at once."""
+        self.nodes.report(node_id, task_id, ok, metrics, reason, seconds, retry=retry)
 
     def finished(self, job_ids: list[str]) -> list[str]:
         """Which of ``job_ids`` are over (or unknown): their nodes may drop their state."""

@@ -21,12 +21,14 @@ from argon2 import PasswordHasher
 
 from sharedml.platform.access import Access, level
 from sharedml.platform.audit import AuditLog
+from sharedml.platform.audit_checkpoints import PURPOSE as CHECKPOINT_PURPOSE
+from sharedml.platform.audit_checkpoints import CheckpointSigner
 from sharedml.platform.auth import Authenticator
 from sharedml.platform.clock import Clock, SystemClock
 from sharedml.platform.data import Approvals, Datasets, datasets_of_spec
 from sharedml.platform.directory import Grants, Projects, Users
 from sharedml.platform.keys import SecretBox
-from sharedml.platform.registry import Jobs, Models, Nodes
+from sharedml.platform.registry import Jobs, ModelRegistry, Models, Nodes
 from sharedml.platform.runtime import SettingsService, apply_log_level
 from sharedml.platform.store import Store, sqlite_url
 
@@ -46,6 +48,7 @@ class Platform:
         self.clock: Clock = clock or SystemClock()
         self.box = SecretBox.from_data_dir(self.data_dir)
         self.audit = AuditLog(store, self.clock)
+        self.checkpoints = CheckpointSigner(self.box.derive(CHECKPOINT_PURPOSE))
         self.settings = SettingsService(store, self.clock, self.audit)
         self.auth = Authenticator(store, self.clock, self.box, self.settings, self.audit, hasher)
         self.access = Access(store)
@@ -55,6 +58,7 @@ class Platform:
         self.datasets = Datasets(self)
         self.approvals = Approvals(self)
         self.models = Models(self)
+        self.registry = ModelRegistry(self)
         self.nodes = Nodes(self)
         self.jobs = Jobs(self)
 

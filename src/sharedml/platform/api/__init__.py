@@ -2,7 +2,9 @@
 
 :func:`create_app` builds the app over one :class:`~sharedml.platform.service.Platform`;
 routers: auth, users/settings/audit/nodes, projects/grants/datasets/approvals/models,
-and the scheduler's job routes (``api/jobs.py``) when present.
+and the scheduler's job routes (``api/jobs.py``) when present. Every request
+passes :class:`~sharedml.platform.api.limits.RequestLimits` (body size, JSON
+depth) before routing and authentication.
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ def create_app(
     serves ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`sharedml.platform.metrics`). Running its loop and
     the node service is the caller's part (``sharedml platform serve``).
     """
-    from sharedml.platform.api import errors, routes_admin, routes_auth, routes_data, routes_health
+    from sharedml.platform.api import (
+        errors,
+        routes_admin,
+        routes_auth,
+        routes_data,
+        routes_health,
+        routes_registry,
+    )
+    from sharedml.platform.api.limits import RequestLimits
     from sharedml.platform.api.schemas import Problem
     from sharedml.platform.metrics import PlatformMetrics
 
@@ -47,9 +57,11 @@ def create_app(
         redoc_url=None,
     )
     app.state.platform = platform
+    app.state.trusted_proxies = tuple(settings.trusted_proxies)
     app.state.scheduler = scheduler if scheduler is not None else build_scheduler(platform)
     app.state.metrics = PlatformMetrics(app.state.scheduler)
     errors.install(app)
+    app.add_middleware(RequestLimits)
     app.include_router(routes_health.router)
     problems: dict[int | str, dict[str, Any]] = {
         code: {"model": Problem, "description": text}
@@ -60,11 +72,15 @@ def create_app(
             (409, "clashes with the current state"),
         )
     }
-    for router in (routes_auth.router, routes_admin.router, routes_data.router):
+    for router in (routes_auth.router, routes_admin.router, routes_data.router,
+                   routes_registry.router):
         app.include_router(router, responses=problems)
     jobs = _job_routes()
     if jobs is not None:
         app.include_router(jobs.router, responses=problems)
+        from sharedml.platform.api import tee_routes
+
+        app.include_router(tee_routes.router, responses=problems)
     return app
 
 
@@ -77,6 +93,7 @@ def build_scheduler(platform: Platform) -> Any:
 
     def apply(rs: RuntimeSettings) -> None:
         scheduler.config.task_timeout_s = rs.task_timeout_s
+        scheduler.config.heartbeat_timeout_s = rs.heartbeat_timeout_s
         scheduler.config.max_attempts = rs.task_max_attempts
 
     platform.settings.subscribe(apply)

@@ -27,7 +27,8 @@ For route modules (the job routes too)::
 - Per-job checks (a job's author, project members, admins):
   ``platform.access.require_job(principal, job, "read" | "use")``; before
   storing a spec: ``platform.jobs.check_submit(principal, spec_json,
-  project_id)``; then ``platform.approvals.request_for_job(job_id)``.
+  project_id)``; the scheduler's ``submit`` then asks the owners for approval
+  in the transaction that stores the job.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sharedml.errors import AuthError
 from sharedml.platform.access import check_role
 from sharedml.platform.auth import Principal
+from sharedml.platform.login_guard import client_address
 from sharedml.platform.service import Platform
 
 bearer = HTTPBearer(auto_error=False, description="a session token (login) or an API token")
@@ -49,6 +51,14 @@ bearer = HTTPBearer(auto_error=False, description="a session token (login) or an
 def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
+
+
+def client_of(request: Request) -> str:
+    """The caller's address: the TCP peer, or ``X-Forwarded-For`` only when the peer is
+    one of the platform's configured proxies (``--trusted-proxy``; issue 14 item 6)."""
+    peer = request.client.host if request.client else ""
+    trusted = getattr(request.app.state, "trusted_proxies", ())
+    return client_address(peer, request.headers.get("x-forwarded-for"), trusted)
 
 
 def get_scheduler(request: Request) -> Any:
@@ -99,4 +109,4 @@ def require_resource(
     return dependency
 
 
-__all__ = ["current_principal", "get_platform", "get_scheduler", "require", "require_resource"]
+__all__ = ["client_of", "current_principal", "get_platform", "get_scheduler", "require", "require_resource"]

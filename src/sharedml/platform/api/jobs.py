@@ -31,7 +31,6 @@ from sharedml.platform.store.models import STATES, Job, Task
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 JOB_ID = Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
-MAX_SPEC = 1 << 20
 
 
 class JobIn(BaseModel):
@@ -103,12 +102,12 @@ def get_scheduler(request: Request, platform: Platform = Depends(get_platform)) 
 def _spec_of(body: JobIn) -> dict[str, Any]:
     if isinstance(body.spec, dict):
         return body.spec
-    if len(body.spec) > MAX_SPEC:
-        raise ConfigError(f"invalid job spec field spec: longer than {MAX_SPEC} characters")
     try:
-        raw = jobspec.parse_yaml(body.spec)
+        raw = jobspec.parse_yaml(body.spec)  # bounded: no aliases, depth and size capped
     except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid job spec field spec: not YAML or JSON: {exc}") from None
+        raise ConfigError(
+            f"invalid job spec field spec: not YAML or JSON: {jobspec.yaml_problem(exc)}"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(
             "invalid job spec field spec: must be a mapping with 'parties' and 'steps'"
@@ -123,8 +122,9 @@ def submit_job(
     platform: Platform = Depends(get_platform),
     scheduler: Scheduler = Depends(get_scheduler),
 ) -> JobOut:
-    """Validate and store a job; its datasets' owners are asked to approve it."""
-    spec = _spec_of(body)
+    """Validate and store a job; its datasets' owners are asked to approve it (in the
+    same transaction: a job is never stored without its approval requests)."""
+    spec = platform.registry.resolve_spec(who, _spec_of(body))  # saved models -> uid + prints
     try:
         spec_json = json.dumps(spec)
     except (TypeError, ValueError):
@@ -141,7 +141,6 @@ def submit_job(
         project_id=body.project_id,
         actor=who.username,
     )
-    platform.approvals.request_for_job(job_id, who.username)
     return JobOut.model_validate(platform.jobs.get(who, job_id))
 
 
@@ -156,7 +155,7 @@ def list_jobs(
     stmt = select(Job).order_by(Job.created_at.desc())
     if state is not None:
         stmt = stmt.where(Job.state == state)
-    with platform.store.session() as s:
+    with platform.store.reading() as s:
         rows = list(s.scalars(stmt).all())
     visible = [j for j in rows if platform.access.can_read_job(who, j)]
     return [JobOut.model_validate(j) for j in visible[:limit]]
@@ -194,7 +193,7 @@ def list_tasks(
 ) -> list[TaskOut]:
     """Every task of the job, all attempts, in step order."""
     platform.jobs.get(who, job_id)
-    with platform.store.session() as s:
+    with platform.store.reading() as s:
         rows = s.scalars(
             select(Task).where(Task.job_id == job_id).order_by(Task.attempt, Task.created_at)
         ).all()

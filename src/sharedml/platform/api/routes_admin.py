@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from sharedml.platform.api.deps import get_platform, require
 from sharedml.platform.api.schemas import (
     AuditOut,
+    CheckpointOut,
     NodeOut,
     TotpOut,
     UserCreated,
@@ -142,6 +143,17 @@ def verify_audit(
     return VerifyOut(
         ok=v.ok, entries=v.entries, head=v.head, first_bad_seq=v.first_bad_seq, reason=v.reason
     )
+
+
+@router.get("/audit/checkpoint", response_model=CheckpointOut, tags=["audit"])
+def audit_checkpoint(
+    _: Principal = Depends(require("audit.checkpoint")), platform: Platform = Depends(get_platform)
+) -> CheckpointOut:
+    """The platform's signature over the audit log's head now, and its public key: keep
+    it (``sharedml audit checkpoint --save``) and verify the log against it later (9.3)."""
+    c = platform.checkpoints.current(platform.audit, platform.clock.now().isoformat())
+    return CheckpointOut(seq=c.seq, head=c.head, ts=c.ts, signature=c.signature,
+                         public_key=platform.checkpoints.public_pem())
 
 
 @router.get("/nodes", response_model=list[NodeOut], tags=["nodes"])

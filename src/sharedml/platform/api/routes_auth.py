@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from sharedml.platform.api.deps import get_platform, require
+from sharedml.platform.api.deps import client_of, get_platform, require
 from sharedml.platform.api.schemas import (
     LoginIn,
     LoginOut,
@@ -28,7 +28,7 @@ def ID() -> Any:  # a fresh Path() per parameter: FastAPI must not share one Fie
 @router.post("/login", response_model=LoginOut)
 def login(body: LoginIn, request: Request, platform: Platform = Depends(get_platform)) -> LoginOut:
     """Password and (if enrolled) TOTP code for a session token that idles out after 30 minutes."""
-    client = request.client.host if request.client else ""
+    client = client_of(request)
     token, who = platform.auth.login(body.username, body.password, body.totp, client)
     return LoginOut(token=token, username=who.username, role=who.role)
 
@@ -63,7 +63,7 @@ def create_token(
     platform: Platform = Depends(get_platform),
 ) -> TokenCreated:
     """An API token for scripts; its value is shown once."""
-    row, token = platform.auth.create_token(who, body.name, body.expires_days)
+    row, token = platform.auth.create_token(who, body.name, body.expires_days, body.scopes)
     return TokenCreated(**TokenOut.model_validate(row).model_dump(), token=token)
 
 

@@ -21,6 +21,7 @@ from sharedml.platform.api.schemas import (
     ProjectIn,
     ProjectOut,
 )
+from sharedml.platform.approval_brief import brief
 from sharedml.platform.auth import Principal
 from sharedml.platform.service import Platform
 
@@ -213,10 +214,11 @@ def approval_spec(
     who: Principal = Depends(require("approvals.decide")),
     platform: Platform = Depends(get_platform),
 ) -> ApprovalSpecOut:
-    """The job's spec as stored, for its dataset's owner to read, hash and sign."""
+    """The job's spec as stored, for its dataset's owner to read, hash and sign, and the
+    steps that touch their dataset with what each reveals to whom (issue 14 item 6)."""
     row, ds, spec = platform.approvals.spec_for(who, approval_id)
     return ApprovalSpecOut(approval_id=row.id, job_id=row.job_id, party=ds.owner_party,
-                           dataset=ds.name, spec=spec)
+                           dataset=ds.name, spec=spec, steps=brief(spec, ds.owner_party))
 
 
 # --- models ------------------------------------------------------------------------

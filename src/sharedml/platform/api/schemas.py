@@ -39,7 +39,10 @@ class LoginOut(BaseModel):
 
 class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=64)
-    expires_days: int | None = Field(default=None, ge=1, le=3650)
+    #: Days until it expires (default 30; at most the ``token_max_days`` setting).
+    expires_days: int | None = Field(default=None, ge=1, le=365)
+    #: Operations (``jobs.read``) or areas (``jobs``) it may use; ``*``: all the role may.
+    scopes: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=32)
 
 
 class TokenOut(Out):
@@ -49,6 +52,7 @@ class TokenOut(Out):
     expires_at: dt.datetime | None
     last_used_at: dt.datetime | None
     revoked: bool
+    scopes: str
 
 
 class TokenCreated(TokenOut):
@@ -162,6 +166,9 @@ class ApprovalSpecOut(BaseModel):
     party: str
     dataset: str
     spec: dict[str, Any]
+    #: The steps that run at the party, with who else takes part and what each reveals
+    #: (``approval_brief.brief``; an owner's tools recompute it from ``spec``).
+    steps: list[dict[str, Any]] = []
 
 
 class ApprovalOut(Out):
@@ -231,6 +238,16 @@ class VerifyOut(BaseModel):
     head: str
     first_bad_seq: int | None
     reason: str
+
+
+class CheckpointOut(BaseModel):
+    """A signed audit checkpoint: entry ``seq`` had hash ``head`` at ``ts``."""
+
+    seq: int
+    head: str
+    ts: str
+    signature: str
+    public_key: str
 
 
 class Problem(BaseModel):
