@@ -34,6 +34,11 @@ def test_metrics_count_jobs_by_state_and_time_heartbeats_and_silence(tmp_path: P
     world = make_world(tmp_path)
     scheduler = world.app.state.scheduler
     scheduler.nodes.hello("bank", "bank.example:7000", "", "boot-1", "party")
+    with world.platform.store.session() as s:  # the datasets as the nodes report them
+        for party, name in (("bank", "d"), ("shop", "e")):
+            world.platform.datasets.from_node(
+                s, party, [{"name": name, "columns": [{"name": "x", "type": "float64"}],
+                            "rows": 10}])
     job_id = scheduler.submit(SPEC)
     now = world.clock.now()
     with world.platform.store.session() as s:  # a job the scheduler failed to time out
