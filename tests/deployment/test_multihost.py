@@ -54,8 +54,8 @@ HOSTS = ("operator", "bank", "partner")
 PLACES = {"platform": "operator", "dealer": "operator", "bank": "bank", "partner": "partner"}
 
 
-def _cli(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
+def _cli(*args: str, stdin: str | None = None) -> str:
+    result = CliRunner().invoke(app, list(args), input=stdin)
     assert result.exit_code == 0, f"sharedml {' '.join(args)}:\n{result.output}"
     return result.output
 
@@ -127,8 +127,8 @@ def _accounts(bundles: Path) -> dict[str, str]:
              "bank-owner": ("data_owner", "bank"), "partner-owner": ("data_owner", "partner")}
     tokens = {}
     for user, (role, party) in users.items():
-        _cli("user", "add", user, "--role", role, "--password", "a long password 123",
-             "--no-totp", "--data-dir", data, *(("--party", party) if party else ()))
+        _cli("user", "add", user, "--role", role, "--no-totp", "--data-dir", data,
+             *(("--party", party) if party else ()), stdin="a long password 123\n")
         tokens[user] = _cli("user", "token", user, "--data-dir", data).strip().splitlines()[-1]
     return tokens
 
