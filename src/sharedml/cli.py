@@ -30,6 +30,7 @@ PLUGINS: list[str] = [
     "sharedml.demo",
     "sharedml.components.cli",
     "sharedml.platform.cli",
+    "sharedml.platform.client_cli",
     "sharedml.platform.deployment_cli",
     "sharedml.platform.approval_cli",
     "sharedml.tee.cli",

@@ -69,11 +69,23 @@ class HelloReply(Wire):
     heartbeat_s: float
 
 
+class NodeStats(Wire):
+    """The node agent's own process, for the operator's view (console's nodes page)."""
+
+    version: str = Field("", max_length=32)
+    #: Process CPU time over wall time since the previous heartbeat, percent of one core.
+    cpu_percent: float = Field(0.0, ge=0.0, le=100_000.0)
+    rss_mb: float = Field(0.0, ge=0.0)
+    load1: float = Field(0.0, ge=0.0)
+
+
 class Beat(Wire):
     #: Task id -> progress in [0, 1] for every task the node runs or has not yet reported.
     running: dict[str, float] = Field(default_factory=dict)
     #: Jobs whose working state the node holds between steps.
     jobs: list[str] = Field(default_factory=list, max_length=10000)
+    #: The agent's version, CPU and memory (absent from older agents).
+    stats: NodeStats | None = None
 
 
 class TaskOrder(Wire):

@@ -278,3 +278,26 @@ def test_train_ss_without_a_dealer_fails_before_any_message(
     for name, exc in failures.items():
         assert "needs a dealer" in exc.message and exc.step == "train" and exc.party == name
     assert log == []
+
+
+def test_a_tree_train_step_reports_splits_per_own_feature_only(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """SecureBoost's feature importance by use (the console's job page draws it): each
+    party counts the splits in its own split table, by its own column names only."""
+    frames = _frames(shared_data, "breast", "y", "id", stratify=True)
+    out = _run_steps(
+        frames, [("train", {"model": "secureboost", "protocol": "ss", "n_estimators": 3,
+                            "max_depth": 2})],
+        tmp_path, "y", "id")
+    own = {p: set(frames[p]["train"].columns) - {"id", "y"} for p in ("guest", "host")}
+    total = 0
+    for party in ("guest", "host"):
+        splits = out[party]["train"].metrics["feature_splits"]
+        assert set(splits) <= own[party], party  # never another party's column
+        assert list(splits.values()) == sorted(splits.values(), reverse=True)
+        assert all(isinstance(n, int) and n > 0 for n in splits.values())
+        total += sum(splits.values())
+    # 3 trees of depth 2: at most 3 internal nodes each, and the label holder's table
+    # plus the feature holder's hold every split made
+    assert 3 <= total <= 9

@@ -28,7 +28,9 @@ label holder, the label.
   this step, 9.4-3); the other parties return no metrics.
 
 Reveals: what the chosen protocol reveals (see each learner's docstring); the
-metric values to the platform. Security model: that of the learner.
+metric values to the platform; for ``secureboost``, each party's count of
+splits per own feature (``feature_splits``; no threshold, no other party's
+feature). Security model: that of the learner.
 """
 
 from __future__ import annotations
@@ -161,17 +163,14 @@ class TrainStep(Component):
         ctx.state["task"] = getattr(model, "task", "classification")
         part = save_part(ctx, model, list(X.columns))
         ctx.progress(1.0, "trained")
-        return StepResult(
-            metrics={
-                "model": params.model,
-                "protocol": params.protocol,
-                "rows": len(X),
-                "features": int(X.shape[1]),
-                "model_uid": part.uid,
-                "fingerprint": part.fingerprint,
-            },
-            artifacts={"model": str(ctx.part_store().path(part.uid))},
-        )
+        metrics: dict[str, Any] = {
+            "model": params.model, "protocol": params.protocol, "rows": len(X),
+            "features": int(X.shape[1]), "model_uid": part.uid, "fingerprint": part.fingerprint,
+        }
+        if hasattr(model, "split_counts"):  # trees: splits per own feature (its Reveals:)
+            metrics["feature_splits"] = model.split_counts([str(c) for c in X.columns])
+        return StepResult(metrics=metrics,
+                          artifacts={"model": str(ctx.part_store().path(part.uid))})
 
 
 class PredictStep(Component):
@@ -257,7 +256,9 @@ class EvaluateStep(Component):
         task = ctx.state.get("task", "classification")
         values = metrics.evaluate(np.asarray(y), np.asarray(scores), task, params.metrics)
         artifacts = {}
+        public: dict[str, Any] = {k: round(float(v), 6) for k, v in values.items()}
         if task == "classification":
+            public["charts"] = metrics.chart_summary(np.asarray(y), np.asarray(scores))
             roc = metrics.roc_curve(np.asarray(y), np.asarray(scores))
             ks = metrics.ks_curve(np.asarray(y), np.asarray(scores))
             curves = {
@@ -271,6 +272,4 @@ class EvaluateStep(Component):
             path = ctx.artifact("curves", ".json")
             path.write_text(json.dumps(curves), encoding="utf-8")
             artifacts["curves"] = str(path)
-        return StepResult(
-            metrics={k: round(float(v), 6) for k, v in values.items()}, artifacts=artifacts
-        )
+        return StepResult(metrics=public, artifacts=artifacts)

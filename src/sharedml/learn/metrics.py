@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -202,12 +203,43 @@ def evaluate(
     return {n: metric(n, task)[0](y_true, y_score) for n in (names or list(table))}
 
 
+def chart_summary(y_true: np.ndarray, y_score: np.ndarray, slices: int = 20) -> dict[str, Any]:
+    """Coarse public charts of a classifier: ROC and KS at ``slices`` population cuts, lift by decile.
+
+    Rows are ranked by descending score (ties in row order) and cut after
+    ``ceil(k n / slices)`` rows, ``k = 0..slices``; at each cut the share of all
+    positives (TPR) and of all negatives (FPR) above it. Lift is each tenth's
+    positive rate over the overall rate. Reveals: ``slices + 10`` counts of
+    positives among score-ranked slices — what a decile lift table shows —
+    never a row, a score or a threshold.
+    """
+    y, s = _binary(y_true, y_score)
+    pos, neg = int(y.sum()), int(y.size - y.sum())
+    if pos == 0 or neg == 0:
+        raise DataError("charts need both classes among the labels")
+    ranked = y[np.argsort(-s, kind="mergesort")]
+    hits = np.r_[0, np.cumsum(ranked)]
+    cuts = np.ceil(np.arange(slices + 1) * y.size / slices).astype(np.int64)
+    tpr, fpr = hits[cuts] / pos, (cuts - hits[cuts]) / neg
+    tenths = np.ceil(np.arange(11) * y.size / 10).astype(np.int64)
+    rates = np.diff(hits[tenths]) / np.maximum(np.diff(tenths), 1)
+    base = pos / y.size
+    return {
+        "population": [round(float(c / y.size), 6) for c in cuts],
+        "tpr": [round(float(v), 6) for v in tpr],
+        "fpr": [round(float(v), 6) for v in fpr],
+        "lift": [round(float(r / base), 6) for r in rates],
+        "positive_rate": [round(float(r), 6) for r in rates],
+    }
+
+
 __all__ = [
     "CLASSIFICATION",
     "REGRESSION",
     "KsCurve",
     "RocCurve",
     "accuracy",
+    "chart_summary",
     "evaluate",
     "f1",
     "ks",

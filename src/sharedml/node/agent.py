@@ -102,6 +102,7 @@ from sharedml.node.job_state import JobState, JobStateFiles
 from sharedml.node.metrics import ByteCount, NodeMetrics, TaskRecord
 from sharedml.node.reasons import public_failure
 from sharedml.node.registry import NodeRegistry
+from sharedml.node.stats import ProcessStats
 from sharedml.session import Session
 from sharedml.telemetry.http import HealthServer
 from sharedml.transport import tls
@@ -162,6 +163,7 @@ class Agent:
         self._records = self._datasets.records()
         self._parts: PartStore | None = None
         self.boot = uuid.uuid4().hex
+        self._stats = ProcessStats()
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, JobState] = {}
         self._saved = JobStateFiles(config.work_dir)
@@ -218,7 +220,8 @@ class Agent:
             busy = {r.order.job_id for r in self._runs.values()}
             self.metrics.running.set(sum(r.report is None for r in self._runs.values()))
             held = sorted(set(self._jobs) - busy)
-        beat = self._call("Beat", Beat(running=listed, jobs=held), BeatReply)
+        beat = self._call("Beat", Beat(running=listed, jobs=held, stats=self._stats.sample()),
+                          BeatReply)
         with self._lock:
             for job_id in beat.forget:  # finished jobs: drop their working objects (files stay)
                 self._jobs.pop(job_id, None)

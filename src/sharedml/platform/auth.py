@@ -193,6 +193,15 @@ class Authenticator:
             username = user.username
         return Totp.uri(secret, username)
 
+    def store_totp(self, user_id: int, secret: bytes, last_step: int = 0) -> None:
+        """Make ``secret`` the user's second factor (sealed); codes up to ``last_step`` are spent."""
+        with self._store.session() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                raise NotFound(f"user {user_id} does not exist")
+            user.totp_secret_enc = self._seal(user.username, secret)
+            user.totp_last_step = last_step
+
     def _aad(self, username: str) -> bytes:
         return f"sharedml/totp/{username}".encode()
 

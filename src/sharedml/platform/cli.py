@@ -35,15 +35,17 @@ DB_URL = typer.Option(
     "--db-url",
     help="database URL (default: SQLite in the data dir; env SHAREDML_DB_URL)",
 )
-URL = typer.Option(os.environ.get("SHAREDML_URL", "https://127.0.0.1:8600"), "--url")
-TOKEN = typer.Option(os.environ.get("SHAREDML_TOKEN"), "--token", help="session or API token")
+URL = typer.Option(None, "--url", help="platform URL (default: SHAREDML_URL, then 'sharedml login')")
+TOKEN = typer.Option(None, "--token", help="session or API token (default: SHAREDML_TOKEN, then "
+                     "'sharedml login')")
 PASSPHRASE = typer.Option(
     None, "--passphrase-file", help="a file whose first line is the backup passphrase "
     "(or set SHAREDML_BACKUP_PASSPHRASE)",
 )
 CA = typer.Option(
     os.environ.get("SHAREDML_CA"), "--ca",
-    help="the deployment CA certificate (ca.pem) that signed the platform's (env SHAREDML_CA)",
+    help="the deployment CA certificate (ca.pem) that signed the platform's (env SHAREDML_CA; "
+    "default: the one 'sharedml login' stored)",
 )
 
 platform_app = typer.Typer(help="Run the model platform; back up and restore its database.")
@@ -390,12 +392,10 @@ def audit_export(
 # --- jobs (through the API) ------------------------------------------------------------
 
 
-def _client(url: str, token: str | None, ca: Path | None) -> Any:
-    from sharedml.sdk import Client
+def _client(url: str | None, token: str | None, ca: Path | None) -> Any:
+    from sharedml.platform.client_cli import client
 
-    if not token:
-        raise ConfigError("no token", remedy="pass --token or set SHAREDML_TOKEN")
-    return Client(url, token, verify=str(ca) if ca else True)
+    return client(url, token, ca)
 
 
 @job_app.command("submit")
@@ -403,14 +403,15 @@ def job_submit(
     spec: Path,
     project: int | None = typer.Option(None, "--project"),
     wait: bool = typer.Option(False, "--wait", help="wait for the job to finish"),
-    url: str = URL,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print the job id only"),
+    url: str | None = URL,
     token: str | None = TOKEN,
     ca: Path | None = CA,
 ) -> None:
     """Submit the job spec in SPEC (YAML or JSON)."""
     with _client(url, token, ca) as c:
         job = c.submit(spec, project_id=project)
-        typer.echo(f"submitted job {job['id']} ({job['state']})")
+        typer.echo(job["id"] if quiet else f"submitted job {job['id']} ({job['state']})")
         if wait:
             job = c.wait(job["id"])
             _print(job)
@@ -419,7 +420,7 @@ def job_submit(
 @job_app.command("status")
 def job_status(
     job_id: str | None = typer.Argument(None, help="a job id (default: list jobs)"),
-    url: str = URL,
+    url: str | None = URL,
     token: str | None = TOKEN,
     ca: Path | None = CA,
 ) -> None:
@@ -433,7 +434,7 @@ def job_status(
 
 @job_app.command("cancel")
 def job_cancel(
-    job_id: str, url: str = URL, token: str | None = TOKEN, ca: Path | None = CA
+    job_id: str, url: str | None = URL, token: str | None = TOKEN, ca: Path | None = CA
 ) -> None:
     with _client(url, token, ca) as c:
         job = c.cancel(job_id)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -24,6 +25,24 @@ def _parse_party(raw: str) -> tuple[str, str, Path]:
     if not path.is_file():
         raise ConfigError(f"--party {raw!r}: no file {path}", party=party)
     return party, name, path
+
+
+def _announce(directory: Path, info: dict[str, str], nodes: list[str]) -> None:
+    """Where the console is, how to log in, and the admin's stored CLI login."""
+    from sharedml import client_config
+
+    root = directory.resolve()
+    tokens = json.loads((root / "tokens.json").read_text(encoding="utf-8"))
+    profile = f"{root.name}-admin"
+    file = client_config.save(profile, client_config.Profile(info["url"], tokens["admin"], "admin",
+                                                             info["ca"]))
+    typer.echo(f"console: {info['url']}/console/  (log in as admin, analyst or <party>-owner; "
+               f"passwords in {directory / 'passwords.json'}; HTTPS under the CA {info['ca']})")
+    typer.echo(f"API docs: {info['url']}/api/v1/docs  (API tokens in {directory / 'tokens.json'})")
+    typer.echo(f"owners' approval keys: {directory / 'owners'}")
+    typer.echo(f"CLI: logged in as admin (profile {profile} in {file}); as another account: "
+               f"sharedml login --cluster {directory} --user analyst")
+    typer.echo(f"nodes: {', '.join(nodes)}  (logs in {directory / 'logs'})")
 
 
 def register(app: typer.Typer) -> None:
@@ -66,10 +85,7 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, interrupt)  # stop the children on SIGTERM too
         with LocalDeployment(directory.resolve()) as cluster:
             cluster.start()
-            typer.echo(f"platform: {info['url']}/api/v1/docs  (HTTPS; CA {info['ca']}; "
-                       f"tokens in {directory / 'tokens.json'})")
-            typer.echo(f"owners' approval keys: {directory / 'owners'}")
-            typer.echo(f"nodes: {', '.join(cluster.nodes)}  (logs in {directory / 'logs'})")
+            _announce(directory, info, cluster.nodes)
             supervisor = Supervisor(cluster)
             try:
                 while True:

@@ -85,6 +85,14 @@ class Users:
         self._p.audit.append(actor, "user.update", user.username, detail=changed)
         return user
 
+    def set_locale(self, actor: str, user_id: int, locale: str) -> User:
+        """The user's console language (``i18n.LANGUAGES``), audited."""
+        with self._p.store.session() as s:
+            user = get_or_404(s, User, user_id, "user")
+            user.locale = locale
+        self._p.audit.append(actor, "user.locale", user.username, detail={"locale": locale})
+        return user
+
     def reset_totp(self, actor: str, user_id: int) -> str:
         uri = self._p.auth.reset_totp(user_id)
         self._p.audit.append(actor, "user.totp.reset", str(user_id))

@@ -20,6 +20,7 @@ The other run modes, without a platform, are in :mod:`sharedml.standalone`.
     DIR/tokens.json (0600)   API tokens of the accounts made at first start:
                              an admin, an analyst, one data owner per party;
                              they expire after ``token_days`` (7)
+    DIR/passwords.json (0600) their passwords, to log in to the web console
 
 then starts the platform (``sharedml platform serve``: REST API over HTTPS with
 the deployment CA's "platform" certificate, node service and scheduler loop in
@@ -188,17 +189,18 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
             "heartbeat_s": spec.heartbeat_s,
         }
         (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
-    tokens = _bootstrap(root / "platform", spec)
-    fd = os.open(root / "tokens.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(tokens, fh, indent=2)
+    tokens, passwords = _bootstrap(root / "platform", spec)
+    for name, secrets_of in (("tokens.json", tokens), ("passwords.json", passwords)):
+        fd = os.open(root / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(secrets_of, fh, indent=2)
     info_path.write_text(json.dumps(info, indent=2))
     return info
 
 
-def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> dict[str, str]:
+def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> tuple[dict[str, str], dict[str, str]]:
     """First accounts (admin, analyst, one data owner per party owning its datasets)
-    and the scheduler's runtime settings."""
+    and the scheduler's runtime settings; returns their API tokens and passwords."""
     import secrets
 
     import pandas as pd
@@ -208,9 +210,11 @@ def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> dict[str, str]:
 
     platform = Platform.open(data_dir, spec.db_url)
     tokens: dict[str, str] = {}
+    passwords: dict[str, str] = {}
     try:
         def account(username: str, role: str, party: str | None = None) -> Principal:
-            user, _ = platform.users.create("sharedml up", username, secrets.token_urlsafe(24),
+            passwords[username] = secrets.token_urlsafe(18)
+            user, _ = platform.users.create("sharedml up", username, passwords[username],
                                             role, totp=False, party=party)
             who = Principal(user.id, username, role, "cli", 0, party)
             _, tokens[username] = platform.auth.create_token(
@@ -235,7 +239,7 @@ def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> dict[str, str]:
                 platform.grants.set(owner, analyst.user_id, "dataset", ds.id, "use")
     finally:
         platform.store.dispose()
-    return tokens
+    return tokens, passwords
 
 
 @dataclass
@@ -275,6 +279,7 @@ class LocalDeployment:
 
     def start(self, wait: float = 60.0) -> LocalDeployment:
         self.start_platform()
+        self.wait_platform(wait)  # nodes started earlier would log "connection refused"
         for node in self.nodes:
             self.start_node(node)
         self.wait_ready(wait)
@@ -334,6 +339,20 @@ class LocalDeployment:
             time.sleep(0.2)
         raise SharedMLError(f"the local cluster in {self.root} did not come up within {wait:g} s",
                             remedy=f"see the logs in {self.root / 'logs'}")
+
+    def wait_platform(self, wait: float = 60.0) -> None:
+        """Until the platform's node service accepts connections."""
+        host, _, port = self.info["node_service"].rpartition(":")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SharedMLError(f"the platform of {self.root} did not listen within {wait:g} s",
+                            remedy=f"see {self.root / 'logs' / 'platform.log'}")
 
     def check_alive(self) -> None:
         for name, code in self.exited().items():

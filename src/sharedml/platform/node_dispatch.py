@@ -108,7 +108,7 @@ class NodeDispatch:
             self.lifecycle.advance(s, self.book.job(s, job_id), now)
 
     def beat(
-        self, node_id: str, running: dict[str, float]
+        self, node_id: str, running: dict[str, float], stats: dict[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Record a heartbeat listing ``{task id: progress}``; return (orders, cancels)."""
         now = self.book.clock.now()
@@ -123,6 +123,8 @@ class NodeDispatch:
             flush = _stale(node.last_heartbeat, now) or node.status != "online"
             if flush:
                 node.status, node.last_heartbeat = "online", now
+                if stats is not None:
+                    node.stats = stats
             cancels = []
             for task_id, progress in running.items():
                 task = s.get(Task, task_id)

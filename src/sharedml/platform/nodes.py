@@ -95,7 +95,8 @@ class NodeService:
 
     def _beat(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = control.decode(control.Beat, raw)
-        orders, cancels = self.scheduler.node_beat(node, msg.running)
+        stats = msg.stats.model_dump(exclude={"v"}) if msg.stats else None
+        orders, cancels = self.scheduler.node_beat(node, msg.running, stats)
         forget = self.scheduler.finished(msg.jobs) if msg.jobs else []
         tasks = [control.TaskOrder(**o) for o in orders]
         return control.BeatReply(orders=tasks, cancel=cancels, forget=forget)

@@ -41,6 +41,9 @@ class RuntimeSettings(BaseModel):
     token_max_days: int = Field(90, ge=1, le=365, description="longest API token lifetime")
     token_idle_days: int = Field(30, ge=1, le=365, description="API token unused this long ends")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    require_totp: bool = Field(
+        False, description="console users without TOTP must enrol before anything else (9.1-3)"
+    )
 
 
 class SettingsService:

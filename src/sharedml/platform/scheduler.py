@@ -260,10 +260,10 @@ class Scheduler:
         self.nodes.hello(node_id, address, fingerprint, boot, role, datasets)
 
     def node_beat(
-        self, node_id: str, running: dict[str, float]
+        self, node_id: str, running: dict[str, float], stats: dict[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Record a heartbeat listing ``{task id: progress}``; return (orders, cancels)."""
-        return self.nodes.beat(node_id, running)
+        return self.nodes.beat(node_id, running, stats)
 
     def task_report(
         self, node_id: str, task_id: str, ok: bool, metrics: dict[str, Any], reason: str,

@@ -231,6 +231,19 @@ class _SecureBoost(VerticalModel):
         self.best_iteration_ = result.best_iteration
         self.validation_scores_ = result.val_scores
 
+    def split_counts(self, names: list[str]) -> dict[str, int]:
+        """How many splits of training used each of *this party's* features (its own split
+        table: no other party's feature, no threshold), most used first.
+
+        Reveals (as a train step metric, to the platform): this party's count per own
+        feature — a feature importance by use. Counted over every tree grown, early
+        stopping's discarded ones included."""
+        counts: dict[str, int] = {}
+        for f in self.table_.features:
+            name = names[f] if 0 <= f < len(names) else f"#{f}"
+            counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
     def _client(self, session: Session, parties: list[str]) -> HistogramClient:
         if self.protocol == "he":
             from sharedml.learn.tree.he_histograms import HEHistogramClient

@@ -4,7 +4,8 @@
 routers: auth, users/settings/audit/nodes, projects/grants/datasets/approvals/models,
 and the scheduler's job routes (``api/jobs.py``) when present. Every request
 passes :class:`~sharedml.platform.api.limits.RequestLimits` (body size, JSON
-depth) before routing and authentication.
+depth) before routing and authentication. The web console
+(``platform/console/``) is served under ``/console``, the offline docs at ``/api/v1/docs``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def create_app(
         title="sharedml platform",
         version="1",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served offline by the console (console.DOCS_PATH)
         redoc_url=None,
     )
     app.state.platform = platform
@@ -81,6 +82,9 @@ def create_app(
         from sharedml.platform.api import tee_routes
 
         app.include_router(tee_routes.router, responses=problems)
+    from sharedml.platform.console import mount
+
+    mount(app)
     return app
 
 

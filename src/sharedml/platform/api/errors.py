@@ -54,19 +54,24 @@ def _problem(status: int, exc: Exception, remedy: str | None = None) -> JSONResp
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def audit_denied(request: Request, exc: PolicyDenied, **detail: str) -> None:
+    """A refused request, in the audit log as ``access.denied`` (the API's and the console's)."""
+    principal = getattr(request.state, "principal", None)
+    request.app.state.platform.audit.append(
+        principal.username if principal else "anonymous",
+        "access.denied",
+        f"{request.method} {request.url.path}",
+        outcome="denied",
+        detail={"reason": exc.message, **detail},
+    )
+
+
 def install(app: FastAPI) -> None:
     async def sharedml_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SharedMLError)
         status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
         if isinstance(exc, PolicyDenied):
-            principal = getattr(request.state, "principal", None)
-            request.app.state.platform.audit.append(
-                principal.username if principal else "anonymous",
-                "access.denied",
-                f"{request.method} {request.url.path}",
-                outcome="denied",
-                detail={"reason": exc.message},
-            )
+            audit_denied(request, exc)
         return _problem(status, exc, exc.remedy)
 
     async def integrity_error(request: Request, exc: Exception) -> JSONResponse:

@@ -10,9 +10,12 @@ from sharedml.platform.api.deps import client_of, get_platform, require
 from sharedml.platform.api.schemas import (
     LoginIn,
     LoginOut,
+    MePatch,
     TokenCreated,
     TokenIn,
     TokenOut,
+    TotpBegun,
+    TotpConfirm,
     UserOut,
 )
 from sharedml.platform.auth import Principal
@@ -47,6 +50,41 @@ def me(
     from sharedml.platform.api.routes_admin import user_out
 
     return user_out(platform.users.get(who.user_id))
+
+
+@router.patch("/me", response_model=UserOut)
+def update_me(
+    body: MePatch,
+    who: Principal = Depends(require("self")),
+    platform: Platform = Depends(get_platform),
+) -> UserOut:
+    """The caller's own preferences (the console's language)."""
+    from sharedml.platform.api.routes_admin import user_out
+
+    return user_out(platform.users.set_locale(who.username, who.user_id, body.locale))
+
+
+@router.post("/totp", response_model=TotpBegun)
+def begin_totp(
+    who: Principal = Depends(require("self")), platform: Platform = Depends(get_platform)
+) -> TotpBegun:
+    """Start self-service TOTP enrolment: a new secret, stored only once confirmed."""
+    from sharedml.platform.totp_enrol import TotpEnrolment
+
+    uri, secret, ticket = TotpEnrolment(platform).begin(who)
+    return TotpBegun(totp_uri=uri, secret=secret, ticket=ticket)
+
+
+@router.post("/totp/confirm", status_code=204)
+def confirm_totp(
+    body: TotpConfirm,
+    who: Principal = Depends(require("self")),
+    platform: Platform = Depends(get_platform),
+) -> None:
+    """Finish enrolment with the authenticator app's current code (422 if it does not match)."""
+    from sharedml.platform.totp_enrol import TotpEnrolment
+
+    TotpEnrolment(platform).confirm(who, body.ticket, body.code)
 
 
 @router.get("/tokens", response_model=list[TokenOut])

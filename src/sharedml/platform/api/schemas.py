@@ -86,6 +86,26 @@ class UserOut(Out):
     totp_enrolled: bool = False
     locked_until: dt.datetime | None
     created_at: dt.datetime
+    locale: str | None = None
+
+
+class MePatch(BaseModel):
+    #: The console's language for this user.
+    locale: Literal["en", "zh"]
+
+
+class TotpBegun(BaseModel):
+    #: otpauth:// URI for the authenticator app (the console shows it as a QR code).
+    totp_uri: str
+    #: The same secret in base32, to type in.
+    secret: str
+    #: Pass back to /auth/totp/confirm with the app's code within 10 minutes.
+    ticket: str
+
+
+class TotpConfirm(BaseModel):
+    ticket: str = Field(min_length=1, max_length=512)
+    code: str = Field(min_length=6, max_length=16)
 
 
 class UserCreated(UserOut):
@@ -218,6 +238,8 @@ class NodeOut(Out):
     status: str
     registered_at: dt.datetime
     last_heartbeat: dt.datetime | None
+    #: Version, CPU (percent of a core) and memory (MB) the agent last reported.
+    stats: dict[str, Any] | None = None
 
 
 class AuditOut(Out):

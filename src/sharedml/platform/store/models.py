@@ -101,6 +101,8 @@ class User(Base):
     #: The organisation the user acts for; only its data owners (and admins) register,
     #: grant and approve its datasets. ``None``: the operator's own staff.
     party: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: The console's language for this user ("en", "zh"); None: the browser's.
+    locale: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class ApiToken(Base):
@@ -244,6 +246,8 @@ class Node(Base):
     role: Mapped[str] = mapped_column(String(16), default="party")
     registered_at: Mapped[dt.datetime]
     last_heartbeat: Mapped[dt.datetime | None] = mapped_column(default=None)
+    #: The agent's last reported version, CPU and memory (``control.NodeStats``).
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Approval(Base):
