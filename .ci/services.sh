@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Services the test suite needs that a fresh machine does not run.
+# Services and tools the test suite needs that a fresh machine does not have.
 #
 # PostgreSQL, for the store contract suite (tests/platform/test_store_contract.py):
 # installed from Debian's packages if missing, one cluster on loopback, a
@@ -19,10 +19,16 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 0
 fi
 
-if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+# iproute2, for the multi-host test (tests/deployment/test_multihost.py): network
+# namespaces and veth links, one per host, made by the test itself.
+missing=""
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$missing postgresql"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  apt-get install -y -qq $missing >/dev/null
 fi
 
 PG_VERSION="$(ls /usr/lib/postgresql | sort -V | tail -n1)"

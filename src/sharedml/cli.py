@@ -37,6 +37,7 @@ PLUGINS: list[str] = [
     "sharedml.transport.cli",
     "sharedml.serving.cli",
     "sharedml.modelpart.cli",
+    "sharedml.deployment.cli",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from sharedml.platform.cli import audit_app, platform_app
+from sharedml.platform.service import Platform
 from sharedml.platform.store import backup
 from sharedml.platform.store.models import AuditEntry, Job, Task, User
 
@@ -43,7 +45,7 @@ def test_backup_wipe_restore_brings_everything_back(tmp_path: Path) -> None:
     w = make_world(data)
     job_id = populate(w)
     file = tmp_path / "backup.jsonl"
-    runner = CliRunner()
+    runner = CliRunner(env={"SHAREDML_BACKUP_PASSPHRASE": PASSPHRASE})
     r = runner.invoke(platform_app, ["backup", str(file), "--data-dir", str(data)])
     assert r.exit_code == 0, r.output
     before = snapshot(w)  # after the backup's own audit entry
@@ -92,3 +94,75 @@ def test_a_tampered_backup_restores_but_does_not_verify(tmp_path: Path) -> None:
     file.write_text(text)
     r = CliRunner().invoke(platform_app, ["restore", str(file), "--data-dir", str(data), "--wipe"])
     assert r.exit_code == 1 and "BROKEN" in r.output
+
+
+PASSPHRASE = "correct horse battery staple"
+
+
+def test_a_restore_on_a_new_host_brings_the_platform_key_back_sealed(tmp_path: Path) -> None:
+    """The backup alone opens nothing; with the passphrase the new data dir gets the old
+    key, so TOTP secrets sealed under it open (8.3-5)."""
+    from sharedml.platform.keys import KEY_FILE
+
+    data = tmp_path / "platform"
+    w = make_world(data)
+    populate(w)
+    file = tmp_path / "backup.jsonl"
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    runner = CliRunner()
+    r = runner.invoke(platform_app, ["backup", str(file), "--data-dir", str(data)])
+    assert r.exit_code != 0 and "passphrase" in str(r.exception)
+    r = runner.invoke(platform_app, ["backup", str(file), "--data-dir", str(data),
+                                     "--passphrase-file", str(secret)])
+    assert r.exit_code == 0, r.output
+    key = (data / KEY_FILE).read_bytes()
+    assert key not in file.read_bytes() and base64.b64encode(key) not in file.read_bytes()
+
+    fresh = tmp_path / "new-host"
+    r = runner.invoke(platform_app, ["restore", str(file), "--data-dir", str(fresh)])
+    assert r.exit_code != 0 and "sealed with a passphrase" in str(r.exception)
+    assert not (fresh / KEY_FILE).exists()  # refused before anything was made
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the passphrase at all")
+    r = runner.invoke(platform_app, ["restore", str(file), "--data-dir", str(fresh),
+                                     "--passphrase-file", str(wrong)])
+    assert r.exit_code != 0 and "does not open" in str(r.exception)
+    r = runner.invoke(platform_app, ["restore", str(file), "--data-dir", str(fresh),
+                                     "--passphrase-file", str(secret)])
+    assert r.exit_code == 0 and "audit chain verifies" in r.output, r.output
+    assert (fresh / KEY_FILE).read_bytes() == key
+    assert (fresh / KEY_FILE).stat().st_mode & 0o777 == 0o600
+    restored = Platform.open(fresh)
+    try:  # the sealed TOTP secret opens under the restored key
+        assert restored.auth.totp_secret(restored.users.by_name("tess")) == w.secrets["tess"]
+    finally:
+        restored.store.dispose()
+
+
+def test_restore_never_invents_a_platform_key_silently(tmp_path: Path) -> None:
+    from sharedml.platform.keys import KEY_FILE
+
+    data = tmp_path / "platform"
+    w = make_world(data)
+    populate(w)
+    file = tmp_path / "backup.jsonl"
+    runner = CliRunner()
+    r = runner.invoke(platform_app, ["backup", str(file), "--data-dir", str(data), "--no-key"])
+    assert r.exit_code == 0 and "without the platform key" in r.output
+    fresh = tmp_path / "new-host"
+    r = runner.invoke(platform_app, ["restore", str(file), "--data-dir", str(fresh)])
+    assert r.exit_code != 0 and "--new-key" in str(r.exception)
+    assert not (fresh / KEY_FILE).exists() and not any(fresh.glob("*.db"))
+    r = runner.invoke(platform_app, ["restore", str(file), "--data-dir", str(fresh), "--new-key"])
+    assert r.exit_code == 0, r.output
+    assert (fresh / KEY_FILE).read_bytes() != (data / KEY_FILE).read_bytes()
+    # a data dir holding another platform's key is not overwritten by a backup's
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE)
+    r = runner.invoke(platform_app, ["backup", str(file), "--data-dir", str(data),
+                                     "--passphrase-file", str(secret)])
+    assert r.exit_code == 0
+    r = runner.invoke(platform_app, ["restore", str(file), "--data-dir", str(fresh), "--wipe",
+                                     "--passphrase-file", str(secret)])
+    assert r.exit_code != 0 and "another platform's key" in str(r.exception)

@@ -11,9 +11,12 @@ The party's working state (aligned frame, split, model part) stays in this
 process between steps, and its files in ``work_dir/jobs/<job>``; neither is
 ever sent anywhere. Only progress, public metrics and failure reasons go to
 the platform. A finished task's report is retried until the platform
-acknowledges it, so a platform restart loses no result. A task whose earlier
-steps' state this process does not hold (the node was restarted mid-job)
-fails with that reason instead of running on nothing.
+acknowledges it, so a platform restart loses no result. After each step the
+state is also sealed to the node's own disk (:mod:`sharedml.node.job_state`):
+a node restarted mid-job *resumes* — the step it died in fails on every party
+and its retry, and the steps after it, run on the saved state. A task whose
+earlier steps' state the node holds neither in memory nor on disk fails with
+that reason instead of running on nothing.
 
 **A dealer node** (``role: dealer`` in the config, or ``sharedml node
 --dealer``; its identity is its certificate's subject, e.g. ``dealer``) holds
@@ -33,7 +36,8 @@ Config (YAML; relative paths are relative to the file)::
     party: bank                     # must equal the certificate's subject
     platform: 127.0.0.1:7443        # the platform's node service
     pki_dir: ../pki                 # holds bank.pem, bank.key, ca.pem (and crl.pem)
-    listen: 127.0.0.1:0             # this node's party-to-party server
+    listen: 0.0.0.0:7000            # this node's party-to-party server binds here
+    advertise: bank.example.com:7000   # and its peers dial this (node/addresses.py)
     work_dir: work
     datasets: {bank_customers: data/bank.csv}   # or Parquet, or a SQL table (node/registry.py)
     approvers: {alice: keys/alice.pub}          # the party's owners' approval keys
@@ -67,11 +71,9 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import grpc
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sharedml.approvals import ApproverKeys
 from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
@@ -90,18 +92,22 @@ from sharedml.control import (
 )
 from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
-from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLError
+from sharedml.errors import ConfigError, PeerUnreachable, SharedMLError
 from sharedml.modelpart import FileNodeKeys, PartStore
 from sharedml.mpc.memory import keep_freed_memory
+from sharedml.node.addresses import AddressPlan, HostPort
+from sharedml.node.cancel import CancellableChannel, TaskCanceled
+from sharedml.node.config import NodeConfig
 from sharedml.node.guard import check_task
+from sharedml.node.job_state import JobState, JobStateFiles
+from sharedml.node.metrics import ByteCount, NodeMetrics, TaskRecord
 from sharedml.node.reasons import public_failure
-from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
+from sharedml.node.registry import NodeRegistry
 from sharedml.node.stats import ProcessStats
-from sharedml.scale.config import ComputeConfig
 from sharedml.session import Session
+from sharedml.telemetry.http import HealthServer
 from sharedml.transport import tls
 from sharedml.transport.base import Channel
-from sharedml.transport.codec import Value
 from sharedml.transport.deadline import StepDeadline
 from sharedml.transport.grpc import GrpcEndpoint
 
@@ -116,115 +122,14 @@ _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _DEALER_WAIT_S = 7 * 24 * 3600.0
 
 
-class NodeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    party: str
-    platform: str
-    pki_dir: Path
-    work_dir: Path
-    listen: str = "127.0.0.1:0"
-    #: The platform certificate's subject (checked on every connection).
-    platform_name: str = "platform"
-    #: The deployment's revocation list (default: ``pki_dir/crl.pem`` when there is one),
-    #: checked for every peer and the platform, re-read when it changes.
-    crl: Path | None = None
-    #: name -> a CSV/Parquet file, or a mapping (``path`` or ``sql`` + ``table``, ``columns``).
-    datasets: dict[str, Path | DatasetEntry] = Field(default_factory=dict)
-    #: Approver name -> its Ed25519 public key file: whose signed approval lets a job
-    #: read this party's data. Written by the party's operator; never from the platform.
-    approvers: dict[str, Path] = Field(default_factory=dict)
-    heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
-    #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
-    role: Literal["party", "dealer"] = "party"
-    #: The node's keys (:class:`~sharedml.modelpart.FileNodeKeys`); default ``work_dir/keys``.
-    keys_dir: Path | None = None
-    #: This party's sealed model parts; default ``work_dir/models``.
-    models_dir: Path | None = None
-    #: Where the party's heavy work runs: here (default) or its own Ray cluster
-    #: (``compute: {ray: {address: auto, workers: 4, ...}}``, :mod:`sharedml.scale.config`).
-    compute: ComputeConfig = Field(default_factory=ComputeConfig)
-
-    @model_validator(mode="after")
-    def _dealer_holds_no_data(self) -> NodeConfig:
-        if self.role == "dealer" and self.datasets:
-            raise ValueError("a dealer node holds no datasets; remove 'datasets:'")
-        return self
-
-    @classmethod
-    def load(cls, path: str | Path) -> NodeConfig:
-        """Read a YAML node config; relative paths resolve against its folder."""
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-            config = cls.model_validate(raw)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read node config {path}: {exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"invalid node config field {where}: {first['msg']}") from None
-        base = path.resolve().parent
-        config.pki_dir = base / config.pki_dir
-        config.work_dir = base / config.work_dir
-        config.crl = None if config.crl is None else base / config.crl
-        config.datasets = {k: entry(v, base) for k, v in config.datasets.items()}
-        config.approvers = {k: base / v for k, v in config.approvers.items()}
-        config.keys_dir = base / (config.keys_dir or config.work_dir / "keys")
-        config.models_dir = base / (config.models_dir or config.work_dir / "models")
-        return config
-
-
-class TaskCanceled(SharedMLError):
-    """The platform canceled the task (the job was canceled or failed elsewhere)."""
-
-
-class _Cancellable(Channel):
-    """A channel whose sends and waits stop promptly when the task is canceled."""
-
-    def __init__(
-        self, inner: Channel, cancel: threading.Event, timeout: float | None = None
-    ) -> None:
-        super().__init__(inner.party, inner.peers, inner.job, timeout or inner.timeout)
-        self._inner, self._cancel = inner, cancel
-
-    def _check(self) -> None:
-        if self._cancel.is_set():
-            raise TaskCanceled("the platform canceled this task", party=self.party)
-
-    def _send(self, to: str, tag: str, value: Value) -> None:
-        self._check()
-        self._inner._send(to, tag, value)
-
-    def _recv(self, frm: str, tag: str, timeout: float) -> Value:
-        deadline = time.monotonic() + timeout
-        while True:
-            self._check()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise PeerTimeout(
-                    f"no message from {frm!r} under tag {tag!r} within {timeout:g} s",
-                    party=self.party, step=tag,
-                    remedy=f"check that party {frm!r} is running and reached this step",
-                )
-            try:
-                return self._inner._recv(frm, tag, min(remaining, 0.25))
-            except PeerTimeout:
-                continue
-
-
 @dataclass
 class _Run:
     order: TaskOrder
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: float = 0.0
     report: Report | None = None
-
-
-@dataclass
-class _JobState:
-    state: dict[str, Any] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)
+    #: The step's channel, counting bytes per peer (set once the channel is open).
+    traffic: ByteCount | None = None
 
 
 class Agent:
@@ -245,10 +150,13 @@ class Agent:
             if config.crl is None
             else crl.RevocationFile(config.crl, ca_pem)
         )
-        host, _, port = config.listen.rpartition(":")
+        plan = AddressPlan.check(config.listen, config.advertise, party=config.party)
         self.endpoint = GrpcEndpoint(
-            self._identity, host or "127.0.0.1", int(port or 0), revocation=self._revocation
+            self._identity, str(plan.listen).rpartition(":")[0], plan.listen.port,
+            revocation=self._revocation,
         )
+        #: What the platform hands this node's peers.
+        self.advertised = plan.advertised(int(self.endpoint.address.rpartition(":")[2]))
         self._platform: grpc.Channel | None = None
         self._platform_generation = -1
         self.heartbeat_s = config.heartbeat_s
@@ -261,9 +169,13 @@ class Agent:
         self.boot = uuid.uuid4().hex
         self._stats = ProcessStats()
         self._runs: dict[str, _Run] = {}
-        self._jobs: dict[str, _JobState] = {}
+        self._jobs: dict[str, JobState] = {}
+        self._saved = JobStateFiles(config.work_dir)
         self._lock = threading.Lock()
         self._greeted = False
+        self._looping = False
+        self.metrics = NodeMetrics(config.party, config.work_dir)
+        self._health = None if config.metrics is None else self._serve_metrics(config.metrics)
 
     def _compute(self) -> RayCompute | None:
         """This party's Ray cluster for a task (``compute: ray``), with the pair on disk now."""
@@ -277,17 +189,21 @@ class Agent:
     # -- the loop ------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Heartbeat until ``stop`` is set; survives a platform that comes and goes."""
-        log.info("node %s serving peers at %s", self.config.party, self.endpoint.address)
+        log.info("node %s serving peers at %s (advertised as %s)", self.config.party,
+                 self.endpoint.address, self.advertised)
         down = False
+        self._looping = True
         while not stop.is_set():
             try:
                 self.step()
+                self.metrics.beat(True)
                 if down:
                     log.info("node %s: platform %s is back", self.config.party, self.config.platform)
                 down = False
             except (grpc.RpcError, PeerUnreachable) as exc:  # down, refused, or revoked
                 self._greeted = False
                 self._drop_platform()
+                self.metrics.beat(False)
                 if not down:
                     log.warning("node %s: platform %s unreachable (retrying every %g s): %s",
                                 self.config.party, self.config.platform, self.heartbeat_s,
@@ -296,13 +212,14 @@ class Agent:
             except SharedMLError as exc:  # a reply this node cannot use: say so, keep going
                 log.error("node %s: %s", self.config.party, exc)
             stop.wait(self.heartbeat_s)
+        self._looping = False
         for run in self._runs.values():
             run.cancel.set()
 
     def step(self) -> None:
         """One round: say hello if needed, deliver finished reports, heartbeat, act."""
         if not self._greeted:
-            hello = Hello(address=self.endpoint.address, boot=self.boot, role=self.config.role,
+            hello = Hello(address=self.advertised, boot=self.boot, role=self.config.role,
                           datasets=self._records)
             reply = self._call("Hello", hello, HelloReply)
             self.heartbeat_s = min(self.heartbeat_s, reply.heartbeat_s)
@@ -314,12 +231,14 @@ class Agent:
         with self._lock:
             listed = {tid: r.progress for tid, r in self._runs.items()}
             busy = {r.order.job_id for r in self._runs.values()}
+            self.metrics.running.set(sum(r.report is None for r in self._runs.values()))
             held = sorted(set(self._jobs) - busy)
         beat = self._call("Beat", Beat(running=listed, jobs=held, stats=self._stats.sample()),
                           BeatReply)
         with self._lock:
             for job_id in beat.forget:  # finished jobs: drop their working objects (files stay)
                 self._jobs.pop(job_id, None)
+                self._saved.forget(job_id)
         for task_id in beat.cancel:
             with self._lock:
                 canceled = self._runs.get(task_id)
@@ -331,6 +250,17 @@ class Agent:
     def close(self) -> None:
         self._drop_platform()
         self.endpoint.close(grace=0.5)
+        if self._health is not None:
+            self._health.close()
+
+    def _serve_metrics(self, address: str) -> HealthServer:
+        """/metrics, /healthz (the loop runs) and /readyz (the platform knows this node)."""
+        where = HostPort.parse(address, "metrics", party=self.config.party)
+        server = HealthServer(where.host, where.port, self.metrics.registry,
+                              alive=lambda: self._looping, ready=lambda: self._greeted)
+        log.info("node %s: metrics, health and readiness on http://%s:%d", self.config.party,
+                 where.host, server.port)
+        return server
 
     def _call(self, method: str, msg: Wire, reply: type[Any]) -> Any:
         call = self._platform_channel().unary_unary(f"/{SERVICE}/{method}")
@@ -382,17 +312,24 @@ class Agent:
     def _execute(self, run: _Run) -> None:
         order, party = run.order, self.config.party
         start = time.perf_counter()
+        error = ""
         try:
             metrics = self._run_step(run)
             report = Report(task_id=order.task_id, ok=True, metrics=metrics, reason="")
         except Exception as exc:  # bad input must not take the node down (8.3-2)
             # the whole story stays here; the platform gets a code, the step, the party and
             # column names, never a cell value or a local path (issue 14 item 4)
+            error = type(exc).__name__
             log.error("node %s: step %s failed:\n%s", party, order.step_id, traceback.format_exc())
             failure = public_failure(exc, party, order.step_id, self._public_names(order))
             report = Report(task_id=order.task_id, ok=False, reason=failure.reason(),
                             code=failure.code, retry=failure.retry)
         report.seconds = time.perf_counter() - start
+        traffic = run.traffic
+        self.metrics.task_done(TaskRecord(
+            order.job_id, order.step_id, order.attempt, party, order.component, report.ok,
+            report.seconds, dict(traffic.sent) if traffic else {},
+            dict(traffic.received) if traffic else {}, error=error))
         run.report = report
 
     def _public_names(self, order: TaskOrder) -> set[str]:
@@ -417,14 +354,15 @@ class Agent:
         check_task(order, party, self._approvers)  # before anything touches data (8.3-1)
         if order.dealer == party or self.config.role == "dealer":
             return self._run_dealer(run)
-        with self._lock:
-            job = self._jobs.setdefault(order.job_id, _JobState())
+        out_dir = self._job_dir(order)  # the job id is checked before any file is touched
+        job = self._job(order.job_id)
         missing = sorted(set(order.ancestors) - job.done)
         if missing:
             raise ConfigError(
                 f"node {party!r} holds no working state from step(s) {missing} of job "
                 f"{order.job_id}", party=party, step=order.step_id,
-                remedy="the node restarted mid-job; submit the job again",
+                remedy="the node restarted mid-job and had no saved state of those steps "
+                f"(see its log; {self._saved.path(order.job_id)}); submit the job again",
             )
         component = registry.get(order.component)()
         params = component.parse(order.params, f"steps.{order.step_id}")
@@ -434,10 +372,11 @@ class Agent:
             f"{order.job_id}/{order.step_id}/{order.attempt}", peers, order.peers,
             timeout=order.channel_timeout_s,
         )
+        run.traffic = ByteCount(channel)
         try:
-            session = Session(party, tuple(peers), _bounded(_Cancellable(channel, run.cancel),
-                                                            order), dealer=order.dealer or None,
-                              compute=self._compute())
+            session = Session(party, tuple(peers),
+                              _bounded(CancellableChannel(run.traffic, run.cancel), order),
+                              dealer=order.dealer or None, compute=self._compute())
             out_dir = self._job_dir(order)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
                               order.step_id, self._progress(run), self._datasets,
@@ -451,8 +390,20 @@ class Agent:
             except SharedMLError as exc:
                 log.warning("node %s: closing channel of %s: %s", party, order.step_id, exc)
         job.done.add(order.step_id)
+        self._saved.save(order.job_id, job)
         metrics: dict[str, Any] = json.loads(json.dumps(result.metrics, default=_plain))
         return metrics
+
+    def _job(self, job_id: str) -> JobState:
+        """The job's working state: in memory, else as saved before a restart, else new."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                job = self._jobs[job_id] = self._saved.load(job_id) or JobState()
+                if job.done:
+                    log.info("node %s: job %s resumes from its saved state after %s",
+                             self.config.party, job_id, sorted(job.done))
+            return job
 
     def _job_dir(self, order: TaskOrder) -> Path:
         """``work_dir/jobs/<job>`` (0700); the job id from the platform is checked first,
@@ -482,8 +433,10 @@ class Agent:
             f"{order.job_id}/{order.step_id}/{order.attempt}", [*data_parties, party],
             order.peers, timeout=order.channel_timeout_s,
         )
+        run.traffic = ByteCount(channel)
         try:
-            waiting = _bounded(_Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S), order)
+            waiting = _bounded(CancellableChannel(run.traffic, run.cancel, timeout=_DEALER_WAIT_S),
+                               order)
             session = Session(party, (*data_parties, party), waiting, dealer=party)
             parties = jobspec.JobSpec.model_validate(
                 {"parties": order.parties, "steps": []}).party_configs()

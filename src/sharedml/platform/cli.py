@@ -38,6 +38,10 @@ DB_URL = typer.Option(
 URL = typer.Option(None, "--url", help="platform URL (default: SHAREDML_URL, then 'sharedml login')")
 TOKEN = typer.Option(None, "--token", help="session or API token (default: SHAREDML_TOKEN, then "
                      "'sharedml login')")
+PASSPHRASE = typer.Option(
+    None, "--passphrase-file", help="a file whose first line is the backup passphrase "
+    "(or set SHAREDML_BACKUP_PASSPHRASE)",
+)
 CA = typer.Option(
     os.environ.get("SHAREDML_CA"), "--ca",
     help="the deployment CA certificate (ca.pem) that signed the platform's (env SHAREDML_CA; "
@@ -122,14 +126,15 @@ def serve(
         identity = IdentityFiles(pki_dir, "platform")  # a rotated pair serves new connections
         revocation = crl.in_folder(pki_dir, identity.current().ca_pem)
         nodes = NodeService(
-            scheduler, identity, host, node_port, revocation=revocation
+            scheduler, identity, host, node_port, revocation=revocation, metrics=app.state.metrics
         ).start()
         checks = "revocation list checked" if revocation else "no crl.pem: revocation not checked"
         typer.echo(f"node service on {nodes.address} (mutual TLS; {checks})")
     recovered = scheduler.recover()
     if recovered:
         typer.echo(f"recovered {len(recovered)} running job(s)")
-    loop = threading.Thread(target=_tick, args=(scheduler, stop, tick_s), daemon=True)
+    loop = threading.Thread(target=_tick, args=(scheduler, stop, tick_s, app.state.metrics.ticks),
+                            daemon=True)
     loop.start()
     _publish_checkpoints(app.state.platform, stop)
     try:
@@ -156,26 +161,44 @@ def _publish_checkpoints(platform: Any, stop: threading.Event) -> None:
                      args=(platform.checkpoints, platform.audit, platform.clock, stop)).start()
 
 
-def _tick(scheduler: Any, stop: threading.Event, period: float) -> None:
+def _tick(scheduler: Any, stop: threading.Event, period: float, ticks: Any) -> None:
     import logging
 
     log = logging.getLogger("sharedml.platform")
     while not stop.wait(period):
         try:
             scheduler.tick()
+            ticks.tick()  # /readyz: the loop is alive
         except Exception:  # keep the loop alive; the next tick retries
             log.exception("scheduler tick failed")
 
 
 @platform_app.command("backup")
-def backup_cmd(file: Path, data_dir: Path = DATA_DIR, db_url: str | None = DB_URL) -> None:
-    """Write every table (jobs, users, audit log, ...) to FILE as JSON lines."""
+def backup_cmd(
+    file: Path,
+    data_dir: Path = DATA_DIR,
+    db_url: str | None = DB_URL,
+    passphrase_file: Path | None = PASSPHRASE,
+    no_key: bool = typer.Option(False, "--no-key", help="leave the platform key out (keep "
+                                "DATA_DIR/platform.key safe yourself)"),
+) -> None:
+    """Write every table (jobs, users, audit log, ...) to FILE as JSON lines, with the
+    platform key sealed under your passphrase (--passphrase-file or
+    SHAREDML_BACKUP_PASSPHRASE)."""
+    from sharedml.platform import key_backup
     from sharedml.platform.store import backup
 
+    secret = key_backup.read_secret(passphrase_file)
+    if secret is None and not no_key:
+        raise ConfigError("a backup holds the platform key sealed under a passphrase",
+                          remedy="give --passphrase-file (or SHAREDML_BACKUP_PASSPHRASE), or "
+                          "--no-key to leave the key out")
     p = _open(data_dir, db_url)
-    p.audit.append("cli", "platform.backup", str(file))
-    rows = backup.backup(p.store, file)
-    typer.echo(f"backed up {rows} rows to {file}")
+    sealed = None if no_key or secret is None else key_backup.seal_key(data_dir, secret)
+    p.audit.append("cli", "platform.backup", str(file), detail={"key": sealed is not None})
+    rows = backup.backup(p.store, file, sealed)
+    typer.echo(f"backed up {rows} rows to {file}"
+               + ("" if sealed else " (without the platform key)"))
 
 
 @platform_app.command("restore")
@@ -184,10 +207,20 @@ def restore_cmd(
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
     wipe: bool = typer.Option(False, "--wipe", help="replace a non-empty database's contents"),
+    passphrase_file: Path | None = PASSPHRASE,
+    new_key: bool = typer.Option(False, "--new-key", help="the backup has no key and the old "
+                                 "one is lost: make a new one (TOTP enrolments are lost)"),
 ) -> None:
-    """Load FILE (from 'platform backup') into an empty database."""
+    """Load FILE (from 'platform backup') into an empty database, its platform key first.
+
+    Refuses to make a new platform key silently: the backup's (sealed) key is put
+    back, or the one in DATA_DIR is kept, or --new-key says a new one is meant."""
+    from sharedml.platform import key_backup
     from sharedml.platform.store import backup
 
+    header = backup.read_header(file)
+    typer.echo(key_backup.restore_key(data_dir, header.get("platform_key"),
+                                      key_backup.read_secret(passphrase_file), new_key=new_key))
     p = _open(data_dir, db_url)
     rows = backup.restore(p.store, file, wipe_first=wipe)
     v = p.audit.verify()

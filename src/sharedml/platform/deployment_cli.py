@@ -64,9 +64,11 @@ def register(app: typer.Typer) -> None:
 
         On first use it creates DIRECTORY with the CA, certificates, node configs and
         accounts (API tokens in DIRECTORY/tokens.json); later runs start the same cluster.
-        Ctrl-C stops every process.
+        A process that crashes is started again (its jobs' steps are retried; nodes
+        resume from their saved state). Ctrl-C stops every process.
         """
         from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
+        from sharedml.platform.supervisor import Supervisor
 
         parties: dict[str, dict[str, Path]] = {}
         for raw in party:
@@ -84,10 +86,12 @@ def register(app: typer.Typer) -> None:
         with LocalDeployment(directory.resolve()) as cluster:
             cluster.start()
             _announce(directory, info, cluster.nodes)
+            supervisor = Supervisor(cluster)
             try:
                 while True:
-                    time.sleep(1.0)
-                    cluster.check_alive()
+                    time.sleep(0.5)
+                    for name in supervisor.check():  # a crashed process comes back (8.3-5)
+                        typer.echo(f"{name} exited; started it again (log {directory / 'logs'})")
             except KeyboardInterrupt:
                 typer.echo("stopping")
 
@@ -110,3 +114,46 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         serve(config, dealer=dealer)
+
+    @app.command("node-backup")
+    def node_backup(
+        config: Path = typer.Argument(..., help="the node's config (YAML)"),
+        file: Path = typer.Argument(..., help="the sealed backup to write"),
+        passphrase_file: Path | None = typer.Option(
+            None, "--passphrase-file", help="first line: the passphrase (or set "
+            "SHAREDML_BACKUP_PASSPHRASE)"),
+    ) -> None:
+        """Seal this node's model parts (and the at-rest keys that open them) under a
+        passphrase."""
+        from sharedml.node.agent import NodeConfig
+        from sharedml.node.backup import backup_models
+
+        node = NodeConfig.load(config)
+        n = backup_models(node.party, node.work_dir, file, _secret(passphrase_file),
+                          node.models_dir, node.keys_dir)
+        typer.echo(f"sealed {n} model part(s) of node {node.party} into {file}")
+
+    @app.command("node-restore")
+    def node_restore(
+        config: Path = typer.Argument(..., help="the node's config (YAML)"),
+        file: Path = typer.Argument(..., help="a backup from 'sharedml node-backup'"),
+        passphrase_file: Path | None = typer.Option(None, "--passphrase-file"),
+    ) -> None:
+        """Put a node's sealed model parts back into its work dir (never over a file)."""
+        from sharedml.node.agent import NodeConfig
+        from sharedml.node.backup import restore_models
+
+        node = NodeConfig.load(config)
+        paths = restore_models(node.party, node.work_dir, file, _secret(passphrase_file),
+                               node.models_dir, node.keys_dir)
+        typer.echo(f"restored {len(paths)} model part(s) into {node.work_dir}")
+
+
+def _secret(passphrase_file: Path | None) -> str:
+    from sharedml.platform.key_backup import read_secret
+
+    secret = read_secret(passphrase_file)
+    if not secret:
+        raise ConfigError("no passphrase", remedy="give --passphrase-file or set "
+                          "SHAREDML_BACKUP_PASSPHRASE")
+    return secret

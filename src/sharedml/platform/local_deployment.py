@@ -355,11 +355,21 @@ class LocalDeployment:
                             remedy=f"see {self.root / 'logs' / 'platform.log'}")
 
     def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                log_file = self.root / "logs" / f"{name}.log"
-                tail = log_file.read_text()[-2000:] if log_file.exists() else ""
-                raise SharedMLError(f"{name} exited with code {proc.returncode}:\n{tail}")
+        for name, code in self.exited().items():
+            raise SharedMLError(f"{name} exited with code {code}:\n{self.log_tail(name)}")
+
+    def exited(self) -> dict[str, int | None]:
+        """The processes started here that have exited, with their exit codes."""
+        return {name: proc.returncode for name, proc in self.procs.items()
+                if proc.poll() is not None}
+
+    def forget(self, name: str) -> None:
+        """Drop an exited process's handle (before starting it again)."""
+        self.procs.pop(name, None)
+
+    def log_tail(self, name: str, chars: int = 2000) -> str:
+        log_file = self.root / "logs" / f"{name}.log"
+        return log_file.read_text(errors="replace")[-chars:] if log_file.exists() else ""
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         if name in self.procs and self.procs[name].poll() is None:

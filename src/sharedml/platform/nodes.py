@@ -35,6 +35,7 @@ from sharedml.control import Wire
 from sharedml.crypto.crl import RevocationFile
 from sharedml.crypto.pki import party_of
 from sharedml.errors import AuthError, ConfigError, SharedMLError
+from sharedml.platform.metrics import PlatformMetrics
 from sharedml.platform.scheduler import Scheduler
 from sharedml.transport import tls
 
@@ -53,8 +54,10 @@ class NodeService:
         *,
         heartbeat_s: float = 1.0,
         revocation: RevocationFile | None = None,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
         self.scheduler = scheduler
+        self.metrics = metrics
         self.heartbeat_s = heartbeat_s
         self.revocation = revocation
         self._server = grpc.server(ThreadPoolExecutor(max_workers=16, thread_name_prefix="nodes"))
@@ -102,6 +105,8 @@ class NodeService:
         msg = control.decode(control.Report, raw)
         self.scheduler.task_report(node, msg.task_id, msg.ok, msg.metrics, msg.reason, msg.seconds,
                                    retry=msg.retry)
+        if self.metrics is not None:
+            self.metrics.task_seconds.labels(node).observe(max(msg.seconds, 0.0))
         return control.Ack()
 
     def _wrap(self, fn: Any) -> Any:

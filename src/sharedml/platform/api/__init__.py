@@ -33,7 +33,8 @@ def create_app(
 
     ``app.state.platform`` is the :class:`Platform`; ``app.state.scheduler`` the
     job scheduler over the same store (built here unless given), wired to the
-    approval gate, the audit log and the runtime settings. Running its loop and
+    approval gate, the audit log and the runtime settings; ``app.state.metrics``
+    serves ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`sharedml.platform.metrics`). Running its loop and
     the node service is the caller's part (``sharedml platform serve``).
     """
     from sharedml.platform.api import (
@@ -41,10 +42,12 @@ def create_app(
         routes_admin,
         routes_auth,
         routes_data,
+        routes_health,
         routes_registry,
     )
     from sharedml.platform.api.limits import RequestLimits
     from sharedml.platform.api.schemas import Problem
+    from sharedml.platform.metrics import PlatformMetrics
 
     platform = platform or Platform.open(settings.data_dir, settings.db_url, clock)
     app = FastAPI(
@@ -57,8 +60,10 @@ def create_app(
     app.state.platform = platform
     app.state.trusted_proxies = tuple(settings.trusted_proxies)
     app.state.scheduler = scheduler if scheduler is not None else build_scheduler(platform)
+    app.state.metrics = PlatformMetrics(app.state.scheduler)
     errors.install(app)
     app.add_middleware(RequestLimits)
+    app.include_router(routes_health.router)
     problems: dict[int | str, dict[str, Any]] = {
         code: {"model": Problem, "description": text}
         for code, text in (

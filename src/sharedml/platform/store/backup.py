@@ -14,7 +14,8 @@ chain verifies after a restore onto SQLite or PostgreSQL alike.
 
 A restore goes into a database migrated to the same revision and refuses a
 non-empty one unless told to wipe it first. TOTP secrets are sealed with the
-platform key (``DATA_DIR/platform.key``): restore them alongside that key.
+platform key (``DATA_DIR/platform.key``): the header's ``platform_key`` holds
+it sealed under the operator's passphrase (:mod:`sharedml.platform.key_backup`).
 """
 
 from __future__ import annotations
@@ -60,17 +61,18 @@ def _decode(col: Column[Any], value: Any) -> Any:
     return value
 
 
-def dump(store: Store) -> Iterator[str]:
-    """The whole database as JSON lines."""
-    yield json.dumps(
-        {
-            "format": FORMAT,
-            "version": VERSION,
-            "revision": store.current_revision(),
-            "backend": store.dialect,
-            "tables": [t.name for t in _tables()],
-        }
-    )
+def dump(store: Store, platform_key: dict[str, Any] | None = None) -> Iterator[str]:
+    """The whole database as JSON lines (with the sealed platform key in the header)."""
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "revision": store.current_revision(),
+        "backend": store.dialect,
+        "tables": [t.name for t in _tables()],
+    }
+    if platform_key is not None:
+        header["platform_key"] = platform_key
+    yield json.dumps(header)
     n = 0
     with store.engine.connect() as conn:
         for table in _tables():
@@ -82,16 +84,25 @@ def dump(store: Store) -> Iterator[str]:
     yield json.dumps({"end": True, "rows": n})
 
 
-def backup(store: Store, path: Path) -> int:
+def backup(store: Store, path: Path, platform_key: dict[str, Any] | None = None) -> int:
     """Write the backup file; returns the number of rows."""
     rows = 0
     tmp = Path(str(path) + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
-        for line in dump(store):
+        for line in dump(store, platform_key):
             fh.write(line + "\n")
             rows += 1
     tmp.replace(path)
     return rows - 2
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The backup's first line (format, revision, tables, and the sealed key if any)."""
+    with Path(path).open(encoding="utf-8") as fh:
+        header = _parse(fh.readline(), 1)
+    if header.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a sharedml platform backup (bad header)")
+    return header
 
 
 def is_empty(store: Store) -> bool:

@@ -1,0 +1,82 @@
+"""A node agent's config file (``node.yaml``): who it is, where the platform is, what it holds.
+
+See :mod:`sharedml.node.agent` for the fields in context; relative paths
+resolve against the file's folder, so a bundle from ``sharedml deploy`` works
+wherever it is installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sharedml.errors import ConfigError
+from sharedml.node.registry import DatasetEntry, entry
+from sharedml.scale.config import ComputeConfig
+
+
+class NodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    party: str
+    platform: str
+    pki_dir: Path
+    work_dir: Path
+    listen: str = "127.0.0.1:0"
+    #: Where peers reach this node (``host[:port]``) when it is not ``listen``; checked at
+    #: start (:mod:`sharedml.node.addresses`): never 0.0.0.0 or ::, and the name resolves.
+    advertise: str | None = None
+    #: Where to serve /metrics, /healthz and /readyz (plain HTTP, ``host:port``); none if unset.
+    metrics: str | None = None
+    #: The platform certificate's subject (checked on every connection).
+    platform_name: str = "platform"
+    #: The deployment's revocation list (default: ``pki_dir/crl.pem`` when there is one),
+    #: checked for every peer and the platform, re-read when it changes.
+    crl: Path | None = None
+    #: name -> a CSV/Parquet file, or a mapping (``path`` or ``sql`` + ``table``, ``columns``).
+    datasets: dict[str, Path | DatasetEntry] = Field(default_factory=dict)
+    #: Approver name -> its Ed25519 public key file: whose signed approval lets a job
+    #: read this party's data. Written by the party's operator; never from the platform.
+    approvers: dict[str, Path] = Field(default_factory=dict)
+    heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
+    #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
+    role: Literal["party", "dealer"] = "party"
+    #: The node's keys (:class:`~sharedml.modelpart.FileNodeKeys`); default ``work_dir/keys``.
+    keys_dir: Path | None = None
+    #: This party's sealed model parts; default ``work_dir/models``.
+    models_dir: Path | None = None
+    #: Where the party's heavy work runs: here (default) or its own Ray cluster
+    #: (``compute: {ray: {address: auto, workers: 4, ...}}``, :mod:`sharedml.scale.config`).
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+
+    @model_validator(mode="after")
+    def _dealer_holds_no_data(self) -> NodeConfig:
+        if self.role == "dealer" and self.datasets:
+            raise ValueError("a dealer node holds no datasets; remove 'datasets:'")
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path) -> NodeConfig:
+        """Read a YAML node config; relative paths resolve against its folder."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            config = cls.model_validate(raw)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read node config {path}: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"invalid node config field {where}: {first['msg']}") from None
+        base = path.resolve().parent
+        config.pki_dir = base / config.pki_dir
+        config.work_dir = base / config.work_dir
+        config.crl = None if config.crl is None else base / config.crl
+        config.datasets = {k: entry(v, base) for k, v in config.datasets.items()}
+        config.approvers = {k: base / v for k, v in config.approvers.items()}
+        config.keys_dir = base / (config.keys_dir or config.work_dir / "keys")
+        config.models_dir = base / (config.models_dir or config.work_dir / "models")
+        return config

@@ -1,0 +1,30 @@
+"""``/healthz``, ``/readyz`` and ``/metrics`` (Prometheus) beside ``/api/v1`` (issue 13 item 7).
+
+Outside ``/api/v1`` and without a login, as probes and scrapers call them:
+they say whether the process serves and is ready, and the counts and states
+of :mod:`sharedml.platform.metrics` — no dataset, model or user data.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="the process serves")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="the database answers and the scheduler ticks")
+def readyz(request: Request) -> JSONResponse:
+    ok, reason = request.app.state.metrics.ready()
+    return JSONResponse({"status": "ok" if ok else reason}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+def metrics(request: Request) -> Response:
+    body, kind = request.app.state.metrics.exposition()
+    return Response(body, media_type=kind)
