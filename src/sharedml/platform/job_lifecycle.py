@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from sharedml.errors import PolicyDenied, SharedMLError
 from sharedml.platform.errors import Conflict
-from sharedml.platform.job_book import JobBook, task_key
+from sharedml.platform.job_book import JobBook
 from sharedml.platform.job_plan import StepPlan
 from sharedml.platform.store.models import FINAL_STATES, Job, Node, Task
 
@@ -152,8 +152,7 @@ class Lifecycle:
     def _time_out(self, job: Job, plan: StepPlan, tasks: list[Task], now: dt.datetime) -> None:
         limit = self._silence(job)
         for t in tasks:
-            key = task_key(t.node_id or "", t.id)
-            last = self.book.last(key, t.heartbeat_at or t.started_at)
+            last = self.book.last_of_task(t.node_id or "", t.id, t.heartbeat_at or t.started_at)
             if t.state == "running" and last is not None and (now - last).total_seconds() > limit:
                 move(
                     t,
