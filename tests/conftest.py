@@ -8,7 +8,9 @@ their own; the product never reads them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +38,18 @@ def shared_data() -> Path:
 def tee_evidence() -> Path:
     """``tests/data/tee-evidence``: real Nitro, SGX, TDX and SEV-SNP evidence."""
     return _folder("tee-evidence")
+
+
+@pytest.fixture(scope="session")
+def model_doc() -> Callable[[str | Path], dict[str, Any]]:
+    """Open a sealed model part (``model`` artifact of a train step) with the keys
+    beside its store (``<store>/../keys``, as ``sharedml run`` and the step default
+    lay them out); its learner document, as the learner's ``to_dict`` wrote it."""
+    from sharedml.modelpart import FileNodeKeys, ModelPart
+
+    def read(path: str | Path) -> dict[str, Any]:
+        path = Path(path)
+        part = ModelPart.unseal(path.read_bytes(), FileNodeKeys(path.parent.parent / "keys"))
+        return dict(part.body["model"])
+
+    return read

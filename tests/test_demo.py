@@ -86,9 +86,8 @@ def test_demo_command_prints_the_story_and_the_comparison(tmp_path: Path) -> Non
     assert "secret-shared" in out  # the progress bars' step labels
     # the kept result file and each party's model parts
     assert (tmp_path / "result.json").exists()
-    for party in ("bank", "partner"):
-        assert (tmp_path / party / "model-train_lr.json").exists()
-        assert (tmp_path / party / "model-train_sb.json").exists()
+    for party in ("bank", "partner"):  # both models' parts, sealed in the models folder
+        assert len(list((tmp_path / "models" / party / "parts").glob("*.smp"))) == 2
 
 
 def test_write_data_writes_the_files_the_examples_read(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def _labels(folder: Path) -> pd.Series:
     return bank.set_index("id")["y"]
 
 
-def test_embedded_run_writes_every_step_for_every_party(folder: Path) -> None:
+def test_embedded_run_writes_every_step_for_every_party(folder: Path, model_doc: Any) -> None:
     steps = [
         *FRONT,
         {"id": "train_lr", "train": {"model": "logistic_regression", "protocol": "ss",
@@ -86,12 +86,13 @@ def test_embedded_run_writes_every_step_for_every_party(folder: Path) -> None:
     assert by_id["train_lr"]["dealer"]["metrics"]["requests"] > 0
 
     # each party's model files hold that party's part only
-    lr_bank = json.loads((out / "bank" / "model-train_lr.json").read_text())
-    lr_partner = json.loads((out / "partner" / "model-train_lr.json").read_text())
+    def part(step: str, party: str) -> dict[str, Any]:
+        return model_doc(by_id[step][party]["artifacts"]["model"])
+
+    lr_bank, lr_partner = part("train_lr", "bank"), part("train_lr", "partner")
     assert len(lr_bank["part"]["coef"]) == 5 and lr_bank["part"]["intercept"] is not None
     assert len(lr_partner["part"]["coef"]) == 4 and lr_partner["part"]["intercept"] is None
-    sb_bank = json.loads((out / "bank" / "model-train_sb.json").read_text())
-    sb_partner = json.loads((out / "partner" / "model-train_sb.json").read_text())
+    sb_bank, sb_partner = part("train_sb", "bank"), part("train_sb", "partner")
     assert "trees" in sb_bank and "trees" not in sb_partner and "base_score" not in sb_partner
     owners = [o for tree in sb_bank["trees"] for o in tree["owner"] if o]
     for doc, party in ((sb_bank, "bank"), (sb_partner, "partner")):
@@ -123,8 +124,8 @@ def test_example_spec_runs_as_processes_with_progress(folder: Path, tmp_path: Pa
     assert [s["id"] for s in result["steps"]] == ids
     assert all({"bank", "partner"} <= set(s["parties"]) for s in result["steps"])
     assert {"auc", "ks", "lift", "accuracy"} <= set(result["steps"][-1]["parties"]["bank"]["metrics"])
-    assert (tmp_path / "out" / "bank" / "model-train.json").exists()
-    assert (tmp_path / "out" / "partner" / "model-train.json").exists()
+    for party in ("bank", "partner"):  # each party's part, sealed in the models folder
+        assert list((tmp_path / "out" / "models" / party / "parts").glob("*.smp"))
     # progress came back from both party processes: public tuples, every step finished
     assert all(isinstance(p, str) and isinstance(s, str) and isinstance(f, float)
                and isinstance(m, str) for p, s, f, m in seen)

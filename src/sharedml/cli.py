@@ -34,6 +34,8 @@ PLUGINS: list[str] = [
     "sharedml.platform.approval_cli",
     "sharedml.tee.cli",
     "sharedml.transport.cli",
+    "sharedml.serving.cli",
+    "sharedml.modelpart.cli",
 ]
 
 

@@ -90,6 +90,9 @@ class TaskOrder(Wire):
     #: Party -> its node's party-to-party address (the step's dealer included).
     peers: dict[str, str]
     channel_timeout_s: float
+    #: Seconds the whole step may take at the node (``None``: no limit beyond each
+    #: receive's ``channel_timeout_s``); past it the task fails naming the step.
+    step_timeout_s: float | None = Field(None, gt=0)
     #: The dealer node serving this step (a job with a secret-shared step), else ``None``.
     dealer: str | None = None
     #: The job's spec as stored: the node checks the fields above against it and the
@@ -110,8 +113,14 @@ class Report(Wire):
     task_id: str
     ok: bool
     metrics: dict[str, Any] = Field(default_factory=dict)
+    #: A failure as it may leave the node: code, party, step, column names — never a
+    #: cell value or a local path (:mod:`sharedml.node.reasons`).
     reason: str = Field("", max_length=4000)
     seconds: float = 0.0
+    #: The failure's code (``data``, ``config``, ``peer_timeout``, ``internal``...).
+    code: str = Field(default="", max_length=32)
+    #: Whether the step may succeed when run again (bad data or a lost state will not).
+    retry: bool = True
 
 
 class Ack(Wire):

@@ -11,6 +11,7 @@ callers catch one family. A message names the party, the step and what to do.
     ├── DataError              a dataset is malformed (rows, columns, types, ids)
     ├── ChannelError           a message could not be sent or received
     │   ├── PeerTimeout        the peer did not send in time
+    │   │   └── StepTimeout    the step did not finish within its timeout
     │   ├── PeerUnreachable    the peer could not be reached at all
     │   └── FrameError         a frame was malformed or lied about its size
     ├── ProtocolAbort          a protocol step saw an impossible or hostile message
@@ -26,8 +27,9 @@ from __future__ import annotations
 class SharedMLError(Exception):
     """Root of every sharedml error.
 
-    ``party`` and ``step`` say where it happened, ``remedy`` what to do about it;
-    each is optional and, when given, is appended to the message.
+    ``party`` and ``step`` say where it happened, ``column`` which column of a
+    dataset it concerns (its name, never a value), ``remedy`` what to do about
+    it; each is optional and, when given, is appended to the message.
     """
 
     def __init__(
@@ -37,13 +39,16 @@ class SharedMLError(Exception):
         party: str | None = None,
         step: str | None = None,
         remedy: str | None = None,
+        column: str | None = None,
     ) -> None:
         self.party = party
         self.step = step
         self.remedy = remedy
+        self.column = column
         parts = [message]
         where = ", ".join(
-            f"{k} {v!r}" for k, v in (("party", party), ("step", step)) if v is not None
+            f"{k} {v!r}" for k, v in (("party", party), ("step", step), ("column", column))
+            if v is not None
         )
         if where:
             parts.append(f"({where})")
@@ -67,6 +72,10 @@ class ChannelError(SharedMLError):
 
 class PeerTimeout(ChannelError):
     """The peer sent nothing under the awaited tag within the timeout."""
+
+
+class StepTimeout(PeerTimeout):
+    """A job step did not finish within its step timeout (the run's, or the task's)."""
 
 
 class PeerUnreachable(ChannelError):
@@ -110,4 +119,5 @@ __all__ = [
     "PolicyDenied",
     "ProtocolAbort",
     "SharedMLError",
+    "StepTimeout",
 ]

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -286,6 +287,25 @@ class Client:
 
     def model(self, model_id: int) -> dict[str, Any]:
         return dict(self._call("GET", f"/models/{model_id}"))
+
+    # --- the model registry: versions registered by jobs -------------------------------
+    def model_versions(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Registered model versions (metadata and part fingerprints), of one ``name``."""
+        return list(self._call("GET", "/registry/models", params={"name": name} if name else {}))
+
+    def model_version(self, ref: str) -> dict[str, Any]:
+        """One version by ``NAME@ALIAS``, ``NAME@VERSION`` or uid."""
+        return dict(self._call("GET", f"/registry/models/{quote(ref, safe='@')}"))
+
+    def tag_model(self, ref: str, alias: str) -> dict[str, Any]:
+        """Point ``alias`` (e.g. ``production``) at the version ``ref`` (audited)."""
+        path = f"/registry/models/{quote(ref, safe='@')}/aliases/{quote(alias, safe='')}"
+        return dict(self._call("PUT", path))
+
+    def consent_to_delete_model(self, ref: str) -> dict[str, Any]:
+        """Consent, as owner of training datasets, to deleting a version; it is deleted
+        once every party's owner has. ``{uid, deleted, consent, missing}``."""
+        return dict(self._call("POST", f"/registry/models/{quote(ref, safe='@')}/delete-consent"))
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/nodes"))

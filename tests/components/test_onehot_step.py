@@ -286,7 +286,8 @@ def test_horizontal_job_onehot_then_secure_scaling(shared_data: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_job_psi_split_onehot_scale_train_runs(shared_data: Path, tmp_path: Path) -> None:
+def test_job_psi_split_onehot_scale_train_runs(shared_data: Path, tmp_path: Path,
+                                                model_doc: Any) -> None:
     """psi → split → onehot → scale → train(SS logistic regression) → evaluate as mTLS
     processes on breast_hetero with an informative text column at the host; the AUC is
     compared with scikit-learn's logistic regression on the joined, encoded rows."""
@@ -313,7 +314,7 @@ def test_job_psi_split_onehot_scale_train_runs(shared_data: Path, tmp_path: Path
     steps = {s["id"]: s["parties"] for s in result["steps"]}
     assert steps["onehot"]["host"]["metrics"]["categories"] == {"segment": 4}
     assert steps["onehot"]["guest"]["metrics"]["categories"] == {}
-    model = json.loads((out / "host" / "model-train.json").read_text())
+    model = model_doc(steps["train"]["host"]["artifacts"]["model"])
     assert len(model["part"]["coef"]) == 19 + 4  # x1..x19 and four indicators
     auc = steps["evaluate"]["guest"]["metrics"]["auc"]
     # plaintext oracle on the same rows: the split from the guest's predictions file

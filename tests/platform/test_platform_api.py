@@ -20,7 +20,7 @@ from platform_world import ROLES, World, make_world
 
 from sharedml.platform.api.deps import current_principal
 from sharedml.platform.auth import Principal
-from sharedml.platform.store.models import Job, Node
+from sharedml.platform.store.models import Job, Node, Task
 
 ALL = frozenset(ROLES)
 READERS = frozenset({"admin", "auditor"})
@@ -50,6 +50,16 @@ def new_job(w: World, by: str = "analyst") -> str:
         s.add(job)
     w.platform.approvals.request_for_job(job.id)
     return job.id
+
+
+def new_version(w: World, role: str = "") -> str:
+    """A model version registered by a new train job of the analyst's on bank/d1."""
+    job_id, uid = new_job(w), f"{next(_n):032x}"
+    with w.platform.store.session() as s:
+        task = Task(job_id=job_id, party="bank", step_id="train", component="train",
+                    created_at=w.clock.now(), metrics={"model_uid": uid, "fingerprint": "sha256:0"})
+        w.platform.registry.record_job(s, s.get(Job, job_id), [task])
+    return uid
 
 
 def new_dataset(w: World, grant_to: str | None = None) -> int:
@@ -87,6 +97,7 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> World:
         s.add(Node(id="bank", party="bank", registered_at=world.clock.now()))
     world.ids["job"] = 0
     world.tokens["job"] = job_id
+    world.tokens["version"] = new_version(world)
     return world
 
 
@@ -200,6 +211,14 @@ OPS = [
     Op("GET", f"{V1}/models", ALL),
     Op("GET", f"{V1}/models/{{model_id}}", frozenset({"admin", "auditor", "analyst"}),
        path=lambda w, r: f"{V1}/models/1"),
+    # the model registry (api/routes_registry.py)
+    Op("GET", f"{V1}/registry/models", ALL),
+    Op("GET", f"{V1}/registry/models/{{ref}}", frozenset({"admin", "auditor", "analyst"}),
+       path=lambda w, r: f"{V1}/registry/models/{w.tokens['version']}"),
+    Op("PUT", f"{V1}/registry/models/{{ref}}/aliases/{{alias}}", frozenset({"admin", "analyst"}),
+       path=lambda w, r: f"{V1}/registry/models/{w.tokens['version']}/aliases/production"),
+    Op("POST", f"{V1}/registry/models/{{ref}}/delete-consent", frozenset({"data_owner"}),
+       path=lambda w, r: f"{V1}/registry/models/{new_version(w)}/delete-consent"),
     # the job routes (api/jobs.py): role gates of the table in access.py
     Op("POST", f"{V1}/jobs", frozenset({"admin", "analyst"}),
        body=lambda w, r: {"spec": json.loads(spec({"bank": "d1"}))}),

@@ -40,7 +40,8 @@ def test_migrations_build_exactly_the_models(backend_store: Store) -> None:
     assert diff == [], f"models and migrations disagree: {diff}"
     assert set(backend_store.table_names()) >= {
         "users", "api_tokens", "sessions", "projects", "grants", "datasets", "approvals",
-        "jobs", "tasks", "nodes", "models", "audit_log", "settings",
+        "jobs", "tasks", "nodes", "models", "audit_log", "settings", "model_versions",
+        "model_aliases",
     }  # fmt: skip
 
 

@@ -14,6 +14,9 @@ rows, labels or shares (9.4-3).
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from sharedml.datasets import DatasetFiles, DatasetSource
 from sharedml.errors import ConfigError
@@ -30,11 +33,40 @@ from sharedml.session import MPCRuntime, Provider, Session
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sharedml.modelpart import PartStore
+
+
+#: No integer a step's parameters hold may exceed this in magnitude (it must fit the
+#: int64 every component and numpy turn it into).
+MAX_INT = 2**63 - 1
+
 
 class Params(BaseModel):
-    """Base of every component's parameter schema: unknown fields are errors."""
+    """Base of every component's parameter schema: unknown fields are errors, and so
+    are NaN, infinities and integers beyond int64, at any depth (issue 14 item 8)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _numbers_in_range(self) -> Params:
+        for name, value in self:
+            _check_number(name, value)
+        return self
+
+
+def _check_number(where: str, value: Any) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise ValueError(f"{where} is out of range (at most {MAX_INT} in magnitude)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_number(f"{where}.{k}", v)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_number(f"{where}[{i}]", v)
 
 
 @dataclass
@@ -62,7 +94,9 @@ class StepContext:
     ``state`` carries the party's working objects from step to step (its
     aligned frame, train/test split, fitted model part, predictions); it never
     leaves the party's process. ``datasets`` is the injected loader of the
-    party's own data (default: names are file paths).
+    party's own data (default: names are file paths). ``parts`` is the party's
+    model-part store (:class:`~sharedml.modelpart.PartStore`; default: sealed
+    under ``out_dir/models`` with keys in ``out_dir/keys``).
     """
 
     session: Session
@@ -73,6 +107,29 @@ class StepContext:
     step_id: str
     progress: Callable[[float, str], None] = lambda fraction, message: None
     datasets: DatasetSource = field(default_factory=DatasetFiles)
+    parts: PartStore | None = None
+
+    def part_store(self) -> PartStore:
+        """This party's model parts (:attr:`parts`, or the default under ``out_dir``)."""
+        if self.parts is None:
+            from sharedml.modelpart import FileNodeKeys, PartStore
+
+            keys = FileNodeKeys.open_or_create(self.out_dir / "keys")
+            self.parts = PartStore(self.out_dir / "models", keys, party=self.party.name)
+        return self.parts
+
+    def artifact(self, kind: str, suffix: str) -> Path:
+        """This party's file ``out_dir/<kind>-<step id><suffix>``, created empty and
+        readable by this process's user only (0600: model parts and predictions are the
+        party's own). The step id is checked again here, so it never walks out of
+        ``out_dir`` whatever the caller's spec loader did."""
+        if not STEP_ID.fullmatch(self.step_id):
+            raise ConfigError(f"{self.step_id[:64]!r} is not a step id", party=self.party.name,
+                              remedy="use letters, digits, '_' or '-'")
+        path = self.out_dir / f"{kind}-{self.step_id}{suffix}"
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        path.chmod(0o600)  # an existing file keeps its mode on open: set it
+        return path
 
     @property
     def label_holder(self) -> str | None:
@@ -86,9 +143,14 @@ class StepContext:
         if self.party.dataset is None:
             raise ConfigError("this party has no dataset to load", party=self.party.name,
                               step=self.step_id, remedy="give it a dataset in the job spec")
+        from sharedml.modelpart.pipeline import STATE_SCHEMA, schema_of
+
         ids = list(self.party.id_columns if id_columns is None else id_columns)
-        return self.datasets.load(self.party.dataset, ids, self.party.label,
-                                  party=self.party.name, step=self.step_id)
+        frame = self.datasets.load(self.party.dataset, ids, self.party.label,
+                                   party=self.party.name, step=self.step_id)
+        skip = [*ids, *([self.party.label] if self.party.label else [])]
+        self.state[STATE_SCHEMA] = schema_of(frame, skip)  # what a saved model will expect
+        return frame
 
     def mpc_runtime(
         self,
@@ -118,6 +180,21 @@ class StepResult:
     seconds: float = 0.0
 
 
+#: What a step id may be: it names each party's files (``model-<id>.json``) and the
+#: step's channel tags, so no separators, dots or spaces (issue 14 item 8).
+STEP_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+#: The roles of a step (:meth:`Component.roles`): every data party, and the job's dealer.
+DATA, DEALER = "data", "dealer"
+
+
+def deals(params: Params) -> bool:
+    """Whether a step with ``params`` computes on secret shares with dealt randomness:
+    its ``protocol`` is ``ss`` or ``split`` and its ``provider`` is not ``he``."""
+    return getattr(params, "protocol", None) in ("ss", "split") and getattr(
+        params, "provider", None) != "he"
+
+
 #: What a step may leave in its parties' state for later steps: name -> (what it
 #: is, the step that makes it). Steps declare what they need and make in these terms.
 PRODUCTS: dict[str, tuple[str, str]] = {
@@ -139,10 +216,23 @@ class Component(ABC):
 
     name: ClassVar[str]
     params: ClassVar[type[Params]] = Params
-    #: "all" — every party runs it; otherwise the roles are checked by ``run``.
     summary: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()
     makes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def roles(cls, params: Params) -> tuple[str, ...]:
+        """Who takes part in this step with these parameters: ``"data"`` (every data
+        party of the job) and, when the step opens MPC runtimes dealt by the job's
+        dealer, ``"dealer"``. :func:`execute` gives the step a channel to these roles
+        only, so a step never waits for a party that does not run it (the dealer
+        serves only its MPC runtimes).
+
+        Default: the dealer takes part when the parameters compute on secret
+        shares with dealt randomness (``protocol: ss`` or ``split``, unless
+        ``provider: he``), the rule :func:`~sharedml.components.dealer.needs_dealer`
+        applies to the whole job."""
+        return (DATA, DEALER) if deals(params) else (DATA,)
 
     @classmethod
     def requires(cls, params: Params) -> tuple[str, ...]:
@@ -175,10 +265,12 @@ class Component(ABC):
 def execute(component: Component, ctx: StepContext, params: Params) -> StepResult:
     """Run one step at one party, timing it and scoping its channel tags.
 
-    The step's session reaches the job's data parties and its dealer only."""
+    The step's session reaches the job's data parties, and its dealer only when
+    the step declares that the dealer takes part (:meth:`Component.roles`)."""
     start = time.perf_counter()
     s = ctx.session
-    among = s.among(tuple(p for p in s.peers if p in ctx.parties or p == s.dealer))
+    dealt = DEALER in component.roles(params)
+    among = s.among(tuple(p for p in s.peers if p in ctx.parties or (dealt and p == s.dealer)))
     scoped = replace(among, channel=among.channel.scope(ctx.step_id))
     inner = replace(ctx, session=scoped)
     result = component.run(inner, params)

@@ -116,8 +116,15 @@ class SplitStep(RowsUnlessHorizontal, Component):
         labels = None
         if holder == ctx.party.name and ctx.party.label:
             labels = frame[ctx.party.label].to_numpy()
-        train, test = shared_split(ctx.session.without_dealer(), len(frame), test_size=params.test_size,
-                                   seed=params.seed, label_holder=holder, labels=labels)
+        try:
+            train, test = shared_split(ctx.session.without_dealer(), len(frame),
+                                       test_size=params.test_size, seed=params.seed,
+                                       label_holder=holder, labels=labels)
+        except DataError as exc:
+            if labels is None or exc.column is not None:
+                raise
+            raise DataError(exc.message, party=exc.party, step=exc.step, remedy=exc.remedy,
+                            column=ctx.party.label) from None
         ctx.state["train"] = frame.iloc[train].reset_index(drop=True)
         ctx.state["test"] = frame.iloc[test].reset_index(drop=True)
         return StepResult(metrics={"train_rows": len(train), "test_rows": len(test)})

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from sharedml.components import jobspec
+from sharedml.components.base import deals
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
@@ -54,12 +55,7 @@ def needs_dealer(spec: jobspec.JobSpec) -> bool:
     A step says so through its parameters' ``protocol`` (a field of ``train``:
     ``ss``, or ``split`` whose interactive layer is on shares; a property of
     ``scale``, ``ss`` for horizontal min-max) and ``provider``."""
-    for step in spec.parsed_steps():
-        if getattr(step.params, "protocol", None) in ("ss", "split") and getattr(
-            step.params, "provider", None
-        ) != "he":
-            return True
-    return False
+    return any(deals(step.params) for step in spec.parsed_steps())
 
 
 def dealer_name(parties: Iterable[str], preferred: str = "dealer") -> str:

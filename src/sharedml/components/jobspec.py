@@ -32,7 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sharedml.components import registry
-from sharedml.components.base import PRODUCTS, Params, PartyConfig
+from sharedml.components.base import PRODUCTS, STEP_ID, Params, PartyConfig
 from sharedml.components.spec_limits import BoundedComposer, check_shape, check_text, short
 from sharedml.crypto.pki import check_party_id
 from sharedml.errors import ConfigError
@@ -148,6 +148,12 @@ def _parse_step(where: str, raw: dict[str, Any], earlier: list[StepSpec],
     seen[name] = seen.get(name, 0) + 1
     if step_id is None:
         step_id = name if seen[name] == 1 else f"{name}{seen[name]}"
+    if not isinstance(step_id, str) or not STEP_ID.fullmatch(step_id):
+        raise ConfigError(
+            f"{where}.id: {str(step_id)[:64]!r} is not a step id",
+            remedy="use a letter, then up to 63 letters, digits, '_' or '-' (it names files "
+            "and channel tags)",
+        )
     if any(s.id == step_id for s in earlier):
         raise ConfigError(f"{where}: duplicate step id {short(step_id)!r}")
     if needs is None:

@@ -7,11 +7,22 @@ label holder, the label.
 
 * ``train`` fits one :class:`~sharedml.learn.base.VerticalModel` part per party
   (``model: logistic_regression | linear_regression | secureboost | mlp``,
-  ``protocol: ss | he``, for ``mlp`` ``ss | split``), keeps it in ``ctx.state["model"]`` and writes this
-  party's part (and nothing else) to ``ctx.out_dir``.
+  ``protocol: ss | he``, for ``mlp`` ``ss | split``), keeps it in
+  ``ctx.state["model"]`` and saves this party's part (and nothing else) with
+  its feature pipeline as a new model version, sealed in the party's part
+  store (:mod:`sharedml.modelpart`); the label holder draws the version's uid
+  and sends it to the others. The uid and the part's fingerprint are the
+  step's metrics: the registry records them (:mod:`sharedml.modelpart.registry`,
+  the platform's registry).
 * ``predict`` scores ``ctx.state[on]`` jointly; the scores exist at the label
   holder only (``ctx.state["predictions"]`` and a CSV of ids and scores in its
-  ``out_dir``).
+  ``out_dir``, mode 0600). With ``model:`` (a uid, resolved from
+  ``NAME@ALIAS`` before the job starts) it needs no ``train``: each party
+  loads its own part of that version, refusing any other
+  (:meth:`~sharedml.modelpart.PartStore.load`), checks its new rows against
+  the part's schema, applies its own fitted pipeline and scores the aligned
+  rows (``on: data``); the label holder's scores are sealed with its node key
+  (``predictions-<step>.csv.sealed``; ``sharedml model open`` reads them).
 * ``evaluate`` computes the requested metrics at the label holder, writes the
   ROC/KS curve data there, and returns the metric values (public by design of
   this step, 9.4-3); the other parties return no metrics.
@@ -26,9 +37,11 @@ import json
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import Field
 
-from sharedml.components.base import Component, Params, StepContext, StepResult
+from sharedml.components.base import DATA, DEALER, Component, Params, StepContext, StepResult
+from sharedml.components.saved_models import load_part_for, save_part, write_scores
 from sharedml.components.train_params import (
     MODELS,
     SHARED_PROTOCOLS,
@@ -44,12 +57,24 @@ __all__ = [
 ]
 
 class PredictParams(Params):
-    on: Literal["test", "train"] = "test"
+    on: Literal["test", "train", "data"] | None = Field(
+        None, description="the rows to score: default test, or data (every aligned row) "
+        "with a saved model")
+    model: str | None = Field(
+        None, description="a saved model: NAME@ALIAS, NAME@VERSION or a version id; each "
+        "party loads its own part (no train step)")
+    fingerprints: dict[str, str] | None = Field(
+        None, description="set when the reference is resolved: each party's registered "
+        "part fingerprint")
+
+    @property
+    def rows(self) -> str:
+        return self.on or ("data" if self.model else "test")
 
 
 class EvaluateParams(Params):
     metrics: list[str] | None = Field(None, description="default: every metric of the task")
-    on: Literal["test", "train"] = "test"
+    on: Literal["test", "train", "data"] = "test"
 
 
 def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
@@ -64,18 +89,37 @@ def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
                 party=ctx.party.name,
                 step=ctx.step_id,
             )
+        if not pd.api.types.is_numeric_dtype(frame[label]):
+            raise DataError(
+                "the label column holds values that are not numbers",
+                party=ctx.party.name, step=ctx.step_id, column=label,
+                remedy="encode the label as 0/1 (classification) or numbers (regression)",
+            )
         y = frame[label].to_numpy()
         drop.append(label)
     X = frame.drop(columns=drop)
-    non_numeric = [c for c in X.columns if not np.issubdtype(X[c].dtype, np.number)]
+    non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
     if non_numeric:
         raise DataError(
             f"non-numeric feature columns {non_numeric[:5]}",
             party=ctx.party.name,
             step=ctx.step_id,
-            remedy="encode or drop them before training",
+            column=str(non_numeric[0]),
+            remedy="encode them (onehot) or drop them before training",
         )
+
     return X, y
+
+
+def _label(ctx: StepContext, frame: Any) -> Any:
+    """The label column of this party's frame (the label holder's), else ``None``."""
+    label = ctx.party.label
+    if not label:
+        return None
+    if label not in frame.columns:
+        raise DataError(f"label column {label!r} is missing from the data",
+                        party=ctx.party.name, step=ctx.step_id)
+    return frame[label].to_numpy()
 
 
 def _frame(ctx: StepContext, key: str) -> Any:
@@ -105,13 +149,17 @@ class TrainStep(Component):
                             purpose=f"train: {params.model} with protocol {params.protocol!r}",
                             otherwise=" or use 'protocol: he'")
         X, y = _features(ctx, _frame(ctx, "train"))
+        if len(X) < 2:
+            raise DataError(
+                f"{len(X)} row(s) to learn from", party=ctx.party.name, step=ctx.step_id,
+                remedy="check the parties' ids overlap (psi's intersection) and the split",
+            )
         ctx.progress(0.0, f"training {params.model} ({params.protocol})")
         model.fit(ctx.session, X, y)
         ctx.state["model"] = model
         ctx.state.pop("predictions_on", None)  # earlier predictions are not this model's
         ctx.state["task"] = getattr(model, "task", "classification")
-        path = ctx.out_dir / f"model-{ctx.step_id}.json"
-        model.save(path)
+        part = save_part(ctx, model, list(X.columns))
         ctx.progress(1.0, "trained")
         return StepResult(
             metrics={
@@ -119,37 +167,59 @@ class TrainStep(Component):
                 "protocol": params.protocol,
                 "rows": len(X),
                 "features": int(X.shape[1]),
+                "model_uid": part.uid,
+                "fingerprint": part.fingerprint,
             },
-            artifacts={"model": str(path)},
+            artifacts={"model": str(ctx.part_store().path(part.uid))},
         )
 
 
 class PredictStep(Component):
-    """Joint scores on the test (or train) rows, at the label holder only."""
+    """Joint scores on the test (or train, or all) rows, at the label holder only;
+    from the job's trained model or, with ``model:``, a saved model version."""
 
     name = "predict"
     needs = ("model", "split")
+
+    @classmethod
+    def roles(cls, params: Params) -> tuple[str, ...]:
+        """The dealer takes part (when the job has one): the trained model may be a
+        secret-shared one, whose prediction opens an MPC runtime."""
+        return (DATA, DEALER)
     params = PredictParams
-    summary = "joint prediction; scores reach the label holder only"
+    summary = "joint prediction (trained here or a saved model); scores reach the label holder only"
+
+    @classmethod
+    def requires(cls, params: Any) -> tuple[str, ...]:
+        if params.model:
+            return ("rows",)
+        return ("model",) if params.rows == "data" else ("model", "split")
+
+    @classmethod
+    def provides(cls, params: Any) -> tuple[str, ...]:
+        return ("model",) if params.model else ()
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
-        if "model" not in ctx.state:
+        frame = _frame(ctx, params.rows)
+        if params.rows == "data" and "train" in ctx.state and not params.model:
+            raise ConfigError("after a split, the steps transform 'train' and 'test' only: "
+                              "'data' holds the rows as loaded", party=ctx.party.name,
+                              step=ctx.step_id, remedy="predict on: test or on: train")
+        if params.model:
+            X = load_part_for(ctx, params, frame)
+        elif "model" not in ctx.state:
             raise ConfigError(
-                "no trained model", party=ctx.party.name, step=ctx.step_id, remedy="run train first"
+                "no trained model", party=ctx.party.name, step=ctx.step_id,
+                remedy="run train first, or name a saved model (predict: {model: NAME@ALIAS})"
             )
-        frame = _frame(ctx, params.on)
-        X, _ = _features(ctx, frame)
+        else:
+            X, _ = _features(ctx, frame)
         scores = ctx.state["model"].predict(ctx.session, X)
         ctx.state["predictions"] = scores
-        ctx.state["predictions_on"] = params.on
+        ctx.state["predictions_on"] = params.rows
         if scores is None:
             return StepResult(metrics={"rows": len(X)})
-        import pandas as pd
-
-        out = frame[[c for c in ctx.party.id_columns if c in frame.columns]].copy()
-        out["score"] = scores
-        path = ctx.out_dir / f"predictions-{ctx.step_id}.csv"
-        pd.DataFrame(out).to_csv(path, index=False)
+        path = write_scores(ctx, frame, scores, sealed=bool(params.model))
         return StepResult(metrics={"rows": len(X)}, artifacts={"predictions": str(path)})
 
 
@@ -158,18 +228,32 @@ class EvaluateStep(Component):
 
     name = "evaluate"
     needs = ("model", "split")
+
+    @classmethod
+    def roles(cls, params: Params) -> tuple[str, ...]:
+        """The dealer takes part (when the job has one): the trained model may be a
+        secret-shared one, whose prediction opens an MPC runtime."""
+        return (DATA, DEALER)
     params = EvaluateParams
     summary = "AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder"
+
+    @classmethod
+    def requires(cls, params: Any) -> tuple[str, ...]:
+        return ("model",) if params.on == "data" else cls.needs
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn import metrics
 
         if ctx.state.get("predictions_on") != params.on:
-            PredictStep().run(ctx, PredictParams(on=params.on))
+            PredictStep().run(ctx, PredictParams(on=params.on, model=None, fingerprints=None))
         scores = ctx.state.get("predictions")
         if scores is None:
             return StepResult()
-        _, y = _features(ctx, _frame(ctx, params.on))
+        y = _label(ctx, _frame(ctx, params.on))
+        if y is None:
+            raise ConfigError("evaluate needs the label at the label holder",
+                              party=ctx.party.name, step=ctx.step_id,
+                              remedy="declare the label column of the new data in the job spec")
         task = ctx.state.get("task", "classification")
         values = metrics.evaluate(np.asarray(y), np.asarray(scores), task, params.metrics)
         artifacts = {}
@@ -184,7 +268,7 @@ class EvaluateStep(Component):
                     "fpr": ks.fpr.tolist(),
                 },
             }
-            path = ctx.out_dir / f"curves-{ctx.step_id}.json"
+            path = ctx.artifact("curves", ".json")
             path.write_text(json.dumps(curves), encoding="utf-8")
             artifacts["curves"] = str(path)
         return StepResult(

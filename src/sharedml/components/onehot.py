@@ -22,6 +22,7 @@ from sharedml.components.base import (
 )
 from sharedml.components.frames import targets
 from sharedml.errors import ConfigError, DataError
+from sharedml.modelpart.pipeline import record
 
 #: A declared category in a job spec; ``null`` declares "missing" as a category.
 CategoryValue = str | int | float | bool | None
@@ -120,7 +121,7 @@ def one_hot_block(column: pd.Series, categories: list[str | None]) -> tuple[np.n
     return out, len(column) - hit.size
 
 
-def _encode(frame: pd.DataFrame, categories: dict[str, list[str | None]]
+def encode_categories(frame: pd.DataFrame, categories: dict[str, list[str | None]]
             ) -> tuple[pd.DataFrame, dict[str, int]]:
     """``frame`` with each encoded column replaced, in place, by its indicator columns."""
     parts: list[pd.DataFrame] = []
@@ -193,14 +194,15 @@ class OneHotStep(RowsUnlessHorizontal, Component):
         encoded: dict[str, pd.DataFrame] = {}
         unknown = dict.fromkeys(categories, 0)
         for key in keys:
-            encoded[key], counts = _encode(ctx.state[key], categories)
+            encoded[key], counts = encode_categories(ctx.state[key], categories)
             for col, n in counts.items():
                 unknown[col] += n
         _check_unknown(ctx, unknown, params.unknown)
         ctx.state.update(encoded)
         ctx.state["onehot"] = categories
+        record(ctx.state, {"op": "onehot", "categories": categories})
         names = [n for c, cats in categories.items() for n in indicator_names(c, cats)]
-        path = ctx.out_dir / f"onehot-{ctx.step_id}.json"
+        path = ctx.artifact("onehot", ".json")
         path.write_text(json.dumps({"layout": params.layout, "categories": categories,
                                     "indicators": names}), encoding="utf-8")
         metrics = {"categories": {c: len(v) for c, v in categories.items()},

@@ -35,6 +35,8 @@ from sharedml.components.base import (
 )
 from sharedml.components.frames import feature_columns, targets
 from sharedml.errors import ConfigError
+from sharedml.learn.params import MAX_KEY_BITS
+from sharedml.modelpart.pipeline import record
 from sharedml.session import Session
 
 
@@ -157,7 +159,9 @@ class ScaleStep(RowsUnlessHorizontal, Component):
 
         cols, _ = _fit_and_transform(ctx, scaler, params.layout, joint)
         ctx.state["scaler"] = scaler
-        path = ctx.out_dir / f"scaler-{ctx.step_id}.json"
+        record(ctx.state, {"op": "scale", "method": params.method, "columns": cols,
+                           "center": scaler.center_.tolist(), "scale": scaler.scale_.tolist()})
+        path = ctx.artifact("scaler", ".json")
         path.write_text(json.dumps({
             "method": params.method, "layout": params.layout, "columns": cols,
             "center": scaler.center_.tolist(), "scale": scaler.scale_.tolist(),
@@ -201,6 +205,7 @@ class FillStep(RowsUnlessHorizontal, Component):
             return filler.fit_horizontal(session, x)
 
         cols, filled = _fit_and_transform(ctx, filler, params.layout, joint)
+        record(ctx.state, {"op": "fill", "columns": cols, "values": filler.fill_.tolist()})
         return StepResult(metrics={"columns": len(cols), "filled_cells": filled})
 
 
@@ -208,7 +213,7 @@ class WoeParams(Params):
     n_bins: int = Field(10, ge=2, le=256)
     method: Literal["frequency", "width"] = "frequency"
     reveal: Literal["label_holder", "both"] = "label_holder"
-    key_bits: int = Field(2048, ge=1024)
+    key_bits: int = Field(2048, ge=1024, le=MAX_KEY_BITS)
 
 
 class WoeStep(Component):
@@ -268,4 +273,5 @@ class BinStep(Component):
                 frame[c] = apply_bins(frame[c], edges[c]).astype(np.float64)
             ctx.state[key] = frame
         ctx.state["bin_edges"] = edges
+        record(ctx.state, {"op": "binning", "edges": {c: e.tolist() for c, e in edges.items()}})
         return StepResult(metrics={"columns": len(cols)})

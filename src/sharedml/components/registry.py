@@ -26,6 +26,7 @@ BUILTIN: dict[str, str] = {}
 BUILTIN["describe"] = "sharedml.components.describe:DescribeStep"
 BUILTIN["psi"] = "sharedml.components.data:PsiStep"
 BUILTIN["split"] = "sharedml.components.data:SplitStep"
+BUILTIN["align"] = "sharedml.components.align:AlignStep"
 BUILTIN["scale"] = "sharedml.components.preprocess:ScaleStep"
 BUILTIN["fill"] = "sharedml.components.preprocess:FillStep"
 BUILTIN["woe"] = "sharedml.components.preprocess:WoeStep"

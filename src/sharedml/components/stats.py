@@ -148,7 +148,7 @@ class CorrelationStep(Component):
                                 party=ctx.party.name, step=ctx.step_id)
         r, v = _finish(r, const)
         ctx.state["correlation"] = {"columns": names, "matrix": r, "vif": v}
-        path = ctx.out_dir / f"correlation-{ctx.step_id}.json"
+        path = ctx.artifact("correlation", ".json")
         path.write_text(json.dumps({
             "columns": names, "rows": len(frame), "parties": order, "receivers": receivers,
             "matrix": [[_num(c) for c in row] for row in r], "vif": [_num(c) for c in v],

@@ -77,6 +77,7 @@ class ValidationReport:
             party=party,
             step=step,
             remedy="fix these rows or columns in the file (or the schema) and load it again",
+            column=next((p.column for p in self.problems if p.column), None),
         )
 
 
@@ -115,7 +116,7 @@ def _scan_csv(path: Path, report: ValidationReport) -> np.ndarray | None:
         reader = csv.reader(fh, strict=True)
         try:
             header = next(reader, None)
-            if header is None:
+            if not header:  # no line at all, or a blank first line
                 report.add("empty", "the file has no header and no rows")
                 return None
             width = len(header)
@@ -144,10 +145,14 @@ def _read_csv(path: Path, report: ValidationReport) -> tuple[pd.DataFrame | None
     lines = _scan_csv(path, report)
     if lines is None:
         return None, np.zeros(0, np.int64)
-    frame = pd.read_csv(
-        path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8",
-        encoding_errors="replace", on_bad_lines="skip",
-    )
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8",
+            encoding_errors="replace", on_bad_lines="skip",
+        )
+    except (ValueError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
+        report.add("malformed", f"not a readable CSV file ({type(exc).__name__})")
+        return None, lines
     if len(frame) != len(lines):  # would be a disagreement between the two parsers
         report.add("malformed", f"{len(lines)} records scanned but {len(frame)} parsed")
         return None, lines

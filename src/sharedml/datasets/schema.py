@@ -61,7 +61,8 @@ class Schema:
             if col in id_columns or col == label:
                 continue
             features[str(col)] = _infer_type(frame[col])
-        label_type = _infer_type(frame[label]) if label else "float"
+        # a label the frame lacks: the file's check then reports the missing column
+        label_type = _infer_type(frame[label]) if label and label in frame.columns else "float"
         return cls(tuple(id_columns), features, label, label_type)
 
 

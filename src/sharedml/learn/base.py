@@ -15,13 +15,30 @@ learned state ends in ``_``; ``predict`` before ``fit`` raises
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
+from sharedml.errors import DataError
 from sharedml.learn.params import Declared
 from sharedml.session import Session
+
+
+@contextmanager
+def model_file(path: Path | str, kind: str) -> Iterator[None]:
+    """Reading a model part file: a field missing or of the wrong type is a
+    :class:`~sharedml.errors.DataError` naming the file, never a raw KeyError (the
+    file may be damaged, truncated or another program's; issue 14, fuzzing)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise DataError(
+            f"{kind} model file {Path(path).name} is malformed ({type(exc).__name__}: "
+            f"{str(exc)[:80]})", remedy="use the file as the train step wrote it, or retrain",
+        ) from None
 
 
 class VerticalModel(Declared, ABC):
@@ -56,3 +73,13 @@ class VerticalModel(Declared, ABC):
     @abstractmethod
     def load(cls, path: Path) -> Self:
         """Read a part written by :meth:`save`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """This party's part as JSON-ready values (what :meth:`save` writes), so a
+        caller can seal it without a plaintext file (:mod:`sharedml.modelpart`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be written as a document")
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = "model document") -> Self:
+        """The part :meth:`to_dict` wrote; ``where`` names its source in errors."""
+        raise NotImplementedError(f"{cls.__name__} cannot be read from a document")

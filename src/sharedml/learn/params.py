@@ -21,6 +21,7 @@ with the protocol that needs them.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -34,6 +35,13 @@ _KINDS: dict[type, Any] = {
 }
 #: the longest list a ``list`` parameter takes
 MAX_ITEMS = 8
+#: Bounds shared by several learners (issue 14 item 8: a job could ask for a billion
+#: trees, a ten-million-bit key or a 10^12-row batch and tie a node up for days).
+MAX_TREES = 10_000
+MAX_KEY_BITS = 8192
+MAX_BATCH_ROWS = 1 << 22
+#: No number a job sets may exceed this in magnitude, nor be NaN or infinite.
+MAX_MAGNITUDE = 1e9
 
 
 @dataclass(frozen=True)
@@ -78,11 +86,11 @@ class Param:
             }[self.kind]
             if self.low is not None and self.high is not None:
                 left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
-                text += f" in {left}{self.low:g}, {self.high:g}{right}"
+                text += f" in {left}{_num(self.low)}, {_num(self.high)}{right}"
             elif self.low is not None:
-                text += f" {'>' if self.open_low else '≥'} {self.low:g}"
+                text += f" {'>' if self.open_low else '≥'} {_num(self.low)}"
             elif self.high is not None:
-                text += f" {'<' if self.open_high else '≤'} {self.high:g}"
+                text += f" {'<' if self.open_high else '≤'} {_num(self.high)}"
         return text + (" or None" if self.optional else "")
 
     def accepts(self, value: Any) -> bool:
@@ -103,9 +111,16 @@ class Param:
         return self.kind not in (int, float) or self._within(float(value))
 
     def _within(self, x: float) -> bool:
+        if not math.isfinite(x) or abs(x) > MAX_MAGNITUDE:
+            return False
         if self.low is not None and (x <= self.low if self.open_low else x < self.low):
             return False
         return self.high is None or (x < self.high if self.open_high else x <= self.high)
+
+
+def _num(x: float) -> str:
+    """A bound as a reader writes it: ``4194304``, ``0.5``, ``1e+06`` for a round float."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e7 else f"{x:g}"
 
 
 def with_defaults(params: Mapping[str, Param], **defaults: Any) -> dict[str, Param]:

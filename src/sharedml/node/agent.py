@@ -37,6 +37,8 @@ Config (YAML; relative paths are relative to the file)::
     datasets: {bank_customers: data/bank.csv}   # or Parquet, or a SQL table (node/registry.py)
     approvers: {alice: keys/alice.pub}          # the party's owners' approval keys
     role: party                     # or dealer (then no datasets)
+    keys_dir: keys                  # node keys (made on first start, 0600); default work_dir/keys
+    models_dir: models              # sealed model parts; default work_dir/models
 
 **Before any task runs** the node checks the order against the job's spec it
 carries and, when the spec gives this party a dataset, the owner's signed
@@ -45,12 +47,17 @@ the approver keys come from this config, never from the platform, so a
 compromised platform cannot make the node read data. At hello the node tells
 the platform its datasets' names, schemas and row counts
 (:mod:`sharedml.node.registry`).
+
+Model parts: a ``train`` step seals this party's part under the node's key in
+``models_dir`` (:mod:`sharedml.modelpart`); a batch ``predict: {model: ...}``
+loads it from there. The platform learns the part's uid and fingerprint only.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -83,17 +90,22 @@ from sharedml.control import (
 from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
 from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLError
+from sharedml.modelpart import FileNodeKeys, PartStore
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.guard import check_task
+from sharedml.node.reasons import public_failure
 from sharedml.node.registry import DatasetEntry, NodeRegistry, entry
 from sharedml.session import Session
 from sharedml.transport import tls
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
+from sharedml.transport.deadline import StepDeadline
 from sharedml.transport.grpc import GrpcEndpoint
 
 log = logging.getLogger("sharedml.node")
 
+#: What a job id from the platform may be before it names a folder of the node's.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 #: How long a dealer task waits for a step's next request (it ends sooner when canceled).
 _DEALER_WAIT_S = 7 * 24 * 3600.0
 
@@ -119,6 +131,10 @@ class NodeConfig(BaseModel):
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
     #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
     role: Literal["party", "dealer"] = "party"
+    #: The node's keys (:class:`~sharedml.modelpart.FileNodeKeys`); default ``work_dir/keys``.
+    keys_dir: Path | None = None
+    #: This party's sealed model parts; default ``work_dir/models``.
+    models_dir: Path | None = None
 
     @model_validator(mode="after")
     def _dealer_holds_no_data(self) -> NodeConfig:
@@ -145,6 +161,8 @@ class NodeConfig(BaseModel):
         config.crl = None if config.crl is None else base / config.crl
         config.datasets = {k: entry(v, base) for k, v in config.datasets.items()}
         config.approvers = {k: base / v for k, v in config.approvers.items()}
+        config.keys_dir = base / (config.keys_dir or config.work_dir / "keys")
+        config.models_dir = base / (config.models_dir or config.work_dir / "models")
         return config
 
 
@@ -230,6 +248,7 @@ class Agent:
         self._approvers = ApproverKeys.from_files(config.approvers)
         #: What the platform learns of them (read once, at start: a bad entry stops the node).
         self._records = self._datasets.records()
+        self._parts: PartStore | None = None
         self.boot = uuid.uuid4().hex
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, _JobState] = {}
@@ -321,6 +340,15 @@ class Agent:
         with self._lock:
             return [(r, r.report) for r in self._runs.values() if r.report is not None]
 
+    def _part_store(self) -> PartStore:
+        """This party's model parts, sealed with the node's keys (made on first use)."""
+        if self._parts is None:
+            work = self.config.work_dir
+            keys = FileNodeKeys.open_or_create(self.config.keys_dir or work / "keys")
+            self._parts = PartStore(self.config.models_dir or work / "models", keys,
+                                    party=self.config.party)
+        return self._parts
+
     # -- tasks ---------------------------------------------------------------------
     def _start(self, order: TaskOrder) -> None:
         with self._lock:
@@ -337,14 +365,32 @@ class Agent:
         try:
             metrics = self._run_step(run)
             report = Report(task_id=order.task_id, ok=True, metrics=metrics, reason="")
-        except SharedMLError as exc:
-            report = Report(task_id=order.task_id, ok=False, reason=str(exc)[:4000])
         except Exception as exc:  # bad input must not take the node down (8.3-2)
+            # the whole story stays here; the platform gets a code, the step, the party and
+            # column names, never a cell value or a local path (issue 14 item 4)
             log.error("node %s: step %s failed:\n%s", party, order.step_id, traceback.format_exc())
-            reason = f"party {party!r} step {order.step_id!r}: {type(exc).__name__}: {exc}"
-            report = Report(task_id=order.task_id, ok=False, reason=reason[:4000])
+            failure = public_failure(exc, party, order.step_id, self._public_names(order))
+            report = Report(task_id=order.task_id, ok=False, reason=failure.reason(),
+                            code=failure.code, retry=failure.retry)
         report.seconds = time.perf_counter() - start
         run.report = report
+
+    def _public_names(self, order: TaskOrder) -> set[str]:
+        """Names the platform already knows: its datasets' columns, the job's parties,
+        datasets, labels, id columns, steps and components."""
+        names = {c.name for r in self._records for c in r.columns} | {r.name for r in self._records}
+        for name, p in order.parties.items():
+            names.add(name)
+            names.update(str(v) for k, v in p.items() if k in ("dataset", "label") and v)
+            ids = p.get("id", "id")
+            names.update([ids] if isinstance(ids, str) else map(str, ids))
+        for step in (order.spec or {}).get("steps", []):
+            if isinstance(step, dict):
+                names.update(str(k) for k in step)
+                names.add(str(step.get("id", "")))
+        names.update({order.step_id, order.component, *order.peers})
+        names.discard("")
+        return names
 
     def _run_step(self, run: _Run) -> dict[str, Any]:
         order, party = run.order, self.config.party
@@ -369,12 +415,12 @@ class Agent:
             timeout=order.channel_timeout_s,
         )
         try:
-            session = Session(party, tuple(peers), _Cancellable(channel, run.cancel),
-                              dealer=order.dealer or None)
-            out_dir = self.config.work_dir / "jobs" / order.job_id
-            out_dir.mkdir(parents=True, exist_ok=True)
+            session = Session(party, tuple(peers), _bounded(_Cancellable(channel, run.cancel),
+                                                            order), dealer=order.dealer or None)
+            out_dir = self._job_dir(order)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
-                              order.step_id, self._progress(run), self._datasets)
+                              order.step_id, self._progress(run), self._datasets,
+                              self._part_store())
             result = execute(component, ctx, params)
             if order.dealer and party == list(parties)[-1]:
                 end_step_at_dealer(session, order.step_id, order.dealer)
@@ -386,6 +432,17 @@ class Agent:
         job.done.add(order.step_id)
         metrics: dict[str, Any] = json.loads(json.dumps(result.metrics, default=_plain))
         return metrics
+
+    def _job_dir(self, order: TaskOrder) -> Path:
+        """``work_dir/jobs/<job>`` (0700); the job id from the platform is checked first,
+        so it never walks out of the work dir."""
+        if not _JOB_ID.fullmatch(order.job_id):
+            raise ConfigError(f"the platform sent a job id that is not one: {order.job_id[:64]!r}",
+                              party=self.config.party, step=order.step_id,
+                              remedy="report this to the platform's operator")
+        out_dir = self.config.work_dir / "jobs" / order.job_id
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return out_dir
 
     def _run_dealer(self, run: _Run) -> dict[str, Any]:
         """Serve the step's MPC runtimes until its end-of-step marker; public counts only."""
@@ -405,7 +462,7 @@ class Agent:
             order.peers, timeout=order.channel_timeout_s,
         )
         try:
-            waiting = _Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S)
+            waiting = _bounded(_Cancellable(channel, run.cancel, timeout=_DEALER_WAIT_S), order)
             session = Session(party, (*data_parties, party), waiting, dealer=party)
             counts = serve_step(session, order.step_id, data_parties)
         finally:
@@ -435,6 +492,13 @@ class Agent:
                                    step=run.order.step_id)
 
         return report
+
+
+def _bounded(channel: Channel, order: TaskOrder) -> Channel:
+    """The task's channel, its receives ending at the step's timeout (when the order sets one)."""
+    if order.step_timeout_s is None:
+        return channel
+    return StepDeadline(channel, order.step_id, order.step_timeout_s)
 
 
 def _plain(value: Any) -> Any:

@@ -61,6 +61,8 @@ class SchedulerConfig:
         return self.heartbeat_timeout_s or self.task_timeout_s
     #: Seconds a party waits for a peer's message inside a step.
     channel_timeout_s: float = 120.0
+    #: Seconds a whole step may take at a node before its task fails naming the step.
+    step_timeout_s: float | None = 24 * 3600.0
     #: The dealer node (certificate subject) given the dealer tasks of secret-shared jobs.
     dealer: str = "dealer"
 

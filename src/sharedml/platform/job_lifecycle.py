@@ -45,6 +45,9 @@ MOVES: dict[str, frozenset[str]] = {
 #: Says why a job may not touch its datasets yet (``None``: every owner approved).
 #: Raises :class:`PolicyDenied` when an owner refused.
 ApprovalGate = Callable[[Session, Job], str | None]
+#: Runs in the transaction that marks a job succeeded, with its current tasks
+#: (the platform registers the model versions its train steps made).
+SuccessHook = Callable[[Session, Job, list[Task]], object]
 
 
 class IllegalTransition(Conflict):
@@ -98,9 +101,11 @@ def _cause(failed: list[Task], plan: StepPlan) -> Task:
 class Lifecycle:
     """Moves the jobs of a :class:`JobBook` through their states, inside its transactions."""
 
-    def __init__(self, book: JobBook, approvals: ApprovalGate = open_gate) -> None:
+    def __init__(self, book: JobBook, approvals: ApprovalGate = open_gate,
+                 on_success: SuccessHook | None = None) -> None:
         self.book = book
         self.approvals = approvals
+        self.on_success = on_success
 
     def advance(self, s: Session, job: Job, now: dt.datetime) -> None:
         """Start ready steps, time out silent tasks, retry or fail failed steps."""
@@ -128,6 +133,8 @@ class Lifecycle:
             move(job, "succeeded", now)
             job.reason = None
             self.book.audit("job.succeeded", job.id, {})
+            if self.on_success is not None:
+                self.on_success(s, job, [t for ts in current.values() for t in ts])
         if job.state not in FINAL_STATES:
             # a dealer task has no progress of its own: it lasts as long as its step
             flat = [t for p in plans for t in current.get(p.id, []) if t.party != p.dealer]
@@ -151,7 +158,15 @@ class Lifecycle:
 
     def _time_out(self, job: Job, plan: StepPlan, tasks: list[Task], now: dt.datetime) -> None:
         limit = self._silence(job)
+        step_limit = self.book.config.step_timeout_s
         for t in tasks:
+            # the node ends a step at its step timeout; one that still has not reported a
+            # heartbeat timeout later is stuck (computing, not waiting): fail it here
+            if (t.state == "running" and step_limit and t.started_at is not None
+                    and (now - t.started_at).total_seconds() > step_limit + limit):
+                move(t, "failed", now, f"step {plan.id!r} did not finish at {who(t, plan.dealer)} "
+                     f"within its step timeout of {step_limit:g} s")
+                continue
             last = self.book.last_of_task(t.node_id or "", t.id, t.heartbeat_at or t.started_at)
             if t.state == "running" and last is not None and (now - last).total_seconds() > limit:
                 move(
@@ -258,12 +273,14 @@ class Lifecycle:
             )
             self.book.audit("job.retry", job.id, {"step": plan.id, "attempt": attempt})
             return
+        then = "".join(f"\n  then: {who(t, plan.dealer)}: {t.reason}" for t in tasks
+                       if t is not cause and t.state == "failed")  # after the root cause
         self.fail_job(
             s,
             job,
             now,
             f"step {plan.id!r} failed at {who(cause, plan.dealer)} "
-            f"(attempt {attempt} of {job.max_attempts}): {cause.reason}",
+            f"(attempt {attempt} of {job.max_attempts}): {cause.reason}{then}",
         )
 
 

@@ -39,9 +39,11 @@ Everything after that goes through the REST API, as in a deployment.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -90,7 +92,10 @@ class DeploymentSpec:
 
 
 def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
-    """Create the CA, certificates, node configs and accounts; idempotent for ``root``."""
+    """Create the CA, certificates, node configs and accounts; idempotent for ``root``.
+
+    Every dataset is checked first; if anything fails, a folder this call created
+    is removed again (no half-built deployment is left to trip the next start)."""
     root = Path(root).resolve()
     info_path = root / "cluster.json"
     if info_path.exists():
@@ -100,6 +105,45 @@ def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
     if reserved:
         raise ConfigError(f"party name {sorted(reserved)[0]!r} is reserved for the cluster's own "
                           "nodes", remedy="choose another party name")
+    for party, datasets in spec.parties.items():
+        for name, path in datasets.items():
+            _check_dataset(party, name, Path(path))
+    created = not root.exists()
+    try:
+        return _build(root, spec)
+    except BaseException:
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _check_dataset(party: str, name: str, path: Path) -> None:
+    """Refuse a dataset the nodes could not read: missing, not UTF-8, empty, malformed."""
+    from sharedml.datasets.reader import validate_file
+    from sharedml.datasets.schema import Schema
+
+    try:
+        with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except OSError as exc:
+        header, problems = [], [f"cannot be read ({exc.strerror})"]
+    else:
+        problems = [] if header and header[0] else ["the file is empty (no header line)"]
+    if not problems:  # the id column is the first one, as the nodes' registry reads it
+        _, report = validate_file(path, Schema((header[0],), {}, allow_extra_columns=True))
+        problems = [str(p) for p in report.problems if p.kind not in ("duplicate id", "empty id")]
+        if not problems and report.rows == 0:
+            problems = ["the file has a header but no rows"]
+    if problems:
+        raise ConfigError(
+            f"dataset {name!r} of party {party!r} ({path}) cannot be used: {'; '.join(problems)}",
+            remedy="give a UTF-8 CSV file with a header line and at least one row",
+        )
+
+
+def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
+    """Everything :func:`prepare` makes, in ``root``."""
+    info_path = root / "cluster.json"
     root.mkdir(parents=True, exist_ok=True)
     pki_dir = root / "pki"
     pki.init_ca(pki_dir)

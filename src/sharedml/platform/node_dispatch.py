@@ -167,8 +167,12 @@ class NodeDispatch:
         metrics: dict[str, Any],
         reason: str,
         seconds: float,
+        *,
+        retry: bool = True,
     ) -> None:
-        """A node finished a task. Reports for tasks no longer running are ignored."""
+        """A node finished a task. Reports for tasks no longer running are ignored; a
+        failure that would repeat (``retry=False``: bad data, a spec the node refuses, a
+        node that lost the job's state) fails the job at once, without further attempts."""
         now = self.book.clock.now()
         self.book.heard(node_id, now)  # before the write lock, as a beat (issue 14 item 3)
         with self.book.tx() as s:
@@ -187,6 +191,10 @@ class NodeDispatch:
                 job.result = {"steps": steps}
             else:
                 move(task, "failed", now, reason or "failed without a reason")
+                if not retry:
+                    self.lifecycle.fail_job(s, self.book.job(s, task.job_id), now,
+                                            f"step {task.step_id!r} failed at party "
+                                            f"{task.party!r} (not retried): {task.reason}")
             self.lifecycle.advance(s, self.book.job(s, task.job_id), now)
 
     def _order(self, s: Session, task: Task) -> dict[str, Any]:
@@ -209,6 +217,7 @@ class NodeDispatch:
             "parties": spec["parties"],
             "peers": peers,
             "channel_timeout_s": self.book.config.channel_timeout_s,
+            "step_timeout_s": self.book.config.step_timeout_s,
             "dealer": plan.dealer,
             "spec": spec,
             "approvals": self.signed(s, job),

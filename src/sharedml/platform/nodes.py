@@ -99,7 +99,8 @@ class NodeService:
 
     def _report(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = control.decode(control.Report, raw)
-        self.scheduler.task_report(node, msg.task_id, msg.ok, msg.metrics, msg.reason, msg.seconds)
+        self.scheduler.task_report(node, msg.task_id, msg.ok, msg.metrics, msg.reason, msg.seconds,
+                                   retry=msg.retry)
         return control.Ack()
 
     def _wrap(self, fn: Any) -> Any:

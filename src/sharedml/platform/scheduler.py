@@ -50,7 +50,13 @@ from sharedml.errors import ConfigError, PolicyDenied, SharedMLError
 from sharedml.platform.clock import Clock, SystemClock
 from sharedml.platform.data import datasets_of_spec
 from sharedml.platform.job_book import AuditFn, JobBook, SchedulerConfig
-from sharedml.platform.job_lifecycle import ApprovalGate, Lifecycle, move, open_gate
+from sharedml.platform.job_lifecycle import (
+    ApprovalGate,
+    Lifecycle,
+    SuccessHook,
+    move,
+    open_gate,
+)
 from sharedml.platform.job_plan import decompose
 from sharedml.platform.node_dispatch import (
     DatasetRecords,
@@ -83,6 +89,7 @@ class Scheduler:
         clock: Clock | None = None,
         approvals: ApprovalGate | None = None,
         audit: AuditFn | None = None,
+        on_success: SuccessHook | None = None,
         on_submit: SubmitHook | None = None,
         signed: SignedApprovals = no_signatures,
         records: DatasetRecords = ignore_records,
@@ -94,7 +101,7 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.clock = clock or SystemClock()
         self.book = JobBook(store, self.config, self.clock, audit)
-        self.lifecycle = Lifecycle(self.book, approvals or open_gate)
+        self.lifecycle = Lifecycle(self.book, approvals or open_gate, on_success)
         self.nodes = NodeDispatch(self.book, self.lifecycle, signed, records)
 
     @classmethod
@@ -122,7 +129,8 @@ class Scheduler:
             platform.approvals.request_in(s, job, actor)
 
         return cls(platform.store, config, clock=platform.clock, approvals=gate, audit=audit,
-                   on_submit=ask_owners, signed=signed_approvals,
+                   on_success=platform.registry.record_job, on_submit=ask_owners,
+                   signed=signed_approvals,
                    records=platform.datasets.from_node)
 
     # -- jobs ----------------------------------------------------------------------
@@ -254,10 +262,11 @@ class Scheduler:
 
     def task_report(
         self, node_id: str, task_id: str, ok: bool, metrics: dict[str, Any], reason: str,
-        seconds: float,
+        seconds: float, *, retry: bool = True,
     ) -> None:
-        """A node finished a task. Reports for tasks no longer running are ignored."""
-        self.nodes.report(node_id, task_id, ok, metrics, reason, seconds)
+        """A node finished a task. Reports for tasks no longer running are ignored; a
+        failure the node says would repeat (``retry=False``) fails the job at once."""
+        self.nodes.report(node_id, task_id, ok, metrics, reason, seconds, retry=retry)
 
     def finished(self, job_ids: list[str]) -> list[str]:
         """Which of ``job_ids`` are over (or unknown): their nodes may drop their state."""

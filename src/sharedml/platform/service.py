@@ -28,7 +28,7 @@ from sharedml.platform.clock import Clock, SystemClock
 from sharedml.platform.data import Approvals, Datasets, datasets_of_spec
 from sharedml.platform.directory import Grants, Projects, Users
 from sharedml.platform.keys import SecretBox
-from sharedml.platform.registry import Jobs, Models, Nodes
+from sharedml.platform.registry import Jobs, ModelRegistry, Models, Nodes
 from sharedml.platform.runtime import SettingsService, apply_log_level
 from sharedml.platform.store import Store, sqlite_url
 
@@ -58,6 +58,7 @@ class Platform:
         self.datasets = Datasets(self)
         self.approvals = Approvals(self)
         self.models = Models(self)
+        self.registry = ModelRegistry(self)
         self.nodes = Nodes(self)
         self.jobs = Jobs(self)
 

@@ -5,7 +5,14 @@ Every party of the spec runs as its own local process over mutual TLS
 this process with ``--embedded``; each executes the spec's steps in order through
 :func:`sharedml.components.execute`, the same path the platform's node agents
 take. The result file holds only public figures: each step's metrics and
-timings per party. Each party's model part is written under ``DIR/<party>/``.
+timings per party. Each party's other outputs are written under ``DIR/<party>/``.
+
+Models: every successful ``train`` step registers a model version in the
+models folder (``--models``, default ``DIR/models``;
+:mod:`sharedml.standalone.models`): each party's part sealed under that
+party's key there, the version's metadata and fingerprints in its
+``registry.json``. A ``predict: {model: NAME@ALIAS}`` step is resolved against
+that registry before any party starts (:func:`sharedml.modelpart.refs.resolve_spec`).
 
 A spec with a secret-shared step (``protocol: ss``, unless ``provider: he``)
 gets one more party, the **dealer** (:func:`dealer_main`): it holds no data and
@@ -39,6 +46,8 @@ from sharedml.components.jobspec import StepSpec
 from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError, SharedMLError
 from sharedml.session import Session
+from sharedml.standalone.models import LocalRegistry, register_models, resolve_models
+from sharedml.transport.deadline import StepDeadline
 
 ProgressFn = Callable[[str, str, float, str], None]
 
@@ -60,6 +69,12 @@ class PartyJob:
             spec's folder.
         progress: where parties report ``(party, step, fraction, message)``
             (public progress only), or ``None``.
+        models: the models folder (each party's part store and keys are under
+            ``models/<party>/``).
+        step_timeout: seconds each step may take at a party (the dealer
+            included) before it fails with a :class:`~sharedml.errors.StepTimeout`
+            naming the step and the peer it waited for; ``None``: no limit
+            beyond each receive's own timeout.
     """
 
     steps: tuple[StepSpec, ...]
@@ -67,6 +82,14 @@ class PartyJob:
     out: Path
     datasets: DatasetFiles
     progress: ProgressFn | None = None
+    models: Path | None = None
+    step_timeout: float | None = None
+
+    def for_step(self, session: Session, step_id: str) -> Session:
+        """``session`` with its channel bound by the step's timeout, if any."""
+        if self.step_timeout is None:
+            return session
+        return replace(session, channel=StepDeadline(session.channel, step_id, self.step_timeout))
 
 
 def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
@@ -77,17 +100,18 @@ def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
     """
     me: PartyConfig = job.parties[session.party]
     out_dir = job.out / session.party
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # model parts, predictions
     progress = job.progress
     state: dict[str, Any] = {}
     steps: list[dict[str, Any]] = []
+    parts = None if job.models is None else LocalRegistry(job.models).store(session.party)
     for step in job.steps:
         if progress:
             progress(session.party, step.id, 0.0, "started")
         component = registry.get(step.component)()
         ctx = StepContext(
-            session, me, job.parties, state, out_dir, step.id,
-            _step_progress(progress, session, step.id), job.datasets,
+            job.for_step(session, step.id), me, job.parties, state, out_dir, step.id,
+            _step_progress(progress, session, step.id), job.datasets, parts,
         )
         try:
             result = execute(component, ctx, step.params)
@@ -114,7 +138,8 @@ def _in_step(exc: SharedMLError, party: str, step_id: str) -> SharedMLError:
     if type(exc).__init__ is not SharedMLError.__init__:
         return exc
     where = step_id if exc.step in (None, step_id) else f"{step_id}/{exc.step}"
-    return type(exc)(exc.message, party=exc.party or party, step=where, remedy=exc.remedy)
+    return type(exc)(exc.message, party=exc.party or party, step=where, remedy=exc.remedy,
+                     column=exc.column)
 
 
 class _QueueProgress:
@@ -139,7 +164,7 @@ def dealer_main(job: PartyJob, session: Session) -> dict[str, Any]:
     data_parties = list(job.parties)
     steps: list[dict[str, Any]] = []
     for step in job.steps:
-        counts = serve_step(session, step.id, data_parties)
+        counts = serve_step(job.for_step(session, step.id), step.id, data_parties)
         seconds = counts.pop("seconds")
         if counts["runtimes"]:
             steps.append({"id": step.id, "component": step.component, "metrics": counts,
@@ -165,8 +190,16 @@ def run_job(
     base: Path | None = None,
     timeout: float = 600.0,
     progress: ProgressFn | None = None,
+    models: str | Path | None = None,
+    step_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Run a job spec with every party local; write and return ``out/result.json``."""
+    """Run a job spec with every party local; write and return ``out/result.json``.
+
+    ``models`` is the models folder (default ``out/models``): trained versions
+    are registered there and saved models are resolved from it. ``timeout``
+    bounds each receive, ``step_timeout`` each step (see :class:`PartyJob`). A
+    failed run raises :class:`~sharedml.standalone.options.PartyFailed` for the
+    root cause; the failures that followed from it are in its ``after``."""
     spec = jobspec.load(spec_source)
     if base is None:
         base = Path(spec_source).resolve().parent if isinstance(spec_source, str | Path) and Path(
@@ -180,8 +213,11 @@ def run_job(
 
         result: dict[str, Any] = run_tee_job(spec, out_dir, base=base)
         return result
+    book = LocalRegistry(Path(models) if models is not None else out_dir / "models")
+    spec = resolve_models(spec, book)
     job = PartyJob(tuple(spec.parsed_steps()), spec.party_configs(), out_dir.resolve(),
-                   DatasetFiles(base))
+                   DatasetFiles(base), models=book.root.resolve(),
+                   step_timeout=step_timeout)
     dealer = dealer_name(spec.parties) if needs_dealer(spec) else None
     if embedded:
         from sharedml.standalone.threads import run_in_threads
@@ -196,6 +232,7 @@ def run_job(
         "seconds": round(time.perf_counter() - start, 3),
         "steps": _merge_steps(per_party, [s.id for s in job.steps]),
     }
+    result["models"] = register_models(book, spec, result["steps"])
     (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=_jsonable))
     return result
 
@@ -285,13 +322,27 @@ def register(app: Any) -> None:
         embedded: bool = typer.Option(
             False, "--embedded", help="run the parties as threads in this process"
         ),
-        timeout: float = typer.Option(600.0, help="seconds a party waits for a peer"),
+        timeout: float = typer.Option(600.0, help="seconds a party waits for a peer's message"),
+        step_timeout: float = typer.Option(
+            3600.0, "--step-timeout", help="seconds each step may take before the run fails"
+        ),
+        models: Path | None = typer.Option(
+            None, "--models", help="models folder: registry and each party's sealed parts "
+            "(default OUT/models)"),
     ) -> None:
         """Run JOB with every party as a local process; write OUT/result.json."""
         from rich.console import Console
         from rich.table import Table
 
-        result = run_job_reporting_cause(job, out, embedded=embedded, timeout=timeout)
+        from sharedml.standalone.options import PartyFailed
+
+        try:
+            result = run_job(job, out, embedded=embedded, timeout=timeout,
+                             step_timeout=step_timeout, models=models)
+        except PartyFailed as exc:
+            for line in exc.lines():  # the root cause first, what followed from it after
+                typer.echo(line, err=True)
+            raise typer.Exit(2) from None
         table = Table(title=f"job {result['job']} ({result['seconds']} s)")
         for col in ("step", "party", "seconds", "metrics"):
             table.add_column(col)
@@ -300,4 +351,6 @@ def register(app: Any) -> None:
                 shown = {k: v for k, v in r["metrics"].items() if not isinstance(v, list | dict)}
                 table.add_row(step["id"], party, f"{r['seconds']:.2f}", json.dumps(shown))
         Console().print(table)
+        for m in result.get("models", []):
+            typer.echo(f"registered model {m['name']}@{m['version']} ({m['uid']})")
         typer.echo(f"wrote {Path(out) / 'result.json'}")

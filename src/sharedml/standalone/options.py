@@ -22,11 +22,30 @@ PartyFn = Callable[[Session], Any]
 
 
 class PartyFailed(SharedMLError):
-    """A party's function raised; the message carries its name and traceback."""
+    """A party's function raised; the message carries its name and traceback.
 
-    def __init__(self, party: str, error: BaseException, tb: str) -> None:
+    ``error`` is the root cause; ``after`` the other parties' failures, which
+    followed from it (a peer that vanished, a step that timed out waiting)."""
+
+    def __init__(
+        self, party: str, error: BaseException, tb: str,
+        after: Sequence[tuple[str, BaseException]] = (),
+    ) -> None:
         super().__init__(f"party {party!r} failed: {error!r}\n{tb}", party=party)
         self.error = error
+        self.after = tuple(after)
+
+    def lines(self) -> list[str]:
+        """The root cause on the first line, then one line per failure that followed."""
+        first = [f"error: {_said(self.party or '?', self.error)}"]
+        return first + [f"  then: {_said(p, e)}" for p, e in self.after]
+
+
+def _said(party: str, error: BaseException) -> str:
+    """One failure in a line: a sharedml error's own message names party and step."""
+    if isinstance(error, SharedMLError):
+        return str(error).splitlines()[0]
+    return f"party {party!r}: {type(error).__name__}: {error}"
 
 
 class RunOptions(TypedDict, total=False):
@@ -106,4 +125,5 @@ def raise_first_failure(failures: Sequence[tuple[str, BaseException, str]]) -> N
     """
     if failures:
         primary = next((f for f in failures if not isinstance(f[1], ChannelError)), failures[0])
-        raise PartyFailed(*primary) from primary[1]
+        after = [(p, e) for p, e, _ in failures if e is not primary[1]]
+        raise PartyFailed(*primary, after=after) from primary[1]

@@ -54,6 +54,11 @@ def _client_options(target: str) -> list[tuple[str, str | int]]:
     ]
 
 
+def client_options(peer: str) -> list[tuple[str, str | int]]:
+    """The options of every client connection to ``peer`` (also the serving gateway's)."""
+    return _client_options(peer)
+
+
 class GrpcEndpoint:
     """One party process's presence on the network: its server and its connections.
 

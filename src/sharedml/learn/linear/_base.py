@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from sharedml.errors import ConfigError, DataError, NotFittedError, ProtocolAbort
-from sharedml.learn.base import VerticalModel
+from sharedml.learn.base import VerticalModel, model_file
 from sharedml.session import Session
 
 FORMAT = "sharedml.linear"
@@ -295,11 +295,15 @@ class LinearPart(VerticalModel):
         raise NotImplementedError
 
     def save(self, path: Path) -> None:
-        """Write ``{format, format_version, model_type, params, party, layout, part}``
-        as JSON: this party's part only (its own coefficients or its shares, its own
+        """Write :meth:`to_dict` as JSON: this party's part only."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{format, format_version, model_type, params, party, layout, part}``:
+        this party's part only (its own coefficients or its shares, its own
         scaler; the label holder's intercept and target scaling at the label holder)."""
         self._check_fitted()
-        doc = {
+        return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "model_type": self.model_type,
@@ -313,7 +317,6 @@ class LinearPart(VerticalModel):
             },
             "part": self._part(),
         }
-        Path(path).write_text(json.dumps(doc, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -321,23 +324,29 @@ class LinearPart(VerticalModel):
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read model file {path}: {exc}") from None
+        return cls.from_dict(doc, where=str(path))
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = "model document") -> Self:
+        """The part :meth:`to_dict` wrote; ``where`` names its source in errors."""
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise DataError(f"{path} is not a sharedml linear model file")
+            raise DataError(f"{where} is not a sharedml linear model")
         if doc.get("format_version") != FORMAT_VERSION:
             raise DataError(
-                f"{path} has model format version {doc.get('format_version')}, this sharedml reads {FORMAT_VERSION}",
+                f"{where} has model format version {doc.get('format_version')}, this sharedml reads {FORMAT_VERSION}",
                 remedy="retrain the model or use the sharedml version that wrote it",
             )
         if doc.get("model_type") != cls.model_type:
-            raise DataError(f"{path} holds a {doc.get('model_type')}, not a {cls.model_type}")
-        model = cls(**cls.known_params(doc["params"]))
-        lay = doc["layout"]
-        model.layout_ = Layout(
-            lay["label_holder"], tuple(lay["feature_holders"]), dict(lay["n_features"]), 0, 0
-        )
-        model.party_ = doc["party"]
-        model.parties_ = tuple(lay["parties"])
-        model._set_part(doc["part"])
+            raise DataError(f"{where} holds a {doc.get('model_type')}, not a {cls.model_type}")
+        with model_file(where, "linear"):
+            model = cls(**cls.known_params(doc["params"]))
+            lay = doc["layout"]
+            model.layout_ = Layout(
+                lay["label_holder"], tuple(lay["feature_holders"]), dict(lay["n_features"]), 0, 0
+            )
+            model.party_ = doc["party"]
+            model.parties_ = tuple(lay["parties"])
+            model._set_part(doc["part"])
         return model
 
 

@@ -40,16 +40,16 @@ from sharedml.learn.linear._core import (
     learning_rate,
     sigmoid,
 )
-from sharedml.learn.params import Param
+from sharedml.learn.params import MAX_BATCH_ROWS, Param
 from sharedml.session import Session
 
 #: The parameters of every SGD learner; each learner declares its own defaults.
 SGD_PARAMS: dict[str, Param] = {
     "epochs": Param(int, 5, "passes over the training rows", low=1, high=10_000),
-    "batch_size": Param(int, 1024, "rows per SGD step", low=16),
-    "learning_rate": Param(float, 2.0, "initial step size", low=0, open_low=True),
+    "batch_size": Param(int, 1024, "rows per SGD step", low=16, high=MAX_BATCH_ROWS),
+    "learning_rate": Param(float, 2.0, "initial step size", low=0, open_low=True, high=1e3),
     "lr_schedule": Param(str, "cosine", "how the step size decays", choices=SCHEDULES),
-    "l2": Param(float, 1e-4, "L2 penalty (none on the intercept)", low=0),
+    "l2": Param(float, 1e-4, "L2 penalty (none on the intercept)", low=0, high=1e6),
     "early_stopping_rounds": Param(
         int, 0, "stop after this many epochs without a better validation score (0: off; "
         "needs validation rows)", low=0),

@@ -59,7 +59,7 @@ from sharedml.learn.linear._paillier_ops import (
     signed_to_bytes,
 )
 from sharedml.learn.linear._sgd import SGD_PARAMS, PlaintextWeightsSGD
-from sharedml.learn.params import Param, with_defaults
+from sharedml.learn.params import MAX_KEY_BITS, Param, with_defaults
 from sharedml.session import Session
 
 #: statistical hiding of the gradient masks, in bits
@@ -79,7 +79,7 @@ class HELogisticRegression(PlaintextWeightsSGD):
     task = "classification"
     params: ClassVar[dict[str, Param]] = {
         **with_defaults(SGD_PARAMS, epochs=3),
-        "key_bits": Param(int, 2048, "Paillier modulus bits", low=1024),
+        "key_bits": Param(int, 2048, "Paillier modulus bits", low=1024, high=MAX_KEY_BITS),
         "residual_bits": Param(int, 20, "fixed-point bits of the encrypted residual", low=1,
                                job=False),
         "feature_bits": Param(int, 10, "fixed-point bits of the features in the homomorphic "

@@ -9,6 +9,9 @@ Protocol (rows already aligned by PSI, so row ``r`` is the same entity everywher
 3. With stratification only the label holder can compute the split. It runs
    scikit-learn's stratified shuffle split on its labels with the shared
    seed and sends the others the row assignment (one byte per row: 1 = test).
+   A continuous label (a regression's: numbers with more than
+   ``CONTINUOUS_ABOVE`` distinct values) is stratified on its deciles; a class
+   too small to stratify is refused with a clear error.
 
 Reveals: the row counts and the split itself. A stratified assignment is a
 function of the labels: it reveals that the test rows hold the labels' class
@@ -37,6 +40,27 @@ def _check_counts(session: Session, n: int) -> None:
         )
 
 
+#: A numeric label with more distinct values than this is continuous: stratified on deciles.
+CONTINUOUS_ABOVE = 50
+
+
+def _strata(labels: np.ndarray, party: str) -> np.ndarray:
+    """What to stratify on: the classes, or a continuous label's deciles."""
+    values, counts = np.unique(labels.astype(str) if labels.dtype == object else labels,
+                               return_counts=True)
+    numeric = np.issubdtype(labels.dtype, np.number)
+    if numeric and len(values) > CONTINUOUS_ABOVE:
+        edges = np.unique(np.quantile(labels.astype(float), np.linspace(0, 1, 11)[1:-1]))
+        return np.digitize(labels.astype(float), edges)
+    if counts.min(initial=2) < 2:
+        raise DataError(
+            f"the label has a class with a single row ({len(values)} classes): it cannot be "
+            "stratified", party=party, step="split",
+            remedy="set stratify: false, or merge the rare classes",
+        )
+    return labels
+
+
 def shared_split(
     session: Session,
     n_rows: int,
@@ -53,6 +77,12 @@ def shared_split(
     if not 0.0 < test_size < 1.0:
         raise ConfigError(f"test_size must be in (0, 1), got {test_size}", step="split")
     _check_counts(session, n_rows)
+    if n_rows < 2:
+        raise DataError(
+            f"{n_rows} aligned row(s) cannot be split into train and test", party=session.party,
+            step="split", remedy="check the parties' ids overlap (psi's intersection) or give "
+            "them more rows",
+        )
     if label_holder is None:
         perm = np.random.default_rng(seed).permutation(n_rows)
         n_test = round(test_size * n_rows)
@@ -64,9 +94,15 @@ def shared_split(
                 party=session.party,
                 step="split",
             )
-        _, test = train_test_split(
-            np.arange(n_rows), test_size=test_size, random_state=seed, stratify=labels
-        )
+        try:
+            _, test = train_test_split(np.arange(n_rows), test_size=test_size,
+                                       random_state=seed, stratify=_strata(labels, session.party))
+        except ValueError as exc:  # e.g. fewer test rows than classes
+            raise DataError(
+                f"the split cannot be stratified on this label ({type(exc).__name__})",
+                party=session.party, step="split",
+                remedy="set stratify: false, or a test_size that leaves each class rows",
+            ) from None
         assign = np.zeros(n_rows, dtype=np.uint8)
         assign[test] = 1
         for p in session.others:

@@ -51,8 +51,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from sharedml.errors import DataError, NotFittedError
-from sharedml.learn.base import VerticalModel
-from sharedml.learn.params import PROVIDER, Param
+from sharedml.learn.base import VerticalModel, model_file
+from sharedml.learn.params import MAX_KEY_BITS, MAX_TREES, PROVIDER, Param
 from sharedml.learn.tree.core import (
     SplitParams,
     logistic_grad_hess,
@@ -75,12 +75,12 @@ class _SecureBoost(VerticalModel):
     params: ClassVar[dict[str, Param]] = {
         "protocol": Param(str, "he", "how the label holder's gradients are protected",
                           choices=PROTOCOLS, job=False),
-        "n_estimators": Param(int, 30, "number of trees", low=1),
+        "n_estimators": Param(int, 30, "number of trees", low=1, high=MAX_TREES),
         "max_depth": Param(int, 3, "depth of each tree", low=1, high=16),
         "learning_rate": Param(float, 0.3, "shrinkage of each tree's leaf weights", low=0,
                                high=1, open_low=True),
-        "min_child_weight": Param(float, 1.0, "least hessian sum of a child", low=0),
-        "reg_lambda": Param(float, 1.0, "L2 penalty on leaf weights", low=0),
+        "min_child_weight": Param(float, 1.0, "least hessian sum of a child", low=0, high=1e6),
+        "reg_lambda": Param(float, 1.0, "L2 penalty on leaf weights", low=0, high=1e6),
         "gamma": Param(float, 0.0, "least gain of a split", low=0, job=False),
         "n_bins": Param(int, 32, "quantile bins per feature", low=2, high=256),
         "subsample": Param(float, 1.0, "share of rows each tree samples", low=0, high=1,
@@ -90,7 +90,7 @@ class _SecureBoost(VerticalModel):
         "early_stopping_rounds": Param(
             int, None, "stop after this many trees without a better validation score (None or "
             "0: off; needs validation rows)", low=0, optional=True),
-        "key_bits": Param(int, 2048, "Paillier modulus bits", low=1024),
+        "key_bits": Param(int, 2048, "Paillier modulus bits", low=1024, high=MAX_KEY_BITS),
         "n_jobs": Param(int, -1, "worker processes for encryption (-1: one per core)",
                         job=False),
         "provider": PROVIDER,
@@ -307,6 +307,11 @@ class _SecureBoost(VerticalModel):
 
     # -- model files -----------------------------------------------------------------
     def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """This party's part as JSON-ready values: its split table; the trees
+        (leaf weights, and who owns each split) and base score at the label holder only."""
         self._check_fitted()
         is_label = self.party_ == self.label_holder_
         doc: dict[str, Any] = {
@@ -321,7 +326,7 @@ class _SecureBoost(VerticalModel):
         if is_label:
             doc["base_score"] = self.base_score_
             doc["trees"] = [t.to_dict() for t in self.trees_]
-        Path(path).write_text(json.dumps(doc))
+        return doc
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -329,17 +334,25 @@ class _SecureBoost(VerticalModel):
             doc = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read SecureBoost model file {path}: {exc}") from exc
-        check_header(doc, cls.__name__)
-        model = cls(**cls.known_params(doc["params"]))
-        model.party_ = doc["party"]
-        model.label_holder_ = doc["label_holder"]
-        model.n_features_in_ = int(doc["n_features_in"])
-        model.table_ = SplitTable.from_dict(doc["split_table"])
-        model.trees_ = []
-        model.feature_holders_ = [str(p) for p in doc["feature_holders"]]
-        if doc["role"] == "label":
-            model.base_score_ = float(doc["base_score"])
-            model.trees_ = [Tree.from_dict(t) for t in doc["trees"]]
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = "model document") -> Self:
+        """The part :meth:`to_dict` wrote; ``where`` names its source in errors."""
+        if not isinstance(doc, dict):
+            raise DataError(f"{where} is not a SecureBoost model")
+        with model_file(where, "SecureBoost"):
+            check_header(doc, cls.__name__)
+            model = cls(**cls.known_params(doc["params"]))
+            model.party_ = doc["party"]
+            model.label_holder_ = doc["label_holder"]
+            model.n_features_in_ = int(doc["n_features_in"])
+            model.table_ = SplitTable.from_dict(doc["split_table"])
+            model.trees_ = []
+            model.feature_holders_ = [str(p) for p in doc["feature_holders"]]
+            if doc["role"] == "label":
+                model.base_score_ = float(doc["base_score"])
+                model.trees_ = [Tree.from_dict(t) for t in doc["trees"]]
         return model
 
 

@@ -35,7 +35,13 @@ def create_app(
     approval gate, the audit log and the runtime settings. Running its loop and
     the node service is the caller's part (``sharedml platform serve``).
     """
-    from sharedml.platform.api import errors, routes_admin, routes_auth, routes_data
+    from sharedml.platform.api import (
+        errors,
+        routes_admin,
+        routes_auth,
+        routes_data,
+        routes_registry,
+    )
     from sharedml.platform.api.limits import RequestLimits
     from sharedml.platform.api.schemas import Problem
 
@@ -61,7 +67,8 @@ def create_app(
             (409, "clashes with the current state"),
         )
     }
-    for router in (routes_auth.router, routes_admin.router, routes_data.router):
+    for router in (routes_auth.router, routes_admin.router, routes_data.router,
+                   routes_registry.router):
         app.include_router(router, responses=problems)
     jobs = _job_routes()
     if jobs is not None:

@@ -124,7 +124,7 @@ def submit_job(
 ) -> JobOut:
     """Validate and store a job; its datasets' owners are asked to approve it (in the
     same transaction: a job is never stored without its approval requests)."""
-    spec = _spec_of(body)
+    spec = platform.registry.resolve_spec(who, _spec_of(body))  # saved models -> uid + prints
     try:
         spec_json = json.dumps(spec)
     except (TypeError, ValueError):

@@ -284,6 +284,42 @@ class ModelRecord(Base):
     created_at: Mapped[dt.datetime]
 
 
+class ModelVersion(Base):
+    """One registered model version (``platform/registry.py``): metadata and each
+    party's part fingerprint, never parameters. Immutable once written, but for
+    the parties' delete consent."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="name_version"),)
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), default=None, index=True
+    )
+    step: Mapped[str] = mapped_column(String(128))
+    spec_hash: Mapped[str] = mapped_column(String(80))
+    parties: Mapped[list[str]] = mapped_column(JSON, default=list)
+    fingerprints: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[dt.datetime]
+    #: Parties whose owners consented to deleting this version.
+    delete_consent: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class ModelAlias(Base):
+    """A movable name (``production``, ``candidate``) for one version of a model."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uid: Mapped[str] = mapped_column(ForeignKey("model_versions.uid", ondelete="CASCADE"))
+    updated_at: Mapped[dt.datetime]
+
+
 class AuditEntry(Base):
     """One link of the hash chain. Every hashed field is text, so it survives any backend."""
 

@@ -1,7 +1,7 @@
 """API token scopes (issue 14 item 6)
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004 (the model registry; both were 0004 after 0003 on main)
 Create Date: 2026-12-07 18:00:00.000000
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,100 @@
+"""Each serving party's own audit log of prediction requests (9.4-8).
+
+Every scoring request is one JSON line in ``audit.jsonl`` at the party that
+served it — the gateway at the label holder, the serving node at each
+partner — naming the time, the caller or partners, the model version, the
+outcome and each id **as a keyed hash** (BLAKE2b-128 under a subkey of the
+node key: the log does not list customers, yet the node can find a given id
+with :meth:`ServingAudit.id_hash`). Features and scores are never written.
+
+Lines are hash-chained (``prev`` holds the SHA-256 of the previous line), so
+an edit or a deletion inside the log shows in :func:`verify_chain`. Writing
+happens on a background thread, off the request path; :meth:`close` drains it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sharedml.errors import DataError
+from sharedml.modelpart.keys import NodeKeys
+
+_GENESIS = "0" * 64
+_STOP = object()
+
+
+class ServingAudit:
+    def __init__(self, path: Path, key: NodeKeys, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._id_key = key.derive("sharedml serving audit id-hash v1")
+        self._clock = clock
+        self._prev = _last_hash(self.path)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write_loop, name="serving-audit", daemon=True)
+        self._thread.start()
+
+    def id_hash(self, id_: str) -> str:
+        return hashlib.blake2b(id_.encode(), key=self._id_key, digest_size=16).hexdigest()
+
+    def record(self, event: str, ids: list[str], **fields: Any) -> None:
+        """Queue one entry; ids are hashed on the writer thread."""
+        self._queue.put((self._clock(), event, ids, fields))
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=10)
+
+    def _write_loop(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            while True:
+                item = self._queue.get()
+                lines = []
+                while item is not _STOP:
+                    lines.append(self._line(*item))
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if lines:
+                    fh.write("".join(lines))
+                    fh.flush()
+                if item is _STOP:
+                    return
+
+    def _line(self, at: float, event: str, ids: list[str], fields: dict[str, Any]) -> str:
+        entry = {"at": round(at, 6), "event": event, "ids": [self.id_hash(i) for i in ids],
+                 **fields, "prev": self._prev}
+        line = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+        self._prev = hashlib.sha256(line.encode()).hexdigest()
+        return line + "\n"
+
+
+def _last_hash(path: Path) -> str:
+    if not path.exists() or path.stat().st_size == 0:
+        return _GENESIS
+    with path.open("rb") as fh:
+        fh.seek(max(path.stat().st_size - 65536, 0))
+        last = fh.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return hashlib.sha256(last).hexdigest()
+
+
+def verify_chain(path: Path) -> list[dict[str, Any]]:
+    """The log's entries, after checking every ``prev`` link; raises :class:`DataError`."""
+    prev, entries = _GENESIS, []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        entry = json.loads(line)
+        if entry.get("prev") != prev:
+            raise DataError(f"audit log {path} is broken at line {n}",
+                            step="serve: audit", remedy="the log was edited or truncated")
+        prev = hashlib.sha256(line.encode()).hexdigest()
+        entries.append(entry)
+    return entries

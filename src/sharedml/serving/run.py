@@ -1,0 +1,136 @@
+"""Assemble and run the serving processes from their settings (the CLI's back end)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sharedml.crypto.pki import load_identity
+from sharedml.errors import ConfigError
+from sharedml.modelpart import FileNodeKeys, NodeKeys, PartStore
+from sharedml.serving.adapters import open_adapter
+from sharedml.serving.allow import AllowRule
+from sharedml.serving.audit import ServingAudit
+from sharedml.serving.features import load_transforms
+from sharedml.serving.parts import StoreParts
+
+AUDIT_FILE = "audit.jsonl"
+
+
+@dataclass(frozen=True)
+class PartSource:
+    """Where a serving process finds its party's parts and node keys: a
+    ``sharedml run`` models folder (``models``: registry, ``<party>/parts``,
+    ``<party>/keys``) or a node's part store and keys (``parts`` and ``keys``)."""
+
+    models: Path | None = None
+    parts: Path | None = None
+    keys: Path | None = None
+
+    def open(self, party: str) -> tuple[StoreParts, NodeKeys]:
+        from sharedml.standalone.models import LocalRegistry
+
+        if self.models is not None:
+            registry = LocalRegistry(self.models)
+            store = registry.store(party)
+            return StoreParts(store, registry), store.keys
+        if self.parts is None or self.keys is None:
+            raise ConfigError("no model parts to serve", party=party, step="serve: start",
+                              remedy="pass --models DIR (a 'sharedml run' models folder) or "
+                              "--parts DIR and --keys DIR (a node's part store and keys)")
+        keys = FileNodeKeys(self.keys)
+        return StoreParts(PartStore(self.parts, keys, party=party)), keys
+
+
+def _audit(state: Path, keys: NodeKeys) -> ServingAudit:
+    state.mkdir(parents=True, exist_ok=True)
+    return ServingAudit(state / AUDIT_FILE, keys)
+
+
+def parse_partners(specs: list[str]) -> dict[str, str]:
+    out = {}
+    for spec in specs:
+        name, sep, address = spec.partition("=")
+        if not sep or ":" not in address:
+            raise ConfigError(f"bad partner {spec!r}", step="serve: start",
+                              remedy="write --partner NAME=HOST:PORT")
+        out[name] = address
+    return out
+
+
+def run_node(*, party: str, pki: Path, models: PartSource, state: Path, callers: list[str],
+             features: str, id_column: str, exclude: tuple[str, ...], allow: str, host: str,
+             port: int, ready: Callable[[str], None]) -> None:
+    """Run a partner's serving node until SIGTERM or SIGINT."""
+    from sharedml.serving.partner import PartnerNode
+
+    load_transforms()
+    parts, keys = models.open(party)
+    node = PartnerNode(load_identity(pki, party), callers, parts,
+                       open_adapter(features, id_column, party, exclude), AllowRule(allow),
+                       _audit(state, keys), host, port)
+    ready(f"serving node {party} listening on {node.address}")
+    stop = lambda *_: node.stop(grace=1.0)  # noqa: E731
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    node.wait()
+
+
+def run_gateway(*, party: str, pki: Path, models: PartSource, state: Path, partners: list[str],
+                features: str | None, id_column: str, exclude: tuple[str, ...], host: str,
+                port: int, initial: str | None, timeout: float, max_batch: int,
+                cache_ttl: float, cache_size: int, admin_token_file: Path | None,
+                ready: Callable[[str], None]) -> None:
+    """Run the label holder's gateway under uvicorn until SIGTERM or SIGINT."""
+    import uvicorn
+
+    from sharedml.serving.app import ScoringFastPath, create_app
+    from sharedml.serving.cache import RemoteCache
+    from sharedml.serving.gateway import Gateway, GatewaySettings
+    from sharedml.serving.remote import PartnerClient
+
+    identity = load_identity(pki, party)
+    load_transforms()
+    parts, key = models.open(party)
+    audit = _audit(state, key)
+    adapter = None if features is None else open_adapter(features, id_column, party, exclude)
+    token = None if admin_token_file is None else admin_token_file.read_text().strip()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    address = f"http://{host}:{sock.getsockname()[1]}"
+
+    async def main() -> None:
+        clients = {p: PartnerClient(p, a, identity) for p, a in parse_partners(partners).items()}
+        gateway = Gateway(
+            party, parts, clients, adapter, state, audit, key,
+            GatewaySettings(timeout=timeout, max_batch=max_batch),
+            RemoteCache(cache_size, cache_ttl) if cache_ttl > 0 else None,
+        )
+        app = create_app(gateway, token, initial,
+                         ready=lambda: ready(f"gateway {party} listening on {address}"))
+        config = uvicorn.Config(ScoringFastPath(app, gateway), log_level="warning", access_log=False,
+                                http=_http_impl(), lifespan="on")
+        await uvicorn.Server(config).serve(sockets=[sock])
+
+    _event_loop_runner()(main())
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def _event_loop_runner() -> Callable[..., object]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
