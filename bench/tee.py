@@ -19,7 +19,15 @@ on the joined frame in this process; ``logistic_regression_sgd`` from batched
 uploads (decrypt + join every epoch) against the same SGD on the joined matrix
 in memory. Goal: ≤ 1.2x.
 
+Third, a job spec's steps inside (``Run``: psi, split, train, evaluate with
+every metric — the component registry on the joined plaintext, over gRPC)
+against the same join, split, learner and metrics called directly in this
+process, per learner: ``logistic_regression`` (SGD, 5 epochs),
+``secureboost`` (XGBoost, 30 trees) and ``mlp`` (torch, when installed).
+Goal: ≤ 1.2x.
+
     .venv/bin/python bench/tee.py [--mib 32] [--repeat 9] [--data tests/data/datasets] [--no-train]
+                                  [--steps-only]
 """
 
 from __future__ import annotations
@@ -95,6 +103,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--no-train", action="store_true", help="skip train time inside vs outside")
+    ap.add_argument("--steps-only", action="store_true", help="only the job steps inside vs outside")
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
@@ -114,6 +123,9 @@ def main() -> None:
     quoter = SimQuoter(platform, sign_manifest(code, ("enclave.py",), {}, signer, product_id=1, svn=1))
     backend = SimBackend.from_vendor(vendor, vendor.tcb_info({3: "UpToDate"}), vendor.revocation_list())
     policy = Policy(measurements=frozenset({quoter.measurement.hex()}), allow_simulation=True)
+    if args.steps_only:
+        steps_inside_vs_outside(args.data, max(3, args.repeat // 2), Fixture(quoter, backend, policy, tmp))
+        return
 
     server, address = plain_server()
     channel = grpc.insecure_channel(address, options=wire.OPTIONS)
@@ -168,7 +180,9 @@ def main() -> None:
     report("tee_upload", rows_out, {"ratio": ratio, "ratio_batched": ratio_batched, "goal": 0.7,
                                     "chunk_bytes": CHUNK})
     if not args.no_train:
-        train_inside_vs_outside(args.data, max(3, args.repeat // 2), Fixture(quoter, backend, policy, tmp))
+        fixture = Fixture(quoter, backend, policy, tmp)
+        train_inside_vs_outside(args.data, max(3, args.repeat // 2), fixture)
+        steps_inside_vs_outside(args.data, max(3, args.repeat // 2), fixture)
 
 
 class Fixture:
@@ -252,6 +266,57 @@ def train_inside_vs_outside(data: Path, repeat: int, fx: Fixture) -> None:
     for row in rows:
         print(f"{row['learner']}: inside / outside {row['ratio']:.2f}x (goal ≤ 1.2x)")
     report("tee_train", rows, {"goal": 1.2, "data": "default_credit_hetero"})
+
+
+def steps_inside_vs_outside(data: Path, repeat: int, fx: Fixture) -> None:
+    """A spec's psi, split, train, evaluate inside (``Run``) vs the same calls outside, per learner."""
+    from sklearn.model_selection import train_test_split
+
+    from sharedml.components import jobspec
+    from sharedml.learn import metrics
+    from sharedml.tee import scheme
+    from sharedml.tee.enclave import trainers
+
+    tables = {side: pd.read_csv(data / f"default_credit_hetero_{side}.csv") for side in ("guest", "host")}
+    models: list[dict[str, object]] = [{"model": "logistic_regression"}, {"model": "secureboost"}]
+    try:
+        import torch  # noqa: F401
+
+        models.append({"model": "mlp", "epochs": 3})
+    except ImportError:
+        print("mlp: torch is not installed; skipped")
+
+    def outside(train: dict[str, object]) -> None:
+        x, y = join(tables)
+        tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=42, stratify=y)
+        tr, te = np.sort(tr), np.sort(te)
+        given = {k: v for k, v in train.items() if k != "model"}
+        model = trainers.fit(str(train["model"]), "classification", x.iloc[tr].to_numpy(), y[tr],
+                             list(x.columns), given, trainers.public_seed("bench", "train"))
+        metrics.evaluate(y[te], model.predict(x.iloc[te]), "classification")
+
+    rows = []
+    for train in models:
+        client, server = fx.enclave_with(tables, batched=False)
+        spec = jobspec.load({"name": "bench", "scheme": "tee", "parties": {
+            "guest": {"dataset": "g.csv", "label": "y"}, "host": {"dataset": "h.csv"}},
+            "steps": [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 42}}, {"train": train}, {"evaluate": {}}]})
+        request = {"steps": scheme.wire_steps(spec.parsed_steps()), "label": "guest.y", "id": "id"}
+        client.run(request), outside(train)  # warm-up
+        runs = []
+        for _ in range(repeat):  # interleaved: both see the same load
+            t0 = time.perf_counter()
+            client.run(request)
+            t1 = time.perf_counter()
+            outside(train)
+            runs.append((t1 - t0, time.perf_counter() - t1))
+        inside, plain = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        rows.append({"learner": train["model"], "inside_s": inside, "outside_s": plain, "ratio": inside / plain})
+        client.close()
+        server.stop(None)
+    for row in rows:
+        print(f"steps with {row['learner']}: inside / outside {row['ratio']:.2f}x (goal ≤ 1.2x)")
+    report("tee_steps", rows, {"goal": 1.2, "data": "default_credit_hetero"})
 
 
 if __name__ == "__main__":

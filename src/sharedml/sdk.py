@@ -107,6 +107,8 @@ class Client:
             return None
         if r.headers.get("content-type", "").startswith("application/json"):
             return r.json()
+        if r.headers.get("content-type", "").startswith("application/octet-stream"):
+            return r.content
         return r.text
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -374,6 +376,20 @@ class Client:
 
     def result(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/jobs/{job_id}/result"))
+
+    # --- TEE jobs (/tee) ---------------------------------------------------------------
+
+    def tee_enclave(self, job_id: str) -> dict[str, Any]:
+        """Where a TEE job's providers upload: the enclave's address and certificate (pin, then attest)."""
+        return dict(self._call("GET", f"/tee/jobs/{job_id}"))
+
+    def tee_receipt(self, job_id: str) -> dict[str, Any]:
+        """The TEE job's signed destruction receipt (verify it against the attested key bundle)."""
+        return dict(self._call("GET", f"/tee/jobs/{job_id}/receipt"))
+
+    def tee_released(self, job_id: str, what: str, step: str) -> bytes:
+        """A model or scores (``what``) of ``step`` sealed to the caller's party."""
+        return bytes(self._call("GET", f"/tee/jobs/{job_id}/released/{what}/{step}"))
 
     def wait(self, job_id: str, timeout: float = 600.0, poll: float = 1.0) -> dict[str, Any]:
         """Poll until the job finishes; returns it. PeerTimeout if it does not in time."""

@@ -103,6 +103,8 @@ class Scheduler:
         self.book = JobBook(store, self.config, self.clock, audit)
         self.lifecycle = Lifecycle(self.book, approvals or open_gate, on_success)
         self.nodes = NodeDispatch(self.book, self.lifecycle, signed, records)
+        #: ``scheme: tee`` jobs (:class:`~sharedml.platform.tee_jobs.TeeJobs`), if an enclave node is set up.
+        self.tee: Any = None
 
     @classmethod
     def for_platform(cls, platform: Platform, config: SchedulerConfig | None = None) -> Scheduler:
@@ -148,11 +150,11 @@ class Scheduler:
         parsed = jobspec.load(spec)
         if not parsed.steps:
             raise ConfigError("invalid job spec field steps: a job needs at least one step")
-        if parsed.scheme != "mpc":
-            raise ConfigError(
-                f"scheme {parsed.scheme!r} jobs are not run by node agents",
-                remedy="submit TEE jobs to the enclave manager",
-            )
+        if parsed.scheme == "tee":
+            if self.tee is None:
+                raise ConfigError("this platform has no enclave node for scheme 'tee' jobs",
+                                  remedy="register an enclave node (platform/tee_jobs.py)")
+            return str(self.tee.submit(spec, created_by=created_by, project_id=project_id, actor=actor))
         plans = decompose(parsed, self.config.dealer)
         attempts = self.config.max_attempts if max_attempts is None else max_attempts
         if attempts < 1:
@@ -201,7 +203,8 @@ class Scheduler:
         now = self.clock.now()
         self.book.plan_ahead()
         with self.store.reading() as s:
-            live = list(s.scalars(select(Job.id).where(Job.state.in_(("pending", "running")))))
+            live = list(s.scalars(select(Job.id).where(Job.state.in_(("pending", "running")),
+                                                       Job.scheme == "mpc")))
         for job_id in live:
             with self.book.tx() as s:
                 job = s.get(Job, job_id)
@@ -212,6 +215,8 @@ class Scheduler:
                 last = self.book.last(node.id, node.last_heartbeat)
                 if last is None or (now - last).total_seconds() > self.config.silence_s:
                     node.status = "offline"
+        if self.tee is not None:
+            self.tee.tick()
 
     def recover(self) -> list[str]:
         """On platform start: resume or fail every job that was running; return their ids."""
@@ -219,7 +224,7 @@ class Scheduler:
         touched = []
         self.book.plan_ahead()
         with self.book.tx() as s:
-            for job in s.scalars(select(Job).where(Job.state == "running")).all():
+            for job in s.scalars(select(Job).where(Job.state == "running", Job.scheme == "mpc")).all():
                 touched.append(job.id)
                 try:
                     self.book.plan(job)

@@ -1,8 +1,8 @@
 """Owner-signed data-use policies (9.2-4): who may use a dataset, how, and for what.
 
 A :class:`DataPolicy` names the grantee job, the allowed algorithms and
-columns, the release rules (which parties get the model, by their release
-keys; whether metrics may be released), an expiry, and the enclave
+columns, the release rules (which parties get the model and which the
+scores, by their release keys; whether metrics may be released), an expiry, and the enclave
 measurements or signers allowed to receive the data key. The owner signs it
 with Ed25519 (:class:`SignedPolicy`).
 
@@ -48,6 +48,7 @@ class DataPolicy:
     metrics: bool = True
     measurements: tuple[str, ...] = ()
     signers: tuple[str, ...] = ()
+    scores_to: dict[str, str] = field(default_factory=dict)  # party -> release KeyBundle hex
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
@@ -65,6 +66,7 @@ class DataPolicy:
             metrics=bool(raw["metrics"]),
             measurements=tuple(raw["measurements"]),
             signers=tuple(raw["signers"]),
+            scores_to={str(k): str(v) for k, v in raw.get("scores_to", {}).items()},
         )
 
     def admits(self, claims: Claims) -> bool:
@@ -126,11 +128,13 @@ class SignedPolicy:
         return policy
 
 
-def release_parties(policies: Sequence[DataPolicy]) -> dict[str, str]:
-    """Parties (and release keys) that *every* contributing owner named."""
+def release_parties(policies: Sequence[DataPolicy], what: str = "model") -> dict[str, str]:
+    """Parties (and release keys) that *every* contributing owner named for ``what``
+    (``model``: :attr:`DataPolicy.model_to`; ``scores``: :attr:`DataPolicy.scores_to`)."""
     if not policies:
         return {}
-    common = dict(policies[0].model_to)
-    for p in policies[1:]:
-        common = {k: v for k, v in common.items() if p.model_to.get(k) == v}
+    rules = [p.model_to if what == "model" else p.scores_to for p in policies]
+    common = dict(rules[0])
+    for rule in rules[1:]:
+        common = {k: v for k, v in common.items() if rule.get(k) == v}
     return common

@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
     from sharedml.tee.cluster_cli import register_cluster
 
     register_cluster(tee)
+    from sharedml.tee.provider_cli import register_provider
+
+    register_provider(tee)
 
     @tee.command("verify")
     def verify(

@@ -101,6 +101,21 @@ class EnclaveKeys:
         sign_pub = self._sign.public_key().public_bytes(*_RAW) if self._sign else b""
         self.bundle = KeyBundle(kem, kem_pub, sign_pub)
 
+    def export_release(self) -> bytes:
+        """The X25519 private key of a release key pair (no ML-KEM, no signing key), to keep at the owner."""
+        if self.kem != X25519 or self._sign is not None or self._x is None:
+            raise ConfigError("only an X25519 release key pair is exported", step="keys")
+        return self._x.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                     serialization.NoEncryption())
+
+    @classmethod
+    def release_from(cls, raw: bytes) -> EnclaveKeys:
+        """A release key pair from :meth:`export_release`'s bytes."""
+        keys = cls(X25519, signing=False)
+        keys._x = x25519.X25519PrivateKey.from_private_bytes(raw)
+        keys.bundle = KeyBundle(X25519, keys._x.public_key().public_bytes(*_RAW), b"")
+        return keys
+
     def open(self, sealed: bytes, info: bytes) -> bytes:
         if self._x is None:
             raise ProtocolAbort("keys were destroyed", step="decrypt")
@@ -185,9 +200,10 @@ def upload_info(job: str, upload_id: str, policy_digest: bytes) -> bytes:
     return b"sharedml-tee-upload/1" + json.dumps([job, upload_id, policy_digest.hex()]).encode()
 
 
-def release_info(job: str, recipient: str) -> bytes:
-    """HPKE ``info`` for a released model: binds job and recipient."""
-    return b"sharedml-tee-release/1" + json.dumps([job, recipient]).encode()
+def release_info(job: str, recipient: str, what: str = "model") -> bytes:
+    """HPKE ``info`` for a release: binds job, recipient and what it is (a model, scores)."""
+    kind = [] if what == "model" else [what]  # a model's info is unchanged since wire 1
+    return b"sharedml-tee-release/1" + json.dumps([job, recipient, *kind]).encode()
 
 
 def open_chunk(key: bytes, stream_id: bytes, seq: int, last: bool, chunk: bytes) -> bytes:

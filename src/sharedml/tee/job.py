@@ -8,16 +8,20 @@ every role locally, each at its own trust boundary:
 2. the *platform's manager* starts the quoting process and the enclave
    process and attests it;
 3. each *provider* attests the enclave against its own policy (signer +
-   product + minimum version), signs a data-use grant and uploads its dataset
-   encrypted to the enclave's key;
-4. the *enclave* runs the steps: ``psi`` (inner join on the id column),
-   ``split`` (stratified hold-out), ``train`` (``logistic_regression``; the
-   TEE runs ``secureboost`` as XGBoost, the plaintext model it emulates) and
-   ``evaluate`` (hold-out AUC); the model is released only to the label holder;
+   product + minimum version), signs a data-use grant (every step of the
+   spec; model and scores to the label holder; metrics) and uploads its
+   dataset encrypted to the enclave's key;
+4. the *enclave* runs the spec's steps on the joined plaintext — the same
+   components as an MPC job (:mod:`sharedml.tee.enclave.steps`; what runs
+   and which parameters apply: :mod:`sharedml.tee.scheme`, checked before
+   any enclave starts); the label holder fetches each ``train`` step's model
+   and each ``predict``/``evaluate`` step's scores, sealed to its release key;
 5. the manager destroys the enclave and logs the signed receipt.
 
 ``OUT/result.json`` has the same shape as the MPC runner's: per step, the
-metrics and timings of each party (the enclave counts as a party).
+metrics and timings of each party (the enclave counts as a party); the label
+holder's ``OUT/<holder>/`` holds ``model-<step>.bin`` and
+``predictions-<step>.csv``.
 """
 
 from __future__ import annotations
@@ -31,68 +35,28 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError
+from sharedml.tee import scheme
 from sharedml.tee.attestation.base import Policy, Verifier
 from sharedml.tee.attestation.sim import SimBackend, SimVendor, signer_id
-from sharedml.tee.enclave.learners import ALGORITHMS
 from sharedml.tee.manager import EnclaveManager, build_manifest
 from sharedml.tee.provider import Provider
 
-SUPPORTED = ("psi", "split", "train", "evaluate")
-_MODEL = {"logistic_regression": "logistic_regression", "secureboost": "xgboost"}
+Record = Any  # (step id, component, party, seconds, metrics, artifacts) -> None
 
 
-#: Per step (and model), the parameters the enclave honours; any other one set in the spec is refused.
-_HONOURED: dict[str, frozenset[str]] = {
-    "psi": frozenset({"key"}),
-    "split": frozenset({"test_size", "seed", "stratify"}),
-    "train:logistic_regression": frozenset({"model", "l2", "task"}),
-    "train:secureboost": frozenset({"model", "task", "n_estimators", "max_depth", "n_bins", "learning_rate",
-                                    "reg_lambda", "min_child_weight"}),
-    "evaluate": frozenset({"metrics", "on"}),
-}
-
-
-def check_step(step: Any) -> None:
-    """Refuse a step, or a parameter of it, that the TEE scheme would otherwise ignore."""
-    if step.component not in SUPPORTED:
-        raise ConfigError(f"step {step.id!r} ({step.component}) is not available in the TEE scheme",
-                          step=step.id, remedy=f"use {', '.join(SUPPORTED)}")
-    params = step.params
-    key = f"train:{params.model}" if step.component == "train" else step.component
-    if key not in _HONOURED:
-        raise ConfigError(f"model {params.model!r} is not available in the TEE scheme", step=step.id,
-                          remedy=f"use one of {sorted(_MODEL)}")
-    ignored = sorted(set(params.model_fields_set) - _HONOURED[key])
-    if ignored:
-        raise ConfigError(f"{', '.join(ignored)} do(es) not apply to {key} in the TEE scheme", step=step.id,
-                          remedy="remove them; the enclave trains the plaintext model on the joined data")
-    problems = {
-        "split": lambda: params.stratify is False and "the TEE split is always stratified on the label",
-        "evaluate": lambda: (params.on != "test" and "evaluate runs on the test rows") or (
-            params.metrics not in (None, ["auc"]) and "the TEE scheme reports only 'auc' so far"),
-        "train:logistic_regression": lambda: params.task == "regression" and "classification only",
-        "train:secureboost": lambda: params.task == "regression" and "classification only",
-    }
-    problem = problems.get(key, lambda: False)()
-    if problem:
-        raise ConfigError(f"{key}: {problem}", step=step.id)
-
-
-def _train_request(params: Any, split: dict[str, Any], label: str, id_column: str) -> dict[str, Any]:
-    model = params.model
-    if model not in _MODEL:
-        raise ConfigError(f"model {model!r} is not available in the TEE scheme",
-                          step="train", remedy=f"use one of {sorted(_MODEL)}")
-    extra: dict[str, Any] = {}
-    if model == "secureboost":
-        for ours, theirs in (("n_estimators", "n_estimators"), ("max_depth", "max_depth"),
-                             ("n_bins", "max_bin"), ("learning_rate", "learning_rate"),
-                             ("reg_lambda", "reg_lambda"), ("min_child_weight", "min_child_weight")):
-            if getattr(params, ours) is not None:
-                extra[theirs] = getattr(params, ours)
-    elif params.l2:
-        extra["C"] = 1.0 / params.l2
-    return {"algorithm": _MODEL[model], "label": label, "id": id_column, "params": extra, **split}
+def job_roles(spec: Any) -> tuple[str, str, str]:
+    """(label holder, its label as the enclave names it ``holder.label``, id column) of a TEE spec."""
+    parties = spec.party_configs()
+    holders = [p for p in parties.values() if p.label]
+    if len(holders) != 1:
+        raise ConfigError("a TEE job needs exactly one party with a label", remedy="set 'label' on one party")
+    id_columns = {p.id_columns[0] for p in parties.values()}
+    if len(id_columns) != 1:
+        raise ConfigError("every party must use the same id column name in a TEE job")
+    for name, party in parties.items():
+        if party.dataset is None:
+            raise ConfigError("every party of a TEE job needs a dataset", party=name)
+    return holders[0].name, f"{holders[0].name}.{holders[0].label}", id_columns.pop()
 
 
 def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = None) -> dict[str, Any]:
@@ -103,16 +67,8 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
     parties = spec.party_configs()
     files = DatasetFiles(Path(base) if base is not None else Path.cwd())
     steps = spec.parsed_steps()
-    for s in steps:
-        check_step(s)
-    holders = [p for p in parties.values() if p.label]
-    if len(holders) != 1:
-        raise ConfigError("a TEE job needs exactly one party with a label", remedy="set 'label' on one party")
-    holder = holders[0]
-    id_columns = {p.id_columns[0] for p in parties.values()}
-    if len(id_columns) != 1:
-        raise ConfigError("every party must use the same id column name in a TEE job")
-    id_column = id_columns.pop()
+    scheme.check_steps(steps)
+    holder, label, id_column = job_roles(spec)
 
     home = out / "tee"
     vendor = SimVendor.create(home / "vendor")
@@ -140,23 +96,18 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
         record("enclave", "enclave", "platform", time.perf_counter() - t,
                {"measurement": claims.measurement, "svn": claims.svn})
         providers = {name: Provider(name, manager.client(handle), Verifier([backend])) for name in parties}
-        release_to = {holder.name: providers[holder.name].release_key}
-        sid = policy.signer or ""
+        release = {holder: providers[holder].release_key}
         for name, party in parties.items():
-            if party.dataset is None:
-                raise ConfigError("every party of a TEE job needs a dataset", party=name)
             t = time.perf_counter()
             provider = providers[name]
             provider.attest(policy)
-            import pandas as pd
-
-            path = files.path(party.dataset, party=name)
-            columns = list(pd.read_csv(path, nrows=0).columns)
-            grant = provider.grant(spec.name, columns, algorithms=ALGORITHMS, model_to=release_to, signers=[sid])
+            path = files.path(str(party.dataset), party=name)
+            grant = provider.grant(spec.name, _columns(path), model_to=release, scores_to=release,
+                                   signers=[policy.signer or ""])
             info = provider.upload(path, grant)
             record("upload", "upload", name, time.perf_counter() - t, {"rows": info["rows"]})
-        _run_steps(steps, providers[holder.name], spec.name, f"{holder.name}.{holder.label}", id_column,
-                   out, record)
+        answer = providers[holder].client.run({"steps": scheme.wire_steps(steps), "label": label, "id": id_column})
+        collect(answer, providers[holder], spec.name, out / holder, record)
     finally:
         for provider in providers.values():
             provider.client.close()
@@ -170,26 +121,24 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
     return result
 
 
-def _run_steps(steps: list[Any], holder: Provider, job: str, label: str, id_column: str, out: Path,
-               record: Any) -> None:
-    split: dict[str, Any] = {"test_size": 0.0, "seed": 0}
-    last_metrics: dict[str, Any] = {}
-    for step in steps:
-        t = time.perf_counter()
-        if step.component == "psi":
-            record(step.id, "psi", "enclave", 0.0, {"method": "inner join on id inside the enclave"})
-        elif step.component == "split":
-            split = {"test_size": step.params.test_size, "seed": step.params.seed}
-            record(step.id, "split", "enclave", 0.0, dict(split))
-        elif step.component == "train":
-            last_metrics = holder.client.train(_train_request(step.params, split, label, id_column))
-            model = holder.result(job)
-            path = out / holder.name / f"model-{step.id}.bin"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(model.to_bytes())
-            record(step.id, "train", "enclave", time.perf_counter() - t,
-                   {"model": model.kind, "features": len(model.features), "rows": last_metrics.get("rows")},
-                   {"model": str(path)})
-        elif step.component == "evaluate":
-            on = "test" if "test_auc" in last_metrics else "train"
-            record(step.id, "evaluate", "enclave", 0.0, {"auc": last_metrics.get(f"{on}_auc"), "on": on})
+def _columns(path: Path) -> list[str]:
+    import pandas as pd
+
+    return list(pd.read_csv(path, nrows=0).columns)
+
+
+def collect(answer: dict[str, Any], holder: Provider, job: str, out: Path, record: Record) -> None:
+    """Record the enclave's per-step metrics; fetch the models and scores released to the label holder."""
+    out.mkdir(parents=True, exist_ok=True)
+    for step in answer["steps"]:
+        artifacts: dict[str, str] = {}
+        if step["id"] in answer.get("models", []):
+            path = out / f"model-{step['id']}.bin"
+            path.write_bytes(holder.result(job, step["id"]).to_bytes())
+            artifacts["model"] = str(path)
+        if step["id"] in answer.get("scores", []):
+            path = out / f"predictions-{step['id']}.csv"
+            holder.scores(step["id"], job).to_csv(path, index=False, float_format="%.17g")
+            artifacts["predictions"] = str(path)
+        record(step["id"], step["component"], "enclave", float(step.get("seconds", 0.0)), step["metrics"],
+               artifacts)

@@ -42,10 +42,15 @@ ENCLAVE_PRODUCT_ID = 1
 
 
 def enclave_code() -> tuple[Path, tuple[str, ...]]:
-    """The code an enclave runs: ``sharedml/tee/**.py`` and ``sharedml/errors.py``."""
+    """The code an enclave runs: every module of the installed package.
+
+    The enclave runs the job's steps through the component registry
+    (:mod:`sharedml.tee.enclave.steps`), so the components, learners and what
+    they import are enclave code as much as ``tee/`` is; a real image trusts
+    the whole virtual environment likewise (``deploy/tee/``).
+    """
     root = Path(sharedml.__file__).resolve().parent
-    files = sorted(str(p.relative_to(root)) for p in (root / "tee").rglob("*.py"))
-    return root, (*files, "errors.py")
+    return root, tuple(sorted(str(p.relative_to(root)) for p in root.rglob("*.py")))
 
 
 def build_manifest(

@@ -1,14 +1,24 @@
 """A released model in a typed, pickle-free format, and how a recipient uses it.
 
-Wire form: a JSON header ``{"kind", "features", ...}`` and a body. Logistic
-regression carries its scaler and coefficients in the header (the body is
-empty); XGBoost carries the booster's own JSON model as the body.
+Wire form: a JSON header ``{"kind", "features", "params"}`` and a body.
+
+* ``logistic_regression`` / ``linear_regression``: the column centres and
+  scales and the coefficients in the header (the body is empty); the score is
+  ``sigmoid(((x - mean) / scale) · coef + intercept)`` or the bare affine value;
+* ``mlp``: the centres and scales, the activation, ``task`` and every layer's
+  ``W``/``b`` in the header; a float64 forward pass in numpy, so a recipient
+  needs no torch;
+* ``xgboost``: the booster's own JSON model as the body, ``task`` in the header.
+
+The enclave scores its own evaluation rows with these same functions, so a
+recipient who scores the same rows gets the same numbers.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +27,7 @@ import pandas as pd
 
 from sharedml.errors import DataError, ProtocolAbort
 
-KINDS = ("logistic_regression", "xgboost")
+KINDS = ("logistic_regression", "linear_regression", "xgboost", "mlp")
 
 
 @dataclass
@@ -26,6 +36,12 @@ class ReleasedModel:
     features: list[str]
     params: dict[str, Any] = field(default_factory=dict)
     body: bytes = b""
+
+    @property
+    def task(self) -> str:
+        if self.kind == "linear_regression":
+            return "regression"
+        return str(self.params.get("task", "classification"))
 
     def to_bytes(self) -> bytes:
         header = json.dumps({"kind": self.kind, "features": self.features, "params": self.params}).encode()
@@ -49,16 +65,51 @@ class ReleasedModel:
             raise DataError(f"columns missing for prediction: {missing[:5]}", step="predict")
         return frame[self.features].to_numpy(dtype=np.float64)
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """P(y = 1) for each row (binary classification)."""
+    def _standardised(self, x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = (x - np.asarray(self.params["mean"])) / np.asarray(self.params["scale"])
+        return out
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """The score of each row: P(y = 1) for classification, the prediction for regression."""
         x = self._matrix(frame)
-        if self.kind == "logistic_regression":
-            z = (x - np.asarray(self.params["mean"])) / np.asarray(self.params["scale"])
-            logit = z @ np.asarray(self.params["coef"]) + float(self.params["intercept"])
-            out: np.ndarray = 1.0 / (1.0 + np.exp(-logit))
-            return out
+        if self.kind in ("logistic_regression", "linear_regression"):
+            z = self._standardised(x) @ np.asarray(self.params["coef"]) + float(self.params["intercept"])
+            return _sigmoid(z) if self.task == "classification" else z
+        if self.kind == "mlp":
+            return self._forward(self._standardised(x))
         import xgboost as xgb
 
         booster = xgb.Booster()
         booster.load_model(bytearray(self.body))
-        return np.asarray(booster.predict(xgb.DMatrix(x, feature_names=self.features)))
+        out = np.asarray(booster.predict(xgb.DMatrix(x, feature_names=self.features)), dtype=np.float64)
+        return out
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(y = 1) for each row (binary classification)."""
+        if self.task != "classification":
+            raise DataError(f"a {self.kind} regression model has no probabilities", step="predict",
+                            remedy="use predict()")
+        return self.predict(frame)
+
+    def _forward(self, z: np.ndarray) -> np.ndarray:
+        layers = self.params["layers"]
+        act = _ACTIVATIONS[str(self.params["activation"])]
+        for i, (w, b) in enumerate(layers):
+            z = z @ np.asarray(w, dtype=np.float64) + np.asarray(b, dtype=np.float64)
+            if i < len(layers) - 1:
+                z = act(z)
+        out = z[:, 0]
+        return _sigmoid(out) if self.task == "classification" else out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return out
+
+
+_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "tanh": np.tanh,
+    "logistic": _sigmoid,
+    "identity": lambda z: z,
+}

@@ -13,8 +13,8 @@ Runs in the provider's process, with its raw data and its keys:
    release); then it draws a data key, HPKE-seals it to the enclave's bundle
    (``info`` binds job, stream id and policy) and streams the table as
    Parquet in AES-256-GCM chunks.
-3. :meth:`Provider.result` opens a model the enclave released to this
-   party's release key.
+3. :meth:`Provider.result` opens a model, :meth:`Provider.scores` a step's
+   scores, that the enclave released to this party's release key.
 
 Reveals: to the platform and network, the table's encrypted size only; to the
 enclave, the table.
@@ -108,17 +108,23 @@ class Provider:
         *,
         owner_key: ed25519.Ed25519PrivateKey | None = None,
         release_kem: str = X25519,
+        release_keys: EnclaveKeys | None = None,
         chunk_bytes: int = CHUNK,
     ) -> None:
         self.name = name
         self.client = client
         self.verifier = verifier
         self.owner_key = owner_key or ed25519.Ed25519PrivateKey.generate()
-        self._release_keys = EnclaveKeys(release_kem, signing=False)
+        self._release_keys = release_keys or EnclaveKeys(release_kem, signing=False)
         self.chunk_bytes = chunk_bytes
         self._bundle: KeyBundle | None = None
         self._job: str | None = None
         self.claims: Claims | None = None
+
+    @property
+    def bundle(self) -> KeyBundle | None:
+        """The job's key bundle attested in this session (to verify its destruction receipt)."""
+        return self._bundle
 
     @property
     def release_key(self) -> str:
@@ -139,19 +145,30 @@ class Provider:
         job: str,
         columns: Sequence[str],
         *,
-        algorithms: Sequence[str] = ("logistic_regression", "xgboost", "logistic_regression_sgd"),
+        algorithms: Sequence[str] | None = None,
         model_to: dict[str, str] | None = None,
+        scores_to: dict[str, str] | None = None,
         metrics: bool = True,
         measurements: Sequence[str] = (),
         signers: Sequence[str] = (),
         valid_for: dt.timedelta = dt.timedelta(hours=1),
     ) -> SignedPolicy:
-        """Sign a data-use policy for ``job`` as this owner."""
+        """Sign a data-use policy for ``job`` as this owner.
+
+        ``algorithms``: the steps and models the enclave may run on the data
+        (default: every one it knows, :func:`sharedml.tee.scheme.uses`, and the
+        single-algorithm ``Train`` path's); ``model_to``/``scores_to``: who gets
+        the model / the scores (party -> release key); ``metrics``: whether
+        metrics may leave the enclave.
+        """
+        from sharedml.tee.scheme import uses
+
         expires = dt.datetime.now(dt.UTC) + valid_for
+        allowed = (*uses(), "xgboost", "logistic_regression_sgd") if algorithms is None else algorithms
         return DataPolicy(
-            owner=self.name, job=job, algorithms=tuple(algorithms), columns=tuple(columns),
+            owner=self.name, job=job, algorithms=tuple(allowed), columns=tuple(columns),
             expires_at=int(expires.timestamp()), model_to=dict(model_to or {}), metrics=metrics,
-            measurements=tuple(measurements), signers=tuple(signers),
+            measurements=tuple(measurements), signers=tuple(signers), scores_to=dict(scores_to or {}),
         ).sign(self.owner_key)
 
     def upload(self, data: pd.DataFrame | str | Path | bytes, policy: SignedPolicy) -> dict[str, Any]:
@@ -195,11 +212,28 @@ class Provider:
         self._job = grant.job
         return sealed, upload_id, ChunkSealer(key, upload_id.encode())
 
-    def result(self, job: str | None = None) -> ReleasedModel:
-        """The model the enclave released to this party (``job``: default, the last upload's)."""
+    def result(self, job: str | None = None, step: str | None = None) -> ReleasedModel:
+        """The model the enclave released to this party (``job``: default, the last upload's;
+        ``step``: the ``train`` step, default the last)."""
+        job = self._result_job(job)
+        sealed = self.client.result(self.name, "model", step)
+        return ReleasedModel.from_bytes(self._release_keys.open(sealed, release_info(job, self.name)))
+
+    def scores(self, step: str, job: str | None = None) -> pd.DataFrame:
+        """The scores of a ``predict``/``evaluate`` step released to this party: ids and ``score``."""
+        job = self._result_job(job)
+        sealed = self.client.result(self.name, "scores", step)
+        plain = self._release_keys.open(sealed, release_info(job, self.name, "scores"))
+        return pd.read_parquet(io.BytesIO(plain))
+
+    def open_release(self, sealed: bytes, job: str, what: str = "model") -> bytes:
+        """Open a release relayed by someone else (the platform keeps them for the label holder)."""
+        info = release_info(job, self.name) if what == "model" else release_info(job, self.name, what)
+        return self._release_keys.open(sealed, info)
+
+    def _result_job(self, job: str | None) -> str:
         job = job if job is not None else self._job
         if job is None:
             raise PolicyDenied("no job to fetch a result for", party=self.name, step="result",
                                remedy="upload first, or pass job=")
-        sealed = self.client.result(self.name)
-        return ReleasedModel.from_bytes(self._release_keys.open(sealed, release_info(job, self.name)))
+        return job

@@ -73,6 +73,9 @@ def create_app(
     jobs = _job_routes()
     if jobs is not None:
         app.include_router(jobs.router, responses=problems)
+        from sharedml.platform.api import tee_routes
+
+        app.include_router(tee_routes.router, responses=problems)
     return app
 
 

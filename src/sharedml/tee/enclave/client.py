@@ -128,11 +128,18 @@ class EnclaveClient:
         header, _ = self._unary("Train", {"request": request})
         return dict(header["metrics"])
 
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run a job spec's steps (:meth:`~sharedml.tee.enclave.runtime.Enclave.run`)."""
+        return self._unary("Run", {"request": request})[0]
+
     def status(self, timeout: float | None = None) -> dict[str, Any]:
         return self._unary("Status", {}, timeout=timeout)[0]
 
-    def result(self, recipient: str) -> bytes:
-        return self._unary("Result", {"recipient": recipient})[1]
+    def result(self, recipient: str, what: str = "model", step: str | None = None) -> bytes:
+        header: dict[str, Any] = {"recipient": recipient, "what": what}
+        if step is not None:
+            header["step"] = step
+        return self._unary("Result", header)[1]
 
     def destroy(self) -> dict[str, Any]:
         header, _ = self._unary("Destroy", {})

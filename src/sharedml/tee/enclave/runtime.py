@@ -10,16 +10,18 @@ is refused with :class:`~sharedml.errors.ProtocolAbort`:
 3. *upload*: each provider sends an HPKE-sealed data key, its owner-signed
    policy and AEAD chunks, decrypted straight into one buffer in this
    process's memory (plaintext never touches the disk).
-4. *train* (may repeat): join, split, fit, evaluate — only with algorithms and
-   columns every owner's policy allows; the model is checkpointed to the
-   working directory as sealed state (:mod:`.sealing`).
-5. *release*: the model, HPKE-sealed to a party every owner named; metrics if
-   every owner allows them.
+4. *run* (may repeat): the job spec's steps on the joined tables
+   (:mod:`.steps`) — only steps and models every owner's policy allows; or the
+   older *train* (one algorithm: join, split, fit, evaluate). The model is
+   checkpointed to the working directory as sealed state (:mod:`.sealing`).
+5. *release*: a model or a step's scores, HPKE-sealed to a party every owner
+   named for it; metrics only if every owner allows them.
 6. *destroy*: drop keys, zero the plaintext buffers, remove the working
    directory, return a receipt signed with the attested key.
 
-Reveals: to each named recipient, the model; to the caller, metrics (if
-allowed), row counts and state. Security model: malicious host and platform;
+Reveals: to each named recipient, the model or the scores every owner named
+it for; to the caller, metrics (if every owner allows them), row counts and
+state. Security model: malicious host and platform;
 trusted CPU vendor (or simulator root) and the measured code.
 """
 
@@ -40,9 +42,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sharedml.errors import ConfigError, DataError, PolicyDenied, ProtocolAbort
+from sharedml.tee import scheme
 from sharedml.tee.attestation.base import Attester, Evidence
 from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties
-from sharedml.tee.enclave import learners
+from sharedml.tee.enclave import learners, steps
 from sharedml.tee.enclave.budget import MemoryBudget
 from sharedml.tee.enclave.sealing import SealedStore
 from sharedml.tee.enclave.stream import STREAM_ALGORITHMS, Spool, fit_streaming
@@ -101,6 +104,7 @@ class Enclave:
         self.budget = budget if budget is not None else MemoryBudget()
         self._model: Any = None
         self._train_request: dict[str, Any] = {}
+        self._outcome = steps.Outcome()
         self.metrics: dict[str, float | int] = {}
         self.state = "created"
         self.audit: list[dict[str, Any]] = [{"event": "create", "enclave": self.id, "at": time.time()}]
@@ -270,15 +274,56 @@ class Enclave:
             raise ProtocolAbort("no completed uploads", step="train")
         return policies
 
+    # -- 4'. run the job's steps
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run a spec's steps (``request``: ``steps`` as :func:`sharedml.tee.scheme.wire_steps`
+        makes them, ``label`` as ``owner.column``, ``id``); return each step's metrics,
+        empty unless every owner allows metrics."""
+        self._require("uploading", "trained", step="run")
+        policies = self._policies()
+        parsed = steps.parse(list(request.get("steps") or []))
+        for step_id, component, params in parsed:
+            wanted = scheme.use(component, params)
+            for p in policies:
+                if wanted not in p.algorithms:
+                    raise PolicyDenied(f"step {step_id!r} ({wanted}) is not allowed by the owner",
+                                       party=p.owner, step=step_id)
+        if self._spools:
+            raise ConfigError("the job's steps need whole tables in memory; batched uploads train with "
+                              f"{', '.join(STREAM_ALGORITHMS)}", step="run")
+        id_column = str(request.get("id", "id"))
+        tables = {u.policy.owner: u.frame for u in self._uploads.values() if u.frame is not None}
+        inside = steps.InsideRun(learners.join(tables, id_column), job=self.job, label=str(request.get("label")),
+                                 id_column=id_column, workdir=self.workdir / "run")
+        self._outcome = inside.run(parsed)
+        if self._outcome.models:
+            model = list(self._outcome.models.values())[-1]
+            self._finish_train({"algorithm": model.kind}, policies, model, {})
+        self.state = "trained"
+        self._log("run", steps=[s["id"] for s in self._outcome.steps])
+        allowed = all(p.metrics for p in policies)
+        return {"steps": [{**s, "metrics": s["metrics"] if allowed else {}} for s in self._outcome.steps],
+                "models": sorted(self._outcome.models), "scores": sorted(self._outcome.scores)}
+
     # -- 5. release
-    def release(self, recipient: str) -> bytes:
+    def release(self, recipient: str, what: str = "model", step: str | None = None) -> bytes:
+        """The model (of ``step``, default the last trained) or a step's scores, sealed to ``recipient``."""
         self._require("trained", step="release")
-        allowed = release_parties(self._policies())
+        allowed = release_parties(self._policies(), what)
         if recipient not in allowed:
-            raise PolicyDenied(f"{recipient!r} is not named by every owner's release rule", step="release")
+            raise PolicyDenied(f"{recipient!r} is not named by every owner's {what} release rule", step="release")
+        if what == "model":
+            model = self._model if step is None else self._outcome.models.get(step)
+            payload = model.to_bytes() if model is not None else None
+        elif what == "scores":
+            payload = self._outcome.scores.get(step or "") if step else None
+        else:
+            raise ProtocolAbort(f"nothing called {what!r} to release", step="release")
+        if payload is None:
+            raise ProtocolAbort(f"no {what} of step {step!r} to release", step="release")
         bundle = KeyBundle.from_bytes(bytes.fromhex(allowed[recipient]))
-        sealed = bundle.seal(self._model.to_bytes(), release_info(self.job, recipient))
-        self._log("release", recipient=recipient, kind=self._model.kind)
+        sealed = bundle.seal(payload, release_info(self.job, recipient, what))
+        self._log("release", recipient=recipient, what=what, step=step)
         return sealed
 
     def status(self) -> dict[str, Any]:
@@ -299,6 +344,7 @@ class Enclave:
             spool.key = b""
             ciphertexts.append({"upload": uid, "owner": spool.policy.owner, "batches": len(spool.index)})
         self._model = None
+        self._outcome = steps.Outcome()
         removed = sum(1 for p in self.workdir.rglob("*") if p.is_file())
         shutil.rmtree(self.workdir, ignore_errors=True)
         body = {

@@ -8,7 +8,8 @@ this process), binds a port, prints ``listening <port>`` and serves
 typed messages from :mod:`wire`:
 
 per job (the header's ``job``; a single-job enclave has a default):
-``Attest`` · ``Upload`` (client stream) · ``Train`` · ``Result``; for the
+``Attest`` · ``Upload`` (client stream) · ``Run`` (a spec's steps) · ``Train`` ·
+``Result`` (a model or a step's scores); for the
 process: ``Status`` · ``Open`` (a job, in a service enclave) · ``Destroy`` (a
 job; a single-job enclave then exits) · ``Retire`` (no new jobs: an upgrade
 is moving work) · ``Shutdown`` · and with ``--state-dir`` the cluster's
@@ -177,9 +178,13 @@ class EnclaveService:
     def train(self, enclave: Enclave, header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
         return {"metrics": enclave.train(dict(header["request"]))}, b""
 
+    def run(self, enclave: Enclave, header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
+        return enclave.run(dict(header["request"])), b""
+
     def result(self, enclave: Enclave, header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
-        recipient = str(header["recipient"])
-        return {"recipient": recipient}, enclave.release(recipient)
+        recipient, what = str(header["recipient"]), str(header.get("what", "model"))
+        step = header.get("step")
+        return {"recipient": recipient}, enclave.release(recipient, what, None if step is None else str(step))
 
     # -- the process
     def status(self, header: dict[str, Any], _body: bytes) -> tuple[dict[str, Any], bytes]:
@@ -209,7 +214,7 @@ class EnclaveService:
         return {"destroyed": destroyed}, b""
 
     def handler(self) -> grpc.GenericRpcHandler:
-        per_job = {"Train": self.train, "Result": self.result}
+        per_job = {"Run": self.run, "Train": self.train, "Result": self.result}
         process: dict[str, tuple[Handler, bool]] = {
             "Attest": (self.attest_any, False), "Status": (self.status, False), "Open": (self.open, True), "Destroy": (self.destroy, True),
             "Retire": (self.retire, True), "Shutdown": (self.shutdown, True), **self._extra,
