@@ -21,7 +21,7 @@ from sharedml.components import jobspec
 from sharedml.errors import ConfigError
 
 EXAMPLES = 300
-FUZZ = settings(max_examples=EXAMPLES, deadline=2000, database=None,
+FUZZ = settings(max_examples=EXAMPLES, deadline=30_000, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(
@@ -84,7 +84,7 @@ def test_yaml_fragments_load_or_fail_cleanly(text: str) -> None:
     _check(text + "\n")
 
 
-@settings(max_examples=50, deadline=2000, database=None)
+@settings(max_examples=50, deadline=30_000, database=None)
 @given(st.integers(33, 3000), st.sampled_from(["[", "{a: ", "- "]))
 def test_deep_nesting_is_refused_without_recursion(depth: int, opener: str) -> None:
     closer = {"[": "]", "{a: ": "}", "- ": ""}[opener]

@@ -238,3 +238,26 @@ def test_a_node_busy_reporting_is_not_silent(tmp_path: Path) -> None:
     with store.session() as s:
         task = s.get(Task, mine[second])
         assert task is not None and task.state == "running", task.reason if task else None
+
+
+def test_a_task_waiting_for_a_busy_node_to_beat_is_not_failed(tmp_path: Path) -> None:
+    """A task dispatched while its node spends longer than the silence limit delivering
+    reports is not yet ordered (orders ride on beats): the node's reports show it alive,
+    so the task waits (bench/load.py: 2 of 205 tasks failed "no heartbeat" this way)."""
+    store = Store(sqlite_url(tmp_path))
+    store.upgrade()
+    clock = ManualClock()
+    sched, first = _running(store, clock, task_timeout_s=5, max_attempts=1)
+    with store.session() as s:
+        tasks = {(t.party, t.job_id): t.id for t in s.scalars(select(Task))}
+    sched.node_beat("bank", {tasks["bank", first]: 0.5})
+    second = sched.submit(SPEC)
+    sched.tick()  # dispatched: running, waiting for bank's next beat to carry its order
+    for _ in range(2):
+        clock.advance(4)
+        sched.task_report("bank", tasks["bank", first], True, {"rows": 1}, "", 0.1)
+        sched.node_beat("shop", {})
+    sched.tick()  # 8 s after dispatch; bank reported meanwhile but has not beaten
+    with store.session() as s:
+        (task,) = s.scalars(select(Task).where(Task.job_id == second, Task.party == "bank"))
+        assert task.state == "running", task.reason

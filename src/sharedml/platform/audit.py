@@ -28,10 +28,11 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +43,8 @@ from sharedml.platform.store import Store
 from sharedml.platform.store.models import AuditEntry
 
 GENESIS = "0" * 64
+#: PostgreSQL advisory lock id serialising appends to the chain (any process).
+ADVISORY_KEY = 0x5348_4D4C_4155_4454 & 0x7FFF_FFFF_FFFF_FFFF
 _FIELDS = ("seq", "ts", "actor", "action", "target", "outcome", "detail")
 
 
@@ -122,8 +125,14 @@ class AuditLog:
 
     def _retried(self, add: Callable[[], AuditEntry]) -> AuditEntry:
         """Run ``add`` under the lock; on a race for the next seq, read the new head and retry."""
+        # SQLite: the store's writer lock (sessions take it) serialises whole
+        # transactions; then this log's. PostgreSQL: no Python lock — a thread holding
+        # one while the database made it wait for another transaction's commit, which
+        # itself waited for that lock, hung every writer (bench/load.py); the
+        # transaction-scoped advisory lock in _add serialises appends in the database.
+        sqlite = self._store.dialect == "sqlite"
         for _ in range(20):
-            with self._store.writer(), self._lock:  # the store's first: sessions take it
+            with self._store.writer(), (self._lock if sqlite else nullcontext()):
                 try:
                     return add()
                 except IntegrityError:
@@ -133,6 +142,8 @@ class AuditLog:
     def _add(
         self, s: Session, actor: str, action: str, target: str, outcome: str, detail: dict[str, Any]
     ) -> AuditEntry:
+        if self._store.dialect == "postgresql":  # held to this transaction's end
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_KEY})
         head = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()
         fields = {
             "seq": (head.seq + 1) if head else 1,

@@ -219,6 +219,16 @@ class JobBook:
         for task_id in self._listed.get(node_id, ()) if task_ids is None else task_ids:
             self._seen[task_key(node_id, task_id)] = now
 
+    def last_of_task(self, node_id: str, task_id: str,
+                     stored: dt.datetime | None) -> dt.datetime | None:
+        """When a node last showed ``task_id`` alive: by listing it (or being ordered it),
+        or — while the task waits for the node's next beat to be delivered, because the
+        node is busy delivering reports — by any call of the node's."""
+        last = self.last(task_key(node_id, task_id), stored)
+        if task_id in self._listed.get(node_id, ()):
+            return last
+        return self.last(node_id, last)
+
     def last(self, key: str, stored: dt.datetime | None) -> dt.datetime | None:
         """When ``key`` was last heard from: the newer of memory and the store."""
         seen = self._seen.get(key)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from sharedml.errors import PolicyDenied, SharedMLError
 from sharedml.platform.errors import Conflict
-from sharedml.platform.job_book import JobBook, task_key
+from sharedml.platform.job_book import JobBook
 from sharedml.platform.job_plan import StepPlan
 from sharedml.platform.store.models import FINAL_STATES, Job, Node, Task
 
@@ -167,8 +167,7 @@ class Lifecycle:
                 move(t, "failed", now, f"step {plan.id!r} did not finish at {who(t, plan.dealer)} "
                      f"within its step timeout of {step_limit:g} s")
                 continue
-            key = task_key(t.node_id or "", t.id)
-            last = self.book.last(key, t.heartbeat_at or t.started_at)
+            last = self.book.last_of_task(t.node_id or "", t.id, t.heartbeat_at or t.started_at)
             if t.state == "running" and last is not None and (now - last).total_seconds() > limit:
                 move(
                     t,

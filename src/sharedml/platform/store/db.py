@@ -82,7 +82,13 @@ class Store:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
                 event.listen(self.engine, "begin", _sqlite_begin)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
+                # as many connections as the API's worker threads (40) may hold at once;
+                # a connection not free within the busy timeout is "busy" (503), not a
+                # 30 s stall (bench/load.py on PostgreSQL: QueuePool 5+10 exhausted)
+                self.engine = create_engine(
+                    url, pool_pre_ping=True, pool_size=20, max_overflow=20,
+                    pool_timeout=BUSY_TIMEOUT_MS / 1000,
+                )
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise ConfigError(
                 f"cannot open the platform database {self.safe_url}: {exc}",
