@@ -111,7 +111,7 @@ def test_train_predict_evaluate_logistic_regression(shared_data: Path, tmp_path:
     )
     guest, host = out["guest"], out["host"]
     metrics = guest["evaluate"].metrics
-    assert set(metrics) == {"auc", "ks", "accuracy"}
+    assert set(metrics) == {"auc", "ks", "accuracy", "charts"}  # charts: the console's summary
 
     # plaintext model on the joined data, same split
     def joined(part: str) -> np.ndarray:

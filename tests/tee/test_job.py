@@ -116,7 +116,7 @@ def test_tee_job_matches_plaintext(shared_data: Path, tmp_path: Path) -> None:
         assert scores["id"].tolist() == te["id"].tolist()
         np.testing.assert_allclose(scores["score"], expected, rtol=0, atol=1e-12)
         reported = by_id[eval_id]["parties"]["enclave"]["metrics"]
-        assert set(reported) == set(m.CLASSIFICATION)
+        assert set(reported) == {*m.CLASSIFICATION, "charts"}  # charts: the console's summary
         for name, value in m.evaluate(y_te, expected, "classification").items():
             assert reported[name] == pytest.approx(value, abs=1e-6), name  # reported to 6 decimals
     assert by_id["evaluate"]["parties"]["enclave"]["metrics"]["auc"] > 0.70  # reference: LR 0.72, XGB 0.78

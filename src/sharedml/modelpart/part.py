@@ -43,10 +43,17 @@ def _builtin_kinds() -> None:
         SSLinearRegression,
         SSLogisticRegression,
     )
+    from sharedml.learn.nn import (
+        SplitMLPClassifier,
+        SplitMLPRegressor,
+        SSMLPClassifier,
+        SSMLPRegressor,
+    )
     from sharedml.learn.tree import SecureBoostClassifier, SecureBoostRegressor
 
     for cls in (SSLogisticRegression, HELogisticRegression, SSLinearRegression,
-                SecureBoostClassifier, SecureBoostRegressor):
+                SecureBoostClassifier, SecureBoostRegressor, SSMLPClassifier, SSMLPRegressor,
+                SplitMLPClassifier, SplitMLPRegressor):
         register_kind(cls)
 
 

@@ -4,7 +4,6 @@ only; scores and metrics reach the label holder only."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,9 +48,7 @@ def test_mlp_train_predict_evaluate_as_job_steps(
     assert evaluate["host"]["metrics"] == {}
     train = steps["train"]
     assert train["guest"]["metrics"]["protocol"] == protocol
-    parts = {
-        p: json.loads(Path(train[p]["artifacts"]["model"]).read_text()) for p in ("guest", "host")
-    }
+    parts = {p: _opened(Path(train[p]["artifacts"]["model"])) for p in ("guest", "host")}
     assert {d["party"] for d in parts.values()} == {"guest", "host"}
     if protocol == "split":
         # every party its own bottom net and its shares; the top net at the label holder only
@@ -74,3 +71,11 @@ def test_the_train_schema_documents_the_mlp() -> None:
         registry.get("train").parse({"model": "mlp", "interactive_size": 4}, "train")
     with pytest.raises(ConfigError, match="hidden_layer_sizes"):
         registry.get("train").parse({"model": "mlp", "hidden_layer_sizes": [0]}, "train")
+
+
+def _opened(path: Path) -> dict:
+    """A party's sealed part as its model document, opened with that party's node keys."""
+    from sharedml.modelpart import FileNodeKeys
+    from sharedml.modelpart.part import ModelPart
+
+    return ModelPart.unseal(path.read_bytes(), FileNodeKeys(path.parent.parent / "keys")).model.to_dict()
