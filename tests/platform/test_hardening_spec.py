@@ -172,7 +172,7 @@ def test_plans_are_made_outside_write_transactions(jobs_world: World, monkeypatc
     real = job_book.decompose
 
     def watched(*a: Any, **kw: Any) -> Any:
-        inside.append(restarted.book._lock._is_owned())
+        inside.append(restarted.book._lock.owned())
         return real(*a, **kw)
 
     monkeypatch.setattr(job_book, "decompose", watched)
