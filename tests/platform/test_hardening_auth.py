@@ -110,7 +110,7 @@ def test_x_forwarded_for_does_not_reset_the_rate_limit(tmp_path: Path) -> None:
     env = {**os.environ, "SHAREDML_PLATFORM_DIR": str(tmp_path)}
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "sharedml.cli", "platform", "serve",
-                             "--port", str(port)], env=env,
+                             "--port", str(port), "--insecure-http"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api/v1/auth/login"
     try:
