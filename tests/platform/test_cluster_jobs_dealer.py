@@ -109,9 +109,10 @@ def test_an_ss_job_on_the_platform_gives_what_sharedml_run_gives(
     assert set(dealt) == {"psi", "split", "scale", "train", "predict", "evaluate"}
     assert all(t["state"] == "succeeded" for t in dealt.values())
     counts = {s: steps[s]["dealer"]["metrics"] for s in dealt}
-    assert all(set(c) == {"runtimes", "requests"} for c in counts.values())
+    # a step the dealer takes no part in (its roles: hardening item 5) reports nothing
+    assert all(set(c) in ({"runtimes", "requests"}, set()) for c in counts.values())
     assert counts["train"]["runtimes"] >= 1 and counts["train"]["requests"] > 0
-    assert counts["psi"] == {"runtimes": 0, "requests": 0}  # a data step asks nothing
+    assert not counts["psi"].get("requests")  # a data step asks nothing
     # the runner's dealer served the same steps
     assert expected["train"]["dealer"]["metrics"]["runtimes"] == counts["train"]["runtimes"]
 
