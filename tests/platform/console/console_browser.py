@@ -100,8 +100,11 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One chromium per test module: Playwright's sync API keeps its event loop marked
+    running in the main thread while it is open, so a session-wide browser made every
+    later test's ``asyncio.run`` fail ("cannot be called from a running event loop")."""
     reason = missing()
     if reason and os.environ.get("CI"):
         pytest.fail(f"CI must run the browser tests, but {reason}")
