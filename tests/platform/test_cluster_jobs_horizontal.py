@@ -27,7 +27,7 @@ BANKS = ("guest", "host_1", "host_2")
 
 def horizontal_spec(files: dict[str, str]) -> dict[str, Any]:
     train = {"layout": "horizontal", "model": "logistic_regression", "rounds": 6,
-             "learning_rate": 0.1, "dp_clip": 2.0, "dp_noise_multiplier": 0.3}
+             "learning_rate": 0.1, "dp_clip": 2.0, "dp_noise_multiplier": 0.02}
     return {
         "name": "three-banks-fedavg",
         "parties": {b: {"dataset": files[b], "label": "y"} for b in BANKS},
@@ -67,11 +67,11 @@ def test_a_horizontal_job_through_the_sdk_on_a_local_deployment(
     aggregated = {t["step_id"] for t in tasks if t["party"] == "dealer"}
     assert {"train", "evaluate"} <= aggregated
     assert steps["train"]["dealer"]["metrics"]["role"] == "aggregator"
-    expected = epsilon([0.3] * 6, 1e-5)
+    expected = epsilon([0.02] * 6, 1e-5)
     for party in (*BANKS, "dealer"):
         m = steps["train"][party]["metrics"]
         assert m["dp_epsilon"] == pytest.approx(expected, rel=1e-9), party
-        assert (m["dp_delta"], m["dp_clip"], m["dp_noise_multiplier"]) == (1e-5, 2.0, 0.3)
+        assert (m["dp_delta"], m["dp_clip"], m["dp_noise_multiplier"]) == (1e-5, 2.0, 0.02)
     pooled = {p: steps["evaluate"][p]["metrics"] for p in (*BANKS, "dealer")}
     assert len({(m["auc"], m["ks"], m["rows"]) for m in pooled.values()}) == 1
     assert pooled["guest"]["rows"] == 6000 and pooled["guest"]["parties"] == 3
@@ -82,4 +82,6 @@ def test_a_horizontal_job_through_the_sdk_on_a_local_deployment(
         "metrics"]["auc"]
     print(f"horizontal AUC platform {pooled['guest']['auc']:.4f}, sharedml run {local_auc:.4f}, "
           f"epsilon {expected:.3f}")
-    assert pooled["guest"]["auc"] == pytest.approx(local_auc, abs=0.02)  # DP noise differs
+    # the noise is fresh randomness in each run (as DP requires), so σ is small here to make
+    # two runs comparable; the price is a large ε, which is what is checked above
+    assert pooled["guest"]["auc"] == pytest.approx(local_auc, abs=0.02)
