@@ -302,13 +302,16 @@ def user_set(
     disable: bool | None = typer.Option(None, "--disable/--enable"),
     unlock: bool = typer.Option(False, "--unlock"),
     party: str | None = typer.Option(None, "--party", help="move the user to this party"),
+    password: bool = typer.Option(False, "--password", help="set a new password, read as "
+                                  "'user add' reads it (a lost one; ends their sessions)"),
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
 ) -> None:
-    """Change a user's role or party, disable/enable them, or lift a lock-out."""
+    """Change a user's role or party or password, disable/enable them, or lift a lock-out."""
     p = _existing(data_dir, db_url)
     user = p.users.by_name(username)
-    p.users.update("cli", user.id, role=role, disabled=disable, unlock=unlock, party=party)
+    p.users.update("cli", user.id, role=role, disabled=disable, unlock=unlock, party=party,
+                   password=_read_password() if password else None)
     typer.echo(f"updated {username}")
 
 
