@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from sharedml.components import jobspec, registry
-from sharedml.components.base import Params, PartyConfig, StepContext, deals
+from sharedml.components.base import DEALER, Params, PartyConfig, StepContext, deals
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
@@ -63,6 +63,14 @@ def needs_dealer(spec: jobspec.JobSpec) -> bool:
     :meth:`~sharedml.components.base.Component.aggregates`)."""
     return any(deals(s.params) or registry.get(s.component).aggregates(s.params)
                for s in spec.parsed_steps())
+
+
+def takes_part(step: jobspec.StepSpec) -> bool:
+    """Whether the job's helper runs ``step``: its component's
+    :meth:`~sharedml.components.base.Component.roles` include the dealer (it
+    opens dealt MPC runtimes, or the helper aggregates it). The platform gives
+    the dealer node a task for these steps only."""
+    return DEALER in registry.get(step.component).roles(step.params)
 
 
 def helper_role(spec: jobspec.JobSpec) -> str:
