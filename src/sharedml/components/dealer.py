@@ -7,12 +7,13 @@ its ``aggregate`` side there first; :mod:`sharedml.components.horizontal`).
 
 One place for both ways a job runs: ``sharedml run`` (:mod:`sharedml.standalone.job`,
 a dealer process next to the parties) and the platform (a dealer node, given
-one dealer task per step by :mod:`sharedml.platform.scheduler` and run by
-:mod:`sharedml.node.agent`).
+one dealer task per step it takes part in, :func:`takes_part`, by
+:mod:`sharedml.platform.job_plan` and run by :mod:`sharedml.node.agent`).
 
 A job needs a dealer when a step computes on secret shares with dealt
 randomness (``protocol: ss``, unless ``provider: he``). The dealer then serves
-every step of the job:
+every step of the job under ``sharedml run``, and the steps it takes part in
+on the platform:
 
 1. The step's data parties run it; each MPC runtime the step opens (one per
    ``fit``, one per shared prediction, none for a data step) asks the dealer

@@ -20,8 +20,9 @@ that reason instead of running on nothing.
 
 **A dealer node** (``role: dealer`` in the config, or ``sharedml node
 --dealer``; its identity is its certificate's subject, e.g. ``dealer``) holds
-no datasets. The platform gives it one dealer task per step of a job that
-computes on secret shares or learns horizontally; it aggregates a horizontal
+no datasets. The platform gives it one dealer task per step whose roles name
+the dealer (a step that opens dealt MPC runtimes or learns horizontally); it
+aggregates a horizontal
 step (:mod:`sharedml.components.horizontal`) and serves the step's MPC
 runtimes (:func:`sharedml.components.dealer.helper_step`) until the last data
 party's end-of-step marker, which that party's node sends after the step. What it
