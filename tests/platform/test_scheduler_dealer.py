@@ -127,7 +127,7 @@ def test_an_ss_job_gets_a_dealer_task_for_its_dealt_steps_and_an_he_job_none(
     (dealt,) = orders(sched, "dealer")
     assert (dealt["job_id"], dealt["step_id"], dealt["dealer"]) == (ss_id, "train", "dealer")
     assert dealt["parties"] == PARTIES  # public metadata only; the dealer has no dataset
-    got = {n: [o for o in orders(sched, n) if o["job_id"] == ss_id][0] for n in ("bank", "shop")}
+    got = {n: next(o for o in orders(sched, n) if o["job_id"] == ss_id) for n in ("bank", "shop")}
     assert got["bank"]["peers"] == {
         "bank": "127.0.0.1:5001", "shop": "127.0.0.1:5002", "dealer": "127.0.0.1:5003",
     }
