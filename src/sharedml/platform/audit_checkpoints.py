@@ -72,22 +72,40 @@ class Checkpoint:
     head: str
     ts: str
     signature: str  # base64 Ed25519 over :meth:`message`
+    #: The first entry with a MAC (``audit_mac.py``); every later one must have one.
+    #: 0: none yet (and signed as absent, so checkpoints from before MACs verify).
+    mac_from: int = 0
 
     def message(self) -> bytes:
-        body = {"seq": self.seq, "head": self.head, "ts": self.ts, "purpose": PURPOSE}
+        body: dict[str, object] = {"seq": self.seq, "head": self.head, "ts": self.ts,
+                                   "purpose": PURPOSE}
+        if self.mac_from:
+            body["mac_from"] = self.mac_from
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> Checkpoint:
+    def from_dict(cls, d: dict[str, object]) -> Checkpoint:
+        """From its JSON fields (a saved line, the API's answer, a node's message)."""
         try:
-            d = json.loads(text)
-            return cls(int(d["seq"]), str(d["head"]), str(d["ts"]), str(d["signature"]))
+            return cls(int(str(d["seq"])), str(d["head"]), str(d["ts"]), str(d["signature"]),
+                       int(str(d.get("mac_from") or 0)))
         except (ValueError, KeyError, TypeError):
             raise ConfigError("a saved audit checkpoint is not a checkpoint line",
                               remedy="save checkpoints with 'sharedml audit checkpoint'") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> Checkpoint:
+        try:
+            d = json.loads(text)
+        except ValueError:
+            d = None
+        if not isinstance(d, dict):
+            raise ConfigError("a saved audit checkpoint is not a checkpoint line",
+                              remedy="save checkpoints with 'sharedml audit checkpoint'")
+        return cls.from_dict(d)
 
 
 class CheckpointSigner:
@@ -101,15 +119,15 @@ class CheckpointSigner:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode()
 
-    def sign(self, seq: int, head: str, ts: str) -> Checkpoint:
-        unsigned = Checkpoint(seq, head, ts, "")
+    def sign(self, seq: int, head: str, ts: str, mac_from: int = 0) -> Checkpoint:
+        unsigned = Checkpoint(seq, head, ts, "", mac_from)
         signature = base64.b64encode(self._key.sign(unsigned.message())).decode()
-        return Checkpoint(seq, head, ts, signature)
+        return Checkpoint(seq, head, ts, signature, mac_from)
 
     def current(self, log: AuditLog, ts: str) -> Checkpoint:
         """A checkpoint of the log's head now (seq 0 and 64 zeros for an empty log)."""
         seq, head = log.head()
-        return self.sign(seq, head, ts)
+        return self.sign(seq, head, ts, log.mac_from())
 
     def publish(self, log: AuditLog, ts: str, after: int = 0) -> int:
         """Record a checkpoint of the head as an ``audit.checkpoint`` entry if the log grew
@@ -118,7 +136,8 @@ class CheckpointSigner:
         if c.seq <= after:
             return after
         entry = log.append("platform", "audit.checkpoint", str(c.seq),
-                           detail={"head": c.head, "ts": c.ts, "signature": c.signature})
+                           detail={"head": c.head, "ts": c.ts, "signature": c.signature,
+                                   "mac_from": c.mac_from})
         return entry.seq
 
 
