@@ -121,12 +121,15 @@ def serve(
     if pki_dir is not None:
         from sharedml.crypto import crl
         from sharedml.crypto.identity import IdentityFiles
+        from sharedml.platform.audit_checkpoints import CheckpointFeed
         from sharedml.platform.nodes import NodeService
 
         identity = IdentityFiles(pki_dir, "platform")  # a rotated pair serves new connections
         revocation = crl.in_folder(pki_dir, identity.current().ca_pem)
+        p = app.state.platform
         nodes = NodeService(
-            scheduler, identity, host, node_port, revocation=revocation, metrics=app.state.metrics
+            scheduler, identity, host, node_port, revocation=revocation, metrics=app.state.metrics,
+            checkpoints=CheckpointFeed(p.checkpoints, p.audit, p.clock),
         ).start()
         checks = "revocation list checked" if revocation else "no crl.pem: revocation not checked"
         typer.echo(f"node service on {nodes.address} (mutual TLS; {checks})")
