@@ -108,12 +108,12 @@ class NodeService:
 
     def _checkpoint(self) -> control.AuditCheckpoint | None:
         """The audit log's signed head for the node to keep (9.3), if this service has one."""
-        c = self.checkpoints.latest() if self.checkpoints is not None else None
-        if c is None:
+        feed = self.checkpoints
+        c = feed.latest() if feed is not None else None
+        if feed is None or c is None:
             return None
         return control.AuditCheckpoint(seq=c.seq, head=c.head, ts=c.ts, signature=c.signature,
-                                       mac_from=c.mac_from,
-                                       public_key=self.checkpoints.signer.public_pem())
+                                       mac_from=c.mac_from, public_key=feed.signer.public_pem())
 
     def _report(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = control.decode(control.Report, raw)
