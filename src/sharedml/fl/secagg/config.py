@@ -90,7 +90,9 @@ class SecAggConfig:
 
     @property
     def quantizer(self) -> Quantizer:
-        return Quantizer(self.bound, max(len(self.clients), 1))
+        """The round's fixed-point encoding: on Z_2^32 when the bound leaves it 24
+        fractional bits for every client's input, else Z_2^64 (:meth:`Quantizer.for_sum`)."""
+        return Quantizer.for_sum(self.bound, max(len(self.clients), 1))
 
     def index(self, client: str) -> int:
         return self.clients.index(client)
