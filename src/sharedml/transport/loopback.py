@@ -1,0 +1,71 @@
+"""Two roles of one protocol in one party's process: a pair of views of its channel.
+
+A data party named as a horizontal step's aggregator is both a client and
+the server of :mod:`sharedml.fl.secagg` (and of the protocols built on it).
+Each role runs in its own thread with one view of :class:`LoopbackPair`:
+a message a view sends to its own party lands in the *other* view's mailbox,
+and everything else goes through the party's real channel. So the protocols
+stay written once against :class:`~sharedml.transport.base.Channel`, the
+client role's messages to the server role never leave the process, and a
+role never reads its own messages back (the pair keeps one mailbox per
+direction). Values are copied through the wire codec, as
+:class:`~sharedml.transport.local.LocalChannel` does, so what one role keeps
+the other cannot change.
+"""
+
+from __future__ import annotations
+
+from sharedml.errors import ChannelError
+from sharedml.transport import codec
+from sharedml.transport.base import Channel, Mailbox, ScopedChannel
+from sharedml.transport.codec import Value
+
+
+class _SelfAllowed(Channel):
+    """A view that may address its own party (the other role of the pair)."""
+
+    def _check_peer(self, other: str) -> None:
+        if other != self.party:
+            super()._check_peer(other)
+
+    def scope(self, name: str) -> Channel:
+        return _ScopedLoop(self, name)
+
+
+class _ScopedLoop(_SelfAllowed, ScopedChannel):
+    """A scoped view of a loopback view (tags prefixed, self-addressing kept)."""
+
+
+class LoopbackView(_SelfAllowed):
+    """One role's channel: to itself through the pair, to anyone else through ``inner``."""
+
+    def __init__(self, inner: Channel, own: Mailbox, other: Mailbox) -> None:
+        super().__init__(inner.party, inner.peers, inner.job, inner.timeout)
+        self._inner, self._own, self._other = inner, own, other
+
+    def _send(self, to: str, tag: str, value: Value) -> None:
+        if to != self.party:
+            self._inner._send(to, tag, value)
+            return
+        header, payload = codec.encode(value)
+        self._other.put(self.job, self.party, tag, codec.decode(header, bytearray(payload)))
+
+    def _recv(self, frm: str, tag: str, timeout: float) -> Value:
+        if frm != self.party:
+            return self._inner._recv(frm, tag, timeout)
+        return self._own.get(self.job, self.party, tag, timeout)
+
+
+class LoopbackPair:
+    """The two views of ``inner`` that a party's two roles use (see the module doc)."""
+
+    def __init__(self, inner: Channel) -> None:
+        a, b = Mailbox(inner.party), Mailbox(inner.party)
+        self.first = LoopbackView(inner, a, b)
+        self.second = LoopbackView(inner, b, a)
+        self._boxes = (a, b)
+
+    def fail(self, error: ChannelError) -> None:
+        """Wake either role waiting on the other with ``error`` (the other has ended)."""
+        for box in self._boxes:
+            box.fail("*", self.first.party, error)
