@@ -283,3 +283,38 @@ def test_mlp_and_linear_regression_jobs_on_breast_homo(shared_data: Path, tmp_pa
     assert ev["guest"] == ev["host"] and ev["guest"]["auc"] > 0.95  # sklearn on the union: 0.99
     assert ev_lin["guest"] == ev_lin["host"] and {"rmse", "r2"} <= set(ev_lin["guest"])
     assert ev_lin["guest"]["r2"] > 0.5  # least squares on 0/1 labels of a separable set
+
+
+def test_a_horizontal_model_is_registered_and_scores_new_rows_by_name(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A horizontal train registers a version whose parts are the banks' (never the
+    aggregator's); a scoring job with no train names it as ``three-banks@production``
+    and each bank scores its new rows from its own sealed part, exactly as the
+    training job's model file does."""
+    from sharedml.standalone.models import LocalRegistry
+
+    models = tmp_path / "models"
+    train = {"layout": "horizontal", "model": "logistic_regression", "rounds": 3}
+    run_job(spec(shared_data, {"train": train}), tmp_path / "train", embedded=True,
+            timeout=300, models=models)
+    book = LocalRegistry(models)
+    book.tag("three-banks@1", "production")
+    shown = book.show("three-banks@production")
+    assert sorted(shown["fingerprints"]) == sorted(BANKS)
+
+    new = {b: tmp_path / f"new_{b}.csv" for b in BANKS}
+    for b, path in new.items():
+        pd.read_csv(shared_data / f"default_credit_homo_{b}.csv").head(40).to_csv(path, index=False)
+    scoring = {"name": "scoring", "parties": {b: {"dataset": str(new[b]), "label": "y"}
+                                              for b in BANKS},
+               "steps": [{"predict": {"layout": "horizontal",
+                                      "model": "three-banks@production"}}]}
+    result = run_job(scoring, tmp_path / "score", embedded=True, timeout=300, models=models)
+    assert set(metrics(result, "predict")) == set(BANKS)  # no helper: nothing to sum
+    trained = HorizontalModel.load(tmp_path / "train" / "guest" / "model-train.json")
+    for b in BANKS:
+        got = pd.read_csv(tmp_path / "score" / b / "predictions-predict.csv")
+        rows = pd.read_csv(new[b])
+        want = trained.predict(rows[list(trained.columns)].to_numpy(float))
+        assert len(got) == 40 and np.array_equal(got["score"].to_numpy(), want), b

@@ -26,7 +26,12 @@ the job needs no helper for the step.
    ε, δ, clip and noise multiplier) or why it stopped
    (:mod:`sharedml.fl.figures`). Every client and the aggregator write the
    same model file (``format: sharedml.horizontal``).
-4. *Predict* (``predict``): each client scores its own rows; nothing is sent.
+   Each data party also seals the model as its part of a new registered
+   version (:mod:`sharedml.fl.part`; ``sharedml run``'s models folder or the
+   platform's registry record it as they do vertical parts).
+4. *Predict* (``predict``): each client scores its own rows with the job's
+   model or, with ``model: NAME@ALIAS``, with its own part of that version;
+   nothing is sent but the vertical steps' load status (one record each).
 5. *Evaluate* (``evaluate``): each client scores its own rows and one secure
    sum of metric statistics gives every party the pooled metrics
    (:mod:`sharedml.fl.evaluate`); predictions are never pooled.
@@ -60,11 +65,13 @@ import numpy as np
 import pandas as pd
 
 from sharedml.components.base import PartyConfig, StepContext, StepResult
+from sharedml.components.saved_models import load_part_for, save_part
 from sharedml.errors import ChannelError, ConfigError, DataError, SharedMLError
 from sharedml.fl import declared
 from sharedml.fl.evaluate import evaluate_as_client, evaluate_as_server
 from sharedml.fl.figures import receive_figures, send_figures
 from sharedml.fl.model import HorizontalModel
+from sharedml.fl.part import HorizontalPart
 from sharedml.fl.secagg import SecAggConfig
 from sharedml.transport.loopback import LoopbackPair
 
@@ -246,10 +253,13 @@ def train_client(ctx: StepContext, params: Any, X: pd.DataFrame, y: np.ndarray |
     ctx.state.pop("predictions_on", None)
     path = ctx.out_dir / f"model-{ctx.step_id}.json"
     model.save(path)
+    part = save_part(ctx, HorizontalPart.of(model, config.clients), columns)
     ctx.progress(1.0, "trained")
     metrics = {"model": params.model, "layout": "horizontal", "rows": len(labels),
-               "features": len(columns), **_rounded(figures)}
-    return StepResult(metrics=metrics, artifacts={"model": str(path)})
+               "features": len(columns), **_rounded(figures), "model_uid": part.uid,
+               "fingerprint": part.fingerprint}
+    return StepResult(metrics=metrics, artifacts={
+        "model": str(path), "part": str(ctx.part_store().path(part.uid))})
 
 
 def _hold_out(ctx: StepContext, n: int, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -313,11 +323,30 @@ def _aggregate_training(
 
 def model_of(ctx: StepContext) -> HorizontalModel:
     model = ctx.state.get("model")
+    if isinstance(model, HorizontalPart):  # opened from the registry (predict: {model:})
+        model = model.horizontal
     if not isinstance(model, HorizontalModel):
         raise ConfigError("no model trained with layout: horizontal at this party",
                           party=ctx.party.name, step=ctx.step_id,
                           remedy="run train with layout: horizontal first")
     return model
+
+
+def predict_saved(ctx: StepContext, params: Any) -> StepResult:
+    """Step 4 with a registered version: this party opens its own part (the store checks
+    the registry's fingerprint; every party learns whether all could) and scores its
+    own rows — those of an earlier step, else its dataset."""
+    if "data" not in ctx.state and ctx.party.dataset is not None:
+        ctx.state["data"] = ctx.load_dataset()
+    frame = ctx.state.get("data") if params.rows == "data" else ctx.state.get(params.rows)
+    if frame is None:
+        raise ConfigError(f"no {params.rows!r} rows to score", party=ctx.party.name,
+                          step=ctx.step_id, remedy="give this party a dataset")
+    X = load_part_for(ctx, params, frame)
+    if not isinstance(ctx.state["model"], HorizontalPart):
+        raise ConfigError(f"model {params.model} is vertical: score it without layout: "
+                          "horizontal", party=ctx.party.name, step=ctx.step_id)
+    return predict_own(ctx, frame, X, params.rows)
 
 
 def predict_own(ctx: StepContext, frame: pd.DataFrame, X: pd.DataFrame, on: str) -> StepResult:

@@ -264,8 +264,8 @@ class PredictStep(_EitherLayout, Component):
 
     @classmethod
     def requires(cls, params: Any) -> tuple[str, ...]:
-        if params.layout == "horizontal":
-            return super().requires(params)
+        if params.layout == "horizontal":  # a saved model: each party's own dataset will do
+            return () if params.model else super().requires(params)
         if params.model:
             return ("rows",)
         return ("model",) if params.rows == "data" else ("model", "split")
@@ -275,12 +275,10 @@ class PredictStep(_EitherLayout, Component):
         return ("model",) if params.model and params.layout != "horizontal" else ()
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
+        if params.layout == "horizontal" and params.model:
+            return horizontal.predict_saved(ctx, params)
         frame = _frame(ctx, params.rows)
         if params.layout == "horizontal":
-            if params.model:
-                raise ConfigError("a saved model is vertical: horizontal predict scores with "
-                                  "the job's own horizontal model", party=ctx.party.name,
-                                  step=ctx.step_id, remedy="drop 'model' or 'layout'")
             return horizontal.predict_own(ctx, frame, _features(ctx, frame)[0], params.rows)
         if params.rows == "data" and "train" in ctx.state and not params.model:
             raise ConfigError("after a split, the steps transform 'train' and 'test' only: "
