@@ -56,7 +56,6 @@ the job also deals randomness, the helper colludes with no data party).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -66,14 +65,15 @@ import pandas as pd
 
 from sharedml.components.base import PartyConfig, StepContext, StepResult
 from sharedml.components.saved_models import load_part_for, save_part
-from sharedml.errors import ChannelError, ConfigError, DataError, SharedMLError
+from sharedml.errors import ConfigError, DataError, SharedMLError
 from sharedml.fl import declared
 from sharedml.fl.evaluate import evaluate_as_client, evaluate_as_server
 from sharedml.fl.figures import receive_figures, send_figures
 from sharedml.fl.model import HorizontalModel
 from sharedml.fl.part import HorizontalPart
 from sharedml.fl.secagg import SecAggConfig
-from sharedml.transport.loopback import LoopbackPair
+from sharedml.transport.base import Channel
+from sharedml.transport.loopback import run_both
 
 SCHEMA, OUTCOME = "horizontal/schema", "horizontal/outcome"
 _OK = b"ok"
@@ -118,34 +118,16 @@ def both_roles(
     """Run a step's client and aggregator sides at one data party (the aggregator
     in a thread, files under ``out_dir/aggregator``); the client's result, with
     the aggregator's exclusions and round record added."""
-    pair = LoopbackPair(ctx.session.channel)
     folder = ctx.out_dir / "aggregator"
     folder.mkdir(mode=0o700, exist_ok=True)
-    server_ctx = replace(ctx, session=replace(ctx.session, channel=pair.second), state={},
-                         out_dir=folder)
-    done: dict[str, Any] = {}
 
-    def serve() -> None:
-        try:
-            done["result"] = as_aggregator(server_ctx)
-        except BaseException as exc:  # handed to the caller's thread below
-            done["error"] = exc
-            pair.fail(ChannelError(f"the aggregator side stopped: {exc}", party=ctx.party.name,
-                                   step=ctx.step_id))
+    def on(channel: Channel, **changes: Any) -> StepContext:
+        return replace(ctx, session=replace(ctx.session, channel=channel), **changes)
 
-    thread = threading.Thread(target=serve, name=f"aggregator-{ctx.step_id}", daemon=True)
-    thread.start()
-    try:
-        mine = as_client(replace(ctx, session=replace(ctx.session, channel=pair.first)))
-    except BaseException as exc:
-        pair.fail(ChannelError(f"the client side stopped: {exc}", party=ctx.party.name,
-                               step=ctx.step_id))
-        thread.join()
-        raise done.get("error", exc) from None
-    thread.join()
-    if "error" in done:
-        raise done["error"]
-    theirs: StepResult = done["result"]
+    mine, theirs = run_both(
+        ctx.session.channel, lambda ch: as_client(on(ch)),
+        lambda ch: as_aggregator(on(ch, state={}, out_dir=folder)), f"aggregator-{ctx.step_id}",
+    )
     extra = {k: theirs.metrics[k] for k in ("excluded",) if k in theirs.metrics}
     return StepResult(metrics={**mine.metrics, **extra, "role": "client and aggregator"},
                       artifacts={**mine.artifacts, **{k: v for k, v in theirs.artifacts.items()

@@ -15,10 +15,17 @@ the other cannot change.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from sharedml.errors import ChannelError
 from sharedml.transport import codec
 from sharedml.transport.base import Channel, Mailbox, ScopedChannel
 from sharedml.transport.codec import Value
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 class _SelfAllowed(Channel):
@@ -69,3 +76,33 @@ class LoopbackPair:
         """Wake either role waiting on the other with ``error`` (the other has ended)."""
         for box in self._boxes:
             box.fail("*", self.first.party, error)
+
+
+def run_both(
+    inner: Channel, here: Callable[[Channel], A], beside: Callable[[Channel], B], name: str
+) -> tuple[A, B]:
+    """``here(view)`` in this thread and ``beside(other view)`` in a thread called ``name``,
+    on a :class:`LoopbackPair` of ``inner``; both results, or the first error (the side
+    that failed wakes the other, which would otherwise wait for it)."""
+    pair = LoopbackPair(inner)
+    done: dict[str, Any] = {}
+
+    def side() -> None:
+        try:
+            done["result"] = beside(pair.second)
+        except BaseException as exc:  # handed to the caller's thread below
+            done["error"] = exc
+            pair.fail(ChannelError(f"{name} stopped: {exc}", party=inner.party))
+
+    thread = threading.Thread(target=side, name=name, daemon=True)
+    thread.start()
+    try:
+        mine = here(pair.first)
+    except BaseException as exc:
+        pair.fail(ChannelError(f"the side beside {name} stopped: {exc}", party=inner.party))
+        thread.join()
+        raise done.get("error", exc) from None
+    thread.join()
+    if "error" in done:
+        raise done["error"]
+    return mine, done["result"]
