@@ -35,6 +35,7 @@ the job needs no helper for the step.
 5. *Evaluate* (``evaluate``): each client scores its own rows and one secure
    sum of metric statistics gives every party the pooled metrics
    (:mod:`sharedml.fl.evaluate`); predictions are never pooled.
+   Steps 4 and 5 are in :mod:`sharedml.components.horizontal_use`.
 
 Reveals: to the aggregator, the feature column names and task (metadata the
 platform holds anyway), and what each protocol's docstring says (the sums
@@ -64,10 +65,9 @@ import numpy as np
 import pandas as pd
 
 from sharedml.components.base import PartyConfig, StepContext, StepResult
-from sharedml.components.saved_models import load_part_for, save_part
+from sharedml.components.saved_models import save_part
 from sharedml.errors import ConfigError, DataError, SharedMLError
 from sharedml.fl import declared
-from sharedml.fl.evaluate import evaluate_as_client, evaluate_as_server
 from sharedml.fl.figures import receive_figures, send_figures
 from sharedml.fl.model import HorizontalModel
 from sharedml.fl.part import HorizontalPart
@@ -79,7 +79,7 @@ SCHEMA, OUTCOME = "horizontal/schema", "horizontal/outcome"
 _OK = b"ok"
 
 
-def _aggregator(ctx: StepContext, params: Any) -> str:
+def aggregator_of(ctx: StepContext, params: Any) -> str:
     """The step's named data party, else the job's helper."""
     named = getattr(params, "aggregator", None)
     if named is not None:
@@ -137,29 +137,21 @@ def both_roles(
 def train_here(ctx: StepContext, params: Any, X: pd.DataFrame, y: np.ndarray | None) -> StepResult:
     """A data party's part in a horizontal train: the client's, and the aggregator's too
     when the step names this party."""
-    if _aggregator(ctx, params) != ctx.party.name:
+    if aggregator_of(ctx, params) != ctx.party.name:
         return train_client(ctx, params, X, y)
     return both_roles(ctx, lambda c: train_client(c, params, X, y),
                       lambda c: train_aggregator(c, params))
 
 
-def evaluate_here(ctx: StepContext, params: Any, y: np.ndarray | None) -> StepResult:
-    """A data party's part in a horizontal evaluate (both sides when it is named)."""
-    if _aggregator(ctx, params) != ctx.party.name:
-        return evaluate_client(ctx, params, y)
-    return both_roles(ctx, lambda c: evaluate_client(c, params, y),
-                      lambda c: evaluate_aggregator(c, params))
-
-
-def _config(ctx: StepContext, params: Any, given: dict[str, Any]) -> SecAggConfig:
+def config_of(ctx: StepContext, params: Any, given: dict[str, Any]) -> SecAggConfig:
     try:
-        return declared.secagg_config(_aggregator(ctx, params), ctx.session.data_parties, given)
+        return declared.secagg_config(aggregator_of(ctx, params), ctx.session.data_parties, given)
     except ConfigError as exc:
         raise ConfigError(exc.message, party=ctx.party.name, step=ctx.step_id,
                           remedy=exc.remedy) from None
 
 
-def _tell_schema(ctx: StepContext, server: str, columns: list[str], task: str) -> None:
+def tell_schema(ctx: StepContext, server: str, columns: list[str], task: str) -> None:
     """Step 1 at a client: send the schema, raise the aggregator's reason if it differs."""
     ctx.session.channel.send(server, SCHEMA, json.dumps([task, columns]).encode())
     answer = ctx.session.channel.recv(server, SCHEMA)
@@ -169,7 +161,7 @@ def _tell_schema(ctx: StepContext, server: str, columns: list[str], task: str) -
                         remedy="give every party the same feature columns, in the same order")
 
 
-def _agree_schema(ctx: StepContext, clients: tuple[str, ...]) -> tuple[str, list[str]]:
+def agree_schema(ctx: StepContext, clients: tuple[str, ...]) -> tuple[str, list[str]]:
     """Step 1 at the aggregator: every client's ``(task, columns)`` must be the first's."""
     seen: dict[str, tuple[str, list[str]]] = {}
     for c in clients:
@@ -194,7 +186,7 @@ def _agree_schema(ctx: StepContext, clients: tuple[str, ...]) -> tuple[str, list
     return seen[first]
 
 
-def _labels(ctx: StepContext, y: np.ndarray | None, task: str) -> np.ndarray:
+def labels_of(ctx: StepContext, y: np.ndarray | None, task: str) -> np.ndarray:
     if y is None:
         raise DataError("horizontal training needs the label at every party", party=ctx.party.name,
                         step=ctx.step_id, remedy="declare 'label' for every party in the spec")
@@ -208,11 +200,11 @@ def _labels(ctx: StepContext, y: np.ndarray | None, task: str) -> np.ndarray:
 def train_client(ctx: StepContext, params: Any, X: pd.DataFrame, y: np.ndarray | None) -> StepResult:
     """Steps 1-3 at a data party: train with the others, keep and write the model."""
     task = declared.task_of(params.model, params.task)
-    labels = _labels(ctx, y, task)
+    labels = labels_of(ctx, y, task)
     given = params.given()
-    config = _config(ctx, params, given)
+    config = config_of(ctx, params, given)
     columns = [str(c) for c in X.columns]
-    _tell_schema(ctx, config.server, columns, task)
+    tell_schema(ctx, config.server, columns, task)
     values = X.to_numpy(np.float64)
     ctx.progress(0.0, f"training {params.model} (horizontal)")
     fit: Any
@@ -238,7 +230,7 @@ def train_client(ctx: StepContext, params: Any, X: pd.DataFrame, y: np.ndarray |
     part = save_part(ctx, HorizontalPart.of(model, config.clients), columns)
     ctx.progress(1.0, "trained")
     metrics = {"model": params.model, "layout": "horizontal", "rows": len(labels),
-               "features": len(columns), **_rounded(figures), "model_uid": part.uid,
+               "features": len(columns), **rounded(figures), "model_uid": part.uid,
                "fingerprint": part.fingerprint}
     return StepResult(metrics=metrics, artifacts={
         "model": str(path), "part": str(ctx.part_store().path(part.uid))})
@@ -254,8 +246,8 @@ def _hold_out(ctx: StepContext, n: int, share: float) -> tuple[np.ndarray, np.nd
 def train_aggregator(ctx: StepContext, params: Any) -> StepResult:
     """Steps 1-3 at the aggregator: run the rounds, tell the clients how it went."""
     given = params.given()
-    config = _config(ctx, params, given)
-    task, columns = _agree_schema(ctx, config.clients)
+    config = config_of(ctx, params, given)
+    task, columns = agree_schema(ctx, config.clients)
     try:
         fit, learner, figures, history = _aggregate_training(ctx, params, task, len(columns),
                                                              config)
@@ -270,7 +262,7 @@ def train_aggregator(ctx: StepContext, params: Any) -> StepResult:
     rounds.write_text(json.dumps(history, default=str), encoding="utf-8")
     excluded = {str(r["round"]): r["excluded"] for r in history if r.get("excluded")}
     metrics = {"model": params.model, "layout": "horizontal", "role": "aggregator",
-               **_rounded(figures)}
+               **rounded(figures)}
     if excluded:
         metrics["excluded"] = excluded
     return StepResult(metrics=metrics, artifacts={"model": str(path), "rounds": str(rounds)})
@@ -303,78 +295,6 @@ def _aggregate_training(
     return result.params, setup.learner, figures, result.history
 
 
-def model_of(ctx: StepContext) -> HorizontalModel:
-    model = ctx.state.get("model")
-    if isinstance(model, HorizontalPart):  # opened from the registry (predict: {model:})
-        model = model.horizontal
-    if not isinstance(model, HorizontalModel):
-        raise ConfigError("no model trained with layout: horizontal at this party",
-                          party=ctx.party.name, step=ctx.step_id,
-                          remedy="run train with layout: horizontal first")
-    return model
-
-
-def predict_saved(ctx: StepContext, params: Any) -> StepResult:
-    """Step 4 with a registered version: this party opens its own part (the store checks
-    the registry's fingerprint; every party learns whether all could) and scores its
-    own rows — those of an earlier step, else its dataset."""
-    if "data" not in ctx.state and ctx.party.dataset is not None:
-        ctx.state["data"] = ctx.load_dataset()
-    frame = ctx.state.get("data") if params.rows == "data" else ctx.state.get(params.rows)
-    if frame is None:
-        raise ConfigError(f"no {params.rows!r} rows to score", party=ctx.party.name,
-                          step=ctx.step_id, remedy="give this party a dataset")
-    X = load_part_for(ctx, params, frame)
-    if not isinstance(ctx.state["model"], HorizontalPart):
-        raise ConfigError(f"model {params.model} is vertical: score it without layout: "
-                          "horizontal", party=ctx.party.name, step=ctx.step_id)
-    return predict_own(ctx, frame, X, params.rows)
-
-
-def predict_own(ctx: StepContext, frame: pd.DataFrame, X: pd.DataFrame, on: str) -> StepResult:
-    """Step 4: this party's scores of its own rows, kept and written (nothing is sent)."""
-    model = model_of(ctx)
-    if tuple(str(c) for c in X.columns) != model.columns:
-        raise DataError(f"the rows' columns {list(X.columns)[:8]} are not the model's "
-                        f"{list(model.columns)[:8]}", party=ctx.party.name, step=ctx.step_id,
-                        remedy="predict on data with the training columns, in their order")
-    scores = model.predict(X.to_numpy(np.float64))
-    ctx.state["predictions"], ctx.state["predictions_on"] = scores, on
-    out = frame[[c for c in ctx.party.id_columns if c in frame.columns]].copy()
-    out["score"] = scores
-    path = ctx.out_dir / f"predictions-{ctx.step_id}.csv"
-    out.to_csv(path, index=False)
-    return StepResult(metrics={"rows": len(scores)}, artifacts={"predictions": str(path)})
-
-
-def evaluate_client(ctx: StepContext, params: Any, y: np.ndarray | None) -> StepResult:
-    """Step 5 at a data party (its scores are in ``ctx.state["predictions"]``)."""
-    model = model_of(ctx)
-    labels = _labels(ctx, y, model.task)
-    config = _config(ctx, params, {})
-    _tell_schema(ctx, config.server, list(model.columns), model.task)
-    pooled = evaluate_as_client(ctx.session, config, model.task, labels,
-                                np.asarray(ctx.state["predictions"]))
-    return StepResult(metrics=_chosen(ctx, pooled or {}, params.metrics))
-
-
-def evaluate_aggregator(ctx: StepContext, params: Any) -> StepResult:
-    """Step 5 at the aggregator: one secure sum, the pooled metrics to everyone."""
-    config = _config(ctx, params, {})
-    task, _ = _agree_schema(ctx, config.clients)
-    pooled = evaluate_as_server(ctx.session, config, task)
-    return StepResult(metrics=_chosen(ctx, pooled, params.metrics))
-
-
-def _chosen(ctx: StepContext, pooled: dict[str, float], wanted: list[str] | None) -> dict[str, Any]:
-    unknown = sorted(set(wanted or ()) - set(pooled))
-    if unknown:
-        raise ConfigError(f"horizontal evaluation has no metric {unknown}", party=ctx.party.name,
-                          step=ctx.step_id, remedy=f"use some of {sorted(pooled)}")
-    keep = set(wanted) | {"rows", "parties"} if wanted else set(pooled)
-    return _rounded({k: v for k, v in pooled.items() if k in keep})
-
-
-def _rounded(figures: dict[str, float]) -> dict[str, float]:
+def rounded(figures: dict[str, float]) -> dict[str, float]:
     """Figures as the result file shows them (six decimals; the DP figures as computed)."""
     return {k: float(v) if k.startswith("dp_") else round(float(v), 6) for k, v in figures.items()}

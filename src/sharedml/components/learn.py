@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from sharedml.components import horizontal
+from sharedml.components import horizontal, horizontal_use
 from sharedml.components.base import (
     DATA,
     DEALER,
@@ -276,10 +276,10 @@ class PredictStep(_EitherLayout, Component):
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         if params.layout == "horizontal" and params.model:
-            return horizontal.predict_saved(ctx, params)
+            return horizontal_use.predict_saved(ctx, params)
         frame = _frame(ctx, params.rows)
         if params.layout == "horizontal":
-            return horizontal.predict_own(ctx, frame, _features(ctx, frame)[0], params.rows)
+            return horizontal_use.predict_own(ctx, frame, _features(ctx, frame)[0], params.rows)
         if params.rows == "data" and "train" in ctx.state and not params.model:
             raise ConfigError("after a split, the steps transform 'train' and 'test' only: "
                               "'data' holds the rows as loaded", party=ctx.party.name,
@@ -325,7 +325,7 @@ class EvaluateStep(_EitherLayout, Component):
         return ("model",) if params.on == "data" else cls.needs
 
     def aggregate(self, ctx: StepContext, params: Any) -> StepResult:
-        return horizontal.evaluate_aggregator(ctx, params)
+        return horizontal_use.evaluate_aggregator(ctx, params)
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn import metrics
@@ -335,7 +335,7 @@ class EvaluateStep(_EitherLayout, Component):
                                                  layout=params.layout))
         if params.layout == "horizontal":
             _, y = _features(ctx, _frame(ctx, params.on))
-            return horizontal.evaluate_here(ctx, params, y)
+            return horizontal_use.evaluate_here(ctx, params, y)
         scores = ctx.state.get("predictions")
         if scores is None:
             return StepResult()
