@@ -93,7 +93,7 @@ class PartHeader:
         bad = [k for k in texts if not isinstance(doc.get(k), str)]
         parties = doc.get("parties")
         if not isinstance(parties, list) or not all(isinstance(p, str) for p in parties):
-            bad.append("parties")
+            raise DataError(f"{where} has a malformed header: parties not a list of names")
         if bad:
             raise DataError(f"{where} has a malformed header: {', '.join(bad)} not text")
         try:
