@@ -41,6 +41,7 @@ def register_kind(cls: type[VerticalModel]) -> type[VerticalModel]:
 
 
 def _builtin_kinds() -> None:
+    from sharedml.fl.part import HorizontalPart
     from sharedml.learn.linear import (
         HELogisticRegression,
         SSLinearRegression,
@@ -56,7 +57,7 @@ def _builtin_kinds() -> None:
 
     for cls in (SSLogisticRegression, HELogisticRegression, SSLinearRegression,
                 SecureBoostClassifier, SecureBoostRegressor, SSMLPClassifier, SSMLPRegressor,
-                SplitMLPClassifier, SplitMLPRegressor):
+                SplitMLPClassifier, SplitMLPRegressor, HorizontalPart):
         register_kind(cls)
 
 
