@@ -19,8 +19,8 @@ and no job is left pending or running. The results table is printed. (The
 platform's test is the baseline too: its job must succeed, so the A.1 job
 does run on this cluster.)
 
-CI (``make test``) runs one case per failure mode, the first four steps with
-the roles in turn (4 jobs; :data:`MODES`), and kills the platform at every
+CI (``make test``) runs one case per failure mode among the first four steps
+(4 jobs; :data:`MODES`), and kills the platform at every
 third step (one job). The later steps' cases repeat those modes — a party
 killed holding state fails at once naming it, the dealer's step resumes —
 after a longer run up to them: ``make test-full`` (``SHAREDML_FULL_MATRIX=1``,
@@ -167,7 +167,8 @@ STEPS = 9
 MODES = (
     ("bank", 0),  # a party killed before it holds any of the job's state: the step resumes
     ("partner", 1),  # a party killed holding earlier steps' state: fails at once, naming it
-    ("dealer", 2),  # the dealer, which keeps nothing between steps: the step resumes
+    ("dealer", 3),  # the dealer inside a step it deals for (train_lr; it has no task in
+    #                 psi, split or scale), keeping nothing between steps: the step resumes
     ("bank", 3),  # a party killed inside an MPC training step: fails, naming it
 )
 
