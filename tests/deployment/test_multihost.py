@@ -45,7 +45,9 @@ from sharedml.sdk import Client
 
 from . import netns
 
-pytestmark = pytest.mark.slow
+# processes; the module's set-up starts four of them (each imports the package), which
+# took over pytest's default 300 s at load 20-35 before the first job ran
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 ROWS = 6000  # as tests/test_demo.py, whose tolerances these are
 SETTINGS = a1.Settings(epochs=5, batch_size=512, trees=10)
@@ -92,6 +94,7 @@ class Site:
 def _wait(predicate: Any, within: float, what: str, site: Site | None = None) -> Any:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
+        _no_process_ended(site)
         try:
             value = predicate()
         except (httpx.HTTPError, OSError, SharedMLError):  # not up yet
@@ -101,6 +104,16 @@ def _wait(predicate: Any, within: float, what: str, site: Site | None = None) ->
         time.sleep(0.5)
     logs = "" if site is None else "\n".join(f"--- {w}\n{site.log(w)}" for w in PLACES)
     raise AssertionError(f"not within {within:g} s: {what}\n{logs}")
+
+
+def _no_process_ended(site: Site | None) -> None:
+    """Fail at once, with its log, when a process the test started has ended (a node
+    that dies is not waited for until the deadline)."""
+    if site is None:
+        return
+    for who, proc in site.procs.items():
+        if proc.poll() is not None:
+            raise AssertionError(f"{who} exited with code {proc.returncode}:\n{site.log(who)}")
 
 
 def _install(root: Path, bundles: Path, lab: netns.Lab) -> None:
@@ -162,8 +175,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             "sharedml": str(Path(sys.executable).with_name("sharedml")),
         }
         (root / "plan.yaml").write_text(yaml.safe_dump(plan))
-        subprocess.run([sys.executable, "-m", "sharedml.cli", "deploy", str(root / "plan.yaml"),
-                        "--out", str(bundles), "--ca", str(root / "ca")], check=True, timeout=120)
+        _cli("deploy", str(root / "plan.yaml"), "--out", str(bundles), "--ca", str(root / "ca"))
         _install(root, bundles, lab)
         owner_keys = {}
         for party in ("bank", "partner"):  # on each owner's own machine; only .pub travels
