@@ -9,6 +9,9 @@ The top level exports only what every user meets; algorithms live in
 ``sharedml.tee``, the platform client in ``sharedml.sdk``.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from sharedml.errors import (
     AttestationError,
     AuthError,
@@ -22,8 +25,14 @@ from sharedml.errors import (
     ProtocolAbort,
     SharedMLError,
 )
-from sharedml.session import Session
-from sharedml.standalone import run_in_threads
+
+if TYPE_CHECKING:
+    from sharedml.session import Session
+    from sharedml.standalone import run_in_threads
+
+#: Imported on first use: ``Session`` pulls pandas and the protocols, which a command
+#: such as ``sharedml job show`` never needs (each CLI command is a fresh process).
+_LAZY = {"Session": "sharedml.session", "run_in_threads": "sharedml.standalone"}
 
 __version__ = "0.1.0"
 
@@ -43,3 +52,9 @@ __all__ = [
     "__version__",
     "run_in_threads",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,7 @@ console = Console(stderr=True)
 #: Modules with a ``register(app: typer.Typer) -> None`` function.
 PLUGINS: list[str] = [
     "sharedml.pki_cli",
-    "sharedml.standalone.job",
+    "sharedml.standalone.run_cli",
     "sharedml.demo",
     "sharedml.components.cli",
     "sharedml.platform.cli",

@@ -22,13 +22,32 @@ The stable API (for batch scoring and the online service)::
 * :mod:`~sharedml.modelpart.refs` — ``name@alias``, ``name@3`` and uid references.
 """
 
-from sharedml.modelpart.format import PartHeader
-from sharedml.modelpart.keys import FileNodeKeys, NodeKeys, write_private
-from sharedml.modelpart.part import ModelPart, register_kind
-from sharedml.modelpart.pipeline import FeaturePipeline
-from sharedml.modelpart.store import PartStore, export_part, import_part
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sharedml.modelpart.format import PartHeader
+    from sharedml.modelpart.keys import FileNodeKeys, NodeKeys, write_private
+    from sharedml.modelpart.part import ModelPart, register_kind
+    from sharedml.modelpart.pipeline import FeaturePipeline
+    from sharedml.modelpart.store import PartStore, export_part, import_part
+
+#: Each name's module, imported on first use: the pipeline pulls pandas, which
+#: ``sharedml model ...`` commands that only talk to the platform never need.
+_LAZY = {
+    "PartHeader": "format", "FileNodeKeys": "keys", "NodeKeys": "keys",
+    "write_private": "keys", "ModelPart": "part", "register_kind": "part",
+    "FeaturePipeline": "pipeline", "PartStore": "store", "export_part": "store",
+    "import_part": "store",
+}
 
 __all__ = [
     "FeaturePipeline", "FileNodeKeys", "ModelPart", "NodeKeys", "PartHeader", "PartStore",
     "export_part", "import_part", "register_kind", "write_private",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
