@@ -54,7 +54,7 @@ def test_tee_job_through_the_platform(tmp_path: Path, shared_data: Path) -> None
     manager = EnclaveManager(tmp_path / "host", vendor.provision("tee-host-1"), verifier=Verifier([backend]))
     platform = Platform.open(tmp_path / "platform")
     scheduler = Scheduler.for_platform(platform)
-    with pytest.raises(ConfigError, match="no enclave node"):
+    with pytest.raises(ConfigError, match="runs no scheme 'tee' jobs"):
         scheduler.submit(spec(shared_data))
     scheduler.tee = TeeJobs(scheduler.book, tmp_path / "platform" / "tee", Verifier([backend]), policy)
     node = manager.create(None, manifest)  # the enclave node: a service enclave
