@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sharedml.errors import ConfigError
+from sharedml.config_file import load_yaml
 from sharedml.node.enclave_host import EnclaveHostConfig
 from sharedml.node.registry import DatasetEntry, entry
 from sharedml.scale.config import ComputeConfig
@@ -69,15 +68,7 @@ class NodeConfig(BaseModel):
     def load(cls, path: str | Path) -> NodeConfig:
         """Read a YAML node config; relative paths resolve against its folder."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-            config = cls.model_validate(raw)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read node config {path}: {exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"invalid node config field {where}: {first['msg']}") from None
+        config = load_yaml(cls, path, "node config")
         base = path.resolve().parent
         config.pki_dir = base / config.pki_dir
         config.work_dir = base / config.work_dir

@@ -25,10 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from sharedml.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _NAME = r"^[A-Za-z0-9._-]+$"
 
@@ -96,17 +93,11 @@ class PlatformFile(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> PlatformFile:
+        from sharedml.config_file import load_yaml
+
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            config = cls.model_validate(raw)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read the platform config {path}: {exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(file)"
-            raise ConfigError(f"invalid platform config field {where}: {first['msg']}",
-                              remedy=f"see 'sharedml platform serve --help'; fix {path}") from None
+        config = load_yaml(cls, path, "the platform config",
+                           remedy=f"see 'sharedml platform serve --help'; fix {path}")
         base = path.resolve().parent
         if config.tee is not None:
             config.tee.trust = None if config.tee.trust is None else base / config.tee.trust
