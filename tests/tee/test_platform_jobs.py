@@ -187,5 +187,14 @@ def test_tee_routes_and_provider_keys(tmp_path: Path, shared_data: Path) -> None
         receipt = sdk.tee_receipt(job_id)
         assert bank.bundle is not None and verify_receipt(receipt, bank.bundle)["job"] == job_id
         bank.client.close()
+        # a canceled job is destroyed in its enclave too (its uploads must not outlive it, 9.4-7)
+        canceled = scheduler.submit({"name": "to-cancel", "scheme": "tee", "parties": {
+            "bank": {"dataset": data["bank"], "label": "y"}, "shop": {"dataset": data["shop"]}},
+            "steps": [{"psi": {}}, {"train": {"model": "secureboost", "n_estimators": 2}}]})
+        assert scheduler.tee.where(canceled)["stage"] == "uploading"
+        scheduler.cancel(canceled, by="admin")
+        scheduler.tick()
+        assert scheduler.tee.where(canceled)["stage"] == "finished"
+        assert json.loads(scheduler.tee.receipt(canceled)["receipt"])["job"] == canceled
     finally:
         manager.destroy(node)

@@ -46,7 +46,8 @@ names now. A platform restart during step 3 loses the attempt likewise (the
 run's answer had no one to go to). A step that fails inside the enclave
 (bad data, a refused parameter, a policy) fails the job at once: running it
 again would fail again. Every failure names the party and step, and the job
-is destroyed in its enclave.
+is destroyed in its enclave — a canceled job too, at the next tick, with its
+receipt stored (9.4-7: uploads do not outlive their job).
 
 Reveals to the platform: the spec, the enclave's evidence and claims, who has
 uploaded, the released metrics, the sizes of the sealed releases, the receipt.
@@ -205,6 +206,23 @@ class TeeJobs:
                 self._one_at_a_time(job_id, self._dispatch)
             elif tee.get("stage") == "uploading":
                 self._one_at_a_time(job_id, self._watch_uploads)
+        with self.book.tx() as s:
+            canceled = [j.id for j in s.scalars(select(Job).where(Job.scheme == "tee", Job.state == "canceled"))
+                        if (j.result or {}).get("tee", {}).get("stage") in ("uploading", "running")]
+        for job_id in canceled:
+            self._one_at_a_time(job_id, self._destroy_canceled)
+
+    def _destroy_canceled(self, job_id: str) -> None:
+        """A canceled job's uploads must not outlive it in the enclave (9.4-7): destroy, keep the receipt."""
+        tee = self._tee(job_id)
+        client = self._job_client(job_id, tee)
+        try:
+            receipt = tee_destroy(client, self.book, job_id, self._bundle(tee))
+        finally:
+            client.close()
+        with self.book.tx() as s:
+            job = self.book.job(s, job_id)
+            job.result = {**(job.result or {}), "tee": {**tee, "stage": "finished", "receipt": receipt}}
 
     def _watch_uploads(self, job_id: str) -> None:
         tee = self._tee(job_id)
@@ -252,7 +270,8 @@ class TeeJobs:
             result["tee"] = {**tee, "stage": "finished", "released": outcome.released, "receipt": outcome.receipt}
             job.result = result
             failure = outcome.failure or (None if outcome.receipt else "the enclave gave no valid destruction receipt")
-            move(job, "failed" if failure else "succeeded", now, failure)
+            if job.state == "running":  # (canceled while the enclave ran: it stays canceled)
+                move(job, "failed" if failure else "succeeded", now, failure)
 
     def _abandon(self, job_id: str, tee: dict[str, Any], reason: str) -> None:
         """Destroy what is left of the attempt in its enclave (if it still answers); try again."""
