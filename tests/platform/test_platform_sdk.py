@@ -251,6 +251,8 @@ def test_cli_dataset_commands_register_and_grant_by_name(
         admin.create_user("erin", "erin-password", "data_owner", totp=False, party="farm")
         admin.create_user("gina", "gina-password", "data_owner", totp=False, party="mill")
         frank = admin.create_user("frank", "frank-password", "analyst", totp=False)
+        harvest = admin.create_project("harvest")
+        admin.grant("project", harvest["id"], admin.user_named("erin")["id"], "use")
 
     def as_user(name: str, *args: str, url: str = url) -> Any:
         token = runner.invoke(user_app, ["token", name, "--data-dir", str(data)]).output.strip()
@@ -282,6 +284,13 @@ def test_cli_dataset_commands_register_and_grant_by_name(
     foreign = as_user("gina", "register", "crops", "--party", "farm")
     assert isinstance(foreign.exception, PolicyDenied)
     assert "party 'farm'" in str(foreign.exception) and foreign.exception.remedy
+    assert "registered farm/seeds" in ok("erin", "register", "seeds", "--project", "harvest")
+    with Client(url, verify=str(ca)) as owner:
+        owner.login("erin", "erin-password")
+        assert {d["name"]: d["project_id"] for d in owner.datasets()}["seeds"] == harvest["id"]
+    no_project = as_user("erin", "register", "oats", "--project", "orchard")
+    assert isinstance(no_project.exception, ConfigError)
+    assert "no project 'orchard'" in str(no_project.exception)
     down = as_user("erin", "list", url=f"https://127.0.0.1:{free_port()}")
     assert isinstance(down.exception, PeerUnreachable)
     assert "sharedml platform serve" in (down.exception.remedy or "")
