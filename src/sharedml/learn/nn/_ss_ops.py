@@ -133,14 +133,22 @@ def backward(
     return grads, d
 
 
-def reveal_each(values: dict[str, SharedTensor]) -> np.ndarray | None:
-    """Open ``values[p]`` to party ``p`` only, for every ``p``, in one round;
-    returns this party's value (as floats), or None if it has none."""
+def send_each(values: dict[str, SharedTensor]) -> str:
+    """First half of opening ``values[p]`` to party ``p`` only, for every ``p``:
+    send this party's shares of the others' values (no wait). Returns the
+    tag :func:`receive_each` takes; other steps may run in between, so the
+    round overlaps theirs."""
     mpc = next(iter(values.values())).mpc
     tag = mpc.tag("reveal_each")
     for p, v in values.items():
         if p != mpc.party:
             mpc.channel.send(p, tag, np.ascontiguousarray(v.share))
+    return tag
+
+
+def receive_each(values: dict[str, SharedTensor], tag: str) -> np.ndarray | None:
+    """Second half: this party's value (as floats), or None if it has none."""
+    mpc = next(iter(values.values())).mpc
     mine = values.get(mpc.party)
     if mine is None:
         return None
@@ -148,3 +156,9 @@ def reveal_each(values: dict[str, SharedTensor]) -> np.ndarray | None:
     for p in mpc.others:
         total += mpc.recv_array(p, tag, mine.shape, "reveal_each")
     return ring.to_signed(total).astype(np.float64) / float(1 << mine.scale)
+
+
+def reveal_each(values: dict[str, SharedTensor]) -> np.ndarray | None:
+    """Open ``values[p]`` to party ``p`` only, for every ``p``, in one round;
+    returns this party's value (as floats), or None if it has none."""
+    return receive_each(values, send_each(values))
