@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from wire_audit import Audit, recorded_run
+from tests.learn.wire_audit import Audit, recorded_run
 
 from sharedml.learn.linear._base import encode_fixed
 from sharedml.learn.nn import SplitMLPClassifier, SSMLPClassifier
