@@ -149,7 +149,7 @@ class ModelRegistry:
         just-succeeded ``job``."""
         by_step: dict[str, dict[str, dict[str, Any]]] = {}
         for t in tasks:
-            if makes_model(t.component, t.metrics):
+            if t.metrics and makes_model(t.component, t.metrics):
                 by_step.setdefault(t.step_id, {})[t.party] = t.metrics
         made = []
         for step, parts in by_step.items():

@@ -19,7 +19,8 @@ from tests.learn.conftest import Vertical
 
 from sharedml.errors import DataError
 from sharedml.learn import metrics
-from sharedml.learn.nn import SplitMLPClassifier
+from sharedml.learn.nn import SplitMLPClassifier, SSMLPClassifier
+from sharedml.learn.nn._core import init_layers
 from sharedml.standalone import PartyFailed
 
 SEED = b"softmax mlp test"
@@ -77,6 +78,34 @@ def test_split_mlp_softmax_matches_sklearn_on_wine(wine: Any, run: Callable) -> 
     np.testing.assert_allclose(proba, reference, atol=2e-3)
     assert metrics.accuracy(wine.y_test, proba) == metrics.accuracy(wine.y_test, reference)
     assert metrics.accuracy(wine.y_test, proba) > 0.8  # and it learned something
+
+
+def test_ss_mlp_softmax_matches_sklearn_on_wine(wine: Any, run: Callable) -> None:
+    params = dict(
+        n_classes=CLASSES,
+        hidden_layer_sizes=[8],
+        epochs=4,
+        batch_size=32,
+        learning_rate=0.1,
+        l2=0.0,
+        random_state=5,
+    )
+    out = run(lambda: SSMLPClassifier(**params), wine, dealer_runs=2)
+    assert out["host"] is None
+    X, Xt = standardised(wine.joined("train").to_numpy(), wine.joined("test").to_numpy())
+    seed = public_seed(5)
+    layers = init_layers(seed, "ss", [X.shape[1], 8, CLASSES])
+    clf = sklearn_mlp(
+        X, wine.y_train, layers, seed=seed, epochs=4, batch_size=32, learning_rate=0.1
+    )
+    proba, reference = out["guest"], clf.predict_proba(Xt)
+    assert proba.shape == reference.shape == (len(wine.y_test), CLASSES)
+    # the training softmax on shares: exp and 1/x each within 1e-3 relative
+    # (mpc.nonlinear's table), over 24 steps (8e-5 seen); the output softmax at L is exact
+    np.testing.assert_allclose(proba, reference, atol=2e-3)
+    rows = len(wine.y_test)
+    gap = abs(metrics.accuracy(wine.y_test, proba) - metrics.accuracy(wine.y_test, reference))
+    assert gap <= 1 / rows + 1e-12  # at most one borderline row decided otherwise
 
 
 def test_labels_outside_the_classes_are_refused_naming_the_label_holder(

@@ -9,7 +9,8 @@ MPC engine, dealer or HE randomness):
 0. Setup: pre-flight, local standardisation and ``L``'s public shuffle seed as
    SS-LR. Each party draws its bottom net and its block ``W_P`` from its own
    secret seed and shares ``W_P``; ``c`` starts at a public zero; ``L`` draws
-   ``T``. Without ``bottom_layer_sizes`` a party's embedding is its
+   ``T``. A bottom net runs on numpy, or on torch where it is installed
+   (``bottom_backend``; the same numbers, and nothing else changes on the wire). Without ``bottom_layer_sizes`` a party's embedding is its
    standardised columns (then the network is exactly one MLP whose first
    layer is computed on shares).
 1. Per batch ``I``: each party computes its embedding ``h_P = B_P(X_P[I])``
@@ -90,6 +91,7 @@ from sharedml.learn.nn._params import (
 )
 from sharedml.learn.nn._split_part import SplitPart
 from sharedml.learn.nn._ss_optim import SharedAdam, SharedSGD
+from sharedml.learn.nn._torch_net import BACKENDS, bottom_net
 from sharedml.learn.params import Param
 from sharedml.session import Session
 
@@ -99,6 +101,13 @@ SPLIT_PARAMS: dict[str, Param] = {
         (),
         "units of each party's own hidden layers (none: "
         "its standardised columns are its embedding)",
+    ),
+    "bottom_backend": Param(
+        str,
+        "auto",
+        "each party's bottom net on numpy or torch (auto: torch when installed there; "
+        "the same results either way)",
+        choices=BACKENDS,
     ),
     "interactive_size": Param(
         int, 32, "units of the interactive layer (on shares)", low=1, high=MAX_UNITS
@@ -143,6 +152,7 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
     label_dp_noise: float
     label_dp_clip: float
     label_dp_delta: float
+    bottom_backend: str
 
     # -- parameters ----------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -171,7 +181,8 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
         me, lh, mpc = session.party, self.layout_.label_holder, self._mpc
         seed = session.seed  # this party's own secret: nobody else can redo its start
         sizes = [self.layout_.n_features[me], *self.bottom_layer_sizes]
-        self._bottom = Dense(init_layers(seed, "split/bottom", sizes), self.activation)
+        layers = init_layers(seed, "split/bottom", sizes)
+        self._bottom = bottom_net(self.bottom_backend, layers, self.activation)
         width = sizes[-1]
         w_mine = init_layers(seed, "split/interactive", [width, self.interactive_size])[0][0]
         self._W = [mpc.share(w_mine if p == me else None, owner=p) for p in self.parties_]
