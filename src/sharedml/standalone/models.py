@@ -196,18 +196,14 @@ def resolve_models(spec: JobSpec, book: LocalRegistry) -> JobSpec:
     return spec.model_copy(update={"steps": resolved["steps"]})
 
 
-def _horizontal(step: dict[str, Any]) -> bool:
-    return any(r["metrics"].get("layout") == "horizontal" for r in step["parties"].values())
-
-
 def register_models(book: LocalRegistry, spec: JobSpec,
                     steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Register the model of every train step (and of every tune step that
     retrained its best configuration) of a finished run; what was registered."""
     made = []
     for step in steps:
-        if step["component"] not in MODEL_STEPS or _horizontal(step):
-            continue  # a horizontal model is one file every party holds, not model parts
+        if step["component"] not in MODEL_STEPS:
+            continue
         metrics = {p: r["metrics"] for p, r in step["parties"].items()
                    if makes_model(step["component"], r["metrics"])}
         if step["component"] == "tune" and not metrics:
