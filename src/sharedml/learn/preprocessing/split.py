@@ -22,7 +22,6 @@ of any row. Semi-honest; reference: scikit-learn ``StratifiedShuffleSplit``.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from sharedml.errors import ConfigError, DataError, ProtocolAbort
 from sharedml.session import Session
@@ -94,6 +93,8 @@ def shared_split(
                 party=session.party,
                 step="split",
             )
+        from sklearn.model_selection import train_test_split  # not at import: scoring jobs
+
         try:
             _, test = train_test_split(np.arange(n_rows), test_size=test_size,
                                        random_state=seed, stratify=_strata(labels, session.party))
