@@ -50,7 +50,7 @@ STEPS: dict[str, Rule] = {
     "woe": Rule(frozenset({"n_bins", "method"}), why=f"{_PLAIN}; {_RELEASE}"),
     "correlation": Rule(frozenset({"columns"}), why=f"{_PLAIN}; {_RELEASE}"),
     "train": Rule(),  # per model: MODELS
-    "predict": Rule(frozenset({"on"})),
+    "predict": Rule(frozenset({"on", "model", "fingerprints"})),  # model: a TEE-trained version
     "evaluate": Rule(frozenset({"metrics", "on"})),
     "align": Rule(refused="the enclave joins the uploads on the id column itself; use psi (an inner join "
                   "inside, with no PSI protocol)"),
