@@ -77,6 +77,13 @@ class UserPatch(BaseModel):
     party: str | None = Field(default=None, pattern=PARTY)
 
 
+class UserRef(Out):
+    """A user's id for its name: what a grant needs, shown to who may grant."""
+
+    id: int
+    username: str
+
+
 class UserOut(Out):
     id: int
     username: str
@@ -236,6 +243,8 @@ class NodeOut(Out):
     address: str
     cert_fingerprint: str
     status: str
+    #: ``party``, ``dealer`` or ``enclave`` (a service enclave for ``scheme: tee`` jobs).
+    role: str = "party"
     registered_at: dt.datetime
     last_heartbeat: dt.datetime | None
     #: Version, CPU (percent of a core) and memory (MB) the agent last reported.
