@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test test-full test-parallel lint bench clean venv fuzz
 
 venv: $(STAMP)
 
@@ -21,12 +21,32 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# test, plus the cases CI leaves out because they repeat a covered failure mode at a
+# later, longer step (the fault matrix: every role at every step; see tests/faults/)
+test-full: $(STAMP)
+	SHAREDML_FULL_MATRIX=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# test on two workers (pytest-xdist), each test file whole on one, the Ray tests on one,
+# each worker its own PostgreSQL database; the same tests as test
+test-parallel: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+
+# Coverage-guided fuzzing of the job-spec parser (atheris; not in CI). The corpus it
+# grows stays in .fuzz/spec; a crash or hang is written to .fuzz/.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[fuzz]"
+	mkdir -p .fuzz/spec
+	cp -n examples/*.yaml .fuzz/spec/
+	$(BIN)/python tests/fuzz/atheris_spec.py .fuzz/spec -max_total_time=$(FUZZ_SECONDS) \
+		-timeout=10 -rss_limit_mb=2048 -artifact_prefix=.fuzz/
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .fuzz
