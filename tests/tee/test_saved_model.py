@@ -29,13 +29,13 @@ from sharedml.tee.job import run_tee_job
 from sharedml.tee.model import ReleasedModel
 
 
-def _parties(folder: Path, rows: slice, *, label: bool) -> dict[str, dict[str, str]]:
+def _parties(folder: Path, rows: slice, out: Path, *, label: bool) -> dict[str, dict[str, str]]:
     parties: dict[str, dict[str, str]] = {}
     for party in ("guest", "host"):
         frame = pd.read_csv(folder / f"default_credit_hetero_{party}.csv").iloc[rows]
         if party == "guest" and not label:
             frame = frame.drop(columns=["y"])
-        path = folder.parent / "rows" / f"{party}-{rows.start}.csv"
+        path = out / "rows" / f"{party}-{rows.start}.csv"  # never beside the vendored data
         path.parent.mkdir(exist_ok=True)
         frame.to_csv(path, index=False)
         parties[party] = {"dataset": str(path), **({"label": "y"} if party == "guest" else {})}
@@ -48,7 +48,7 @@ def _spec(name: str, parties: dict[str, dict[str, str]], steps: list[dict[str, o
 
 def test_registered_tee_model_scores_new_rows_in_an_enclave(shared_data: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
-    train = _spec("tee-lr", _parties(shared_data, slice(0, 1500), label=True),
+    train = _spec("tee-lr", _parties(shared_data, slice(0, 1500), tmp_path, label=True),
                   [{"psi": {}}, {"split": {"test_size": 0.2, "seed": 7}},
                    {"train": {"model": "logistic_regression", "epochs": 2}}])
     first = run_tee_job(train, tmp_path / "train", models=models)
@@ -64,7 +64,7 @@ def test_registered_tee_model_scores_new_rows_in_an_enclave(shared_data: Path, t
     for text in ((models / "registry.json").read_bytes(), blob):
         assert b'"coef"' not in text and json.dumps(plain.params["coef"][0]).encode() not in text
 
-    score = _spec("tee-score", _parties(shared_data, slice(20000, 20400), label=False),
+    score = _spec("tee-score", _parties(shared_data, slice(20000, 20400), tmp_path, label=False),
                   [{"id": "score", "predict": {"model": "tee-lr@production"}}])
     second = run_tee_job(score, tmp_path / "score", models=models)
     got = pd.read_csv(tmp_path / "score" / "guest" / "predictions-score.csv")
