@@ -90,6 +90,9 @@ class DeploymentSpec:
     token_days: int = 7
     #: The platform's database (``None``: SQLite in DIR/platform; e.g. PostgreSQL).
     db_url: str | None = None
+    #: Every party node's ``compute:`` section (``None``: in the node's process), e.g.
+    #: ``{"ray": {"address": "127.0.0.1:6379"}}`` (:mod:`sharedml.scale.config`).
+    compute: dict[str, Any] | None = None
 
 
 def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
@@ -175,6 +178,7 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
             "heartbeat_s": spec.heartbeat_s,
             "datasets": {name: str(Path(path).resolve()) for name, path in datasets.items()},
             "approvers": {f"{party}-owner": str(keys[party][1])},
+            **({"compute": spec.compute} if spec.compute else {}),
         }
         (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
     for dealer in dealers:

@@ -46,6 +46,9 @@ class PsiLane:
         self.work_cpu_s = 0.0
         #: what this lane sent, when asked (wire audits in tests)
         self.records: list[WireRecord] | None = [] if record else None
+        #: CPU-seconds of this process up to here: its start-up (Ray worker, imports,
+        #: the gRPC server), which benchmarks count apart from the work
+        self.start_cpu_s = usage()["cpu_s"]
 
     def address(self) -> str:
         return self.endpoint.address
@@ -75,7 +78,8 @@ class PsiLane:
         return list(self.records or [])
 
     def usage(self) -> dict[str, float]:
-        return {**usage(), "busy_s": self.busy_s, "work_cpu_s": self.work_cpu_s}
+        return {**usage(), "busy_s": self.busy_s, "work_cpu_s": self.work_cpu_s,
+                "start_cpu_s": self.start_cpu_s}
 
     def close(self) -> None:
         self.endpoint.close()

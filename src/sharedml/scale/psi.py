@@ -25,7 +25,9 @@ Protocol (``X`` this party's distinct digests; both parties alike):
    :func:`~sharedml.scale.buckets.capacity`). Each party sends one bit: did a
    bucket overflow its capacity; if either did (probability below 1e-15 per
    bucket), both return to step 2.
-4. Lanes: each party starts ``L`` lanes and sends their addresses; lane
+4. Lanes: each party has started its ``W`` lanes (Ray actors) before step
+   1b, so they boot while the parties agree and bucket; it sends the
+   addresses of the first ``L`` (the others idle until the end); lane
    ``i`` serves buckets ``i, i + L, i + 2L, ...`` in that order against the
    peer's lane ``i``, as the bucket's own job ``<job>/bpsi-<run>/<b>``.
 5. Per bucket, the two lanes run KKRT (:mod:`sharedml.psi.kkrt`: its steps
@@ -95,11 +97,18 @@ def bucketed_psi(
     party that does not receive.
     """
     _check_call(session, receivers, identity)
-    ch = session.channel.scope("bpsi")
-    n_buckets, lanes = _agree(session, ch, sizes, compute)
-    key, rows_of, caps = _bucket(session, ch, unique, sizes, n_buckets)
-    found = _run_lanes(session, ch, compute, identity, unique, rows_of, caps, key,
-                       lanes, receivers, progress)
+    # Lanes start now, so their processes boot while the parties agree and bucket
+    # (and while a slower peer still hashes its ids): start-up off the critical path.
+    actors = compute.actors(PsiLane, compute.workers, identity, compute.config.listen_host,
+                            session.channel.timeout, compute.record is not None)
+    try:
+        ch = session.channel.scope("bpsi")
+        n_buckets, lanes = _agree(session, ch, sizes, compute)
+        key, rows_of, caps = _bucket(session, ch, unique, sizes, n_buckets)
+        found = _run_lanes(session, ch, compute, actors[:lanes], unique, rows_of, caps, key,
+                           receivers, progress)
+    finally:
+        compute.stop(actors, step=STEP)
     if found is None:
         return None
     return found[np.argsort(as_void(unique[found]), kind="stable")]
@@ -167,29 +176,28 @@ def _bucket(
 
 
 def _run_lanes(
-    session: Session, ch: Channel, compute: RayCompute, identity: Identity,
+    session: Session, ch: Channel, compute: RayCompute, actors: list[object],
     unique: np.ndarray, rows_of: list[np.ndarray], caps: dict[str, int], key: bytes,
-    lanes: int, receivers: Sequence[str], progress: Progress,
+    receivers: Sequence[str], progress: Progress,
 ) -> np.ndarray | None:
-    """Steps 4-6: lanes, buckets, merge; this party's matched rows of ``unique``."""
+    """Steps 4-6 on the agreed lanes: addresses, buckets, merge; this party's matched
+    rows of ``unique``."""
     (peer,) = session.others
-    actors = compute.actors(PsiLane, lanes, identity, compute.config.listen_host,
-                            session.channel.timeout, compute.record is not None)
-    try:
-        mine = compute.get([a.address.remote() for a in actors], step=STEP, what="lane start")
-        got = ch.all_gather("lanes", json.dumps(mine).encode())
-        theirs = _lane_addresses(session, peer, got[peer], lanes)
-        job = f"{session.channel.job}/bpsi-{key[:4].hex()}"
-        parts = _drive(session, compute, actors, theirs, job, unique,
-                       rows_of, caps, receivers, progress)
-        # Lanes stop only when both parties' lanes have closed their channels:
-        # a lane's server must outlive the peer's last acknowledgement.
-        ch.all_gather("done", np.array([len(parts)], np.int64))
-        if compute.record is not None:
-            for wire in compute.get([a.wire.remote() for a in actors], step=STEP, what="wire"):
-                compute.record.extend(wire)
-    finally:
-        compute.stop(actors, step=STEP)
+    mine = compute.get([a.address.remote() for a in actors],  # type: ignore[attr-defined]
+                       step=STEP, what="lane start")
+    got = ch.all_gather("lanes", json.dumps(mine).encode())
+    theirs = _lane_addresses(session, peer, got[peer], len(actors))
+    job = f"{session.channel.job}/bpsi-{key[:4].hex()}"
+    parts = _drive(session, compute, actors, theirs, job, unique, rows_of, caps, receivers,
+                   progress)
+    # Lanes stop only when both parties' lanes have closed their channels:
+    # a lane's server must outlive the peer's last acknowledgement.
+    ch.all_gather("done", np.array([len(parts)], np.int64))
+    if compute.record is not None:
+        wires = compute.get([a.wire.remote() for a in actors],  # type: ignore[attr-defined]
+                            step=STEP, what="wire")
+        for wire in wires:
+            compute.record.extend(wire)
     if session.party not in receivers:
         return None
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)

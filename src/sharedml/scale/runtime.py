@@ -88,12 +88,19 @@ class RayCompute:
         #: CPU-seconds of the tasks :meth:`map` ran, and the largest worker's peak RSS (MB).
         self.task_cpu_s = 0.0
         self.task_rss_mb = 0.0
+        #: Ray tasks and actors this handle started (a step reports them as public metrics).
+        self.tasks_run = 0
+        self.actors_started = 0
         self.ray = import_ray(party)
         self._connect()
 
     @property
     def workers(self) -> int:
         return self.config.workers
+
+    def counts(self) -> dict[str, int]:
+        """Public figures of a step's use of the cluster: Ray tasks run, actors started."""
+        return {"ray_tasks": self.tasks_run, "ray_actors": self.actors_started}
 
     def _connect(self) -> None:
         ray, cfg = self.ray, self.config
@@ -131,6 +138,7 @@ class RayCompute:
         """``count`` actors of ``cls`` built with ``args``. An actor is not restarted:
         its state (a stream to a peer, a stock of randomisers) cannot be resumed."""
         remote = self.ray.remote(cls).options(**self._resources(), max_restarts=0)
+        self.actors_started += count
         return [remote.remote(*args) for _ in range(count)]
 
     def stop(self, actors: list[Any], *, step: str) -> None:
@@ -201,6 +209,7 @@ class RayCompute:
                 ready, _ = ray.wait(list(flying), num_returns=1)
                 land(ready)
             flying[remote.remote(fn, shard, *shared)] = i
+            self.tasks_run += 1
         while flying:
             ready, _ = ray.wait(list(flying), num_returns=1)
             land(ready)
@@ -221,6 +230,13 @@ class RayCompute:
                 remedy="build RayCompute with identity= (a node agent passes its own)",
             )
         return bucketed_psi(session, unique, sizes, receivers, self, self.identity, progress)
+
+    def rows(self, fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, *,
+             axis: int = 0) -> np.ndarray:
+        """``fn(X)`` over row shards of ``X`` (:func:`sharedml.scale.scoring.score_rows`)."""
+        from sharedml.scale.scoring import score_rows
+
+        return score_rows(self, X, fn, axis=axis)
 
     def encryptor(self, pk: PaillierPublicKey) -> RayEncryptor:
         """Paillier encryption with randomisers made by Ray actors (:mod:`sharedml.scale.encrypt`)."""
