@@ -38,9 +38,8 @@ def usage() -> dict[str, float]:
 class PsiLane:
     """One lane (see the module docstring); built by :meth:`RayCompute.actors`."""
 
-    def __init__(self, identity: Identity, host: str, timeout: float, record: bool = False) -> None:
+    def __init__(self, identity: Identity, host: str, record: bool = False) -> None:
         self.party = identity.party
-        self.timeout = timeout
         self.endpoint = GrpcEndpoint(identity, host, 0)
         self.busy_s = 0.0
         self.work_cpu_s = 0.0
@@ -61,10 +60,12 @@ class PsiLane:
         digests: np.ndarray,
         sizes: dict[str, int],
         receivers: Sequence[str],
+        timeout: float,
     ) -> np.ndarray | None:
-        """KKRT on one bucket's padded digests; indices into ``digests`` or ``None``."""
+        """KKRT on one bucket's padded digests; indices into ``digests`` or ``None``.
+        ``timeout`` bounds each receive (the node's channel's)."""
         start, cpu = time.perf_counter(), time.process_time()
-        channel = self.endpoint.channel(job, tuple(peers), peer_address, self.timeout)
+        channel = self.endpoint.channel(job, tuple(peers), peer_address, timeout)
         wire: Channel = channel if self.records is None else RecordingChannel(channel, self.records)
         try:
             session = Session(self.party, tuple(peers), wire)
@@ -75,7 +76,11 @@ class PsiLane:
             self.work_cpu_s += time.process_time() - cpu
 
     def wire(self) -> list[WireRecord]:
-        return list(self.records or [])
+        """What this lane sent since the last call (a kept lane's next run starts empty)."""
+        out = list(self.records or [])
+        if self.records is not None:
+            self.records.clear()
+        return out
 
     def usage(self) -> dict[str, float]:
         return {**usage(), "busy_s": self.busy_s, "work_cpu_s": self.work_cpu_s,

@@ -25,9 +25,10 @@ Protocol (``X`` this party's distinct digests; both parties alike):
    :func:`~sharedml.scale.buckets.capacity`). Each party sends one bit: did a
    bucket overflow its capacity; if either did (probability below 1e-15 per
    bucket), both return to step 2.
-4. Lanes: each party has started its ``W`` lanes (Ray actors) before step
-   1b, so they boot while the parties agree and bucket; it sends the
-   addresses of the first ``L`` (the others idle until the end); lane
+4. Lanes: each party has taken its ``W`` lanes (Ray actors) before step
+   1b — warm ones its node kept from an earlier run (:mod:`~sharedml.scale.lanes`),
+   the rest started then, so they boot while the parties agree and bucket;
+   it sends the addresses of the first ``L`` (the others idle); lane
    ``i`` serves buckets ``i, i + L, i + 2L, ...`` in that order against the
    peer's lane ``i``, as the bucket's own job ``<job>/bpsi-<run>/<b>``.
 5. Per bucket, the two lanes run KKRT (:mod:`sharedml.psi.kkrt`: its steps
@@ -68,6 +69,7 @@ from sharedml.crypto.pki import Identity
 from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.psi.rows import as_void
 from sharedml.scale import buckets as bk
+from sharedml.scale import lanes as lanes_pool
 from sharedml.scale.lane import PsiLane
 from sharedml.scale.runtime import Progress, RayCompute, _no_progress
 from sharedml.session import Session
@@ -97,18 +99,21 @@ def bucketed_psi(
     party that does not receive.
     """
     _check_call(session, receivers, identity)
-    # Lanes start now, so their processes boot while the parties agree and bucket
-    # (and while a slower peer still hashes its ids): start-up off the critical path.
-    actors = compute.actors(PsiLane, compute.workers, identity, compute.config.listen_host,
-                            session.channel.timeout, compute.record is not None)
+    # Lanes: the node's warm ones, the rest started now, so their processes boot while
+    # the parties agree and bucket (and a slower peer still hashes its ids).
+    kept, actors = lanes_pool.take(compute, PsiLane, identity, compute.workers,
+                                   compute.record is not None)
     try:
         ch = session.channel.scope("bpsi")
         n_buckets, lanes = _agree(session, ch, sizes, compute)
         key, rows_of, caps = _bucket(session, ch, unique, sizes, n_buckets)
         found = _run_lanes(session, ch, compute, actors[:lanes], unique, rows_of, caps, key,
                            receivers, progress)
-    finally:
-        compute.stop(actors, step=STEP)
+    except BaseException:
+        lanes_pool.discard(compute, actors, STEP)
+        raise
+    compute.record_usage(actors, step=STEP)
+    lanes_pool.give_back(kept, actors)
     if found is None:
         return None
     return found[np.argsort(as_void(unique[found]), kind="stable")]
@@ -233,7 +238,8 @@ def _drive(
         lane = actors[b % lanes]
         digests = bk.padded(unique[rows_of[b]], caps[session.party])
         ref = lane.run.remote(  # type: ignore[attr-defined]
-            f"{job}/{b}", session.peers, {peer: theirs[b % lanes]}, digests, caps, receivers)
+            f"{job}/{b}", session.peers, {peer: theirs[b % lanes]}, digests, caps, receivers,
+            session.channel.timeout)
         flying[ref] = b
 
     def land() -> None:

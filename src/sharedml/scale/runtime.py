@@ -23,6 +23,7 @@ Ray's. ``ray`` is imported here only, when a node is configured for it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -137,16 +138,30 @@ class RayCompute:
     def actors(self, cls: type, count: int, *args: Any) -> list[Any]:
         """``count`` actors of ``cls`` built with ``args``. An actor is not restarted:
         its state (a stream to a peer, a stock of randomisers) cannot be resumed."""
+        if count < 1:
+            return []
+        self._free_idle_lanes()
         remote = self.ray.remote(cls).options(**self._resources(), max_restarts=0)
         self.actors_started += count
         return [remote.remote(*args) for _ in range(count)]
 
-    def stop(self, actors: list[Any], *, step: str) -> None:
-        """Record each actor's :func:`~sharedml.scale.lane.usage`, then stop it."""
-        try:
+    def _free_idle_lanes(self) -> None:
+        """Idle PSI lanes kept warm by this process give their reservations back first
+        (:mod:`sharedml.scale.lanes`)."""
+        from sharedml.scale import lanes
+
+        lanes.stop_idle(self)
+
+    def record_usage(self, actors: list[Any], *, step: str) -> None:
+        """Append each actor's :func:`~sharedml.scale.lane.usage` to :attr:`usage`."""
+        # a lost actor has nothing to report; the step's own error is the one raised
+        with contextlib.suppress(SharedMLError):
             self.usage.extend(self.get([a.usage.remote() for a in actors], step=step, what="usage"))
-        except SharedMLError:
-            pass  # a lost actor has nothing to report; the step's own error is the one raised
+
+    def stop(self, actors: list[Any], *, step: str) -> None:
+        """Record each actor's usage, then stop it."""
+        try:
+            self.record_usage(actors, step=step)
         finally:
             for actor in actors:
                 self.ray.kill(actor)
@@ -188,6 +203,7 @@ class RayCompute:
         """``[fn(shard, *args) for shard in shards]`` on Ray tasks, in order,
         at most :attr:`workers` in flight."""
         ray = self.ray
+        self._free_idle_lanes()
         remote = ray.remote(_measured).options(**self.task_options())
         shared = [ray.put(a) for a in args]
         results: dict[int, Any] = {}
