@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test test-full test-parallel lint bench clean venv
 
 venv: $(STAMP)
 
@@ -20,6 +20,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# test, plus the cases CI leaves out because they repeat a covered failure mode at a
+# later, longer step (the fault matrix: every role at every step; see tests/faults/)
+test-full: $(STAMP)
+	SHAREDML_FULL_MATRIX=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# test on two workers (pytest-xdist), each test file whole on one, the Ray tests on one,
+# each worker its own PostgreSQL database; the same tests as test
+test-parallel: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,15 +1,19 @@
 """Secure aggregation against plain aggregation: seconds per round, same run, same machine.
 
-Ten clients each hold one update of 1M float64 parameters; the server sums
-them. A round starts when the server tells every client the round number
+Ten clients each hold one update of 1M float64 parameters (model deltas
+drawn from N(0, 0.05²), within ±``--bound``, default 1: the job's
+``update_bound``); the server sums them. A round starts when the server tells every client the round number
 and ends when the server holds the sum (sending the model back afterwards
 costs both the same and is not timed).
 
 * **plain** (the baseline): every client sends its float64 vector; the
   server adds them up as they arrive.
 * **secure**: :mod:`sharedml.fl.secagg` (the four stages of Bonawitz et al.,
-  fresh keys, Shamir-shared seeds, AES-CTR masks over Z_2^64) on the complete
-  graph, threshold 7 (3 dropouts); the server learns only the sum.
+  fresh keys, Shamir-shared seeds, AES-CTR masks) on the complete graph,
+  threshold 7 (3 dropouts); the server learns only the sum. A bound of 1 for
+  ten clients leaves 27 fractional bits on Z_2^32, so the masks and the
+  message are 32-bit words (:meth:`Quantizer.for_sum`, error ≤ 10 · 2^-28 per
+  parameter, as Flower's 2^32 modulus); ``--bound 1048576`` times Z_2^64.
 * **secagg+**: the same on SecAgg+'s sparse graph (Bell et al.): each client
   masks with 4 neighbours, threshold 3 within each neighbourhood of 5.
 
@@ -74,14 +78,14 @@ MODES = ("plain", "secure", "secagg+")
 DEGREE, NEIGHBOURHOOD_THRESHOLD = 4, 3
 
 
-def _configs(n: int) -> dict[str, SecAggConfig]:
+def _configs(n: int, bound: float) -> dict[str, SecAggConfig]:
     """The complete graph tolerating 3 dropouts, and SecAgg+ of degree 4."""
     return {
         "secure": SecAggConfig.for_dropouts(
-            SERVER, _clients(n), 3, stage_timeout=60.0, input_timeout=60.0
+            SERVER, _clients(n), 3, bound=bound, stage_timeout=60.0, input_timeout=60.0
         ),
         "secagg+": SecAggConfig(
-            SERVER, tuple(_clients(n)), NEIGHBOURHOOD_THRESHOLD, stage_timeout=60.0,
+            SERVER, tuple(_clients(n)), NEIGHBOURHOOD_THRESHOLD, bound, stage_timeout=60.0,
             neighbours=DEGREE, input_timeout=60.0,
         ),
     }  # fmt: skip
@@ -106,9 +110,11 @@ class _Leaves(SecAggClient):
         return super()._masked_input(st, x)
 
 
-def server(session: Session, n: int, length: int, rounds: list[str]) -> dict[str, Any]:
+def server(
+    session: Session, n: int, length: int, rounds: list[str], bound: float
+) -> dict[str, Any]:
     """Run ``rounds`` (each one of MODES); return seconds per round by mode."""
-    aggs = {mode: SecAggServer(session, cfg) for mode, cfg in _configs(n).items()}
+    aggs = {mode: SecAggServer(session, cfg) for mode, cfg in _configs(n, bound).items()}
     clients = _clients(n)
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     cpu: list[float] = []
@@ -138,17 +144,17 @@ def server(session: Session, n: int, length: int, rounds: list[str]) -> dict[str
     return {"times": times, "cpu": cpu, "max_error": max(errors), "survivors": survivors}
 
 
-def client(session: Session, n: int, length: int, drop_at: int, leave: Any = None) -> list[float]:
+def client(session: Session, n: int, length: int, drop_at: int, bound: float) -> list[float]:
     """Take part in the server's rounds; return this process's CPU seconds in each
     (from one round's start to the next one's, so sends that finish in the
     background count too)."""
     cpu: list[float] = []
     x = _update(session.party, length)
     me: dict[str, SecAggClient] = {}
-    for mode, cfg in _configs(n).items():
+    for mode, cfg in _configs(n, bound).items():
         leaving = drop_at >= 0 and mode == "secure"
         me[mode] = (
-            _Leaves(session, cfg, drop_at, leave or session.channel.close)
+            _Leaves(session, cfg, drop_at, session.channel.close)
             if leaving
             else SecAggClient(session, cfg)
         )
@@ -179,20 +185,25 @@ def _schedule(warmup: int, trials: int, modes: tuple[str, ...] = MODES) -> list[
 class _Party:
     """Picklable per-party entry points for run_in_processes."""
 
-    def __init__(self, role: str, n: int, length: int, rounds: list[str], drop_at: int) -> None:
+    def __init__(
+        self, role: str, n: int, length: int, rounds: list[str], drop_at: int, bound: float
+    ) -> None:
         self.role, self.n, self.length, self.rounds, self.drop_at = role, n, length, rounds, drop_at
+        self.bound = bound
 
     def __call__(self, session: Session) -> Any:
         if self.role == "server":
-            return server(session, self.n, self.length, self.rounds)
-        return client(session, self.n, self.length, self.drop_at)
+            return server(session, self.n, self.length, self.rounds, self.bound)
+        return client(session, self.n, self.length, self.drop_at, self.bound)
 
 
-def in_processes(n: int, length: int, rounds: list[str], dropper: str | None = None) -> Any:
+def in_processes(
+    n: int, length: int, rounds: list[str], bound: float, dropper: str | None = None
+) -> Any:
     drop_at = len(rounds) - 1 if dropper else -1
-    fns = {SERVER: _Party("server", n, length, rounds, -1)}
+    fns = {SERVER: _Party("server", n, length, rounds, -1, bound)}
     for c in _clients(n):
-        fns[c] = _Party("client", n, length, rounds, drop_at if c == dropper else -1)
+        fns[c] = _Party("client", n, length, rounds, drop_at if c == dropper else -1, bound)
     out = run_in_processes(fns, [SERVER, *_clients(n)], timeout=600)
     res = out[SERVER]
     res["server_cpu"] = list(res["cpu"])
@@ -206,14 +217,18 @@ def in_processes(n: int, length: int, rounds: list[str], dropper: str | None = N
     return res
 
 
-def in_threads(n: int, length: int, rounds: list[str]) -> Any:
+def in_threads(n: int, length: int, rounds: list[str], bound: float) -> Any:
     hub = LocalHub([SERVER, *_clients(n)])
     out: dict[str, Any] = {}
 
     def body(party: str) -> None:
         ch: Channel = hub.channel(party, timeout=600)
         s = Session(party, (SERVER, *_clients(n)), ch)
-        out[party] = server(s, n, length, rounds) if party == SERVER else client(s, n, length, -1)
+        out[party] = (
+            server(s, n, length, rounds, bound)
+            if party == SERVER
+            else client(s, n, length, -1, bound)
+        )
 
     threads = [threading.Thread(target=body, args=(p,)) for p in hub.mailboxes]
     for t in threads:
@@ -256,11 +271,11 @@ def _rows(setting: str, res: dict[str, Any], rounds: list[str], load: float) -> 
     ]
 
 
-def _dropout_row(n: int, length: int, clusters: int) -> dict[str, Any]:
+def _dropout_row(n: int, length: int, clusters: int, bound: float) -> dict[str, Any]:
     """The last secure round of each of ``clusters`` clusters loses bank09."""
     drop_times, plain_times, drop_err = [], [], 0.0
     for _ in range(clusters):
-        res = in_processes(n, length, [*_schedule(1, 1, MODES[:2]), "secure"], "bank09")
+        res = in_processes(n, length, [*_schedule(1, 1, MODES[:2]), "secure"], bound, "bank09")
         assert res["survivors"][-1] == n - 1, res["survivors"]
         drop_times.append(res["times"]["secure"][-1])
         plain_times.append(res["times"]["plain"][-1])
@@ -285,16 +300,19 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--dropout-clusters", type=int, default=3)
     ap.add_argument("--skip-threads", action="store_true")
+    ap.add_argument("--bound", type=float, default=1.0, help="the updates' bound (update_bound)")
     args = ap.parse_args()
     rounds = _schedule(args.warmup, args.trials)
     timed = rounds[len(MODES) * args.warmup :]
-    procs = _trim(in_processes(args.clients, args.length, rounds), args.warmup)
+    procs = _trim(in_processes(args.clients, args.length, rounds, args.bound), args.warmup)
     rows = _rows("processes, gRPC+mTLS", procs, timed, os.getloadavg()[0])
     if not args.skip_threads:
-        threads = _trim(in_threads(args.clients, args.length, rounds), args.warmup)
+        threads = _trim(in_threads(args.clients, args.length, rounds, args.bound), args.warmup)
         rows += _rows("threads, LocalChannel", threads, timed, os.getloadavg()[0])
     if args.dropout_clusters:
-        rows.append(_dropout_row(args.clients, args.length, args.dropout_clusters))
+        rows.append(
+            _dropout_row(args.clients, args.length, args.dropout_clusters, args.bound)
+        )
     met = {
         "overhead (complete graph)": rows[0]["secure/plain"] <= 2.0,
         "overhead (SecAgg+)": rows[1]["secure/plain"] <= 2.0,
@@ -302,7 +320,8 @@ def main() -> None:
     report(
         f"secagg: {args.clients} clients x {args.length:,} float64 parameters",
         rows,
-        {"goal": "secure <= 2x plain (processes)", "goals_met": met},
+        {"goal": "secure <= 2x plain (processes)", "goals_met": met,
+         "ring_bits": _configs(args.clients, args.bound)["secure"].quantizer.ring_bits},
     )
 
 

@@ -17,7 +17,13 @@ import pytest
 
 from sharedml.errors import ConfigError
 from sharedml.session import Session
-from sharedml.standalone import PartyCrashed, PartyFailed, run_in_processes, run_in_threads
+from sharedml.standalone import (
+    PartyCrashed,
+    PartyFailed,
+    processes,
+    run_in_processes,
+    run_in_threads,
+)
 from sharedml.transport import Channel, WireRecord
 from sharedml.transport.grpc import GrpcChannel
 
@@ -195,6 +201,20 @@ def test_a_crashed_process_fails_the_run() -> None:
         run_in_processes(crash_hard, ["a", "b"], timeout=60)
     assert info.value.party == "b"
     assert isinstance(info.value.error, PartyCrashed) and "exit code 7" in str(info.value)
+
+
+def test_a_party_still_starting_when_the_wait_ends_is_named_with_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wait for the children's servers is the run's timeout when that is longer than
+    STARTUP_TIMEOUT (here 0, so the run's 0.01 s decides); a child still starting then is
+    reported as such, not as an unguarded script."""
+    monkeypatch.setattr(processes, "STARTUP_TIMEOUT", 0.0)
+    with pytest.raises(PartyFailed) as info:
+        run_in_processes(ring_sum, ["a", "b"], timeout=0.01)
+    assert isinstance(info.value.error, PartyCrashed) and info.value.party == "a"
+    assert "within 0.01 s" in str(info.value.error)
+    assert "longer timeout" in (info.value.error.remedy or "")
 
 
 def test_unpicklable_function_is_a_config_error() -> None:

@@ -13,7 +13,9 @@ typed, versioned schema (never pickle, STYLE.md 11)::
     /sharedml.platform.v1.Nodes/Report  Report -> Ack          a task finished
 
 What crosses this wire is metadata: task orders, progress, public metrics and
-failure reasons — never rows, labels or shares.
+failure reasons — never rows, labels or shares. Each heartbeat reply also
+carries the platform's newest signed checkpoint of its audit log
+(:class:`AuditCheckpoint`), which the node keeps (``node/checkpoints.py``).
 """
 
 from __future__ import annotations
@@ -114,11 +116,25 @@ class TaskOrder(Wire):
     approvals: list[SignedApproval] = Field(default_factory=list, max_length=1000)
 
 
+class AuditCheckpoint(Wire):
+    """The platform's signature over its audit log's head (``sharedml.checkpoints``)
+    and the public key it verifies with (the node pins the first it is sent)."""
+
+    seq: int = Field(ge=0)
+    head: str = Field(min_length=64, max_length=64)
+    ts: str = Field(min_length=1, max_length=64)
+    signature: str = Field(min_length=1, max_length=200)
+    mac_from: int = Field(0, ge=0)
+    public_key: str = Field(min_length=1, max_length=1000)
+
+
 class BeatReply(Wire):
     orders: list[TaskOrder] = Field(default_factory=list)
     cancel: list[str] = Field(default_factory=list)
     #: Jobs that finished: the node may drop their working state.
     forget: list[str] = Field(default_factory=list)
+    #: The newest signed checkpoint of the platform's audit log, for the node to keep.
+    checkpoint: AuditCheckpoint | None = None
 
 
 class Report(Wire):

@@ -46,12 +46,24 @@ def metrics(result: dict[str, Any], step: str) -> dict[str, dict[str, Any]]:
     return {p: r["metrics"] for p, r in entry["parties"].items()}
 
 
+def split_rows(data: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The union of the banks' training rows and of their test rows, as the horizontal
+    split of :func:`spec` cuts them (seeded, stratified), and each bank's cut."""
+    from sklearn.model_selection import train_test_split
+
+    parts = {b: pd.read_csv(data / f"default_credit_homo_{b}.csv") for b in BANKS}
+    cut = {b: train_test_split(np.arange(len(f)), test_size=0.25, random_state=7,
+                               stratify=f["y"]) for b, f in parts.items()}
+    rows = pd.concat([parts[b].iloc[np.sort(cut[b][0])] for b in BANKS])
+    test = pd.concat([parts[b].iloc[np.sort(cut[b][1])] for b in BANKS])
+    return rows, test, cut
+
+
 def test_fedavg_lr_job_every_party_holds_the_model_and_pooled_metrics_are_exact(
     shared_data: Path, tmp_path: Path
 ) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss, roc_auc_score
-    from sklearn.model_selection import train_test_split
 
     train = {"layout": "horizontal", "model": "logistic_regression", "rounds": 8,
              "learning_rate": 0.1, "batch_size": 64}
@@ -64,13 +76,8 @@ def test_fedavg_lr_job_every_party_holds_the_model_and_pooled_metrics_are_exact(
     first = np.asarray(models["guest"].fit)
     assert all(np.array_equal(np.asarray(m.fit), first) for m in models.values())
 
-    # the parties' own test rows, as the horizontal split cut them (seeded, stratified)
-    parts = {b: pd.read_csv(shared_data / f"default_credit_homo_{b}.csv") for b in BANKS}
-    cut = {b: train_test_split(np.arange(len(f)), test_size=0.25, random_state=7,
-                               stratify=f["y"]) for b, f in parts.items()}
+    rows, test, cut = split_rows(shared_data)
     cols = list(models["guest"].columns)
-    test = pd.concat([parts[b].iloc[np.sort(cut[b][1])] for b in BANKS])
-    rows = pd.concat([parts[b].iloc[np.sort(cut[b][0])] for b in BANKS])
     scores = models["guest"].predict(test[cols].to_numpy(float))
     pooled_auc = roc_auc_score(test["y"], scores)
 
@@ -164,6 +171,7 @@ HORIZONTAL_LR = [{"split": {"layout": "horizontal"}},
     (BANKS, {"max_dropouts": 2}, "leaves no majority"),
     (BANKS, {"neighbours": 3}, "must be even"),
     (BANKS[:1], {}, "at least two data parties"),
+    (BANKS, {"aggregator": "bank_z"}, "'bank_z' is not a party"),
     ((*BANKS, "nolabel"), {}, "['nolabel'] declare none"),
 ])
 def test_what_the_parties_cannot_run_is_refused_when_it_loads(
@@ -186,6 +194,42 @@ def test_a_horizontal_job_gets_an_aggregator_and_no_dealing() -> None:
                      {"predict": {"layout": "horizontal"}}]}
     loaded = jobspec.load(raw)
     assert needs_dealer(loaded) and helper_role(loaded) == "aggregator"
+    raw["steps"][1]["train"]["aggregator"] = "guest"  # a data party aggregates: no helper
+    assert not needs_dealer(jobspec.load(raw))
+
+
+def test_a_data_party_aggregates_without_a_helper(shared_data: Path, tmp_path: Path) -> None:
+    """``aggregator: guest`` (issue 16): the guest runs the client and the aggregator
+    sides, no helper process starts, every bank ends with the same model, and the pooled
+    evaluation is that model's on the union of the test rows, within 0.01 AUC of
+    scikit-learn's on the union of the training rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    train = {"layout": "horizontal", "model": "logistic_regression", "rounds": 6,
+             "aggregator": "guest"}
+    job = spec(shared_data, {"train": train}, {"predict": {"layout": "horizontal"}},
+               {"evaluate": {"layout": "horizontal", "aggregator": "guest"}})
+    result = run_job(job, tmp_path, embedded=True, timeout=300)
+
+    tr, ev = metrics(result, "train"), metrics(result, "evaluate")
+    assert set(tr) == set(ev) == set(BANKS)  # no helper party took part
+    assert tr["guest"]["role"] == "client and aggregator" and tr["guest"]["rounds"] == 6
+    assert tr["host_1"]["validation_auc"] == tr["guest"]["validation_auc"]
+    history = json.loads((tmp_path / "guest" / "aggregator" / "rounds-train.json").read_text())
+    assert [r["survivors"] for r in history] == [list(BANKS)] * 6
+    models = [HorizontalModel.load(tmp_path / b / "model-train.json") for b in BANKS]
+    assert all(np.array_equal(np.asarray(m.fit), np.asarray(models[0].fit)) for m in models)
+
+    rows, test, _ = split_rows(shared_data)
+    cols = list(models[0].columns)
+    pooled_auc = roc_auc_score(test["y"], models[0].predict(test[cols].to_numpy(float)))
+    assert ev["guest"].pop("role") == "client and aggregator"
+    assert all(m == ev["guest"] for m in ev.values()) and ev["guest"]["rows"] == len(test)
+    assert abs(ev["guest"]["auc"] - pooled_auc) <= ev["guest"]["auc_bound"] + 1e-6
+    central = LogisticRegression(max_iter=1000).fit(rows[cols], rows["y"])
+    central_auc = roc_auc_score(test["y"], central.predict_proba(test[cols])[:, 1])
+    assert ev["guest"]["auc"] == pytest.approx(central_auc, abs=0.01)
 
 
 def test_components_show_train_documents_every_horizontal_parameter() -> None:
@@ -239,3 +283,38 @@ def test_mlp_and_linear_regression_jobs_on_breast_homo(shared_data: Path, tmp_pa
     assert ev["guest"] == ev["host"] and ev["guest"]["auc"] > 0.95  # sklearn on the union: 0.99
     assert ev_lin["guest"] == ev_lin["host"] and {"rmse", "r2"} <= set(ev_lin["guest"])
     assert ev_lin["guest"]["r2"] > 0.5  # least squares on 0/1 labels of a separable set
+
+
+def test_a_horizontal_model_is_registered_and_scores_new_rows_by_name(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A horizontal train registers a version whose parts are the banks' (never the
+    aggregator's); a scoring job with no train names it as ``three-banks@production``
+    and each bank scores its new rows from its own sealed part, exactly as the
+    training job's model file does."""
+    from sharedml.standalone.models import LocalRegistry
+
+    models = tmp_path / "models"
+    train = {"layout": "horizontal", "model": "logistic_regression", "rounds": 3}
+    run_job(spec(shared_data, {"train": train}), tmp_path / "train", embedded=True,
+            timeout=300, models=models)
+    book = LocalRegistry(models)
+    book.tag("three-banks@1", "production")
+    shown = book.show("three-banks@production")
+    assert sorted(shown["fingerprints"]) == sorted(BANKS)
+
+    new = {b: tmp_path / f"new_{b}.csv" for b in BANKS}
+    for b, path in new.items():
+        pd.read_csv(shared_data / f"default_credit_homo_{b}.csv").head(40).to_csv(path, index=False)
+    scoring = {"name": "scoring", "parties": {b: {"dataset": str(new[b]), "label": "y"}
+                                              for b in BANKS},
+               "steps": [{"predict": {"layout": "horizontal",
+                                      "model": "three-banks@production"}}]}
+    result = run_job(scoring, tmp_path / "score", embedded=True, timeout=300, models=models)
+    assert set(metrics(result, "predict")) == set(BANKS)  # no helper: nothing to sum
+    trained = HorizontalModel.load(tmp_path / "train" / "guest" / "model-train.json")
+    for b in BANKS:
+        got = pd.read_csv(tmp_path / "score" / b / "predictions-predict.csv")
+        rows = pd.read_csv(new[b])
+        want = trained.predict(rows[list(trained.columns)].to_numpy(float))
+        assert len(got) == 40 and np.array_equal(got["score"].to_numpy(), want), b

@@ -46,6 +46,11 @@ def _float_vector(msg: np.ndarray, _r: int) -> np.ndarray:
     return msg[4:].astype(np.float64)
 
 
+def _other_ring(msg: np.ndarray, _r: int) -> np.ndarray:
+    """The same header, the vector as 32-bit words, in a round on Z_2^64."""
+    return np.concatenate([msg[:4].view(np.uint32), msg[4:].astype(np.uint32)])
+
+
 def _next_round(msg: np.ndarray, r: int) -> np.ndarray:
     out = msg.copy()
     out[1] = r + 1
@@ -60,11 +65,12 @@ def _garbage(_msg: np.ndarray, _r: int) -> bytes:
     ("tamper", "reason"),
     [
         (_wrong_length, "holds 1995 values"),
-        (_float_vector, "float64 array"),
+        (_float_vector, "dtype float64"),
+        (_other_ring, "dtype uint32 and 1 dimensions, expected one dimension of uint64"),
         (_next_round, "announced round 1 during round 0"),
         (_garbage, "malformed"),
     ],
-    ids=["length", "dtype", "round", "garbage"],
+    ids=["length", "dtype", "ring", "round", "garbage"],
 )
 def test_a_malformed_masked_input_excludes_its_sender(tamper: Any, reason: str) -> None:
     cfg = config(4, max_dropouts=1)

@@ -5,19 +5,25 @@ labels or plain updates."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from sharedml.fl.fedavg import FedAvgParams
+from sharedml.fl.fedavg import FedAvgClient, FedAvgParams, FedAvgServer, FedAvgSetup
 from sharedml.fl.gbdt import GbdtParams
 from sharedml.fl.linear import LinearLearner
+from sharedml.fl.secagg import SecAggConfig
+from sharedml.session import Session
+from sharedml.standalone.threads import run_in_threads
 from sharedml.transport.base import Channel
+from sharedml.transport.loopback import run_both
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
-from .fl_world import SERVER, load, run_fedavg, run_gbdt
+from .fl_world import SEED, SERVER, Part, load, run_fedavg, run_gbdt
 
 
 def _recording(log: list[WireRecord]) -> Callable[[Channel], Channel]:
@@ -57,6 +63,49 @@ def test_tree_clients_send_only_masked_histograms_to_the_aggregator(shared_data:
         raw = b"".join(r.as_bytes() for r in sent)
         for secret in (*part.X[:10].ravel(), part.y.sum(), float(len(part.y))):
             assert np.float64(secret).tobytes() not in raw
+        _assert_uniform([r.value for r in sent if isinstance(r.value, np.ndarray)], len(parts))
+
+
+def test_a_bank_that_aggregates_receives_only_masked_sums(shared_data: Path) -> None:
+    """``aggregator: guest``: the guest runs FedAvg's server beside its own client
+    (run_both); what each other bank sends it is secure-aggregation messages only,
+    none of its rows, uniform words — as to a helper — and every bank ends with
+    the guest's model."""
+    full, _, _ = load(shared_data, "default_credit")
+    parts = {b: Part(p.X[:1500], p.y[:1500], p.X_val[:300], p.y_val[:300])
+             for b, p in full.items()}  # a slice of each bank's rows: the wire is the point
+    cfg = SecAggConfig.for_dropouts("guest", list(parts), 0, stage_timeout=10.0)
+    setup = FedAvgSetup(LinearLearner(), FedAvgParams(rounds=2), cfg)
+    n_features = parts["guest"].X.shape[1]
+    log: list[WireRecord] = []
+
+    def bank(session: Session) -> Any:
+        p = parts[session.party]
+
+        def as_client(ch: Channel) -> np.ndarray:
+            return FedAvgClient(replace(session, channel=ch), setup).fit(p.X, p.y, p.X_val,
+                                                                         p.y_val)
+
+        if session.party != "guest":
+            return as_client(session.channel)
+        return run_both(session.channel, as_client,
+                        lambda ch: FedAvgServer(replace(session, channel=ch), setup).fit(
+                            n_features), "aggregator")
+
+    def wrap(ch: Channel) -> Channel:
+        return ch if ch.party == "guest" else RecordingChannel(ch, log)
+
+    out = run_in_threads(dict.fromkeys(parts, bank), list(parts), timeout=120, wrap=wrap,
+                         seed=SEED)
+    final, result = out["guest"]
+    assert len(result.history) == 2 and np.array_equal(final, result.params)
+    assert all(np.array_equal(out[h], final) for h in ("host_1", "host_2"))
+    assert {r.to for r in log} == {"guest"} and {r.tag for r in log} == {"secagg/up"}
+    for host in ("host_1", "host_2"):
+        sent = [r for r in log if r.frm == host]
+        raw = b"".join(r.as_bytes() for r in sent)
+        for value in parts[host].X[:20].ravel():
+            assert np.float64(value).tobytes() not in raw
         _assert_uniform([r.value for r in sent if isinstance(r.value, np.ndarray)], len(parts))
 
 

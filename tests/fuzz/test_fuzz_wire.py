@@ -84,6 +84,7 @@ def test_stream_assembler_mutated_messages(
 
 
 WIRE_TYPES = [control.Hello, control.HelloReply, control.Beat, control.BeatReply,
+              control.AuditCheckpoint,
               control.TaskOrder, control.Report, control.Ack]
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

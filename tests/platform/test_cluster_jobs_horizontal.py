@@ -85,3 +85,27 @@ def test_a_horizontal_job_through_the_sdk_on_a_local_deployment(
     # the noise is fresh randomness in each run (as DP requires), so σ is small here to make
     # two runs comparable; the price is a large ε, which is what is checked above
     assert pooled["guest"]["auc"] == pytest.approx(local_auc, abs=0.02)
+
+
+def test_a_bank_aggregates_on_the_platform_without_the_dealer_node(
+    cluster: LocalDeployment, shared_data: Path
+) -> None:
+    """``aggregator: guest``: the guest node runs both sides of train and evaluate, the
+    dealer node gets no task of this job, and every bank holds the same pooled metrics."""
+    spec = horizontal_spec({b: f"{b}_customers" for b in BANKS})
+    spec["name"] = "guest-aggregates"
+    spec["steps"][1]["train"].update(aggregator="guest", rounds=3)
+    spec["steps"][3]["evaluate"]["aggregator"] = "guest"
+    with cluster.client("analyst") as analyst:
+        job = analyst.submit(spec)
+        cluster.approve_all(job["id"])
+        done = analyst.wait(job["id"], timeout=600, poll=0.5)
+        assert done["state"] == "succeeded", done.get("reason")
+        steps = analyst.result(job["id"])["steps"]
+        tasks = analyst.tasks(job["id"])
+
+    assert {t["party"] for t in tasks} == set(BANKS)
+    assert steps["train"]["guest"]["metrics"]["role"] == "client and aggregator"
+    pooled = {p: steps["evaluate"][p]["metrics"] for p in BANKS}
+    assert len({(m["auc"], m["ks"], m["rows"]) for m in pooled.values()}) == 1
+    assert pooled["host_1"]["rows"] == 6000 and pooled["host_1"]["auc"] > 0.6

@@ -18,7 +18,7 @@ from platform_world import World
 from sqlalchemy import delete, select
 
 from sharedml.errors import ConfigError
-from sharedml.platform.audit import GENESIS, entry_dict, entry_hash
+from sharedml.platform.audit import GENESIS, entry_dict, entry_hash, verify_lines
 from sharedml.platform.store.models import AuditEntry
 
 
@@ -44,7 +44,7 @@ def _keep(world: World, path: Path, who: str = "analyst") -> dict[str, str]:
     r = world.call(who, "GET", "/api/v1/audit/checkpoint")
     assert r.status_code == 200, r.text
     got = r.json()
-    keep(path, got["public_key"], Checkpoint(got["seq"], got["head"], got["ts"], got["signature"]))
+    keep(path, got["public_key"], Checkpoint.from_dict(got))
     return dict(got)
 
 
@@ -64,11 +64,14 @@ def test_a_rewritten_and_rehashed_entry_fails_against_a_kept_checkpoint(
     assert got["seq"] >= 4
     world.platform.audit.append("admin", "user.create", "x")
     _rewrite_actor(world, 2, "someone-else")
-    assert world.platform.audit.verify().ok  # the chain alone cannot tell (the finding)
+    exported = list(world.platform.audit.export())
+    assert verify_lines(exported).ok  # the chain alone cannot tell (the finding)
     pem, kept = load_kept(kept_file)
-    v = world.platform.audit.verify(kept, pem)
+    v = verify_lines(exported, kept, pem)  # an owner's check of an export, without the key
     assert not v.ok and v.first_bad_seq == got["seq"] and "rewritten" in v.reason
-    out = _cli_verify(world, "--checkpoints", str(kept_file))
+    (tmp_path / "export.jsonl").write_text("".join(line + "\n" for line in exported))
+    out = _cli_verify(world, "--file", str(tmp_path / "export.jsonl"), "--checkpoints",
+                      str(kept_file))
     assert out.returncode == 1 and "rewritten" in out.stdout, out.stdout + out.stderr
 
 
@@ -79,20 +82,24 @@ def test_a_cut_tail_fails_against_a_kept_checkpoint(world: World, tmp_path: Path
     got = _keep(world, kept_file)
     with world.platform.store.session() as s:
         s.execute(delete(AuditEntry).where(AuditEntry.seq >= got["seq"] - 1))
-    assert world.platform.audit.verify().ok  # a shorter chain verifies alone (the finding)
+    assert world.platform.audit.verify().ok  # a shorter chain verifies alone, MACs too
     v = world.platform.audit.verify(*reversed(load_kept(kept_file)))
     assert not v.ok and "cut" in v.reason, v
 
 
-def test_head_keeps_working_as_the_log_grows(world: World) -> None:
+def test_head_keeps_working_as_the_log_grows(world: World, tmp_path: Path) -> None:
     noted = world.platform.audit.head()[1]
     for i in range(3):
         world.platform.audit.append("admin", "settings.update", str(i))
     out = _cli_verify(world, "--head", noted)
     assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr
     _rewrite_actor(world, 1, "mallory")  # every hash changes: the noted head is gone
-    out = _cli_verify(world, "--head", noted)
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(line + "\n" for line in world.platform.audit.export()))
+    out = _cli_verify(world, "--file", str(export), "--head", noted)  # no key: the chain
     assert out.returncode == 1 and "cut or rewritten" in out.stdout, out.stdout
+    out = _cli_verify(world, "--head", noted)  # the platform's own check has the key
+    assert out.returncode == 1 and "entry 1's MAC does not verify" in out.stdout, out.stdout
 
 
 def test_checkpoints_are_signed_pinned_and_published(world: World, tmp_path: Path) -> None:
@@ -100,7 +107,7 @@ def test_checkpoints_are_signed_pinned_and_published(world: World, tmp_path: Pat
 
     kept_file = tmp_path / "kept.txt"
     got = _keep(world, kept_file, who="data_owner")  # any signed-in user may keep one
-    c = Checkpoint(got["seq"], got["head"], got["ts"], got["signature"])
+    c = Checkpoint.from_dict(got)
     assert check_signature(c, got["public_key"])
     forged = Checkpoint(c.seq + 5, c.head, c.ts, c.signature)
     assert not check_signature(forged, got["public_key"])

@@ -1,5 +1,6 @@
-"""The scheduler's dealer tasks: one per step of a job computing on secret shares,
-none for a job that does not; only a node registered as a dealer gets them; the
+"""The scheduler's dealer tasks: one per step the dealer takes part in (the step's
+roles name it: a secret-shared fit, not psi or split), none for a job that
+computes on no secret shares; only a node registered as a dealer gets them; the
 dealer's silence fails the step naming the dealer. On a real SQLite store, nodes
 driven through the scheduler's own node calls (the gRPC path is in
 test_cluster_jobs_dealer.py)."""
@@ -73,27 +74,36 @@ def orders(sched: Scheduler, node: str) -> list[dict[str, Any]]:
     return got
 
 
+def to_train(sched: Scheduler, job_id: str) -> None:
+    """Run psi and split (the dealer's part of neither) to success at both data nodes."""
+    sched.tick()
+    for step in ("psi", "split"):
+        for node in ("bank", "shop"):
+            (order,) = [o for o in orders(sched, node) if o["job_id"] == job_id]
+            assert order["step_id"] == step and order["dealer"] is None
+            sched.task_report(node, order["task_id"], True, {}, "", 0.1)
+
+
 def test_the_dealer_decision_is_the_runners() -> None:
     assert needs_dealer(jobspec.load(SS))
     assert not needs_dealer(jobspec.load(HE))
     assert not needs_dealer(jobspec.load(job_spec({"provider": "he"})))  # Paillier-made randomness
     plans = decompose(jobspec.load(SS))
     assert [(p.id, p.dealer, p.peers) for p in plans] == [
-        ("psi", "dealer", ("bank", "shop", "dealer")),
-        ("split", "dealer", ("bank", "shop", "dealer")),
+        ("psi", None, ("bank", "shop")),  # the dealer takes no part: no task, not a peer
+        ("split", None, ("bank", "shop")),
         ("train", "dealer", ("bank", "shop", "dealer")),
     ]
     assert all(p.dealer is None for p in decompose(jobspec.load(HE)))
 
 
-def test_an_ss_job_gets_a_dealer_task_per_step_and_an_he_job_none(
+def test_an_ss_job_gets_a_dealer_task_for_its_dealt_steps_and_an_he_job_none(
     store: Store, clock: ManualClock
 ) -> None:
     sched = make(store, clock)
     ss_id, he_id = sched.submit(SS), sched.submit(HE)
     assert [(t.step_id, t.party) for t in tasks_of(store, ss_id)] == [
-        ("psi", "bank"), ("psi", "dealer"), ("psi", "shop"),
-        ("split", "bank"), ("split", "dealer"), ("split", "shop"),
+        ("psi", "bank"), ("psi", "shop"), ("split", "bank"), ("split", "shop"),
         ("train", "bank"), ("train", "dealer"), ("train", "shop"),
     ]
     assert [(t.step_id, t.party) for t in tasks_of(store, he_id)] == [
@@ -101,34 +111,36 @@ def test_an_ss_job_gets_a_dealer_task_per_step_and_an_he_job_none(
         ("train", "bank"), ("train", "shop"),
     ]
     sched.tick()
+    assert orders(sched, "dealer") == []  # psi: the dealer's part of no job
     bank = {o["job_id"]: o for o in orders(sched, "bank")}
-    (dealt,) = orders(sched, "dealer")  # the he job gives the dealer nothing
-    assert (dealt["job_id"], dealt["step_id"], dealt["dealer"]) == (ss_id, "psi", "dealer")
-    # the data nodes' channels reach the dealer; the he job's do not include it
-    assert bank[ss_id]["peers"] == {
+    assert set(bank[ss_id]["peers"]) == {"bank", "shop"} and bank[ss_id]["dealer"] is None
+    assert set(bank[he_id]["peers"]) == {"bank", "shop"} and bank[he_id]["dealer"] is None
+    sched.task_report("bank", bank[ss_id]["task_id"], True, {"rows": 10}, "", 0.1)
+    (shop,) = [o for o in orders(sched, "shop") if o["job_id"] == ss_id]
+    sched.task_report("shop", shop["task_id"], True, {"rows": 10}, "", 0.1)
+    for node in ("bank", "shop"):  # split
+        (order,) = [o for o in orders(sched, node) if o["job_id"] == ss_id]
+        assert order["step_id"] == "split" and order["dealer"] is None
+        sched.task_report(node, order["task_id"], True, {}, "", 0.1)
+
+    # train deals (it starts as split ends): the dealer's task, its channels reach it
+    (dealt,) = orders(sched, "dealer")
+    assert (dealt["job_id"], dealt["step_id"], dealt["dealer"]) == (ss_id, "train", "dealer")
+    assert dealt["parties"] == PARTIES  # public metadata only; the dealer has no dataset
+    got = {n: next(o for o in orders(sched, n) if o["job_id"] == ss_id) for n in ("bank", "shop")}
+    assert got["bank"]["peers"] == {
         "bank": "127.0.0.1:5001", "shop": "127.0.0.1:5002", "dealer": "127.0.0.1:5003",
     }
-    assert bank[ss_id]["dealer"] == "dealer" and dealt["peers"] == bank[ss_id]["peers"]
-    assert set(bank[he_id]["peers"]) == {"bank", "shop"} and bank[he_id]["dealer"] is None
-    assert dealt["parties"] == PARTIES  # public metadata only; the dealer has no dataset
-
+    assert got["bank"]["dealer"] == "dealer" and dealt["peers"] == got["bank"]["peers"]
     # the step succeeds only when the dealer's task has too; its counts are in the result
-    shop = {o["job_id"]: o for o in orders(sched, "shop")}
-    for node, order in (("bank", bank[ss_id]), ("shop", shop[ss_id])):
-        sched.task_report(node, order["task_id"], True, {"rows": 10}, "", 0.1)
-    assert not any(o["step_id"] == "split" for o in orders(sched, "bank"))
-    sched.task_report("dealer", dealt["task_id"], True, {"runtimes": 0, "requests": 0}, "", 0.1)
-    for step, counts in (("split", {"runtimes": 0, "requests": 0}),
-                         ("train", {"runtimes": 1, "requests": 40})):
-        (dealer_order,) = orders(sched, "dealer")
-        assert dealer_order["step_id"] == step
-        for node in ("bank", "shop"):
-            (order,) = [o for o in orders(sched, node) if o["job_id"] == ss_id]
-            sched.task_report(node, order["task_id"], True, {}, "", 0.1)
-        sched.task_report("dealer", dealer_order["task_id"], True, counts, "", 0.1)
+    for node in ("bank", "shop"):
+        sched.task_report(node, got[node]["task_id"], True, {}, "", 0.1)
+    assert job_of(store, ss_id).state == "running"
+    sched.task_report("dealer", dealt["task_id"], True, {"runtimes": 1, "requests": 40}, "", 0.1)
     job = job_of(store, ss_id)
     assert job.state == "succeeded", job.reason
     assert job.result["steps"]["train"]["dealer"]["metrics"] == {"runtimes": 1, "requests": 40}
+    assert "dealer" not in job.result["steps"]["psi"]
 
 
 def test_only_a_node_registered_as_dealer_gets_dealer_tasks(
@@ -136,7 +148,7 @@ def test_only_a_node_registered_as_dealer_gets_dealer_tasks(
 ) -> None:
     sched = make(store, clock, dealer_role="party")  # a node named dealer, but a party's node
     job_id = sched.submit(SS)
-    sched.tick()
+    to_train(sched, job_id)
     job = job_of(store, job_id)
     assert job.state == "failed"
     assert "dealer node 'dealer'" in job.reason and "registered as a party node" in job.reason
@@ -167,22 +179,22 @@ def test_a_silent_dealer_fails_the_step_naming_the_dealer(
 ) -> None:
     sched = make(store, clock)
     job_id = sched.submit(SS)
-    sched.tick()
+    to_train(sched, job_id)
     for node in ("bank", "shop", "dealer"):
         assert len(orders(sched, node)) == 1
     clock.advance(6)
     for node in ("bank", "shop"):  # the data nodes keep beating; the dealer is gone
-        (task,) = [t for t in tasks_of(store, job_id) if t.party == node and t.step_id == "psi"]
+        (task,) = [t for t in tasks_of(store, job_id) if t.party == node and t.step_id == "train"]
         sched.node_beat(node, {task.id: 0.5})
     sched.tick()  # job progress counts the data parties' tasks (a dealer task has none)
-    assert job_of(store, job_id).progress == pytest.approx((0.5 + 0.5) / 6)
+    assert job_of(store, job_id).progress == pytest.approx((4 + 0.5 + 0.5) / 6)
     clock.advance(6)
     sched.tick()
     job = job_of(store, job_id)
     assert job.state == "failed"
-    assert "step 'psi' failed at the dealer 'dealer'" in job.reason, job.reason
+    assert "step 'train' failed at the dealer 'dealer'" in job.reason, job.reason
     assert "no heartbeat from the dealer 'dealer'" in job.reason
-    states = {t.party: t.state for t in tasks_of(store, job_id) if t.step_id == "psi"}
+    states = {t.party: t.state for t in tasks_of(store, job_id) if t.step_id == "train"}
     assert states == {"bank": "canceled", "shop": "canceled", "dealer": "failed"}
 
 
@@ -191,7 +203,7 @@ def test_an_ss_job_waits_for_the_dealer_node_then_fails_naming_it(
 ) -> None:
     sched = make(store, clock, dealer_role=None)  # no dealer node has said hello
     job_id = sched.submit(SS)
-    sched.tick()
+    to_train(sched, job_id)
     assert job_of(store, job_id).reason == "waiting for the node of the dealer 'dealer' to come online"
     for node in ("bank", "shop"):
         sched.node_beat(node, {})
@@ -201,7 +213,7 @@ def test_an_ss_job_waits_for_the_dealer_node_then_fails_naming_it(
     sched.tick()
     job = job_of(store, job_id)
     assert job.state == "failed"
-    assert "the node of the dealer 'dealer' is offline; step 'psi' could not start" in job.reason
+    assert "the node of the dealer 'dealer' is offline; step 'train' could not start" in job.reason
 
 
 def test_a_step_failure_waits_for_the_dealer_and_blames_a_lost_one(
@@ -211,7 +223,7 @@ def test_a_step_failure_waits_for_the_dealer_and_blames_a_lost_one(
     the step's failure waits for the dealer's silence and names the dealer."""
     sched = make(store, clock)
     job_id = sched.submit(SS)
-    sched.tick()
+    to_train(sched, job_id)
     got = {node: orders(sched, node)[0] for node in ("bank", "shop", "dealer")}
     clock.advance(1)
     sched.task_report("shop", got["shop"]["task_id"], False, {}, "party 'dealer' went away", 1)
@@ -221,7 +233,7 @@ def test_a_step_failure_waits_for_the_dealer_and_blames_a_lost_one(
     sched.tick()
     job = job_of(store, job_id)
     assert job.state == "failed"
-    assert job.reason.startswith("step 'psi' failed at the dealer 'dealer'"), job.reason
+    assert job.reason.startswith("step 'train' failed at the dealer 'dealer'"), job.reason
 
 
 def test_a_live_dealer_reacting_to_a_party_is_not_blamed(
@@ -229,7 +241,7 @@ def test_a_live_dealer_reacting_to_a_party_is_not_blamed(
 ) -> None:
     sched = make(store, clock)
     job_id = sched.submit(SS)
-    sched.tick()
+    to_train(sched, job_id)
     got = {node: orders(sched, node)[0] for node in ("bank", "shop", "dealer")}
     sched.task_report("bank", got["bank"]["task_id"], False, {}, "bad column at bank", 1)
     sched.task_report("dealer", got["dealer"]["task_id"], False, {}, "party 'shop' closed", 1)

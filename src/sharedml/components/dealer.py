@@ -7,12 +7,13 @@ its ``aggregate`` side there first; :mod:`sharedml.components.horizontal`).
 
 One place for both ways a job runs: ``sharedml run`` (:mod:`sharedml.standalone.job`,
 a dealer process next to the parties) and the platform (a dealer node, given
-one dealer task per step by :mod:`sharedml.platform.scheduler` and run by
-:mod:`sharedml.node.agent`).
+one dealer task per step it takes part in, :func:`takes_part`, by
+:mod:`sharedml.platform.job_plan` and run by :mod:`sharedml.node.agent`).
 
 A job needs a dealer when a step computes on secret shares with dealt
 randomness (``protocol: ss``, unless ``provider: he``). The dealer then serves
-every step of the job:
+every step of the job under ``sharedml run``, and the steps it takes part in
+on the platform:
 
 1. The step's data parties run it; each MPC runtime the step opens (one per
    ``fit``, one per shared prediction, none for a data step) asks the dealer
@@ -44,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from sharedml.components import jobspec, registry
-from sharedml.components.base import Params, PartyConfig, StepContext, deals
+from sharedml.components.base import DEALER, Params, PartyConfig, StepContext, deals
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.codec import Value
@@ -63,6 +64,14 @@ def needs_dealer(spec: jobspec.JobSpec) -> bool:
     :meth:`~sharedml.components.base.Component.aggregates`)."""
     return any(deals(s.params) or registry.get(s.component).aggregates(s.params)
                for s in spec.parsed_steps())
+
+
+def takes_part(step: jobspec.StepSpec) -> bool:
+    """Whether the job's helper runs ``step``: its component's
+    :meth:`~sharedml.components.base.Component.roles` include the dealer (it
+    opens dealt MPC runtimes, or the helper aggregates it). The platform gives
+    the dealer node a task for these steps only."""
+    return DEALER in registry.get(step.component).roles(step.params)
 
 
 def helper_role(spec: jobspec.JobSpec) -> str:

@@ -1,13 +1,17 @@
 """``train``, ``predict`` and ``evaluate`` with ``layout: horizontal``: the parties hold the
 same columns for different rows, and the job's helper aggregates.
 
-Roles: every data party is a *client* of :mod:`sharedml.fl`; the job's helper
-party (the one that deals randomness to secret-shared steps: a process of
-``sharedml run``, the dealer node on the platform) is the *aggregator*. It
-holds no data. Each step runs at the clients through
+Roles: every data party is a *client* of :mod:`sharedml.fl`. The
+*aggregator* is the job's helper party (the one that deals randomness to
+secret-shared steps: a process of ``sharedml run``, the dealer node on the
+platform), which holds no data, unless the step names a data party
+(``aggregator: guest``). Each step runs at the clients through
 :class:`~sharedml.components.learn.TrainStep` (and its siblings) and at the
-aggregator through their ``aggregate`` method
-(:func:`sharedml.components.dealer.helper_step`).
+helper through their ``aggregate`` method
+(:func:`sharedml.components.dealer.helper_step`); a named data party runs both
+roles, each in its own thread on one view of a
+:class:`~sharedml.transport.loopback.LoopbackPair` (:func:`both_roles`), and
+the job needs no helper for the step.
 
 1. *Schema.* Each client sends the aggregator its feature column names and
    task; the aggregator checks they agree and answers ``ok`` or the reason,
@@ -22,47 +26,70 @@ aggregator through their ``aggregate`` method
    ε, δ, clip and noise multiplier) or why it stopped
    (:mod:`sharedml.fl.figures`). Every client and the aggregator write the
    same model file (``format: sharedml.horizontal``).
-4. *Predict* (``predict``): each client scores its own rows; nothing is sent.
+   Each data party also seals the model as its part of a new registered
+   version (:mod:`sharedml.fl.part`; ``sharedml run``'s models folder or the
+   platform's registry record it as they do vertical parts).
+4. *Predict* (``predict``): each client scores its own rows with the job's
+   model or, with ``model: NAME@ALIAS``, with its own part of that version;
+   nothing is sent but the vertical steps' load status (one record each).
 5. *Evaluate* (``evaluate``): each client scores its own rows and one secure
    sum of metric statistics gives every party the pooled metrics
    (:mod:`sharedml.fl.evaluate`); predictions are never pooled.
+   Steps 4 and 5 are in :mod:`sharedml.components.horizontal_use`.
 
 Reveals: to the aggregator, the feature column names and task (metadata the
 platform holds anyway), and what each protocol's docstring says (the sums
 of the survivors' updates, hence every round's global model; pooled
 validation and evaluation statistics; pooled histograms for trees); to the
-clients, the model after every round and the public figures of step 3.
+clients, the model after every round and the public figures of step 3. A
+data party that aggregates learns the same sums and nothing more of the
+others (each client's message to it is masked as to the helper); knowing
+its own update, it learns the sum of the others' — with two data parties,
+the other's update, as the global model would tell anyway. With DP, it sees
+the sum before its own noise: ε protects the parties from the model's users
+and from each other's clients, not from the aggregator.
 Security model: semi-honest; the aggregator colludes with fewer than the
-secure aggregation's threshold of clients (and, when the job also deals
-randomness, the helper colludes with no data party).
+secure aggregation's threshold of clients — a data party that aggregates is
+one of them already, so the others tolerate one colluder fewer (and, when
+the job also deals randomness, the helper colludes with no data party).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sharedml.components.base import PartyConfig, StepContext, StepResult
+from sharedml.components.saved_models import save_part
 from sharedml.errors import ConfigError, DataError, SharedMLError
 from sharedml.fl import declared
-from sharedml.fl.evaluate import evaluate_as_client, evaluate_as_server
 from sharedml.fl.figures import receive_figures, send_figures
 from sharedml.fl.model import HorizontalModel
+from sharedml.fl.part import HorizontalPart
 from sharedml.fl.secagg import SecAggConfig
+from sharedml.transport.base import Channel
+from sharedml.transport.loopback import run_both
 
 SCHEMA, OUTCOME = "horizontal/schema", "horizontal/outcome"
 _OK = b"ok"
 
 
-def _aggregator(ctx: StepContext) -> str:
+def aggregator_of(ctx: StepContext, params: Any) -> str:
+    """The step's named data party, else the job's helper."""
+    named = getattr(params, "aggregator", None)
+    if named is not None:
+        return str(named)
     if ctx.session.dealer is None:
         raise ConfigError(
             "a horizontal step needs the job's aggregator, and this job has none",
             party=ctx.party.name, step=ctx.step_id,
-            remedy="run it through 'sharedml run' or the platform (both add the helper party)",
+            remedy="name a data party (aggregator: NAME), or run it through 'sharedml run' or "
+            "the platform (both add the helper party)",
         )
     return ctx.session.dealer
 
@@ -75,21 +102,57 @@ def check_parties(params: Any, parties: dict[str, PartyConfig]) -> None:
     if without:
         raise ConfigError(f"layout: horizontal needs the label at every party; {without} "
                           "declare none", remedy="declare 'label' for every party in the spec")
+    named = getattr(params, "aggregator", None)
+    if named is not None and named not in parties:
+        raise ConfigError(f"the aggregator {named!r} is not a party of the job",
+                          remedy=f"name one of {sorted(parties)}, or none for the job's helper")
     given = params.given() if hasattr(params, "given") else {}
-    declared.secagg_config("aggregator", tuple(parties), given)
+    declared.secagg_config(named or "aggregator", tuple(parties), given)
 
 
-def _config(ctx: StepContext, given: dict[str, Any]) -> SecAggConfig:
+def both_roles(
+    ctx: StepContext,
+    as_client: Callable[[StepContext], StepResult],
+    as_aggregator: Callable[[StepContext], StepResult],
+) -> StepResult:
+    """Run a step's client and aggregator sides at one data party (the aggregator
+    in a thread, files under ``out_dir/aggregator``); the client's result, with
+    the aggregator's exclusions and round record added."""
+    folder = ctx.out_dir / "aggregator"
+    folder.mkdir(mode=0o700, exist_ok=True)
+
+    def on(channel: Channel, **changes: Any) -> StepContext:
+        return replace(ctx, session=replace(ctx.session, channel=channel), **changes)
+
+    mine, theirs = run_both(
+        ctx.session.channel, lambda ch: as_client(on(ch)),
+        lambda ch: as_aggregator(on(ch, state={}, out_dir=folder)), f"aggregator-{ctx.step_id}",
+    )
+    extra = {k: theirs.metrics[k] for k in ("excluded",) if k in theirs.metrics}
+    return StepResult(metrics={**mine.metrics, **extra, "role": "client and aggregator"},
+                      artifacts={**mine.artifacts, **{k: v for k, v in theirs.artifacts.items()
+                                                      if k not in mine.artifacts}})
+
+
+def train_here(ctx: StepContext, params: Any, X: pd.DataFrame, y: np.ndarray | None) -> StepResult:
+    """A data party's part in a horizontal train: the client's, and the aggregator's too
+    when the step names this party."""
+    if aggregator_of(ctx, params) != ctx.party.name:
+        return train_client(ctx, params, X, y)
+    return both_roles(ctx, lambda c: train_client(c, params, X, y),
+                      lambda c: train_aggregator(c, params))
+
+
+def config_of(ctx: StepContext, params: Any, given: dict[str, Any]) -> SecAggConfig:
     try:
-        return declared.secagg_config(_aggregator(ctx), ctx.session.data_parties, given)
+        return declared.secagg_config(aggregator_of(ctx, params), ctx.session.data_parties, given)
     except ConfigError as exc:
         raise ConfigError(exc.message, party=ctx.party.name, step=ctx.step_id,
                           remedy=exc.remedy) from None
 
 
-def _tell_schema(ctx: StepContext, columns: list[str], task: str) -> None:
+def tell_schema(ctx: StepContext, server: str, columns: list[str], task: str) -> None:
     """Step 1 at a client: send the schema, raise the aggregator's reason if it differs."""
-    server = _aggregator(ctx)
     ctx.session.channel.send(server, SCHEMA, json.dumps([task, columns]).encode())
     answer = ctx.session.channel.recv(server, SCHEMA)
     if answer != _OK:
@@ -98,9 +161,8 @@ def _tell_schema(ctx: StepContext, columns: list[str], task: str) -> None:
                         remedy="give every party the same feature columns, in the same order")
 
 
-def _agree_schema(ctx: StepContext) -> tuple[str, list[str]]:
+def agree_schema(ctx: StepContext, clients: tuple[str, ...]) -> tuple[str, list[str]]:
     """Step 1 at the aggregator: every client's ``(task, columns)`` must be the first's."""
-    clients = ctx.session.data_parties
     seen: dict[str, tuple[str, list[str]]] = {}
     for c in clients:
         raw = ctx.session.channel.recv(c, SCHEMA)
@@ -124,7 +186,7 @@ def _agree_schema(ctx: StepContext) -> tuple[str, list[str]]:
     return seen[first]
 
 
-def _labels(ctx: StepContext, y: np.ndarray | None, task: str) -> np.ndarray:
+def labels_of(ctx: StepContext, y: np.ndarray | None, task: str) -> np.ndarray:
     if y is None:
         raise DataError("horizontal training needs the label at every party", party=ctx.party.name,
                         step=ctx.step_id, remedy="declare 'label' for every party in the spec")
@@ -138,11 +200,11 @@ def _labels(ctx: StepContext, y: np.ndarray | None, task: str) -> np.ndarray:
 def train_client(ctx: StepContext, params: Any, X: pd.DataFrame, y: np.ndarray | None) -> StepResult:
     """Steps 1-3 at a data party: train with the others, keep and write the model."""
     task = declared.task_of(params.model, params.task)
-    labels = _labels(ctx, y, task)
+    labels = labels_of(ctx, y, task)
     given = params.given()
-    config = _config(ctx, given)
+    config = config_of(ctx, params, given)
     columns = [str(c) for c in X.columns]
-    _tell_schema(ctx, columns, task)
+    tell_schema(ctx, config.server, columns, task)
     values = X.to_numpy(np.float64)
     ctx.progress(0.0, f"training {params.model} (horizontal)")
     fit: Any
@@ -165,10 +227,13 @@ def train_client(ctx: StepContext, params: Any, X: pd.DataFrame, y: np.ndarray |
     ctx.state.pop("predictions_on", None)
     path = ctx.out_dir / f"model-{ctx.step_id}.json"
     model.save(path)
+    part = save_part(ctx, HorizontalPart.of(model, config.clients), columns)
     ctx.progress(1.0, "trained")
     metrics = {"model": params.model, "layout": "horizontal", "rows": len(labels),
-               "features": len(columns), **_rounded(figures)}
-    return StepResult(metrics=metrics, artifacts={"model": str(path)})
+               "features": len(columns), **rounded(figures), "model_uid": part.uid,
+               "fingerprint": part.fingerprint}
+    return StepResult(metrics=metrics, artifacts={
+        "model": str(path), "part": str(ctx.part_store().path(part.uid))})
 
 
 def _hold_out(ctx: StepContext, n: int, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -181,8 +246,8 @@ def _hold_out(ctx: StepContext, n: int, share: float) -> tuple[np.ndarray, np.nd
 def train_aggregator(ctx: StepContext, params: Any) -> StepResult:
     """Steps 1-3 at the aggregator: run the rounds, tell the clients how it went."""
     given = params.given()
-    config = _config(ctx, given)
-    task, columns = _agree_schema(ctx)
+    config = config_of(ctx, params, given)
+    task, columns = agree_schema(ctx, config.clients)
     try:
         fit, learner, figures, history = _aggregate_training(ctx, params, task, len(columns),
                                                              config)
@@ -197,7 +262,7 @@ def train_aggregator(ctx: StepContext, params: Any) -> StepResult:
     rounds.write_text(json.dumps(history, default=str), encoding="utf-8")
     excluded = {str(r["round"]): r["excluded"] for r in history if r.get("excluded")}
     metrics = {"model": params.model, "layout": "horizontal", "role": "aggregator",
-               **_rounded(figures)}
+               **rounded(figures)}
     if excluded:
         metrics["excluded"] = excluded
     return StepResult(metrics=metrics, artifacts={"model": str(path), "rounds": str(rounds)})
@@ -230,59 +295,6 @@ def _aggregate_training(
     return result.params, setup.learner, figures, result.history
 
 
-def model_of(ctx: StepContext) -> HorizontalModel:
-    model = ctx.state.get("model")
-    if not isinstance(model, HorizontalModel):
-        raise ConfigError("no model trained with layout: horizontal at this party",
-                          party=ctx.party.name, step=ctx.step_id,
-                          remedy="run train with layout: horizontal first")
-    return model
-
-
-def predict_own(ctx: StepContext, frame: pd.DataFrame, X: pd.DataFrame, on: str) -> StepResult:
-    """Step 4: this party's scores of its own rows, kept and written (nothing is sent)."""
-    model = model_of(ctx)
-    if tuple(str(c) for c in X.columns) != model.columns:
-        raise DataError(f"the rows' columns {list(X.columns)[:8]} are not the model's "
-                        f"{list(model.columns)[:8]}", party=ctx.party.name, step=ctx.step_id,
-                        remedy="predict on data with the training columns, in their order")
-    scores = model.predict(X.to_numpy(np.float64))
-    ctx.state["predictions"], ctx.state["predictions_on"] = scores, on
-    out = frame[[c for c in ctx.party.id_columns if c in frame.columns]].copy()
-    out["score"] = scores
-    path = ctx.out_dir / f"predictions-{ctx.step_id}.csv"
-    out.to_csv(path, index=False)
-    return StepResult(metrics={"rows": len(scores)}, artifacts={"predictions": str(path)})
-
-
-def evaluate_client(ctx: StepContext, y: np.ndarray | None, wanted: list[str] | None) -> StepResult:
-    """Step 5 at a data party (its scores are in ``ctx.state["predictions"]``)."""
-    model = model_of(ctx)
-    labels = _labels(ctx, y, model.task)
-    config = _config(ctx, {})
-    _tell_schema(ctx, list(model.columns), model.task)
-    pooled = evaluate_as_client(ctx.session, config, model.task, labels,
-                                np.asarray(ctx.state["predictions"]))
-    return StepResult(metrics=_chosen(ctx, pooled or {}, wanted))
-
-
-def evaluate_aggregator(ctx: StepContext, wanted: list[str] | None) -> StepResult:
-    """Step 5 at the aggregator: one secure sum, the pooled metrics to everyone."""
-    config = _config(ctx, {})
-    task, _ = _agree_schema(ctx)
-    pooled = evaluate_as_server(ctx.session, config, task)
-    return StepResult(metrics=_chosen(ctx, pooled, wanted))
-
-
-def _chosen(ctx: StepContext, pooled: dict[str, float], wanted: list[str] | None) -> dict[str, Any]:
-    unknown = sorted(set(wanted or ()) - set(pooled))
-    if unknown:
-        raise ConfigError(f"horizontal evaluation has no metric {unknown}", party=ctx.party.name,
-                          step=ctx.step_id, remedy=f"use some of {sorted(pooled)}")
-    keep = set(wanted) | {"rows", "parties"} if wanted else set(pooled)
-    return _rounded({k: v for k, v in pooled.items() if k in keep})
-
-
-def _rounded(figures: dict[str, float]) -> dict[str, float]:
+def rounded(figures: dict[str, float]) -> dict[str, float]:
     """Figures as the result file shows them (six decimals; the DP figures as computed)."""
     return {k: float(v) if k.startswith("dp_") else round(float(v), 6) for k, v in figures.items()}

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from sharedml.components import horizontal
+from sharedml.components import horizontal, horizontal_use
 from sharedml.components.base import (
     DATA,
     DEALER,
@@ -91,6 +91,9 @@ class EvaluateParams(Params):
     metrics: list[str] | None = Field(None, description="default: every metric of the task")
     on: Literal["test", "train", "data"] = "test"
     layout: Literal["vertical", "horizontal"] = Field("vertical", description=_LAYOUT_SAYS)
+    aggregator: str | None = Field(
+        None, description="layout: horizontal: the data party that sums the metric statistics "
+        "(it learns the pooled statistics only); default: the job's helper")
 
 
 class _EitherLayout:
@@ -117,12 +120,14 @@ class _EitherLayout:
 
     @classmethod
     def check_parties(cls, params: Params, parties: dict[str, PartyConfig]) -> None:
-        if getattr(params, "layout", "vertical") == "horizontal" and cls.aggregates(params):
+        if cls.summed and getattr(params, "layout", "vertical") == "horizontal":
             horizontal.check_parties(params, parties)
 
     @classmethod
     def aggregates(cls, params: Params) -> bool:
-        return cls.summed and getattr(params, "layout", "vertical") == "horizontal"
+        """Whether the job's helper aggregates: a horizontal sum naming no data party."""
+        return (cls.summed and getattr(params, "layout", "vertical") == "horizontal"
+                and getattr(params, "aggregator", None) is None)
 
     @classmethod
     def roles(cls, params: Params) -> tuple[str, ...]:
@@ -211,7 +216,7 @@ class TrainStep(_EitherLayout, Component):
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         if params.layout == "horizontal":
             X, y = _features(ctx, _frame(ctx, "train"))
-            return horizontal.train_client(ctx, params, X, y)
+            return horizontal.train_here(ctx, params, X, y)
         model = build_model(params)
         if params.protocol in SHARED_PROTOCOLS:  # no dealer: fail before any message
             ctx.mpc_runtime(params.provider,
@@ -259,8 +264,8 @@ class PredictStep(_EitherLayout, Component):
 
     @classmethod
     def requires(cls, params: Any) -> tuple[str, ...]:
-        if params.layout == "horizontal":
-            return super().requires(params)
+        if params.layout == "horizontal":  # a saved model: each party's own dataset will do
+            return () if params.model else super().requires(params)
         if params.model:
             return ("rows",)
         return ("model",) if params.rows == "data" else ("model", "split")
@@ -270,13 +275,11 @@ class PredictStep(_EitherLayout, Component):
         return ("model",) if params.model and params.layout != "horizontal" else ()
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
+        if params.layout == "horizontal" and params.model:
+            return horizontal_use.predict_saved(ctx, params)
         frame = _frame(ctx, params.rows)
         if params.layout == "horizontal":
-            if params.model:
-                raise ConfigError("a saved model is vertical: horizontal predict scores with "
-                                  "the job's own horizontal model", party=ctx.party.name,
-                                  step=ctx.step_id, remedy="drop 'model' or 'layout'")
-            return horizontal.predict_own(ctx, frame, _features(ctx, frame)[0], params.rows)
+            return horizontal_use.predict_own(ctx, frame, _features(ctx, frame)[0], params.rows)
         if params.rows == "data" and "train" in ctx.state and not params.model:
             raise ConfigError("after a split, the steps transform 'train' and 'test' only: "
                               "'data' holds the rows as loaded", party=ctx.party.name,
@@ -322,7 +325,7 @@ class EvaluateStep(_EitherLayout, Component):
         return ("model",) if params.on == "data" else cls.needs
 
     def aggregate(self, ctx: StepContext, params: Any) -> StepResult:
-        return horizontal.evaluate_aggregator(ctx, params.metrics)
+        return horizontal_use.evaluate_aggregator(ctx, params)
 
     def run(self, ctx: StepContext, params: Any) -> StepResult:
         from sharedml.learn import metrics
@@ -332,7 +335,7 @@ class EvaluateStep(_EitherLayout, Component):
                                                  layout=params.layout))
         if params.layout == "horizontal":
             _, y = _features(ctx, _frame(ctx, params.on))
-            return horizontal.evaluate_client(ctx, y, params.metrics)
+            return horizontal_use.evaluate_here(ctx, params, y)
         scores = ctx.state.get("predictions")
         if scores is None:
             return StepResult()

@@ -43,9 +43,9 @@ LEARNERS: dict[str, type] = {
 #: Protocols that compute on secret shares (``provider`` applies to these only).
 SHARED_PROTOCOLS = ("ss", "split")
 #: Fields that choose the learner; ``provider`` applies to ``SHARED_PROTOCOLS`` only.
-_CHOICE = ("model", "protocol", "task", "provider", "layout")
+_CHOICE = ("model", "protocol", "task", "provider", "layout", "aggregator")
 #: The schema's own fields (``provider`` comes from the learners that take it).
-_SCHEMA_OWN = ("model", "protocol", "task", "layout")
+_SCHEMA_OWN = ("model", "protocol", "task", "layout", "aggregator")
 
 
 def model_class(model: str, protocol: str, task: str | None, layout: str = "vertical") -> type:
@@ -87,6 +87,9 @@ class _TrainBase(Params):
         "vertical", description="vertical: the parties hold different columns of the same rows "
         "(aligned by psi); horizontal: the same columns of different rows, trained by secure "
         "aggregation with the job's helper as aggregator (no protocol, no provider)")
+    aggregator: str | None = Field(
+        None, description="layout: horizontal: the data party that aggregates (it learns the "
+        "sum of every round's updates, as the helper would); default: the job's helper")
     protocol: Literal["ss", "he", "split"] = Field(
         "ss", description="ss or he; mlp: ss (everything on shares) or split (own nets, "
         "an interactive layer on shares); not with layout: horizontal"

@@ -64,9 +64,13 @@ class HorizontalModel:
     @classmethod
     def load(cls, path: Path) -> HorizontalModel:
         """Read a model file; the learner is rebuilt from the hyper-parameters it names."""
-        d = json.loads(path.read_text(encoding="utf-8"))
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "model document") -> HorizontalModel:
+        """The model :meth:`to_dict` wrote (``where`` names its source in errors)."""
         if d.get("format") != FORMAT or d.get("version") != VERSION:
-            raise DataError(f"{path} is not a {FORMAT} version {VERSION} model file")
+            raise DataError(f"{where} is not a {FORMAT} version {VERSION} model file")
         columns = tuple(str(c) for c in d["columns"])
         if d["model"] == "gbdt":
             return cls("gbdt", d["task"], columns, GbdtModel.from_dict(d["fit"]), None, d["hyper"])

@@ -38,6 +38,7 @@ def register_kind(cls: type[VerticalModel]) -> type[VerticalModel]:
 
 
 def _builtin_kinds() -> None:
+    from sharedml.fl.part import HorizontalPart
     from sharedml.learn.linear import (
         HELogisticRegression,
         SSLinearRegression,
@@ -53,7 +54,7 @@ def _builtin_kinds() -> None:
 
     for cls in (SSLogisticRegression, HELogisticRegression, SSLinearRegression,
                 SecureBoostClassifier, SecureBoostRegressor, SSMLPClassifier, SSMLPRegressor,
-                SplitMLPClassifier, SplitMLPRegressor):
+                SplitMLPClassifier, SplitMLPRegressor, HorizontalPart):
         register_kind(cls)
 
 

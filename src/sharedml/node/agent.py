@@ -20,8 +20,9 @@ that reason instead of running on nothing.
 
 **A dealer node** (``role: dealer`` in the config, or ``sharedml node
 --dealer``; its identity is its certificate's subject, e.g. ``dealer``) holds
-no datasets. The platform gives it one dealer task per step of a job that
-computes on secret shares or learns horizontally; it aggregates a horizontal
+no datasets. The platform gives it one dealer task per step whose roles name
+the dealer (a step that opens dealt MPC runtimes or learns horizontally); it
+aggregates a horizontal
 step (:mod:`sharedml.components.horizontal`) and serves the step's MPC
 runtimes (:func:`sharedml.components.dealer.helper_step`) until the last data
 party's end-of-step marker, which that party's node sends after the step. What it
@@ -81,6 +82,7 @@ from sharedml.components.dealer import end_step_at_dealer, helper_step
 from sharedml.control import (
     SERVICE,
     Ack,
+    AuditCheckpoint,
     Beat,
     BeatReply,
     Hello,
@@ -97,6 +99,7 @@ from sharedml.modelpart import FileNodeKeys, PartStore
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.addresses import AddressPlan, HostPort
 from sharedml.node.cancel import CancellableChannel, TaskCanceled
+from sharedml.node.checkpoints import NodeCheckpoints
 from sharedml.node.config import NodeConfig
 from sharedml.node.guard import check_task
 from sharedml.node.job_state import JobState, JobStateFiles
@@ -171,6 +174,8 @@ class Agent:
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, JobState] = {}
         self._saved = JobStateFiles(config.work_dir)
+        #: The platform's signed audit heads this node was sent (9.3).
+        self.checkpoints = NodeCheckpoints(config.work_dir, config.party)
         self._lock = threading.Lock()
         self._greeted = False
         self._looping = False
@@ -246,6 +251,15 @@ class Agent:
                 canceled.cancel.set()
         for order in beat.orders:
             self._start(order)
+        if beat.checkpoint is not None:  # the platform's audit head: keep it, or raise alarm
+            self._keep_checkpoint(beat.checkpoint)
+
+    def _keep_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        try:
+            self.checkpoints.receive(checkpoint)
+        except (OSError, SharedMLError) as exc:  # a full disk, a damaged file: tasks go on
+            log.error("node %s: audit checkpoint not kept in %s: %s", self.config.party,
+                      self.checkpoints.path, exc)
 
     def close(self) -> None:
         self._drop_platform()

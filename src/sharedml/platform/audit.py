@@ -14,10 +14,13 @@ and PostgreSQL and after a backup and restore.
 - reordered entries: ``prev_hash`` no longer links to the entry before.
 
 Anyone who may write the database can rewrite an entry and recompute every
-later hash, or cut the tail, and the chain alone still verifies: parties keep
-the platform's signed checkpoints (``audit_checkpoints.py``) and verify against
-them, which catches both; a head hash noted earlier (``--head`` in the CLI)
-must still be in the chain, however much it grew since.
+later hash, or cut the tail, and the chain alone still verifies. So each entry
+also carries a keyed MAC (``audit_mac.py``: HMAC-SHA256 under a key derived
+from ``platform.key``), which a rewrite without the key cannot reproduce; and
+parties keep the platform's signed checkpoints (``audit_checkpoints.py``; nodes
+are sent them) and verify against them, which catches a cut tail and MACs
+stripped; a head hash noted earlier (``--head`` in the CLI) must still be in
+the chain, however much it grew since.
 
 Entries never carry secrets: no passwords, TOTP codes or tokens.
 """
@@ -38,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from sharedml.errors import SharedMLError
 from sharedml.platform.audit_checkpoints import Checkpoint, against
+from sharedml.platform.audit_mac import REKEY, AuditMac, MacWalk
 from sharedml.platform.clock import Clock
 from sharedml.platform.store import Store
 from sharedml.platform.store.models import AuditEntry
@@ -68,6 +72,7 @@ def entry_dict(e: AuditEntry) -> dict[str, Any]:
         "detail": e.detail,
         "prev_hash": e.prev_hash,
         "hash": e.hash,
+        "mac": e.mac,
     }
 
 
@@ -81,11 +86,13 @@ class Verification:
 
 
 class AuditLog:
-    """Append to, query, verify and export the chain."""
+    """Append to, query, verify and export the chain; with ``mac``, every new entry
+    carries its MAC and :meth:`verify` checks them."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, mac: AuditMac | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._mac = mac
         self._lock = threading.Lock()
 
     def append(
@@ -145,8 +152,9 @@ class AuditLog:
         if self._store.dialect == "postgresql":  # held to this transaction's end
             s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_KEY})
         head = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()
+        seq = (head.seq + 1) if head else 1
         fields = {
-            "seq": (head.seq + 1) if head else 1,
+            "seq": seq,
             "ts": self._clock.now().isoformat(),
             "actor": actor,
             "action": action,
@@ -155,7 +163,9 @@ class AuditLog:
             "detail": canonical(detail),
         }
         prev = head.hash if head else GENESIS
-        entry = AuditEntry(**fields, prev_hash=prev, hash=entry_hash(prev, fields))
+        digest = entry_hash(prev, fields)
+        mac = self._mac.tag(seq, digest) if self._mac else None
+        entry = AuditEntry(**fields, prev_hash=prev, hash=digest, mac=mac)
         s.add(entry)
         s.flush()
         return entry
@@ -201,12 +211,29 @@ class AuditLog:
             e = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()
             return (e.seq, e.hash) if e else (0, GENESIS)
 
+    def mac_from(self) -> int:
+        """The first entry that carries a MAC (0: none yet), as checkpoints sign it."""
+        with self._store.reading() as s:
+            first = s.scalar(select(func.min(AuditEntry.seq)).where(AuditEntry.mac.is_not(None)))
+            return int(first or 0)
+
     def verify(self, kept: list[Checkpoint] | None = None, public_pem: str = "",
                seen: str | None = None) -> Verification:
-        """Walk the chain; the first entry that does not check out is named. With ``kept``
-        (checkpoints signed with ``public_pem``), also against them; with ``seen`` (a
-        head hash read earlier), the chain must still hold that entry."""
-        return _walk((entry_dict(e) for e in self._iter()), kept or [], public_pem, seen)
+        """Walk the chain; the first entry that does not check out is named, its MAC
+        included (this log's key). With ``kept`` (checkpoints signed with
+        ``public_pem``), also against them; with ``seen`` (a head hash read earlier),
+        the chain must still hold that entry."""
+        return _walk((entry_dict(e) for e in self._iter()), kept or [], public_pem, seen,
+                     MacWalk(self._mac))
+
+    def rekey(self, actor: str, reason: str) -> Verification:
+        """After a restore under a new platform key: check the chain without MACs and,
+        if it holds, append an ``audit.rekey`` entry whose MAC (new key) covers it."""
+        v = _walk((entry_dict(e) for e in self._iter()), [], "", None, MacWalk(None))
+        if not v.ok:
+            return v
+        self.append(actor, REKEY, "audit_log", detail={"reason": reason, "unchecked": v.entries})
+        return self.verify()
 
     def export(self) -> Iterator[str]:
         """The whole chain as JSON lines, oldest first (each line verifiable on its own)."""
@@ -216,13 +243,14 @@ class AuditLog:
 
 def verify_lines(lines: Iterable[str], kept: list[Checkpoint] | None = None,
                  public_pem: str = "", seen: str | None = None) -> Verification:
-    """Verify an exported chain (JSON lines) without a database; as :meth:`AuditLog.verify`."""
+    """Verify an exported chain (JSON lines) without a database; as :meth:`AuditLog.verify`,
+    but without the audit key: MACs are checked for presence only."""
     entries = (json.loads(line) for line in lines if line.strip())
-    return _walk(entries, kept or [], public_pem, seen)
+    return _walk(entries, kept or [], public_pem, seen, MacWalk(None))
 
 
 def _walk(entries: Iterable[dict[str, Any]], kept: list[Checkpoint], public_pem: str,
-          seen: str | None) -> Verification:
+          seen: str | None, macs: MacWalk) -> Verification:
     prev, expected, n = GENESIS, 1, 0
     wanted = {c.seq for c in kept}
     hashes: dict[int, str] = {}
@@ -235,13 +263,21 @@ def _walk(entries: Iterable[dict[str, Any]], kept: list[Checkpoint], public_pem:
             return Verification(False, n, prev, seq, f"entry {seq} does not link to entry {seq - 1}")
         if entry_hash(prev, fields) != fields.get("hash"):
             return Verification(False, n, prev, seq, f"entry {seq} was altered")
+        why = macs.see(seq, fields["hash"], fields.get("mac"), str(fields.get("action")))
+        if why:
+            return Verification(False, n, prev, seq, why)
         prev, expected, n = fields["hash"], expected + 1, n + 1
         found = found or prev == seen
         if seq in wanted:
             hashes[seq] = prev
+    bad, why = macs.end()
+    if bad:
+        return Verification(False, n, prev, bad, why)
     if not found:
         return Verification(False, n, prev, None,
                             f"no entry has the head hash {seen} seen earlier: the log was cut "
                             "or rewritten")
-    return against(Verification(True, n, prev), hashes, kept, public_pem) if kept else \
+    v = against(Verification(True, n, prev), hashes, kept, public_pem) if kept else \
         Verification(True, n, prev)
+    bad, why = macs.against(((c.mac_from, c.ts) for c in kept), n) if v.ok else (0, "")
+    return Verification(False, n, prev, bad, why) if bad else v

@@ -19,7 +19,10 @@ Steps:
    and a restored backup (which needs that key anyway) signs on.
 2. The platform signs the current head on request (``GET /api/v1/audit/checkpoint``,
    any signed-in user) and every ``PERIOD_S`` while serving, recording the latter
-   as an ``audit.checkpoint`` entry (so the log itself lists what was published).
+   as an ``audit.checkpoint`` entry (so the log itself lists what was published);
+   and it sends every node the head signed at most ``PUSH_S`` ago in each
+   heartbeat reply (:class:`CheckpointFeed`), which the node keeps
+   (``node/checkpoints.py``: it refuses a head that goes backwards or forks).
 3. A verifier checks each kept checkpoint's signature with the platform's public key
    (pinned when the first checkpoint was saved), then the chain against it.
 
@@ -39,17 +42,15 @@ RFC 8032 (Ed25519); RFC 5869 (HKDF).
 from __future__ import annotations
 
 import base64
-import json
+import datetime as dt
 import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import threading
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sharedml.errors import ConfigError
+from sharedml.checkpoints import PURPOSE, Checkpoint, check_signature, keep, load_kept
 
 if TYPE_CHECKING:
     from threading import Event
@@ -61,33 +62,11 @@ log_ = logging.getLogger("sharedml.platform.audit")
 
 #: How often a serving platform records a signed checkpoint (when the log grew).
 PERIOD_S = 60.0
-PURPOSE = "sharedml audit checkpoint"
+#: How often the head is signed again for the nodes' heartbeat replies.
+PUSH_S = 10.0
 
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """The platform's signed statement: entry ``seq`` of its audit log had hash ``head``."""
-
-    seq: int
-    head: str
-    ts: str
-    signature: str  # base64 Ed25519 over :meth:`message`
-
-    def message(self) -> bytes:
-        body = {"seq": self.seq, "head": self.head, "ts": self.ts, "purpose": PURPOSE}
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Checkpoint:
-        try:
-            d = json.loads(text)
-            return cls(int(d["seq"]), str(d["head"]), str(d["ts"]), str(d["signature"]))
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError("a saved audit checkpoint is not a checkpoint line",
-                              remedy="save checkpoints with 'sharedml audit checkpoint'") from None
+__all__ = ["PURPOSE", "Checkpoint", "CheckpointFeed", "CheckpointSigner", "against", "check_signature", "keep",
+           "load_kept", "publish_every"]
 
 
 class CheckpointSigner:
@@ -101,15 +80,15 @@ class CheckpointSigner:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode()
 
-    def sign(self, seq: int, head: str, ts: str) -> Checkpoint:
-        unsigned = Checkpoint(seq, head, ts, "")
+    def sign(self, seq: int, head: str, ts: str, mac_from: int = 0) -> Checkpoint:
+        unsigned = Checkpoint(seq, head, ts, "", mac_from)
         signature = base64.b64encode(self._key.sign(unsigned.message())).decode()
-        return Checkpoint(seq, head, ts, signature)
+        return Checkpoint(seq, head, ts, signature, mac_from)
 
     def current(self, log: AuditLog, ts: str) -> Checkpoint:
         """A checkpoint of the log's head now (seq 0 and 64 zeros for an empty log)."""
         seq, head = log.head()
-        return self.sign(seq, head, ts)
+        return self.sign(seq, head, ts, log.mac_from())
 
     def publish(self, log: AuditLog, ts: str, after: int = 0) -> int:
         """Record a checkpoint of the head as an ``audit.checkpoint`` entry if the log grew
@@ -118,7 +97,8 @@ class CheckpointSigner:
         if c.seq <= after:
             return after
         entry = log.append("platform", "audit.checkpoint", str(c.seq),
-                           detail={"head": c.head, "ts": c.ts, "signature": c.signature})
+                           detail={"head": c.head, "ts": c.ts, "signature": c.signature,
+                                   "mac_from": c.mac_from})
         return entry.seq
 
 
@@ -133,15 +113,27 @@ def publish_every(signer: CheckpointSigner, log: AuditLog, clock: Clock, stop: E
             log_.exception("audit checkpoint not published")
 
 
-def check_signature(checkpoint: Checkpoint, public_pem: str) -> bool:
-    key = serialization.load_pem_public_key(public_pem.encode())
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError("the platform's audit key is not an Ed25519 public key")
-    try:
-        key.verify(base64.b64decode(checkpoint.signature), checkpoint.message())
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+class CheckpointFeed:
+    """The checkpoint every node is sent in its heartbeat replies: the log's head,
+    signed again at most every ``period`` seconds, so a beat rarely reads the store."""
+
+    def __init__(self, signer: CheckpointSigner, log: AuditLog, clock: Clock,
+                 period: float = PUSH_S) -> None:
+        self.signer, self.log, self.clock, self.period = signer, log, clock, period
+        self._lock = threading.Lock()
+        self._latest: Checkpoint | None = None
+        self._at: dt.datetime | None = None
+
+    def latest(self) -> Checkpoint | None:
+        """The newest checkpoint; ``None`` if the store cannot be read now (next beat)."""
+        now = self.clock.now()
+        with self._lock:
+            if self._at is None or (now - self._at).total_seconds() >= self.period:
+                try:
+                    self._latest, self._at = self.signer.current(self.log, now.isoformat()), now
+                except Exception:  # a busy store: the nodes get the previous one
+                    log_.warning("audit checkpoint for the nodes not signed", exc_info=True)
+            return self._latest
 
 
 def against(v: Verification, hashes: dict[int, str], kept: list[Checkpoint],
@@ -167,27 +159,3 @@ def against(v: Verification, hashes: dict[int, str], kept: list[Checkpoint],
     return v
 
 
-def load_kept(path: Path) -> tuple[str, list[Checkpoint]]:
-    """A checkpoint file: the platform's public key (PEM), then one checkpoint a line."""
-    text = path.read_text(encoding="utf-8")
-    pem, sep, rest = text.partition("-----END PUBLIC KEY-----\n")
-    if not sep:
-        raise ConfigError(f"{path} does not start with the platform's audit key",
-                          remedy="save checkpoints with 'sharedml audit checkpoint --save'")
-    return pem + sep, [Checkpoint.from_json(line) for line in rest.splitlines() if line.strip()]
-
-
-def keep(path: Path, public_pem: str, checkpoint: Checkpoint) -> None:
-    """Append ``checkpoint`` to ``path`` after checking it against the key pinned there
-    (the first save pins ``public_pem``)."""
-    if path.exists():
-        pinned, _ = load_kept(path)
-        if pinned != public_pem:
-            raise ConfigError(f"the platform's audit key differs from the one pinned in {path}",
-                              remedy="if the platform's key really changed, start a new file")
-    else:
-        path.write_text(public_pem, encoding="utf-8")
-    if not check_signature(checkpoint, public_pem):
-        raise ConfigError("the checkpoint's signature does not verify; it was not kept")
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(checkpoint.to_json() + "\n")

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from sharedml.errors import AuthError, ConfigError
 from sharedml.platform.audit import AuditLog
@@ -152,11 +153,13 @@ class Authenticator:
         except (VerificationError, InvalidHashError):
             return False
 
-    def create_user(
+    def new_user(
         self, username: str, password: str, role: str, *, totp: bool = True,
         party: str | None = None,
     ) -> tuple[User, str | None]:
-        """A new user, and (once, never again) the TOTP provisioning URI if enrolled."""
+        """A new user, not yet stored (:meth:`add_user`), and (once, never again) the
+        TOTP provisioning URI if enrolled. The password is hashed here, outside any
+        transaction (argon2 takes a while)."""
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}", remedy=f"use one of {list(ROLES)}")
         secret = Totp.new_secret() if totp else None
@@ -168,39 +171,39 @@ class Authenticator:
             created_at=self._clock.now(),
             party=party,
         )
-        with self._store.session() as s:
-            if s.scalar(select(User.id).where(User.username == username)) is not None:
-                from sharedml.platform.errors import Conflict
-
-                raise Conflict(f"user {username!r} already exists")
-            s.add(user)
         return user, Totp.uri(secret, username) if secret else None
+
+    @staticmethod
+    def add_user(s: Session, user: User) -> None:
+        """Store a :meth:`new_user` in the caller's transaction (which audits it)."""
+        if s.scalar(select(User.id).where(User.username == user.username)) is not None:
+            from sharedml.platform.errors import Conflict
+
+            raise Conflict(f"user {user.username!r} already exists")
+        s.add(user)
+        s.flush()
 
     def totp_secret(self, user: User) -> bytes | None:
         if user.totp_secret_enc is None:
             return None
         return self._box.open(user.totp_secret_enc, self._aad(user.username))
 
-    def reset_totp(self, user_id: int) -> str:
-        """Enrol (or re-enrol) a user in TOTP; returns the provisioning URI once."""
+    def reset_totp(self, s: Session, user_id: int) -> str:
+        """Enrol (or re-enrol) a user in TOTP, in the caller's transaction (which audits
+        it); returns the provisioning URI once."""
         secret = Totp.new_secret()
-        with self._store.session() as s:
-            user = s.get(User, user_id)
-            if user is None:
-                raise NotFound(f"user {user_id} does not exist")
-            user.totp_secret_enc = self._seal(user.username, secret)
-            user.totp_last_step = 0
-            username = user.username
+        username = self.store_totp(s, user_id, secret)
         return Totp.uri(secret, username)
 
-    def store_totp(self, user_id: int, secret: bytes, last_step: int = 0) -> None:
-        """Make ``secret`` the user's second factor (sealed); codes up to ``last_step`` are spent."""
-        with self._store.session() as s:
-            user = s.get(User, user_id)
-            if user is None:
-                raise NotFound(f"user {user_id} does not exist")
-            user.totp_secret_enc = self._seal(user.username, secret)
-            user.totp_last_step = last_step
+    def store_totp(self, s: Session, user_id: int, secret: bytes, last_step: int = 0) -> str:
+        """Make ``secret`` the user's second factor (sealed), in the caller's transaction;
+        codes up to ``last_step`` are spent. Returns the user's name."""
+        user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"user {user_id} does not exist")
+        user.totp_secret_enc = self._seal(user.username, secret)
+        user.totp_last_step = last_step
+        return user.username
 
     def _aad(self, username: str) -> bytes:
         return f"sharedml/totp/{username}".encode()
@@ -229,6 +232,8 @@ class Authenticator:
                 failure = self._check_factors(user, password, totp_code, now)
                 if not failure:
                     principal, token = self._open_session(s, user, now, rules.session_max_hours)
+                    self._audit.append_in(s, username, "auth.login", username,
+                                          detail={"client": client})
         if failure:
             slowed = self.guard.failed(username, client, rules.lockout_threshold,
                                        rules.lockout_minutes)
@@ -239,7 +244,6 @@ class Authenticator:
             )
             raise AuthError("invalid username, password or TOTP code")
         self.guard.succeeded(username, client)
-        self._audit.append(username, "auth.login", username, detail={"client": client})
         return token, principal
 
     def _open_session(
@@ -271,12 +275,12 @@ class Authenticator:
         return ""
 
     def logout(self, principal: Principal) -> None:
-        if principal.via == "session":
-            with self._store.session() as s:
+        with self._store.session() as s:
+            if principal.via == "session":
                 row = s.get(UserSession, principal.credential_id)
                 if row is not None:
                     row.revoked = True
-        self._audit.append(principal.username, "auth.logout", principal.username)
+            self._audit.append_in(s, principal.username, "auth.logout", principal.username)
 
     # --- bearer tokens -----------------------------------------------------------
 

@@ -77,14 +77,12 @@ class Datasets:
                 if project_id is not None:
                     get_or_404(s, Project, project_id, "project")
                 s.add(ds)
+                s.flush()  # a duplicate name fails here, before the audit entry
+                self._p.audit.append_in(s, principal.username, "dataset.register",
+                                        f"{owner_party}/{name}",
+                                        detail={"columns": len(columns), "rows": row_count})
         except IntegrityError:
             raise Conflict(f"party {owner_party!r} already has a dataset {name!r}") from None
-        self._p.audit.append(
-            principal.username,
-            "dataset.register",
-            f"{owner_party}/{name}",
-            detail={"columns": len(columns), "rows": row_count},
-        )
         return ds
 
     def _adopt(self, principal: Principal, party: str, name: str, project_id: int | None,
@@ -101,9 +99,9 @@ class Datasets:
                 get_or_404(s, Project, project_id, "project")
             ds.owner_user_id, ds.project_id = principal.user_id, project_id
             ds.description = description
-        self._p.audit.append(principal.username, "dataset.register", f"{party}/{name}",
-                             detail={"columns": len(ds.columns), "rows": ds.row_count,
-                                     "reported_by": "node"})
+            self._p.audit.append_in(s, principal.username, "dataset.register", f"{party}/{name}",
+                                    detail={"columns": len(ds.columns), "rows": ds.row_count,
+                                            "reported_by": "node"})
         return ds
 
     def from_node(self, s: Session, party: str, records: list[dict[str, Any]]) -> None:
@@ -157,7 +155,7 @@ class Datasets:
             require_member(principal, ds.owner_party, "retire")
             target = f"{ds.owner_party}/{ds.name}"
             s.delete(ds)
-        self._p.audit.append(principal.username, "dataset.delete", target)
+            self._p.audit.append_in(s, principal.username, "dataset.delete", target)
 
 
 def datasets_of_spec(spec_json: str) -> list[tuple[str, str]]:

@@ -115,6 +115,22 @@ def register(app: typer.Typer) -> None:
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         serve(config, dealer=dealer)
 
+    @app.command("node-audit")
+    def node_audit(config: Path = typer.Argument(..., help="the node's config (YAML)")) -> None:
+        """What this node holds of the platform's audit log: the pinned key, the signed
+        checkpoints it was sent, and any it refused (a head that went backwards or
+        forked). Exit 1 if it refused one. Verify the platform's log against the kept
+        file with 'sharedml audit verify --checkpoints FILE'."""
+        from sharedml.node.agent import NodeConfig
+        from sharedml.node.checkpoints import NodeCheckpoints
+
+        node = NodeConfig.load(config)
+        book = NodeCheckpoints(node.work_dir, node.party)
+        for line in book.describe():
+            typer.echo(line)
+        if book.alarms():
+            raise typer.Exit(1)
+
     @app.command("node-backup")
     def node_backup(
         config: Path = typer.Argument(..., help="the node's config (YAML)"),

@@ -32,9 +32,11 @@ class Users:
         party: str | None = None,
     ) -> tuple[User, str | None]:
         """A new user, of ``party`` if given (only a party's members act on its datasets)."""
-        user, uri = self._p.auth.create_user(username, password, role, totp=totp, party=party)
-        self._p.audit.append(actor, "user.create", username,
-                             detail={"role": role, "totp": totp, "party": party})
+        user, uri = self._p.auth.new_user(username, password, role, totp=totp, party=party)
+        with self._p.store.session() as s:
+            self._p.auth.add_user(s, user)
+            self._p.audit.append_in(s, actor, "user.create", username,
+                                    detail={"role": role, "totp": totp, "party": party})
         return user, uri
 
     def list(self) -> list[User]:
@@ -66,14 +68,15 @@ class Users:
         if role is not None and role not in ROLES:
             raise ConfigError(f"unknown role {role!r}", remedy=f"use one of {list(ROLES)}")
         changed: dict[str, Any] = {}
+        hashed = None if password is None else self._p.auth.hash_password(password)
         with self._p.store.session() as s:
             user = get_or_404(s, User, user_id, "user")
             if role is not None:
                 user.role = changed["role"] = role
             if disabled is not None:
                 user.disabled = changed["disabled"] = disabled
-            if password is not None:
-                user.password_hash = self._p.auth.hash_password(password)
+            if hashed is not None:
+                user.password_hash = hashed
                 revoke_all_in(s, user.id)  # a new password ends every session and token
                 changed["password"] = "changed; sessions and tokens revoked"
             if unlock:
@@ -82,7 +85,7 @@ class Users:
                 changed["unlock"] = True
             if party is not None:
                 user.party = changed["party"] = party
-        self._p.audit.append(actor, "user.update", user.username, detail=changed)
+            self._p.audit.append_in(s, actor, "user.update", user.username, detail=changed)
         return user
 
     def set_locale(self, actor: str, user_id: int, locale: str) -> User:
@@ -90,12 +93,14 @@ class Users:
         with self._p.store.session() as s:
             user = get_or_404(s, User, user_id, "user")
             user.locale = locale
-        self._p.audit.append(actor, "user.locale", user.username, detail={"locale": locale})
+            self._p.audit.append_in(s, actor, "user.locale", user.username,
+                                    detail={"locale": locale})
         return user
 
     def reset_totp(self, actor: str, user_id: int) -> str:
-        uri = self._p.auth.reset_totp(user_id)
-        self._p.audit.append(actor, "user.totp.reset", str(user_id))
+        with self._p.store.session() as s:
+            uri = self._p.auth.reset_totp(s, user_id)
+            self._p.audit.append_in(s, actor, "user.totp.reset", str(user_id))
         return uri
 
 
@@ -114,7 +119,7 @@ class Projects:
             if s.scalar(select(Project.id).where(Project.name == name)) is not None:
                 raise Conflict(f"project {name!r} already exists")
             s.add(project)
-        self._p.audit.append(principal.username, "project.create", name)
+            self._p.audit.append_in(s, principal.username, "project.create", name)
         return project
 
     def list(self, principal: Principal) -> list[Project]:
@@ -158,12 +163,8 @@ class Grants:
                 s.add(row)
             else:
                 row.permission, row.granted_by = permission, principal.user_id
-        self._p.audit.append(
-            principal.username,
-            "grant.set",
-            f"{resource}/{resource_id}",
-            detail={"user_id": user_id, "permission": permission},
-        )
+            self._p.audit.append_in(s, principal.username, "grant.set", f"{resource}/{resource_id}",
+                                    detail={"user_id": user_id, "permission": permission})
         return row
 
     def revoke(self, principal: Principal, resource: str, resource_id: int, user_id: int) -> None:
@@ -172,12 +173,8 @@ class Grants:
             if row is None:
                 raise NotFound(f"user {user_id} has no grant on {resource} {resource_id}")
             s.delete(row)
-        self._p.audit.append(
-            principal.username,
-            "grant.revoke",
-            f"{resource}/{resource_id}",
-            detail={"user_id": user_id},
-        )
+            self._p.audit.append_in(s, principal.username, "grant.revoke",
+                                    f"{resource}/{resource_id}", detail={"user_id": user_id})
 
     def list(self, resource: str, resource_id: int) -> list[Grant]:
         with self._p.store.session() as s:

@@ -9,9 +9,12 @@ party's (or the dealer's) share of one planned step; the job lifecycle
 
 **The dealer.** A job with a secret-shared step (``protocol: ss``, unless
 ``provider: he``; :func:`sharedml.components.dealer.needs_dealer`, the decision
-``sharedml run`` makes too) gets one more task per step: a *dealer task*, given
-to the deployment's dealer node and listed among the step's peers, so the data
-nodes' channels reach it. The dealer must not collude with a data party, so it
+``sharedml run`` makes too) gets one more task for each step the dealer takes
+part in (:func:`sharedml.components.dealer.takes_part`: the step's roles name
+the dealer): a *dealer task*, given to the deployment's dealer node and listed
+among the step's peers, so the data nodes' channels reach it. A step it takes
+no part in (``psi``, ``split``, a ``he`` step) has no dealer task and no
+dealer among its peers. The dealer must not collude with a data party, so it
 is never one: a job naming the dealer node as a party is refused here.
 """
 
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sharedml.components import jobspec
-from sharedml.components.dealer import needs_dealer
+from sharedml.components.dealer import needs_dealer, takes_part
 from sharedml.errors import ConfigError
 
 
@@ -36,7 +39,7 @@ class StepPlan:
     ancestors: tuple[str, ...]
     parties: tuple[str, ...]
     touches_data: bool
-    #: The dealer node serving this step (a job with a secret-shared step), else ``None``.
+    #: The dealer node serving this step (a step whose roles include the dealer), else ``None``.
     dealer: str | None = None
 
     @property
@@ -48,8 +51,9 @@ class StepPlan:
 def decompose(spec: jobspec.JobSpec, dealer: str = "dealer") -> list[StepPlan]:
     """The job's steps in order, each with its parties and transitive needs.
 
-    Every step of a job that :func:`needs_dealer` is served by the dealer node
-    ``dealer``, which may not be a data party of the job.
+    In a job that :func:`needs_dealer`, each step the dealer takes part in
+    (:func:`takes_part`) is served by the dealer node ``dealer``, which may not
+    be a data party of the job.
     """
     plans: list[StepPlan] = []
     ancestors: dict[str, set[str]] = {}
@@ -76,7 +80,7 @@ def decompose(spec: jobspec.JobSpec, dealer: str = "dealer") -> list[StepPlan]:
                 ancestors=tuple(sorted(anc)),
                 parties=parties,
                 touches_data=touches,
-                dealer=served_by,
+                dealer=served_by if takes_part(step) else None,
             )
         )
     return plans

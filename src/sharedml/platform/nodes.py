@@ -19,7 +19,8 @@ restart. The service's own certificate may be rotated
 new one. A dealer node (``role: dealer``) says so in its hello; it is given the
 dealer tasks of secret-shared jobs and reports public counts only. What
 crosses this service is metadata: task orders, progress, public metrics and
-failure reasons — never rows, labels or shares.
+failure reasons — never rows, labels or shares — and, in every heartbeat
+reply, the audit log's signed head (:class:`CheckpointFeed`), which nodes keep.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from sharedml.control import Wire
 from sharedml.crypto.crl import RevocationFile
 from sharedml.crypto.pki import party_of
 from sharedml.errors import AuthError, ConfigError, SharedMLError
+from sharedml.platform.audit_checkpoints import CheckpointFeed
 from sharedml.platform.metrics import PlatformMetrics
 from sharedml.platform.scheduler import Scheduler
 from sharedml.transport import tls
@@ -55,9 +57,11 @@ class NodeService:
         heartbeat_s: float = 1.0,
         revocation: RevocationFile | None = None,
         metrics: PlatformMetrics | None = None,
+        checkpoints: CheckpointFeed | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.metrics = metrics
+        self.checkpoints = checkpoints
         self.heartbeat_s = heartbeat_s
         self.revocation = revocation
         self._server = grpc.server(ThreadPoolExecutor(max_workers=16, thread_name_prefix="nodes"))
@@ -99,7 +103,17 @@ class NodeService:
         orders, cancels = self.scheduler.node_beat(node, msg.running, stats)
         forget = self.scheduler.finished(msg.jobs) if msg.jobs else []
         tasks = [control.TaskOrder(**o) for o in orders]
-        return control.BeatReply(orders=tasks, cancel=cancels, forget=forget)
+        return control.BeatReply(orders=tasks, cancel=cancels, forget=forget,
+                                 checkpoint=self._checkpoint())
+
+    def _checkpoint(self) -> control.AuditCheckpoint | None:
+        """The audit log's signed head for the node to keep (9.3), if this service has one."""
+        feed = self.checkpoints
+        c = feed.latest() if feed is not None else None
+        if feed is None or c is None:
+            return None
+        return control.AuditCheckpoint(seq=c.seq, head=c.head, ts=c.ts, signature=c.signature,
+                                       mac_from=c.mac_from, public_key=feed.signer.public_pem())
 
     def _report(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = control.decode(control.Report, raw)

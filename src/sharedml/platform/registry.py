@@ -64,7 +64,8 @@ class Models:
         with self._p.store.session() as s:
             get_or_404(s, Job, job_id, "job")
             s.add(row)
-        self._p.audit.append(actor, "model.register", f"{job_id}/{party}", detail={"path": path})
+            self._p.audit.append_in(s, actor, "model.register", f"{job_id}/{party}",
+                                    detail={"path": path})
         return row
 
     def list(self, principal: Principal, job_id: str | None = None) -> list[ModelRecord]:
@@ -98,7 +99,7 @@ class Nodes:
     def delete(self, actor: str, node_id: str) -> None:
         with self._p.store.session() as s:
             s.delete(get_or_404(s, Node, node_id, "node"))
-        self._p.audit.append(actor, "node.delete", node_id)
+            self._p.audit.append_in(s, actor, "node.delete", node_id)
 
 
 class Jobs:

@@ -92,7 +92,8 @@ class SettingsService:
                     s.add(Setting(key=key, value=value, updated_at=now, updated_by=actor))
                 else:
                     row.value, row.updated_at, row.updated_by = value, now, actor
-        self._audit.append(actor, "settings.change", "settings", detail={"changes": diff})
+            self._audit.append_in(s, actor, "settings.change", "settings",
+                                  detail={"changes": diff})
         apply_log_level(new)
         for listener in self._listeners:
             listener(new)

@@ -23,6 +23,8 @@ from sharedml.platform.access import Access, level
 from sharedml.platform.audit import AuditLog
 from sharedml.platform.audit_checkpoints import PURPOSE as CHECKPOINT_PURPOSE
 from sharedml.platform.audit_checkpoints import CheckpointSigner
+from sharedml.platform.audit_mac import PURPOSE as MAC_PURPOSE
+from sharedml.platform.audit_mac import AuditMac
 from sharedml.platform.auth import Authenticator
 from sharedml.platform.clock import Clock, SystemClock
 from sharedml.platform.data import Approvals, Datasets, datasets_of_spec
@@ -47,7 +49,7 @@ class Platform:
         self.data_dir = Path(data_dir)
         self.clock: Clock = clock or SystemClock()
         self.box = SecretBox.from_data_dir(self.data_dir)
-        self.audit = AuditLog(store, self.clock)
+        self.audit = AuditLog(store, self.clock, AuditMac(self.box.derive(MAC_PURPOSE)))
         self.checkpoints = CheckpointSigner(self.box.derive(CHECKPOINT_PURPOSE))
         self.settings = SettingsService(store, self.clock, self.audit)
         self.auth = Authenticator(store, self.clock, self.box, self.settings, self.audit, hasher)

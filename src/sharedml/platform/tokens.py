@@ -103,8 +103,8 @@ class Tokens:
                        scopes=check_scopes(scopes or ["*"]))
         with self._store.session() as s:
             s.add(row)
-        self._audit.append(principal.username, "auth.token.create", name,
-                           detail={"days": days, "scopes": row.scopes})
+            self._audit.append_in(s, principal.username, "auth.token.create", name,
+                                  detail={"days": days, "scopes": row.scopes})
         return row, token
 
     def check(self, bearer: str) -> tuple[User | None, ApiToken]:
@@ -145,7 +145,7 @@ class Tokens:
             if row is None or (row.user_id != principal.user_id and principal.role != "admin"):
                 raise NotFound(f"API token {token_id} does not exist")
             row.revoked = True
-        self._audit.append(principal.username, "auth.token.revoke", str(token_id))
+            self._audit.append_in(s, principal.username, "auth.token.revoke", str(token_id))
 
 
 def revoke_all_in(s: Session, user_id: int) -> None:

@@ -70,5 +70,6 @@ class TotpEnrolment:
                 "the code does not match the new secret",
                 remedy="check the authenticator app's clock and enter the current code",
             )
-        self._p.auth.store_totp(who.user_id, secret, step)
-        self._p.audit.append(who.username, "auth.totp.enrol", who.username)
+        with self._p.store.session() as s:
+            self._p.auth.store_totp(s, who.user_id, secret, step)
+            self._p.audit.append_in(s, who.username, "auth.totp.enrol", who.username)

@@ -194,17 +194,13 @@ def resolve_models(spec: JobSpec, book: LocalRegistry) -> JobSpec:
     return spec.model_copy(update={"steps": resolved["steps"]})
 
 
-def _horizontal(step: dict[str, Any]) -> bool:
-    return any(r["metrics"].get("layout") == "horizontal" for r in step["parties"].values())
-
-
 def register_models(book: LocalRegistry, spec: JobSpec,
                     steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Register the model of every train step of a finished run; what was registered."""
     made = []
     for step in steps:
-        if step["component"] != "train" or _horizontal(step):
-            continue  # a horizontal model is one file every party holds, not model parts
+        if step["component"] != "train":
+            continue
         metrics = {p: r["metrics"] for p, r in step["parties"].items()
                    if "fingerprint" in r["metrics"]}
         uids = {m["model_uid"] for m in metrics.values()}

@@ -56,7 +56,10 @@ from sharedml.transport.recording import RecordingChannel, WireRecord
 
 log = logging.getLogger("sharedml.standalone.processes")
 
-#: How long the parent waits for a child to start its server.
+#: How long the parent waits at least for the children to start their servers; a run's
+#: longer ``timeout`` (how long a party waits for a peer) extends it: each child imports
+#: the party's function and its libraries first, which on a loaded machine, several
+#: children at once, can take longer than a minute.
 STARTUP_TIMEOUT = 60.0
 #: After a party fails, how long the others get to report before they are stopped.
 FAILURE_GRACE = 2.0
@@ -136,7 +139,7 @@ def run_in_processes(
                 finally:
                     child_end.close()
                 pipes[party], procs[party] = parent_end, proc
-            return _orchestrate(pipes, procs, record)
+            return _orchestrate(pipes, procs, record, max(STARTUP_TIMEOUT, run.timeout))
         finally:
             _stop_all(pipes, procs)
 
@@ -152,8 +155,9 @@ def _orchestrate(
     pipes: dict[str, Connection],
     procs: dict[str, multiprocessing.process.BaseProcess],
     record: list[WireRecord] | None,
+    startup: float,
 ) -> dict[str, Any]:
-    addresses = _collect_addresses(pipes, procs)
+    addresses = _collect_addresses(pipes, procs, startup)
     for pipe in pipes.values():
         pipe.send(("addresses", addresses))
     results: dict[str, Any] = {}
@@ -198,10 +202,11 @@ def _party_of(waiting: dict[str, Connection], conn: object) -> str | None:
 
 
 def _collect_addresses(
-    pipes: dict[str, Connection], procs: dict[str, multiprocessing.process.BaseProcess]
+    pipes: dict[str, Connection], procs: dict[str, multiprocessing.process.BaseProcess],
+    startup: float,
 ) -> dict[str, str]:
     addresses: dict[str, str] = {}
-    deadline = time.monotonic() + STARTUP_TIMEOUT
+    deadline = time.monotonic() + startup
     for party, pipe in pipes.items():
         remaining = max(deadline - time.monotonic(), 0)
         message = None
@@ -216,18 +221,25 @@ def _collect_addresses(
         if message is not None:
             raise PartyFailed(party, _revive(message[1], message[2]), message[2])
         procs[party].join(timeout=1)
-        raise PartyFailed(
-            party,
-            PartyCrashed(
-                f"party {party!r}'s process did not start its server "
-                f"(exit code {procs[party].exitcode})",
-                party=party,
-                remedy="a script that calls run_in_processes must guard its entry point with "
-                "'if __name__ == \"__main__\":' (processes are spawned)",
-            ),
-            "",
-        )
+        raise PartyFailed(party, _not_started(party, procs[party].exitcode, startup), "")
     return addresses
+
+
+def _not_started(party: str, exitcode: int | None, startup: float) -> PartyCrashed:
+    """Why ``party``'s process has no server: it ended (an unguarded script, a crash) or,
+    still running, it was still starting when the wait ran out."""
+    if exitcode is None:
+        return PartyCrashed(
+            f"party {party!r}'s process did not start its server within {startup:g} s",
+            party=party,
+            remedy="the machine may be overloaded: retry, or give the run a longer timeout",
+        )
+    return PartyCrashed(
+        f"party {party!r}'s process did not start its server (exit code {exitcode})",
+        party=party,
+        remedy="a script that calls run_in_processes must guard its entry point with "
+        "'if __name__ == \"__main__\":' (processes are spawned)",
+    )
 
 
 def _read_outcome(

@@ -22,8 +22,10 @@ clients still in the round after each stage; every stage waits at most
    ``v ∈ U1`` seals ``v``'s shares with AES-GCM under
    ``HKDF(X25519(c_u, C_v))``, bound to ``(r, u, v)``. The server relays each
    bundle to its addressee; ``U2`` are the clients whose bundles arrived.
-3. *Masked input.* Each ``u ∈ U2`` quantises its update ``x_u`` into Z_2^64
-   (:class:`~sharedml.fl.quantize.Quantizer`) and sends
+3. *Masked input.* Each ``u ∈ U2`` quantises its update ``x_u`` into Z_2^64,
+   or Z_2^32 when the job's bound leaves 24 fractional bits there
+   (:class:`~sharedml.fl.quantize.Quantizer`, which states the error bound of
+   each), and sends
    ``y_u = q(x_u) + PRG(b_u) + Σ_{v ∈ U2, v ≠ u} ±PRG(HKDF(X25519(s_u, S_v)))``
    with ``+`` when ``i_u < i_v`` and ``−`` otherwise (the pair's masks
    cancel). The PRG is AES-128-CTR (:mod:`sharedml.crypto.prg`). ``q(x_u) +
@@ -42,7 +44,7 @@ clients still in the round after each stage; every stage waits at most
 
 Reveals:
     server: ``Σ_{u ∈ U3} x_u`` and who is in ``U1, U2, U3``; each ``y_u``
-    alone is uniform on Z_2^64 (the test suite checks it). It learns the
+    alone is uniform on the ring (the test suite checks it). It learns the
     mask key ``s_v`` of a client dropped after step 2 (fresh each round, so
     worthless after it) and the seeds ``b_u`` of the survivors.
     client: the other participants' public keys and who survived; nothing of

@@ -120,18 +120,18 @@ class SecAggClient:
         self._send(wire.Kind.SHARES, st.round, wire.entries_body(sealed))
         # mask now, with every peer that has keys, while the server gathers the shares
         peers = [v for v in st.keys if v != self.index]
-        P.apply_masks(st.masked[wire.ARRAY_HEADER :], self._masks(st, peers, +1))
+        P.apply_masks(wire.body(st.masked), self._masks(st, peers, +1))
         return None
 
     def _self_masked(self, st: _RoundState, x: np.ndarray) -> None:
         """``q(x) + PRG(b_u)`` into the round's message buffer (step 3's first two terms:
         they need no peer's key, so they are computed while step 1 waits)."""
-        st.masked = wire.masked_buffer(st.round, self.index, x.size)
+        st.masked = wire.masked_buffer(st.round, self.index, x.size, self.quantizer.dtype)
 
         def encode(start: int, stop: int, chunk: np.ndarray) -> None:
             self.quantizer.encode(x[start:stop], out=chunk, checked=True)  # checked in submit
 
-        P.apply_masks(st.masked[wire.ARRAY_HEADER :], [(st.seed, +1)], fill=encode)
+        P.apply_masks(wire.body(st.masked), [(st.seed, +1)], fill=encode)
 
     def _masks(self, st: _RoundState, peers: list[int], sign: int) -> list[tuple[bytes, int]]:
         """``sign`` × the masks shared with ``peers``, as apply_masks takes them."""
@@ -160,7 +160,7 @@ class SecAggClient:
                     st.round, f"the share bundle of client {u} does not open"
                 ) from None
         self._require(st.round, len(st.inbox), "clients that shared their keys")
-        body = st.masked[wire.ARRAY_HEADER :]
+        body = wire.body(st.masked)
         silent = [v for v in st.keys if v not in st.inbox]  # they left before sharing: unmask them
         if silent:
             P.apply_masks(body, self._masks(st, silent, -1))

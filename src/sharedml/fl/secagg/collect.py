@@ -180,11 +180,8 @@ def _peek(raw: object) -> tuple[int, int, str]:
     """Round, sender and kind of a message, without trusting more of it."""
     try:
         if isinstance(raw, np.ndarray):
-            if raw.dtype != np.uint64 or raw.ndim != 1 or raw.size < wire.ARRAY_HEADER:
-                raise wire.Malformed(f"a {raw.dtype} array of shape {raw.shape} is no message")
-            if raw[0] != wire.ARRAY_MAGIC:
-                raise wire.Malformed("masked vector lacks its header")
-            return int(raw[1]), int(raw[2]), MASKED
+            words = wire.head(wire.check_masked(raw))
+            return int(words[1]), int(words[2]), MASKED
         msg = wire.decode(raw)
         return msg.round, msg.sender, msg.kind.name
     except wire.Malformed as exc:

@@ -17,9 +17,13 @@ class SecAggConfig:
     """The job's aggregator, its clients and the round parameters.
 
     Attributes:
-        server: the party that aggregates (the platform or a party named in the job).
+        server: the party that aggregates (the job's helper, or a data party named
+            in the job).
         clients: every client that may take part, in an order all roles share
             (a client's position is its index; its Shamir point is index + 1).
+            The server may be one of them (a data party that aggregates runs
+            both roles, :mod:`sharedml.transport.loopback`): it then counts as
+            one of the ``k − 1`` colluding clients the protocol tolerates.
         threshold: ``k``, the shares needed to recover a client's secrets and
             the fewest clients whose inputs a round may sum. A round with ``m``
             participants survives ``m − k`` dropouts; the server together with
@@ -52,11 +56,8 @@ class SecAggConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "clients", tuple(self.clients))
         n = len(self.clients)
-        if len(set(self.clients)) != n or self.server in self.clients:
-            raise ConfigError(
-                f"secure aggregation needs distinct clients and a separate server, got "
-                f"server {self.server!r} and clients {list(self.clients)}"
-            )
+        if len(set(self.clients)) != n:
+            raise ConfigError(f"secure aggregation needs distinct clients, got {list(self.clients)}")
         if n > 0xFFFF:
             raise ConfigError(f"{n} clients exceed the 65535 the wire format indexes")
         if self.neighbours is not None and (self.neighbours < 2 or self.neighbours % 2):
@@ -90,7 +91,9 @@ class SecAggConfig:
 
     @property
     def quantizer(self) -> Quantizer:
-        return Quantizer(self.bound, max(len(self.clients), 1))
+        """The round's fixed-point encoding: on Z_2^32 when the bound leaves it 24
+        fractional bits for every client's input, else Z_2^64 (:meth:`Quantizer.for_sum`)."""
+        return Quantizer.for_sum(self.bound, max(len(self.clients), 1))
 
     def index(self, client: str) -> int:
         return self.clients.index(client)

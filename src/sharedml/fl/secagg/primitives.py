@@ -13,8 +13,8 @@
   recovers every client's secret with it.
 * **Mask expansion**: the project's PRG construction (AES-128-CTR under a
   128-bit key, counter block ``nonce ‖ 0``, as :class:`sharedml.crypto.prg.Prg`,
-  whose output it equals word for word) added to or subtracted from a uint64
-  vector chunk by chunk, so the vector stays in cache while every mask of a
+  whose keystream bytes it reads as the ring's words: uint64, or uint32 on
+  the 32-bit ring) added to or subtracted from the vector chunk by chunk, so the vector stays in cache while every mask of a
   chunk is applied. Never numpy's generator (STYLE.md 9).
 """
 
@@ -38,9 +38,11 @@ PUBLIC_BYTES = 32
 PRIVATE_BYTES = 32
 SHARE_BYTES = shamir.SHARE_BYTES
 NONCE_BYTES = 12
-#: Words per chunk of mask expansion: 256 KB of keystream, two such buffers fit in L2.
+#: Words per chunk of mask expansion: up to 256 KB of keystream, two such buffers fit in L2.
 CHUNK_WORDS = 1 << 15
 _ZEROS = bytes(8 * CHUNK_WORDS)
+#: Bytes of slack ``update_into`` wants past the data (one AES block, less one byte).
+_SLACK = 16
 
 
 class OpenFailed(Exception):
@@ -111,29 +113,33 @@ def apply_masks(
     nonce: int = 0,
     fill: Callable[[int, int, np.ndarray], object] | None = None,
 ) -> np.ndarray:
-    """``out += Σ sign · PRG(key, nonce)`` on uint64 (mod 2^64), chunk by chunk.
+    """``out += Σ sign · PRG(key, nonce)`` on ``out``'s ring (uint64 mod 2^64 or uint32
+    mod 2^32), chunk by chunk, in place.
 
     ``masks`` holds ``(key, sign)`` with ``sign`` +1 or −1. With ``fill``,
     ``fill(start, stop, chunk)`` first writes the unmasked words of
     ``out[start:stop]`` into ``chunk`` (so an encoding and its masks touch
     the vector once, while it is in cache). Each key's keystream is the one
-    ``Prg(key).words(nonce, out.size)`` draws.
+    ``Prg(key).words(nonce, ·)`` draws, read as ``out``'s words (on the 32-bit
+    ring a mask takes half the keystream, so half the AES work).
     """
     flat = out.reshape(-1)
+    width = flat.dtype.itemsize
     iv = nonce.to_bytes(8, "big") + bytes(8)
     streams = [
         (Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor(), sign) for key, sign in masks
     ]
-    scratch = np.empty(CHUNK_WORDS + 2, dtype=np.uint64)  # update_into wants a block of slack
-    raw = scratch.view(np.uint8).data
+    scratch = np.empty(CHUNK_WORDS * width + _SLACK, dtype=np.uint8)
+    raw = scratch.data
     for start in range(0, flat.size, CHUNK_WORDS):
         stop = min(start + CHUNK_WORDS, flat.size)
         chunk = flat[start:stop]
         if fill is not None:
             fill(start, stop, chunk)
-        words = scratch[: stop - start]
+        nbytes = width * (stop - start)
+        words = scratch[:nbytes].view(flat.dtype)
         for enc, sign in streams:
-            enc.update_into(_ZEROS[: 8 * (stop - start)], raw)
+            enc.update_into(_ZEROS[:nbytes], raw)
             if sign > 0:
                 chunk += words
             else:

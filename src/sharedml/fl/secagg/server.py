@@ -84,7 +84,7 @@ class SecAggServer:
         for v in u2:
             forward = {u: shares[u][v] for u in u2 if v in graph[u]}
             self._send(round_id, v, wire.Kind.FORWARD, wire.entries_body(forward), out)
-        acc = np.zeros(length, dtype=np.uint64)
+        acc = np.zeros(length, dtype=self.quantizer.dtype)
         parse = self._masked_parser(length, acc)
         masked = self._stage(round_id, [u for u in u2 if u not in out], MASKED, parse, out)
         u3 = [u for u in masked if u not in out]
@@ -143,7 +143,7 @@ class SecAggServer:
 
     def _masked_parser(self, length: int, acc: np.ndarray) -> Callable[[int, object], bool]:
         def parse(index: int, raw: object) -> bool:
-            masked = _parsed(lambda: wire.parse_masked(raw, length))
+            masked = _parsed(lambda: wire.parse_masked(raw, length, self.quantizer.dtype))
             self.collector.history.check_fresh_vector(index, masked.vector)
             np.add(acc, masked.vector, out=acc)  # the sum grows as vectors arrive
             return True

@@ -2,10 +2,11 @@
 
 Every control message is bytes: a fixed header ``magic "SAG1", version,
 kind, sender index (uint16), round (uint64)`` and a body whose layout the
-kind fixes. A masked input is one uint64 array whose first
-:data:`ARRAY_HEADER` words are ``magic, round, sender index, length`` and
-whose remaining words are the masked vector, so the vector and its round
-travel together and nothing is copied to join them.
+kind fixes. A masked input is one array of the ring's words (uint64, or
+uint32 on the 32-bit ring) whose first :data:`HEADER_BYTES` bytes hold four
+uint64 words ``magic, round, sender index, length`` and whose remaining
+words are the masked vector, so the vector and its round travel together
+and nothing is copied to join them.
 
 :func:`decode` checks every length against the bytes it is given and raises
 :class:`Malformed` (with a reason a log can show) instead of reading past
@@ -28,8 +29,9 @@ VERSION = 1
 _HEAD = struct.Struct("<4sBBHQ")
 _COUNT = struct.Struct("<H")
 _ENTRY = struct.Struct("<HH")  # peer index, length
-#: Masked-array header words: magic word, round, sender index, vector length.
-ARRAY_HEADER = 4
+#: Masked-array header: four uint64 words (magic word, round, sender index, vector length).
+HEADER_BYTES = 32
+RING_DTYPES = (np.dtype(np.uint64), np.dtype(np.uint32))
 ARRAY_MAGIC = np.uint64(int.from_bytes(b"SAG1mask", "little"))
 #: GCM nonce, the shares of the mask key and of the seed, GCM tag.
 SEALED_BYTES = NONCE_BYTES + 2 * SHARE_BYTES + 16
@@ -181,11 +183,26 @@ def _count(body: bytes) -> int:
 
 
 # -- the masked input ------------------------------------------------------------------
-def masked_buffer(round_id: int, sender: int, length: int) -> np.ndarray:
-    """A uint64 message buffer with its header written; fill ``buf[ARRAY_HEADER:]``."""
-    buf = np.empty(ARRAY_HEADER + length, dtype=np.uint64)
-    buf[:ARRAY_HEADER] = (ARRAY_MAGIC, round_id, sender, length)
+def header_words(dtype: np.dtype | type) -> int:
+    """Words of ``dtype`` the header of a masked input takes."""
+    return HEADER_BYTES // np.dtype(dtype).itemsize
+
+
+def masked_buffer(round_id: int, sender: int, length: int, dtype: type = np.uint64) -> np.ndarray:
+    """A message buffer of the ring's ``dtype`` with its header written; fill :func:`body`."""
+    buf: np.ndarray = np.empty(header_words(dtype) + length, dtype=dtype)
+    head(buf)[:] = (ARRAY_MAGIC, round_id, sender, length)
     return buf
+
+
+def head(buf: np.ndarray) -> np.ndarray:
+    """The four uint64 header words of a masked input (a view)."""
+    return buf[: header_words(buf.dtype)].view(np.uint64)
+
+
+def body(buf: np.ndarray) -> np.ndarray:
+    """The masked vector of a masked input (a view)."""
+    return buf[header_words(buf.dtype) :]
 
 
 @dataclass(frozen=True)
@@ -195,21 +212,30 @@ class MaskedInput:
     vector: np.ndarray  # a view into the received message
 
 
-def parse_masked(raw: object, length: int) -> MaskedInput:
-    """The header and vector of a masked input that must hold ``length`` words."""
+def check_masked(raw: object, dtype: type | None = None) -> np.ndarray:
+    """``raw`` itself if it is a masked input on a ring (``dtype``'s, if given)."""
     if not isinstance(raw, np.ndarray):
-        raise Malformed(f"expected a masked vector (uint64 array), got {type(raw).__name__}")
-    if raw.dtype != np.uint64 or raw.ndim != 1:
+        raise Malformed(f"expected a masked vector (ring words), got {type(raw).__name__}")
+    want = RING_DTYPES if dtype is None else (np.dtype(dtype),)
+    if raw.dtype not in want or raw.ndim != 1:
         raise Malformed(
             f"masked vector has dtype {raw.dtype} and {raw.ndim} dimensions, "
-            "expected one dimension of uint64"
+            f"expected one dimension of {' or '.join(str(d) for d in want)}"
         )
-    if raw.size < ARRAY_HEADER or raw[0] != ARRAY_MAGIC:
+    if raw.size < header_words(raw.dtype) or head(raw)[0] != ARRAY_MAGIC:
         raise Malformed("masked vector lacks its header")
-    declared = int(raw[3])
-    if declared != length or raw.size != ARRAY_HEADER + length:
+    return raw
+
+
+def parse_masked(raw: object, length: int, dtype: type = np.uint64) -> MaskedInput:
+    """The header and vector of a masked input that must hold ``length`` words of ``dtype``."""
+    buf = check_masked(raw, dtype)
+    words = head(buf)
+    declared = int(words[3])
+    vector = body(buf)
+    if declared != length or vector.size != length:
         raise Malformed(
-            f"masked vector holds {raw.size - ARRAY_HEADER} values (header says {declared}), "
+            f"masked vector holds {vector.size} values (header says {declared}), "
             f"this round aggregates {length}"
         )
-    return MaskedInput(int(raw[1]), int(raw[2]), raw[ARRAY_HEADER:])
+    return MaskedInput(int(words[1]), int(words[2]), vector)

@@ -153,7 +153,7 @@ def audit_checkpoint(
     it (``sharedml audit checkpoint --save``) and verify the log against it later (9.3)."""
     c = platform.checkpoints.current(platform.audit, platform.clock.now().isoformat())
     return CheckpointOut(seq=c.seq, head=c.head, ts=c.ts, signature=c.signature,
-                         public_key=platform.checkpoints.public_pem())
+                         mac_from=c.mac_from, public_key=platform.checkpoints.public_pem())
 
 
 @router.get("/nodes", response_model=list[NodeOut], tags=["nodes"])

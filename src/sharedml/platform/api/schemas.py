@@ -270,6 +270,8 @@ class CheckpointOut(BaseModel):
     ts: str
     signature: str
     public_key: str
+    #: The first entry with a keyed MAC (0: none); signed with the rest.
+    mac_from: int = 0
 
 
 class Problem(BaseModel):

@@ -338,6 +338,9 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: HMAC-SHA256 of (seq, hash) under the platform's audit key (``audit_mac.py``);
+    #: ``None`` for entries written before revision 0007.
+    mac: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Setting(Base):

@@ -1,0 +1,141 @@
+"""Issue 14: the platform's signed audit checkpoints pushed to every node (9.3).
+
+Over real gRPC with mutual TLS in one process (the node service and a node
+agent's own ``step``), against a real platform store: every heartbeat reply
+carries the log's signed head; the node keeps each one that moves forward,
+refuses one that goes backwards (a truncated log) or forks (another hash for
+the same entry) and says so in ``sharedml node-audit``; and the platform's log
+verified against the node's file names the cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from platform_world import CHEAP
+from sqlalchemy import delete
+from test_node_revocation import _enrol, _publish
+from typer.testing import CliRunner
+
+from sharedml.checkpoints import load_kept
+from sharedml.control import AuditCheckpoint
+from sharedml.crypto import crl, pki
+from sharedml.crypto.identity import IdentityFiles
+from sharedml.node.agent import Agent, NodeConfig
+from sharedml.node.checkpoints import NodeCheckpoints
+from sharedml.platform.audit_checkpoints import CheckpointFeed
+from sharedml.platform.clock import ManualClock
+from sharedml.platform.nodes import NodeService
+from sharedml.platform.scheduler import Scheduler, SchedulerConfig
+from sharedml.platform.service import Platform
+from sharedml.platform.store.models import AuditEntry
+
+
+@dataclass
+class World:
+    platform: Platform
+    agent: Agent
+    config: Path
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    ca, pki_dir = tmp_path / "ca", tmp_path / "pki"
+    pki.init_ca(ca)
+    for party in ("platform", "bank"):
+        _enrol(ca, pki_dir, party)
+    crl.refresh(ca)
+    _publish(ca, pki_dir)
+    clock = ManualClock()
+    p = Platform.open(tmp_path / "platform", clock=clock, hasher=CHEAP)
+    for i in range(3):
+        p.audit.append("admin", "settings.change", str(i))
+    scheduler = Scheduler(p.store, SchedulerConfig(task_timeout_s=10, max_attempts=1), clock=clock)
+    feed = CheckpointFeed(p.checkpoints, p.audit, clock, period=0)  # signed every beat
+    service = NodeService(scheduler, IdentityFiles(pki_dir, "platform"), heartbeat_s=0.1,
+                          checkpoints=feed).start()
+    config = tmp_path / "bank.yaml"
+    config.write_text(f"party: bank\nplatform: {service.address}\npki_dir: {pki_dir}\n"
+                      f"work_dir: {tmp_path / 'bank'}\n")
+    agent = Agent(NodeConfig.load(config))
+    yield World(p, agent, config)
+    agent.close()
+    service.stop(0)
+    p.store.dispose()
+
+
+def node_audit(world: World) -> tuple[int, str]:
+    import typer
+
+    from sharedml.platform import deployment_cli
+
+    app = typer.Typer()
+    deployment_cli.register(app)
+    r = CliRunner().invoke(app, ["node-audit", str(world.config)])
+    return r.exit_code, r.output
+
+
+def test_a_node_keeps_each_head_and_refuses_a_truncated_log(world: World) -> None:
+    p, agent = world.platform, world.agent
+    agent.step()  # hello, heartbeat: the reply carries the signed head
+    first = p.audit.head()
+    pem, kept = agent.checkpoints.held()
+    assert pem == p.checkpoints.public_pem()
+    assert [(c.seq, c.head) for c in kept] == [first]
+    agent.step()  # the same head again: kept once
+    for i in range(4):
+        p.audit.append("admin", "settings.change", f"more {i}")
+    agent.step()
+    _, kept = agent.checkpoints.held()
+    assert [c.seq for c in kept] == [first[0], p.audit.head()[0]]
+    assert all(c.mac_from == 1 for c in kept)
+    code, out = node_audit(world)
+    assert code == 0 and "2 checkpoint(s)" in out and "refused: 0" in out, out
+
+    # someone who may write the database cuts the log's tail
+    newest = kept[-1].seq
+    with p.store.session() as s:
+        s.execute(delete(AuditEntry).where(AuditEntry.seq > newest - 3))
+    assert p.audit.verify().ok  # the shorter chain, MACs and all, verifies on its own
+    agent.step()  # the platform's head now went backwards: refused, not kept
+    _, still = agent.checkpoints.held()
+    assert [c.seq for c in still] == [c.seq for c in kept]
+    (alarm,) = agent.checkpoints.alarms()
+    assert "went backwards" in alarm["reason"] and f"entry {newest}" in alarm["reason"]
+    agent.step()  # repeated every beat, recorded once
+    assert len(agent.checkpoints.alarms()) == 1
+    code, out = node_audit(world)
+    assert code == 1 and "refused: 1" in out and "went backwards" in out, out
+    # and the log checked against what the node holds names the cut
+    v = p.audit.verify(*reversed(load_kept(agent.checkpoints.path)))
+    assert not v.ok and v.first_bad_seq == newest and "the log was cut" in v.reason, v
+
+
+def test_a_node_refuses_a_forked_head_a_foreign_key_and_a_bad_signature(
+    world: World, tmp_path: Path
+) -> None:
+    p, agent = world.platform, world.agent
+    agent.step()
+    (kept,) = agent.checkpoints.held()[1]
+    pem = p.checkpoints.public_pem()
+    fork = p.checkpoints.sign(kept.seq, "f" * 64, kept.ts, kept.mac_from)  # same entry, other hash
+    book: NodeCheckpoints = agent.checkpoints
+
+    def msg(c: object, key: str = pem) -> AuditCheckpoint:
+        return AuditCheckpoint(**{**vars(c), "public_key": key})
+
+    assert "forked" in book.receive(msg(fork))
+    moved = p.checkpoints.sign(kept.seq + 1, "e" * 64, kept.ts, kept.mac_from + 1)
+    assert "MACs now start at entry" in book.receive(msg(moved))
+    other = Platform.open(tmp_path / "other", clock=ManualClock(), hasher=CHEAP)
+    foreign = other.checkpoints.sign(kept.seq + 1, "d" * 64, kept.ts, kept.mac_from)
+    assert "differs from the one this node pinned" in book.receive(
+        msg(foreign, other.checkpoints.public_pem()))
+    forged = p.checkpoints.sign(kept.seq + 1, "c" * 64, kept.ts, kept.mac_from)
+    assert "not signed" in book.receive(msg(forged.__class__(
+        forged.seq, forged.head, forged.ts, fork.signature, forged.mac_from)))
+    assert [c.seq for c in book.held()[1]] == [kept.seq]  # nothing refused was kept
+    assert len(book.alarms()) == 4
