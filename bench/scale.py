@@ -14,7 +14,10 @@ Workloads (two parties, each a separate process over gRPC with mutual TLS):
 
 Per party: wall time of the operation, CPU-seconds (its process plus, for
 Ray, every actor it started: lanes or randomiser pools, start-up included)
-and peak RSS per process (the node's and the largest actor's). Goals
+and peak RSS per process (the node's and the largest actor's); ``*_start``
+is the actors' CPU-s before their first work (Ray worker start-up, which a
+node's warm lanes pay once, :mod:`sharedml.scale.lanes`) and ``*_warm_x``
+the CPU ratio without it. Goals
 (issue 19): CPU-seconds within 15% of the single-process run, and peak RSS
 per worker at most 1/W of the single process plus a constant; wall time
 cannot scale on this 2-core machine shared with others. The PSI rows end
