@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-full test-parallel lint bench clean venv
+.PHONY: demo test test-full test-parallel lint bench clean venv fuzz
 
 venv: $(STAMP)
 
@@ -35,8 +35,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# Coverage-guided fuzzing of the job-spec parser (atheris; not in CI). The corpus it
+# grows stays in .fuzz/spec; a crash or hang is written to .fuzz/.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[fuzz]"
+	mkdir -p .fuzz/spec
+	cp -n examples/*.yaml .fuzz/spec/
+	$(BIN)/python tests/fuzz/atheris_spec.py .fuzz/spec -max_total_time=$(FUZZ_SECONDS) \
+		-timeout=10 -rss_limit_mb=2048 -artifact_prefix=.fuzz/
+
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .fuzz

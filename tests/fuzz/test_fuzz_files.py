@@ -1,12 +1,15 @@
 """Fuzzing the file parsers a party reads: the CSV dataset reader and model-part files
 (issue 14). Random bytes, and mutations of real files: the reader returns a report
-or raises :class:`DataError`; a model loader returns a model or raises
-:class:`DataError`/:class:`ConfigError`; 0 crashes, 0 hangs in ``FUZZ_EXAMPLES``
-examples per target."""
+or raises :class:`DataError`; a sealed model part (``ModelPart.unseal``) and its
+body (``ModelPart.from_body``) open or are refused with :class:`DataError` /
+:class:`ConfigError`, as does a model loader; 0 crashes, 0 hangs in
+``FUZZ_EXAMPLES`` examples per target."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from sharedml.datasets.schema import Schema
 from sharedml.errors import ConfigError, DataError
 from sharedml.learn.linear import SSLogisticRegression
 from sharedml.learn.tree import SecureBoostClassifier
+from sharedml.modelpart import FileNodeKeys, ModelPart
+from sharedml.modelpart.format import canonical, fingerprint
 
 from .conftest import FUZZ, refuses_only
 
@@ -64,8 +69,10 @@ def test_parquet_reader_random_bytes(data: bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def model_docs(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Any]:
-    """Real model parts of both parties: SS logistic regression and SecureBoost."""
+def model_parts(tmp_path_factory: pytest.TempPathFactory,
+                shared_data: Path) -> dict[str, tuple[bytes, FileNodeKeys, ModelPart]]:
+    """Real sealed model parts of both parties (SS logistic regression and SecureBoost):
+    each file's bytes, the node keys that open it, and the part opened."""
     from sharedml.standalone import run_job
 
     out = tmp_path_factory.mktemp("models")
@@ -77,8 +84,15 @@ def model_docs(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> d
                   {"id": "sb", "train": {"model": "secureboost", "protocol": "ss",
                                          "n_estimators": 2, "max_depth": 2}}]},
         out, embedded=True, timeout=120)
-    return {f"{kind}-{party}": json.loads((out / party / f"model-{kind}.json").read_text())
-            for kind in ("lr", "sb") for party in ("bank", "shop")}
+    parts = {}
+    for party in ("bank", "shop"):
+        keys = FileNodeKeys(out / "models" / party / "keys")
+        for path in (out / "models" / party / "parts").glob("*.smp"):
+            blob = path.read_bytes()
+            part = ModelPart.unseal(blob, keys)
+            parts[f"{part.header.step}-{party}"] = (blob, keys, part)
+    assert sorted(parts) == ["lr-bank", "lr-shop", "sb-bank", "sb-shop"]
+    return parts
 
 
 LOADERS = {"lr": SSLogisticRegression, "sb": SecureBoostClassifier}
@@ -106,21 +120,52 @@ def _replace(doc: Any, at: tuple[Any, ...], value: Any) -> Any:
     return copy
 
 
-@pytest.mark.skip(reason="main now seals a party's model part (modelpart/part.py) and the job "
-                  "writes no plain model file: this target moves to ModelPart.unseal/from_body")
 @FUZZ
 @given(st.sampled_from(["lr-bank", "lr-shop", "sb-bank", "sb-shop"]), st.data())
-def test_model_part_files_with_a_field_replaced(model_docs: dict[str, Any], which: str,
-                                                data: st.DataObject) -> None:
-    doc = model_docs[which]
-    at = data.draw(st.sampled_from(_paths(doc)))
-    mutated = _replace(doc, at, data.draw(JSON))
-    path = _write(json.dumps(mutated).encode(), ".json")
-    try:
-        refuses_only((DataError, ConfigError), lambda: LOADERS[which[:2]].load(path),
-                     f"{which} load")
-    finally:
-        path.unlink()
+def test_model_part_bodies_with_a_field_replaced(
+    model_parts: dict[str, tuple[bytes, FileNodeKeys, ModelPart]], which: str,
+    data: st.DataObject,
+) -> None:
+    """A body that passes the fingerprint (recomputed, as for a part damaged before it
+    was sealed) with one field replaced: a part, or a clear refusal."""
+    part = model_parts[which][2]
+    at = data.draw(st.sampled_from(_paths(part.body)))
+    body = json.dumps(_replace(part.body, at, data.draw(JSON))).encode()
+    header = dataclasses.replace(part.header, fingerprint=fingerprint(body))
+    refuses_only((DataError, ConfigError), lambda: ModelPart.from_body(header, body, which),
+                 f"{which} from_body at {at}")
+
+
+@FUZZ
+@given(st.sampled_from(["lr-bank", "sb-shop"]), st.data())
+def test_sealed_model_part_files_damaged(
+    model_parts: dict[str, tuple[bytes, FileNodeKeys, ModelPart]], which: str,
+    data: st.DataObject,
+) -> None:
+    """The sealed file with bytes flipped, cut, or a header field replaced: refused."""
+    blob, keys, part = model_parts[which]
+    how = data.draw(st.sampled_from(["flip", "cut", "header"]))
+    if how == "flip":
+        damaged = bytearray(blob)
+        for at, bit in data.draw(st.lists(st.tuples(st.integers(0, len(blob) - 1),
+                                                    st.integers(0, 7)), min_size=1, max_size=4)):
+            damaged[at] ^= 1 << bit
+        damaged_blob = bytes(damaged)
+    elif how == "cut":
+        damaged_blob = blob[:data.draw(st.integers(0, len(blob) - 1))]
+    else:
+        doc = json.loads(part.header.to_bytes())
+        field = data.draw(st.sampled_from(sorted(doc)))
+        changed = {**doc, field: data.draw(JSON.filter(lambda v: v != doc[field]))}
+        try:
+            head = canonical(changed)
+        except ValueError:  # NaN or infinity: no canonical form, plain JSON then
+            head = json.dumps(changed).encode()
+        sealed = blob[len(part.header.prefix()):]
+        damaged_blob = struct.pack(">4sBI", b"SMLP", 1, len(head)) + head + sealed
+    got = refuses_only((DataError, ConfigError), lambda: ModelPart.unseal(damaged_blob, keys),
+                       f"{which} unseal ({how})")
+    assert got is None or damaged_blob == blob, f"{which}: a damaged file opened ({how})"
 
 
 @FUZZ

@@ -1,11 +1,15 @@
 """Fuzzing the wire parsers: the party frame codec, the gRPC stream envelope and the
-node/platform control messages (issue 14). Random bytes and mutations of valid
+node/platform control messages, and a node's keeping of the audit checkpoints they
+carry (issue 14). Random bytes and mutations of valid
 messages: each parser returns a value or refuses with its own error; 0 crashes,
 0 hangs, in ``FUZZ_EXAMPLES`` examples per target."""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -111,3 +115,33 @@ def test_control_messages_structured_json(kind: type[control.Wire], body: dict) 
     msg = refuses_only((ConfigError,), lambda: control.decode(kind, raw), kind.__name__)
     if msg is not None:  # what parses, re-encodes to itself
         assert control.decode(kind, msg.encode()) == msg
+
+
+@pytest.fixture(scope="module")
+def signer() -> Any:
+    from sharedml.platform.audit_checkpoints import CheckpointSigner
+
+    return CheckpointSigner(b"s" * 32)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 50), st.sampled_from("0af"), st.integers(0, 3),
+                          st.sampled_from(["ok", "bad-sig", "bad-key"])), min_size=1, max_size=6))
+def test_node_keeps_or_refuses_any_checkpoint_sequence(signer: Any, seq: list[Any]) -> None:
+    """A node fed signed, forged and foreign checkpoints in any order keeps or refuses
+    each (``node/checkpoints.py``); it never raises, and what it keeps only moves forward."""
+    from sharedml.node.checkpoints import NodeCheckpoints
+
+    pem = signer.public_pem()
+    with tempfile.TemporaryDirectory() as work:
+        book = NodeCheckpoints(Path(work), "bank")
+        for n, digit, mac_from, how in seq:
+            c = signer.sign(n, digit * 64, "t", mac_from)
+            key = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n" \
+                if how == "bad-key" else pem
+            sig = c.signature[::-1] if how == "bad-sig" else c.signature
+            msg = control.AuditCheckpoint(seq=n, head=c.head, ts="t", signature=sig,
+                                          mac_from=mac_from, public_key=key)
+            refuses_only((), lambda m=msg: book.receive(m), "NodeCheckpoints.receive")
+        kept = [c.seq for c in book.held()[1]]
+        assert kept == sorted(set(kept)), kept

@@ -117,6 +117,22 @@ def test_an_ss_job_on_the_platform_gives_what_sharedml_run_gives(
     # the runner's dealer served the same steps
     assert expected["train"]["dealer"]["metrics"]["runtimes"] == counts["train"]["runtimes"]
 
+    # every node was sent the platform's signed audit heads with its heartbeats and
+    # kept them (issue 14); the platform's log verifies against what each node holds
+    from sharedml.node.checkpoints import NodeCheckpoints
+    from sharedml.platform.audit_checkpoints import load_kept
+    from sharedml.platform.service import Platform
+
+    platform = Platform.open(cluster.root / "platform")
+    try:
+        for node in ("bank", "shop", "dealer"):
+            book = NodeCheckpoints(cluster.root / "nodes" / node / "work", node)
+            _, kept = book.held()
+            assert kept and not book.alarms(), (node, book.alarms())
+            assert platform.audit.verify(*reversed(load_kept(book.path))).ok, node
+    finally:
+        platform.store.dispose()
+
 
 def test_killing_the_dealer_mid_step_fails_the_job_naming_the_dealer(
     cluster: LocalDeployment,

@@ -248,3 +248,23 @@ def test_a_live_dealer_reacting_to_a_party_is_not_blamed(
     job = job_of(store, job_id)
     assert job.state == "failed"
     assert "failed at party 'bank'" in job.reason and "bad column at bank" in job.reason
+
+
+def test_a_job_stored_with_a_dealer_task_for_every_step_runs_without_the_strays(
+    store: Store, clock: ManualClock
+) -> None:
+    """A job submitted before steps declared their roles (a dealer task per step) and
+    resumed by this platform: psi and split run at the data nodes only; the stray dealer
+    tasks are canceled, and the dealer's task for train runs as before."""
+    sched = make(store, clock)
+    job_id = sched.submit(SS)
+    with store.session() as s:  # what the old planner stored
+        for step in ("psi", "split"):
+            s.add(Task(job_id=job_id, party="dealer", step_id=step, component=step,
+                       attempt=0, created_at=clock.now()))
+    to_train(sched, job_id)
+    (dealt,) = orders(sched, "dealer")
+    assert dealt["step_id"] == "train"
+    states = {(t.step_id, t.party): t.state for t in tasks_of(store, job_id)}
+    assert states[("psi", "dealer")] == states[("split", "dealer")] == "canceled"
+    assert job_of(store, job_id).state == "running"

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from sharedml.errors import DataError
@@ -89,9 +89,16 @@ class PartHeader:
             raise DataError(f"{where} is model-part format version {doc.get('format_version')}, "
                             f"this sharedml reads {FORMAT_VERSION}",
                             remedy="use the sharedml release that wrote it")
+        texts = [f.name for f in fields(cls) if f.type == "str"]
+        bad = [k for k in texts if not isinstance(doc.get(k), str)]
+        parties = doc.get("parties")
+        if not isinstance(parties, list) or not all(isinstance(p, str) for p in parties):
+            raise DataError(f"{where} has a malformed header: parties not a list of names")
+        if bad:
+            raise DataError(f"{where} has a malformed header: {', '.join(bad)} not text")
         try:
-            return cls(**{**doc, "parties": tuple(doc["parties"])})
-        except (TypeError, KeyError) as exc:
+            return cls(**{**doc, "parties": tuple(parties)})
+        except TypeError as exc:
             raise DataError(f"{where} has a malformed header: {exc}") from None
 
     def prefix(self) -> bytes:

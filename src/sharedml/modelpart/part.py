@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
-from sharedml.errors import DataError
+from sharedml.errors import DataError, SharedMLError
 from sharedml.learn.base import VerticalModel
 from sharedml.modelpart.format import PartHeader, canonical, fingerprint, split_file
 from sharedml.modelpart.keys import NodeKeys
@@ -29,6 +30,8 @@ __all__ = ["KINDS", "ModelPart", "register_kind"]
 
 #: Learner class name -> class, for the parts a node may load.
 KINDS: dict[str, type[VerticalModel]] = {}
+T = TypeVar("T")
+_AGAIN = "the part was damaged before it was sealed; export it again from its node or train again"
 
 
 def register_kind(cls: type[VerticalModel]) -> type[VerticalModel]:
@@ -131,17 +134,42 @@ class ModelPart:
             raise DataError(f"{where}: the body's fingerprint {fingerprint(body)[:19]}… is not "
                             f"the header's {header.fingerprint[:19]}…",
                             remedy="the file was altered; export it again from its node")
-        doc = json.loads(body.decode("utf-8"))
+        doc = _document(body, where)
         if doc.get("model_uid") != header.model_uid or doc.get("party") != header.party:
             raise DataError(f"{where}: the body belongs to model {doc.get('model_uid')!r} of "
                             f"party {doc.get('party')!r}, not the header's")
-        kind = KINDS.get(header.kind)
+        kind = KINDS.get(header.kind) if isinstance(header.kind, str) else None
         if kind is None:
-            raise DataError(f"{where} holds a {header.kind}, which this sharedml cannot load",
+            raise DataError(f"{where} holds a {header.kind!r}, which this sharedml cannot load",
                             remedy=f"known kinds: {sorted(KINDS)}")
-        model = kind.from_dict(doc["model"], where=where)
-        pipeline = FeaturePipeline.from_dict(doc["pipeline"])
+        model = _section(lambda: kind.from_dict(doc["model"], where=where), where, "model")
+        pipeline = _section(lambda: FeaturePipeline.from_dict(doc["pipeline"]), where, "pipeline")
         return cls(header, model, pipeline, doc)
+
+
+def _document(body: bytes, where: str) -> dict[str, Any]:
+    """The body as a JSON object, or a :class:`DataError` saying it is not one."""
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(f"{where}: the body is not JSON ({type(exc).__name__})",
+                        remedy=_AGAIN) from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{where}: the body is not a JSON object", remedy=_AGAIN)
+    return doc
+
+
+def _section(read: Callable[[], T], where: str, name: str) -> T:
+    """``read()`` — the learner or the pipeline from the body — with a damaged field
+    refused as a :class:`DataError` naming the part and the section, never a crash."""
+    try:
+        return read()
+    except SharedMLError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError,
+            RecursionError) as exc:
+        raise DataError(f"{where}: its {name} is damaged ({type(exc).__name__}: "
+                        f"{str(exc)[:120]})", remedy=_AGAIN) from None
 
 
 def roles(model: VerticalModel) -> tuple[tuple[str, ...], str]:

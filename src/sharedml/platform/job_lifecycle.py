@@ -115,6 +115,7 @@ class Lifecycle:
             self.fail_job(s, job, now, f"the job spec no longer loads: {exc}")
             return
         current = self.book.current(s, job.id)
+        _drop_strays(plans, current, now)
         done = {p.id for p in plans if all(t.state == "succeeded" for t in current[p.id])}
         for plan in plans:
             tasks = current[plan.id]
@@ -282,6 +283,19 @@ class Lifecycle:
             f"step {plan.id!r} failed at {who(cause, plan.dealer)} "
             f"(attempt {attempt} of {job.max_attempts}): {cause.reason}{then}",
         )
+
+
+def _drop_strays(plans: list[StepPlan], current: dict[str, list[Task]], now: dt.datetime) -> None:
+    """Leave out (and cancel, if open) the tasks of a step's party its plan no longer
+    names: a job stored before steps declared their roles has a dealer task for every
+    step, which its plan now gives only the steps the dealer takes part in."""
+    for plan in plans:
+        tasks = current.get(plan.id, [])
+        strays = [t for t in tasks if t.party not in plan.peers]
+        for t in strays:
+            if t.state not in FINAL_STATES:
+                move(t, "canceled", now, f"{t.party!r} takes no part in step {plan.id!r}")
+        current[plan.id] = [t for t in tasks if t.party in plan.peers]
 
 
 def _wrong_role(task: Task, node: Node | None, plan: StepPlan) -> str | None:

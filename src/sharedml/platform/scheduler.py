@@ -23,7 +23,9 @@ node that lost it gets it again) or marks them failed with a reason
 approval gate checks that every dataset owner approved this use (8.3-1).
 
 **The dealer.** A job with a secret-shared step gets one dealer task per
-step, given to the deployment's dealer node (:attr:`SchedulerConfig.dealer`,
+step the dealer takes part in (the step's roles name it: a dealt fit or
+prediction, a horizontal step; not ``psi`` or ``split``), given to the
+deployment's dealer node (:attr:`SchedulerConfig.dealer`,
 a node agent started with ``role: dealer``, identity = its certificate's
 subject). It holds no datasets and needs no dataset approval; it serves the
 step's MPC runtimes and ends its task when the last data party's end-of-step
