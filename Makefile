@@ -26,10 +26,11 @@ test: $(STAMP)
 test-full: $(STAMP)
 	SHAREDML_FULL_MATRIX=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-# test on two workers (pytest-xdist), each test file whole on one, the Ray tests on one,
-# each worker its own PostgreSQL database; the same tests as test
+# test on two workers (pytest-xdist), each test file whole on one (a module's cluster
+# or browser is set up once), each worker its own PostgreSQL database; the same tests
+# as test. Opt-in: not yet run whole on an idle machine.
 test-parallel: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

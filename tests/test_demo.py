@@ -97,7 +97,8 @@ def test_write_data_writes_the_files_the_examples_read(tmp_path: Path) -> None:
     from sharedml.components import jobspec
     from sharedml.datasets import DatasetFiles
 
-    for name in ("credit_ss_lr.yaml", "credit_secureboost.yaml"):
+    for name in ("credit_ss_lr.yaml", "credit_secureboost.yaml", "credit_mlp.yaml",
+                 "credit_score.yaml"):  # every spec the README runs on these files
         spec = jobspec.load(examples / name)
         for party in spec.party_configs().values():
             assert party.dataset is not None, (name, party)

@@ -96,3 +96,23 @@ def test_errors_name_what_to_do(cli: typer.Typer, tmp_path: Path) -> None:
         _run(cli, "install", bank, tmp_path / "evil.pem", "--ca", ca / "ca.pem")
     out = _run(cli, "issue", ca, "dev")
     assert "dev.key" in out
+
+
+def test_a_missing_file_is_one_line_naming_it_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: the CA signs 'bank.csr' it received; a path that is not there (the
+    request is still in pki/) names the file instead of printing a traceback."""
+    from sharedml import cli as main_cli
+
+    ca = tmp_path / "ca"
+    pki.init_ca(ca)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["sharedml", "pki", "sign", str(ca), "bank.csr",
+                                     "--name", "bank"])
+    with pytest.raises(SystemExit) as ended:
+        main_cli.main()
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert "No such file or directory: bank.csr" in " ".join(err.split())
+    assert "Traceback" not in err

@@ -46,13 +46,24 @@ def _load_plugins() -> None:
         importlib.import_module(module).register(app)
 
 
+#: A named file the user gave that cannot be read or written: one line, not a traceback.
+FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 def main() -> None:
-    """Entry point: run the CLI, turning sharedml errors into one clear line."""
+    """Entry point: run the CLI, turning sharedml errors and a missing or unreadable
+    file into one clear line (8.3-2)."""
     _load_plugins()
     try:
         app()
     except SharedMLError as exc:
         console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(2) from None
+    except FILE_ERRORS as exc:
+        if exc.filename is None:
+            raise
+        console.print(f"[bold red]error:[/] {exc.strerror}: {exc.filename} — check the path "
+                      "(relative paths are from the current folder)", highlight=False)
         raise SystemExit(2) from None
 
 

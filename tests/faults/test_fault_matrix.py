@@ -169,7 +169,8 @@ STEPS = 9
 MODES = (
     ("bank", 0),  # a party killed before it holds any of the job's state: the step resumes
     ("partner", 1),  # a party killed holding earlier steps' state: fails at once, naming it
-    ("dealer", 3),  # the dealer, which keeps nothing between steps: the step resumes
+    ("dealer", 3),  # the dealer inside a step it deals for (train_lr; it has no task in
+    #                 psi, split or scale), keeping nothing between steps: the step resumes
     ("bank", 3),  # a party killed inside an MPC training step: fails, naming it
 )
 

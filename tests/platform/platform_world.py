@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sharedml.platform.api import create_app
 from sharedml.platform.auth import Totp
@@ -36,6 +36,29 @@ def postgres_url() -> str | None:
     return url or None
 
 
+def worker_database(url: str) -> str:
+    """Under pytest-xdist (``make test-parallel``), this worker's own database beside the
+    test database (``sharedml_test_gw0``, …), made at first use, so that workers never
+    drop each other's schema; the URL unchanged otherwise."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                 {"n": name}).scalar()
+            if not found:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except ProgrammingError:
+        pass  # made meanwhile by a run of the same worker name
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 def fresh_postgres() -> Store:
     """The test database, emptied (its public schema dropped and made again)."""
     url = postgres_url()
@@ -43,8 +66,8 @@ def fresh_postgres() -> Store:
         if os.environ.get("CI"):
             pytest.fail("CI must run the PostgreSQL leg, but .ci/services.sh gave no URL")
         pytest.skip("no PostgreSQL: set SHAREDML_TEST_POSTGRES_URL or run .ci/services.sh")
-    store = Store(url)
     try:
+        store = Store(worker_database(url))
         with store.engine.connect():
             pass
     except OperationalError as exc:

@@ -45,7 +45,8 @@ def render(plan: DeploymentPlan, proc: Process, *, has_ca: bool) -> str:
           else "copy the CA's `ca.pem` into `pki/` when you receive your certificate")
     parts = [
         f"# {proc.description}: steps for its operator\n",
-        f"""1. **Install.** `pip install sharedml` (or load the image `{plan.image}` built from
+        f"""1. **Install.** `pip install sharedml-*.whl`, a wheel built from the repository with
+   `pip wheel --no-deps -w dist .` (or load the image `{plan.image}` built from
    the repository's `Dockerfile`), and copy this folder to `{bundle}` on the host
    `{host}`. Create the user `{plan.user}` and give it the folder:
    `useradd --system {plan.user} && chown -R {plan.user} {bundle}`.
@@ -93,7 +94,7 @@ def _node_steps(plan: DeploymentPlan, proc: Process) -> str:
 
 def _start_steps(proc: Process) -> str:
     cm = " ".join(f"--from-file={config_key(f)}={f}" for f in proc.config_files)
-    config = (f"   kubectl create configmap {proc.unit_name}-config {cm}\n"
+    config = (f"     kubectl create configmap {proc.unit_name}-config {cm}\n"
               if proc.config_files else "")
     check = (f"   `curl --cacert pki/ca.pem https://127.0.0.1:{proc.health_port}/readyz`"
              if proc.health_scheme == "HTTPS" and proc.health_port else
@@ -106,8 +107,8 @@ def _start_steps(proc: Process) -> str:
    - docker compose: `docker compose up -d` in this folder (`restart: unless-stopped`);
    - Kubernetes:
      ```
-   kubectl create secret generic {proc.unit_name}-pki --from-file=pki/
-{config}   kubectl apply -f k8s/{proc.who}.yaml
+     kubectl create secret generic {proc.unit_name}-pki --from-file=pki/
+{config}     kubectl apply -f k8s/{proc.who}.yaml
      ```
 6. **Check**:
 {check}

@@ -15,6 +15,9 @@ import typer
 
 from sharedml.platform.cli import CA, TOKEN, URL, _client
 
+APPROVAL_ID = typer.Argument(..., help="the approval's number, first column of 'sharedml "
+                             "approval list' (not the job's id: 'sharedml job approve JOB')")
+
 approval_app = typer.Typer(help="Approve or reject jobs' use of your datasets (signed).")
 
 
@@ -47,7 +50,10 @@ def list_approvals(
 
 
 @approval_app.command("show")
-def show(approval_id: int, url: str = URL, token: str | None = TOKEN, ca: Path | None = CA) -> None:
+def show(
+    approval_id: int = APPROVAL_ID, url: str = URL, token: str | None = TOKEN,
+    ca: Path | None = CA,
+) -> None:
     """The job spec an approval is about, its SHA-256 as computed here, and the steps
     that run on your dataset with what each reveals to whom (computed here too)."""
     from sharedml.approvals import spec_sha256
@@ -67,7 +73,7 @@ def show(approval_id: int, url: str = URL, token: str | None = TOKEN, ca: Path |
 
 @approval_app.command("approve")
 def approve(
-    approval_id: int,
+    approval_id: int = APPROVAL_ID,
     key: Path = typer.Option(..., "--key", help="your approval key (from 'approval keygen')"),
     signer: str | None = typer.Option(None, "--signer", help="key name (default: file stem)"),
     comment: str = typer.Option("", "--comment"),
@@ -81,7 +87,7 @@ def approve(
 
 @approval_app.command("reject")
 def reject(
-    approval_id: int, comment: str = typer.Option("", "--comment"),
+    approval_id: int = APPROVAL_ID, comment: str = typer.Option("", "--comment"),
     url: str = URL, token: str | None = TOKEN, ca: Path | None = CA,
 ) -> None:
     with _client(url, token, ca) as c:

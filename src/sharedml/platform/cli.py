@@ -67,6 +67,19 @@ def _open(data_dir: Path, db_url: str | None) -> Platform:
     return Platform.open(data_dir, db_url)
 
 
+def _existing(data_dir: Path, db_url: str | None) -> Platform:
+    """The platform in ``data_dir`` for a tool that reads it (backup, audit, users): a
+    folder without a database is refused, never made into a new, empty platform whose
+    audit log would verify with 0 entries."""
+    if db_url is None and not (data_dir / "platform.db").is_file():
+        raise ConfigError(
+            f"no platform database in {data_dir} (no {data_dir / 'platform.db'})",
+            remedy="give --data-dir: the folder 'sharedml platform serve' uses (its bundle's "
+            "data/; for 'sharedml up CLUSTER', CLUSTER/platform) or --db-url; "
+            "'sharedml user add' makes a new platform")
+    return _open(data_dir, db_url)
+
+
 def _print(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
@@ -196,7 +209,7 @@ def backup_cmd(
         raise ConfigError("a backup holds the platform key sealed under a passphrase",
                           remedy="give --passphrase-file (or SHAREDML_BACKUP_PASSPHRASE), or "
                           "--no-key to leave the key out")
-    p = _open(data_dir, db_url)
+    p = _existing(data_dir, db_url)
     sealed = None if no_key or secret is None else key_backup.seal_key(data_dir, secret)
     p.audit.append("cli", "platform.backup", str(file), detail={"key": sealed is not None})
     rows = backup.backup(p.store, file, sealed)
@@ -283,7 +296,7 @@ def _read_password() -> str:
 
 @user_app.command("list")
 def user_list(data_dir: Path = DATA_DIR, db_url: str | None = DB_URL) -> None:
-    for u in _open(data_dir, db_url).users.list():
+    for u in _existing(data_dir, db_url).users.list():
         state = "disabled" if u.disabled else ("locked" if u.locked_until else "active")
         typer.echo(f"{u.id}\t{u.username}\t{u.role}\t{u.party or '-'}\t{state}")
 
@@ -295,13 +308,16 @@ def user_set(
     disable: bool | None = typer.Option(None, "--disable/--enable"),
     unlock: bool = typer.Option(False, "--unlock"),
     party: str | None = typer.Option(None, "--party", help="move the user to this party"),
+    password: bool = typer.Option(False, "--password", help="set a new password, read as "
+                                  "'user add' reads it (a lost one; ends their sessions)"),
     data_dir: Path = DATA_DIR,
     db_url: str | None = DB_URL,
 ) -> None:
-    """Change a user's role or party, disable/enable them, or lift a lock-out."""
-    p = _open(data_dir, db_url)
+    """Change a user's role or party or password, disable/enable them, or lift a lock-out."""
+    p = _existing(data_dir, db_url)
     user = p.users.by_name(username)
-    p.users.update("cli", user.id, role=role, disabled=disable, unlock=unlock, party=party)
+    p.users.update("cli", user.id, role=role, disabled=disable, unlock=unlock, party=party,
+                   password=_read_password() if password else None)
     typer.echo(f"updated {username}")
 
 
@@ -317,7 +333,7 @@ def user_token(
     """Create an API token for USERNAME (printed once) for scripts and the 'job' commands."""
     from sharedml.platform.auth import Principal
 
-    p = _open(data_dir, db_url)
+    p = _existing(data_dir, db_url)
     user = p.users.by_name(username)
     _, token = p.auth.create_token(
         Principal(user.id, user.username, user.role, "cli", 0), name, days
@@ -350,7 +366,7 @@ def audit_verify(
         with file.open(encoding="utf-8") as fh:
             v = verify_lines(fh, kept, pem, head)
     else:
-        v = _open(data_dir, db_url).audit.verify(kept, pem, head)
+        v = _existing(data_dir, db_url).audit.verify(kept, pem, head)
     if v.ok:
         against = f"; {len(kept)} checkpoint(s) match" if kept else ""
         typer.echo(f"audit log OK: {v.entries} entries, head {v.head}{against}")
@@ -385,7 +401,7 @@ def audit_export(
     db_url: str | None = DB_URL,
 ) -> None:
     """The chain as JSON lines (verifiable with 'audit verify --file')."""
-    p = _open(data_dir, db_url)
+    p = _existing(data_dir, db_url)
     lines = list(p.audit.export())
     if file is None:
         for line in lines:

@@ -64,6 +64,23 @@ def test_every_console_route_but_login_checks_the_session(w: World) -> None:
     assert bare == open_paths
 
 
+
+def test_a_first_visit_asks_to_log_in_and_only_an_ended_session_says_it_ended(
+    w: World
+) -> None:
+    """A new user opening /console/ (the URL 'sharedml up' prints) was told 'Your session
+    ended'; that line is for a session cookie the platform no longer honours."""
+    w.client.cookies.clear()
+    first = w.client.get(f"{PREFIX}/", follow_redirects=False)
+    assert first.status_code in (302, 303, 307)
+    assert first.headers["location"].endswith(f"{PREFIX}/login?next=%2Fconsole%2F")
+    assert "session ended" not in w.client.get(first.headers["location"]).text
+    w.client.cookies.set("sharedml_session", "sms_no-such-session")  # plain HTTP here
+    ended = w.client.get(f"{PREFIX}/jobs", follow_redirects=False)
+    assert "expired=1" in ended.headers["location"]
+    assert "session ended" in w.client.get(ended.headers["location"]).text
+    w.client.cookies.clear()
+
 def test_the_vendored_assets_are_the_recorded_ones() -> None:
     vendor = HERE / "static" / "vendor"
     record = (vendor / "VENDORED.md").read_text()

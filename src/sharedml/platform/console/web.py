@@ -97,14 +97,16 @@ STATUS: list[tuple[type[SharedMLError], int, str]] = [
 
 def error_page(request: Request, exc: SharedMLError) -> Response:
     """The HTML answer to an error raised under ``/console``; never a stack trace."""
-    from sharedml.platform.console.session import EnrolRequired
+    from sharedml.platform.console.session import EnrolRequired, cookie_name
 
     if isinstance(exc, EnrolRequired):
         return redirect(request, f"{PREFIX}/totp")
-    if isinstance(exc, AuthError):  # log in again, then back to the page asked for
+    if isinstance(exc, AuthError):  # log in (again), then back to the page asked for
         asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        back = f"&next={quote(asked, safe='')}" if request.method == "GET" and local(asked) else ""
-        return redirect(request, f"{PREFIX}/login?expired=1{back}")
+        query = ["expired=1"] if request.cookies.get(cookie_name(request)) else []  # it ended
+        if request.method == "GET" and local(asked):
+            query.append(f"next={quote(asked, safe='')}")
+        return redirect(request, f"{PREFIX}/login" + (f"?{'&'.join(query)}" if query else ""))
     status, title = next(((c, t) for cls, c, t in STATUS if isinstance(exc, cls)), (500, "Error"))
     if isinstance(exc, PolicyDenied):
         from sharedml.platform.api.errors import audit_denied
