@@ -58,9 +58,10 @@ class Hello(Wire):
     address: str = Field(min_length=3, max_length=255)
     #: This agent process's random id: a new one means the node restarted.
     boot: str = Field("", max_length=64)
-    #: ``party`` (runs its party's tasks) or ``dealer`` (deals MPC randomness, holds no
-    #: data); registered at the node's first hello.
-    role: Literal["party", "dealer"] = "party"
+    #: ``party`` (runs its party's tasks), ``dealer`` (deals MPC randomness, holds no
+    #: data) or ``enclave`` (hosts a service enclave for ``scheme: tee`` jobs; ``address``
+    #: is the enclave's RA-TLS endpoint); registered at the node's first hello.
+    role: Literal["party", "dealer", "enclave"] = "party"
     #: The datasets this node's operator registered (name, schema, rows): the platform's
     #: dataset records for this party come from here, not from a user's claim.
     datasets: list[DatasetRecord] = Field(default_factory=list, max_length=1000)

@@ -54,7 +54,7 @@ def test_tee_job_through_the_platform(tmp_path: Path, shared_data: Path) -> None
     manager = EnclaveManager(tmp_path / "host", vendor.provision("tee-host-1"), verifier=Verifier([backend]))
     platform = Platform.open(tmp_path / "platform")
     scheduler = Scheduler.for_platform(platform)
-    with pytest.raises(ConfigError, match="no enclave node"):
+    with pytest.raises(ConfigError, match="runs no scheme 'tee' jobs"):
         scheduler.submit(spec(shared_data))
     scheduler.tee = TeeJobs(scheduler.book, tmp_path / "platform" / "tee", Verifier([backend]), policy)
     node = manager.create(None, manifest)  # the enclave node: a service enclave
@@ -187,5 +187,14 @@ def test_tee_routes_and_provider_keys(tmp_path: Path, shared_data: Path) -> None
         receipt = sdk.tee_receipt(job_id)
         assert bank.bundle is not None and verify_receipt(receipt, bank.bundle)["job"] == job_id
         bank.client.close()
+        # a canceled job is destroyed in its enclave too (its uploads must not outlive it, 9.4-7)
+        canceled = scheduler.submit({"name": "to-cancel", "scheme": "tee", "parties": {
+            "bank": {"dataset": data["bank"], "label": "y"}, "shop": {"dataset": data["shop"]}},
+            "steps": [{"psi": {}}, {"train": {"model": "secureboost", "n_estimators": 2}}]})
+        assert scheduler.tee.where(canceled)["stage"] == "uploading"
+        scheduler.cancel(canceled, by="admin")
+        scheduler.tick()
+        assert scheduler.tee.where(canceled)["stage"] == "finished"
+        assert json.loads(scheduler.tee.receipt(canceled)["receipt"])["job"] == canceled
     finally:
         manager.destroy(node)

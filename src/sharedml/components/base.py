@@ -108,6 +108,10 @@ class StepContext:
     progress: Callable[[float, str], None] = lambda fraction, message: None
     datasets: DatasetSource = field(default_factory=DatasetFiles)
     parts: PartStore | None = None
+    #: Whether ``predict``/``evaluate`` write their row-level files (scores CSV, ROC/KS
+    #: curves). The enclave sets it off: it keeps scores in memory and releases them only
+    #: as the owners' policies say (:mod:`sharedml.tee.enclave.steps`).
+    files: bool = True
 
     def part_store(self) -> PartStore:
         """This party's model parts (:attr:`parts`, or the default under ``out_dir``)."""

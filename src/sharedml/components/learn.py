@@ -162,7 +162,7 @@ def _features(ctx: StepContext, frame: Any) -> tuple[Any, Any | None]:
         y = frame[label].to_numpy()
         drop.append(label)
     X = frame.drop(columns=drop)
-    non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+    non_numeric = [c for c, t in X.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
     if non_numeric:
         raise DataError(
             f"non-numeric feature columns {non_numeric[:5]}",
@@ -296,7 +296,7 @@ class PredictStep(_EitherLayout, Component):
         scores = ctx.state["model"].predict(ctx.session, X)
         ctx.state["predictions"] = scores
         ctx.state["predictions_on"] = params.rows
-        if scores is None:
+        if scores is None or not ctx.files:
             return StepResult(metrics={"rows": len(X)})
         path = write_scores(ctx, frame, scores, sealed=bool(params.model))
         return StepResult(metrics={"rows": len(X)}, artifacts={"predictions": str(path)})
@@ -350,6 +350,7 @@ class EvaluateStep(_EitherLayout, Component):
         public: dict[str, Any] = {k: round(float(v), 6) for k, v in values.items()}
         if task == "classification":
             public["charts"] = metrics.chart_summary(np.asarray(y), np.asarray(scores))
+        if task == "classification" and ctx.files:
             roc = metrics.roc_curve(np.asarray(y), np.asarray(scores))
             ks = metrics.ks_curve(np.asarray(y), np.asarray(scores))
             curves = {

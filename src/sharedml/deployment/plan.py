@@ -24,10 +24,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sharedml.errors import ConfigError
 from sharedml.node.addresses import is_wildcard
 
 #: Names of the deployment's own processes; no organisation may take them.
@@ -102,16 +100,10 @@ class DeploymentPlan(_Strict):
 
     @classmethod
     def load(cls, path: Path) -> DeploymentPlan:
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-            return cls.model_validate(raw)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read the deployment plan {path}: {exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(plan)"
-            raise ConfigError(f"deployment plan {path}: {where}: {first['msg']}",
-                              remedy="see deploy/README.md for the plan's fields") from None
+        from sharedml.config_file import load_yaml
+
+        return load_yaml(cls, path, "deployment plan",
+                         remedy="see deploy/README.md for the plan's fields")
 
     def owners_of(self, org: str) -> list[str]:
         """The approval keys an organisation's node trusts (default ``<org>-owner``)."""

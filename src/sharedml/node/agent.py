@@ -46,6 +46,11 @@ Config (YAML; relative paths are relative to the file)::
     keys_dir: keys                  # node keys (made on first start, 0600); default work_dir/keys
     models_dir: models              # sealed model parts; default work_dir/models
 
+**An enclave node** (``role: enclave``, :mod:`sharedml.node.enclave_host`)
+holds no datasets and runs no task: it keeps a service enclave running on
+its TEE host and says hello with the enclave's RA-TLS address; the platform
+attests that enclave and runs ``scheme: tee`` jobs in it.
+
 **Before any task runs** the node checks the order against the job's spec it
 carries and, when the spec gives this party a dataset, the owner's signed
 approval of that spec (:mod:`sharedml.node.guard`, :mod:`sharedml.approvals`):
@@ -101,6 +106,7 @@ from sharedml.node.addresses import AddressPlan, HostPort
 from sharedml.node.cancel import CancellableChannel, TaskCanceled
 from sharedml.node.checkpoints import NodeCheckpoints
 from sharedml.node.config import NodeConfig
+from sharedml.node.enclave_host import EnclaveHost
 from sharedml.node.guard import check_task
 from sharedml.node.job_state import JobState, JobStateFiles
 from sharedml.node.metrics import ByteCount, NodeMetrics, TaskRecord
@@ -158,8 +164,9 @@ class Agent:
             self._identity, str(plan.listen).rpartition(":")[0], plan.listen.port,
             revocation=self._revocation,
         )
-        #: What the platform hands this node's peers.
+        #: What the platform hands this node's peers (an enclave node: its enclave's address).
         self.advertised = plan.advertised(int(self.endpoint.address.rpartition(":")[2]))
+        self._enclave = None if config.enclave is None else EnclaveHost(config.enclave, config.work_dir)
         self._platform: grpc.Channel | None = None
         self._platform_generation = -1
         self.heartbeat_s = config.heartbeat_s
@@ -223,6 +230,8 @@ class Agent:
 
     def step(self) -> None:
         """One round: say hello if needed, deliver finished reports, heartbeat, act."""
+        if self._enclave is not None:
+            self._watch_enclave()
         if not self._greeted:
             hello = Hello(address=self.advertised, boot=self.boot, role=self.config.role,
                           datasets=self._records)
@@ -261,8 +270,17 @@ class Agent:
             log.error("node %s: audit checkpoint not kept in %s: %s", self.config.party,
                       self.checkpoints.path, exc)
 
+    def _watch_enclave(self) -> None:
+        """An enclave node: its enclave runs; a new one (new address) is a new boot to the platform."""
+        assert self._enclave is not None
+        address = self._enclave.ensure()
+        if address != self.advertised:
+            self.advertised, self.boot, self._greeted = address, uuid.uuid4().hex, False
+
     def close(self) -> None:
         self._drop_platform()
+        if self._enclave is not None:
+            self._enclave.close()
         self.endpoint.close(grace=0.5)
         if self._health is not None:
             self._health.close()
@@ -366,6 +384,10 @@ class Agent:
     def _run_step(self, run: _Run) -> dict[str, Any]:
         order, party = run.order, self.config.party
         check_task(order, party, self._approvers)  # before anything touches data (8.3-1)
+        if self.config.role == "enclave":
+            raise ConfigError(f"enclave node {party!r} was given the {order.step_id!r} task of a party",
+                              party=party, step=order.step_id,
+                              remedy="an enclave node runs scheme 'tee' jobs only, driven by the platform")
         if order.dealer == party or self.config.role == "dealer":
             return self._run_dealer(run)
         out_dir = self._job_dir(order)  # the job id is checked before any file is touched

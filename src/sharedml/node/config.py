@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sharedml.errors import ConfigError
+from sharedml.config_file import load_yaml
+from sharedml.node.enclave_host import EnclaveHostConfig
 from sharedml.node.registry import DatasetEntry, entry
 from sharedml.scale.config import ComputeConfig
 
@@ -42,8 +42,11 @@ class NodeConfig(BaseModel):
     #: read this party's data. Written by the party's operator; never from the platform.
     approvers: dict[str, Path] = Field(default_factory=dict)
     heartbeat_s: float = Field(1.0, gt=0.0, le=60.0)
-    #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data.
-    role: Literal["party", "dealer"] = "party"
+    #: ``party``: runs its party's tasks; ``dealer``: deals MPC randomness, holds no data;
+    #: ``enclave``: offers a service enclave for ``scheme: tee`` jobs (:mod:`sharedml.node.enclave_host`).
+    role: Literal["party", "dealer", "enclave"] = "party"
+    #: An enclave node's enclave: its address, or the simulator's pieces (``role: enclave`` only).
+    enclave: EnclaveHostConfig | None = None
     #: The node's keys (:class:`~sharedml.modelpart.FileNodeKeys`); default ``work_dir/keys``.
     keys_dir: Path | None = None
     #: This party's sealed model parts; default ``work_dir/models``.
@@ -53,24 +56,19 @@ class NodeConfig(BaseModel):
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
     @model_validator(mode="after")
-    def _dealer_holds_no_data(self) -> NodeConfig:
-        if self.role == "dealer" and self.datasets:
-            raise ValueError("a dealer node holds no datasets; remove 'datasets:'")
+    def _roles_hold_what_they_may(self) -> NodeConfig:
+        if self.role != "party" and self.datasets:
+            raise ValueError(f"a {self.role} node holds no datasets; remove 'datasets:'")
+        if (self.role == "enclave") != (self.enclave is not None):
+            raise ValueError("an enclave node needs 'enclave:' (its address or 'simulate:'), "
+                             "and only an enclave node has one")
         return self
 
     @classmethod
     def load(cls, path: str | Path) -> NodeConfig:
         """Read a YAML node config; relative paths resolve against its folder."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-            config = cls.model_validate(raw)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read node config {path}: {exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"invalid node config field {where}: {first['msg']}") from None
+        config = load_yaml(cls, path, "node config")
         base = path.resolve().parent
         config.pki_dir = base / config.pki_dir
         config.work_dir = base / config.work_dir
@@ -79,4 +77,5 @@ class NodeConfig(BaseModel):
         config.approvers = {k: base / v for k, v in config.approvers.items()}
         config.keys_dir = base / (config.keys_dir or config.work_dir / "keys")
         config.models_dir = base / (config.models_dir or config.work_dir / "models")
+        config.enclave = None if config.enclave is None else config.enclave.resolved(base)
         return config

@@ -109,6 +109,11 @@ def serve(
     insecure_http: bool = typer.Option(
         False, "--insecure-http", help="serve the REST API as plain HTTP (logs a warning)"
     ),
+    config_file: Path | None = typer.Option(
+        None, "--config", exists=True, dir_okay=False,
+        help="platform config (YAML); its 'tee:' section (enclave endpoints, the trust policy "
+        "enclaves must meet) runs scheme 'tee' jobs (platform/tee_config.py)",
+    ),
 ) -> None:
     """Serve the REST API over HTTPS (and, with --pki-dir, node agents over mutual TLS).
 
@@ -125,8 +130,11 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     tls = https_files(certfile, keyfile, pki_dir, insecure_http)
     certfile, keyfile = tls if tls else (None, None)
+    from sharedml.platform.tee_config import PlatformFile
+
+    tee = PlatformFile.load(config_file).tee if config_file is not None else None
     config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile,
-                            trusted_proxies=tuple(trusted_proxy))
+                            trusted_proxies=tuple(trusted_proxy), tee=tee)
     app = create_app(config)
     scheduler = app.state.scheduler
     stop = threading.Event()
@@ -146,6 +154,8 @@ def serve(
         ).start()
         checks = "revocation list checked" if revocation else "no crl.pem: revocation not checked"
         typer.echo(f"node service on {nodes.address} (mutual TLS; {checks})")
+    if tee is not None:
+        typer.echo(f"TEE jobs on: enclave nodes attested against the 'tee:' policy of {config_file}")
     recovered = scheduler.recover()
     if recovered:
         typer.echo(f"recovered {len(recovered)} running job(s)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sharedml.errors import ConfigError
 
@@ -27,6 +28,9 @@ class PlatformConfig:
     #: Proxies (addresses or networks) whose ``X-Forwarded-For`` names the client;
     #: from anyone else the header is ignored.
     trusted_proxies: tuple[str, ...] = ()
+    #: ``scheme: tee`` jobs: the ``tee:`` section of the config file
+    #: (:class:`~sharedml.platform.tee_config.TeeConfig`); ``None``: none run here.
+    tee: Any = None
 
 
 def https_files(

@@ -59,6 +59,10 @@ def register(app: typer.Typer) -> None:
         dealer: bool = typer.Option(
             True, "--dealer/--no-dealer", help="start a dealer node (secret-shared steps need one)"
         ),
+        tee: bool = typer.Option(
+            False, "--tee", help="run scheme 'tee' jobs too: an enclave node with a simulated "
+            "service enclave, and the platform's 'tee:' config (DIRECTORY/platform.yaml)"
+        ),
     ) -> None:
         """Start the platform and one node per party on loopback (mutual TLS, new CA).
 
@@ -78,7 +82,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("a new cluster needs at least two --party options")
         info = prepare(directory, DeploymentSpec(parties, http_port=port, heartbeat_s=heartbeat,
                                               task_timeout_s=task_timeout,
-                                              max_attempts=max_attempts, dealer=dealer))
+                                              max_attempts=max_attempts, dealer=dealer, tee=tee))
         def interrupt(*_: object) -> None:
             raise KeyboardInterrupt
 

@@ -12,6 +12,12 @@ The other run modes, without a platform, are in :mod:`sharedml.standalone`.
     DIR/platform/            the platform's data dir (SQLite, secret box)
     DIR/nodes/<party>/       node.yaml and the node's work dir
     DIR/nodes/dealer/        the dealer node's (role: dealer, no datasets)
+    DIR/nodes/enclave/, DIR/tee/, DIR/platform.yaml
+                             with ``tee=True`` (``sharedml up --tee``): the enclave
+                             node's (role: enclave; it runs a simulated service
+                             enclave), the simulated vendor and build key, the
+                             providers' policy file (tee/policy.json), and the
+                             platform's ``tee:`` config (the policy it attests with)
     DIR/owners/<party>-owner.key, .pub
                              each party's data owner's approval key (0600); the
                              public half is the party's node's only approver
@@ -66,6 +72,8 @@ log = logging.getLogger("sharedml.platform.local_deployment")
 PLATFORM = "platform"
 #: The dealer node's identity (certificate subject); the scheduler's default dealer.
 DEALER = "dealer"
+#: The enclave node's identity (``sharedml up --tee``).
+ENCLAVE = "enclave"
 
 
 def free_port() -> int:
@@ -93,6 +101,9 @@ class DeploymentSpec:
     #: Every party node's ``compute:`` section (``None``: in the node's process), e.g.
     #: ``{"ray": {"address": "127.0.0.1:6379"}}`` (:mod:`sharedml.scale.config`).
     compute: dict[str, Any] | None = None
+    #: Run ``scheme: tee`` jobs: a simulated TEE host, the platform's ``tee:`` config and
+    #: an enclave node (``role: enclave``) that keeps a service enclave running.
+    tee: bool = False
 
 
 def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
@@ -105,7 +116,7 @@ def prepare(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
     if info_path.exists():
         info: dict[str, Any] = json.loads(info_path.read_text())
         return info
-    reserved = {PLATFORM, DEALER} & set(spec.parties)
+    reserved = {PLATFORM, DEALER, ENCLAVE} & set(spec.parties)
     if reserved:
         raise ConfigError(f"party name {sorted(reserved)[0]!r} is reserved for the cluster's own "
                           "nodes", remedy="choose another party name")
@@ -152,7 +163,8 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
     pki_dir = root / "pki"
     pki.init_ca(pki_dir)
     dealers = [DEALER] if spec.dealer else []
-    for name in (PLATFORM, *spec.parties, *dealers):
+    enclaves = [ENCLAVE] if spec.tee else []
+    for name in (PLATFORM, *spec.parties, *dealers, *enclaves):
         pki.issue(pki_dir, name)
     crl.refresh(pki_dir)  # an empty list: 'sharedml pki revoke DIR/pki NAME' applies at once
     owners = root / "owners"
@@ -164,6 +176,7 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
         "node_service": f"127.0.0.1:{spec.node_port or free_port()}",
         "parties": sorted(spec.parties),
         "dealer": DEALER if spec.dealer else None,
+        "enclave": ENCLAVE if spec.tee else None,
         "heartbeat_s": spec.heartbeat_s,
         "db_url": spec.db_url,
     }
@@ -193,6 +206,8 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
             "heartbeat_s": spec.heartbeat_s,
         }
         (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
+    if spec.tee:
+        _simulated_tee(root, info, spec.heartbeat_s)
     tokens, passwords = _bootstrap(root / "platform", spec)
     for name, secrets_of in (("tokens.json", tokens), ("passwords.json", passwords)):
         fd = os.open(root / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -200,6 +215,29 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
             json.dump(secrets_of, fh, indent=2)
     info_path.write_text(json.dumps(info, indent=2))
     return info
+
+
+def _simulated_tee(root: Path, info: dict[str, Any], heartbeat_s: float) -> None:
+    """A simulated TEE host: its vendor and build key (``DIR/tee``), the platform's ``tee:``
+    config (``DIR/platform.yaml``: builds of that key at svn >= 1), the enclave node's config."""
+    from sharedml.tee.attestation.sim import new_signer, simulated_vendor
+    from sharedml.tee.manager import ENCLAVE_PRODUCT_ID
+
+    tee = root / "tee"
+    tee.mkdir(exist_ok=True)
+    simulated_vendor(tee / "vendor")
+    signer = new_signer(tee / "signer.pem")
+    policy = {"signer": signer, "product_id": ENCLAVE_PRODUCT_ID, "min_svn": 1, "allow_simulation": True}
+    (root / "platform.yaml").write_text(json.dumps({"tee": {"policy": policy, "trust": str(tee / "vendor")}},
+                                                   indent=2))
+    (tee / "policy.json").write_text(json.dumps({**policy, "trust": str(tee / "vendor")}, indent=2))
+    node_dir = root / "nodes" / ENCLAVE
+    node_dir.mkdir(parents=True, exist_ok=True)
+    config = {"party": ENCLAVE, "role": "enclave", "platform": info["node_service"],
+              "pki_dir": str(root / "pki"), "work_dir": str(node_dir / "work"), "heartbeat_s": heartbeat_s,
+              "enclave": {"simulate": {"vendor": str(tee / "vendor"), "signer": str(tee / "signer.pem"),
+                                       "svn": 1}}}
+    (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
 
 
 def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> tuple[dict[str, str], dict[str, str]]:
@@ -260,9 +298,9 @@ class LocalDeployment:
 
     @property
     def nodes(self) -> list[str]:
-        """Every node: the parties', then the dealer's (if the cluster has one)."""
+        """Every node: the parties', then the dealer's and the enclave node (if the cluster has them)."""
         info = self.info
-        return [*info["parties"], *([info["dealer"]] if info.get("dealer") else [])]
+        return [*info["parties"], *[info[k] for k in ("dealer", "enclave") if info.get(k)]]
 
     def tokens(self) -> dict[str, str]:
         tokens: dict[str, str] = json.loads((self.root / "tokens.json").read_text())
@@ -298,6 +336,7 @@ class LocalDeployment:
             "--data-dir", str(self.root / "platform"), "--port", port,
             "--pki-dir", str(self.root / "pki"), "--node-port", node_port, "--tick", "0.2",
             *(["--db-url", info["db_url"]] if info.get("db_url") else []),
+            *(["--config", str(self.root / "platform.yaml")] if info.get("enclave") else []),
         ])
 
     def start_node(self, party: str) -> None:

@@ -3,8 +3,9 @@
 Node agents (``sharedml node``) poll through the platform's node service
 (:mod:`sharedml.platform.nodes`); the service calls :class:`NodeDispatch`:
 
-* **hello** — the node registers (with its role, ``party`` or ``dealer``, fixed
-  at its first hello) and says where peers reach it; a new agent process while
+* **hello** — the node registers (with its role, ``party``, ``dealer`` or
+  ``enclave``, fixed at its first hello) and says where peers reach it (an
+  enclave node: where its service enclave serves RA-TLS); a new agent process while
   its tasks ran means their work is lost, so they fail and the step is retried;
 * **beat** — a heartbeat lists the tasks the node runs, with their progress;
   the reply carries the running tasks it does not run yet (as task orders:
@@ -73,7 +74,7 @@ class NodeDispatch:
     ) -> None:
         """A node agent (certificate subject ``node_id``) connected and serves ``address``;
         ``datasets`` are the records of its registry (its party's, by its certificate)."""
-        if role not in ("party", "dealer"):
+        if role not in ("party", "dealer", "enclave"):
             raise ConfigError(f"node {node_id!r}: unknown role {role!r}", party=node_id)
         now = self.book.clock.now()
         with self.book.tx() as s:

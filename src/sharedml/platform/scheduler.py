@@ -154,9 +154,11 @@ class Scheduler:
             raise ConfigError("invalid job spec field steps: a job needs at least one step")
         if parsed.scheme == "tee":
             if self.tee is None:
-                raise ConfigError("this platform has no enclave node for scheme 'tee' jobs",
-                                  remedy="register an enclave node (platform/tee_jobs.py)")
-            return str(self.tee.submit(spec, created_by=created_by, project_id=project_id, actor=actor))
+                raise ConfigError("this platform runs no scheme 'tee' jobs",
+                                  remedy="give 'sharedml platform serve' a --config file with a 'tee:' "
+                                  "section (platform/tee_config.py)")
+            return str(self.tee.submit(spec, created_by=created_by, project_id=project_id, actor=actor,
+                                       max_attempts=max_attempts or self.config.max_attempts))
         plans = decompose(parsed, self.config.dealer)
         attempts = self.config.max_attempts if max_attempts is None else max_attempts
         if attempts < 1:
@@ -245,6 +247,8 @@ class Scheduler:
                     f"resumed after a platform restart at {now.isoformat(timespec='seconds')}"
                 )
                 self.book.audit("job.resume", job.id, {})
+        if self.tee is not None:
+            touched += self.tee.recover()
         return touched
 
     # -- node agents (through the node service) ------------------------------------

@@ -97,13 +97,9 @@ def register(app: typer.Typer) -> None:
         platform: list[str] = typer.Option(["platform-1"], help="platform to provision; repeatable"),
     ) -> None:
         """Create a simulated TEE vendor (root CA, platform CA, TCB info, CRL) and platforms."""
-        from sharedml.tee.attestation.sim import SimVendor
+        from sharedml.tee.attestation.sim import simulated_vendor
 
-        vendor = SimVendor.create(directory)
-        for name in platform:
-            vendor.provision(name)
-        (directory / "tcb_info.cbor").write_bytes(vendor.tcb_info({3: "UpToDate"}))
-        (directory / "crl.der").write_bytes(vendor.revocation_list())
+        simulated_vendor(directory, tuple(platform))
         typer.echo(f"simulated vendor in {directory} with platforms {', '.join(platform)}")
 
     @tee.command("audit-verify")

@@ -31,17 +31,21 @@ def _open_home(home: Path, svn: int) -> Any:
 
     from sharedml.crypto import pki
     from sharedml.tee.attestation.base import Policy, Verifier, VersionFloor
-    from sharedml.tee.attestation.sim import SimBackend, SimVendor, _write_key, load_key, signer_id
+    from sharedml.tee.attestation.sim import (
+        SimBackend,
+        SimVendor,
+        _write_key,
+        load_key,
+        signer_id,
+        simulated_vendor,
+    )
     from sharedml.tee.cluster_service import TrustedCluster
     from sharedml.tee.manager import ClusterDirs, EnclaveManager, build_manifest
 
     home.mkdir(parents=True, exist_ok=True)
     vendor_dir = home / "vendor"
     if not (vendor_dir / "root.pem").exists():
-        vendor = SimVendor.create(vendor_dir)
-        vendor.provision("platform-1")
-        (vendor_dir / "tcb_info.cbor").write_bytes(vendor.tcb_info({3: "UpToDate"}))
-        (vendor_dir / "crl.der").write_bytes(vendor.revocation_list())
+        simulated_vendor(vendor_dir)
     vendor = SimVendor(vendor_dir)
     if not (home / "pki" / "ca.pem").exists():
         pki.init_ca(home / "pki")

@@ -111,6 +111,11 @@ def _connect(platform: str, token: str | None, ca: str | None, job: str, party: 
 
     api = Client(platform, token, verify=ca or True)
     where = api.tee_enclave(job)
+    if not where.get("address"):
+        api.close()
+        raise ConfigError(f"job {job} is not on an enclave yet (stage {where.get('stage')!r})", party=party,
+                          step="upload", remedy="the platform places it once an attested enclave node is "
+                          "online; run the command again")
     policy, verifier = _policy(policy_file)
     client = EnclaveClient(where["address"], server_certificate=where["certificate"].encode()).for_job(job)
     provider = OwnerKeys(keys, party).provider(client, verifier)

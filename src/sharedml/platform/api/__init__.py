@@ -33,7 +33,8 @@ def create_app(
 
     ``app.state.platform`` is the :class:`Platform`; ``app.state.scheduler`` the
     job scheduler over the same store (built here unless given), wired to the
-    approval gate, the audit log and the runtime settings; ``app.state.metrics``
+    approval gate, the audit log and the runtime settings (and, with ``settings.tee``, the
+    TEE jobs of :mod:`sharedml.platform.tee_jobs`); ``app.state.metrics``
     serves ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`sharedml.platform.metrics`). Running its loop and
     the node service is the caller's part (``sharedml platform serve``).
     """
@@ -60,6 +61,11 @@ def create_app(
     app.state.platform = platform
     app.state.trusted_proxies = tuple(settings.trusted_proxies)
     app.state.scheduler = scheduler if scheduler is not None else build_scheduler(platform)
+    if settings.tee is not None and app.state.scheduler.tee is None:
+        from sharedml.platform.tee_jobs import TeeJobs
+
+        app.state.scheduler.tee = TeeJobs.from_config(app.state.scheduler.book, settings.tee,
+                                                      platform.data_dir)
     app.state.metrics = PlatformMetrics(app.state.scheduler)
     errors.install(app)
     app.add_middleware(RequestLimits)

@@ -236,6 +236,8 @@ class NodeOut(Out):
     address: str
     cert_fingerprint: str
     status: str
+    #: ``party``, ``dealer`` or ``enclave`` (a service enclave for ``scheme: tee`` jobs).
+    role: str = "party"
     registered_at: dt.datetime
     last_heartbeat: dt.datetime | None
     #: Version, CPU (percent of a core) and memory (MB) the agent last reported.

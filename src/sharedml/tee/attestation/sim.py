@@ -281,6 +281,25 @@ class SimVendor:
         return crl.public_bytes(serialization.Encoding.DER)
 
 
+def simulated_vendor(directory: str | Path, platforms: tuple[str, ...] = ("platform-1",)) -> SimVendor:
+    """A vendor in ``directory`` with ``tcb_info.cbor`` and ``crl.der`` beside its root (what
+    :func:`sharedml.tee.enclave.service.peer_verifier` reads) and ``platforms`` provisioned."""
+    vendor = SimVendor.create(directory)
+    for name in platforms:
+        vendor.provision(name)
+    (vendor.dir / "tcb_info.cbor").write_bytes(vendor.tcb_info({3: "UpToDate"}))
+    (vendor.dir / "crl.der").write_bytes(vendor.revocation_list())
+    return vendor
+
+
+def new_signer(path: str | Path) -> str:
+    """A release engineer's build-signing key (P-384, 0600) at ``path``; returns its signer id (hex)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    _write_key(Path(path), key)
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return signer_id(pem).hex()
+
+
 # --------------------------------------------------------------------------- verifier backend
 
 

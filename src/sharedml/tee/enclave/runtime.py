@@ -316,7 +316,8 @@ class Enclave:
             model = self._model if step is None else self._outcome.models.get(step)
             payload = model.to_bytes() if model is not None else None
         elif what == "scores":
-            payload = self._outcome.scores.get(step or "") if step else None
+            scores = self._outcome.scores.get(step or "") if step else None
+            payload = scores.to_parquet() if scores is not None else None
         else:
             raise ProtocolAbort(f"nothing called {what!r} to release", step="release")
         if payload is None:

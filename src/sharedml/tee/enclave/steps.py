@@ -75,13 +75,28 @@ class InsideModel:
         return self.released.predict(X)
 
 
+@dataclass(frozen=True)
+class Scores:
+    """A step's scores by id, kept as arrays; written as Parquet only when released."""
+
+    ids: pd.DataFrame
+    score: np.ndarray
+
+    def to_parquet(self) -> bytes:
+        out = self.ids.copy()
+        out["score"] = self.score
+        buf = io.BytesIO()
+        out.to_parquet(buf, index=False)
+        return buf.getvalue()
+
+
 @dataclass
 class Outcome:
     """Every step's metrics, the model of each ``train`` and the scores of each ``predict``/``evaluate``."""
 
     steps: list[dict[str, Any]] = field(default_factory=list)
     models: dict[str, ReleasedModel] = field(default_factory=dict)
-    scores: dict[str, bytes] = field(default_factory=dict)  # step -> Parquet of id, score
+    scores: dict[str, Scores] = field(default_factory=dict)
 
 
 def parse(wire: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
@@ -107,7 +122,7 @@ class InsideRun:
         party = PartyConfig(PARTY, None, label, (id_column,))
         session = Session(PARTY, (PARTY,), LocalHub([PARTY]).channel(PARTY, job))
         self.job = job
-        self.ctx = StepContext(session, party, {PARTY: party}, {"data": joined}, workdir, "")
+        self.ctx = StepContext(session, party, {PARTY: party}, {"data": joined}, workdir, "", files=False)
         self.outcome = Outcome()
         self._own: dict[str, Callable[[StepContext, Any], dict[str, Any]]] = {
             "psi": self._psi, "woe": _woe, "correlation": _correlation, "train": self._train}
@@ -157,13 +172,9 @@ class InsideRun:
         self.outcome.models[ctx.step_id] = released
         return {"model": params.model, "protocol": "tee", "rows": len(x), "features": int(x.shape[1])}
 
-    def _scores(self, ctx: StepContext) -> bytes:
+    def _scores(self, ctx: StepContext) -> Scores:
         frame = ctx.state[ctx.state["predictions_on"]]
-        out = frame[list(ctx.party.id_columns)].copy()
-        out["score"] = np.asarray(ctx.state["predictions"], dtype=np.float64)
-        buf = io.BytesIO()
-        out.to_parquet(buf, index=False)
-        return buf.getvalue()
+        return Scores(frame[list(ctx.party.id_columns)], np.asarray(ctx.state["predictions"], dtype=np.float64))
 
 
 def _qualified(component: str, params: Any, frame: pd.DataFrame) -> Any:

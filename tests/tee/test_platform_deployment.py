@@ -1,0 +1,181 @@
+"""TEE jobs on a deployment as ``sharedml up --tee`` lays it out: real processes, nothing built by hand.
+
+``sharedml platform serve --config platform.yaml`` (its ``tee:`` section: the
+simulated vendor's roots and the build policy) and ``sharedml node`` with
+``role: enclave`` (it starts a service enclave on the simulated TEE host) run
+as separate processes on loopback; the providers are the parties' owners,
+with their own API tokens. Shown here: the enclave node registers like every
+node (in the database, listed with its role), the platform attests it and
+places the job on it, the job survives a platform restart (its stage, enclave
+and attested key bundle are in the store), a killed enclave costs the job an
+attempt and the job is dispatched again to the enclave its node starts anew,
+and the released model equals the plaintext oracle of ``test_job.py``
+(predictions within 1e-12).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.tee.test_job import SEED, oracle_scores
+
+from sharedml.errors import PeerUnreachable
+from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
+from sharedml.sdk import Client
+from sharedml.tee.attestation import Policy
+from sharedml.tee.enclave.client import EnclaveClient
+from sharedml.tee.enclave.service import peer_verifier
+from sharedml.tee.enclave.wipe import verify_receipt
+from sharedml.tee.model import ReleasedModel
+from sharedml.tee.provider import Provider
+
+STEPS: list[dict[str, Any]] = [
+    {"psi": {"key": "id"}},
+    {"split": {"test_size": 0.3, "seed": SEED}},
+    {"train": {"model": "logistic_regression", "epochs": 3}},
+    {"evaluate": {}},
+]
+DATA = "breast_hetero"  # 569 rows: the test is about the deployment, test_job.py about the learners
+
+
+def breast_oracle(shared_data: Path) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Joined on id and split as the spec says (scikit-learn): (train, test with ids, y_train)."""
+    from sklearn.model_selection import train_test_split
+
+    g = pd.read_csv(shared_data / f"{DATA}_guest.csv").add_prefix("guest.")
+    h = pd.read_csv(shared_data / f"{DATA}_host.csv").add_prefix("host.")
+    joined = g.merge(h, left_on="guest.id", right_on="host.id").sort_values("guest.id")
+    joined = joined.rename(columns={"guest.id": "id"}).drop(columns=["host.id"]).reset_index(drop=True)
+    y = joined.pop("guest.y").to_numpy()
+    train, test = (np.sort(i) for i in train_test_split(np.arange(len(y)), test_size=0.3, random_state=SEED,
+                                                         stratify=y))
+    x = joined.drop(columns=["id"])
+    return x.iloc[train].reset_index(drop=True), joined.iloc[test].reset_index(drop=True), y[train]
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[LocalDeployment]:
+    """The platform and the enclave node of an ``up --tee`` deployment (the parties' nodes are not
+    needed: TEE providers upload from their own hosts)."""
+    root = tmp_path_factory.mktemp("up-tee")
+    files = {p: shared_data / f"{DATA}_{p}.csv" for p in ("guest", "host")}
+    prepare(root, DeploymentSpec({p: {f"{p}_data": f} for p, f in files.items()}, dealer=False, tee=True,
+                                 heartbeat_s=0.2, max_attempts=3))
+    cluster = LocalDeployment(root)
+    try:
+        cluster.start_platform()
+        cluster.wait_platform()
+        cluster.start_node("enclave")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def until(what: str, check: Callable[[], Any], limit: float = 120.0) -> Any:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            got = check()
+        except PeerUnreachable:  # the platform is (re)starting
+            got = None
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {limit} s")
+
+
+def enclave_node(admin: Client) -> dict[str, Any] | None:
+    return next((n for n in admin.nodes() if n["id"] == "enclave" and n["status"] == "online"), None)
+
+
+def provider(cluster: LocalDeployment, party: str, where: dict[str, Any]) -> tuple[Provider, Policy]:
+    """A party's owner as a TEE provider: its policy file, the simulated vendor's roots, the pinned cert."""
+    raw = json.loads((cluster.root / "tee" / "policy.json").read_text())
+    verifier = peer_verifier(raw.pop("trust"))
+    client = EnclaveClient(where["address"], server_certificate=where["certificate"].encode())
+    return Provider(party, client.for_job(where["job"]), verifier), Policy(**raw)
+
+
+def upload(cluster: LocalDeployment, where: dict[str, Any], parties: list[str], holder: Provider | None,
+           shared_data: Path) -> Provider:
+    """Each party attests the job's enclave against its policy and uploads its table; returns the holder."""
+    for party in parties:
+        p, policy = provider(cluster, party, where)
+        holder = holder or p
+        claims = p.attest(policy)
+        table = pd.read_csv(shared_data / f"{DATA}_{party}.csv")
+        p.upload(table, p.grant(where["job"], list(table.columns), measurements=[claims.measurement],
+                                model_to={"guest": holder.release_key}))
+        if p is not holder:
+            p.client.close()
+    assert holder is not None
+    return holder
+
+
+def enclave_pid(cluster: LocalDeployment) -> int:
+    """The enclave process the enclave node started last (its manager's audit log names the pid)."""
+    log = cluster.root / "nodes" / "enclave" / "work" / "enclaves" / "audit.jsonl"
+    created = [e for e in map(json.loads, log.read_text().splitlines()) if e["event"] == "enclave.create"]
+    return int(created[-1]["pid"])
+
+
+@pytest.mark.slow
+def test_tee_job_on_an_up_deployment(deployment: LocalDeployment, shared_data: Path) -> None:
+    cluster = deployment
+    with cluster.client("admin") as admin:
+        node = until("the enclave node registers", lambda: enclave_node(admin))
+    assert node["role"] == "enclave"
+    spec = {"name": "breast-tee", "scheme": "tee", "steps": STEPS, "parties": {
+        "guest": {"dataset": "guest_data", "label": "y"}, "host": {"dataset": "host_data"}}}
+    with cluster.client("analyst") as analyst:
+        job_id = analyst.submit(spec)["id"]
+    with cluster.client("guest-owner") as owner:  # the providers ask with their own accounts
+        where = until("the job is placed", lambda: _placed(owner, job_id, attempt=0))
+    assert where["address"] == node["address"]
+
+    holder = upload(cluster, where, ["guest"], None, shared_data)
+    holder.client.close()
+    cluster.kill("platform")  # a platform restart: the job's stage, enclave and bundle are in the store
+    cluster.start_platform()
+    cluster.wait_platform()
+    with cluster.client("host-owner") as owner:
+        again = until("the job is still placed", lambda: _placed(owner, job_id, attempt=0))
+    assert again["address"] == where["address"]
+    with cluster.client("admin") as admin:
+        assert until("the enclave node is back online", lambda: enclave_node(admin))["address"] == where["address"]
+
+    os.kill(enclave_pid(cluster), signal.SIGKILL)  # the enclave dies with one upload in
+    with cluster.client("guest-owner") as owner:
+        moved = until("the job is dispatched again", lambda: _placed(owner, job_id, attempt=1), limit=180)
+    assert moved["address"] != where["address"]
+    holder = upload(cluster, moved, ["guest", "host"], None, shared_data)
+    with cluster.client("analyst") as analyst:
+        job = analyst.wait(job_id, timeout=300)
+    assert job["state"] == "succeeded", job["reason"]
+    with cluster.client("guest-owner") as owner:  # the label holder's owner fetches its release
+        sealed = owner.tee_released(job_id, "model", "train")
+        receipt = owner.tee_receipt(job_id)
+    holder.client.close()
+
+    tr, te, y_tr = breast_oracle(shared_data)
+    expected = oracle_scores("logistic_regression", tr, te, y_tr, job=job_id)
+    released = ReleasedModel.from_bytes(holder.open_release(sealed, job_id))
+    np.testing.assert_allclose(released.predict(te), expected, rtol=0, atol=1e-12)
+    assert holder.bundle is not None and verify_receipt(receipt, holder.bundle)["job"] == job_id
+    with cluster.client("admin") as admin:
+        actions = [e["action"] for e in admin.audit(limit=1000) if e["target"] == job_id]
+    assert actions.count("tee.dispatch") == 2 and "job.retry" in actions and "tee.destroy" in actions
+
+
+def _placed(owner: Client, job_id: str, attempt: int) -> dict[str, Any] | None:
+    where = owner.tee_enclave(job_id)
+    return where if where["stage"] == "uploading" and where["attempt"] == attempt else None
