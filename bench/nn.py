@@ -37,7 +37,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import DATA, default_credit_split, load_default_credit, report
+from _common import (
+    DATA,
+    default_credit_split,
+    epoch_row,
+    fit_and_score,
+    joined_default_credit,
+    report,
+    serve_dealer_runs,
+)
 from sharedml.session import Session
 
 GOALS = {"ss": 3.0, "split": 0.5}
@@ -46,14 +54,9 @@ LEARNING_RATE = 1.0
 
 
 def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
-    """One data party: load its own file, fit, predict the hold-out rows."""
-    from sharedml.learn.metrics import roc_auc
+    """One data party: fit on its own file's columns, predict the hold-out rows."""
     from sharedml.learn.nn import SplitMLPClassifier, SSMLPClassifier
 
-    frame = load_default_credit(Path(opts["data"]), session.party)
-    train, test = opts["train"], opts["test"]
-    y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
-    X = frame.drop(columns=["id"]).to_numpy(np.float64)
     common = dict(
         epochs=opts["epochs"], batch_size=BATCH, learning_rate=LEARNING_RATE, random_state=0
     )
@@ -61,35 +64,7 @@ def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
         model: Any = SSMLPClassifier(hidden_layer_sizes=[32], **common)
     else:
         model = SplitMLPClassifier(interactive_size=32, **common)
-    t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(session, X[train], None if y is None else y[train])
-    out: dict[str, Any] = {
-        "fit_s": time.perf_counter() - t0,
-        "fit_cpu_s": time.process_time() - c0,
-        "setup_s": model.setup_seconds_,
-        "epochs_s": list(model.epoch_seconds_),
-    }
-    scores = model.predict(session, X[test])
-    if scores is not None and y is not None:
-        out["auc"] = roc_auc(y[test], scores)
-    return out
-
-
-def dealer(session: Session) -> dict[str, Any]:
-    from sharedml.mpc import serve_dealer
-
-    c0 = time.process_time()
-    sent = 0
-    for _ in range(2):  # fit, then prediction with the shared weights
-        sent += serve_dealer(session, ["guest", "host"]).bytes_sent
-    return {"bytes": sent, "cpu_s": time.process_time() - c0}
-
-
-def _joined(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    guest, host = load_default_credit(folder, "guest"), load_default_credit(folder, "host")
-    y = guest.pop("y").to_numpy(np.float64)
-    X = np.hstack([guest.drop(columns=["id"]).to_numpy(), host.drop(columns=["id"]).to_numpy()])
-    return X, y
+    return fit_and_score(model, session, opts)
 
 
 def plaintext_row(folder: Path, train: np.ndarray, test: np.ndarray, epochs: int) -> dict[str, Any]:
@@ -101,7 +76,7 @@ def plaintext_row(folder: Path, train: np.ndarray, test: np.ndarray, epochs: int
     from sharedml.learn.metrics import roc_auc
     from sharedml.learn.nn._core import Dense, MLPConfig, init_layers, plaintext_mlp
 
-    X, y = _joined(folder)
+    X, y = joined_default_credit(folder)
     mean, std = X[train].mean(0), X[train].std(0)
     Xs = (X - mean) / std
     seed = hashlib.sha256(b"sharedml.linear/0").digest()[:16]
@@ -133,7 +108,7 @@ def crypten_row(folder: Path, train: np.ndarray, epochs: int) -> dict[str, Any]:
     except Exception as exc:  # its import fails in more ways than ImportError
         return {"model": "crypten", "note": f"not measured: {type(exc).__name__}: {exc}"[:160]}
     crypten.init()
-    X, y = _joined(folder)
+    X, y = joined_default_credit(folder)
     Xs = (X - X[train].mean(0)) / X[train].std(0)
     net = cnn.Sequential(cnn.Linear(23, 32), cnn.ReLU(), cnn.Linear(32, 1), cnn.Sigmoid())
     net.encrypt()
@@ -169,27 +144,11 @@ def shared_rows(data: Path, epochs: int, models: list[str], base_s: float) -> li
         fns: dict[str, Any] = {
             "guest": partial(party, opts),
             "host": partial(party, opts),
-            "dealer": dealer,
+            "dealer": partial(serve_dealer_runs, runs=2),  # fit, then shared prediction
         }
         out = run_in_processes(fns, parties, timeout=1800, dealer="dealer")
-        per_epoch = statistics.median(out["guest"]["epochs_s"])
-        rows.append(
-            {
-                "model": model,
-                "rows": len(train),
-                "epochs": epochs,
-                "setup_s": out["guest"]["setup_s"],
-                "fit_s": out["guest"]["fit_s"],
-                "guest_cpu_s": out["guest"]["fit_cpu_s"],
-                "host_cpu_s": out["host"]["fit_cpu_s"],
-                "dealer_cpu_s": out["dealer"]["cpu_s"],
-                "s_per_epoch": per_epoch,
-                "ratio": per_epoch / base_s,
-                "auc": out["guest"]["auc"],
-                "goal_s_per_epoch": GOALS[model],
-                "meets_goal": per_epoch <= GOALS[model],
-            }
-        )
+        row = epoch_row(out, base_s, GOALS[model])
+        rows.append({"model": model, "rows": len(train), "epochs": epochs, **row})
     return rows
 
 

@@ -36,7 +36,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import DATA, default_credit_split, load_default_credit, report
+from _common import (
+    DATA,
+    default_credit_split,
+    epoch_row,
+    fit_and_score,
+    joined_default_credit,
+    report,
+    serve_dealer_runs,
+)
 from sharedml.session import Session
 
 GOAL_S_PER_EPOCH = 0.3
@@ -44,13 +52,9 @@ BATCH = 1024
 
 
 def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
-    """One data party: load its own file, fit, predict the hold-out rows."""
+    """One data party: fit on its own file's columns, predict the hold-out rows."""
     from sharedml.learn.linear import HELogisticRegression, SSLogisticRegression
 
-    frame = load_default_credit(Path(opts["data"]), session.party)
-    train, test = opts["train"], opts["test"]
-    y = frame.pop("y").to_numpy(np.float64) if "y" in frame else None
-    X = frame.drop(columns=["id"]).to_numpy(np.float64)
     if opts["model"] == "ss":  # opts["params"]: other settings (bench/wan.py's profiles)
         model: Any = SSLogisticRegression(
             epochs=opts["epochs"], batch_size=opts.get("batch", BATCH), sigmoid=opts["sigmoid"],
@@ -58,37 +62,12 @@ def party(opts: dict[str, Any], session: Session) -> dict[str, Any]:
         )
     else:
         model = HELogisticRegression(epochs=opts["epochs"], batch_size=BATCH, random_state=0)
-    profiler = None
-    if opts.get("profile"):
-        import cProfile
-
-        profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
-        profiler.enable()
-    t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(session, X[train], None if y is None else y[train])
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(f"{opts['profile']}/{session.party}.prof")
-    out: dict[str, Any] = {
-        "fit_s": time.perf_counter() - t0,
-        "fit_cpu_s": time.process_time() - c0,
-        "setup_s": model.setup_seconds_,
-        "epochs_s": list(model.epoch_seconds_),
-    }
-    scores = model.predict(session, X[test])
-    if scores is not None and y is not None:
-        from sharedml.learn.metrics import roc_auc
-
-        out["auc"] = roc_auc(y[test], scores)
-    return out
+    return fit_and_score(model, session, opts, opts.get("profile"))
 
 
 def dealer(session: Session) -> dict[str, Any]:
-    from sharedml.mpc import serve_dealer
-
-    c0 = time.process_time()
-    stats = serve_dealer(session, ["guest", "host"])
-    return {"requests": stats.requests, "bytes": stats.bytes_sent, "cpu_s": time.process_time() - c0}
+    """The dealer process (one runtime: SS-LR's prediction needs none); bench/wan.py runs it too."""
+    return serve_dealer_runs(session)
 
 
 def plaintext_baseline(
@@ -98,9 +77,7 @@ def plaintext_baseline(
     from sharedml.learn.linear import plaintext_sgd
     from sharedml.learn.metrics import roc_auc
 
-    guest, host = load_default_credit(folder, "guest"), load_default_credit(folder, "host")
-    y = guest.pop("y").to_numpy(np.float64)
-    X = np.hstack([guest.drop(columns=["id"]).to_numpy(), host.drop(columns=["id"]).to_numpy()])
+    X, y = joined_default_credit(folder)
     mean, std = X[train].mean(0), X[train].std(0)
     Xs = (X - mean) / std
     times, auc = [], 0.0
@@ -147,24 +124,16 @@ def linear_rows(
             fns["dealer"] = dealer
         out = run_in_processes(fns, parties, timeout=900,
                                dealer="dealer" if model == "ss" else None)
-        per_epoch = statistics.median(out["guest"]["epochs_s"])
+        goal = GOAL_S_PER_EPOCH if model == "ss" else None
+        row = epoch_row(out, base_s, goal)
         rows.append(
             {
                 "model": f"{model.upper()}-LR" + (f" ({sigmoid})" if model == "ss" else ""),
                 "rows": len(train),
                 "epochs": n_epochs,
-                "setup_s": out["guest"]["setup_s"],
-                "fit_s": out["guest"]["fit_s"],
-                "guest_cpu_s": out["guest"]["fit_cpu_s"],
-                "host_cpu_s": out["host"]["fit_cpu_s"],
-                "dealer_cpu_s": out["dealer"]["cpu_s"] if model == "ss" else None,
-                "s_per_epoch": per_epoch,
+                **row,
                 "plaintext_s_per_epoch": base_s,
-                "ratio": per_epoch / base_s,
-                "auc": out["guest"]["auc"],
                 "plaintext_auc": base_auc,
-                "goal_s_per_epoch": GOAL_S_PER_EPOCH if model == "ss" else None,
-                "meets_goal": per_epoch <= GOAL_S_PER_EPOCH if model == "ss" else None,
             }
         )
     return rows

@@ -1,5 +1,5 @@
-"""Batch scoring from a saved model (issue 12, must-show): train on 70% of
-default_credit's ids, register, then score the other 30% as a new job with no
+"""Batch scoring from a saved model (issue 12, must-show): train on the first 70% of
+default_credit's ids (split by id), register, then score the other 30% as a new job with no
 ``train`` — and get the training job's own predictions for those rows."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sharedml.standalone import PartyFailed
 from sharedml.standalone.job import run_job
 from sharedml.standalone.models import LocalRegistry
 
-TRAIN = [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 11}}, {"fill": {}}, {"scale": {}}]
+TRAIN = [{"psi": {}}, {"split": {"test_size": 0.3, "by": "id"}}, {"fill": {}}, {"scale": {}}]
 LR = {"train": {"model": "logistic_regression", "epochs": 2, "batch_size": 512}}
 SB = {"train": {"model": "secureboost", "n_estimators": 3, "max_depth": 3, "n_bins": 16}}
 
@@ -46,6 +46,8 @@ def book(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         preds[name] = _scores(out / "guest" / "predictions-predict.csv")
     ids = set(preds["lr"].index)
     assert ids == set(preds["sb"].index)  # one split, the 30% the models never saw
+    numeric = pd.read_csv(full["guest"], usecols=["id"])["id"].sort_values()
+    assert ids == {str(i) for i in numeric.iloc[len(numeric) - 9000:]}  # the last 30% of ids
     new = {}
     for party, path in full.items():
         rows = pd.read_csv(path, dtype={"id": str})

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,6 +54,38 @@ def test_csv_reader_random_and_csv_like_bytes(data: bytes) -> None:
         assert report is not None and (frame is not None or not report.ok)
         refuses_only((DataError,), lambda: load_frame(path, ["id"], "y", party="bank"),
                      "load_frame")
+    finally:
+        path.unlink()
+
+
+CSV_ROWS = st.lists(st.sampled_from(
+    [b"1", b"2", b"0.5", b"-3", b"nan", b"inf", b"1e400", b"", b" 7 ", b"true", b"x", b"\xc3\xa9",
+     b"999999999999999999999"]), min_size=3, max_size=3).map(b",".join)
+
+
+@FUZZ
+@given(st.lists(CSV_ROWS, max_size=12), st.sampled_from([b"\n", b"\r\n"]),
+       st.sampled_from(["float", "int", "bool", "category"]))
+def test_csv_fast_path_matches_the_general_path(rows: list[bytes], end: bytes,
+                                                 kind: str) -> None:
+    """Differential: whatever the fast path accepts, it reads as the general path does."""
+    from sharedml.datasets import reader
+    from sharedml.datasets.fast_csv import read_simple
+
+    path = _write(end.join([b"id,y,x0", *rows]) + end)
+    schema = Schema(("id",), {"x0": kind}, "y", "float")  # type: ignore[dict-item]
+    try:
+        if read_simple(path, schema) is None:
+            return
+        fast = refuses_only((), lambda: validate_file(path, schema), "validate_file (fast)")
+        general_read, reader.read_simple = reader.read_simple, lambda *_: None
+        try:
+            general = validate_file(path, schema)
+        finally:
+            reader.read_simple = general_read
+        assert [str(p) for p in fast[1].problems] == [str(p) for p in general[1].problems]
+        if fast[0] is not None and general[0] is not None:
+            pd.testing.assert_frame_equal(fast[0], general[0])
     finally:
         path.unlink()
 

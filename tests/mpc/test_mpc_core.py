@@ -149,3 +149,36 @@ def test_module_usage_example_runs() -> None:
     assert out["bob"] is None
     want = 1 / (1 + np.exp(-((1.5 * 0.5 - 2.0 * 0.25) * 2 - 1)))
     assert abs(out["alice"][0, 0] - want) <= 0.024
+
+
+def test_share_of_a_shape_the_protocol_fixes_sends_nothing() -> None:
+    from sharedml.transport.recording import RecordingChannel
+
+    x = _values(np.random.default_rng(3), (4, 3))
+    log: list = []
+
+    def body(mpc):
+        before = len(log)
+        s = mpc.share(x if mpc.party == "alice" else None, owner="alice", shape=(4, 3))
+        sent = [r.tag for r in log[before:] if r.frm == mpc.party and "share" in r.tag]
+        return s.reveal(raw=True), sent
+
+    out = run_mpc(body, wrap=lambda ch: RecordingChannel(ch, log))
+    for party in ("alice", "bob"):
+        opened, sent = out[party]
+        np.testing.assert_array_equal(opened, FP.encode(x))
+        assert sent == []  # no shape header
+
+
+def test_share_of_the_wrong_shape_is_refused_at_its_owner() -> None:
+    from sharedml.errors import DataError
+    from sharedml.standalone import PartyFailed
+
+    def body(mpc):
+        value = np.zeros((2, 2)) if mpc.party == "alice" else None
+        return mpc.share(value, owner="alice", shape=(3, 2))
+
+    with pytest.raises(PartyFailed) as info:
+        run_mpc(body)
+    assert isinstance(info.value.error, DataError) and "(3, 2)" in str(info.value.error)
+    assert info.value.error.party == "alice"

@@ -1,8 +1,9 @@
-"""Models trained by real jobs on 70% of default_credit's rows, with the training
-jobs' own predictions on the other 30% (the rows online scoring must match).
+"""Models trained by real jobs on the first 70% of default_credit's ids, with the
+training jobs' own predictions on the other 30% (the rows online scoring must match).
 
 One ``sharedml run`` job per model (embedded: every party a thread) with the
-steps psi, split (30% test, seeded), fill, scale, train and predict; each
+steps psi, split (by id: the last 30% of the ids are the test rows), fill,
+scale, train and predict; each
 trained model is registered in one models folder as ``credit@1`` (SS-LR) and
 ``credit@2`` (SecureBoost), each party's part sealed under its own node key
 there — the folder the serving processes load from (``--models``).
@@ -21,7 +22,8 @@ from sharedml.standalone.job import run_job
 from sharedml.standalone.models import LocalRegistry
 
 BANK, PARTNER = "bank", "partner"
-FRONT: list[dict[str, Any]] = [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 11}}, {"fill": {}}, {"scale": {}}]
+FRONT: list[dict[str, Any]] = [{"psi": {}}, {"split": {"test_size": 0.3, "by": "id"}},
+                               {"fill": {}}, {"scale": {}}]
 MODELS: dict[str, dict[str, Any]] = {
     "lr": {"model": "logistic_regression", "epochs": 2, "batch_size": 512},
     "sb": {"model": "secureboost", "n_estimators": 5, "max_depth": 3, "n_bins": 16},
@@ -62,7 +64,15 @@ def train_book(shared_data: Path, root: Path) -> Book:
         run_job(spec(data, [*FRONT, {"train": step}, {"predict": {}}]), out, embedded=True,
                 models=models)
         preds = pd.read_csv(out / BANK / "predictions-predict.csv", dtype={"id": str})
+        assert set(preds["id"]) == last_ids(data[BANK], 0.3)  # the issue's split
         uid = LocalRegistry(models).resolve_text(f"credit@{n}").uid
         trained[kind] = Trained(uid, f"credit@{n}", preds["id"].to_numpy(),
                                 preds["score"].to_numpy(np.float64))
     return Book(models, data, trained)
+
+
+def last_ids(path: Path, share: float) -> set[str]:
+    """The last ``share`` of a file's ids in numeric order: the rows a model trained on
+    the first ones scores as new customers."""
+    ids = pd.read_csv(path, usecols=["id"])["id"].sort_values()
+    return {str(i) for i in ids.iloc[len(ids) - round(share * len(ids)):]}

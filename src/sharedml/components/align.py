@@ -26,6 +26,10 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from sharedml.components.base import Component, Params, StepContext, StepResult
@@ -50,10 +54,8 @@ class AlignStep(Component):
         frame = ctx.state.get("data")
         if frame is None:
             frame = ctx.load_dataset([key])
-        ids = frame[key].astype(str).str.strip()
-        order = ids.argsort(kind="stable")
+        order, digest = sorted_ids(frame[key])
         frame = frame.iloc[order].reset_index(drop=True)
-        digest = hashlib.sha256("\n".join(ids.iloc[order]).encode("utf-8")).hexdigest()
         mine = json.dumps({"rows": len(frame), "digest": digest}).encode()
         session = ctx.session.without_dealer()
         got = {p: json.loads(bytes(v)) for p, v in
@@ -65,3 +67,14 @@ class AlignStep(Component):
                             remedy="use psi to align on the ids they share")
         ctx.state["data"] = frame
         return StepResult(metrics={"rows": len(frame)})
+
+
+def sorted_ids(ids: pd.Series) -> tuple[np.ndarray, str]:
+    """The row order that sorts the ids (as stripped text, by code point: the order of
+    their UTF-8 bytes) and the SHA-256 of the sorted ids joined by newlines. Arrow's
+    sort runs in C++: a million ids in a fraction of a second, where sorting Python
+    strings took seconds."""
+    text = pa.array(ids.astype(str).str.strip(), type=pa.large_string())
+    order = pc.sort_indices(text).to_numpy()
+    joined = "\n".join(text.take(order).to_numpy(zero_copy_only=False))
+    return order, hashlib.sha256(joined.encode("utf-8")).hexdigest()

@@ -83,6 +83,9 @@ class SplitParams(Params):
     seed: int = 42
     stratify: bool | str = Field(True, description="true or the label's name: stratify on it")
     layout: Literal["vertical", "horizontal"] = "vertical"
+    by: Literal["random", "id"] = Field("random", description="random (seeded, stratified "
+                                        "if asked) or id: the last test_size of the ids "
+                                        "(numeric order if every id is a number), vertical only")
 
 
 class SplitStep(RowsUnlessHorizontal, Component):
@@ -105,8 +108,13 @@ class SplitStep(RowsUnlessHorizontal, Component):
         from sharedml.learn.preprocessing import shared_split
 
         if params.layout == "horizontal":
+            if params.by == "id":
+                raise ConfigError("by: id splits aligned (vertical) rows", party=ctx.party.name,
+                                  step=ctx.step_id, remedy="drop 'by' for a horizontal split")
             return _split_own_rows(ctx, params)
         frame = require_frame(ctx, "data")
+        if params.by == "id":
+            return _split_by_id(ctx, frame, params.test_size)
         holder = ctx.label_holder if params.stratify else None
         if isinstance(params.stratify, str) and holder is not None:
             label = ctx.parties[holder].label
@@ -128,6 +136,17 @@ class SplitStep(RowsUnlessHorizontal, Component):
         ctx.state["train"] = frame.iloc[train].reset_index(drop=True)
         ctx.state["test"] = frame.iloc[test].reset_index(drop=True)
         return StepResult(metrics={"train_rows": len(train), "test_rows": len(test)})
+
+
+def _split_by_id(ctx: StepContext, frame: Any, test_size: float) -> StepResult:
+    """The vertical split by id order (:func:`~sharedml.learn.preprocessing.ordered_split`)."""
+    from sharedml.learn.preprocessing import ordered_split
+
+    train, test = ordered_split(ctx.session.without_dealer(),
+                                frame[ctx.party.id_columns[0]].to_numpy(), test_size=test_size)
+    ctx.state["train"] = frame.iloc[train].reset_index(drop=True)
+    ctx.state["test"] = frame.iloc[test].reset_index(drop=True)
+    return StepResult(metrics={"train_rows": len(train), "test_rows": len(test)})
 
 
 def _split_own_rows(ctx: StepContext, params: Any) -> StepResult:

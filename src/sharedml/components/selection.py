@@ -15,9 +15,9 @@ checked as that step checks them when the spec loads.
   cross-validated metric — and, with
   ``retrain``, trains the best configuration on all training rows as a
   ``train`` step would: its model parts are the step's ``model`` artifacts
-  and later ``predict``/``evaluate`` steps use it. (Registering the retrained
-  model with the model registry of issue «Model release» is that issue's
-  step: it takes this artifact.)
+  and later ``predict``/``evaluate`` steps use it, and the model registry
+  (``sharedml run``'s models folder, or the platform's) registers it as a
+  version named like a train step's model (``<job>.<step id>``).
 
 Reveals: the fold ids (stratified ones depend on the labels: see
 :mod:`sharedml.learn.selection.cv`), every trial's configuration and
@@ -199,6 +199,9 @@ class TuneStep(Component):
             return StepResult(metrics=summary)
         best = TrainParams.model_validate({**base, **summary["best_params"]})
         trained = TrainStep().run(ctx, best)
+        part = {k: trained.metrics[k] for k in ("model_uid", "fingerprint")}
+        # the part's uid and fingerprint at the top, as a train step's: the run's or
+        # the platform's model registry registers the retrained model (MODEL_STEPS)
         return StepResult(
-            metrics={**summary, "retrained": trained.metrics}, artifacts=trained.artifacts
+            metrics={**summary, "retrained": trained.metrics, **part}, artifacts=trained.artifacts
         )

@@ -124,7 +124,10 @@ def lift(y_true: np.ndarray, y_score: np.ndarray, fraction: float = 0.1) -> floa
 
 
 def accuracy(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> float:
-    """Share of rows whose thresholded score equals the label."""
+    """Share of rows whose thresholded score equals the label; for a matrix of
+    class probabilities (one column per class), whose most likely class does."""
+    if np.ndim(y_score) == 2:
+        return float((np.argmax(y_score, axis=1) == np.asarray(y_true).ravel()).mean())
     y, s = _binary(y_true, y_score)
     return float(((s >= threshold).astype(np.int64) == y).mean())
 

@@ -114,7 +114,7 @@ class FeaturePipeline:
         """The model's feature frame for new rows: schema checked, transforms replayed."""
         ids = list(id_columns)
         self.check(frame, ids, party=party, step=step)
-        out = frame[list(self.schema)].copy()
+        out = frame[list(self.schema)]  # a new frame (a list selection copies)
         for op in self.ops:
             out = _APPLY[op["op"]](out, op)
         lost = [c for c in self.features if c not in out.columns]
@@ -131,8 +131,7 @@ def _fill(frame: pd.DataFrame, op: dict[str, Any]) -> pd.DataFrame:
     filler = Filler("constant")
     filler.fill_ = np.asarray(op["values"], dtype=np.float64)
     cols = op["columns"]
-    frame[cols] = filler.transform(frame[cols].to_numpy(dtype=np.float64))
-    return frame
+    return _put(frame, cols, filler.transform(frame[cols].to_numpy(dtype=np.float64)))
 
 
 def _scale(frame: pd.DataFrame, op: dict[str, Any]) -> pd.DataFrame:
@@ -142,7 +141,16 @@ def _scale(frame: pd.DataFrame, op: dict[str, Any]) -> pd.DataFrame:
     scaler.center_ = np.asarray(op["center"], dtype=np.float64)
     scaler.scale_ = np.asarray(op["scale"], dtype=np.float64)
     cols = op["columns"]
-    frame[cols] = scaler.transform(frame[cols].to_numpy(dtype=np.float64))
+    return _put(frame, cols, scaler.transform(frame[cols].to_numpy(dtype=np.float64)))
+
+
+def _put(frame: pd.DataFrame, cols: list[str], values: np.ndarray) -> pd.DataFrame:
+    """``frame`` with ``cols`` replaced by ``values``; a new one-block frame when they are
+    all its columns (assigning a million rows column by column into the old blocks
+    cost seconds)."""
+    if list(frame.columns) == list(cols):
+        return pd.DataFrame(values, columns=frame.columns, index=frame.index)
+    frame[cols] = values
     return frame
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sharedml.errors import ConfigError
 
-__all__ = ["ModelRef", "Resolved", "model_name", "resolve_spec", "spec_hash"]
+__all__ = ["ModelRef", "Resolved", "makes_model", "model_name", "resolve_spec", "spec_hash"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -57,8 +57,19 @@ class ModelRef:
         return f"{self.name}@{self.version if self.version is not None else self.alias}"
 
 
+#: the steps whose model parts become a registered version: ``train``, and
+#: ``tune`` when it retrains its best configuration (then it reports a part)
+MODEL_STEPS = ("train", "tune")
+
+
+def makes_model(component: str, metrics: dict[str, Any] | None) -> bool:
+    """Whether a party's result of a ``component`` step reports a model part
+    to register (its ``model_uid`` and ``fingerprint``)."""
+    return component in MODEL_STEPS and bool(metrics) and "fingerprint" in (metrics or {})
+
+
 def model_name(job: str, step: str) -> str:
-    """The registered name of the model a job's train step makes: the job's name
+    """The registered name of the model a job's train (or tune) step makes: the job's name
     (for a step called ``train``), else ``<job>.<step>``."""
     return check_name(job if step == "train" else f"{job}.{step}")
 

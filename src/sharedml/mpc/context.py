@@ -234,17 +234,21 @@ class MPC:
         *,
         encoded: bool = False,
         scale: int | None = None,
+        shape: tuple[int, ...] | None = None,
     ) -> SharedTensor:
         """Secret-share ``value``, which ``owner`` holds; the others pass ``None``.
 
-        1. ``owner`` sends the shape (public) to every other party.
+        1. ``owner`` sends the shape (public) to every other party — unless
+           every party passes the same ``shape`` (a shape the protocol already
+           fixes, e.g. a batch's): then nothing is sent.
         2. For every other party ``j``, both ``owner`` and ``j`` draw
            ``r_j = AES-CTR(k_{owner,j}, t)`` from their pair key; ``j`` keeps
            ``r_j``, ``owner`` keeps ``x - Σ_j r_j``.
 
         Reveals: the shape. Semi-honest; any n-1 parties learn nothing of ``x``.
         ``encoded=True`` takes ring elements as they are (``scale`` gives their
-        fractional bits; 0 for integers).
+        fractional bits; 0 for integers). The owner's value must have the
+        ``shape`` it was given (a :class:`DataError` otherwise).
         """
         from sharedml.mpc.tensor import SharedTensor
 
@@ -261,9 +265,16 @@ class MPC:
             else:
                 enc = self.fp.encode(value, what="share input")
                 sc = self.frac_bits
-            header = np.array([sc, *enc.shape], dtype=np.uint64)
-            for p in self.others:
-                self.channel.send(p, tag, header)
+            if shape is None:
+                header = np.array([sc, *enc.shape], dtype=np.uint64)
+                for p in self.others:
+                    self.channel.send(p, tag, header)
+            elif enc.shape != tuple(shape):
+                raise DataError(
+                    f"share: the value has shape {enc.shape}, the protocol fixed {tuple(shape)}",
+                    party=self.party,
+                    step="share",
+                )
             mine = enc.copy()
             for p in self.others:
                 mine -= self._pair[p].uint64(self._share_count, enc.shape)
@@ -274,6 +285,10 @@ class MPC:
                 party=self.party,
                 step="share",
             )
+        if shape is not None:
+            sc = self.frac_bits if scale is None else scale
+            words = self._pair[owner].uint64(self._share_count, tuple(shape))
+            return SharedTensor(self, words, sc)
         head = self.channel.recv(owner, tag)
         if not isinstance(head, np.ndarray) or head.dtype != np.uint64 or head.ndim != 1 or not head.size:
             raise ProtocolAbort("share: malformed shape header", party=owner, step="share")

@@ -101,7 +101,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("node")
     def node(
-        config: Path = typer.Argument(..., help="node config (YAML)"),
+        config: str = typer.Argument(..., metavar="CONFIG | init CONFIG",
+                                     help="node config (YAML); 'init CONFIG' makes its keys"),
+        init_config: Path | None = typer.Argument(None, hidden=True),
         dealer: bool = typer.Option(
             False, "--dealer", help="run as the dealer node (no datasets; same as 'role: dealer')"
         ),
@@ -110,7 +112,21 @@ def register(app: typer.Typer) -> None:
 
         With --dealer (or 'role: dealer' in the config) the node deals the correlated
         randomness of secret-shared steps: it holds no data and sees only its own
-        randomness; it must run where no data party can read it."""
+        randomness; it must run where no data party can read it.
+
+        'sharedml node init CONFIG' creates the node's at-rest key and signing key
+        (mode 0600, in the config's keys_dir) before its first start, and prints the
+        public key to give the other parties. (One command with an optional 'init'
+        word rather than a group: 'sharedml node CONFIG' stays as deployments use it.)"""
+        if config == "init":
+            _node_init(init_config)
+            return
+        if init_config is not None:
+            raise ConfigError(f"unexpected argument {str(init_config)!r}",
+                              remedy="sharedml node CONFIG, or sharedml node init CONFIG")
+        _serve_node(Path(config), dealer)
+
+    def _serve_node(config: Path, dealer: bool) -> None:
         import logging
 
         from sharedml.node.agent import serve
@@ -167,6 +183,19 @@ def register(app: typer.Typer) -> None:
         paths = restore_models(node.party, node.work_dir, file, _secret(passphrase_file),
                                node.models_dir, node.keys_dir)
         typer.echo(f"restored {len(paths)} model part(s) into {node.work_dir}")
+
+
+def _node_init(config: Path | None) -> None:
+    """Create the node's keys (see :mod:`sharedml.node.keys`) and print where they are."""
+    from sharedml.node.agent import NodeConfig
+    from sharedml.node.keys import init_node_keys
+
+    if config is None:
+        raise ConfigError("sharedml node init needs the node's config",
+                          remedy="sharedml node init node.yaml")
+    node = NodeConfig.load(config)
+    made = init_node_keys(node.keys_dir or node.work_dir / "keys")
+    typer.echo(f"node {node.party}: {made.summary()}")
 
 
 def _secret(passphrase_file: Path | None) -> str:

@@ -14,6 +14,7 @@ from sharedml.modelpart.refs import (
     ModelRef,
     Resolved,
     check_alias,
+    makes_model,
     model_name,
     resolve_spec,
     spec_hash,
@@ -145,10 +146,11 @@ class ModelRegistry:
     # -- filled by jobs --------------------------------------------------------------
     def record_job(self, s: Session, job: Job, tasks: Iterable[Task],
                    actor: str = "scheduler") -> list[ModelVersion]:
-        """Register the model of every train step of a just-succeeded ``job``."""
+        """Register the model of every train step (and retraining tune step) of a
+        just-succeeded ``job``."""
         by_step: dict[str, dict[str, dict[str, Any]]] = {}
         for t in tasks:
-            if t.component == "train" and t.metrics and "fingerprint" in t.metrics:
+            if t.metrics and makes_model(t.component, t.metrics):
                 by_step.setdefault(t.step_id, {})[t.party] = t.metrics
         made = []
         for step, parts in by_step.items():

@@ -9,7 +9,8 @@ Each process serves its own party's sealed parts of registered model
 versions: from a ``sharedml run`` models folder (``--models DIR``: versions
 by ``NAME@ALIAS``, ``NAME@N`` or id, fingerprints checked against the
 registry) or from a node's part store and keys (``--parts DIR --keys DIR``:
-versions by id). The node's key (0600) seals the cache and keys the audit's
+versions by id, or by ``NAME@ALIAS`` resolved by the platform's registry over
+HTTPS with ``--platform URL --token-file FILE --ca CA.pem``). The node's key (0600) seals the cache and keys the audit's
 id hashes. Each process keeps its state (served versions, audit log, sealed
 cache) in ``--state``.
 """
@@ -24,6 +25,9 @@ STATE_HELP = "folder for routing.json, audit.jsonl and the sealed cache"
 MODELS_HELP = "a 'sharedml run' models folder (registry and each party's sealed parts)"
 PARTS_HELP = "a node's part store (without --models; versions by id)"
 KEYS_HELP = "the node's keys folder (with --parts)"
+PLATFORM_HELP = "the platform's URL: versions by NAME@ALIAS from its registry (with --parts)"
+TOKEN_HELP = "file holding an API token that may read the platform's registry"
+CA_HELP = "the deployment CA (PEM) the platform's certificate is checked against"
 
 
 def _print_ready(what: str) -> None:
@@ -44,6 +48,9 @@ def register(app: Any) -> None:
         models: Path = typer.Option(None, help=MODELS_HELP),
         parts: Path = typer.Option(None, help=PARTS_HELP),
         keys: Path = typer.Option(None, help=KEYS_HELP),
+        platform: str = typer.Option(None, help=PLATFORM_HELP),
+        token_file: Path = typer.Option(None, help=TOKEN_HELP),
+        ca: Path = typer.Option(None, help=CA_HELP),
         state: Path = typer.Option(..., help=STATE_HELP),
         partner: list[str] = typer.Option([], help="NAME=HOST:PORT of a partner's node"),
         features: str = typer.Option(None, help="own features: FILE.csv|.parquet, URL#TABLE "
@@ -62,7 +69,7 @@ def register(app: Any) -> None:
         """Run the label holder's scoring gateway (HTTP/JSON)."""
         from sharedml.serving.run import PartSource, run_gateway
 
-        run_gateway(party=party, pki=pki, models=PartSource(models, parts, keys), state=state, partners=partner,
+        run_gateway(party=party, pki=pki, models=PartSource(models, parts, keys, platform, token_file, ca), state=state, partners=partner,
                     features=features, id_column=id_column, exclude=tuple(exclude), host=host,
                     port=port, initial=serve_version, timeout=timeout, max_batch=max_batch,
                     cache_ttl=cache_ttl, cache_size=cache_size,
@@ -75,6 +82,9 @@ def register(app: Any) -> None:
         models: Path = typer.Option(None, help=MODELS_HELP),
         parts: Path = typer.Option(None, help=PARTS_HELP),
         keys: Path = typer.Option(None, help=KEYS_HELP),
+        platform: str = typer.Option(None, help=PLATFORM_HELP),
+        token_file: Path = typer.Option(None, help=TOKEN_HELP),
+        ca: Path = typer.Option(None, help=CA_HELP),
         state: Path = typer.Option(..., help=STATE_HELP),
         caller: list[str] = typer.Option(..., help="label holder(s) allowed to ask"),
         features: str = typer.Option(..., help="FILE.csv|.parquet, URL#TABLE or "
@@ -88,7 +98,7 @@ def register(app: Any) -> None:
         """Run this party's serving node (gRPC, mutual TLS)."""
         from sharedml.serving.run import PartSource, run_node
 
-        run_node(party=party, pki=pki, models=PartSource(models, parts, keys), state=state, callers=caller,
+        run_node(party=party, pki=pki, models=PartSource(models, parts, keys, platform, token_file, ca), state=state, callers=caller,
                  features=features, id_column=id_column, exclude=tuple(exclude), allow=allow,
                  host=host, port=port, ready=_print_ready)
 

@@ -11,7 +11,7 @@ pipeline its party fitted during training (:attr:`Part.pipeline`), which
 :mod:`sharedml.serving.features` replays on the party's own rows.
 
 Versions are named by their registry id (32 hex digits); with a registry
-(``sharedml run``'s models folder) ``NAME@ALIAS`` and ``NAME@N`` resolve to
+(``sharedml run``'s models folder, or the platform's) ``NAME@ALIAS`` and ``NAME@N`` resolve to
 it, and the registry's fingerprint of every party's part is checked: this
 party's when it loads, each partner's when the gateway switches to the
 version.
@@ -37,7 +37,7 @@ from sharedml.session import DEFAULT_FRAC_BITS
 
 if TYPE_CHECKING:
     from sharedml.modelpart import ModelPart, PartStore
-    from sharedml.standalone.models import LocalRegistry
+    from sharedml.serving.versions_source import VersionBook
 
 #: Contribution kinds on the wire: ring-encoded partial scores, packed split sides.
 LINEAR, TREES = 1, 2
@@ -137,13 +137,14 @@ class StoreParts:
 
     Args:
         store: the node's :class:`~sharedml.modelpart.PartStore` (its sealed parts).
-        registry: a models folder's registry, to resolve ``NAME@ALIAS`` and check
-            fingerprints; without it versions are named by id only.
+        registry: a models folder's registry or the platform's
+            (:mod:`~sharedml.serving.versions_source`), to resolve ``NAME@ALIAS`` and
+            check fingerprints; without it versions are named by id only.
 
     Parts are loaded once and kept (versions are immutable).
     """
 
-    def __init__(self, store: PartStore, registry: LocalRegistry | None = None) -> None:
+    def __init__(self, store: PartStore, registry: VersionBook | None = None) -> None:
         self.store, self.registry = store, registry
         self.party = str(store.party)
         self._loaded: dict[str, FeaturePart | LabelPart] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 from collections.abc import Callable
@@ -17,33 +18,46 @@ from sharedml.serving.allow import AllowRule
 from sharedml.serving.audit import ServingAudit
 from sharedml.serving.features import load_transforms
 from sharedml.serving.parts import StoreParts
+from sharedml.serving.versions_source import platform_versions
 
 AUDIT_FILE = "audit.jsonl"
+log = logging.getLogger("sharedml.serving")
 
 
 @dataclass(frozen=True)
 class PartSource:
     """Where a serving process finds its party's parts and node keys: a
     ``sharedml run`` models folder (``models``: registry, ``<party>/parts``,
-    ``<party>/keys``) or a node's part store and keys (``parts`` and ``keys``)."""
+    ``<party>/keys``) or a node's part store and keys (``parts`` and ``keys``),
+    versions then resolved by the platform's registry when ``platform`` (its URL,
+    with ``token_file`` and the deployment CA ``ca``) is given, else by id."""
 
     models: Path | None = None
     parts: Path | None = None
     keys: Path | None = None
+    platform: str | None = None
+    token_file: Path | None = None
+    ca: Path | None = None
 
     def open(self, party: str) -> tuple[StoreParts, NodeKeys]:
         from sharedml.standalone.models import LocalRegistry
 
         if self.models is not None:
+            if self.platform is not None:
+                raise ConfigError("--models and --platform both name a registry", party=party,
+                                  step="serve: start", remedy="use one of them")
             registry = LocalRegistry(self.models)
             store = registry.store(party)
             return StoreParts(store, registry), store.keys
         if self.parts is None or self.keys is None:
             raise ConfigError("no model parts to serve", party=party, step="serve: start",
                               remedy="pass --models DIR (a 'sharedml run' models folder) or "
-                              "--parts DIR and --keys DIR (a node's part store and keys)")
+                              "--parts DIR and --keys DIR (a node's part store and keys), "
+                              "with --platform URL to name versions by NAME@ALIAS")
         keys = FileNodeKeys(self.keys)
-        return StoreParts(PartStore(self.parts, keys, party=party)), keys
+        book = (None if self.platform is None else
+                platform_versions(self.platform, self.token_file, self.ca))
+        return StoreParts(PartStore(self.parts, keys, party=party), book), keys
 
 
 def _audit(state: Path, keys: NodeKeys) -> ServingAudit:
@@ -123,7 +137,9 @@ def run_gateway(*, party: str, pki: Path, models: PartSource, state: Path, partn
 def _http_impl() -> str:
     try:
         import httptools  # noqa: F401
-    except ImportError:
+    except ImportError:  # a dependency; absent only in a broken install
+        log.warning("httptools is not installed: the gateway falls back to h11, and a lone "
+                    "request then takes ~40 ms (pip install httptools)")
         return "h11"
     return "httptools"
 

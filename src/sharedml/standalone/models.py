@@ -32,10 +32,12 @@ from sharedml.errors import ConfigError, PolicyDenied
 from sharedml.modelpart import FileNodeKeys, PartStore, write_private
 from sharedml.modelpart.format import canonical
 from sharedml.modelpart.refs import (
+    MODEL_STEPS,
     ModelRef,
     Resolved,
     check_alias,
     check_name,
+    makes_model,
     model_name,
     resolve_spec,
     spec_hash,
@@ -196,13 +198,17 @@ def resolve_models(spec: JobSpec, book: LocalRegistry) -> JobSpec:
 
 def register_models(book: LocalRegistry, spec: JobSpec,
                     steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Register the model of every train step of a finished run; what was registered."""
+    """Register the model of every train step (and of every tune step that
+    retrained its best configuration) of a finished run; what was registered."""
     made = []
     for step in steps:
-        if step["component"] != "train":
+        if step["component"] not in MODEL_STEPS:
             continue
         metrics = {p: r["metrics"] for p, r in step["parties"].items()
-                   if "fingerprint" in r["metrics"]}
+                   if makes_model(step["component"], r["metrics"])}
+        if step["component"] == "tune" and not metrics:
+            continue  # tuned without retrain: metrics only, no model
+
         uids = {m["model_uid"] for m in metrics.values()}
         if len(uids) != 1 or sorted(metrics) != sorted(spec.parties):
             raise ConfigError(f"step {step['id']}: the parties saved parts of {sorted(uids)}; "

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.learn.wire_audit import recorded_run
 
 from sharedml.errors import ConfigError, DataError
 from sharedml.learn.linear import HELogisticRegression, SSLogisticRegression
 from sharedml.learn.linear._base import encode_fixed
-from sharedml.mpc import serve_dealer
 from sharedml.mpc.material import Request
 from sharedml.standalone import PartyFailed, run_in_threads
-from sharedml.transport.recording import RecordingChannel, WireRecord
+from sharedml.transport.recording import WireRecord
 
 FRAC = 16
 
@@ -84,29 +84,6 @@ def _assert_no_label_vector(log: list[WireRecord], frm: str, to: str, y: np.ndar
             assert y[:64].astype(dtype).tobytes() not in raw
 
 
-def _run(
-    make: Callable[[], Any], data: Any, dealer: bool, dealer_runs: int = 1
-) -> tuple[list[WireRecord], dict[str, Any]]:
-    log: list[WireRecord] = []
-    kept: dict[str, Any] = {}
-
-    def party(session: Any) -> Any:
-        model = make()
-        me = session.party
-        model.fit(session, data.train[me], data.y_train if me == "guest" else None)
-        kept[me] = model
-        return model.predict(session, data.test[me])
-
-    fns: dict[str, Any] = {"guest": party, "host": party}
-    names = ["guest", "host"]
-    if dealer:
-        fns["dealer"] = lambda session: [serve_dealer(session) for _ in range(dealer_runs)]
-        names.append("dealer")
-    run_in_threads(fns, names, wrap=lambda ch: RecordingChannel(ch, log), timeout=60,
-                dealer="dealer" if dealer else None)
-    return log, kept
-
-
 def _coef_words(coef: np.ndarray) -> list[np.ndarray]:
     """Per coefficient: its float64 bits and its fixed-point encoding ± 2 ulp."""
     enc = encode_fixed(coef, FRAC)
@@ -126,12 +103,12 @@ def _coefs_in(value: object, per_coef: list[np.ndarray]) -> int:
 @pytest.mark.parametrize("reveal", ["own", "none"])
 def test_ss_lr_wire_audit(vertical: Callable, reveal: str) -> None:
     data = vertical("breast")
-    log, kept = _run(
+    audit, kept, _ = recorded_run(
         lambda: SSLogisticRegression(epochs=2, batch_size=64, reveal_weights=reveal),
         data,
-        dealer=True,
         dealer_runs=1 if reveal == "own" else 2,
     )
+    log = audit.log
     assert log, "nothing was recorded"
     for other in ("guest", "dealer"):
         _assert_no_values(log, "host", other, data.train["host"].to_numpy())
@@ -163,9 +140,10 @@ def test_ss_lr_wire_audit(vertical: Callable, reveal: str) -> None:
 
 def test_he_lr_wire_audit(vertical: Callable) -> None:
     data = vertical("breast")
-    log, kept = _run(
+    audit, kept, _ = recorded_run(
         lambda: HELogisticRegression(epochs=1, batch_size=64, key_bits=1024), data, dealer=False
     )
+    log = audit.log
     _assert_no_values(log, "host", "guest", data.train["host"].to_numpy())
     _assert_no_values(log, "guest", "host", data.train["guest"].to_numpy())
     _assert_no_label_vector(log, "guest", "host", data.y_train)

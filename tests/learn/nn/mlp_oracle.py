@@ -33,8 +33,10 @@ def sklearn_mlp(
     batch_size: int,
     learning_rate: float,
 ) -> MLPClassifier:
-    """MLPClassifier (relu, plain SGD, no L2) from ``layers`` on our batches."""
+    """MLPClassifier (relu, plain SGD, no L2) from ``layers`` on our batches
+    (a softmax output when the last layer has one unit per class)."""
     hidden = tuple(W.shape[1] for W, _ in layers[:-1])
+    classes = list(range(max(2, layers[-1][0].shape[1])))
     clf = MLPClassifier(
         hidden_layer_sizes=hidden,
         solver="sgd",
@@ -47,7 +49,7 @@ def sklearn_mlp(
     )
     with warnings.catch_warnings():  # batch_size above a batch's rows: one step per call
         warnings.simplefilter("ignore", UserWarning)
-        clf.partial_fit(X[:2], y[:2], classes=[0, 1])  # builds the network
+        clf.partial_fit(X[:2], y[:2], classes=classes)  # builds the network
         for (W, b), coef, icpt in zip(layers, clf.coefs_, clf.intercepts_, strict=True):
             coef[...] = W  # in place: the optimiser holds these arrays
             icpt[...] = b
@@ -62,11 +64,13 @@ def party_seed(seed: bytes, party: str) -> bytes:
     return hashlib.sha256(seed + party.encode()).digest()
 
 
-def split_layers(seed: bytes, widths: dict[str, int], interactive: int) -> list[list[np.ndarray]]:
+def split_layers(
+    seed: bytes, widths: dict[str, int], interactive: int, out: int = 1
+) -> list[list[np.ndarray]]:
     """The starting weights of a split MLP without bottom nets, as one MLP:
     the interactive blocks stacked in party order (each drawn from its
     party's secret seed, as ``run_in_threads(seed=...)`` derives it), a zero
-    bias, then the label holder's (the first party's) top layer."""
+    bias, then the label holder's (the first party's) top layer (``out`` units)."""
     from sharedml.learn.nn._core import init_layers
 
     blocks = [
@@ -74,5 +78,5 @@ def split_layers(seed: bytes, widths: dict[str, int], interactive: int) -> list[
         for p, w in widths.items()
     ]
     label_holder = next(iter(widths))
-    top = init_layers(party_seed(seed, label_holder), "split/top", [interactive, 1])[0]
+    top = init_layers(party_seed(seed, label_holder), "split/top", [interactive, out])[0]
     return [[np.vstack(blocks), np.zeros(interactive)], top]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from wire_audit import Audit, recorded_run
+from tests.learn.wire_audit import Audit, recorded_run
 
 from sharedml.learn.linear._base import encode_fixed
 from sharedml.learn.nn import SplitMLPClassifier, SSMLPClassifier
@@ -122,3 +122,7 @@ def test_split_mlp_wire_audit(vertical: Callable, noise: float) -> None:
     n = len(data.y_train)
     batches = {len(b) for b in np.array_split(np.arange(n), n // 64)}
     assert {r.value.shape[0] for r in to_host} <= batches | {len(data.y_test)}
+    # the embeddings' and du's shapes are fixed by the layout: no shape headers
+    # (only W_P, shared once at the start, sends one per party)
+    headers = [r for r in audit.log if "/share#" in r.tag and r.frm in ("guest", "host")]
+    assert len(headers) == 2, [r.tag for r in headers]

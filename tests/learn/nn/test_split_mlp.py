@@ -109,11 +109,15 @@ def _plaintext_split(data: Any, params: dict[str, Any]) -> np.ndarray:
     return 1 / (1 + np.exp(-top.forward(np.maximum(u, 0)).ravel()))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_bottom_and_top_nets_follow_the_plaintext_split_network(
-    vertical: Callable, run: Callable, tmp_path: Path
+    vertical: Callable, run: Callable, tmp_path: Path, backend: str
 ) -> None:
+    if backend == "torch":
+        pytest.importorskip("torch")
     data = vertical("breast")
     params = dict(
+        bottom_backend=backend,
         bottom_layer_sizes=[8],
         interactive_size=6,
         top_layer_sizes=[4],
@@ -126,6 +130,8 @@ def test_bottom_and_top_nets_follow_the_plaintext_split_network(
     kept: dict[str, Any] = {}
     out = run(lambda: SplitMLPClassifier(**params), data, keep=kept, dealer_runs=2, seed=SEED)
     np.testing.assert_allclose(out["guest"], _plaintext_split(data, params), atol=1e-3)
+    want = "TorchDense" if backend == "torch" else "Dense"
+    assert {type(m.bottom_).__name__ for m in kept.values()} == {want}
     # each party keeps its own bottom net; only the label holder has a top net
     assert kept["host"].top_ is None and kept["guest"].top_ is not None
     assert kept["host"].bottom_.layers[0][0].shape == (data.train["host"].shape[1], 8)
@@ -184,6 +190,7 @@ def test_label_noise_clips_rows_and_adds_the_stated_noise() -> None:
         ({"bottom_layer_sizes": [0]}, "bottom_layer_sizes"),
         ({"interactive_size": 0}, "interactive_size"),
         ({"activation": "gelu"}, "activation"),
+        ({"bottom_backend": "jax"}, "bottom_backend"),
         ({"label_dp_noise": -1.0}, "label_dp_noise"),
         ({"label_dp_delta": 1.5}, "label_dp_delta"),
         ({"optimizer": "adam", "beta2": 0.9999}, "beta"),
@@ -192,3 +199,17 @@ def test_label_noise_clips_rows_and_adds_the_stated_noise() -> None:
 def test_bad_parameters_are_config_errors(change: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         SplitMLPClassifier(**change)._check_params()
+
+
+def test_importing_the_learners_and_the_job_steps_does_not_import_torch() -> None:
+    """The linear path runs without the torch extra (and need not pay its
+    import): torch is imported only when a split MLP's bottom net uses it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sharedml.learn.linear, sharedml.learn.nn, sharedml.components.learn; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -16,6 +16,7 @@ from sharedml.learn.preprocessing import (
     apply_bins,
     bin_edges,
     one_hot,
+    ordered_split,
     shared_split,
 )
 from sharedml.mpc import MPC, DealerProvider, serve_dealer
@@ -48,6 +49,25 @@ def test_unstratified_split_needs_no_label_and_checks_rows() -> None:
     with pytest.raises(PartyFailed) as info:
         run_in_threads(lambda s: shared_split(s, 100 if s.party == "A" else 99), ["A", "B"])
     assert isinstance(info.value.error, DataError)
+
+
+def test_ordered_split_tests_the_last_ids_and_checks_agreement() -> None:
+    ids = RNG.permutation(100) * 7 + 3  # numbers, in the row order PSI left
+    log: list[WireRecord] = []
+    out = run_in_threads(lambda s: ordered_split(s, ids.astype(str), test_size=0.3),
+                         ["A", "B"], wrap=lambda c: RecordingChannel(c, log))
+    last = np.flatnonzero(ids >= np.sort(ids)[70])  # numeric order, not text order
+    for train, test in out.values():
+        assert np.array_equal(test, last) and np.array_equal(train, np.setdiff1d(np.arange(100),
+                                                                                  last))
+    assert {r.tag.rsplit("/", 1)[-1] for r in log} <= {"rows", "ordered"}  # counts, digests
+    text = np.array(["b", "a", "c", "d"], dtype=object)  # not numbers: text order
+    assert run_in_threads(lambda s: ordered_split(s, text, test_size=0.5),
+                          ["A", "B"])["A"][1].tolist() == [2, 3]
+    with pytest.raises(PartyFailed) as info:
+        run_in_threads(lambda s: ordered_split(s, ids if s.party == "A" else ids[::-1],
+                                               test_size=0.3), ["A", "B"])
+    assert isinstance(info.value.error, DataError) and "differently" in str(info.value.error)
 
 
 def test_local_scalers_match_sklearn() -> None:

@@ -13,6 +13,7 @@ import pytest
 from sharedml.components import jobspec
 from sharedml.errors import ConfigError
 from sharedml.standalone.job import run_job
+from sharedml.standalone.models import LocalRegistry
 
 LR = {"model": "logistic_regression", "protocol": "ss", "epochs": 2, "batch_size": 32}
 
@@ -38,7 +39,8 @@ def test_tune_step_retrains_the_best_and_predict_uses_it(
     space = {"learning_rate": {"low": 0.05, "high": 3.0, "log": True}, "l2": [0.0, 0.01]}
     tune = {"train": LR, "space": space, "trials": 3, "folds": 3, "stratify": "y", "seed": 0}
     spec = breast_job([{"tune": tune}, {"predict": {}}, {"evaluate": {"metrics": ["auc"]}}])
-    steps = _by_step(run_job(spec, tmp_path, embedded=True, timeout=300))
+    result = run_job(spec, tmp_path, embedded=True, timeout=300)
+    steps = _by_step(result)
     guest = steps["tune"]["guest"]["metrics"]
     trials = guest["trials"]
     assert len(trials) == 3
@@ -51,6 +53,17 @@ def test_tune_step_retrains_the_best_and_predict_uses_it(
     assert host["best_params"] == guest["best_params"]
     assert Path(steps["tune"]["host"]["artifacts"]["model"]).is_file()
     assert steps["evaluate"]["guest"]["metrics"]["auc"] > 0.95
+    # the retrained model is a registered version; each party's part reads back
+    # from the models folder with the best configuration
+    assert [m["name"] for m in result["models"]] == ["breast-job.tune"]
+    registry = LocalRegistry(tmp_path / "models")
+    version = registry.show("breast-job.tune@1")
+    assert version["uid"] == guest["model_uid"] == host["model_uid"]
+    for party in ("guest", "host"):
+        part = registry.store(party).load(version["uid"], version["fingerprints"][party])
+        assert part.header.party == party
+        for name, value in guest["best_params"].items():
+            assert getattr(part.model, name) == value
 
 
 @pytest.mark.parametrize(

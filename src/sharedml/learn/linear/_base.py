@@ -60,6 +60,7 @@ def _local_problem(
     task: str,
     what: str,
     check_constant: bool,
+    classes: int = 2,
 ) -> str | None:
     def col(j: int) -> str:
         return repr(names[j]) if names else f"#{j}"
@@ -81,6 +82,8 @@ def _local_problem(
         return f"{what} labels ({y.shape[0]}) and feature rows ({X.shape[0]}) differ in number"
     if not np.isfinite(y).all():
         return f"{what} labels hold NaN or infinite values"
+    if task == "classification" and classes > 2:
+        return _classes_problem(y, classes, what)
     if task == "classification":
         values = np.unique(y)
         if not np.isin(values, (0, 1)).all():
@@ -88,6 +91,20 @@ def _local_problem(
             return f"{what} labels must be 0/1 for classification, found values {shown}; encode the label as 0/1"
         if values.size < 2:
             return f"{what} labels hold one class only; both 0 and 1 are needed"
+    return None
+
+
+def _classes_problem(y: np.ndarray, classes: int, what: str) -> str | None:
+    """Labels of a ``classes``-class model: integers 0 .. classes - 1."""
+    values = np.unique(y)
+    if not np.isin(values, np.arange(classes)).all():
+        shown = ", ".join(f"{v:g}" for v in values[:5])
+        return (
+            f"{what} labels must be the integers 0 to {classes - 1} for n_classes={classes}, "
+            f"found values {shown}; encode each class as its index"
+        )
+    if values.size < 2:
+        return f"{what} labels hold one class only; at least two are needed"
     return None
 
 
@@ -121,11 +138,14 @@ def preflight(
     y: np.ndarray | None,
     X_val: np.ndarray | None,
     y_val: np.ndarray | None,
+    *,
+    classes: int = 2,
 ) -> Layout:
-    """Check every party's input and agree on the :class:`Layout` (see module doc)."""
-    problem = _local_problem(X, names, y, task, "training", True)
+    """Check every party's input and agree on the :class:`Layout` (see module doc);
+    ``classes`` (public, a hyper-parameter) is the label holder's number of classes."""
+    problem = _local_problem(X, names, y, task, "training", True, classes)
     if problem is None and X_val is not None:
-        problem = _local_problem(X_val, names, y_val, task, "validation", False)
+        problem = _local_problem(X_val, names, y_val, task, "validation", False, classes)
         if problem is None and X_val.shape[1] != X.shape[1]:
             problem = f"validation has {X_val.shape[1]} columns, training {X.shape[1]}"
     if problem is None and y is None and y_val is not None:

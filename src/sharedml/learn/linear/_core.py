@@ -25,6 +25,12 @@ from sharedml.mpc.nonlinear import PIECEWISE, SIGMOID_APPROX, piecewise_terms
 SIGMOID_CHOICES = (*SIGMOID_APPROX, *PIECEWISE, "exact")
 
 
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of a 2-D array of logits (the row maximum subtracted first)."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def sigmoid(z: np.ndarray, approx: str = "exact") -> np.ndarray:
     """``sigmoid(z)`` or the named approximation of it."""
     if approx == "exact":

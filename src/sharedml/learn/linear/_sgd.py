@@ -40,6 +40,7 @@ from sharedml.learn.linear._core import (
     grouped_batches,
     learning_rate,
     sigmoid,
+    softmax,
 )
 from sharedml.learn.params import MAX_BATCH_ROWS, Param
 from sharedml.session import Session
@@ -83,7 +84,9 @@ class SGDDriver(LinearPart):
     def _metric_name(self) -> str:
         name = self.validation_metric
         if name == "auto":
-            return "auc" if self.task == "classification" else "rmse"
+            if self.task == "classification":
+                return "auc" if self._classes() == 2 else "accuracy"
+            return "rmse"
         metrics.metric(name, self.task)
         return name
 
@@ -103,7 +106,9 @@ class SGDDriver(LinearPart):
         Xv = None if X_val is None else as_matrix(X_val)[0]
         yv = None if y_val is None else np.asarray(y_val, dtype=np.float64).ravel()
         self.parties_ = session.data_parties
-        layout = preflight(session, self.parties_, self.task, Xm, names, ym, Xv, yv)
+        layout = preflight(
+            session, self.parties_, self.task, Xm, names, ym, Xv, yv, classes=self._classes()
+        )
         if self.early_stopping_rounds and not layout.n_val_rows:
             raise ConfigError(
                 "early stopping needs validation data (X_val at every party, y_val at the label holder)",
@@ -223,6 +228,8 @@ class SGDDriver(LinearPart):
     def _output(self, z: np.ndarray | None) -> np.ndarray | None:
         if z is None:
             return None
+        if self.task == "classification" and self._classes() > 2:
+            return softmax(z)
         if self.task == "classification":
             return sigmoid(z)
         return z * self.y_scale_ + self.y_mean_
@@ -248,6 +255,10 @@ class SGDDriver(LinearPart):
         return None if out is None else float(out[0])
 
     # -- hooks -----------------------------------------------------------------------------
+    def _classes(self) -> int:
+        """Number of classes of the label (a softmax output above 2)."""
+        return 2
+
     def _setup(self, session: Session) -> None:
         """Protocol setup before the first batch (keys, masks)."""
 

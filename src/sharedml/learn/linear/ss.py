@@ -147,7 +147,7 @@ class _SSLinear(SGDDriver):
         mpc = self._mpc
         self._fx: Any = FixedOperand(self._share_matrix(session, mpc, self._Xs))
         lh = self.layout_.label_holder
-        y = None if self._y is None else self._y.reshape(-1, 1)
+        y = None if self._y is None else self._label_columns(self._y)
         self._ys = mpc.share(y if session.party == lh else None, owner=lh)
         self._xy: Any = None
         if self._fusable():
@@ -158,6 +158,11 @@ class _SSLinear(SGDDriver):
         self._fxv: Any = None
         if self._Xv is not None:
             self._fxv = FixedOperand(self._share_matrix(session, mpc, self._Xv))
+
+    def _label_columns(self, y: np.ndarray) -> np.ndarray:
+        """The label as the label holder shares it: one column (a one-hot row
+        per class where a learner has more than two)."""
+        return y.reshape(-1, 1)
 
     def _teardown(self) -> None:
         mpc = getattr(self, "_mpc", None)

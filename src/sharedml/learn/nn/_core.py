@@ -24,7 +24,7 @@ import numpy as np
 
 from sharedml.crypto.prg import Prg, derive_key
 from sharedml.errors import ConfigError
-from sharedml.learn.linear._core import batch_plan, learning_rate, sigmoid
+from sharedml.learn.linear._core import batch_plan, learning_rate, sigmoid, softmax
 
 #: hidden activations of the parties' own (plaintext) nets; the secret-shared
 #: network computes ``relu`` only (one comparison per element)
@@ -199,11 +199,24 @@ def check_adam(beta1: float, beta2: float, eps: float) -> str | None:
     return None
 
 
+def one_hot(y: np.ndarray, classes: int) -> np.ndarray:
+    """Rows of ``classes`` zeros with a one at each label's index."""
+    return (np.asarray(y).reshape(-1, 1) == np.arange(classes)).astype(np.float64)
+
+
 def output_error(z: np.ndarray, y: np.ndarray, task: str, approx: str) -> np.ndarray:
-    """d loss / d z for a batch: ``sigmoid~(z) - y`` (cross-entropy on the
-    approximated sigmoid) or ``z - y`` (squared error)."""
+    """d loss / d z for a batch: ``softmax(z) - onehot(y)`` (cross-entropy, one
+    logit per class, when ``z`` has several columns), ``sigmoid~(z) - y``
+    (cross-entropy on the approximated sigmoid) or ``z - y`` (squared error)."""
+    if task == "classification" and z.ndim == 2 and z.shape[1] > 1:
+        return softmax(z) - one_hot(y, z.shape[1])
     p = sigmoid(z, approx) if task == "classification" else z
     return p - y.reshape(p.shape)
+
+
+def out_units(task: str, classes: int) -> int:
+    """Units of a network's output layer: one logit per class above two classes."""
+    return classes if task == "classification" and classes > 2 else 1
 
 
 @dataclass
@@ -225,7 +238,7 @@ class MLPConfig:
 
 
 def plaintext_mlp(X: np.ndarray, y: np.ndarray, net: Dense, cfg: MLPConfig) -> Dense:
-    """Train ``net`` (its last layer linear, one output) on joined plaintext
+    """Train ``net`` (its last layer linear: one output, or one per class) on joined plaintext
     ``X, y`` with the batches, schedule and update rules of the MPC learners."""
     opt = make_optimizer(cfg.optimizer, cfg.beta1, cfg.beta2, cfg.adam_epsilon)
     n = X.shape[0]

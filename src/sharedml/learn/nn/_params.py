@@ -40,6 +40,17 @@ OPTIMIZER_PARAMS: dict[str, Param] = {
 }
 
 
+#: classes of a classifier's label (public, as every hyper-parameter)
+CLASSES_PARAM = Param(
+    int,
+    2,
+    "classes of the label (0 .. n_classes - 1); above 2 the output is a softmax, "
+    "trained with cross-entropy",
+    low=2,
+    high=MAX_UNITS,
+)
+
+
 def sizes_param(default: tuple[int, ...], what: str) -> Param:
     return Param(list, default, what, low=1, high=MAX_UNITS)
 

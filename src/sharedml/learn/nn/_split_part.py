@@ -28,7 +28,7 @@ class SplitPart:
 
     activation: str
     party_: str
-    _bottom: Dense
+    _bottom: Any  # Dense, or TorchDense with bottom_backend: torch
     _top: Dense | None
     _W: list[Any]
     _c: Any
@@ -53,7 +53,7 @@ class SplitPart:
         self._c = SharedTensor(self._mpc, c, f)
 
     def _finish(self, session: Session) -> None:
-        self.bottom_: Dense = self._bottom
+        self.bottom_: Any = self._bottom
         self.top_: Dense | None = self._top
         self.w_shares_: list[np.ndarray] | None = [W.share.copy() for W in self._W] + [
             self._c.share.copy()

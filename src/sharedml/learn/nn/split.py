@@ -9,24 +9,29 @@ MPC engine, dealer or HE randomness):
 0. Setup: pre-flight, local standardisation and ``L``'s public shuffle seed as
    SS-LR. Each party draws its bottom net and its block ``W_P`` from its own
    secret seed and shares ``W_P``; ``c`` starts at a public zero; ``L`` draws
-   ``T``. Without ``bottom_layer_sizes`` a party's embedding is its
+   ``T``. A bottom net runs on numpy, or on torch where it is installed
+   (``bottom_backend``; the same numbers, and nothing else changes on the wire). Without ``bottom_layer_sizes`` a party's embedding is its
    standardised columns (then the network is exactly one MLP whose first
    layer is computed on shares).
 1. Per batch ``I``: each party computes its embedding ``h_P = B_P(X_P[I])``
-   in plaintext and shares it (no traffic but the shape).
+   in plaintext and shares it (no traffic: its shape, batch rows × width,
+   is fixed by the public layout).
 2. Interactive layer: ``u = Σ_P h_P W_P + c`` (Beaver products, one round for
    all parties), revealed to ``L`` only, untruncated (exact).
 3. ``L`` runs ``T`` on ``act(u)``, the loss (cross-entropy on the exact
-   sigmoid, or squared error), backpropagates to ``du`` and updates ``T``.
+   sigmoid, or on the softmax of one logit per class when ``n_classes`` > 2,
+   or squared error), backpropagates to ``du`` and updates ``T``.
    With label DP, ``du``'s rows are clipped and noised here
    (:mod:`sharedml.learn.nn.dp`). ``L`` shares ``du``.
 4. On shares, one round: ``H^T du`` (the gradient of ``W``; ``H`` is the
    embeddings side by side, ``W`` the blocks stacked) and ``du W^T``, whose
-   columns of party ``P`` are opened to ``P`` only (one round); ``P``
-   backpropagates them through ``B_P`` and updates it.
+   columns of party ``P`` are opened to ``P`` only (sent now, received after
+   step 5's round, so the two overlap); ``P`` backpropagates them through
+   ``B_P`` and updates it.
 5. ``W_P`` and ``c`` are updated on shares (SGD or Adam as the secret-shared
-   MLP, :mod:`sharedml.learn.nn._ss_optim`). Five rounds per batch with SGD
-   (plus the shape headers of the shares).
+   MLP, :mod:`sharedml.learn.nn._ss_optim`). Four round trips per batch with
+   SGD (step 2's two openings, step 4's product, step 5's truncation with
+   step 4's opening); no shape headers.
 
 After training, ``W`` and ``c`` stay shared; every party keeps its bottom net,
 ``L`` the top net. Prediction runs steps 1-2 and ``T`` at ``L``.
@@ -63,7 +68,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sharedml.errors import ProtocolAbort
-from sharedml.learn.linear._core import sigmoid
 from sharedml.learn.linear.ss import SS_PARAMS, _SSLinear
 from sharedml.learn.nn import _ss_ops, dp
 from sharedml.learn.nn._core import (
@@ -73,8 +77,11 @@ from sharedml.learn.nn._core import (
     activation_grad,
     init_layers,
     make_optimizer,
+    out_units,
+    output_error,
 )
 from sharedml.learn.nn._params import (
+    CLASSES_PARAM,
     MAX_UNITS,
     MLP_SGD_PARAMS,
     OPTIMIZER_PARAMS,
@@ -84,6 +91,7 @@ from sharedml.learn.nn._params import (
 )
 from sharedml.learn.nn._split_part import SplitPart
 from sharedml.learn.nn._ss_optim import SharedAdam, SharedSGD
+from sharedml.learn.nn._torch_net import BACKENDS, bottom_net
 from sharedml.learn.params import Param
 from sharedml.session import Session
 
@@ -93,6 +101,13 @@ SPLIT_PARAMS: dict[str, Param] = {
         (),
         "units of each party's own hidden layers (none: "
         "its standardised columns are its embedding)",
+    ),
+    "bottom_backend": Param(
+        str,
+        "auto",
+        "each party's bottom net on numpy or torch (auto: torch when installed there; "
+        "the same results either way)",
+        choices=BACKENDS,
     ),
     "interactive_size": Param(
         int, 32, "units of the interactive layer (on shares)", low=1, high=MAX_UNITS
@@ -128,6 +143,7 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
     """The split MLP on SS-LR's batch driver and MPC runtime."""
 
     sigmoid = "accurate"  # the output is computed in plaintext at L: exact
+    n_classes = 2
     reveal_weights = "none"  # the interactive layer stays shared
     activation: str
     bottom_layer_sizes: Any
@@ -136,6 +152,7 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
     label_dp_noise: float
     label_dp_clip: float
     label_dp_delta: float
+    bottom_backend: str
 
     # -- parameters ----------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -144,6 +161,9 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
             bottom_layer_sizes=(self.bottom_layer_sizes, 0),
             top_layer_sizes=(self.top_layer_sizes, 0),
         )
+
+    def _classes(self) -> int:
+        return self.n_classes
 
     # -- setup -----------------------------------------------------------------------------
     def _setup(self, session: Session) -> None:
@@ -161,14 +181,16 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
         me, lh, mpc = session.party, self.layout_.label_holder, self._mpc
         seed = session.seed  # this party's own secret: nobody else can redo its start
         sizes = [self.layout_.n_features[me], *self.bottom_layer_sizes]
-        self._bottom = Dense(init_layers(seed, "split/bottom", sizes), self.activation)
+        layers = init_layers(seed, "split/bottom", sizes)
+        self._bottom = bottom_net(self.bottom_backend, layers, self.activation)
         width = sizes[-1]
         w_mine = init_layers(seed, "split/interactive", [width, self.interactive_size])[0][0]
         self._W = [mpc.share(w_mine if p == me else None, owner=p) for p in self.parties_]
         self._c = mpc.public(np.zeros(self.interactive_size))
         self._top: Dense | None = None
         if me == lh:
-            top = [self.interactive_size, *self.top_layer_sizes, 1]
+            out = out_units(self.task, self.n_classes)
+            top = [self.interactive_size, *self.top_layer_sizes, out]
             self._top = Dense(init_layers(seed, "split/top", top), self.activation, linear_out=True)
         opt = (self.optimizer, self.beta1, self.beta2, self.adam_epsilon)
         self._local_opt = {"bottom": make_optimizer(*opt), "top": make_optimizer(*opt)}
@@ -189,22 +211,22 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
         mpc, n = self._mpc, len(idx)
         H, u = self._interactive(mpc, self._bottom.forward(self._Xs[idx]), self._W, self._c)
         du = None if u is None else self._top_step(u, idx, lr)
-        dus = mpc.share(du, owner=self.layout_.label_holder)
+        dus = mpc.share(du, owner=self.layout_.label_holder, shape=(n, self.interactive_size))
         W = concatenate(self._W, axis=0)
         g_w, g_h = _ss_ops.matmuls([(H.T, dus), (dus, W.T)])
         cols = np.cumsum([0, *(w.shape[0] for w in self._W)])
-        mine = _ss_ops.reveal_each(
-            {p: g_h[:, cols[i] : cols[i + 1]] for i, p in enumerate(self.parties_)}
-        )
+        blocks = {p: g_h[:, cols[i] : cols[i + 1]] for i, p in enumerate(self.parties_)}
+        tag = _ss_ops.send_each(blocks)  # step 4's opening overlaps step 5's round
+        f2 = 2 * mpc.frac_bits
+        flat_w = concatenate([W.reshape(-1), self._c])
+        flat_g = concatenate([g_w.reshape(-1), _ss_ops.lifted_sum(dus, f2)])
+        new = self._shared_opt.step(flat_w, flat_g, self._shared_decay, lr, n, self.l2)
+        mine = _ss_ops.receive_each(blocks, tag)
         if mine is None:
             raise ProtocolAbort("no embedding gradient reached this party", party=self.party_)
         grads, _ = self._bottom.backward(mine)
         local = self._local_opt["bottom"]
         local.step(self._bottom.params, grads, self._bottom.decay_mask, lr, n, self.l2)
-        f2 = 2 * mpc.frac_bits
-        flat_w = concatenate([W.reshape(-1), self._c])
-        flat_g = concatenate([g_w.reshape(-1), _ss_ops.lifted_sum(dus, f2)])
-        new = self._shared_opt.step(flat_w, flat_g, self._shared_decay, lr, n, self.l2)
         self._W = [
             new[a * W.shape[1] : b * W.shape[1]].reshape(b - a, -1)
             for a, b in itertools.pairwise(cols)
@@ -218,8 +240,14 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
         ``u`` at ``L`` (None elsewhere)."""
         from sharedml.mpc import concatenate
 
-        me = self.party_
-        H = concatenate([mpc.share(h if p == me else None, owner=p) for p in self.parties_], axis=1)
+        me, n = self.party_, h.shape[0]
+        H = concatenate(
+            [
+                mpc.share(h if p == me else None, owner=p, shape=(n, w.shape[0]))
+                for p, w in zip(self.parties_, W, strict=True)
+            ],
+            axis=1,
+        )
         (u_raw,) = _ss_ops.matmuls([(H, concatenate(W, axis=0))])
         out = (u_raw + c).reveal(to=self.layout_.label_holder)
         return H, None if out is None else np.asarray(out)
@@ -232,8 +260,7 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
             raise ProtocolAbort("the label holder has no top net or labels", party=self.party_)
         a = activate(self.activation, u)
         z = top.forward(a)
-        p = sigmoid(z) if self.task == "classification" else z
-        grads, da = top.backward(p - y[idx].reshape(p.shape))
+        grads, da = top.backward(output_error(z, y[idx], self.task, "exact"))
         self._local_opt["top"].step(top.params, grads, top.decay_mask, lr, len(idx), self.l2)
         return self._guard(da * activation_grad(self.activation, u, a))
 
@@ -257,7 +284,8 @@ class _SplitMLP(SplitPart, NetParams, _SSLinear):
             return None
         if top is None:
             raise ProtocolAbort("the label holder has no top net", party=self.party_)
-        return top.forward(activate(self.activation, u)).ravel()
+        z = top.forward(activate(self.activation, u))
+        return z if z.shape[1] > 1 else z.ravel()
 
 
 class SplitMLPClassifier(_SplitMLP):
@@ -266,7 +294,9 @@ class SplitMLPClassifier(_SplitMLP):
     Parameters: declared in :attr:`params` — the layers
     (``bottom_layer_sizes``, ``interactive_size``, ``top_layer_sizes``,
     ``activation``, also applied to the interactive layer), SGD's and the
-    optimiser's as the secret-shared MLP, label DP (``label_dp_noise``,
+    optimiser's as the secret-shared MLP, ``n_classes`` (above 2: labels
+    0 .. n_classes - 1, a softmax output at ``L`` and probabilities of shape
+    rows × n_classes from ``predict``; only ``L``'s top net changes), label DP (``label_dp_noise``,
     ``label_dp_clip``, ``label_dp_delta``; ε is reported as
     ``label_dp_epsilon_``) and the protocol's (``provider``, ``trunc``).
     ``random_state`` seeds the public shuffle only: the starting weights come
@@ -275,7 +305,7 @@ class SplitMLPClassifier(_SplitMLP):
 
     model_type = "SplitMLPClassifier"
     task = "classification"
-    params: ClassVar[dict[str, Param]] = SPLIT_PARAMS
+    params: ClassVar[dict[str, Param]] = {**SPLIT_PARAMS, "n_classes": CLASSES_PARAM}
 
 
 class SplitMLPRegressor(_SplitMLP):

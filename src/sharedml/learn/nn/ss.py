@@ -19,9 +19,12 @@ two parties):
    ``h = relu(a)`` with one batched comparison, one product and one
    truncation; ``a_{l+1} = h W_{l+1} + b_{l+1}`` (Beaver); the output
    ``p = sigmoid~(z)`` with SS-LR's approximations (``pwl`` by default: one
-   comparison, one product, one truncation) or ``p = z`` for regression.
+   comparison, one product, one truncation), with ``n_classes`` > 2 one logit
+   per class and ``p = softmax~(z)`` (:func:`~sharedml.learn.nn._ss_ops.softmax_rows`:
+   row maximum, exp and reciprocal on shares, ~120 rounds; ``L`` shares ``y``
+   one-hot), or ``p = z`` for regression.
 2. Backward: ``e = p - y[I]`` (local; the gradient of cross-entropy through
-   the sigmoid, or of half the squared error); per layer, the weight gradient
+   the sigmoid or the softmax, or of half the squared error); per layer, the weight gradient
    ``h^T d`` and the error ``d W^T`` in one round, ReLU's derivative by
    multiplying the kept comparison bits into it (one round) and one
    truncation; ``X[I]^T d_1`` opens only ``d_1``'s mask. About 23 rounds per
@@ -73,8 +76,9 @@ from sharedml.errors import ProtocolAbort
 from sharedml.learn.linear._base import masked_sum_to_label
 from sharedml.learn.linear.ss import SS_PARAMS, SS_SIGMOIDS, _SSLinear
 from sharedml.learn.nn import _ss_ops
-from sharedml.learn.nn._core import Dense, activate, init_layers
+from sharedml.learn.nn._core import Dense, activate, init_layers, one_hot, out_units
 from sharedml.learn.nn._params import (
+    CLASSES_PARAM,
     MLP_SGD_PARAMS,
     OPTIMIZER_PARAMS,
     NetParams,
@@ -107,11 +111,23 @@ class _SSMLP(NetParams, _SSLinear):
 
     hidden_layer_sizes: list[int]
     activation: str
+    n_classes = 2
 
     # -- parameters ----------------------------------------------------------------------
     def _check_params(self) -> None:
         super()._check_params()
         self._check_net_params(hidden_layer_sizes=(self.hidden_layer_sizes, 1))
+
+    def _classes(self) -> int:
+        return self.n_classes
+
+    def _label_columns(self, y: np.ndarray) -> np.ndarray:
+        if self._outputs() > 1:
+            return one_hot(y, self._outputs())
+        return super()._label_columns(y)
+
+    def _outputs(self) -> int:
+        return out_units(self.task, self.n_classes)
 
     def _fusable(self) -> bool:
         return False  # no X ⊙ y product: the output error is not the data's
@@ -126,7 +142,7 @@ class _SSMLP(NetParams, _SSLinear):
         sizes = [
             sum(self.layout_.n_features[p] for p in self.parties_),
             *self.hidden_layer_sizes,
-            1,
+            self._outputs(),
         ]
         return first_layer_with_bias(
             init_layers(self._seed, "ss", sizes), self.parties_, self.layout_
@@ -175,6 +191,8 @@ class _SSMLP(NetParams, _SSLinear):
 
         if self.task != "classification":
             return rescale(z_raw)
+        if self._outputs() > 1:
+            return _ss_ops.softmax_rows(rescale(z_raw))
         if self.sigmoid in PIECEWISE:
             return nonlinear.piecewise_sigmoid(z_raw, PIECEWISE[self.sigmoid])
         return nonlinear.approx_sigmoid(rescale(z_raw), self.sigmoid)
@@ -188,8 +206,7 @@ class _SSMLP(NetParams, _SSLinear):
             z_raw, _ = _ss_ops.forward(
                 self._fxv.matmul(self._params[0], truncate=False), self._params
             )
-            out = rescale(z_raw).reveal(to=lh)
-            return None if out is None else np.asarray(out).ravel()
+            return _logits(rescale(z_raw).reveal(to=lh))
         if self.reveal_weights == "own":
             return self._released_scores(session, Xs)
         return self._shared_scores(session, Xs)
@@ -204,7 +221,7 @@ class _SSMLP(NetParams, _SSLinear):
         others = masked_sum_to_label(session, self.layout_, None, "hidden")
         h = activate(self.activation, own + (0.0 if others is None else others))
         rest = [[self.layers_[i], self.layers_[i + 1]] for i in range(1, len(self.layers_), 2)]
-        return Dense(rest, self.activation, linear_out=True).forward(h).ravel()
+        return _logits(Dense(rest, self.activation, linear_out=True).forward(h))
 
     def _shared_scores(self, session: Session, Xs: np.ndarray) -> np.ndarray | None:
         from sharedml.mpc import SharedTensor, rescale
@@ -220,7 +237,7 @@ class _SSMLP(NetParams, _SSLinear):
             out = rescale(z_raw).reveal(to=self.layout_.label_holder)
         finally:
             mpc.close()
-        return None if out is None else np.asarray(out).ravel()
+        return _logits(out)
 
     # -- early stopping and the end of training ---------------------------------------------
     def _snapshot(self) -> Any:
@@ -263,6 +280,14 @@ class _SSMLP(NetParams, _SSLinear):
             self.frac_bits_ = int(part["frac_bits"])
 
 
+def _logits(z: np.ndarray | None) -> np.ndarray | None:
+    """The output at ``L``: one logit per row, or rows × classes."""
+    if z is None:
+        return None
+    z = np.asarray(z)
+    return z if z.ndim == 2 and z.shape[1] > 1 else z.ravel()
+
+
 def first_layer_with_bias(
     layers: list[list[np.ndarray]], parties: tuple[str, ...], layout: Any
 ) -> list[np.ndarray]:
@@ -287,7 +312,9 @@ class SSMLPClassifier(_SSMLP):
 
     Parameters: declared in :attr:`params` — the layers (``hidden_layer_sizes``,
     ``activation``), SGD's (``l2`` is the weight decay), the optimiser's
-    (``sgd | adam``), ``sigmoid`` (the output's approximation, as SS-LR) and
+    (``sgd | adam``), ``sigmoid`` (the output's approximation, as SS-LR),
+    ``n_classes`` (above 2: labels 0 .. n_classes - 1, a softmax output,
+    ``predict`` gives rows × n_classes probabilities) and
     the protocol's (``reveal_weights`` ``none | own``, ``provider``: the
     session's dealer by default, ``trunc``).
     """
@@ -296,6 +323,7 @@ class SSMLPClassifier(_SSMLP):
     task = "classification"
     params: ClassVar[dict[str, Param]] = {
         **SS_MLP_PARAMS,
+        "n_classes": CLASSES_PARAM,
         "sigmoid": Param(
             str, "pwl", "the output sigmoid's approximation under MPC", choices=SS_SIGMOIDS
         ),

@@ -7,7 +7,7 @@ from sharedml.learn.preprocessing.binning import apply_bins, bin_edges, one_hot
 from sharedml.learn.preprocessing.impute import Filler
 from sharedml.learn.preprocessing.scaling import Scaler
 from sharedml.learn.preprocessing.secure_sum import SecureSummer
-from sharedml.learn.preprocessing.split import shared_split
+from sharedml.learn.preprocessing.split import ordered_split, shared_split
 from sharedml.learn.preprocessing.woe import WoeResult, vertical_woe, woe_iv
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "apply_bins",
     "bin_edges",
     "one_hot",
+    "ordered_split",
     "shared_split",
     "vertical_woe",
     "woe_iv",

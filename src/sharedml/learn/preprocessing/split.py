@@ -13,6 +13,14 @@ Protocol (rows already aligned by PSI, so row ``r`` is the same entity everywher
    ``CONTINUOUS_ABOVE`` distinct values) is stratified on its deciles; a class
    too small to stratify is refused with a clear error.
 
+Ordered instead of random (:func:`ordered_split`, the ``split`` step's
+``by: id``): every party orders its rows by its own id column — as numbers
+when every id is one, else as text — and the last ``round(test_size · n)``
+rows are the test set ("train on the first 70% of the ids, score the rest",
+as a model is used on later customers). After PSI the parties hold the same
+ids, so they compute the same split; each sends the SHA-256 of its
+assignment and a difference aborts.
+
 Reveals: the row counts and the split itself. A stratified assignment is a
 function of the labels: it reveals that the test rows hold the labels' class
 counts in proportion (e.g. ``round(test_size · n_pos)`` positives), no label
@@ -21,8 +29,9 @@ of any row. Semi-honest; reference: scikit-learn ``StratifiedShuffleSplit``.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from sharedml.errors import ConfigError, DataError, ProtocolAbort
 from sharedml.session import Session
@@ -94,6 +103,8 @@ def shared_split(
                 party=session.party,
                 step="split",
             )
+        from sklearn.model_selection import train_test_split  # not at import: scoring jobs
+
         try:
             _, test = train_test_split(np.arange(n_rows), test_size=test_size,
                                        random_state=seed, stratify=_strata(labels, session.party))
@@ -112,4 +123,35 @@ def shared_split(
         if not isinstance(got, np.ndarray) or got.shape != (n_rows,) or got.max(initial=0) > 1:
             raise ProtocolAbort("malformed split assignment", party=label_holder, step="split")
         assign = got
+    return np.flatnonzero(assign == 0), np.flatnonzero(assign == 1)
+
+
+def ordered_split(session: Session, ids: np.ndarray, *, test_size: float = 0.3
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test row indices by id order: the last ``round(test_size · n)`` ids
+    (numeric order when every id is a number, else text order) are the test rows."""
+    if not 0.0 < test_size < 1.0:
+        raise ConfigError(f"test_size must be in (0, 1), got {test_size}", step="split")
+    n_rows = len(ids)
+    _check_counts(session, n_rows)
+    if n_rows < 2:
+        raise DataError(f"{n_rows} aligned row(s) cannot be split into train and test",
+                        party=session.party, step="split",
+                        remedy="check the parties' ids overlap or give them more rows")
+    text = np.asarray([str(i).strip() for i in ids], dtype=object)
+    try:
+        keys: np.ndarray = np.asarray(text.astype(np.float64))
+    except ValueError:
+        keys = text
+    order = np.argsort(keys, kind="stable")
+    n_test = round(test_size * n_rows)
+    assign = np.zeros(n_rows, dtype=np.uint8)
+    assign[order[n_rows - n_test:]] = 1
+    digest = np.frombuffer(hashlib.sha256(assign.tobytes()).digest(), dtype=np.uint8)
+    got = session.channel.all_gather("split/ordered", digest)
+    differ = sorted(p for p, d in got.items() if bytes(np.asarray(d)) != digest.tobytes())
+    if differ:
+        raise DataError(f"parties {differ} ordered the ids differently: their id columns "
+                        "do not hold the same values", party=session.party, step="split",
+                        remedy="align the rows with psi first, or split by: random")
     return np.flatnonzero(assign == 0), np.flatnonzero(assign == 1)

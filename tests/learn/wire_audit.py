@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tests.learn.conftest import run_vertical
 
 from sharedml.learn.linear._base import encode_fixed
-from sharedml.mpc import serve_dealer
 from sharedml.mpc.material import Request
-from sharedml.standalone import run_in_threads
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
 FRAC = 16
@@ -89,28 +88,19 @@ class Audit:
 
 
 def recorded_run(
-    make: Callable[[], Any], data: Any, *, dealer_runs: int = 1
+    make: Callable[[], Any], data: Any, *, dealer: bool = True, dealer_runs: int = 1
 ) -> tuple[Audit, dict[str, Any], dict[str, Any]]:
-    """Fit and predict the test rows; the audit, each party's model and output."""
+    """Fit and predict the test rows (with a dealer process unless ``dealer``
+    is false: HE learners), every channel recorded; the audit, each party's
+    model and output."""
     log: list[WireRecord] = []
     kept: dict[str, Any] = {}
-
-    def party(session: Any) -> Any:
-        model = make()
-        me = session.party
-        model.fit(session, data.train[me], data.y_train if me == "guest" else None)
-        kept[me] = model
-        return model.predict(session, data.test[me])
-
-    def dealer(session: Any) -> None:
-        for _ in range(dealer_runs):
-            serve_dealer(session)
-
-    out = run_in_threads(
-        {"guest": party, "host": party, "dealer": dealer},
-        ["guest", "host", "dealer"],
+    out = run_vertical(
+        make,
+        data,
+        dealer=dealer,
+        dealer_runs=dealer_runs,
         wrap=lambda ch: RecordingChannel(ch, log),
-        timeout=120,
-        dealer="dealer",
+        keep=kept,
     )
     return Audit(log), kept, out
