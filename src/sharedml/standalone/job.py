@@ -224,7 +224,7 @@ def run_job(
     if spec.scheme == "tee":
         from sharedml.tee.job import run_tee_job
 
-        result: dict[str, Any] = run_tee_job(spec, out_dir, base=base)
+        result: dict[str, Any] = run_tee_job(spec, out_dir, base=base, models=models)
         return result
     book = LocalRegistry(Path(models) if models is not None else out_dir / "models")
     spec = resolve_models(spec, book)
