@@ -407,6 +407,7 @@ class Agent:
         params = component.parse(order.params, f"steps.{order.step_id}")
         parties = self._parties(order)
         peers = [*parties, *([order.dealer] if order.dealer else [])]
+        compute = self._compute()  # before the channel: a cluster it cannot reach fails here
         channel = self.endpoint.channel(
             f"{order.job_id}/{order.step_id}/{order.attempt}", peers, order.peers,
             timeout=order.channel_timeout_s,
@@ -415,7 +416,7 @@ class Agent:
         try:
             session = Session(party, tuple(peers),
                               _bounded(CancellableChannel(run.traffic, run.cancel), order),
-                              dealer=order.dealer or None, compute=self._compute())
+                              dealer=order.dealer or None, compute=compute)
             out_dir = self._job_dir(order)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
                               order.step_id, self._progress(run), self._datasets,
@@ -431,6 +432,8 @@ class Agent:
         job.done.add(order.step_id)
         self._saved.save(order.job_id, job)
         metrics: dict[str, Any] = json.loads(json.dumps(result.metrics, default=_plain))
+        if compute is not None:  # public: how much of the step ran on the party's Ray cluster
+            metrics["compute"] = compute.counts()
         return metrics
 
     def _job(self, job_id: str) -> JobState:

@@ -100,6 +100,9 @@ class DeploymentSpec:
     token_days: int = 7
     #: The platform's database (``None``: SQLite in DIR/platform; e.g. PostgreSQL).
     db_url: str | None = None
+    #: Every party node's ``compute:`` section (``None``: in the node's process), e.g.
+    #: ``{"ray": {"address": "127.0.0.1:6379"}}`` (:mod:`sharedml.scale.config`).
+    compute: dict[str, Any] | None = None
     #: Run ``scheme: tee`` jobs: a simulated TEE host, the platform's ``tee:`` config and
     #: an enclave node (``role: enclave``) that keeps a service enclave running.
     tee: bool = False
@@ -196,6 +199,7 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
             "datasets": {name: str(Path(path).resolve()) for name, path in datasets.items()},
             "approvers": {f"{party}-owner": str(keys[party][1])},
             "audit_checkpoint_key": pin,
+            **({"compute": spec.compute} if spec.compute else {}),
         }
         (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
     for dealer in dealers:
