@@ -202,3 +202,30 @@ def test_the_runner_and_the_platform_decide_and_serve_the_dealer_with_the_same_c
     assert not dealer.needs_dealer(jobspec.load(spec))
     spec["steps"][2]["train"]["protocol"] = "ss"
     assert dealer.needs_dealer(jobspec.load(spec))
+
+
+def test_the_runner_sends_its_dealer_only_the_steps_whose_roles_name_it(
+    folder: Path, tmp_path: Path
+) -> None:
+    """As the platform plans a dealer task per step it takes part in
+    (``components/dealer.takes_part``), ``sharedml run``'s dealer is sent nothing of
+    psi, split, scale or describe — not even an end-of-step marker."""
+    from sharedml.components.dealer import takes_part
+    from sharedml.datasets import DatasetFiles
+    from sharedml.standalone import run_in_threads
+    from sharedml.standalone.job import PartyJob, _functions
+    from sharedml.transport.recording import RecordingChannel, WireRecord
+
+    spec = jobspec.load(_spec([*FRONT, {"correlation": {}}, {"describe": {}}]))
+    steps = tuple(spec.parsed_steps())
+    assert [s.id for s in steps if takes_part(s)] == ["correlation"]
+    job = PartyJob(steps, spec.party_configs(), tmp_path, DatasetFiles(folder))
+    log: list[WireRecord] = []
+    fns = _functions(job, "dealer")
+    out = run_in_threads(fns, list(fns), job=spec.name, timeout=60, dealer="dealer",
+                         wrap=lambda c: RecordingChannel(c, log))
+    with_dealer = [r for r in log if "dealer" in (r.frm, r.to)]
+    assert with_dealer and {r.tag.split("/")[0] for r in with_dealer} == {"correlation"}
+    assert [s["id"] for s in out["dealer"]["steps"]] == ["correlation"]
+    assert out["dealer"]["steps"][0]["metrics"]["runtimes"] == 1
+    assert [s["id"] for s in out["bank"]["steps"]] == [s.id for s in steps]

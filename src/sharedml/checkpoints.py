@@ -16,11 +16,13 @@ by the first save) followed by one checkpoint a line.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -72,6 +74,22 @@ class Checkpoint:
             raise ConfigError("a saved audit checkpoint is not a checkpoint line",
                               remedy="save checkpoints with 'sharedml audit checkpoint'")
         return cls.from_dict(d)
+
+
+#: A pinned key's form in ``node.yaml``: ``sha256:`` and 64 hex digits (:func:`fingerprint`).
+FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def fingerprint(public_pem: str) -> str:
+    """``sha256:`` + the SHA-256 of the key's DER SubjectPublicKeyInfo (what
+    ``sharedml platform audit-key`` prints and ``node.yaml`` may pin)."""
+    try:
+        key = serialization.load_pem_public_key(public_pem.encode())
+    except (ValueError, UnsupportedAlgorithm):
+        raise ConfigError("the platform's audit key is not a PEM public key") from None
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def check_signature(checkpoint: Checkpoint, public_pem: str) -> bool:

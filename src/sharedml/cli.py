@@ -31,6 +31,7 @@ PLUGINS: list[str] = [
     "sharedml.components.cli",
     "sharedml.platform.cli",
     "sharedml.platform.client_cli",
+    "sharedml.platform.dataset_cli",
     "sharedml.platform.deployment_cli",
     "sharedml.platform.approval_cli",
     "sharedml.tee.cli",

@@ -160,6 +160,10 @@ class Client:
     def user(self, user_id: int) -> dict[str, Any]:
         return dict(self._call("GET", f"/users/{user_id}"))
 
+    def user_named(self, username: str) -> dict[str, Any]:
+        """``{id, username}`` of a user by name (for who may grant: admins, data owners)."""
+        return dict(self._call("GET", f"/users/named/{quote(username, safe='')}"))
+
     def create_user(
         self, username: str, password: str, role: str, *, totp: bool = True,
         party: str | None = None,

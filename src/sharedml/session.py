@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -103,6 +104,16 @@ class Session:
                 f"the dealer {self.dealer!r} is not among the job's peers {list(self.peers)}",
                 party=self.party, remedy="list the dealer among the peers, or give no dealer",
             )
+
+    def local_rows(self, fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, *,
+                   axis: int = 0) -> np.ndarray:
+        """``fn(X)`` for a function of this party's own rows alone (a model's local part
+        of a score). On the party's Ray cluster (:attr:`compute`), ``shard_rows`` rows
+        per task, when ``X`` has more rows than one shard (8.5-2); ``axis`` is where
+        ``fn``'s output has the rows. The same array either way."""
+        if self.compute is None or len(X) <= self.compute.config.shard_rows:
+            return fn(X)
+        return self.compute.rows(fn, X, axis=axis)
 
     @property
     def index(self) -> int:

@@ -321,7 +321,9 @@ def test_sharedml_run_and_the_platform_give_the_step_a_dealer(full: dict[str, Pa
     for params, dealer in (({}, "dealer"), ({"provider": "he"}, None)):
         spec = jobspec.load(_spec(full, params))
         assert needs_dealer(spec) == (dealer is not None)
-        assert {plan.dealer for plan in decompose(spec)} == {dealer}
+        # the platform's dealer serves the correlation step only, not psi (issue 14)
+        assert {plan.id: plan.dealer for plan in decompose(spec)} == {
+            "psi": None, "correlation": dealer}
 
 
 def test_wire_only_shares_cross_and_non_receivers_learn_no_names(

@@ -121,15 +121,19 @@ def test_dp_and_trees_record_what_they_should(shared_data: Path, tmp_path: Path)
     assert metrics(result, "trees")["host_2"]["trees"] == 4
 
 
+@pytest.mark.parametrize("aggregator", [None, "guest"])
 def test_a_party_with_other_columns_stops_the_job_naming_it(
-    shared_data: Path, tmp_path: Path
+    shared_data: Path, tmp_path: Path, aggregator: str | None
 ) -> None:
+    """8.3-2: the job stops with the error naming the party, also when a bank aggregates
+    (its aggregator side's error reaches its client side instead of a hang)."""
     odd = pd.read_csv(shared_data / "default_credit_homo_host_2.csv").drop(columns=["x3"])
     odd.to_csv(tmp_path / "odd.csv", index=False)
     files = {b: str(shared_data / f"default_credit_homo_{b}.csv") for b in BANKS}
     files["host_2"] = str(tmp_path / "odd.csv")
-    job = spec(shared_data, {"train": {"layout": "horizontal", "model": "logistic_regression",
-                                       "rounds": 2}}, files=files)
+    train = {"layout": "horizontal", "model": "logistic_regression", "rounds": 2,
+             **({"aggregator": aggregator} if aggregator else {})}
+    job = spec(shared_data, {"train": train}, files=files)
     with pytest.raises(PartyFailed) as info:
         run_job(job, tmp_path / "out", embedded=True, timeout=60)
     err = info.value.error

@@ -92,6 +92,29 @@ def test_node_configs_load_and_pass_the_address_checks(bundles: Path) -> None:
         assert AddressPlan.check(config.listen, config.advertise, party=config.party)
 
 
+def test_node_configs_pin_the_key_the_platforms_operator_sends(
+    bundles: Path, tmp_path: Path
+) -> None:
+    from sharedml.checkpoints import fingerprint
+    from sharedml.platform.audit_checkpoints import audit_key
+    from sharedml.platform.keys import SecretBox
+
+    SecretBox.from_data_dir(bundles / "platform" / "data")  # the platform's first start
+    pem = audit_key(bundles / "platform" / "data")
+    for who in ("bank", "partner", "dealer"):
+        config = NodeConfig.load(bundles / who / "node.yaml")
+        where = bundles / who / "pki" / "platform-audit.pem"
+        assert config.audit_checkpoint_key == str(where)
+        with pytest.raises(ConfigError, match="cannot read the platform's audit key") as info:
+            config.checkpoint_pin()  # not sent yet: the node would not start
+        assert "platform audit-key" in (info.value.remedy or "")
+        where.write_text(pem)
+        assert config.checkpoint_pin() == fingerprint(pem)
+        assert "platform-audit.pem" in (bundles / who / "STEPS.md").read_text()
+    assert "sharedml platform audit-key --data-dir data --out platform-audit.pem" in (
+        bundles / "platform" / "STEPS.md").read_text()
+
+
 def test_compose_files_restart_what_dies_and_mount_datasets_read_only(bundles: Path) -> None:
     bank = yaml.safe_load((bundles / "bank" / "compose.yaml").read_text())
     service = bank["services"]["bank"]

@@ -133,6 +133,16 @@ def _accounts(bundles: Path) -> dict[str, str]:
     return tokens
 
 
+def _send_audit_key(root: Path, bundles: Path) -> None:
+    """The platform's operator sends its audit-checkpoint key; every node.yaml pins it."""
+    sent = root / "to-send-back" / "platform-audit.pem"
+    _cli("platform", "audit-key", "--data-dir", str(bundles / "platform" / "data"),
+         "--out", str(sent))
+    for who in PLACES:
+        if who != "platform":
+            shutil.copyfile(sent, bundles / who / "pki" / "platform-audit.pem")
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     reason = netns.unavailable()
@@ -171,6 +181,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             shutil.copyfile(pub, bundles / party / "owners" / pub.name)
             owner_keys[party] = key
         site = Site(lab, root, bundles, pair, _accounts(bundles), owner_keys, {})
+        _send_audit_key(root, bundles)
         for who in PLACES:
             site.start(who)
         admin = site.client("admin")

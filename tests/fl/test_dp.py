@@ -71,3 +71,21 @@ def test_fedavg_with_dp_reports_the_accountants_epsilon(shared_data: Path) -> No
     # noisy, but still a model: far above chance on the held-out test set
     auc = roc_auc_score(y_test, LinearLearner().predict(result.params, X_test))
     assert auc > 0.65
+
+
+def test_a_dp_job_sums_clipped_updates_on_the_32_bit_ring_and_its_metrics_on_64() -> None:
+    """Unset, ``update_bound`` is ``dp_clip`` with DP (a clipped update's values lie
+    within its norm), so three banks at clip 0.5 sum updates on Z_2^32; the validation
+    sums (row counts) keep 2^20 on Z_2^64, and without DP nothing changes."""
+    from sharedml.fl.declared import fedavg_setup, secagg_config
+
+    banks = ("guest", "host_1", "host_2")
+    given = {"dp_clip": 0.5, "dp_noise_multiplier": 1.3}
+    setup = fedavg_setup("logistic_regression", "classification", given,
+                         secagg_config("agg", banks, given))
+    q = setup.secagg.quantizer
+    assert (q.ring_bits, q.bound) == (32, pytest.approx(0.5, rel=1e-5)) and q.bound >= 0.5
+    q.check(clip_l2(np.full(1, 7.0), 0.5))  # a one-value update clipped to the norm fits
+    assert (setup.metric_quantizer.ring_bits, setup.metric_quantizer.bound) == (64, 2.0**20)
+    plain = secagg_config("agg", banks, {})
+    assert (plain.quantizer.ring_bits, plain.bound) == (64, 2.0**20)

@@ -118,17 +118,22 @@ def test_an_ss_job_on_the_platform_gives_what_sharedml_run_gives(
     assert expected["train"]["dealer"]["metrics"]["runtimes"] == counts["train"]["runtimes"]
 
     # every node was sent the platform's signed audit heads with its heartbeats and
-    # kept them (issue 14); the platform's log verifies against what each node holds
+    # kept them (issue 14) under the key its node.yaml pins; the platform's log
+    # verifies against what each node holds
+    from sharedml.checkpoints import fingerprint
     from sharedml.node.checkpoints import NodeCheckpoints
+    from sharedml.node.config import NodeConfig
     from sharedml.platform.audit_checkpoints import load_kept
     from sharedml.platform.service import Platform
 
     platform = Platform.open(cluster.root / "platform")
     try:
         for node in ("bank", "shop", "dealer"):
-            book = NodeCheckpoints(cluster.root / "nodes" / node / "work", node)
-            _, kept = book.held()
+            pin = NodeConfig.load(cluster.root / "nodes" / node / "node.yaml").checkpoint_pin()
+            book = NodeCheckpoints(cluster.root / "nodes" / node / "work", node, pin)
+            pem, kept = book.held()
             assert kept and not book.alarms(), (node, book.alarms())
+            assert pin == fingerprint(pem) == fingerprint(platform.checkpoints.public_pem())
             assert platform.audit.verify(*reversed(load_kept(book.path))).ok, node
     finally:
         platform.store.dispose()

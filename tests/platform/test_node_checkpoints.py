@@ -20,10 +20,11 @@ from sqlalchemy import delete
 from test_node_revocation import _enrol, _publish
 from typer.testing import CliRunner
 
-from sharedml.checkpoints import load_kept
+from sharedml.checkpoints import fingerprint, load_kept
 from sharedml.control import AuditCheckpoint
 from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
+from sharedml.errors import ConfigError
 from sharedml.node.agent import Agent, NodeConfig
 from sharedml.node.checkpoints import NodeCheckpoints
 from sharedml.platform.audit_checkpoints import CheckpointFeed
@@ -139,3 +140,92 @@ def test_a_node_refuses_a_forked_head_a_foreign_key_and_a_bad_signature(
         forged.seq, forged.head, forged.ts, fork.signature, forged.mac_from)))
     assert [c.seq for c in book.held()[1]] == [kept.seq]  # nothing refused was kept
     assert len(book.alarms()) == 4
+
+
+def pinned_config(world: World, tmp_path: Path, key: str, name: str = "pinned") -> Path:
+    """``world``'s node config with ``audit_checkpoint_key: key`` and its own work dir."""
+    text = world.config.read_text().replace(str(tmp_path / "bank"), str(tmp_path / name))
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(text + f"audit_checkpoint_key: {key}\n")
+    return config
+
+
+@pytest.mark.parametrize("form", ["fingerprint", "pem file"])
+def test_a_node_pinning_the_platforms_key_refuses_another_key_sent_first(
+    world: World, tmp_path: Path, form: str
+) -> None:
+    p = world.platform
+    pem = p.checkpoints.public_pem()
+    (tmp_path / "platform-audit.pem").write_text(pem)
+    key = fingerprint(pem) if form == "fingerprint" else "platform-audit.pem"  # relative
+    config = NodeConfig.load(pinned_config(world, tmp_path, key))
+    assert config.checkpoint_pin() == fingerprint(pem)
+    agent = Agent(config)
+    try:
+        # someone else's key reaches the node before the platform's: unpinned, the node
+        # would pin it (trust on first use); pinned by node.yaml, it is refused
+        other = Platform.open(tmp_path / "other", clock=ManualClock(), hasher=CHEAP)
+        seq, head = p.audit.head()
+        foreign = other.checkpoints.sign(seq, head, "2026-12-07T00:00:00+00:00", 1)
+        why = agent.checkpoints.receive(
+            AuditCheckpoint(**{**vars(foreign), "public_key": other.checkpoints.public_pem()}))
+        other.store.dispose()
+        assert "another key than the platform key node.yaml pins" in why
+        assert agent.checkpoints.held() == ("", [])  # nothing kept, nothing pinned
+        (alarm,) = agent.checkpoints.alarms()
+        assert fingerprint(pem) in alarm["reason"]
+        agent.step()  # the platform's own head over mTLS: kept under the pinned key
+        held_pem, kept = agent.checkpoints.held()
+        assert held_pem == pem and [(c.seq, c.head) for c in kept] == [p.audit.head()]
+    finally:
+        agent.close()
+
+
+def test_a_pin_the_node_cannot_use_stops_it_at_start_naming_the_remedy(
+    world: World, tmp_path: Path
+) -> None:
+    world.agent.step()  # the unpinned node kept the platform's key (trust on first use)
+    other = Platform.open(tmp_path / "other", clock=ManualClock(), hasher=CHEAP)
+    wrong = fingerprint(other.checkpoints.public_pem())
+    other.store.dispose()
+    # its kept file is under another key than the one node.yaml now pins
+    text = world.config.read_text() + f"audit_checkpoint_key: {wrong}\n"
+    world.config.write_text(text)
+    with pytest.raises(ConfigError, match="holds checkpoints under the key") as info:
+        Agent(NodeConfig.load(world.config))
+    assert "platform audit-key" in (info.value.remedy or "")
+    for key, said in (("missing.pem", "cannot read the platform's audit key"),
+                      ("sha256:ABC", "is not sha256: and 64")):
+        config = NodeConfig.load(pinned_config(world, tmp_path, key, "bad"))
+        with pytest.raises(ConfigError, match=said) as info:
+            Agent(config)
+        assert "bank" in str(info.value) and "audit_checkpoint_key" in (info.value.remedy or "")
+
+
+def test_sharedml_up_pins_the_platforms_key_in_every_node_config(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    from sharedml.platform.local_deployment import DeploymentSpec, prepare
+
+    root = tmp_path / "cluster"
+    prepare(root, DeploymentSpec({"bank": {"b": shared_data / "breast_hetero_guest.csv"},
+                                  "shop": {"s": shared_data / "breast_hetero_host.csv"}}))
+    p = Platform.open(root / "platform")
+    want = fingerprint(p.checkpoints.public_pem())
+    p.store.dispose()
+    for node in ("bank", "shop", "dealer"):
+        assert NodeConfig.load(root / "nodes" / node / "node.yaml").checkpoint_pin() == want
+    # and the platform's operator prints the same key for nodes installed elsewhere
+    import typer
+
+    from sharedml.platform.cli import register
+
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "platform-audit.pem"
+    r = CliRunner().invoke(app, ["platform", "audit-key", "--data-dir", str(root / "platform"),
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[-1] == want == fingerprint(out.read_text())
+    r = CliRunner().invoke(app, ["platform", "audit-key", "--data-dir", str(tmp_path / "none")])
+    assert r.exit_code != 0 and "no platform.key" in str(r.exception)

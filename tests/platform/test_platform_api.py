@@ -175,6 +175,8 @@ OPS = [
     Op("POST", f"{V1}/users", frozenset({"admin"}),
        body=lambda w, r: {"username": uniq("user"), "password": "password123", "role": "analyst"}),
     Op("GET", f"{V1}/users/{{user_id}}", READERS, path=lambda w, r: f"{V1}/users/1"),
+    Op("GET", f"{V1}/users/named/{{username}}", frozenset({"admin", "data_owner"}),
+       path=lambda w, r: f"{V1}/users/named/analyst"),
     Op("PATCH", f"{V1}/users/{{user_id}}", frozenset({"admin"}),
        path=lambda w, r: f"{V1}/users/{w.ids['auditor']}", body=lambda w, r: {"role": "auditor"}),
     Op("POST", f"{V1}/users/{{user_id}}/totp", frozenset({"admin"}), path=_fresh_user),

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -230,3 +231,66 @@ def test_cli_approval_commands_sign_on_the_owners_side(
         (row,) = owner.approvals(job["id"])
     assert (row["signer"], row["spec_sha256"]) == ("carol", spec_hash)
     assert carol["party"] == "shop"
+
+
+def test_cli_dataset_commands_register_and_grant_by_name(
+    server: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    """A data owner registers, shows, grants and revokes with 'sharedml dataset' and names
+    (no Python, no user ids); an unknown dataset, another party's dataset and an
+    unreachable platform are one clear error each, with what to do."""
+    from typer.testing import CliRunner
+
+    from sharedml.platform.cli import user_app
+    from sharedml.platform.dataset_cli import dataset_app
+
+    url, ca, data = server
+    runner = CliRunner()
+    with Client(url, verify=str(ca)) as admin:
+        admin.login("root", PASSWORD)
+        admin.create_user("erin", "erin-password", "data_owner", totp=False, party="farm")
+        admin.create_user("gina", "gina-password", "data_owner", totp=False, party="mill")
+        frank = admin.create_user("frank", "frank-password", "analyst", totp=False)
+        harvest = admin.create_project("harvest")
+        admin.grant("project", harvest["id"], admin.user_named("erin")["id"], "use")
+
+    def as_user(name: str, *args: str, url: str = url) -> Any:
+        token = runner.invoke(user_app, ["token", name, "--data-dir", str(data)]).output.strip()
+        return runner.invoke(dataset_app, [*args, "--url", url, "--token", token, "--ca", str(ca)])
+
+    def ok(name: str, *args: str) -> str:
+        result = as_user(name, *args)
+        assert result.exit_code == 0, result.output
+        return str(result.output)
+
+    assert "registered farm/crops" in ok("erin", "register", "crops", "--description", "yields")
+    assert "farm/crops  rows ?  columns 0" in ok("erin", "list")
+    assert ok("erin", "grant", "crops", "frank").strip() == "frank may use farm/crops"
+    with Client(url, token=None, verify=str(ca)) as owner:
+        owner.login("erin", "erin-password")
+        (ds,) = [d for d in owner.datasets() if d["name"] == "crops"]
+        assert [(g["user_id"], g["permission"]) for g in owner.grants("dataset", ds["id"])] == [
+            (frank["id"], "use")]
+    assert f"grant use to user id {frank['id']}" in ok("erin", "show", "farm/crops")
+    assert "no longer has a grant" in ok("erin", "revoke", "farm/crops", "frank")
+    assert "grant" not in ok("erin", "show", "crops").split("\n", 1)[1]
+
+    unknown = as_user("erin", "grant", "barley", "frank")
+    assert isinstance(unknown.exception, ConfigError)
+    assert "no dataset 'barley'" in str(unknown.exception)
+    assert "sharedml dataset list" in (unknown.exception.remedy or "")
+    nobody = as_user("erin", "grant", "crops", "nobody")
+    assert isinstance(nobody.exception, NotFound) and "'nobody'" in str(nobody.exception)
+    foreign = as_user("gina", "register", "crops", "--party", "farm")
+    assert isinstance(foreign.exception, PolicyDenied)
+    assert "party 'farm'" in str(foreign.exception) and foreign.exception.remedy
+    assert "registered farm/seeds" in ok("erin", "register", "seeds", "--project", "harvest")
+    with Client(url, verify=str(ca)) as owner:
+        owner.login("erin", "erin-password")
+        assert {d["name"]: d["project_id"] for d in owner.datasets()}["seeds"] == harvest["id"]
+    no_project = as_user("erin", "register", "oats", "--project", "orchard")
+    assert isinstance(no_project.exception, ConfigError)
+    assert "no project 'orchard'" in str(no_project.exception)
+    down = as_user("erin", "list", url=f"https://127.0.0.1:{free_port()}")
+    assert isinstance(down.exception, PeerUnreachable)
+    assert "sharedml platform serve" in (down.exception.remedy or "")

@@ -81,6 +81,25 @@ def test_one_lane_and_uneven_lanes_give_the_same_rows(ray_cluster: Any, pki_dir:
         pd.testing.assert_frame_equal(one[p][0], two[p][0])
 
 
+def test_a_second_run_takes_the_warm_lanes(ray_cluster: Any, pki_dir: Path) -> None:
+    """Lanes outlive a run that ended well: the next run of the party starts none."""
+    frames = _frames()
+    computes: dict[str, RayCompute] = {}
+
+    def party(session: Session) -> Any:
+        session = _with_ray(session, pki_dir)
+        assert session.compute is not None
+        computes[session.party] = session.compute
+        return align_rows(session, frames[session.party], ["id"], protocol="kkrt")
+
+    first = run_in_threads(party, list(PARTIES))
+    second = run_in_threads(party, list(PARTIES))
+    assert {p: c.actors_started for p, c in computes.items()} == {"alice": 0, "bob": 0}
+    assert {len(c.usage) for c in computes.values()} == {2}  # both lanes worked, still there
+    for p in PARTIES:
+        pd.testing.assert_frame_equal(second[p][0], first[p][0])
+
+
 def test_a_non_receiver_gets_no_rows(ray_cluster: Any, pki_dir: Path) -> None:
     out = _align(_frames(), pki_dir, receivers=["alice"])
     assert out["bob"][0] is None

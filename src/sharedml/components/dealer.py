@@ -12,7 +12,7 @@ one dealer task per step it takes part in, :func:`takes_part`, by
 
 A job needs a dealer when a step computes on secret shares with dealt
 randomness (``protocol: ss``, unless ``provider: he``). The dealer then serves
-every step of the job under ``sharedml run``, and the steps it takes part in
+the steps it takes part in (:func:`takes_part`), under ``sharedml run`` and
 on the platform:
 
 1. The step's data parties run it; each MPC runtime the step opens (one per

@@ -6,6 +6,9 @@
     pki/ca.pem, crl.pem  the deployment CA's certificate and revocation list
                          (when the CA's folder is given); the key and the
                          certificate request are made here, on the host
+    pki/platform-audit.pem  (a node's) the platform's audit-checkpoint key, which
+                         node.yaml pins: the platform's operator sends it after
+                         the platform's first start (STEPS.md)
     owners/              the organisation's approval public keys go here
     systemd/sharedml-<who>.service
     compose.yaml         docker compose (image built from the repo's Dockerfile)
@@ -23,7 +26,7 @@ import shutil
 from pathlib import Path
 
 from sharedml.deployment import steps
-from sharedml.deployment.plan import DEALER, PLATFORM, DeploymentPlan
+from sharedml.deployment.plan import AUDIT_KEY, DEALER, PLATFORM, DeploymentPlan
 from sharedml.deployment.units import (
     Process,
     compose_file,
@@ -68,7 +71,7 @@ def node_config(plan: DeploymentPlan, who: str) -> dict[str, object]:
     """``node.yaml`` of an organisation or the dealer; paths relative to the bundle."""
     platform = f"{plan.platform.host}:{plan.platform.node_port}"
     common = {"platform": platform, "pki_dir": "pki", "work_dir": "work",
-              "heartbeat_s": plan.heartbeat_s}
+              "heartbeat_s": plan.heartbeat_s, "audit_checkpoint_key": AUDIT_KEY}
     if who == DEALER:
         if plan.dealer is None:
             raise ConfigError("the plan has no dealer")

@@ -30,6 +30,8 @@ from sharedml.node.addresses import is_wildcard
 
 #: Names of the deployment's own processes; no organisation may take them.
 PLATFORM, DEALER = "platform", "dealer"
+#: Where a node's bundle holds the platform's audit-checkpoint key its node.yaml pins.
+AUDIT_KEY = "pki/platform-audit.pem"
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
 
 

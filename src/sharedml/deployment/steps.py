@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sharedml.deployment.plan import DEALER, PLATFORM, DeploymentPlan
+from sharedml.deployment.plan import AUDIT_KEY, DEALER, PLATFORM, DeploymentPlan
 from sharedml.deployment.units import Process, config_key
 
 
@@ -22,8 +22,12 @@ bundle, and none ever travels: each is made on the host that uses it.
 3. **CA operator**: for each request, `sharedml pki sign CA_DIR NAME.csr --name NAME`;
    send back `NAME.pem` and `CA_DIR/ca.pem` (and `crl.pem`).
 4. **Every operator**: install the certificate (step 3 of `STEPS.md`).
-5. **Platform operator**: create the users, start the platform (its steps 4-5).
-6. **Organisations and dealer**: start the nodes (their remaining steps). Each
+5. **Platform operator**: create the users, send every node's operator the
+   platform's audit-checkpoint key (`platform-audit.pem`), start the platform
+   (its steps 4-5).
+6. **Organisations and dealer**: put `platform-audit.pem` in `pki/` (node.yaml
+   pins it: a node refuses checkpoints signed by any other key, and does not
+   start without it), then start the nodes (their remaining steps). Each
    node reports its datasets (names, columns, rows) when it connects.
 7. **Each organisation's data owner** registers its datasets on the platform and
    grants the analysts use; **an analyst** submits a job; **each data owner**
@@ -73,23 +77,31 @@ def _platform_steps(plan: DeploymentPlan) -> str:
 {users}
    sharedml user add analyst --role analyst --data-dir data
    sharedml user token analyst --data-dir data      # an API token, printed once
+   sharedml platform audit-key --data-dir data --out platform-audit.pem
    ```
    Give each organisation's data owners their password; they log in over HTTPS
    (`https://{plan.platform.host}:{plan.platform.api_port}`, verified against `pki/ca.pem`).
+   Send `platform-audit.pem` (public; the fingerprint printed with it, by another
+   channel) to every node's operator: their `node.yaml` pins it, so a node keeps
+   only the audit checkpoints this platform signed.
 """
 
 
 def _node_steps(plan: DeploymentPlan, proc: Process) -> str:
+    pin = (f"   **The platform's audit key.** Put the `platform-audit.pem` the platform's "
+           f"operator sends you at `{AUDIT_KEY}`\n   (check its fingerprint with them: "
+           "`sharedml platform audit-key` prints it); `node.yaml` pins it\n   "
+           "(`audit_checkpoint_key`) and the node does not start without it.\n")
     if proc.who == DEALER:
         return ("4. **No data here.** The dealer deals the randomness of secret-shared "
-                "steps; it must not be run by any data party.\n")
+                "steps; it must not be run by any data party.\n" + pin)
     keys = ", ".join(f"`owners/{k}.pub`" for k in plan.owners_of(proc.who))
     first = plan.owners_of(proc.who)[0]
     return f"""4. **Datasets and owners.** Check the dataset paths in `node.yaml` (`datasets:`).
    Each data owner makes an approval key *on their own machine*:
    `sharedml approval keygen {first}`; only the public half comes here: {keys}.
    The node reads a dataset only for a job one of these keys signed.
-"""
+""" + pin
 
 
 def _start_steps(proc: Process) -> str:

@@ -35,8 +35,9 @@ SECAGG: dict[str, Param] = {
                         "with that many others); default: chosen by the number of parties",
                         low=2, optional=True),
     "update_bound": Param(float, float(2**20), "every value a party adds must lie within "
-                          "± this (the fixed-point range; scale the data first)", low=0,
-                          open_low=True),
+                          "± this (the fixed-point range; scale the data first); with DP the "
+                          "default is dp_clip; below 128 / parties the sums run on 32-bit "
+                          "words", low=0, open_low=True),
     "stage_timeout": Param(float, 30.0, "seconds the aggregator waits for one stage of a "
                            "round before it counts the silent parties out", low=0, open_low=True),
 }
@@ -180,9 +181,20 @@ def secagg_config(server: str, clients: tuple[str, ...], given: dict[str, Any]) 
         raise ConfigError(f"max_dropouts {dropouts} leaves no majority of a neighbourhood of "
                           f"{group}", remedy="raise neighbours or lower max_dropouts")
     return SecAggConfig(
-        server, clients, threshold, float(given.get("update_bound", 2.0**20)),
-        float(given.get("stage_timeout", 30.0)), degree,
+        server, clients, threshold, update_bound(given), float(given.get("stage_timeout", 30.0)),
+        degree,
     )  # fmt: skip
+
+
+def update_bound(given: dict[str, Any]) -> float:
+    """The job's ``update_bound``; unset with DP, ``dp_clip`` (a clipped update's every
+    value lies within its L2 norm; 1e-6 relative spare for the clipping's rounding), so
+    a DP job of fewer than ``128 / dp_clip`` parties sums on Z_2^32; else 2^20."""
+    if given.get("update_bound") is not None:
+        return float(given["update_bound"])
+    if given.get("dp_clip") is not None and given.get("dp_noise_multiplier") is not None:
+        return float(given["dp_clip"]) * (1 + 1e-6)
+    return float(2**20)
 
 
 def dp_config(given: dict[str, Any]) -> DpConfig | None:

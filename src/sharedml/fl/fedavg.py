@@ -15,12 +15,14 @@ Protocol (round ``r`` of at most ``rounds``):
    ``w`` on its own rows (FedProx adds ``μ/2 ‖w_i − w‖²``) and submits, by
    secure aggregation, ``[n_i (w_i − w), n_i]`` (sample-count weighting) —
    or, with DP, its clipped ``w_i − w`` (uniform weighting, see
-   :mod:`sharedml.fl.dp`).
+   :mod:`sharedml.fl.dp`; on Z_2^32 when the job's bound, by default the
+   clip, allows: :meth:`~sharedml.fl.quantize.Quantizer.for_sum`).
 3. The server sets ``w ← w + Σ n_i Δ_i / Σ n_i`` over the survivors (with
    DP: ``w + (Σ clip(Δ_i) + noise) / m``).
 4. Every client evaluates the new ``w`` on its own held-out rows; the
    metric sums (:mod:`sharedml.fl.metrics`) are added by secure
-   aggregation; the server reads the round's metric and, with ``patience``,
+   aggregation (encoded for at least :data:`METRIC_BOUND`: they hold row
+   counts); the server reads the round's metric and, with ``patience``,
    stops when it has not improved for that many rounds and keeps the best
    ``w`` (without, it keeps the last).
 5. At the end the server sends every client the final parameters.
@@ -52,6 +54,7 @@ from sharedml.errors import ChannelError, ConfigError, DataError, ProtocolAbort
 from sharedml.fl import metrics as M
 from sharedml.fl.dp import CentralGaussianNoise, ClipUpdates, DpConfig
 from sharedml.fl.learner import LocalLearner, LocalPlan
+from sharedml.fl.quantize import Quantizer
 from sharedml.fl.secagg import RoundResult, SecAggClient, SecAggConfig, SecAggServer
 from sharedml.fl.sketch import check_features
 from sharedml.learn.training import EarlyStopping, learning_rate
@@ -60,6 +63,8 @@ from sharedml.session import Session
 log = logging.getLogger("sharedml.fl.fedavg")
 CTRL, MODEL = "fedavg/ctrl", "fedavg/model"
 TRAIN, SIT_OUT, EVALUATE, STOP = 1.0, 0.0, 2.0, -1.0
+#: Least bound of the validation sums' encoding (the job's update bound's default).
+METRIC_BOUND = float(2**20)
 #: metric name -> whether higher is better
 METRICS = {"auc": True, "logloss": False, "accuracy": True, "rmse": False, "mae": False, "r2": True}
 
@@ -112,6 +117,13 @@ class FedAvgSetup:
     secagg: SecAggConfig
     dp: DpConfig | None = None
 
+    @property
+    def metric_quantizer(self) -> Quantizer:
+        """The encoding of the validation sums (row counts, log-loss sums): the updates'
+        bound or :data:`METRIC_BOUND`, whichever is larger — a bound as small as a DP
+        clip (which the updates may run on, on Z_2^32) would refuse the counts."""
+        return Quantizer.for_sum(max(self.secagg.bound, METRIC_BOUND), len(self.secagg.clients))
+
 
 class FedAvgServer:
     """The aggregator's side of federated averaging."""
@@ -122,6 +134,7 @@ class FedAvgServer:
         #: the clients still invited to rounds (one that disconnected is not)
         self.clients = list(self.roster)
         self.metric_sums = SecAggServer(session, setup.secagg)  # metrics: exact, outside DP
+        self.metric_q = setup.metric_quantizer
         self.updates: SecAggServer | CentralGaussianNoise = (
             CentralGaussianNoise(self.metric_sums, self.dp) if self.dp else self.metric_sums
         )
@@ -190,7 +203,7 @@ class FedAvgServer:
     def _evaluate(self, r: int) -> tuple[dict[str, float], RoundResult]:
         """The round's metrics on the pooled validation rows (of the clients that answered)."""
         size = (2 * M.DEFAULT_BINS + 4) if self.learner.task == "classification" else 5
-        res = self.metric_sums.aggregate(2 * r + 1, self.clients, size)
+        res = self.metric_sums.aggregate(2 * r + 1, self.clients, size, self.metric_q)
         if self.learner.task == "classification":
             return M.classification_metrics(res.total), res
         return M.regression_metrics(res.total), res
@@ -225,6 +238,7 @@ class FedAvgClient:
         self.s, self.learner, self.p, self.dp = session, setup.learner, setup.params, setup.dp
         self.server = setup.secagg.server
         self.metric_sums = SecAggClient(session, setup.secagg)
+        self.metric_q = setup.metric_quantizer
         self.updates: SecAggClient | ClipUpdates = (
             ClipUpdates(self.metric_sums, self.dp.clip) if self.dp else self.metric_sums
         )
@@ -253,7 +267,8 @@ class FedAvgClient:
             if flag == TRAIN:
                 self._train(int(r), w, lr, X, y)
             elif flag == EVALUATE:
-                self.metric_sums.submit(2 * int(r) + 1, self._sums(w, X_val, y_val))
+                self.metric_sums.submit(2 * int(r) + 1, self._sums(w, X_val, y_val),
+                                        self.metric_q)
 
     def _train(self, r: int, w: np.ndarray, lr: float, X: np.ndarray, y: np.ndarray) -> None:
         rng = self.s.rng(f"fedavg/round/{r}")

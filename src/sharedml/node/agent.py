@@ -42,6 +42,7 @@ Config (YAML; relative paths are relative to the file)::
     work_dir: work
     datasets: {bank_customers: data/bank.csv}   # or Parquet, or a SQL table (node/registry.py)
     approvers: {alice: keys/alice.pub}          # the party's owners' approval keys
+    audit_checkpoint_key: pki/platform-audit.pem  # or sha256:...: the platform's checkpoint key
     role: party                     # or dealer (then no datasets)
     keys_dir: keys                  # node keys (made on first start, 0600); default work_dir/keys
     models_dir: models              # sealed model parts; default work_dir/models
@@ -154,6 +155,10 @@ class Agent:
                 f"the certificate in {config.pki_dir} does not name party {config.party!r}",
                 remedy=f"make one with 'sharedml pki request {config.pki_dir} {config.party}'",
             )
+        #: The platform's signed audit heads this node was sent (9.3), under the key
+        #: node.yaml pins (checked before anything listens).
+        self.checkpoints = NodeCheckpoints(config.work_dir, config.party, config.checkpoint_pin())
+        self.checkpoints.check_pin()
         self._revocation = (
             crl.in_folder(config.pki_dir, ca_pem)
             if config.crl is None
@@ -181,8 +186,6 @@ class Agent:
         self._runs: dict[str, _Run] = {}
         self._jobs: dict[str, JobState] = {}
         self._saved = JobStateFiles(config.work_dir)
-        #: The platform's signed audit heads this node was sent (9.3).
-        self.checkpoints = NodeCheckpoints(config.work_dir, config.party)
         self._lock = threading.Lock()
         self._greeted = False
         self._looping = False
@@ -404,6 +407,7 @@ class Agent:
         params = component.parse(order.params, f"steps.{order.step_id}")
         parties = self._parties(order)
         peers = [*parties, *([order.dealer] if order.dealer else [])]
+        compute = self._compute()  # before the channel: a cluster it cannot reach fails here
         channel = self.endpoint.channel(
             f"{order.job_id}/{order.step_id}/{order.attempt}", peers, order.peers,
             timeout=order.channel_timeout_s,
@@ -412,7 +416,7 @@ class Agent:
         try:
             session = Session(party, tuple(peers),
                               _bounded(CancellableChannel(run.traffic, run.cancel), order),
-                              dealer=order.dealer or None, compute=self._compute())
+                              dealer=order.dealer or None, compute=compute)
             out_dir = self._job_dir(order)
             ctx = StepContext(session, parties[party], parties, job.state, out_dir,
                               order.step_id, self._progress(run), self._datasets,
@@ -428,6 +432,8 @@ class Agent:
         job.done.add(order.step_id)
         self._saved.save(order.job_id, job)
         metrics: dict[str, Any] = json.loads(json.dumps(result.metrics, default=_plain))
+        if compute is not None:  # public: how much of the step ran on the party's Ray cluster
+            metrics["compute"] = compute.counts()
         return metrics
 
     def _job(self, job_id: str) -> JobState:

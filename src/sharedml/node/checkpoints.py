@@ -9,7 +9,9 @@ check the platform's log against what this node saw.
 
 Steps, for each checkpoint received:
 
-1. Its public key must be the pinned one, and its signature must verify.
+1. Its public key must be the pinned one — the key ``node.yaml`` names
+   (``audit_checkpoint_key``: a PEM file or its fingerprint) or, when it names
+   none, the first key the node was sent — and its signature must verify.
 2. Against the newest one kept: a lower ``seq`` is a head that went backwards
    (the log was cut or rolled back); the same ``seq`` with another hash, or
    another ``mac_from`` than before, is a fork (two logs signed). Either is
@@ -18,8 +20,10 @@ Steps, for each checkpoint received:
 3. A higher ``seq`` is kept; the same one again is ignored.
 
 Reveals: nothing new; a checkpoint is the count of audit entries and a hash.
-Security model: the node trusts the key it was first sent (trust on first use,
-as ``sharedml audit checkpoint --save``); it cannot see the log, so a rewrite
+Security model: the node trusts the key its operator pinned in ``node.yaml``
+(``sharedml up`` and ``sharedml deploy`` write one); without a pin, the key it
+was first sent (trust on first use, as ``sharedml audit checkpoint --save``), so
+whoever answers its first heartbeat could pin another. It cannot see the log, so a rewrite
 *below* a checkpoint it keeps is found when the log is verified against this
 node's file, not here.
 """
@@ -31,7 +35,7 @@ import json
 import logging
 from pathlib import Path
 
-from sharedml.checkpoints import Checkpoint, check_signature, keep, load_kept
+from sharedml.checkpoints import Checkpoint, check_signature, fingerprint, keep, load_kept
 from sharedml.control import AuditCheckpoint
 from sharedml.errors import ConfigError
 
@@ -44,10 +48,12 @@ ALARMS = "audit-alarms.jsonl"
 class NodeCheckpoints:
     """A node's kept checkpoints and alarms, in its work dir."""
 
-    def __init__(self, work_dir: Path, party: str = "") -> None:
+    def __init__(self, work_dir: Path, party: str = "", pin: str | None = None) -> None:
         self.path = Path(work_dir) / KEPT
         self.alarms_path = Path(work_dir) / ALARMS
         self.party = party
+        #: The fingerprint of the key ``node.yaml`` pins (``None``: the first key sent).
+        self.pin = pin
         self._newest: Checkpoint | None = None
         self._last_alarm: tuple[int, str, str] | None = None
 
@@ -57,6 +63,18 @@ class NodeCheckpoints:
             return "", []
         return load_kept(self.path)
 
+    def check_pin(self) -> None:
+        """At start: refuse a kept file under another key than the one ``node.yaml`` pins
+        (the node trusted someone else's key before, or the platform's key changed)."""
+        pinned, _ = self.held()
+        if self.pin is None or not pinned or fingerprint(pinned) == self.pin:
+            return
+        raise ConfigError(
+            f"node {self.party}: {self.path} holds checkpoints under the key "
+            f"{fingerprint(pinned)}, not the platform key node.yaml pins ({self.pin})",
+            remedy="confirm the platform's key with its operator ('sharedml platform "
+            "audit-key'); if node.yaml is right, move the file aside (keep it as evidence)")
+
     def alarms(self) -> list[dict[str, object]]:
         if not self.alarms_path.exists():
             return []
@@ -65,18 +83,17 @@ class NodeCheckpoints:
 
     def describe(self) -> list[str]:
         """What ``sharedml node-audit`` prints."""
-        import hashlib
-
         pinned, kept = self.held()
         if not pinned:
             lines = [f"node {self.party}: no audit checkpoint received yet ({self.path})"]
         else:
-            key = hashlib.sha256(pinned.encode()).hexdigest()[:16]
             lines = [f"node {self.party}: {len(kept)} checkpoint(s) of the platform's audit "
-                     f"log in {self.path} (platform key sha256:{key}...)"]
+                     f"log in {self.path} (platform key {fingerprint(pinned)})"]
             lines += [f"  entry {c.seq:>8}  {c.head}  {c.ts}"
                       + (f"  MACs from entry {c.mac_from}" if c.mac_from else "")
                       for c in kept[-5:]]
+        lines.append(f"platform key pinned by node.yaml: {self.pin}" if self.pin else
+                     "platform key pinned by node.yaml: none (the first key sent is trusted)")
         alarms = self.alarms()
         lines.append(f"refused: {len(alarms)}" + (f" ({self.alarms_path})" if alarms else ""))
         lines += [f"  {a['time']}  {a['reason']}" for a in alarms[-5:]]
@@ -97,6 +114,9 @@ class NodeCheckpoints:
         return ""
 
     def _refusal(self, c: Checkpoint, public_pem: str) -> str:
+        if self.pin is not None and _fingerprint_or_none(public_pem) != self.pin:
+            return ("the checkpoint is signed with another key than the platform key "
+                    f"node.yaml pins ({self.pin})")
         pinned, _ = self.held()
         if pinned and pinned != public_pem:
             return "the platform's audit key differs from the one this node pinned"
@@ -136,3 +156,10 @@ class NodeCheckpoints:
         record = {"time": now.isoformat(), "reason": why, "checkpoint": json.loads(c.to_json())}
         with self.alarms_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _fingerprint_or_none(public_pem: str) -> str | None:
+    try:
+        return fingerprint(public_pem)
+    except ConfigError:
+        return None

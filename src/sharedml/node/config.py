@@ -12,7 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sharedml.checkpoints import FINGERPRINT, fingerprint
 from sharedml.config_file import load_yaml
+from sharedml.errors import ConfigError
 from sharedml.node.enclave_host import EnclaveHostConfig
 from sharedml.node.registry import DatasetEntry, entry
 from sharedml.scale.config import ComputeConfig
@@ -51,6 +53,10 @@ class NodeConfig(BaseModel):
     keys_dir: Path | None = None
     #: This party's sealed model parts; default ``work_dir/models``.
     models_dir: Path | None = None
+    #: The platform's audit-checkpoint public key this node trusts (9.3): a PEM file
+    #: (``sharedml platform audit-key --out``) or its ``sha256:`` fingerprint. Unset: the
+    #: node pins the first key it is sent (trust on first use).
+    audit_checkpoint_key: str | None = None
     #: Where the party's heavy work runs: here (default) or its own Ray cluster
     #: (``compute: {ray: {address: auto, workers: 4, ...}}``, :mod:`sharedml.scale.config`).
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
@@ -78,4 +84,31 @@ class NodeConfig(BaseModel):
         config.keys_dir = base / (config.keys_dir or config.work_dir / "keys")
         config.models_dir = base / (config.models_dir or config.work_dir / "models")
         config.enclave = None if config.enclave is None else config.enclave.resolved(base)
+        key = config.audit_checkpoint_key
+        if key is not None and not key.startswith("sha256:"):
+            config.audit_checkpoint_key = str(base / key)
         return config
+
+    def checkpoint_pin(self) -> str | None:
+        """The fingerprint of the platform's checkpoint key ``audit_checkpoint_key`` names
+        (reading its PEM file), or ``None`` when the config pins none."""
+        key = self.audit_checkpoint_key
+        if key is None:
+            return None
+        remedy = ("ask the platform's operator for its key ('sharedml platform audit-key') "
+                  "and set audit_checkpoint_key: to that PEM file or its sha256: fingerprint")
+        if key.startswith("sha256:"):
+            if not FINGERPRINT.match(key):
+                raise ConfigError(f"node {self.party}: audit_checkpoint_key {key!r} is not "
+                                  "sha256: and 64 lower-case hex digits", remedy=remedy)
+            return key
+        try:
+            pem = Path(key).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"node {self.party}: cannot read the platform's audit key "
+                              f"{key} ({type(exc).__name__})", remedy=remedy) from None
+        try:
+            return fingerprint(pem)
+        except ConfigError:
+            raise ConfigError(f"node {self.party}: {key} is not a PEM public key",
+                              remedy=remedy) from None

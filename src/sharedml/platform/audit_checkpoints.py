@@ -45,12 +45,14 @@ import base64
 import datetime as dt
 import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sharedml.checkpoints import PURPOSE, Checkpoint, check_signature, keep, load_kept
+from sharedml.errors import ConfigError
 
 if TYPE_CHECKING:
     from threading import Event
@@ -65,8 +67,8 @@ PERIOD_S = 60.0
 #: How often the head is signed again for the nodes' heartbeat replies.
 PUSH_S = 10.0
 
-__all__ = ["PURPOSE", "Checkpoint", "CheckpointFeed", "CheckpointSigner", "against", "check_signature", "keep",
-           "load_kept", "publish_every"]
+__all__ = ["PURPOSE", "Checkpoint", "CheckpointFeed", "CheckpointSigner", "against", "audit_key",
+           "check_signature", "keep", "load_kept", "publish_every"]
 
 
 class CheckpointSigner:
@@ -100,6 +102,18 @@ class CheckpointSigner:
                            detail={"head": c.head, "ts": c.ts, "signature": c.signature,
                                    "mac_from": c.mac_from})
         return entry.seq
+
+
+def audit_key(data_dir: Path) -> str:
+    """The platform's checkpoint public key (PEM), derived from ``DATA_DIR/platform.key``:
+    what a node's ``audit_checkpoint_key`` pins. Refuses a data dir without that key."""
+    from sharedml.platform.keys import KEY_FILE, SecretBox
+
+    if not (Path(data_dir) / KEY_FILE).is_file():
+        raise ConfigError(f"no {KEY_FILE} in {data_dir}: the platform's key is made at its "
+                          "first start", remedy="give the platform's --data-dir; on a new "
+                          "platform run 'sharedml user add' there first")
+    return CheckpointSigner(SecretBox.from_data_dir(data_dir).derive(PURPOSE)).public_pem()
 
 
 def publish_every(signer: CheckpointSigner, log: AuditLog, clock: Clock, stop: Event,

@@ -199,6 +199,25 @@ def _tick(scheduler: Any, stop: threading.Event, period: float, ticks: Any) -> N
             log.exception("scheduler tick failed")
 
 
+@platform_app.command("audit-key")
+def audit_key_cmd(
+    data_dir: Path = DATA_DIR,
+    out: Path | None = typer.Option(None, "--out", help="write the PEM here (default: print it)"),
+) -> None:
+    """The public key the platform signs audit checkpoints with, and its fingerprint:
+    send it to every node's operator, whose node.yaml pins it (audit_checkpoint_key)."""
+    from sharedml.checkpoints import fingerprint
+    from sharedml.platform.audit_checkpoints import audit_key
+
+    pem = audit_key(data_dir)
+    if out is None:
+        typer.echo(pem, nl=False)
+    else:
+        out.write_text(pem, encoding="utf-8")
+        typer.echo(f"wrote the platform's audit key to {out}")
+    typer.echo(fingerprint(pem))
+
+
 @platform_app.command("backup")
 def backup_cmd(
     file: Path,

@@ -24,6 +24,12 @@ from sharedml.errors import ConfigError
 
 LOGIN_TOKEN_DAYS = 30
 
+#: The options every command on a running platform takes (``dataset_cli`` shares them).
+profile_opt = typer.Option(None, "--profile", help="stored login to use")
+url_opt = typer.Option(None, "--url", help="platform URL (default: the stored login)")
+token_opt = typer.Option(None, "--token", help="session or API token")
+ca_opt = typer.Option(None, "--ca", help="CA certificate of the platform's HTTPS")
+
 
 def client(url: str | None, token: str | None, ca: Path | None,
            profile: str | None = None) -> Any:
@@ -94,11 +100,6 @@ def register(app: typer.Typer) -> None:
             stored = _password_login(url, user, password, totp, ca)
         file = client_config.save(profile or user, stored)
         typer.echo(f"logged in to {stored.url} as {user} (profile {profile or user} in {file})")
-
-    profile_opt = typer.Option(None, "--profile", help="stored login to use")
-    url_opt = typer.Option(None, "--url", help="platform URL (default: the stored login)")
-    token_opt = typer.Option(None, "--token", help="session or API token")
-    ca_opt = typer.Option(None, "--ca", help="CA certificate of the platform's HTTPS")
 
     def decide(job_id: str, comment: str, c: Any, key: Path | None) -> None:
         """Approve (signed with ``key``) or, without a key, deny every pending approval of

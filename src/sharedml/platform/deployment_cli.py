@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
         from sharedml.node.checkpoints import NodeCheckpoints
 
         node = NodeConfig.load(config)
-        book = NodeCheckpoints(node.work_dir, node.party)
+        book = NodeCheckpoints(node.work_dir, node.party, node.checkpoint_pin())
         for line in book.describe():
             typer.echo(line)
         if book.alarms():

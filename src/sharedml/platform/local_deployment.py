@@ -10,7 +10,8 @@ The other run modes, without a platform, are in :mod:`sharedml.standalone`.
                              "platform", each party and "dealer" (keys 0600);
                              crl.pem, the revocation list every process checks
     DIR/platform/            the platform's data dir (SQLite, secret box)
-    DIR/nodes/<party>/       node.yaml and the node's work dir
+    DIR/nodes/<party>/       node.yaml and the node's work dir; node.yaml pins
+                             the platform's audit-checkpoint key by fingerprint
     DIR/nodes/dealer/        the dealer node's (role: dealer, no datasets)
     DIR/nodes/enclave/, DIR/tee/, DIR/platform.yaml
                              with ``tee=True`` (``sharedml up --tee``): the enclave
@@ -61,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sharedml import approvals
+from sharedml.checkpoints import fingerprint
 from sharedml.crypto import crl, pki
 from sharedml.errors import ConfigError, SharedMLError
 
@@ -98,6 +100,9 @@ class DeploymentSpec:
     token_days: int = 7
     #: The platform's database (``None``: SQLite in DIR/platform; e.g. PostgreSQL).
     db_url: str | None = None
+    #: Every party node's ``compute:`` section (``None``: in the node's process), e.g.
+    #: ``{"ray": {"address": "127.0.0.1:6379"}}`` (:mod:`sharedml.scale.config`).
+    compute: dict[str, Any] | None = None
     #: Run ``scheme: tee`` jobs: a simulated TEE host, the platform's ``tee:`` config and
     #: an enclave node (``role: enclave``) that keeps a service enclave running.
     tee: bool = False
@@ -177,6 +182,11 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
         "heartbeat_s": spec.heartbeat_s,
         "db_url": spec.db_url,
     }
+    from sharedml.platform.audit_checkpoints import audit_key
+
+    tokens, passwords = _bootstrap(root / "platform", spec)
+    # every node pins the platform's checkpoint key (9.3), not the first one it is sent
+    pin = fingerprint(audit_key(root / "platform"))
     for party, datasets in spec.parties.items():
         node_dir = root / "nodes" / party
         node_dir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +198,8 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
             "heartbeat_s": spec.heartbeat_s,
             "datasets": {name: str(Path(path).resolve()) for name, path in datasets.items()},
             "approvers": {f"{party}-owner": str(keys[party][1])},
+            "audit_checkpoint_key": pin,
+            **({"compute": spec.compute} if spec.compute else {}),
         }
         (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
     for dealer in dealers:
@@ -200,11 +212,11 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
             "pki_dir": str(pki_dir),
             "work_dir": str(node_dir / "work"),
             "heartbeat_s": spec.heartbeat_s,
+            "audit_checkpoint_key": pin,
         }
         (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
     if spec.tee:
-        _simulated_tee(root, info, spec.heartbeat_s)
-    tokens, passwords = _bootstrap(root / "platform", spec)
+        _simulated_tee(root, info, spec.heartbeat_s, pin)
     for name, secrets_of in (("tokens.json", tokens), ("passwords.json", passwords)):
         fd = os.open(root / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -213,7 +225,7 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
     return info
 
 
-def _simulated_tee(root: Path, info: dict[str, Any], heartbeat_s: float) -> None:
+def _simulated_tee(root: Path, info: dict[str, Any], heartbeat_s: float, pin: str) -> None:
     """A simulated TEE host: its vendor and build key (``DIR/tee``), the platform's ``tee:``
     config (``DIR/platform.yaml``: builds of that key at svn >= 1), the enclave node's config."""
     from sharedml.tee.attestation.sim import new_signer, simulated_vendor
@@ -231,6 +243,7 @@ def _simulated_tee(root: Path, info: dict[str, Any], heartbeat_s: float) -> None
     node_dir.mkdir(parents=True, exist_ok=True)
     config = {"party": ENCLAVE, "role": "enclave", "platform": info["node_service"],
               "pki_dir": str(root / "pki"), "work_dir": str(node_dir / "work"), "heartbeat_s": heartbeat_s,
+              "audit_checkpoint_key": pin,
               "enclave": {"simulate": {"vendor": str(tee / "vendor"), "signer": str(tee / "signer.pem"),
                                        "svn": 1}}}
     (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))

@@ -127,6 +127,7 @@ class TeeJobs:
                actor: str = "scheduler", max_attempts: int = 3) -> str:
         parsed = jobspec.load(spec)
         scheme.check_steps(parsed.parsed_steps())
+        scheme.refuse_saved_models(parsed.parsed_steps(), "the platform")
         holder, label, id_column = job_roles(parsed)
         now = self.book.clock.now()
         with self.book.tx() as s:

@@ -13,6 +13,7 @@ own*::
         memory_per_worker_mb: 4096
         listen_host: 10.0.0.5    # where workers accept the peer's workers (mTLS)
         bucket_rows: 1048576     # PSI rows per bucket: the per-worker memory budget
+        shard_rows: 262144       # rows per shard: statistics, histograms, batch scoring
 
 The cluster belongs to one party: its workers hold that party's rows and its
 certificate's private key (each PSI lane serves the party-to-party transport
@@ -29,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: Default PSI bucket: one million ids per KKRT instance (about 350 MB per lane).
 DEFAULT_BUCKET_ROWS = 1 << 20
+#: Default row shard of a job's in-memory table (statistics, histograms, scoring).
+DEFAULT_SHARD_ROWS = 1 << 18
 
 
 class RayConfig(BaseModel):
@@ -50,6 +53,8 @@ class RayConfig(BaseModel):
         "127.0.0.1", description="address the peer's workers reach this party's workers at"
     )
     bucket_rows: int = Field(DEFAULT_BUCKET_ROWS, ge=16, le=1 << 31)
+    shard_rows: int = Field(DEFAULT_SHARD_ROWS, ge=16, le=1 << 31,
+                            description="rows per Ray task for statistics, histograms, scoring")
     max_retries: int = Field(2, ge=0, le=10, description="Ray retries of a lost task")
     namespace: str = "sharedml"
 

@@ -76,27 +76,65 @@ def moments(
     return combine(parts)
 
 
-def fit_scaler(compute: RayCompute, paths: Sequence[Path], columns: Sequence[str],
-               method: Method = "standard") -> Scaler:
-    """A :class:`Scaler` fitted on every shard, as ``Scaler(method).fit(whole table)``."""
-    stats = moments(compute, paths, columns)
+def scaler_from(stats: Moments, method: Method = "standard") -> Scaler:
+    """The :class:`Scaler` that ``Scaler(method).fit`` would give on the rows of ``stats``.
+
+    A column counts as constant (scale 1) by scikit-learn's own test
+    (``var <= n·eps·var + (n·mean·eps)^2``), so rounding in the combined
+    variance of a constant column cannot blow its scaled values up."""
     scaler = Scaler(method)
     if method == "standard":
-        std = np.sqrt(stats.variance)
-        scaler.center_, scaler.scale_ = stats.mean, np.where(std == 0, 1.0, std)
+        eps, n = np.finfo(np.float64).eps, stats.count
+        var = np.nan_to_num(stats.variance)
+        constant = var <= n * eps * var + (n * stats.mean * eps) ** 2
+        scaler.center_, scaler.scale_ = stats.mean, np.where(constant, 1.0, np.sqrt(var))
     else:
         span = stats.maximum - stats.minimum
         scaler.center_, scaler.scale_ = stats.minimum, np.where(span == 0, 1.0, span)
     return scaler
 
 
-def fit_filler(compute: RayCompute, paths: Sequence[Path], columns: Sequence[str],
-               value: float = 0.0) -> Filler:
-    """A mean :class:`Filler` fitted on every shard (the median needs every row: not sharded)."""
-    stats = moments(compute, paths, columns)
+def filler_from(stats: Moments, value: float = 0.0) -> Filler:
+    """The mean :class:`Filler` of the rows of ``stats`` (``value`` where a column has none)."""
     filler = Filler("mean", value)
     filler.fill_ = np.where(stats.count > 0, stats.mean, value)
     return filler
+
+
+def fit_scaler(compute: RayCompute, paths: Sequence[Path], columns: Sequence[str],
+               method: Method = "standard") -> Scaler:
+    """A :class:`Scaler` fitted on every shard, as ``Scaler(method).fit(whole table)``."""
+    return scaler_from(moments(compute, paths, columns), method)
+
+
+def fit_filler(compute: RayCompute, paths: Sequence[Path], columns: Sequence[str],
+               value: float = 0.0) -> Filler:
+    """A mean :class:`Filler` fitted on every shard (the median needs every row: not sharded)."""
+    return filler_from(moments(compute, paths, columns), value)
+
+
+def row_moments(compute: RayCompute, x: np.ndarray, progress: Progress = _no_progress) -> Moments:
+    """Column statistics of an in-memory table, ``shard_rows`` rows per Ray task."""
+    rows = compute.config.shard_rows
+    shards = (x[i : i + rows] for i in range(0, len(x), rows))
+    parts = compute.map(Moments.of, shards, step=STEP, total=-(-len(x) // rows),
+                        progress=progress)
+    return combine(parts)
+
+
+def fit_on_shards(compute: RayCompute, model: Scaler | Filler, x: np.ndarray) -> bool:
+    """Fit a job step's ``model`` from per-shard statistics of its rows ``x``; ``False``
+    (not fitted) when it needs every row at once (a median), nothing (a constant) or
+    there are no rows (the local fit says what is wrong)."""
+    if (isinstance(model, Filler) and model.strategy != "mean") or not len(x):
+        return False
+    stats = row_moments(compute, np.asarray(x, np.float64))
+    if isinstance(model, Scaler):
+        fitted = scaler_from(stats, model.method)
+        model.center_, model.scale_ = fitted.center_, fitted.scale_
+    else:
+        model.fill_ = filler_from(stats, model.value).fill_
+    return True
 
 
 def categories(compute: RayCompute, paths: Sequence[Path], columns: Sequence[str]) -> dict[str, list[str]]:

@@ -32,6 +32,8 @@ class ZeroStock:
     """One actor: a fixed-base table for ``pk`` and its own stock of encryptions of zero."""
 
     def __init__(self, pk_bytes: bytes) -> None:
+        #: CPU-seconds of the process's start-up (Ray worker, imports), before any work
+        self.start_cpu_s = usage()["cpu_s"]
         pool._init_worker(pk_bytes)
 
     def stock(self, count: int) -> int:
@@ -41,7 +43,7 @@ class ZeroStock:
         return pool._encrypt(plain)
 
     def usage(self) -> dict[str, float]:
-        return usage()
+        return {**usage(), "start_cpu_s": self.start_cpu_s}
 
 
 class RayEncryptor:

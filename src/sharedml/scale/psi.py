@@ -25,7 +25,10 @@ Protocol (``X`` this party's distinct digests; both parties alike):
    :func:`~sharedml.scale.buckets.capacity`). Each party sends one bit: did a
    bucket overflow its capacity; if either did (probability below 1e-15 per
    bucket), both return to step 2.
-4. Lanes: each party starts ``L`` lanes and sends their addresses; lane
+4. Lanes: each party has taken its ``W`` lanes (Ray actors) before step
+   1b — warm ones its node kept from an earlier run (:mod:`~sharedml.scale.lanes`),
+   the rest started then, so they boot while the parties agree and bucket;
+   it sends the addresses of the first ``L`` (the others idle); lane
    ``i`` serves buckets ``i, i + L, i + 2L, ...`` in that order against the
    peer's lane ``i``, as the bucket's own job ``<job>/bpsi-<run>/<b>``.
 5. Per bucket, the two lanes run KKRT (:mod:`sharedml.psi.kkrt`: its steps
@@ -66,6 +69,7 @@ from sharedml.crypto.pki import Identity
 from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.psi.rows import as_void
 from sharedml.scale import buckets as bk
+from sharedml.scale import lanes as lanes_pool
 from sharedml.scale.lane import PsiLane
 from sharedml.scale.runtime import Progress, RayCompute, _no_progress
 from sharedml.session import Session
@@ -95,11 +99,21 @@ def bucketed_psi(
     party that does not receive.
     """
     _check_call(session, receivers, identity)
-    ch = session.channel.scope("bpsi")
-    n_buckets, lanes = _agree(session, ch, sizes, compute)
-    key, rows_of, caps = _bucket(session, ch, unique, sizes, n_buckets)
-    found = _run_lanes(session, ch, compute, identity, unique, rows_of, caps, key,
-                       lanes, receivers, progress)
+    # Lanes: the node's warm ones, the rest started now, so their processes boot while
+    # the parties agree and bucket (and a slower peer still hashes its ids).
+    kept, actors = lanes_pool.take(compute, PsiLane, identity, compute.workers,
+                                   compute.record is not None)
+    try:
+        ch = session.channel.scope("bpsi")
+        n_buckets, lanes = _agree(session, ch, sizes, compute)
+        key, rows_of, caps = _bucket(session, ch, unique, sizes, n_buckets)
+        found = _run_lanes(session, ch, compute, actors[:lanes], unique, rows_of, caps, key,
+                           receivers, progress)
+    except BaseException:
+        lanes_pool.discard(compute, actors, STEP)
+        raise
+    compute.record_usage(actors, step=STEP)
+    lanes_pool.give_back(kept, actors)
     if found is None:
         return None
     return found[np.argsort(as_void(unique[found]), kind="stable")]
@@ -167,29 +181,28 @@ def _bucket(
 
 
 def _run_lanes(
-    session: Session, ch: Channel, compute: RayCompute, identity: Identity,
+    session: Session, ch: Channel, compute: RayCompute, actors: list[object],
     unique: np.ndarray, rows_of: list[np.ndarray], caps: dict[str, int], key: bytes,
-    lanes: int, receivers: Sequence[str], progress: Progress,
+    receivers: Sequence[str], progress: Progress,
 ) -> np.ndarray | None:
-    """Steps 4-6: lanes, buckets, merge; this party's matched rows of ``unique``."""
+    """Steps 4-6 on the agreed lanes: addresses, buckets, merge; this party's matched
+    rows of ``unique``."""
     (peer,) = session.others
-    actors = compute.actors(PsiLane, lanes, identity, compute.config.listen_host,
-                            session.channel.timeout, compute.record is not None)
-    try:
-        mine = compute.get([a.address.remote() for a in actors], step=STEP, what="lane start")
-        got = ch.all_gather("lanes", json.dumps(mine).encode())
-        theirs = _lane_addresses(session, peer, got[peer], lanes)
-        job = f"{session.channel.job}/bpsi-{key[:4].hex()}"
-        parts = _drive(session, compute, actors, theirs, job, unique,
-                       rows_of, caps, receivers, progress)
-        # Lanes stop only when both parties' lanes have closed their channels:
-        # a lane's server must outlive the peer's last acknowledgement.
-        ch.all_gather("done", np.array([len(parts)], np.int64))
-        if compute.record is not None:
-            for wire in compute.get([a.wire.remote() for a in actors], step=STEP, what="wire"):
-                compute.record.extend(wire)
-    finally:
-        compute.stop(actors, step=STEP)
+    mine = compute.get([a.address.remote() for a in actors],  # type: ignore[attr-defined]
+                       step=STEP, what="lane start")
+    got = ch.all_gather("lanes", json.dumps(mine).encode())
+    theirs = _lane_addresses(session, peer, got[peer], len(actors))
+    job = f"{session.channel.job}/bpsi-{key[:4].hex()}"
+    parts = _drive(session, compute, actors, theirs, job, unique, rows_of, caps, receivers,
+                   progress)
+    # Lanes stop only when both parties' lanes have closed their channels:
+    # a lane's server must outlive the peer's last acknowledgement.
+    ch.all_gather("done", np.array([len(parts)], np.int64))
+    if compute.record is not None:
+        wires = compute.get([a.wire.remote() for a in actors],  # type: ignore[attr-defined]
+                            step=STEP, what="wire")
+        for wire in wires:
+            compute.record.extend(wire)
     if session.party not in receivers:
         return None
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -225,7 +238,8 @@ def _drive(
         lane = actors[b % lanes]
         digests = bk.padded(unique[rows_of[b]], caps[session.party])
         ref = lane.run.remote(  # type: ignore[attr-defined]
-            f"{job}/{b}", session.peers, {peer: theirs[b % lanes]}, digests, caps, receivers)
+            f"{job}/{b}", session.peers, {peer: theirs[b % lanes]}, digests, caps, receivers,
+            session.channel.timeout)
         flying[ref] = b
 
     def land() -> None:

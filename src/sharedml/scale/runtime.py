@@ -23,6 +23,7 @@ Ray's. ``ray`` is imported here only, when a node is configured for it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -88,12 +89,19 @@ class RayCompute:
         #: CPU-seconds of the tasks :meth:`map` ran, and the largest worker's peak RSS (MB).
         self.task_cpu_s = 0.0
         self.task_rss_mb = 0.0
+        #: Ray tasks and actors this handle started (a step reports them as public metrics).
+        self.tasks_run = 0
+        self.actors_started = 0
         self.ray = import_ray(party)
         self._connect()
 
     @property
     def workers(self) -> int:
         return self.config.workers
+
+    def counts(self) -> dict[str, int]:
+        """Public figures of a step's use of the cluster: Ray tasks run, actors started."""
+        return {"ray_tasks": self.tasks_run, "ray_actors": self.actors_started}
 
     def _connect(self) -> None:
         ray, cfg = self.ray, self.config
@@ -130,15 +138,30 @@ class RayCompute:
     def actors(self, cls: type, count: int, *args: Any) -> list[Any]:
         """``count`` actors of ``cls`` built with ``args``. An actor is not restarted:
         its state (a stream to a peer, a stock of randomisers) cannot be resumed."""
+        if count < 1:
+            return []
+        self._free_idle_lanes()
         remote = self.ray.remote(cls).options(**self._resources(), max_restarts=0)
+        self.actors_started += count
         return [remote.remote(*args) for _ in range(count)]
 
-    def stop(self, actors: list[Any], *, step: str) -> None:
-        """Record each actor's :func:`~sharedml.scale.lane.usage`, then stop it."""
-        try:
+    def _free_idle_lanes(self) -> None:
+        """Idle PSI lanes kept warm by this process give their reservations back first
+        (:mod:`sharedml.scale.lanes`)."""
+        from sharedml.scale import lanes
+
+        lanes.stop_idle(self)
+
+    def record_usage(self, actors: list[Any], *, step: str) -> None:
+        """Append each actor's :func:`~sharedml.scale.lane.usage` to :attr:`usage`."""
+        # a lost actor has nothing to report; the step's own error is the one raised
+        with contextlib.suppress(SharedMLError):
             self.usage.extend(self.get([a.usage.remote() for a in actors], step=step, what="usage"))
-        except SharedMLError:
-            pass  # a lost actor has nothing to report; the step's own error is the one raised
+
+    def stop(self, actors: list[Any], *, step: str) -> None:
+        """Record each actor's usage, then stop it."""
+        try:
+            self.record_usage(actors, step=step)
         finally:
             for actor in actors:
                 self.ray.kill(actor)
@@ -180,6 +203,7 @@ class RayCompute:
         """``[fn(shard, *args) for shard in shards]`` on Ray tasks, in order,
         at most :attr:`workers` in flight."""
         ray = self.ray
+        self._free_idle_lanes()
         remote = ray.remote(_measured).options(**self.task_options())
         shared = [ray.put(a) for a in args]
         results: dict[int, Any] = {}
@@ -201,6 +225,7 @@ class RayCompute:
                 ready, _ = ray.wait(list(flying), num_returns=1)
                 land(ready)
             flying[remote.remote(fn, shard, *shared)] = i
+            self.tasks_run += 1
         while flying:
             ready, _ = ray.wait(list(flying), num_returns=1)
             land(ready)
@@ -221,6 +246,13 @@ class RayCompute:
                 remedy="build RayCompute with identity= (a node agent passes its own)",
             )
         return bucketed_psi(session, unique, sizes, receivers, self, self.identity, progress)
+
+    def rows(self, fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, *,
+             axis: int = 0) -> np.ndarray:
+        """``fn(X)`` over row shards of ``X`` (:func:`sharedml.scale.scoring.score_rows`)."""
+        from sharedml.scale.scoring import score_rows
+
+        return score_rows(self, X, fn, axis=axis)
 
     def encryptor(self, pk: PaillierPublicKey) -> RayEncryptor:
         """Paillier encryption with randomisers made by Ray actors (:mod:`sharedml.scale.encrypt`)."""

@@ -49,6 +49,7 @@ from sharedml.components.dealer import (
     helper_role,
     helper_step,
     needs_dealer,
+    takes_part,
 )
 from sharedml.components.jobspec import StepSpec
 from sharedml.datasets import DatasetFiles
@@ -104,7 +105,8 @@ def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
     """One party's whole job: the steps of the spec, in order.
 
     Returns this party's public per-step results. With a dealer in the
-    session, the last data party ends each step at the dealer.
+    session, the last data party ends at the dealer each step whose roles name
+    it (:func:`~sharedml.components.dealer.takes_part`), as on the platform.
     """
     me: PartyConfig = job.parties[session.party]
     out_dir = job.out / session.party
@@ -134,7 +136,8 @@ def party_main(job: PartyJob, session: Session) -> dict[str, Any]:
                 "artifacts": result.artifacts,
             }
         )
-        if session.dealer is not None and session.party == list(job.parties)[-1]:
+        if session.dealer is not None and takes_part(step) and (
+                session.party == list(job.parties)[-1]):
             end_step_at_dealer(session, step.id, session.dealer)
         if progress:
             progress(session.party, step.id, 1.0, "done")
@@ -162,8 +165,10 @@ class _QueueProgress:
 
 # -- the dealer (sharedml.components.dealer: shared with the platform's node agents) ----
 def dealer_main(job: PartyJob, session: Session) -> dict[str, Any]:
-    """The helper's whole job: for each step, aggregate it if it is horizontal, then
-    serve its MPC runtimes until the step ends.
+    """The helper's whole job: for each step whose roles name it
+    (:func:`~sharedml.components.dealer.takes_part`, the platform's rule), aggregate
+    it if it is horizontal, then serve its MPC runtimes until the step ends; the
+    other steps (psi, split, scale...) run without it.
 
     A step may open any number of runtimes (one per ``fit``, one per shared
     prediction, none for a data step);
@@ -175,6 +180,8 @@ def dealer_main(job: PartyJob, session: Session) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     steps: list[dict[str, Any]] = []
     for step in job.steps:
+        if not takes_part(step):  # the step's roles do not name the helper (as on the platform)
+            continue
         try:
             done = helper_step(job.for_step(session, step.id), step.id, step.component,
                                step.params, job.parties, out_dir)
@@ -224,7 +231,7 @@ def run_job(
     if spec.scheme == "tee":
         from sharedml.tee.job import run_tee_job
 
-        result: dict[str, Any] = run_tee_job(spec, out_dir, base=base)
+        result: dict[str, Any] = run_tee_job(spec, out_dir, base=base, models=models)
         return result
     book = LocalRegistry(Path(models) if models is not None else out_dir / "models")
     spec = resolve_models(spec, book)

@@ -16,6 +16,9 @@ every role locally, each at its own trust boundary:
    and which parameters apply: :mod:`sharedml.tee.scheme`, checked before
    any enclave starts); the label holder fetches each ``train`` step's model
    and each ``predict``/``evaluate`` step's scores, sealed to its release key;
+   each trained model is registered in the models folder sealed to the
+   enclave's identity, and ``predict {model: NAME@ALIAS}`` scores with one
+   registered so (:mod:`sharedml.tee.saved`);
 5. the manager destroys the enclave and logs the signed receipt.
 
 ``OUT/result.json`` has the same shape as the MPC runner's: per step, the
@@ -35,11 +38,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sharedml.datasets import DatasetFiles
 from sharedml.errors import ConfigError
+from sharedml.standalone.models import LocalRegistry
 from sharedml.tee import scheme
 from sharedml.tee.attestation.base import Policy, Verifier
-from sharedml.tee.attestation.sim import SimBackend, SimVendor, signer_id
+from sharedml.tee.attestation.sim import SimBackend, SimVendor, load_key, new_signer, signer_id
 from sharedml.tee.manager import EnclaveManager, build_manifest
 from sharedml.tee.provider import Provider
+from sharedml.tee.saved import register_sealed, resolve_sealed
 
 Record = Any  # (step id, component, party, seconds, metrics, artifacts) -> None
 
@@ -59,11 +64,20 @@ def job_roles(spec: Any) -> tuple[str, str, str]:
     return holders[0].name, f"{holders[0].name}.{holders[0].label}", id_columns.pop()
 
 
-def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = None) -> dict[str, Any]:
-    """Run a ``scheme: tee`` :class:`~sharedml.components.jobspec.JobSpec`; write ``result.json``."""
+def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = None,
+                models: str | Path | None = None) -> dict[str, Any]:
+    """Run a ``scheme: tee`` :class:`~sharedml.components.jobspec.JobSpec`; write ``result.json``.
+
+    ``models`` (default ``OUT/models``): the registry its trained models are
+    registered in, sealed, and its ``predict {model:}`` steps resolved from
+    (:mod:`sharedml.tee.saved`); its ``tee-sim/`` keeps the simulated vendor,
+    platform and build key, so a later run there is the same sealing identity.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    book = LocalRegistry(Path(models) if models is not None else out / "models")
+    spec, sealed_models = resolve_sealed(spec, book)
     parties = spec.party_configs()
     files = DatasetFiles(Path(base) if base is not None else Path.cwd())
     steps = spec.parsed_steps()
@@ -71,10 +85,9 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
     holder, label, id_column = job_roles(spec)
 
     home = out / "tee"
-    vendor = SimVendor.create(home / "vendor")
-    platform = vendor.provision("platform-1")
+    vendor, platform, build_key = simulated_build(book.root / "tee-sim")
     backend = SimBackend.from_vendor(vendor, vendor.tcb_info({3: "UpToDate"}), vendor.revocation_list())
-    manifest = build_manifest(ec.generate_private_key(ec.SECP384R1()), svn=1)
+    manifest = build_manifest(build_key, svn=1)
     policy = Policy(signer=signer_id(manifest.signer_public_key).hex(), product_id=1, min_svn=1,
                     allow_simulation=True)
     manager = EnclaveManager(home / "platform", platform, verifier=Verifier([backend]))
@@ -106,8 +119,10 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
                                    signers=[policy.signer or ""])
             info = provider.upload(path, grant)
             record("upload", "upload", name, time.perf_counter() - t, {"rows": info["rows"]})
-        answer = providers[holder].client.run({"steps": scheme.wire_steps(steps), "label": label, "id": id_column})
+        answer = providers[holder].client.run({"steps": scheme.wire_steps(steps), "label": label, "id": id_column,
+                                               "saved": sealed_models})
         collect(answer, providers[holder], spec.name, out / holder, record)
+        registered = register_sealed(book, spec, answer)
     finally:
         for provider in providers.values():
             provider.client.close()
@@ -116,9 +131,19 @@ def run_tee_job(spec: Any, out_dir: str | Path, *, base: str | Path | None = Non
         record("destroy", "destroy", "platform", time.perf_counter() - t,
                {"files_removed": receipt.get("files_removed", 0), "receipt": bool(receipt)})
     result = {"job": spec.name, "scheme": "tee", "seconds": round(time.perf_counter() - start, 3),
-              "steps": records}
+              "steps": records, "models": registered}
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def simulated_build(home: Path) -> tuple[SimVendor, Path, ec.EllipticCurvePrivateKey]:
+    """The simulated vendor, platform (its seal secret) and build key in ``home``, made on first use."""
+    if (home / "build.key").exists():
+        return SimVendor(home / "vendor"), home / "vendor" / "platforms" / "platform-1", load_key(home / "build.key")
+    vendor = SimVendor.create(home / "vendor")
+    platform = vendor.provision("platform-1")
+    new_signer(home / "build.key")
+    return vendor, platform, load_key(home / "build.key")
 
 
 def _columns(path: Path) -> list[str]:

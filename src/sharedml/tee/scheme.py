@@ -50,7 +50,7 @@ STEPS: dict[str, Rule] = {
     "woe": Rule(frozenset({"n_bins", "method"}), why=f"{_PLAIN}; {_RELEASE}"),
     "correlation": Rule(frozenset({"columns"}), why=f"{_PLAIN}; {_RELEASE}"),
     "train": Rule(),  # per model: MODELS
-    "predict": Rule(frozenset({"on"})),
+    "predict": Rule(frozenset({"on", "model", "fingerprints"})),  # model: a TEE-trained version
     "evaluate": Rule(frozenset({"metrics", "on"})),
     "align": Rule(refused="the enclave joins the uploads on the id column itself; use psi (an inner join "
                   "inside, with no PSI protocol)"),
@@ -115,3 +115,12 @@ def wire_steps(steps: list[Any]) -> list[dict[str, Any]]:
     """The parsed steps as the enclave's ``Run`` request carries them (only the parameters set)."""
     return [{"id": s.id, "component": s.component,
              "params": s.params.model_dump(mode="json", include=s.params.model_fields_set)} for s in steps]
+
+
+def refuse_saved_models(steps: list[Any], where: str) -> None:
+    """Refuse ``predict {model:}`` where registered TEE models are not resolved (``where``: which runner)."""
+    for s in steps:
+        if s.component == "predict" and getattr(s.params, "model", None):
+            raise ConfigError(f"step {s.id!r}: {where} does not score registered TEE models yet", step=s.id,
+                              remedy="score it with 'sharedml run --models DIR' on the models folder it was "
+                              "registered in")

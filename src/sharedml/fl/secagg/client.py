@@ -18,6 +18,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sharedml.errors import DataError, ProtocolAbort
+from sharedml.fl.quantize import Quantizer
 from sharedml.fl.secagg import primitives as P
 from sharedml.fl.secagg import wire
 from sharedml.fl.secagg.config import DOWN, UP, SecAggConfig
@@ -46,6 +47,7 @@ class _RoundState:
     """One round's secrets at this client: key pairs, its mask seed, the shares it holds."""
 
     round: int
+    quantizer: Quantizer
     c_key: X25519PrivateKey = field(default_factory=P.new_private_key)
     s_key: X25519PrivateKey = field(default_factory=P.new_private_key)
     seed: bytes = field(default_factory=lambda: os.urandom(P.KEY_BYTES))
@@ -71,8 +73,11 @@ class SecAggClient:
         self.index = config.index(session.party)
         self.quantizer = config.quantizer
 
-    def submit(self, round_id: int, update: np.ndarray) -> Submission:
-        """Take part in round ``round_id`` with ``update`` (float, 1-D).
+    def submit(
+        self, round_id: int, update: np.ndarray, quantizer: Quantizer | None = None
+    ) -> Submission:
+        """Take part in round ``round_id`` with ``update`` (float, 1-D), encoded by
+        ``quantizer`` (default: the config's; the server must use the same).
 
         An update this client cannot submit (NaN/inf, outside the
         quantisation range) is announced to the server as an abstention with
@@ -80,13 +85,14 @@ class SecAggClient:
         client's input is in the round's sum.
         """
         x = np.asarray(update)
+        q = quantizer or self.quantizer
         try:
             if x.ndim != 1 or x.dtype.kind != "f":
                 raise DataError(f"an update must be a 1-D float vector, got {x.dtype} {x.shape}")
-            self.quantizer.check(x)
+            q.check(x)
         except DataError as exc:
             return self._abstain(round_id, exc.message)
-        state = _RoundState(round_id)
+        state = _RoundState(round_id, q)
         pair = (P.public_bytes(state.c_key), P.public_bytes(state.s_key))
         self._send(wire.Kind.ADVERTISE, round_id, wire.advertise_body(*pair))
         self._self_masked(state, x)  # while the server gathers every client's keys
@@ -126,10 +132,10 @@ class SecAggClient:
     def _self_masked(self, st: _RoundState, x: np.ndarray) -> None:
         """``q(x) + PRG(b_u)`` into the round's message buffer (step 3's first two terms:
         they need no peer's key, so they are computed while step 1 waits)."""
-        st.masked = wire.masked_buffer(st.round, self.index, x.size, self.quantizer.dtype)
+        st.masked = wire.masked_buffer(st.round, self.index, x.size, st.quantizer.dtype)
 
         def encode(start: int, stop: int, chunk: np.ndarray) -> None:
-            self.quantizer.encode(x[start:stop], out=chunk, checked=True)  # checked in submit
+            st.quantizer.encode(x[start:stop], out=chunk, checked=True)  # checked in submit
 
         P.apply_masks(wire.body(st.masked), [(st.seed, +1)], fill=encode)
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sharedml.crypto import shamir
 from sharedml.errors import ChannelError, ProtocolAbort
+from sharedml.fl.quantize import Quantizer
 from sharedml.fl.secagg import primitives as P
 from sharedml.fl.secagg import wire
 from sharedml.fl.secagg.collect import MASKED, Collector, History, Rejected
@@ -65,8 +66,15 @@ class SecAggServer:
         self.collector = Collector(session.channel, config, History())
         self._recombiners: dict[tuple[int, ...], shamir.Recombiner] = {}
 
-    def aggregate(self, round_id: int, participants: list[str], length: int) -> RoundResult:
-        """Run round ``round_id`` with ``participants`` on vectors of ``length`` floats.
+    def aggregate(
+        self,
+        round_id: int,
+        participants: list[str],
+        length: int,
+        quantizer: Quantizer | None = None,
+    ) -> RoundResult:
+        """Run round ``round_id`` with ``participants`` on vectors of ``length`` floats,
+        encoded by ``quantizer`` (default: the config's; the clients must use the same).
 
         Raises :class:`RoundAborted` (after telling the clients still in the
         round) when fewer than the threshold remain at any stage.
@@ -84,7 +92,8 @@ class SecAggServer:
         for v in u2:
             forward = {u: shares[u][v] for u in u2 if v in graph[u]}
             self._send(round_id, v, wire.Kind.FORWARD, wire.entries_body(forward), out)
-        acc = np.zeros(length, dtype=self.quantizer.dtype)
+        q = quantizer or self.quantizer
+        acc = np.zeros(length, dtype=q.dtype)
         parse = self._masked_parser(length, acc)
         masked = self._stage(round_id, [u for u in u2 if u not in out], MASKED, parse, out)
         u3 = [u for u in masked if u not in out]
@@ -99,13 +108,13 @@ class SecAggServer:
         holders = [h for h in unmask if h not in out]
         self._check_unmaskable(round_id, "unmasking", graph, u3, dropped, holders, out)
         ring_sum = self._unmask(round_id, acc, keys, graph, u3, dropped, unmask, holders)
-        total = self.quantizer.decode(ring_sum)
+        total = q.decode(ring_sum)
         return RoundResult(
             round_id,
             total,
             tuple(self.config.clients[u] for u in u3),
             {self.config.clients[u]: r for u, r in sorted(out.items())},
-            float(np.max(self.quantizer.error_bound(len(u3), total), initial=0.0)),
+            float(np.max(q.error_bound(len(u3), total), initial=0.0)),
         )
 
     # -- stages ----------------------------------------------------------------------
@@ -143,7 +152,7 @@ class SecAggServer:
 
     def _masked_parser(self, length: int, acc: np.ndarray) -> Callable[[int, object], bool]:
         def parse(index: int, raw: object) -> bool:
-            masked = _parsed(lambda: wire.parse_masked(raw, length, self.quantizer.dtype))
+            masked = _parsed(lambda: wire.parse_masked(raw, length, acc.dtype.type))
             self.collector.history.check_fresh_vector(index, masked.vector)
             np.add(acc, masked.vector, out=acc)  # the sum grows as vectors arrive
             return True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from functools import partial
 from typing import Any, Self
 
 import numpy as np
@@ -346,7 +347,7 @@ class PlaintextWeightsSGD(SGDDriver):
     def _scores(self, session: Session, Xs: np.ndarray, *, validation: bool) -> np.ndarray | None:
         if self.coef_ is None:
             raise ProtocolAbort("weights not initialised", party=session.party)
-        own = Xs @ self.coef_
+        own = session.local_rows(partial(np.dot, b=self.coef_), Xs)  # 8.5-2
         if session.party == self.layout_.label_holder:
             others = masked_sum_to_label(session, self.layout_, None, "score")
             return own + (self.intercept_ or 0.0) + (0.0 if others is None else others)

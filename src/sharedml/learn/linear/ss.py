@@ -67,6 +67,7 @@ secret sharing: secure large-scale sparse logistic regression", KDD 2021
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -295,7 +296,7 @@ class _SSLinear(SGDDriver):
         if self.reveal_weights == "own":
             if self.coef_ is None:
                 raise ProtocolAbort("released coefficients missing", party=session.party)
-            own = Xs @ self.coef_
+            own = session.local_rows(partial(np.dot, b=self.coef_), Xs)  # 8.5-2
             if session.party == lh:
                 others = masked_sum_to_label(session, self.layout_, None, "score")
                 return own + (self.intercept_ or 0.0) + (0.0 if others is None else others)

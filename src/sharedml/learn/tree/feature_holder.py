@@ -97,6 +97,7 @@ def _split(
     ch.send(frm, "dirs", pack_bits(left[node_of_row >= 0]))
 
 
-def serve_prediction(ch: Channel, label_holder: str, table: SplitTable, X: np.ndarray) -> None:
-    """Send the side of every row at every split this party owns (bit-packed)."""
-    ch.send(label_holder, "dirs", pack_bits(table.directions(X, np.arange(len(table)))))
+def serve_prediction(ch: Channel, label_holder: str, sides: np.ndarray) -> None:
+    """Send the side of every row at every split this party owns (``(splits, rows)``
+    booleans, :meth:`SplitTable.directions`), bit-packed."""
+    ch.send(label_holder, "dirs", pack_bits(sides))

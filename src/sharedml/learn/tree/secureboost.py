@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -280,12 +281,15 @@ class _SecureBoost(VerticalModel):
         agree(
             session, ch, [self.label_holder_, *self.feature_holders_], status, "secureboost/predict"
         )
+        # this party's side of every row at each of its splits: the local part of the
+        # score, on the party's Ray workers when it has them (Session.local_rows)
+        sides = partial(self.table_.directions, ids=np.arange(len(self.table_)))
+        own = session.local_rows(sides, X, axis=1)
         if session.party != self.label_holder_:
-            serve_prediction(ch, self.label_holder_, self.table_, X)
+            serve_prediction(ch, self.label_holder_, own)
             return None
         n = len(X)
         dirs: dict[tuple[str, int], np.ndarray] = {}
-        own = self.table_.directions(X, np.arange(len(self.table_)))
         for rid, m in enumerate(own):
             dirs[(session.party, rid)] = m
         for p in self.feature_holders_:

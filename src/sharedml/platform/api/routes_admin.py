@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from sharedml.platform.api.deps import get_platform, require
 from sharedml.platform.api.schemas import (
+    NAME,
     AuditOut,
     CheckpointOut,
     NodeOut,
@@ -17,6 +18,7 @@ from sharedml.platform.api.schemas import (
     UserIn,
     UserOut,
     UserPatch,
+    UserRef,
     VerifyOut,
 )
 from sharedml.platform.auth import Principal
@@ -55,6 +57,16 @@ def create_user(
         party=body.party,
     )
     return UserCreated(**user_out(user).model_dump(), totp_uri=uri)
+
+
+@router.get("/users/named/{username}", response_model=UserRef, tags=["users"])
+def user_named(
+    username: str = Path(pattern=NAME),
+    _: Principal = Depends(require("grants.manage")),
+    platform: Platform = Depends(get_platform),
+) -> UserRef:
+    """The id of the user with this name, for who may grant (a data owner cannot list users)."""
+    return UserRef.model_validate(platform.users.by_name(username))
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])

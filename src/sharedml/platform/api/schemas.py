@@ -77,6 +77,13 @@ class UserPatch(BaseModel):
     party: str | None = Field(default=None, pattern=PARTY)
 
 
+class UserRef(Out):
+    """A user's id for its name: what a grant needs, shown to who may grant."""
+
+    id: int
+    username: str
+
+
 class UserOut(Out):
     id: int
     username: str

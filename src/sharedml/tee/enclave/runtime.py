@@ -11,8 +11,10 @@ is refused with :class:`~sharedml.errors.ProtocolAbort`:
    policy and AEAD chunks, decrypted straight into one buffer in this
    process's memory (plaintext never touches the disk).
 4. *run* (may repeat): the job spec's steps on the joined tables
-   (:mod:`.steps`) — only steps and models every owner's policy allows; or the
-   older *train* (one algorithm: join, split, fit, evaluate). The model is
+   (:mod:`.steps`) — only steps and models every owner's policy allows; a
+   ``predict`` of a registered model opens it from its sealed blob
+   (:mod:`.saved`), and each trained model is returned sealed to this
+   enclave's identity for the registry; or the older *train* (one algorithm: join, split, fit, evaluate). The model is
    checkpointed to the working directory as sealed state (:mod:`.sealing`).
 5. *release*: a model or a step's scores, HPKE-sealed to a party every owner
    named for it; metrics only if every owner allows them.
@@ -45,7 +47,7 @@ from sharedml.errors import ConfigError, DataError, PolicyDenied, ProtocolAbort
 from sharedml.tee import scheme
 from sharedml.tee.attestation.base import Attester, Evidence
 from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties
-from sharedml.tee.enclave import learners, steps
+from sharedml.tee.enclave import learners, saved, steps
 from sharedml.tee.enclave.budget import MemoryBudget
 from sharedml.tee.enclave.sealing import SealedStore
 from sharedml.tee.enclave.stream import STREAM_ALGORITHMS, Spool, fit_streaming
@@ -293,8 +295,9 @@ class Enclave:
                               f"{', '.join(STREAM_ALGORITHMS)}", step="run")
         id_column = str(request.get("id", "id"))
         tables = {u.policy.owner: u.frame for u in self._uploads.values() if u.frame is not None}
+        models = saved.open_models(self._sealer, parsed, dict(request.get("saved") or {}))
         inside = steps.InsideRun(learners.join(tables, id_column), job=self.job, label=str(request.get("label")),
-                                 id_column=id_column, workdir=self.workdir / "run")
+                                 id_column=id_column, workdir=self.workdir / "run", saved=models)
         self._outcome = inside.run(parsed)
         if self._outcome.models:
             model = list(self._outcome.models.values())[-1]
@@ -303,7 +306,8 @@ class Enclave:
         self._log("run", steps=[s["id"] for s in self._outcome.steps])
         allowed = all(p.metrics for p in policies)
         return {"steps": [{**s, "metrics": s["metrics"] if allowed else {}} for s in self._outcome.steps],
-                "models": sorted(self._outcome.models), "scores": sorted(self._outcome.scores)}
+                "models": sorted(self._outcome.models), "scores": sorted(self._outcome.scores),
+                "sealed": saved.seal_models(self._sealer, self._outcome.models)}
 
     # -- 5. release
     def release(self, recipient: str, what: str = "model", step: str | None = None) -> bytes:

@@ -115,11 +115,13 @@ def parse(wire: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
 class InsideRun:
     """One run of a job's steps over the joined table (module docstring)."""
 
-    def __init__(self, joined: pd.DataFrame, *, job: str, label: str, id_column: str, workdir: Path) -> None:
-        if label not in joined.columns:
+    def __init__(self, joined: pd.DataFrame, *, job: str, label: str, id_column: str, workdir: Path,
+                 saved: dict[str, ReleasedModel] | None = None) -> None:
+        self.saved = saved or {}
+        if label not in joined.columns and not self.saved:
             raise ConfigError(f"label {label!r} is not among the joined columns", step="run")
         workdir.mkdir(parents=True, exist_ok=True)
-        party = PartyConfig(PARTY, None, label, (id_column,))
+        party = PartyConfig(PARTY, None, label if label in joined.columns else None, (id_column,))
         session = Session(PARTY, (PARTY,), LocalHub([PARTY]).channel(PARTY, job))
         self.job = job
         self.ctx = StepContext(session, party, {PARTY: party}, {"data": joined}, workdir, "", files=False)
@@ -131,6 +133,8 @@ class InsideRun:
         for step_id, component, params in steps:
             start = time.perf_counter()
             ctx = replace(self.ctx, step_id=step_id)
+            if component == "predict" and params.model:
+                params = self._saved(ctx, params)
             if component in AS_IS:
                 params = _qualified(component, params, self._frame())
                 metrics = execute(class_of(component)(), ctx, params).metrics
@@ -141,6 +145,14 @@ class InsideRun:
             if component in ("predict", "evaluate") and ctx.state.get("predictions") is not None:
                 self.outcome.scores[step_id] = self._scores(ctx)
         return self.outcome
+
+    def _saved(self, ctx: StepContext, params: Any) -> Any:
+        """A registered model's ``predict``: the model opened from its sealed blob (:mod:`.saved`)
+        becomes the step's model; the registry's own predict then scores the rows asked for."""
+        released = self.saved[str(params.model)]
+        ctx.state["model"] = InsideModel(released)
+        ctx.state["task"] = released.task
+        return params.model_copy(update={"model": None, "fingerprints": None, "on": params.rows})
 
     def _frame(self) -> pd.DataFrame:
         frame = self.ctx.state.get("train", self.ctx.state["data"])
