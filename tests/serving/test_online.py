@@ -26,7 +26,8 @@ import pytest
 from serving_harness import BANK, PARTNER, Book, Trained
 from serving_procs import Proc, client, make_pki, start_gateway, start_node
 
-from sharedml.serving.audit import verify_chain
+from sharedml.modelpart.keys import FileNodeKeys
+from sharedml.serving.audit import ServingAudit, verify_chain
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 1.0
@@ -250,6 +251,27 @@ def test_the_partner_refuses_ids_outside_its_allow_list(deployment: Deployment):
         assert refused.json()["party"] == PARTNER and outside in refused.json()["detail"]
     finally:
         d.restart_node()
+
+
+def test_a_stopped_serving_node_has_written_every_request_to_its_audit(deployment: Deployment):
+    d = deployment
+    path = d.folder(PARTNER, "state") / "audit.jsonl"
+    d.restart_node()  # the stop drains what earlier tests queued
+    before = len(verify_chain(path))
+    ids = sorted(d.expected[d.lr])[-40:]
+    with client(d.gateway) as http:
+        deadline = time.monotonic() + 30
+        while (r := http.post("/v1/score", json={"id": ids[0]})).status_code != 200:
+            assert time.monotonic() < deadline, r.text  # the gateway reconnects
+            time.sleep(0.1)
+        for id_ in ids[1:]:
+            assert http.post("/v1/score", json={"id": id_}).status_code == 200
+    d.restart_node()  # SIGTERM right after the last reply: queued entries must be written
+    keys = FileNodeKeys(d.folder(PARTNER, "models") / PARTNER / "keys")
+    hasher = ServingAudit(d.root / "hasher.jsonl", keys)
+    hasher.close()
+    written = {h for e in verify_chain(path)[before:] for h in e["ids"]}
+    assert {hasher.id_hash(i) for i in ids} <= written
 
 
 def test_both_sides_audit_every_request_with_hashed_ids_only(deployment: Deployment):

@@ -121,3 +121,15 @@ def test_the_audit_log_hashes_ids_and_breaks_when_edited(tmp_path: Path):
     (tmp_path / "audit.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match="line 3"):
         verify_chain(tmp_path / "audit.jsonl")
+
+
+def test_a_full_audit_queue_makes_record_wait_and_close_writes_every_entry(tmp_path: Path):
+    key = FileNodeKeys.create(tmp_path / "keys")
+    audit = ServingAudit(tmp_path / "audit.jsonl", key, limit=2)
+    sent = [f"cust-{n}" for n in range(300)]
+    for id_ in sent:  # far more than the queue holds: record waits for the writer
+        audit.record("score", [id_], version="v1", outcome="ok")
+    audit.close()
+    audit.close()  # a second close (signal after lifespan) is harmless
+    entries = verify_chain(tmp_path / "audit.jsonl")
+    assert [e["ids"] for e in entries] == [[audit.id_hash(i)] for i in sent]

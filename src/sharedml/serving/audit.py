@@ -8,8 +8,16 @@ node key: the log does not list customers, yet the node can find a given id
 with :meth:`ServingAudit.id_hash`). Features and scores are never written.
 
 Lines are hash-chained (``prev`` holds the SHA-256 of the previous line), so
-an edit or a deletion inside the log shows in :func:`verify_chain`. Writing
-happens on a background thread, off the request path; :meth:`close` drains it.
+an edit or a deletion inside the log shows in :func:`verify_chain`.
+
+Writing is off the request path: :meth:`record` puts the entry on a bounded
+queue and returns; one writer thread hashes the ids, writes every entry queued
+so far in one append and ``fsync``s it (a group commit: one disk flush per
+batch, not per request). When the queue is full, :meth:`record` waits for the
+writer rather than drop an entry — a slow disk slows serving, it never thins
+the log. :meth:`close` (on SIGTERM/SIGINT at both serving processes) drains the
+queue and syncs before it returns, so a normal stop loses nothing; a crash
+loses at most the entries queued since the last batch.
 """
 
 from __future__ import annotations
@@ -29,15 +37,17 @@ from sharedml.modelpart.keys import NodeKeys
 
 _GENESIS = "0" * 64
 _STOP = object()
+QUEUE_LIMIT = 10_000  # entries waiting for the writer before record() waits
 
 
 class ServingAudit:
-    def __init__(self, path: Path, key: NodeKeys, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, key: NodeKeys, clock: Callable[[], float] = time.time,
+                 limit: int = QUEUE_LIMIT) -> None:
         self.path = Path(path)
         self._id_key = key.derive("sharedml serving audit id-hash v1")
         self._clock = clock
         self._prev = _last_hash(self.path)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=limit)
         self._thread = threading.Thread(target=self._write_loop, name="serving-audit", daemon=True)
         self._thread.start()
 
@@ -45,12 +55,14 @@ class ServingAudit:
         return hashlib.blake2b(id_.encode(), key=self._id_key, digest_size=16).hexdigest()
 
     def record(self, event: str, ids: list[str], **fields: Any) -> None:
-        """Queue one entry; ids are hashed on the writer thread."""
+        """Queue one entry (waits while the queue is full); ids are hashed on the writer."""
         self._queue.put((self._clock(), event, ids, fields))
 
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=10)
+        """Write and sync every entry queued so far, then stop the writer."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
 
     def _write_loop(self) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -67,6 +79,7 @@ class ServingAudit:
                 if lines:
                     fh.write("".join(lines))
                     fh.flush()
+                    os.fsync(fh.fileno())
                 if item is _STOP:
                     return
 

@@ -13,7 +13,8 @@ Per ``Score`` call (a micro-batch of ids for one model version, see
 4. It computes its contribution (:mod:`sharedml.serving.scoring`) — linear:
    the ring-encoded partial score; SecureBoost: the side of every split
    record it owns — and zeroes the rows it refused or does not know.
-5. It writes one audit line (hashed ids, caller, version, counts) and replies.
+5. It queues one audit line (hashed ids, caller, version, counts; written and
+   fsynced by the audit's writer thread, :mod:`sharedml.serving.audit`) and replies.
 
 Bad input (a malformed message, an unknown version, a missing column) fails
 that call only, with a gRPC status whose details name this party, the step
