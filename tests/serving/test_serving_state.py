@@ -133,3 +133,16 @@ def test_a_full_audit_queue_makes_record_wait_and_close_writes_every_entry(tmp_p
     audit.close()  # a second close (signal after lifespan) is harmless
     entries = verify_chain(tmp_path / "audit.jsonl")
     assert [e["ids"] for e in entries] == [[audit.id_hash(i)] for i in sent]
+
+
+def test_a_failed_audit_writer_refuses_requests_instead_of_serving_them_unaudited(
+        tmp_path: Path) -> None:
+    key = FileNodeKeys.create(tmp_path / "keys")
+    target = tmp_path / "gone" / "audit.jsonl"  # its folder is missing: the writer's open fails
+    audit = ServingAudit(target, key, limit=2)
+    audit._thread.join(timeout=10)
+    for _ in range(5):  # more than the queue holds: each call refuses, none waits
+        with pytest.raises(DataError, match="cannot be written") as caught:
+            audit.record("score", ["cust-1"], version="v1", outcome="ok")
+        assert caught.value.step == "serve: audit" and caught.value.remedy
+    audit.close()

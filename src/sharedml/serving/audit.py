@@ -17,7 +17,10 @@ batch, not per request). When the queue is full, :meth:`record` waits for the
 writer rather than drop an entry — a slow disk slows serving, it never thins
 the log. :meth:`close` (on SIGTERM/SIGINT at both serving processes) drains the
 queue and syncs before it returns, so a normal stop loses nothing; a crash
-loses at most the entries queued since the last batch.
+loses at most the entries queued since the last batch. If the writer fails (a
+full disk, a lost permission), every later :meth:`record` raises a
+:class:`DataError` naming the log and the cause, so the request is refused
+rather than served unaudited, and nothing waits on a writer that is gone.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class ServingAudit:
         self._clock = clock
         self._prev = _last_hash(self.path)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=limit)
+        self._failure: OSError | None = None
         self._thread = threading.Thread(target=self._write_loop, name="serving-audit", daemon=True)
         self._thread.start()
 
@@ -55,8 +59,25 @@ class ServingAudit:
         return hashlib.blake2b(id_.encode(), key=self._id_key, digest_size=16).hexdigest()
 
     def record(self, event: str, ids: list[str], **fields: Any) -> None:
-        """Queue one entry (waits while the queue is full); ids are hashed on the writer."""
-        self._queue.put((self._clock(), event, ids, fields))
+        """Queue one entry (waits while the queue is full); ids are hashed on the writer.
+
+        Raises :class:`DataError` once the writer has failed: no request goes unaudited."""
+        entry = (self._clock(), event, ids, fields)
+        while True:
+            self._check_writer()
+            try:
+                self._queue.put(entry, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _check_writer(self) -> None:
+        if self._failure is not None or not self._thread.is_alive():
+            cause = self._failure.strerror if self._failure is not None else "the writer stopped"
+            raise DataError(f"the serving audit log {self.path} cannot be written ({cause})",
+                            step="serve: audit",
+                            remedy="free disk space or fix the log's permissions, then restart "
+                                   "the serving process; requests are refused until then")
 
     def close(self) -> None:
         """Write and sync every entry queued so far, then stop the writer."""
@@ -65,6 +86,12 @@ class ServingAudit:
             self._thread.join()
 
     def _write_loop(self) -> None:
+        try:
+            self._write_batches()
+        except OSError as exc:
+            self._failure = exc
+
+    def _write_batches(self) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as fh:
             while True:
