@@ -180,3 +180,10 @@ class Grants:
         with self._p.store.session() as s:
             stmt = select(Grant).where(Grant.resource == resource, Grant.resource_id == resource_id)
             return list(s.scalars(stmt.order_by(Grant.id)).all())
+
+    def grantee_names(self, resource: str, resource_id: int) -> dict[int, str]:
+        """The names of the users holding a grant on the resource, by user id."""
+        stmt = (select(User.id, User.username).join(Grant, Grant.user_id == User.id)
+                .where(Grant.resource == resource, Grant.resource_id == resource_id))
+        with self._p.store.reading() as s:
+            return {int(uid): str(name) for uid, name in s.execute(stmt).all()}

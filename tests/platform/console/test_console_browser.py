@@ -182,6 +182,21 @@ def test_a_user_without_the_grant_gets_a_403_page_not_the_data(
     log_in(page, served.url, "data_owner", PASSWORD)
     page.goto(f"{served.url}/console/datasets/{dataset_id}")
     assert "salary_secret" in page.locator("#schema").inner_text()
+    # and grants by user name: a name nobody has is named back, with what to do
+    page.fill("#grant-user", "anlyst")
+    page.click("#grant")
+    page.wait_for_load_state()
+    assert "there is no user 'anlyst'" in page.locator("#error-detail").inner_text()
+    assert world.platform.grants.list("dataset", dataset_id) == []
+    page.goto(f"{served.url}/console/datasets/{dataset_id}")
+    page.fill("#grant-user", "analyst")
+    page.select_option("#grant-permission", "read")
+    page.click("#grant")
+    page.wait_for_url(f"**/console/datasets/{dataset_id}")
+    (granted,) = world.platform.grants.list("dataset", dataset_id)
+    assert (granted.user_id, granted.permission) == (world.ids["analyst"], "read")
+    log_in(page, served.url, "analyst", PASSWORD)
+    assert page.goto(f"{served.url}/console/datasets/{dataset_id}").status == 200
 
 
 def test_a_form_post_without_the_csrf_token_is_refused(

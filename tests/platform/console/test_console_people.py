@@ -3,6 +3,7 @@ mirrors, with that call's access rule and audit entry."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -55,12 +56,20 @@ def test_a_data_owner_grants_use_of_a_dataset_of_their_party(tmp_path: Path) -> 
     ds_id = r.json()["id"]
     analyst = w.ids["analyst"]
     console_login(w, "analyst")
-    assert _post(w, f"/datasets/{ds_id}/grants", {"user_id": str(analyst),
+    assert _post(w, f"/datasets/{ds_id}/grants", {"username": "analyst",
                                                   "permission": "manage"}) == 403
     console_login(w, "data_owner")
     page = w.client.get(f"{PREFIX}/datasets/{ds_id}")
-    assert 'id="grant-form"' in page.text
-    assert _post(w, f"/datasets/{ds_id}/grants", {"user_id": str(analyst),
+    assert 'id="grant-form"' in page.text and 'name="username"' in page.text
+    # a name nobody has, or no name, is a clear 422 that names the field; nothing changes
+    for name, said in (("nobody", "there is no user 'nobody'"), ("", "is not a user name")):
+        r = w.client.post(f"{PREFIX}/datasets/{ds_id}/grants", data={
+            "csrf": re.findall(r'name="csrf" value="([0-9a-f]+)"', page.text)[0],
+            "username": name, "permission": "use"}, follow_redirects=False)
+        assert r.status_code == 422 and said in html.unescape(r.text) and "username" in r.text
+    assert w.call("data_owner", "GET", f"/api/v1/datasets/{ds_id}/grants").json() == []
+    assert _post(w, f"/datasets/{ds_id}/grants", {"username": " analyst ",
                                                   "permission": "use"}) == 303
     grants = w.call("data_owner", "GET", f"/api/v1/datasets/{ds_id}/grants").json()
-    assert [(g["user_id"], g["permission"]) for g in grants] == [(analyst, "use")]
+    assert [(g["user_id"], g["username"], g["permission"]) for g in grants] == [
+        (analyst, "analyst", "use")]

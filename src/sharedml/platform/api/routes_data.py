@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from sharedml.platform.access import OPERATIONS, level
 from sharedml.platform.api.deps import get_platform, require, require_resource
 from sharedml.platform.api.schemas import (
     ApprovalOut,
@@ -77,10 +78,18 @@ def _grant_routes(resource: Literal["project", "dataset"], param: str) -> None:
     )
     def list_grants(
         rid: int = Path(alias=param, ge=1, le=2**31 - 1),
-        _: Principal = Depends(read),
+        who: Principal = Depends(read),
         platform: Platform = Depends(get_platform),
     ) -> list[GrantOut]:
-        return [GrantOut.model_validate(g) for g in platform.grants.list(resource, rid)]
+        """The grants on this resource; the grantees' names to who may see them (``GrantOut``)."""
+        grants = [GrantOut.model_validate(g) for g in platform.grants.list(resource, rid)]
+        if who.role in OPERATIONS["users.read"] or (
+            platform.access.grant_level(who, resource, rid) >= level("manage")
+        ):
+            names = platform.grants.grantee_names(resource, rid)
+            for g in grants:
+                g.username = names.get(g.user_id)
+        return grants
 
     @router.put(base, response_model=GrantOut, tags=["permissions"], name=f"set_{resource}_grant")
     def set_grant(

@@ -143,6 +143,9 @@ class GrantIn(BaseModel):
 class GrantOut(Out):
     id: int
     user_id: int
+    #: The grantee's name: shown to who manages the resource (its owners, admins) and to
+    #: auditors; ``None`` to a reader, who may not learn who else holds a grant's name.
+    username: str | None = None
     resource: str
     resource_id: int
     permission: str

@@ -67,7 +67,7 @@ ZH: dict[str, str] = {
     "Create": "创建",
     "The user enrols TOTP after logging in (required when the settings say so).": "用户登录后自行绑定动态口令（设置要求时为必需）。",
     "Grant access": "授予访问权限",
-    "User id (#, on the Users page or from your administrator)": "用户编号（见用户页面，或向管理员获取）",
+    "User name (as they log in; your administrator can tell you)": "用户名（即其登录名，可向管理员获取）",
     "Grant": "授予",
     "CPU (% of a core)": "CPU（单核百分比）",
     "Memory (MB)": "内存（MB）",
