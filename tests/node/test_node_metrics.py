@@ -7,9 +7,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sharedml.errors import ConfigError
+from sharedml.node.config import NodeConfig
 from sharedml.node.metrics import ByteCount, NodeMetrics, TaskRecord
+from sharedml.telemetry.access import MetricsAccess, read_token, write_token
 from sharedml.telemetry.http import HealthServer
 from sharedml.transport.local import LocalHub
 
@@ -72,3 +76,34 @@ def test_heartbeats_are_counted_and_a_lost_platform_shows(tmp_path: Path) -> Non
     text = generate_latest(metrics.registry).decode()
     assert _value(text, "sharedml_node_heartbeats_total") == 2
     assert _value(text, "sharedml_node_platform_connected") == 0
+
+
+def test_a_token_guards_metrics_and_node_yaml_names_its_file(tmp_path: Path) -> None:
+    (tmp_path / "node.yaml").write_text(
+        "party: bank\nplatform: 127.0.0.1:1\npki_dir: pki\nwork_dir: work\n"
+        "metrics: {listen: '127.0.0.1:0', token_file: secrets/metrics.token}\n")
+    config = NodeConfig.load(tmp_path / "node.yaml")
+    assert isinstance(config.metrics, MetricsAccess)
+    path = config.metrics.token_file
+    assert path == tmp_path / "secrets" / "metrics.token"  # relative to node.yaml
+    with pytest.raises(ConfigError, match="cannot read the metrics token"):
+        read_token(path, "node bank")
+    token = read_token(write_token(path), "node bank")
+    metrics = NodeMetrics("bank", tmp_path)
+    server = HealthServer("127.0.0.1", 0, metrics.registry, alive=lambda: True,
+                          ready=lambda: True, token=token)
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        for headers in ({}, {"Authorization": "Bearer " + "x" * len(token)}):
+            refused = httpx.get(base + "/metrics", headers=headers)
+            assert refused.status_code == 401 and "sharedml_node" not in refused.text
+            assert refused.headers["www-authenticate"] == 'Bearer realm="metrics"'
+        ok = httpx.get(base + "/metrics", headers={"Authorization": f"Bearer {token.decode()}"})
+        assert ok.status_code == 200 and "sharedml_node_heartbeats_total" in ok.text
+        assert httpx.get(base + "/healthz").status_code == 200  # probes need no token
+    finally:
+        server.close()
+    (tmp_path / "short").write_text("abc")
+    (tmp_path / "short").chmod(0o600)
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        read_token(tmp_path / "short", "node bank")

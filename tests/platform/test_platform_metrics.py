@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import stat
 from pathlib import Path
 
-from platform_world import make_world
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from platform_world import CHEAP, make_world
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from sharedml.errors import ConfigError
+from sharedml.platform.api import create_app
+from sharedml.platform.cli import metrics_listener
+from sharedml.platform.config import PlatformConfig
+from sharedml.platform.service import Platform
 from sharedml.platform.store.models import Job, Task
+from sharedml.telemetry.access import MetricsAccess, write_token
 
 SPEC = {"name": "j", "parties": {"bank": {"dataset": "d", "label": "y"}, "shop": {"dataset": "e"}},
         "steps": [{"describe": {}}]}
@@ -74,3 +84,50 @@ def test_the_alert_rules_name_metrics_that_exist() -> None:
     assert used == {"sharedml_node_heartbeat_age_seconds",
                     "sharedml_node_heartbeat_interval_seconds",
                     "sharedml_job_silence_seconds", "sharedml_job_timeout_seconds"}
+
+
+def _app_with(tmp_path: Path, access: MetricsAccess) -> TestClient:
+    platform = Platform.open(tmp_path / "data", hasher=CHEAP)
+    return TestClient(create_app(PlatformConfig(tmp_path / "data", metrics=access),
+                                 platform=platform))
+
+
+def test_with_a_token_file_metrics_need_the_bearer_token_and_probes_stay_open(
+    tmp_path: Path,
+) -> None:
+    token = write_token(tmp_path / "metrics.token")
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    client = _app_with(tmp_path, MetricsAccess(token_file=token))
+    secret = token.read_text().strip()
+    for headers in ({}, {"Authorization": "Bearer wrong-token-of-some-length"},
+                    {"Authorization": f"Basic {secret}"}, {"Authorization": f"Bearer {secret}x"}):
+        r = client.get("/metrics", headers=headers)
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert "sharedml_" not in r.text
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 200 and "sharedml_jobs" in r.text
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_token_file_others_may_read_stops_the_start_and_a_listener_moves_metrics(
+    tmp_path: Path,
+) -> None:
+    token = write_token(tmp_path / "metrics.token")
+    token.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others") as err:
+        _app_with(tmp_path, MetricsAccess(token_file=token))
+    assert "chmod 600" in (err.value.remedy or "")
+    token.chmod(0o600)
+    access = MetricsAccess(listen="127.0.0.1:0", token_file=token)
+    client = _app_with(tmp_path, access)
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {token.read_text().strip()}"})
+    assert r.status_code == 404 and "metrics listener" in r.text
+    server = metrics_listener(client.app, access)  # as 'sharedml platform serve' starts it
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert httpx.get(base + "/metrics").status_code == 401
+        r = httpx.get(base + "/metrics",
+                      headers={"Authorization": f"Bearer {token.read_text().strip()}"})
+        assert r.status_code == 200 and "sharedml_jobs" in r.text
+    finally:
+        server.close()

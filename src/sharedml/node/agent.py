@@ -97,6 +97,7 @@ from sharedml.node.platform_link import PlatformLink
 from sharedml.node.registry import NodeRegistry
 from sharedml.node.stats import ProcessStats
 from sharedml.node.tasks import TaskRun, Tasks
+from sharedml.telemetry.access import MetricsAccess, read_token
 from sharedml.telemetry.http import HealthServer
 from sharedml.transport.grpc import GrpcEndpoint
 
@@ -227,11 +228,18 @@ class Agent:
         if self._health is not None:
             self._health.close()
 
-    def _serve_metrics(self, address: str) -> HealthServer:
-        """/metrics, /healthz (the loop runs) and /readyz (the platform knows this node)."""
-        where = HostPort.parse(address, "metrics", party=self.config.party)
+    def _serve_metrics(self, section: str | MetricsAccess) -> HealthServer:
+        """/metrics (with the bearer token, when node.yaml names a token file), /healthz (the
+        loop runs) and /readyz (the platform knows this node)."""
+        access = MetricsAccess(listen=section) if isinstance(section, str) else section
+        if access.listen is None:
+            raise ConfigError(f"node {self.config.party}: 'metrics:' names no listen address",
+                              remedy="write metrics: {listen: HOST:PORT, token_file: FILE}")
+        who = f"node {self.config.party}"
+        token = None if access.token_file is None else read_token(access.token_file, who)
+        where = HostPort.parse(access.listen, "metrics", party=self.config.party)
         server = HealthServer(where.host, where.port, self.metrics.registry,
-                              alive=lambda: self._looping, ready=lambda: self._greeted)
+                              alive=lambda: self._looping, ready=lambda: self._greeted, token=token)
         log.info("node %s: metrics, health and readiness on http://%s:%d", self.config.party,
                  where.host, server.port)
         return server

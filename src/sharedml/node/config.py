@@ -18,6 +18,7 @@ from sharedml.errors import ConfigError
 from sharedml.node.enclave_host import EnclaveHostConfig
 from sharedml.node.registry import DatasetEntry, entry
 from sharedml.scale.config import ComputeConfig
+from sharedml.telemetry.access import MetricsAccess
 
 
 class NodeConfig(BaseModel):
@@ -31,8 +32,10 @@ class NodeConfig(BaseModel):
     #: Where peers reach this node (``host[:port]``) when it is not ``listen``; checked at
     #: start (:mod:`sharedml.node.addresses`): never 0.0.0.0 or ::, and the name resolves.
     advertise: str | None = None
-    #: Where to serve /metrics, /healthz and /readyz (plain HTTP, ``host:port``); none if unset.
-    metrics: str | None = None
+    #: Where to serve /metrics, /healthz and /readyz (plain HTTP): ``host:port`` (open to
+    #: who reaches it), or ``{listen: host:port, token_file: FILE}`` (/metrics needs the
+    #: file's bearer token, :mod:`sharedml.telemetry.access`); none if unset.
+    metrics: str | MetricsAccess | None = None
     #: The platform certificate's subject (checked on every connection).
     platform_name: str = "platform"
     #: The deployment's revocation list (default: ``pki_dir/crl.pem`` when there is one),
@@ -84,6 +87,8 @@ class NodeConfig(BaseModel):
         config.keys_dir = base / (config.keys_dir or config.work_dir / "keys")
         config.models_dir = base / (config.models_dir or config.work_dir / "models")
         config.enclave = None if config.enclave is None else config.enclave.resolved(base)
+        if isinstance(config.metrics, MetricsAccess) and config.metrics.token_file is not None:
+            config.metrics.token_file = base / config.metrics.token_file
         key = config.audit_checkpoint_key
         if key is not None and not key.startswith("sha256:"):
             config.audit_checkpoint_key = str(base / key)

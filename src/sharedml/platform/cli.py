@@ -109,6 +109,14 @@ def serve(
     insecure_http: bool = typer.Option(
         False, "--insecure-http", help="serve the REST API as plain HTTP (logs a warning)"
     ),
+    metrics_token_file: Path | None = typer.Option(
+        None, "--metrics-token-file", dir_okay=False,
+        help="/metrics needs 'Authorization: Bearer TOKEN', TOKEN in this file (0600)",
+    ),
+    metrics_listen: str | None = typer.Option(
+        None, "--metrics-listen", help="serve /metrics, /healthz, /readyz on HOST:PORT (plain "
+        "HTTP) instead of beside the API; the API's /metrics then answers 404",
+    ),
     config_file: Path | None = typer.Option(
         None, "--config", exists=True, dir_okay=False,
         help="platform config (YAML); its 'tee:' section (enclave endpoints, the trust policy "
@@ -133,9 +141,13 @@ def serve(
     from sharedml.platform.tee_config import PlatformFile
 
     tee = PlatformFile.load(config_file).tee if config_file is not None else None
+    from sharedml.telemetry.access import MetricsAccess
+
+    access = MetricsAccess(listen=metrics_listen, token_file=metrics_token_file)
     config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile,
-                            trusted_proxies=tuple(trusted_proxy), tee=tee)
+                            trusted_proxies=tuple(trusted_proxy), tee=tee, metrics=access)
     app = create_app(config)
+    metrics_listener(app, access)
     scheduler = app.state.scheduler
     stop = threading.Event()
     nodes = None
@@ -177,6 +189,25 @@ def serve(
         stop.set()
         if nodes is not None:
             nodes.stop()
+
+
+def metrics_listener(app: Any, access: Any) -> Any:
+    """The metrics listener ``--metrics-listen`` asks for (``None`` without it); says who
+    may read /metrics."""
+    server = None
+    if access.listen is not None:
+        from sharedml.node.addresses import HostPort
+        from sharedml.telemetry.http import HealthServer
+
+        where = HostPort.parse(access.listen, "--metrics-listen")
+        metrics = app.state.metrics
+        server = HealthServer(where.host, where.port, metrics.registry, alive=lambda: True,
+                              ready=lambda: metrics.ready()[0], token=app.state.metrics_token)
+        typer.echo(f"metrics, health and readiness on http://{where.host}:{server.port}")
+    token = "with the bearer token" if app.state.metrics_token else "WITHOUT a token"
+    typer.echo(f"/metrics is served {token}" + (
+        "" if access.token_file else " (--metrics-token-file FILE asks for one)"))
+    return server
 
 
 def _publish_checkpoints(platform: Any, stop: threading.Event) -> None:

@@ -7,11 +7,12 @@ that change while it runs are in ``runtime.py``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sharedml.errors import ConfigError
+from sharedml.telemetry.access import MetricsAccess
 
 log = logging.getLogger("sharedml.platform")
 
@@ -31,6 +32,10 @@ class PlatformConfig:
     #: ``scheme: tee`` jobs: the ``tee:`` section of the config file
     #: (:class:`~sharedml.platform.tee_config.TeeConfig`); ``None``: none run here.
     tee: Any = None
+    #: Who may read ``/metrics`` (:mod:`sharedml.telemetry.access`): with ``token_file`` the
+    #: API's ``/metrics`` needs its bearer token; with ``listen`` it is served there instead
+    #: (``sharedml platform serve`` starts that listener) and the API's answers 404.
+    metrics: MetricsAccess = field(default_factory=MetricsAccess)
 
 
 def https_files(

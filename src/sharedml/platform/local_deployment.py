@@ -99,6 +99,8 @@ class LocalDeployment:
             "--data-dir", str(self.root / "platform"), "--port", port,
             "--pki-dir", str(self.root / "pki"), "--node-port", node_port, "--tick", "0.2",
             *(["--db-url", info["db_url"]] if info.get("db_url") else []),
+            *(["--metrics-token-file", info["metrics_token_file"]]
+              if info.get("metrics_token_file") else []),
             *(["--config", str(self.root / "platform.yaml")] if info.get("enclave") else []),
         ])
 

@@ -25,6 +25,8 @@
                              an admin, an analyst, one data owner per party;
                              they expire after ``token_days`` (7)
     DIR/passwords.json (0600) their passwords, to log in to the web console
+    DIR/metrics.token (0600) the bearer token the platform's /metrics asks for
+                             (Prometheus: ``authorization: {credentials_file: ...}``)
 
 :mod:`sharedml.platform.local_deployment` starts the processes on it. At first
 start each party's datasets are registered with their owner (a user of that
@@ -50,6 +52,7 @@ from sharedml import approvals
 from sharedml.checkpoints import fingerprint
 from sharedml.crypto import crl, pki
 from sharedml.errors import ConfigError
+from sharedml.telemetry.access import write_token
 
 PLATFORM = "platform"
 #: The dealer node's identity (certificate subject); the scheduler's default dealer.
@@ -161,6 +164,7 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
         "enclave": ENCLAVE if spec.tee else None,
         "heartbeat_s": spec.heartbeat_s,
         "db_url": spec.db_url,
+        "metrics_token_file": str(write_token(root / "metrics.token")),
     }
     from sharedml.platform.audit_checkpoints import audit_key
 

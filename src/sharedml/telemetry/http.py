@@ -3,8 +3,10 @@
 ``/healthz`` answers 200 while ``alive()`` is true (the process's loop runs),
 ``/readyz`` 200 while ``ready()`` is true (e.g. a node has said hello to the
 platform), 503 otherwise, each with a one-line JSON reason; ``/metrics`` is
-the registry in Prometheus' text format. Bind it where your Prometheus
-reaches it and no one else needs to: it serves counters and states, no data.
+the registry in Prometheus' text format — to a request with the bearer token
+when one is given (:mod:`sharedml.telemetry.access`). Bind it where your
+Prometheus reaches it and no one else needs to: it serves counters and
+states, no data.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from sharedml.errors import ConfigError
+from sharedml.telemetry.access import CHALLENGE, bearer_ok
 
 
 class HealthServer:
@@ -24,9 +27,9 @@ class HealthServer:
 
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry,
-        alive: Callable[[], bool], ready: Callable[[], bool],
+        alive: Callable[[], bool], ready: Callable[[], bool], token: bytes | None = None,
     ) -> None:
-        handler = _handler(registry, alive, ready)
+        handler = _handler(registry, alive, ready, token)
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -47,10 +50,13 @@ class HealthServer:
 
 
 def _handler(registry: CollectorRegistry, alive: Callable[[], bool],
-             ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+             ready: Callable[[], bool], token: bytes | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path == "/metrics":
+            if self.path == "/metrics" and not bearer_ok(self.headers.get("Authorization"), token):
+                self._reply(401, b'{"status": "a bearer token is required"}', "application/json",
+                            challenge=True)
+            elif self.path == "/metrics":
                 self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path in ("/healthz", "/readyz"):
                 ok = alive() if self.path == "/healthz" else alive() and ready()
@@ -59,8 +65,10 @@ def _handler(registry: CollectorRegistry, alive: Callable[[], bool],
             else:
                 self._reply(404, b'{"status": "no such path"}', "application/json")
 
-        def _reply(self, code: int, body: bytes, kind: str) -> None:
+        def _reply(self, code: int, body: bytes, kind: str, challenge: bool = False) -> None:
             self.send_response(code)
+            if challenge:
+                self.send_header("WWW-Authenticate", CHALLENGE)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

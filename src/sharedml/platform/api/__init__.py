@@ -49,6 +49,7 @@ def create_app(
     from sharedml.platform.api.limits import RequestLimits
     from sharedml.platform.api.schemas import Problem
     from sharedml.platform.metrics import PlatformMetrics
+    from sharedml.telemetry.access import read_token
 
     platform = platform or Platform.open(settings.data_dir, settings.db_url, clock)
     app = FastAPI(
@@ -67,6 +68,10 @@ def create_app(
         app.state.scheduler.tee = TeeJobs.from_config(app.state.scheduler.book, settings.tee,
                                                       platform.data_dir)
     app.state.metrics = PlatformMetrics(app.state.scheduler)
+    access = settings.metrics
+    app.state.metrics_token = (None if access.token_file is None
+                               else read_token(access.token_file, "the platform"))
+    app.state.metrics_elsewhere = access.listen
     errors.install(app)
     app.add_middleware(RequestLimits)
     app.include_router(routes_health.router)

@@ -3,12 +3,17 @@
 Outside ``/api/v1`` and without a login, as probes and scrapers call them:
 they say whether the process serves and is ready, and the counts and states
 of :mod:`sharedml.platform.metrics` — no dataset, model or user data.
+``/metrics`` asks for the operator's bearer token when the platform has one,
+and answers 404 here when it is served on a listener of its own
+(:mod:`sharedml.telemetry.access`).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+
+from sharedml.telemetry.access import CHALLENGE, bearer_ok
 
 router = APIRouter(tags=["health"])
 
@@ -26,5 +31,11 @@ def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics")
 def metrics(request: Request) -> Response:
-    body, kind = request.app.state.metrics.exposition()
+    state = request.app.state
+    if state.metrics_elsewhere:
+        return JSONResponse({"status": "served on the metrics listener"}, status_code=404)
+    if not bearer_ok(request.headers.get("authorization"), state.metrics_token):
+        return JSONResponse({"status": "a bearer token is required"}, status_code=401,
+                            headers={"WWW-Authenticate": CHALLENGE})
+    body, kind = state.metrics.exposition()
     return Response(body, media_type=kind)
