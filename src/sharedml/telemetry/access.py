@@ -13,7 +13,8 @@ is, which nodes are down and how long its jobs run. An operator chooses:
   port then answers 404 there.
 
 Both may be set. ``/healthz`` and ``/readyz`` stay open: probes say only
-whether a process serves. Defaults are argued in docs/architecture.md §6.
+whether a process serves. The default (open unless one is set; ``sharedml up``
+sets a token) is argued in docs/architecture.md §6, "Metrics access".
 """
 
 from __future__ import annotations
