@@ -57,7 +57,9 @@ class Host(_Strict):
 class PlatformPlan(Host):
     api_port: int = Field(8600, ge=1, le=65535)
     node_port: int = Field(8601, ge=1, le=65535)
-    #: PostgreSQL URL; default SQLite in the platform's data dir.
+    #: PostgreSQL URL; default SQLite in the platform's data dir. Leave the password out:
+    #: the URL goes into the unit's command line; the password goes in the data dir's
+    #: ``db.password`` (0600, :mod:`sharedml.platform.db_password`).
     db_url: str | None = None
 
 

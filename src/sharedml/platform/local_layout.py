@@ -20,7 +20,9 @@
                              each party's data owner's approval key (0600); the
                              public half is the party's node's only approver
     DIR/cluster.json         URLs, ports, the CA certificate, the approval keys,
-                             the database URL when not SQLite
+                             the database URL when not SQLite — without its password,
+                             which goes to DIR/platform/db.password (0600), read at
+                             start (:mod:`sharedml.platform.db_password`)
     DIR/tokens.json (0600)   API tokens of the accounts made at first start:
                              an admin, an analyst, one data owner per party;
                              they expire after ``token_days`` (7)
@@ -52,6 +54,7 @@ from sharedml import approvals
 from sharedml.checkpoints import fingerprint
 from sharedml.crypto import crl, pki
 from sharedml.errors import ConfigError
+from sharedml.platform.db_password import keep_apart
 from sharedml.telemetry.access import write_token
 
 PLATFORM = "platform"
@@ -154,6 +157,7 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
     crl.refresh(pki_dir)  # an empty list: 'sharedml pki revoke DIR/pki NAME' applies at once
     owners = root / "owners"
     keys = {party: approvals.keygen(owners, f"{party}-owner") for party in spec.parties}
+    db_url = None if spec.db_url is None else keep_apart(spec.db_url, root / "platform")
     info = {
         "url": f"https://127.0.0.1:{spec.http_port or free_port()}",
         "ca": str(pki_dir / "ca.pem"),
@@ -163,12 +167,12 @@ def _build(root: Path, spec: DeploymentSpec) -> dict[str, Any]:
         "dealer": DEALER if spec.dealer else None,
         "enclave": ENCLAVE if spec.tee else None,
         "heartbeat_s": spec.heartbeat_s,
-        "db_url": spec.db_url,
+        "db_url": db_url,
         "metrics_token_file": str(write_token(root / "metrics.token")),
     }
     from sharedml.platform.audit_checkpoints import audit_key
 
-    tokens, passwords = _bootstrap(root / "platform", spec)
+    tokens, passwords = _bootstrap(root / "platform", spec, db_url)
     # every node pins the platform's checkpoint key (9.3), not the first one it is sent
     pin = fingerprint(audit_key(root / "platform"))
     for party, datasets in spec.parties.items():
@@ -233,7 +237,8 @@ def _simulated_tee(root: Path, info: dict[str, Any], heartbeat_s: float, pin: st
     (node_dir / "node.yaml").write_text(json.dumps(config, indent=2))
 
 
-def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> tuple[dict[str, str], dict[str, str]]:
+def _bootstrap(data_dir: Path, spec: DeploymentSpec,
+               db_url: str | None) -> tuple[dict[str, str], dict[str, str]]:
     """First accounts (admin, analyst, one data owner per party owning its datasets)
     and the scheduler's runtime settings; returns their API tokens and passwords."""
     import secrets
@@ -243,7 +248,7 @@ def _bootstrap(data_dir: Path, spec: DeploymentSpec) -> tuple[dict[str, str], di
     from sharedml.platform.auth import Principal
     from sharedml.platform.service import Platform
 
-    platform = Platform.open(data_dir, spec.db_url)
+    platform = Platform.open(data_dir, db_url)  # the password from data_dir, as serve reads it
     tokens: dict[str, str] = {}
     passwords: dict[str, str] = {}
     try:

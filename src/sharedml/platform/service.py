@@ -28,6 +28,7 @@ from sharedml.platform.audit_mac import AuditMac
 from sharedml.platform.auth import Authenticator
 from sharedml.platform.clock import Clock, SystemClock
 from sharedml.platform.data import Approvals, Datasets, datasets_of_spec
+from sharedml.platform.db_password import with_password
 from sharedml.platform.directory import Grants, Projects, Users
 from sharedml.platform.keys import SecretBox
 from sharedml.platform.registry import Jobs, ModelRegistry, Models, Nodes
@@ -72,10 +73,12 @@ class Platform:
         clock: Clock | None = None,
         hasher: PasswordHasher | None = None,
     ) -> Platform:
-        """Open (and migrate to head) the platform in ``data_dir``; SQLite there by default."""
+        """Open (and migrate to head) the platform in ``data_dir``; SQLite there by default.
+        A ``db_url`` without a password takes the one in ``data_dir/db.password``, if any
+        (:mod:`sharedml.platform.db_password`)."""
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(db_url or sqlite_url(data_dir))
+        store = Store(with_password(db_url, data_dir) if db_url else sqlite_url(data_dir))
         store.upgrade()
         platform = cls(store, data_dir, clock, hasher)
         apply_log_level(platform.settings.current())

@@ -20,14 +20,12 @@ sets a token) is argued in docs/architecture.md §6, "Metrics access".
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
-import stat
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from sharedml.errors import ConfigError
+from sharedml.secret_file import read_secret, write_secret
 
 #: The header a scraper sends, and the challenge a refused one is answered with.
 CHALLENGE = 'Bearer realm="metrics"'
@@ -46,30 +44,14 @@ class MetricsAccess(BaseModel):
 
 def write_token(path: Path) -> Path:
     """A new random token (256 bits) in ``path``, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_urlsafe(32) + "\n")
-    return path
+    return write_secret(path, secrets.token_urlsafe(32))
 
 
 def read_token(path: Path, who: str) -> bytes:
-    """The token in ``path``; refuses a file others may read, or an empty one."""
+    """The token in ``path``; refuses a file others may read, or one under 16 characters."""
     remedy = (f"put a random token of 16+ characters in it, readable by its owner only "
               f"('openssl rand -hex 32 > {path}; chmod 600 {path}')")
-    try:
-        mode = path.stat().st_mode
-        token = path.read_text(encoding="ascii").strip().encode()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{who}: cannot read the metrics token file {path} "
-                          f"({type(exc).__name__})", remedy=remedy) from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{who}: the metrics token file {path} is readable by others "
-                          f"(mode {stat.S_IMODE(mode):o})", remedy=remedy)
-    if len(token) < 16:
-        raise ConfigError(f"{who}: the metrics token in {path} is shorter than 16 characters",
-                          remedy=remedy)
-    return token
+    return read_secret(path, "the metrics token", who, remedy, min_length=16).encode()
 
 
 def bearer_ok(authorization: str | None, token: bytes | None) -> bool:
