@@ -89,6 +89,9 @@ class Beat(Wire):
     jobs: list[str] = Field(default_factory=list, max_length=10000)
     #: The agent's version, CPU and memory (absent from older agents).
     stats: NodeStats | None = None
+    #: Why the node takes no new task ("" while it does): a refused audit checkpoint
+    #: its operator has not resolved (:meth:`sharedml.node.checkpoints.NodeCheckpoints.halted`).
+    halted: str = Field("", max_length=2000)
 
 
 class TaskOrder(Wire):

@@ -10,6 +10,8 @@ verified against the node's file names the cut.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from sharedml.platform.clock import ManualClock
 from sharedml.platform.nodes import NodeService
 from sharedml.platform.scheduler import Scheduler, SchedulerConfig
 from sharedml.platform.service import Platform
-from sharedml.platform.store.models import AuditEntry
+from sharedml.platform.store.models import AuditEntry, Job
 
 
 @dataclass
@@ -40,6 +42,7 @@ class World:
     platform: Platform
     agent: Agent
     config: Path
+    scheduler: Scheduler
 
 
 @pytest.fixture
@@ -62,20 +65,20 @@ def world(tmp_path: Path) -> Iterator[World]:
     config.write_text(f"party: bank\nplatform: {service.address}\npki_dir: {pki_dir}\n"
                       f"work_dir: {tmp_path / 'bank'}\n")
     agent = Agent(NodeConfig.load(config))
-    yield World(p, agent, config)
+    yield World(p, agent, config, scheduler)
     agent.close()
     service.stop(0)
     p.store.dispose()
 
 
-def node_audit(world: World) -> tuple[int, str]:
+def node_audit(world: World, *options: str) -> tuple[int, str]:
     import typer
 
     from sharedml.platform import deployment_cli
 
     app = typer.Typer()
     deployment_cli.register(app)
-    r = CliRunner().invoke(app, ["node-audit", str(world.config)])
+    r = CliRunner().invoke(app, ["node-audit", str(world.config), *options])
     return r.exit_code, r.output
 
 
@@ -229,3 +232,57 @@ def test_sharedml_up_pins_the_platforms_key_in_every_node_config(
     assert r.output.splitlines()[-1] == want == fingerprint(out.read_text())
     r = CliRunner().invoke(app, ["platform", "audit-key", "--data-dir", str(tmp_path / "none")])
     assert r.exit_code != 0 and "no platform.key" in str(r.exception)
+
+
+def _order_one_step(world: World) -> str:
+    """A one-party job whose task the scheduler orders from the bank's node."""
+    job_id = world.scheduler.submit({"name": "j", "parties": {"bank": {"dataset": "d"}},
+                                     "steps": [{"id": "describe", "describe": {}}]})
+    world.scheduler.tick()
+    return job_id
+
+
+def _job_reason(world: World, job_id: str) -> str:
+    with world.platform.store.session() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        return f"{job.state}: {job.reason}"
+
+
+def test_a_refused_checkpoint_halts_the_node_until_its_operator_resolves_it(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    p, agent = world.platform, world.agent
+    agent.step()
+    newest = p.audit.head()[0]
+    with p.store.session() as s:  # the platform's log is cut below what the node holds
+        s.execute(delete(AuditEntry).where(AuditEntry.seq > newest - 2))
+    agent.step()  # refused: the node halts
+    halted = agent.checkpoints.halted()
+    assert "went backwards" in halted and "no new task" in halted
+    job_id = _order_one_step(world)
+    with caplog.at_level(logging.ERROR):
+        agent.step()  # says why on its heartbeat; the order is refused, not run
+        agent.step()  # and the refusal is reported
+    assert not agent.tasks.runs and not agent.tasks.jobs
+    state = _job_reason(world, job_id)
+    assert state.startswith("failed") and "refused the platform's audit checkpoint" in state
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("node bank takes no new task") for m in logged)  # the platform's
+    assert any(m.startswith("node bank refused the platform's audit") for m in logged)  # node's
+    code, out = node_audit(world)
+    assert code == 1 and "HALTED" in out, out
+
+    code, out = node_audit(world, "--resolve", "restored from backup, verified")
+    assert code == 0 and "taking tasks: yes" in out and "restored from backup" in out, out
+    assert agent.checkpoints.halted() == ""
+    agent.step()  # the same refusal again (the platform still sends it) halts no more
+    assert agent.checkpoints.halted() == ""
+    job_id = _order_one_step(world)
+    agent.step()  # this order is run: it fails on its own account (no dataset, no approval)
+    deadline = time.monotonic() + 30
+    while "failed" not in _job_reason(world, job_id) and time.monotonic() < deadline:
+        agent.step()
+        world.scheduler.tick()
+    assert "refused the platform's audit checkpoint" not in _job_reason(world, job_id)
+    assert "failed" in _job_reason(world, job_id)

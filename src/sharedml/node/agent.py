@@ -146,6 +146,7 @@ class Agent:
         self._stats = ProcessStats()
         self._greeted = False
         self._looping = False
+        self._halt_logged = ""
         self.metrics = NodeMetrics(config.party, config.work_dir)
         #: This node's tasks and its jobs' working state (sharedml.node.tasks).
         self.tasks = Tasks(config, self.endpoint, self._identity, self.metrics)
@@ -194,14 +195,35 @@ class Agent:
             self._call("Report", report, Ack)
             self.tasks.delivered(run.order.task_id)
         listed, held = self.tasks.listing()
-        beat = self._call("Beat", Beat(running=listed, jobs=held, stats=self._stats.sample()),
-                          BeatReply)
+        halted = self._halted()
+        beat = self._call("Beat", Beat(running=listed, jobs=held, stats=self._stats.sample(),
+                                       halted=halted), BeatReply)
         self.tasks.forget(beat.forget)  # finished jobs: drop their working objects (files stay)
         self.tasks.cancel(beat.cancel)
         for order in beat.orders:
-            self.tasks.start(order)
+            if halted:
+                self.tasks.refuse(order, halted)
+            else:
+                self.tasks.start(order)
         if beat.checkpoint is not None:  # the platform's audit head: keep it, or raise alarm
             self._keep_checkpoint(beat.checkpoint)
+
+    def _halted(self) -> str:
+        """Why this node starts no new task (a refused checkpoint not yet resolved), logged
+        when it changes; "" when it takes tasks."""
+        try:
+            halted = self.checkpoints.halted()
+        except (OSError, ValueError) as exc:  # an alarms file it cannot read: halted too
+            halted = (f"node {self.config.party} cannot read {self.checkpoints.alarms_path} "
+                      f"({type(exc).__name__}); it takes no new task until its operator fixes it")
+        if halted != self._halt_logged:
+            if halted:
+                log.error("%s", halted)
+            else:
+                log.warning("node %s takes tasks again: its operator resolved the audit alarm",
+                            self.config.party)
+            self._halt_logged = halted
+        return halted
 
     def _keep_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
         try:

@@ -18,6 +18,24 @@ Steps, for each checkpoint received:
    refused: not kept, written to ``work_dir/audit-alarms.jsonl`` and logged as
    an error; ``sharedml node-audit`` shows both files.
 3. A higher ``seq`` is kept; the same one again is ignored.
+4. A refusal **halts** the node (:meth:`NodeCheckpoints.halted`): it starts no
+   new task — each order is reported failed with the reason — and says why on
+   every heartbeat (``Beat.halted``) and in its log, until its operator
+   resolves the alarm. A task already running finishes.
+
+The operator's steps on an alarm (docs/architecture.md §6, "Audit alarms"):
+
+a. ``sharedml node-audit node.yaml`` shows the refusal and what the node kept;
+b. ask the platform's operator, and verify the platform's log against this
+   node's file: ``sharedml audit verify --checkpoints work/audit-checkpoints.txt``;
+c. if the platform was lawfully restored from a backup (its log then ends
+   earlier), move ``audit-checkpoints.txt`` aside (keep it as evidence) so the
+   node pins the restored head; if nobody can explain it, leave the node
+   halted and escalate: the platform's log was cut, rolled back or forked;
+d. ``sharedml node-audit node.yaml --resolve "WHAT WAS FOUND"`` records the
+   resolution in ``audit-alarms.jsonl``; the running node takes tasks again at
+   its next heartbeat. The same refusal again (the same checkpoint, the same
+   reason) does not halt it again; any other does.
 
 Reveals: nothing new; a checkpoint is the count of audit entries and a hash.
 Security model: the node trusts the key its operator pinned in ``node.yaml``
@@ -81,6 +99,24 @@ class NodeCheckpoints:
         lines = self.alarms_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
+    def halted(self) -> str:
+        """Why the node takes no new task: its newest refusal not yet resolved ("": none)."""
+        reason = ""
+        for record in self.alarms():
+            reason = "" if "resolved" in record else str(record.get("reason", "refused"))
+        if not reason:
+            return ""
+        return (f"node {self.party} refused the platform's audit checkpoint: {reason}; it takes "
+                "no new task until its operator resolves it ('sharedml node-audit CONFIG')")
+
+    def resolve(self, note: str, now: dt.datetime | None = None) -> None:
+        """The operator's resolution of every alarm so far (step d of the module doc)."""
+        record = {"time": (now or dt.datetime.now(dt.UTC)).isoformat(), "resolved": note}
+        self.alarms_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.alarms_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        log.warning("node %s: audit alarms resolved by its operator: %s", self.party, note)
+
     def describe(self) -> list[str]:
         """What ``sharedml node-audit`` prints."""
         pinned, kept = self.held()
@@ -94,9 +130,13 @@ class NodeCheckpoints:
                       for c in kept[-5:]]
         lines.append(f"platform key pinned by node.yaml: {self.pin}" if self.pin else
                      "platform key pinned by node.yaml: none (the first key sent is trusted)")
-        alarms = self.alarms()
+        records = self.alarms()
+        alarms = [a for a in records if "resolved" not in a]
         lines.append(f"refused: {len(alarms)}" + (f" ({self.alarms_path})" if alarms else ""))
-        lines += [f"  {a['time']}  {a['reason']}" for a in alarms[-5:]]
+        lines += [f"  {a['time']}  " + (f"resolved: {a['resolved']}" if "resolved" in a
+                                         else str(a["reason"])) for a in records[-5:]]
+        halted = self.halted()
+        lines.append(f"HALTED: {halted}" if halted else "taking tasks: yes")
         return lines
 
     def receive(self, msg: AuditCheckpoint, now: dt.datetime | None = None) -> str:
@@ -147,15 +187,26 @@ class NodeCheckpoints:
             self._newest = max(kept, key=lambda k: k.seq, default=None)
         return self._newest
 
+    def _recorded(self, why: str, c: Checkpoint) -> bool:
+        return any(_same_alarm(a, why, c) for a in self.alarms())
+
     def _alarm(self, why: str, c: Checkpoint, now: dt.datetime) -> None:
         """Record a refusal once per checkpoint (the platform repeats it every beat)."""
         if self._last_alarm == (c.seq, c.head, why):
             return
         self._last_alarm = (c.seq, c.head, why)
+        if self._recorded(why, c):
+            return  # recorded before (and perhaps resolved): a restart does not halt anew
         log.error("node %s refused an audit checkpoint: %s", self.party, why)
         record = {"time": now.isoformat(), "reason": why, "checkpoint": json.loads(c.to_json())}
         with self.alarms_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _same_alarm(record: dict[str, object], why: str, c: Checkpoint) -> bool:
+    kept = record.get("checkpoint")
+    return (record.get("reason") == why and isinstance(kept, dict)
+            and (kept.get("seq"), kept.get("head")) == (c.seq, c.head))
 
 
 def _fingerprint_or_none(public_pem: str) -> str | None:

@@ -101,6 +101,14 @@ class Tasks:
             target=self.execute, args=(run,), name=f"task-{order.step_id}", daemon=True
         ).start()
 
+    def refuse(self, order: TaskOrder, why: str) -> None:
+        """Report ``order`` failed at once, without running it (the node is halted)."""
+        with self.lock:
+            if order.task_id not in self.runs:
+                report = Report(task_id=order.task_id, ok=False, reason=f"[config] {why}"[:4000],
+                                code="config", retry=False)
+                self.runs[order.task_id] = TaskRun(order, report=report)
+
     def finished(self) -> list[tuple[TaskRun, Report]]:
         """The tasks whose report waits to be delivered."""
         with self.lock:

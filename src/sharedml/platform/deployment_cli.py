@@ -136,19 +136,29 @@ def register(app: typer.Typer) -> None:
         serve(config, dealer=dealer)
 
     @app.command("node-audit")
-    def node_audit(config: Path = typer.Argument(..., help="the node's config (YAML)")) -> None:
+    def node_audit(
+        config: Path = typer.Argument(..., help="the node's config (YAML)"),
+        resolve: str | None = typer.Option(
+            None, "--resolve", help="record what you found and let the node take tasks again"),
+    ) -> None:
         """What this node holds of the platform's audit log: the pinned key, the signed
         checkpoints it was sent, and any it refused (a head that went backwards or
-        forked). Exit 1 if it refused one. Verify the platform's log against the kept
-        file with 'sharedml audit verify --checkpoints FILE'."""
+        forked). A refusal halts the node (no new task) until resolved; exit 1 while it
+        is halted. Verify the platform's log against the kept file with 'sharedml audit
+        verify --checkpoints FILE' before --resolve (sharedml.node.checkpoints, steps a-d)."""
         from sharedml.node.agent import NodeConfig
         from sharedml.node.checkpoints import NodeCheckpoints
 
         node = NodeConfig.load(config)
         book = NodeCheckpoints(node.work_dir, node.party, node.checkpoint_pin())
+        if resolve is not None:
+            if not book.halted():
+                raise ConfigError(f"node {node.party} has no unresolved audit alarm",
+                                  remedy="run 'sharedml node-audit CONFIG' to see its state")
+            book.resolve(resolve.strip() or "resolved")
         for line in book.describe():
             typer.echo(line)
-        if book.alarms():
+        if book.halted():
             raise typer.Exit(1)
 
     @app.command("node-backup")

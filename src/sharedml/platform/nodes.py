@@ -64,6 +64,8 @@ class NodeService:
         self.checkpoints = checkpoints
         self.heartbeat_s = heartbeat_s
         self.revocation = revocation
+        #: Why each node last said it takes no new task ("" when it takes tasks).
+        self._halted: dict[str, str] = {}
         self._server = grpc.server(ThreadPoolExecutor(max_workers=16, thread_name_prefix="nodes"))
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(self._wrap(fn))
@@ -100,6 +102,12 @@ class NodeService:
     def _beat(self, node: str, raw: bytes, context: grpc.ServicerContext) -> Wire:
         msg = control.decode(control.Beat, raw)
         stats = msg.stats.model_dump(exclude={"v"}) if msg.stats else None
+        if msg.halted:  # the node refused our audit checkpoint: the operator must see it
+            stats = {**(stats or {}), "halted": msg.halted}
+        if self._halted.get(node, "") != msg.halted:  # logged when it changes, not every beat
+            self._halted[node] = msg.halted
+            if msg.halted:
+                log.error("node %s takes no new task: %s", node, msg.halted)
         orders, cancels = self.scheduler.node_beat(node, msg.running, stats)
         forget = self.scheduler.finished(msg.jobs) if msg.jobs else []
         tasks = [control.TaskOrder(**o) for o in orders]

@@ -52,3 +52,9 @@ def test_the_nodes_page_shows_what_the_heartbeat_reported(tmp_path: Path) -> Non
     # the API endpoint the page mirrors returns the same figures
     (api,) = w.call("admin", "GET", "/api/v1/nodes").json()
     assert api["stats"]["rss_mb"] == 321.0
+    # a node halted by a refused audit checkpoint says so on the page (Beat.halted)
+    w.clock.advance(_FLUSH_S + 1)
+    why = "node bank refused the platform's audit checkpoint: the log went backwards"
+    scheduler.node_beat("bank", {}, {"version": "9.8.7", "halted": why})
+    page = w.client.get(f"{PREFIX}/nodes")
+    assert 'class="halted" role="alert"' in page.text and "went backwards" in page.text
