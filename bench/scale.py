@@ -231,6 +231,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
 
+    from sharedml.scale.runtime import keep_token_auth
+
+    keep_token_auth()  # before ray is imported
     import ray
 
     ray.init(num_cpus=2 * max(args.workers), include_dashboard=False, log_to_driver=False,

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +63,25 @@ def import_ray(party: str | None = None) -> Any:
         ) from None
 
 
+def keep_token_auth() -> None:
+    """Before ``import ray`` in a process that starts a local cluster: Ray's token
+    authentication, chosen explicitly.
+
+    Ray (2.59 and later) turns token auth on for a new local cluster when
+    ``RAY_AUTH_MODE`` is unset and warns at every start that it did. We keep it — a
+    party's cluster runs code as the party, holds its rows and its certificate's key,
+    so nobody without the token (``~/.ray/auth_token``, made at the first start) may
+    submit work to it — and say so, which is what silences the warning. Ray reads the
+    mode when it is imported, so once ``ray`` is imported this changes nothing (a
+    mode set later would differ between the driver and the cluster it starts; Ray
+    then still turns token auth on, with its warning). An operator's own
+    ``RAY_AUTH_MODE`` wins. A cluster the node joins (``address: auto`` or
+    ``ray://``) is the operator's: its mode is theirs (README, "Scale-out").
+    """
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
 class RayCompute:
     """This party's work on its Ray cluster (see the module docstring)."""
 
@@ -83,6 +104,8 @@ class RayCompute:
         #: Ray tasks and actors this handle started (a step reports them as public metrics).
         self.tasks_run = 0
         self.actors_started = 0
+        if config.address == "local":
+            keep_token_auth()
         self.ray = import_ray(party)
         self._connect()
 
