@@ -19,6 +19,9 @@ from sharedml.scale.runtime import RayCompute
 from sharedml.session import Session
 from sharedml.standalone import run_in_threads
 
+#: make test-parallel: every Ray test on one xdist worker, beside the one cluster
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 def _fit(Xg: np.ndarray, Xh: np.ndarray, y: np.ndarray, on_ray: bool) -> dict[str, Any]:
     params = {"protocol": "he", "n_estimators": 3, "max_depth": 3, "n_bins": 16,
