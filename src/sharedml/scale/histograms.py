@@ -75,13 +75,34 @@ def _chunk_sums(job: tuple[Any, bytes], pk_bytes: bytes) -> Any:
     return part
 
 
+def _batches(chunks: Iterable[tuple[int, bytes, list[mpz]]],
+             rows: int) -> Iterator[tuple[int, bytes, int]]:
+    """Consecutive chunks joined (packed ciphertexts are fixed-width, so their bytes
+    concatenate) until a task has ``rows`` of them: (first row, packed, count)."""
+    first, packed, count = 0, [], 0
+    for start, data, cts in chunks:
+        if not packed:
+            first = start
+        packed.append(data)
+        count += len(cts)
+        if count >= rows:
+            yield first, b"".join(packed), count
+            packed, count = [], 0
+    if packed:
+        yield first, b"".join(packed), count
+
+
 def add_ciphertexts(
     compute: RayCompute, acc: _Accumulator, pk: PaillierPublicKey,
     chunks: Iterable[tuple[int, bytes, list[mpz]]], progress: Progress = _no_progress,
 ) -> None:
-    """Every chunk's sums made on a worker and merged into ``acc`` (chunks are read as
-    workers free up: at most ``workers`` chunks in flight)."""
-    jobs = ((acc.part(start, start + len(cts)), packed) for start, packed, cts in chunks)
+    """Every chunk's sums made on a worker and merged into ``acc``: chunks are read as
+    workers free up and joined into tasks of up to ``shard_rows`` rows, at least a
+    ``workers``-th of the node's rows each (a task per 2048-row chunk cost more CPU
+    in Ray's overhead than the sums it moved)."""
+    per_task = min(compute.config.shard_rows, -(-len(acc.cells) // compute.workers))
+    jobs = ((acc.part(start, start + count), packed)
+            for start, packed, count in _batches(chunks, max(1, per_task)))
     for part in compute.map(_chunk_sums, jobs, args=(pk.to_bytes(),), step=STEP,
                             progress=progress):
         acc.merge(part)
