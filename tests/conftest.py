@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``make test-parallel`` (``--dist loadgroup``): a test marked ``xdist_group``

@@ -137,3 +137,16 @@ def _fit_ss(Xg: np.ndarray, Xh: np.ndarray, y: np.ndarray, on_ray: bool) -> dict
     return run_in_threads({"guest": guest, "host": host, "dealer": serve_dealer},
                           ["guest", "host", "dealer"], seed=b"ss-on-ray", dealer="dealer",
                           timeout=600)
+
+
+def test_ciphertext_chunks_join_into_tasks_in_row_order() -> None:
+    """The feature holder's chunks are joined, in order, until a task has its rows."""
+    from sharedml.scale.histograms import _batches
+
+    sizes = [3, 3, 3, 2]
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    chunks = [(s, bytes([i]) * n, [0] * n) for i, (s, n) in enumerate(zip(starts, sizes,
+                                                                          strict=True))]
+    got = list(_batches(iter(chunks), 5))
+    assert got == [(0, b"\x00" * 3 + b"\x01" * 3, 6), (6, b"\x02" * 3 + b"\x03" * 2, 5)]
+    assert list(_batches(iter(chunks), 100)) == [(0, b"".join(c[1] for c in chunks), 11)]

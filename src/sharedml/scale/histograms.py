@@ -79,7 +79,8 @@ def _batches(chunks: Iterable[tuple[int, bytes, list[mpz]]],
              rows: int) -> Iterator[tuple[int, bytes, int]]:
     """Consecutive chunks joined (packed ciphertexts are fixed-width, so their bytes
     concatenate) until a task has ``rows`` of them: (first row, packed, count)."""
-    first, packed, count = 0, [], 0
+    first, count = 0, 0
+    packed: list[bytes] = []
     for start, data, cts in chunks:
         if not packed:
             first = start
