@@ -42,6 +42,7 @@ from sharedml.errors import (
     ConfigError,
     DataError,
     FrameError,
+    PeerUnreachable,
     ProtocolAbort,
     SharedMLError,
 )
@@ -57,6 +58,7 @@ from sharedml.tee.enclave.serve import decode_matrix, encode_matrix
 
 log = logging.getLogger("sharedml.serving")
 CONTRIBUTE = f"/{wire.SERVICE}/Contribute"
+ENCLAVE_NAMED = "(party 'enclave'"  # how a partner's error names a failure of its link to the enclave
 STEP = "serve: score"
 
 
@@ -111,6 +113,10 @@ class TeePartnerClient(PartnerClient):
         try:
             raw = await call(tee_wire.encode({"version": version, "batch": batch, "ids": ids}), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
+            if ENCLAVE_NAMED in (exc.details() or ""):  # the partner could not reach or trust the enclave
+                raise PeerUnreachable(f"party {self.party!r} could not send its features to the enclave: "
+                                      f"{exc.details()}", party="enclave", step=STEP,
+                                      remedy="check the scoring enclave (running, attested)") from None
             raise self._translate(exc, timeout, STEP) from None
         try:
             _, body = tee_wire.decode(raw)
