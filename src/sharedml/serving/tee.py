@@ -212,7 +212,7 @@ class TeeGateway(Gateway):
         tee = self._tee[version]
         ids = list(itertools.chain.from_iterable(it.ids for it in items))
         try:
-            X, found = self._tee_rows(version, items, ids)
+            X, found = self._own_rows(items, ids, self._raw.get(version))
             batch = secrets.token_hex(16)
             status = await self._contributions(tee, batch, ids)
             scores = await asyncio.to_thread(self._enclave_score, tee, batch, ids, X)
@@ -221,22 +221,6 @@ class TeeGateway(Gateway):
                 self.audit.record("score", it.ids, version=version, outcome=type(exc).__name__, party=exc.party)
             raise
         return self._split(version, items, ids, scores, found, status)
-
-    def _tee_rows(self, version: str, items: list[Item], ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        if all(it.X is not None for it in items):
-            return np.vstack([it.X for it in items if it.X is not None]), np.ones(len(ids), dtype=bool)
-        raw = self._raw.get(version)
-        if raw is None:
-            raise DataError("the request carries no features and this gateway has no feature store",
-                            party=self.party, step="serve: features",
-                            remedy="send 'features' or start the gateway with --features")
-        X, found = raw.fetch(ids)
-        at = 0
-        for it in items:
-            if it.X is not None:
-                X[at:at + len(it.ids)], found[at:at + len(it.ids)] = it.X, True
-            at += len(it.ids)
-        return X, found
 
     async def _contributions(self, tee: TeeVersion, batch: str, ids: list[str]) -> dict[str, np.ndarray]:
         asks = []
