@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sharedml demo
 
+# the 25 slowest tests are listed at the end, so CI's budget (25 min) is watched by test
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 # test, plus the cases CI leaves out because they repeat a covered failure mode at a
 # later, longer step (the fault matrix: every role at every step; see tests/faults/)
