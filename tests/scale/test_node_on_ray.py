@@ -24,6 +24,9 @@ import pytest
 from sharedml.components.saved_models import SCORES_AAD
 from sharedml.modelpart import FileNodeKeys
 from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
+from sharedml.scale import lanes
+from sharedml.scale.config import RayConfig
+from sharedml.scale.runtime import RayCompute
 from sharedml.standalone.job import run_job
 
 #: make test-parallel: every Ray test on one xdist worker, beside the one cluster
@@ -50,6 +53,9 @@ def cluster(ray_cluster: Any, shared_data: Path, tmp_path_factory: pytest.TempPa
             ) -> Iterator[LocalDeployment]:
     root = tmp_path_factory.mktemp("ray-nodes")
     address = ray_cluster.get_runtime_context().gcs_address
+    # idle lanes this test process kept from other files' PSI runs hold the cluster's
+    # CPUs, which the nodes' own work (other drivers) would wait for until timing out
+    lanes.stop_idle(RayCompute(RayConfig(address="auto"), party="tests"))
     prepare(root, DeploymentSpec(
         {p: {"data": shared_data / f} for p, f in FILES.items()}, heartbeat_s=0.3,
         task_timeout_s=120, max_attempts=1, dealer=False,
