@@ -32,8 +32,8 @@ serving node — never through the label holder:
    version and fingerprint and the same ids in the same order, qualifies
    each party's columns with the party its certificate names (a party
    supplies only its own columns), scores with the model
-   (:meth:`~sharedml.tee.model.ReleasedModel.predict`, the batch ``predict``'s
-   own function) and returns the scores to the caller only. The contributions
+   (:meth:`~sharedml.tee.model.ReleasedModel.predict_rows`, what the batch ``predict``
+   computes) and returns the scores to the caller only. The contributions
    are dropped.
 
 Reveals:
@@ -72,7 +72,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from sharedml.errors import DataError, PolicyDenied, ProtocolAbort
 from sharedml.tee.enclave import saved
@@ -209,10 +208,10 @@ class ScoringEnclave:
             raise DataError(f"the model needs column {column!r} of party {party!r}, which it did not send",
                             party=party, column=column, step="serve: score",
                             remedy="serve the feature source the model was trained on")
-        X = pd.DataFrame({f: frame[f] for f in loaded.model.features})
-        if not np.isfinite(X.to_numpy()).all():
+        X = np.column_stack([frame[f] for f in loaded.model.features])
+        if not np.isfinite(X).all():
             raise DataError("a feature the model needs is missing or infinite", step="serve: score")
-        return np.asarray(loaded.model.predict(X), dtype=np.float64)
+        return np.asarray(loaded.model.predict_rows(X), dtype=np.float64)  # what batch predict computes
 
     def status(self) -> dict[str, Any]:
         with self._lock:
