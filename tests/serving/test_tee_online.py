@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import secrets
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -152,13 +154,6 @@ def test_online_scores_equal_the_tee_batch_job(world: World) -> None:
         row = pd.read_csv(world.root / "bank.csv", dtype={"id": str}).set_index("id").loc[next(iter(world.expected))]
         r = http.post("/v1/score", json={"id": row.name, "features": row.drop("y").to_dict()})
         assert r.status_code == 200 and abs(r.json()["score"] - world.expected[row.name]) <= 1e-12
-    gateway_log = verify_chain(world.root / BANK / "state" / "audit.jsonl")
-    partner_log = verify_chain(world.root / PARTNER / "state" / "audit.jsonl")
-    scored = [e for e in gateway_log if e["event"] == "score" and e["outcome"] == "ok"]
-    contributed = [e for e in partner_log if e["event"] == "contribute" and e["outcome"] == "ok"]
-    assert len(scored) >= SAMPLE + 1 and len(contributed) >= SAMPLE + 1
-    text = (world.root / BANK / "state" / "audit.jsonl").read_text()
-    assert not any(f'"{i}"' in text for i in world.expected)  # ids only as keyed hashes
 
 
 def test_the_label_holder_receives_no_value_of_the_partner(world: World) -> None:
@@ -233,3 +228,40 @@ def test_a_dead_partner_fails_requests_naming_it_and_service_recovers(world: Wor
         for i in some[5:]:
             r = http.post("/v1/score", json={"id": i})
             assert r.status_code == 200 and abs(r.json()["score"] - world.expected[i]) <= 1e-12
+
+
+def test_an_enclave_that_does_not_answer_is_named_and_service_recovers(world: World) -> None:
+    """The enclave process stopped (SIGSTOP): the partner's send to it times out within the gateway's
+    timeout, so the request fails naming the enclave, not the partner; it answers again once resumed."""
+    audit = world.root / "operator" / "operator" / "audit.jsonl"
+    pid = next(json.loads(line)["pid"] for line in audit.read_text().splitlines()
+               if json.loads(line)["event"] == "enclave.create")
+    some = list(world.expected)[:3]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with client(world.gateway) as http:
+            r = http.post("/v1/score", json={"id": some[0]})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert r.status_code in (502, 504), r.text
+    assert r.json()["party"] == "enclave", r.text
+    with client(world.gateway) as http:
+        for i in some[1:]:
+            r = http.post("/v1/score", json={"id": i})
+            assert r.status_code == 200 and abs(r.json()["score"] - world.expected[i]) <= 1e-12, r.text
+
+
+def test_every_request_is_audited_on_both_sides_with_hashed_ids(world: World) -> None:
+    """Last: the gateway and the node are stopped (a stop drains and syncs the audit's writer)."""
+    world.gateway.stop()
+    world.node.stop()
+    gateway_log = verify_chain(world.root / BANK / "state" / "audit.jsonl")
+    partner_log = verify_chain(world.root / PARTNER / "state" / "audit.jsonl")
+    scored = [e for e in gateway_log if e["event"] == "score" and e["outcome"] == "ok"]
+    contributed = [e for e in partner_log if e["event"] == "contribute" and e["outcome"] == "ok"]
+    assert len(scored) >= SAMPLE + 1 and len(contributed) >= SAMPLE + 1
+    failed = [e for e in gateway_log if e["event"] == "score" and e["outcome"] != "ok"]
+    assert {e["party"] for e in failed} == {PARTNER, "enclave"}  # the two outage tests, each named
+    for log in ("bank", "partner"):
+        text = (world.root / log / "state" / "audit.jsonl").read_text()
+        assert not any(f'"{i}"' in text for i in world.expected)  # ids only as keyed hashes

@@ -84,3 +84,21 @@ def test_a_party_cannot_supply_another_partys_columns_or_another_version() -> No
         enclave.score("bank", {"version": "v1", "fingerprint": fp, "batch": "b" * 32, "ids": IDS,
                                "columns": ["a"]}, encode_matrix(BANK[:, :1]))
     assert lacking.value.party == "bank"
+
+
+def test_a_wrong_pair_loaded_first_neither_blocks_nor_feeds_the_registered_one() -> None:
+    sealer = SealedStore(lambda svn: b"\x05" * 32, 1)
+    other = ReleasedModel("linear_regression", ["bank.a"], {"mean": [0.0], "scale": [1.0], "coef": [1.0],
+                                                            "intercept": 0.0})
+    wrong = base64.b64decode(saved.seal_models(sealer, {"t": other})["t"])
+    enclave = ScoringEnclave(sealer)
+    enclave.load("shop", {"version": "v1", "fingerprint": saved.fingerprint(wrong)}, wrong)
+    right = base64.b64decode(saved.seal_models(sealer, {"train": MODEL})["train"])
+    fp = saved.fingerprint(right)
+    assert enclave.load("bank", {"version": "v1", "fingerprint": fp}, right)["parties"] == ["bank", "shop"]
+    enclave.features("shop", *_shop(saved.fingerprint(wrong)))  # consented to the other model only
+    with pytest.raises(ProtocolAbort, match="another version") as refused:
+        _score(enclave, fp)
+    assert refused.value.party == "shop"
+    enclave.features("shop", *_shop(fp))
+    assert _score(enclave, fp).shape == (3,)

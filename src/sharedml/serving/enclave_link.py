@@ -99,10 +99,14 @@ class EnclaveLink:
 
     def _current(self) -> tuple[EnclaveClient, int]:
         with self._lock:
-            if self._client is None:
+            client = self._client
+            if client is None:
                 self.connect()
-            assert self._client is not None  # connect() sets it or raises
-            return self._client, self.connections
+                client = self._client
+            if client is None:  # connect() sets it or raises
+                raise PeerUnreachable(f"no attested channel to the enclave at {self.address}",
+                                      party="enclave", step=STEP)
+            return client, self.connections
 
     def close(self) -> None:
         with self._lock:

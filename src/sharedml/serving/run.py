@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sharedml.crypto.pki import load_identity
-from sharedml.errors import ConfigError
+from sharedml.errors import ConfigError, PeerUnreachable
 from sharedml.modelpart import FileNodeKeys, NodeKeys, PartStore
 from sharedml.serving.adapters import open_adapter
 from sharedml.serving.allow import AllowRule
@@ -95,7 +95,12 @@ def run_node(*, party: str, pki: Path, models: PartSource, state: Path, callers:
     if enclave is not None:
         from sharedml.serving.tee_node import TeeContributor
 
-        methods["Contribute"] = TeeContributor(parts, adapter, rule, audit, enclave.link(pki, party)).contribute
+        link = enclave.link(pki, party)
+        try:  # attest before saying ready; an enclave that fails this party's policy stops the start
+            link.connect()
+        except PeerUnreachable as exc:
+            log.warning("the scoring enclave is not reachable yet (attested on first use): %s", exc)
+        methods["Contribute"] = TeeContributor(parts, adapter, rule, audit, link).contribute
     node = PartnerNode(load_identity(pki, party), callers, parts, adapter, rule, audit, host, port,
                        methods=methods)
     ready(f"serving node {party} listening on {node.address}")

@@ -18,8 +18,10 @@ versions whose registry entry is a sealed TEE model (its one fingerprint is
 4. answers and audits each request as for MPC versions.
 
 A partner that does not answer fails the batch's requests naming it
-(504/502), an enclave that does not answer names ``enclave``; the next
-request tries again, so service recovers when either is back.
+(504/502); an enclave that does not answer names ``enclave`` — the gateway's
+own call to it, or the partner's, which gets 90% of the gateway's timeout so
+that it fails first and says why. The next request tries again, so service
+recovers when either is back.
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ class TeePartnerClient(PartnerClient):
         """Ask the partner to send its columns of ``ids`` to the enclave; each id's status."""
         call = self._channel.unary_unary(CONTRIBUTE)
         try:
-            raw = await call(tee_wire.encode({"version": version, "batch": batch, "ids": ids}), timeout=timeout)
+            request = {"version": version, "batch": batch, "ids": ids, "timeout": timeout}
+            raw = await call(tee_wire.encode(request), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             if ENCLAVE_NAMED in (exc.details() or ""):  # the partner could not reach or trust the enclave
                 raise PeerUnreachable(f"party {self.party!r} could not send its features to the enclave: "

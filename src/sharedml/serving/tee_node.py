@@ -46,7 +46,7 @@ class TeeContributor:
         self.raw = RawFeatures(features, tuple(features.columns), STEP)
 
     def contribute(self, caller: str, request: bytes) -> bytes:
-        version, batch, ids = self._request(request)
+        version, batch, ids, timeout = self._request(request)
         fingerprint = self._fingerprint(version)
         admitted = self.allow.admits(ids)
         X, found = self.raw.fetch(ids)
@@ -56,7 +56,7 @@ class TeeContributor:
                   "columns": list(self.raw.columns)}
         outcome = "ok"
         try:
-            self.link.call("Features", header, encode_matrix(X))
+            self.link.call("Features", header, encode_matrix(X), timeout=timeout)
         except Exception as exc:
             outcome = type(exc).__name__
             raise
@@ -66,17 +66,20 @@ class TeeContributor:
                               unknown=int((status == wire.UNKNOWN).sum()))
         return tee_wire.encode({"rows": len(ids)}, status.tobytes())
 
-    def _request(self, request: bytes) -> tuple[str, str, list[str]]:
+    def _request(self, request: bytes) -> tuple[str, str, list[str], float]:
+        """Version, batch, ids and the time left for the enclave: 90% of the gateway's timeout, so
+        an enclave that does not answer is named before the gateway gives up on this party."""
         try:
             header, _ = tee_wire.decode(request)
             version, batch, ids = str(header["version"]), str(header["batch"]), header["ids"]
-        except (ProtocolAbort, KeyError, TypeError):
+            timeout = 0.9 * min(max(float(header.get("timeout", 10.0)), 0.01), 60.0)
+        except (ProtocolAbort, KeyError, TypeError, ValueError):
             raise FrameError("a contribute request needs version, batch and ids", step=STEP) from None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not 16 <= len(batch) <= 64:
             raise FrameError("a contribute request's ids must be strings and its batch 16-64 characters",
                              step=STEP)
         wire.check_ids(ids)
-        return check_version_name(version), batch, ids
+        return check_version_name(version), batch, ids, timeout
 
     def _fingerprint(self, version: str) -> str:
         fingerprint = self.parts.fingerprints(self.parts.resolve(version)).get(FINGERPRINT)

@@ -71,7 +71,10 @@ class ReleasedModel:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """The score of each row: P(y = 1) for classification, the prediction for regression."""
-        x = self._matrix(frame)
+        return self.predict_rows(self._matrix(frame))
+
+    def predict_rows(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`predict` of float64 rows whose columns are :attr:`features`, in that order."""
         if self.kind in ("logistic_regression", "linear_regression"):
             z = self._standardised(x) @ np.asarray(self.params["coef"]) + float(self.params["intercept"])
             return _sigmoid(z) if self.task == "classification" else z

@@ -10,8 +10,9 @@ svn) and the simulated vendor's trust folder in the format of
 ``sharedml tee provider``'s policy files. Each serving party checks those
 values against what its release engineer published before it pins them
 (``--enclave-policy``); the file is a convenience, not a trust anchor. On
-hardware the enclave image runs ``python -m sharedml.tee.enclave.serve_rpc``
-itself (``deploy/tee/``) and the parties pin the image's measurement.
+hardware an enclave image would run ``python -m sharedml.tee.enclave.serve_rpc``
+itself and the parties pin its measurement (``deploy/tee/`` has no such
+recipe yet: its images run the job enclave).
 
 Reveals: to the operator, what the TEE scheme's host sees (:mod:`sharedml.tee.enclave.serve`).
 """

@@ -32,8 +32,8 @@ serving node — never through the label holder:
    version and fingerprint and the same ids in the same order, qualifies
    each party's columns with the party its certificate names (a party
    supplies only its own columns), scores with the model
-   (:meth:`~sharedml.tee.model.ReleasedModel.predict`, the batch ``predict``'s
-   own function) and returns the scores to the caller only. The contributions
+   (:meth:`~sharedml.tee.model.ReleasedModel.predict_rows`, what the batch ``predict``
+   computes) and returns the scores to the caller only. The contributions
    are dropped.
 
 Reveals:
@@ -72,7 +72,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from sharedml.errors import DataError, PolicyDenied, ProtocolAbort
 from sharedml.tee.enclave import saved
@@ -107,6 +106,7 @@ class Batch:
     ids: tuple[str, ...]
     columns: tuple[str, ...]
     X: np.ndarray
+    fingerprint: str = ""
 
 
 def read_batch(party: str, header: dict[str, Any], body: bytes, step: str) -> Batch:
@@ -116,7 +116,8 @@ def read_batch(party: str, header: dict[str, Any], body: bytes, step: str) -> Ba
         version = str(header["version"])
     except (KeyError, TypeError):
         raise ProtocolAbort("a score message needs version, ids and columns", party=party, step=step) from None
-    return Batch(party, version, ids, columns, decode_matrix(body, len(ids), len(columns), party, step))
+    return Batch(party, version, ids, columns, decode_matrix(body, len(ids), len(columns), party, step),
+                 str(header.get("fingerprint", "")))
 
 
 @dataclass(frozen=True)
@@ -136,36 +137,37 @@ class ScoringEnclave:
     def __init__(self, sealer: SealedStore | None, clock: Callable[[], float] = time.monotonic) -> None:
         self._sealer = sealer
         self._clock = clock
-        self._models: dict[str, _Loaded] = {}
+        #: by (version, fingerprint): a party that loads a wrong pair first cannot block the right one
+        self._models: dict[tuple[str, str], _Loaded] = {}
         self._pending: OrderedDict[tuple[str, str], tuple[float, dict[str, Batch]]] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- 2. load
     def load(self, caller: str, header: dict[str, Any], blob: bytes) -> dict[str, Any]:
         version, expected = str(header.get("version", "")), str(header.get("fingerprint", ""))
-        if version not in self._models:
+        if (version, expected) not in self._models:
             model = saved.open_blob(self._sealer, version, blob, expected, step="serve: load")
             parties = tuple(sorted({f.split(".", 1)[0] for f in model.features}))
             with self._lock:
-                self._models[version] = _Loaded(model, expected, parties)
+                self._models[(version, expected)] = _Loaded(model, expected, parties)
         loaded = self._loaded(version, expected, caller, "serve: load")
         own = [f.split(".", 1)[1] for f in loaded.model.features if f.startswith(caller + ".")]
         return {"version": version, "parties": list(loaded.parties), "columns": own, "task": loaded.model.task}
 
     def _loaded(self, version: str, fingerprint: str, party: str, step: str) -> _Loaded:
-        loaded = self._models.get(version)
-        if loaded is None:
-            raise ProtocolAbort(f"model version {version!r} is not loaded in this enclave", party=party, step=step,
-                                remedy="the gateway loads a version when it switches to it; switch again")
-        if fingerprint != loaded.fingerprint:
+        loaded = self._models.get((version, fingerprint))
+        if loaded is not None:
+            return loaded
+        if any(v == version for v, _ in self._models):
             raise PolicyDenied(f"party {party!r} names another fingerprint of {version!r} than the one loaded",
                                party=party, step=step, remedy="serve the version the registry names")
-        return loaded
+        raise ProtocolAbort(f"model version {version!r} is not loaded in this enclave", party=party, step=step,
+                            remedy="the gateway loads a version when it switches to it; switch again")
 
     # -- 3. a partner's features
     def features(self, caller: str, header: dict[str, Any], body: bytes) -> dict[str, Any]:
         batch = read_batch(caller, header, body, "serve: features")
-        self._loaded(batch.version, str(header.get("fingerprint", "")), caller, "serve: features")
+        self._loaded(batch.version, batch.fingerprint, caller, "serve: features")
         key = (str(header.get("for", "")), str(header.get("batch", "")))
         if not key[0] or not 16 <= len(key[1]) <= 64:
             raise ProtocolAbort("features need 'for' (the label holder) and a batch id", party=caller,
@@ -189,7 +191,7 @@ class ScoringEnclave:
     # -- 4. the label holder's score call
     def score(self, caller: str, header: dict[str, Any], body: bytes) -> np.ndarray:
         own = read_batch(caller, header, body, "serve: score")
-        loaded = self._loaded(own.version, str(header.get("fingerprint", "")), caller, "serve: score")
+        loaded = self._loaded(own.version, own.fingerprint, caller, "serve: score")
         with self._lock:
             _, parts = self._pending.pop((caller, str(header.get("batch", ""))), (0.0, {}))
         frame: dict[str, np.ndarray] = {}
@@ -199,8 +201,8 @@ class ScoringEnclave:
                 raise ProtocolAbort(f"party {party!r}'s features for this batch did not reach the enclave",
                                     party=party, step="serve: score",
                                     remedy=f"check {party!r}'s serving node reaches the enclave; retry")
-            if batch.version != own.version or batch.ids != own.ids:
-                raise ProtocolAbort(f"party {party!r} sent features of other ids or another version",
+            if (batch.version, batch.fingerprint, batch.ids) != (own.version, own.fingerprint, own.ids):
+                raise ProtocolAbort(f"party {party!r} sent features of other ids or another version (or fingerprint)",
                                     party=party, step="serve: score")
             frame.update({f"{party}.{c}": batch.X[:, i] for i, c in enumerate(batch.columns)})
         missing = [f for f in loaded.model.features if f not in frame]
@@ -209,11 +211,11 @@ class ScoringEnclave:
             raise DataError(f"the model needs column {column!r} of party {party!r}, which it did not send",
                             party=party, column=column, step="serve: score",
                             remedy="serve the feature source the model was trained on")
-        X = pd.DataFrame({f: frame[f] for f in loaded.model.features})
-        if not np.isfinite(X.to_numpy()).all():
+        X = np.column_stack([frame[f] for f in loaded.model.features])
+        if not np.isfinite(X).all():
             raise DataError("a feature the model needs is missing or infinite", step="serve: score")
-        return np.asarray(loaded.model.predict(X), dtype=np.float64)
+        return np.asarray(loaded.model.predict_rows(X), dtype=np.float64)  # what batch predict computes
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            return {"versions": sorted(self._models), "pending": len(self._pending)}
+            return {"versions": sorted(v for v, _ in self._models), "pending": len(self._pending)}
