@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sharedml.datasets.fast_csv import read_simple
 from sharedml.datasets.schema import FeatureType, Schema
@@ -236,15 +238,33 @@ def _coerce(frame: pd.DataFrame, col: str, kind: FeatureType, schema: Schema,
 
 def _check_ids(
     frame: pd.DataFrame, schema: Schema, report: ValidationReport, lines: np.ndarray
-) -> None:
-    ids = frame[list(schema.id_columns)].astype("string")
-    empty = (ids.isna() | (ids.apply(lambda s: s.str.strip()) == "")).any(axis=1).to_numpy()
+) -> pd.DataFrame:
+    """The id columns stripped of surrounding whitespace — the one strip of the ids:
+    align, psi and split compare them as stripped text — with empty and duplicate
+    ids (after stripping) reported."""
+    ids = pd.DataFrame({c: _stripped(frame[c]) for c in schema.id_columns}, index=frame.index)
+    empty = (ids.isna() | (ids == "")).any(axis=1).to_numpy()
     if empty.any():
         report.add("empty id", "rows without an id", None, lines[np.flatnonzero(empty)])
+    if len(ids.columns) == 1 and ids.iloc[:, 0].nunique(dropna=False) == len(ids):
+        return ids  # all distinct: no row to name
     dup = ids.duplicated(keep=False).to_numpy() & ~empty
     if dup.any():
         report.add("duplicate id", "the same id appears on several rows", None,
                    lines[np.flatnonzero(dup)])
+    return ids
+
+
+def _stripped(raw: pd.Series) -> pd.Series:
+    """A text id column stripped (in Arrow: no Python call per id); numbers as they are."""
+    if not (raw.dtype == object or pd.api.types.is_string_dtype(raw)):
+        return raw
+    try:
+        text = pa.array(raw, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects: as pandas prints them
+        return raw.astype("string").str.strip().astype(object)
+    stripped = pc.utf8_trim_whitespace(text).to_numpy(zero_copy_only=False)
+    return pd.Series(stripped, index=raw.index, dtype=object)
 
 
 def validate_file(
@@ -278,12 +298,12 @@ def validate_file(
     report.rows = len(frame)
     _check_columns(frame, schema, report)
     present = [c for c in schema.id_columns if c in frame.columns]
+    ids = frame[present]
     if len(present) == len(schema.id_columns) and not frame.columns.duplicated().any():
-        _check_ids(frame, schema, report, lines)
+        ids = _check_ids(frame, schema, report, lines)
     out = pd.DataFrame(index=frame.index)
-    for col in schema.id_columns:
-        if col in frame.columns:
-            out[col] = frame[col]
+    for col in present:
+        out[col] = ids[col]
     for col, kind in schema.columns.items():
         if col in frame.columns and not frame.columns.duplicated().any():
             out[col] = _coerce(frame, col, kind, schema, report, lines)
