@@ -128,6 +128,7 @@ def run_gateway(*, party: str, pki: Path, models: PartSource, state: Path, partn
         app = create_app(gateway, token, initial,
                          ready=lambda: ready(f"gateway {party} listening on {address}"))
         config = uvicorn.Config(ScoringFastPath(app, gateway), log_level="warning", access_log=False,
+                                proxy_headers=False,  # the admin check sees the real peer
                                 http=_http_impl(), lifespan="on")
         await uvicorn.Server(config).serve(sockets=[sock])
 
