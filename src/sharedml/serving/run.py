@@ -18,6 +18,7 @@ from sharedml.serving.allow import AllowRule
 from sharedml.serving.audit import ServingAudit
 from sharedml.serving.features import load_transforms
 from sharedml.serving.parts import StoreParts
+from sharedml.serving.versions import load_routing
 from sharedml.serving.versions_source import platform_versions
 
 AUDIT_FILE = "audit.jsonl"
@@ -110,6 +111,10 @@ def run_gateway(*, party: str, pki: Path, models: PartSource, state: Path, partn
     identity = load_identity(pki, party)
     load_transforms()
     parts, key = models.open(party)
+    if initial is not None and load_routing(state).stable is None:
+        # resolved before the server starts: a bad reference, CA or token is one clear
+        # error line (sharedml.cli), not a failed ASGI lifespan's traceback
+        initial = parts.resolve(initial)
     audit = _audit(state, key)
     adapter = None if features is None else open_adapter(features, id_column, party, exclude)
     token = None if admin_token_file is None else admin_token_file.read_text().strip()
