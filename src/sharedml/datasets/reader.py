@@ -242,12 +242,14 @@ def _check_ids(
     """The id columns stripped of surrounding whitespace — the one strip of the ids:
     align, psi and split compare them as stripped text — with empty and duplicate
     ids (after stripping) reported."""
-    ids = pd.DataFrame({c: _stripped(frame[c]) for c in schema.id_columns}, index=frame.index)
+    texts = {c: _stripped(frame[c]) for c in schema.id_columns}
+    ids = pd.DataFrame({c: t[0] for c, t in texts.items()}, index=frame.index)
+    arrow = [t[1] for t in texts.values()]
+    if len(arrow) == 1 and arrow[0] is not None and _all_distinct_and_set(arrow[0]):
+        return ids  # the usual case, decided in Arrow: no row to name
     empty = (ids.isna() | (ids == "")).any(axis=1).to_numpy()
     if empty.any():
         report.add("empty id", "rows without an id", None, lines[np.flatnonzero(empty)])
-    if len(ids.columns) == 1 and ids.iloc[:, 0].nunique(dropna=False) == len(ids):
-        return ids  # all distinct: no row to name
     dup = ids.duplicated(keep=False).to_numpy() & ~empty
     if dup.any():
         report.add("duplicate id", "the same id appears on several rows", None,
@@ -255,16 +257,27 @@ def _check_ids(
     return ids
 
 
-def _stripped(raw: pd.Series) -> pd.Series:
-    """A text id column stripped (in Arrow: no Python call per id); numbers as they are."""
+def _stripped(raw: pd.Series) -> tuple[pd.Series, pa.Array | None]:
+    """A text id column stripped (in Arrow: no Python call per id; the column itself
+    when no id has whitespace to strip) and its Arrow text; numbers as they are."""
     if not (raw.dtype == object or pd.api.types.is_string_dtype(raw)):
-        return raw
+        return raw, None
     try:
         text = pa.array(raw, type=pa.large_string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects: as pandas prints them
-        return raw.astype("string").str.strip().astype(object)
-    stripped = pc.utf8_trim_whitespace(text).to_numpy(zero_copy_only=False)
-    return pd.Series(stripped, index=raw.index, dtype=object)
+        return raw.astype("string").str.strip().astype(object), None
+    trimmed = pc.utf8_trim_whitespace(text)
+    if pc.all(pc.equal(pc.utf8_length(trimmed), pc.utf8_length(text))).as_py() is not False:
+        return raw, trimmed
+    return pd.Series(trimmed.to_numpy(zero_copy_only=False), index=raw.index,
+                     dtype=object), trimmed
+
+
+def _all_distinct_and_set(text: pa.Array) -> bool:
+    """No id is missing or empty, and none appears twice."""
+    if text.null_count or pc.any(pc.equal(pc.utf8_length(text), 0)).as_py():
+        return False
+    return bool(pc.count_distinct(text, mode="all").as_py() == len(text))
 
 
 def validate_file(
