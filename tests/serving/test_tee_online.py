@@ -22,19 +22,19 @@ import json
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from serving_procs import Proc, client, make_pki, start_gateway
+from serving_procs import Proc, audit_entries, client, make_pki, start_gateway
 
 from sharedml.components import jobspec
 from sharedml.crypto.pki import load_identity
 from sharedml.errors import AttestationError, PolicyDenied
-from sharedml.serving.audit import verify_chain
 from sharedml.serving.enclave_link import EnclaveLink, EnclaveOptions
 from sharedml.serving.tee import TeePartnerClient
 from sharedml.standalone.models import LocalRegistry
@@ -152,10 +152,16 @@ def test_online_scores_equal_the_tee_batch_job(world: World) -> None:
         row = pd.read_csv(world.root / "bank.csv", dtype={"id": str}).set_index("id").loc[next(iter(world.expected))]
         r = http.post("/v1/score", json={"id": row.name, "features": row.drop("y").to_dict()})
         assert r.status_code == 200 and abs(r.json()["score"] - world.expected[row.name]) <= 1e-12
-    gateway_log = verify_chain(world.root / BANK / "state" / "audit.jsonl")
-    partner_log = verify_chain(world.root / PARTNER / "state" / "audit.jsonl")
-    scored = [e for e in gateway_log if e["event"] == "score" and e["outcome"] == "ok"]
-    contributed = [e for e in partner_log if e["event"] == "contribute" and e["outcome"] == "ok"]
+    def ok(event: str) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+        return lambda log: [e for e in log if e["event"] == event and e["outcome"] == "ok"]
+
+    def all_in(event: str) -> Callable[[list[dict[str, Any]]], bool]:
+        return lambda log: len(ok(event)(log)) >= SAMPLE + 1
+
+    scored = ok("score")(audit_entries(world.root / BANK / "state" / "audit.jsonl",
+                                       all_in("score")))
+    contributed = ok("contribute")(audit_entries(world.root / PARTNER / "state" / "audit.jsonl",
+                                                 all_in("contribute")))
     assert len(scored) >= SAMPLE + 1 and len(contributed) >= SAMPLE + 1
     text = (world.root / BANK / "state" / "audit.jsonl").read_text()
     assert not any(f'"{i}"' in text for i in world.expected)  # ids only as keyed hashes
