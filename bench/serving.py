@@ -39,8 +39,13 @@ A lone request's fixed cost (c=1; ``--threads`` prints each server thread's CPU
 per request): the audit writer of each process is woken once per 10 ms window
 rather than per request, the gateway runs a lone request's batch in the request's
 own task and asks a single partner without a gathered task, and uvicorn parses
-no proxy headers. What is left at c=1 is the RPC machinery on both sides
-(gRPC's call set-up, thread hops, loopback sends), which batches away at c=64.
+no proxy headers. Against the servers before those changes, two rounds each
+run first once (load 1.9-2.5, 2026-12-08): c=1 p50 SS-LR 2.14/1.60 vs
+2.19/1.84 ms, SecureBoost 2.23/1.79 vs 2.45/2.09 ms; server_cpu_ms at c=1
+2.62/1.96 vs 2.96/2.50 (SS-LR) and 2.76/2.15 vs 3.33/2.82 (SecureBoost); c=64
+and 100-record rows within the rounds' spread. What is left at c=1 is the RPC
+machinery on both sides (gRPC's call set-up, thread hops, loopback sends),
+which batches away at c=64.
 
     .venv/bin/python bench/serving.py [--seconds 5] [--trees 30] [--models DIR]
         [--levels 1x1,1x16,1x64,100x16] [--threads] [--profile FILE]
