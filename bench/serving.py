@@ -24,7 +24,34 @@ req/s at c=64; >= 50,000 records/s with 100-record requests. The load
 generator, both servers and everyone else's work share this machine's cores:
 say so beside the figures.
 
-    .venv/bin/python bench/serving.py [--seconds 5] [--trees 30]
+The partner's node takes the gateway's unary ``Score`` calls on a synchronous
+``grpc.server`` with a pool of 8 worker threads (:class:`sharedml.serving.partner.PartnerNode`):
+each call hops from gRPC's polling thread to a worker, and a request's work is far
+below a millisecond, so 8 workers keep both cores busy at c=64 with room for a
+slow SQL feature source. The alternative, ``grpc.aio.server`` with the handler on
+the server's event loop, was measured and not kept: ``bench/serving_grpc.py``
+(echo RPC, same TLS, same run, load 18.7) gave it 1.66x the pool's server CPU per
+request at c=1 (0.74 vs 0.45 ms) and 1.44x at c=64. One long-lived stream per
+gateway connection instead of a call per request would cost 0.79x at c=1 and
+0.51x at c=64 there (p50 0.46 vs 0.80 ms at c=1): the next step, not built.
+
+A lone request's fixed cost (c=1; ``--threads`` prints each server thread's CPU
+per request): the audit writer of each process is woken once per 10 ms window
+rather than per request, the gateway runs a lone request's batch in the request's
+own task and asks a single partner without a gathered task, and uvicorn parses
+no proxy headers. Against the servers before those changes, two rounds each
+run first once (load 1.9-2.5, 2026-12-08): c=1 p50 SS-LR 2.14/1.60 vs
+2.19/1.84 ms, SecureBoost 2.23/1.79 vs 2.45/2.09 ms; server_cpu_ms at c=1
+2.62/1.96 vs 2.96/2.50 (SS-LR) and 2.76/2.15 vs 3.33/2.82 (SecureBoost); c=64
+and 100-record rows within the rounds' spread. What is left at c=1 is the RPC
+machinery on both sides (gRPC's call set-up, thread hops, loopback sends),
+which batches away at c=64.
+
+    .venv/bin/python bench/serving.py [--seconds 5] [--trees 30] [--models DIR]
+        [--levels 1x1,1x16,1x64,100x16] [--threads] [--profile FILE]
+
+``--models DIR`` keeps the trained models (and their training jobs) there, and a
+later run with the same folder reuses them instead of training again.
 """
 
 from __future__ import annotations
@@ -64,7 +91,8 @@ def train(models: Path, name: str, step: dict[str, Any]) -> list[str]:
         "steps": [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 42}}, {"fill": {}},
                   {"scale": {}}, {"train": step}, {"predict": {}}]}
     out = models.parent / f"train-{name}"
-    run_job(spec, out, models=models, timeout=1800)
+    if not (out / BANK / "predictions-predict.csv").exists():  # else kept from a run before
+        run_job(spec, out, models=models, timeout=1800)
     preds = pd.read_csv(out / BANK / "predictions-predict.csv", dtype={"id": str})
     return [str(i) for i in preds["id"]]
 
@@ -133,13 +161,27 @@ async def _load(url: str, bodies: list[bytes], c: int, seconds: float) -> dict[s
             "req_s": len(lat) / took, "errors": float(sum(errors))}
 
 
+def _ticks(stat: Path) -> int:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def cpu_seconds(*pids: int) -> float:
     """User + system CPU time of the processes so far (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(_ticks(Path(f"/proc/{pid}/stat")) for pid in pids) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each of a process's threads ("main", else name-tid)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else (
+                f"{(task / 'comm').read_text().strip()}-{task.name}")
+            out[name] = _ticks(task / "stat") / os.sysconf("SC_CLK_TCK")
+        except OSError:  # the thread ended
+            continue
+    return out
 
 
 def local_baseline(models: Path, name: str, ids: list[str], rows: int) -> dict[str, float]:
@@ -172,13 +214,28 @@ def local_baseline(models: Path, name: str, ids: list[str], rows: int) -> dict[s
             "req_s": 1e3 / float(np.mean(ms))}
 
 
+def _print_threads(level: str, pids: tuple[int, ...], before: list[dict[str, float]],
+                   n: float) -> None:
+    for who, pid, then in zip(("gateway", "node"), pids, before, strict=True):
+        now = thread_cpu(pid)
+        spent = {k: (v - then.get(k, 0.0)) * 1e3 / n for k, v in now.items()}
+        busy = ", ".join(f"{k} {v:.3f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1])
+                         if v > 0)
+        print(f"{level} {who} cpu ms/request by thread: {busy}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="per load level")
     ap.add_argument("--trees", type=int, default=30)
     ap.add_argument("--models", type=Path, help="keep the models folder here")
     ap.add_argument("--profile", type=Path, help="write the gateway's cProfile stats here")
+    ap.add_argument("--levels", default="1x1,1x16,1x64,100x16",
+                    help="RECORDSxCONCURRENCY load levels, comma-separated")
+    ap.add_argument("--threads", action="store_true",
+                    help="print each server thread's CPU ms per request at every level")
     args = ap.parse_args()
+    levels = [tuple(int(v) for v in level.split("x")) for level in args.levels.split(",")]
     from sharedml.crypto import pki
 
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -209,12 +266,15 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "sharedml.cli", "serve", "version", "serve",
                             f"{name}@1", "--url", gateway.address], check=True,
                            capture_output=True)
-            for size, c in ((1, 1), (1, 16), (1, 64), (100, 16)):
+            for size, c in levels:
                 pids = (gateway.popen.pid, node.popen.pid)
-                cpu0 = cpu_seconds(*pids)
+                cpu0, threads0 = cpu_seconds(*pids), [thread_cpu(p) for p in pids]
                 got = asyncio.run(_load(gateway.address, singles if size == 1 else hundreds, c,
                                         args.seconds))
-                cpu_ms = (cpu_seconds(*pids) - cpu0) * 1e3 / (got["req_s"] * args.seconds)
+                n = got["req_s"] * args.seconds
+                cpu_ms = (cpu_seconds(*pids) - cpu0) * 1e3 / n
+                if args.threads:
+                    _print_threads(f"{name} {size}x{c}", pids, threads0, n)
                 rows.append({"model": name, "mode": "online", "records": size, "c": c, **got,
                              "records_s": got["req_s"] * size, "server_cpu_ms": cpu_ms})
             for size in (1, 100):

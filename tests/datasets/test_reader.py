@@ -68,6 +68,15 @@ def test_duplicate_and_empty_ids(tmp_path: Path) -> None:
     assert found["empty id"].rows == [6]
 
 
+def test_ids_come_out_stripped_and_a_padded_copy_is_a_duplicate(tmp_path: Path) -> None:
+    frame, report = validate_file(_write(tmp_path, "id,y,age,income,city\n 7 ,0,30,1.0,Oslo\n"
+                                           "8,1,31,2.0,Oslo\n\t9,0,32,3.0,Oslo\n"), SCHEMA)
+    assert report.ok and frame is not None
+    assert frame["id"].tolist() == ["7", "8", "9"]  # align, psi and split need no strip of their own
+    found, _, _ = _problems(tmp_path, GOOD + " 2 ,0,30,1.0,Oslo\n")
+    assert found["duplicate id"].rows == [3, 5]
+
+
 def test_bad_encoding(tmp_path: Path) -> None:
     raw = GOOD.encode() + "4,0,30,1.0,Tromsø\n".encode("latin-1") + b"5,0,30,1.0,Oslo\n"
     found, _, _ = _problems(tmp_path, raw)

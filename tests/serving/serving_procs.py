@@ -11,11 +11,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from sharedml.crypto import pki
+from sharedml.serving.audit import verify_chain
 
 READY_TIMEOUT = 120.0
 
@@ -96,3 +99,16 @@ def start_gateway(pki_dir: Path, party: str, partners: dict[str, str], models: P
 
 def client(gateway: Proc) -> httpx.Client:
     return httpx.Client(base_url=gateway.address, timeout=60)
+
+
+def audit_entries(path: Path, enough: Callable[[list[dict[str, Any]]], bool],
+                  within: float = 30.0) -> list[dict[str, Any]]:
+    """A serving process's chained audit entries once ``enough`` holds of them (or
+    ``within`` seconds passed): its writer commits each 10 ms window's batch
+    (serving/audit.py), so a request's line can land just after its reply."""
+    deadline = time.monotonic() + within
+    while True:
+        entries = verify_chain(path) if path.exists() else []
+        if enough(entries) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.01)

@@ -133,3 +133,24 @@ def test_concurrent_requests_share_batches_and_each_gets_its_rows():
     assert all(rows <= 8 for _, rows in calls)
     assert len(calls) < 13  # requests were batched
     assert {key for key, _ in calls} == {"v1", "v2"}
+
+
+def test_a_lone_request_runs_in_its_own_task_and_later_ones_queue_behind_it():
+    tasks: list[Any] = []
+
+    async def run(key: str, items: list[Item]) -> list[Any]:
+        tasks.append((asyncio.current_task(), len(items)))
+        await asyncio.sleep(0.01)
+        return [np.array([float(i) for i in it.ids]) for it in items]
+
+    async def main() -> tuple[Any, list[Any]]:
+        batcher = MicroBatcher(run, max_rows=8, max_inflight=1)
+        alone = await batcher.submit("v1", ["1"], None)
+        mine = asyncio.current_task()
+        burst = await asyncio.gather(*(batcher.submit("v1", [str(k)], None) for k in range(5)))
+        return (alone, mine), burst
+
+    (alone, mine), burst = asyncio.run(main())
+    assert alone.tolist() == [1.0] and tasks[0] == (mine, 1)  # no hand-off to another task
+    assert [b.tolist() for b in burst] == [[float(k)] for k in range(5)]
+    assert [n for _, n in tasks[1:]] == [1, 4]  # the first ran alone, the rest waited as one batch

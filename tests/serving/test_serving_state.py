@@ -146,3 +146,16 @@ def test_a_failed_audit_writer_refuses_requests_instead_of_serving_them_unaudite
             audit.record("score", ["cust-1"], version="v1", outcome="ok")
         assert caught.value.step == "serve: audit" and caught.value.remedy
     audit.close()
+
+
+def test_entries_of_one_window_are_one_batch_and_close_ends_the_window(tmp_path: Path):
+    key = FileNodeKeys.create(tmp_path / "keys")
+    audit = ServingAudit(tmp_path / "audit.jsonl", key, window=3600.0)  # an hour: only close ends it
+    sent = [f"cust-{n}" for n in range(50)]
+    for id_ in sent:
+        audit.record("score", [id_], version="v1", outcome="ok")
+    log = tmp_path / "audit.jsonl"
+    assert audit._thread.is_alive() and (not log.exists() or not log.read_text())
+    audit.close()  # SIGTERM's path: the window ends at once, every entry is written and synced
+    entries = verify_chain(log)
+    assert [e["ids"] for e in entries] == [[audit.id_hash(i)] for i in sent]

@@ -4,8 +4,8 @@ For a batch every party already holds for the same entities — an application
 queue both sides read, a list of customer ids agreed in advance — PSI's work
 is unnecessary: the parties declare that their files hold the same ids.
 
-1. Each party loads its dataset through the validating loader (empty or
-   duplicate ids are refused there) and sorts its rows by the id column.
+1. Each party loads its dataset through the validating loader (which strips
+   the ids and refuses empty or duplicate ones) and sorts its rows by the id column.
 2. Each data party sends every other its row count and the SHA-256 of its
    sorted ids (UTF-8, one per line).
 3. Every party compares: a different count or digest stops every party with
@@ -70,11 +70,13 @@ class AlignStep(Component):
 
 
 def sorted_ids(ids: pd.Series) -> tuple[np.ndarray, str]:
-    """The row order that sorts the ids (as text stripped of Unicode whitespace, by code
-    point: the order of their UTF-8 bytes) and the SHA-256 of the sorted ids joined by
-    newlines. Stripping, sorting and joining run in Arrow and numpy: no Python string
-    per id (a million ids took ~5 s of each party's align step under load that way)."""
-    text = pc.utf8_trim_whitespace(_as_text(ids))
+    """The row order that sorts the ids (as text, by code point: the order of their
+    UTF-8 bytes) and the SHA-256 of the sorted ids joined by newlines. The ids come
+    stripped from the reader (:func:`sharedml.datasets.reader.validate_file`), which
+    also refused empty and duplicate ones; they are not stripped again here. Sorting
+    and joining run in Arrow and numpy: no Python string per id (a million ids took
+    ~5 s of each party's align step under load that way)."""
+    text = _as_text(ids)
     order = pc.sort_indices(text).to_numpy()
     return order, hashlib.sha256(_joined(text.take(order))).hexdigest()
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sharedml.datasets.fast_csv import read_simple
 from sharedml.datasets.schema import FeatureType, Schema
@@ -236,15 +238,46 @@ def _coerce(frame: pd.DataFrame, col: str, kind: FeatureType, schema: Schema,
 
 def _check_ids(
     frame: pd.DataFrame, schema: Schema, report: ValidationReport, lines: np.ndarray
-) -> None:
-    ids = frame[list(schema.id_columns)].astype("string")
-    empty = (ids.isna() | (ids.apply(lambda s: s.str.strip()) == "")).any(axis=1).to_numpy()
+) -> pd.DataFrame:
+    """The id columns stripped of surrounding whitespace — the one strip of the ids:
+    align, psi and split compare them as stripped text — with empty and duplicate
+    ids (after stripping) reported."""
+    texts = {c: _stripped(frame[c]) for c in schema.id_columns}
+    ids = pd.DataFrame({c: t[0] for c, t in texts.items()}, index=frame.index)
+    arrow = [t[1] for t in texts.values()]
+    if len(arrow) == 1 and arrow[0] is not None and _all_distinct_and_set(arrow[0]):
+        return ids  # the usual case, decided in Arrow: no row to name
+    empty = (ids.isna() | (ids == "")).any(axis=1).to_numpy()
     if empty.any():
         report.add("empty id", "rows without an id", None, lines[np.flatnonzero(empty)])
     dup = ids.duplicated(keep=False).to_numpy() & ~empty
     if dup.any():
         report.add("duplicate id", "the same id appears on several rows", None,
                    lines[np.flatnonzero(dup)])
+    return ids
+
+
+def _stripped(raw: pd.Series) -> tuple[pd.Series, pa.Array | None]:
+    """A text id column stripped (in Arrow: no Python call per id; the column itself
+    when no id has whitespace to strip) and its Arrow text; numbers as they are."""
+    if not (raw.dtype == object or pd.api.types.is_string_dtype(raw)):
+        return raw, None
+    try:
+        text = pa.array(raw, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects: as pandas prints them
+        return raw.astype("string").str.strip().astype(object), None
+    trimmed = pc.utf8_trim_whitespace(text)
+    if pc.all(pc.equal(pc.utf8_length(trimmed), pc.utf8_length(text))).as_py() is not False:
+        return raw, trimmed
+    return pd.Series(trimmed.to_numpy(zero_copy_only=False), index=raw.index,
+                     dtype=object), trimmed
+
+
+def _all_distinct_and_set(text: pa.Array) -> bool:
+    """No id is missing or empty, and none appears twice."""
+    if text.null_count or pc.any(pc.equal(pc.utf8_length(text), 0)).as_py():
+        return False
+    return bool(pc.count_distinct(text, mode="all").as_py() == len(text))
 
 
 def validate_file(
@@ -278,12 +311,12 @@ def validate_file(
     report.rows = len(frame)
     _check_columns(frame, schema, report)
     present = [c for c in schema.id_columns if c in frame.columns]
+    ids = frame[present]
     if len(present) == len(schema.id_columns) and not frame.columns.duplicated().any():
-        _check_ids(frame, schema, report, lines)
+        ids = _check_ids(frame, schema, report, lines)
     out = pd.DataFrame(index=frame.index)
-    for col in schema.id_columns:
-        if col in frame.columns:
-            out[col] = frame[col]
+    for col in present:
+        out[col] = ids[col]
     for col, kind in schema.columns.items():
         if col in frame.columns and not frame.columns.duplicated().any():
             out[col] = _coerce(frame, col, kind, schema, report, lines)

@@ -1,11 +1,13 @@
 """Micro-batching of concurrent requests on the gateway's event loop.
 
-A request adds its rows and a future; a flush is scheduled with
-``call_soon``, so every request whose handler is already runnable joins the
-batch before it leaves — a lone request waits for nothing, and under load a
-batch forms while the previous ones are in flight (at most ``max_inflight``
-per key). A batch holds one key (the model version) and at most
-``max_rows`` rows; each request gets its own slice of the result.
+A request that finds its key idle (nothing queued, nothing in flight) is a
+batch of one, run at once in the request's own task: a lone request pays no
+hand-off to another task. Otherwise it adds its rows and a future, and a flush
+is scheduled with ``call_soon``, so every request whose handler is already
+runnable joins the batch before it leaves; under load a batch forms while the
+previous ones are in flight (at most ``max_inflight`` per key). A batch holds
+one key (the model version) and at most ``max_rows`` rows; each request gets
+its own slice of the result.
 """
 
 from __future__ import annotations
@@ -48,7 +50,13 @@ class MicroBatcher:
     async def submit(self, key: str, ids: list[str], X: np.ndarray | None) -> Any:
         loop = asyncio.get_running_loop()
         item = Item(ids, X, loop.create_future())
-        self._queues.setdefault(key, _Queue()).items.append(item)
+        q = self._queues.setdefault(key, _Queue())
+        if not q.items and not q.inflight:  # idle: a batch of one, in this task
+            q.inflight += 1
+            self.batches += 1
+            await self._one(key, q, [item])
+            return item.future.result()
+        q.items.append(item)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)

@@ -264,7 +264,11 @@ class Gateway:
 
     async def _ask(self, part: LabelPart, version: str,
                    ids: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        replies = await asyncio.gather(*(self._ask_one(p, version, ids) for p in part.partners))
+        if len(part.partners) == 1:  # no task per partner to gather
+            replies = [await self._ask_one(part.partners[0], version, ids)]
+        else:
+            replies = await asyncio.gather(*(self._ask_one(p, version, ids)
+                                             for p in part.partners))
         return ({p: r[0] for p, r in zip(part.partners, replies, strict=True)},
                 {p: r[1] for p, r in zip(part.partners, replies, strict=True)})
 

@@ -19,6 +19,7 @@ from sharedml.serving.audit import ServingAudit
 from sharedml.serving.enclave_link import EnclaveOptions
 from sharedml.serving.features import load_transforms
 from sharedml.serving.parts import StoreParts
+from sharedml.serving.versions import load_routing
 from sharedml.serving.versions_source import platform_versions
 
 AUDIT_FILE = "audit.jsonl"
@@ -128,6 +129,10 @@ def run_gateway(*, party: str, pki: Path, models: PartSource, state: Path, partn
     identity = load_identity(pki, party)
     load_transforms()
     parts, key = models.open(party)
+    if initial is not None and load_routing(state).stable is None:
+        # resolved before the server starts: a bad reference, CA or token is one clear
+        # error line (sharedml.cli), not a failed ASGI lifespan's traceback
+        initial = parts.resolve(initial)
     audit = _audit(state, key)
     adapter = None if features is None else open_adapter(features, id_column, party, exclude)
     token = None if admin_token_file is None else admin_token_file.read_text().strip()
@@ -147,6 +152,7 @@ def run_gateway(*, party: str, pki: Path, models: PartSource, state: Path, partn
         app = create_app(gateway, token, initial,
                          ready=lambda: ready(f"gateway {party} listening on {address}"))
         config = uvicorn.Config(ScoringFastPath(app, gateway), log_level="warning", access_log=False,
+                                proxy_headers=False,  # the admin check sees the real peer
                                 http=_http_impl(), lifespan="on")
         await uvicorn.Server(config).serve(sockets=[sock])
 
