@@ -134,7 +134,7 @@ def serve(
 
     tee = PlatformFile.load(config_file).tee if config_file is not None else None
     config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile,
-                            trusted_proxies=tuple(trusted_proxy), tee=tee)
+                            trusted_proxies=tuple(trusted_proxy), tee=tee, pki_dir=pki_dir)
     app = create_app(config)
     scheduler = app.state.scheduler
     stop = threading.Event()

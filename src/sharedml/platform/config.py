@@ -31,6 +31,9 @@ class PlatformConfig:
     #: ``scheme: tee`` jobs: the ``tee:`` section of the config file
     #: (:class:`~sharedml.platform.tee_config.TeeConfig`); ``None``: none run here.
     tee: Any = None
+    #: The deployment's PKI (``--pki-dir``): the platform dials enclave nodes with its
+    #: ``platform`` certificate from it (mutual TLS over RA-TLS); ``None``: without one.
+    pki_dir: Path | None = None
 
 
 def https_files(

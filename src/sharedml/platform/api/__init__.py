@@ -65,7 +65,8 @@ def create_app(
         from sharedml.platform.tee_jobs import TeeJobs
 
         app.state.scheduler.tee = TeeJobs.from_config(app.state.scheduler.book, settings.tee,
-                                                      platform.data_dir)
+                                                      platform.data_dir, registry=platform.registry,
+                                                      tls_dir=settings.pki_dir)
     app.state.metrics = PlatformMetrics(app.state.scheduler)
     errors.install(app)
     app.add_middleware(RequestLimits)

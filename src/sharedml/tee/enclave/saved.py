@@ -29,11 +29,12 @@ import hashlib
 from typing import Any
 
 from sharedml.errors import PolicyDenied, ProtocolAbort
+from sharedml.modelpart.refs import ENCLAVE
 from sharedml.tee.enclave.sealing import SealedStore
 from sharedml.tee.model import ReleasedModel
 
 NAME = "model"  # the sealed blob's name: one kind of sealed thing, whatever the job
-FINGERPRINT = "enclave"  # the registry's fingerprint key of a TEE version (its only "part")
+FINGERPRINT = ENCLAVE  # the registry's fingerprint key of a TEE version (its only "part")
 
 
 def fingerprint(blob: bytes) -> str:
