@@ -31,7 +31,8 @@ import pandas as pd
 import pytest
 from tests.tee.test_job import SEED, oracle_scores
 
-from sharedml.errors import PeerUnreachable, SharedMLError
+from sharedml.crypto.pki import init_ca, issue
+from sharedml.errors import PeerUnreachable, PolicyDenied, SharedMLError
 from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
 from sharedml.platform.store import Store, sqlite_url
 from sharedml.platform.store.models import ModelVersion
@@ -44,6 +45,7 @@ from sharedml.tee.enclave.service import peer_verifier
 from sharedml.tee.enclave.wipe import verify_receipt
 from sharedml.tee.model import ReleasedModel
 from sharedml.tee.provider import Provider
+from sharedml.tee.ratls import fetch_certificate
 
 STEPS: list[dict[str, Any]] = [
     {"psi": {"key": "id"}},
@@ -115,7 +117,8 @@ def provider(cluster: LocalDeployment, party: str, where: dict[str, Any]) -> tup
     """A party's owner as a TEE provider: its policy file, the simulated vendor's roots, the pinned cert."""
     raw = json.loads((cluster.root / "tee" / "policy.json").read_text())
     verifier = peer_verifier(raw.pop("trust"))
-    client = EnclaveClient(where["address"], server_certificate=where["certificate"].encode())
+    client = EnclaveClient(where["address"], server_certificate=where["certificate"].encode(),
+                           tls_dir=cluster.root / "pki", tls_name=party)  # the enclave node requires it
     return Provider(party, client.for_job(where["job"]), verifier), Policy(**raw)
 
 
@@ -300,3 +303,33 @@ def refused_cases(cluster: LocalDeployment, train_id: str, version: dict[str, An
     _, job, _ = run_tee(cluster, score, new, "scores")
     assert job["state"] == "failed" and "sealed for another enclave identity" in job["reason"], job["reason"]
     store.dispose()
+
+
+@pytest.mark.slow
+def test_the_enclave_node_refuses_a_caller_without_a_deployment_certificate(deployment: LocalDeployment,
+                                                                           tmp_path: Path) -> None:
+    """Mutual TLS over RA-TLS: the enclave node's enclave answers only callers with a certificate of the
+    deployment CA (the platform dials with its own, so its jobs above ran); only the platform operates it."""
+    cluster = deployment
+    with cluster.client("admin") as admin:
+        address = until("the enclave node is online", lambda: enclave_node(admin))["address"]
+    pki = cluster.root / "pki"
+    certificate = fetch_certificate(address, tls_dir=pki, tls_name="guest")
+    anonymous = EnclaveClient(address, server_certificate=certificate, timeout=10)
+    with pytest.raises(PeerUnreachable):
+        anonymous.status(timeout=5)
+    anonymous.close()
+    init_ca(tmp_path / "other")  # a certificate that names the platform, from another CA
+    issue(tmp_path / "other", "platform")
+    impostor = EnclaveClient(address, server_certificate=certificate, tls_dir=tmp_path / "other",
+                             tls_name="platform", timeout=10)
+    with pytest.raises(PeerUnreachable):
+        impostor.open("breast-impostor")
+    impostor.close()
+    guest = EnclaveClient(address, server_certificate=certificate, tls_dir=pki, tls_name="guest", timeout=10)
+    try:
+        assert "jobs" in guest.status(timeout=5)  # a party of the deployment reaches it, to upload
+        with pytest.raises(PolicyDenied, match="only the platform operator"):
+            guest.open("breast-by-guest")
+    finally:
+        guest.close()
