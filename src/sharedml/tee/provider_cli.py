@@ -158,7 +158,10 @@ def register_provider(tee: typer.Typer) -> None:
                data: Path = typer.Option(..., "--data", exists=True, dir_okay=False),
                policy: Path = typer.Option(..., "--policy", exists=True, dir_okay=False),
                keys: Path = KEYS, platform: str = PLATFORM, token: str | None = TOKEN, ca: str | None = CA,
-               pki_dir: Path | None = PKI, model_to: list[str] = typer.Option([], "--model-to", help="PARTY=RELEASE_KEY; repeatable"),
+               pki_dir: Path | None = PKI,
+               seal: str = typer.Option("signer", "--seal", help="seal a model trained on DATA to the build's "
+                                        "'signer' (survives upgrades) or its 'measurement' (this build only)"),
+               model_to: list[str] = typer.Option([], "--model-to", help="PARTY=RELEASE_KEY; repeatable"),
                scores_to: list[str] = typer.Option([], "--scores-to", help="PARTY=RELEASE_KEY; repeatable"),
                metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="let metrics leave")) -> None:
         """Attest the job's enclave with POLICY and upload DATA encrypted to it."""
@@ -168,7 +171,8 @@ def register_provider(tee: typer.Typer) -> None:
         try:
             claims = provider.claims
             grant = provider.grant(job, list(pd.read_csv(data, nrows=0).columns), model_to=_pairs(model_to),
-                                   scores_to=_pairs(scores_to), metrics=metrics, measurements=[claims.measurement])
+                                   scores_to=_pairs(scores_to), metrics=metrics, measurements=[claims.measurement],
+                                   seal=seal)
             info = provider.upload(data, grant)
             OwnerKeys(keys, party).bundle_path(job).write_bytes(provider.bundle.to_bytes())
         finally:
