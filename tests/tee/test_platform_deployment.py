@@ -10,7 +10,13 @@ places the job on it, the job survives a platform restart (its stage, enclave
 and attested key bundle are in the store), a killed enclave costs the job an
 attempt and the job is dispatched again to the enclave its node starts anew,
 and the released model equals the plaintext oracle of ``test_job.py``
-(predictions within 1e-12).
+(predictions within 1e-12). Then (issue #17) a model trained on the first 70%
+of ids is registered sealed and a second job scores the other 30% from
+``NAME@production`` to the label holder only, equal to the released model and
+the oracle within 1e-12; an MPC version, a swapped blob and another enclave
+identity's blob are refused. The enclave node's enclave serves mutual TLS:
+every caller here presents a deployment certificate, and one without (or
+with another CA's) is refused.
 """
 
 from __future__ import annotations
