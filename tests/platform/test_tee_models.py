@@ -43,13 +43,14 @@ def tee_jobs(w: World, tmp_path: Path) -> TeeJobs:
     return scheduler.tee
 
 
-def trained(w: World, tee: TeeJobs, name: str = "credit-tee") -> dict[str, Any]:
+def trained(w: World, tee: TeeJobs, name: str = "credit-tee",
+            parties: dict[str, dict[str, str]] = PARTIES) -> dict[str, Any]:
     """A finished ``scheme: tee`` job of the analyst's whose train step's model the enclave sealed."""
     blob = SealedStore(lambda svn: bytes(32), 1).seal(saved.NAME, MODEL.to_bytes())
     now = w.clock.now()
     with w.platform.store.session() as s:
         job = Job(name=name, scheme="tee", created_by=w.ids["analyst"], created_at=now, updated_at=now,
-                  spec=json.dumps({"name": name, "scheme": "tee", "parties": PARTIES,
+                  spec=json.dumps({"name": name, "scheme": "tee", "parties": parties,
                                    "steps": [{"psi": {}}, {"train": {"model": "logistic_regression"}}]}))
         s.add(job)
         s.flush()
@@ -113,3 +114,15 @@ def test_submit_refuses_what_an_enclave_cannot_score(tmp_path: Path) -> None:
     tee.shelf.path(got["uid"]).unlink()
     with pytest.raises(ConfigError, match="is not kept by this platform"):
         tee.submit(w.platform.registry.resolve_spec(analyst, score_spec("credit-tee@1")))
+
+
+def test_deleting_a_tee_version_drops_its_sealed_blob(tmp_path: Path) -> None:
+    w = make_world(tmp_path / "platform")
+    tee = tee_jobs(w, tmp_path)
+    w.platform.registry.sealed = tee.shelf  # as the app wires it when the platform runs TEE jobs
+    owner = w.platform.auth.authenticate(w.tokens["data_owner"])
+    w.platform.datasets.register(owner, owner_party="bank", name="bank_tee", columns=[])
+    got = trained(w, tee, parties={"bank": {"dataset": "bank_tee", "label": "y"}})
+    assert tee.shelf.path(got["uid"]).exists()
+    done = w.platform.registry.consent_delete(owner, "credit-tee@1")  # the one owner of its one party
+    assert done["deleted"] and not tee.shelf.path(got["uid"]).exists()

@@ -139,11 +139,15 @@ class ModelRegistry:
       NAME@ALIAS}`` into the uid and the fingerprints each party must find.
     * :meth:`consent_delete`: each owner of a dataset the training job used
       consents for that dataset's party; the version goes when every party has.
-      Each party's node removes its own part file (the platform holds none).
+      Each party's node removes its own part file; the platform holds none but
+      a TEE version's sealed blob, which goes with the version (:attr:`sealed`).
     """
 
     def __init__(self, p: Platform) -> None:
         self._p = p
+        #: Where the platform keeps TEE versions' sealed blobs
+        #: (:class:`~sharedml.platform.tee_models.SealedShelf`), when it runs TEE jobs.
+        self.sealed: Any = None
 
     # -- filled by jobs --------------------------------------------------------------
     def record_job(self, s: Session, job: Job, tasks: Iterable[Task],
@@ -297,5 +301,8 @@ class ModelRegistry:
                 s.delete(row)
                 self._p.audit.append_in(s, principal.username, "model.delete", target,
                                         detail={"uid": row.uid})
-            return {"uid": row.uid, "deleted": not missing, "consent": consent,
-                    "missing": missing}
+            out = {"uid": row.uid, "deleted": not missing, "consent": consent, "missing": missing}
+            sealed_blob = ENCLAVE in row.fingerprints
+        if out["deleted"] and sealed_blob and self.sealed is not None:
+            self.sealed.drop(out["uid"])  # once the deletion committed
+        return out

@@ -22,6 +22,8 @@ artefact and registers it in the model registry, the table MPC versions use.
    in the run request; the enclave checks each against the fingerprint in the
    step (a blob swapped on the platform's disk is refused inside) and unseals
    it (a blob sealed to another enclave identity does not open).
+4. *drop* (:meth:`SealedShelf.drop`): when every owner consented to deleting
+   the version, its blob goes with it.
 
 Reveals: to the platform and whoever reads its disk, each sealed model's size
 and SHA-256 and the registry's metadata (as for MPC versions) — no parameter.
@@ -73,6 +75,10 @@ class SealedShelf:
 
     def path(self, uid: str) -> Path:
         return self.folder / f"{uid}.sealed"
+
+    def drop(self, uid: str) -> None:
+        """Remove a deleted version's blob (every owner consented: the registry deletes the version)."""
+        self.path(uid).unlink(missing_ok=True)
 
     # -- 1. keep
     def keep(self, sealed: dict[str, str], metrics: dict[str, dict[str, Any]]) -> list[SealedVersion]:

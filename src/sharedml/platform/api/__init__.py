@@ -67,6 +67,7 @@ def create_app(
         app.state.scheduler.tee = TeeJobs.from_config(app.state.scheduler.book, settings.tee,
                                                       platform.data_dir, registry=platform.registry,
                                                       tls_dir=settings.pki_dir)
+        platform.registry.sealed = app.state.scheduler.tee.shelf
     app.state.metrics = PlatformMetrics(app.state.scheduler)
     errors.install(app)
     app.add_middleware(RequestLimits)
