@@ -36,7 +36,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests.tee.test_job import SEED, oracle_scores
+from typer.testing import CliRunner
 
+from sharedml.cli import app
 from sharedml.crypto.pki import init_ca, issue
 from sharedml.errors import PeerUnreachable, PolicyDenied, SharedMLError
 from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
@@ -252,10 +254,13 @@ def test_a_registered_tee_model_scores_new_rows_through_the_platform(deployment:
         model = ReleasedModel.from_bytes(holder.open_release(owner.tee_released(train_id, "model", "train"),
                                                              train_id))
 
-    with cluster.client("analyst") as analyst:  # registered as MPC versions are; tagged by its author
+    with cluster.client("analyst") as analyst:  # registered as MPC versions are
         (version,) = analyst.model_versions("breast-saved")
-        analyst.tag_model("breast-saved@1", "production")
-        assert analyst.model_version("breast-saved@production")["aliases"] == ["production"]
+    as_analyst = ["--url", cluster.info["url"], "--token", cluster.tokens["analyst"], "--ca", cluster.info["ca"]]
+    tagged = CliRunner().invoke(app, ["model", "tag", "breast-saved@1", "production", *as_analyst])
+    assert tagged.exit_code == 0, tagged.output  # by its author, with the CLI MPC versions use
+    shown = CliRunner().invoke(app, ["model", "show", "breast-saved@production", *as_analyst])
+    assert shown.exit_code == 0 and json.loads(shown.output)["uid"] == version["uid"], shown.output
     blob_path = cluster.root / "platform" / "tee" / "models" / f"{version['uid']}.sealed"
     blob = blob_path.read_bytes()
     assert version["job_id"] == train_id and version["parties"] == ["guest", "host"]
