@@ -38,9 +38,9 @@ import pytest
 from tests.tee.test_job import SEED, oracle_scores
 from typer.testing import CliRunner
 
-from sharedml.cli import app
 from sharedml.crypto.pki import init_ca, issue
 from sharedml.errors import PeerUnreachable, PolicyDenied, SharedMLError
+from sharedml.modelpart.cli import model_app
 from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
 from sharedml.platform.store import Store, sqlite_url
 from sharedml.platform.store.models import ModelVersion
@@ -256,10 +256,10 @@ def test_a_registered_tee_model_scores_new_rows_through_the_platform(deployment:
 
     with cluster.client("analyst") as analyst:  # registered as MPC versions are
         (version,) = analyst.model_versions("breast-saved")
-    as_analyst = ["--url", cluster.info["url"], "--token", cluster.tokens["analyst"], "--ca", cluster.info["ca"]]
-    tagged = CliRunner().invoke(app, ["model", "tag", "breast-saved@1", "production", *as_analyst])
+    as_analyst = ["--url", cluster.info["url"], "--token", cluster.tokens()["analyst"], "--ca", cluster.info["ca"]]
+    tagged = CliRunner().invoke(model_app, ["tag", "breast-saved@1", "production", *as_analyst])
     assert tagged.exit_code == 0, tagged.output  # by its author, with the CLI MPC versions use
-    shown = CliRunner().invoke(app, ["model", "show", "breast-saved@production", *as_analyst])
+    shown = CliRunner().invoke(model_app, ["show", "breast-saved@production", *as_analyst])
     assert shown.exit_code == 0 and json.loads(shown.output)["uid"] == version["uid"], shown.output
     blob_path = cluster.root / "platform" / "tee" / "models" / f"{version['uid']}.sealed"
     blob = blob_path.read_bytes()
