@@ -22,18 +22,23 @@ address and certificate, the attested key bundle — all in the store, so a
 platform restart loses nothing):
 
 1. *submit* — the spec is checked against :mod:`sharedml.tee.scheme` (a step or
-   parameter the enclave would ignore is refused now); the job is stored
+   parameter the enclave would ignore is refused now), and each ``predict
+   {model:}`` must name a TEE version the REST API resolved whose sealed blob
+   the platform keeps (:mod:`sharedml.platform.tee_models`); the job is stored
    (stage ``scheduling``);
 2. *dispatch* — on an online, attested enclave node the job is opened
    (operator call) and its key bundle attested, so the receipt can be checked
    later; stage ``uploading``. No node, or a node that fails to open it: the
    job waits or tries again at the next tick, at most ``max_attempts`` times;
 3. *run* — once every party's upload is complete (the enclave's ``Status``),
-   the enclave runs the spec's steps; each step's metrics go to
+   the enclave runs the spec's steps (with the sealed blobs of the models its
+   ``predict`` steps score, which the enclave checks and unseals); each step's metrics go to
    ``Job.result["steps"]`` as the enclave releases them (only if every owner's
    policy allows metrics), and every model and score set the policies release
    to the label holder is fetched *sealed to the holder's release key* and kept
-   for it (:meth:`released`) — ciphertext the platform cannot open;
+   for it (:meth:`released`) — ciphertext the platform cannot open; each
+   ``train`` step's model, sealed to the enclave's identity, is kept and
+   registered when the job succeeds (:mod:`sharedml.platform.tee_models`);
 4. *destroy* — the job is destroyed in the enclave; its signed receipt is
    checked against the attested key bundle, stored in the job's result and
    its digest written to the platform's audit log (``tee.destroy``).
@@ -50,7 +55,9 @@ is destroyed in its enclave — a canceled job too, at the next tick, with its
 receipt stored (9.4-7: uploads do not outlive their job).
 
 Reveals to the platform: the spec, the enclave's evidence and claims, who has
-uploaded, the released metrics, the sizes of the sealed releases, the receipt.
+uploaded, the released metrics, the sizes of the sealed releases, each model
+sealed to the enclave (its size and SHA-256), the receipt. The platform dials
+enclaves with its deployment certificate (``tls_dir``: mutual TLS over RA-TLS).
 Security model: the platform is trusted for availability only; what a provider
 sends is protected by its own attestation and policy.
 """
