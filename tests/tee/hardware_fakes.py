@@ -70,6 +70,7 @@ def gramine_tree(root: Path, quote: bytes, kind: str = "dcap") -> Path:
     (root / "user_report_data").write_bytes(bytes(64))
     (root / "quote").write_bytes(quote)
     (root / "keys" / "_sgx_mrsigner").write_bytes(secrets.token_bytes(16))
+    (root / "keys" / "_sgx_mrenclave").write_bytes(secrets.token_bytes(16))
     return root
 
 

@@ -77,7 +77,6 @@ def test_registered_tee_model_scores_new_rows_in_an_enclave(shared_data: Path, t
     assert second["models"] == []
 
 
-
 def _predict_step(uid: str, fingerprint: str) -> list[tuple[str, str, object]]:
     from sharedml.components.learn import PredictParams
 
@@ -97,24 +96,3 @@ def test_a_model_sealed_for_another_identity_or_swapped_is_refused() -> None:
     assert refused.value.step == "score"
     with pytest.raises(PolicyDenied, match="not the registered version"):
         saved.open_models(theirs, _predict_step("u1", "0" * 64), request)
-
-
-def test_the_platform_refuses_a_tee_predict_of_a_registered_model(tmp_path: Path) -> None:
-    """The platform's TEE jobs resolve no registered model yet (architecture §8): refused at submit."""
-    from sharedml.errors import ConfigError
-    from sharedml.platform.scheduler import Scheduler
-    from sharedml.platform.service import Platform
-    from sharedml.platform.tee_jobs import TeeJobs
-    from sharedml.tee.attestation import Policy, Verifier
-    from sharedml.tee.attestation.sim import SimBackend, SimVendor
-
-    vendor = SimVendor.create(tmp_path / "vendor")
-    backend = SimBackend.from_vendor(vendor, vendor.tcb_info({3: "UpToDate"}), vendor.revocation_list())
-    scheduler = Scheduler.for_platform(Platform.open(tmp_path / "platform"))
-    scheduler.tee = TeeJobs(scheduler.book, tmp_path / "tee", Verifier([backend]),
-                            Policy(signer="00" * 32, product_id=1, min_svn=1, allow_simulation=True))
-    with pytest.raises(ConfigError, match="the platform does not score registered TEE models") as refused:
-        scheduler.submit({"name": "tee-score", "scheme": "tee", "parties": {
-            "bank": {"dataset": "bank.csv", "label": "y"}, "shop": {"dataset": "shop.csv"}},
-            "steps": [{"id": "score", "predict": {"model": "tee-lr@production"}}]})
-    assert refused.value.step == "score"

@@ -19,7 +19,11 @@ from typing import Any
 
 from sharedml.errors import ConfigError
 
-__all__ = ["ModelRef", "Resolved", "makes_model", "model_name", "resolve_spec", "spec_hash"]
+__all__ = ["ENCLAVE", "ModelRef", "Resolved", "makes_model", "model_name", "resolve_spec", "spec_hash"]
+
+#: The one fingerprint key of a version a ``scheme: tee`` job trained: its sealed blob's
+#: SHA-256 (:mod:`sharedml.tee.enclave.saved`); an MPC version has one key per party.
+ENCLAVE = "enclave"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -113,7 +117,8 @@ def resolve_spec(spec: dict[str, Any], resolve: Callable[[ModelRef], Resolved]) 
         if len(body) == 1 and isinstance(params, dict) and isinstance(params.get("model"), str):
             got = resolve(ModelRef.parse(params["model"]))
             parties = sorted(spec.get("parties", {}))
-            if sorted(got.fingerprints) != parties:
+            _same_scheme(i, params["model"], got, spec.get("scheme", "mpc"))
+            if ENCLAVE not in got.fingerprints and sorted(got.fingerprints) != parties:
                 raise ConfigError(
                     f"steps[{i}].predict: model {params['model']} ({got.name} version "
                     f"{got.version}) has parties {sorted(got.fingerprints)}, the job {parties}",
@@ -122,3 +127,14 @@ def resolve_spec(spec: dict[str, Any], resolve: Callable[[ModelRef], Resolved]) 
                                       "fingerprints": dict(got.fingerprints)}}
         steps.append(raw)
     return {**spec, "steps": steps}
+
+
+def _same_scheme(i: int, ref: str, got: Resolved, scheme: str) -> None:
+    """A TEE job scores TEE-trained versions (a sealed blob), an MPC job MPC-trained ones (parts)."""
+    trained = "tee" if ENCLAVE in got.fingerprints else "mpc"
+    if (scheme == "tee") != (trained == "tee"):
+        raise ConfigError(
+            f"steps[{i}].predict: model {ref} ({got.name} version {got.version}) was trained by a "
+            f"scheme: {trained} job; a scheme: {scheme} job cannot score it",
+            step=f"steps[{i}]", remedy=f"score it with a scheme: {trained} job, or train the model "
+                                       f"again with scheme: {scheme}")

@@ -138,7 +138,8 @@ class Agent:
         )
         #: What the platform hands this node's peers (an enclave node: its enclave's address).
         self.advertised = plan.advertised(int(self.endpoint.address.rpartition(":")[2]))
-        self._enclave = None if config.enclave is None else EnclaveHost(config.enclave, config.work_dir)
+        self._enclave = None if config.enclave is None else EnclaveHost(
+            config.enclave, config.work_dir, pki_dir=config.pki_dir, name=config.party)
         self._platform = PlatformLink(self._identity, config.platform_name, config.platform,
                                       revocation, on_new_pair=self._forget_greeting)
         self.heartbeat_s = config.heartbeat_s

@@ -22,7 +22,10 @@ Two ways to have an enclave (``enclave:`` in the node config, exactly one)::
 
 A simulated enclave that dies is started again with a fresh key; the agent
 then says hello anew (a new boot), and the platform retries the jobs that
-enclave held (their uploads died with it).
+enclave held (their uploads died with it). It serves mutual TLS: every
+caller — the platform, each provider, this agent — presents a certificate
+of the deployment CA in the node's ``pki_dir``; only the platform and this
+node's name may open, destroy or shut down (``--operator``).
 """
 
 from __future__ import annotations
@@ -76,9 +79,13 @@ class EnclaveHostConfig(BaseModel):
 class EnclaveHost:
     """Keeps this node's service enclave available and says where it serves."""
 
-    def __init__(self, config: EnclaveHostConfig, work_dir: Path) -> None:
+    def __init__(self, config: EnclaveHostConfig, work_dir: Path, *, pki_dir: Path | None = None,
+                 name: str = "enclave") -> None:
         self.config = config
         self.work_dir = work_dir
+        #: The node's PKI folder and certificate name: a simulated enclave then requires a client
+        #: certificate from the deployment CA of every caller (mutual TLS over RA-TLS).
+        self.pki_dir, self.name = pki_dir, name
         self._manager: EnclaveManager | None = None
         self._handle: EnclaveHandle | None = None
 
@@ -103,7 +110,8 @@ class EnclaveHost:
         assert sim is not None  # the address case returned before (validated config)
         if self._manager is None:
             self._manager = EnclaveManager(self.work_dir / "enclaves", sim.vendor / "platforms" / sim.platform,
-                                           verifier=peer_verifier(str(sim.vendor)))
+                                           verifier=peer_verifier(str(sim.vendor)), tls_dir=self.pki_dir,
+                                           tls_name=self.name)
         handle = self._manager.create(None, build_manifest(load_key(sim.signer), svn=sim.svn))
         log.info("service enclave %s serving on %s (simulated, svn %d)", handle.id, handle.address, sim.svn)
         return handle

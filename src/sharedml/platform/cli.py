@@ -145,7 +145,8 @@ def serve(
 
     access = MetricsAccess(listen=metrics_listen, token_file=metrics_token_file)
     config = PlatformConfig(data_dir, db_url, host, port, certfile, keyfile,
-                            trusted_proxies=tuple(trusted_proxy), tee=tee, metrics=access)
+                            trusted_proxies=tuple(trusted_proxy), tee=tee, metrics=access,
+                            pki_dir=pki_dir)
     app = create_app(config)
     metrics_listener(app, access)
     scheduler = app.state.scheduler

@@ -36,6 +36,9 @@ class PlatformConfig:
     #: API's ``/metrics`` needs its bearer token; with ``listen`` it is served there instead
     #: (``sharedml platform serve`` starts that listener) and the API's answers 404.
     metrics: MetricsAccess = field(default_factory=MetricsAccess)
+    #: The deployment's PKI (``--pki-dir``): the platform dials enclave nodes with its
+    #: ``platform`` certificate from it (mutual TLS over RA-TLS); ``None``: without one.
+    pki_dir: Path | None = None
 
 
 def https_files(

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from sharedml.errors import ConfigError, PolicyDenied
 from sharedml.modelpart.refs import (
+    ENCLAVE,
     ModelRef,
     Resolved,
     check_alias,
@@ -36,6 +37,7 @@ from sharedml.platform.store.models import (
 
 if TYPE_CHECKING:
     from sharedml.platform.service import Platform
+    from sharedml.platform.tee_models import SealedVersion
 
 
 class Models:
@@ -137,11 +139,15 @@ class ModelRegistry:
       NAME@ALIAS}`` into the uid and the fingerprints each party must find.
     * :meth:`consent_delete`: each owner of a dataset the training job used
       consents for that dataset's party; the version goes when every party has.
-      Each party's node removes its own part file (the platform holds none).
+      Each party's node removes its own part file; the platform holds none but
+      a TEE version's sealed blob, which goes with the version (:attr:`sealed`).
     """
 
     def __init__(self, p: Platform) -> None:
         self._p = p
+        #: Where the platform keeps TEE versions' sealed blobs
+        #: (:class:`~sharedml.platform.tee_models.SealedShelf`), when it runs TEE jobs.
+        self.sealed: Any = None
 
     # -- filled by jobs --------------------------------------------------------------
     def record_job(self, s: Session, job: Job, tasks: Iterable[Task],
@@ -159,22 +165,37 @@ class ModelRegistry:
                 self._p.audit.append_in(s, actor, "model.register", f"{job.id}/{step}",
                                         outcome="refused", detail={"uids": sorted(map(str, uids))})
                 continue
-            name = model_name(job.name, step)
-            latest = s.scalar(select(func.max(ModelVersion.version)).where(
-                ModelVersion.name == name)) or 0
-            row = ModelVersion(
-                uid=str(uids.pop()), name=name, version=latest + 1, job_id=job.id, step=step,
-                spec_hash=spec_hash(json.loads(job.spec)), parties=sorted(parts),
-                fingerprints={p: str(m["fingerprint"]) for p, m in parts.items()},
-                metrics={p: {k: v for k, v in m.items() if k not in ("fingerprint", "model_uid")}
-                         for p, m in parts.items()},
-                created_by=self._author(s, job), created_at=self._p.clock.now())
-            s.add(row)
-            s.flush()
-            self._p.audit.append_in(s, actor, "model.register", f"{name}@{row.version}",
-                                    detail={"uid": row.uid, "job": job.id})
-            made.append(row)
+            made.append(self._add(s, job, step, str(uids.pop()), sorted(parts),
+                                  {p: str(m["fingerprint"]) for p, m in parts.items()},
+                                  {p: {k: v for k, v in m.items() if k not in ("fingerprint", "model_uid")}
+                                   for p, m in parts.items()}, actor))
         return made
+
+    def record_sealed(self, s: Session, job: Job, sealed: Iterable[SealedVersion],
+                      actor: str = "scheduler") -> list[ModelVersion]:
+        """Register each model a just-succeeded ``scheme: tee`` job trained, as the enclave
+        sealed it: one fingerprint (:data:`~sharedml.modelpart.refs.ENCLAVE`, the blob's
+        SHA-256) and the enclave's public metrics; ``parties`` are the spec's data parties,
+        whose owners consent to deleting it. The blob is the platform's TEE artefact
+        (:mod:`sharedml.platform.tee_models`), never parameters."""
+        parties = sorted(json.loads(job.spec).get("parties", {}))
+        return [self._add(s, job, v.step, v.uid, parties, {ENCLAVE: v.fingerprint}, {ENCLAVE: v.metrics}, actor)
+                for v in sealed]
+
+    def _add(self, s: Session, job: Job, step: str, uid: str, parties: list[str],
+             fingerprints: dict[str, str], metrics: dict[str, Any], actor: str) -> ModelVersion:
+        """The next version of the step's model name (audited)."""
+        name = model_name(job.name, step)
+        latest = s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name)) or 0
+        row = ModelVersion(uid=uid, name=name, version=latest + 1, job_id=job.id, step=step,
+                           spec_hash=spec_hash(json.loads(job.spec)), parties=parties,
+                           fingerprints=fingerprints, metrics=metrics,
+                           created_by=self._author(s, job), created_at=self._p.clock.now())
+        s.add(row)
+        s.flush()
+        self._p.audit.append_in(s, actor, "model.register", f"{name}@{row.version}",
+                                detail={"uid": row.uid, "job": job.id})
+        return row
 
     @staticmethod
     def _author(s: Session, job: Job) -> str:
@@ -280,5 +301,8 @@ class ModelRegistry:
                 s.delete(row)
                 self._p.audit.append_in(s, principal.username, "model.delete", target,
                                         detail={"uid": row.uid})
-            return {"uid": row.uid, "deleted": not missing, "consent": consent,
-                    "missing": missing}
+            out = {"uid": row.uid, "deleted": not missing, "consent": consent, "missing": missing}
+            sealed_blob = ENCLAVE in row.fingerprints
+        if out["deleted"] and sealed_blob and self.sealed is not None:
+            self.sealed.drop(out["uid"])  # once the deletion committed
+        return out

@@ -22,18 +22,23 @@ address and certificate, the attested key bundle — all in the store, so a
 platform restart loses nothing):
 
 1. *submit* — the spec is checked against :mod:`sharedml.tee.scheme` (a step or
-   parameter the enclave would ignore is refused now); the job is stored
+   parameter the enclave would ignore is refused now), and each ``predict
+   {model:}`` must name a TEE version the REST API resolved whose sealed blob
+   the platform keeps (:mod:`sharedml.platform.tee_models`); the job is stored
    (stage ``scheduling``);
 2. *dispatch* — on an online, attested enclave node the job is opened
    (operator call) and its key bundle attested, so the receipt can be checked
    later; stage ``uploading``. No node, or a node that fails to open it: the
    job waits or tries again at the next tick, at most ``max_attempts`` times;
 3. *run* — once every party's upload is complete (the enclave's ``Status``),
-   the enclave runs the spec's steps; each step's metrics go to
+   the enclave runs the spec's steps (with the sealed blobs of the models its
+   ``predict`` steps score, which the enclave checks and unseals); each step's metrics go to
    ``Job.result["steps"]`` as the enclave releases them (only if every owner's
    policy allows metrics), and every model and score set the policies release
    to the label holder is fetched *sealed to the holder's release key* and kept
-   for it (:meth:`released`) — ciphertext the platform cannot open;
+   for it (:meth:`released`) — ciphertext the platform cannot open; each
+   ``train`` step's model, sealed to the enclave's identity, is kept and
+   registered when the job succeeds (:mod:`sharedml.platform.tee_models`);
 4. *destroy* — the job is destroyed in the enclave; its signed receipt is
    checked against the attested key bundle, stored in the job's result and
    its digest written to the platform's audit log (``tee.destroy``).
@@ -50,7 +55,9 @@ is destroyed in its enclave — a canceled job too, at the next tick, with its
 receipt stored (9.4-7: uploads do not outlive their job).
 
 Reveals to the platform: the spec, the enclave's evidence and claims, who has
-uploaded, the released metrics, the sizes of the sealed releases, the receipt.
+uploaded, the released metrics, the sizes of the sealed releases, each model
+sealed to the enclave (its size and SHA-256), the receipt. The platform dials
+enclaves with its deployment certificate (``tls_dir``: mutual TLS over RA-TLS).
 Security model: the platform is trusted for availability only; what a provider
 sends is protected by its own attestation and policy.
 """
@@ -70,6 +77,7 @@ from sharedml.errors import ConfigError, PeerTimeout, PeerUnreachable, SharedMLE
 from sharedml.platform.job_book import JobBook
 from sharedml.platform.job_lifecycle import move
 from sharedml.platform.store.models import Job
+from sharedml.platform.tee_models import SealedRegistry, SealedShelf
 from sharedml.platform.tee_nodes import EnclaveNode, EnclaveNodes
 from sharedml.platform.tee_run import finish, tee_destroy
 from sharedml.tee import scheme
@@ -87,9 +95,11 @@ class TeeJobs:
     """The platform's TEE jobs over the scheduler's store (module docstring)."""
 
     def __init__(self, book: JobBook, home: str | Path, verifier: Verifier, policy: Policy, *,
-                 tls_dir: str | Path | None = None) -> None:
+                 tls_dir: str | Path | None = None, registry: SealedRegistry | None = None) -> None:
         self.book = book
         self.home = Path(home)
+        #: Sealed models: kept under ``home``, registered in ``registry`` (none: kept, not registered).
+        self.shelf, self.registry = SealedShelf(self.home), registry
         self.nodes = EnclaveNodes(book, verifier, policy, tls_dir=tls_dir)
         self.verifier, self.policy = verifier, policy
         self._running: set[str] = set()  # jobs whose step 3 runs in a thread of this process
@@ -97,10 +107,13 @@ class TeeJobs:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, book: JobBook, config: Any, data_dir: Path) -> TeeJobs:
+    def from_config(cls, book: JobBook, config: Any, data_dir: Path, *, registry: SealedRegistry | None = None,
+                    tls_dir: Path | None = None) -> TeeJobs:
         """From the platform config's ``tee:`` (:class:`~sharedml.platform.tee_config.TeeConfig`);
-        its fixed endpoints go online once they answer and attest (:meth:`EnclaveNodes.probe`)."""
-        jobs = cls(book, config.home or data_dir / "tee", config.verifier(), config.policy.policy())
+        its fixed endpoints go online once they answer and attest (:meth:`EnclaveNodes.probe`).
+        ``tls_dir``: the deployment's PKI, whose ``platform`` certificate it dials enclaves with."""
+        jobs = cls(book, config.home or data_dir / "tee", config.verifier(), config.policy.policy(),
+                   registry=registry, tls_dir=tls_dir)
         for endpoint in config.enclaves:
             jobs.nodes.declare(endpoint.name, endpoint.address)
         return jobs
@@ -127,7 +140,7 @@ class TeeJobs:
                actor: str = "scheduler", max_attempts: int = 3) -> str:
         parsed = jobspec.load(spec)
         scheme.check_steps(parsed.parsed_steps())
-        scheme.refuse_saved_models(parsed.parsed_steps(), "the platform")
+        self.shelf.check(parsed.parsed_steps())
         holder, label, id_column = job_roles(parsed)
         now = self.book.clock.now()
         with self.book.tx() as s:
@@ -255,7 +268,7 @@ class TeeJobs:
         tee = self._tee(job_id)
         client = self._job_client(job_id, tee)
         try:
-            outcome = finish(client, self.book, job_id, self._spec(job_id), tee, self.home / job_id)
+            outcome = finish(client, self.book, job_id, self._spec(job_id), tee, self.home / job_id, self.shelf)
         finally:
             client.close()
             with self._lock:
@@ -273,6 +286,9 @@ class TeeJobs:
             failure = outcome.failure or (None if outcome.receipt else "the enclave gave no valid destruction receipt")
             if job.state == "running":  # (canceled while the enclave ran: it stays canceled)
                 move(job, "failed" if failure else "succeeded", now, failure)
+            if job.state == "succeeded" and self.registry is not None:
+                kept = self.shelf.keep(outcome.sealed, {k: v["enclave"]["metrics"] for k, v in outcome.steps.items()})
+                self.registry.record_sealed(s, job, kept)
 
     def _abandon(self, job_id: str, tee: dict[str, Any], reason: str) -> None:
         """Destroy what is left of the attempt in its enclave (if it still answers); try again."""

@@ -2,9 +2,11 @@
 
 Called by :class:`~sharedml.platform.tee_jobs.TeeJobs` once every provider
 has uploaded. The platform sees the metrics the owners let out, the sizes of
-the releases (sealed to the label holder's key; it cannot open them) and the
-destruction receipt, which it checks against the key bundle it attested when
-it opened the job, stores and audits.
+the releases (sealed to the label holder's key; it cannot open them), each
+trained model sealed to the enclave's identity (kept and registered:
+:mod:`sharedml.platform.tee_models`) and the destruction receipt, which it
+checks against the key bundle it attested when it opened the job, stores and
+audits.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from sharedml.components import jobspec
 from sharedml.errors import PeerTimeout, PeerUnreachable, SharedMLError
 from sharedml.platform.job_book import JobBook
+from sharedml.platform.tee_models import SealedShelf
 from sharedml.tee import scheme
 from sharedml.tee.enclave.client import EnclaveClient
 from sharedml.tee.enclave.wipe import verify_receipt
@@ -34,15 +37,20 @@ class Outcome:
     failure: str | None = None
     #: The enclave stopped answering: the attempt is lost (the job tries again).
     lost: str | None = None
+    #: Each train step's model sealed to the enclave's identity (base64), to keep and register.
+    sealed: dict[str, str] = field(default_factory=dict)
 
 
 def finish(client: EnclaveClient, book: JobBook, job_id: str, spec: dict[str, Any], tee: dict[str, Any],
-           folder: Path) -> Outcome:
-    """Run the spec's steps in the job's enclave, fetch the holder's releases, destroy the job."""
+           folder: Path, shelf: SealedShelf) -> Outcome:
+    """Run the spec's steps in the job's enclave (with the sealed models its ``predict`` steps
+    name, from ``shelf``), fetch the holder's releases, destroy the job."""
     out = Outcome()
     steps = jobspec.load(spec).parsed_steps()
     try:
-        answer = client.run({"steps": scheme.wire_steps(steps), "label": tee["label"], "id": tee["id"]})
+        answer = client.run({"steps": scheme.wire_steps(steps), "label": tee["label"], "id": tee["id"],
+                             "saved": shelf.blobs(steps)})
+        out.sealed = dict(answer.get("sealed") or {})
         out.released = fetch_releases(client, tee["holder"], answer, folder)
         out.steps = {s["id"]: {"enclave": {"metrics": s["metrics"], "seconds": s.get("seconds", 0.0)}}
                      for s in answer["steps"]}

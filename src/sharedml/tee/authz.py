@@ -15,7 +15,9 @@ Two places enforce it:
    parties every contributing owner named.
 
 The platform relays signed policies and ciphertext; it can read neither the
-data nor the data keys.
+data nor the data keys. An owner also says what a model trained on its data
+is sealed to for later scoring (``seal``: ``signer`` by default, or one
+``measurement``; :func:`seal_binding`, :mod:`sharedml.tee.enclave.sealing`).
 
 Reveals: a policy is signed, not encrypted — whoever relays it (the platform)
 learns the job, columns, algorithms, recipients and expiry it names.
@@ -49,6 +51,10 @@ class DataPolicy:
     measurements: tuple[str, ...] = ()
     signers: tuple[str, ...] = ()
     scores_to: dict[str, str] = field(default_factory=dict)  # party -> release KeyBundle hex
+    #: What a model trained on the data is sealed to for the registry (:mod:`sharedml.tee.enclave.sealing`):
+    #: ``signer`` (default: every later build of the release key scores it, across upgrades) or
+    #: ``measurement`` (only this exact build: it must be trained again after an upgrade).
+    seal: str = "signer"
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
@@ -67,6 +73,7 @@ class DataPolicy:
             measurements=tuple(raw["measurements"]),
             signers=tuple(raw["signers"]),
             scores_to={str(k): str(v) for k, v in raw.get("scores_to", {}).items()},
+            seal=str(raw.get("seal", "signer")),
         )
 
     def admits(self, claims: Claims) -> bool:
@@ -121,11 +128,20 @@ class SignedPolicy:
             raise PolicyDenied(f"policy not signed by the registered key of {policy.owner!r}", step="upload")
         if policy.job != job:
             raise PolicyDenied(f"policy grants job {policy.job!r}, not {job!r}", party=policy.owner, step="upload")
+        if policy.seal not in ("signer", "measurement"):
+            raise PolicyDenied(f"policy seals models to {policy.seal!r}", party=policy.owner, step="upload",
+                               remedy="sign a policy with seal 'signer' or 'measurement'")
         when = now if now is not None else dt.datetime.now(dt.UTC)
         if when.timestamp() > policy.expires_at:
             raise PolicyDenied("data policy has expired", party=policy.owner, step="upload",
                                remedy="the owner must sign a new policy")
         return policy
+
+
+def seal_binding(policies: Sequence[DataPolicy]) -> str:
+    """What the job's trained models are sealed to: ``measurement`` if any owner asks for it (the
+    stricter binding wins), else ``signer``."""
+    return "measurement" if any(p.seal == "measurement" for p in policies) else "signer"
 
 
 def release_parties(policies: Sequence[DataPolicy], what: str = "model") -> dict[str, str]:

@@ -152,6 +152,7 @@ class EnclaveManager:
         audit: AuditLog | None = None,
         start_timeout: float = 60.0,
         tls_dir: str | Path | None = None,
+        tls_name: str = "platform",
     ) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
@@ -159,9 +160,11 @@ class EnclaveManager:
         self.verifier = verifier
         self.audit = audit or AuditLog(self.home / "audit.jsonl")
         self.start_timeout = start_timeout
-        #: Deployment PKI (``sharedml.crypto.pki``): with it the enclave serves mutual TLS
-        #: as ``enclave`` and this manager calls it as ``platform``.
+        #: Deployment PKI (``sharedml.crypto.pki``): with it the enclave requires a client
+        #: certificate from the deployment CA of every caller, and this manager calls it as
+        #: ``tls_name`` (the platform, or an enclave node's host); both may operate it.
         self.tls_dir = Path(tls_dir) if tls_dir is not None else None
+        self.tls_name = tls_name
         self._started: list[EnclaveHandle] = []
 
     def create(
@@ -188,7 +191,8 @@ class EnclaveManager:
         proc = subprocess.Popen(
             [sys.executable, "-m", entry, *(["--job", job] if job else []),
              "--workdir", str(home / "work"), "--qe", str(sock), "--kem", kem,
-             *(["--client-ca", str(self.tls_dir / "ca.pem")] if self.tls_dir else []),
+             *(["--client-ca", str(self.tls_dir / "ca.pem"), "--operator", "platform",
+                "--operator", self.tls_name] if self.tls_dir else []),
              *(["--state-dir", str(cluster.state), "--trust", str(cluster.trust)] if cluster else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
@@ -201,7 +205,7 @@ class EnclaveManager:
         handle = EnclaveHandle(eid, job, address, home, manifest, proc, qe)
         try:
             handle.certificate = fetch_certificate(address, tls_dir=self.tls_dir,
-                                                   tls_name="platform" if self.tls_dir else None)
+                                                   tls_name=self.tls_name if self.tls_dir else None)
         except SharedMLError:
             self.destroy(handle)
             raise
@@ -221,14 +225,14 @@ class EnclaveManager:
         self._started = []
         return len(running)
 
-    def client(self, handle: EnclaveHandle, party: str = "platform") -> EnclaveClient:
-        """A connection to ``handle`` as ``party``, pinned to the enclave's own certificate.
+    def client(self, handle: EnclaveHandle, party: str | None = None) -> EnclaveClient:
+        """A connection to ``handle`` as ``party`` (default: this manager), pinned to the enclave's own certificate.
 
         The pin is only as good as the attestation that binds it: callers run
         :func:`~sharedml.tee.ratls.attest_enclave` before trusting the channel.
         """
         return EnclaveClient(handle.address, server_certificate=handle.certificate,
-                             tls_dir=self.tls_dir, tls_name=party if self.tls_dir else None)
+                             tls_dir=self.tls_dir, tls_name=(party or self.tls_name) if self.tls_dir else None)
 
     def verify(self, handle: EnclaveHandle, policy: Policy) -> Claims:
         """The platform's own attestation of an enclave it started (canary check)."""

@@ -152,6 +152,7 @@ class Provider:
         measurements: Sequence[str] = (),
         signers: Sequence[str] = (),
         valid_for: dt.timedelta = dt.timedelta(hours=1),
+        seal: str = "signer",
     ) -> SignedPolicy:
         """Sign a data-use policy for ``job`` as this owner.
 
@@ -159,7 +160,9 @@ class Provider:
         (default: every one it knows, :func:`sharedml.tee.scheme.uses`, and the
         single-algorithm ``Train`` path's); ``model_to``/``scores_to``: who gets
         the model / the scores (party -> release key); ``metrics``: whether
-        metrics may leave the enclave.
+        metrics may leave the enclave; ``seal``: what a model trained on the data is sealed to for
+        later scoring — ``signer`` (every later build of the release key) or ``measurement`` (this
+        exact build only; :mod:`sharedml.tee.enclave.sealing`).
         """
         from sharedml.tee.scheme import uses
 
@@ -169,6 +172,7 @@ class Provider:
             owner=self.name, job=job, algorithms=tuple(allowed), columns=tuple(columns),
             expires_at=int(expires.timestamp()), model_to=dict(model_to or {}), metrics=metrics,
             measurements=tuple(measurements), signers=tuple(signers), scores_to=dict(scores_to or {}),
+            seal=seal,
         ).sign(self.owner_key)
 
     def upload(self, data: pd.DataFrame | str | Path | bytes, policy: SignedPolicy) -> dict[str, Any]:

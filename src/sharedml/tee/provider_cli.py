@@ -33,12 +33,14 @@ from typing import Any
 
 import typer
 
-from sharedml.errors import ConfigError
+from sharedml.errors import ConfigError, PeerUnreachable
 
 KEYS = typer.Option(..., "--keys", help="folder with this owner's keys (tee provider keygen)")
 PLATFORM = typer.Option(..., "--platform", help="the platform's URL")
 TOKEN = typer.Option(None, "--token", envvar="SHAREDML_TOKEN", help="API token (or SHAREDML_TOKEN)")
 CA = typer.Option(None, "--ca", help="the platform's CA certificate (HTTPS)")
+PKI = typer.Option(None, "--pki-dir", help="the party's deployment PKI folder (ca.pem, PARTY.pem, PARTY.key): "
+                   "the certificate an enclave node requires of every caller (mutual TLS)")
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -104,7 +106,7 @@ def _policy(path: Path) -> tuple[Any, Any]:
 
 
 def _connect(platform: str, token: str | None, ca: str | None, job: str, party: str, keys: Path,
-             policy_file: Path) -> tuple[Any, Any, dict[str, Any]]:
+             policy_file: Path, pki_dir: Path | None) -> tuple[Any, Any, dict[str, Any]]:
     """Where the job's enclave is (from the platform), a provider attested to it, and the platform client."""
     from sharedml.sdk import Client
     from sharedml.tee.enclave.client import EnclaveClient
@@ -117,9 +119,17 @@ def _connect(platform: str, token: str | None, ca: str | None, job: str, party: 
                           step="upload", remedy="the platform places it once an attested enclave node is "
                           "online; run the command again")
     policy, verifier = _policy(policy_file)
-    client = EnclaveClient(where["address"], server_certificate=where["certificate"].encode()).for_job(job)
+    client = EnclaveClient(where["address"], server_certificate=where["certificate"].encode(), tls_dir=pki_dir,
+                           tls_name=party if pki_dir is not None else None).for_job(job)
     provider = OwnerKeys(keys, party).provider(client, verifier)
-    provider.attest(policy)
+    try:
+        provider.attest(policy)
+    except PeerUnreachable as exc:
+        client.close()
+        api.close()
+        hint = "" if pki_dir is not None else "; an enclave node requires the party's deployment certificate: pass --pki-dir"
+        raise PeerUnreachable(f"{exc.args[0] if exc.args else exc}{hint}", party=party, step="attest",
+                              remedy="check the enclave's address and the party's certificate") from None
     return api, provider, where
 
 
@@ -148,17 +158,21 @@ def register_provider(tee: typer.Typer) -> None:
                data: Path = typer.Option(..., "--data", exists=True, dir_okay=False),
                policy: Path = typer.Option(..., "--policy", exists=True, dir_okay=False),
                keys: Path = KEYS, platform: str = PLATFORM, token: str | None = TOKEN, ca: str | None = CA,
+               pki_dir: Path | None = PKI,
+               seal: str = typer.Option("signer", "--seal", help="seal a model trained on DATA to the build's "
+                                        "'signer' (survives upgrades) or its 'measurement' (this build only)"),
                model_to: list[str] = typer.Option([], "--model-to", help="PARTY=RELEASE_KEY; repeatable"),
                scores_to: list[str] = typer.Option([], "--scores-to", help="PARTY=RELEASE_KEY; repeatable"),
                metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="let metrics leave")) -> None:
         """Attest the job's enclave with POLICY and upload DATA encrypted to it."""
         import pandas as pd
 
-        api, provider, _ = _connect(platform, token, ca, job, party, keys, policy)
+        api, provider, _ = _connect(platform, token, ca, job, party, keys, policy, pki_dir)
         try:
             claims = provider.claims
             grant = provider.grant(job, list(pd.read_csv(data, nrows=0).columns), model_to=_pairs(model_to),
-                                   scores_to=_pairs(scores_to), metrics=metrics, measurements=[claims.measurement])
+                                   scores_to=_pairs(scores_to), metrics=metrics, measurements=[claims.measurement],
+                                   seal=seal)
             info = provider.upload(data, grant)
             OwnerKeys(keys, party).bundle_path(job).write_bytes(provider.bundle.to_bytes())
         finally:
@@ -169,9 +183,10 @@ def register_provider(tee: typer.Typer) -> None:
     @app.command("status")
     def status(job: str = typer.Option(..., "--job"), party: str = typer.Option(..., "--party"),
                policy: Path = typer.Option(..., "--policy", exists=True, dir_okay=False),
-               keys: Path = KEYS, platform: str = PLATFORM, token: str | None = TOKEN, ca: str | None = CA) -> None:
+               keys: Path = KEYS, platform: str = PLATFORM, token: str | None = TOKEN, ca: str | None = CA,
+               pki_dir: Path | None = PKI) -> None:
         """What the (attested) enclave holds of this owner's, and the job's stage."""
-        api, provider, where = _connect(platform, token, ca, job, party, keys, policy)
+        api, provider, where = _connect(platform, token, ca, job, party, keys, policy, pki_dir)
         try:
             held = provider.client.status()
         finally:

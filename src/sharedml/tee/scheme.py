@@ -116,11 +116,3 @@ def wire_steps(steps: list[Any]) -> list[dict[str, Any]]:
     return [{"id": s.id, "component": s.component,
              "params": s.params.model_dump(mode="json", include=s.params.model_fields_set)} for s in steps]
 
-
-def refuse_saved_models(steps: list[Any], where: str) -> None:
-    """Refuse ``predict {model:}`` where registered TEE models are not resolved (``where``: which runner)."""
-    for s in steps:
-        if s.component == "predict" and getattr(s.params, "model", None):
-            raise ConfigError(f"step {s.id!r}: {where} does not score registered TEE models yet", step=s.id,
-                              remedy="score it with 'sharedml run --models DIR' on the models folder it was "
-                              "registered in")

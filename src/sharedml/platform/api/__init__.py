@@ -66,7 +66,9 @@ def create_app(
         from sharedml.platform.tee_jobs import TeeJobs
 
         app.state.scheduler.tee = TeeJobs.from_config(app.state.scheduler.book, settings.tee,
-                                                      platform.data_dir)
+                                                      platform.data_dir, registry=platform.registry,
+                                                      tls_dir=settings.pki_dir)
+        platform.registry.sealed = app.state.scheduler.tee.shelf
     app.state.metrics = PlatformMetrics(app.state.scheduler)
     access = settings.metrics
     app.state.metrics_token = (None if access.token_file is None

@@ -82,5 +82,10 @@ class GramineAttester(Attester):
         base = self._read("keys/_sgx_mrsigner")
         return HKDF(hashes.SHA256(), 32, None, b"sharedml-gramine-seal/1" + svn.to_bytes(4, "big")).derive(base)
 
+    def measurement_seal_key(self) -> bytes:
+        """A 256-bit key only this exact enclave (MRENCLAVE) derives on this CPU."""
+        base = self._read("keys/_sgx_mrenclave")
+        return HKDF(hashes.SHA256(), 32, None, b"sharedml-gramine-seal-measurement/1").derive(base)
+
     def svn(self) -> int:
         return self.own_svn

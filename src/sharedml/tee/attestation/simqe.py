@@ -11,6 +11,7 @@ then answers on a Unix socket (mode 0600) with length-prefixed JSON:
 
 - ``{"op": "quote", "report_data": hex, "user_data": hex}`` → ``{"evidence": json}``
 - ``{"op": "seal_key", "svn": n}`` → ``{"key": hex}`` (only for n ≤ the measured svn)
+- ``{"op": "measurement_seal_key"}`` → ``{"key": hex}`` (bound to the exact measurement)
 
 Errors come back as ``{"error": message}``. Nothing is pickled.
 """
@@ -116,6 +117,11 @@ class SimQuoter:
         info = b"sharedml-sim-seal/1" + self.signer + cbor2.dumps([self.manifest.product_id, svn])
         return HKDF(hashes.SHA384(), 32, None, info).derive(self._seal_secret)
 
+    def measurement_seal_key(self) -> bytes:
+        """EGETKEY with the MRENCLAVE policy: a key only this exact measurement (on this platform) derives."""
+        info = b"sharedml-sim-seal-measurement/1" + self.measurement
+        return HKDF(hashes.SHA384(), 32, None, info).derive(self._seal_secret)
+
 
 class LocalSimAttester(Attester):
     """An in-process attester over a :class:`SimQuoter` (embedded simulation mode)."""
@@ -131,6 +137,9 @@ class LocalSimAttester(Attester):
     def seal_key(self, svn: int) -> bytes:
         return self._quoter.seal_key(svn)
 
+    def measurement_seal_key(self) -> bytes:
+        return self._quoter.measurement_seal_key()
+
 
 def _handle(quoter: SimQuoter, req: dict[str, Any]) -> dict[str, Any]:
     try:
@@ -139,6 +148,8 @@ def _handle(quoter: SimQuoter, req: dict[str, Any]) -> dict[str, Any]:
             return {"evidence": ev.to_json()}
         if req.get("op") == "seal_key":
             return {"key": quoter.seal_key(int(req["svn"])).hex()}
+        if req.get("op") == "measurement_seal_key":
+            return {"key": quoter.measurement_seal_key().hex()}
         if req.get("op") == "info":
             return {"svn": quoter.manifest.svn, "product_id": quoter.manifest.product_id}
         return {"error": f"unknown op {req.get('op')!r}"}
@@ -179,6 +190,9 @@ class SimAttester(Attester):
 
     def seal_key(self, svn: int) -> bytes:
         return bytes.fromhex(self._call({"op": "seal_key", "svn": svn})["key"])
+
+    def measurement_seal_key(self) -> bytes:
+        return bytes.fromhex(self._call({"op": "measurement_seal_key"})["key"])
 
     def svn(self) -> int:
         return int(self._call({"op": "info"})["svn"])

@@ -49,7 +49,7 @@ def make_attester(config: AttesterConfig) -> tuple[Attester, SealedStore | None]
         if not config.qe_socket:
             raise ConfigError("--attester sim needs --qe (the quoting process's socket)", step="start")
         sim = SimAttester(config.qe_socket)
-        return sim, SealedStore(sim.seal_key, sim.svn())
+        return sim, SealedStore(sim.seal_key, sim.svn(), measurement_key=sim.measurement_seal_key)
     if config.kind == "gramine":
         from sharedml.tee.attestation.gramine import GramineAttester
 
@@ -58,7 +58,7 @@ def make_attester(config: AttesterConfig) -> tuple[Attester, SealedStore | None]
             raise ConfigError("--attester gramine needs --collateral or --pccs", step="start",
                               remedy="the verifier needs the platform's DCAP collateral")
         gramine = GramineAttester(source, svn=config.svn)
-        return gramine, SealedStore(gramine.seal_key, config.svn)
+        return gramine, SealedStore(gramine.seal_key, config.svn, measurement_key=gramine.measurement_seal_key)
     if config.kind == "tsm":
         from sharedml.tee.attestation.configfs_tsm import ConfigfsTsmAttester
 

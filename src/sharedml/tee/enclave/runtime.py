@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from sharedml.errors import ConfigError, DataError, PolicyDenied, ProtocolAbort
 from sharedml.tee import scheme
 from sharedml.tee.attestation.base import Attester, Evidence
-from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties
+from sharedml.tee.authz import DataPolicy, SignedPolicy, release_parties, seal_binding
 from sharedml.tee.enclave import learners, saved, steps
 from sharedml.tee.enclave.budget import MemoryBudget
 from sharedml.tee.enclave.sealing import SealedStore
@@ -307,7 +307,7 @@ class Enclave:
         allowed = all(p.metrics for p in policies)
         return {"steps": [{**s, "metrics": s["metrics"] if allowed else {}} for s in self._outcome.steps],
                 "models": sorted(self._outcome.models), "scores": sorted(self._outcome.scores),
-                "sealed": saved.seal_models(self._sealer, self._outcome.models)}
+                "sealed": saved.seal_models(self._sealer, self._outcome.models, seal_binding(policies))}
 
     # -- 5. release
     def release(self, recipient: str, what: str = "model", step: str | None = None) -> bytes:

@@ -17,8 +17,10 @@ identity* (:mod:`.sealing`: platform seal secret, signer, product, svn):
 
 Reveals: to the host, each sealed model's size and hash (as the registry's
 fingerprint). A model sealed here can be scored by any later enclave of the
-same signer and product at the same or a newer svn, on rows whose owners'
-policies allow ``predict``; its scores are released only as those policies say.
+same signer and product at the same or a newer svn — or, when an owner's
+policy says ``seal: measurement``, only by an enclave of this exact
+measurement (:mod:`.sealing`) — on rows whose owners' policies allow
+``predict``; its scores are released only as those policies say.
 Security model: as the enclave's (:mod:`.runtime`).
 """
 
@@ -29,11 +31,12 @@ import hashlib
 from typing import Any
 
 from sharedml.errors import PolicyDenied, ProtocolAbort
+from sharedml.modelpart.refs import ENCLAVE
 from sharedml.tee.enclave.sealing import SealedStore
 from sharedml.tee.model import ReleasedModel
 
 NAME = "model"  # the sealed blob's name: one kind of sealed thing, whatever the job
-FINGERPRINT = "enclave"  # the registry's fingerprint key of a TEE version (its only "part")
+FINGERPRINT = ENCLAVE  # the registry's fingerprint key of a TEE version (its only "part")
 
 
 def fingerprint(blob: bytes) -> str:
@@ -41,11 +44,12 @@ def fingerprint(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def seal_models(sealer: SealedStore | None, models: dict[str, ReleasedModel]) -> dict[str, str]:
-    """Each step's model sealed to this enclave's identity (base64), or nothing without seal keys."""
+def seal_models(sealer: SealedStore | None, models: dict[str, ReleasedModel], bind: str = "signer") -> dict[str, str]:
+    """Each step's model sealed to this enclave's identity (base64; ``bind``: to its signer or its
+    measurement, as the owners' policies say), or nothing without seal keys."""
     if sealer is None:
         return {}
-    return {step: base64.b64encode(sealer.seal(NAME, m.to_bytes())).decode() for step, m in models.items()}
+    return {step: base64.b64encode(sealer.seal(NAME, m.to_bytes(), bind)).decode() for step, m in models.items()}
 
 
 def wanted(parsed: list[tuple[str, str, Any]]) -> dict[str, tuple[str, str]]:
@@ -85,4 +89,5 @@ def open_blob(sealer: SealedStore | None, uid: str, blob: bytes, expected: str, 
         raise PolicyDenied(f"model {uid} was sealed for another enclave identity and does not open here "
                            f"({exc.args[0] if exc.args else exc})", step=step,
                            remedy="score it on the build that trained it (same signer and product, same or "
-                           "newer svn, same platform), or train it again on this one") from None
+                           "newer svn, same platform; the same measurement if its owners sealed it to "
+                           "one), or train it again on this one") from None
