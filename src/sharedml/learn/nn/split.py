@@ -47,8 +47,8 @@ its bottom net, ``L`` its block, ``c`` and the top net. Prediction runs steps
 Cost: keeping ``L``'s block out of the shares (it reveals nothing new: ``L``
 could always follow it, below) leaves only the feature holders' columns in
 the Beaver products, and ``L``'s gradients in plaintext — on default_credit
-(13 of 23 columns at ``L``) a third less CPU per party and per dealer and 30%
-less time per epoch (``bench/nn.py``).
+(13 of 23 columns at ``L``) a quarter less CPU per party, a third less at
+the dealer and a third less time per epoch (``bench/nn.py``, load 15-40).
 
 Reveals: ``L`` learns ``u`` (batch rows × ``interactive_size``) every step,
 and holds ``W_L`` and ``c`` (it could follow them anyway: it knows ``h_L``,
@@ -125,7 +125,12 @@ SPLIT_PARAMS: dict[str, Param] = {
         choices=BACKENDS,
     ),
     "interactive_size": Param(
-        int, 32, "units of the interactive layer (on shares)", low=1, high=MAX_UNITS
+        int,
+        32,
+        "units of the interactive layer (the feature holders' blocks on shares, the label "
+        "holder's block and bias its own)",
+        low=1,
+        high=MAX_UNITS,
     ),
     "top_layer_sizes": sizes_param((), "units of the label holder's hidden layers after it"),
     "activation": activation_param(ACTIVATIONS),
