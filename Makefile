@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sharedml demo
 
+# the 25 slowest tests are listed at the end, so CI's budget (25 min) is watched by test
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 # test, plus the cases CI leaves out because they repeat a covered failure mode at a
 # later, longer step (the fault matrix: every role at every step; see tests/faults/)
@@ -27,10 +28,12 @@ test-full: $(STAMP)
 	SHAREDML_FULL_MATRIX=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # test on two workers (pytest-xdist), each test file whole on one (a module's cluster
-# or browser is set up once), each worker its own PostgreSQL database; the same tests
-# as test. Opt-in: not yet run whole on an idle machine.
+# or browser is set up once) and every Ray test (tests/scale, xdist_group "ray") on one,
+# beside one local Ray cluster (tests/conftest.py groups the rest by file), each worker
+# its own PostgreSQL database; the same tests as test. Opt-in: not yet run whole on an
+# idle machine.
 test-parallel: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -14,6 +14,19 @@ from typing import Any
 
 import pytest
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``make test-parallel`` (``--dist loadgroup``): a test marked ``xdist_group``
+    runs on its group's worker (``ray``: every test of ``tests/scale``, beside the one
+    local Ray cluster); any other test is grouped by its file, so a file stays whole
+    on one worker (its module's cluster or browser is set up once). Without xdist
+    the marks change nothing."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 #: The vendored reference data (kept in the repository; see its README).
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from sharedml.crypto import pki
+from sharedml.scale.runtime import keep_token_auth
 
+keep_token_auth()  # before ray is imported, as a node with address: local does
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'sharedml[ray]')")
 
 PARTIES = ("alice", "bob")

@@ -27,6 +27,9 @@ from sharedml.session import Session
 from sharedml.standalone import PartyFailed, run_in_threads
 from sharedml.transport.recording import RecordingChannel, WireRecord
 
+#: make test-parallel: every Ray test on one xdist worker, beside the one cluster
+pytestmark = pytest.mark.xdist_group("ray")
+
 PARTIES = ("alice", "bob")  # as in conftest.py
 
 ALICE = [f"cust-{i:05d}" for i in range(0, 1500)]

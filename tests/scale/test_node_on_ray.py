@@ -26,6 +26,9 @@ from sharedml.modelpart import FileNodeKeys
 from sharedml.platform.local_deployment import DeploymentSpec, LocalDeployment, prepare
 from sharedml.standalone.job import run_job
 
+#: make test-parallel: every Ray test on one xdist worker, beside the one cluster
+pytestmark = pytest.mark.xdist_group("ray")
+
 FILES = {"bank": "breast_hetero_guest.csv", "shop": "breast_hetero_host.csv"}
 TRAIN = [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 4}}, {"fill": {}}, {"scale": {}},
          {"train": {"model": "secureboost", "protocol": "he", "n_estimators": 2, "max_depth": 2,

@@ -22,6 +22,9 @@ from sharedml.scale.histograms import sharded_histogram
 from sharedml.scale.moments import ring_histogram
 from sharedml.scale.runtime import RayCompute
 
+#: make test-parallel: every Ray test on one xdist worker, beside the one cluster
+pytestmark = pytest.mark.xdist_group("ray")
+
 NUMERIC = ["income", "age", "debt", "flat"]
 
 

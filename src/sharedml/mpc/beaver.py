@@ -30,7 +30,7 @@ randomization", CRYPTO 1991; Mohassel & Zhang, "SecureML", IEEE S&P 2017, §4.2
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -182,6 +182,17 @@ class FixedOperand:
         self._x_limbs = ring.split(x.share)
         # the last row selection (a training batch uses the same rows twice)
         self._cached: tuple[np.ndarray, ring.Limbs, ring.Limbs] | None = None
+        #: set by :meth:`offload`: where this party's part of a product is computed
+        self._products: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    def offload(self, products: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        """Have ``products(b, f)`` compute this party's local part ``Eᵀ b_i + X_iᵀ f``
+        (mod 2^64) of every product over all rows with ``transpose`` — for instance over
+        row shards on the party's own Ray workers
+        (:meth:`sharedml.scale.runtime.RayCompute.fixed_products`). It must be that
+        ring value bit for bit; nothing else changes (the same openings, the same
+        material)."""
+        self._products = products
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -304,8 +315,11 @@ class FixedOperand:
         mat = mpc.provider.request(Kind.FIXED_MATMUL, (self.id, int(transpose), n), idx)
         b = mat["b"]
         (f,) = mpc.open_many("fixed_matmul", [ym - b])
-        z = ring.matmul(e, ring.split(b))
-        z += ring.matmul(xs, ring.split(f))
+        if self._products is not None and transpose and idx is None:
+            z = self._products(b, f)
+        else:
+            z = ring.matmul(e, ring.split(b))
+            z += ring.matmul(xs, ring.split(f))
         z += mat["c"]
         mat.release()
         out = SharedTensor(mpc, z.reshape(shape), self.x.scale + y.scale)

@@ -63,83 +63,49 @@ the platform its datasets' names, schemas and row counts
 Model parts: a ``train`` step seals this party's part under the node's key in
 ``models_dir`` (:mod:`sharedml.modelpart`); a batch ``predict: {model: ...}``
 loads it from there. The platform learns the part's uid and fingerprint only.
+
+This module is the node's heartbeat loop; the tasks it starts run in
+:mod:`sharedml.node.tasks`, its calls to the platform go through
+:mod:`sharedml.node.platform_link`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import signal
 import sys
 import threading
-import time
-import traceback
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from sharedml.approvals import ApproverKeys
-from sharedml.components import PartyConfig, StepContext, execute, jobspec, registry
-from sharedml.components.dealer import end_step_at_dealer, helper_step
-from sharedml.control import (
-    SERVICE,
-    Ack,
-    AuditCheckpoint,
-    Beat,
-    BeatReply,
-    Hello,
-    HelloReply,
-    Report,
-    TaskOrder,
-    Wire,
-    decode,
-)
+from sharedml.control import Ack, AuditCheckpoint, Beat, BeatReply, Hello, HelloReply, Wire
 from sharedml.crypto import crl, pki
 from sharedml.crypto.identity import IdentityFiles
 from sharedml.errors import ConfigError, PeerUnreachable, SharedMLError
-from sharedml.modelpart import FileNodeKeys, PartStore
 from sharedml.mpc.memory import keep_freed_memory
 from sharedml.node.addresses import AddressPlan, HostPort
-from sharedml.node.cancel import CancellableChannel, TaskCanceled
 from sharedml.node.checkpoints import NodeCheckpoints
 from sharedml.node.config import NodeConfig
 from sharedml.node.enclave_host import EnclaveHost
-from sharedml.node.guard import check_task
-from sharedml.node.job_state import JobState, JobStateFiles
-from sharedml.node.metrics import ByteCount, NodeMetrics, TaskRecord
-from sharedml.node.reasons import public_failure
+from sharedml.node.job_state import JobState
+from sharedml.node.metrics import NodeMetrics
+from sharedml.node.platform_link import PlatformLink
 from sharedml.node.registry import NodeRegistry
 from sharedml.node.stats import ProcessStats
-from sharedml.session import Session
+from sharedml.node.tasks import TaskRun, Tasks
 from sharedml.telemetry.http import HealthServer
-from sharedml.transport import tls
-from sharedml.transport.base import Channel
-from sharedml.transport.deadline import StepDeadline
 from sharedml.transport.grpc import GrpcEndpoint
 
-if TYPE_CHECKING:
-    from sharedml.scale.runtime import RayCompute
+__all__ = ["Agent", "NodeConfig", "serve"]
 
 log = logging.getLogger("sharedml.node")
 
-#: What a job id from the platform may be before it names a folder of the node's.
-_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-#: How long a dealer task waits for a step's next request (it ends sooner when canceled).
-_DEALER_WAIT_S = 7 * 24 * 3600.0
-
-
-@dataclass
-class _Run:
-    order: TaskOrder
-    cancel: threading.Event = field(default_factory=threading.Event)
-    progress: float = 0.0
-    report: Report | None = None
-    #: The step's channel, counting bytes per peer (set once the channel is open).
-    traffic: ByteCount | None = None
+#: The name tests and older callers know a task by (:class:`sharedml.node.tasks.TaskRun`).
+_Run = TaskRun
 
 
 class Agent:
@@ -159,7 +125,7 @@ class Agent:
         #: node.yaml pins (checked before anything listens).
         self.checkpoints = NodeCheckpoints(config.work_dir, config.party, config.checkpoint_pin())
         self.checkpoints.check_pin()
-        self._revocation = (
+        revocation = (
             crl.in_folder(config.pki_dir, ca_pem)
             if config.crl is None
             else crl.RevocationFile(config.crl, ca_pem)
@@ -167,39 +133,22 @@ class Agent:
         plan = AddressPlan.check(config.listen, config.advertise, party=config.party)
         self.endpoint = GrpcEndpoint(
             self._identity, str(plan.listen).rpartition(":")[0], plan.listen.port,
-            revocation=self._revocation,
+            revocation=revocation,
         )
         #: What the platform hands this node's peers (an enclave node: its enclave's address).
         self.advertised = plan.advertised(int(self.endpoint.address.rpartition(":")[2]))
         self._enclave = None if config.enclave is None else EnclaveHost(config.enclave, config.work_dir)
-        self._platform: grpc.Channel | None = None
-        self._platform_generation = -1
+        self._platform = PlatformLink(self._identity, config.platform_name, config.platform,
+                                      revocation, on_new_pair=self._forget_greeting)
         self.heartbeat_s = config.heartbeat_s
-        #: The only data a job step may read: the datasets the node's config registers.
-        self._datasets = NodeRegistry(config.datasets, config.work_dir)
-        self._approvers = ApproverKeys.from_files(config.approvers)
-        #: What the platform learns of them (read once, at start: a bad entry stops the node).
-        self._records = self._datasets.records()
-        self._parts: PartStore | None = None
         self.boot = uuid.uuid4().hex
         self._stats = ProcessStats()
-        self._runs: dict[str, _Run] = {}
-        self._jobs: dict[str, JobState] = {}
-        self._saved = JobStateFiles(config.work_dir)
-        self._lock = threading.Lock()
         self._greeted = False
         self._looping = False
         self.metrics = NodeMetrics(config.party, config.work_dir)
+        #: This node's tasks and its jobs' working state (sharedml.node.tasks).
+        self.tasks = Tasks(config, self.endpoint, self._identity, self.metrics)
         self._health = None if config.metrics is None else self._serve_metrics(config.metrics)
-
-    def _compute(self) -> RayCompute | None:
-        """This party's Ray cluster for a task (``compute: ray``), with the pair on disk now."""
-        if self.config.compute.ray is None:
-            return None
-        from sharedml.scale.runtime import RayCompute
-
-        return RayCompute(self.config.compute.ray, party=self.config.party,
-                          identity=self._identity.current())
 
     # -- the loop ------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -217,7 +166,7 @@ class Agent:
                 down = False
             except (grpc.RpcError, PeerUnreachable) as exc:  # down, refused, or revoked
                 self._greeted = False
-                self._drop_platform()
+                self._platform.drop()
                 self.metrics.beat(False)
                 if not down:
                     log.warning("node %s: platform %s unreachable (retrying every %g s): %s",
@@ -228,8 +177,7 @@ class Agent:
                 log.error("node %s: %s", self.config.party, exc)
             stop.wait(self.heartbeat_s)
         self._looping = False
-        for run in self._runs.values():
-            run.cancel.set()
+        self.tasks.cancel_all()
 
     def step(self) -> None:
         """One round: say hello if needed, deliver finished reports, heartbeat, act."""
@@ -237,32 +185,20 @@ class Agent:
             self._watch_enclave()
         if not self._greeted:
             hello = Hello(address=self.advertised, boot=self.boot, role=self.config.role,
-                          datasets=self._records)
+                          datasets=self.tasks.records)
             reply = self._call("Hello", hello, HelloReply)
             self.heartbeat_s = min(self.heartbeat_s, reply.heartbeat_s)
             self._greeted = True
-        for run, report in self._finished():
+        for run, report in self.tasks.finished():
             self._call("Report", report, Ack)
-            with self._lock:
-                self._runs.pop(run.order.task_id, None)
-        with self._lock:
-            listed = {tid: r.progress for tid, r in self._runs.items()}
-            busy = {r.order.job_id for r in self._runs.values()}
-            self.metrics.running.set(sum(r.report is None for r in self._runs.values()))
-            held = sorted(set(self._jobs) - busy)
+            self.tasks.delivered(run.order.task_id)
+        listed, held = self.tasks.listing()
         beat = self._call("Beat", Beat(running=listed, jobs=held, stats=self._stats.sample()),
                           BeatReply)
-        with self._lock:
-            for job_id in beat.forget:  # finished jobs: drop their working objects (files stay)
-                self._jobs.pop(job_id, None)
-                self._saved.forget(job_id)
-        for task_id in beat.cancel:
-            with self._lock:
-                canceled = self._runs.get(task_id)
-            if canceled is not None:
-                canceled.cancel.set()
+        self.tasks.forget(beat.forget)  # finished jobs: drop their working objects (files stay)
+        self.tasks.cancel(beat.cancel)
         for order in beat.orders:
-            self._start(order)
+            self.tasks.start(order)
         if beat.checkpoint is not None:  # the platform's audit head: keep it, or raise alarm
             self._keep_checkpoint(beat.checkpoint)
 
@@ -280,8 +216,11 @@ class Agent:
         if address != self.advertised:
             self.advertised, self.boot, self._greeted = address, uuid.uuid4().hex, False
 
+    def _forget_greeting(self) -> None:
+        self._greeted = False
+
     def close(self) -> None:
-        self._drop_platform()
+        self._platform.drop()
         if self._enclave is not None:
             self._enclave.close()
         self.endpoint.close(grace=0.5)
@@ -298,236 +237,31 @@ class Agent:
         return server
 
     def _call(self, method: str, msg: Wire, reply: type[Any]) -> Any:
-        call = self._platform_channel().unary_unary(f"/{SERVICE}/{method}")
-        return decode(reply, call(msg.encode(), timeout=10.0))
+        return self._platform.call(method, msg, reply)
 
-    def _platform_channel(self) -> grpc.Channel:
-        """The connection to the platform, made anew after this node's pair rotated or the
-        connection failed (the platform may serve a rotated certificate; with a revocation
-        list it is checked and pinned again, :func:`sharedml.transport.tls.dial`)."""
-        identity = self._identity.current()
-        if self._platform is None or self._platform_generation != self._identity.generation:
-            if self._platform_generation not in (-1, self._identity.generation):
-                self._greeted = False  # say hello again: the platform records the new pair
-            self._drop_platform()
-            self._platform = tls.dial(
-                identity, self.config.platform_name, self.config.platform, self._revocation
-            )
-            self._platform_generation = self._identity.generation
-        return self._platform
+    # -- the task side, by the names tests reach for ------------------------------------
+    @property
+    def _runs(self) -> dict[str, TaskRun]:
+        return self.tasks.runs
 
-    def _drop_platform(self) -> None:
-        if self._platform is not None:
-            self._platform.close()
-            self._platform = None
+    @property
+    def _jobs(self) -> dict[str, JobState]:
+        return self.tasks.jobs
 
-    def _finished(self) -> list[tuple[_Run, Report]]:
-        with self._lock:
-            return [(r, r.report) for r in self._runs.values() if r.report is not None]
+    @property
+    def _datasets(self) -> NodeRegistry:
+        return self.tasks.datasets
 
-    def _part_store(self) -> PartStore:
-        """This party's model parts, sealed with the node's keys (made on first use)."""
-        if self._parts is None:
-            work = self.config.work_dir
-            keys = FileNodeKeys.open_or_create(self.config.keys_dir or work / "keys")
-            self._parts = PartStore(self.config.models_dir or work / "models", keys,
-                                    party=self.config.party)
-        return self._parts
+    @_datasets.setter
+    def _datasets(self, registry: NodeRegistry) -> None:  # a test's spy on what a step reads
+        self.tasks.datasets = registry
 
-    # -- tasks ---------------------------------------------------------------------
-    def _start(self, order: TaskOrder) -> None:
-        with self._lock:
-            if order.task_id in self._runs:
-                return
-            run = self._runs[order.task_id] = _Run(order)
-        threading.Thread(
-            target=self._execute, args=(run,), name=f"task-{order.step_id}", daemon=True
-        ).start()
+    @property
+    def _approvers(self) -> ApproverKeys:
+        return self.tasks.approvers
 
-    def _execute(self, run: _Run) -> None:
-        order, party = run.order, self.config.party
-        start = time.perf_counter()
-        error = ""
-        try:
-            metrics = self._run_step(run)
-            report = Report(task_id=order.task_id, ok=True, metrics=metrics, reason="")
-        except Exception as exc:  # bad input must not take the node down (8.3-2)
-            # the whole story stays here; the platform gets a code, the step, the party and
-            # column names, never a cell value or a local path (issue 14 item 4)
-            error = type(exc).__name__
-            log.error("node %s: step %s failed:\n%s", party, order.step_id, traceback.format_exc())
-            failure = public_failure(exc, party, order.step_id, self._public_names(order))
-            report = Report(task_id=order.task_id, ok=False, reason=failure.reason(),
-                            code=failure.code, retry=failure.retry)
-        report.seconds = time.perf_counter() - start
-        traffic = run.traffic
-        self.metrics.task_done(TaskRecord(
-            order.job_id, order.step_id, order.attempt, party, order.component, report.ok,
-            report.seconds, dict(traffic.sent) if traffic else {},
-            dict(traffic.received) if traffic else {}, error=error))
-        run.report = report
-
-    def _public_names(self, order: TaskOrder) -> set[str]:
-        """Names the platform already knows: its datasets' columns, the job's parties,
-        datasets, labels, id columns, steps and components."""
-        names = {c.name for r in self._records for c in r.columns} | {r.name for r in self._records}
-        for name, p in order.parties.items():
-            names.add(name)
-            names.update(str(v) for k, v in p.items() if k in ("dataset", "label") and v)
-            ids = p.get("id", "id")
-            names.update([ids] if isinstance(ids, str) else map(str, ids))
-        for step in (order.spec or {}).get("steps", []):
-            if isinstance(step, dict):
-                names.update(str(k) for k in step)
-                names.add(str(step.get("id", "")))
-        names.update({order.step_id, order.component, *order.peers})
-        names.discard("")
-        return names
-
-    def _run_step(self, run: _Run) -> dict[str, Any]:
-        order, party = run.order, self.config.party
-        check_task(order, party, self._approvers)  # before anything touches data (8.3-1)
-        if self.config.role == "enclave":
-            raise ConfigError(f"enclave node {party!r} was given the {order.step_id!r} task of a party",
-                              party=party, step=order.step_id,
-                              remedy="an enclave node runs scheme 'tee' jobs only, driven by the platform")
-        if order.dealer == party or self.config.role == "dealer":
-            return self._run_dealer(run)
-        out_dir = self._job_dir(order)  # the job id is checked before any file is touched
-        job = self._job(order.job_id)
-        missing = sorted(set(order.ancestors) - job.done)
-        if missing:
-            raise ConfigError(
-                f"node {party!r} holds no working state from step(s) {missing} of job "
-                f"{order.job_id}", party=party, step=order.step_id,
-                remedy="the node restarted mid-job and had no saved state of those steps "
-                f"(see its log; {self._saved.path(order.job_id)}); submit the job again",
-            )
-        component = registry.get(order.component)()
-        params = component.parse(order.params, f"steps.{order.step_id}")
-        parties = self._parties(order)
-        peers = [*parties, *([order.dealer] if order.dealer else [])]
-        compute = self._compute()  # before the channel: a cluster it cannot reach fails here
-        channel = self.endpoint.channel(
-            f"{order.job_id}/{order.step_id}/{order.attempt}", peers, order.peers,
-            timeout=order.channel_timeout_s,
-        )
-        run.traffic = ByteCount(channel)
-        try:
-            session = Session(party, tuple(peers),
-                              _bounded(CancellableChannel(run.traffic, run.cancel), order),
-                              dealer=order.dealer or None, compute=compute)
-            out_dir = self._job_dir(order)
-            ctx = StepContext(session, parties[party], parties, job.state, out_dir,
-                              order.step_id, self._progress(run), self._datasets,
-                              self._part_store())
-            result = execute(component, ctx, params)
-            if order.dealer and party == list(parties)[-1]:
-                end_step_at_dealer(session, order.step_id, order.dealer)
-        finally:
-            try:
-                channel.close()
-            except SharedMLError as exc:
-                log.warning("node %s: closing channel of %s: %s", party, order.step_id, exc)
-        job.done.add(order.step_id)
-        self._saved.save(order.job_id, job)
-        metrics: dict[str, Any] = json.loads(json.dumps(result.metrics, default=_plain))
-        if compute is not None:  # public: how much of the step ran on the party's Ray cluster
-            metrics["compute"] = compute.counts()
-        return metrics
-
-    def _job(self, job_id: str) -> JobState:
-        """The job's working state: in memory, else as saved before a restart, else new."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                job = self._jobs[job_id] = self._saved.load(job_id) or JobState()
-                if job.done:
-                    log.info("node %s: job %s resumes from its saved state after %s",
-                             self.config.party, job_id, sorted(job.done))
-            return job
-
-    def _job_dir(self, order: TaskOrder) -> Path:
-        """``work_dir/jobs/<job>`` (0700); the job id from the platform is checked first,
-        so it never walks out of the work dir."""
-        if not _JOB_ID.fullmatch(order.job_id):
-            raise ConfigError(f"the platform sent a job id that is not one: {order.job_id[:64]!r}",
-                              party=self.config.party, step=order.step_id,
-                              remedy="report this to the platform's operator")
-        out_dir = self.config.work_dir / "jobs" / order.job_id
-        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return out_dir
-
-    def _run_dealer(self, run: _Run) -> dict[str, Any]:
-        """Serve the step's MPC runtimes until its end-of-step marker; public counts only."""
-        order, party = run.order, self.config.party
-        if order.dealer != party or self.config.role != "dealer":
-            raise ConfigError(
-                f"node {party!r} ({self.config.role} node) was given the {order.step_id!r} task "
-                f"of {'the dealer ' + repr(order.dealer) if order.dealer else 'a data party'}",
-                party=party, step=order.step_id,
-                remedy="only a node started with role 'dealer' deals, and it runs no party's task",
-            )
-        data_parties = list(order.parties)
-        # No wait limit of its own: the dealer waits as long as the step runs, and the
-        # platform cancels its task when the step fails elsewhere.
-        channel = self.endpoint.channel(
-            f"{order.job_id}/{order.step_id}/{order.attempt}", [*data_parties, party],
-            order.peers, timeout=order.channel_timeout_s,
-        )
-        run.traffic = ByteCount(channel)
-        try:
-            waiting = _bounded(CancellableChannel(run.traffic, run.cancel, timeout=_DEALER_WAIT_S),
-                               order)
-            session = Session(party, (*data_parties, party), waiting, dealer=party)
-            parties = jobspec.JobSpec.model_validate(
-                {"parties": order.parties, "steps": []}).party_configs()
-            component = registry.get(order.component)
-            params = component.parse(order.params, f"steps.{order.step_id}")
-            out_dir = self.config.work_dir / "jobs" / order.job_id
-            out_dir.mkdir(parents=True, exist_ok=True)
-            done = helper_step(session, order.step_id, order.component, params, parties, out_dir)
-        finally:
-            try:
-                channel.close()
-            except SharedMLError as exc:
-                log.warning("node %s: closing channel of %s: %s", party, order.step_id, exc)
-        metrics: dict[str, Any] = json.loads(json.dumps(done["metrics"], default=_plain))
-        return metrics
-
-    def _parties(self, order: TaskOrder) -> dict[str, PartyConfig]:
-        """The job's parties as its spec names them; this party's dataset must be one
-        the node registered (checked before the step starts)."""
-        spec = jobspec.JobSpec.model_validate({"parties": order.parties, "steps": []})
-        parties = spec.party_configs()
-        me = parties.get(self.config.party)
-        if me is None:
-            raise ConfigError(f"party {self.config.party!r} is not in job {order.job_id}")
-        if me.dataset is not None:
-            self._datasets.path(me.dataset, party=me.name, step=order.step_id)
-        return parties
-
-    def _progress(self, run: _Run) -> Any:
-        def report(fraction: float, message: str) -> None:
-            run.progress = float(fraction)
-            if run.cancel.is_set():
-                raise TaskCanceled("the platform canceled this task", party=self.config.party,
-                                   step=run.order.step_id)
-
-        return report
-
-
-def _bounded(channel: Channel, order: TaskOrder) -> Channel:
-    """The task's channel, its receives ending at the step's timeout (when the order sets one)."""
-    if order.step_timeout_s is None:
-        return channel
-    return StepDeadline(channel, order.step_id, order.step_timeout_s)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise ConfigError(f"a step produced a metric that is not JSON: {type(value).__name__}")
+    def _run_step(self, run: TaskRun) -> dict[str, Any]:
+        return self.tasks.run_step(run)
 
 
 def serve(

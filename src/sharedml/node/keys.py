@@ -16,8 +16,8 @@ The key-management seam: every caller holds a ``NodeKeys`` (five calls:
 :class:`~sharedml.modelpart.FileNodeKeys` (these files); an HSM or cloud
 KMS replaces it by implementing the same calls — envelope encryption under
 a KMS key for ``seal``/``open``, an Ed25519 key held by the device for
-``sign`` — and being built where the node builds its keys (``node/agent.py``
-``Agent._part_store``, ``serving/run.py`` ``PartSource.open``). A node agent
+``sign`` — and being built where the node builds its keys (``node/tasks.py``
+``Tasks._part_store``, ``serving/run.py`` ``PartSource.open``). A node agent
 that finds no keys at its first start still makes them, as before; ``init``
 makes that step explicit, so an operator can back up the public key and set
 permissions before any data arrives.

@@ -28,9 +28,10 @@ node already reports at hello, and the scrubbed message.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from sharedml.control import DatasetRecord, TaskOrder
 from sharedml.errors import (
     AttestationError,
     AuthError,
@@ -123,3 +124,21 @@ def scrub(text: str, keep: Collection[str]) -> str:
         return "<value>"
 
     return _PATH.sub("<path>", _QUOTED.sub(quoted, text))
+
+
+def public_names(order: TaskOrder, records: Sequence[DatasetRecord]) -> set[str]:
+    """Names the platform already knows: the node's datasets and their columns, the job's
+    parties, datasets, labels, id columns, steps and components."""
+    names = {c.name for r in records for c in r.columns} | {r.name for r in records}
+    for name, p in order.parties.items():
+        names.add(name)
+        names.update(str(v) for k, v in p.items() if k in ("dataset", "label") and v)
+        ids = p.get("id", "id")
+        names.update([ids] if isinstance(ids, str) else map(str, ids))
+    for step in (order.spec or {}).get("steps", []):
+        if isinstance(step, dict):
+            names.update(str(k) for k in step)
+            names.add(str(step.get("id", "")))
+    names.update({order.step_id, order.component, *order.peers})
+    names.discard("")
+    return names

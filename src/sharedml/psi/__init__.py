@@ -8,8 +8,27 @@
 * :mod:`sharedml.psi.features` — vertical and horizontal feature agreement.
 """
 
-from sharedml.psi.align import align_rows
-from sharedml.psi.api import PsiResult, psi_digests
-from sharedml.psi.keys import KeyRules, digest_keys
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sharedml.psi.align import align_rows
+    from sharedml.psi.api import PsiResult, psi_digests
+    from sharedml.psi.keys import KeyRules, digest_keys
+
+#: Imported on first use: the front door pulls pandas (alignment, key digests), which a
+#: PSI lane — a Ray worker that runs KKRT on digests only — never needs (its start-up
+#: is CPU a party pays per worker, bench/scale.py).
+_LAZY = {"align_rows": "sharedml.psi.align", "PsiResult": "sharedml.psi.api",
+         "psi_digests": "sharedml.psi.api", "KeyRules": "sharedml.psi.keys",
+         "digest_keys": "sharedml.psi.keys"}
 
 __all__ = ["KeyRules", "PsiResult", "align_rows", "digest_keys", "psi_digests"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

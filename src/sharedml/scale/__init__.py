@@ -22,6 +22,22 @@ and of the peer only what the protocols send. The core package never imports
 for it (``pip install 'sharedml[ray]'``).
 """
 
-from sharedml.scale.config import ComputeConfig, RayConfig
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sharedml.scale.config import ComputeConfig, RayConfig
+
+#: Imported on first use: the config pulls pydantic, which a Ray worker running a lane
+#: or a randomiser pool never needs.
+_LAZY = {"ComputeConfig": "sharedml.scale.config", "RayConfig": "sharedml.scale.config"}
 
 __all__ = ["ComputeConfig", "RayConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

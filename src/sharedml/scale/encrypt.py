@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sharedml.crypto.paillier import PaillierPublicKey
 from sharedml.he import pool
-from sharedml.scale.lane import usage
+from sharedml.scale.meter import usage
 
 if TYPE_CHECKING:
     from sharedml.scale.runtime import RayCompute

@@ -15,7 +15,6 @@ sends (:mod:`sharedml.psi.kkrt`).
 
 from __future__ import annotations
 
-import resource
 import time
 from collections.abc import Sequence
 
@@ -23,16 +22,11 @@ import numpy as np
 
 from sharedml.crypto.pki import Identity
 from sharedml.psi.kkrt import kkrt_psi
+from sharedml.scale.meter import usage
 from sharedml.session import Session
 from sharedml.transport.base import Channel
 from sharedml.transport.grpc import GrpcEndpoint
 from sharedml.transport.recording import RecordingChannel, WireRecord
-
-
-def usage() -> dict[str, float]:
-    """This process's CPU-seconds and peak RSS (MB) so far."""
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024.0}
 
 
 class PsiLane:

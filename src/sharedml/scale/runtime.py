@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +35,13 @@ import numpy as np
 from sharedml.crypto.pki import Identity
 from sharedml.errors import ComputeError, ConfigError, SharedMLError
 from sharedml.scale.config import RayConfig
+from sharedml.scale.meter import measured
 from sharedml.transport.recording import WireRecord
 
 if TYPE_CHECKING:
     from sharedml.crypto.paillier import PaillierPublicKey
     from sharedml.scale.encrypt import RayEncryptor
+    from sharedml.scale.histograms import ShardedProducts
     from sharedml.session import Session
 
 Progress = Callable[[float, str], None]
@@ -59,15 +63,23 @@ def import_ray(party: str | None = None) -> Any:
         ) from None
 
 
-def _measured(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
-    """A task: ``fn(*args)``, its CPU-seconds and this worker's peak RSS (MB)."""
-    import resource
-    import time
+def keep_token_auth() -> None:
+    """Before ``import ray`` in a process that starts a local cluster: Ray's token
+    authentication, chosen explicitly.
 
-    start = time.process_time()
-    out = fn(*args)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return out, time.process_time() - start, rss
+    Ray (2.59 and later) turns token auth on for a new local cluster when
+    ``RAY_AUTH_MODE`` is unset and warns at every start that it did. We keep it — a
+    party's cluster runs code as the party, holds its rows and its certificate's key,
+    so nobody without the token (``~/.ray/auth_token``, made at the first start) may
+    submit work to it — and say so, which is what silences the warning. Ray reads the
+    mode when it is imported, so once ``ray`` is imported this changes nothing (a
+    mode set later would differ between the driver and the cluster it starts; Ray
+    then still turns token auth on, with its warning). An operator's own
+    ``RAY_AUTH_MODE`` wins. A cluster the node joins (``address: auto`` or
+    ``ray://``) is the operator's: its mode is theirs (README, "Scale-out").
+    """
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 class RayCompute:
@@ -92,6 +104,8 @@ class RayCompute:
         #: Ray tasks and actors this handle started (a step reports them as public metrics).
         self.tasks_run = 0
         self.actors_started = 0
+        if config.address == "local":
+            keep_token_auth()
         self.ray = import_ray(party)
         self._connect()
 
@@ -153,7 +167,7 @@ class RayCompute:
         lanes.stop_idle(self)
 
     def record_usage(self, actors: list[Any], *, step: str) -> None:
-        """Append each actor's :func:`~sharedml.scale.lane.usage` to :attr:`usage`."""
+        """Append each actor's :func:`~sharedml.scale.meter.usage` to :attr:`usage`."""
         # a lost actor has nothing to report; the step's own error is the one raised
         with contextlib.suppress(SharedMLError):
             self.usage.extend(self.get([a.usage.remote() for a in actors], step=step, what="usage"))
@@ -199,12 +213,15 @@ class RayCompute:
         step: str,
         total: int | None = None,
         progress: Progress = _no_progress,
+        spread: bool = False,
     ) -> list[Any]:
         """``[fn(shard, *args) for shard in shards]`` on Ray tasks, in order,
-        at most :attr:`workers` in flight."""
+        at most :attr:`workers` in flight. With ``spread``, each shard is a tuple of
+        the task's leading arguments, ``fn(*shard, *args)`` (Ray resolves the object
+        references among them, :meth:`put`)."""
         ray = self.ray
         self._free_idle_lanes()
-        remote = ray.remote(_measured).options(**self.task_options())
+        remote = ray.remote(measured).options(**self.task_options())
         shared = [ray.put(a) for a in args]
         results: dict[int, Any] = {}
         flying: dict[Any, int] = {}
@@ -224,12 +241,17 @@ class RayCompute:
             if len(flying) >= self.workers:
                 ready, _ = ray.wait(list(flying), num_returns=1)
                 land(ready)
-            flying[remote.remote(fn, shard, *shared)] = i
+            lead = tuple(shard) if spread else (shard,)
+            flying[remote.remote(fn, *lead, *shared)] = i
             self.tasks_run += 1
         while flying:
             ready, _ = ray.wait(list(flying), num_returns=1)
             land(ready)
         return [results[i] for i in range(len(results))]
+
+    def put(self, value: Any) -> Any:
+        """``value`` in the party's object store, for many tasks (:meth:`map`)."""
+        return self.ray.put(value)
 
     # -- the operations a Session's protocols hand over (Session.compute) ------------
     def psi(
@@ -259,3 +281,10 @@ class RayCompute:
         from sharedml.scale.encrypt import RayEncryptor
 
         return RayEncryptor(self, pk)
+
+    def fixed_products(self, e: np.ndarray, share: np.ndarray) -> ShardedProducts:
+        """A fixed operand's local products over ``shard_rows`` row shards
+        (:class:`sharedml.scale.histograms.ShardedProducts`)."""
+        from sharedml.scale.histograms import ShardedProducts
+
+        return ShardedProducts(self, e, share, self.config.shard_rows)

@@ -2,6 +2,9 @@
 
 * ``sharedml serve gateway`` — the label holder's HTTP/JSON scoring gateway.
 * ``sharedml serve node`` — a partner's serving node (gRPC, mutual TLS).
+* ``sharedml serve enclave`` — the operator's scoring enclave for TEE-trained
+  versions (simulator); the gateway and nodes reach it with ``--enclave
+  HOST:PORT --enclave-policy FILE`` (:mod:`sharedml.serving.tee`).
 * ``sharedml serve version ACTION [VERSION]`` — serve, canary, promote or
   roll back a version at a running gateway.
 
@@ -28,6 +31,20 @@ KEYS_HELP = "the node's keys folder (with --parts)"
 PLATFORM_HELP = "the platform's URL: versions by NAME@ALIAS from its registry (with --parts)"
 TOKEN_HELP = "file holding an API token that may read the platform's registry"
 CA_HELP = "the deployment CA (PEM) the platform's certificate is checked against"
+ENCLAVE_HELP = "HOST:PORT of the scoring enclave (TEE versions; with --enclave-policy)"
+ENCLAVE_POLICY_HELP = "what this party accepts as the enclave: a 'sharedml tee provider' policy file"
+
+
+def _enclave(address: str | None, policy: Path | None) -> Any:
+    from sharedml.errors import ConfigError
+    from sharedml.serving.enclave_link import EnclaveOptions
+
+    if address is None and policy is None:
+        return None
+    if address is None or policy is None:
+        raise ConfigError("--enclave and --enclave-policy go together", step="serve: start",
+                          remedy="name the scoring enclave and the policy it must satisfy")
+    return EnclaveOptions(address, policy)
 
 
 def _print_ready(what: str) -> None:
@@ -65,6 +82,8 @@ def register(app: Any) -> None:
         cache_ttl: float = typer.Option(0.0, help="seconds partners' answers are cached (0: off)"),
         cache_size: int = typer.Option(100_000, help="most cached answers"),
         admin_token_file: Path = typer.Option(None, help="file holding the admin token"),
+        enclave: str = typer.Option(None, help=ENCLAVE_HELP),
+        enclave_policy: Path = typer.Option(None, help=ENCLAVE_POLICY_HELP),
     ) -> None:
         """Run the label holder's scoring gateway (HTTP/JSON)."""
         from sharedml.serving.run import PartSource, run_gateway
@@ -73,7 +92,8 @@ def register(app: Any) -> None:
                     features=features, id_column=id_column, exclude=tuple(exclude), host=host,
                     port=port, initial=serve_version, timeout=timeout, max_batch=max_batch,
                     cache_ttl=cache_ttl, cache_size=cache_size,
-                    admin_token_file=admin_token_file, ready=_print_ready)
+                    admin_token_file=admin_token_file, ready=_print_ready,
+                    enclave=_enclave(enclave, enclave_policy))
 
     @group.command("node")
     def node_command(
@@ -94,13 +114,27 @@ def register(app: Any) -> None:
         allow: str = typer.Option("all", help="ids to score: all, regex:P, prefix:A,B, file:F"),
         host: str = "127.0.0.1",
         port: int = 0,
+        enclave: str = typer.Option(None, help=ENCLAVE_HELP),
+        enclave_policy: Path = typer.Option(None, help=ENCLAVE_POLICY_HELP),
     ) -> None:
         """Run this party's serving node (gRPC, mutual TLS)."""
         from sharedml.serving.run import PartSource, run_node
 
         run_node(party=party, pki=pki, models=PartSource(models, parts, keys, platform, token_file, ca), state=state, callers=caller,
                  features=features, id_column=id_column, exclude=tuple(exclude), allow=allow,
-                 host=host, port=port, ready=_print_ready)
+                 host=host, port=port, ready=_print_ready, enclave=_enclave(enclave, enclave_policy))
+
+    @group.command("enclave")
+    def enclave_command(
+        models: Path = typer.Option(..., help="the 'sharedml run' models folder of the TEE versions"),
+        home: Path = typer.Option(..., help="operator's folder (processes, audit, enclave-policy.json)"),
+        pki: Path = typer.Option(..., help="PKI folder: the deployment CA and the operator's 'platform' "
+                                 "certificate"),
+    ) -> None:
+        """Run a scoring enclave for TEE versions (simulator; operator side)."""
+        from sharedml.tee.serving_host import run_scoring_enclave
+
+        run_scoring_enclave(models, home, pki, ready=_print_ready)
 
     @group.command("version")
     def version_command(

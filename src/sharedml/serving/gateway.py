@@ -51,7 +51,7 @@ import itertools
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -78,6 +78,12 @@ class UnknownRecord(DataError):
 
 class RecordRefused(PolicyDenied):
     """A partner's allow-list does not admit an id."""
+
+
+class RowSource(Protocol):
+    """Own feature rows by id: :class:`PreparedFeatures`, or a TEE version's raw columns."""
+
+    def fetch(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -240,7 +246,7 @@ class Gateway:
         return self._split(version, items, ids, scores, found, status)
 
     def _own_rows(self, items: list[Item], ids: list[str],
-                  prepared: PreparedFeatures | None) -> tuple[np.ndarray, np.ndarray]:
+                  prepared: RowSource | None) -> tuple[np.ndarray, np.ndarray]:
         if all(it.X is not None for it in items):
             rows = [it.X for it in items if it.X is not None]
             return np.vstack(rows), np.ones(len(ids), dtype=bool)

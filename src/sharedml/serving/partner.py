@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
@@ -59,6 +59,8 @@ class PartnerNode:
         features: this party's feature store.
         allow: which ids it scores.
         audit: its audit log.
+        methods: more unary methods, each ``fn(caller, request) -> reply`` behind the same
+            caller check and error mapping.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class PartnerNode:
         host: str = "127.0.0.1",
         port: int = 0,
         max_workers: int = 8,
+        methods: Mapping[str, Callable[[str, bytes], bytes]] | None = None,
     ) -> None:
         self.party = identity.party
         self.callers = frozenset(callers)
@@ -85,6 +88,8 @@ class PartnerNode:
             "Score": grpc.unary_unary_rpc_method_handler(self._guard(self._score)),
             "Describe": grpc.unary_unary_rpc_method_handler(self._guard(self._describe)),
         }
+        for name, fn in (methods or {}).items():  # e.g. TEE serving's Contribute (serving/tee_node.py)
+            handlers[name] = grpc.unary_unary_rpc_method_handler(self._guard(fn))
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(wire.SERVICE, handlers),))
         credentials = grpc.ssl_server_credentials(

@@ -16,6 +16,7 @@ from sharedml.modelpart import FileNodeKeys, NodeKeys, PartStore
 from sharedml.serving.adapters import open_adapter
 from sharedml.serving.allow import AllowRule
 from sharedml.serving.audit import ServingAudit
+from sharedml.serving.enclave_link import EnclaveOptions
 from sharedml.serving.features import load_transforms
 from sharedml.serving.parts import StoreParts
 from sharedml.serving.versions_source import platform_versions
@@ -38,6 +39,10 @@ class PartSource:
     platform: str | None = None
     token_file: Path | None = None
     ca: Path | None = None
+
+    def tee_blobs(self) -> Path | None:
+        """The folder of sealed TEE models (a models folder's ``enclave/``), if any."""
+        return None if self.models is None else self.models / "enclave"
 
     def open(self, party: str) -> tuple[StoreParts, NodeKeys]:
         from sharedml.standalone.models import LocalRegistry
@@ -78,15 +83,21 @@ def parse_partners(specs: list[str]) -> dict[str, str]:
 
 def run_node(*, party: str, pki: Path, models: PartSource, state: Path, callers: list[str],
              features: str, id_column: str, exclude: tuple[str, ...], allow: str, host: str,
-             port: int, ready: Callable[[str], None]) -> None:
-    """Run a partner's serving node until SIGTERM or SIGINT."""
+             port: int, ready: Callable[[str], None], enclave: EnclaveOptions | None = None) -> None:
+    """Run a partner's serving node until SIGTERM or SIGINT (with ``enclave``, it also
+    contributes to TEE versions: :mod:`sharedml.serving.tee_node`)."""
     from sharedml.serving.partner import PartnerNode
 
     load_transforms()
     parts, keys = models.open(party)
-    node = PartnerNode(load_identity(pki, party), callers, parts,
-                       open_adapter(features, id_column, party, exclude), AllowRule(allow),
-                       _audit(state, keys), host, port)
+    adapter, rule, audit = open_adapter(features, id_column, party, exclude), AllowRule(allow), _audit(state, keys)
+    methods = {}
+    if enclave is not None:
+        from sharedml.serving.tee_node import TeeContributor
+
+        methods["Contribute"] = TeeContributor(parts, adapter, rule, audit, enclave.link(pki, party)).contribute
+    node = PartnerNode(load_identity(pki, party), callers, parts, adapter, rule, audit, host, port,
+                       methods=methods)
     ready(f"serving node {party} listening on {node.address}")
     stop = lambda *_: node.stop(grace=1.0)  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
@@ -98,14 +109,16 @@ def run_gateway(*, party: str, pki: Path, models: PartSource, state: Path, partn
                 features: str | None, id_column: str, exclude: tuple[str, ...], host: str,
                 port: int, initial: str | None, timeout: float, max_batch: int,
                 cache_ttl: float, cache_size: int, admin_token_file: Path | None,
-                ready: Callable[[str], None]) -> None:
-    """Run the label holder's gateway under uvicorn until SIGTERM or SIGINT."""
+                ready: Callable[[str], None], enclave: EnclaveOptions | None = None) -> None:
+    """Run the label holder's gateway under uvicorn until SIGTERM or SIGINT (with ``enclave``,
+    a :class:`~sharedml.serving.tee.TeeGateway` that serves TEE versions too)."""
     import uvicorn
 
     from sharedml.serving.app import ScoringFastPath, create_app
     from sharedml.serving.cache import RemoteCache
     from sharedml.serving.gateway import Gateway, GatewaySettings
     from sharedml.serving.remote import PartnerClient
+    from sharedml.serving.tee import TeeGateway, TeePartnerClient
 
     identity = load_identity(pki, party)
     load_transforms()
@@ -119,12 +132,13 @@ def run_gateway(*, party: str, pki: Path, models: PartSource, state: Path, partn
     address = f"http://{host}:{sock.getsockname()[1]}"
 
     async def main() -> None:
-        clients = {p: PartnerClient(p, a, identity) for p, a in parse_partners(partners).items()}
-        gateway = Gateway(
-            party, parts, clients, adapter, state, audit, key,
-            GatewaySettings(timeout=timeout, max_batch=max_batch),
-            RemoteCache(cache_size, cache_ttl) if cache_ttl > 0 else None,
-        )
+        client = PartnerClient if enclave is None else TeePartnerClient
+        clients = {p: client(p, a, identity) for p, a in parse_partners(partners).items()}
+        args = (party, parts, clients, adapter, state, audit, key,
+                GatewaySettings(timeout=timeout, max_batch=max_batch),
+                RemoteCache(cache_size, cache_ttl) if cache_ttl > 0 else None)
+        gateway = (Gateway(*args) if enclave is None else
+                   TeeGateway(*args, link=enclave.link(pki, party), blobs=models.tee_blobs()))
         app = create_app(gateway, token, initial,
                          ready=lambda: ready(f"gateway {party} listening on {address}"))
         config = uvicorn.Config(ScoringFastPath(app, gateway), log_level="warning", access_log=False,

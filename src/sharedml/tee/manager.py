@@ -165,11 +165,13 @@ class EnclaveManager:
         self._started: list[EnclaveHandle] = []
 
     def create(
-        self, job: str | None, manifest: Manifest, *, kem: str = "X25519", cluster: ClusterDirs | None = None
+        self, job: str | None, manifest: Manifest, *, kem: str = "X25519", cluster: ClusterDirs | None = None,
+        entry: str = "sharedml.tee.enclave",
     ) -> EnclaveHandle:
         """Start an enclave for ``job``, or (``job=None``) a service enclave that opens jobs on request.
 
         ``cluster``: the shared sealed-state folder and the trust anchors members verify each other with.
+        ``entry``: the enclave's module (``sharedml.tee.enclave.serve_rpc``: a scoring enclave).
         """
         eid = uuid.uuid4().hex[:10]
         home = self.home / eid
@@ -184,7 +186,7 @@ class EnclaveManager:
         )
         _await_line(qe, "ready", self.start_timeout, "quoting process")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sharedml.tee.enclave", *(["--job", job] if job else []),
+            [sys.executable, "-m", entry, *(["--job", job] if job else []),
              "--workdir", str(home / "work"), "--qe", str(sock), "--kem", kem,
              *(["--client-ca", str(self.tls_dir / "ca.pem")] if self.tls_dir else []),
              *(["--state-dir", str(cluster.state), "--trust", str(cluster.trust)] if cluster else [])],

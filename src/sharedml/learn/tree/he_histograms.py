@@ -52,6 +52,7 @@ Lossless Federated Learning Framework", IEEE Intelligent Systems 2021
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -367,6 +368,8 @@ class _Accumulator:
         """An empty accumulator for the node's rows ``start..stop``, with this one's
         cells and skipped cells, to :meth:`merge` back (a worker's share)."""
         other = copy.copy(self)
+        # a worker needs its rows' cells, not the layout of every training row
+        other.layout = dataclasses.replace(self.layout, cell=self.layout.cell[:0])
         other.cells = self.cells[start:stop]
         other.acc, other.total = [mpz(1)] * len(self.acc), mpz(1)
         return other

@@ -30,6 +30,12 @@ computing party. Precision: g and h are encoded with ``scale`` fractional bits
 (chosen so a sum over all rows fits the ring), so each bin sum is within
 ``count · 2^-(scale+1)`` of the exact sum.
 
+On a party's Ray cluster (``Session.compute``, a node's ``compute: ray:``) its
+local part of each product in step 3 runs over row shards on its workers
+(:class:`sharedml.scale.histograms.ShardedProducts`): the same shares bit for
+bit, so the same openings and the same revealed histograms; the workers are
+the party's own and see only what it holds (``B_j - A_j``, its shares).
+
 Cost: three products per tree of depth 3 (root, then each level's smaller
 children, the larger ones by subtraction at L), each a pass over the n ×
 (bins - features) masked matrix. Leaving out the last bins (73 -> 63 columns
@@ -120,9 +126,13 @@ class _SSParty:
                 remedy="give the session its dealer (Session(dealer=...)) so it is not taken for "
                 "a data party",
             )
+        compute = self.session.compute
         for p in self.holders:
             mine = own_matrix if p == self.session.party else None
-            self.fixed[p] = FixedOperand(self.mpc.share(mine, owner=p, encoded=True, scale=0))
+            fixed = FixedOperand(self.mpc.share(mine, owner=p, encoded=True, scale=0))
+            if compute is not None:  # this party's part of each product over row shards
+                fixed.offload(compute.fixed_products(fixed.e, fixed.x.share))
+            self.fixed[p] = fixed
 
     def _sums(self, y: Any) -> dict[str, np.ndarray]:
         """``B_jᵀ Y`` for every feature holder j, revealed to the label holder."""

@@ -86,6 +86,11 @@ class EnclaveClient:
             raise wire.translate(exc, method.lower()) from None
         return wire.decode(reply)
 
+    def request(self, method: str, header: dict[str, Any], body: bytes = b"",
+                timeout: float | None = None) -> tuple[dict[str, Any], bytes]:
+        """Any unary method: header and body out, header and body back (errors translated)."""
+        return self._unary(method, header, body, timeout)
+
     def attest(self, nonce: bytes) -> tuple[Evidence, bytes]:
         header, _ = self._unary("Attest", {"nonce": nonce.hex()})
         return Evidence.from_json(header["evidence"]), str(header["bundle"]).encode()

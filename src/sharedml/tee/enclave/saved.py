@@ -62,21 +62,27 @@ def open_models(sealer: SealedStore | None, parsed: list[tuple[str, str, Any]],
     """The saved models the steps name, unsealed here after their fingerprints are checked."""
     out: dict[str, ReleasedModel] = {}
     for uid, (step_id, expected) in wanted(parsed).items():
-        if sealer is None:
-            raise PolicyDenied("this enclave has no sealing keys, so it cannot open a saved model",
-                               step=step_id, remedy="score with an enclave whose attester seals (sim, gramine)")
         try:
             blob = base64.b64decode(blobs[uid], validate=True)
         except (KeyError, ValueError):
             raise ProtocolAbort(f"the run request carries no sealed blob of model {uid}", step=step_id) from None
-        if not expected or fingerprint(blob) != expected:
-            raise PolicyDenied(f"the sealed blob of model {uid} is not the registered version (fingerprint "
-                               "differs)", step=step_id, remedy="resolve the model again from the registry")
-        try:
-            out[uid] = ReleasedModel.from_bytes(sealer.unseal(blob, NAME))
-        except (ProtocolAbort, PolicyDenied) as exc:
-            raise PolicyDenied(f"model {uid} was sealed for another enclave identity and does not open here "
-                               f"({exc.args[0] if exc.args else exc})", step=step_id,
-                               remedy="score it on the build that trained it (same signer and product, same or "
-                               "newer svn, same platform), or train it again on this one") from None
+        out[uid] = open_blob(sealer, uid, blob, expected, step_id)
     return out
+
+
+def open_blob(sealer: SealedStore | None, uid: str, blob: bytes, expected: str, step: str) -> ReleasedModel:
+    """One registered model: its blob checked against the registered fingerprint, then unsealed here
+    (batch ``predict {model:}`` and online scoring, :mod:`.serve`)."""
+    if sealer is None:
+        raise PolicyDenied("this enclave has no sealing keys, so it cannot open a saved model",
+                           step=step, remedy="score with an enclave whose attester seals (sim, gramine)")
+    if not expected or fingerprint(blob) != expected:
+        raise PolicyDenied(f"the sealed blob of model {uid} is not the registered version (fingerprint "
+                           "differs)", step=step, remedy="resolve the model again from the registry")
+    try:
+        return ReleasedModel.from_bytes(sealer.unseal(blob, NAME))
+    except (ProtocolAbort, PolicyDenied) as exc:
+        raise PolicyDenied(f"model {uid} was sealed for another enclave identity and does not open here "
+                           f"({exc.args[0] if exc.args else exc})", step=step,
+                           remedy="score it on the build that trained it (same signer and product, same or "
+                           "newer svn, same platform), or train it again on this one") from None
