@@ -8,8 +8,9 @@ epochs, SGD at learning rate 1. Rows:
   activation and gradient secret-shared, a dealer process deals the
   correlated randomness;
 * ``split`` — :class:`~sharedml.learn.nn.SplitMLPClassifier` without bottom
-  nets: the 23→32 layer on shares, ReLU and the 32→1 layer at the guest (the
-  same network, with the split protocol's stated leakage);
+  nets: the 23→32 layer with the host's 10 rows on shares and the guest's 13
+  in plaintext at the guest, ReLU and the 32→1 layer at the guest (the same
+  network, with the split protocol's stated leakage);
 * ``plaintext`` — the same network, batches and updates in numpy on the
   joined data, in this process (the baseline of both ratios);
 * ``crypten`` — CrypTen's MLP of the same shape, when ``import crypten``

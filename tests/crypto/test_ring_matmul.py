@@ -103,3 +103,14 @@ def test_vectors_and_shape_errors() -> None:
     assert np.array_equal(ring.matmul(w, v), w @ v.reshape(1, -1))  # their outer product
     with pytest.raises(ValueError, match="inner dimensions differ"):
         ring.matmul(_words(7, (3, 4)), _words(8, (5, 2)))
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(1024, 10, 32), (7, 13, 5), (1, 2049, 1)])
+def test_product_is_exact_below_and_above_the_small_size(m: int, k: int, n: int) -> None:
+    a, b = _words(3, (k, m)).T, _words(4, (n, k)).T  # transposed views, as the MLPs pass
+    assert np.array_equal(ring.product(a, b), a @ b)
+    edge = np.resize(EDGE, (m, k))
+    assert np.array_equal(ring.product(edge, b), edge @ b)
+    big = _words(5, (300, 150)), _words(6, (150, 100))  # above SMALL_PRODUCT: the limbs
+    assert ring.SMALL_PRODUCT < 300 * 150 * 100
+    assert np.array_equal(ring.product(*big), big[0] @ big[1])

@@ -78,3 +78,23 @@ def test_evaluate_and_bad_input() -> None:
         metrics.rmse(np.zeros(3), np.zeros(4))
     with pytest.raises(DataError, match="unknown"):
         metrics.metric("auc", "regression")
+
+
+def test_multiclass_metrics_match_sklearn() -> None:
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 4, 500)
+    logits = rng.normal(size=(500, 4)) + 1.5 * np.eye(4)[y]
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    p[0] = [1.0, 0.0, 0.0, 0.0]  # a zero probability: log loss clips it, as scikit-learn
+    got = metrics.evaluate(y, p, "classification")
+    assert set(got) == {"accuracy", "auc", "log_loss"}
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p.argmax(axis=1)), abs=1e-12)
+    assert got["auc"] == pytest.approx(skm.roc_auc_score(y, p, multi_class="ovr"), abs=1e-12)
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, p, labels=range(4)), abs=1e-12)
+    assert metrics.metric("log_loss", "classification", classes=4)[1] is False
+    with pytest.raises(DataError, match="multi-class metric 'ks'"):
+        metrics.evaluate(y, p, "classification", ["ks"])
+    with pytest.raises(DataError, match="labels 0 to 3"):
+        metrics.evaluate(y + 1, p, "classification")
+    with pytest.raises(DataError, match="every class"):
+        metrics.macro_auc_ovr(np.where(y == 3, 0, y), p)

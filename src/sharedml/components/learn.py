@@ -81,6 +81,14 @@ class PredictParams(Params):
     fingerprints: dict[str, str] | None = Field(
         None, description="set when the reference is resolved: each party's registered "
         "part fingerprint")
+    provider: Literal["dealer"] | None = Field(
+        None, description="with model: a saved model whose prediction computes on shares "
+        "(a split MLP; an ss model with reveal_weights: none, unless trained with provider: "
+        "he) needs the job's dealer: 'dealer' adds it")
+
+    def deals(self) -> bool:
+        """Whether the job needs its dealer for this step (``provider: dealer``)."""
+        return self.provider == "dealer"
 
     @property
     def rows(self) -> str:
@@ -88,7 +96,8 @@ class PredictParams(Params):
 
 
 class EvaluateParams(Params):
-    metrics: list[str] | None = Field(None, description="default: every metric of the task")
+    metrics: list[str] | None = Field(None, description="default: every metric of the task "
+                                      "(a multi-class model: accuracy, auc, log_loss)")
     on: Literal["test", "train", "data"] = "test"
     layout: Literal["vertical", "horizontal"] = Field("vertical", description=_LAYOUT_SAYS)
     aggregator: str | None = Field(
@@ -315,7 +324,8 @@ class EvaluateStep(_EitherLayout, Component):
         secret-shared one, whose prediction opens an MPC runtime."""
         return (DATA, DEALER)
     params = EvaluateParams
-    summary = ("AUC/KS/lift/accuracy/F1 or RMSE/MAE/R² at the label holder; horizontal: "
+    summary = ("AUC/KS/lift/accuracy/F1 (multi-class: accuracy, macro one-vs-rest AUC, log "
+               "loss) or RMSE/MAE/R² at the label holder; horizontal: "
                "AUC/KS/log-loss/accuracy or RMSE/MAE/R² from secure sums")
 
     @classmethod
@@ -332,7 +342,7 @@ class EvaluateStep(_EitherLayout, Component):
 
         if ctx.state.get("predictions_on") != params.on:
             PredictStep().run(ctx, PredictParams(on=params.on, model=None, fingerprints=None,
-                                                 layout=params.layout))
+                                                 layout=params.layout, provider=None))
         if params.layout == "horizontal":
             _, y = _features(ctx, _frame(ctx, params.on))
             return horizontal_use.evaluate_here(ctx, params, y)
@@ -348,9 +358,10 @@ class EvaluateStep(_EitherLayout, Component):
         values = metrics.evaluate(np.asarray(y), np.asarray(scores), task, params.metrics)
         artifacts = {}
         public: dict[str, Any] = {k: round(float(v), 6) for k, v in values.items()}
-        if task == "classification":
+        binary = task == "classification" and np.ndim(scores) == 1
+        if binary:  # charts and curves rank one score (a multi-class model: metrics only)
             public["charts"] = metrics.chart_summary(np.asarray(y), np.asarray(scores))
-        if task == "classification" and ctx.files:
+        if binary and ctx.files:
             roc = metrics.roc_curve(np.asarray(y), np.asarray(scores))
             ks = metrics.ks_curve(np.asarray(y), np.asarray(scores))
             curves = {

@@ -24,6 +24,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -110,13 +111,23 @@ def write_scores(ctx: StepContext, frame: pd.DataFrame, scores: Any, *, sealed: 
     """The label holder's ids and scores as CSV, mode 0600; sealed with the node key
     when ``sealed`` (``predictions-<step>.csv.sealed``)."""
     out = frame[[c for c in ctx.party.id_columns if c in frame.columns]].copy()
-    out["score"] = scores
+    for name, column in score_columns(scores).items():
+        out[name] = column
     data = scores_csv(out)
     path = ctx.out_dir / f"predictions-{ctx.step_id}.csv"
     if not sealed:
         return write_private(path, data)
     keys = ctx.part_store().keys
     return write_private(path.with_name(path.name + ".sealed"), keys.seal(data, aad=SCORES_AAD))
+
+
+def score_columns(scores: Any) -> dict[str, np.ndarray]:
+    """The score file's columns: ``score``, or one ``score_<class>`` per class
+    (labels 0 .. K-1) for a multi-class model's probabilities."""
+    values = np.asarray(scores)
+    if values.ndim == 2 and values.shape[1] > 1:
+        return {f"score_{k}": values[:, k] for k in range(values.shape[1])}
+    return {"score": values.reshape(-1)}
 
 
 _NEEDS_QUOTES = r'[,"\r\n]'

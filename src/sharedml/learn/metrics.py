@@ -2,7 +2,10 @@
 
 Classification metrics take binary labels ``y_true`` (0/1) and scores
 ``y_score`` (higher means more likely positive); regression metrics take real
-targets and predictions. Ties in scores are handled as scikit-learn does
+targets and predictions; multi-class metrics (:data:`MULTICLASS`: accuracy,
+macro one-vs-rest AUC, log loss) take labels 0 .. K-1 and probabilities
+rows × K, and :func:`evaluate` picks them for scores with a column per
+class. Ties in scores are handled as scikit-learn does
 (ROC points only where the score changes), so the figures match
 ``sklearn.metrics`` to floating-point precision; ``tests/learn/test_metrics.py``
 checks that.
@@ -190,20 +193,83 @@ REGRESSION: dict[str, tuple[Metric, bool]] = {
 }
 
 
-def metric(name: str, task: str) -> tuple[Metric, bool]:
-    """The metric ``name`` for ``task`` and whether higher is better."""
-    table = CLASSIFICATION if task == "classification" else REGRESSION
+def _multiclass(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels 0 .. K-1 and a probability matrix rows × K, checked."""
+    y = np.asarray(y_true).ravel()
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != y.size:
+        raise DataError(f"labels ({y.size}) and class probabilities {p.shape} do not match")
+    if y.size == 0:
+        raise DataError("no rows to evaluate")
+    k = p.shape[1]
+    if not np.isin(y, np.arange(k)).all():
+        raise DataError(
+            f"multi-class metrics need labels 0 to {k - 1}",
+            remedy=f"encode the label as the integers 0 to {k - 1} (n_classes: {k})",
+        )
+    if not np.isfinite(p).all():
+        raise DataError("class probabilities must be finite")
+    return y.astype(np.int64), p
+
+
+def multiclass_accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Share of rows whose most probable class is their label."""
+    y, p = _multiclass(y_true, proba)
+    return float((p.argmax(axis=1) == y).mean())
+
+
+def macro_auc_ovr(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The unweighted mean over classes of each class's one-vs-rest ROC AUC
+    (scikit-learn's ``roc_auc_score(multi_class="ovr", average="macro")``)."""
+    y, p = _multiclass(y_true, proba)
+    missing = [k for k in range(p.shape[1]) if not (y == k).any() or (y == k).all()]
+    if missing:
+        raise DataError(
+            f"one-vs-rest AUC needs every class and its rest among the labels; not so for {missing}"
+        )
+    return float(np.mean([roc_auc((y == k).astype(np.int64), p[:, k]) for k in range(p.shape[1])]))
+
+
+def log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log-probability of each row's label; probabilities clipped
+    to [ε, 1 - ε] (float64's ε) and each row then normalised, as scikit-learn."""
+    y, p = _multiclass(y_true, proba)
+    eps = np.finfo(np.float64).eps
+    p = np.clip(p, eps, 1 - eps)
+    p = p / p.sum(axis=1, keepdims=True)
+    return float(-np.log(p[np.arange(y.size), y]).mean())
+
+
+#: Metrics of a multi-class classifier's probabilities (rows × classes)
+MULTICLASS: dict[str, tuple[Metric, bool]] = {
+    "accuracy": (multiclass_accuracy, True),
+    "auc": (macro_auc_ovr, True),
+    "log_loss": (log_loss, False),
+}
+
+
+def _table(task: str) -> dict[str, tuple[Metric, bool]]:
+    return CLASSIFICATION if task == "classification" else REGRESSION
+
+
+def metric(name: str, task: str, classes: int = 2) -> tuple[Metric, bool]:
+    """The metric ``name`` for ``task`` (with ``classes`` > 2: of a multi-class
+    model's probabilities) and whether higher is better."""
+    table = MULTICLASS if task == "classification" and classes > 2 else _table(task)
     if name not in table:
-        raise DataError(f"unknown {task} metric {name!r}", remedy=f"use one of {sorted(table)}")
+        kind = "multi-class" if table is MULTICLASS else task
+        raise DataError(f"unknown {kind} metric {name!r}", remedy=f"use one of {sorted(table)}")
     return table[name]
 
 
 def evaluate(
     y_true: np.ndarray, y_score: np.ndarray, task: str, names: list[str] | None = None
 ) -> dict[str, float]:
-    """Every requested metric (default: all of ``task``'s) as a name -> value mapping."""
-    table = CLASSIFICATION if task == "classification" else REGRESSION
-    return {n: metric(n, task)[0](y_true, y_score) for n in (names or list(table))}
+    """Every requested metric (default: all of ``task``'s) as a name -> value mapping;
+    a classifier's scores with one column per class get :data:`MULTICLASS`'s."""
+    classes = np.shape(y_score)[1] if np.ndim(y_score) == 2 else 2
+    table = MULTICLASS if task == "classification" and classes > 2 else _table(task)
+    return {n: metric(n, task, classes)[0](y_true, y_score) for n in (names or list(table))}
 
 
 def chart_summary(y_true: np.ndarray, y_score: np.ndarray, slices: int = 20) -> dict[str, Any]:
@@ -238,6 +304,7 @@ def chart_summary(y_true: np.ndarray, y_score: np.ndarray, slices: int = 20) -> 
 
 __all__ = [
     "CLASSIFICATION",
+    "MULTICLASS",
     "REGRESSION",
     "KsCurve",
     "RocCurve",
@@ -248,8 +315,11 @@ __all__ = [
     "ks",
     "ks_curve",
     "lift",
+    "log_loss",
+    "macro_auc_ovr",
     "mae",
     "metric",
+    "multiclass_accuracy",
     "r2",
     "rmse",
     "roc_auc",

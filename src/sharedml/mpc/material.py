@@ -299,7 +299,7 @@ def derive(
     if k == Kind.MUL:
         return {"c": free["a"] * free["b"]}
     if k == Kind.MATMUL:
-        return {"c": ring.matmul(free["a"], free["b"])}
+        return {"c": ring.product(free["a"], free["b"])}
     if k == Kind.TRUNC:
         r = free["r"]
         return {"r_hi": r >> np.uint64(req.dims[0]), "r_msb": r >> _U63}

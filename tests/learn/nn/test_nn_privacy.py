@@ -123,6 +123,11 @@ def test_split_mlp_wire_audit(vertical: Callable, noise: float) -> None:
     batches = {len(b) for b in np.array_split(np.arange(n), n // 64)}
     assert {r.value.shape[0] for r in to_host} <= batches | {len(data.y_test)}
     # the embeddings' and du's shapes are fixed by the layout: no shape headers
-    # (only W_P, shared once at the start, sends one per party)
+    # (only a feature holder's block W_P, shared once at the start, sends one)
     headers = [r for r in audit.log if "/share#" in r.tag and r.frm in ("guest", "host")]
-    assert len(headers) == 2, [r.tag for r in headers]
+    assert [r.frm for r in headers] == ["host"], [r.tag for r in headers]
+    # the label holder's own block and bias stay with it, in no encoding
+    own_w, own_c = kept["guest"].own_
+    assert own_w.shape == (8, 8) and kept["host"].own_ is None
+    for value in (own_w, own_c):
+        assert audit.carrying("guest", "host", value) == []

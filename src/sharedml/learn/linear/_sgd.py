@@ -87,7 +87,7 @@ class SGDDriver(LinearPart):
             if self.task == "classification":
                 return "auc" if self._classes() == 2 else "accuracy"
             return "rmse"
-        metrics.metric(name, self.task)
+        metrics.metric(name, self.task, self._classes())
         return name
 
     # -- fit -------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ class SGDDriver(LinearPart):
         per_epoch = len(batch_plan(n, self.batch_size, seed, 0))
         total = self.epochs * per_epoch
         metric_name = self._metric_name()
-        higher = metrics.metric(metric_name, self.task)[1]
+        higher = metrics.metric(metric_name, self.task, self._classes())[1]
         stopper = EarlyStopping(self.early_stopping_rounds, higher)
         self._init_weights(session)
         self.history_: list[float] = []
@@ -214,7 +214,7 @@ class SGDDriver(LinearPart):
         if session.party == self.layout_.label_holder:
             if scores is None or yv is None:
                 raise ProtocolAbort("label holder got no validation scores", party=session.party)
-            value = metrics.metric(metric_name, self.task)[0](yv, scores)
+            value = metrics.metric(metric_name, self.task, self._classes())[0](yv, scores)
             self.history_.append(value)
             improved, stop = stopper.update(value, epoch)
             flags = bytes([int(improved), int(stop)])

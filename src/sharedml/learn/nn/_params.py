@@ -45,7 +45,9 @@ CLASSES_PARAM = Param(
     int,
     2,
     "classes of the label (0 .. n_classes - 1); above 2 the output is a softmax, "
-    "trained with cross-entropy",
+    "trained with cross-entropy: predict writes one score_<class> column per class, "
+    "evaluate reports accuracy, macro one-vs-rest AUC and log loss (online serving: "
+    "refused, score in a batch job)",
     low=2,
     high=MAX_UNITS,
 )

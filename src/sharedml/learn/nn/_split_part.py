@@ -1,6 +1,7 @@
 """A split MLP party's learned state: snapshots for early stopping, what it
-keeps after training, and its model file (its own bottom net, ``L``'s top
-net, its shares of the interactive layer — never another party's net)."""
+keeps after training, and its model file (its own bottom net; ``L``'s top
+net and its own interactive block and bias; its shares of the feature
+holders' interactive blocks — never another party's net)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sharedml.errors import ProtocolAbort
+from sharedml.errors import ConfigError, ProtocolAbort
 from sharedml.learn.nn._core import Dense
 from sharedml.learn.nn._params import (
     arrays_from_json,
@@ -31,44 +32,44 @@ class SplitPart:
     _bottom: Any  # Dense, or TorchDense with bottom_backend: torch
     _top: Dense | None
     _W: list[Any]
-    _c: Any
+    _own: list[np.ndarray] | None
     _mpc: Any
 
     def _snapshot(self) -> Any:
         top = None if self._top is None else [p.copy() for p in self._top.params]
+        own = None if self._own is None else [p.copy() for p in self._own]
         shares = [W.share.copy() for W in self._W]
-        return [p.copy() for p in self._bottom.params], top, shares, self._c.share.copy()
+        return [p.copy() for p in self._bottom.params], top, own, shares
 
     def _restore(self, snap: Any) -> None:
         from sharedml.mpc import SharedTensor
 
-        bottom, top, shares, c = snap
+        bottom, top, own, shares = snap
         for p, saved in zip(self._bottom.params, bottom, strict=True):
             p[...] = saved
         if self._top is not None and top is not None:
             for p, saved in zip(self._top.params, top, strict=True):
                 p[...] = saved
+        if self._own is not None and own is not None:
+            for p, saved in zip(self._own, own, strict=True):
+                p[...] = saved
         f = self._mpc.frac_bits
         self._W = [SharedTensor(self._mpc, s, f) for s in shares]
-        self._c = SharedTensor(self._mpc, c, f)
 
     def _finish(self, session: Session) -> None:
         self.bottom_: Any = self._bottom
         self.top_: Dense | None = self._top
-        self.w_shares_: list[np.ndarray] | None = [W.share.copy() for W in self._W] + [
-            self._c.share.copy()
-        ]
+        self.own_: list[np.ndarray] | None = self._own
+        self.w_shares_: list[np.ndarray] | None = [W.share.copy() for W in self._W]
         self.frac_bits_ = int(session.frac_bits)
 
-    def _shared_weights(self, mpc: Any) -> tuple[list[Any], Any]:
-        """This party's shares of ``W`` and ``c`` in the runtime ``mpc``."""
+    def _shared_weights(self, mpc: Any) -> list[Any]:
+        """This party's shares of the feature holders' blocks in the runtime ``mpc``."""
         from sharedml.mpc import SharedTensor
 
         if self.w_shares_ is None:
             raise ProtocolAbort("interactive-layer shares missing", party=self.party_)
-        f = self.frac_bits_
-        *W, c = (SharedTensor(mpc, s, f) for s in self.w_shares_)
-        return W, c
+        return [SharedTensor(mpc, s, self.frac_bits_) for s in self.w_shares_]
 
     def _part(self) -> dict[str, Any]:
         top = getattr(self, "top_", None)
@@ -77,6 +78,7 @@ class SplitPart:
             **common,
             "bottom": arrays_to_json(self.bottom_.params),
             "top": None if top is None else arrays_to_json(top.params),
+            "interactive_own": arrays_to_json(getattr(self, "own_", None)),
             "weight_shares": shares_to_json(self.w_shares_),
             "frac_bits": self.frac_bits_,
             "label_dp_epsilon": getattr(self, "label_dp_epsilon_", None),
@@ -87,6 +89,13 @@ class SplitPart:
         self.bottom_ = Dense(_layers(arrays_from_json(part["bottom"]) or []), self.activation)
         top = arrays_from_json(part.get("top"))
         self.top_ = None if top is None else Dense(_layers(top), self.activation, linear_out=True)
+        if "interactive_own" not in part:
+            raise ConfigError(
+                "this split MLP part predates the label holder's plaintext interactive block",
+                step="load",
+                remedy="train the model again with this sharedml version",
+            )
+        self.own_ = arrays_from_json(part["interactive_own"])
         self.w_shares_ = shares_from_json(part["weight_shares"])
         self.frac_bits_ = int(part["frac_bits"])
         self.label_dp_epsilon_ = part.get("label_dp_epsilon")
