@@ -7,7 +7,7 @@ registered here by ``sharedml run`` jobs (psi, split, fill, scale, train) on
 70% of default_credit's rows; the load generator asks for the other 30% by id
 (each party looks its own raw features up in its CSV and applies the
 pipeline it fitted, prepared once per version). It is a raw
-keep-alive HTTP/1.1 client on uvloop in this process, with ``c`` concurrent
+keep-alive HTTP/1.1 client on asyncio in this process, with ``c`` concurrent
 connections, each sending its next request when the last one is answered.
 
 Besides wall-clock figures it reports ``server_cpu_ms``: CPU time the

@@ -177,8 +177,8 @@ class Session:
             raise ConfigError(
                 f"{purpose} computes on secret shares and needs a dealer, and this job has none",
                 party=self.party,
-                remedy="run it through 'sharedml run' or the platform (both add a dealer), set "
-                "'provider: he' (two parties, slower)" + otherwise,
+                remedy="set 'provider: dealer' on the step ('sharedml run' and the platform add a "
+                "dealer for a step that names it), or 'provider: he' (two parties, slower)" + otherwise,
             )
         if chosen not in PROVIDERS:
             raise ConfigError(f"provider must be one of {PROVIDERS}, got {chosen!r}",

@@ -125,7 +125,7 @@ class EnclaveOptions:
     def link(self, pki: Path, party: str) -> EnclaveLink:
         """This party's link; the policy file is ``sharedml tee provider``'s format
         (signer or measurements, product_id, min_svn, allow_simulation, trust)."""
-        from sharedml.tee.provider_cli import _policy as read_policy
+        from sharedml.tee.provider_cli import read_policy
 
         policy, verifier = read_policy(self.policy_file)
         return EnclaveLink(self.address, pki, party, policy, verifier)

@@ -91,7 +91,7 @@ class OwnerKeys:
         return self.folder / f"{job}.{self.party}.bundle"
 
 
-def _policy(path: Path) -> tuple[Any, Any]:
+def read_policy(path: Path) -> tuple[Any, Any]:
     """(Policy, Verifier) from the owner's policy file."""
     from sharedml.tee.attestation.base import Policy
     from sharedml.tee.enclave.service import peer_verifier
@@ -118,7 +118,7 @@ def _connect(platform: str, token: str | None, ca: str | None, job: str, party: 
         raise ConfigError(f"job {job} is not on an enclave yet (stage {where.get('stage')!r})", party=party,
                           step="upload", remedy="the platform places it once an attested enclave node is "
                           "online; run the command again")
-    policy, verifier = _policy(policy_file)
+    policy, verifier = read_policy(policy_file)
     client = EnclaveClient(where["address"], server_certificate=where["certificate"].encode(), tls_dir=pki_dir,
                            tls_name=party if pki_dir is not None else None).for_job(job)
     provider = OwnerKeys(keys, party).provider(client, verifier)
